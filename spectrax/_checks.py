@@ -1,0 +1,56 @@
+"""Input validation shared by every layer: errors name the argument, what it got, what it expected."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+_HALF = (jnp.bfloat16, jnp.float16)
+
+
+def check_real_float(name: str, x: Any) -> None:
+    """Raise TypeError unless ``x`` is a real floating-point array."""
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"`{name}` must be a real floating-point array (float16, bfloat16, float32 or "
+            f"float64); got dtype {dtype}. Cast it first, e.g. `{name}.astype(jnp.float32)`."
+        )
+
+
+def compute_dtype(*dtypes: Any) -> np.dtype:
+    """float64 if any input is float64, else float32 (half precision computes in float32)."""
+    for d in dtypes:
+        if jnp.dtype(d) == jnp.float64:
+            return jnp.dtype(jnp.float64)
+    return jnp.dtype(jnp.float32)
+
+
+def complex_dtype(real_dtype: Any) -> np.dtype:
+    return jnp.dtype(jnp.complex128 if jnp.dtype(real_dtype) == jnp.float64 else jnp.complex64)
+
+
+def broadcast_leading(name_a: str, a: Sequence[int], name_b: str, b: Sequence[int]) -> tuple:
+    """Broadcast two leading-dimension tuples or raise a ValueError naming both arguments."""
+    try:
+        return tuple(np.broadcast_shapes(tuple(a), tuple(b)))
+    except ValueError:
+        raise ValueError(
+            f"leading dimensions of `{name_a}` {tuple(a)} and `{name_b}` {tuple(b)} do not "
+            f"broadcast; expected NumPy-broadcastable shapes, e.g. {name_a} (B, H, L) with "
+            f"{name_b} (H, K)."
+        ) from None
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}; got {value!r}.")
+
+
+def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
+    return int(value)

@@ -1,0 +1,2 @@
+"""spectrax.data"""
+__all__: list[str] = []

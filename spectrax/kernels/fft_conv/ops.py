@@ -1,0 +1,271 @@
+"""Public FFT convolution: validation, frequency-domain filters, custom_vjp and dispatch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Complex, Float
+
+from spectrax._checks import (
+    broadcast_leading,
+    check_choice,
+    check_real_float,
+    complex_dtype,
+    compute_dtype,
+)
+from spectrax.transforms import conv_fft_size
+
+IMPLS = ("auto", "xla", "pallas")
+
+
+class SpectralFilter(eqx.Module):
+    """A convolution filter already in the frequency domain, for filters reused across calls.
+
+    Build it with :func:`fft_conv_filter`; pass it to :func:`fft_conv` in place of ``k``.
+    It is a pytree whose only leaf is ``k_f``, so it can be cached, vmapped, and
+    differentiated (``jax.grad`` w.r.t. ``k_f`` follows JAX's complex convention).
+
+    Attributes:
+        k_f: ``rfft(k, n)``, shape ``(*kbatch, n//2 + 1)``, complex64 (complex128 under x64).
+        length: the sequence length ``L`` the filter was built for.
+        kernel_size: the filter length ``K`` in the time domain.
+        causal: linear (causal) or circular convolution.
+    """
+
+    k_f: Complex[Array, "*kbatch F"]
+    length: int = eqx.field(static=True)
+    kernel_size: int = eqx.field(static=True)
+    causal: bool = eqx.field(static=True)
+
+    @property
+    def fft_size(self) -> int:
+        return conv_fft_size(self.length, self.kernel_size, causal=self.causal)
+
+
+def fft_conv_filter(
+    k: Float[Array, "*kbatch K"], length: int, *, causal: bool = True
+) -> SpectralFilter:
+    """Transform a filter once for repeated use with :func:`fft_conv` on length-``length`` inputs.
+
+    Args:
+        k: real filter ``(*kbatch, K)`` with ``K <= length`` (``K == length`` if not causal).
+        length: the input length ``L`` it will be applied to.
+        causal: as in :func:`fft_conv`.
+    """
+    check_real_float("k", k)
+    _check_lengths(int(length), k.shape[-1], causal)
+    n = conv_fft_size(int(length), k.shape[-1], causal=causal)
+    real = compute_dtype(k.dtype)
+    k_f = jnp.fft.rfft(k.astype(real), n=n)
+    return SpectralFilter(k_f=k_f, length=int(length), kernel_size=int(k.shape[-1]), causal=causal)
+
+
+def _check_lengths(length: int, ksize: int, causal: bool) -> None:
+    if length < 1 or ksize < 1:
+        raise ValueError(f"`u` and `k` need a non-empty last axis; got L={length}, K={ksize}.")
+    if causal and ksize > length:
+        raise ValueError(
+            f"`k` is longer than `u`: K={ksize} > L={length}; expected K <= L "
+            "(truncate the filter to the sequence length)."
+        )
+    if not causal and ksize != length:
+        raise ValueError(
+            f"`causal=False` is circular convolution and needs K == L; got K={ksize}, "
+            f"L={length}. Use causal=True for a shorter filter, or pad `k` to L."
+        )
+
+
+def _sum_to(x: Array, shape: tuple[int, ...]) -> Array:
+    """Sum ``x`` over the axes that broadcasting added or expanded to reach ``x.shape``."""
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and x.shape[lead + i] != 1
+    )
+    if axes:
+        x = jnp.sum(x, axis=axes, keepdims=False)
+        # re-insert the size-1 axes that were summed (they were kept in shape)
+        x = x.reshape(shape)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# XLA implementation: forward and backward are each a pair of real FFTs.
+# The backward uses correlations: du = corr(g, k), dk = corr(g, u)[:K] (summed over broadcast
+# dims). With n >= L + K - 1 the circular correlations equal the linear ones on the kept range.
+# ---------------------------------------------------------------------------------------------
+
+
+def _conv_time_impl(u, k, causal):
+    length, ksize = u.shape[-1], k.shape[-1]
+    n = conv_fft_size(length, ksize, causal=causal)
+    real = compute_dtype(u.dtype, k.dtype)
+    u_f = jnp.fft.rfft(u.astype(real), n=n)
+    k_f = jnp.fft.rfft(k.astype(real), n=n)
+    y = jnp.fft.irfft(u_f * k_f, n=n)[..., :length]
+    return y, (u_f, k_f)
+
+
+def _conv_time_fwd(u, k, causal, meta):
+    y, (u_f, k_f) = _conv_time_impl(u, k, causal)
+    return y.astype(u.dtype), (u_f, k_f)
+
+
+def _conv_time_bwd(causal, meta, res, g):
+    u_f, k_f = res
+    u_shape, u_dtype, k_shape, k_dtype = meta
+    length, ksize = u_shape[-1], k_shape[-1]
+    n = conv_fft_size(length, ksize, causal=causal)
+    real = jnp.real(u_f).dtype
+    g_f = jnp.fft.rfft(g.astype(real), n=n)
+    du = jnp.fft.irfft(g_f * jnp.conj(k_f), n=n)[..., :length]
+    dk = jnp.fft.irfft(g_f * jnp.conj(u_f), n=n)[..., :ksize]
+    du = _sum_to(du, tuple(u_shape[:-1]) + (length,)).astype(u_dtype)
+    dk = _sum_to(dk, tuple(k_shape[:-1]) + (ksize,)).astype(k_dtype)
+    return du, dk
+
+
+def _conv_time_primal(u, k, causal, meta):
+    # `meta` (shapes and dtypes of u and k) is static so the backward can un-broadcast.
+    return _conv_time_impl(u, k, causal)[0].astype(u.dtype)
+
+
+_conv_time = jax.custom_vjp(_conv_time_primal, nondiff_argnums=(2, 3))
+_conv_time.defvjp(_conv_time_fwd, _conv_time_bwd)
+
+
+def _rfft_bin_weights(n: int, real) -> Array:
+    """Weight of each rfft bin in a real inner product: 1 for DC (and Nyquist if n even), else 2."""
+    w = np.full(n // 2 + 1, 2.0)
+    w[0] = 1.0
+    if n % 2 == 0:
+        w[-1] = 1.0
+    return jnp.asarray(w, real)
+
+
+def _conv_freq_impl(u, k_f, n):
+    length = u.shape[-1]
+    real = compute_dtype(u.dtype, jnp.real(k_f).dtype)
+    u_f = jnp.fft.rfft(u.astype(real), n=n)
+    y = jnp.fft.irfft(u_f * k_f.astype(complex_dtype(real)), n=n)[..., :length]
+    return y, u_f
+
+
+def _conv_freq_fwd(u, k_f, n, meta):
+    y, u_f = _conv_freq_impl(u, k_f, n)
+    return y.astype(u.dtype), (u_f, k_f)
+
+
+def _conv_freq_bwd(n, meta, res, g):
+    u_f, k_f = res
+    u_shape, u_dtype = meta
+    length = u_shape[-1]
+    real = jnp.real(u_f).dtype
+    g_f = jnp.fft.rfft(g.astype(real), n=n)
+    du = jnp.fft.irfft(g_f * jnp.conj(k_f.astype(u_f.dtype)), n=n)[..., :length]
+    du = _sum_to(du, tuple(u_shape[:-1]) + (length,)).astype(u_dtype)
+    # Cotangent of k_f under JAX's convention for complex inputs (the transpose of the linear
+    # map k_f -> irfft(u_f * k_f)): irfft's transpose is conj(w/n * rfft(g)), w the bin weights.
+    dk_f = jnp.conj(g_f) * u_f * (_rfft_bin_weights(n, real) / n)
+    dk_f = _sum_to(dk_f, tuple(k_f.shape)).astype(k_f.dtype)
+    return du, dk_f
+
+
+def _conv_freq_primal(u, k_f, n, meta):
+    return _conv_freq_impl(u, k_f, n)[0].astype(u.dtype)
+
+
+_conv_freq = jax.custom_vjp(_conv_freq_primal, nondiff_argnums=(2, 3))
+_conv_freq.defvjp(_conv_freq_fwd, _conv_freq_bwd)
+
+
+def fft_conv_xla(u: Array, k: Array | SpectralFilter, *, causal: bool = True) -> Array:
+    """The ``impl="xla"`` path: ``jnp.fft`` transforms with an FFT-correlation backward pass."""
+    u_meta = (tuple(u.shape), jnp.dtype(u.dtype))
+    if isinstance(k, SpectralFilter):
+        return _conv_freq(u, k.k_f, k.fft_size, u_meta)
+    return _conv_time(u, k, causal, u_meta + (tuple(k.shape), jnp.dtype(k.dtype)))
+
+
+# Registry of implementations: the Pallas package adds "pallas" (and its supports() predicate).
+_IMPLEMENTATIONS: dict[str, Callable[..., Array]] = {"xla": fft_conv_xla}
+_SUPPORTS: dict[str, Callable[..., bool]] = {}
+
+
+def register_impl(name: str, fn: Callable[..., Array], supports: Callable[..., bool]) -> None:
+    """Register an fft_conv implementation. ``supports(u, k, causal)`` says whether ``auto``
+    may choose it for these arguments on the default backend."""
+    _IMPLEMENTATIONS[name] = fn
+    _SUPPORTS[name] = supports
+
+
+def available_impls() -> list[str]:
+    """The implementations registered in this process (``"xla"`` always)."""
+    return sorted(_IMPLEMENTATIONS)
+
+
+def fft_conv(
+    u: Float[Array, "*#batch L"],
+    k: Float[Array, "*#kbatch K"] | SpectralFilter,
+    *,
+    causal: bool = True,
+    impl: str = "auto",
+) -> Float[Array, "*batch L"]:
+    """FFT convolution of real sequences along the last axis (Hyena/FlashFFTConv long convolution).
+
+    ``causal=True``: ``y[..., t] = sum_{s=0}^{min(t, K-1)} k[..., s] u[..., t-s]``, the linear
+    convolution truncated to ``L``, computed with a zero-padded real FFT of a fast size
+    (7-smooth, ``>= L + K - 1``). ``causal=False``: circular convolution, ``K == L``.
+
+    The backward pass is itself FFT correlations (``du = corr(g, k)``, ``dk = corr(g, u)``
+    summed over broadcast dimensions) through a ``jax.custom_vjp``; no autodiff through rfft.
+
+    Args:
+        u: real input ``(..., L)``: float32, bfloat16, float16, or float64 (with x64 on).
+        k: real filter ``(..., K)``, ``K <= L``, leading dims broadcastable against ``u``'s
+            (e.g. ``u (B, H, L)``, ``k (H, K)``); or a :class:`SpectralFilter` from
+            :func:`fft_conv_filter` (a filter transformed once and reused).
+        causal: linear (causal) or circular convolution.
+        impl: ``"xla"`` (``jnp.fft``), ``"pallas"`` (fused kernel, GPU/TPU), or ``"auto"``
+            (Pallas where it is registered and supports the arguments, else XLA).
+
+    Returns:
+        ``(broadcast leading dims, L)`` in ``u``'s dtype. Half-precision inputs are computed in
+        float32 (XLA has no half-precision FFT) and rounded once at the end.
+    """
+    check_choice("impl", impl, IMPLS)
+    check_real_float("u", u)
+    if u.ndim < 1:
+        raise ValueError(f"`u` must have shape (..., L); got a scalar of shape {u.shape}.")
+    length = u.shape[-1]
+    if isinstance(k, SpectralFilter):
+        if k.length != length:
+            raise ValueError(
+                f"`k` is a SpectralFilter built for length {k.length}; got `u` with L={length}. "
+                "Rebuild it with fft_conv_filter(k, length=L)."
+            )
+        if k.causal != causal:
+            raise ValueError(
+                f"`k` is a SpectralFilter built with causal={k.causal}; got causal={causal}."
+            )
+        broadcast_leading("u", u.shape[:-1], "k", k.k_f.shape[:-1])
+    else:
+        check_real_float("k", k)
+        if k.ndim < 1:
+            raise ValueError(f"`k` must have shape (..., K); got a scalar of shape {k.shape}.")
+        _check_lengths(length, k.shape[-1], causal)
+        broadcast_leading("u", u.shape[:-1], "k", k.shape[:-1])
+    if impl == "auto":
+        impl = next(
+            (name for name, ok in _SUPPORTS.items() if ok(u, k, causal)), "xla"
+        )
+    if impl not in _IMPLEMENTATIONS:
+        raise ValueError(
+            f"`impl`={impl!r} is not available in this installation; available: "
+            f"{available_impls()}. The Pallas kernels register themselves when "
+            "spectrax.kernels.fft_conv can import jax.experimental.pallas."
+        )
+    return _IMPLEMENTATIONS[impl](u, k, causal=causal)

@@ -1,0 +1,28 @@
+"""Plain-jnp FFT convolution: the reference every fft_conv implementation is tested against.
+
+Differentiated by JAX's own autodiff through ``rfft``/``irfft``; no custom_vjp, no kernels.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from spectrax._checks import compute_dtype
+from spectrax.transforms import conv_fft_size
+
+
+def fft_conv_reference(
+    u: Float[Array, "*#batch L"], k: Float[Array, "*#kbatch K"], *, causal: bool = True
+) -> Float[Array, "*batch L"]:
+    """``y[..., t] = sum_s k[..., s] u[..., t - s]`` (causal, truncated to L) or circular (K == L).
+
+    Same contract as :func:`spectrax.fft_conv` without validation or dispatch.
+    """
+    length, ksize = u.shape[-1], k.shape[-1]
+    real = compute_dtype(u.dtype, k.dtype)
+    n = conv_fft_size(length, ksize, causal=causal)
+    y = jnp.fft.irfft(
+        jnp.fft.rfft(u.astype(real), n=n) * jnp.fft.rfft(k.astype(real), n=n), n=n
+    )[..., :length]
+    return y.astype(u.dtype)

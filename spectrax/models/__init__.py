@@ -1,0 +1,2 @@
+"""spectrax.models"""
+__all__: list[str] = []

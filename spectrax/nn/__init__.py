@@ -1,0 +1,2 @@
+"""spectrax.nn"""
+__all__: list[str] = []

@@ -1,0 +1,2 @@
+"""spectrax.ssm"""
+__all__: list[str] = []

@@ -1,0 +1,2 @@
+"""spectrax.train"""
+__all__: list[str] = []

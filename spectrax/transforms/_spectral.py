@@ -1,0 +1,248 @@
+"""Spectral helpers on periodic grids: mode truncation and padding of rfft spectra,
+wavenumbers, spectral derivatives and Sobolev norms via Parseval."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Complex, Float
+
+from spectrax._checks import check_real_float
+
+
+def _as_tuple(name: str, value, ndim: int) -> tuple:
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return (value,) * ndim
+    value = tuple(value)
+    if len(value) != ndim:
+        raise ValueError(f"`{name}` must have one entry per spatial axis ({ndim}); got {value}.")
+    return value
+
+
+def _check_modes(modes: Sequence[int], spatial: Sequence[int]) -> tuple[int, ...]:
+    """Validate kept modes against a spatial grid (FNO convention, see truncate_modes)."""
+    modes = tuple(int(m) for m in modes)
+    spatial = tuple(int(s) for s in spatial)
+    if len(modes) != len(spatial):
+        raise ValueError(
+            f"`modes` has {len(modes)} entries but the field has {len(spatial)} spatial axes "
+            f"{spatial}; give one mode count per spatial axis."
+        )
+    for i, (m, n) in enumerate(zip(modes, spatial)):
+        last = i == len(spatial) - 1
+        limit = n // 2 + 1 if last else n // 2
+        if m < 1 or m > limit:
+            raise ValueError(
+                f"`modes[{i}]`={m} is out of range for a spatial axis of size {n}: expected "
+                f"1 <= modes[{i}] <= {limit} ({'n//2+1 on the rfft axis' if last else 'n//2, since both signs are kept'})."
+            )
+    return modes
+
+
+def truncate_modes(
+    x_hat: Complex[Array, "*batch ..."], modes: Sequence[int]
+) -> Complex[Array, "*batch ..."]:
+    """Keep the lowest ``modes`` frequencies of an ``rfftn`` spectrum over its last ``d`` axes.
+
+    FNO convention (Li et al., 2021): on every axis but the last, frequencies ``0..m-1`` and
+    ``-m..-1`` are kept (``2m`` entries, the positive and negative corners); on the last (rfft)
+    axis, ``0..m-1``.
+
+    Args:
+        x_hat: ``jnp.fft.rfftn(x, axes=last d axes)``, shape ``(*batch, n_1, ..., n_d//2+1)``.
+        modes: ``d`` positive integers, ``m_i <= n_i//2`` (``m_d <= n_d//2+1``).
+
+    Returns:
+        Shape ``(*batch, 2 m_1, ..., 2 m_{d-1}, m_d)``.
+    """
+    d = len(modes)
+    if x_hat.ndim < d:
+        raise ValueError(f"`x_hat` has {x_hat.ndim} axes, fewer than len(modes)={d}.")
+    full = tuple(x_hat.shape[-d:-1]) + (2 * (x_hat.shape[-1] - 1),)
+    # The last axis length n_d is ambiguous from its rfft length; check against the even case.
+    _check_modes(modes, full)
+    out = x_hat[..., : modes[-1]]
+    for i in range(d - 1):
+        axis = x_hat.ndim - d + i
+        m = modes[i]
+        lo = jnp.take(out, jnp.arange(m), axis=axis)
+        hi = jnp.take(out, jnp.arange(x_hat.shape[axis] - m, x_hat.shape[axis]), axis=axis)
+        out = jnp.concatenate([lo, hi], axis=axis)
+    return out
+
+
+def pad_modes(
+    x_trunc: Complex[Array, "*batch ..."], spatial_shape: Sequence[int]
+) -> Complex[Array, "*batch ..."]:
+    """Inverse of :func:`truncate_modes`: zero-pad kept modes to the rfft grid of ``spatial_shape``.
+
+    ``jnp.fft.irfftn(pad_modes(t, s), s=s)`` evaluates the band-limited field on any grid ``s``
+    large enough to hold the kept modes (zero-shot super-resolution in FNO).
+    """
+    spatial_shape = tuple(int(s) for s in spatial_shape)
+    d = len(spatial_shape)
+    if x_trunc.ndim < d:
+        raise ValueError(f"`x_trunc` has {x_trunc.ndim} axes, fewer than len(spatial_shape)={d}.")
+    kept = x_trunc.shape[-d:]
+    modes = tuple(k // 2 for k in kept[:-1]) + (kept[-1],)
+    if any(k % 2 for k in kept[:-1]):
+        raise ValueError(
+            f"`x_trunc` spatial axes {kept}: every axis but the last must have even length "
+            "(2*modes), as produced by truncate_modes."
+        )
+    _check_modes(modes, spatial_shape)
+    lead = x_trunc.shape[:-d]
+    out = jnp.zeros(lead + spatial_shape[:-1] + (spatial_shape[-1] // 2 + 1,), x_trunc.dtype)
+    # Scatter the 2^(d-1) frequency corners.
+    for corner in np.ndindex(*(2,) * (d - 1)):
+        src = [slice(None)] * len(lead)
+        dst = [slice(None)] * len(lead)
+        for i, c in enumerate(corner):
+            m = modes[i]
+            src.append(slice(0, m) if c == 0 else slice(m, 2 * m))
+            dst.append(slice(0, m) if c == 0 else slice(spatial_shape[i] - m, spatial_shape[i]))
+        src.append(slice(0, modes[-1]))
+        dst.append(slice(0, modes[-1]))
+        out = out.at[tuple(dst)].set(x_trunc[tuple(src)])
+    return out
+
+
+def wavenumbers(
+    spatial_shape: Sequence[int], lengths: float | Sequence[float] = 1.0, *, dtype=jnp.float32
+) -> tuple[Array, ...]:
+    """Angular wavenumbers ``2*pi*k/length`` on the ``rfftn`` grid of ``spatial_shape``.
+
+    Returns one array per axis, shaped to broadcast against the rfftn spectrum: axis ``i`` has
+    shape ``(1, .., n_i, .., 1)`` (the last axis ``n_d//2+1``). Frequencies follow
+    ``fftfreq``/``rfftfreq`` order.
+    """
+    spatial_shape = tuple(int(s) for s in spatial_shape)
+    d = len(spatial_shape)
+    lengths = _as_tuple("lengths", lengths, d)
+    ks = []
+    for i, (n, ell) in enumerate(zip(spatial_shape, lengths)):
+        if ell <= 0:
+            raise ValueError(f"`lengths[{i}]` must be positive; got {ell}.")
+        f = np.fft.rfftfreq(n, d=1.0 / n) if i == d - 1 else np.fft.fftfreq(n, d=1.0 / n)
+        k = jnp.asarray(2 * np.pi * f / ell, dtype=dtype)
+        shape = [1] * d
+        shape[i] = k.shape[0]
+        ks.append(k.reshape(shape))
+    return tuple(ks)
+
+
+def _nyquist_mask(spatial_shape: Sequence[int], dtype) -> Array:
+    """1 everywhere but on Nyquist bins of even-length axes, where odd derivatives vanish."""
+    d = len(spatial_shape)
+    mask = jnp.ones((), dtype)
+    for i, n in enumerate(spatial_shape):
+        size = n // 2 + 1 if i == d - 1 else n
+        m = np.ones(size)
+        if n % 2 == 0:
+            m[n // 2] = 0.0
+        shape = [1] * d
+        shape[i] = size
+        mask = mask * jnp.asarray(m, dtype).reshape(shape)
+    return mask
+
+
+def spectral_derivative(
+    u: Float[Array, "*batch ..."],
+    orders: int | Sequence[int],
+    *,
+    lengths: float | Sequence[float] = 1.0,
+) -> Float[Array, "*batch ..."]:
+    """Partial derivative of a periodic field by multiplication with ``(i k)^order`` in Fourier space.
+
+    Args:
+        u: real field sampled on a uniform periodic grid; its last ``len(orders)`` axes are
+            spatial.
+        orders: derivative order per spatial axis (an int means the last axis only).
+        lengths: domain length per spatial axis (default 1: the unit interval/square/cube).
+
+    Returns:
+        The derivative, same shape and dtype as ``u``. Exact (to rounding) for trigonometric
+        polynomials resolved by the grid; the Nyquist mode of an odd derivative is set to 0.
+    """
+    check_real_float("u", u)
+    if isinstance(orders, (int, np.integer)):
+        orders = (int(orders),)
+    orders = tuple(int(o) for o in orders)
+    if any(o < 0 for o in orders):
+        raise ValueError(f"`orders` must be non-negative integers; got {orders}.")
+    d = len(orders)
+    if u.ndim < d:
+        raise ValueError(f"`u` has shape {u.shape}, fewer axes than len(orders)={d}.")
+    spatial = u.shape[-d:]
+    axes = tuple(range(u.ndim - d, u.ndim))
+    in_dtype = u.dtype
+    real = jnp.float64 if in_dtype == jnp.float64 else jnp.float32
+    u_hat = jnp.fft.rfftn(u.astype(real), axes=axes)
+    ks = wavenumbers(spatial, lengths, dtype=real)
+    mult = jnp.ones((), u_hat.dtype)
+    for k, o in zip(ks, orders):
+        if o:
+            mult = mult * (1j * k.astype(u_hat.dtype)) ** o
+    if sum(orders) % 2 == 1 or any(o % 2 for o in orders):
+        mult = mult * _nyquist_mask(spatial, real).astype(u_hat.dtype)
+    out = jnp.fft.irfftn(u_hat * mult, s=spatial, axes=axes)
+    return out.astype(in_dtype)
+
+
+def sobolev_norm(
+    u: Float[Array, "*batch ..."],
+    s: float,
+    *,
+    num_spatial_dims: int = 1,
+    lengths: float | Sequence[float] = 1.0,
+    homogeneous: bool = False,
+    squared: bool = False,
+) -> Float[Array, "*batch"]:
+    """Sobolev ``H^s`` norm of a periodic field via Parseval, for any real ``s``.
+
+    ``||u||_{H^s}^2 = |Omega| * sum_k w(k)^s |c_k|^2`` with ``c_k`` the Fourier coefficients
+    (``rfftn / N``), ``|Omega|`` the domain volume and ``w(k) = 1 + |k|^2`` (``|k|^2`` with
+    ``homogeneous=True``, which drops ``k = 0``; that is the seminorm used by negative Sobolev
+    losses, Spectral-Refiner). ``s = 0`` is the L2 norm: for ``a sin(2 pi m x)`` on ``[0, 1)``
+    it gives ``a^2/2 (1 + (2 pi m)^2)^s`` squared.
+
+    Args:
+        u: real field; its last ``num_spatial_dims`` axes are spatial.
+        s: smoothness index (negative allowed).
+        num_spatial_dims: number of trailing spatial axes.
+        lengths: domain length per spatial axis.
+        homogeneous: use ``|k|^(2s)`` and drop the mean.
+        squared: return the squared norm.
+
+    Returns:
+        One value per leading index, dtype float32 (float64 for float64 input).
+    """
+    check_real_float("u", u)
+    d = int(num_spatial_dims)
+    if d < 1 or u.ndim < d:
+        raise ValueError(f"`num_spatial_dims`={num_spatial_dims} is invalid for `u` of shape {u.shape}.")
+    spatial = u.shape[-d:]
+    axes = tuple(range(u.ndim - d, u.ndim))
+    real = jnp.float64 if u.dtype == jnp.float64 else jnp.float32
+    n_total = float(np.prod(spatial))
+    lengths_t = _as_tuple("lengths", lengths, d)
+    volume = float(np.prod(lengths_t))
+    c = jnp.fft.rfftn(u.astype(real), axes=axes) / n_total
+    ks = wavenumbers(spatial, lengths_t, dtype=real)
+    k2 = sum(k**2 for k in ks)
+    if homogeneous:
+        safe = jnp.where(k2 > 0, k2, 1.0)
+        weight = jnp.where(k2 > 0, safe ** jnp.asarray(s, real), 0.0)
+    else:
+        weight = (1.0 + k2) ** jnp.asarray(s, real)
+    # rfft keeps half of the last axis: interior bins stand for two conjugate coefficients.
+    n_last = spatial[-1]
+    dup = np.full(n_last // 2 + 1, 2.0)
+    dup[0] = 1.0
+    if n_last % 2 == 0:
+        dup[-1] = 1.0
+    weight = weight * jnp.asarray(dup, real)
+    sq = volume * jnp.sum(weight * (c.real**2 + c.imag**2), axis=axes)
+    return sq if squared else jnp.sqrt(sq)

@@ -1,0 +1,36 @@
+"""Strict, deterministic test setup shared by every test module.
+
+- 8 fake CPU devices (multi-device tests), CPU only.
+- Strict dtype promotion and rank promotion errors: silent upcasts or broadcasts are bugs.
+- jaxtyping shape/dtype annotations checked at run time on the whole package (beartype).
+"""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in _flags:
+    os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+from jaxtyping import install_import_hook  # noqa: E402
+
+with install_import_hook("spectrax", "beartype.beartype"):
+    import spectrax  # noqa: F401, E402
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def key():
+    """A fresh, fixed PRNG key per test."""
+    return jax.random.key(0)
+
+
+@pytest.fixture
+def x64():
+    """Run the test body with 64-bit types enabled (float64 references and theory checks)."""
+    with jax.enable_x64(True):
+        yield
