@@ -54,3 +54,9 @@ def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
     return int(value)
+
+
+def lift_rank(x, ndim: int):
+    """Prepend size-1 axes so ``x`` has ``ndim`` axes (explicit broadcasting under
+    ``jax_numpy_rank_promotion="raise"``)."""
+    return x.reshape((1,) * (ndim - x.ndim) + tuple(x.shape)) if x.ndim < ndim else x

@@ -34,3 +34,16 @@ def x64():
     """Run the test body with 64-bit types enabled (float64 references and theory checks)."""
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture
+def library_errors():
+    """Switch off the runtime jaxtyping check so a test sees the library's own error message,
+    the one users get (the import hook exists only in tests)."""
+    import jaxtyping
+
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", False)

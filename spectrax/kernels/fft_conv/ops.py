@@ -16,6 +16,7 @@ from spectrax._checks import (
     check_real_float,
     complex_dtype,
     compute_dtype,
+    lift_rank,
 )
 from spectrax.transforms import conv_fft_size
 
@@ -169,7 +170,8 @@ def _conv_freq_bwd(n, meta, res, g):
     du = _sum_to(du, tuple(u_shape[:-1]) + (length,)).astype(u_dtype)
     # Cotangent of k_f under JAX's convention for complex inputs (the transpose of the linear
     # map k_f -> irfft(u_f * k_f)): irfft's transpose is conj(w/n * rfft(g)), w the bin weights.
-    dk_f = jnp.conj(g_f) * u_f * (_rfft_bin_weights(n, real) / n)
+    weights = (_rfft_bin_weights(n, real) / n).astype(u_f.dtype)
+    dk_f = jnp.conj(g_f) * u_f * lift_rank(weights, g_f.ndim)
     dk_f = _sum_to(dk_f, tuple(k_f.shape)).astype(k_f.dtype)
     return du, dk_f
 
@@ -184,10 +186,17 @@ _conv_freq.defvjp(_conv_freq_fwd, _conv_freq_bwd)
 
 def fft_conv_xla(u: Array, k: Array | SpectralFilter, *, causal: bool = True) -> Array:
     """The ``impl="xla"`` path: ``jnp.fft`` transforms with an FFT-correlation backward pass."""
+    # Equal ranks up front (explicit broadcasting); autodiff of the reshape restores the
+    # caller's shapes, and the custom_vjp sums cotangents over the size-1 axes.
+    k_arr = k.k_f if isinstance(k, SpectralFilter) else k
+    nd = max(u.ndim, k_arr.ndim)
+    u = lift_rank(u, nd)
+    k_arr = lift_rank(k_arr, nd)
     u_meta = (tuple(u.shape), jnp.dtype(u.dtype))
     if isinstance(k, SpectralFilter):
-        return _conv_freq(u, k.k_f, k.fft_size, u_meta)
-    return _conv_time(u, k, causal, u_meta + (tuple(k.shape), jnp.dtype(k.dtype)))
+        return _conv_freq(u, k_arr, k.fft_size, u_meta)
+    return _conv_time(u, k_arr, causal, u_meta + (tuple(k_arr.shape), jnp.dtype(k_arr.dtype)))
+
 
 
 # Registry of implementations: the Pallas package adds "pallas" (and its supports() predicate).

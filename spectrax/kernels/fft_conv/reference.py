@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from spectrax._checks import compute_dtype
+from spectrax._checks import compute_dtype, lift_rank
 from spectrax.transforms import conv_fft_size
 
 
@@ -22,7 +22,10 @@ def fft_conv_reference(
     length, ksize = u.shape[-1], k.shape[-1]
     real = compute_dtype(u.dtype, k.dtype)
     n = conv_fft_size(length, ksize, causal=causal)
+    nd = max(u.ndim, k.ndim)
     y = jnp.fft.irfft(
-        jnp.fft.rfft(u.astype(real), n=n) * jnp.fft.rfft(k.astype(real), n=n), n=n
+        jnp.fft.rfft(lift_rank(u, nd).astype(real), n=n)
+        * jnp.fft.rfft(lift_rank(k, nd).astype(real), n=n),
+        n=n,
     )[..., :length]
     return y.astype(u.dtype)

@@ -1,0 +1,269 @@
+"""spectrax.fft_conv: float64 NumPy references, transformations, custom_vjp gradients, errors."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import spectrax
+from spectrax.kernels.fft_conv import SpectralFilter, fft_conv_filter, fft_conv_reference
+from tests.helpers import assert_close, tol
+
+
+def direct_conv(u, k, causal=True):
+    """float64 NumPy direct convolution, broadcasting leading dims."""
+    u = np.asarray(u, np.float64)
+    k = np.asarray(k, np.float64)
+    lead = np.broadcast_shapes(u.shape[:-1], k.shape[:-1])
+    ub = np.broadcast_to(u, lead + u.shape[-1:]).reshape(-1, u.shape[-1])
+    kb = np.broadcast_to(k, lead + k.shape[-1:]).reshape(-1, k.shape[-1])
+    L = u.shape[-1]
+    out = np.empty_like(ub)
+    for i, (a, b) in enumerate(zip(ub, kb)):
+        if causal:
+            out[i] = np.convolve(a, b)[:L]
+        else:  # circular
+            out[i] = [sum(b[s] * a[(t - s) % L] for s in range(L)) for t in range(L)]
+    return out.reshape(lead + (L,))
+
+
+def _inputs(key, u_shape, k_shape, dtype):
+    ku, kk = jax.random.split(key)
+    u = jax.random.normal(ku, u_shape, jnp.float32).astype(dtype)
+    k = jax.random.normal(kk, k_shape, jnp.float32).astype(dtype)
+    return u, k
+
+
+# L prime (97), odd (75), power of two (64, 128), and the degenerate L = 1.
+SHAPES = [
+    ((97,), (97,)),
+    ((97,), (1,)),
+    ((3, 75), (3, 40)),
+    ((2, 3, 64), (3, 64)),  # u (B, H, L), k (H, K)
+    ((4, 1, 128), (5, 17)),  # broadcast both ways
+    ((1,), (1,)),
+]
+
+
+@pytest.mark.parametrize("u_shape,k_shape", SHAPES)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_matches_direct_convolution(key, u_shape, k_shape, dtype):
+    u, k = _inputs(key, u_shape, k_shape, dtype)
+    y = spectrax.fft_conv(u, k)
+    assert y.dtype == dtype
+    assert_close(y, direct_conv(u, k), dtype)
+
+
+@pytest.mark.parametrize("u_shape,k_shape", SHAPES)
+def test_matches_direct_convolution_float64(key, x64, u_shape, k_shape):
+    u, k = _inputs(key, u_shape, k_shape, jnp.float64)
+    y = spectrax.fft_conv(u, k)
+    assert y.dtype == jnp.float64
+    assert_close(y, direct_conv(u, k), jnp.float64)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    L=st.integers(1, 130),
+    frac=st.floats(0.0, 1.0),
+    lead=st.lists(st.integers(1, 3), min_size=0, max_size=2),
+    k_takes_lead=st.booleans(),
+)
+def test_random_shapes(L, frac, lead, k_takes_lead):
+    K = max(1, int(round(frac * L)))
+    lead = tuple(lead)
+    k_lead = lead if k_takes_lead else ()
+    u, k = _inputs(jax.random.key(L), lead + (L,), k_lead + (K,), jnp.float32)
+    assert_close(spectrax.fft_conv(u, k), direct_conv(u, k), jnp.float32)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("L", [31, 64])
+def test_circular(key, dtype, L):
+    u, k = _inputs(key, (2, L), (2, L), dtype)
+    y = spectrax.fft_conv(u, k, causal=False)
+    assert_close(y, direct_conv(u, k, causal=False), dtype)
+
+
+def test_circular_float64(key, x64):
+    u, k = _inputs(key, (3, 29), (29,), jnp.float64)
+    assert_close(spectrax.fft_conv(u, k, causal=False), direct_conv(u, k, causal=False), jnp.float64)
+
+
+def test_causality(key):
+    """Changing u after time t leaves y[:t] unchanged (to FFT rounding)."""
+    u, k = _inputs(key, (50,), (20,), jnp.float32)
+    y1 = spectrax.fft_conv(u, k)
+    y2 = spectrax.fft_conv(u.at[30:].set(7.0), k)
+    assert_close(y2[:30], y1[:30], jnp.float32)
+    assert np.max(np.abs(y1[30:] - y2[30:])) > 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Transformations
+# ---------------------------------------------------------------------------------------------
+
+
+def test_jit_matches_eager_and_does_not_retrace(key):
+    u, k = _inputs(key, (2, 3, 64), (3, 16), jnp.float32)
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def f(u, k):
+        return spectrax.fft_conv(u, k)
+
+    y1 = f(u, k)
+    y2 = f(u + 1.0, k * 2.0)  # same shapes: no retrace
+    assert_close(y1, spectrax.fft_conv(u, k), jnp.float32)
+    assert_close(y2, spectrax.fft_conv(u + 1.0, k * 2.0), jnp.float32)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_vmap_over_any_axis_equals_loop(key, axis):
+    u, k = _inputs(key, (3, 4, 40), (4, 9), jnp.float32)
+    y = jax.vmap(lambda ui: spectrax.fft_conv(ui, k if axis == 0 else k[0]), in_axes=axis)(u)
+    slices = [spectrax.fft_conv(jnp.take(u, i, axis=axis), k if axis == 0 else k[0])
+              for i in range(u.shape[axis])]
+    assert_close(y, jnp.stack(slices), jnp.float32)
+
+
+def test_vmap_over_filter_axis(key):
+    u, k = _inputs(key, (40,), (5, 9), jnp.float32)
+    y = jax.vmap(spectrax.fft_conv, in_axes=(None, 0))(u, k)
+    assert_close(y, spectrax.fft_conv(u, k), jnp.float32)
+
+
+@pytest.mark.parametrize(
+    "u_shape,k_shape", [((2, 3, 33), (3, 10)), ((33,), (2, 3, 33)), ((2, 1, 20), (4, 20))]
+)
+def test_grad_matches_reference_autodiff(key, x64, u_shape, k_shape):
+    u, k = _inputs(key, u_shape, k_shape, jnp.float64)
+    w = jax.random.normal(jax.random.key(3), jnp.broadcast_shapes(u_shape[:-1], k_shape[:-1]) + u_shape[-1:], jnp.float64)
+
+    def loss(f):
+        return lambda u, k: jnp.sum(w * jnp.sin(f(u, k)))
+
+    g = jax.grad(loss(spectrax.fft_conv), (0, 1))(u, k)
+    g_ref = jax.grad(loss(fft_conv_reference), (0, 1))(u, k)
+    for a, b in zip(g, g_ref):
+        assert a.shape == b.shape
+        assert_close(a, b, jnp.float64)
+
+
+def test_grad_matches_finite_differences(key, x64):
+    u, k = _inputs(key, (2, 12), (2, 5), jnp.float64)
+    # check_grads perturbs with NumPy arrays; the annotated API takes jax arrays.
+    conv = lambda u, k, **kw: spectrax.fft_conv(jnp.asarray(u), jnp.asarray(k), **kw)  # noqa: E731
+    jax.test_util.check_grads(
+        conv, (u, k), order=2, modes=("rev",), atol=1e-7, rtol=1e-7
+    )
+    jax.test_util.check_grads(
+        lambda u, k: conv(u, k, causal=False), (u, k[:, :1] * jnp.ones((1, 12), jnp.float64)),
+        order=1, modes=("rev",), atol=1e-7, rtol=1e-7,
+    )
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_grad_dtypes_follow_inputs(key, dtype):
+    u, k = _inputs(key, (2, 32), (8,), dtype)
+    gu, gk = jax.grad(lambda u, k: jnp.sum(spectrax.fft_conv(u, k).astype(jnp.float32)), (0, 1))(u, k)
+    assert gu.dtype == dtype and gk.dtype == dtype
+    assert gu.shape == u.shape and gk.shape == k.shape
+    gu32, gk32 = jax.grad(
+        lambda u, k: jnp.sum(fft_conv_reference(u, k)), (0, 1)
+    )(u.astype(jnp.float32), k.astype(jnp.float32))
+    assert_close(gu, gu32, dtype)
+    assert_close(gk, gk32, dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frequency-domain filters
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("causal,K", [(True, 7), (True, 48), (False, 48)])
+def test_spectral_filter_equals_time_domain(key, causal, K):
+    u, k = _inputs(key, (3, 2, 48), (2, K), jnp.float32)
+    filt = fft_conv_filter(k, 48, causal=causal)
+    assert isinstance(filt, SpectralFilter)
+    assert filt.k_f.shape == (2, filt.fft_size // 2 + 1)
+    assert_close(spectrax.fft_conv(u, filt, causal=causal), direct_conv(u, k, causal), jnp.float32)
+    # A pytree: jit and reuse across calls.
+    f = jax.jit(lambda u, filt: spectrax.fft_conv(u, filt, causal=causal))
+    assert_close(f(u, filt), spectrax.fft_conv(u, k, causal=causal), jnp.float32)
+
+
+def test_spectral_filter_gradients(key, x64):
+    u, k = _inputs(key, (3, 2, 30), (2, 11), jnp.float64)
+    filt = fft_conv_filter(k, 30)
+    n = filt.fft_size
+    w = jax.random.normal(jax.random.key(5), (3, 2, 30), jnp.float64)
+
+    def loss_spectrax(u, k_f):
+        return jnp.sum(w * jnp.cos(spectrax.fft_conv(u, SpectralFilter(k_f, 30, 11, True))))
+
+    def loss_autodiff(u, k_f):
+        y = jnp.fft.irfft(jnp.fft.rfft(u, n=n) * k_f[None], n=n)[..., :30]
+        return jnp.sum(w * jnp.cos(y))
+
+    g = jax.grad(loss_spectrax, (0, 1))(u, filt.k_f)
+    g_ref = jax.grad(loss_autodiff, (0, 1))(u, filt.k_f)
+    assert_close(g[0], g_ref[0], jnp.float64)
+    assert_close(g[1], g_ref[1], jnp.complex128)
+    # Chain rule through fft_conv_filter recovers the time-domain filter gradient.
+    gk = jax.grad(lambda k: loss_spectrax(u, fft_conv_filter(k, 30).k_f))(k)
+    gk_ref = jax.grad(lambda k: jnp.sum(w * jnp.cos(fft_conv_reference(u, k))))(k)
+    assert_close(gk, gk_ref, jnp.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+
+
+def test_errors_name_the_argument(key, library_errors):
+    u, k = _inputs(key, (2, 16), (2, 16), jnp.float32)
+    with pytest.raises(ValueError, match=r"K=17 > L=16"):
+        spectrax.fft_conv(u, jnp.ones((17,), jnp.float32))
+    with pytest.raises(TypeError, match=r"`u` must be a real floating-point array.*complex64"):
+        spectrax.fft_conv(u.astype(jnp.complex64), k)
+    with pytest.raises(TypeError, match=r"`k` must be a real floating-point array.*int32"):
+        spectrax.fft_conv(u, jnp.ones((4,), jnp.int32))
+    with pytest.raises(ValueError, match=r"leading dimensions of `u` \(2,\) and `k` \(3,\)"):
+        spectrax.fft_conv(u, jnp.ones((3, 4), jnp.float32))
+    with pytest.raises(ValueError, match=r"causal=False.*K == L.*K=8, L=16"):
+        spectrax.fft_conv(u, k[:, :8], causal=False)
+    with pytest.raises(ValueError, match=r"`impl` must be one of .*'cuda'"):
+        spectrax.fft_conv(u, k, impl="cuda")
+    with pytest.raises(ValueError, match=r"SpectralFilter built for length 16; got `u` with L=20"):
+        spectrax.fft_conv(jnp.ones((20,), jnp.float32), fft_conv_filter(k, 16))
+    with pytest.raises(ValueError, match=r"built with causal=True; got causal=False"):
+        spectrax.fft_conv(u, fft_conv_filter(k, 16), causal=False)
+
+
+def test_pallas_unavailable_is_a_clear_error(key, library_errors):
+    from spectrax.kernels.fft_conv import available_impls
+
+    if "pallas" in available_impls():
+        pytest.skip("the Pallas implementation is registered; its own tests cover it")
+    u, k = _inputs(key, (16,), (4,), jnp.float32)
+    with pytest.raises(ValueError, match=r"`impl`='pallas' is not available"):
+        spectrax.fft_conv(u, k, impl="pallas")
+
+
+def test_auto_and_xla_agree(key):
+    u, k = _inputs(key, (2, 64), (64,), jnp.float32)
+    np.testing.assert_allclose(
+        spectrax.fft_conv(u, k, impl="auto"), spectrax.fft_conv(u, k, impl="xla"),
+        rtol=tol(jnp.float32), atol=1e-6,
+    )
+
+
+def test_annotations_are_checked_in_tests(key):
+    """The jaxtyping hook is active: a complex input is rejected by the annotation too."""
+    u, k = _inputs(key, (16,), (4,), jnp.float32)
+    with pytest.raises(TypeError):
+        spectrax.fft_conv(u.astype(jnp.complex64), k)
