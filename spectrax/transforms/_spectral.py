@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from spectrax._checks import check_real_float
+from spectrax._checks import check_real_float, lift_rank
 
 
 def _as_tuple(name: str, value, ndim: int) -> tuple:
@@ -136,7 +136,7 @@ def wavenumbers(
 def _nyquist_mask(spatial_shape: Sequence[int], dtype) -> Array:
     """1 everywhere but on Nyquist bins of even-length axes, where odd derivatives vanish."""
     d = len(spatial_shape)
-    mask = jnp.ones((), dtype)
+    mask = jnp.ones(tuple(spatial_shape[:-1]) + (spatial_shape[-1] // 2 + 1,), dtype)
     for i, n in enumerate(spatial_shape):
         size = n // 2 + 1 if i == d - 1 else n
         m = np.ones(size)
@@ -181,13 +181,13 @@ def spectral_derivative(
     real = jnp.float64 if in_dtype == jnp.float64 else jnp.float32
     u_hat = jnp.fft.rfftn(u.astype(real), axes=axes)
     ks = wavenumbers(spatial, lengths, dtype=real)
-    mult = jnp.ones((), u_hat.dtype)
+    mult = jnp.ones(spatial[:-1] + (spatial[-1] // 2 + 1,), u_hat.dtype)
     for k, o in zip(ks, orders):
         if o:
             mult = mult * (1j * k.astype(u_hat.dtype)) ** o
     if sum(orders) % 2 == 1 or any(o % 2 for o in orders):
         mult = mult * _nyquist_mask(spatial, real).astype(u_hat.dtype)
-    out = jnp.fft.irfftn(u_hat * mult, s=spatial, axes=axes)
+    out = jnp.fft.irfftn(u_hat * lift_rank(mult, u_hat.ndim), s=spatial, axes=axes)
     return out.astype(in_dtype)
 
 
@@ -231,7 +231,9 @@ def sobolev_norm(
     volume = float(np.prod(lengths_t))
     c = jnp.fft.rfftn(u.astype(real), axes=axes) / n_total
     ks = wavenumbers(spatial, lengths_t, dtype=real)
-    k2 = sum(k**2 for k in ks)
+    k2 = jnp.zeros(spatial[:-1] + (spatial[-1] // 2 + 1,), real)
+    for k in ks:
+        k2 = k2 + k**2
     if homogeneous:
         safe = jnp.where(k2 > 0, k2, 1.0)
         weight = jnp.where(k2 > 0, safe ** jnp.asarray(s, real), 0.0)
@@ -243,6 +245,6 @@ def sobolev_norm(
     dup[0] = 1.0
     if n_last % 2 == 0:
         dup[-1] = 1.0
-    weight = weight * jnp.asarray(dup, real)
-    sq = volume * jnp.sum(weight * (c.real**2 + c.imag**2), axis=axes)
+    weight = weight * lift_rank(jnp.asarray(dup, real), d)
+    sq = volume * jnp.sum(lift_rank(weight, c.ndim) * (c.real**2 + c.imag**2), axis=axes)
     return sq if squared else jnp.sqrt(sq)

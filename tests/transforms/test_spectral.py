@@ -1,0 +1,176 @@
+"""Spectral helpers: closed-form Sobolev norms, exact derivatives, mode truncation/padding."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spectrax.transforms import (
+    conv_fft_size,
+    next_fast_len,
+    pad_modes,
+    sobolev_norm,
+    spectral_derivative,
+    truncate_modes,
+    wavenumbers,
+)
+from tests.helpers import assert_close
+
+
+def _is_7_smooth(n):
+    for p in (2, 3, 5, 7):
+        while n % p == 0:
+            n //= p
+    return n == 1
+
+
+def test_next_fast_len_is_minimal_7_smooth():
+    for n in range(1, 1200):
+        m = next_fast_len(n)
+        assert m >= n and _is_7_smooth(m)
+        assert not any(_is_7_smooth(j) for j in range(n, m))
+
+
+def test_conv_fft_size_avoids_wraparound():
+    assert conv_fft_size(1000, 25) >= 1024
+    assert conv_fft_size(97, 97, causal=False) == 97
+
+
+def _grid(n, length=1.0):
+    return np.arange(n) / n * length
+
+
+@pytest.mark.parametrize("s", [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0])
+def test_sobolev_norm_of_sinusoids_1d(x64, s):
+    n = 64
+    x = _grid(n)
+    terms = [(1.3, 1, "sin"), (-0.7, 4, "cos"), (0.25, 9, "sin")]
+    u = sum(a * (np.sin if f == "sin" else np.cos)(2 * np.pi * m * x) for a, m, f in terms)
+    u = u + 0.4  # a mean: weight (1 + 0)^s = 1
+    expected_sq = 0.4**2 + sum(a**2 / 2 * (1 + (2 * np.pi * m) ** 2) ** s for a, m, _ in terms)
+    got = sobolev_norm(jnp.asarray(u), s, squared=True)
+    assert_close(got, expected_sq, jnp.float64)
+    hom = sobolev_norm(jnp.asarray(u), s, homogeneous=True)
+    expected_hom = np.sqrt(sum(a**2 / 2 * (2 * np.pi * m) ** (2 * s) for a, m, _ in terms))
+    assert_close(hom, expected_hom, jnp.float64)
+
+
+def test_sobolev_norm_2d_and_lengths(x64):
+    nx, ny, lx, ly = 32, 24, 2.0, 3.0
+    x = _grid(nx, lx)[:, None]
+    y = _grid(ny, ly)[None, :]
+    kx, ky = 2 * np.pi * 3 / lx, 2 * np.pi * 2 / ly
+    u = 2.0 * np.sin(kx * x) * np.cos(ky * y)  # four Fourier modes of |c|^2 = (2/4)^2
+    s = -0.75
+    expected_sq = lx * ly * 4 * 0.25 * (1 + kx**2 + ky**2) ** s
+    got = sobolev_norm(jnp.asarray(u), s, num_spatial_dims=2, lengths=(lx, ly), squared=True)
+    assert_close(got, expected_sq, jnp.float64)
+
+
+def test_sobolev_l2_is_parseval_and_batched(key):
+    u = jax.random.normal(key, (3, 5, 40), jnp.float32)
+    got = sobolev_norm(u, 0.0)
+    assert got.shape == (3, 5)
+    assert_close(got, np.sqrt(np.mean(np.asarray(u, np.float64) ** 2, axis=-1)), jnp.float32)
+    # Odd lengths: no Nyquist bin.
+    u_odd = u[..., :39]
+    assert_close(
+        sobolev_norm(u_odd, 0.0), np.sqrt(np.mean(np.asarray(u_odd, np.float64) ** 2, -1)), jnp.float32
+    )
+
+
+@pytest.mark.parametrize("n", [32, 33])
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_spectral_derivative_1d_exact(x64, n, order):
+    length = 2.5
+    x = _grid(n, length)
+    w = 2 * np.pi * 3 / length
+    u = np.sin(w * x) + 0.5 * np.cos(2 * w * x)
+    # d^p/dx^p sin(wx) = w^p sin(wx + p pi/2)
+    expected = w**order * np.sin(w * x + order * np.pi / 2) + 0.5 * (2 * w) ** order * np.cos(
+        2 * w * x + order * np.pi / 2
+    )
+    got = spectral_derivative(jnp.asarray(u), order, lengths=length)
+    assert_close(got, expected, jnp.float64)
+
+
+def test_spectral_derivative_2d_mixed_and_float32():
+    n = 32
+    x = _grid(n)[:, None]
+    y = _grid(n)[None, :]
+    u = np.sin(2 * np.pi * 2 * x) * np.cos(2 * np.pi * 3 * y)
+    expected = (2 * np.pi * 2) * np.cos(2 * np.pi * 2 * x) * (-(2 * np.pi * 3)) * np.sin(
+        2 * np.pi * 3 * y
+    )
+    got = spectral_derivative(jnp.asarray(u, jnp.float32), (1, 1))
+    assert got.dtype == jnp.float32
+    assert_close(got, expected, jnp.float32, rtol=1e-5)
+
+
+def test_spectral_derivative_3d(x64):
+    n = 12
+    g = _grid(n)
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    u = np.cos(2 * np.pi * x) * np.sin(2 * np.pi * 2 * y) * np.cos(2 * np.pi * 3 * z)
+    expected = -((2 * np.pi * 3) ** 2) * u
+    assert_close(spectral_derivative(jnp.asarray(u), (0, 0, 2)), expected, jnp.float64)
+
+
+@pytest.mark.parametrize("spatial,modes", [((16,), (5,)), ((16, 12), (4, 3)), ((8, 10, 12), (2, 3, 7))])
+def test_truncate_then_pad_keeps_exactly_the_chosen_modes(key, spatial, modes):
+    d = len(spatial)
+    x = jax.random.normal(key, (2,) + spatial, jnp.float32)
+    axes = tuple(range(1, d + 1))
+    x_hat = jnp.fft.rfftn(x, axes=axes)
+    t = truncate_modes(x_hat, modes)
+    assert t.shape == (2,) + tuple(2 * m for m in modes[:-1]) + (modes[-1],)
+    padded = pad_modes(t, spatial)
+    assert padded.shape == x_hat.shape
+    # Mask of kept frequencies built independently from fftfreq.
+    mask = np.ones(x_hat.shape[1:], bool)
+    for i, (n, m) in enumerate(zip(spatial, modes)):
+        if i == d - 1:
+            f = np.arange(n // 2 + 1)
+            keep = f < m
+        else:
+            f = np.fft.fftfreq(n, 1.0 / n).astype(int)
+            keep = (f >= -m) & (f < m)
+        shape = [1] * d
+        shape[i] = keep.size
+        mask = mask & keep.reshape(shape)
+    np.testing.assert_array_equal(np.asarray(padded), np.where(mask[None], np.asarray(x_hat), 0))
+
+
+def test_pad_modes_changes_resolution(x64):
+    """Band-limited field: truncate on a coarse grid, pad to a fine grid, get the fine samples."""
+    coarse, fine = 16, 40
+    f = lambda x: np.sin(2 * np.pi * x) + 0.3 * np.cos(2 * np.pi * 3 * x)  # noqa: E731
+    u_hat = jnp.fft.rfft(jnp.asarray(f(_grid(coarse)))) / coarse
+    up = jnp.fft.irfft(pad_modes(truncate_modes(u_hat, (5,)), (fine,)), n=fine) * fine
+    assert_close(up, f(_grid(fine)), jnp.float64)
+
+
+def test_wavenumbers_shapes():
+    kx, ky = wavenumbers((8, 6), (1.0, 2.0))
+    assert kx.shape == (8, 1) and ky.shape == (1, 4)
+    np.testing.assert_allclose(np.asarray(ky).ravel(), 2 * np.pi * np.arange(4) / 2.0, rtol=1e-6)
+
+
+def test_errors(key, library_errors):
+    x_hat = jnp.fft.rfftn(jax.random.normal(key, (16, 12)), axes=(0, 1))
+    with pytest.raises(ValueError, match=r"`modes\[0\]`=9 is out of range .* size 16.*<= 8"):
+        truncate_modes(x_hat, (9, 3))
+    with pytest.raises(ValueError, match=r"`x_hat` has 2 axes, fewer than len\(modes\)=3"):
+        truncate_modes(x_hat, (3, 3, 3))
+    with pytest.raises(ValueError, match=r"`x_trunc` spatial axes \(3, 4\).*even length"):
+        pad_modes(jnp.zeros((3, 4), jnp.complex64), (16, 12))
+    with pytest.raises(ValueError, match=r"`modes\[1\]`=8 .* size 12"):
+        pad_modes(jnp.zeros((4, 8), jnp.complex64), (16, 12))
+    with pytest.raises(TypeError, match=r"`u` must be a real floating-point array"):
+        spectral_derivative(jnp.zeros(8, jnp.int32), 1)
+    with pytest.raises(ValueError, match=r"`orders` must be non-negative"):
+        spectral_derivative(jnp.zeros(8), -1)
+    with pytest.raises(ValueError, match=r"`lengths\[0\]` must be positive"):
+        sobolev_norm(jnp.zeros(8), 1.0, lengths=-1.0)
+    with pytest.raises(ValueError, match=r"`n` must be an integer >= 1; got 0"):
+        next_fast_len(0)
