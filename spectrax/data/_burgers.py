@@ -1,0 +1,168 @@
+"""1D viscous Burgers on the periodic unit interval: pseudo-spectral ETDRK4 solver and the FNO
+benchmark data (initial condition -> solution at t = 1)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from spectrax._checks import check_positive_int, check_real_float, complex_dtype
+from spectrax.data._etdrk4 import etdrk4_coefficients, etdrk4_integrate, num_steps_for
+from spectrax.data._grf import grf_periodic
+
+__all__ = ["burgers_dataset", "burgers_solve"]
+
+_DEFAULT_SOLVER_RESOLUTION = 1024
+
+
+def _check_positive_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a Python float; got {type(value).__name__}.")
+    if not value > 0:
+        raise ValueError(f"`{name}` must be > 0; got {value}.")
+    return float(value)
+
+
+def dealias_mask(n: int) -> np.ndarray:
+    """2/3-rule mask on the rfft modes of an ``n``-point axis: keep ``k <= (n - 1) // 3``, so
+    the quadratic product of kept modes aliases only onto discarded ones (Orszag, 1971)."""
+    return np.arange(n // 2 + 1) <= (n - 1) // 3
+
+
+@functools.partial(jax.jit, static_argnames=("nu", "t_final", "dt"))
+def _solve(u0, nu: float, t_final: float, dt: float):
+    flat = u0.reshape((-1, u0.shape[-1]))
+    return jax.vmap(lambda u: _solve_one(u, nu, t_final, dt))(flat).reshape(u0.shape)
+
+
+def _solve_one(u0, nu: float, t_final: float, dt: float):
+    n = u0.shape[-1]
+    num_steps, h = num_steps_for(t_final, dt)
+    k = 2.0 * np.pi * np.fft.rfftfreq(n, 1.0 / n)
+    cdtype = complex_dtype(u0.dtype)
+    coeffs = etdrk4_coefficients(-nu * k**2, h, cdtype)
+    mask = jnp.asarray(dealias_mask(n), cdtype)
+    # -(u^2/2)_x in Fourier space, dealiased on input and output.
+    dx_half = jnp.asarray(-0.5j * k, cdtype) * mask
+
+    def nonlinear(v):
+        u = jnp.fft.irfft(v * mask, n=n)
+        return dx_half * jnp.fft.rfft(u * u)
+
+    v = etdrk4_integrate(jnp.fft.rfft(u0), coeffs, nonlinear, num_steps)
+    return jnp.fft.irfft(v, n=n)
+
+
+def burgers_solve(
+    u0: Float[Array, "*B X"],
+    *,
+    nu: float = 0.1,
+    t_final: float = 1.0,
+    dt: float = 5e-3,
+) -> Float[Array, "*B X"]:
+    """Solve ``u_t + (u^2 / 2)_x = nu u_xx`` on the periodic unit interval up to ``t_final``.
+
+    Fourier pseudo-spectral in space with the 2/3 dealiasing rule, ETDRK4 in time
+    (Cox & Matthews, 2002; coefficients by the contour integrals of Kassam & Trefethen, 2005,
+    "Fourth-order time-stepping for stiff PDEs"). The diffusion is integrated exactly, so the
+    step is limited by the nonlinear term only.
+
+    Args:
+        u0: initial values at ``x_j = j / n``, shape ``(*batch, n)``, float32 or float64.
+        nu: viscosity > 0.
+        t_final: final time > 0.
+        dt: largest time step; the solver takes ``ceil(t_final / dt)`` equal steps. Against the Cole–Hopf
+            solution for the FNO initial conditions (float64, ``nu`` from 0.01 to 0.1) the
+            relative L2 error is about 4e-8 at the default ``5e-3``, 5e-7 at ``1e-2`` and 1e-9
+            at ``1e-3`` (tests/data/test_burgers.py). Smaller ``nu`` steepens fronts to width
+            ~ ``nu / |u|``, which the grid must resolve.
+
+    Returns:
+        ``u(., t_final)`` at the same points, same shape and dtype as ``u0``.
+    """
+    check_real_float("u0", u0)
+    if u0.ndim < 1 or u0.shape[-1] < 4:
+        raise ValueError(f"`u0` must have shape (*batch, n) with n >= 4; got {u0.shape=}.")
+    nu = _check_positive_float("nu", nu)
+    t_final = _check_positive_float("t_final", t_final)
+    dt = _check_positive_float("dt", dt)
+    dtype = jnp.float64 if u0.dtype == jnp.float64 else jnp.float32
+    return _solve(u0.astype(dtype), nu, t_final, dt).astype(u0.dtype)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("num_samples", "n_fine", "stride", "nu", "t_final", "dt", "grf", "batch_size"),
+)
+def _generate(key, num_samples, n_fine, stride, nu, t_final, dt, grf, batch_size):
+    alpha, tau, sigma = grf
+
+    def chunk(k):
+        a = grf_periodic(k, (n_fine,), alpha=alpha, tau=tau, sigma=sigma)
+        return a[::stride], _solve_one(a, nu, t_final, dt)[::stride]
+
+    keys = jax.random.split(key, num_samples)
+    return jax.lax.map(chunk, keys, batch_size=batch_size)
+
+
+def burgers_dataset(
+    key: PRNGKeyArray,
+    num_samples: int,
+    resolution: int,
+    *,
+    nu: float = 0.1,
+    t_final: float = 1.0,
+    dt: float = 5e-3,
+    solver_resolution: int | None = None,
+    alpha: float = 2.0,
+    tau: float = 5.0,
+    sigma: float = 25.0,
+    batch_size: int = 256,
+) -> tuple[Float[Array, "B X"], Float[Array, "B X"]]:
+    """The FNO Burgers benchmark: initial conditions and solutions at ``t_final``.
+
+    Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential Equations":
+    ``u_t + (u^2/2)_x = nu u_xx`` on the periodic unit interval, ``nu = 0.1``, initial
+    conditions ``u0 ~ N(0, sigma^2 (-Δ + tau^2 I)^(-alpha)) = N(0, 625 (-Δ + 25 I)^(-2))``
+    (mean zero), solution at ``t = 1``. Each sample is drawn and solved by
+    :func:`burgers_solve` on ``solver_resolution`` points and both fields are subsampled to
+    ``resolution`` points ``x_j = j / resolution``.
+
+    Args:
+        key: a PRNG key; sample ``i`` uses ``jax.random.split(key, num_samples)[i]``.
+        num_samples: number of pairs.
+        resolution: output points per sample; must divide ``solver_resolution``.
+        nu, t_final, dt: passed to :func:`burgers_solve`.
+        solver_resolution: internal grid (default: the smallest multiple of ``resolution``
+            that is >= 1024).
+        alpha, tau, sigma: the initial-condition covariance (see :func:`grf_periodic`).
+        batch_size: samples solved at once (memory bound; results do not depend on it).
+
+    Returns:
+        ``(a, u)``: float32 arrays of shape ``(num_samples, resolution)``, the initial condition
+        and the solution at ``t_final``.
+    """
+    num_samples = check_positive_int("num_samples", num_samples)
+    resolution = check_positive_int("resolution", resolution, minimum=4)
+    if solver_resolution is None:
+        solver_resolution = resolution * max(1, -(-_DEFAULT_SOLVER_RESOLUTION // resolution))
+    solver_resolution = check_positive_int("solver_resolution", solver_resolution, minimum=4)
+    if solver_resolution % resolution:
+        raise ValueError(
+            f"`solver_resolution`={solver_resolution} must be a multiple of `resolution`="
+            f"{resolution} (the output is the solver grid subsampled)."
+        )
+    batch_size = check_positive_int("batch_size", batch_size)
+    nu = _check_positive_float("nu", nu)
+    t_final = _check_positive_float("t_final", t_final)
+    dt = _check_positive_float("dt", dt)
+    grf = (float(alpha), float(tau), float(sigma))
+    a, u = _generate(
+        key, num_samples, solver_resolution, solver_resolution // resolution, nu, t_final, dt,
+        grf, min(batch_size, num_samples),
+    )
+    return a.astype(jnp.float32), u.astype(jnp.float32)

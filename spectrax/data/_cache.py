@@ -1,0 +1,140 @@
+"""On-disk cache of generated datasets, keyed by the generator, its parameters and the seed."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["cache_path", "cached", "default_cache_dir"]
+
+logger = logging.getLogger(__name__)
+
+# Bump when a generator's numerics change, so stale files are not reused.
+CACHE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$SPECTRAX_CACHE`` if set, else ``~/.cache/spectrax``."""
+    env = os.environ.get("SPECTRAX_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "spectrax"
+
+
+def _canonical(name: str, value: Any) -> Any:
+    """A JSON-able, deterministic form of a parameter (arrays by content hash)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, (tuple, list)):
+        return [_canonical(name, v) for v in value]
+    if isinstance(value, (np.ndarray, jax.Array)):
+        arr = np.asarray(value)
+        return {"dtype": str(arr.dtype), "shape": list(arr.shape), "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}
+    raise TypeError(
+        f"cannot key the cache on `{name}` of type {type(value).__name__}; expected None, bool, "
+        f"int, float, str, tuples/lists of those, or arrays."
+    )
+
+
+def _key_data(key) -> list[int]:
+    key = jax.numpy.asarray(key) if not isinstance(key, jax.Array) else key
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        impl = str(jax.random.key_impl(key))
+        data = np.asarray(jax.random.key_data(key))
+    else:
+        impl = "raw"
+        data = np.asarray(key)
+    return [impl, data.dtype.str, data.ravel().tolist()]
+
+
+def cache_path(
+    generator: Callable[..., Any],
+    key,
+    *args: Any,
+    cache_dir: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> Path:
+    """The file :func:`cached` reads or writes for these arguments (nothing is computed)."""
+    name = f"{generator.__module__}.{generator.__qualname__}"
+    try:
+        bound = inspect.signature(generator).bind(key, *args, **kwargs)
+    except TypeError as err:
+        raise TypeError(f"arguments do not match {name}: {err}") from None
+    # Defaults are part of the key: the same call hashes the same however it is spelled, and
+    # a changed default does not reuse stale data.
+    bound.apply_defaults()
+    params = dict(bound.arguments)
+    params.pop(next(iter(params)))
+    spec = {
+        "version": CACHE_VERSION,
+        "generator": name,
+        "key": _key_data(key),
+        "params": {k: _canonical(k, v) for k, v in sorted(params.items())},
+    }
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+    root = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    return root / f"{generator.__name__}-{digest}.npz"
+
+
+def cached(
+    generator: Callable[..., tuple[jax.Array, ...]],
+    key,
+    *args: Any,
+    cache_dir: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> tuple[np.ndarray, ...]:
+    """``generator(key, *args, **kwargs)``, computed once and then read from disk.
+
+    The file is named by a hash of the generator's qualified name, the key's data, all its
+    parameters (defaults included) and a cache version, under ``cache_dir`` (default
+    :func:`default_cache_dir`: ``$SPECTRAX_CACHE`` or ``~/.cache/spectrax``). It is written
+    to a temporary file in the same directory and moved into place with ``os.replace``, so an
+    interrupted run never leaves a partial file under the final name and concurrent writers
+    race harmlessly.
+
+    Args:
+        generator: a dataset function returning a tuple of arrays, e.g.
+            :func:`burgers_dataset`; its parameters must be plain Python values or arrays.
+        key: the PRNG key passed to ``generator``.
+        *args, **kwargs: passed to ``generator`` and hashed into the file name.
+        cache_dir: directory override.
+
+    Returns:
+        The generator's arrays as a tuple of NumPy arrays (what was stored; a generator that
+        returns one array gives a 1-tuple).
+
+    Example:
+        >>> a, u = cached(burgers_dataset, jax.random.key(0), 1000, 1024)  # doctest: +SKIP
+    """
+    path = cache_path(generator, key, *args, cache_dir=cache_dir, **kwargs)
+    if path.exists():
+        try:
+            with np.load(path) as data:
+                return tuple(data[f"arr_{i}"] for i in range(len(data.files)))
+        except (OSError, ValueError, KeyError) as err:
+            logger.warning("ignoring unreadable cache file %s (%s); regenerating", path, err)
+    out = generator(key, *args, **kwargs)
+    arrays = tuple(np.asarray(x) for x in (out if isinstance(out, tuple) else (out,)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, *arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.info("cached %s to %s", generator.__name__, path)
+    return arrays
