@@ -1,0 +1,142 @@
+"""Burgers: the ETDRK4 pseudo-spectral solver against the Cole–Hopf exact solution, its
+fourth-order time convergence, conservation, and the dataset generator."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spectrax.data import burgers_dataset, burgers_solve, grf_periodic
+from tests.helpers import rel_err
+
+# Measured (float64, nu=0.1, dt=1e-3): 5e-10 (smooth IC, n=128), 1e-9 (FNO GRF IC, n=256);
+# float32 at the default dt: 3e-7. Bounds leave a factor of 10-20.
+COLE_HOPF_RTOL_X64 = 1e-8
+COLE_HOPF_RTOL_X32 = 5e-6
+
+
+def cole_hopf(u0, nu, t, fine=4096):
+    """Exact u(., t) of u_t + u u_x = nu u_xx for a band-limited, mean-zero periodic u0 (NumPy
+    float64): u = -2 nu phi_x / phi with phi_t = nu phi_xx, phi(x, 0) = exp(-U0(x) / (2 nu)),
+    U0' = u0. The primitive is interpolated on a fine grid, the heat equation is solved exactly
+    in Fourier space, and the result is sampled back on u0's grid."""
+    n = u0.shape[-1]
+    c = np.fft.rfft(u0)
+    assert abs(c[0]) < 1e-9 * np.abs(c).max(), "Cole-Hopf here needs a mean-zero u0"
+    k = np.arange(n // 2 + 1)
+    prim = np.zeros(fine // 2 + 1, complex)
+    prim[1 : n // 2] = c[1 : n // 2] / (2j * np.pi * k[1 : n // 2])
+    big_u0 = np.fft.irfft(prim, fine) * (fine / n)
+    phi0 = np.exp(-big_u0 / (2 * nu))
+    kf = 2 * np.pi * np.arange(fine // 2 + 1)
+    phi_hat = np.fft.rfft(phi0) * np.exp(-nu * kf**2 * t)
+    u = -2 * nu * np.fft.irfft(1j * kf * phi_hat, fine) / np.fft.irfft(phi_hat, fine)
+    return u[:: fine // n]
+
+
+def _without_nyquist(u):
+    c = np.fft.rfft(np.asarray(u, np.float64))
+    c[-1] = 0
+    return np.fft.irfft(c, u.shape[-1])
+
+
+def _smooth_ic(n):
+    x = np.arange(n) / n
+    return np.sin(2 * np.pi * x) + 0.5 * np.cos(4 * np.pi * x) - 0.3 * np.sin(6 * np.pi * x)
+
+
+@pytest.mark.parametrize("nu", [0.1, 0.02])
+def test_cole_hopf_smooth_initial_condition(nu, x64):
+    u0 = _smooth_ic(128)
+    u = burgers_solve(jnp.asarray(u0), nu=nu, t_final=1.0, dt=1e-3)
+    err = rel_err(u, cole_hopf(u0, nu, 1.0))
+    assert err < COLE_HOPF_RTOL_X64, err
+
+
+def test_cole_hopf_fno_initial_condition(key, x64):
+    """The dataset's initial-condition law (N(0, 625 (-Δ + 25 I)^-2)) at nu = 0.1, batched."""
+    u0 = jax.vmap(lambda k: grf_periodic(k, (256,), dtype=jnp.float64))(jax.random.split(key, 3))
+    u0 = np.stack([_without_nyquist(v) for v in u0])
+    u = burgers_solve(jnp.asarray(u0), nu=0.1, dt=1e-3)
+    assert u.shape == (3, 256) and u.dtype == jnp.float64
+    for i in range(3):
+        err = rel_err(u[i], cole_hopf(u0[i], 0.1, 1.0))
+        assert err < COLE_HOPF_RTOL_X64, (i, err)
+
+
+def test_cole_hopf_float32_default_step():
+    u0 = _smooth_ic(128)
+    u = burgers_solve(jnp.asarray(u0, jnp.float32), nu=0.1)
+    assert u.dtype == jnp.float32
+    err = rel_err(u, cole_hopf(u0, 0.1, 1.0))
+    assert err < COLE_HOPF_RTOL_X32, err
+
+
+def test_fourth_order_in_time(x64):
+    """Halving dt divides the error by about 2^4 = 16 (ETDRK4)."""
+    u0 = _smooth_ic(64)
+    exact = cole_hopf(u0, 0.05, 0.5)
+    errs = [rel_err(burgers_solve(jnp.asarray(u0), nu=0.05, t_final=0.5, dt=dt), exact) for dt in (0.05, 0.025)]
+    order = np.log2(errs[0] / errs[1])
+    assert 3.5 < order < 4.6, (errs, order)
+
+
+def test_mean_conserved_and_energy_decays(key, x64):
+    u0 = grf_periodic(key, (128,), zero_mean=False, dtype=jnp.float64)
+    u = burgers_solve(u0, nu=0.05, t_final=0.3)
+    np.testing.assert_allclose(jnp.mean(u), jnp.mean(u0), rtol=1e-12)
+    assert float(jnp.sum((u - jnp.mean(u)) ** 2)) < float(jnp.sum((u0 - jnp.mean(u0)) ** 2))
+
+
+def test_leading_dims_jit_and_dtype(key):
+    u0 = jax.random.normal(key, (2, 3, 32), jnp.float32)
+    u = burgers_solve(u0, t_final=0.1)
+    assert u.shape == (2, 3, 32) and u.dtype == jnp.float32
+    np.testing.assert_allclose(u[1, 2], burgers_solve(u0[1, 2], t_final=0.1), rtol=1e-5, atol=1e-6)
+    jitted = jax.jit(lambda v: burgers_solve(v, t_final=0.1))(u0)
+    np.testing.assert_allclose(jitted, u, rtol=1e-5, atol=1e-6)
+
+
+def test_dataset_is_subsampled_fine_solution(key):
+    """Sample i is grf_periodic(split(key)[i]) on the solver grid, solved, then subsampled."""
+    a, u = burgers_dataset(key, 3, 32, solver_resolution=128, dt=1e-2, batch_size=2)
+    assert a.shape == u.shape == (3, 32) and a.dtype == u.dtype == jnp.float32
+    keys = jax.random.split(key, 3)
+    for i in range(3):
+        fine = grf_periodic(keys[i], (128,))
+        np.testing.assert_allclose(a[i], fine[::4], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(u[i], burgers_solve(fine, dt=1e-2)[::4], rtol=1e-4, atol=1e-6)
+    a2, u2 = burgers_dataset(key, 3, 32, solver_resolution=128, dt=1e-2, batch_size=3)
+    np.testing.assert_allclose(u2, u, rtol=1e-5, atol=1e-7)
+
+
+def test_dataset_default_solver_grid(key):
+    """The default solver grid is the first multiple of the resolution >= 1024; nu = 0.1 makes
+    u(1) a strongly damped, smooth version of a."""
+    a, u = burgers_dataset(key, 2, 256)
+    ref = burgers_solve(grf_periodic(jax.random.split(key, 2)[1], (1024,)))[::4]
+    np.testing.assert_allclose(u[1], ref, rtol=1e-4, atol=1e-6)
+    assert float(jnp.abs(u).max()) < float(jnp.abs(a).max())
+
+
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(resolution=30, solver_resolution=64), ValueError, "multiple"),
+        (dict(nu=-0.1), ValueError, "nu"),
+        (dict(dt=0.0), ValueError, "dt"),
+        (dict(num_samples=0), ValueError, "num_samples"),
+        (dict(nu="0.1"), TypeError, "nu"),
+    ],
+)
+def test_dataset_errors(key, kwargs, err, match, library_errors):
+    args = dict(num_samples=2, resolution=32) | kwargs
+    with pytest.raises(err, match=match):
+        burgers_dataset(key, **args)
+
+
+def test_solve_errors(library_errors):
+    with pytest.raises(TypeError, match="u0"):
+        burgers_solve(jnp.arange(8))
+    with pytest.raises(ValueError, match="u0"):
+        burgers_solve(jnp.zeros((2,)))

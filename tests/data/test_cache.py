@@ -1,0 +1,103 @@
+"""On-disk dataset cache: hit/miss keyed by generator, parameters (defaults included) and
+seed; atomic writes; recovery from unreadable files."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spectrax.data import burgers_dataset, cache_path, cached, default_cache_dir
+
+
+class Counter:
+    """A tiny generator that records how often it really ran."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, key, num_samples, resolution=4, *, scale=1.0):
+        self.calls += 1
+        x = jax.random.normal(key, (num_samples, resolution), jnp.float32) * scale
+        return x, 2 * x
+
+
+@pytest.fixture
+def gen():
+    g = Counter()
+    g.__name__ = g.__qualname__ = "counter"
+    return g
+
+
+def test_miss_then_hit(tmp_path, key, gen):
+    first = cached(gen, key, 3, cache_dir=tmp_path)
+    second = cached(gen, key, num_samples=3, resolution=4, cache_dir=tmp_path)
+    assert gen.calls == 1
+    assert len(first) == 2 and isinstance(second[0], np.ndarray)
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(second[1], 2 * second[0])
+    assert [p.name for p in tmp_path.iterdir()] == [cache_path(gen, key, 3, cache_dir=tmp_path).name]
+
+
+def test_keyed_by_seed_and_parameters(tmp_path, key, gen):
+    base = cache_path(gen, key, 3, cache_dir=tmp_path)
+    assert cache_path(gen, key, 3, 4, scale=1.0, cache_dir=tmp_path) == base  # defaults spelt out
+    others = {
+        cache_path(gen, jax.random.key(1), 3, cache_dir=tmp_path),
+        cache_path(gen, key, 4, cache_dir=tmp_path),
+        cache_path(gen, key, 3, scale=2.0, cache_dir=tmp_path),
+        cache_path(gen, jax.random.PRNGKey(0), 3, cache_dir=tmp_path),  # raw key: other impl tag
+    }
+    assert base not in others and len(others) == 4
+
+
+def test_real_generator_round_trip(tmp_path, key):
+    a, u = cached(burgers_dataset, key, 2, 16, solver_resolution=32, dt=0.05, cache_dir=tmp_path)
+    a2, u2 = burgers_dataset(key, 2, 16, solver_resolution=32, dt=0.05)
+    np.testing.assert_array_equal(a, a2)
+    np.testing.assert_array_equal(u, u2)
+    assert cache_path(burgers_dataset, key, 2, 16, solver_resolution=32, dt=0.05, cache_dir=tmp_path).exists()
+
+
+def test_env_var_and_default_dir(tmp_path, monkeypatch, key, gen):
+    monkeypatch.setenv("SPECTRAX_CACHE", str(tmp_path / "env"))
+    assert default_cache_dir() == tmp_path / "env"
+    cached(gen, key, 2)
+    assert len(list((tmp_path / "env").iterdir())) == 1
+    monkeypatch.delenv("SPECTRAX_CACHE")
+    assert default_cache_dir() == default_cache_dir().home() / ".cache" / "spectrax"
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch, key, gen):
+    """A failure while writing (here: a crash after half the bytes) leaves neither the final
+    file nor the temporary one, and the next call recomputes and succeeds."""
+
+    def crashing_savez(fh, *arrays):
+        fh.write(b"PK\x03\x04 partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", crashing_savez)
+    with pytest.raises(KeyboardInterrupt):
+        cached(gen, key, 2, cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    out = cached(gen, key, 2, cache_dir=tmp_path)
+    assert gen.calls == 2 and out[0].shape == (2, 4)
+
+
+def test_unreadable_file_is_regenerated(tmp_path, key, gen):
+    path = cache_path(gen, key, 2, cache_dir=tmp_path)
+    path.write_bytes(b"not an npz")
+    out = cached(gen, key, 2, cache_dir=tmp_path)
+    assert gen.calls == 1 and out[0].shape == (2, 4)
+    with np.load(path) as data:
+        np.testing.assert_array_equal(data["arr_0"], out[0])
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_unhashable_parameter(tmp_path, key, gen):
+    with pytest.raises(TypeError, match="scale"):
+        cache_path(gen, key, 2, scale=object(), cache_dir=tmp_path)
+    with pytest.raises(TypeError, match="do not match"):
+        cache_path(gen, key, 2, bogus=1, cache_dir=tmp_path)

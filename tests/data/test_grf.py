@@ -1,0 +1,115 @@
+"""Gaussian random fields: Fourier-coefficient and pointwise variances against the covariance
+in closed form, determinism, vmap, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spectrax.data import grf_neumann, grf_periodic
+from spectrax.data._grf import grf_periodic_std
+
+
+def _samples(key, num, fn):
+    return np.asarray(jax.vmap(fn)(jax.random.split(key, num)), np.float64)
+
+
+def test_periodic_1d_spectrum_matches_covariance(key):
+    """E|c_k|^2 = 625 (4 pi^2 k^2 + 25)^-2 for the coefficient of exp(2 pi i k x) (FNO Burgers
+    covariance); a factor-2 normalisation slip would move the ratio to 0.5 or 2."""
+    n, num = 64, 4000
+    u = _samples(key, num, lambda k: grf_periodic(k, (n,)))
+    c = np.fft.rfft(u, axis=-1) / n
+    power = np.mean(np.abs(c) ** 2, axis=0)
+    k = np.arange(n // 2 + 1)
+    expected = 625.0 * (4 * np.pi**2 * k**2 + 25.0) ** -2.0
+    ratio = power[1:-1] / expected[1:-1]
+    # Each ratio is a mean of 4000 chi^2_2 / 2 variables: std 1/sqrt(4000) = 1.6%.
+    assert np.all(np.abs(ratio - 1) < 0.08), ratio
+    assert abs(np.mean(ratio) - 1) < 0.01
+    assert power[0] < 1e-12 * expected[1]  # zero mean up to float32 round-off
+
+
+def test_periodic_2d_pointwise_variance(key):
+    """Var u(x) = sum_k sigma^2 (4 pi^2 |k|^2 + tau^2)^-alpha (NS initial-vorticity parameters)."""
+    n, num = 32, 2000
+    params = dict(alpha=2.5, tau=7.0, sigma=7.0**1.5)
+    u = _samples(key, num, lambda k: grf_periodic(k, (n, n), **params))
+    std = grf_periodic_std((n, n), **params)
+    # Full-grid sum: rfft columns 1..n/2-1 stand for two conjugate modes each.
+    weights = np.full(n // 2 + 1, 2.0)
+    weights[0] = weights[-1] = 1.0
+    expected = float(np.sum(std**2 * weights[None, :]))
+    var = np.mean(u**2)
+    assert abs(var / expected - 1) < 0.03, (var, expected)
+    np.testing.assert_allclose(u.mean(axis=(1, 2)), 0.0, atol=1e-6)
+
+
+def test_periodic_nonzero_mean_mode(key):
+    """With zero_mean=False the constant mode has variance sigma^2 tau^(-2 alpha) = 1 here."""
+    means = _samples(key, 4000, lambda k: grf_periodic(k, (16,), zero_mean=False)).mean(axis=-1)
+    assert abs(np.var(means) - 1.0) < 0.08
+
+
+def test_neumann_pointwise_variance_and_symmetry(key):
+    """Var g(x, y) = sum_{k,l} lambda_kl phi_k(x)^2 phi_l(y)^2 with phi_k = sqrt(2) cos(pi k x):
+    checked at a corner, an edge midpoint and the centre; each mode's even reflection makes the
+    field's normal derivative vanish, so g is even about each boundary."""
+    s, num = 17, 4000
+    g = _samples(key, num, lambda k: grf_neumann(k, s))
+    m = s
+    k = np.arange(m)
+    lam = (np.pi**2 * (k[:, None] ** 2 + k[None, :] ** 2) + 9.0) ** -2.0
+    lam[0, 0] = 0.0
+    x = np.arange(s) / (s - 1)
+    phi2 = 2 * np.cos(np.pi * np.outer(x, k)) ** 2
+    phi2[:, 0] = 1.0
+    for i, j in [(0, 0), (0, s // 2), (s // 2, s // 2)]:
+        expected = float(phi2[i] @ lam @ phi2[j])
+        assert abs(np.var(g[:, i, j]) / expected - 1) < 0.08, (i, j)
+
+
+def test_neumann_matches_cosine_sum_in_float64(key, x64):
+    """The node values equal the cosine series evaluated directly from the same weights."""
+    s, m = 9, 5
+    g = np.asarray(grf_neumann(key, s, num_modes=m, sigma=2.0, dtype=jnp.float64))
+    xi = np.asarray(jax.random.normal(key, (m, m), jnp.float64))
+    k = np.arange(m)
+    std = 2.0 * (np.pi**2 * (k[:, None] ** 2 + k[None, :] ** 2) + 9.0) ** -1.0
+    std[0, 0] = 0.0
+    x = np.arange(s) / (s - 1)
+    phi = np.sqrt(2) * np.cos(np.pi * np.outer(x, k))
+    phi[:, 0] = 1
+    np.testing.assert_allclose(g, phi @ (xi * std) @ phi.T, rtol=1e-12, atol=1e-14)
+
+
+def test_deterministic_vmap_and_dtypes(key, x64):
+    keys = jax.random.split(key, 3)
+    batched = jax.vmap(lambda k: grf_periodic(k, (8, 12)))(keys)
+    looped = jnp.stack([grf_periodic(k, (8, 12)) for k in keys])
+    np.testing.assert_allclose(batched, looped, rtol=1e-6, atol=1e-6)
+    assert batched.dtype == jnp.float32
+    assert grf_periodic(key, (8,), dtype=jnp.float64).dtype == jnp.float64
+    assert not np.allclose(batched[0], batched[1])
+    np.testing.assert_array_equal(grf_neumann(key, 6), grf_neumann(key, 6))
+
+
+@pytest.mark.parametrize(
+    "call, err",
+    [
+        (lambda k: grf_periodic(k, ()), ValueError),
+        (lambda k: grf_periodic(k, (0,)), ValueError),
+        (lambda k: grf_periodic(k, (8,), alpha=-1.0), ValueError),
+        (lambda k: grf_periodic(k, (8,), tau="5"), TypeError),
+        (lambda k: grf_periodic(k, (8,), dtype=jnp.int32), TypeError),
+        (lambda k: grf_neumann(k, 1), ValueError),
+    ],
+)
+def test_errors(key, call, err, library_errors):
+    with pytest.raises(err):
+        call(key)
+
+
+def test_float64_needs_x64(key, library_errors):
+    with pytest.raises(TypeError, match="enable_x64"):
+        grf_periodic(key, (8,), dtype=jnp.float64)
