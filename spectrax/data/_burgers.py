@@ -75,11 +75,12 @@ def burgers_solve(
         u0: initial values at ``x_j = j / n``, shape ``(*batch, n)``, float32 or float64.
         nu: viscosity > 0.
         t_final: final time > 0.
-        dt: largest time step; the solver takes ``ceil(t_final / dt)`` equal steps. Against the Cole–Hopf
-            solution for the FNO initial conditions (float64, ``nu`` from 0.01 to 0.1) the
-            relative L2 error is about 4e-8 at the default ``5e-3``, 5e-7 at ``1e-2`` and 1e-9
-            at ``1e-3`` (tests/data/test_burgers.py). Smaller ``nu`` steepens fronts to width
-            ~ ``nu / |u|``, which the grid must resolve.
+        dt: largest time step; the solver takes ``ceil(t_final / dt)`` equal steps. Against
+            the Cole–Hopf solution for the FNO initial conditions (float64, ``nu`` from 0.01 to
+            0.1) the relative L2 error is about 5e-8 at the default ``5e-3``, 5e-7 at ``1e-2``
+            and 1e-9 at ``1e-3`` (tests/data/test_burgers.py, notebooks/solver_validation).
+            Smaller ``nu`` steepens fronts to width ~ ``nu / |u|``, which the grid must
+            resolve.
 
     Returns:
         ``u(., t_final)`` at the same points, same shape and dtype as ``u0``.
@@ -162,7 +163,14 @@ def burgers_dataset(
     dt = _check_positive_float("dt", dt)
     grf = (float(alpha), float(tau), float(sigma))
     a, u = _generate(
-        key, num_samples, solver_resolution, solver_resolution // resolution, nu, t_final, dt,
-        grf, min(batch_size, num_samples),
+        key,
+        num_samples,
+        solver_resolution,
+        solver_resolution // resolution,
+        nu,
+        t_final,
+        dt,
+        grf,
+        min(batch_size, num_samples),
     )
     return a.astype(jnp.float32), u.astype(jnp.float32)

@@ -41,7 +41,11 @@ def _canonical(name: str, value: Any) -> Any:
         return [_canonical(name, v) for v in value]
     if isinstance(value, (np.ndarray, jax.Array)):
         arr = np.asarray(value)
-        return {"dtype": str(arr.dtype), "shape": list(arr.shape), "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}
+        return {
+            "dtype": str(arr.dtype),
+            "shape": list(arr.shape),
+            "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
+        }
     raise TypeError(
         f"cannot key the cache on `{name}` of type {type(value).__name__}; expected None, bool, "
         f"int, float, str, tuples/lists of those, or arrays."

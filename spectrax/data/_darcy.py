@@ -10,7 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_int, check_real_float
+from spectrax._checks import (
+    broadcast_leading,
+    check_positive_int,
+    check_real_float,
+    compute_dtype,
+)
 from spectrax.data._grf import grf_neumann
 
 __all__ = ["darcy_dataset", "darcy_operator", "darcy_solve"]
@@ -101,7 +106,7 @@ def _solve(a, f, tol, max_iter):
     s = a.shape[-1]
     lead = a.shape[:-2]
     a_flat = a.reshape((-1, s, s))
-    f_flat = jnp.broadcast_to(f, a.shape).reshape((-1, s, s))[:, 1:-1, 1:-1]
+    f_flat = f.reshape((-1, s, s))[:, 1:-1, 1:-1]
     u = jax.vmap(lambda ai, fi: _pcg_one(ai, fi, tol, max_iter))(a_flat, f_flat)
     return u.reshape(lead + (s, s))
 
@@ -112,7 +117,9 @@ def _check_grid(name: str, x) -> None:
         raise ValueError(f"`{name}` must have shape (*batch, s, s) with s >= 3; got {x.shape=}.")
 
 
-def darcy_operator(a: Float[Array, "*B X Y"], u: Float[Array, "*B X Y"]) -> Float[Array, "*B X Y"]:
+def darcy_operator(
+    a: Float[Array, "*Ba X Y"], u: Float[Array, "*Bu X Y"]
+) -> Float[Array, "*B X Y"]:
     """The discrete operator -∇·(a ∇u) of :func:`darcy_solve` at the interior nodes.
 
     Args:
@@ -126,19 +133,20 @@ def darcy_operator(a: Float[Array, "*B X Y"], u: Float[Array, "*B X Y"]) -> Floa
     """
     _check_grid("a", a)
     _check_grid("u", u)
-    if a.shape != u.shape:
-        raise ValueError(f"`a` and `u` must have the same shape; got {a.shape=} and {u.shape=}.")
+    if a.shape[-2:] != u.shape[-2:]:
+        raise ValueError(f"`a` and `u` must be on the same grid; got {a.shape=} and {u.shape=}.")
     s = a.shape[-1]
-    dtype = jnp.result_type(a.dtype, u.dtype)
-    a_flat = a.astype(dtype).reshape((-1, s, s))
-    u_flat = u.astype(dtype).reshape((-1, s, s))[:, 1:-1, 1:-1]
+    dtype = compute_dtype(a.dtype, u.dtype)
+    lead = broadcast_leading("a", a.shape[:-2], "u", u.shape[:-2])
+    a_flat = jnp.broadcast_to(a.astype(dtype), lead + (s, s)).reshape((-1, s, s))
+    u_flat = jnp.broadcast_to(u.astype(dtype), lead + (s, s)).reshape((-1, s, s))[:, 1:-1, 1:-1]
     out = jax.vmap(lambda ai, ui: jnp.pad(_apply(ai, ui), 1))(a_flat, u_flat)
-    return out.reshape(a.shape)
+    return out.reshape(lead + (s, s))
 
 
 def darcy_solve(
-    a: Float[Array, "*B X Y"],
-    f: float | Float[Array, "*B X Y"] = 1.0,
+    a: Float[Array, "*Ba X Y"],
+    f: float | Float[Array, "*Bf X Y"] = 1.0,
     *,
     tol: float | None = None,
     max_iter: int = 2000,
@@ -154,14 +162,16 @@ def darcy_solve(
     Args:
         a: coefficient at the nodes, shape ``(*batch, s, s)``, ``s >= 3``, positive
             (positivity is not checked under ``jit``; a non-positive ``a`` gives garbage).
-        f: right-hand side, a Python float or an array broadcastable to ``a`` (node values; the
-            boundary entries are ignored). Default ``1.0`` as in the FNO benchmark.
+        f: right-hand side, a Python float or node values ``(*batch', s, s)`` whose leading
+            dimensions broadcast with ``a``'s (boundary entries are ignored). Default ``1.0`` as
+            in the FNO benchmark.
         tol: relative residual ``||A u - f|| / ||f||`` to reach (default 1e-5 in float32,
             1e-11 in float64).
         max_iter: iteration cap.
 
     Returns:
-        ``u`` at the nodes, shape ``(*batch, s, s)``, zero on the boundary, dtype of ``a``.
+        ``u`` at the nodes, shape ``(*broadcast batch, s, s)``, zero on the boundary, dtype of
+        ``a``.
     """
     _check_grid("a", a)
     dtype = jnp.float64 if a.dtype == jnp.float64 else jnp.float32
@@ -172,7 +182,9 @@ def darcy_solve(
         if f.ndim < 2 or f.shape[-2:] != a.shape[-2:]:
             raise ValueError(f"`f` must end with the grid shape {a.shape[-2:]}; got {f.shape=}.")
         f = f.astype(dtype)
-    f = f.reshape((1,) * (a.ndim - f.ndim) + f.shape)
+    lead = broadcast_leading("a", a.shape[:-2], "f", f.shape[:-2])
+    a = jnp.broadcast_to(a, lead + a.shape[-2:])
+    f = jnp.broadcast_to(f, lead + f.shape[-2:])
     tol = _DEFAULT_TOL[jnp.dtype(dtype)] if tol is None else float(tol)
     if not tol > 0:
         raise ValueError(f"`tol` must be > 0; got {tol}.")
@@ -253,8 +265,13 @@ def darcy_dataset(
             raise ValueError(f"`{name}` must be > 0; got {value}.")
     batch_size = check_positive_int("batch_size", batch_size)
     a, u = _generate(
-        key, num_samples, solver_resolution, (solver_resolution - 1) // (resolution - 1),
-        (float(a_high), float(a_low)), (float(alpha), float(tau), 1.0), float(tol),
+        key,
+        num_samples,
+        solver_resolution,
+        (solver_resolution - 1) // (resolution - 1),
+        (float(a_high), float(a_low)),
+        (float(alpha), float(tau), 1.0),
+        float(tol),
         min(batch_size, num_samples),
     )
     return a, u

@@ -28,7 +28,9 @@ class ETDRK4Coefficients(NamedTuple):
     f3: jax.Array
 
 
-def etdrk4_coefficients(L: np.ndarray, h: float, dtype, *, num_points: int = 64) -> ETDRK4Coefficients:
+def etdrk4_coefficients(
+    L: np.ndarray, h: float, dtype, *, num_points: int = 64
+) -> ETDRK4Coefficients:
     """ETDRK4 coefficients for the diagonal linear operator ``L`` and step ``h``.
 
     The phi-functions are averaged over ``num_points`` points of a unit circle around each
@@ -57,7 +59,9 @@ def etdrk4_coefficients(L: np.ndarray, h: float, dtype, *, num_points: int = 64)
     return ETDRK4Coefficients(*(jnp.asarray(np.asarray(a, np.complex128), dtype) for a in arrays))
 
 
-def etdrk4_step(v: jax.Array, c: ETDRK4Coefficients, nonlinear: Callable[[jax.Array], jax.Array]) -> jax.Array:
+def etdrk4_step(
+    v: jax.Array, c: ETDRK4Coefficients, nonlinear: Callable[[jax.Array], jax.Array]
+) -> jax.Array:
     """One ETDRK4 step (Cox & Matthews, 2002) of ``v' = L v + N(v)``."""
     Nv = nonlinear(v)
     a = c.E2 * v + c.Q * Nv

@@ -61,7 +61,9 @@ def grf_periodic_std(
     Entry ``k`` is ``sigma (4 pi^2 |k|^2 + tau^2)^(-alpha / 2)`` (``0`` at ``k = 0`` when
     ``zero_mean``), a float64 NumPy array of shape ``(n_1, ..., n_d // 2 + 1)``.
     """
-    freqs = [np.fft.fftfreq(n, 1.0 / n) for n in shape[:-1]] + [np.fft.rfftfreq(shape[-1], 1.0 / shape[-1])]
+    freqs = [np.fft.fftfreq(n, 1.0 / n) for n in shape[:-1]] + [
+        np.fft.rfftfreq(shape[-1], 1.0 / shape[-1])
+    ]
     k2 = sum(np.meshgrid(*[f**2 for f in freqs], indexing="ij"))
     std = sigma * (4.0 * np.pi**2 * k2 + tau**2) ** (-alpha / 2.0)
     if zero_mean:
@@ -109,7 +111,9 @@ def grf_periodic(
         raise ValueError("`shape` must have at least one axis; got ().")
     _check_params(alpha, tau, sigma)
     dtype = _float_dtype(dtype)
-    std = jnp.asarray(grf_periodic_std(shape, alpha=alpha, tau=tau, sigma=sigma, zero_mean=zero_mean), dtype)
+    std = jnp.asarray(
+        grf_periodic_std(shape, alpha=alpha, tau=tau, sigma=sigma, zero_mean=zero_mean), dtype
+    )
     noise = jax.random.normal(key, shape, dtype)
     # rfftn of unit white noise has E|c_k|^2 = prod(n); scaling by sqrt(prod(n)) after the
     # normalised inverse gives coefficients of variance std^2 in the exp(2 pi i k.x) basis.

@@ -50,7 +50,9 @@ def _solve_one(w0, f, nu: float, t_final: float, num_snapshots: int, dt: float):
     cdtype = complex_dtype(w0.dtype)
     coeffs = etdrk4_coefficients(-nu * k2, h, cdtype)
     mask1 = dealias_mask(n)
-    mask = np.logical_and(np.abs(np.fft.fftfreq(n, 1.0 / n))[:, None] <= (n - 1) // 3, mask1[None, :])
+    mask = np.logical_and(
+        np.abs(np.fft.fftfreq(n, 1.0 / n))[:, None] <= (n - 1) // 3, mask1[None, :]
+    )
     inv_lap = np.divide(1.0, k2, out=np.zeros_like(k2), where=k2 > 0)
     # Rows give (u, v, w_x, w_y) from w_hat: u = psi_y, v = -psi_x with -Δ psi = w.
     ops = np.stack([1j * ky * inv_lap, -1j * kx * inv_lap, 1j * kx, 1j * ky]) * mask
@@ -80,7 +82,9 @@ def _solve(w0, f, nu, t_final, num_snapshots, dt):
 def _forcing_array(forcing, n: int, dtype):
     if isinstance(forcing, str):
         if forcing not in _FORCINGS:
-            raise ValueError(f"`forcing` must be one of {sorted(_FORCINGS)} or an (n, n) array; got {forcing!r}.")
+            raise ValueError(
+                f"`forcing` must be one of {sorted(_FORCINGS)} or an (n, n) array; got {forcing!r}."
+            )
         return jnp.asarray(_FORCINGS[forcing](n), dtype)
     check_real_float("forcing", forcing)
     if tuple(forcing.shape) != (n, n):
@@ -132,7 +136,17 @@ def navier_stokes_solve(
 
 @functools.partial(
     jax.jit,
-    static_argnames=("num_samples", "n_fine", "stride", "nu", "t_final", "num_snapshots", "dt", "grf", "batch_size"),
+    static_argnames=(
+        "num_samples",
+        "n_fine",
+        "stride",
+        "nu",
+        "t_final",
+        "num_snapshots",
+        "dt",
+        "grf",
+        "batch_size",
+    ),
 )
 def _generate(key, f, num_samples, n_fine, stride, nu, t_final, num_snapshots, dt, grf, batch_size):
     alpha, tau, sigma = grf
@@ -207,7 +221,16 @@ def navier_stokes_dataset(
     batch_size = check_positive_int("batch_size", batch_size)
     f = jnp.asarray(fno_forcing(solver_resolution), jnp.float32)
     w0, w = _generate(
-        key, f, num_samples, solver_resolution, solver_resolution // resolution, nu, t_final,
-        num_snapshots, dt, (float(alpha), float(tau), float(sigma)), min(batch_size, num_samples),
+        key,
+        f,
+        num_samples,
+        solver_resolution,
+        solver_resolution // resolution,
+        nu,
+        t_final,
+        num_snapshots,
+        dt,
+        (float(alpha), float(tau), float(sigma)),
+        min(batch_size, num_samples),
     )
     return w0.astype(jnp.float32), w.astype(jnp.float32)

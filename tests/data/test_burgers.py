@@ -76,7 +76,10 @@ def test_fourth_order_in_time(x64):
     """Halving dt divides the error by about 2^4 = 16 (ETDRK4)."""
     u0 = _smooth_ic(64)
     exact = cole_hopf(u0, 0.05, 0.5)
-    errs = [rel_err(burgers_solve(jnp.asarray(u0), nu=0.05, t_final=0.5, dt=dt), exact) for dt in (0.05, 0.025)]
+    errs = [
+        rel_err(burgers_solve(jnp.asarray(u0), nu=0.05, t_final=0.5, dt=dt), exact)
+        for dt in (0.05, 0.025)
+    ]
     order = np.log2(errs[0] / errs[1])
     assert 3.5 < order < 4.6, (errs, order)
 

@@ -37,7 +37,9 @@ def test_miss_then_hit(tmp_path, key, gen):
     assert len(first) == 2 and isinstance(second[0], np.ndarray)
     np.testing.assert_array_equal(first[0], second[0])
     np.testing.assert_array_equal(second[1], 2 * second[0])
-    assert [p.name for p in tmp_path.iterdir()] == [cache_path(gen, key, 3, cache_dir=tmp_path).name]
+    assert [p.name for p in tmp_path.iterdir()] == [
+        cache_path(gen, key, 3, cache_dir=tmp_path).name
+    ]
 
 
 def test_keyed_by_seed_and_parameters(tmp_path, key, gen):
@@ -57,7 +59,9 @@ def test_real_generator_round_trip(tmp_path, key):
     a2, u2 = burgers_dataset(key, 2, 16, solver_resolution=32, dt=0.05)
     np.testing.assert_array_equal(a, a2)
     np.testing.assert_array_equal(u, u2)
-    assert cache_path(burgers_dataset, key, 2, 16, solver_resolution=32, dt=0.05, cache_dir=tmp_path).exists()
+    assert cache_path(
+        burgers_dataset, key, 2, 16, solver_resolution=32, dt=0.05, cache_dir=tmp_path
+    ).exists()
 
 
 def test_env_var_and_default_dir(tmp_path, monkeypatch, key, gen):

@@ -46,7 +46,10 @@ def test_manufactured_solution_second_order(x64):
         u = darcy_solve(a_exact(X, Y), jax.jit(jax.vmap(jax.vmap(f_exact)))(X, Y))
         errs.append(float(jnp.max(jnp.abs(u - u_exact(X, Y)))))
     orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
-    assert np.all((orders > MANUFACTURED_ORDER[0]) & (orders < MANUFACTURED_ORDER[1])), (errs, orders)
+    assert np.all((orders > MANUFACTURED_ORDER[0]) & (orders < MANUFACTURED_ORDER[1])), (
+        errs,
+        orders,
+    )
     assert errs[-1] < 2e-3
 
 
@@ -145,3 +148,16 @@ def test_solve_errors(library_errors):
         darcy_solve(jnp.ones((5, 5)), jnp.ones((4, 4)))
     with pytest.raises(TypeError, match="`a`"):
         darcy_solve(jnp.ones((5, 5), jnp.int32))
+
+
+def test_broadcast_rhs_over_batch(key, x64):
+    """One coefficient with a batch of right-hand sides: linear in f."""
+    a = _fno_coefficient(key, 9)
+    f = jax.random.normal(key, (2, 9, 9), jnp.float64)
+    u = darcy_solve(a, f)
+    assert u.shape == (2, 9, 9)
+    np.testing.assert_allclose(
+        darcy_solve(a, f[0] + 2 * f[1]), u[0] + 2 * u[1], rtol=1e-9, atol=1e-14
+    )
+    residual = darcy_operator(a, u)[:, 1:-1, 1:-1] - f[:, 1:-1, 1:-1]
+    assert float(jnp.max(jnp.abs(residual))) < 1e-9 * float(jnp.max(jnp.abs(f)))

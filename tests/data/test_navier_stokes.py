@@ -43,7 +43,9 @@ def same_shell(n):
 def test_exact_decay(flow, x64):
     nu, n = 1e-2, 32
     w0, k2 = flow(n)
-    w = navier_stokes_solve(jnp.asarray(w0), nu=nu, t_final=1.0, num_snapshots=2, dt=0.05, forcing="none")
+    w = navier_stokes_solve(
+        jnp.asarray(w0), nu=nu, t_final=1.0, num_snapshots=2, dt=0.05, forcing="none"
+    )
     assert w.shape == (2, n, n) and w.dtype == jnp.float64
     expected = np.stack([w0 * np.exp(-nu * k2 * t) for t in (0.5, 1.0)])
     assert rel_err(w, expected) < EXACT_RTOL_X64
@@ -105,7 +107,9 @@ def test_dataset_is_subsampled_fine_solution(key):
     assert w0.shape == (2, 8, 8) and w.shape == (2, 2, 8, 8) and w.dtype == jnp.float32
     fine = grf_periodic(jax.random.split(key, 2)[1], (16, 16), alpha=2.5, tau=7.0, sigma=7.0**1.5)
     np.testing.assert_allclose(w0[1], fine[::2, ::2], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(w[1], navier_stokes_solve(fine, **kw)[:, ::2, ::2], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        w[1], navier_stokes_solve(fine, **kw)[:, ::2, ::2], rtol=1e-4, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
