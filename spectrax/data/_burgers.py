@@ -133,6 +133,14 @@ def burgers_dataset(
     :func:`burgers_solve` on ``solver_resolution`` points and both fields are subsampled to
     ``resolution`` points ``x_j = j / resolution``.
 
+    With these defaults diffusion dominates: ``||u(1)|| / ||a||`` is about 0.016. The public
+    FNO MATLAB generator script instead uses ``alpha=2.5, tau=7, sigma=49, nu=1e-3``; pass
+    those to reproduce that data (the solver matches the Hopf formula there to 3e-9 at 1024
+    points with ``dt=1e-3``, 1.5e-6 at the default ``dt``).
+
+    Cost: 1000 samples at ``resolution=1024`` in about 4 s, 300 at 256 in 2 s, on 2 CPU cores
+    (compilation included).
+
     Args:
         key: a PRNG key; sample ``i`` uses ``jax.random.split(key, num_samples)[i]``.
         num_samples: number of pairs.

@@ -157,7 +157,8 @@ def darcy_solve(
     with harmonic means of ``a`` at the faces, second order for smooth ``a``), solved by
     conjugate gradients preconditioned with the fast (DST-I) inverse of the constant-coefficient
     Laplacian: the iteration count is bounded by ``sqrt(max a / min a)`` times a log of the
-    tolerance, independent of ``s`` (about 20 iterations for the FNO coefficient, ratio 4).
+    tolerance, independent of ``s`` (for the FNO coefficient, ratio 4: 10 iterations to a
+    relative error of 1e-6 in float32, at 85 and at 421 nodes alike).
 
     Args:
         a: coefficient at the nodes, shape ``(*batch, s, s)``, ``s >= 3``, positive
@@ -233,8 +234,9 @@ def darcy_dataset(
     ``solver_resolution`` nodes per side and subsampled to ``resolution`` (the paper solves on
     421 and subsamples to 85, 141, 211: pass ``solver_resolution=421``).
 
-    Cost: about 20 PCG iterations of a few FFTs of the solver grid per sample (measured on
-    2 CPU cores: about 5 ms per sample at 85, 80 ms at 421).
+    Cost: about 10 PCG iterations of a few FFTs of the solver grid per sample, at any grid
+    size. Measured on 2 CPU cores: 1000 samples at 85 in 4 s; 100 samples solved at 421 and
+    subsampled to 85 in 10 s (compilation included).
 
     Args:
         key: a PRNG key; sample ``i`` uses ``jax.random.split(key, num_samples)[i]``.
