@@ -43,7 +43,7 @@ def _float_dtype(dtype) -> np.dtype:
     dtype = jnp.dtype(dtype)
     if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
         raise TypeError(f"`dtype` must be float32 or float64; got {dtype}.")
-    if dtype == jnp.dtype(jnp.float64) and not jax.config.jax_enable_x64:
+    if jax.dtypes.canonicalize_dtype(dtype) != dtype:
         raise TypeError("`dtype`=float64 needs 64-bit mode: wrap the call in jax.enable_x64(True).")
     return dtype
 
