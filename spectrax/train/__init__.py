@@ -1,2 +1,57 @@
 """spectrax.train"""
-__all__: list[str] = []
+from spectrax.train._checkpoint import CheckpointError, Checkpointer, tree_digest
+from spectrax.train._config import (
+    CheckpointConfig,
+    Config,
+    ConfigError,
+    LoopConfig,
+    MeshConfig,
+    OptimConfig,
+    OutputConfig,
+    apply_overrides,
+    config_to_dict,
+    load_config,
+    validate_config,
+)
+from spectrax.train._loop import TrainResult, evaluate_run, params_digest, train
+from spectrax.train._mesh import batch_sharding, make_mesh, shard_model
+from spectrax.train._metrics import MetricWriter, read_metrics
+from spectrax.train._optim import make_optimizer, make_schedule
+from spectrax.train._step import GuardState, TrainState, init_opt_state, make_train_step
+from spectrax.train._task import Task, batch_indices
+from spectrax.train._tasks import FieldRegressionTask
+
+__all__: list[str] = [
+    "CheckpointConfig",
+    "CheckpointError",
+    "Checkpointer",
+    "Config",
+    "ConfigError",
+    "FieldRegressionTask",
+    "GuardState",
+    "LoopConfig",
+    "MeshConfig",
+    "MetricWriter",
+    "OptimConfig",
+    "OutputConfig",
+    "Task",
+    "TrainResult",
+    "TrainState",
+    "apply_overrides",
+    "batch_indices",
+    "batch_sharding",
+    "config_to_dict",
+    "evaluate_run",
+    "init_opt_state",
+    "load_config",
+    "make_mesh",
+    "make_optimizer",
+    "make_schedule",
+    "make_train_step",
+    "params_digest",
+    "read_metrics",
+    "shard_model",
+    "train",
+    "tree_digest",
+    "validate_config",
+]

@@ -1,0 +1,129 @@
+"""Orbax checkpoints of a run: model, optimizer state, step, RNG and config, checked on restore.
+
+Saves go through ``orbax.checkpoint.CheckpointManager``, which writes each step into a temporary
+directory and renames it into place once complete: a process killed mid-save leaves only a
+temporary directory that the manager ignores, and the previous step stays the latest. Each save
+also records a SHA-256 of every array's bytes and the config; restore refuses a checkpoint whose
+config differs or whose arrays do not hash to the record, before the caller sees any of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from spectrax.train._config import config_differences
+
+__all__ = ["CheckpointError", "Checkpointer", "tree_digest"]
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, damaged, or belongs to another config."""
+
+
+def tree_digest(tree: Any) -> str:
+    """SHA-256 over the tree structure and every array's dtype, shape and bytes."""
+    h = hashlib.sha256()
+    leaves, treedef = jax.tree.flatten(tree)
+    h.update(str(treedef).encode())
+    for x in leaves:
+        a = np.asarray(jax.device_get(x))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+class Checkpointer:
+    """Keep-last-k Orbax checkpoints of ``{"state": arrays, "meta": json}`` under ``directory``.
+
+    Args:
+        directory: where step folders live (created).
+        keep: how many recent checkpoints to keep.
+        config_dict: :func:`spectrax.train.config_to_dict` of the run; stored with every save
+            and compared on restore.
+    """
+
+    def __init__(self, directory: str | Path, *, keep: int, config_dict: dict[str, Any]):
+        self.directory = Path(directory).resolve()
+        self.config_dict = config_dict
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def save(self, step: int, state: Any, *, extra: dict[str, Any] | None = None) -> None:
+        """Save ``state`` (a pytree of arrays) as ``step``; returns once the save is durable."""
+        meta = {"step": int(step), "config": self.config_dict, "digest": tree_digest(state), **(extra or {})}
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+            force=True,
+        )
+        self._manager.wait_until_finished()
+
+    def read_meta(self, step: int) -> dict[str, Any]:
+        try:
+            out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            return dict(out["meta"])
+        except Exception as err:
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} is damaged or incomplete: its metadata "
+                f"cannot be read ({type(err).__name__}: {err})."
+            ) from err
+
+    def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+        """Restore ``step`` (default: latest) into the structure, shapes, dtypes and shardings
+        of ``target``.
+
+        Raises:
+            CheckpointError: no checkpoint; a config that differs from this run's (the
+                differing keys are listed); arrays that do not match ``target`` or whose
+                digest differs from the one recorded at save time.
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"no checkpoint in {self.directory}.")
+        meta = self.read_meta(step)
+        diffs = config_differences(meta.get("config", {}), self.config_dict)
+        if diffs:
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} was written by another config; refusing to "
+                "load it. Differences (checkpoint != this run): " + "; ".join(diffs)
+            )
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        try:
+            out = self._manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+            )
+            state = out["state"]
+        except Exception as err:
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} is damaged or does not match this model "
+                f"({type(err).__name__}: {str(err)[:500]})."
+            ) from err
+        if jax.tree.structure(state) != jax.tree.structure(target):
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} holds a different tree than this model."
+            )
+        if tree_digest(state) != meta.get("digest"):
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} is damaged: its arrays do not match the "
+                "digest recorded when it was saved."
+            )
+        return state, meta
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()

@@ -1,0 +1,375 @@
+"""Typed, frozen training configs: sections, ``key=value`` overrides with type checks, and
+validation that runs before any work.
+
+A config is a :class:`Config` of frozen dataclass sections. The ``task`` section is any frozen
+dataclass with a ``build() -> Task`` method (see :mod:`spectrax.train._task`); its fields are
+overridable like the others (``task.width=32``). Ranges live in field metadata
+(``min``/``max``/``min_open``/``choices``) so one function validates every section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CheckpointConfig",
+    "Config",
+    "ConfigError",
+    "LoopConfig",
+    "MeshConfig",
+    "OptimConfig",
+    "OutputConfig",
+    "apply_overrides",
+    "config_to_dict",
+    "flat_keys",
+    "load_config",
+    "validate_config",
+]
+
+
+class ConfigError(ValueError):
+    """A config key, value or combination is invalid; the message names the key."""
+
+
+def _f(default: Any, **checks: Any) -> Any:
+    return dataclasses.field(default=default, metadata=checks)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warmup, cosine decay, global-norm clipping and parameter groups.
+
+    Parameters labelled ``"ssm"`` (``spectrax.nn.ssm_param_labels``: Λ, B, log_dt of SSM layers)
+    use ``ssm_learning_rate`` and no weight decay; all others use ``learning_rate`` and
+    ``weight_decay``. Both follow the same warmup + cosine shape, decaying to
+    ``final_lr_fraction`` of their peak at ``loop.num_steps``.
+    """
+
+    learning_rate: float = _f(1e-3, min=0.0, min_open=True)
+    ssm_learning_rate: float = _f(1e-3, min=0.0, min_open=True)
+    warmup_steps: int = _f(0, min=0)
+    final_lr_fraction: float = _f(0.01, min=0.0, max=1.0)
+    weight_decay: float = _f(1e-4, min=0.0)
+    clip_norm: float = _f(1.0, min=0.0, min_open=True)
+    b1: float = _f(0.9, min=0.0, max=1.0)
+    b2: float = _f(0.999, min=0.0, max=1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """Steps, batch size and the cadence of logging and evaluation.
+
+    ``max_nonfinite``: that many non-finite updates in a row stop the run (each one is skipped
+    inside the jitted step). The host reads the guard's counters every ``log_every`` steps.
+    """
+
+    num_steps: int = _f(1000, min=1)
+    batch_size: int = _f(32, min=1)
+    log_every: int = _f(20, min=1)
+    eval_every: int = _f(0, min=0)
+    max_nonfinite: int = _f(10, min=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """Device mesh with axes ``("data", "model")`` built with ``jax.make_mesh``.
+
+    ``data=-1`` takes every device the ``model`` axis leaves. ``params="replicated"`` copies
+    parameters to every device; ``"fsdp"`` shards each parameter's largest axis divisible by
+    the ``model`` axis size over ``model`` (others stay replicated).
+    """
+
+    data: int = _f(-1, min=-1)
+    model: int = _f(1, min=1)
+    params: str = _f("replicated", choices=("replicated", "fsdp"))
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """Orbax checkpoints every ``every`` steps (0: only at the end and on signals), keeping
+    the last ``keep``."""
+
+    every: int = _f(0, min=0)
+    keep: int = _f(3, min=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig:
+    """Run directory (``""``: ``runs/<name>-<timestamp>``), progress bar, plots, TensorBoard."""
+
+    workdir: str = ""
+    progress: bool = True
+    plots: bool = True
+    tensorboard: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole training job. ``max_test_error``: the test error the run must reach (``None``:
+    no threshold); the CLI exits non-zero above it."""
+
+    name: str
+    task: Any
+    seed: int = _f(0, min=0)
+    max_test_error: float | None = _f(None, min=0.0, min_open=True)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+
+
+# Sections that do not change what is computed: a resumed run may differ in these.
+OUTPUT_SECTIONS = ("output",)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    module = sys.modules.get(cls.__module__)
+    return typing.get_type_hints(cls, globalns=vars(module) if module else None)
+
+
+def _fields(obj: Any) -> dict[str, tuple[dataclasses.Field, Any]]:
+    hints = _hints(type(obj))
+    return {f.name: (f, hints.get(f.name, Any)) for f in dataclasses.fields(obj)}
+
+
+def flat_keys(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf key of a config as ``"section.field" -> value``."""
+    out: dict[str, Any] = {}
+    for name, (_, _) in _fields(config).items():
+        value = getattr(config, name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out.update(flat_keys(value, prefix + name + "."))
+        else:
+            out[prefix + name] = value
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _parse_scalar(key: str, text: str, tp: Any) -> Any:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if type(None) in args and text.lower() in ("none", "null"):
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _parse_scalar(key, text, a)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"`{key}` expects {_type_name(tp)}; got {text!r}.")
+    if typing.get_origin(tp) is tuple:
+        parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
+        inner = args[0] if args else str
+        return tuple(_parse_scalar(key, p.strip(), inner) for p in parts)
+    if tp is bool:
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"`{key}` expects a bool (true/false); got {text!r}.")
+    if tp is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"`{key}` expects an int; got {text!r}.") from None
+    if tp is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"`{key}` expects a float; got {text!r}.") from None
+    if tp is str:
+        return text
+    raise ConfigError(f"`{key}` has type {_type_name(tp)}, which cannot be set from the command line.")
+
+
+def _check_type(key: str, value: Any, tp: Any) -> None:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return
+    if origin in (typing.Union, types.UnionType):
+        for a in typing.get_args(tp):
+            try:
+                _check_type(key, value, a)
+                return
+            except ConfigError:
+                continue
+        raise ConfigError(f"`{key}` must be {_type_name(tp)}; got {value!r} ({type(value).__name__}).")
+    if tp is type(None):
+        ok = value is None
+    elif origin is tuple:
+        ok = isinstance(value, tuple)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(tp, type):
+        ok = isinstance(value, tp)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(f"`{key}` must be {_type_name(tp)}; got {value!r} ({type(value).__name__}).")
+
+
+def _check_range(key: str, value: Any, meta: Mapping[str, Any]) -> None:
+    if value is None:
+        return
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"`{key}` must be one of {list(meta['choices'])}; got {value!r}.")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and (value <= lo if meta.get("min_open") else value < lo):
+        op = ">" if meta.get("min_open") else ">="
+        raise ConfigError(f"`{key}` must be {op} {lo}; got {value!r}.")
+    if hi is not None and value > hi:
+        raise ConfigError(f"`{key}` must be <= {hi}; got {value!r}.")
+
+
+def validate_config(config: Config) -> Config:
+    """Check every field's type and range and the cross-field rules; return the config.
+
+    Raises:
+        ConfigError: naming the offending key, what it got and what it expects.
+    """
+    if not isinstance(config, Config):
+        raise ConfigError(f"get_config() must return a spectrax.train.Config; got {type(config).__name__}.")
+    if not (dataclasses.is_dataclass(config.task) and callable(getattr(config.task, "build", None))):
+        raise ConfigError(
+            f"`task` must be a frozen dataclass with a build() method; got {type(config.task).__name__}."
+        )
+
+    def walk(obj: Any, prefix: str) -> None:
+        for name, (f, tp) in _fields(obj).items():
+            value = getattr(obj, name)
+            key = prefix + name
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                walk(value, key + ".")
+                continue
+            _check_type(key, value, tp)
+            _check_range(key, value, f.metadata)
+
+    walk(config, "")
+    loop = config.loop
+    if loop.eval_every and loop.eval_every > loop.num_steps:
+        raise ConfigError(
+            f"`loop.eval_every` ({loop.eval_every}) exceeds `loop.num_steps` ({loop.num_steps}); "
+            "use 0 to evaluate only at the end."
+        )
+    return config
+
+
+def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
+    """Return ``config`` with ``key=value`` overrides applied, typed from the field annotations.
+
+    Args:
+        config: the base config.
+        overrides: strings like ``"optim.learning_rate=3e-4"`` or ``"task.width=32"``.
+
+    Raises:
+        ConfigError: unknown key (the message lists the valid ones), unparsable or out-of-range
+            value.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value.")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        valid = flat_keys(config)
+        if key not in valid:
+            raise ConfigError(f"unknown config key `{key}`; valid keys: {', '.join(sorted(valid))}.")
+        config = _replace_path(config, key.split("."), key, text)
+    return validate_config(config)
+
+
+def _replace_path(obj: Any, path: list[str], key: str, text: str) -> Any:
+    fields = _fields(obj)
+    f, tp = fields[path[0]]
+    if len(path) == 1:
+        value = _parse_scalar(key, text, tp)
+        _check_range(key, value, f.metadata)
+        return dataclasses.replace(obj, **{path[0]: value})
+    child = _replace_path(getattr(obj, path[0]), path[1:], key, text)
+    return dataclasses.replace(obj, **{path[0]: child})
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready nested dict of the config, with each section's class recorded."""
+    out: dict[str, Any] = {"__class__": f"{type(config).__module__}.{type(config).__qualname__}"}
+    for name in _fields(config):
+        value = getattr(config, name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out[name] = config_to_dict(value)
+        elif isinstance(value, tuple):
+            out[name] = list(value)
+        else:
+            out[name] = value
+    return out
+
+
+def config_differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Keys whose values differ between two :func:`config_to_dict` results (sections in
+    ``OUTPUT_SECTIONS`` are ignored at the top level)."""
+    diffs = []
+    for k in sorted(set(a) | set(b)):
+        if not prefix and k in OUTPUT_SECTIONS:
+            continue
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, Mapping) and isinstance(vb, Mapping):
+            diffs += config_differences(va, vb, prefix + k + ".")
+        elif va != vb:
+            diffs.append(f"{prefix}{k}: {va!r} != {vb!r}")
+    return diffs
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A config file from a path or a bare name looked up in ``./configs`` and in the
+    ``configs/`` folder of the source checkout."""
+    p = Path(name_or_path)
+    if p.suffix == ".py" and p.exists():
+        return p.resolve()
+    stem = p.stem if p.suffix == ".py" else name_or_path
+    roots = [Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"]
+    for root in roots:
+        cand = root / f"{stem}.py"
+        if cand.exists():
+            return cand.resolve()
+    available = sorted({c.stem for r in roots if r.is_dir() for c in r.glob("*.py") if c.stem != "__init__"})
+    raise ConfigError(
+        f"config {name_or_path!r} not found (looked for a .py file and in {', '.join(map(str, roots))}); "
+        f"available: {', '.join(available) or 'none'}."
+    )
+
+
+def load_config(name_or_path: str, overrides: Sequence[str] = (), *, variant: str = "default") -> Config:
+    """Run a config file's ``get_config(variant)``, apply overrides and validate.
+
+    Args:
+        name_or_path: ``configs/burgers_fno.py`` or ``burgers_fno``.
+        overrides: ``key=value`` strings (see :func:`apply_overrides`).
+        variant: ``"default"`` or ``"smoke"`` (every config has both).
+    """
+    path = resolve_config_path(name_or_path)
+    spec = importlib.util.spec_from_file_location(f"spectrax_config_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {path} defines no get_config().")
+    variants = getattr(module, "VARIANTS", ("default", "smoke"))
+    if variant not in variants:
+        raise ConfigError(f"`variant` must be one of {list(variants)}; got {variant!r}.")
+    config = validate_config(module.get_config(variant))
+    return apply_overrides(config, overrides)

@@ -1,0 +1,276 @@
+"""The training loop: mesh, model, optimizer, resume, jitted steps, guard, logs, checkpoints,
+evaluation, plots and report."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+
+from spectrax.train._checkpoint import CheckpointError, Checkpointer
+from spectrax.train._config import Config, config_to_dict, validate_config
+from spectrax.train._mesh import batch_sharding, make_mesh, maybe_initialize_distributed, shard_model
+from spectrax.train._metrics import MetricWriter, read_metrics
+from spectrax.train._optim import make_optimizer, param_labels
+from spectrax.train._plots import plot_loss_curves
+from spectrax.train._step import init_opt_state, make_train_step
+from spectrax.train._task import batch_indices
+
+__all__ = ["TrainResult", "default_workdir", "evaluate_run", "params_digest", "train"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a run ended with.
+
+    Attributes:
+        workdir: the run directory.
+        step: the last step taken.
+        model: the trained model.
+        metrics: final evaluation metrics (``test_error`` among them); empty if the run stopped
+            on non-finite updates.
+        stopped: ``"completed"``, ``"nonfinite"`` or ``"signal"``.
+        skipped: total number of skipped (non-finite) updates.
+        passed: ``test_error <= max_test_error``, or ``None`` without a threshold.
+    """
+
+    workdir: Path
+    step: int
+    model: Any
+    metrics: dict[str, float]
+    stopped: str
+    skipped: int
+    passed: bool | None
+
+
+def default_workdir(config: Config, root: str | Path = "runs") -> Path:
+    """``runs/<name>-<UTC timestamp>``."""
+    return Path(root) / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+def latest_workdir(config: Config, root: str | Path = "runs") -> Path | None:
+    runs = sorted(Path(root).glob(f"{config.name}-*"))
+    return runs[-1] if runs else None
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Turn SIGTERM/SIGINT into a flag the loop checks after each step (main thread only)."""
+    flag = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, _frame):
+        flag["signal"] = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _setup(config: Config, devices: list | None):
+    mesh = make_mesh(config, devices)
+    task = config.task.build()
+    key = jax.random.key(config.seed)
+    model_key, run_key = jax.random.split(key)
+    model = task.init_model(model_key)
+    params = eqx.filter(model, eqx.is_inexact_array)
+    optimizer = make_optimizer(config, param_labels(params, task))
+    opt_state = init_opt_state(optimizer, model)
+    model = shard_model(model, mesh, config.mesh.params)
+    opt_state = shard_model(opt_state, mesh, config.mesh.params)
+    rng = shard_model(jax.random.key_data(run_key), mesh, "replicated")
+    return mesh, task, model, optimizer, opt_state, rng
+
+
+def _checkpoint_state(model, opt_state, rng) -> dict[str, Any]:
+    return {"model": eqx.filter(model, eqx.is_array), "opt_state": opt_state, "rng": rng}
+
+
+def train(
+    config: Config,
+    *,
+    workdir: str | Path | None = None,
+    resume: bool = False,
+    devices: list | None = None,
+    source: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Run a training job end to end.
+
+    Args:
+        config: a validated :class:`Config`.
+        workdir: run directory (default ``config.output.workdir`` or ``runs/<name>-<time>``;
+            with ``resume`` and no directory, the newest ``runs/<name>-*``).
+        resume: continue from the directory's latest checkpoint (a fresh start if it has
+            none). Without it, a directory that already holds checkpoints is refused.
+        devices: devices for the mesh (default: all).
+        source: how the config was made (file, variant, overrides), stored in
+            ``config.json`` so ``spectrax eval`` can rebuild it.
+
+    Returns:
+        A :class:`TrainResult`. Writes ``checkpoints/``, ``metrics.jsonl``, ``config.json``,
+        ``*.png`` and ``report.md`` into the run directory.
+
+    Raises:
+        ConfigError: an invalid config or mesh, before any work.
+        CheckpointError: a checkpoint from another config, or a damaged one.
+    """
+    validate_config(config)
+    maybe_initialize_distributed()
+    if workdir is None and config.output.workdir:
+        workdir = config.output.workdir
+    if workdir is None:
+        workdir = (latest_workdir(config) if resume else None) or default_workdir(config)
+    workdir = Path(workdir)
+    mesh, task, model, optimizer, opt_state, rng = _setup(config, devices)
+    cfg_dict = config_to_dict(config)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpt = Checkpointer(workdir / "checkpoints", keep=config.checkpoint.keep, config_dict=cfg_dict)
+    start = 0
+    if ckpt.latest_step() is not None:
+        if not resume:
+            ckpt.close()
+            raise CheckpointError(
+                f"{workdir} already holds checkpoints (latest step {ckpt.latest_step()}); pass "
+                "--resume to continue that run or choose another --workdir."
+            )
+        restored, meta = ckpt.restore(_checkpoint_state(model, opt_state, rng))
+        static = eqx.filter(model, eqx.is_array, inverse=True)
+        model = eqx.combine(restored["model"], static)
+        opt_state, rng = restored["opt_state"], restored["rng"]
+        start = int(meta["step"])
+        logger.info("resumed %s at step %d", workdir, start)
+    (workdir / "config.json").write_text(
+        json.dumps({"config": cfg_dict, "source": source or {}}, indent=2, default=str)
+    )
+
+    loop = config.loop
+    step_fn = make_train_step(task.loss, optimizer)
+    sharding = batch_sharding(mesh)
+    writer = MetricWriter(workdir, tensorboard=config.output.tensorboard, resume_step=start if start else None)
+    num_train = task.num_train()
+    stopped, step, last_saved = "completed", start, start if start else -1
+    skipped_total = 0
+    pending: list[tuple[int, dict[str, Any]]] = []
+    tic, tic_step = time.perf_counter(), start
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=loop.num_steps, initial=start, disable=not config.output.progress, desc=config.name, unit="step"
+    )
+    with _stop_on_signals() as flag:
+        for step in range(start + 1, loop.num_steps + 1):
+            idx = batch_indices(config.seed, step - 1, num_train, loop.batch_size)
+            batch = jax.device_put(task.get_batch(idx), sharding)
+            model, opt_state, metrics = step_fn(model, opt_state, batch)
+            pending.append((step, metrics))
+            bar.update(1)
+            if step % loop.log_every == 0 or step == loop.num_steps or flag["signal"]:
+                host = jax.device_get(pending)
+                pending = []
+                for s, m in host:
+                    writer.write(s, "train", m)
+                last = host[-1][1]
+                skipped_total = int(last["nonfinite_total"])
+                rate = (step - tic_step) * loop.batch_size / max(time.perf_counter() - tic, 1e-9)
+                tic, tic_step = time.perf_counter(), step
+                bar.set_postfix(loss=f"{float(last['loss']):.3e}", ex_per_s=f"{rate:.0f}", skipped=skipped_total)
+                if max(int(m["nonfinite_consecutive"]) for _, m in host) >= loop.max_nonfinite:
+                    stopped = "nonfinite"
+                    logger.error(
+                        "stopping at step %d: %d non-finite updates in a row (loop.max_nonfinite=%d); "
+                        "the last checkpoint (step %d) is intact",
+                        step, loop.max_nonfinite, loop.max_nonfinite, last_saved,
+                    )
+                    break
+            if loop.eval_every and step % loop.eval_every == 0 and step != loop.num_steps:
+                writer.write(step, "eval", task.evaluate(model))
+            if (config.checkpoint.every and step % config.checkpoint.every == 0) or flag["signal"]:
+                ckpt.save(step, _checkpoint_state(model, opt_state, rng), extra=_position(config, step))
+                last_saved = step
+            if flag["signal"]:
+                stopped = "signal"
+                logger.warning("received %s: saved step %d and stopped", flag["signal"], step)
+                break
+    bar.close()
+    if stopped == "completed" and last_saved != step:
+        ckpt.save(step, _checkpoint_state(model, opt_state, rng), extra=_position(config, step))
+    ckpt.close()
+
+    final: dict[str, float] = {}
+    passed = None
+    if stopped == "completed":
+        final = task.evaluate(model)
+        writer.write(step, "eval", final)
+        if config.max_test_error is not None:
+            passed = final["test_error"] <= config.max_test_error
+    writer.close()
+    if config.output.plots:
+        plot_loss_curves(read_metrics(workdir), workdir / "loss_curves.png")
+        if stopped == "completed":
+            task.plots(model, workdir)
+    result = TrainResult(workdir, step, model, final, stopped, skipped_total, passed)
+    _write_report(config, result)
+    return result
+
+
+def _position(config: Config, step: int) -> dict[str, Any]:
+    # The data order is a pure function of (seed, step): this is the whole iterator state.
+    return {"data_position": {"seed": config.seed, "step": step, "batch_size": config.loop.batch_size}}
+
+
+def _write_report(config: Config, result: TrainResult) -> None:
+    lines = [
+        f"# {config.name}",
+        "",
+        f"- stopped: {result.stopped} at step {result.step} of {config.loop.num_steps}",
+        f"- skipped non-finite updates: {result.skipped}",
+        f"- devices: {jax.device_count()} ({jax.default_backend()}), mesh data={config.mesh.data} "
+        f"model={config.mesh.model} params={config.mesh.params}",
+    ]
+    for k, v in result.metrics.items():
+        lines.append(f"- {k}: {v:.6g}")
+    if config.max_test_error is not None and result.metrics:
+        verdict = "pass" if result.passed else "FAIL"
+        lines.append(f"- threshold: test_error <= {config.max_test_error} ({verdict})")
+    pngs = sorted(p.name for p in result.workdir.glob("*.png"))
+    if pngs:
+        lines += ["", "## Figures", ""] + [f"![{p}]({p})" for p in pngs]
+    (result.workdir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def evaluate_run(config: Config, workdir: str | Path, *, devices: list | None = None) -> dict[str, float]:
+    """Restore the latest checkpoint of ``workdir`` (refused if written by another config) and
+    return the task's test metrics."""
+    mesh, task, model, _, opt_state, rng = _setup(config, devices)
+    ckpt = Checkpointer(Path(workdir) / "checkpoints", keep=config.checkpoint.keep, config_dict=config_to_dict(config))
+    try:
+        restored, _ = ckpt.restore(_checkpoint_state(model, opt_state, rng))
+    finally:
+        ckpt.close()
+    model = eqx.combine(restored["model"], eqx.filter(model, eqx.is_array, inverse=True))
+    del mesh
+    return task.evaluate(model)
+
+
+def params_digest(model: Any) -> str:
+    """SHA-256 of a model's arrays (bitwise comparisons between runs)."""
+    from spectrax.train._checkpoint import tree_digest
+
+    return tree_digest(eqx.filter(model, eqx.is_array))

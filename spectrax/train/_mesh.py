@@ -1,0 +1,92 @@
+"""Device mesh with ``("data", "model")`` axes, batch and parameter shardings, multi-host start.
+
+Multi-host launch (one process per host, same command everywhere)::
+
+    JAX_COORDINATOR_ADDRESS=host0:1234 JAX_NUM_PROCESSES=4 JAX_PROCESS_ID=<i> \\
+        spectrax train configs/burgers_fno.py mesh.model=2
+
+``maybe_initialize_distributed`` calls ``jax.distributed.initialize()`` when those variables are
+set (on TPU pods and SLURM, JAX discovers them itself; set ``SPECTRAX_DISTRIBUTED=1``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import equinox as eqx
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from spectrax.train._config import Config, ConfigError, MeshConfig
+
+__all__ = ["batch_sharding", "make_mesh", "maybe_initialize_distributed", "shard_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def maybe_initialize_distributed() -> bool:
+    """``jax.distributed.initialize()`` once when launched as one of several processes."""
+    wanted = os.environ.get("SPECTRAX_DISTRIBUTED") == "1" or "JAX_COORDINATOR_ADDRESS" in os.environ
+    if not wanted or jax.distributed.is_initialized():
+        return False
+    jax.distributed.initialize()
+    logger.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
+    return True
+
+
+def mesh_shape(mesh_config: MeshConfig, num_devices: int) -> tuple[int, int]:
+    """``(data, model)`` axis sizes for ``num_devices`` devices, or a ConfigError naming the key."""
+    m = mesh_config.model
+    if num_devices % m:
+        raise ConfigError(f"`mesh.model` ({m}) must divide the number of devices ({num_devices}).")
+    d = num_devices // m if mesh_config.data == -1 else mesh_config.data
+    if d < 1 or d * m > num_devices:
+        raise ConfigError(
+            f"`mesh.data` x `mesh.model` = {d} x {m} needs {d * m} devices; {num_devices} available."
+        )
+    return d, m
+
+
+def make_mesh(config: Config, devices: list | None = None) -> Mesh:
+    """The config's mesh over ``devices`` (default: all), checking that ``loop.batch_size``
+    divides evenly over the ``data`` axis."""
+    devices = list(jax.devices() if devices is None else devices)
+    d, m = mesh_shape(config.mesh, len(devices))
+    if config.loop.batch_size % d:
+        raise ConfigError(
+            f"`loop.batch_size` ({config.loop.batch_size}) must be divisible by the data axis "
+            f"(`mesh.data` = {d}); use a multiple of {d}."
+        )
+    auto = (jax.sharding.AxisType.Auto,) * 2
+    return jax.make_mesh((d, m), ("data", "model"), axis_types=auto, devices=devices[: d * m])
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis over ``data``, the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec("data"))
+
+
+def _param_spec(x: jax.Array, model_size: int, mode: str) -> PartitionSpec:
+    if mode == "replicated" or model_size == 1 or x.ndim == 0:
+        return PartitionSpec()
+    # Largest axis that splits evenly: the biggest saving per parameter.
+    for axis in sorted(range(x.ndim), key=lambda a: -x.shape[a]):
+        if x.shape[axis] % model_size == 0:
+            spec = [None] * x.ndim
+            spec[axis] = "model"
+            return PartitionSpec(*spec)
+    return PartitionSpec()
+
+
+def shard_model(tree: Any, mesh: Mesh, mode: str) -> Any:
+    """Place every array of ``tree`` on ``mesh``: replicated, or FSDP-style over ``model``."""
+    size = mesh.shape["model"]
+
+    def place(x):
+        if not eqx.is_array(x):
+            return x
+        return jax.device_put(x, NamedSharding(mesh, _param_spec(x, size, mode)))
+
+    return jax.tree.map(place, tree)

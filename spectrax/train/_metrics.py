@@ -1,0 +1,78 @@
+"""Metric writers: ``metrics.jsonl`` always, TensorBoard event files when a writer library exists."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MetricWriter", "read_metrics"]
+
+logger = logging.getLogger(__name__)
+
+# Writer libraries tried in order; none is a dependency of spectrax.
+_TB_WRITERS = (("tensorboardX", "SummaryWriter"), ("torch.utils.tensorboard", "SummaryWriter"))
+
+
+def _tensorboard_writer(logdir: Path) -> Any:
+    for module, name in _TB_WRITERS:
+        try:
+            return getattr(importlib.import_module(module), name)(str(logdir))
+        except ImportError:
+            continue
+    return None
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (str, bool)):
+        return v
+    if np.issubdtype(np.asarray(v).dtype, np.integer):
+        return int(v)
+    v = float(v)
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+class MetricWriter:
+    """Appends one JSON object per record to ``<workdir>/metrics.jsonl``.
+
+    A resumed run truncates records past ``resume_step`` first, so the file reads as if the run
+    had never stopped. Non-finite values are written as ``null``.
+    """
+
+    def __init__(self, workdir: str | Path, *, tensorboard: bool = True, resume_step: int | None = None):
+        self.path = Path(workdir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        elif resume_step is None:
+            self.path.write_text("")
+        self._tb = _tensorboard_writer(Path(workdir) / "tensorboard") if tensorboard else None
+        if tensorboard and self._tb is None:
+            logger.info("no TensorBoard writer library installed; writing metrics.jsonl only")
+
+    def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+        record = {"step": int(step), "split": split, **{k: _jsonable(v) for k, v in metrics.items()}}
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in record.items():
+                if k not in ("step", "split") and isinstance(v, float):
+                    self._tb.add_scalar(f"{split}/{k}", v, int(step))
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file (a run directory also works)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,64 @@
+"""The Optax optimizer of a config: warmup + cosine schedules, clipping, AdamW, parameter groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import optax
+
+from spectrax.train._config import Config
+
+__all__ = ["make_optimizer", "make_schedule", "param_labels"]
+
+GROUPS = ("default", "ssm")
+
+
+def make_schedule(peak: float, config: Config) -> optax.Schedule:
+    """Linear warmup from 0 to ``peak`` over ``optim.warmup_steps``, then cosine decay to
+    ``peak * optim.final_lr_fraction`` at ``loop.num_steps``."""
+    o, steps = config.optim, config.loop.num_steps
+    warmup = min(o.warmup_steps, steps - 1)
+    if warmup == 0:
+        return optax.cosine_decay_schedule(peak, max(steps, 1), alpha=o.final_lr_fraction)
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=peak,
+        warmup_steps=warmup,
+        decay_steps=steps,
+        end_value=peak * o.final_lr_fraction,
+    )
+
+
+def param_labels(params: Any, task: Any = None) -> Any:
+    """One group label per array leaf: the task's own labels if it gives them, else
+    ``spectrax.nn.ssm_param_labels`` when that exists, else ``"default"`` everywhere."""
+    labels = None
+    if task is not None and hasattr(task, "param_labels"):
+        labels = task.param_labels(params)
+    if labels is None:
+        try:
+            from spectrax.nn import ssm_param_labels  # type: ignore[attr-defined]
+        except ImportError:
+            ssm_param_labels = None
+        if ssm_param_labels is not None:
+            labels = ssm_param_labels(params)
+    if labels is None:
+        return jax.tree.map(lambda _: "default", params)
+    return labels
+
+
+def make_optimizer(config: Config, labels: Any) -> optax.GradientTransformation:
+    """Global-norm clipping, then AdamW per group: ``"default"`` with ``optim.learning_rate``
+    and ``optim.weight_decay``; ``"ssm"`` with ``optim.ssm_learning_rate`` and no weight decay
+    (Gu et al., 2022, "Efficiently Modeling Long Sequences with Structured State Spaces": the
+    SSM parameters train with a smaller rate and no decay)."""
+    o = config.optim
+    groups = {
+        "default": optax.adamw(
+            make_schedule(o.learning_rate, config), b1=o.b1, b2=o.b2, weight_decay=o.weight_decay
+        ),
+        "ssm": optax.adam(make_schedule(o.ssm_learning_rate, config), b1=o.b1, b2=o.b2),
+    }
+    # A labels pytree may itself be callable (an Equinox module): optax must not call it.
+    return optax.chain(optax.clip_by_global_norm(o.clip_norm), optax.multi_transform(groups, lambda _: labels))

@@ -1,0 +1,93 @@
+"""PNG figures of a run: loss curves, and for field-to-field (PDE) tasks prediction vs truth and
+the error spectrum by wavenumber."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["error_spectrum", "plot_field_predictions", "plot_loss_curves"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
+    """Training loss (and every ``eval`` metric) against step, log scale."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    train = [r for r in records if r["split"] == "train" and r.get("loss") is not None]
+    if train:
+        ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
+    evals = [r for r in records if r["split"] == "eval"]
+    keys = sorted({k for r in evals for k in r if k not in ("step", "split")})
+    for k in keys:
+        pts = [(r["step"], r[k]) for r in evals if isinstance(r.get(k), float) and r[k] > 0]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), "o-", label=f"eval {k}")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def error_spectrum(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean squared amplitude by wavenumber of the error and of the truth over the last axis.
+
+    Returns:
+        ``(k, error_power, truth_power)`` with ``k = 0..n//2``; powers averaged over all leading
+        axes.
+    """
+    e = np.fft.rfft(np.asarray(pred, np.float64) - np.asarray(truth, np.float64), axis=-1)
+    t = np.fft.rfft(np.asarray(truth, np.float64), axis=-1)
+    lead = tuple(range(e.ndim - 1))
+    return np.arange(e.shape[-1]), np.mean(np.abs(e) ** 2, axis=lead), np.mean(np.abs(t) ** 2, axis=lead)
+
+
+def plot_field_predictions(
+    x: np.ndarray, inputs: np.ndarray, pred: np.ndarray, truth: np.ndarray, outdir: str | Path
+) -> list[Path]:
+    """``predictions.png`` (input, prediction and truth for a few 1-D test samples) and
+    ``error_spectrum.png`` (error vs truth power by wavenumber over all test samples)."""
+    plt = _pyplot()
+    outdir = Path(outdir)
+    n = min(3, pred.shape[0])
+    fig, axes = plt.subplots(n, 1, figsize=(7, 2.2 * n), squeeze=False)
+    for i in range(n):
+        ax = axes[i, 0]
+        ax.plot(x, inputs[i], color="0.7", label="input a(x)")
+        ax.plot(x, truth[i], "k-", label="truth u(x)")
+        ax.plot(x, pred[i], "r--", label="prediction")
+        ax.grid(True, alpha=0.3)
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    p1 = outdir / "predictions.png"
+    fig.savefig(p1, dpi=100)
+    plt.close(fig)
+
+    k, err, tru = error_spectrum(pred, truth)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(k, tru + 1e-300, "k-", label="truth")
+    ax.semilogy(k, err + 1e-300, "r-", label="error")
+    ax.set_xlabel("wavenumber k")
+    ax.set_ylabel("mean |û_k|²")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    p2 = outdir / "error_spectrum.png"
+    fig.savefig(p2, dpi=100)
+    plt.close(fig)
+    return [p1, p2]

@@ -1,0 +1,90 @@
+"""The jitted training step with its non-finite guard, and the jitted evaluation of a loss."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+__all__ = ["GuardState", "TrainState", "init_opt_state", "make_train_step"]
+
+
+class GuardState(NamedTuple):
+    """Counters of skipped (non-finite) updates, kept on device so the step never syncs."""
+
+    consecutive: jax.Array
+    total: jax.Array
+
+
+class TrainState(NamedTuple):
+    """Optimizer state of the step: Optax's state and the guard's counters."""
+
+    inner: Any
+    guard: GuardState
+
+
+def init_opt_state(optimizer: optax.GradientTransformation, model: Any) -> TrainState:
+    """Optax state over the model's inexact arrays, plus zeroed guard counters."""
+    params = eqx.filter(model, eqx.is_inexact_array)
+    zero = jnp.zeros((), jnp.int32)
+    return TrainState(optimizer.init(params), GuardState(zero, zero))
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def make_train_step(
+    loss_fn: Callable[[Any, Any], tuple[jax.Array, dict[str, jax.Array]]],
+    optimizer: optax.GradientTransformation,
+) -> Callable[[Any, TrainState, Any], tuple[Any, TrainState, dict[str, jax.Array]]]:
+    """One pure jitted step ``(model, opt_state, batch) -> (model, opt_state, metrics)``.
+
+    A non-finite loss or gradient leaves the parameters and the Optax state untouched and
+    increments the guard's counters (``consecutive`` resets on the next finite step), all on
+    device: the host reads them from ``metrics`` at its logging cadence.
+
+    Args:
+        loss_fn: ``(model, batch) -> (scalar loss, dict of scalar metrics)``.
+        optimizer: an Optax transformation over the model's inexact arrays.
+
+    Returns:
+        The step. ``metrics`` holds ``loss``, ``grad_norm``, ``skipped`` (0/1), the guard's
+        ``nonfinite_consecutive`` and ``nonfinite_total``, and the loss function's metrics.
+    """
+
+    @eqx.filter_jit
+    def step(model, opt_state: TrainState, batch):
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+
+        def objective(p):
+            return loss_fn(eqx.combine(p, static), batch)
+
+        (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        updates, inner = optimizer.update(grads, opt_state.inner, params)
+        new_params = optax.apply_updates(params, updates)
+        finite = jnp.isfinite(loss) & _all_finite(grads)
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        params = jax.tree.map(keep, new_params, params)
+        inner = jax.tree.map(keep, inner, opt_state.inner)
+        bad = (~finite).astype(jnp.int32)
+        guard = GuardState(
+            consecutive=(opt_state.guard.consecutive + bad) * bad,
+            total=opt_state.guard.total + bad,
+        )
+        metrics = {
+            "loss": loss,
+            "grad_norm": optax.global_norm(grads),
+            "skipped": bad,
+            "nonfinite_consecutive": guard.consecutive,
+            "nonfinite_total": guard.total,
+            **aux,
+        }
+        return eqx.combine(params, static), TrainState(inner, guard), metrics
+
+    return step

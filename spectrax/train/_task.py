@@ -1,0 +1,73 @@
+"""What the training loop needs from a "model + data" task, and the deterministic batch order.
+
+A task owns its data and its model family; the loop owns optimisation, devices, checkpoints and
+outputs. Any object with these methods trains: see ``configs/burgers_fno.py`` for a PDE operator
+task and ``tests/train/toy.py`` for a minimal one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["Task", "batch_indices"]
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A model family, its data and its loss.
+
+    Methods:
+        init_model(key): a fresh model (an Equinox module) from a PRNG key.
+        num_train(): number of training examples.
+        get_batch(indices): the training examples at ``indices`` as a pytree of NumPy arrays
+            with a leading batch axis (the loop shards that axis over the ``data`` mesh axis).
+        loss(model, batch): ``(scalar loss, dict of scalar metrics)`` for a batch; traced once
+            inside the jitted step.
+        evaluate(model): test metrics as Python floats; must contain ``"test_error"``, the
+            number compared with ``Config.max_test_error``.
+        plots(model, outdir): task-specific figures written to ``outdir``; returns their paths.
+        param_labels(params): optimizer group per parameter leaf (``"default"`` or ``"ssm"``),
+            or ``None`` for a single group.
+    """
+
+    def init_model(self, key: Any) -> Any: ...
+
+    def num_train(self) -> int: ...
+
+    def get_batch(self, indices: np.ndarray) -> Any: ...
+
+    def loss(self, model: Any, batch: Any) -> tuple[Any, dict[str, Any]]: ...
+
+    def evaluate(self, model: Any) -> dict[str, float]: ...
+
+    def plots(self, model: Any, outdir: Path) -> list[Path]: ...
+
+    def param_labels(self, params: Any) -> Any: ...
+
+
+def batch_indices(seed: int, step: int, num_examples: int, batch_size: int) -> np.ndarray:
+    """The training examples of step ``step``: a pure function of ``(seed, step)``.
+
+    Epoch ``e = (step * batch_size) // num_examples`` walks a permutation drawn from
+    ``(seed, e)``; a batch that crosses an epoch boundary continues into the next permutation.
+    No iterator state exists beyond ``step``, so a resumed run draws the same batches as an
+    uninterrupted one.
+    """
+    if batch_size > num_examples:
+        raise ValueError(
+            f"`loop.batch_size` ({batch_size}) exceeds the number of training examples "
+            f"({num_examples})."
+        )
+    start = step * batch_size
+    out = np.empty(batch_size, dtype=np.int64)
+    filled = 0
+    while filled < batch_size:
+        epoch, offset = divmod(start + filled, num_examples)
+        perm = np.random.default_rng([seed, epoch]).permutation(num_examples)
+        take = min(batch_size - filled, num_examples - offset)
+        out[filled : filled + take] = perm[offset : offset + take]
+        filled += take
+    return out
