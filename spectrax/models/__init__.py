@@ -1,2 +1,10 @@
 """spectrax.models"""
-__all__: list[str] = []
+
+from spectrax.models._fno import FNO, FNOBlock, grid_channels, spatiotemporal_fno
+
+__all__: list[str] = [
+    "FNO",
+    "FNOBlock",
+    "grid_channels",
+    "spatiotemporal_fno",
+]

@@ -1,0 +1,237 @@
+"""Fourier neural operator (1d/2d/3d, and space-time), optionally with factorised weights (TFNO).
+
+Li, Kovachki, Azizzadenesheli, Liu, Bhattacharya, Stuart, Anandkumar (2021), "Fourier Neural
+Operator for Parametric Partial Differential Equations"; Kossaifi et al. (2023), "Multi-Grid
+Tensorized Fourier Neural Operator for High-Resolution PDEs" (factorised weights).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from spectrax._checks import check_positive_int, check_real_float
+from spectrax.nn import ChannelMLP, PointwiseLinear, SpectralConv
+from spectrax.nn._pointwise import get_activation
+from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
+
+
+def grid_channels(
+    spatial_shape: Sequence[int], *, endpoint: bool = False, dtype=jnp.float32
+) -> Float[Array, "D *spatial"]:
+    """Coordinates of a uniform grid on the unit cube, one channel per axis.
+
+    ``endpoint=False`` samples the unit torus (``j / n``: the same points refine consistently when
+    the grid is refined, the right choice for periodic data); ``endpoint=True`` samples
+    ``linspace(0, 1, n)`` (data that includes both boundaries, e.g. Darcy).
+    """
+    axes = [
+        np.linspace(0.0, 1.0, n) if endpoint else np.arange(n) / n for n in spatial_shape
+    ]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return jnp.asarray(np.stack(mesh), dtype)
+
+
+def _as_padding(padding, d: int) -> tuple[float, ...]:
+    if isinstance(padding, (int, float, np.integer, np.floating)):
+        padding = (float(padding),) * d
+    padding = tuple(float(p) for p in padding)
+    if len(padding) != d or any(p < 0 for p in padding):
+        raise ValueError(
+            f"`padding` must be a non-negative fraction or one per spatial axis ({d}); "
+            f"got {padding}."
+        )
+    return padding
+
+
+class FNOBlock(eqx.Module):
+    """One Fourier layer: ``y = SpectralConv(x) + W x`` (pointwise skip), then, if a channel MLP
+    is used, ``y = act(y); y = y + MLP(y)``. The activation after the block is the caller's."""
+
+    conv: SpectralConv
+    skip: PointwiseLinear
+    mlp: ChannelMLP | None
+    activation: Callable[[Array], Array] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        num_spatial_dims: int,
+        width: int,
+        modes,
+        *,
+        channel_mlp_expansion: float | None,
+        activation,
+        factorization: str,
+        rank,
+        impl: str,
+        dtype,
+        key: PRNGKeyArray,
+    ):
+        kc, ks, km = jax.random.split(key, 3)
+        self.conv = SpectralConv(
+            num_spatial_dims, width, width, modes, factorization=factorization, rank=rank,
+            impl=impl, dtype=dtype, key=kc,
+        )
+        self.skip = PointwiseLinear(width, width, use_bias=False, dtype=dtype, key=ks)
+        self.activation = get_activation(activation)
+        if channel_mlp_expansion:
+            hidden = max(1, round(channel_mlp_expansion * width))
+            self.mlp = ChannelMLP(width, hidden, width, activation=activation, dtype=dtype, key=km)
+        else:
+            self.mlp = None
+
+    def __call__(self, x: Float[Array, "C *spatial"]) -> Float[Array, "C *spatial"]:
+        y = self.conv(x) + self.skip(x)
+        if self.mlp is not None:
+            y = self.activation(y)
+            y = y + self.mlp(y)
+        return y
+
+
+class FNO(eqx.Module):
+    """Fourier neural operator on fields ``(C_in, *spatial)`` with 1, 2 or 3 (or more) spatial dims.
+
+    Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential Equations".
+    ``x -> [x, grid] -> lift (pointwise) -> pad -> L x (FNOBlock, activation except after the
+    last) -> crop -> projection MLP (width -> projection_channels -> C_out)``.
+
+    The same model applies to any grid that holds its ``modes`` (zero-shot super-resolution: train
+    at one resolution, evaluate at another), since the Fourier coefficients are normalised as
+    those of the underlying function. A space-time FNO ("FNO-3d" on ``(x, y, t)``) is this model
+    with ``num_spatial_dims = d + 1`` and domain padding on the (non-periodic) time axis:
+    :func:`spatiotemporal_fno`.
+
+    Args:
+        num_spatial_dims: ``d`` (1, 2, 3).
+        in_channels: ``C_in`` of the input field (grid channels are added internally).
+        out_channels: ``C_out``.
+        width: hidden channels of the Fourier layers (paper: 64 for 1d, 32 for 2d, 20 for 3d).
+        modes: kept modes per axis, int or ``d`` ints (paper: 16 for 1d, 12 for 2d/3d).
+        num_layers: number of Fourier layers ``L`` (default 4).
+        projection_channels: hidden channels of the projection MLP (default 128).
+        activation: name in ``spectrax.nn.ACTIVATIONS`` or a callable (default ``"gelu"``).
+        positional_grid: append the grid coordinates as ``d`` input channels (default True).
+        grid_endpoint: grid on ``linspace(0, 1, n)`` rather than ``j / n`` (see
+            :func:`grid_channels`).
+        padding: domain padding for non-periodic problems, a fraction of each axis (or one per
+            axis) of zeros appended after lifting and cropped before projection (default 0).
+        channel_mlp_expansion: if set, each block ends with a residual channel MLP of hidden size
+            ``expansion * width`` (neuraloperator's "channel MLP"); default None (original FNO).
+        factorization: ``"dense"``, ``"tucker"`` or ``"cp"`` spectral weights (TFNO).
+        rank: rank for factorised weights (int, or fraction of dense parameters; default 0.1).
+        impl: spectral path, ``"rfft"`` or ``"dft"`` (see :func:`spectrax.nn.spectral_conv`).
+        dtype: parameter dtype (float32).
+        key: PRNG key (keyword-only).
+    """
+
+    lifting: PointwiseLinear
+    blocks: tuple[FNOBlock, ...]
+    projection: ChannelMLP
+    num_spatial_dims: int = eqx.field(static=True)
+    in_channels: int = eqx.field(static=True)
+    out_channels: int = eqx.field(static=True)
+    modes: tuple[int, ...] = eqx.field(static=True)
+    activation: Callable[[Array], Array] = eqx.field(static=True)
+    positional_grid: bool = eqx.field(static=True)
+    grid_endpoint: bool = eqx.field(static=True)
+    padding: tuple[float, ...] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        num_spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        width: int,
+        modes: int | Sequence[int],
+        num_layers: int = 4,
+        *,
+        projection_channels: int = 128,
+        activation: str | Callable[[Array], Array] = "gelu",
+        positional_grid: bool = True,
+        grid_endpoint: bool = False,
+        padding: float | Sequence[float] = 0.0,
+        channel_mlp_expansion: float | None = None,
+        factorization: str = "dense",
+        rank: float | int | Sequence[int] = 0.1,
+        impl: str = "rfft",
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        d = self.num_spatial_dims = check_positive_int("num_spatial_dims", num_spatial_dims)
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.out_channels = check_positive_int("out_channels", out_channels)
+        width = check_positive_int("width", width)
+        num_layers = check_positive_int("num_layers", num_layers)
+        self.modes = check_modes(modes, d)
+        self.activation = get_activation(activation)
+        self.positional_grid = bool(positional_grid)
+        self.grid_endpoint = bool(grid_endpoint)
+        self.padding = _as_padding(padding, d)
+        keys = jax.random.split(key, num_layers + 2)
+        lift_in = in_channels + (d if positional_grid else 0)
+        self.lifting = PointwiseLinear(lift_in, width, dtype=dtype, key=keys[0])
+        self.blocks = tuple(
+            FNOBlock(
+                d, width, self.modes, channel_mlp_expansion=channel_mlp_expansion,
+                activation=activation, factorization=factorization, rank=rank, impl=impl,
+                dtype=dtype, key=k,
+            )
+            for k in keys[1:-1]
+        )
+        self.projection = ChannelMLP(
+            width, projection_channels, out_channels, activation=activation, dtype=dtype,
+            key=keys[-1],
+        )
+
+    def __call__(self, x: Float[Array, "C_in *spatial"]) -> Float[Array, "C_out *spatial"]:
+        """Map one input field ``(C_in, *spatial)`` to ``(C_out, *spatial)``; batch with
+        ``jax.vmap``."""
+        check_real_float("x", x)
+        check_field("x", x, self.in_channels, self.num_spatial_dims)
+        spatial = x.shape[1:]
+        dtype = self.lifting.weight.dtype
+        x = x.astype(dtype)
+        if self.positional_grid:
+            grid = grid_channels(spatial, endpoint=self.grid_endpoint, dtype=dtype)
+            x = jnp.concatenate([x, grid], axis=0)
+        h = self.lifting(x)
+        pads = tuple(int(round(p * n)) for p, n in zip(self.padding, spatial))
+        h = jnp.pad(h, ((0, 0),) + tuple((0, p) for p in pads))
+        check_grid("the (padded) input", h.shape[1:], self.modes)
+        for i, block in enumerate(self.blocks):
+            h = block(h)
+            if i < len(self.blocks) - 1:
+                h = self.activation(h)
+        h = h[(slice(None),) + tuple(slice(0, n) for n in spatial)]
+        return self.projection(h)
+
+
+def spatiotemporal_fno(
+    num_space_dims: int,
+    in_channels: int,
+    out_channels: int,
+    width: int,
+    modes: int | Sequence[int],
+    num_layers: int = 4,
+    *,
+    time_padding: float = 0.25,
+    key: PRNGKeyArray,
+    **kwargs,
+) -> FNO:
+    """A space-time FNO: an :class:`FNO` whose last axis is time (``num_space_dims + 1`` axes).
+
+    Li et al. (2021), section 5.3 ("FNO-3d"): the input field ``(C_in, *space, T)`` holds, e.g.,
+    the first ``T_in`` vorticity snapshots repeated along the time axis; time is not periodic, so
+    it is zero-padded by ``time_padding`` of its length (space is periodic and not padded).
+    Other keyword arguments go to :class:`FNO`.
+    """
+    d = check_positive_int("num_space_dims", num_space_dims) + 1
+    padding = (0.0,) * (d - 1) + (float(time_padding),)
+    return FNO(
+        d, in_channels, out_channels, width, modes, num_layers, padding=padding, key=key, **kwargs
+    )

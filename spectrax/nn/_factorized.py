@@ -1,0 +1,256 @@
+"""Spectral weights of a Fourier layer: dense, Tucker- and CP-factorised (TFNO).
+
+Kossaifi, Kovachki, Azizzadenesheli, Anandkumar (2023), "Multi-Grid Tensorized Fourier Neural
+Operator for High-Resolution PDEs" (TFNO): the complex weight tensor ``W[o, i, k_1, ..., k_d]`` of
+a spectral convolution is stored as a low-rank tensor decomposition and reconstructed before use.
+
+Every weight module here exposes the same two things, so :class:`~spectrax.nn.SpectralConv` can
+hold any of them:
+
+- ``complex()``: the dense complex tensor, shape ``(C_out, C_in, *kept)`` (``kept`` as returned by
+  :func:`spectrax.transforms.truncate_modes`: ``2 m_1, ..., 2 m_{d-1}, m_d``);
+- ``num_params``: the number of real parameters (a complex number counts as two).
+
+Complex parameters are stored as real arrays with a leading axis of length 2 (real, imaginary), so
+optimizers, weight decay and checkpoints only ever see real float arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Complex, Float, PRNGKeyArray
+
+
+def as_complex(pair: Float[Array, "2 *rest"]) -> Complex[Array, "*rest"]:
+    """``pair[0] + i pair[1]``: a complex array from its stacked real and imaginary parts."""
+    return jax.lax.complex(pair[0], pair[1])
+
+
+def complex_normal(key: PRNGKeyArray, shape: Sequence[int], std: float, dtype) -> Array:
+    """Stacked (real, imag) complex Gaussian with ``E|z|^2 = std^2``; shape ``(2, *shape)``."""
+    return (std / math.sqrt(2.0)) * jax.random.normal(key, (2, *shape), dtype)
+
+
+def tucker_reconstruct(
+    core: Complex[Array, "*ranks"], factors: Sequence[Complex[Array, "n r"]]
+) -> Complex[Array, "*dims"]:
+    """Dense tensor of a Tucker decomposition: ``core x_1 U_1 x_2 U_2 ... x_k U_k``.
+
+    Args:
+        core: ``(r_1, ..., r_k)``.
+        factors: ``k`` matrices, ``U_j`` of shape ``(n_j, r_j)``.
+
+    Returns:
+        ``(n_1, ..., n_k)``.
+    """
+    k = core.ndim
+    if len(factors) != k:
+        raise ValueError(f"Tucker core has {k} axes but {len(factors)} factors were given.")
+    letters = string.ascii_letters
+    r_idx, n_idx = letters[:k], letters[k : 2 * k]
+    spec = r_idx + "," + ",".join(n_idx[j] + r_idx[j] for j in range(k)) + "->" + n_idx
+    return jnp.einsum(spec, core, *factors)
+
+
+def cp_reconstruct(factors: Sequence[Complex[Array, "n R"]]) -> Complex[Array, "*dims"]:
+    """Dense tensor of a CP (canonical polyadic) decomposition: ``sum_r U_1[:, r] o ... o U_k[:, r]``.
+
+    Args:
+        factors: ``k`` matrices ``U_j`` of shape ``(n_j, R)`` (the weights of the rank-one terms
+            are absorbed into the factors).
+
+    Returns:
+        ``(n_1, ..., n_k)``.
+    """
+    k = len(factors)
+    letters = string.ascii_letters
+    n_idx = letters[:k]
+    spec = ",".join(n_idx[j] + "z" for j in range(k)) + "->" + n_idx
+    return jnp.einsum(spec, *factors)
+
+
+def dense_num_params(shape: Sequence[int]) -> int:
+    """Real parameters of a dense complex tensor of ``shape``: ``2 prod(shape)``."""
+    return 2 * int(np.prod(shape))
+
+
+def cp_num_params(shape: Sequence[int], rank: int) -> int:
+    """Real parameters of a rank-``R`` CP decomposition: ``2 R sum(shape)``."""
+    return 2 * int(rank) * int(sum(shape))
+
+
+def tucker_num_params(shape: Sequence[int], ranks: Sequence[int]) -> int:
+    """Real parameters of a Tucker decomposition: ``2 (prod(ranks) + sum(n_j r_j))``."""
+    return 2 * (int(np.prod(ranks)) + int(sum(n * r for n, r in zip(shape, ranks))))
+
+
+def cp_rank(shape: Sequence[int], rank: float | int) -> int:
+    """CP rank from an int (used as is) or a fraction in (0, 1] of the dense parameter count.
+
+    A fraction ``f`` gives the largest ``R >= 1`` with ``cp_num_params <= f * dense_num_params``
+    (``R = 1`` when even that exceeds the budget).
+    """
+    if isinstance(rank, (int, np.integer)) and not isinstance(rank, bool):
+        if rank < 1:
+            raise ValueError(f"`rank` must be a positive int or a fraction in (0, 1]; got {rank}.")
+        return int(rank)
+    frac = _check_fraction(rank)
+    return max(1, int(math.floor(frac * np.prod(shape) / sum(shape))))
+
+
+def tucker_ranks(shape: Sequence[int], rank: float | int | Sequence[int]) -> tuple[int, ...]:
+    """Tucker ranks from explicit ranks (one per axis, or one int for all, clipped to the axis
+    size) or a fraction ``f`` in (0, 1] of the dense parameter count.
+
+    For a fraction the ranks are ``max(1, floor(a n_j))`` with the largest ``a`` in [0, 1] that
+    keeps ``tucker_num_params <= f * dense_num_params`` (found by bisection; the count is monotone
+    in ``a``).
+    """
+    shape = tuple(int(n) for n in shape)
+    if isinstance(rank, (int, np.integer)) and not isinstance(rank, bool):
+        if rank < 1:
+            raise ValueError(f"`rank` must be a positive int or a fraction in (0, 1]; got {rank}.")
+        return tuple(min(int(rank), n) for n in shape)
+    if isinstance(rank, Sequence):
+        ranks = tuple(int(r) for r in rank)
+        if len(ranks) != len(shape) or any(r < 1 or r > n for r, n in zip(ranks, shape)):
+            raise ValueError(
+                f"`rank` as a sequence needs one rank per axis of the weight {shape}, each in "
+                f"1..n; got {ranks}."
+            )
+        return ranks
+    frac = _check_fraction(rank)
+    budget = frac * dense_num_params(shape)
+
+    def ranks_at(a: float) -> tuple[int, ...]:
+        return tuple(max(1, min(n, int(math.floor(a * n)))) for n in shape)
+
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if tucker_num_params(shape, ranks_at(mid)) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return ranks_at(lo)
+
+
+def _check_fraction(rank) -> float:
+    if isinstance(rank, bool) or not isinstance(rank, (float, np.floating)) or not 0 < rank <= 1:
+        raise ValueError(
+            f"`rank` must be a positive int (an explicit rank) or a float fraction in (0, 1] of "
+            f"the dense parameter count; got {rank!r}."
+        )
+    return float(rank)
+
+
+class DenseWeight(eqx.Module):
+    """Dense complex spectral weight ``W[o, i, k_1, ..., k_d]``.
+
+    Attributes:
+        weight: ``(2, C_out, C_in, *kept)`` real array: ``weight[0]`` the real part,
+            ``weight[1]`` the imaginary part.
+    """
+
+    weight: Float[Array, "2 C_out C_in *kept"]
+
+    def __init__(self, shape: Sequence[int], *, std: float, dtype=jnp.float32, key: PRNGKeyArray):
+        self.weight = complex_normal(key, tuple(shape), std, dtype)
+
+    def complex(self) -> Complex[Array, "C_out C_in *kept"]:
+        return as_complex(self.weight)
+
+    @property
+    def num_params(self) -> int:
+        return int(self.weight.size)
+
+
+class TuckerWeight(eqx.Module):
+    """Tucker-factorised complex spectral weight (TFNO, Kossaifi et al., 2023).
+
+    ``W = core x_1 U_1 ... x_k U_k`` over all ``k = d + 2`` axes ``(C_out, C_in, *kept)``.
+    Initialised so that the reconstructed entries have ``E|W|^2 = std^2`` like a dense weight:
+    factors with ``E|U|^2 = 1/r_j``, core with ``E|core|^2 = std^2``.
+
+    Attributes:
+        core: ``(2, r_1, ..., r_k)``.
+        factors: ``k`` arrays, ``(2, n_j, r_j)``.
+    """
+
+    core: Float[Array, "2 *ranks"]
+    factors: tuple[Float[Array, "2 n r"], ...]
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        rank: float | int | Sequence[int],
+        *,
+        std: float,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        shape = tuple(int(n) for n in shape)
+        ranks = tucker_ranks(shape, rank)
+        keys = jax.random.split(key, len(shape) + 1)
+        self.core = complex_normal(keys[0], ranks, std, dtype)
+        self.factors = tuple(
+            complex_normal(k, (n, r), 1.0 / math.sqrt(r), dtype)
+            for k, n, r in zip(keys[1:], shape, ranks)
+        )
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        return tuple(self.core.shape[1:])
+
+    def complex(self) -> Complex[Array, "C_out C_in *kept"]:
+        return tucker_reconstruct(as_complex(self.core), [as_complex(f) for f in self.factors])
+
+    @property
+    def num_params(self) -> int:
+        return int(self.core.size + sum(f.size for f in self.factors))
+
+
+class CPWeight(eqx.Module):
+    """CP-factorised complex spectral weight (TFNO, Kossaifi et al., 2023).
+
+    ``W = sum_r U_1[:, r] o ... o U_k[:, r]`` over all ``k = d + 2`` axes. Initialised so that
+    ``E|W|^2 = std^2``: each factor has ``E|U|^2 = (std^2 / R)^(1/k)``.
+
+    Attributes:
+        factors: ``k`` arrays, ``(2, n_j, R)``.
+    """
+
+    factors: tuple[Float[Array, "2 n R"], ...]
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        rank: float | int,
+        *,
+        std: float,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        shape = tuple(int(n) for n in shape)
+        r = cp_rank(shape, rank)
+        keys = jax.random.split(key, len(shape))
+        factor_std = (std**2 / r) ** (1.0 / (2 * len(shape)))
+        self.factors = tuple(complex_normal(k, (n, r), factor_std, dtype) for k, n in zip(keys, shape))
+
+    @property
+    def rank(self) -> int:
+        return int(self.factors[0].shape[-1])
+
+    def complex(self) -> Complex[Array, "C_out C_in *kept"]:
+        return cp_reconstruct([as_complex(f) for f in self.factors])
+
+    @property
+    def num_params(self) -> int:
+        return int(sum(f.size for f in self.factors))

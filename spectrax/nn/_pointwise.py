@@ -1,0 +1,133 @@
+"""Pointwise (1x1) channel maps on fields ``(C, *spatial)``: linear, MLP, layer norm, activations."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from spectrax._checks import check_positive_int
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "gelu": jax.nn.gelu,
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "tanh": jnp.tanh,
+    "identity": lambda x: x,
+}
+
+
+def get_activation(activation: str | Callable[[Array], Array]) -> Callable[[Array], Array]:
+    """An activation function from its name (a key of ``ACTIVATIONS``) or a callable as is."""
+    if callable(activation):
+        return activation
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"`activation` must be a callable or one of {sorted(ACTIVATIONS)}; got {activation!r}."
+        )
+    return ACTIVATIONS[activation]
+
+
+def pointwise_linear(
+    x: Float[Array, "C_in *spatial"], weight: Float[Array, "C_out C_in"], bias
+) -> Float[Array, "C_out *spatial"]:
+    """``y[o, s] = sum_i W[o, i] x[i, s] + b[o]`` at every grid point ``s``."""
+    y = jnp.tensordot(weight, x.astype(weight.dtype), axes=((1,), (0,)))
+    if bias is None:
+        return y
+    return y + bias.reshape((-1,) + (1,) * (x.ndim - 1))
+
+
+class PointwiseLinear(eqx.Module):
+    """A 1x1 convolution: the same affine channel map at every grid point of ``(C_in, *spatial)``.
+
+    Initialised like ``torch.nn.Linear`` / ``eqx.nn.Linear``: uniform in ``+-1/sqrt(C_in)``.
+
+    Args:
+        in_channels, out_channels: channel counts.
+        use_bias: add a per-channel bias (default True).
+        dtype: parameter dtype (float32).
+        key: PRNG key (keyword-only).
+    """
+
+    weight: Float[Array, "C_out C_in"]
+    bias: Float[Array, " C_out"] | None
+    in_channels: int = eqx.field(static=True)
+    out_channels: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        use_bias: bool = True,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.out_channels = check_positive_int("out_channels", out_channels)
+        wkey, bkey = jax.random.split(key)
+        lim = 1.0 / math.sqrt(in_channels)
+        self.weight = jax.random.uniform(wkey, (out_channels, in_channels), dtype, -lim, lim)
+        self.bias = (
+            jax.random.uniform(bkey, (out_channels,), dtype, -lim, lim) if use_bias else None
+        )
+
+    def __call__(self, x: Float[Array, "C_in *spatial"]) -> Float[Array, "C_out *spatial"]:
+        if x.ndim < 1 or x.shape[0] != self.in_channels:
+            raise ValueError(
+                f"`x` must have {self.in_channels} channels on axis 0; got x.shape={x.shape}."
+            )
+        return pointwise_linear(x, self.weight, self.bias)
+
+
+class ChannelMLP(eqx.Module):
+    """Two pointwise linear maps with an activation between: ``C_in -> hidden -> C_out``."""
+
+    fc1: PointwiseLinear
+    fc2: PointwiseLinear
+    activation: Callable[[Array], Array] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        out_channels: int,
+        *,
+        activation: str | Callable[[Array], Array] = "gelu",
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        k1, k2 = jax.random.split(key)
+        self.fc1 = PointwiseLinear(in_channels, hidden_channels, dtype=dtype, key=k1)
+        self.fc2 = PointwiseLinear(hidden_channels, out_channels, dtype=dtype, key=k2)
+        self.activation = get_activation(activation)
+
+    def __call__(self, x: Float[Array, "C_in *spatial"]) -> Float[Array, "C_out *spatial"]:
+        return self.fc2(self.activation(self.fc1(x)))
+
+
+class ChannelLayerNorm(eqx.Module):
+    """Layer norm over the channel axis at every grid point, with per-channel scale and shift."""
+
+    scale: Float[Array, " C"]
+    shift: Float[Array, " C"]
+    eps: float = eqx.field(static=True)
+
+    def __init__(self, channels: int, *, eps: float = 1e-5, dtype=jnp.float32):
+        self.scale = jnp.ones((check_positive_int("channels", channels),), dtype)
+        self.shift = jnp.zeros((channels,), dtype)
+        self.eps = float(eps)
+
+    def __call__(self, x: Float[Array, "C *spatial"]) -> Float[Array, "C *spatial"]:
+        mean = jnp.mean(x, axis=0, keepdims=True)
+        var = jnp.var(x, axis=0, keepdims=True)
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        y = (x - mean) * jax.lax.rsqrt(var + jnp.asarray(self.eps, x.dtype))
+        return y * self.scale.reshape(shape).astype(x.dtype) + self.shift.reshape(shape).astype(
+            x.dtype
+        )

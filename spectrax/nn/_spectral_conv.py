@@ -1,0 +1,267 @@
+"""Spectral convolution of the Fourier neural operator, one n-d implementation for 1, 2, 3 dims.
+
+Li, Kovachki, Azizzadenesheli, Liu, Bhattacharya, Stuart, Anandkumar (2021), "Fourier Neural
+Operator for Parametric Partial Differential Equations".
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Complex, Float, PRNGKeyArray
+
+from spectrax._checks import check_choice, check_positive_int, check_real_float, complex_dtype
+from spectrax.nn._factorized import CPWeight, DenseWeight, TuckerWeight
+from spectrax.transforms import pad_modes, truncate_modes
+
+
+def check_modes(modes: int | Sequence[int], num_spatial_dims: int) -> tuple[int, ...]:
+    """``modes`` as one positive int per spatial axis (an int is repeated)."""
+    if isinstance(modes, (int, np.integer)) and not isinstance(modes, bool):
+        modes = (int(modes),) * num_spatial_dims
+    modes = tuple(modes)
+    if len(modes) != num_spatial_dims:
+        raise ValueError(
+            f"`modes` must be an int or one int per spatial axis ({num_spatial_dims}); got {modes}."
+        )
+    for i, m in enumerate(modes):
+        check_positive_int(f"modes[{i}]", m)
+    return tuple(int(m) for m in modes)
+
+
+def kept_shape(modes: Sequence[int]) -> tuple[int, ...]:
+    """Shape of the kept spectrum: ``2 m`` on every axis but the last, ``m`` on the last."""
+    return tuple(2 * m for m in modes[:-1]) + (int(modes[-1]),)
+
+
+def check_grid(name: str, spatial: Sequence[int], modes: Sequence[int]) -> None:
+    """Raise a ValueError naming ``name`` if ``spatial`` cannot hold ``modes`` (both signs kept on
+    all but the last axis, so ``m <= n//2`` there and ``m <= n//2 + 1`` on the last)."""
+    d = len(modes)
+    for i, (n, m) in enumerate(zip(spatial, modes)):
+        limit = n // 2 + 1 if i == d - 1 else n // 2
+        if m > limit:
+            raise ValueError(
+                f"`modes[{i}]`={m} is too many for {name} spatial shape {tuple(spatial)}: axis {i} "
+                f"of size {n} holds at most {limit} modes ("
+                + ("n//2+1 on the last, rfft, axis" if i == d - 1 else "n//2, both signs kept")
+                + f"). Use a finer grid or fewer modes (modes <= {limit})."
+            )
+
+
+def _apply_axis(x: Array, mat: Array, axis: int) -> Array:
+    """Contract ``mat`` (out, n) with axis ``axis`` of ``x`` (length n), result in place."""
+    return jnp.moveaxis(jnp.tensordot(mat, x, axes=((1,), (axis,))), 0, axis)
+
+
+@functools.lru_cache(maxsize=256)
+def _dft_matrices(n: int, m: int, last: bool, dtype_name: str):
+    """Forward (kept modes x n) and inverse (n x kept modes) truncated DFT matrices.
+
+    Forward uses ``norm="forward"`` (1/n). On the last axis the inverse is the half-spectrum
+    synthesis of ``irfft``: weights 2 for interior frequencies, 1 for 0 and Nyquist, and only the
+    real part survives, which is why it returns cos and sin parts separately.
+    """
+    freqs = np.arange(m) if last else np.concatenate([np.arange(m), np.arange(-m, 0)])
+    x = np.arange(n)
+    phase = 2 * np.pi * np.outer(freqs, x) / n
+    fwd = np.exp(-1j * phase) / n
+    if not last:
+        return fwd.astype(dtype_name), np.exp(1j * phase).T.astype(dtype_name)
+    weight = np.where((freqs == 0) | (2 * freqs == n), 1.0, 2.0)
+    real = np.dtype(dtype_name).type(0).real.dtype
+    cos_inv = (weight[:, None] * np.cos(phase)).T.astype(real)
+    sin_inv = (-weight[:, None] * np.sin(phase)).T.astype(real)
+    return fwd.astype(dtype_name), (cos_inv, sin_inv)
+
+
+def _forward_rfft(x, modes, axes):
+    x_hat = jnp.fft.rfftn(x, axes=axes, norm="forward")
+    return truncate_modes(x_hat, modes)
+
+
+def _inverse_rfft(y, out_shape, axes):
+    return jnp.fft.irfftn(pad_modes(y, out_shape), s=out_shape, axes=axes, norm="forward")
+
+
+def _forward_dft(x, modes, axes):
+    cdtype = complex_dtype(x.dtype)
+    d = len(modes)
+    # The last axis first: a real input against a complex matrix halves the work of the
+    # following (complex) contractions, which then run on m_d instead of n_d entries.
+    fwd, _ = _dft_matrices(x.shape[axes[-1]], modes[-1], True, cdtype.name)
+    out = _apply_axis(x.astype(cdtype), jnp.asarray(fwd), axes[-1])
+    for i in range(d - 1):
+        fwd, _ = _dft_matrices(x.shape[axes[i]], modes[i], False, cdtype.name)
+        out = _apply_axis(out, jnp.asarray(fwd), axes[i])
+    return out
+
+
+def _inverse_dft(y, out_shape, axes):
+    d = len(out_shape)
+    modes = tuple(k // 2 for k in y.shape[y.ndim - d : -1]) + (y.shape[-1],)
+    for i in range(d - 1):
+        _, inv = _dft_matrices(out_shape[i], modes[i], False, y.dtype.name)
+        y = _apply_axis(y, jnp.asarray(inv), axes[i])
+    _, (cos_inv, sin_inv) = _dft_matrices(out_shape[-1], modes[-1], True, y.dtype.name)
+    return _apply_axis(y.real, jnp.asarray(cos_inv), axes[-1]) + _apply_axis(
+        y.imag, jnp.asarray(sin_inv), axes[-1]
+    )
+
+
+_IMPLS: dict[str, tuple[Callable, Callable]] = {
+    "rfft": (_forward_rfft, _inverse_rfft),
+    "dft": (_forward_dft, _inverse_dft),
+}
+
+
+def spectral_conv(
+    x: Float[Array, "..."],
+    weight: Complex[Array, "C_out C_in *kept"],
+    modes: Sequence[int],
+    out_shape: Sequence[int] | None = None,
+    *,
+    impl: str = "rfft",
+) -> Float[Array, "..."]:
+    """Fourier-layer kernel integral: transform, keep ``modes``, mix channels per mode, invert.
+
+    ``y[o] = irfftn(pad(sum_i W[o, i, k] * truncate(rfftn(x[i]))[k]), out_shape)`` with
+    ``norm="forward"`` on both transforms, so the Fourier coefficients are those of the function
+    (``c_k = mean(x e^{-i k.x})``) and the operator does not depend on the grid: the same weights
+    evaluate the same function on any ``out_shape`` (zero-shot super-resolution). A weight
+    ``W[o, i, k] = delta_oi (i k)^n`` returns the n-th derivative of a band-limited input.
+
+    Args:
+        x: real field ``(*batch, C_in, n_1, ..., n_d)``, ``d = len(modes)``.
+        weight: complex ``(C_out, C_in, 2 m_1, ..., 2 m_{d-1}, m_d)``; the frequency layout of
+            :func:`spectrax.transforms.truncate_modes` (on all but the last axis, frequencies
+            ``0..m-1`` then ``-m..-1``; on the last, ``0..m-1``).
+        modes: kept modes ``(m_1, ..., m_d)``.
+        out_shape: output grid, default the input grid; must hold the kept modes.
+        impl: ``"rfft"`` (full FFT then slicing) or ``"dft"`` (only the kept modes, as truncated
+            DFT matrix products: ``O(n m)`` per axis instead of ``O(n log n)``, fast when
+            ``m << n`` and on matrix units). Equal to rounding.
+
+    Returns:
+        ``(*batch, C_out, *out_shape)``, float32 (float64 for float64 input).
+    """
+    check_real_float("x", x)
+    check_choice("impl", impl, tuple(_IMPLS))
+    d = len(modes)
+    spatial = tuple(x.shape[x.ndim - d :])
+    out_shape = spatial if out_shape is None else tuple(int(s) for s in out_shape)
+    check_grid("the input", spatial, modes)
+    check_grid("the output", out_shape, modes)
+    real = jnp.float64 if x.dtype == jnp.float64 else jnp.float32
+    axes = tuple(range(x.ndim - d, x.ndim))
+    forward, inverse = _IMPLS[impl]
+    x_hat = forward(x.astype(real), modes, axes)
+    w = weight.astype(complex_dtype(real))
+    # Channel axis sits just before the spatial ones; leading batch axes pass through.
+    lead = x_hat.shape[: x.ndim - d]
+    y_hat = jnp.einsum(
+        "...ik,oik->...ok", x_hat.reshape(*lead, -1), w.reshape(w.shape[0], w.shape[1], -1)
+    )
+    y_hat = y_hat.reshape(*y_hat.shape[:-1], *x_hat.shape[x.ndim - d :])
+    return inverse(y_hat, out_shape, axes)
+
+
+_FACTORIZATIONS: dict[str, Callable[..., eqx.Module]] = {
+    "dense": lambda shape, rank, **kw: DenseWeight(shape, **kw),
+    "tucker": TuckerWeight,
+    "cp": CPWeight,
+}
+
+
+class SpectralConv(eqx.Module):
+    """Spectral convolution (FNO Fourier layer) on ``(C_in, *spatial)`` fields, 1, 2 or 3 dims.
+
+    Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential Equations";
+    factorised weights as in TFNO, Kossaifi et al. (2023), "Multi-Grid Tensorized Fourier Neural
+    Operator for High-Resolution PDEs". See :func:`spectral_conv` for the operator.
+
+    Weight layout: ``self.weight.complex()`` is the complex tensor ``W[o, i, k_1, ..., k_d]`` of
+    shape ``(C_out, C_in, 2 m_1, ..., 2 m_{d-1}, m_d)``: on every axis but the last, index ``j < m``
+    is frequency ``j`` and index ``m + j`` is frequency ``j - m`` (negative); on the last (rfft)
+    axis index ``j`` is frequency ``j``. Frequencies are in cycles per domain (angular wavenumber
+    ``2 pi j / length``). Dense storage is :class:`DenseWeight` (real and imaginary parts stacked
+    on a leading axis of 2); ``factorization="tucker"``/``"cp"`` store :class:`TuckerWeight` /
+    :class:`CPWeight` instead, with ``rank`` an int or a fraction of the dense parameter count.
+
+    Args:
+        num_spatial_dims: ``d`` in 1, 2, 3 (any positive ``d`` works).
+        in_channels, out_channels: ``C_in``, ``C_out``.
+        modes: kept modes per axis (an int for all axes).
+        factorization: ``"dense"`` (default), ``"tucker"`` or ``"cp"``.
+        rank: for factorised weights: an int rank, or a float in (0, 1] (default 0.1): at most
+            that fraction of the dense parameter count.
+        impl: ``"rfft"`` (default) or ``"dft"`` (kept modes only, see :func:`spectral_conv`).
+        dtype: parameter dtype, default float32.
+        key: PRNG key (keyword-only).
+
+    Initialisation: complex Gaussian with ``E|W|^2 = 1 / C_in`` so that for inputs with unit
+    coefficient variance the kept output coefficients keep unit variance.
+    """
+
+    weight: DenseWeight | TuckerWeight | CPWeight
+    num_spatial_dims: int = eqx.field(static=True)
+    in_channels: int = eqx.field(static=True)
+    out_channels: int = eqx.field(static=True)
+    modes: tuple[int, ...] = eqx.field(static=True)
+    impl: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        num_spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        modes: int | Sequence[int],
+        *,
+        factorization: str = "dense",
+        rank: float | int | Sequence[int] = 0.1,
+        impl: str = "rfft",
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        self.num_spatial_dims = check_positive_int("num_spatial_dims", num_spatial_dims)
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.out_channels = check_positive_int("out_channels", out_channels)
+        self.modes = check_modes(modes, self.num_spatial_dims)
+        check_choice("factorization", factorization, tuple(_FACTORIZATIONS))
+        check_choice("impl", impl, tuple(_IMPLS))
+        self.impl = impl
+        shape = (self.out_channels, self.in_channels, *kept_shape(self.modes))
+        std = 1.0 / math.sqrt(self.in_channels)
+        self.weight = _FACTORIZATIONS[factorization](shape, rank, std=std, dtype=dtype, key=key)
+
+    def __call__(
+        self, x: Float[Array, "C_in *spatial"], out_shape: Sequence[int] | None = None
+    ) -> Float[Array, "C_out *spatial_out"]:
+        """Apply to one field ``(C_in, *spatial)``; ``out_shape`` (default ``spatial``) is the
+        output grid. Batch with ``jax.vmap``."""
+        check_field("x", x, self.in_channels, self.num_spatial_dims)
+        return spectral_conv(x, self.weight.complex(), self.modes, out_shape, impl=self.impl)
+
+    @property
+    def num_params(self) -> int:
+        return self.weight.num_params
+
+
+def check_field(name: str, x, channels: int, num_spatial_dims: int) -> None:
+    """Raise a ValueError unless ``x`` is one field ``(channels, *spatial)`` with
+    ``num_spatial_dims`` spatial axes."""
+    shape = tuple(getattr(x, "shape", ()))
+    if len(shape) != 1 + num_spatial_dims:
+        raise ValueError(
+            f"`{name}` must be one field (C, *spatial) with {num_spatial_dims} spatial axes; got "
+            f"{name}.shape={shape}. Batch with jax.vmap."
+        )
+    if shape[0] != channels:
+        raise ValueError(
+            f"`{name}` has {shape[0]} channels (axis 0 of shape {shape}); expected {channels}."
+        )
