@@ -31,7 +31,9 @@ def init_opt_state(optimizer: optax.GradientTransformation, model: Any) -> Train
     """Optax state over the model's inexact arrays, plus zeroed guard counters."""
     params = eqx.filter(model, eqx.is_inexact_array)
     zero = jnp.zeros((), jnp.int32)
-    return TrainState(optimizer.init(params), GuardState(zero, zero))
+    with jax.numpy_dtype_promotion("standard"):
+        inner = optimizer.init(params)
+    return TrainState(inner, GuardState(zero, zero))
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -66,7 +68,10 @@ def make_train_step(
             return loss_fn(eqx.combine(p, static), batch)
 
         (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        updates, inner = optimizer.update(grads, opt_state.inner, params)
+        # Optax mixes Python floats with int32 step counts (bias correction, schedules): run
+        # it under standard promotion even when the caller asked for strict.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, inner = optimizer.update(grads, opt_state.inner, params)
         new_params = optax.apply_updates(params, updates)
         finite = jnp.isfinite(loss) & _all_finite(grads)
         keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
@@ -79,7 +84,7 @@ def make_train_step(
         )
         metrics = {
             "loss": loss,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "skipped": bad,
             "nonfinite_consecutive": guard.consecutive,
             "nonfinite_total": guard.total,

@@ -29,8 +29,9 @@ def _relative_l2(pred, target):
 class FieldRegressionTask:
     """Learn ``a -> u`` for 1-D fields sampled on ``x_j = j / X``, scored by relative L2.
 
-    The model sees ``(2, X)``: the input field and the grid coordinate (as in Li et al., 2021,
-    "Fourier Neural Operator for Parametric Partial Differential Equations") and returns
+    The model sees ``(1, X)`` (the input field; with ``grid_channel``, ``(2, X)`` with the grid
+    coordinate ``x_j`` appended, as in Li et al., 2021, "Fourier Neural Operator for Parametric
+    Partial Differential Equations", for models that do not add it themselves) and returns
     ``(1, X)``.
 
     Args:
@@ -38,6 +39,7 @@ class FieldRegressionTask:
         train: ``(a, u)`` NumPy arrays of shape ``(B, X)``.
         test: ``(a, u)`` of shape ``(B_test, X)``.
         loss_fn: ``(pred, target) -> scalar`` over batches ``(B, 1, X)`` (default: relative L2).
+        grid_channel: append the grid coordinate as a second input channel (default False).
         eval_batch: test examples per jitted evaluation call.
     """
 
@@ -45,6 +47,7 @@ class FieldRegressionTask:
     train: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
     loss_fn: Callable[[Any, Any], Any] = _relative_l2
+    grid_channel: bool = False
     eval_batch: int = 256
 
     def __post_init__(self) -> None:
@@ -64,7 +67,9 @@ class FieldRegressionTask:
         return {"a": self.train[0][indices], "u": self.train[1][indices]}
 
     def _inputs(self, a):
-        grid = jnp.broadcast_to(jnp.asarray(self.grid, a.dtype), a.shape)
+        if not self.grid_channel:
+            return a[:, None]
+        grid = jnp.broadcast_to(jnp.asarray(self.grid, a.dtype)[None], a.shape)
         return jnp.stack([a, grid], axis=1)
 
     def predict(self, model, a):

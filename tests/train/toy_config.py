@@ -1,7 +1,7 @@
 """A tiny config for the training-system tests: a circular convolution learned from 1-D fields.
 
 The target ``u = k * a`` (periodic convolution with a fixed 3-tap kernel) is exactly
-representable by the model, a circular ``Conv1d(2 -> 1, 3 taps)``, so the test error can reach
+representable by the model, a circular ``Conv1d(1 -> 1, 3 taps)``, so the test error can reach
 float round-off. ``nan_examples`` poisons those training inputs with NaN (guard tests).
 """
 
@@ -36,7 +36,7 @@ class ToyTask:
         if self.nan_all:
             a_train[:] = np.nan
         return FieldRegressionTask(
-            make_model=lambda key: eqx.nn.Conv1d(2, 1, 3, padding=1, padding_mode="CIRCULAR", key=key),
+            make_model=lambda key: eqx.nn.Conv1d(1, 1, 3, padding=1, padding_mode="CIRCULAR", key=key),
             train=(a_train, u[: self.num_train]),
             test=(a[self.num_train :], u[self.num_train :]),
         )

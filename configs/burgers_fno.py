@@ -1,0 +1,79 @@
+"""The default job of ``spectrax train``: a 1-D FNO learning the Burgers solution operator.
+
+Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential Equations":
+``a = u(., 0) -> u(., 1)`` for ``u_t + (u^2/2)_x = 0.1 u_xx`` on the periodic unit interval,
+data from the project's ETDRK4 solver (``spectrax.data.burgers_dataset``), generated once and
+cached. Sized to finish in a few minutes on a 2-core CPU; ``variant="smoke"`` is the CI run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+
+from spectrax.train import (
+    CheckpointConfig,
+    Config,
+    FieldRegressionTask,
+    LoopConfig,
+    OptimConfig,
+)
+
+VARIANTS = ("default", "smoke")
+
+
+@dataclasses.dataclass(frozen=True)
+class BurgersFNO:
+    """Data and model of the Burgers operator task (every field overridable as ``task.<name>``)."""
+
+    num_train: int = 512
+    num_test: int = 128
+    resolution: int = 128
+    data_seed: int = 0
+    nu: float = 0.1
+    width: int = 32
+    modes: int = 16
+    num_layers: int = 4
+    projection_channels: int = 64
+
+    def build(self) -> FieldRegressionTask:
+        from spectrax.data import burgers_dataset, cached
+        from spectrax.models import FNO
+
+        n = self.num_train + self.num_test
+        a, u = cached(burgers_dataset, jax.random.key(self.data_seed), n, self.resolution, nu=self.nu)
+        return FieldRegressionTask(
+            make_model=lambda key: FNO(
+                1,
+                1,
+                1,
+                self.width,
+                self.modes,
+                self.num_layers,
+                projection_channels=self.projection_channels,
+                key=key,
+            ),
+            train=(a[: self.num_train], u[: self.num_train]),
+            test=(a[self.num_train :], u[self.num_train :]),
+        )
+
+
+def get_config(variant: str = "default") -> Config:
+    if variant == "smoke":
+        return Config(
+            name="burgers_fno",
+            task=BurgersFNO(num_train=32, num_test=16, resolution=64, width=8, modes=8, num_layers=2, projection_channels=16),
+            max_test_error=None,
+            optim=OptimConfig(learning_rate=3e-3, warmup_steps=2),
+            loop=LoopConfig(num_steps=8, batch_size=8, log_every=4),
+            checkpoint=CheckpointConfig(every=4, keep=2),
+        )
+    return Config(
+        name="burgers_fno",
+        task=BurgersFNO(),
+        max_test_error=0.01,
+        optim=OptimConfig(learning_rate=3e-3, warmup_steps=50, weight_decay=1e-4),
+        loop=LoopConfig(num_steps=2000, batch_size=32, log_every=25, eval_every=500),
+        checkpoint=CheckpointConfig(every=500, keep=3),
+    )

@@ -1,0 +1,93 @@
+"""Configs: typed overrides, validation messages naming the key, serialisation, mesh rules."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import pytest
+
+from spectrax.train import Config, ConfigError, apply_overrides, config_to_dict, load_config, make_mesh
+from spectrax.train._config import config_differences, flat_keys
+from tests.train.conftest import TOY
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_config(TOY)
+
+
+def test_overrides_are_typed(base):
+    c = apply_overrides(
+        base,
+        ["optim.learning_rate=3e-4", "loop.num_steps=7", "output.plots=false", "task.nan_examples=1,2", "max_test_error=none"],
+    )
+    assert c.optim.learning_rate == 3e-4 and isinstance(c.optim.learning_rate, float)
+    assert c.loop.num_steps == 7 and isinstance(c.loop.num_steps, int)
+    assert c.output.plots is False
+    assert c.task.nan_examples == (1, 2)
+    assert c.max_test_error is None
+    assert base.loop.num_steps == 60  # the original is untouched
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.loop.num_steps = 3  # type: ignore[misc]
+
+
+def test_unknown_key_lists_valid_keys(base):
+    with pytest.raises(ConfigError, match=r"unknown config key `optim\.lr`.*optim\.learning_rate"):
+        apply_overrides(base, ["optim.lr=1e-3"])
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("loop.num_steps=ten", r"`loop\.num_steps` expects an int; got 'ten'"),
+        ("output.plots=maybe", r"`output\.plots` expects a bool"),
+        ("optim.learning_rate=-1e-3", r"`optim\.learning_rate` must be > 0\.0; got -0\.001"),
+        ("optim.b1=1.5", r"`optim\.b1` must be <= 1\.0"),
+        ("loop.batch_size=0", r"`loop\.batch_size` must be >= 1"),
+        ("mesh.params=zero3", r"`mesh\.params` must be one of \['replicated', 'fsdp'\]"),
+        ("loop.num_steps", r"not of the form key=value"),
+        ("loop.eval_every=100", r"`loop\.eval_every` \(100\) exceeds `loop\.num_steps`"),
+    ],
+)
+def test_bad_values_name_the_key(base, override, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        apply_overrides(base, [override])
+
+
+def test_wrong_python_type_in_config_file(base):
+    bad = dataclasses.replace(base, loop=dataclasses.replace(base.loop, batch_size=8.0))
+    from spectrax.train import validate_config
+
+    with pytest.raises(ConfigError, match=r"`loop\.batch_size` must be int; got 8\.0"):
+        validate_config(bad)
+
+
+def test_batch_must_divide_data_axis(base):
+    c = apply_overrides(base, ["loop.batch_size=12"])
+    with pytest.raises(ConfigError, match=r"`loop\.batch_size` \(12\) must be divisible by the data axis"):
+        make_mesh(c)
+    with pytest.raises(ConfigError, match=r"`mesh\.model` \(3\) must divide"):
+        make_mesh(apply_overrides(base, ["mesh.model=3"]))
+    mesh = make_mesh(apply_overrides(base, ["mesh.model=2"]))
+    assert dict(mesh.shape) == {"data": jax.device_count() // 2, "model": 2}
+
+
+def test_dict_round_trip_and_differences(base):
+    d = config_to_dict(base)
+    assert d["optim"]["learning_rate"] == base.optim.learning_rate
+    other = config_to_dict(apply_overrides(base, ["optim.learning_rate=1e-4", "output.plots=false"]))
+    assert config_differences(d, other) == ["optim.learning_rate: 0.03 != 0.0001"]
+    assert set(flat_keys(base)) >= {"seed", "task.resolution", "mesh.data", "checkpoint.keep"}
+
+
+def test_unknown_config_and_variant():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("no_such_config")
+    with pytest.raises(ConfigError, match=r"`variant` must be one of"):
+        load_config(TOY, variant="huge")
+    with pytest.raises(ConfigError, match="must return a spectrax.train.Config"):
+        from spectrax.train import validate_config
+
+        validate_config({"name": "x"})  # type: ignore[arg-type]
+    assert isinstance(load_config(TOY, variant="smoke"), Config)

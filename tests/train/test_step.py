@@ -1,0 +1,141 @@
+"""The jitted step: equals a hand-written Optax update, skips non-finite updates on device,
+does not retrace; the optimizer's schedule and groups; the batch order is a pure function."""
+
+from __future__ import annotations
+
+import chex
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from spectrax.train import (
+    apply_overrides,
+    batch_indices,
+    init_opt_state,
+    load_config,
+    make_optimizer,
+    make_schedule,
+    make_train_step,
+)
+from tests.helpers import assert_close
+from tests.train.conftest import TOY
+
+
+@pytest.fixture
+def standard_promotion():
+    """Optax mixes Python floats with int32 counts; outside the step that needs standard rules."""
+    with jax.numpy_dtype_promotion("standard"):
+        yield
+
+
+def _loss(model, batch):
+    pred = jax.vmap(model)(batch["x"])
+    loss = jnp.mean((pred - batch["y"]) ** 2)
+    return loss, {"mse": loss}
+
+
+@pytest.fixture
+def setup(key):
+    model = eqx.nn.Linear(3, 2, key=key)
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, weight_decay=1e-3))
+    kx, ky = jax.random.split(jax.random.fold_in(key, 1))
+    batch = {"x": jax.random.normal(kx, (8, 3)), "y": jax.random.normal(ky, (8, 2))}
+    return model, optimizer, batch
+
+
+def test_step_equals_manual_optax_update(setup):
+    model, optimizer, batch = setup
+    step = make_train_step(_loss, optimizer)
+    new, state, metrics = step(model, init_opt_state(optimizer, model), batch)
+
+    params = eqx.filter(model, eqx.is_inexact_array)
+    grads = eqx.filter_grad(lambda m: _loss(m, batch)[0])(model)
+    with jax.numpy_dtype_promotion("standard"):  # Optax is not strict-promotion clean
+        updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    expected = optax.apply_updates(params, updates)
+    assert_close(new.weight, expected.weight)
+    assert_close(new.bias, expected.bias)
+    assert_close(metrics["loss"], _loss(model, batch)[0])
+    assert_close(metrics["grad_norm"], optax.tree.norm(grads))
+    assert int(metrics["skipped"]) == 0 and int(state.guard.total) == 0
+
+
+def test_nonfinite_batches_are_skipped_and_counted(setup):
+    model, optimizer, batch = setup
+    step = make_train_step(_loss, optimizer)
+    state = init_opt_state(optimizer, model)
+    model1, state1, _ = step(model, state, batch)
+    bad = {"x": batch["x"].at[3, 1].set(jnp.nan), "y": batch["y"]}
+    model2, state2, m = step(model1, state1, bad)
+    assert int(m["skipped"]) == 1
+    assert int(m["nonfinite_consecutive"]) == 1 and int(m["nonfinite_total"]) == 1
+    chex.assert_trees_all_equal(eqx.filter(model2, eqx.is_array), eqx.filter(model1, eqx.is_array))
+    chex.assert_trees_all_equal(state2.inner, state1.inner)
+    model3, state3, m = step(model2, state2, {"x": batch["x"], "y": batch["y"].at[0, 0].set(jnp.inf)})
+    assert int(m["nonfinite_consecutive"]) == 2
+    # A finite step resets the run of failures but not the total, and equals the step that
+    # would have followed without the bad batches.
+    model4, state4, m = step(model3, state3, batch)
+    assert int(m["nonfinite_consecutive"]) == 0 and int(m["nonfinite_total"]) == 2
+    ref, _, _ = step(model1, state1, batch)
+    chex.assert_trees_all_equal(eqx.filter(model4, eqx.is_array), eqx.filter(ref, eqx.is_array))
+
+
+def test_step_does_not_retrace(setup):
+    model, optimizer, batch = setup
+    traces = []
+
+    def loss(m, b):
+        traces.append(1)
+        return _loss(m, b)
+
+    step = make_train_step(loss, optimizer)
+    state = init_opt_state(optimizer, model)
+    for _ in range(3):
+        model, state, _ = step(model, state, batch)
+    assert len(traces) == 1
+
+
+def test_schedule_warmup_cosine(standard_promotion):
+    config = apply_overrides(load_config(TOY), ["optim.warmup_steps=10", "loop.num_steps=110", "optim.final_lr_fraction=0.1"])
+    sched = make_schedule(2.0, config)
+    assert float(sched(0)) == 0.0
+    assert_close(float(sched(5)), 1.0, rtol=1e-6)
+    assert_close(float(sched(10)), 2.0, rtol=1e-6)
+    # Cosine half-way: peak * (f + (1 - f) * (1 + cos(pi/2)) / 2).
+    assert_close(float(sched(60)), 2.0 * (0.1 + 0.9 * 0.5), rtol=1e-5)
+    assert_close(float(sched(110)), 0.2, rtol=1e-5)
+
+
+def test_parameter_groups_ssm_has_own_rate_and_no_decay(standard_promotion):
+    config = apply_overrides(
+        load_config(TOY),
+        ["optim.learning_rate=0.1", "optim.ssm_learning_rate=0.01", "optim.weight_decay=0.5", "optim.warmup_steps=0"],
+    )
+    params = {"w": jnp.ones(3), "lam": jnp.ones(3)}
+    labels = {"w": "default", "lam": "ssm"}
+    opt = make_optimizer(config, labels)
+    grads = {"w": jnp.zeros(3), "lam": jnp.zeros(3)}
+    updates, _ = opt.update(grads, opt.init(params), params)
+    # Zero gradients: only decoupled weight decay moves a parameter, and only in "default".
+    assert_close(updates["w"], -0.1 * 0.5 * jnp.ones(3), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(updates["lam"]), np.zeros(3))
+    g = {"w": jnp.full(3, 1e-3), "lam": jnp.full(3, 1e-3)}
+    updates, _ = opt.update(g, opt.init(params), params)
+    # Adam's first step is -lr * sign(g) (up to eps) for each group.
+    assert_close(updates["lam"], -0.01 * jnp.ones(3), rtol=1e-4)
+
+
+def test_batch_order_is_pure_and_covers_each_epoch():
+    a = batch_indices(3, 7, 20, 6)
+    np.testing.assert_array_equal(a, batch_indices(3, 7, 20, 6))
+    assert not np.array_equal(a, batch_indices(4, 7, 20, 6))
+    # 10 steps of 6 over 20 examples = 3 epochs: each epoch is a permutation.
+    flat = np.concatenate([batch_indices(0, s, 20, 6) for s in range(10)])
+    for e in range(3):
+        assert sorted(flat[20 * e : 20 * (e + 1)]) == list(range(20))
+    with pytest.raises(ValueError, match=r"`loop\.batch_size` \(30\) exceeds"):
+        batch_indices(0, 0, 20, 30)
