@@ -1,0 +1,125 @@
+"""Discretisation of continuous state-space systems (ZOH and bilinear) and dt initialisation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Inexact, PRNGKeyArray
+
+from spectrax._checks import check_choice, complex_dtype
+
+DISCRETIZATIONS = ("zoh", "bilinear")
+
+
+def _diag_zoh(lam, dt):
+    lam_bar = jnp.exp(lam * dt)
+    return lam_bar, (lam_bar - 1.0) / lam
+
+
+def _diag_bilinear(lam, dt):
+    den = 1.0 - 0.5 * dt * lam
+    return (1.0 + 0.5 * dt * lam) / den, dt / den
+
+
+_DIAG: dict[str, Callable] = {"zoh": _diag_zoh, "bilinear": _diag_bilinear}
+
+
+def _as_complex(x: Array) -> Array:
+    if jnp.iscomplexobj(x):
+        return x
+    return x.astype(complex_dtype(x.dtype))
+
+
+def discretize_diagonal(
+    Lambda: Inexact[Array, "*#batch N"], dt: Float[Array, "*#batch N"], method: str = "zoh"
+) -> tuple[Inexact[Array, "*batch N"], Inexact[Array, "*batch N"]]:
+    """Discretise a diagonal system ``x' = Λ x + B u`` with step ``dt``.
+
+    ZOH: ``Λ̄ = exp(Λ dt)``, ``B̄ = (Λ̄ - 1)/Λ · B``. Bilinear (Tustin):
+    ``Λ̄ = (1 + dt Λ/2)/(1 - dt Λ/2)``, ``B̄ = dt/(1 - dt Λ/2) · B``.
+
+    Args:
+        Lambda: complex eigenvalues ``(..., N)`` (nonzero for ZOH).
+        dt: positive steps broadcastable against ``Lambda`` with the same rank, e.g. ``(H, 1)``
+            per channel or ``(L, 1)`` per time step (irregular sampling).
+        method: ``"zoh"`` or ``"bilinear"``.
+
+    Returns:
+        ``(Lambda_bar, gamma)``: the discrete eigenvalues and the input factor, with
+        ``B̄ = gamma[..., :, None] * B`` (or ``gamma * B`` for a diagonal-per-channel ``B``).
+        Both complex, broadcast shape.
+    """
+    check_choice("method", method, DISCRETIZATIONS)
+    lam = _as_complex(Lambda)
+    if dt.ndim != lam.ndim:
+        raise ValueError(
+            f"`dt` and `Lambda` must have the same rank (explicit broadcasting); got "
+            f"dt.shape={dt.shape}, Lambda.shape={lam.shape}. Reshape dt, e.g. dt[:, None]."
+        )
+    return _DIAG[method](lam, dt.astype(lam.dtype))
+
+
+def _dense_zoh(a, b, dt):
+    n = a.shape[-1]
+    # exp([[A, B], [0, 0]] dt) = [[Ā, B̄], [0, I]]: no inverse of A needed.
+    top = jnp.concatenate([a, b], axis=-1) * dt
+    bottom = jnp.zeros(top.shape[:-2] + (b.shape[-1], n + b.shape[-1]), top.dtype)
+    m = jax.scipy.linalg.expm(jnp.concatenate([top, bottom], axis=-2))
+    return m[..., :n, :n], m[..., :n, n:]
+
+
+def _dense_bilinear(a, b, dt):
+    n = a.shape[-1]
+    eye = jnp.eye(n, dtype=a.dtype)
+    left = eye - 0.5 * dt * a
+    a_bar = jnp.linalg.solve(left, eye + 0.5 * dt * a)
+    return a_bar, jnp.linalg.solve(left, dt * b)
+
+
+_DENSE: dict[str, Callable] = {"zoh": _dense_zoh, "bilinear": _dense_bilinear}
+
+
+def discretize_dense(
+    A: Inexact[Array, "*batch N N"],
+    B: Inexact[Array, "*batch N H"],
+    dt: Float[Array, "*batch"],
+    method: str = "zoh",
+) -> tuple[Inexact[Array, "*batch N N"], Inexact[Array, "*batch N H"]]:
+    """Discretise a dense system ``x' = A x + B u`` (ZOH through one block matrix exponential;
+    bilinear ``Ā = (I - dt A/2)^{-1}(I + dt A/2)``, ``B̄ = (I - dt A/2)^{-1} dt B``).
+
+    Args:
+        A: ``(..., N, N)``; B: ``(..., N, H)`` (same dtype; complex or real);
+        dt: ``(...)`` positive steps, one per system.
+        method: ``"zoh"`` or ``"bilinear"``.
+    """
+    check_choice("method", method, DISCRETIZATIONS)
+    if A.shape[-1] != A.shape[-2] or B.shape[-2] != A.shape[-1]:
+        raise ValueError(
+            f"expected A (..., N, N) and B (..., N, H); got A.shape={A.shape}, B.shape={B.shape}."
+        )
+    if A.dtype != B.dtype:
+        raise TypeError(f"`A` and `B` must share a dtype; got {A.dtype} and {B.dtype}.")
+    d = dt.astype(A.dtype).reshape(dt.shape + (1, 1))
+    return _DENSE[method](A, B, d)
+
+
+def init_log_dt(
+    key: PRNGKeyArray,
+    shape: tuple[int, ...],
+    dt_min: float = 1e-3,
+    dt_max: float = 1e-1,
+    dtype=jnp.float32,
+) -> Float[Array, "..."]:
+    """``log dt`` with ``dt`` log-uniform in ``[dt_min, dt_max]`` (S4/S4D/S5 initialisation).
+
+    Raises ValueError unless ``0 < dt_min <= dt_max``.
+    """
+    if not (dt_min > 0 and dt_max >= dt_min):
+        raise ValueError(
+            f"dt must be positive with dt_min <= dt_max; got dt_min={dt_min}, dt_max={dt_max}."
+        )
+    return jax.random.uniform(key, shape, dtype, math.log(dt_min), math.log(dt_max))

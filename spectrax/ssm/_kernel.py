@@ -1,0 +1,234 @@
+"""Convolution kernels of discrete state-space systems: Vandermonde (diagonal, chunked over
+length), DPLR (S4's Cauchy kernel at the roots of unity with a Woodbury correction), and the
+dense power sum they are checked against; continuous and discrete transfer functions."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Inexact
+
+from spectrax._checks import check_positive_int
+
+
+def vandermonde_kernel(
+    Lambda_bar: Inexact[Array, "*#batch N"],
+    W: Inexact[Array, "*#batch N"],
+    length: int,
+    *,
+    chunk: int = 1024,
+) -> Inexact[Array, "*batch L"]:
+    """``K[..., l] = Σ_n W[..., n] Λ̄[..., n]^l`` for ``l < length`` (diagonal SSM kernel).
+
+    Gu et al., 2022, "On the Parameterization and Initialization of Diagonal State Space
+    Models" (S4D's Vandermonde kernel). With ``W = C ⊙ B̄`` this is ``C Λ̄^l B̄``. Powers are
+    ``exp(l log Λ̄)`` (relative error about ``l`` ulps), computed ``chunk`` steps at a time under
+    ``lax.map`` so the ``N x L`` Vandermonde matrix is never materialised: peak memory is
+    ``N x chunk`` per batch element.
+
+    Args:
+        Lambda_bar: discrete eigenvalues ``(..., N)``, complex, nonzero.
+        W: coefficients ``(..., N)``, same rank (broadcast explicitly), complex.
+        length: kernel length ``L >= 1``.
+        chunk: time steps per block (``>= 1``).
+
+    Returns:
+        complex ``(broadcast batch, L)``.
+    """
+    length = check_positive_int("length", length)
+    chunk = min(check_positive_int("chunk", chunk), length)
+    if Lambda_bar.ndim != W.ndim:
+        raise ValueError(
+            f"`Lambda_bar` and `W` must have the same rank; got {Lambda_bar.shape=}, {W.shape=}."
+        )
+    shape = jnp.broadcast_shapes(Lambda_bar.shape, W.shape)
+    dtype = jnp.result_type(Lambda_bar.dtype, W.dtype)
+    log_lam = jnp.broadcast_to(jnp.log(Lambda_bar.astype(dtype)), shape)
+    w = jnp.broadcast_to(W.astype(dtype), shape)
+    n_chunks = math.ceil(length / chunk)
+    real = jnp.real(log_lam).dtype
+    steps = jnp.arange(chunk, dtype=real)
+
+    def block(c):
+        l = (steps + (c * chunk).astype(real)).astype(dtype)
+        powers = jnp.exp(log_lam[..., None, :] * l.reshape((1,) * (len(shape) - 1) + (chunk, 1)))
+        return jnp.einsum("...ln,...n->...l", powers, w)
+
+    blocks = jax.lax.map(block, jnp.arange(n_chunks))
+    out = jnp.moveaxis(blocks, 0, -2).reshape(shape[:-1] + (n_chunks * chunk,))
+    return out[..., :length]
+
+
+def dense_kernel(
+    A_bar: Inexact[Array, "*batch N N"],
+    B_bar: Inexact[Array, "*batch N"],
+    C: Inexact[Array, "*batch N"],
+    length: int,
+) -> Inexact[Array, "*batch L"]:
+    """``K[l] = C Ā^l B̄`` by repeated multiplication (``O(L N^2)``): the naive reference, and
+    the kernel of a dense system for which no structured algorithm applies (S4 with ZOH)."""
+    length = check_positive_int("length", length)
+    dtype = jnp.result_type(A_bar.dtype, B_bar.dtype, C.dtype)
+    a, b, c = A_bar.astype(dtype), B_bar.astype(dtype), C.astype(dtype)
+
+    def step(x, _):
+        return jnp.einsum("...ij,...j->...i", a, x), jnp.sum(c * x, axis=-1)
+
+    return jnp.moveaxis(jax.lax.scan(step, b, None, length=length)[1], 0, -1)
+
+
+def dplr_kernel(
+    Lambda: Inexact[Array, " N"],
+    P: Inexact[Array, "r N"],
+    B: Inexact[Array, " N"],
+    C: Inexact[Array, "*batch N"],
+    dt: Float[Array, "*batch"],
+    length: int,
+) -> Inexact[Array, "*batch L"]:
+    """Convolution kernel of the bilinear discretisation of ``A = diag(Λ) - P^T P̄`` (DPLR).
+
+    Gu, Goel & Ré, 2022, "Efficiently Modeling Long Sequences with Structured State Spaces"
+    (S4, Algorithm 1). The truncated generating function at ``z = ω^k``, ``ω = exp(-2πi/L)``,
+    is ``K̂(z) = C̃ ((1-z)/dt I - (1+z)/2 A)^{-1} B`` with ``C̃ = C (I - Ā^L)``; the diagonal
+    plus rank-``r`` resolvent is a Cauchy kernel ``Σ_n a_n b_n / ((1-z)/dt - (1+z)Λ_n/2)`` with a
+    Woodbury correction, and ``K = ifft(K̂)``. Written with ``(1-z)/dt`` rather than S4's
+    ``2/(1+z)`` prefactor so ``z = -1`` (even ``L``) is not singular. ``Ā^L`` is a dense
+    ``N x N`` power by repeated squaring per channel (``O(N^3 log L)``); the Cauchy sums cost
+    ``O(L N r^2)`` and hold ``(..., L, N)`` in memory.
+
+    Args:
+        Lambda: ``(N,)`` complex diagonal; P: ``(r, N)`` low-rank factor (complex);
+        B: ``(N,)``; C: ``(..., N)`` output vectors (one per channel); dt: ``(...)`` steps > 0;
+        length: ``L``.
+
+    Returns:
+        the complex kernel ``C Ā^l B̄``, shape ``(..., L)``; a real system's is ``Re`` of it.
+    """
+    length = check_positive_int("length", length)
+    n = Lambda.shape[-1]
+    if P.ndim != 2 or P.shape[-1] != n or B.shape != (n,) or C.shape[-1] != n:
+        raise ValueError(
+            f"expected Lambda (N,), P (r, N), B (N,), C (..., N); got {Lambda.shape=}, "
+            f"{P.shape=}, {B.shape=}, {C.shape=}."
+        )
+    if dt.shape != C.shape[:-1]:
+        raise ValueError(f"`dt` must have shape C.shape[:-1]={C.shape[:-1]}; got {dt.shape}.")
+    cdt = Lambda.dtype
+    lam, p, b = Lambda, P.astype(cdt), B.astype(cdt)
+    c = C.astype(cdt)
+    a = jnp.diag(lam) - p.T @ jnp.conj(p)
+    eye = jnp.eye(n, dtype=cdt)
+    d = dt.astype(cdt)[..., None, None]
+    a_bar = jnp.linalg.solve(eye - 0.5 * d * a, eye + 0.5 * d * a)
+    a_pow = _matrix_power(a_bar, length)
+    c_tilde = c - jnp.einsum("...i,...ij->...j", c, a_pow)
+
+    real = jnp.real(lam).dtype
+    k = jnp.arange(length, dtype=real)
+    z = jnp.exp((-2j * jnp.pi / length) * k.astype(cdt))
+    lead = c.ndim - 1
+    z_ = z.reshape((1,) * lead + (length, 1))
+    dt_ = dt.astype(cdt).reshape(dt.shape + (1, 1))
+    r = 1.0 / ((1.0 - z_) / dt_ - 0.5 * (1.0 + z_) * lam.reshape((1,) * lead + (1, n)))
+    half = (0.5 * (1.0 + z)).reshape((1,) * lead + (length, 1))
+    cr = c_tilde[..., None, :] * r  # (..., L, N)
+    k00 = jnp.einsum("...ln,n->...l", cr, b)
+    k01 = jnp.einsum("...ln,in->...li", cr, p) * half
+    qr = jnp.einsum("in,...ln->...lin", jnp.conj(p), r)
+    k10 = jnp.einsum("...lin,n->...li", qr, b)
+    k11 = jnp.einsum("...lin,jn->...lij", qr, p) * half[..., None]
+    rank = p.shape[0]
+    ident = jnp.eye(rank, dtype=cdt).reshape((1,) * (lead + 1) + (rank, rank))
+    corr = jnp.linalg.solve(ident + k11, k10[..., None])[..., 0]
+    k_hat = k00 - jnp.sum(k01 * corr, axis=-1)
+    return jnp.fft.ifft(k_hat, axis=-1)
+
+
+def _matrix_power(a: Array, power: int) -> Array:
+    result = None
+    base = a
+    while power:
+        if power & 1:
+            result = base if result is None else result @ base
+        power >>= 1
+        if power:
+            base = base @ base
+    return result
+
+
+def _resolvent(A: Array, B: Array, s: Array) -> Array:
+    """``(s I - A)^{-1} B`` for every ``s``: ``A`` dense ``(N, N)`` or diagonal ``(N,)``."""
+    n = B.shape[0]
+    b = B.reshape(n, -1)
+    if A.ndim == 1:
+        return b[None] / (s[:, None, None] - A[None, :, None])
+    eye = jnp.eye(n, dtype=A.dtype)
+    m = s[:, None, None] * eye[None] - A[None]
+    return jnp.linalg.solve(m, jnp.broadcast_to(b[None], (s.shape[0],) + b.shape))
+
+
+def _check_system(A, B, C):
+    n = A.shape[-1]
+    ok = A.ndim in (1, 2) and (A.ndim == 1 or A.shape == (n, n))
+    ok = ok and B.ndim in (1, 2) and B.shape[0] == n and C.ndim in (1, 2) and C.shape[-1] == n
+    if not ok:
+        raise ValueError(
+            "expected A (N, N) or diagonal (N,), B (N,) or (N, H_in), C (N,) or (H_out, N); got "
+            f"{A.shape=}, {B.shape=}, {C.shape=}."
+        )
+    dtype = jnp.result_type(A.dtype, B.dtype, C.dtype)
+    if not jnp.iscomplexobj(jnp.zeros((), dtype)):
+        dtype = jnp.result_type(dtype, jnp.complex64)
+    return A.astype(dtype), B.astype(dtype), C.astype(dtype)
+
+
+def _apply_c(C: Array, X: Array, B: Array, D) -> Array:
+    y = jnp.einsum("on,snh->soh", C.reshape(-1, C.shape[-1]), X)
+    if D is not None:
+        y = y + jnp.asarray(D).astype(y.dtype).reshape((1,) + y.shape[1:])
+    squeeze = (1 if C.ndim == 1 else 0, 2 if B.ndim == 1 else 0)
+    shape = (y.shape[0],) + tuple(d for i, d in enumerate(y.shape[1:]) if not squeeze[i])
+    return y.reshape(shape)
+
+
+def transfer_continuous(
+    A: Inexact[Array, "..."],
+    B: Inexact[Array, "..."],
+    C: Inexact[Array, "..."],
+    D: Inexact[Array, "..."] | None,
+    s: Inexact[Array, " S"],
+) -> Inexact[Array, "S ..."]:
+    """``H(s) = C (sI - A)^{-1} B + D`` at every point of ``s`` (e.g. ``s = iω``).
+
+    Args:
+        A: ``(N, N)``, or ``(N,)`` for a diagonal system. B: ``(N,)`` or ``(N, H_in)``.
+        C: ``(N,)`` or ``(H_out, N)``. D: ``None``, scalar or ``(H_out, H_in)``.
+        s: ``(S,)`` complex frequencies.
+
+    Returns:
+        ``(S,)`` for a SISO system, else ``(S, H_out, H_in)`` (squeezing vector B/C axes).
+    """
+    a, b, c = _check_system(A, B, C)
+    return _apply_c(c, _resolvent(a, b, s.astype(a.dtype)), B, D)
+
+
+def transfer_discrete(
+    A_bar: Inexact[Array, "..."],
+    B_bar: Inexact[Array, "..."],
+    C: Inexact[Array, "..."],
+    D: Inexact[Array, "..."] | None,
+    z: Inexact[Array, " S"],
+) -> Inexact[Array, "S ..."]:
+    """``H(z) = Σ_k C Ā^k B̄ z^{-k} + D = z C (zI - Ā)^{-1} B̄ + D`` at every point of ``z``.
+
+    This matches the recurrence ``x_k = Ā x_{k-1} + B̄ u_k``, ``y_k = C x_k + D u_k`` used
+    throughout (the state includes the current input). At ``z = exp(2πi j/L)`` it equals the
+    DFT of the length-``L`` kernel once ``Ā^L`` is negligible (exactly, with
+    ``C`` replaced by ``C (I - Ā^L)``). Shapes as :func:`transfer_continuous`.
+    """
+    a, b, c = _check_system(A_bar, B_bar, C)
+    zz = z.astype(a.dtype)
+    x = _resolvent(a, b, zz) * zz[:, None, None]
+    return _apply_c(c, x, B_bar, D)

@@ -1,0 +1,119 @@
+"""Linear recurrences ``x_k = Ā_k x_{k-1} + b_k``: sequential (``lax.scan``) and parallel
+(``lax.associative_scan``), for diagonal and dense state matrices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Inexact
+
+from spectrax._checks import check_choice
+
+SCAN_METHODS = ("associative", "sequential")
+
+
+def _diag_seq(a, b, x0):
+    def step(x, ab):
+        x = ab[0] * x + ab[1]
+        return x, x
+
+    moved = (jnp.moveaxis(a, -2, 0), jnp.moveaxis(b, -2, 0))
+    return jnp.moveaxis(jax.lax.scan(step, x0, moved)[1], 0, -2)
+
+
+def _diag_combine(left, right):
+    a1, b1 = left
+    a2, b2 = right
+    return a2 * a1, a2 * b1 + b2
+
+
+def _diag_assoc(a, b, x0):
+    # Fold x0 into the first input: x_0 = a_0 x_{-1} + b_0.
+    first = b[..., :1, :] + a[..., :1, :] * x0[..., None, :]
+    b = jnp.concatenate([first, b[..., 1:, :]], axis=-2)
+    return jax.lax.associative_scan(_diag_combine, (a, b), axis=a.ndim - 2)[1]
+
+
+_DIAG: dict[str, Callable] = {"associative": _diag_assoc, "sequential": _diag_seq}
+
+
+def scan_diagonal(
+    Lambda_bar: Inexact[Array, "*#batch #L N"],
+    Bu: Inexact[Array, "*batch L N"],
+    x0: Inexact[Array, "*batch N"] | None = None,
+    *,
+    method: str = "associative",
+) -> Inexact[Array, "*batch L N"]:
+    """All states of the diagonal recurrence ``x_k = Λ̄_k ⊙ x_{k-1} + (B̄u)_k``, ``x_{-1} = x0``.
+
+    Smith, Warrington & Linderman, 2023, "Simplified State Space Layers for Sequence Modeling"
+    (S5: the parallel scan, with per-step ``Λ̄_k`` for irregularly sampled inputs).
+
+    Args:
+        Lambda_bar: discrete eigenvalues, ``(..., 1, N)`` (time-invariant) or ``(..., L, N)``
+            (one per step, e.g. from a per-step dt), same rank as ``Bu``.
+        Bu: the driven inputs ``(..., L, N)``, complex.
+        x0: initial state ``(..., N)`` (zeros by default).
+        method: ``"associative"`` (``O(log L)`` depth) or ``"sequential"``.
+
+    Returns:
+        ``(..., L, N)`` states, ``Bu``'s dtype.
+    """
+    check_choice("method", method, SCAN_METHODS)
+    if Lambda_bar.ndim != Bu.ndim or Lambda_bar.shape[-1] != Bu.shape[-1]:
+        raise ValueError(
+            f"`Lambda_bar` must have Bu's rank and state size, shape (..., 1 or L, N); got "
+            f"Lambda_bar.shape={Lambda_bar.shape}, Bu.shape={Bu.shape}."
+        )
+    a = jnp.broadcast_to(Lambda_bar.astype(Bu.dtype), Bu.shape)
+    if x0 is None:
+        x0 = jnp.zeros(Bu.shape[:-2] + Bu.shape[-1:], Bu.dtype)
+    return _DIAG[method](a, Bu, x0.astype(Bu.dtype))
+
+
+def _dense_seq(a, b, x0):
+    def step(x, bk):
+        x = a @ x + bk
+        return x, x
+
+    return jax.lax.scan(step, x0, b)[1]
+
+
+def _dense_combine(left, right):
+    a1, b1 = left
+    a2, b2 = right
+    return a2 @ a1, jnp.einsum("...ij,...j->...i", a2, b1) + b2
+
+
+def _dense_assoc(a, b, x0):
+    b = b.at[0].add(a @ x0)
+    mats = jnp.broadcast_to(a, (b.shape[0],) + a.shape)
+    return jax.lax.associative_scan(_dense_combine, (mats, b))[1]
+
+
+_DENSE: dict[str, Callable] = {"associative": _dense_assoc, "sequential": _dense_seq}
+
+
+def scan_dense(
+    A_bar: Inexact[Array, "N N"],
+    Bu: Inexact[Array, "L N"],
+    x0: Inexact[Array, " N"] | None = None,
+    *,
+    method: str = "sequential",
+) -> Inexact[Array, "L N"]:
+    """All states of ``x_k = Ā x_{k-1} + (B̄u)_k`` for a dense ``Ā`` (S4's recurrent view).
+
+    The associative form multiplies ``N x N`` matrices (``O(L N^3)`` work, ``O(L N^2)``
+    memory): a check and a short-sequence tool; the sequential form is ``O(L N^2)``.
+    Batch with ``jax.vmap``.
+    """
+    check_choice("method", method, SCAN_METHODS)
+    if A_bar.shape != (Bu.shape[-1],) * 2 or Bu.ndim != 2:
+        raise ValueError(
+            f"expected A_bar (N, N) and Bu (L, N); got {A_bar.shape=}, {Bu.shape=}."
+        )
+    if x0 is None:
+        x0 = jnp.zeros(Bu.shape[-1:], Bu.dtype)
+    return _DENSE[method](A_bar.astype(Bu.dtype), Bu, x0.astype(Bu.dtype))
