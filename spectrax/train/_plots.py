@@ -68,11 +68,17 @@ def plot_field_predictions(
     fig, axes = plt.subplots(n, 1, figsize=(7, 2.2 * n), squeeze=False)
     for i in range(n):
         ax = axes[i, 0]
-        ax.plot(x, inputs[i], color="0.7", label="input a(x)")
+        # The input on its own axis: solution operators often change the amplitude a lot.
+        twin = ax.twinx()
+        twin.plot(x, inputs[i], color="0.75", label="input a(x) (right axis)")
         ax.plot(x, truth[i], "k-", label="truth u(x)")
         ax.plot(x, pred[i], "r--", label="prediction")
+        ax.set_zorder(twin.get_zorder() + 1)
+        ax.patch.set_visible(False)
         ax.grid(True, alpha=0.3)
-    axes[0, 0].legend(loc="upper right", fontsize=8)
+        if i == 0:
+            ax.legend(loc="upper left", fontsize=8)
+            twin.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     p1 = outdir / "predictions.png"
     fig.savefig(p1, dpi=100)

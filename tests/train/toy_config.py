@@ -2,7 +2,8 @@
 
 The target ``u = k * a`` (periodic convolution with a fixed 3-tap kernel) is exactly
 representable by the model, a circular ``Conv1d(1 -> 1, 3 taps)``, so the test error can reach
-float round-off. ``nan_examples`` poisons those training inputs with NaN (guard tests).
+float round-off. ``nan_examples`` poisons those training inputs with NaN; ``nan_after`` makes
+every batch after the first ``nan_after`` ones NaN (guard tests).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 
 import equinox as eqx
-import jax
 import numpy as np
 
 from spectrax.train import Config, FieldRegressionTask, LoopConfig, OptimConfig, OutputConfig
@@ -24,7 +24,7 @@ class ToyTask:
     num_test: int = 16
     resolution: int = 16
     nan_examples: tuple[int, ...] = ()
-    nan_all: bool = False
+    nan_after: int = -1
 
     def build(self) -> FieldRegressionTask:
         rng = np.random.default_rng(0)
@@ -33,13 +33,23 @@ class ToyTask:
         u = (0.5 * a + 0.3 * np.roll(a, 1, axis=-1) - 0.2 * np.roll(a, -1, axis=-1)).astype(np.float32)
         a_train = a[: self.num_train].copy()
         a_train[list(self.nan_examples)] = np.nan
-        if self.nan_all:
-            a_train[:] = np.nan
-        return FieldRegressionTask(
+        task = FieldRegressionTask(
             make_model=lambda key: eqx.nn.Conv1d(1, 1, 3, padding=1, padding_mode="CIRCULAR", key=key),
             train=(a_train, u[: self.num_train]),
             test=(a[self.num_train :], u[self.num_train :]),
         )
+        if self.nan_after >= 0:
+            get_batch, calls = task.get_batch, [0]
+
+            def poisoned(indices):
+                calls[0] += 1
+                batch = get_batch(indices)
+                if calls[0] > self.nan_after:
+                    batch = {k: np.full_like(v, np.nan) for k, v in batch.items()}
+                return batch
+
+            task.get_batch = poisoned  # type: ignore[method-assign]
+        return task
 
 
 def get_config(variant: str = "default") -> Config:

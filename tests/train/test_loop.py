@@ -1,0 +1,114 @@
+"""The loop end to end on the toy task: outputs, non-finite guard, 1 vs 8 devices, sharding."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec
+
+import spectrax.train._loop as loop_module
+from spectrax.train import (
+    Checkpointer,
+    apply_overrides,
+    batch_indices,
+    config_to_dict,
+    evaluate_run,
+    load_config,
+    make_mesh,
+    read_metrics,
+    shard_model,
+    train,
+)
+from tests.train.conftest import TOY
+
+
+def test_run_writes_outputs_and_reaches_threshold(toy_run):
+    config, result = toy_run
+    wd = result.workdir
+    assert result.stopped == "completed" and result.step == 60 and result.skipped == 0
+    for name in ("metrics.jsonl", "report.md", "config.json", "loss_curves.png", "predictions.png", "error_spectrum.png"):
+        assert (wd / name).stat().st_size > 0, name
+    assert (wd / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    records = read_metrics(wd)
+    train_steps = [r["step"] for r in records if r["split"] == "train"]
+    assert train_steps == list(range(1, 61))
+    losses = [r["loss"] for r in records if r["split"] == "train"]
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+    # The target is exactly representable: the test error must fall well below the threshold.
+    assert result.passed and result.metrics["test_error"] < config.max_test_error
+    assert Checkpointer(wd / "checkpoints", keep=3, config_dict={}).all_steps() == [20, 40, 60]
+    report = (wd / "report.md").read_text()
+    assert "test_error" in report and "(pass)" in report
+    stored = json.loads((wd / "config.json").read_text())
+    assert stored["config"] == json.loads(json.dumps(config_to_dict(config)))
+    # Evaluating the saved run gives the numbers the run ended with.
+    assert evaluate_run(config, wd) == pytest.approx(result.metrics, rel=1e-6)
+
+
+def test_injected_nan_is_skipped_and_counted(tmp_path):
+    poisoned = 5
+    config = load_config(TOY, [f"task.nan_examples={poisoned}", "loop.num_steps=24"])
+    result = train(config, workdir=tmp_path)
+    expected = [s + 1 for s in range(24) if poisoned in batch_indices(0, s, 64, 8)]
+    records = [r for r in read_metrics(tmp_path) if r["split"] == "train"]
+    assert [r["step"] for r in records if r["skipped"]] == expected
+    assert result.stopped == "completed" and result.skipped == len(expected) == 3
+    assert all(np.isfinite(r["loss"]) for r in records if not r["skipped"])
+    assert np.isfinite(result.metrics["test_error"])
+
+
+def test_persistent_nan_stops_with_checkpoint_intact(tmp_path):
+    # Batches 13.. are NaN; max_nonfinite=4 in a row stops the run at the next log (step 20).
+    config = load_config(TOY, ["task.nan_after=12", "checkpoint.every=5", "loop.max_nonfinite=4"])
+    result = train(config, workdir=tmp_path)
+    assert result.stopped == "nonfinite" and result.step == 20 and result.skipped == 8
+    assert result.metrics == {}
+    ckpt = Checkpointer(tmp_path / "checkpoints", keep=3, config_dict=config_to_dict(config))
+    assert ckpt.latest_step() == 15
+    ckpt.close()
+    metrics = evaluate_run(config, tmp_path)
+    assert np.isfinite(metrics["test_error"])
+    assert "stopped: nonfinite at step 20" in (tmp_path / "report.md").read_text()
+
+
+def test_one_vs_eight_devices_same_curve_and_sharded_batch(tmp_path, monkeypatch):
+    assert jax.device_count() == 8
+    seen = []
+    make = loop_module.make_train_step
+
+    def spy(loss_fn, optimizer):
+        step = make(loss_fn, optimizer)
+
+        def wrapped(model, opt_state, batch):
+            seen.append(batch["a"].sharding)
+            return step(model, opt_state, batch)
+
+        return wrapped
+
+    monkeypatch.setattr(loop_module, "make_train_step", spy)
+    config = load_config(TOY, ["loop.num_steps=20", "output.plots=false"])
+    one = train(config, workdir=tmp_path / "one", devices=jax.devices()[:1])
+    assert len(seen[0].device_set) == 1
+    seen.clear()
+    eight = train(config, workdir=tmp_path / "eight")
+    sharding = seen[0]
+    assert sharding.spec == PartitionSpec("data") and len(sharding.device_set) == 8
+    assert sharding.shard_shape((8, 16)) == (1, 16)
+    curve = lambda wd: np.array([r["loss"] for r in read_metrics(wd) if r["split"] == "train"])  # noqa: E731
+    np.testing.assert_allclose(curve(tmp_path / "eight"), curve(tmp_path / "one"), rtol=1e-5)
+    assert eight.metrics["test_error"] == pytest.approx(one.metrics["test_error"], rel=1e-4)
+
+
+def test_fsdp_shards_parameters_over_model_axis():
+    config = apply_overrides(load_config(TOY), ["mesh.model=2", "mesh.params=fsdp"])
+    mesh = make_mesh(config)
+    tree = {"w": np.ones((3, 8), np.float32), "b": np.ones((3,), np.float32), "s": np.float32(1.0)}
+    placed = shard_model(tree, mesh, "fsdp")
+    assert placed["w"].sharding.spec == PartitionSpec(None, "model")
+    assert placed["w"].addressable_shards[0].data.shape == (3, 4)
+    assert placed["b"].sharding.spec == PartitionSpec()  # 3 does not split over 2
+    replicated = shard_model(tree, mesh, "replicated")
+    assert replicated["w"].sharding.spec == PartitionSpec()
