@@ -1,5 +1,6 @@
 """spectrax.nn"""
 
+from spectrax.nn._afno import AFNOMixer, afno_mix, soft_shrink
 from spectrax.nn._factorized import (
     CPWeight,
     DenseWeight,
@@ -20,9 +21,18 @@ from spectrax.nn._pointwise import (
     pointwise_linear,
 )
 from spectrax.nn._spectral_conv import SpectralConv, spectral_conv
+from spectrax.nn._ssm import MODES as SSM_MODES
+from spectrax.nn._ssm import S4, S5, S4D
+from spectrax.nn._ssm_labels import ssm_param_labels
 
 __all__: list[str] = [
+    "S4",
+    "S4D",
+    "S5",
+    "SSM_MODES",
+    "ssm_param_labels",
     "ACTIVATIONS",
+    "AFNOMixer",
     "CPWeight",
     "ChannelLayerNorm",
     "ChannelMLP",
@@ -30,11 +40,13 @@ __all__: list[str] = [
     "PointwiseLinear",
     "SpectralConv",
     "TuckerWeight",
+    "afno_mix",
     "cp_num_params",
     "cp_rank",
     "cp_reconstruct",
     "dense_num_params",
     "pointwise_linear",
+    "soft_shrink",
     "spectral_conv",
     "tucker_num_params",
     "tucker_ranks",

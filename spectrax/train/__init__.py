@@ -13,6 +13,7 @@ from spectrax.train._config import (
     load_config,
     validate_config,
 )
+from spectrax.train._losses import h1_loss, relative_lp_loss, sobolev_loss
 from spectrax.train._loop import TrainResult, evaluate_run, params_digest, train
 from spectrax.train._mesh import batch_sharding, make_mesh, shard_model
 from spectrax.train._metrics import MetricWriter, read_metrics
@@ -42,6 +43,7 @@ __all__: list[str] = [
     "batch_sharding",
     "config_to_dict",
     "evaluate_run",
+    "h1_loss",
     "init_opt_state",
     "load_config",
     "make_mesh",
@@ -50,7 +52,9 @@ __all__: list[str] = [
     "make_train_step",
     "params_digest",
     "read_metrics",
+    "relative_lp_loss",
     "shard_model",
+    "sobolev_loss",
     "train",
     "tree_digest",
     "validate_config",

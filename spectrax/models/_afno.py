@@ -1,0 +1,156 @@
+"""AFNO network: patch embedding, AFNO mixer blocks with channel MLPs, linear head.
+
+Guibas, Mardani, Li, Tao, Anandkumar, Catanzaro (2022), "Adaptive Fourier Neural Operators:
+Efficient Token Mixers for Transformers" (the vision-transformer backbone of FourCastNet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from spectrax._checks import check_positive_int, check_real_float
+from spectrax.models._fno import grid_channels
+from spectrax.nn import AFNOMixer, ChannelLayerNorm, ChannelMLP, PointwiseLinear
+from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
+
+
+def patchify(x: Float[Array, "C *spatial"], patch: int) -> Float[Array, "Cp *tokens"]:
+    """Non-overlapping ``patch^d`` patches folded into channels: ``(C, *n) -> (C p^d, *n/p)``."""
+    c, spatial = x.shape[0], x.shape[1:]
+    d = len(spatial)
+    shape = [c]
+    for n in spatial:
+        shape += [n // patch, patch]
+    y = x.reshape(shape)
+    # (C, t1, p1, t2, p2, ...) -> (C, p1, p2, ..., t1, t2, ...)
+    perm = [0] + [2 + 2 * i for i in range(d)] + [1 + 2 * i for i in range(d)]
+    return y.transpose(perm).reshape(c * patch**d, *(n // patch for n in spatial))
+
+
+def unpatchify(y: Float[Array, "Cp *tokens"], patch: int, channels: int) -> Float[Array, "C *spatial"]:
+    """Inverse of :func:`patchify`."""
+    tokens = y.shape[1:]
+    d = len(tokens)
+    z = y.reshape(channels, *(patch,) * d, *tokens)
+    perm = [0]
+    for i in range(d):
+        perm += [1 + d + i, 1 + i]
+    return z.transpose(perm).reshape(channels, *(t * patch for t in tokens))
+
+
+class AFNOBlock(eqx.Module):
+    """``y = AFNO(LN(x)) + x``; ``y = y + MLP(LN(y))`` (the AFNO mixer adds its own input too)."""
+
+    norm1: ChannelLayerNorm
+    mixer: AFNOMixer
+    norm2: ChannelLayerNorm
+    mlp: ChannelMLP
+
+    def __call__(self, x: Float[Array, "C *spatial"]) -> Float[Array, "C *spatial"]:
+        y = self.mixer(self.norm1(x)) + x
+        return y + self.mlp(self.norm2(y))
+
+
+class AFNO(eqx.Module):
+    """AFNO operator network on fields ``(C_in, *spatial)`` (Guibas et al., 2022).
+
+    ``x -> [x, grid] -> patch embedding (patch^d patches, linear to width) -> L AFNOBlocks ->
+    linear head (width -> C_out patch^d) -> unpatchify``. The spatial sizes must be multiples of
+    ``patch_size`` and the token grid (``spatial / patch_size``) must hold ``modes``.
+
+    Args:
+        num_spatial_dims: ``d``.
+        in_channels, out_channels: ``C_in``, ``C_out``.
+        width: embedding channels (divisible by ``num_blocks``).
+        modes: kept token-grid modes per axis (mode truncation).
+        num_layers: number of blocks (default 4).
+        patch_size: patch edge (default 1: one token per grid point, an operator).
+        num_blocks: diagonal blocks of the mixer MLP (default 8).
+        mlp_ratio: hidden size of the channel MLPs relative to ``width`` (default 2).
+        sparsity_threshold: soft-shrink ``lambda`` (default 0.01).
+        activation: channel-MLP activation (default ``"gelu"``).
+        positional_grid: append grid coordinates as input channels (default True).
+        dtype: parameter dtype (float32).
+        key: PRNG key (keyword-only).
+    """
+
+    embed: PointwiseLinear
+    blocks: tuple[AFNOBlock, ...]
+    head: PointwiseLinear
+    num_spatial_dims: int = eqx.field(static=True)
+    in_channels: int = eqx.field(static=True)
+    out_channels: int = eqx.field(static=True)
+    patch_size: int = eqx.field(static=True)
+    modes: tuple[int, ...] = eqx.field(static=True)
+    positional_grid: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        num_spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        width: int,
+        modes: int | Sequence[int],
+        num_layers: int = 4,
+        *,
+        patch_size: int = 1,
+        num_blocks: int = 8,
+        mlp_ratio: float = 2.0,
+        sparsity_threshold: float = 0.01,
+        activation: str | Callable[[Array], Array] = "gelu",
+        positional_grid: bool = True,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        d = self.num_spatial_dims = check_positive_int("num_spatial_dims", num_spatial_dims)
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.out_channels = check_positive_int("out_channels", out_channels)
+        self.patch_size = check_positive_int("patch_size", patch_size)
+        width = check_positive_int("width", width)
+        num_layers = check_positive_int("num_layers", num_layers)
+        self.modes = check_modes(modes, d)
+        self.positional_grid = bool(positional_grid)
+        keys = jax.random.split(key, 2 * num_layers + 2)
+        lift_in = (in_channels + (d if positional_grid else 0)) * patch_size**d
+        self.embed = PointwiseLinear(lift_in, width, dtype=dtype, key=keys[0])
+        hidden = max(1, round(mlp_ratio * width))
+        self.blocks = tuple(
+            AFNOBlock(
+                norm1=ChannelLayerNorm(width, dtype=dtype),
+                mixer=AFNOMixer(
+                    d, width, self.modes, num_blocks=num_blocks,
+                    sparsity_threshold=sparsity_threshold, dtype=dtype, key=keys[1 + 2 * i],
+                ),
+                norm2=ChannelLayerNorm(width, dtype=dtype),
+                mlp=ChannelMLP(width, hidden, width, activation=activation, dtype=dtype,
+                               key=keys[2 + 2 * i]),
+            )
+            for i in range(num_layers)
+        )
+        self.head = PointwiseLinear(width, out_channels * patch_size**d, dtype=dtype, key=keys[-1])
+
+    def __call__(self, x: Float[Array, "C_in *spatial"]) -> Float[Array, "C_out *spatial"]:
+        """Map one field ``(C_in, *spatial)`` to ``(C_out, *spatial)``; batch with ``jax.vmap``."""
+        check_real_float("x", x)
+        check_field("x", x, self.in_channels, self.num_spatial_dims)
+        spatial = x.shape[1:]
+        p = self.patch_size
+        if any(n % p for n in spatial):
+            raise ValueError(
+                f"`x` spatial shape {spatial} must be a multiple of patch_size={p} on every axis."
+            )
+        check_grid("the token grid (spatial / patch_size) of the", [n // p for n in spatial],
+                   self.modes)
+        dtype = self.embed.weight.dtype
+        x = x.astype(dtype)
+        if self.positional_grid:
+            x = jnp.concatenate([x, grid_channels(spatial, dtype=dtype)], axis=0)
+        h = self.embed(patchify(x, p))
+        for block in self.blocks:
+            h = block(h)
+        return unpatchify(self.head(h), p, self.out_channels)

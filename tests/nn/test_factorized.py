@@ -1,0 +1,123 @@
+"""Factorised spectral weights (TFNO): exact reconstruction at full rank, closed-form parameter
+counts, the rank-0.1 budget, initialisation scale, gradients."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spectrax.nn import (
+    CPWeight,
+    SpectralConv,
+    TuckerWeight,
+    cp_num_params,
+    cp_rank,
+    cp_reconstruct,
+    dense_num_params,
+    tucker_num_params,
+    tucker_ranks,
+    tucker_reconstruct,
+)
+from tests.helpers import assert_close
+
+SHAPE = (3, 2, 4, 3)  # (C_out, C_in, 2 m_1, m_2)
+
+
+def _pair(z):
+    return jnp.asarray(np.stack([z.real, z.imag]))
+
+
+def _dense(rng, shape):
+    return rng.normal(size=shape) + 1j * rng.normal(size=shape)
+
+
+def test_tucker_full_rank_reconstructs_dense_operator(x64, key):
+    rng = np.random.default_rng(0)
+    w = _dense(rng, SHAPE)
+    # core = W, factors = orthogonal Q_j and core = W x_j Q_j^H: an exact full-rank Tucker form.
+    qs = [np.linalg.qr(_dense(rng, (n, n)))[0] for n in SHAPE]
+    core = w
+    for j, q in enumerate(qs):
+        core = np.moveaxis(np.tensordot(q.conj().T, core, axes=((1,), (j,))), 0, j)
+    conv = SpectralConv(2, 2, 3, (2, 3), factorization="tucker", rank=SHAPE, dtype=jnp.float64, key=key)
+    assert conv.weight.ranks == SHAPE
+    conv = eqx.tree_at(lambda c: (c.weight.core, c.weight.factors), conv,
+                       (_pair(core), tuple(_pair(q) for q in qs)))
+    assert_close(conv.weight.complex(), w, jnp.float64)
+    dense = SpectralConv(2, 2, 3, (2, 3), dtype=jnp.float64, key=key)
+    dense = eqx.tree_at(lambda c: c.weight.weight, dense, _pair(w))
+    x = jax.random.normal(key, (2, 8, 6), jnp.float64)
+    assert_close(conv(x), dense(x), jnp.float64)
+
+
+def test_cp_full_rank_reconstructs_dense_operator(x64):
+    rng = np.random.default_rng(1)
+    w = _dense(rng, SHAPE)
+    # Rank prod(SHAPE[1:]): one rank-one term per multi-index of the trailing axes.
+    rest = SHAPE[1:]
+    r = int(np.prod(rest))
+    factors = [w.reshape(SHAPE[0], r)]
+    for j, n in enumerate(rest):
+        idx = np.array(np.unravel_index(np.arange(r), rest))[j]
+        factors.append(np.eye(n)[idx].T.astype(complex))
+    assert_close(cp_reconstruct([jnp.asarray(f) for f in factors]), w, jnp.float64)
+    weight = CPWeight(SHAPE, r, std=1.0, dtype=jnp.float64, key=jax.random.key(0))
+    weight = eqx.tree_at(lambda c: c.factors, weight, tuple(_pair(f) for f in factors))
+    assert weight.rank == r and weight.num_params == cp_num_params(SHAPE, r)
+    assert_close(weight.complex(), w, jnp.float64)
+
+
+def test_reconstruct_against_numpy_einsum(x64):
+    rng = np.random.default_rng(2)
+    core = _dense(rng, (2, 3, 2))
+    us = [_dense(rng, (n, r)) for n, r in zip((4, 5, 3), (2, 3, 2))]
+    want = np.einsum("abc,ia,jb,kc->ijk", core, *us)
+    assert_close(tucker_reconstruct(jnp.asarray(core), [jnp.asarray(u) for u in us]), want, jnp.float64)
+    vs = [_dense(rng, (n, 4)) for n in (4, 5, 3)]
+    assert_close(cp_reconstruct([jnp.asarray(v) for v in vs]), np.einsum("ir,jr,kr->ijk", *vs), jnp.float64)
+
+
+@pytest.mark.parametrize("factorization", ["tucker", "cp"])
+def test_parameter_counts_closed_forms_and_rank_fraction(key, factorization):
+    width, modes = 32, (12, 12)
+    shape = (width, width, 24, 12)
+    dense = dense_num_params(shape)
+    assert SpectralConv(2, width, width, modes, key=key).num_params == dense == 2 * 32 * 32 * 24 * 12
+    conv = SpectralConv(2, width, width, modes, factorization=factorization, rank=0.1, key=key)
+    if factorization == "tucker":
+        ranks = conv.weight.ranks
+        assert ranks == tucker_ranks(shape, 0.1)
+        expected = 2 * (np.prod(ranks) + sum(n * r for n, r in zip(shape, ranks)))
+        assert conv.num_params == tucker_num_params(shape, ranks) == expected
+    else:
+        r = conv.weight.rank
+        assert r == cp_rank(shape, 0.1) == int(0.1 * np.prod(shape) / sum(shape))
+        assert conv.num_params == cp_num_params(shape, r) == 2 * r * sum(shape)
+    assert conv.num_params <= 0.1 * dense
+    # The budget is used: not absurdly far below 10%.
+    assert conv.num_params >= 0.05 * dense
+
+
+def test_tucker_init_scale_matches_dense(key):
+    shape = (16, 16, 8, 5)
+    for weight in (TuckerWeight(shape, 0.3, std=0.25, key=key), CPWeight(shape, 0.3, std=0.25, key=key)):
+        ms = float(jnp.mean(jnp.abs(weight.complex()) ** 2))
+        assert 0.25**2 / 2 < ms < 0.25**2 * 2, (type(weight).__name__, ms)
+
+
+def test_factorized_conv_gradients_finite_and_jit(key):
+    conv = SpectralConv(1, 4, 4, 6, factorization="cp", rank=3, key=key)
+    x = jax.random.normal(key, (4, 32))
+    grads = eqx.filter_jit(jax.grad(lambda c: jnp.sum(c(x) ** 2)))(conv)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    assert_close(eqx.filter_jit(conv)(x), conv(x), jnp.float32)
+
+
+def test_rank_errors(key):
+    with pytest.raises(ValueError, match="rank"):
+        SpectralConv(1, 4, 4, 6, factorization="cp", rank=1.5, key=key)
+    with pytest.raises(ValueError, match="rank"):
+        SpectralConv(1, 4, 4, 6, factorization="tucker", rank=(2, 2), key=key)
+    with pytest.raises(ValueError, match="rank"):
+        SpectralConv(1, 4, 4, 6, factorization="cp", rank=0, key=key)

@@ -1,0 +1,191 @@
+"""SpectralConv: analytic derivatives, a float64 NumPy reference, resolution invariance, the
+truncated-DFT path, transformations, gradients and errors."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from spectrax.nn import DenseWeight, SpectralConv, spectral_conv
+from tests.helpers import assert_close
+
+
+def _freqs(m, last):
+    return np.arange(m) if last else np.concatenate([np.arange(m), np.arange(-m, 0)])
+
+
+def _derivative_weight(modes, orders, channels):
+    """Complex weight delta_oi prod_j (2 pi i k_j)^{n_j}: the derivative operator."""
+    d = len(modes)
+    mult = np.ones(())
+    for j, (m, n) in enumerate(zip(modes, orders)):
+        k = 2 * np.pi * _freqs(m, j == d - 1)
+        shape = [1] * d
+        shape[j] = k.size
+        mult = mult * ((1j * k) ** n).reshape(shape)
+    eye = np.eye(channels).reshape((channels, channels) + (1,) * d)
+    return eye * mult[None, None]
+
+
+def _with_complex_weight(conv, w):
+    w = np.asarray(w)
+    pair = jnp.asarray(np.stack([w.real, w.imag]), conv.weight.weight.dtype)
+    return eqx.tree_at(lambda c: c.weight.weight, conv, pair)
+
+
+def _mesh(shape):
+    return np.meshgrid(*[np.arange(n) / n for n in shape], indexing="ij")
+
+
+# Fields: (function, its derivative) with the derivative orders per axis.
+CASES = {
+    1: (
+        (16,),
+        (5,),
+        lambda x: np.sin(2 * np.pi * 3 * x) + 0.5 * np.cos(2 * np.pi * 1 * x),
+        (2,),
+        lambda x: -((2 * np.pi * 3) ** 2) * np.sin(2 * np.pi * 3 * x)
+        - 0.5 * (2 * np.pi) ** 2 * np.cos(2 * np.pi * x),
+    ),
+    2: (
+        (16, 12),
+        (4, 4),
+        lambda x, y: np.sin(2 * np.pi * (2 * x + y)) + np.cos(2 * np.pi * 3 * y),
+        (1, 1),
+        lambda x, y: -(2 * np.pi) ** 2 * 2 * np.sin(2 * np.pi * (2 * x + y)),
+    ),
+    3: (
+        (8, 8, 10),
+        (3, 3, 3),
+        lambda x, y, z: np.sin(2 * np.pi * x) * np.cos(2 * np.pi * (2 * y - z)),
+        (0, 1, 2),
+        lambda x, y, z: (2 * np.pi) ** 3 * 2 * np.sin(2 * np.pi * x) * np.sin(2 * np.pi * (2 * y - z)),
+    ),
+}
+
+
+@pytest.mark.parametrize("impl", ["rfft", "dft"])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_derivative_weights_give_analytic_derivatives(x64, key, d, impl):
+    shape, modes, f, orders, df = CASES[d]
+    conv = SpectralConv(d, 1, 1, modes, impl=impl, dtype=jnp.float64, key=key)
+    conv = _with_complex_weight(conv, _derivative_weight(modes, orders, 1))
+    u = f(*_mesh(shape))[None]
+    assert_close(conv(jnp.asarray(u)), df(*_mesh(shape))[None], jnp.float64)
+    # Same operator, finer output grid: the derivative evaluated on that grid.
+    fine = tuple(2 * n + 1 for n in shape)
+    assert_close(conv(jnp.asarray(u), fine), df(*_mesh(fine))[None], jnp.float64)
+
+
+def _numpy_reference(x, w, modes, out_shape):
+    """float64 NumPy: rfftn / N, slice the corners by hand, mix channels, place, irfftn * N."""
+    d = len(modes)
+    spatial = x.shape[-d:]
+    axes = tuple(range(x.ndim - d, x.ndim))
+    x_hat = np.fft.rfftn(x, axes=axes) / np.prod(spatial)
+    out_hat = np.zeros(x.shape[:-d - 1] + (w.shape[0],) + tuple(out_shape[:-1]) + (out_shape[-1] // 2 + 1,), complex)
+    for idx in np.ndindex(*w.shape[2:]):
+        src, dst = [], []
+        for j, (i, m) in enumerate(zip(idx, modes)):
+            k = i if (j == d - 1 or i < m) else i - 2 * m
+            src.append(k % spatial[j] if j < d - 1 else k)
+            dst.append(k % out_shape[j] if j < d - 1 else k)
+        coef = x_hat[(Ellipsis, slice(None)) + tuple(src)]
+        out_hat[(Ellipsis, slice(None)) + tuple(dst)] += coef @ w[(slice(None), slice(None)) + idx].T
+    return np.fft.irfftn(out_hat, s=out_shape, axes=axes) * np.prod(out_shape)
+
+
+@pytest.mark.parametrize("impl", ["rfft", "dft"])
+@pytest.mark.parametrize(
+    "shape, modes, out_shape",
+    [((17,), (6,), (17,)), ((12, 9), (3, 4), (20, 15)), ((6, 8, 7), (2, 3, 2), (6, 8, 7))],
+)
+def test_matches_float64_numpy_reference(x64, key, shape, modes, out_shape, impl):
+    k1, k2 = jax.random.split(key)
+    conv = SpectralConv(len(shape), 3, 2, modes, impl=impl, dtype=jnp.float64, key=k1)
+    x = jax.random.normal(k2, (4, 3, *shape), jnp.float64)
+    got = spectral_conv(x, conv.weight.complex(), modes, out_shape, impl=impl)
+    want = _numpy_reference(np.asarray(x), np.asarray(conv.weight.complex()), modes, out_shape)
+    assert_close(got, want, jnp.float64)
+    assert_close(jax.vmap(lambda u: conv(u, out_shape))(x), want, jnp.float64)
+
+
+def test_resolution_change_keeps_the_operator(x64, key):
+    """A band-limited field sampled at 24 and at 60 points gives the same output function."""
+    conv = SpectralConv(2, 2, 3, (4, 5), dtype=jnp.float64, key=key)
+    coef = np.random.default_rng(0).normal(size=(2, 3, 4, 2))
+
+    def field(shape):
+        x, y = _mesh(shape)
+        return np.stack([
+            sum(c[a, b, 0] * np.cos(2 * np.pi * (a * x + b * y)) + c[a, b, 1] * np.sin(2 * np.pi * (a * x + b * y))
+                for a in range(3) for b in range(4))
+            for c in coef
+        ])
+
+    coarse, fine = (24, 20), (60, 50)
+    assert_close(conv(jnp.asarray(field(coarse)), fine), conv(jnp.asarray(field(fine))), jnp.float64)
+
+
+@pytest.mark.parametrize("shape, modes", [((64,), (9,)), ((32, 30), (8, 7)), ((10, 12, 9), (3, 4, 5))])
+def test_dft_path_equals_rfft_path_float32(key, shape, modes):
+    k1, k2 = jax.random.split(key)
+    a = SpectralConv(len(shape), 4, 3, modes, key=k1)
+    b = SpectralConv(len(shape), 4, 3, modes, impl="dft", key=k1)
+    x = jax.random.normal(k2, (4, *shape))
+    assert_close(b(x), a(x), jnp.float32, rtol=1e-5)
+    ga = jax.grad(lambda c: jnp.sum(c(x) ** 2))(a)
+    gb = jax.grad(lambda c: jnp.sum(c(x) ** 2))(b)
+    assert_close(gb.weight.weight, ga.weight.weight, jnp.float32, rtol=1e-4)
+
+
+def test_jit_vmap_and_dtype(key):
+    conv = SpectralConv(2, 2, 2, 3, key=key)
+    x = jax.random.normal(key, (5, 2, 8, 8))
+    loop = jnp.stack([conv(u) for u in x])
+    assert_close(jax.vmap(conv)(x), loop, jnp.float32)
+    assert_close(eqx.filter_jit(jax.vmap(conv))(x), loop, jnp.float32)
+    assert conv(x[0]).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("impl", ["rfft", "dft"])
+def test_gradients_match_finite_differences(x64, key, impl):
+    k1, k2 = jax.random.split(key)
+    conv = SpectralConv(2, 2, 2, (2, 3), impl=impl, dtype=jnp.float64, key=k1)
+    x = jax.random.normal(k2, (2, 6, 6), jnp.float64)
+    w = conv.weight.weight
+    check_grads(lambda w_, x_: spectral_conv(x_, jax.lax.complex(w_[0], w_[1]), (2, 3), impl=impl),
+                (w, x), order=1, modes=("rev",), atol=1e-6, rtol=1e-6)
+
+
+def test_dense_weight_layout_and_init(key):
+    conv = SpectralConv(2, 8, 6, (5, 4), key=key)
+    assert isinstance(conv.weight, DenseWeight)
+    assert conv.weight.weight.shape == (2, 6, 8, 10, 4)
+    assert conv.num_params == 2 * 6 * 8 * 10 * 4
+    # E|W|^2 = 1 / C_in.
+    np.testing.assert_allclose(float(jnp.mean(jnp.abs(conv.weight.complex()) ** 2)), 1 / 8, rtol=0.1)
+
+
+def test_errors(key, library_errors):
+    conv = SpectralConv(2, 3, 2, (4, 4), key=key)
+    with pytest.raises(ValueError, match="too many"):
+        conv(jnp.ones((3, 6, 16)))
+    with pytest.raises(ValueError, match="too many"):
+        conv(jnp.ones((3, 16, 16)), (16, 4))
+    with pytest.raises(ValueError, match="channels"):
+        conv(jnp.ones((2, 16, 16)))
+    with pytest.raises(ValueError, match="spatial axes"):
+        conv(jnp.ones((3, 16)))
+    with pytest.raises(TypeError, match="floating"):
+        conv(jnp.ones((3, 16, 16), jnp.int32))
+    with pytest.raises(ValueError, match="modes"):
+        SpectralConv(2, 3, 2, (4, 4, 4), key=key)
+    with pytest.raises(ValueError, match="modes"):
+        SpectralConv(1, 3, 2, 0, key=key)
+    with pytest.raises(ValueError, match="factorization"):
+        SpectralConv(1, 3, 2, 4, factorization="svd", key=key)
+    with pytest.raises(ValueError, match="impl"):
+        SpectralConv(1, 3, 2, 4, impl="fast", key=key)
