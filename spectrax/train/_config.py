@@ -127,7 +127,7 @@ class Config:
 
 
 # Sections that do not change what is computed: a resumed run may differ in these.
-OUTPUT_SECTIONS = ("output",)
+OUTPUT_SECTIONS = ("output", "checkpoint")
 
 
 def _hints(cls: type) -> dict[str, Any]:

@@ -174,6 +174,19 @@ def train(
     bar = tqdm(
         total=loop.num_steps, initial=start, disable=not config.output.progress, desc=config.name, unit="step"
     )
+    def flush() -> dict[str, Any] | None:
+        """Write the pending step metrics; return the last one (None if nothing was pending)."""
+        nonlocal pending, worst_run
+        if not pending:
+            return None
+        host = jax.device_get(pending)
+        pending = []
+        for s, m in host:
+            writer.write(s, "train", m)
+        worst_run = max(worst_run, *(int(m["nonfinite_consecutive"]) for _, m in host))
+        return host[-1][1]
+
+    worst_run = 0
     with _stop_on_signals() as flag:
         for step in range(start + 1, loop.num_steps + 1):
             idx = batch_indices(config.seed, step - 1, num_train, loop.batch_size)
@@ -181,27 +194,26 @@ def train(
             model, opt_state, metrics = step_fn(model, opt_state, batch)
             pending.append((step, metrics))
             bar.update(1)
-            if step % loop.log_every == 0 or step == loop.num_steps or flag["signal"]:
-                host = jax.device_get(pending)
-                pending = []
-                for s, m in host:
-                    writer.write(s, "train", m)
-                last = host[-1][1]
-                skipped_total = int(last["nonfinite_total"])
-                rate = (step - tic_step) * loop.batch_size / max(time.perf_counter() - tic, 1e-9)
-                tic, tic_step = time.perf_counter(), step
-                bar.set_postfix(loss=f"{float(last['loss']):.3e}", ex_per_s=f"{rate:.0f}", skipped=skipped_total)
-                if max(int(m["nonfinite_consecutive"]) for _, m in host) >= loop.max_nonfinite:
+            save = bool(config.checkpoint.every and step % config.checkpoint.every == 0) or flag["signal"]
+            if step % loop.log_every == 0 or step == loop.num_steps or save:
+                # The log must reach every checkpoint: a resumed run appends after its step.
+                last = flush()
+                if last is not None:
+                    skipped_total = int(last["nonfinite_total"])
+                    rate = (step - tic_step) * loop.batch_size / max(time.perf_counter() - tic, 1e-9)
+                    tic, tic_step = time.perf_counter(), step
+                    bar.set_postfix(loss=f"{float(last['loss']):.3e}", ex_per_s=f"{rate:.0f}", skipped=skipped_total)
+                if worst_run >= loop.max_nonfinite:
                     stopped = "nonfinite"
                     logger.error(
                         "stopping at step %d: %d non-finite updates in a row (loop.max_nonfinite=%d); "
                         "the last checkpoint (step %d) is intact",
-                        step, loop.max_nonfinite, loop.max_nonfinite, last_saved,
+                        step, worst_run, loop.max_nonfinite, last_saved,
                     )
                     break
             if loop.eval_every and step % loop.eval_every == 0 and step != loop.num_steps:
                 writer.write(step, "eval", task.evaluate(model))
-            if (config.checkpoint.every and step % config.checkpoint.every == 0) or flag["signal"]:
+            if save:
                 ckpt.save(step, _checkpoint_state(model, opt_state, rng), extra=_position(config, step))
                 last_saved = step
             if flag["signal"]:
