@@ -73,7 +73,7 @@ def _dense_zoh(a, b, dt):
 
 def _dense_bilinear(a, b, dt):
     n = a.shape[-1]
-    eye = jnp.eye(n, dtype=a.dtype)
+    eye = jnp.broadcast_to(jnp.eye(n, dtype=a.dtype), a.shape)
     left = eye - 0.5 * dt * a
     a_bar = jnp.linalg.solve(left, eye + 0.5 * dt * a)
     return a_bar, jnp.linalg.solve(left, dt * b)

@@ -94,8 +94,9 @@ def dplr_kernel(
     is ``K̂(z) = C̃ ((1-z)/dt I - (1+z)/2 A)^{-1} B`` with ``C̃ = C (I - Ā^L)``; the diagonal
     plus rank-``r`` resolvent is a Cauchy kernel ``Σ_n a_n b_n / ((1-z)/dt - (1+z)Λ_n/2)`` with a
     Woodbury correction, and ``K = ifft(K̂)``. Written with ``(1-z)/dt`` rather than S4's
-    ``2/(1+z)`` prefactor so ``z = -1`` (even ``L``) is not singular. ``Ā^L`` is a dense
-    ``N x N`` power by repeated squaring per channel (``O(N^3 log L)``); the Cauchy sums cost
+    ``2/(1+z)`` prefactor so ``z = -1`` (even ``L``) is not singular, and ``z = 1`` as the
+    geometric sum ``C (Σ_l Ā^l) B̄`` (no inverse of ``A``: even-N FouT's is singular). ``Ā^L``
+    and that sum come from one doubling per channel (``O(N^3 log L)``); the Cauchy sums cost
     ``O(L N r^2)`` and hold ``(..., L, N)`` in memory.
 
     Args:
@@ -118,21 +119,25 @@ def dplr_kernel(
     cdt = Lambda.dtype
     lam, p, b = Lambda, P.astype(cdt), B.astype(cdt)
     c = C.astype(cdt)
-    a = jnp.diag(lam) - p.T @ jnp.conj(p)
-    eye = jnp.eye(n, dtype=cdt)
+    lead = c.ndim - 1
+    a = (jnp.diag(lam) - p.T @ jnp.conj(p)).reshape((1,) * lead + (n, n))
+    eye = jnp.eye(n, dtype=cdt).reshape((1,) * lead + (n, n))
     d = dt.astype(cdt)[..., None, None]
     a_bar = jnp.linalg.solve(eye - 0.5 * d * a, eye + 0.5 * d * a)
-    a_pow = _matrix_power(a_bar, length)
+    a_pow, a_sum = _power_and_sum(a_bar, length)
     c_tilde = c - jnp.einsum("...i,...ij->...j", c, a_pow)
 
+    # z = 1 (k = 0) is K̂(1) = C (Σ_{l<L} Ā^l) B̄, the geometric sum from the same doubling as
+    # Ā^L: there the Cauchy denominators are -Λ_n, which vanish for measures with a zero
+    # eigenvalue (FouT, odd-N LegT), and A itself may be singular (even-N FouT).
     real = jnp.real(lam).dtype
-    k = jnp.arange(length, dtype=real)
+    m = length - 1
+    k = jnp.arange(1, length, dtype=real)
     z = jnp.exp((-2j * jnp.pi / length) * k.astype(cdt))
-    lead = c.ndim - 1
-    z_ = z.reshape((1,) * lead + (length, 1))
+    z_ = z.reshape((1,) * lead + (m, 1))
     dt_ = dt.astype(cdt).reshape(dt.shape + (1, 1))
     r = 1.0 / ((1.0 - z_) / dt_ - 0.5 * (1.0 + z_) * lam.reshape((1,) * lead + (1, n)))
-    half = (0.5 * (1.0 + z)).reshape((1,) * lead + (length, 1))
+    half = (0.5 * (1.0 + z)).reshape((1,) * lead + (m, 1))
     cr = c_tilde[..., None, :] * r  # (..., L, N)
     k00 = jnp.einsum("...ln,n->...l", cr, b)
     k01 = jnp.einsum("...ln,in->...li", cr, p) * half
@@ -143,19 +148,22 @@ def dplr_kernel(
     ident = jnp.eye(rank, dtype=cdt).reshape((1,) * (lead + 1) + (rank, rank))
     corr = jnp.linalg.solve(ident + k11, k10[..., None])[..., 0]
     k_hat = k00 - jnp.sum(k01 * corr, axis=-1)
-    return jnp.fft.ifft(k_hat, axis=-1)
+    b_bar = jnp.linalg.solve(eye - 0.5 * d * a, d * jnp.broadcast_to(b, c.shape)[..., None])
+    k_one = jnp.sum(c * jnp.einsum("...ij,...jk->...ik", a_sum, b_bar)[..., 0], axis=-1)
+    return jnp.fft.ifft(jnp.concatenate([k_one[..., None], k_hat], axis=-1), axis=-1)
 
 
-def _matrix_power(a: Array, power: int) -> Array:
-    result = None
-    base = a
-    while power:
-        if power & 1:
-            result = base if result is None else result @ base
-        power >>= 1
-        if power:
-            base = base @ base
-    return result
+def _power_and_sum(a: Array, power: int) -> tuple[Array, Array]:
+    """``(a^power, Σ_{l<power} a^l)`` by binary doubling (``O(N^3 log power)``)."""
+    eye = jnp.broadcast_to(jnp.eye(a.shape[-1], dtype=a.dtype), a.shape)
+    pw, total = eye, jnp.zeros_like(a)
+    for bit in bin(power)[2:]:
+        total = total + pw @ total
+        pw = pw @ pw
+        if bit == "1":
+            total = total + pw
+            pw = pw @ a
+    return pw, total
 
 
 def _resolvent(A: Array, B: Array, s: Array) -> Array:

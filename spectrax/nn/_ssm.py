@@ -1,0 +1,487 @@
+"""State-space sequence layers S4 (DPLR), S4D (diagonal) and S5 (MIMO diagonal) on ``(L, H)``.
+
+Each layer has a training mode (``"conv"``: kernel + FFT convolution; ``"scan"``: parallel
+associative scan; ``"recurrent"``: sequential ``lax.scan``), all equal up to rounding, and
+``init_state`` / ``step`` for token-by-token inference. Complex parameters are stored as real
+arrays with a trailing axis of 2 (real, imaginary), so optimisers and checkpoints see only real
+floats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Complex, Float, PRNGKeyArray
+
+from spectrax._checks import check_choice, check_positive_int, complex_dtype
+from spectrax.kernels.fft_conv import fft_conv
+from spectrax.ssm import (
+    DIAGONAL_INITS,
+    DISCRETIZATIONS,
+    MEASURES,
+    discretize_dense,
+    discretize_diagonal,
+    init_log_dt,
+    nplr,
+    scan_dense,
+    scan_diagonal,
+    vandermonde_kernel,
+)
+from spectrax.ssm import dense_kernel as _dense_kernel
+from spectrax.ssm import dplr_kernel as _dplr_kernel
+
+MODES = ("conv", "scan", "recurrent")
+_SCAN_OF_MODE = {"scan": "associative", "recurrent": "sequential"}
+
+
+def _to_complex(x: Array) -> Array:
+    return jax.lax.complex(x[..., 0], x[..., 1])
+
+
+def _from_complex(z: np.ndarray, dtype) -> Array:
+    return jnp.asarray(np.stack([z.real, z.imag], axis=-1), dtype)
+
+
+def _check_sequence(x: Array, channels: int) -> None:
+    if x.ndim != 2 or x.shape[1] != channels:
+        raise ValueError(
+            f"expected one sequence of shape (L, H) with H={channels}; got x.shape={x.shape}. "
+            "Batch with jax.vmap."
+        )
+
+
+def _check_dt_range(dt_min: float, dt_max: float) -> None:
+    if not (dt_min > 0 and dt_max >= dt_min):
+        raise ValueError(
+            f"dt must be positive with dt_min <= dt_max; got dt_min={dt_min}, dt_max={dt_max}."
+        )
+
+
+def _complex_normal(key, shape, std, dtype) -> Array:
+    return (std / math.sqrt(2.0)) * jax.random.normal(key, shape + (2,), dtype)
+
+
+def _bidirectional(fn: Callable[[Array, Array], Array], x: Array, c: Array, c_back) -> Array:
+    """``fn(x, c)`` plus, if there is a backward read-out, the same system run on reversed time."""
+    y = fn(x, c)
+    if c_back is None:
+        return y
+    return y + jnp.flip(fn(jnp.flip(x, 0), c_back), 0)
+
+
+def _no_step_if_bidirectional(layer) -> None:
+    if layer.bidirectional:
+        raise ValueError(
+            "`step` needs a causal layer; this one was built with bidirectional=True, whose "
+            "output depends on future inputs. Build it with bidirectional=False for decoding."
+        )
+
+
+class S4D(eqx.Module):
+    """Diagonal state-space layer: ``H`` independent SISO systems of ``N // 2`` complex states.
+
+    Gu, Gupta, Goel & Ré, 2022, "On the Parameterization and Initialization of Diagonal State
+    Space Models". Per channel ``h``: ``x' = Λ_h x + B_h u_h``, ``y_h = 2 Re(C_h x) + D_h u_h``
+    (conjugate-pair symmetry: ``N // 2`` states stand for ``N`` real ones), discretised with
+    step ``exp(log_dt[h])``. ``Re Λ = -exp(log_Lambda_re)`` stays negative.
+
+    Args:
+        channels: ``H``. state_size: ``N`` (even).
+        init: ``"legs"`` | ``"lin"`` | ``"inv"`` (S4D-LegS/Lin/Inv; default ``"legs"``).
+        disc: ``"zoh"`` (default) or ``"bilinear"``.
+        mode: ``"conv"`` (default), ``"scan"`` or ``"recurrent"``.
+        bidirectional: add a backward read-out of the same system on reversed time.
+        dt_min, dt_max: log-uniform range of the initial steps (1e-3, 1e-1).
+        dtype: parameter dtype (float32).
+        key: PRNG key (keyword-only).
+    """
+
+    log_Lambda_re: Float[Array, "H M"]
+    Lambda_im: Float[Array, "H M"]
+    B: Float[Array, "H M 2"]
+    C: Float[Array, "H M 2"]
+    C_back: Float[Array, "H M 2"] | None
+    D: Float[Array, " H"]
+    log_dt: Float[Array, " H"]
+    channels: int = eqx.field(static=True)
+    state_size: int = eqx.field(static=True)
+    disc: str = eqx.field(static=True)
+    mode: str = eqx.field(static=True)
+    bidirectional: bool = eqx.field(static=True)
+    ssm_params: ClassVar[frozenset[str]] = frozenset({"log_Lambda_re", "Lambda_im", "B", "log_dt"})
+
+    def __init__(
+        self,
+        channels: int,
+        state_size: int = 64,
+        *,
+        init: str = "legs",
+        disc: str = "zoh",
+        mode: str = "conv",
+        bidirectional: bool = False,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        self.channels = check_positive_int("channels", channels)
+        self.state_size = check_positive_int("state_size", state_size)
+        check_choice("init", init, tuple(DIAGONAL_INITS))
+        check_choice("disc", disc, DISCRETIZATIONS)
+        check_choice("mode", mode, MODES)
+        _check_dt_range(dt_min, dt_max)
+        self.disc, self.mode, self.bidirectional = disc, mode, bool(bidirectional)
+        lam, b = DIAGONAL_INITS[init](state_size)
+        m = lam.shape[0]
+        h = self.channels
+        kc, kb, kdt, kd = jax.random.split(key, 4)
+        self.log_Lambda_re = jnp.asarray(np.tile(np.log(-lam.real), (h, 1)), dtype)
+        self.Lambda_im = jnp.asarray(np.tile(lam.imag, (h, 1)), dtype)
+        self.B = _from_complex(np.tile(b, (h, 1)), dtype)
+        self.C = _complex_normal(kc, (h, m), 1.0, dtype)
+        self.C_back = _complex_normal(kb, (h, m), 1.0, dtype) if bidirectional else None
+        self.D = jax.random.normal(kd, (h,), dtype)
+        self.log_dt = init_log_dt(kdt, (h,), dt_min, dt_max, dtype)
+
+    def discrete(self) -> tuple[Complex[Array, "H M"], Complex[Array, "H M"]]:
+        """``(Λ̄, B̄)``, each ``(H, N // 2)``."""
+        lam = jax.lax.complex(-jnp.exp(self.log_Lambda_re), self.Lambda_im)
+        lam_bar, gamma = discretize_diagonal(lam, jnp.exp(self.log_dt)[:, None], self.disc)
+        return lam_bar, gamma * _to_complex(self.B)
+
+    def kernel(self, length: int, *, backward: bool = False) -> Float[Array, "H L"]:
+        """The real convolution kernel ``K[h, l] = 2 Re(C_h Λ̄_h^l B̄_h)``, ``(H, L)``."""
+        lam_bar, b_bar = self.discrete()
+        c = _to_complex(self.C_back if backward else self.C)
+        return 2.0 * jnp.real(vandermonde_kernel(lam_bar, c * b_bar, length))
+
+    def _conv(self, x: Array, c: Array) -> Array:
+        lam_bar, b_bar = self.discrete()
+        k = 2.0 * jnp.real(vandermonde_kernel(lam_bar, _to_complex(c) * b_bar, x.shape[0]))
+        return fft_conv(x.T, k).T
+
+    def _scan(self, x: Array, c: Array, method: str) -> Array:
+        lam_bar, b_bar = self.discrete()
+        bu = b_bar[:, None, :] * x.T[:, :, None].astype(b_bar.dtype)  # (H, L, M)
+        states = scan_diagonal(lam_bar[:, None, :], bu, method=method)
+        return 2.0 * jnp.real(jnp.einsum("hlm,hm->lh", states, _to_complex(c)))
+
+    def __call__(self, x: Float[Array, "L H"], *, mode: str | None = None) -> Float[Array, "L H"]:
+        """Apply the layer to one sequence ``(L, H)`` (``mode`` overrides the layer's)."""
+        _check_sequence(x, self.channels)
+        mode = self.mode if mode is None else mode
+        check_choice("mode", mode, MODES)
+        xc = x.astype(self.D.dtype)
+        if mode == "conv":
+            fn = self._conv
+        else:
+            method = _SCAN_OF_MODE[mode]
+            fn = lambda u, c: self._scan(u, c, method)  # noqa: E731
+        y = _bidirectional(fn, xc, self.C, self.C_back) + xc * self.D[None, :]
+        return y.astype(x.dtype)
+
+    def init_state(self) -> Complex[Array, "H M"]:
+        """Zero state ``(H, N // 2)`` for :meth:`step`."""
+        return jnp.zeros(self.Lambda_im.shape, complex_dtype(self.D.dtype))
+
+    def step(
+        self, x_t: Float[Array, " H"], state: Complex[Array, "H M"]
+    ) -> tuple[Float[Array, " H"], Complex[Array, "H M"]]:
+        """One recurrent step: ``x = Λ̄ x + B̄ u``, ``y = 2 Re(C x) + D u``."""
+        _no_step_if_bidirectional(self)
+        lam_bar, b_bar = self.discrete()
+        u = x_t.astype(self.D.dtype)
+        state = lam_bar * state + b_bar * u[:, None].astype(b_bar.dtype)
+        y = 2.0 * jnp.real(jnp.sum(_to_complex(self.C) * state, axis=-1)) + self.D * u
+        return y.astype(x_t.dtype), state
+
+
+class S4(eqx.Module):
+    """Structured state-space layer with a DPLR state matrix (S4).
+
+    Gu, Goel & Ré, 2022, "Efficiently Modeling Long Sequences with Structured State Spaces".
+    All ``H`` channels share ``A = diag(Λ) - P^T P̄`` and ``B`` (initialised from the NPLR form
+    of a HiPPO measure, in the eigenbasis, all ``N`` complex states kept), each channel has its
+    own step and read-out: ``y_h = Re(C_h x_h) + D_h u_h``. With ``disc="bilinear"`` (default)
+    the convolution kernel is S4's Cauchy/Woodbury algorithm (:func:`spectrax.ssm.dplr_kernel`);
+    with ``"zoh"`` no structured algorithm applies and the kernel is the dense power sum
+    (``O(L N^2)`` per channel). ``"scan"`` multiplies dense ``N x N`` matrices (``O(L N^3)``):
+    for checks and short sequences.
+
+    Args:
+        channels: ``H``. state_size: ``N``. measure: a HiPPO measure (``"legs"``, ``"legt"``,
+        ``"lagt"``, ``"fout"``). Others as :class:`S4D`.
+    """
+
+    Lambda_re: Float[Array, " N"]
+    Lambda_im: Float[Array, " N"]
+    P: Float[Array, "r N 2"]
+    B: Float[Array, "N 2"]
+    C: Float[Array, "H N 2"]
+    C_back: Float[Array, "H N 2"] | None
+    D: Float[Array, " H"]
+    log_dt: Float[Array, " H"]
+    channels: int = eqx.field(static=True)
+    state_size: int = eqx.field(static=True)
+    disc: str = eqx.field(static=True)
+    mode: str = eqx.field(static=True)
+    bidirectional: bool = eqx.field(static=True)
+    ssm_params: ClassVar[frozenset[str]] = frozenset(
+        {"Lambda_re", "Lambda_im", "P", "B", "log_dt"}
+    )
+
+    def __init__(
+        self,
+        channels: int,
+        state_size: int = 64,
+        *,
+        measure: str = "legs",
+        disc: str = "bilinear",
+        mode: str = "conv",
+        bidirectional: bool = False,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        self.channels = check_positive_int("channels", channels)
+        self.state_size = check_positive_int("state_size", state_size)
+        check_choice("measure", measure, MEASURES)
+        check_choice("disc", disc, DISCRETIZATIONS)
+        check_choice("mode", mode, MODES)
+        _check_dt_range(dt_min, dt_max)
+        self.disc, self.mode, self.bidirectional = disc, mode, bool(bidirectional)
+        lam, p, b, v = nplr(measure, state_size)
+        vh = v.conj().T
+        h, n = self.channels, self.state_size
+        kc, kb, kdt, kd = jax.random.split(key, 4)
+        self.Lambda_re = jnp.asarray(lam.real, dtype)
+        self.Lambda_im = jnp.asarray(lam.imag, dtype)
+        self.P = _from_complex((vh @ p.T).T, dtype)
+        self.B = _from_complex(vh @ b, dtype)
+        self.C = _complex_normal(kc, (h, n), 1.0, dtype)
+        self.C_back = _complex_normal(kb, (h, n), 1.0, dtype) if bidirectional else None
+        self.D = jax.random.normal(kd, (h,), dtype)
+        self.log_dt = init_log_dt(kdt, (h,), dt_min, dt_max, dtype)
+
+    def continuous(self) -> tuple[Complex[Array, "N N"], Complex[Array, " N"]]:
+        """The dense continuous ``(A, B)`` in the eigenbasis."""
+        lam = jax.lax.complex(self.Lambda_re, self.Lambda_im)
+        p = _to_complex(self.P)
+        return jnp.diag(lam) - p.T @ jnp.conj(p), _to_complex(self.B)
+
+    def discrete(self) -> tuple[Complex[Array, "H N N"], Complex[Array, "H N"]]:
+        """Per-channel ``(Ā, B̄)``: ``(H, N, N)`` and ``(H, N)``."""
+        a, b = self.continuous()
+        h, n = self.channels, self.state_size
+        a_bar, b_bar = discretize_dense(
+            jnp.broadcast_to(a, (h, n, n)),
+            jnp.broadcast_to(b[:, None], (h, n, 1)),
+            jnp.exp(self.log_dt),
+            self.disc,
+        )
+        return a_bar, b_bar[..., 0]
+
+    def kernel(self, length: int, *, backward: bool = False) -> Float[Array, "H L"]:
+        """The real kernel ``K[h, l] = Re(C_h Ā_h^l B̄_h)``, ``(H, L)``."""
+        return self._kernel(self.C_back if backward else self.C, length)
+
+    def _kernel(self, c: Array, length: int) -> Array:
+        cc = _to_complex(c)
+        if self.disc == "bilinear":
+            lam = jax.lax.complex(self.Lambda_re, self.Lambda_im)
+            k = _dplr_kernel(lam, _to_complex(self.P), _to_complex(self.B), cc,
+                             jnp.exp(self.log_dt), length)
+        else:
+            a_bar, b_bar = self.discrete()
+            k = _dense_kernel(a_bar, b_bar, cc, length)
+        return jnp.real(k)
+
+    def _conv(self, x: Array, c: Array) -> Array:
+        return fft_conv(x.T, self._kernel(c, x.shape[0])).T
+
+    def _scan(self, x: Array, c: Array, method: str) -> Array:
+        a_bar, b_bar = self.discrete()
+        bu = b_bar[:, None, :] * x.T[:, :, None].astype(b_bar.dtype)  # (H, L, N)
+        states = jax.vmap(lambda a, b: scan_dense(a, b, method=method))(a_bar, bu)
+        return jnp.real(jnp.einsum("hln,hn->lh", states, _to_complex(c)))
+
+    def __call__(self, x: Float[Array, "L H"], *, mode: str | None = None) -> Float[Array, "L H"]:
+        """Apply the layer to one sequence ``(L, H)`` (``mode`` overrides the layer's)."""
+        _check_sequence(x, self.channels)
+        mode = self.mode if mode is None else mode
+        check_choice("mode", mode, MODES)
+        xc = x.astype(self.D.dtype)
+        if mode == "conv":
+            fn = self._conv
+        else:
+            method = _SCAN_OF_MODE[mode]
+            fn = lambda u, c: self._scan(u, c, method)  # noqa: E731
+        y = _bidirectional(fn, xc, self.C, self.C_back) + xc * self.D[None, :]
+        return y.astype(x.dtype)
+
+    def init_state(self) -> Complex[Array, "H N"]:
+        """Zero state ``(H, N)`` for :meth:`step`."""
+        return jnp.zeros((self.channels, self.state_size), complex_dtype(self.D.dtype))
+
+    def step(
+        self, x_t: Float[Array, " H"], state: Complex[Array, "H N"]
+    ) -> tuple[Float[Array, " H"], Complex[Array, "H N"]]:
+        """One recurrent step with the dense discrete matrices (``O(H N^2)``)."""
+        _no_step_if_bidirectional(self)
+        a_bar, b_bar = self.discrete()
+        u = x_t.astype(self.D.dtype)
+        state = jnp.einsum("hij,hj->hi", a_bar, state) + b_bar * u[:, None].astype(b_bar.dtype)
+        y = jnp.real(jnp.sum(_to_complex(self.C) * state, axis=-1)) + self.D * u
+        return y.astype(x_t.dtype), state
+
+
+class S5(eqx.Module):
+    """Simplified state-space layer: one MIMO diagonal system of ``P // 2`` complex states.
+
+    Smith, Warrington & Linderman, 2023, "Simplified State Space Layers for Sequence Modeling".
+    ``x' = Λ x + B u``, ``y = 2 Re(C x) + D ⊙ u`` with ``B (P/2, H)``, ``C (H, P/2)`` complex
+    (conjugate symmetry), a step per state ``exp(log_dt)``. ``Λ`` is HiPPO-LegS's NPLR diagonal
+    and ``B``, ``C`` random, projected onto its eigenvectors (``V^* B``, ``C V``). The default
+    mode is the parallel scan, which also accepts per-step ``dt`` (irregular sampling);
+    ``"conv"`` builds the ``(H, H, L)`` MIMO kernel (memory ``H^2 L``).
+
+    Args:
+        channels: ``H``. state_size: ``P`` (even). disc, bidirectional, dt_min, dt_max, dtype,
+        key: as :class:`S4D`. mode: ``"scan"`` (default), ``"conv"`` or ``"recurrent"``.
+    """
+
+    log_Lambda_re: Float[Array, " M"]
+    Lambda_im: Float[Array, " M"]
+    B: Float[Array, "M H 2"]
+    C: Float[Array, "H M 2"]
+    C_back: Float[Array, "H M 2"] | None
+    D: Float[Array, " H"]
+    log_dt: Float[Array, " M"]
+    channels: int = eqx.field(static=True)
+    state_size: int = eqx.field(static=True)
+    disc: str = eqx.field(static=True)
+    mode: str = eqx.field(static=True)
+    bidirectional: bool = eqx.field(static=True)
+    ssm_params: ClassVar[frozenset[str]] = frozenset({"log_Lambda_re", "Lambda_im", "B", "log_dt"})
+
+    def __init__(
+        self,
+        channels: int,
+        state_size: int = 64,
+        *,
+        disc: str = "zoh",
+        mode: str = "scan",
+        bidirectional: bool = False,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        self.channels = check_positive_int("channels", channels)
+        self.state_size = check_positive_int("state_size", state_size)
+        check_choice("disc", disc, DISCRETIZATIONS)
+        check_choice("mode", mode, MODES)
+        _check_dt_range(dt_min, dt_max)
+        if state_size % 2:
+            raise ValueError(
+                f"`state_size` must be even (conjugate pairs, P // 2 kept); got {state_size}."
+            )
+        self.disc, self.mode, self.bidirectional = disc, mode, bool(bidirectional)
+        lam, _, _, v = nplr("legs", state_size)
+        keep = np.argsort(lam.imag)[state_size // 2 :]
+        h = self.channels
+        kb, kc, kcb, kdt, kd = jax.random.split(key, 5)
+        b = np.asarray(jax.random.normal(kb, (state_size, h)), np.float64) / math.sqrt(h)
+        self.log_Lambda_re = jnp.asarray(np.log(-lam.real[keep]), dtype)
+        self.Lambda_im = jnp.asarray(lam.imag[keep], dtype)
+        self.B = _from_complex((v.conj().T @ b)[keep], dtype)
+        m = keep.shape[0]
+        std = 1.0 / math.sqrt(state_size)
+        self.C = _complex_normal(kc, (h, m), std, dtype)
+        self.C_back = _complex_normal(kcb, (h, m), std, dtype) if bidirectional else None
+        self.D = jax.random.normal(kd, (h,), dtype)
+        self.log_dt = init_log_dt(kdt, (m,), dt_min, dt_max, dtype)
+
+    def discrete(
+        self, dt: Float[Array, " L"] | None = None
+    ) -> tuple[Complex[Array, "T M"], Complex[Array, "T M"]]:
+        """``(Λ̄, γ)`` with ``B̄ = γ[:, None] * B``: ``(1, P/2)``, or ``(L, P/2)`` when the
+        per-step scale ``dt`` (the step at time ``k`` is ``exp(log_dt) * dt[k]``) is given."""
+        lam = jax.lax.complex(-jnp.exp(self.log_Lambda_re), self.Lambda_im)
+        step = jnp.exp(self.log_dt)[None, :]
+        if dt is not None:
+            step = step * dt.astype(step.dtype)[:, None]
+        return discretize_diagonal(lam[None, :], step, self.disc)
+
+    def kernel(self, length: int, *, backward: bool = False) -> Float[Array, "H H L"]:
+        """The real MIMO kernel ``K[:, :, l] = 2 Re(C Λ̄^l B̄)``, ``(H_out, H_in, L)``."""
+        lam_bar, gamma = self.discrete()
+        b_bar = gamma[0][:, None] * _to_complex(self.B)
+        c = _to_complex(self.C_back if backward else self.C)
+        w = c[:, None, :] * b_bar.T[None, :, :]  # (H, H, M)
+        return 2.0 * jnp.real(vandermonde_kernel(lam_bar[None], w, length))
+
+    def _conv(self, x: Array, c: Array, dt) -> Array:
+        if dt is not None:
+            raise ValueError("per-step `dt` needs mode='scan' or 'recurrent'; got mode='conv'.")
+        lam_bar, gamma = self.discrete()
+        b_bar = gamma[0][:, None] * _to_complex(self.B)
+        w = _to_complex(c)[:, None, :] * b_bar.T[None, :, :]
+        k = 2.0 * jnp.real(vandermonde_kernel(lam_bar[None], w, x.shape[0]))
+        return jnp.sum(fft_conv(x.T[None, :, :], k), axis=1).T
+
+    def _scan(self, x: Array, c: Array, dt, method: str) -> Array:
+        lam_bar, gamma = self.discrete(dt)
+        bu = gamma * (x.astype(gamma.dtype) @ _to_complex(self.B).T)  # (L, M)
+        states = scan_diagonal(lam_bar, bu, method=method)
+        return 2.0 * jnp.real(states @ _to_complex(c).T)
+
+    def __call__(
+        self,
+        x: Float[Array, "L H"],
+        *,
+        dt: Float[Array, " L"] | None = None,
+        mode: str | None = None,
+    ) -> Float[Array, "L H"]:
+        """Apply the layer to ``(L, H)``. ``dt``: optional positive per-step scale of the
+        learned steps (e.g. time increments of irregularly sampled inputs)."""
+        _check_sequence(x, self.channels)
+        mode = self.mode if mode is None else mode
+        check_choice("mode", mode, MODES)
+        if dt is not None:
+            if dt.shape != (x.shape[0],):
+                raise ValueError(f"`dt` must have shape (L,)=({x.shape[0]},); got {dt.shape}.")
+            if not isinstance(dt, jax.core.Tracer) and bool(np.any(np.asarray(dt) <= 0)):
+                raise ValueError("`dt` must be positive at every step; got a value <= 0.")
+        xc = x.astype(self.D.dtype)
+        if mode == "conv":
+            fn = lambda u, c: self._conv(u, c, dt)  # noqa: E731
+        else:
+            method = _SCAN_OF_MODE[mode]
+            fn = lambda u, c: self._scan(u, c, dt, method)  # noqa: E731
+        if self.C_back is not None and dt is not None:
+            raise ValueError("per-step `dt` is not supported with bidirectional=True.")
+        y = _bidirectional(fn, xc, self.C, self.C_back) + xc * self.D[None, :]
+        return y.astype(x.dtype)
+
+    def init_state(self) -> Complex[Array, " M"]:
+        """Zero state ``(P // 2,)`` for :meth:`step`."""
+        return jnp.zeros(self.Lambda_im.shape, complex_dtype(self.D.dtype))
+
+    def step(
+        self, x_t: Float[Array, " H"], state: Complex[Array, " M"], dt=None
+    ) -> tuple[Float[Array, " H"], Complex[Array, " M"]]:
+        """One recurrent step; ``dt`` an optional scalar scale of the step, as in ``__call__``."""
+        _no_step_if_bidirectional(self)
+        lam_bar, gamma = self.discrete(None if dt is None else jnp.reshape(dt, (1,)))
+        u = x_t.astype(self.D.dtype)
+        state = lam_bar[0] * state + gamma[0] * (_to_complex(self.B) @ u.astype(gamma.dtype))
+        y = 2.0 * jnp.real(_to_complex(self.C) @ state) + self.D * u
+        return y.astype(x_t.dtype), state

@@ -1,0 +1,41 @@
+"""Optax parameter groups for state-space layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from spectrax.nn._ssm import S4, S5, S4D
+
+SSM_LAYERS = (S4, S4D, S5)
+
+
+def _label_layer(layer: Any) -> Any:
+    def label(path, _leaf):
+        names = [k.name for k in path if isinstance(k, jax.tree_util.GetAttrKey)]
+        return "ssm" if names and names[-1] in layer.ssm_params else "default"
+
+    return jax.tree_util.tree_map_with_path(label, layer)
+
+
+def ssm_param_labels(model: Any) -> Any:
+    """A pytree like ``model`` with ``"ssm"`` at the state-space parameters of every S4, S4D and
+    S5 layer (Λ, B, log dt, and S4's low-rank ``P``) and ``"default"`` at every other leaf.
+
+    Gu, Goel & Ré, 2022 (S4) and Smith et al., 2023 (S5) train these with their own (smaller)
+    learning rate and no weight decay; use with ``optax.multi_transform``::
+
+        params = eqx.filter(model, eqx.is_array)
+        labels = ssm_param_labels(params)
+        opt = optax.multi_transform(
+            {"ssm": optax.adam(1e-3), "default": optax.adamw(4e-3, weight_decay=0.05)},
+            labels)
+
+    Works on a model or on ``eqx.filter(model, eqx.is_array)`` (``None`` leaves stay ``None``).
+    """
+    return jax.tree.map(
+        lambda node: _label_layer(node) if isinstance(node, SSM_LAYERS) else "default",
+        model,
+        is_leaf=lambda node: isinstance(node, SSM_LAYERS),
+    )
