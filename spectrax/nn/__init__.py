@@ -24,16 +24,8 @@ from spectrax.nn._spectral_conv import SpectralConv, spectral_conv
 from spectrax.nn._ssm import MODES as SSM_MODES
 from spectrax.nn._ssm import S4, S5, S4D
 from spectrax.nn._ssm_labels import ssm_param_labels
-from spectrax.nn._ssm import MODES as SSM_MODES
-from spectrax.nn._ssm import S4, S5, S4D
-from spectrax.nn._ssm_labels import ssm_param_labels
 
 __all__: list[str] = [
-    "S4",
-    "S4D",
-    "S5",
-    "SSM_MODES",
-    "ssm_param_labels",
     "S4",
     "S4D",
     "S5",
