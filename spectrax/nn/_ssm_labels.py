@@ -30,7 +30,7 @@ def ssm_param_labels(model: Any) -> Any:
         labels = ssm_param_labels(params)
         opt = optax.multi_transform(
             {"ssm": optax.adam(1e-3), "default": optax.adamw(4e-3, weight_decay=0.05)},
-            labels)
+            lambda _: labels)  # a labelled module is callable: optax must not call it
 
     Works on a model or on ``eqx.filter(model, eqx.is_array)`` (``None`` leaves stay ``None``).
     """
