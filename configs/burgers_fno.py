@@ -18,9 +18,13 @@ from spectrax.train import (
     FieldRegressionTask,
     LoopConfig,
     OptimConfig,
+    h1_loss,
+    relative_lp_loss,
 )
 
 VARIANTS = ("default", "smoke")
+# Training losses (the reported test error is relative L2 whichever is chosen).
+LOSSES = {"rel_l2": relative_lp_loss, "h1": h1_loss}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +40,7 @@ class BurgersFNO:
     modes: int = 16
     num_layers: int = 4
     projection_channels: int = 64
+    loss: str = dataclasses.field(default="rel_l2", metadata={"choices": tuple(LOSSES)})
 
     def build(self) -> FieldRegressionTask:
         from spectrax.data import burgers_dataset, cached
@@ -56,6 +61,7 @@ class BurgersFNO:
             ),
             train=(a[: self.num_train], u[: self.num_train]),
             test=(a[self.num_train :], u[self.num_train :]),
+            loss_fn=LOSSES[self.loss],
         )
 
 

@@ -35,7 +35,8 @@ def plot_loss_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
             ax.plot(*zip(*pts, strict=True), "o-", label=f"eval {k}")
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.legend()
+    if ax.lines:
+        ax.legend()
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     path = Path(path)

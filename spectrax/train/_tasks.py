@@ -12,17 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spectrax.train._losses import relative_lp_loss
 from spectrax.train._plots import plot_field_predictions
 
 __all__ = ["FieldRegressionTask"]
-
-
-def _relative_l2(pred, target):
-    """Per-sample ``||pred - target||_2 / ||target||_2`` over all non-batch axes, averaged."""
-    axes = tuple(range(1, target.ndim))
-    num = jnp.sqrt(jnp.sum((pred - target) ** 2, axis=axes))
-    den = jnp.sqrt(jnp.sum(target**2, axis=axes))
-    return jnp.mean(num / den)
 
 
 @dataclasses.dataclass
@@ -46,7 +39,7 @@ class FieldRegressionTask:
     make_model: Callable[[Any], Any]
     train: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
-    loss_fn: Callable[[Any, Any], Any] = _relative_l2
+    loss_fn: Callable[[Any, Any], Any] = relative_lp_loss
     grid_channel: bool = False
     eval_batch: int = 256
 
@@ -79,7 +72,7 @@ class FieldRegressionTask:
     def loss(self, model, batch):
         pred = jax.vmap(model)(self._inputs(batch["a"]))
         loss = self.loss_fn(pred, batch["u"][:, None])
-        return loss, {"train_rel_l2": _relative_l2(pred, batch["u"][:, None])}
+        return loss, {"train_rel_l2": relative_lp_loss(pred, batch["u"][:, None])}
 
     def _predict_all(self, model) -> np.ndarray:
         predict = eqx.filter_jit(self.predict)

@@ -1,0 +1,57 @@
+"""``spectrax train`` / ``spectrax eval``: argument handling, errors before any work, exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from spectrax.cli import build_parser, main
+from spectrax.train._cli import DEFAULT_CONFIG, _split_config_arg
+from tests.train.conftest import TOY
+
+
+def test_train_and_eval_are_registered():
+    parser = build_parser()
+    args = parser.parse_args(["train"])
+    assert args.command == "train" and _split_config_arg(args) == (DEFAULT_CONFIG, [])
+    args = parser.parse_args(["train", "loop.num_steps=5", "seed=1"])
+    assert _split_config_arg(args) == (DEFAULT_CONFIG, ["loop.num_steps=5", "seed=1"])
+    args = parser.parse_args(["train", "configs/x.py", "seed=1", "--resume", "--workdir", "w"])
+    assert _split_config_arg(args) == ("configs/x.py", ["seed=1"]) and args.resume and args.workdir == "w"
+    assert parser.parse_args(["eval", "runs/x"]).run_dir == "runs/x"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("loop.num_steps=ten", "`loop.num_steps` expects an int"),
+        ("optim.learning_rate=-1", "`optim.learning_rate` must be > 0.0"),
+        ("optim.lr=1", "unknown config key `optim.lr`; valid keys:"),
+        ("loop.batch_size=12", "`loop.batch_size` (12) must be divisible by the data axis"),
+    ],
+)
+def test_bad_config_fails_before_any_work(tmp_path, capsys, override, message):
+    wd = tmp_path / "run"
+    assert main(["train", TOY, override, "--workdir", str(wd)]) == 2
+    assert message in capsys.readouterr().err
+    assert not wd.exists()
+
+
+def test_train_then_eval(tmp_path, capsys):
+    wd = tmp_path / "run"
+    assert main(["train", TOY, "loop.num_steps=20", "output.plots=false", "--workdir", str(wd), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "stopped: completed at step 20" in out and "(pass)" in out
+    train_error = next(line for line in out.splitlines() if line.startswith("test_error:"))
+    assert main(["eval", str(wd)]) == 0
+    assert train_error in capsys.readouterr().out
+    # Same directory again without --resume: refused, nothing overwritten.
+    assert main(["train", TOY, "loop.num_steps=20", "--workdir", str(wd)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nothing")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_persistent_nan_exit_code(tmp_path, capsys):
+    code = main(["train", TOY, "task.nan_after=0", "loop.max_nonfinite=5", "--workdir", str(tmp_path / "r"), "--no-progress"])
+    assert code == 3
+    assert "stopped: nonfinite at step 5" in capsys.readouterr().out

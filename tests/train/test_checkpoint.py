@@ -1,0 +1,73 @@
+"""Checkpoints are refused, never half-loaded, when they belong to another config or are damaged."""
+
+from __future__ import annotations
+
+import shutil
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spectrax.train import CheckpointError, Checkpointer, apply_overrides, evaluate_run, train, tree_digest
+
+
+def _copy_run(toy_run, tmp_path):
+    config, result = toy_run
+    wd = tmp_path / "run"
+    shutil.copytree(result.workdir, wd)
+    return config, wd
+
+
+def test_round_trip_and_keep_last(tmp_path):
+    ckpt = Checkpointer(tmp_path, keep=2, config_dict={"a": 1})
+    state = {"w": jnp.arange(6.0).reshape(2, 3), "n": jnp.asarray(3, jnp.int32)}
+    for step in (1, 2, 3):
+        ckpt.save(step, {"w": state["w"] * step, "n": state["n"]})
+    assert ckpt.all_steps() == [2, 3]
+    restored, meta = ckpt.restore(state)
+    np.testing.assert_array_equal(np.asarray(restored["w"]), np.asarray(state["w"] * 3))
+    assert meta["step"] == 3 and meta["digest"] == tree_digest(restored)
+    ckpt.close()
+
+
+def test_other_config_is_refused_naming_the_keys(toy_run, tmp_path):
+    config, wd = _copy_run(toy_run, tmp_path)
+    other = apply_overrides(config, ["optim.learning_rate=0.001", "task.resolution=32"])
+    with pytest.raises(CheckpointError, match=r"another config.*optim\.learning_rate: 0\.03 != 0\.001.*task\.resolution"):
+        train(other, workdir=wd, resume=True)
+    with pytest.raises(CheckpointError, match="another config"):
+        evaluate_run(other, wd)
+
+
+def test_existing_run_needs_resume(toy_run, tmp_path):
+    config, wd = _copy_run(toy_run, tmp_path)
+    with pytest.raises(CheckpointError, match="already holds checkpoints.*--resume"):
+        train(config, workdir=wd)
+
+
+def test_damaged_arrays_are_refused(toy_run, tmp_path):
+    config, wd = _copy_run(toy_run, tmp_path)
+    data = [p for p in (wd / "checkpoints" / "60" / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+    assert data
+    for p in data:
+        raw = bytearray(p.read_bytes())
+        for i in range(len(raw) // 2, len(raw)):
+            raw[i] ^= 0xFF
+        p.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"checkpoint .*60 is damaged"):
+        evaluate_run(config, wd)
+
+
+def test_missing_metadata_is_refused(toy_run, tmp_path):
+    config, wd = _copy_run(toy_run, tmp_path)
+    shutil.rmtree(wd / "checkpoints" / "60" / "meta")
+    with pytest.raises(CheckpointError, match=r"60 is damaged or incomplete"):
+        evaluate_run(config, wd)
+
+
+def test_mismatched_tree_is_refused(tmp_path):
+    ckpt = Checkpointer(tmp_path, keep=2, config_dict={})
+    ckpt.save(1, {"w": jnp.ones(3)})
+    with pytest.raises(CheckpointError, match="damaged or does not match|different tree"):
+        ckpt.restore({"w": jnp.ones(4)})
+    ckpt.close()
