@@ -20,6 +20,7 @@ from spectrax.nn._pointwise import (
     PointwiseLinear,
     pointwise_linear,
 )
+from spectrax.nn._nnx import EqxBuffer, EqxToNNX, NNXToEqx
 from spectrax.nn._spectral_conv import SpectralConv, spectral_conv
 from spectrax.nn._ssm import MODES as SSM_MODES
 from spectrax.nn._ssm import S4, S5, S4D
@@ -37,6 +38,9 @@ __all__: list[str] = [
     "ChannelLayerNorm",
     "ChannelMLP",
     "DenseWeight",
+    "EqxBuffer",
+    "EqxToNNX",
+    "NNXToEqx",
     "PointwiseLinear",
     "SpectralConv",
     "TuckerWeight",

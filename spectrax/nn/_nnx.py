@@ -1,0 +1,114 @@
+"""Flax NNX interop: a spectrax (Equinox) module inside a Flax NNX model, and the reverse.
+
+Equinox modules are immutable pytrees; NNX modules are mutable Python objects whose arrays sit
+in ``nnx.Variable`` boxes. :class:`EqxToNNX` boxes every array leaf of an Equinox module in a
+Variable (floating and complex leaves in ``nnx.Param``, the rest in :class:`EqxBuffer`) and
+rebuilds the Equinox module from the current values on each call, so ``nnx.Optimizer``,
+``nnx.grad`` and ``nnx.jit`` see ordinary NNX parameters. :class:`NNXToEqx` stores
+``nnx.split(module)`` as an Equinox pytree (graph definition static, state as leaves) and merges
+it on each call, so ``eqx.filter_grad`` and optax train an NNX module like any Equinox module.
+
+Both directions are exact: the wrapped computation is the same sequence of operations on the
+same arrays, so outputs and gradients equal the unwrapped ones bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import equinox as eqx
+import jax
+from flax import nnx
+
+__all__ = ["EqxBuffer", "EqxToNNX", "NNXToEqx"]
+
+
+class EqxBuffer(nnx.Variable):
+    """A non-trainable array of a wrapped Equinox module (integer or boolean leaves, or any leaf
+    the ``trainable`` filter of :class:`EqxToNNX` rejects). ``nnx.Optimizer(..., wrt=nnx.Param)``
+    leaves it alone."""
+
+
+class EqxToNNX(nnx.Module):
+    """An Equinox module as a Flax NNX module: its arrays become NNX variables.
+
+    Example::
+
+        class Model(nnx.Module):
+            def __init__(self, *, rngs):
+                self.conv = EqxToNNX(SpectralConv(1, 2, 8, 6, key=jax.random.key(0)))
+                self.readout = nnx.Linear(8, 1, rngs=rngs)
+
+            def __call__(self, x):  # x: (2, L)
+                return self.readout(jax.nn.gelu(self.conv(x)).T).T
+
+        model = Model(rngs=nnx.Rngs(0))
+        optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+
+    Args:
+        module: any Equinox module (or pytree) holding JAX/NumPy array leaves.
+        trainable: predicate on an array leaf; ``True`` stores it as ``nnx.Param``, ``False`` as
+            :class:`EqxBuffer`. Default ``eqx.is_inexact_array`` (floating and complex arrays
+            train; integer and boolean arrays do not).
+
+    Calling the wrapper calls the Equinox module with the same arguments (one unbatched example,
+    as for every spectrax module; batch with ``jax.vmap`` or ``nnx.vmap``). The :attr:`module`
+    property returns the Equinox module holding the current values, e.g. after training.
+    Non-array leaves (activation functions, static fields) are kept as they are and must be
+    hashable, as every static attribute of an NNX module.
+    """
+
+    def __init__(self, module: Any, *, trainable: Callable[[Any], bool] = eqx.is_inexact_array):
+        arrays, static = eqx.partition(module, eqx.is_array)
+        leaves, treedef = jax.tree_util.tree_flatten(arrays)
+        self.treedef = treedef
+        self.static = static
+        self.leaves = nnx.List(
+            [nnx.Param(x) if trainable(x) else EqxBuffer(x) for x in leaves]
+        )
+
+    @property
+    def module(self) -> Any:
+        """The wrapped Equinox module, with the current values of the NNX variables."""
+        arrays = jax.tree_util.tree_unflatten(self.treedef, [v[...] for v in self.leaves])
+        return eqx.combine(arrays, self.static)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module(*args, **kwargs)
+
+
+class NNXToEqx(eqx.Module):
+    """A Flax NNX module as an Equinox module: ``nnx.split`` state as pytree leaves.
+
+    Example::
+
+        layer = NNXToEqx(nnx.Linear(4, 2, rngs=nnx.Rngs(0)))
+        params = eqx.filter(layer, eqx.is_inexact_array)
+        opt_state = optax.adam(1e-3).init(params)
+        grads = eqx.filter_grad(loss)(layer, x, y)
+
+    Args:
+        module: an NNX module. Its graph structure (``GraphDef``) is a static field; its state
+            (every variable, parameters and others) are the leaves.
+
+    The forward pass merges a fresh copy of the NNX module, so it is a pure function of the
+    leaves: in-place updates the NNX module would make during the call (batch-norm statistics,
+    ``nnx.Rngs`` counters) are discarded. Filter trainable leaves with
+    ``eqx.filter(model, eqx.is_inexact_array)`` as for any Equinox module; :meth:`to_nnx`
+    returns the NNX module with the current values.
+    """
+
+    graphdef: Any = eqx.field(static=True)
+    state: Any
+
+    def __init__(self, module: nnx.Module):
+        if not isinstance(module, nnx.Module):
+            raise TypeError(f"NNXToEqx: module must be a flax.nnx.Module, got {type(module).__name__}")
+        self.graphdef, self.state = nnx.split(module)
+
+    def to_nnx(self) -> nnx.Module:
+        """The NNX module with the current values (a new object; the wrapper is unchanged)."""
+        return nnx.merge(self.graphdef, self.state)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.to_nnx()(*args, **kwargs)

@@ -1,0 +1,236 @@
+"""Flax NNX bridge: a spectrax module inside an NNX model computes and trains exactly as the
+Equinox module does, and an NNX module inside an Equinox model likewise."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from spectrax.models import FNO
+from spectrax.nn import EqxBuffer, EqxToNNX, NNXToEqx, SpectralConv
+from tests.helpers import assert_close
+
+L = 32
+
+
+# Optax's bias correction raises a float to an integer count, which strict promotion rejects; the
+# optimiser is user code here, the bridge itself runs under strict promotion.
+def _optax_promotion():
+    return jax.numpy_dtype_promotion("standard")
+
+
+def _fno(key):
+    return FNO(1, 1, 1, width=6, modes=6, num_layers=2, projection_channels=8, key=key)
+
+
+def _data(key, n=8):
+    """Inputs a(x) and targets u = smoothed derivative of a: a linear operator an FNO can learn."""
+    a = jax.random.normal(key, (n, 1, L))
+    k = jnp.fft.rfftfreq(L, 1.0 / L).astype(a.dtype)
+    multiplier = jax.lax.complex(jnp.zeros_like(k), k * jnp.exp(-0.1 * k * k))
+    u = jnp.fft.irfft(jnp.fft.rfft(a, axis=-1) * multiplier[None, None, :], n=L, axis=-1)
+    return a, u.astype(a.dtype)
+
+
+class Hybrid(nnx.Module):
+    """An NNX model: spectrax SpectralConv (wrapped) then an NNX readout over channels."""
+
+    def __init__(self, conv: SpectralConv, *, rngs: nnx.Rngs):
+        self.conv = EqxToNNX(conv)
+        self.readout = nnx.Linear(conv.out_channels, 1, rngs=rngs)
+
+    def __call__(self, x):
+        h = jax.nn.gelu(self.conv(x))  # (C, L)
+        return self.readout(h.T).T
+
+
+class EqxHybrid(eqx.Module):
+    """The same model in plain Equinox, built from the NNX model's parameters."""
+
+    conv: SpectralConv
+    readout: eqx.nn.Linear
+
+    def __call__(self, x):
+        h = jax.nn.gelu(self.conv(x))
+        return jax.vmap(self.readout, in_axes=1, out_axes=1)(h)
+
+
+def _eqx_twin(model: Hybrid) -> EqxHybrid:
+    readout = eqx.nn.Linear(model.readout.in_features, 1, key=jax.random.key(9))
+    readout = eqx.tree_at(
+        lambda r: (r.weight, r.bias), readout, (model.readout.kernel[...].T, model.readout.bias[...])
+    )
+    return EqxHybrid(model.conv.module, readout)
+
+
+def test_wrapped_fno_is_the_equinox_fno(key):
+    fno = _fno(key)
+    wrapped = EqxToNNX(fno)
+    a, _ = _data(jax.random.key(1))
+    expected = eqx.filter_jit(lambda m, a: jax.vmap(m)(a))(fno, a)
+
+    @nnx.jit
+    def apply(m, a):
+        return jax.vmap(m)(a)
+
+    assert_close(apply(wrapped, a), expected, jnp.float32, what="nnx.jit")
+    # Every array of the FNO is a parameter, with the same values.
+    params = jax.tree_util.tree_leaves(nnx.state(wrapped, nnx.Param))
+    fno_params = jax.tree_util.tree_leaves(eqx.filter(fno, eqx.is_inexact_array))
+    assert len(params) == len(fno_params)
+    for p, q in zip(params, fno_params):
+        np.testing.assert_array_equal(np.asarray(p), np.asarray(q))
+    # split/merge round trip keeps the module.
+    graphdef, state = nnx.split(wrapped)
+    np.testing.assert_array_equal(
+        np.asarray(apply(nnx.merge(graphdef, state), a)), np.asarray(apply(wrapped, a))
+    )
+
+
+def test_hybrid_nnx_model_matches_equinox_model_outputs_and_grads(key):
+    model = Hybrid(SpectralConv(1, 1, 8, 6, key=key), rngs=nnx.Rngs(0))
+    twin = _eqx_twin(model)
+    a, u = _data(jax.random.key(1))
+    assert_close(jax.vmap(model)(a), jax.vmap(twin)(a), jnp.float32, what="outputs")
+
+    def loss_nnx(m):
+        return jnp.mean((jax.vmap(m)(a) - u) ** 2)
+
+    def loss_eqx(m):
+        return jnp.mean((jax.vmap(m)(a) - u) ** 2)
+
+    g_nnx = nnx.grad(loss_nnx)(model)
+    g_eqx = eqx.filter_grad(loss_eqx)(twin)
+    g_conv_nnx = jax.tree_util.tree_leaves(g_nnx["conv"])
+    g_conv_eqx = jax.tree_util.tree_leaves(eqx.filter(g_eqx.conv, eqx.is_inexact_array))
+    assert len(g_conv_nnx) == len(g_conv_eqx) > 0
+    for gn, ge in zip(g_conv_nnx, g_conv_eqx):
+        assert_close(gn, ge, jnp.float32, what="spectral weight gradient")
+    assert_close(g_nnx["readout"]["kernel"][...].T, g_eqx.readout.weight, jnp.float32, what="readout grad")
+
+
+def test_nnx_model_with_spectrax_layer_trains_like_equinox(key):
+    """Same optimiser, same start: NNX (nnx.Optimizer) and Equinox (optax) training reach the same
+    parameters, and the loss falls."""
+    steps, lr = 30, 3e-3
+    fno = _fno(key)
+    a, u = _data(jax.random.key(1))
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(lr, weight_decay=1e-4))
+
+    model = EqxToNNX(fno)
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    @nnx.jit
+    def nnx_step(model, optimizer):
+        loss, grads = nnx.value_and_grad(lambda m: jnp.mean((jax.vmap(m)(a) - u) ** 2))(model)
+        with _optax_promotion():
+            optimizer.update(model, grads)
+        return loss
+
+    params = eqx.filter(fno, eqx.is_inexact_array)
+    opt_state = tx.init(params)
+
+    @eqx.filter_jit
+    def eqx_step(m, opt_state):
+        loss, grads = eqx.filter_value_and_grad(lambda m: jnp.mean((jax.vmap(m)(a) - u) ** 2))(m)
+        with _optax_promotion():
+            updates, opt_state = tx.update(grads, opt_state, eqx.filter(m, eqx.is_inexact_array))
+        return eqx.apply_updates(m, updates), opt_state, loss
+
+    nnx_losses, eqx_losses = [], []
+    for _ in range(steps):
+        nnx_losses.append(float(nnx_step(model, optimizer)))
+        fno, opt_state, loss = eqx_step(fno, opt_state)
+        eqx_losses.append(float(loss))
+
+    assert nnx_losses[-1] < 0.5 * nnx_losses[0]
+    np.testing.assert_allclose(nnx_losses, eqx_losses, rtol=1e-4)
+    trained = model.module
+    assert type(trained) is FNO
+    for p, q in zip(
+        jax.tree_util.tree_leaves(eqx.filter(trained, eqx.is_inexact_array)),
+        jax.tree_util.tree_leaves(eqx.filter(fno, eqx.is_inexact_array)),
+    ):
+        assert_close(p, q, rtol=1e-4, what="trained parameters")
+
+
+class _WithCounter(eqx.Module):
+    weight: jax.Array
+    index: jax.Array  # integer leaf: must not become a trainable parameter
+
+    def __call__(self, x):
+        return self.weight[self.index] * x
+
+
+def test_integer_leaves_are_buffers_and_stay_fixed():
+    module = EqxToNNX(_WithCounter(jnp.arange(1.0, 4.0), jnp.asarray(2)))
+    assert isinstance(module.leaves[1], EqxBuffer)
+    assert len(jax.tree_util.tree_leaves(nnx.state(module, nnx.Param))) == 1
+    optimizer = nnx.Optimizer(module, optax.sgd(0.1), wrt=nnx.Param)
+    grads = nnx.grad(lambda m: m(jnp.asarray(1.0)), argnums=nnx.DiffState(0, nnx.Param))(module)
+    optimizer.update(module, grads)
+    # d/dw[2] of w[2] * 1 is 1; sgd moves only that entry, the index is untouched.
+    np.testing.assert_allclose(np.asarray(module.module.weight), [1.0, 2.0, 2.9], rtol=1e-6)
+    assert int(module.module.index) == 2
+
+
+def test_float64_module_under_x64(x64):
+    conv = SpectralConv(1, 2, 3, 5, dtype=jnp.float64, key=jax.random.key(0))
+    a = jax.random.normal(jax.random.key(1), (2, 16), dtype=jnp.float64)
+    out = EqxToNNX(conv)(a)
+    assert out.dtype == jnp.float64
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(conv(a)))
+
+
+def test_nnx_module_inside_equinox_trains_with_optax():
+    linear = nnx.Linear(8, 3, rngs=nnx.Rngs(0))
+    wrapped = NNXToEqx(linear)
+    x = jax.random.normal(jax.random.key(1), (5, 8))
+    y = jax.random.normal(jax.random.key(2), (5, 3))
+    np.testing.assert_array_equal(np.asarray(wrapped(x)), np.asarray(linear(x)))
+    jitted = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))(wrapped, x)
+    assert_close(jitted, linear(x), jnp.float32, what="jit+vmap")
+
+    tx = optax.adam(1e-2)
+    params = eqx.filter(wrapped, eqx.is_inexact_array)
+    opt_state = tx.init(params)
+
+    @eqx.filter_jit
+    def step(m, opt_state):
+        loss, grads = eqx.filter_value_and_grad(lambda m: jnp.mean((m(x) - y) ** 2))(m)
+        with _optax_promotion():
+            updates, opt_state = tx.update(grads, opt_state, eqx.filter(m, eqx.is_inexact_array))
+        return eqx.apply_updates(m, updates), opt_state, loss
+
+    reference = nnx.Linear(8, 3, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(reference, tx, wrt=nnx.Param)
+
+    @nnx.jit
+    def nnx_step(m, optimizer):
+        loss, grads = nnx.value_and_grad(lambda m: jnp.mean((m(x) - y) ** 2))(m)
+        with _optax_promotion():
+            optimizer.update(m, grads)
+        return loss
+
+    losses = []
+    for _ in range(20):
+        wrapped, opt_state, loss = step(wrapped, opt_state)
+        losses.append(float(loss))
+        nnx_step(reference, optimizer)
+    assert losses[-1] < losses[0]
+    trained = wrapped.to_nnx()
+    assert_close(trained.kernel[...], reference.kernel[...], rtol=1e-5, what="kernel")
+    assert_close(trained.bias[...], reference.bias[...], rtol=1e-5, what="bias")
+    # The original NNX module is not mutated by the Equinox training.
+    np.testing.assert_array_equal(np.asarray(linear(x)), np.asarray(NNXToEqx(linear)(x)))
+    assert not np.array_equal(np.asarray(linear.kernel[...]), np.asarray(trained.kernel[...]))
+
+
+def test_nnx_to_eqx_rejects_non_nnx_modules():
+    with pytest.raises(TypeError, match="module must be a flax.nnx.Module"):
+        NNXToEqx(eqx.nn.Linear(2, 2, key=jax.random.key(0)))
