@@ -1,0 +1,210 @@
+"""Pallas GPU kernels for FFT convolution as DFT matrix products (FlashFFTConv-style).
+
+Backend: **Pallas Triton** (``pl.pallas_call`` lowered through Triton). On Hopper, Triton
+compiles ``tl.dot`` on f32/bf16 tiles of at least 16x16 to warpgroup MMA (``wgmma``)
+tensor-core instructions with f32 accumulation, schedules the loads itself, and the same
+kernel runs on Ampere and in ``interpret=True`` mode on CPU, which is how it is tested here.
+Mosaic GPU exposes ``wgmma`` and TMA more directly and can go further (explicit warpgroup
+pipelining), but its kernels are Hopper-only, need hand-managed shared-memory layouts and
+cannot be exercised without a GPU; the Triton path is the one that is portable and tested.
+
+One program per (batch, channel) row: it loads the row's ``(m_in, N2)`` input tile (the
+causal zero padding is folded into the first DFT factor, nothing padded is read), the
+filter's spectrum in kernel order, and the DFT factors and twiddles; it computes the forward
+transform, the pointwise product, the inverse transform and the optional gates without
+writing any intermediate to global memory, and stores the ``(m_out, N2)`` output tile.
+
+Triton needs power-of-two block shapes of at least 16 per matmul dimension: plans for this
+backend use ``N2 >= 16`` and power-of-two row counts (:func:`gpu_plan`).
+
+Speed on a GPU has not been measured (no GPU was available when this was written); the
+block-size defaults are heuristics, not tuned values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from spectrax.kernels.fft_conv.monarch import (
+    MonarchFactors,
+    MonarchPlan,
+    monarch_conv_tile,
+    monarch_factors,
+    monarch_xcorr_tile,
+    plan_monarch,
+)
+
+
+def gpu_plan(length: int, *, causal: bool) -> MonarchPlan | None:
+    """Plan with power-of-two tiles of at least 16 (Triton / tensor-core MMA shapes)."""
+    return plan_monarch(length, causal=causal, min_n2=16, min_rows=16, pow2=True)
+
+
+def gpu_out_rows(plan: MonarchPlan, ksize: int) -> int:
+    """Rows of the filter gradient tile: ``ceil(K / N2)`` rounded to a power of two, so a
+    short filter (``K << L``) skips most of the last inverse product."""
+    rows = 1 << max(0, (math.ceil(ksize / plan.n2) - 1).bit_length())
+    return min(plan.m_out, max(rows, 16))
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuBlockSizes:
+    """Launch parameters of the GPU kernels (one program per row).
+
+    Attributes:
+        num_warps: Triton warps per program (4 = one Hopper warpgroup).
+        num_stages: Triton software-pipelining stages.
+    """
+
+    num_warps: int = 4
+    num_stages: int = 1
+
+    @classmethod
+    def get_default(cls, plan: MonarchPlan) -> GpuBlockSizes:
+        """Heuristic defaults (untuned): two warpgroups once a tile has >= 16K elements."""
+        return cls(num_warps=8 if plan.n1 * plan.n2 >= 16384 else 4, num_stages=1)
+
+
+def load_factors(refs) -> MonarchFactors:
+    return MonarchFactors(*(r[...] for r in refs))
+
+
+def conv_rows(refs, at, *, has_pre: bool, has_post: bool, conj_filter: bool) -> None:
+    """Kernel body on refs: ``out[at] = post * irfft(rfft(pre * x) * K)`` for one row.
+
+    ``at`` indexes the per-row refs (``...`` for one row per program, a row number when a
+    program holds a block of rows). Ref order: x, [pre], [post], kr, ki, 8 factors, out.
+    """
+    refs = list(refs)
+    x = refs.pop(0)[at].astype(jnp.float32)
+    if has_pre:
+        x = x * refs.pop(0)[at].astype(jnp.float32)
+    post = refs.pop(0)[at].astype(jnp.float32) if has_post else None
+    kr, ki = refs.pop(0)[at], refs.pop(0)[at]
+    fac = load_factors(refs[:8])
+    out = refs[8]
+    y = monarch_conv_tile(x, kr, ki, fac, conj_filter=conj_filter)
+    if post is not None:
+        y = y * post
+    out[at] = y.astype(out.dtype)
+
+
+def xcorr_rows(refs, at) -> None:
+    """Kernel body on refs: ``out[at] = irfft(rfft(a) * conj(rfft(b)))[:m_out rows]``.
+    Ref order: a, b, 8 factors, out."""
+    a = refs[0][at].astype(jnp.float32)
+    b = refs[1][at].astype(jnp.float32)
+    fac = load_factors(refs[2:10])
+    refs[10][at] = monarch_xcorr_tile(a, b, fac).astype(refs[10].dtype)
+
+
+def _factor_specs(fac: MonarchFactors, ngrid: int) -> list:
+    zero = (0, 0)
+    return [pl.BlockSpec(f.shape, lambda *_, z=zero: z) for f in fac]
+
+
+def _compiler_params(block_sizes: GpuBlockSizes, interpret) -> dict:
+    if interpret:
+        return {}
+    from jax.experimental.pallas import triton as pltriton
+
+    return {
+        "compiler_params": pltriton.CompilerParams(
+            num_warps=block_sizes.num_warps, num_stages=block_sizes.num_stages
+        )
+    }
+
+
+def conv_gpu(
+    x: jax.Array,
+    kr: jax.Array,
+    ki: jax.Array,
+    plan: MonarchPlan,
+    *,
+    pre: jax.Array | None = None,
+    post: jax.Array | None = None,
+    conj_filter: bool = False,
+    out_dtype=None,
+    block_sizes: GpuBlockSizes | None = None,
+    interpret: bool = False,
+) -> jax.Array:
+    """Fused gated convolution of row tiles on the GPU kernel.
+
+    Args:
+        x: ``(Bo, R, m_in, N2)`` real input tiles (float32 or bfloat16).
+        kr, ki: ``(R, N1, N2)`` float32 filter spectrum in kernel order (shared over ``Bo``).
+        plan: the :func:`gpu_plan` the tiles and spectrum were built with.
+        pre: optional ``(Bo, R, m_in, N2)`` input gate; post: ``(Bo, R, m_out, N2)`` output gate.
+        conj_filter: multiply by ``conj(K)`` (a correlation; the input gradient).
+        out_dtype: output dtype (default ``x.dtype``).
+        block_sizes: launch parameters (default :meth:`GpuBlockSizes.get_default`).
+        interpret: run in Pallas interpret mode (CPU testing).
+
+    Returns:
+        ``(Bo, R, m_out, N2)``.
+    """
+    nb, nr = x.shape[0], x.shape[1]
+    block_sizes = block_sizes or GpuBlockSizes.get_default(plan)
+    fac = monarch_factors(plan)
+    row_in = pl.BlockSpec((None, None, plan.m_in, plan.n2), lambda b, r: (b, r, 0, 0))
+    row_out = pl.BlockSpec((None, None, plan.m_out, plan.n2), lambda b, r: (b, r, 0, 0))
+    spec_k = pl.BlockSpec((None, plan.n1, plan.n2), lambda b, r: (r, 0, 0))
+    args, specs = [x], [row_in]
+    if pre is not None:
+        args.append(pre)
+        specs.append(row_in)
+    if post is not None:
+        args.append(post)
+        specs.append(row_out)
+    args += [kr, ki, *fac]
+    specs += [spec_k, spec_k, *_factor_specs(fac, 2)]
+
+    def kernel(*refs):
+        conv_rows(refs, ..., has_pre=pre is not None, has_post=post is not None,
+                  conj_filter=conj_filter)
+
+    return pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((nb, nr, plan.m_out, plan.n2), out_dtype or x.dtype),
+        grid=(nb, nr),
+        in_specs=specs,
+        out_specs=row_out,
+        interpret=interpret,
+        **_compiler_params(block_sizes, interpret),
+    )(*args)
+
+
+def xcorr_gpu(
+    a: jax.Array,
+    b: jax.Array,
+    plan: MonarchPlan,
+    out_rows: int,
+    *,
+    block_sizes: GpuBlockSizes | None = None,
+    interpret: bool = False,
+) -> jax.Array:
+    """Row-wise circular cross-correlation ``irfft(rfft(a) conj(rfft(b)))``, first
+    ``out_rows`` rows: ``(Bo, R, m_in, N2)`` x2 -> ``(Bo, R, out_rows, N2)`` float32."""
+    nb, nr = a.shape[0], a.shape[1]
+    block_sizes = block_sizes or GpuBlockSizes.get_default(plan)
+    fac = monarch_factors(plan, m_out=out_rows)
+    row_in = pl.BlockSpec((None, None, plan.m_in, plan.n2), lambda i, r: (i, r, 0, 0))
+    row_out = pl.BlockSpec((None, None, out_rows, plan.n2), lambda i, r: (i, r, 0, 0))
+
+    def kernel(*refs):
+        xcorr_rows(refs, ...)
+
+    return pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((nb, nr, out_rows, plan.n2), jnp.float32),
+        grid=(nb, nr),
+        in_specs=[row_in, row_in, *_factor_specs(fac, 2)],
+        out_specs=row_out,
+        interpret=interpret,
+        **_compiler_params(block_sizes, interpret),
+    )(a, b, *fac)
