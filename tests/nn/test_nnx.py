@@ -234,3 +234,35 @@ def test_nnx_module_inside_equinox_trains_with_optax():
 def test_nnx_to_eqx_rejects_non_nnx_modules():
     with pytest.raises(TypeError, match="module must be a flax.nnx.Module"):
         NNXToEqx(eqx.nn.Linear(2, 2, key=jax.random.key(0)))
+
+
+def test_nnx_model_trains_in_the_spectrax_guarded_step():
+    """An NNX model, wrapped, goes through spectrax.train's jitted step (Optax state, NaN guard)
+    and follows the same trajectory as the NNX model under nnx.Optimizer."""
+    from spectrax.train import init_opt_state, make_train_step
+
+    x = jax.random.normal(jax.random.key(1), (6, 4))
+    y = jax.random.normal(jax.random.key(2), (6, 2))
+    tx = optax.sgd(0.1)
+
+    def loss_fn(model, batch):
+        xb, yb = batch
+        err = jnp.mean((jax.vmap(model)(xb) - yb) ** 2)
+        return err, {"mse": err}
+
+    model = NNXToEqx(nnx.Linear(4, 2, rngs=nnx.Rngs(3)))
+    step = make_train_step(loss_fn, tx)
+    opt_state = init_opt_state(tx, model)
+    reference = nnx.Linear(4, 2, rngs=nnx.Rngs(3))
+    optimizer = nnx.Optimizer(reference, tx, wrt=nnx.Param)
+    for _ in range(5):
+        model, opt_state, metrics = step(model, opt_state, (x, y))
+        grads = nnx.grad(lambda m: loss_fn(m, (x, y))[0])(reference)
+        optimizer.update(reference, grads)
+    assert int(metrics["skipped"]) == 0
+    assert_close(model.to_nnx().kernel[...], reference.kernel[...], rtol=1e-5, what="kernel")
+    # A NaN batch is skipped by the guard: parameters unchanged, the skip counted.
+    before = model.to_nnx().kernel[...]
+    model, opt_state, metrics = step(model, opt_state, (x.at[0, 0].set(jnp.nan), y))
+    assert int(metrics["skipped"]) == 1 and int(metrics["nonfinite_total"]) == 1
+    np.testing.assert_array_equal(np.asarray(model.to_nnx().kernel[...]), np.asarray(before))
