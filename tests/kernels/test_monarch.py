@@ -1,0 +1,91 @@
+"""DFT-as-matmul (Monarch / four-step) factors: exact DFTs, round trips, convolutions vs float64."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spectrax.kernels.fft_conv.gpu import gpu_plan
+from spectrax.kernels.fft_conv.monarch import (
+    MAX_LENGTH,
+    monarch_conv,
+    monarch_factors,
+    monarch_forward,
+    monarch_inverse_real,
+    monarch_xcorr_tile,
+    plan_monarch,
+    to_tiles,
+)
+from spectrax.kernels.fft_conv.tpu import tpu_plan
+from tests.helpers import assert_close
+
+
+def np_conv(u, k, causal):
+    """float64 NumPy linear (truncated) or circular convolution, row by row."""
+    u, k = np.asarray(u, np.float64), np.asarray(k, np.float64)
+    n = u.shape[-1]
+    if causal:
+        return np.stack([np.convolve(a, b)[:n] for a, b in zip(u, k)])
+    return np.real(np.fft.ifft(np.fft.fft(u) * np.fft.fft(k, n=n)))
+
+
+@pytest.mark.parametrize("length", [1, 7, 256, 1000, 4096])
+def test_forward_is_the_dft_in_kernel_order(length):
+    plan = plan_monarch(length, causal=True)
+    x = np.random.default_rng(0).standard_normal((2, length))
+    cr, ci = monarch_forward(to_tiles(jnp.asarray(x, jnp.float32), plan), monarch_factors(plan))
+    # C[k1, k2] = X[k1 + N1 k2]: the natural-order spectrum read as (N2, N1), transposed
+    expected = np.fft.fft(x, n=plan.fft_size).reshape(2, plan.n2, plan.n1).transpose(0, 2, 1)
+    assert_close(np.asarray(cr) + 1j * np.asarray(ci), expected, jnp.complex64)
+
+
+@pytest.mark.parametrize("length, causal", [(1000, True), (1024, False), (384, False)])
+def test_inverse_round_trip(length, causal):
+    plan = plan_monarch(length, causal=causal)
+    x = jax.random.normal(jax.random.key(1), (3, plan.m_in, plan.n2))
+    fac = monarch_factors(plan)
+    back = monarch_inverse_real(*monarch_forward(x, fac), fac)
+    assert_close(back, x[:, : plan.m_out], jnp.float32)
+
+
+@pytest.mark.parametrize(
+    "length, ksize, causal",
+    [(1, 1, True), (97, 5, True), (256, 256, True), (1000, 37, True), (4096, 4096, True),
+     (1024, 1024, False), (384, 384, False)],
+)
+def test_monarch_conv_equals_float64_convolution(length, ksize, causal):
+    rng = np.random.default_rng(2)
+    u = rng.standard_normal((2, length))
+    k = rng.standard_normal((2, ksize))
+    y = monarch_conv(jnp.asarray(u, jnp.float32), jnp.asarray(k, jnp.float32), causal=causal)
+    assert_close(y, np_conv(u, k, causal), jnp.float32)
+
+
+def test_xcorr_tile_is_the_filter_gradient_correlation():
+    length, ksize = 300, 20
+    plan = plan_monarch(length, causal=True)
+    rng = np.random.default_rng(3)
+    g, v = rng.standard_normal(length), rng.standard_normal(length)
+    c = monarch_xcorr_tile(to_tiles(jnp.asarray(g, jnp.float32), plan),
+                           to_tiles(jnp.asarray(v, jnp.float32), plan), monarch_factors(plan))
+    expected = [np.dot(g[s:], v[: length - s]) for s in range(ksize)]
+    assert_close(np.asarray(c).ravel()[:ksize], np.asarray(expected), jnp.float32)
+
+
+@pytest.mark.parametrize("length", [1, 255, 256, 1000, 4097, 65536])
+def test_plans_cover_the_linear_convolution(length):
+    for plan in (plan_monarch(length, causal=True), gpu_plan(length, causal=True),
+                 tpu_plan(length, causal=True)):
+        assert plan.padded_length >= length
+        assert plan.fft_size >= 2 * length - 1  # no wrap-around for any K <= L
+        assert plan.n1 == 2 * plan.m_in and plan.m_out == plan.m_in
+    g, t = gpu_plan(length, causal=True), tpu_plan(length, causal=True)
+    assert all(d >= 16 and d & (d - 1) == 0 for d in (g.m_in, g.n2))
+    assert t.n2 % 128 == 0 and t.m_in % 8 == 0
+
+
+def test_plan_limits():
+    assert plan_monarch(MAX_LENGTH + 1, causal=True) is None
+    assert plan_monarch(300, causal=False) is None  # circular needs L = N1 * N2 exactly
+    assert plan_monarch(384, causal=False).fft_size == 384
+    assert gpu_plan(384, causal=False) is None  # Triton tiles are powers of two
