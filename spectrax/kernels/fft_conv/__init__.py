@@ -12,13 +12,27 @@ from spectrax.kernels.fft_conv.ops import (
 )
 from spectrax.kernels.fft_conv.reference import fft_conv_reference
 
+try:
+    from spectrax.kernels.fft_conv._pallas import (
+        fft_conv_pallas,
+        pallas_status,
+    )
+except ImportError:  # a JAX build without jax.experimental.pallas: XLA only
+    pass
+else:
+    from spectrax.kernels.fft_conv import _pallas
+
+    register_impl("pallas", _pallas._registered, _pallas.supports)
+
 __all__ = [
     "IMPLS",
     "SpectralFilter",
     "available_impls",
     "fft_conv",
     "fft_conv_filter",
+    "fft_conv_pallas",
     "fft_conv_reference",
     "fft_conv_xla",
+    "pallas_status",
     "register_impl",
 ]

@@ -184,8 +184,28 @@ _conv_freq = jax.custom_vjp(_conv_freq_primal, nondiff_argnums=(2, 3))
 _conv_freq.defvjp(_conv_freq_fwd, _conv_freq_bwd)
 
 
-def fft_conv_xla(u: Array, k: Array | SpectralFilter, *, causal: bool = True) -> Array:
-    """The ``impl="xla"`` path: ``jnp.fft`` transforms with an FFT-correlation backward pass."""
+def _gate(x: Array, gate: Array | None) -> Array:
+    """``x * gate`` with explicit broadcasting, in ``x``'s dtype (``x`` unchanged if no gate)."""
+    if gate is None:
+        return x
+    nd = max(x.ndim, gate.ndim)
+    x, gate = lift_rank(x, nd), lift_rank(gate, nd)
+    shape = jnp.broadcast_shapes(x.shape, gate.shape)
+    return jnp.broadcast_to(x, shape) * jnp.broadcast_to(gate, shape).astype(x.dtype)
+
+
+def fft_conv_xla(
+    u: Array,
+    k: Array | SpectralFilter,
+    *,
+    causal: bool = True,
+    pre_gate: Array | None = None,
+    post_gate: Array | None = None,
+) -> Array:
+    """The ``impl="xla"`` path: ``jnp.fft`` transforms with an FFT-correlation backward pass;
+    gates (``y = post_gate * conv(pre_gate * u, k)``) are plain elementwise products."""
+    if pre_gate is not None or post_gate is not None:
+        return _gate(fft_conv_xla(_gate(u, pre_gate), k, causal=causal), post_gate)
     # Equal ranks up front (explicit broadcasting); autodiff of the reshape restores the
     # caller's shapes, and the custom_vjp sums cotangents over the size-1 axes.
     k_arr = k.k_f if isinstance(k, SpectralFilter) else k
@@ -222,6 +242,8 @@ def fft_conv(
     *,
     causal: bool = True,
     impl: str = "auto",
+    pre_gate: Float[Array, "*#gbatch L"] | None = None,
+    post_gate: Float[Array, "*#gbatch L"] | None = None,
 ) -> Float[Array, "*batch L"]:
     """FFT convolution of real sequences along the last axis (Hyena/FlashFFTConv long convolution).
 
@@ -240,6 +262,9 @@ def fft_conv(
         causal: linear (causal) or circular convolution.
         impl: ``"xla"`` (``jnp.fft``), ``"pallas"`` (fused kernel, GPU/TPU), or ``"auto"``
             (Pallas where it is registered and supports the arguments, else XLA).
+        pre_gate, post_gate: optional real gates ``(..., L)`` broadcastable against the
+            output: ``y = post_gate * conv(pre_gate * u, k)`` (Hyena/H3 gating; Poli et al.,
+            2023, "Hyena Hierarchy"), fused into the Pallas kernel, elementwise under XLA.
 
     Returns:
         ``(broadcast leading dims, L)`` in ``u``'s dtype. Half-precision inputs are computed in
@@ -277,4 +302,12 @@ def fft_conv(
             f"{available_impls()}. The Pallas kernels register themselves when "
             "spectrax.kernels.fft_conv can import jax.experimental.pallas."
         )
-    return _IMPLEMENTATIONS[impl](u, k, causal=causal)
+    gates = {}
+    for name, gate in (("pre_gate", pre_gate), ("post_gate", post_gate)):
+        if gate is not None:
+            check_real_float(name, gate)
+            if gate.ndim < 1 or gate.shape[-1] != length:
+                raise ValueError(f"`{name}` must have shape (..., L={length}); got {gate.shape}.")
+            broadcast_leading("u", u.shape[:-1], name, gate.shape[:-1])
+            gates[name] = gate
+    return _IMPLEMENTATIONS[impl](u, k, causal=causal, **gates)
