@@ -2,6 +2,7 @@
 
 from spectrax.models._afno import AFNO, AFNOBlock, patchify, unpatchify
 from spectrax.models._fno import FNO, FNOBlock, grid_channels, spatiotemporal_fno
+from spectrax.models._ssm_model import POOLINGS, SSM_LAYER_TYPES, SSMBlock, SSMSequenceModel
 from spectrax.models._t1 import T1Layer, TransformOnce, select_modes
 
 __all__: list[str] = [
@@ -9,6 +10,10 @@ __all__: list[str] = [
     "AFNOBlock",
     "FNO",
     "FNOBlock",
+    "POOLINGS",
+    "SSMBlock",
+    "SSMSequenceModel",
+    "SSM_LAYER_TYPES",
     "T1Layer",
     "TransformOnce",
     "grid_channels",

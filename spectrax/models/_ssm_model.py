@@ -1,0 +1,145 @@
+"""SSMSequenceModel: encoder, a stack of residual state-space blocks, pooling, decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from spectrax._checks import check_choice, check_positive_int
+from spectrax.nn import S4, S5, S4D
+
+SSM_LAYER_TYPES: dict[str, Callable[..., eqx.Module]] = {"s4": S4, "s4d": S4D, "s5": S5}
+
+
+def _pool_mean(y: Array) -> Array:
+    return jnp.mean(y, axis=0)
+
+
+def _pool_last(y: Array) -> Array:
+    return y[-1]
+
+
+def _pool_none(y: Array) -> Array:
+    return y
+
+
+POOLINGS: dict[str, Callable[[Array], Array]] = {
+    "mean": _pool_mean,
+    "last": _pool_last,
+    "none": _pool_none,
+}
+
+
+class SSMBlock(eqx.Module):
+    """Pre-norm residual block: ``x + dropout(GLU(W gelu(SSM(norm(x)))))`` on ``(L, H)``.
+
+    The GLU mixing (a linear map to ``2H`` channels, one half gating the other) follows S4/S5's
+    "glu" output layer (Dauphin et al., 2017, "Language Modeling with Gated Convolutional
+    Networks").
+    """
+
+    norm: eqx.nn.LayerNorm
+    ssm: eqx.Module
+    mix: eqx.nn.Linear
+    dropout: eqx.nn.Dropout
+
+    def __init__(self, layer: str, d_model: int, state_size: int, dropout: float,
+                 layer_kwargs: dict[str, Any], dtype, *, key: PRNGKeyArray):
+        k_ssm, k_mix = jax.random.split(key)
+        self.norm = eqx.nn.LayerNorm(d_model, dtype=dtype)
+        self.ssm = SSM_LAYER_TYPES[layer](d_model, state_size, dtype=dtype, key=k_ssm,
+                                          **layer_kwargs)
+        self.mix = eqx.nn.Linear(d_model, 2 * d_model, dtype=dtype, key=k_mix)
+        self.dropout = eqx.nn.Dropout(dropout)
+
+    def __call__(self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None,
+                 inference: bool) -> Float[Array, "L H"]:
+        z = self.ssm(jax.vmap(self.norm)(x))
+        z = jax.nn.glu(jax.vmap(self.mix)(jax.nn.gelu(z)), axis=-1)
+        return x + self.dropout(z, key=key, inference=inference)
+
+
+class SSMSequenceModel(eqx.Module):
+    """A deep state-space sequence model for classification or sequence-to-sequence regression.
+
+    Gu, Goel & Ré, 2022 (S4); Smith et al., 2023 (S5): linear encoder ``d_input -> d_model``;
+    ``n_layers`` :class:`SSMBlock` (SSM layer, layer norm, GELU + GLU mixing, dropout,
+    residual); a final layer norm; pooling over time (``"mean"``, ``"last"`` for
+    classification, ``"none"`` for sequence-to-sequence); linear decoder ``-> d_output``.
+
+    Args:
+        d_input, d_output, d_model: feature sizes. n_layers: number of blocks.
+        layer: ``"s4"``, ``"s4d"`` or ``"s5"``. state_size: ``N`` (``P`` for S5).
+        pooling: ``"mean"`` (default), ``"last"`` or ``"none"``.
+        dropout: dropout rate in the blocks (0).
+        layer_kwargs: extra keyword arguments of the SSM layer (e.g. ``{"init": "lin"}``).
+        dtype: parameter dtype. key: PRNG key.
+
+    Call with one sequence ``(L, d_input)``; returns ``(d_output,)`` or, with
+    ``pooling="none"``, ``(L, d_output)``. Pass ``key`` for dropout when training.
+    """
+
+    encoder: eqx.nn.Linear
+    blocks: tuple[SSMBlock, ...]
+    norm: eqx.nn.LayerNorm
+    decoder: eqx.nn.Linear
+    pooling: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        d_input: int,
+        d_output: int,
+        d_model: int = 64,
+        n_layers: int = 4,
+        *,
+        layer: str = "s4d",
+        state_size: int = 64,
+        pooling: str = "mean",
+        dropout: float = 0.0,
+        layer_kwargs: dict[str, Any] | None = None,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        for name, value in (("d_input", d_input), ("d_output", d_output),
+                            ("d_model", d_model), ("n_layers", n_layers)):
+            check_positive_int(name, value)
+        check_choice("layer", layer, tuple(SSM_LAYER_TYPES))
+        check_choice("pooling", pooling, tuple(POOLINGS))
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
+        keys = jax.random.split(key, n_layers + 2)
+        self.encoder = eqx.nn.Linear(d_input, d_model, dtype=dtype, key=keys[0])
+        self.blocks = tuple(
+            SSMBlock(layer, d_model, state_size, dropout, dict(layer_kwargs or {}), dtype, key=k)
+            for k in keys[2:]
+        )
+        self.norm = eqx.nn.LayerNorm(d_model, dtype=dtype)
+        self.decoder = eqx.nn.Linear(d_model, d_output, dtype=dtype, key=keys[1])
+        self.pooling = pooling
+
+    def __call__(
+        self,
+        x: Float[Array, "L D"],
+        *,
+        key: PRNGKeyArray | None = None,
+        inference: bool | None = None,
+    ) -> Float[Array, "..."]:
+        """``(L, d_input) -> (d_output,)`` or ``(L, d_output)``; dropout is on iff ``key`` is
+        given (unless ``inference`` says otherwise)."""
+        if x.ndim != 2 or x.shape[1] != self.encoder.in_features:
+            raise ValueError(
+                f"expected one sequence (L, d_input) with d_input={self.encoder.in_features}; "
+                f"got x.shape={x.shape}. Batch with jax.vmap."
+            )
+        inference = key is None if inference is None else inference
+        keys = [None] * len(self.blocks) if key is None else list(jax.random.split(key, len(self.blocks)))
+        h = jax.vmap(self.encoder)(x.astype(self.encoder.weight.dtype))
+        for block, k in zip(self.blocks, keys, strict=True):
+            h = block(h, key=k, inference=inference)
+        h = POOLINGS[self.pooling](jax.vmap(self.norm)(h) if h.ndim == 2 else h)
+        return jax.vmap(self.decoder)(h) if h.ndim == 2 else self.decoder(h)
