@@ -47,7 +47,9 @@ class BurgersFNO:
         from spectrax.models import FNO
 
         n = self.num_train + self.num_test
-        a, u = cached(burgers_dataset, jax.random.key(self.data_seed), n, self.resolution, nu=self.nu)
+        a, u = cached(
+            burgers_dataset, jax.random.key(self.data_seed), n, self.resolution, nu=self.nu
+        )
         return FieldRegressionTask(
             make_model=lambda key: FNO(
                 1,
@@ -69,7 +71,15 @@ def get_config(variant: str = "default") -> Config:
     if variant == "smoke":
         return Config(
             name="burgers_fno",
-            task=BurgersFNO(num_train=32, num_test=16, resolution=64, width=8, modes=8, num_layers=2, projection_channels=16),
+            task=BurgersFNO(
+                num_train=32,
+                num_test=16,
+                resolution=64,
+                width=8,
+                modes=8,
+                num_layers=2,
+                projection_channels=16,
+            ),
             max_test_error=None,
             optim=OptimConfig(learning_rate=3e-3, warmup_steps=2),
             loop=LoopConfig(num_steps=8, batch_size=8, log_every=4),

@@ -16,7 +16,11 @@ def test_train_and_eval_are_registered():
     args = parser.parse_args(["train", "loop.num_steps=5", "seed=1"])
     assert _split_config_arg(args) == (DEFAULT_CONFIG, ["loop.num_steps=5", "seed=1"])
     args = parser.parse_args(["train", "configs/x.py", "seed=1", "--resume", "--workdir", "w"])
-    assert _split_config_arg(args) == ("configs/x.py", ["seed=1"]) and args.resume and args.workdir == "w"
+    assert (
+        _split_config_arg(args) == ("configs/x.py", ["seed=1"])
+        and args.resume
+        and args.workdir == "w"
+    )
     assert parser.parse_args(["eval", "runs/x"]).run_dir == "runs/x"
 
 
@@ -38,7 +42,20 @@ def test_bad_config_fails_before_any_work(tmp_path, capsys, override, message):
 
 def test_train_then_eval(tmp_path, capsys):
     wd = tmp_path / "run"
-    assert main(["train", TOY, "loop.num_steps=20", "output.plots=false", "--workdir", str(wd), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                TOY,
+                "loop.num_steps=20",
+                "output.plots=false",
+                "--workdir",
+                str(wd),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "stopped: completed at step 20" in out and "(pass)" in out
     train_error = next(line for line in out.splitlines() if line.startswith("test_error:"))
@@ -52,6 +69,61 @@ def test_train_then_eval(tmp_path, capsys):
 
 
 def test_persistent_nan_exit_code(tmp_path, capsys):
-    code = main(["train", TOY, "task.nan_after=0", "loop.max_nonfinite=5", "--workdir", str(tmp_path / "r"), "--no-progress"])
+    code = main(
+        [
+            "train",
+            TOY,
+            "task.nan_after=0",
+            "loop.max_nonfinite=5",
+            "--workdir",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ]
+    )
     assert code == 3
     assert "stopped: nonfinite at step 5" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_default_train_from_fresh_install(tmp_path):
+    """Plain ``spectrax train``: generates and caches the Burgers data, trains the FNO, prints a
+    test error below its config's threshold and writes the run directory (about a minute)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from spectrax.train import load_config
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", SPECTRAX_CACHE=str(tmp_path / "cache"))
+    script = Path(sys.executable).with_name("spectrax")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "spectrax.cli"]
+    # From an empty directory: the config is found without a configs/ folder in the cwd.
+    proc = subprocess.run(
+        [*cmd, "train", "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    threshold = load_config("burgers_fno").max_test_error
+    error = float(
+        next(ln for ln in proc.stdout.splitlines() if ln.startswith("test_error:")).split()[1]
+    )
+    assert error < threshold
+    assert f"vs threshold {threshold} (pass)" in proc.stdout
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("burgers_fno-")
+    for name in (
+        "metrics.jsonl",
+        "report.md",
+        "loss_curves.png",
+        "predictions.png",
+        "error_spectrum.png",
+    ):
+        assert (run / name).stat().st_size > 0, name
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["1000", "1500", "2000"]
+    assert len(list((tmp_path / "cache").glob("burgers_dataset-*.npz"))) == 1

@@ -55,7 +55,9 @@ class Checkpointer:
         self.directory = Path(directory).resolve()
         self.config_dict = config_dict
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "meta")
+        )
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -65,10 +67,17 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, *, extra: dict[str, Any] | None = None) -> None:
         """Save ``state`` (a pytree of arrays) as ``step``; returns once the save is durable."""
-        meta = {"step": int(step), "config": self.config_dict, "digest": tree_digest(state), **(extra or {})}
+        meta = {
+            "step": int(step),
+            "config": self.config_dict,
+            "digest": tree_digest(state),
+            **(extra or {}),
+        }
         self._manager.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+            ),
             force=True,
         )
         self._manager.wait_until_finished()
@@ -99,8 +108,8 @@ class Checkpointer:
         diffs = config_differences(meta.get("config", {}), self.config_dict)
         if diffs:
             raise CheckpointError(
-                f"checkpoint {self.directory / str(step)} was written by another config; refusing to "
-                "load it. Differences (checkpoint != this run): " + "; ".join(diffs)
+                f"checkpoint {self.directory / str(step)} was written by another config; "
+                "refusing to load it. Differences (checkpoint != this run): " + "; ".join(diffs)
             )
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:

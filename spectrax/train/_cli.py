@@ -1,4 +1,4 @@
-"""``spectrax train`` and ``spectrax eval``: registered into ``spectrax.cli`` through ``COMMANDS``."""
+"""``spectrax train`` and ``spectrax eval``, registered into ``spectrax.cli`` via ``COMMANDS``."""
 
 from __future__ import annotations
 
@@ -20,10 +20,21 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_CONFIG,
         help=f"config file or name in configs/ (default: {DEFAULT_CONFIG})",
     )
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.learning_rate=3e-4")
-    p.add_argument("--workdir", default=None, help="run directory (default: runs/<config>-<timestamp>)")
-    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
-    p.add_argument("--smoke", action="store_true", help="the config's tiny smoke variant (what CI runs)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides, e.g. optim.learning_rate=3e-4",
+    )
+    p.add_argument(
+        "--workdir", default=None, help="run directory (default: runs/<config>-<timestamp>)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the run directory's latest checkpoint"
+    )
+    p.add_argument(
+        "--smoke", action="store_true", help="the config's tiny smoke variant (what CI runs)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -45,7 +56,11 @@ def _run_train(args: argparse.Namespace) -> int:
     variant = "smoke" if args.smoke else "default"
     try:
         config = load_config(name, overrides, variant=variant)
-        source = {"file": str(resolve_config_path(name)), "variant": variant, "overrides": overrides}
+        source = {
+            "file": str(resolve_config_path(name)),
+            "variant": variant,
+            "overrides": overrides,
+        }
         from spectrax.train._loop import train
 
         result = train(config, workdir=args.workdir, resume=args.resume, source=source)
@@ -53,14 +68,20 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"run directory: {result.workdir}")
-    print(f"stopped: {result.stopped} at step {result.step}; skipped non-finite updates: {result.skipped}")
+    print(
+        f"stopped: {result.stopped} at step {result.step}; "
+        f"skipped non-finite updates: {result.skipped}"
+    )
     for k, v in result.metrics.items():
         print(f"{k}: {v:.6g}")
     if result.stopped == "nonfinite":
         return 3
     if result.passed is not None:
         verdict = "pass" if result.passed else "FAIL"
-        print(f"test error {result.metrics['test_error']:.4g} vs threshold {config.max_test_error} ({verdict})")
+        print(
+            f"test error {result.metrics['test_error']:.4g} "
+            f"vs threshold {config.max_test_error} ({verdict})"
+        )
         return 0 if result.passed else 1
     return 0
 
@@ -82,7 +103,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         return 2
     src = stored.get("source") or {}
     try:
-        config = load_config(src["file"], src.get("overrides", []), variant=src.get("variant", "default"))
+        config = load_config(
+            src["file"], src.get("overrides", []), variant=src.get("variant", "default")
+        )
         metrics = evaluate_run(config, run)
     except (ConfigError, CheckpointError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -193,7 +193,9 @@ def _parse_scalar(key: str, text: str, tp: Any) -> Any:
             raise ConfigError(f"`{key}` expects a float; got {text!r}.") from None
     if tp is str:
         return text
-    raise ConfigError(f"`{key}` has type {_type_name(tp)}, which cannot be set from the command line.")
+    raise ConfigError(
+        f"`{key}` has type {_type_name(tp)}, which cannot be set from the command line."
+    )
 
 
 def _check_type(key: str, value: Any, tp: Any) -> None:
@@ -207,7 +209,9 @@ def _check_type(key: str, value: Any, tp: Any) -> None:
                 return
             except ConfigError:
                 continue
-        raise ConfigError(f"`{key}` must be {_type_name(tp)}; got {value!r} ({type(value).__name__}).")
+        raise ConfigError(
+            f"`{key}` must be {_type_name(tp)}; got {value!r} ({type(value).__name__})."
+        )
     if tp is type(None):
         ok = value is None
     elif origin is tuple:
@@ -221,7 +225,9 @@ def _check_type(key: str, value: Any, tp: Any) -> None:
     else:
         ok = True
     if not ok:
-        raise ConfigError(f"`{key}` must be {_type_name(tp)}; got {value!r} ({type(value).__name__}).")
+        raise ConfigError(
+            f"`{key}` must be {_type_name(tp)}; got {value!r} ({type(value).__name__})."
+        )
 
 
 def _check_range(key: str, value: Any, meta: Mapping[str, Any]) -> None:
@@ -244,10 +250,15 @@ def validate_config(config: Config) -> Config:
         ConfigError: naming the offending key, what it got and what it expects.
     """
     if not isinstance(config, Config):
-        raise ConfigError(f"get_config() must return a spectrax.train.Config; got {type(config).__name__}.")
-    if not (dataclasses.is_dataclass(config.task) and callable(getattr(config.task, "build", None))):
         raise ConfigError(
-            f"`task` must be a frozen dataclass with a build() method; got {type(config.task).__name__}."
+            f"get_config() must return a spectrax.train.Config; got {type(config).__name__}."
+        )
+    if not (
+        dataclasses.is_dataclass(config.task) and callable(getattr(config.task, "build", None))
+    ):
+        raise ConfigError(
+            "`task` must be a frozen dataclass with a build() method; "
+            f"got {type(config.task).__name__}."
         )
 
     def walk(obj: Any, prefix: str) -> None:
@@ -288,7 +299,9 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
         key = key.strip()
         valid = flat_keys(config)
         if key not in valid:
-            raise ConfigError(f"unknown config key `{key}`; valid keys: {', '.join(sorted(valid))}.")
+            raise ConfigError(
+                f"unknown config key `{key}`; valid keys: {', '.join(sorted(valid))}."
+            )
         config = _replace_path(config, key.split("."), key, text)
     return validate_config(config)
 
@@ -345,14 +358,19 @@ def resolve_config_path(name_or_path: str) -> Path:
         cand = root / f"{stem}.py"
         if cand.exists():
             return cand.resolve()
-    available = sorted({c.stem for r in roots if r.is_dir() for c in r.glob("*.py") if c.stem != "__init__"})
+    available = sorted(
+        {c.stem for r in roots if r.is_dir() for c in r.glob("*.py") if c.stem != "__init__"}
+    )
     raise ConfigError(
-        f"config {name_or_path!r} not found (looked for a .py file and in {', '.join(map(str, roots))}); "
+        f"config {name_or_path!r} not found (looked for a .py file and in "
+        f"{', '.join(map(str, roots))}); "
         f"available: {', '.join(available) or 'none'}."
     )
 
 
-def load_config(name_or_path: str, overrides: Sequence[str] = (), *, variant: str = "default") -> Config:
+def load_config(
+    name_or_path: str, overrides: Sequence[str] = (), *, variant: str = "default"
+) -> Config:
     """Run a config file's ``get_config(variant)``, apply overrides and validate.
 
     Args:

@@ -16,9 +16,14 @@ from typing import Any
 import equinox as eqx
 import jax
 
-from spectrax.train._checkpoint import CheckpointError, Checkpointer
+from spectrax.train._checkpoint import Checkpointer, CheckpointError
 from spectrax.train._config import Config, config_to_dict, validate_config
-from spectrax.train._mesh import batch_sharding, make_mesh, maybe_initialize_distributed, shard_model
+from spectrax.train._mesh import (
+    batch_sharding,
+    make_mesh,
+    maybe_initialize_distributed,
+    shard_model,
+)
 from spectrax.train._metrics import MetricWriter, read_metrics
 from spectrax.train._optim import make_optimizer, param_labels
 from spectrax.train._plots import plot_loss_curves
@@ -162,7 +167,9 @@ def train(
     loop = config.loop
     step_fn = make_train_step(task.loss, optimizer)
     sharding = batch_sharding(mesh)
-    writer = MetricWriter(workdir, tensorboard=config.output.tensorboard, resume_step=start if start else None)
+    writer = MetricWriter(
+        workdir, tensorboard=config.output.tensorboard, resume_step=start if start else None
+    )
     num_train = task.num_train()
     stopped, step, last_saved = "completed", start, start if start else -1
     skipped_total = 0
@@ -172,8 +179,13 @@ def train(
     from tqdm.auto import tqdm
 
     bar = tqdm(
-        total=loop.num_steps, initial=start, disable=not config.output.progress, desc=config.name, unit="step"
+        total=loop.num_steps,
+        initial=start,
+        disable=not config.output.progress,
+        desc=config.name,
+        unit="step",
     )
+
     def flush() -> dict[str, Any] | None:
         """Write the pending step metrics; return the last one (None if nothing was pending)."""
         nonlocal pending, worst_run
@@ -194,27 +206,42 @@ def train(
             model, opt_state, metrics = step_fn(model, opt_state, batch)
             pending.append((step, metrics))
             bar.update(1)
-            save = bool(config.checkpoint.every and step % config.checkpoint.every == 0) or flag["signal"]
+            save = (
+                bool(config.checkpoint.every and step % config.checkpoint.every == 0)
+                or flag["signal"]
+            )
             if step % loop.log_every == 0 or step == loop.num_steps or save:
                 # The log must reach every checkpoint: a resumed run appends after its step.
                 last = flush()
                 if last is not None:
                     skipped_total = int(last["nonfinite_total"])
-                    rate = (step - tic_step) * loop.batch_size / max(time.perf_counter() - tic, 1e-9)
+                    rate = (
+                        (step - tic_step) * loop.batch_size / max(time.perf_counter() - tic, 1e-9)
+                    )
                     tic, tic_step = time.perf_counter(), step
-                    bar.set_postfix(loss=f"{float(last['loss']):.3e}", ex_per_s=f"{rate:.0f}", skipped=skipped_total)
+                    bar.set_postfix(
+                        loss=f"{float(last['loss']):.3e}",
+                        ex_per_s=f"{rate:.0f}",
+                        skipped=skipped_total,
+                    )
                 if worst_run >= loop.max_nonfinite:
                     stopped = "nonfinite"
                     logger.error(
-                        "stopping at step %d: %d non-finite updates in a row (loop.max_nonfinite=%d); "
+                        "stopping at step %d: %d non-finite updates in a row "
+                        "(loop.max_nonfinite=%d); "
                         "the last checkpoint (step %d) is intact",
-                        step, worst_run, loop.max_nonfinite, last_saved,
+                        step,
+                        worst_run,
+                        loop.max_nonfinite,
+                        last_saved,
                     )
                     break
             if loop.eval_every and step % loop.eval_every == 0 and step != loop.num_steps:
                 writer.write(step, "eval", task.evaluate(model))
             if save:
-                ckpt.save(step, _checkpoint_state(model, opt_state, rng), extra=_position(config, step))
+                ckpt.save(
+                    step, _checkpoint_state(model, opt_state, rng), extra=_position(config, step)
+                )
                 last_saved = step
             if flag["signal"]:
                 stopped = "signal"
@@ -244,7 +271,9 @@ def train(
 
 def _position(config: Config, step: int) -> dict[str, Any]:
     # The data order is a pure function of (seed, step): this is the whole iterator state.
-    return {"data_position": {"seed": config.seed, "step": step, "batch_size": config.loop.batch_size}}
+    return {
+        "data_position": {"seed": config.seed, "step": step, "batch_size": config.loop.batch_size}
+    }
 
 
 def _write_report(config: Config, result: TrainResult) -> None:
@@ -267,11 +296,17 @@ def _write_report(config: Config, result: TrainResult) -> None:
     (result.workdir / "report.md").write_text("\n".join(lines) + "\n")
 
 
-def evaluate_run(config: Config, workdir: str | Path, *, devices: list | None = None) -> dict[str, float]:
+def evaluate_run(
+    config: Config, workdir: str | Path, *, devices: list | None = None
+) -> dict[str, float]:
     """Restore the latest checkpoint of ``workdir`` (refused if written by another config) and
     return the task's test metrics."""
     mesh, task, model, _, opt_state, rng = _setup(config, devices)
-    ckpt = Checkpointer(Path(workdir) / "checkpoints", keep=config.checkpoint.keep, config_dict=config_to_dict(config))
+    ckpt = Checkpointer(
+        Path(workdir) / "checkpoints",
+        keep=config.checkpoint.keep,
+        config_dict=config_to_dict(config),
+    )
     try:
         restored, _ = ckpt.restore(_checkpoint_state(model, opt_state, rng))
     finally:

@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 
 def maybe_initialize_distributed() -> bool:
     """``jax.distributed.initialize()`` once when launched as one of several processes."""
-    wanted = os.environ.get("SPECTRAX_DISTRIBUTED") == "1" or "JAX_COORDINATOR_ADDRESS" in os.environ
+    wanted = (
+        os.environ.get("SPECTRAX_DISTRIBUTED") == "1" or "JAX_COORDINATOR_ADDRESS" in os.environ
+    )
     if not wanted or jax.distributed.is_initialized():
         return False
     jax.distributed.initialize()
@@ -44,7 +46,8 @@ def mesh_shape(mesh_config: MeshConfig, num_devices: int) -> tuple[int, int]:
     d = num_devices // m if mesh_config.data == -1 else mesh_config.data
     if d < 1 or d * m > num_devices:
         raise ConfigError(
-            f"`mesh.data` x `mesh.model` = {d} x {m} needs {d * m} devices; {num_devices} available."
+            f"`mesh.data` x `mesh.model` = {d} x {m} needs {d * m} devices; "
+            f"{num_devices} available."
         )
     return d, m
 

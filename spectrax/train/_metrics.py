@@ -1,4 +1,4 @@
-"""Metric writers: ``metrics.jsonl`` always, TensorBoard event files when a writer library exists."""
+"""Metric writers: ``metrics.jsonl`` always, TensorBoard event files when a writer exists."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ class MetricWriter:
     had never stopped. Non-finite values are written as ``null``.
     """
 
-    def __init__(self, workdir: str | Path, *, tensorboard: bool = True, resume_step: int | None = None):
+    def __init__(
+        self, workdir: str | Path, *, tensorboard: bool = True, resume_step: int | None = None
+    ):
         self.path = Path(workdir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
@@ -57,7 +59,11 @@ class MetricWriter:
             logger.info("no TensorBoard writer library installed; writing metrics.jsonl only")
 
     def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
-        record = {"step": int(step), "split": split, **{k: _jsonable(v) for k, v in metrics.items()}}
+        record = {
+            "step": int(step),
+            "split": split,
+            **{k: _jsonable(v) for k, v in metrics.items()},
+        }
         with self.path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         if self._tb is not None:

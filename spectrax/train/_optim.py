@@ -61,4 +61,6 @@ def make_optimizer(config: Config, labels: Any) -> optax.GradientTransformation:
         "ssm": optax.adam(make_schedule(o.ssm_learning_rate, config), b1=o.b1, b2=o.b2),
     }
     # A labels pytree may itself be callable (an Equinox module): optax must not call it.
-    return optax.chain(optax.clip_by_global_norm(o.clip_norm), optax.multi_transform(groups, lambda _: labels))
+    return optax.chain(
+        optax.clip_by_global_norm(o.clip_norm), optax.multi_transform(groups, lambda _: labels)
+    )

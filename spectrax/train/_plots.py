@@ -45,7 +45,9 @@ def plot_loss_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
     return path
 
 
-def error_spectrum(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def error_spectrum(
+    pred: np.ndarray, truth: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean squared amplitude by wavenumber of the error and of the truth over the last axis.
 
     Returns:
@@ -55,7 +57,11 @@ def error_spectrum(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.
     e = np.fft.rfft(np.asarray(pred, np.float64) - np.asarray(truth, np.float64), axis=-1)
     t = np.fft.rfft(np.asarray(truth, np.float64), axis=-1)
     lead = tuple(range(e.ndim - 1))
-    return np.arange(e.shape[-1]), np.mean(np.abs(e) ** 2, axis=lead), np.mean(np.abs(t) ** 2, axis=lead)
+    return (
+        np.arange(e.shape[-1]),
+        np.mean(np.abs(e) ** 2, axis=lead),
+        np.mean(np.abs(t) ** 2, axis=lead),
+    )
 
 
 def plot_field_predictions(

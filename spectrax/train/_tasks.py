@@ -46,7 +46,9 @@ class FieldRegressionTask:
     def __post_init__(self) -> None:
         for name, (a, u) in (("train", self.train), ("test", self.test)):
             if a.shape != u.shape or a.ndim != 2:
-                raise ValueError(f"`{name}` must be two arrays of shape (B, X); got {a.shape} and {u.shape}.")
+                raise ValueError(
+                    f"`{name}` must be two arrays of shape (B, X); got {a.shape} and {u.shape}."
+                )
         n = self.train[0].shape[-1]
         self.grid = np.arange(n, dtype=self.train[0].dtype) / n
 
@@ -78,7 +80,10 @@ class FieldRegressionTask:
         predict = eqx.filter_jit(self.predict)
         a = self.test[0]
         return np.concatenate(
-            [np.asarray(predict(model, jnp.asarray(a[i : i + self.eval_batch]))) for i in range(0, len(a), self.eval_batch)]
+            [
+                np.asarray(predict(model, jnp.asarray(a[i : i + self.eval_batch])))
+                for i in range(0, len(a), self.eval_batch)
+            ]
         )
 
     def evaluate(self, model) -> dict[str, float]:

@@ -16,5 +16,9 @@ def toy_run(tmp_path_factory):
 
     config = load_config(TOY, ["checkpoint.every=20"])
     workdir = tmp_path_factory.mktemp("toy_run")
-    result = train(config, workdir=workdir, source={"file": TOY, "variant": "default", "overrides": ["checkpoint.every=20"]})
+    result = train(
+        config,
+        workdir=workdir,
+        source={"file": TOY, "variant": "default", "overrides": ["checkpoint.every=20"]},
+    )
     return config, result

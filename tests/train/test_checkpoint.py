@@ -8,7 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectrax.train import CheckpointError, Checkpointer, apply_overrides, evaluate_run, train, tree_digest
+from spectrax.train import (
+    Checkpointer,
+    CheckpointError,
+    apply_overrides,
+    evaluate_run,
+    train,
+    tree_digest,
+)
 
 
 def _copy_run(toy_run, tmp_path):
@@ -33,7 +40,10 @@ def test_round_trip_and_keep_last(tmp_path):
 def test_other_config_is_refused_naming_the_keys(toy_run, tmp_path):
     config, wd = _copy_run(toy_run, tmp_path)
     other = apply_overrides(config, ["optim.learning_rate=0.001", "task.resolution=32"])
-    with pytest.raises(CheckpointError, match=r"another config.*optim\.learning_rate: 0\.03 != 0\.001.*task\.resolution"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"another config.*optim\.learning_rate: 0\.03 != 0\.001.*task\.resolution",
+    ):
         train(other, workdir=wd, resume=True)
     with pytest.raises(CheckpointError, match="another config"):
         evaluate_run(other, wd)
@@ -47,7 +57,11 @@ def test_existing_run_needs_resume(toy_run, tmp_path):
 
 def test_damaged_arrays_are_refused(toy_run, tmp_path):
     config, wd = _copy_run(toy_run, tmp_path)
-    data = [p for p in (wd / "checkpoints" / "60" / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+    data = [
+        p
+        for p in (wd / "checkpoints" / "60" / "state").rglob("*")
+        if p.is_file() and p.parent.name == "d"
+    ]
     assert data
     for p in data:
         raw = bytearray(p.read_bytes())

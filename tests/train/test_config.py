@@ -7,7 +7,14 @@ import dataclasses
 import jax
 import pytest
 
-from spectrax.train import Config, ConfigError, apply_overrides, config_to_dict, load_config, make_mesh
+from spectrax.train import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    config_to_dict,
+    load_config,
+    make_mesh,
+)
 from spectrax.train._config import config_differences, flat_keys
 from tests.train.conftest import TOY
 
@@ -20,7 +27,13 @@ def base():
 def test_overrides_are_typed(base):
     c = apply_overrides(
         base,
-        ["optim.learning_rate=3e-4", "loop.num_steps=7", "output.plots=false", "task.nan_examples=1,2", "max_test_error=none"],
+        [
+            "optim.learning_rate=3e-4",
+            "loop.num_steps=7",
+            "output.plots=false",
+            "task.nan_examples=1,2",
+            "max_test_error=none",
+        ],
     )
     assert c.optim.learning_rate == 3e-4 and isinstance(c.optim.learning_rate, float)
     assert c.loop.num_steps == 7 and isinstance(c.loop.num_steps, int)
@@ -65,7 +78,9 @@ def test_wrong_python_type_in_config_file(base):
 
 def test_batch_must_divide_data_axis(base):
     c = apply_overrides(base, ["loop.batch_size=12"])
-    with pytest.raises(ConfigError, match=r"`loop\.batch_size` \(12\) must be divisible by the data axis"):
+    with pytest.raises(
+        ConfigError, match=r"`loop\.batch_size` \(12\) must be divisible by the data axis"
+    ):
         make_mesh(c)
     with pytest.raises(ConfigError, match=r"`mesh\.model` \(3\) must divide"):
         make_mesh(apply_overrides(base, ["mesh.model=3"]))
@@ -76,7 +91,9 @@ def test_batch_must_divide_data_axis(base):
 def test_dict_round_trip_and_differences(base):
     d = config_to_dict(base)
     assert d["optim"]["learning_rate"] == base.optim.learning_rate
-    other = config_to_dict(apply_overrides(base, ["optim.learning_rate=1e-4", "output.plots=false"]))
+    other = config_to_dict(
+        apply_overrides(base, ["optim.learning_rate=1e-4", "output.plots=false"])
+    )
     assert config_differences(d, other) == ["optim.learning_rate: 0.03 != 0.0001"]
     assert set(flat_keys(base)) >= {"seed", "task.resolution", "mesh.data", "checkpoint.keep"}
 

@@ -29,4 +29,7 @@ def test_smoke_variant_trains(path, tmp_path, monkeypatch):
     assert np.isfinite(result.metrics["test_error"])
     for name in ("metrics.jsonl", "report.md", "loss_curves.png"):
         assert (tmp_path / "run" / name).exists()
-    assert len([r for r in read_metrics(tmp_path / "run") if r["split"] == "train"]) == config.loop.num_steps
+    assert (
+        len([r for r in read_metrics(tmp_path / "run") if r["split"] == "train"])
+        == config.loop.num_steps
+    )

@@ -29,7 +29,14 @@ def test_run_writes_outputs_and_reaches_threshold(toy_run):
     config, result = toy_run
     wd = result.workdir
     assert result.stopped == "completed" and result.step == 60 and result.skipped == 0
-    for name in ("metrics.jsonl", "report.md", "config.json", "loss_curves.png", "predictions.png", "error_spectrum.png"):
+    for name in (
+        "metrics.jsonl",
+        "report.md",
+        "config.json",
+        "loss_curves.png",
+        "predictions.png",
+        "error_spectrum.png",
+    ):
         assert (wd / name).stat().st_size > 0, name
     assert (wd / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     records = read_metrics(wd)
@@ -112,3 +119,19 @@ def test_fsdp_shards_parameters_over_model_axis():
     assert placed["b"].sharding.spec == PartitionSpec()  # 3 does not split over 2
     replicated = shard_model(tree, mesh, "replicated")
     assert replicated["w"].sharding.spec == PartitionSpec()
+
+
+def test_sigterm_saves_and_stops(tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    config = load_config(TOY, ["task.sigterm_after=25", "output.plots=false"])
+    result = train(config, workdir=tmp_path)
+    assert result.stopped == "signal" and result.step == 25
+    ckpt = Checkpointer(tmp_path / "checkpoints", keep=3, config_dict=config_to_dict(config))
+    assert ckpt.all_steps() == [25]
+    ckpt.close()
+    assert [r["step"] for r in read_metrics(tmp_path) if r["split"] == "train"] == list(
+        range(1, 26)
+    )
+    assert signal.getsignal(signal.SIGTERM) == before  # the run's handler is removed

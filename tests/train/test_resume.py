@@ -64,7 +64,10 @@ def test_sigkill_at_random_step_then_resume_is_bitwise_equal(tmp_path):
     wd = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "spectrax.cli", *_train_args(wd, overrides + saving)],
-        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
@@ -92,7 +95,10 @@ def test_sigkill_during_save_keeps_previous_checkpoint(tmp_path, toy_run):
     wd = tmp_path / "killed_in_save"
     proc = subprocess.Popen(
         [sys.executable, "-c", _HANG_IN_SAVE, "40", *_train_args(wd, ["checkpoint.every=20"])],
-        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     lines = []
     for raw in proc.stdout:  # type: ignore[union-attr]

@@ -74,7 +74,9 @@ def test_nonfinite_batches_are_skipped_and_counted(setup):
     assert int(m["nonfinite_consecutive"]) == 1 and int(m["nonfinite_total"]) == 1
     chex.assert_trees_all_equal(eqx.filter(model2, eqx.is_array), eqx.filter(model1, eqx.is_array))
     chex.assert_trees_all_equal(state2.inner, state1.inner)
-    model3, state3, m = step(model2, state2, {"x": batch["x"], "y": batch["y"].at[0, 0].set(jnp.inf)})
+    model3, state3, m = step(
+        model2, state2, {"x": batch["x"], "y": batch["y"].at[0, 0].set(jnp.inf)}
+    )
     assert int(m["nonfinite_consecutive"]) == 2
     # A finite step resets the run of failures but not the total, and equals the step that
     # would have followed without the bad batches.
@@ -100,7 +102,10 @@ def test_step_does_not_retrace(setup):
 
 
 def test_schedule_warmup_cosine(standard_promotion):
-    config = apply_overrides(load_config(TOY), ["optim.warmup_steps=10", "loop.num_steps=110", "optim.final_lr_fraction=0.1"])
+    config = apply_overrides(
+        load_config(TOY),
+        ["optim.warmup_steps=10", "loop.num_steps=110", "optim.final_lr_fraction=0.1"],
+    )
     sched = make_schedule(2.0, config)
     assert float(sched(0)) == 0.0
     assert_close(float(sched(5)), 1.0, rtol=1e-6)
@@ -113,7 +118,12 @@ def test_schedule_warmup_cosine(standard_promotion):
 def test_parameter_groups_ssm_has_own_rate_and_no_decay(standard_promotion):
     config = apply_overrides(
         load_config(TOY),
-        ["optim.learning_rate=0.1", "optim.ssm_learning_rate=0.01", "optim.weight_decay=0.5", "optim.warmup_steps=0"],
+        [
+            "optim.learning_rate=0.1",
+            "optim.ssm_learning_rate=0.01",
+            "optim.weight_decay=0.5",
+            "optim.warmup_steps=0",
+        ],
     )
     params = {"w": jnp.ones(3), "lam": jnp.ones(3)}
     labels = {"w": "default", "lam": "ssm"}

@@ -3,12 +3,15 @@
 The target ``u = k * a`` (periodic convolution with a fixed 3-tap kernel) is exactly
 representable by the model, a circular ``Conv1d(1 -> 1, 3 taps)``, so the test error can reach
 float round-off. ``nan_examples`` poisons those training inputs with NaN; ``nan_after`` makes
-every batch after the first ``nan_after`` ones NaN (guard tests).
+every batch after the first ``nan_after`` ones NaN (guard tests); ``sigterm_after`` sends this
+process SIGTERM while fetching that batch (signal tests).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 
 import equinox as eqx
 import numpy as np
@@ -25,30 +28,37 @@ class ToyTask:
     resolution: int = 16
     nan_examples: tuple[int, ...] = ()
     nan_after: int = -1
+    sigterm_after: int = -1
 
     def build(self) -> FieldRegressionTask:
         rng = np.random.default_rng(0)
         n = self.num_train + self.num_test
         a = rng.standard_normal((n, self.resolution)).astype(np.float32)
-        u = (0.5 * a + 0.3 * np.roll(a, 1, axis=-1) - 0.2 * np.roll(a, -1, axis=-1)).astype(np.float32)
+        u = (0.5 * a + 0.3 * np.roll(a, 1, axis=-1) - 0.2 * np.roll(a, -1, axis=-1)).astype(
+            np.float32
+        )
         a_train = a[: self.num_train].copy()
         a_train[list(self.nan_examples)] = np.nan
         task = FieldRegressionTask(
-            make_model=lambda key: eqx.nn.Conv1d(1, 1, 3, padding=1, padding_mode="CIRCULAR", key=key),
+            make_model=lambda key: eqx.nn.Conv1d(
+                1, 1, 3, padding=1, padding_mode="CIRCULAR", key=key
+            ),
             train=(a_train, u[: self.num_train]),
             test=(a[self.num_train :], u[self.num_train :]),
         )
-        if self.nan_after >= 0:
+        if self.nan_after >= 0 or self.sigterm_after >= 0:
             get_batch, calls = task.get_batch, [0]
 
-            def poisoned(indices):
+            def patched(indices):
                 calls[0] += 1
                 batch = get_batch(indices)
-                if calls[0] > self.nan_after:
+                if 0 <= self.nan_after < calls[0]:
                     batch = {k: np.full_like(v, np.nan) for k, v in batch.items()}
+                if calls[0] == self.sigterm_after:
+                    os.kill(os.getpid(), signal.SIGTERM)
                 return batch
 
-            task.get_batch = poisoned  # type: ignore[method-assign]
+            task.get_batch = patched  # type: ignore[method-assign]
         return task
 
 

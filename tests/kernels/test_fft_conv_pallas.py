@@ -1,0 +1,149 @@
+"""Pallas FFT-conv kernels (GPU/Triton and TPU/Mosaic) in interpret mode vs impl="xla" and float64.
+
+Every case runs both kernel families on CPU: the GPU kernel with ``interpret=True``, the TPU
+kernel with ``pltpu.InterpretParams()`` (TPU semantics emulated). Sizes are small because
+interpret mode is slow; the largest supported length runs once with one row.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental.pallas import tpu as pltpu
+
+from spectrax.kernels.fft_conv import fft_conv, fft_conv_filter, pallas_status
+from spectrax.kernels.fft_conv._pallas import fft_conv_pallas, supports
+from spectrax.kernels.fft_conv.monarch import MAX_LENGTH
+from spectrax.kernels.fft_conv.tpu import TpuBlockSizes
+from tests.helpers import assert_close, tol
+
+FAMILIES = [
+    pytest.param("gpu", True, None, id="gpu"),
+    # block_rows=2 with 3 or 5 channels: channel counts that are not a multiple of the block
+    pytest.param("tpu", pltpu.InterpretParams(), TpuBlockSizes(block_rows=2), id="tpu"),
+]
+
+
+def _arrays(shapes, dtype=jnp.float32, seed=0):
+    keys = jax.random.split(jax.random.key(seed), len(shapes))
+    return [jax.random.normal(k, s, jnp.float32).astype(dtype) for k, s in zip(keys, shapes)]
+
+
+def np_causal(u, k):
+    """float64 direct causal convolution, broadcasting leading dims."""
+    u, k = np.asarray(u, np.float64), np.asarray(k, np.float64)
+    lead = np.broadcast_shapes(u.shape[:-1], k.shape[:-1])
+    n = u.shape[-1]
+    ub = np.broadcast_to(u, lead + (n,)).reshape(-1, n)
+    kb = np.broadcast_to(k, lead + k.shape[-1:]).reshape(-1, k.shape[-1])
+    return np.stack([np.convolve(a, b)[:n] for a, b in zip(ub, kb)]).reshape(lead + (n,))
+
+
+# smallest issue size (256), non-powers of two with short filters, circular, the largest L
+CASES = [
+    ((2, 3, 256), (3, 256), True),
+    ((5, 1000), (5, 37), True),
+    ((2, 1, 3, 97), (3, 9), True),
+    ((2, 512), (2, 512), False),
+    ((1, MAX_LENGTH), (1, 300), True),
+]
+
+
+@pytest.mark.parametrize("family, interpret, blocks", FAMILIES)
+@pytest.mark.parametrize("u_shape, k_shape, causal", CASES)
+def test_forward_equals_xla_and_float64(family, interpret, blocks, u_shape, k_shape, causal):
+    u, k = _arrays([u_shape, k_shape])
+    y = fft_conv_pallas(u, k, causal=causal, backend=family, interpret=interpret,
+                        block_sizes=blocks)
+    assert y.shape == u_shape and y.dtype == jnp.float32
+    assert_close(y, fft_conv(u, k, causal=causal, impl="xla"), jnp.float32)
+    if causal:
+        assert_close(y, np_causal(u, k), jnp.float32)
+
+
+@pytest.mark.parametrize("family, interpret, blocks", FAMILIES)
+def test_bfloat16_forward(family, interpret, blocks):
+    u, k, pre = _arrays([(2, 3, 1000), (3, 64), (3, 1000)], jnp.bfloat16, seed=1)
+    y = fft_conv_pallas(u, k, pre_gate=pre, backend=family, interpret=interpret,
+                        block_sizes=blocks)
+    assert y.dtype == jnp.bfloat16
+    expected = fft_conv(u, k, pre_gate=pre, impl="xla")
+    assert_close(y, expected, jnp.bfloat16)
+    v = np.asarray(u, np.float64) * np.asarray(pre, np.float64)
+    assert_close(y, np_causal(v, k), jnp.bfloat16)
+
+
+@pytest.mark.parametrize("family, interpret, blocks", FAMILIES)
+def test_gradients_with_gates_equal_xla(family, interpret, blocks):
+    # L = 2048, K = 30: the filter gradient computes only the first rows (short filter path)
+    u, k, pre, post = _arrays([(2, 3, 2048), (3, 30), (2, 3, 2048), (3, 2048)], seed=2)
+    w = _arrays([(2, 3, 2048)], seed=3)[0]
+
+    def loss(conv, u, k, pre, post):
+        return jnp.sum(w * jnp.tanh(conv(u, k, pre_gate=pre, post_gate=post)))
+
+    def pallas(u, k, **gates):
+        return fft_conv_pallas(u, k, backend=family, interpret=interpret, block_sizes=blocks,
+                               **gates)
+
+    def xla(u, k, **gates):
+        return fft_conv(u, k, impl="xla", **gates)
+
+    args = (u, k, pre, post)
+    got = jax.grad(loss, argnums=(1, 2, 3, 4))(pallas, *args)
+    want = jax.grad(loss, argnums=(1, 2, 3, 4))(xla, *args)
+    for name, a, b in zip(["u", "k", "pre_gate", "post_gate"], got, want):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert_close(a, b, jnp.float32, what=f"d{name}")
+
+
+def test_impl_pallas_through_fft_conv_is_differentiable_in_a_model():
+    """jax.grad of a small gated long-conv layer with impl="pallas" (GPU kernel, interpreted
+    on CPU) equals impl="xla"; bf16 inputs, so also the half-precision cotangent dtypes."""
+    u, k, gate = _arrays([(2, 4, 300), (4, 300), (4, 300)], jnp.bfloat16, seed=4)
+
+    def loss(k, gate, impl):
+        y = fft_conv(u, k, impl=impl, post_gate=gate)
+        return jnp.mean(jnp.square(y.astype(jnp.float32)))
+
+    got = jax.grad(loss, argnums=(0, 1))(k, gate, "pallas")
+    want = jax.grad(loss, argnums=(0, 1))(k, gate, "xla")
+    for a, b in zip(got, want):
+        assert a.dtype == jnp.bfloat16
+        assert_close(a.astype(jnp.float32), b.astype(jnp.float32), jnp.bfloat16)
+
+
+def test_jit_equals_eager():
+    u, k = _arrays([(3, 500), (3, 50)], seed=5)
+    f = jax.jit(lambda u, k: fft_conv(u, k, impl="pallas"))
+    np.testing.assert_allclose(np.asarray(f(u, k)), np.asarray(fft_conv(u, k, impl="pallas")),
+                               rtol=tol(jnp.float32), atol=tol(jnp.float32))
+
+
+def test_auto_keeps_xla_on_cpu():
+    u, k = _arrays([(2, 256), (2, 16)])
+    assert not supports(u, k, True)  # CPU backend: no compiled kernel to choose
+    np.testing.assert_array_equal(np.asarray(fft_conv(u, k)),
+                                  np.asarray(fft_conv(u, k, impl="xla")))
+    assert "interpret" in pallas_status()
+
+
+@pytest.mark.usefixtures("library_errors")
+def test_unsupported_arguments_raise_under_pallas_and_fall_back_under_auto(x64):
+    u64, k64 = _arrays([(2, 64), (2, 8)], jnp.float64)
+    with pytest.raises(TypeError, match="float64"):
+        fft_conv(u64, k64, impl="pallas")
+    u, k = _arrays([(2, 300), (2, 300)])
+    with pytest.raises(ValueError, match="L=300"):
+        fft_conv(u, k, causal=False, impl="pallas")
+    big, kb = _arrays([(1, MAX_LENGTH + 1), (1, 4)])
+    with pytest.raises(ValueError, match="not supported"):
+        fft_conv(big, kb, impl="pallas")
+    filt = fft_conv_filter(k[:, :8], 300)
+    with pytest.raises(ValueError, match="SpectralFilter"):
+        fft_conv(u, filt, impl="pallas")
+    with pytest.raises(ValueError, match="backend"):
+        fft_conv_pallas(u, k, backend="metal")
+    # "auto" never raises for these: XLA takes them
+    assert_close(fft_conv(u64, k64), np_causal(u64, k64), jnp.float64)
+    assert fft_conv(u, k, causal=False).shape == (2, 300)

@@ -1,0 +1,108 @@
+"""FNO: zero-shot resolution change, transformations, gradients, padding, factorised and
+space-time variants, errors, and a smoke training run."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from spectrax.models import FNO, grid_channels, spatiotemporal_fno
+from tests.helpers import assert_close
+from tests.models.smoke import loss_decreases
+
+
+def test_one_layer_fno_is_resolution_invariant(x64, key):
+    """Without grid channels, a one-block FNO maps a band-limited field to the same function on
+    any grid: lifting, skip and projection are pointwise, the spectral conv is grid-free."""
+    model = FNO(2, 1, 2, 6, (3, 3), 1, positional_grid=False, dtype=jnp.float64, key=key)
+    coef = np.random.default_rng(0).normal(size=(5, 5, 2))
+
+    def field(n):
+        x, y = np.meshgrid(np.arange(n) / n, np.arange(n) / n, indexing="ij")
+        ph = [2 * np.pi * (p * x + q * y) for p in range(-2, 3) for q in range(5)]
+        c = coef.reshape(-1, 2)
+        return jnp.asarray(sum(a * np.cos(t) + b * np.sin(t) for (a, b), t in zip(c, ph))[None])
+
+    a, a64 = field(32), field(64)
+    f = eqx.filter_jit(model)
+    assert_close(f(a64)[:, ::2, ::2], f(a), jnp.float64)
+
+
+def test_grid_channels():
+    g = grid_channels((4, 3))
+    assert g.shape == (2, 4, 3)
+    np.testing.assert_allclose(g[0, :, 0], [0, 0.25, 0.5, 0.75])
+    np.testing.assert_allclose(grid_channels((3,), endpoint=True)[0], [0, 0.5, 1.0])
+
+
+@eqx.filter_jit
+def _batched(model, x):
+    return jax.vmap(model)(x)
+
+
+@eqx.filter_jit
+def _single(model, x):
+    return model(x)
+
+
+def test_jit_vmap_and_superresolution_shapes(key):
+    for shape in [(64,), (16, 12), (16, 12, 8)]:
+        m = FNO(len(shape), 2, 3, 8, 3, 2, key=key)
+        if len(shape) == 3:
+            x = jax.random.normal(key, (2, 2, *shape))
+            loop = jnp.stack([_single(m, u) for u in x])
+            assert_close(_batched(m, x), loop, jnp.float32)
+            assert_close(m(x[0]), loop[0], jnp.float32)
+        for grid in (shape, tuple(2 * n + 1 for n in shape)):
+            out = jax.eval_shape(m, jax.ShapeDtypeStruct((2, *grid), jnp.float32))
+            assert out.shape == (3, *grid) and out.dtype == jnp.float32
+
+
+def test_input_gradients_match_finite_differences(x64, key):
+    model = FNO(1, 1, 1, 4, 3, 2, projection_channels=8, padding=0.25, dtype=jnp.float64, key=key)
+    x = jax.random.normal(key, (1, 12), jnp.float64)
+    check_grads(jax.jit(lambda u: model(u)), (x,), order=1, modes=("rev",), atol=1e-6, rtol=1e-6)
+
+
+def _shape(model, shape):
+    return jax.eval_shape(model, jax.ShapeDtypeStruct(shape, jnp.float32)).shape
+
+
+def test_domain_padding_and_variants(key):
+    padded = FNO(2, 2, 1, 8, (4, 4), 2, padding=(0.5, 0.2), channel_mlp_expansion=0.5, key=key)
+    assert _shape(padded, (2, 12, 10)) == (1, 12, 10)
+    tfno = FNO(2, 2, 1, 16, (4, 4), 2, factorization="tucker", rank=0.1, key=key)
+    dense = FNO(2, 2, 1, 16, (4, 4), 2, key=key)
+    for b, bd in zip(tfno.blocks, dense.blocks):
+        assert b.conv.num_params <= 0.1 * bd.conv.num_params
+    assert _shape(tfno, (2, 12, 10)) == (1, 12, 10)
+
+
+def test_spatiotemporal_fno_pads_time_only(key):
+    model = spatiotemporal_fno(2, 3, 1, 8, (3, 3, 2), 2, time_padding=0.5, key=key)
+    assert model.num_spatial_dims == 3 and model.padding == (0.0, 0.0, 0.5)
+    assert _shape(model, (3, 8, 8, 4)) == (1, 8, 8, 4)
+
+
+def test_errors(key, library_errors):
+    model = FNO(2, 2, 1, 8, (4, 4), 1, key=key)
+    with pytest.raises(ValueError, match="channels"):
+        _shape(model, (3, 16, 16))
+    with pytest.raises(ValueError, match="spatial axes"):
+        _shape(model, (2, 16))
+    with pytest.raises(ValueError, match="too many"):
+        _shape(model, (2, 6, 16))
+    with pytest.raises(ValueError, match="padding"):
+        FNO(2, 2, 1, 8, 4, padding=(0.1,), key=key)
+    with pytest.raises(ValueError, match="activation"):
+        FNO(1, 2, 1, 8, 4, activation="swishy", key=key)
+    with pytest.raises(ValueError, match="width"):
+        FNO(1, 2, 1, 0, 4, key=key)
+
+
+def test_fno_loss_decreases():
+    model = FNO(1, 1, 1, 16, 6, 2, key=jax.random.key(1))
+    first, last = loss_decreases(model, (32,), steps=20)
+    assert last < 0.5 * first, (first, last)
