@@ -199,7 +199,7 @@ def ptd(
         raise ValueError(f"`A` must be a square (N, N) matrix; got shape {a.shape}.")
     if not (np.isfinite(eps) and eps > 0):
         raise ValueError(f"`eps` must be a finite float > 0; got {eps!r}.")
-    e = np.asarray(jax.random.normal(key, a.shape), np.float64)
+    e = np.array(jax.random.normal(key, a.shape), np.float64)
     e *= eps / np.linalg.norm(e, 2)
     lam, v = np.linalg.eig(a + e)
     v = v / np.linalg.norm(v, axis=0, keepdims=True)

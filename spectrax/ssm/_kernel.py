@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Inexact
 
-from spectrax._checks import check_positive_int
+from spectrax._checks import check_positive_int, complex_dtype
 
 
 def vandermonde_kernel(
@@ -186,9 +186,8 @@ def _check_system(A, B, C):
             "expected A (N, N) or diagonal (N,), B (N,) or (N, H_in), C (N,) or (H_out, N); got "
             f"{A.shape=}, {B.shape=}, {C.shape=}."
         )
-    dtype = jnp.result_type(A.dtype, B.dtype, C.dtype)
-    if not jnp.iscomplexobj(jnp.zeros((), dtype)):
-        dtype = jnp.result_type(dtype, jnp.complex64)
+    wide = any(jnp.dtype(x.dtype) in (jnp.float64, jnp.complex128) for x in (A, B, C))
+    dtype = complex_dtype(jnp.float64 if wide else jnp.float32)
     return A.astype(dtype), B.astype(dtype), C.astype(dtype)
 
 
