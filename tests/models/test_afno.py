@@ -1,0 +1,49 @@
+"""AFNO network: patching round trip, jit/vmap, gradients, errors, smoke training."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spectrax.models import AFNO, patchify, unpatchify
+from tests.helpers import assert_close
+from tests.models.smoke import loss_decreases
+
+
+def test_patchify_round_trip_and_layout():
+    x = jnp.arange(2 * 4 * 6, dtype=jnp.float32).reshape(2, 4, 6)
+    p = patchify(x, 2)
+    assert p.shape == (8, 2, 3)
+    # Channel c * 4 + 2 i + j of token (a, b) is x[c, 2a + i, 2b + j].
+    np.testing.assert_array_equal(p[1 * 4 + 1 * 2 + 0, 1, 2], x[1, 3, 4])
+    np.testing.assert_array_equal(unpatchify(p, 2, 2), x)
+
+
+def test_jit_vmap_gradients_and_patches(key):
+    model = AFNO(2, 2, 1, 8, (2, 2), 2, patch_size=2, num_blocks=2, key=key)
+    x = jax.random.normal(key, (2, 2, 8, 12))
+    f = eqx.filter_jit(lambda m, u: jax.vmap(m)(u))
+    out = f(model, x)
+    assert out.shape == (2, 1, 8, 12)
+    assert_close(out[1], eqx.filter_jit(lambda m, u: m(u))(model, x[1]), jnp.float32)
+    grads = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.sum(jax.vmap(m)(x) ** 2)))(model)
+    leaves = jax.tree.leaves(grads)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in leaves)
+
+
+def test_errors(key, library_errors):
+    model = AFNO(2, 2, 1, 8, 2, 1, patch_size=2, num_blocks=2, key=key)
+    with pytest.raises(ValueError, match="patch_size"):
+        jax.eval_shape(model, jax.ShapeDtypeStruct((2, 8, 9), jnp.float32))
+    with pytest.raises(ValueError, match="too many"):
+        jax.eval_shape(model, jax.ShapeDtypeStruct((2, 4, 8), jnp.float32))
+    with pytest.raises(ValueError, match="spatial axes"):
+        jax.eval_shape(model, jax.ShapeDtypeStruct((2, 8), jnp.float32))
+
+
+def test_afno_loss_decreases():
+    model = AFNO(1, 1, 1, 16, 6, 2, num_blocks=4, key=jax.random.key(1))
+    first, last = loss_decreases(model, (32,), steps=20)
+    assert last < 0.7 * first, (first, last)
