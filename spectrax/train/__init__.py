@@ -20,7 +20,7 @@ from spectrax.train._metrics import MetricWriter, read_metrics
 from spectrax.train._optim import make_optimizer, make_schedule
 from spectrax.train._step import GuardState, TrainState, init_opt_state, make_train_step
 from spectrax.train._task import Task, batch_indices
-from spectrax.train._tasks import FieldRegressionTask
+from spectrax.train._tasks import FieldRegressionTask, SequenceClassificationTask
 
 __all__: list[str] = [
     "CheckpointConfig",
@@ -35,6 +35,7 @@ __all__: list[str] = [
     "MetricWriter",
     "OptimConfig",
     "OutputConfig",
+    "SequenceClassificationTask",
     "Task",
     "TrainResult",
     "TrainState",

@@ -1,4 +1,5 @@
-"""Ready-made tasks: learning an operator between 1-D periodic fields from arrays."""
+"""Ready-made tasks from arrays: an operator between 1-D periodic fields, and sequence
+classification."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from spectrax.train._losses import relative_lp_loss
 from spectrax.train._plots import plot_field_predictions
 
-__all__ = ["FieldRegressionTask"]
+__all__ = ["FieldRegressionTask", "SequenceClassificationTask"]
 
 
 @dataclasses.dataclass
@@ -95,6 +97,67 @@ class FieldRegressionTask:
     def plots(self, model, outdir: Path) -> list[Path]:
         pred = self._predict_all(model)
         return plot_field_predictions(self.grid, self.test[0], pred, self.test[1], outdir)
+
+    def param_labels(self, params):
+        return None
+
+
+@dataclasses.dataclass
+class SequenceClassificationTask:
+    """Classify sequences ``(L, H)`` into ``num_classes`` with softmax cross-entropy.
+
+    ``test_error`` is the test misclassification rate (1 - accuracy).
+
+    Args:
+        make_model: ``key -> model``, the model mapping one sequence ``(L, H)`` to logits
+            ``(num_classes,)``.
+        train: ``(x, y)`` with ``x`` ``(B, L, H)`` floats and ``y`` ``(B,)`` integer labels.
+        test: the same for the test set.
+        eval_batch: test examples per jitted evaluation call.
+    """
+
+    make_model: Callable[[Any], Any]
+    train: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    eval_batch: int = 256
+
+    def __post_init__(self) -> None:
+        for name, (x, y) in (("train", self.train), ("test", self.test)):
+            if x.ndim != 3 or y.shape != x.shape[:1] or not np.issubdtype(y.dtype, np.integer):
+                raise ValueError(
+                    f"`{name}` must be x (B, L, H) and integer labels y (B,); got "
+                    f"{x.shape} and {y.shape} {y.dtype}."
+                )
+
+    def init_model(self, key):
+        return self.make_model(key)
+
+    def num_train(self) -> int:
+        return int(self.train[0].shape[0])
+
+    def get_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return {"x": self.train[0][indices], "y": self.train[1][indices]}
+
+    def loss(self, model, batch):
+        logits = jax.vmap(model)(batch["x"])
+        loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
+        accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == batch["y"]).astype(logits.dtype))
+        return loss, {"train_accuracy": accuracy}
+
+    def evaluate(self, model) -> dict[str, float]:
+        predict = eqx.filter_jit(lambda m, x: jnp.argmax(jax.vmap(m)(x), axis=-1))
+        x, y = self.test
+        pred = np.concatenate(
+            [
+                np.asarray(predict(model, jnp.asarray(x[i : i + self.eval_batch])))
+                for i in range(0, len(x), self.eval_batch)
+            ]
+        )
+        accuracy = float(np.mean(pred == y))
+        return {"test_error": 1.0 - accuracy, "test_accuracy": accuracy}
+
+    def plots(self, model, outdir: Path) -> list[Path]:
+        return []
 
     def param_labels(self, params):
         return None

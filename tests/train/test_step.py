@@ -149,3 +149,22 @@ def test_batch_order_is_pure_and_covers_each_epoch():
         assert sorted(flat[20 * e : 20 * (e + 1)]) == list(range(20))
     with pytest.raises(ValueError, match=r"`loop\.batch_size` \(30\) exceeds"):
         batch_indices(0, 0, 20, 30)
+
+
+def test_ssm_model_parameters_get_the_ssm_group(key, standard_promotion):
+    from spectrax.models import SSMSequenceModel
+    from spectrax.train._optim import param_labels
+
+    model = SSMSequenceModel(3, 2, 8, 1, layer="s4d", state_size=4, key=key)
+    params = eqx.filter(model, eqx.is_inexact_array)
+    labels = param_labels(params)
+    flat = jax.tree.leaves(labels)
+    assert "ssm" in flat and "default" in flat
+    config = apply_overrides(load_config(TOY), ["optim.weight_decay=0.5", "optim.warmup_steps=0"])
+    opt = make_optimizer(config, labels)
+    params = jax.tree.map(jnp.ones_like, params)  # nonzero everywhere: decay shows
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = opt.update(zeros, opt.init(params), params)
+    # Zero gradients: weight decay moves exactly the "default" group.
+    for label, u in zip(flat, jax.tree.leaves(updates), strict=True):
+        assert (label == "ssm") == bool(np.all(np.asarray(u) == 0)), label
