@@ -87,8 +87,14 @@ def bench_length(length: int, total: int, channels: int, dtype, repeats: int, bw
     w = jax.random.normal(kw, (batch, channels, length), jnp.float32)
     ref = _reference(u, k)
     nbytes = (u.size + k.size + u.size) * jnp.dtype(dtype).itemsize
-    row = {"L": length, "B": batch, "H": channels, "dtype": jnp.dtype(dtype).name,
-           "bytes": int(nbytes), "byte_floor_s": nbytes / bw}
+    row = {
+        "L": length,
+        "B": batch,
+        "H": channels,
+        "dtype": jnp.dtype(dtype).name,
+        "bytes": int(nbytes),
+        "byte_floor_s": nbytes / bw,
+    }
     for impl in ("xla", "pallas"):
         fwd = jax.jit(lambda u, k, impl=impl: fft_conv(u, k, impl=impl))
 
@@ -110,14 +116,19 @@ def bench_length(length: int, total: int, channels: int, dtype, repeats: int, bw
 def main(argv=None) -> int:
     on_cpu = jax.default_backend() == "cpu"
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--lengths", type=int, nargs="+",
-                   default=[256, 1024, 4096] if on_cpu else
-                   [256, 1024, 4096, 16384, 65536, 262144, 1048576])
-    p.add_argument("--total", type=int, default=1 << 15 if on_cpu else 1 << 27,
-                   help="B*H*L elements per call")
+    p.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=[256, 1024, 4096] if on_cpu else [256, 1024, 4096, 16384, 65536, 262144, 1048576],
+    )
+    p.add_argument(
+        "--total", type=int, default=1 << 15 if on_cpu else 1 << 27, help="B*H*L elements per call"
+    )
     p.add_argument("--channels", type=int, default=8, help="H (a multiple of the block)")
-    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
-                   choices=["float32", "bfloat16"])
+    p.add_argument(
+        "--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"]
+    )
     p.add_argument("--repeats", type=int, default=3 if on_cpu else 20)
     p.add_argument("--out", type=pathlib.Path, default=None)
     args = p.parse_args(argv)
@@ -129,24 +140,37 @@ def main(argv=None) -> int:
     rows, skipped = [], []
     for length in args.lengths:
         if length > MAX_LENGTH:
-            skipped.append({"L": length, "why": f"impl='pallas' supports L <= {MAX_LENGTH} "
-                            "(two-level plans; no outer decomposition step yet)"})
+            skipped.append(
+                {
+                    "L": length,
+                    "why": f"impl='pallas' supports L <= {MAX_LENGTH} "
+                    "(two-level plans; no outer decomposition step yet)",
+                }
+            )
             continue
         for dtype in args.dtypes:
-            rows.append(bench_length(length, args.total, args.channels, jnp.dtype(dtype),
-                                     args.repeats, bw))
+            rows.append(
+                bench_length(length, args.total, args.channels, jnp.dtype(dtype), args.repeats, bw)
+            )
 
-    header = (f"{'L':>8} {'dtype':>8} {'B':>5} {'xla fwd':>10} {'pal fwd':>10} {'x':>6} {'xla f+b':>10} "
-              f"{'pal f+b':>10} {'x':>6} {'floor':>10} {'xla err':>9} {'pal err':>9}")
-    lines = [f"device={device} pallas: {pallas_status()}", f"copy bandwidth {bw / 1e9:.1f} GB/s",
-             header]
+    header = (
+        f"{'L':>8} {'dtype':>8} {'B':>5} {'xla fwd':>10} {'pal fwd':>10} {'x':>6} {'xla f+b':>10} "
+        f"{'pal f+b':>10} {'x':>6} {'floor':>10} {'xla err':>9} {'pal err':>9}"
+    )
+    lines = [
+        f"device={device} pallas: {pallas_status()}",
+        f"copy bandwidth {bw / 1e9:.1f} GB/s",
+        header,
+    ]
     for r in rows:
         lines.append(
-            f"{r['L']:>8} {r['dtype']:>8} {r['B']:>5} {r['xla_fwd_s'] * 1e3:>8.2f}ms {r['pallas_fwd_s'] * 1e3:>8.2f}ms "
+            f"{r['L']:>8} {r['dtype']:>8} {r['B']:>5} "
+            f"{r['xla_fwd_s'] * 1e3:>8.2f}ms {r['pallas_fwd_s'] * 1e3:>8.2f}ms "
             f"{r['speedup_fwd']:>6.2f} {r['xla_fwd_bwd_s'] * 1e3:>8.2f}ms "
             f"{r['pallas_fwd_bwd_s'] * 1e3:>8.2f}ms {r['speedup_fwd_bwd']:>6.2f} "
             f"{r['byte_floor_s'] * 1e3:>8.3f}ms {r['xla_max_rel_err']:>9.1e} "
-            f"{r['pallas_max_rel_err']:>9.1e}")
+            f"{r['pallas_max_rel_err']:>9.1e}"
+        )
     for s in skipped:
         lines.append(f"{s['L']:>8} skipped: {s['why']}")
     print("\n".join(lines))
@@ -158,7 +182,7 @@ def main(argv=None) -> int:
         "jax": jax.__version__,
         "spectrax": getattr(spectrax, "__version__", "unknown"),
         "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "pallas_status": pallas_status(),
         "copy_bandwidth_bytes_per_s": bw,
         "total_elements": args.total,
@@ -171,7 +195,8 @@ def main(argv=None) -> int:
             "was available. Errors are max over rows of the norm-wise relative error against a "
             "float64 NumPy reference. Peak bytes on CPU are XLA's compiled temp+argument+output "
             "sizes (interpret mode inflates the Pallas figure)."
-            if on_cpu else "Measured on an accelerator."
+            if on_cpu
+            else "Measured on an accelerator."
         ),
     }
     out = args.out or ROOT / "benchmarks" / f"fft_conv-{device}.json"

@@ -5,6 +5,10 @@ kernel with ``pltpu.InterpretParams()`` (TPU semantics emulated). Sizes are smal
 interpret mode is slow; the largest supported length runs once with one row.
 """
 
+import importlib.util
+import json
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +30,10 @@ FAMILIES = [
 
 def _arrays(shapes, dtype=jnp.float32, seed=0):
     keys = jax.random.split(jax.random.key(seed), len(shapes))
-    return [jax.random.normal(k, s, jnp.float32).astype(dtype) for k, s in zip(keys, shapes)]
+    return [
+        jax.random.normal(k, s, jnp.float32).astype(dtype)
+        for k, s in zip(keys, shapes, strict=True)
+    ]
 
 
 def np_causal(u, k):
@@ -36,7 +43,9 @@ def np_causal(u, k):
     n = u.shape[-1]
     ub = np.broadcast_to(u, lead + (n,)).reshape(-1, n)
     kb = np.broadcast_to(k, lead + k.shape[-1:]).reshape(-1, k.shape[-1])
-    return np.stack([np.convolve(a, b)[:n] for a, b in zip(ub, kb)]).reshape(lead + (n,))
+    return np.stack([np.convolve(a, b)[:n] for a, b in zip(ub, kb, strict=True)]).reshape(
+        lead + (n,)
+    )
 
 
 # smallest issue size (256), non-powers of two with short filters, circular, the largest L
@@ -53,8 +62,9 @@ CASES = [
 @pytest.mark.parametrize("u_shape, k_shape, causal", CASES)
 def test_forward_equals_xla_and_float64(family, interpret, blocks, u_shape, k_shape, causal):
     u, k = _arrays([u_shape, k_shape])
-    y = fft_conv_pallas(u, k, causal=causal, backend=family, interpret=interpret,
-                        block_sizes=blocks)
+    y = fft_conv_pallas(
+        u, k, causal=causal, backend=family, interpret=interpret, block_sizes=blocks
+    )
     assert y.shape == u_shape and y.dtype == jnp.float32
     assert_close(y, fft_conv(u, k, causal=causal, impl="xla"), jnp.float32)
     if causal:
@@ -64,8 +74,7 @@ def test_forward_equals_xla_and_float64(family, interpret, blocks, u_shape, k_sh
 @pytest.mark.parametrize("family, interpret, blocks", FAMILIES)
 def test_bfloat16_forward(family, interpret, blocks):
     u, k, pre = _arrays([(2, 3, 1000), (3, 64), (3, 1000)], jnp.bfloat16, seed=1)
-    y = fft_conv_pallas(u, k, pre_gate=pre, backend=family, interpret=interpret,
-                        block_sizes=blocks)
+    y = fft_conv_pallas(u, k, pre_gate=pre, backend=family, interpret=interpret, block_sizes=blocks)
     assert y.dtype == jnp.bfloat16
     expected = fft_conv(u, k, pre_gate=pre, impl="xla")
     assert_close(y, expected, jnp.bfloat16)
@@ -83,8 +92,9 @@ def test_gradients_with_gates_equal_xla(family, interpret, blocks):
         return jnp.sum(w * jnp.tanh(conv(u, k, pre_gate=pre, post_gate=post)))
 
     def pallas(u, k, **gates):
-        return fft_conv_pallas(u, k, backend=family, interpret=interpret, block_sizes=blocks,
-                               **gates)
+        return fft_conv_pallas(
+            u, k, backend=family, interpret=interpret, block_sizes=blocks, **gates
+        )
 
     def xla(u, k, **gates):
         return fft_conv(u, k, impl="xla", **gates)
@@ -92,7 +102,7 @@ def test_gradients_with_gates_equal_xla(family, interpret, blocks):
     args = (u, k, pre, post)
     got = jax.grad(loss, argnums=(1, 2, 3, 4))(pallas, *args)
     want = jax.grad(loss, argnums=(1, 2, 3, 4))(xla, *args)
-    for name, a, b in zip(["u", "k", "pre_gate", "post_gate"], got, want):
+    for name, a, b in zip(["u", "k", "pre_gate", "post_gate"], got, want, strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype
         assert_close(a, b, jnp.float32, what=f"d{name}")
 
@@ -108,7 +118,7 @@ def test_impl_pallas_through_fft_conv_is_differentiable_in_a_model():
 
     got = jax.grad(loss, argnums=(0, 1))(k, gate, "pallas")
     want = jax.grad(loss, argnums=(0, 1))(k, gate, "xla")
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         assert a.dtype == jnp.bfloat16
         assert_close(a.astype(jnp.float32), b.astype(jnp.float32), jnp.bfloat16)
 
@@ -116,15 +126,20 @@ def test_impl_pallas_through_fft_conv_is_differentiable_in_a_model():
 def test_jit_equals_eager():
     u, k = _arrays([(3, 500), (3, 50)], seed=5)
     f = jax.jit(lambda u, k: fft_conv(u, k, impl="pallas"))
-    np.testing.assert_allclose(np.asarray(f(u, k)), np.asarray(fft_conv(u, k, impl="pallas")),
-                               rtol=tol(jnp.float32), atol=tol(jnp.float32))
+    np.testing.assert_allclose(
+        np.asarray(f(u, k)),
+        np.asarray(fft_conv(u, k, impl="pallas")),
+        rtol=tol(jnp.float32),
+        atol=tol(jnp.float32),
+    )
 
 
 def test_auto_keeps_xla_on_cpu():
     u, k = _arrays([(2, 256), (2, 16)])
     assert not supports(u, k, True)  # CPU backend: no compiled kernel to choose
-    np.testing.assert_array_equal(np.asarray(fft_conv(u, k)),
-                                  np.asarray(fft_conv(u, k, impl="xla")))
+    np.testing.assert_array_equal(
+        np.asarray(fft_conv(u, k)), np.asarray(fft_conv(u, k, impl="xla"))
+    )
     assert "interpret" in pallas_status()
 
 
@@ -147,3 +162,20 @@ def test_unsupported_arguments_raise_under_pallas_and_fall_back_under_auto(x64):
     # "auto" never raises for these: XLA takes them
     assert_close(fft_conv(u64, k64), np_causal(u64, k64), jnp.float64)
     assert fft_conv(u, k, causal=False).shape == (2, 300)
+
+
+def test_benchmark_script_runs_on_cpu(tmp_path):
+    path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench_fft_conv.py"
+    spec = importlib.util.spec_from_file_location("bench_fft_conv", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "fft_conv-cpu.json"
+    argv = ["--lengths", "256", str(2 * MAX_LENGTH), "--total", "512", "--repeats", "1"]
+    assert bench.main([*argv, "--dtypes", "float32", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["device"] == "cpu" and "unmeasured" in data["notes"]
+    (row,) = data["rows"]
+    assert row["L"] == 256 and row["B"] * row["H"] * row["L"] >= 512
+    assert row["pallas_max_rel_err"] <= tol(jnp.float32)
+    assert row["xla_max_rel_err"] <= tol(jnp.float32)
+    assert data["skipped"][0]["L"] == 2 * MAX_LENGTH

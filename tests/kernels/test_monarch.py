@@ -25,7 +25,7 @@ def np_conv(u, k, causal):
     u, k = np.asarray(u, np.float64), np.asarray(k, np.float64)
     n = u.shape[-1]
     if causal:
-        return np.stack([np.convolve(a, b)[:n] for a, b in zip(u, k)])
+        return np.stack([np.convolve(a, b)[:n] for a, b in zip(u, k, strict=True)])
     return np.real(np.fft.ifft(np.fft.fft(u) * np.fft.fft(k, n=n)))
 
 
@@ -50,8 +50,15 @@ def test_inverse_round_trip(length, causal):
 
 @pytest.mark.parametrize(
     "length, ksize, causal",
-    [(1, 1, True), (97, 5, True), (256, 256, True), (1000, 37, True), (4096, 4096, True),
-     (1024, 1024, False), (384, 384, False)],
+    [
+        (1, 1, True),
+        (97, 5, True),
+        (256, 256, True),
+        (1000, 37, True),
+        (4096, 4096, True),
+        (1024, 1024, False),
+        (384, 384, False),
+    ],
 )
 def test_monarch_conv_equals_float64_convolution(length, ksize, causal):
     rng = np.random.default_rng(2)
@@ -66,16 +73,22 @@ def test_xcorr_tile_is_the_filter_gradient_correlation():
     plan = plan_monarch(length, causal=True)
     rng = np.random.default_rng(3)
     g, v = rng.standard_normal(length), rng.standard_normal(length)
-    c = monarch_xcorr_tile(to_tiles(jnp.asarray(g, jnp.float32), plan),
-                           to_tiles(jnp.asarray(v, jnp.float32), plan), monarch_factors(plan))
+    c = monarch_xcorr_tile(
+        to_tiles(jnp.asarray(g, jnp.float32), plan),
+        to_tiles(jnp.asarray(v, jnp.float32), plan),
+        monarch_factors(plan),
+    )
     expected = [np.dot(g[s:], v[: length - s]) for s in range(ksize)]
     assert_close(np.asarray(c).ravel()[:ksize], np.asarray(expected), jnp.float32)
 
 
 @pytest.mark.parametrize("length", [1, 255, 256, 1000, 4097, 65536])
 def test_plans_cover_the_linear_convolution(length):
-    for plan in (plan_monarch(length, causal=True), gpu_plan(length, causal=True),
-                 tpu_plan(length, causal=True)):
+    for plan in (
+        plan_monarch(length, causal=True),
+        gpu_plan(length, causal=True),
+        tpu_plan(length, causal=True),
+    ):
         assert plan.padded_length >= length
         assert plan.fft_size >= 2 * length - 1  # no wrap-around for any K <= L
         assert plan.n1 == 2 * plan.m_in and plan.m_out == plan.m_in

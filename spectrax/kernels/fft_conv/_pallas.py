@@ -45,16 +45,23 @@ class _Kernels:
 
 
 KERNELS: dict[str, _Kernels] = {
-    "gpu": _Kernels(gpu_plan, conv_gpu, xcorr_gpu, gpu_out_rows, GpuBlockSizes,
-                    "Pallas Triton kernel (GPU)"),
-    "tpu": _Kernels(tpu_plan, conv_tpu, xcorr_tpu, tpu_out_rows, TpuBlockSizes,
-                    "Pallas Mosaic kernel (TPU)"),
+    "gpu": _Kernels(
+        gpu_plan, conv_gpu, xcorr_gpu, gpu_out_rows, GpuBlockSizes, "Pallas Triton kernel (GPU)"
+    ),
+    "tpu": _Kernels(
+        tpu_plan, conv_tpu, xcorr_tpu, tpu_out_rows, TpuBlockSizes, "Pallas Mosaic kernel (TPU)"
+    ),
 }
 
 # JAX platform -> (kernel family, runs compiled). On CPU the GPU-style kernel runs in
 # interpret mode: correct and differentiable, but slow (for tests; "auto" keeps XLA there).
-_PLATFORM_KERNELS = {"gpu": ("gpu", True), "cuda": ("gpu", True), "rocm": ("gpu", True),
-                     "tpu": ("tpu", True), "cpu": ("gpu", False)}
+_PLATFORM_KERNELS = {
+    "gpu": ("gpu", True),
+    "cuda": ("gpu", True),
+    "rocm": ("gpu", True),
+    "tpu": ("tpu", True),
+    "cpu": ("gpu", False),
+}
 
 
 def _platform() -> tuple[str, bool]:
@@ -66,16 +73,23 @@ def _unsupported_reason(u, k, causal: bool, family: str) -> str | None:
     from spectrax.kernels.fft_conv.ops import SpectralFilter
 
     if isinstance(k, SpectralFilter):
-        return ("`k` is a SpectralFilter (an rfft spectrum); impl='pallas' builds its own "
-                "spectrum in kernel order and needs the time-domain filter `k`")
+        return (
+            "`k` is a SpectralFilter (an rfft spectrum); impl='pallas' builds its own "
+            "spectrum in kernel order and needs the time-domain filter `k`"
+        )
     for name, x in (("u", u), ("k", k)):
         if jnp.dtype(x.dtype) not in SUPPORTED_DTYPES:
-            return (f"`{name}` has dtype {jnp.dtype(x.dtype)}; impl='pallas' supports "
-                    "float32 and bfloat16")
+            return (
+                f"`{name}` has dtype {jnp.dtype(x.dtype)}; impl='pallas' supports "
+                "float32 and bfloat16"
+            )
     length = u.shape[-1]
     if KERNELS[family].plan(length, causal=causal) is None:
-        what = (f"1 <= L <= {MAX_LENGTH}" if causal else
-                f"L <= {MAX_LENGTH} a multiple of 128 (a power of two on GPU) for causal=False")
+        what = (
+            f"1 <= L <= {MAX_LENGTH}"
+            if causal
+            else f"L <= {MAX_LENGTH} a multiple of 128 (a power of two on GPU) for causal=False"
+        )
         return f"L={length} is not supported by the Pallas kernels; expected {what}"
     return None
 
@@ -99,8 +113,17 @@ class _Config:
 def _core_impl(x, k, gates, cfg: _Config):
     ker = KERNELS[cfg.family]
     kr, ki = filter_spectrum(k, cfg.plan)
-    y = ker.conv(x, kr, ki, cfg.plan, pre=gates.get("pre"), post=gates.get("post"),
-                 out_dtype=x.dtype, block_sizes=cfg.block_sizes, interpret=cfg.interpret)
+    y = ker.conv(
+        x,
+        kr,
+        ki,
+        cfg.plan,
+        pre=gates.get("pre"),
+        post=gates.get("post"),
+        out_dtype=x.dtype,
+        block_sizes=cfg.block_sizes,
+        interpret=cfg.interpret,
+    )
     return y, (kr, ki)
 
 
@@ -212,8 +235,11 @@ def fft_conv_pallas(
         return to_tiles(x, plan)
 
     if block_sizes is None:
-        block_sizes = (ker.block_sizes.get_default(plan, nr) if family == "tpu"
-                       else ker.block_sizes.get_default(plan))
+        block_sizes = (
+            ker.block_sizes.get_default(plan, nr)
+            if family == "tpu"
+            else ker.block_sizes.get_default(plan)
+        )
     cfg = _Config(family, plan, ksize, block_sizes, interpret)
     y = _core(tiles(u), k.reshape(nr, ksize), {n: tiles(g) for n, g in gates.items()}, cfg)
     return from_tiles(y, length).reshape(lead + (length,))
@@ -227,7 +253,11 @@ def pallas_status() -> str:
     """One line for ``spectrax info``: what ``impl="pallas"`` runs on this machine."""
     family, compiled = _platform()
     if compiled:
-        return (f"yes ({KERNELS[family].describe}; L <= {MAX_LENGTH}, float32/bfloat16; "
-                "impl='auto' uses it)")
-    return (f"interpret mode only on {jax.default_backend()} (impl='pallas' runs the GPU-style "
-            "kernel interpreted, slowly; impl='auto' uses xla)")
+        return (
+            f"yes ({KERNELS[family].describe}; L <= {MAX_LENGTH}, float32/bfloat16; "
+            "impl='auto' uses it)"
+        )
+    return (
+        f"interpret mode only on {jax.default_backend()} (impl='pallas' runs the GPU-style "
+        "kernel interpreted, slowly; impl='auto' uses xla)"
+    )

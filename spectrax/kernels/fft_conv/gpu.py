@@ -165,8 +165,9 @@ def conv_gpu(
     specs += [spec_k, spec_k, *_factor_specs(fac, 2)]
 
     def kernel(*refs):
-        conv_rows(refs, ..., has_pre=pre is not None, has_post=post is not None,
-                  conj_filter=conj_filter)
+        conv_rows(
+            refs, ..., has_pre=pre is not None, has_post=post is not None, conj_filter=conj_filter
+        )
 
     return pl.pallas_call(
         kernel,

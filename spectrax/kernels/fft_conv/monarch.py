@@ -142,8 +142,12 @@ def monarch_factors(plan: MonarchPlan, m_out: int | None = None) -> MonarchFacto
     rows = plan.m_out if m_out is None else m_out
     f1 = _dft(n1)
     f2 = _dft(n2)
-    tw = np.exp(-2j * np.pi * ((np.arange(n1)[:, None] * np.arange(n2)[None, :]) % plan.fft_size)
-                / plan.fft_size)
+    tw = np.exp(
+        -2j
+        * np.pi
+        * ((np.arange(n1)[:, None] * np.arange(n2)[None, :]) % plan.fft_size)
+        / plan.fft_size
+    )
     fin = f1[:, : plan.m_in]
     fout = f1[:rows, :] / plan.fft_size
     parts = []
@@ -159,13 +163,15 @@ def _lift(x: Array, ndim: int) -> Array:
 
 def _left(f: Array, x: Array) -> Array:
     """``f @ x`` over the last two axes of ``x`` (any leading batch), float32 accumulation."""
-    return jnp.einsum("ij,...jk->...ik", f, x, precision=_HIGHEST,
-                      preferred_element_type=jnp.float32)
+    return jnp.einsum(
+        "ij,...jk->...ik", f, x, precision=_HIGHEST, preferred_element_type=jnp.float32
+    )
 
 
 def _right(x: Array, f: Array) -> Array:
-    return jnp.einsum("...ij,jk->...ik", x, f, precision=_HIGHEST,
-                      preferred_element_type=jnp.float32)
+    return jnp.einsum(
+        "...ij,jk->...ik", x, f, precision=_HIGHEST, preferred_element_type=jnp.float32
+    )
 
 
 def monarch_forward(
@@ -233,7 +239,10 @@ def filter_spectrum(
 
 
 def monarch_conv(
-    u: Float[Array, "*batch L"], k: Float[Array, "*batch K"], *, causal: bool = True,
+    u: Float[Array, "*batch L"],
+    k: Float[Array, "*batch K"],
+    *,
+    causal: bool = True,
     plan: MonarchPlan | None = None,
 ) -> Float[Array, "*batch L"]:
     """FFT convolution as DFT matrix products: equals ``fft_conv(u, k, causal=causal)``.

@@ -71,8 +71,7 @@ def _pad_rows(x: jax.Array, axis: int, multiple: int) -> jax.Array:
     return jnp.pad(x, widths)
 
 
-def _run_blocked(body, args, row_specs_rows, out_rows, out_dtype, nb, nr, plan, fac, rb,
-                 interpret):
+def _run_blocked(body, args, row_specs_rows, out_rows, out_dtype, nb, nr, plan, fac, rb, interpret):
     """Shared pallas_call: grid (channel blocks, batch); ``row_specs_rows`` lists, per
     argument, its tile row count (``None`` for a filter spectrum block)."""
     specs = []
@@ -138,8 +137,19 @@ def conv_tpu(
     def body(refs, i):
         conv_rows(refs, i, has_pre=has_pre, has_post=has_post, conj_filter=conj_filter)
 
-    out = _run_blocked(body, args, rows, plan.m_out, out_dtype or x.dtype, nb,
-                       args[0].shape[1], plan, monarch_factors(plan), rb, interpret)
+    out = _run_blocked(
+        body,
+        args,
+        rows,
+        plan.m_out,
+        out_dtype or x.dtype,
+        nb,
+        args[0].shape[1],
+        plan,
+        monarch_factors(plan),
+        rb,
+        interpret,
+    )
     return out[:, :nr]
 
 
@@ -157,7 +167,17 @@ def xcorr_tpu(
     nb, nr = a.shape[0], a.shape[1]
     rb = (block_sizes or TpuBlockSizes.get_default(plan, nr)).block_rows
     args = [_pad_rows(a, 1, rb), _pad_rows(b, 1, rb)]
-    out = _run_blocked(xcorr_rows, args, [plan.m_in, plan.m_in], out_rows, jnp.float32, nb,
-                       args[0].shape[1], plan, monarch_factors(plan, m_out=out_rows), rb,
-                       interpret)
+    out = _run_blocked(
+        xcorr_rows,
+        args,
+        [plan.m_in, plan.m_in],
+        out_rows,
+        jnp.float32,
+        nb,
+        args[0].shape[1],
+        plan,
+        monarch_factors(plan, m_out=out_rows),
+        rb,
+        interpret,
+    )
     return out[:, :nr]
