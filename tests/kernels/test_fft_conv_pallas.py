@@ -179,3 +179,28 @@ def test_benchmark_script_runs_on_cpu(tmp_path):
     assert row["pallas_max_rel_err"] <= tol(jnp.float32)
     assert row["xla_max_rel_err"] <= tol(jnp.float32)
     assert data["skipped"][0]["L"] == 2 * MAX_LENGTH
+
+
+@pytest.mark.parametrize("family, platform", [("gpu", "cuda"), ("tpu", "tpu")])
+def test_kernels_lower_for_their_hardware(family, platform):
+    """Forward and backward lower through Pallas to Triton (CUDA) and Mosaic (TPU) without
+    the device (cross-platform export); compiling the lowered kernels needs the hardware."""
+    from jax import export
+
+    u = jax.ShapeDtypeStruct((2, 8, 1000), jnp.bfloat16)
+    k = jax.ShapeDtypeStruct((8, 1000), jnp.bfloat16)
+
+    def grads(u, k):
+        def loss(u, k):
+            y = fft_conv_pallas(u, k, pre_gate=u, backend=family, interpret=False)
+            return jnp.sum(y.astype(jnp.float32))
+
+        return jax.grad(loss, argnums=(0, 1))(u, k)
+
+    checks = [
+        export.DisabledSafetyCheck.custom_call(t)
+        for t in ("__gpu$xla.gpu.triton", "tpu_custom_call")
+    ]
+    exported = export.export(jax.jit(grads), platforms=[platform], disabled_checks=checks)(u, k)
+    text = exported.mlir_module()
+    assert ("xla.gpu.triton" if family == "gpu" else "tpu_custom_call") in text
