@@ -30,13 +30,15 @@ class CheckpointError(RuntimeError):
 
 
 def tree_digest(tree: Any) -> str:
-    """SHA-256 over the tree structure and every array's dtype, shape and bytes."""
+    """SHA-256 over every array's path in the tree, dtype, shape and bytes.
+
+    Paths, not the tree definition's text: that text holds static fields such as activation
+    functions, whose repr carries a memory address that differs between processes.
+    """
     h = hashlib.sha256()
-    leaves, treedef = jax.tree.flatten(tree)
-    h.update(str(treedef).encode())
-    for x in leaves:
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
         a = np.asarray(jax.device_get(x))
-        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(f"{jax.tree_util.keystr(path)}|{a.dtype.str}{a.shape}".encode())
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
 

@@ -126,8 +126,8 @@ class Config:
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
 
 
-# Sections that do not change what is computed: a resumed run may differ in these.
-OUTPUT_SECTIONS = ("output", "checkpoint")
+# Top-level keys that do not change what is computed: a resumed run may differ in these.
+OUTPUT_SECTIONS = ("output", "checkpoint", "max_test_error")
 
 
 def _hints(cls: type) -> dict[str, Any]:

@@ -85,3 +85,17 @@ def test_mismatched_tree_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="damaged or does not match|different tree"):
         ckpt.restore({"w": jnp.ones(4)})
     ckpt.close()
+
+
+def test_digest_ignores_static_fields_but_not_values(key):
+    import equinox as eqx
+    import jax
+
+    # Static fields (here activation functions) print with memory addresses that differ
+    # between processes; a checkpoint must verify in the process that resumes it.
+    relu = eqx.nn.MLP(2, 2, 4, 1, activation=jax.nn.relu, key=key)
+    other = eqx.nn.MLP(2, 2, 4, 1, activation=lambda x: x, key=key)
+    digest = tree_digest(eqx.filter(relu, eqx.is_array))
+    assert digest == tree_digest(eqx.filter(other, eqx.is_array))
+    bumped = eqx.tree_at(lambda m: m.layers[0].bias, relu, relu.layers[0].bias.at[0].add(1e-7))
+    assert digest != tree_digest(eqx.filter(bumped, eqx.is_array))
