@@ -135,3 +135,32 @@ def test_sigterm_saves_and_stops(tmp_path):
         range(1, 26)
     )
     assert signal.getsignal(signal.SIGTERM) == before  # the run's handler is removed
+
+
+def test_tensorboard_events_when_a_writer_library_exists(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    class SummaryWriter:
+        def __init__(self, logdir):
+            calls.append(("init", logdir))
+
+        def add_scalar(self, tag, value, step):
+            calls.append((tag, value, step))
+
+        def close(self):
+            calls.append(("close",))
+
+    monkeypatch.setitem(
+        sys.modules, "tensorboardX", types.SimpleNamespace(SummaryWriter=SummaryWriter)
+    )
+    from spectrax.train import MetricWriter
+
+    writer = MetricWriter(tmp_path, tensorboard=True)
+    writer.write(3, "train", {"loss": np.float32(0.5), "skipped": np.int32(0)})
+    writer.close()
+    assert calls[0] == ("init", str(tmp_path / "tensorboard"))
+    assert ("train/loss", 0.5, 3) in calls and calls[-1] == ("close",)
+    assert read_metrics(tmp_path) == [{"step": 3, "split": "train", "loss": 0.5, "skipped": 0}]
