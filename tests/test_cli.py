@@ -21,6 +21,12 @@ def test_train_and_eval_are_registered():
         and args.resume
         and args.workdir == "w"
     )
+    args = parser.parse_args(["train", "configs/x.py", "seed=1", "--resume", "a=2", "--workdir=w"])
+    assert _split_config_arg(args) == ("configs/x.py", ["seed=1", "a=2"])
+    assert args.resume and args.workdir == "w"
+    args = parser.parse_args(["train", "--smoke", "seed=1", "--bogus"])
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['--bogus'\]"):
+        _split_config_arg(args)
     assert parser.parse_args(["eval", "runs/x"]).run_dir == "runs/x"
 
 

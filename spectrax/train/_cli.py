@@ -13,6 +13,21 @@ __all__ = ["COMMANDS", "DEFAULT_CONFIG"]
 DEFAULT_CONFIG = "burgers_fno"
 
 
+def _add_options(p: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    kw = {} if defaults else {"default": argparse.SUPPRESS}
+    p.add_argument("--workdir", help="run directory (default: runs/<config>-<timestamp>)", **kw)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the run directory's latest checkpoint",
+        **kw,
+    )
+    p.add_argument(
+        "--smoke", action="store_true", help="the config's tiny smoke variant (what CI runs)", **kw
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar", **kw)
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "config",
@@ -20,29 +35,33 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_CONFIG,
         help=f"config file or name in configs/ (default: {DEFAULT_CONFIG})",
     )
+    # REMAINDER so options may follow the overrides (`train cfg k=v --resume`); the options
+    # found there are parsed again in _split_config_arg.
     p.add_argument(
         "overrides",
-        nargs="*",
+        nargs=argparse.REMAINDER,
         metavar="key=value",
         help="config overrides, e.g. optim.learning_rate=3e-4",
     )
-    p.add_argument(
-        "--workdir", default=None, help="run directory (default: runs/<config>-<timestamp>)"
-    )
-    p.add_argument(
-        "--resume", action="store_true", help="continue from the run directory's latest checkpoint"
-    )
-    p.add_argument(
-        "--smoke", action="store_true", help="the config's tiny smoke variant (what CI runs)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_options(p)
 
 
 def _split_config_arg(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """``(config, overrides)``, moving options given among the overrides onto ``args``."""
+    late = argparse.ArgumentParser(prog="spectrax train", add_help=False)
+    _add_options(late, defaults=False)
+    found, rest = late.parse_known_args(list(args.overrides))
+    for name, value in vars(found).items():
+        setattr(args, name, value)
+    unknown = [r for r in rest if r.startswith("-")]
+    if unknown:
+        from spectrax.train._config import ConfigError
+
+        raise ConfigError(f"unknown option(s) {unknown}; see `spectrax train --help`.")
     # argparse fills the optional positional with the first override when no config is given.
     if "=" in args.config:
-        return DEFAULT_CONFIG, [args.config, *args.overrides]
-    return args.config, list(args.overrides)
+        return DEFAULT_CONFIG, [args.config, *rest]
+    return args.config, rest
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -50,11 +69,11 @@ def _run_train(args: argparse.Namespace) -> int:
     from spectrax.train._config import ConfigError, load_config, resolve_config_path
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    name, overrides = _split_config_arg(args)
-    if args.no_progress:
-        overrides.append("output.progress=false")
-    variant = "smoke" if args.smoke else "default"
     try:
+        name, overrides = _split_config_arg(args)
+        if args.no_progress:
+            overrides.append("output.progress=false")
+        variant = "smoke" if args.smoke else "default"
         config = load_config(name, overrides, variant=variant)
         source = {
             "file": str(resolve_config_path(name)),
