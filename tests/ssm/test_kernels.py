@@ -1,0 +1,243 @@
+"""Discretisation, convolution kernels, scans and transfer functions against float64 references."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+
+from spectrax.ssm import (
+    MEASURES,
+    dense_kernel,
+    discretize_dense,
+    discretize_diagonal,
+    dplr_kernel,
+    init_log_dt,
+    nplr,
+    scan_dense,
+    scan_diagonal,
+    transfer_continuous,
+    transfer_discrete,
+    vandermonde_kernel,
+)
+from tests.helpers import assert_close, tol
+
+DISCS = ("zoh", "bilinear")
+# Jitted once here: eager associative scans dispatch hundreds of small ops under the test hook.
+_scan_diagonal = jax.jit(scan_diagonal, static_argnames="method")
+_scan_dense = jax.jit(scan_dense, static_argnames="method")
+
+
+def _rand_complex(key, shape, dtype=jnp.complex128):
+    kr, ki = jax.random.split(key)
+    real = jnp.float64 if dtype == jnp.complex128 else jnp.float32
+    return jax.lax.complex(jax.random.normal(kr, shape, real), jax.random.normal(ki, shape, real))
+
+
+def _stable_diag(key, shape, real=jnp.float64):
+    kr, ki = jax.random.split(key)
+    re = -jnp.exp(jax.random.uniform(kr, shape, real, -2.0, 0.5))
+    return jax.lax.complex(re, jax.random.uniform(ki, shape, real, -10.0, 10.0))
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("method", DISCS)
+def test_discretize_diagonal_matches_dense(method, key):
+    lam = _stable_diag(key, (3, 5))
+    dt = jnp.asarray([0.01, 0.3, 2.0])
+    lam_bar, gamma = discretize_diagonal(lam, dt[:, None], method)
+    b = jnp.ones((3, 5, 1), jnp.complex128)
+    a_bar, b_bar = discretize_dense(jax.vmap(jnp.diag)(lam), b, dt, method)
+    assert_close(jax.vmap(jnp.diag)(lam_bar), a_bar, jnp.float64)
+    assert_close(gamma, b_bar[..., 0], jnp.float64)
+
+
+@pytest.mark.usefixtures("x64")
+def test_discretize_dense_zoh_is_expm_and_integral(key):
+    a = np.asarray(jax.random.normal(key, (4, 4)), np.float64) - 3 * np.eye(4)
+    b = np.asarray(jax.random.normal(jax.random.key(1), (4, 2)), np.float64)
+    a_bar, b_bar = discretize_dense(jnp.asarray(a), jnp.asarray(b), jnp.asarray(0.2), "zoh")
+    assert_close(a_bar, scipy.linalg.expm(0.2 * a), jnp.float64)
+    assert_close(b_bar, np.linalg.solve(a, scipy.linalg.expm(0.2 * a) - np.eye(4)) @ b,
+                 rtol=1e-11)
+    a_bil, _ = discretize_dense(jnp.asarray(a), jnp.asarray(b), jnp.asarray(0.2), "bilinear")
+    ref = np.linalg.solve(np.eye(4) - 0.1 * a, np.eye(4) + 0.1 * a)
+    assert_close(a_bil, ref, jnp.float64)
+
+
+def test_init_log_dt_range(key):
+    log_dt = init_log_dt(key, (1000,), 1e-3, 1e-1)
+    dt = np.exp(np.asarray(log_dt))
+    assert dt.min() >= 1e-3 * (1 - 1e-6) and dt.max() <= 1e-1 * (1 + 1e-6)
+    # log-uniform: the median is the geometric mean of the ends, 1e-2.
+    assert 0.7e-2 < np.median(dt) < 1.4e-2
+    with pytest.raises(ValueError, match="dt_min"):
+        init_log_dt(key, (3,), 0.0, 1e-1)
+    with pytest.raises(ValueError, match="dt_min"):
+        init_log_dt(key, (3,), 1e-1, 1e-2)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("chunk", [1, 7, 64, 5000])
+def test_vandermonde_equals_power_sum(chunk, key):
+    lam_bar = jnp.exp(_stable_diag(key, (2, 6)) * 0.1)
+    w = _rand_complex(jax.random.key(1), (2, 6))
+    k = vandermonde_kernel(lam_bar, w, 300, chunk=chunk)
+    ref = dense_kernel(jax.vmap(jnp.diag)(lam_bar), jnp.ones((2, 6), jnp.complex128), w, 300)
+    assert_close(k, ref, rtol=1e-12)
+
+
+def test_vandermonde_float32(key):
+    lam_bar = jnp.exp(_stable_diag(key, (2, 6), jnp.float32) * 0.1)
+    w = _rand_complex(jax.random.key(1), (2, 6), jnp.complex64)
+    k = vandermonde_kernel(lam_bar, w, 500, chunk=128)
+    assert k.dtype == jnp.complex64
+    with jax.enable_x64(True):
+        ref = dense_kernel(jax.vmap(jnp.diag)(lam_bar.astype(jnp.complex128)),
+                           jnp.ones((2, 6), jnp.complex128), w.astype(jnp.complex128), 500)
+    assert_close(k, ref, rtol=1e-4)
+
+
+def _dplr_system(measure, n, h, key):
+    lam, p, b, v = nplr(measure, n)
+    vh = v.conj().T
+    c = _rand_complex(key, (h, n))
+    return jnp.asarray(lam), jnp.asarray((vh @ p.T).T), jnp.asarray(vh @ b), c
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize(
+    ("measure", "length"),
+    [(m, 63) for m in MEASURES] + [(m, 128) for m in MEASURES] + [("legs", 1), ("legs", 2)],
+)
+def test_dplr_kernel_equals_naive_power_sum(measure, length, key):
+    lam, p, b, c = _dplr_system(measure, 8, 3, key)
+    dt = jnp.asarray([0.005, 0.1, 0.7])
+    k = jax.jit(dplr_kernel, static_argnums=5)(lam, p, b, c, dt, length)
+    a = jnp.diag(lam) - p.T @ jnp.conj(p)
+    a_bar, b_bar = discretize_dense(jnp.broadcast_to(a, (3, 8, 8)),
+                                    jnp.broadcast_to(b[:, None], (3, 8, 1)), dt, "bilinear")
+    ref = jax.jit(dense_kernel, static_argnums=3)(a_bar, b_bar[..., 0], c, length)
+    assert_close(k, ref, rtol=1e-10, what=f"{measure} L={length}")
+
+
+def test_dplr_kernel_float32(key):
+    with jax.enable_x64(True):
+        lam, p, b, c = _dplr_system("legs", 16, 2, key)
+    dt = jnp.asarray([0.01, 0.1], jnp.float32)
+    k = jax.jit(dplr_kernel, static_argnums=5)(
+        lam.astype(jnp.complex64), p.astype(jnp.complex64), b.astype(jnp.complex64),
+        c.astype(jnp.complex64), dt, 256)
+    with jax.enable_x64(True):
+        ref = jax.jit(dplr_kernel, static_argnums=5)(lam, p, b, c, dt.astype(jnp.float64), 256)
+    assert k.dtype == jnp.complex64
+    assert_close(k, ref, rtol=1e-4)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("method", DISCS)
+def test_kernel_fft_is_transfer_function_at_roots_of_unity(method, key):
+    n, length = 6, 64
+    lam = _stable_diag(key, (n,))
+    lam_bar, gamma = discretize_diagonal(lam, jnp.full((n,), 0.5), method)
+    b = _rand_complex(jax.random.key(1), (n,))
+    c = _rand_complex(jax.random.key(2), (n,))
+    k = vandermonde_kernel(lam_bar, c * gamma * b, length)
+    z = jnp.exp((2j * jnp.pi / length) * jnp.arange(length, dtype=jnp.float64).astype(complex))
+    # Truncation to L steps is exactly C -> C (I - Ā^L) in the transfer function.
+    c_trunc = c * (1.0 - lam_bar**length)
+    h = transfer_discrete(lam_bar, gamma * b, c_trunc, None, z)
+    assert_close(jnp.fft.fft(k), h, jnp.float64)
+    # ... and the untruncated one when Ā^L is negligible (decay to < 1e-13 here).
+    long = 512
+    lam_fast, gamma_fast = discretize_diagonal(lam - 3.0, jnp.full((n,), 0.5), method)
+    k_fast = vandermonde_kernel(lam_fast, c * gamma_fast * b, long)
+    assert float(jnp.max(jnp.abs(lam_fast))) ** long < 1e-13
+    z_long = jnp.exp((2j * jnp.pi / long) * jnp.arange(long, dtype=jnp.float64).astype(complex))
+    h_fast = transfer_discrete(lam_fast, gamma_fast * b, c, None, z_long)
+    assert_close(jnp.fft.fft(k_fast), h_fast, rtol=1e-11)
+
+
+@pytest.mark.usefixtures("x64")
+def test_transfer_continuous_diagonal_dense_and_mimo(key):
+    lam, _, b, v = nplr("legs", 6)
+    a = v @ np.diag(lam) @ v.conj().T  # the normal part: diagonal in the basis V
+    c = np.asarray(jax.random.normal(key, (6,)), np.float64)
+    s = jax.lax.complex(jnp.zeros(41), jnp.linspace(-20.0, 20.0, 41))
+    h_dense = transfer_continuous(jnp.asarray(a), jnp.asarray(b), jnp.asarray(c), None, s)
+    h_diag = transfer_continuous(jnp.asarray(lam), jnp.asarray(v.conj().T @ b),
+                                 jnp.asarray(c @ v), None, s)
+    assert_close(h_diag, h_dense, rtol=1e-12)
+    # Closed form of a scalar system: 1 / (s + 2) + 3.
+    one = transfer_continuous(jnp.asarray([-2.0]), jnp.asarray([1.0]), jnp.asarray([1.0]),
+                              jnp.asarray(3.0), s)
+    assert_close(one, 1.0 / (s + 2.0) + 3.0, jnp.float64)
+    mimo = transfer_continuous(jnp.asarray(a), jnp.ones((6, 2)), jnp.ones((3, 6)),
+                               jnp.zeros((3, 2)), s)
+    assert mimo.shape == (41, 3, 2)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("per_step", [False, True])
+def test_scans_agree_with_python_loop(per_step, key):
+    n, length = 4, 37
+    lam = _stable_diag(key, (2, n))
+    dt = (jax.random.uniform(jax.random.key(5), (2, length, 1), jnp.float64, 0.01, 0.5)
+          if per_step else jnp.full((2, 1, 1), 0.1))
+    lam_bar, _ = discretize_diagonal(lam[:, None, :], dt, "zoh")
+    bu = _rand_complex(jax.random.key(1), (2, length, n))
+    x0 = _rand_complex(jax.random.key(2), (2, n))
+    xs = []
+    x = x0
+    for t in range(length):
+        x = lam_bar[:, t if per_step else 0] * x + bu[:, t]
+        xs.append(x)
+    ref = jnp.stack(xs, axis=1)
+    for method in ("sequential", "associative"):
+        out = _scan_diagonal(lam_bar, bu, x0, method=method)
+        assert_close(out, ref, rtol=1e-12, what=method)
+
+
+@pytest.mark.usefixtures("x64")
+def test_scan_dense_methods_agree(key):
+    a = 0.3 * _rand_complex(key, (5, 5))
+    bu = _rand_complex(jax.random.key(1), (20, 5))
+    seq = _scan_dense(a, bu, method="sequential")
+    par = _scan_dense(a, bu, method="associative")
+    assert_close(par, seq, rtol=1e-12)
+    assert_close(seq[1], a @ seq[0] + bu[1], jnp.float64)
+
+
+def test_scan_jit_vmap_float32(key):
+    lam_bar = jnp.exp(_stable_diag(key, (3, 1, 4), jnp.float32) * 0.1)
+    bu = _rand_complex(jax.random.key(1), (3, 50, 4), jnp.complex64)
+    eager = scan_diagonal(lam_bar, bu, method="sequential")
+    jitted = _scan_diagonal(lam_bar, bu, method="sequential")
+    par = _scan_diagonal(lam_bar, bu)
+    vmapped = jax.jit(jax.vmap(scan_diagonal))(lam_bar, bu)
+    looped = jnp.stack([_scan_diagonal(lam_bar[i], bu[i]) for i in range(3)])
+    assert eager.dtype == par.dtype == jnp.complex64
+    assert_close(jitted, eager, rtol=tol(jnp.float32))
+    assert_close(vmapped, looped, rtol=tol(jnp.float32))
+    assert_close(par, eager, rtol=1e-4)
+
+
+def test_errors(key):
+    lam = jnp.asarray([-1.0 + 1j], jnp.complex64)
+    with pytest.raises(ValueError, match="method"):
+        discretize_diagonal(lam, jnp.ones((1,)), "euler")
+    with pytest.raises(ValueError, match="rank"):
+        discretize_diagonal(lam, jnp.ones(()), "zoh")
+    with pytest.raises(ValueError, match="Lambda_bar"):
+        scan_diagonal(lam, jnp.ones((5, 1), jnp.complex64))
+    with pytest.raises(ValueError, match="method"):
+        scan_diagonal(lam[None], jnp.ones((5, 1), jnp.complex64), method="fast")
+    with pytest.raises(ValueError, match="length"):
+        vandermonde_kernel(lam, lam, 0)
+    with pytest.raises(ValueError, match="expected Lambda"):
+        dplr_kernel(lam, jnp.ones((1, 2), jnp.complex64), lam, lam, jnp.ones(()), 4)
+    with pytest.raises(ValueError, match="A"):
+        discretize_dense(jnp.ones((2, 3)), jnp.ones((2, 1)), jnp.ones(()), "zoh")
+    with pytest.raises(ValueError, match="expected A"):
+        transfer_continuous(jnp.ones((2, 2)), jnp.ones((3,)), jnp.ones((2,)), None,
+                            jnp.ones((4,), jnp.complex64))
