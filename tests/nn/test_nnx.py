@@ -25,7 +25,7 @@ def _optax_promotion():
 
 
 def _fno(key):
-    return FNO(1, 1, 1, width=6, modes=6, num_layers=2, projection_channels=8, key=key)
+    return FNO(1, 1, 1, width=6, modes=6, num_layers=1, projection_channels=8, key=key)
 
 
 def _data(key, n=8):
@@ -96,16 +96,21 @@ def test_hybrid_nnx_model_matches_equinox_model_outputs_and_grads(key):
     model = Hybrid(SpectralConv(1, 1, 8, 6, key=key), rngs=nnx.Rngs(0))
     twin = _eqx_twin(model)
     a, u = _data(jax.random.key(1))
-    assert_close(jax.vmap(model)(a), jax.vmap(twin)(a), jnp.float32, what="outputs")
 
-    def loss_nnx(m):
+    def loss(m):
         return jnp.mean((jax.vmap(m)(a) - u) ** 2)
 
-    def loss_eqx(m):
-        return jnp.mean((jax.vmap(m)(a) - u) ** 2)
+    @nnx.jit
+    def nnx_value_and_grad(m):
+        return jax.vmap(m)(a), nnx.grad(loss)(m)
 
-    g_nnx = nnx.grad(loss_nnx)(model)
-    g_eqx = eqx.filter_grad(loss_eqx)(twin)
+    @eqx.filter_jit
+    def eqx_value_and_grad(m):
+        return jax.vmap(m)(a), eqx.filter_grad(loss)(m)
+
+    out_nnx, g_nnx = nnx_value_and_grad(model)
+    out_eqx, g_eqx = eqx_value_and_grad(twin)
+    assert_close(out_nnx, out_eqx, jnp.float32, what="outputs")
     g_conv_nnx = jax.tree_util.tree_leaves(g_nnx["conv"])
     g_conv_eqx = jax.tree_util.tree_leaves(eqx.filter(g_eqx.conv, eqx.is_inexact_array))
     assert len(g_conv_nnx) == len(g_conv_eqx) > 0
@@ -117,7 +122,7 @@ def test_hybrid_nnx_model_matches_equinox_model_outputs_and_grads(key):
 def test_nnx_model_with_spectrax_layer_trains_like_equinox(key):
     """Same optimiser, same start: NNX (nnx.Optimizer) and Equinox (optax) training reach the same
     parameters, and the loss falls."""
-    steps, lr = 30, 3e-3
+    steps, lr = 30, 1e-2
     fno = _fno(key)
     a, u = _data(jax.random.key(1))
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(lr, weight_decay=1e-4))
