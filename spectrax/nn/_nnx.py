@@ -14,7 +14,8 @@ same arrays, so outputs and gradients equal the unwrapped ones bit for bit.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -63,9 +64,7 @@ class EqxToNNX(nnx.Module):
         leaves, treedef = jax.tree_util.tree_flatten(arrays)
         self.treedef = treedef
         self.static = static
-        self.leaves = nnx.List(
-            [nnx.Param(x) if trainable(x) else EqxBuffer(x) for x in leaves]
-        )
+        self.leaves = nnx.List([nnx.Param(x) if trainable(x) else EqxBuffer(x) for x in leaves])
 
     @property
     def module(self) -> Any:
@@ -103,7 +102,9 @@ class NNXToEqx(eqx.Module):
 
     def __init__(self, module: nnx.Module):
         if not isinstance(module, nnx.Module):
-            raise TypeError(f"NNXToEqx: module must be a flax.nnx.Module, got {type(module).__name__}")
+            raise TypeError(
+                f"NNXToEqx: module must be a flax.nnx.Module, got {type(module).__name__}"
+            )
         self.graphdef, self.state = nnx.split(module)
 
     def to_nnx(self) -> nnx.Module:

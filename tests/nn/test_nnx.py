@@ -63,7 +63,9 @@ class EqxHybrid(eqx.Module):
 def _eqx_twin(model: Hybrid) -> EqxHybrid:
     readout = eqx.nn.Linear(model.readout.in_features, 1, key=jax.random.key(9))
     readout = eqx.tree_at(
-        lambda r: (r.weight, r.bias), readout, (model.readout.kernel[...].T, model.readout.bias[...])
+        lambda r: (r.weight, r.bias),
+        readout,
+        (model.readout.kernel[...].T, model.readout.bias[...]),
     )
     return EqxHybrid(model.conv.module, readout)
 
@@ -83,7 +85,7 @@ def test_wrapped_fno_is_the_equinox_fno(key):
     params = jax.tree_util.tree_leaves(nnx.state(wrapped, nnx.Param))
     fno_params = jax.tree_util.tree_leaves(eqx.filter(fno, eqx.is_inexact_array))
     assert len(params) == len(fno_params)
-    for p, q in zip(params, fno_params):
+    for p, q in zip(params, fno_params, strict=True):
         np.testing.assert_array_equal(np.asarray(p), np.asarray(q))
     # split/merge round trip keeps the module.
     graphdef, state = nnx.split(wrapped)
@@ -114,9 +116,11 @@ def test_hybrid_nnx_model_matches_equinox_model_outputs_and_grads(key):
     g_conv_nnx = jax.tree_util.tree_leaves(g_nnx["conv"])
     g_conv_eqx = jax.tree_util.tree_leaves(eqx.filter(g_eqx.conv, eqx.is_inexact_array))
     assert len(g_conv_nnx) == len(g_conv_eqx) > 0
-    for gn, ge in zip(g_conv_nnx, g_conv_eqx):
+    for gn, ge in zip(g_conv_nnx, g_conv_eqx, strict=True):
         assert_close(gn, ge, jnp.float32, what="spectral weight gradient")
-    assert_close(g_nnx["readout"]["kernel"][...].T, g_eqx.readout.weight, jnp.float32, what="readout grad")
+    assert_close(
+        g_nnx["readout"]["kernel"][...].T, g_eqx.readout.weight, jnp.float32, what="readout grad"
+    )
 
 
 def test_nnx_model_with_spectrax_layer_trains_like_equinox(key):
@@ -160,6 +164,7 @@ def test_nnx_model_with_spectrax_layer_trains_like_equinox(key):
     for p, q in zip(
         jax.tree_util.tree_leaves(eqx.filter(trained, eqx.is_inexact_array)),
         jax.tree_util.tree_leaves(eqx.filter(fno, eqx.is_inexact_array)),
+        strict=True,
     ):
         assert_close(p, q, rtol=1e-4, what="trained parameters")
 
