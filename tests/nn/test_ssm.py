@@ -1,0 +1,195 @@
+"""S4, S4D and S5 layers: every mode equals token-by-token recurrence; gradients; errors; labels."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.test_util import check_grads
+
+from spectrax.nn import S4, S5, S4D, ssm_param_labels
+from tests.helpers import assert_close
+
+LAYERS = {
+    "s4-legs": (S4, {"measure": "legs"}),
+    "s4-legt": (S4, {"measure": "legt"}),
+    "s4d-legs": (S4D, {"init": "legs"}),
+    "s4d-inv": (S4D, {"init": "inv"}),
+    "s5": (S5, {}),
+}
+MODES = ("conv", "scan", "recurrent")
+
+
+def _make(name, disc, dtype, *, channels=3, state=4, **extra):
+    cls, kw = LAYERS[name]
+    return cls(channels, state, disc=disc, dt_min=0.01, dt_max=0.5, dtype=dtype,
+               key=jax.random.key(7), **kw, **extra)
+
+
+@eqx.filter_jit
+def _run_all(layer, x):
+    outs = {mode: layer(x, mode=mode) for mode in MODES}
+
+    def body(state, u):
+        y, state = layer.step(u, state)
+        return state, y
+
+    outs["step"] = jax.lax.scan(body, layer.init_state(), x)[1]
+    return outs
+
+
+def _check_modes(layer, x, rtol):
+    outs = _run_all(layer, x)
+    for mode, y in outs.items():
+        assert y.shape == x.shape and y.dtype == x.dtype
+        assert_close(y, outs["step"], rtol=rtol, what=mode)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize(
+    ("name", "disc"),
+    [(n, d) for n in ("s4-legs", "s4d-legs", "s5") for d in ("zoh", "bilinear")]
+    + [("s4-legt", "bilinear"), ("s4d-inv", "zoh")],
+)
+def test_modes_agree_float64(name, disc):
+    layer = _make(name, disc, jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (40, 3), jnp.float64)
+    _check_modes(layer, x, 1e-10)
+
+
+@pytest.mark.parametrize(("name", "disc"), [("s4-legs", "bilinear"), ("s4d-legs", "zoh"),
+                                            ("s5", "zoh")])
+def test_modes_agree_float32(name, disc):
+    layer = _make(name, disc, jnp.float32)
+    x = jax.random.normal(jax.random.key(1), (64, 3), jnp.float32)
+    _check_modes(layer, x, 1e-4)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("name", ["s4-legs", "s4d-lin", "s5"])
+def test_bidirectional_is_forward_plus_reversed_backward(name):
+    cls = {"s4-legs": S4, "s4d-lin": S4D, "s5": S5}[name]
+    kw = {"init": "lin"} if cls is S4D else {}
+    layer = cls(2, 4, bidirectional=True, dtype=jnp.float64, key=jax.random.key(0), **kw)
+    x = jax.random.normal(jax.random.key(1), (24, 2), jnp.float64)
+    fwd = eqx.tree_at(lambda m: m.C_back, layer, None, is_leaf=lambda v: v is None)
+    back = eqx.tree_at(lambda m: m.C, fwd, layer.C_back)
+
+    @eqx.filter_jit
+    def run(layer, fwd, back, x):
+        direct = jnp.flip(back(jnp.flip(x, 0), mode="recurrent"), 0)
+        # Each of fwd and back adds the D skip; the layer adds it once.
+        ref = fwd(x, mode="recurrent") + direct - x * layer.D[None, :]
+        return ref, [layer(x, mode=mode) for mode in MODES]
+
+    ref, outs = run(layer, fwd, back, x)
+    for mode, out in zip(MODES, outs, strict=True):
+        assert_close(out, ref, rtol=1e-10, what=mode)
+    with pytest.raises(ValueError, match="bidirectional"):
+        layer.step(x[0], layer.init_state())
+
+
+@pytest.mark.usefixtures("x64")
+def test_s5_per_step_dt():
+    layer = _make("s5", "zoh", jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (30, 3), jnp.float64)
+    dt = jax.random.uniform(jax.random.key(2), (30,), jnp.float64, 0.2, 3.0)
+    scan = layer(x, dt=dt, mode="scan")
+    seq = layer(x, dt=dt, mode="recurrent")
+    state, ys = layer.init_state(), []
+    for t in range(30):
+        y, state = layer.step(x[t], state, dt[t])
+        ys.append(y)
+    assert_close(scan, jnp.stack(ys), rtol=1e-10)
+    assert_close(seq, jnp.stack(ys), rtol=1e-10)
+    assert_close(layer(x, dt=jnp.ones(30), mode="scan"), layer(x, mode="conv"), rtol=1e-10)
+    assert float(jnp.max(jnp.abs(scan - layer(x, mode="scan")))) > 1e-3  # dt matters
+    with pytest.raises(ValueError, match="positive"):
+        layer(x, dt=jnp.zeros(30))
+    with pytest.raises(ValueError, match="conv"):
+        layer(x, dt=dt, mode="conv")
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize(("name", "mode"), [("s4-legs", "conv"), ("s4d-legs", "conv"),
+                                            ("s5", "scan")])
+def test_gradients_match_finite_differences(name, mode):
+    layer = _make(name, "bilinear" if name.startswith("s4-") else "zoh", jnp.float64,
+                  channels=2, state=4)
+    x = jax.random.normal(jax.random.key(3), (12, 2), jnp.float64)
+    params, static = eqx.partition(layer, eqx.is_array)
+    leaves, treedef = jax.tree.flatten(params)
+
+    def loss(*leaves_):
+        model = eqx.combine(jax.tree.unflatten(treedef, leaves_), static)
+        return jnp.sum(jnp.sin(model(x, mode=mode)))
+
+    loss = jax.jit(loss)
+    grads = jax.jit(jax.grad(loss, argnums=tuple(range(len(leaves)))))(*leaves)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
+    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in grads)  # every parameter is used
+    check_grads(loss, leaves, order=1, modes=["rev"], atol=1e-6, rtol=1e-6, eps=1e-6)
+
+
+def test_jit_vmap_and_no_retrace():
+    layer = _make("s4d-legs", "zoh", jnp.float32)
+    xs = jax.random.normal(jax.random.key(1), (4, 32, 3), jnp.float32)
+    traces = []
+
+    @eqx.filter_jit
+    def apply(m, x):
+        traces.append(1)
+        return jax.vmap(m)(x)
+
+    out = apply(layer, xs)
+    apply(layer, xs + 1.0)
+    assert len(traces) == 1
+    looped = jnp.stack([layer(x) for x in xs])
+    assert_close(out, looped, rtol=1e-5)
+
+
+def test_errors(library_errors):
+    layer = _make("s4d-legs", "zoh", jnp.float32)
+    with pytest.raises(ValueError, match=r"\(L, H\)"):
+        layer(jnp.ones((10, 4)))
+    with pytest.raises(ValueError, match="mode"):
+        layer(jnp.ones((10, 3)), mode="fft")
+    with pytest.raises(ValueError, match="dt_min"):
+        S4D(3, 4, dt_min=0.0, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="dt_min"):
+        S5(3, 4, dt_min=0.1, dt_max=0.01, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="init"):
+        S4D(3, 4, init="legx", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="measure"):
+        S4(3, 4, measure="cheb", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="state_size"):
+        S5(3, 5, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="state_size"):
+        S4(3, 0, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="disc"):
+        S4(3, 4, disc="euler", key=jax.random.key(0))
+
+
+def test_param_labels_and_optax_groups():
+    model = [S4(2, 4, key=jax.random.key(0)), S4D(2, 4, key=jax.random.key(1)),
+             S5(2, 4, key=jax.random.key(2)), eqx.nn.Linear(2, 2, key=jax.random.key(3))]
+    params = eqx.filter(model, eqx.is_array)
+    labels = ssm_param_labels(params)
+    assert jax.tree.structure(labels) == jax.tree.structure(params)
+    assert labels[0].P == labels[0].B == labels[0].log_dt == labels[0].Lambda_re == "ssm"
+    assert labels[0].C == labels[0].D == "default"
+    assert labels[1].log_Lambda_re == labels[1].Lambda_im == labels[1].B == "ssm"
+    assert labels[2].log_dt == labels[2].B == "ssm" and labels[2].C == "default"
+    assert labels[3].weight == "default"
+    # The "ssm" group gets no weight decay: with a zero gradient only "default" leaves move.
+    opt = optax.multi_transform(
+        {"ssm": optax.adam(1e-2), "default": optax.adamw(1e-2, weight_decay=0.5)},
+        lambda _: labels)
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 count with floats
+        state = opt.init(params)
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        updates, _ = opt.update(zeros, state, params)
+    assert float(jnp.max(jnp.abs(updates[1].B))) == 0.0
+    assert float(jnp.max(jnp.abs(updates[1].C))) > 0.0
+    assert np.all(np.asarray(updates[3].weight) != 0.0)
