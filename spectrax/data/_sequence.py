@@ -1,0 +1,92 @@
+"""Seeded synthetic long-range sequence tasks for state-space models (nothing downloaded).
+
+- :func:`delayed_recall`: classify a signal token seen at least ``min_lag`` steps before the
+  end of a sequence of noise tokens (one-hot inputs, integer label; read the last output).
+- :func:`delayed_copy`: sequence-to-sequence regression ``y_t = u_{t - delay}`` of a smooth
+  random signal (a pure delay, the response HiPPO-LegT/S4 approximate).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from spectrax._checks import check_positive_int
+
+
+def delayed_recall(
+    key: PRNGKeyArray,
+    num: int,
+    length: int,
+    *,
+    min_lag: int = 256,
+    num_classes: int = 4,
+    num_noise: int = 4,
+    dtype=jnp.float32,
+) -> tuple[Float[Array, "B L H"], Int[Array, " B"]]:
+    """Recall a token from at least ``min_lag`` steps back.
+
+    Every position holds one of ``num_noise`` noise tokens drawn uniformly, except one position
+    ``p`` drawn uniformly in ``[0, length - min_lag)`` that holds one of ``num_classes`` signal
+    tokens; the label is that signal token. Read from the last position, the answer is
+    ``length - 1 - p >= min_lag`` steps back, so a model whose memory is shorter than
+    ``min_lag`` is at chance (``1 / num_classes``).
+
+    Args:
+        key: PRNG key (the data are a function of it only).
+        num: number of sequences ``B``. length: ``L > min_lag``.
+        min_lag: smallest distance from the signal token to the last position (``>= 1``).
+        num_classes: signal tokens (the classes), ``>= 2``. num_noise: noise tokens, ``>= 1``.
+        dtype: float dtype of the one-hot inputs (float32).
+
+    Returns:
+        ``(x, y)``: one-hot inputs ``(B, L, num_classes + num_noise)`` (signal tokens first)
+        and int32 labels ``(B,)`` in ``[0, num_classes)``.
+    """
+    num = check_positive_int("num", num)
+    min_lag = check_positive_int("min_lag", min_lag)
+    length = check_positive_int("length", length, minimum=min_lag + 1)
+    num_classes = check_positive_int("num_classes", num_classes, minimum=2)
+    num_noise = check_positive_int("num_noise", num_noise)
+    kn, kp, kl = jax.random.split(key, 3)
+    noise = jax.random.randint(kn, (num, length), num_classes, num_classes + num_noise)
+    pos = jax.random.randint(kp, (num,), 0, length - min_lag)
+    labels = jax.random.randint(kl, (num,), 0, num_classes)
+    at_pos = jnp.arange(length)[None, :] == pos[:, None]
+    tokens = jnp.where(at_pos, labels[:, None], noise)
+    return jax.nn.one_hot(tokens, num_classes + num_noise, dtype=dtype), labels.astype(jnp.int32)
+
+
+def delayed_copy(
+    key: PRNGKeyArray,
+    num: int,
+    length: int,
+    *,
+    delay: int = 256,
+    channels: int = 1,
+    cutoff: float = 0.05,
+    dtype=jnp.float32,
+) -> tuple[Float[Array, "B L H"], Float[Array, "B L H"]]:
+    """Delay a smooth random signal: ``y[t] = u[t - delay]`` (zero for ``t < delay``).
+
+    ``u`` is white noise low-passed to the normalised frequency band ``[0, cutoff]``
+    (cycles per step, ``0 < cutoff <= 0.5``) and scaled to unit RMS per channel.
+
+    Returns:
+        ``(u, y)``, each ``(B, L, channels)``.
+    """
+    num = check_positive_int("num", num)
+    length = check_positive_int("length", length)
+    delay = check_positive_int("delay", delay, minimum=0)
+    channels = check_positive_int("channels", channels)
+    if not (0.0 < cutoff <= 0.5):
+        raise ValueError(f"`cutoff` must be in (0, 0.5] cycles per step; got {cutoff!r}.")
+    white = jax.random.normal(key, (num, length, channels), dtype)
+    spec = jnp.fft.rfft(white, axis=1)
+    freqs = jnp.fft.rfftfreq(length).astype(dtype)
+    mask = (freqs <= cutoff).astype(spec.dtype).reshape(1, -1, 1)
+    u = jnp.fft.irfft(spec * mask, n=length, axis=1).astype(dtype)
+    u = u / jnp.sqrt(jnp.mean(u * u, axis=1, keepdims=True) + jnp.asarray(1e-12, dtype))
+    y = jnp.concatenate([jnp.zeros((num, min(delay, length), channels), dtype), u], axis=1)
+    return u, y[:, :length]

@@ -1,0 +1,86 @@
+"""SSMSequenceModel: shapes, pooling, dropout, errors, and the long-range recall smoke test."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+from spectrax.data import delayed_recall
+from spectrax.models import SSMSequenceModel
+from spectrax.nn import ssm_param_labels
+from tests.helpers import assert_close
+
+
+@pytest.mark.parametrize("layer", ["s4", "s4d", "s5"])
+def test_shapes_pooling_and_causality(layer, key):
+    seq2seq = SSMSequenceModel(3, 2, 8, 2, layer=layer, state_size=4, pooling="none", key=key)
+    x = jax.random.normal(jax.random.key(1), (20, 3))
+    y = eqx.filter_jit(seq2seq)(x)
+    assert y.shape == (20, 2) and y.dtype == jnp.float32
+    # Causal: changing the future leaves the past unchanged.
+    y2 = eqx.filter_jit(seq2seq)(x.at[10:].set(0.0))
+    assert_close(y2[:10], y[:10], rtol=1e-5)
+    assert float(jnp.max(jnp.abs(y2[10:] - y[10:]))) > 1e-4
+    clf = SSMSequenceModel(3, 5, 8, 1, layer=layer, state_size=4, pooling="last", key=key)
+    assert eqx.filter_jit(jax.vmap(clf))(jnp.stack([x, x])).shape == (2, 5)
+
+
+def test_dropout_only_with_key(key):
+    model = SSMSequenceModel(3, 2, 8, 1, state_size=4, dropout=0.5, key=key)
+    x = jax.random.normal(jax.random.key(1), (16, 3))
+    assert_close(model(x), model(x), rtol=0.0)
+    assert float(jnp.max(jnp.abs(model(x, key=jax.random.key(2)) - model(x)))) > 0.0
+
+
+def test_errors(key, library_errors):
+    model = SSMSequenceModel(3, 2, 8, 1, state_size=4, key=key)
+    with pytest.raises(ValueError, match="d_input"):
+        model(jnp.ones((10, 4)))
+    with pytest.raises(ValueError, match="layer"):
+        SSMSequenceModel(3, 2, layer="lstm", key=key)
+    with pytest.raises(ValueError, match="pooling"):
+        SSMSequenceModel(3, 2, pooling="max", key=key)
+    with pytest.raises(ValueError, match="dropout"):
+        SSMSequenceModel(3, 2, dropout=1.5, key=key)
+
+
+# Long-range smoke test: the signal token sits >= 256 steps before the read-out position among
+# noise tokens; chance is 1/4. Sizes chosen for CI (one block, 16 channels, <= 400 Adam steps).
+# Measured on CPU: S4D reaches 100% held-out accuracy after 300 steps, S5 after 400.
+LENGTH, MIN_LAG, CLASSES = 288, 256, 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("layer", "state", "steps"), [("s4d", 16, 300), ("s5", 32, 400)])
+def test_learns_recall_256_steps_back(layer, state, steps):
+    x_train, y_train = delayed_recall(jax.random.key(1), 2048, LENGTH, min_lag=MIN_LAG,
+                                      num_classes=CLASSES)
+    x_test, y_test = delayed_recall(jax.random.key(2), 512, LENGTH, min_lag=MIN_LAG,
+                                    num_classes=CLASSES)
+    model = SSMSequenceModel(x_train.shape[-1], CLASSES, 16, 1, layer=layer, state_size=state,
+                             pooling="last", layer_kwargs={"dt_min": 1e-3, "dt_max": 1e-2},
+                             key=jax.random.key(0))
+    params = eqx.filter(model, eqx.is_array)
+    labels = ssm_param_labels(params)
+    opt = optax.multi_transform({"ssm": optax.adam(3e-3), "default": optax.adam(1e-2)},
+                                lambda _: labels)
+
+    def loss_fn(m, x, y):
+        logits = jax.vmap(m)(x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @eqx.filter_jit
+    def step(m, state, x, y):
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(m, x, y)
+        updates, state = opt.update(grads, state, eqx.filter(m, eqx.is_array))
+        return eqx.apply_updates(m, updates), state, loss
+
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 count with floats
+        state = opt.init(params)
+        for i in range(steps):
+            j = (32 * i) % 2048
+            model, state, _ = step(model, state, x_train[j : j + 32], y_train[j : j + 32])
+    preds = jnp.argmax(eqx.filter_jit(jax.vmap(model))(x_test), axis=-1)
+    accuracy = float(jnp.mean((preds == y_test).astype(jnp.float32)))
+    assert accuracy >= 0.95, accuracy
