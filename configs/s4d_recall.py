@@ -1,0 +1,84 @@
+"""An S4D sequence model recalling a token from at least ``min_lag`` steps back.
+
+Gu, Gupta, Goel & Ré (2022), "On the Parameterization and Initialization of Diagonal State
+Space Models" (S4D), on ``spectrax.data.delayed_recall``: a model whose memory is shorter than
+``min_lag`` stays at chance (``1 / num_classes``). The SSM parameters (Λ, B, log dt) train in
+their own optimizer group (``optim.ssm_learning_rate``, no weight decay).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from spectrax.train import Config, LoopConfig, OptimConfig, SequenceClassificationTask
+
+VARIANTS = ("default", "smoke")
+
+
+@dataclasses.dataclass(frozen=True)
+class DelayedRecallS4D:
+    """Data and model (every field overridable as ``task.<name>``)."""
+
+    num_train: int = 1024
+    num_test: int = 256
+    length: int = 64
+    min_lag: int = 32
+    num_classes: int = 4
+    data_seed: int = 0
+    d_model: int = 32
+    n_layers: int = 2
+    state_size: int = 32
+    layer: str = dataclasses.field(default="s4d", metadata={"choices": ("s4", "s4d", "s5")})
+
+    def build(self) -> SequenceClassificationTask:
+        from spectrax.data import delayed_recall
+        from spectrax.models import SSMSequenceModel
+
+        n = self.num_train + self.num_test
+        x, y = delayed_recall(
+            jax.random.key(self.data_seed),
+            n,
+            self.length,
+            min_lag=self.min_lag,
+            num_classes=self.num_classes,
+        )
+        x, y = np.asarray(x), np.asarray(y)
+        return SequenceClassificationTask(
+            make_model=lambda key: SSMSequenceModel(
+                x.shape[-1],
+                self.num_classes,
+                self.d_model,
+                self.n_layers,
+                layer=self.layer,
+                state_size=self.state_size,
+                pooling="last",
+                key=key,
+            ),
+            train=(x[: self.num_train], y[: self.num_train]),
+            test=(x[self.num_train :], y[self.num_train :]),
+        )
+
+
+def get_config(variant: str = "default") -> Config:
+    if variant == "smoke":
+        return Config(
+            name="s4d_recall",
+            task=DelayedRecallS4D(
+                num_train=32, num_test=16, length=32, min_lag=8, d_model=8, n_layers=1, state_size=8
+            ),
+            optim=OptimConfig(learning_rate=3e-3, ssm_learning_rate=1e-3, warmup_steps=2),
+            loop=LoopConfig(num_steps=6, batch_size=8, log_every=3),
+        )
+    # Measured (2-core CPU, 27 s of CPU time): test error 0.0 from step 200 on.
+    return Config(
+        name="s4d_recall",
+        task=DelayedRecallS4D(),
+        max_test_error=0.05,
+        optim=OptimConfig(
+            learning_rate=1e-2, ssm_learning_rate=3e-3, warmup_steps=30, weight_decay=0.05
+        ),
+        loop=LoopConfig(num_steps=400, batch_size=32, log_every=25, eval_every=200),
+    )
