@@ -146,11 +146,26 @@ def dplr_kernel(
     k11 = jnp.einsum("...lin,jn->...lij", qr, p) * half[..., None]
     rank = p.shape[0]
     ident = jnp.eye(rank, dtype=cdt).reshape((1,) * (lead + 1) + (rank, rank))
-    corr = jnp.linalg.solve(ident + k11, k10[..., None])[..., 0]
+    corr = _solve_small(ident + k11, k10)
     k_hat = k00 - jnp.sum(k01 * corr, axis=-1)
     b_bar = jnp.linalg.solve(eye - 0.5 * d * a, d * jnp.broadcast_to(b, c.shape)[..., None])
     k_one = jnp.sum(c * jnp.einsum("...ij,...jk->...ik", a_sum, b_bar)[..., 0], axis=-1)
     return jnp.fft.ifft(jnp.concatenate([k_one[..., None], k_hat], axis=-1), axis=-1)
+
+
+def _solve_small(m: Array, v: Array) -> Array:
+    """``m^{-1} v`` for a batch of ``r x r`` systems; closed forms for the usual ranks 1 and 2
+    (batched LU of tiny matrices is far slower on CPU, forward and backward)."""
+    rank = m.shape[-1]
+    if rank == 1:
+        return v / m[..., 0]
+    if rank == 2:
+        a, b, c, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
+        det = a * d - b * c
+        x0 = (d * v[..., 0] - b * v[..., 1]) / det
+        x1 = (a * v[..., 1] - c * v[..., 0]) / det
+        return jnp.stack([x0, x1], axis=-1)
+    return jnp.linalg.solve(m, v[..., None])[..., 0]
 
 
 def _power_and_sum(a: Array, power: int) -> tuple[Array, Array]:

@@ -1,0 +1,139 @@
+"""Benchmark S4 (DPLR), S4D and S5 layers side by side, and the diagonal scan against its floor.
+
+For each length L it measures, on one device in one run:
+
+- training throughput (tokens/s) of one layer ``(L, H) -> (L, H)``, vmapped over a batch,
+  forward + backward of a scalar loss w.r.t. every parameter, jitted, median of repeats:
+  S4 in convolution mode (Cauchy/Woodbury DPLR kernel + FFT convolution), S4D in convolution
+  mode (chunked Vandermonde kernel + FFT convolution), S5 in parallel-scan mode;
+- the diagonal complex recurrence ``x_k = Λ̄ x_{k-1} + b_k`` on ``(B, L, N)`` complex64 with
+  ``lax.associative_scan`` and with ``lax.scan``, against its byte floor (``b`` read and ``x``
+  written once, over a copy bandwidth measured in the same run).
+
+Writes ``benchmarks/ssm-<device>.json``. Usage::
+
+    python scripts/bench_ssm.py                                # CPU sizes
+    python scripts/bench_ssm.py --lengths 1024 4096 16384 65536 --batch 16 --channels 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import pathlib
+import platform
+import statistics
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+import spectrax
+from spectrax.nn import S4, S5, S4D
+from spectrax.ssm import scan_diagonal
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _timed(fn, *args, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))  # compile + warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def copy_bandwidth(nbytes: int, repeats: int) -> float:
+    """Bytes/s of a read+write elementwise pass over an ``nbytes`` float32 array."""
+    x = jnp.ones((nbytes // 4,), jnp.float32)
+    return 2 * nbytes / _timed(jax.jit(lambda x: x + 1.0), x, repeats=repeats)
+
+
+def _layers(channels: int, state: int) -> dict:
+    keys = jax.random.split(jax.random.key(0), 3)
+    return {
+        "s4_dplr_conv": S4(channels, state, mode="conv", key=keys[0]),
+        "s4d_conv": S4D(channels, state, mode="conv", key=keys[1]),
+        "s5_scan": S5(channels, state, mode="scan", key=keys[2]),
+    }
+
+
+def _train_step(layer):
+    def loss(m, x):
+        return jnp.mean(jax.vmap(m)(x) ** 2)
+
+    return eqx.filter_jit(eqx.filter_grad(loss))
+
+
+def bench_length(length, batch, channels, state, repeats, bw) -> dict:
+    x = jax.random.normal(jax.random.key(1), (batch, length, channels), jnp.float32)
+    row = {"L": length, "B": batch, "H": channels, "N": state}
+    for name, layer in _layers(channels, state).items():
+        t = _timed(_train_step(layer), layer, x, repeats=repeats)
+        row[f"{name}_fwd_bwd_s"] = t
+        row[f"{name}_tokens_per_s"] = batch * length / t
+    n_states = state // 2
+    lam_bar = jnp.full((batch, 1, n_states), 0.99 + 0.01j, jnp.complex64)
+    bu = jax.lax.complex(x[..., :1].repeat(n_states, -1), x[..., :1].repeat(n_states, -1))
+    nbytes = 2 * bu.size * bu.dtype.itemsize
+    row["scan_bytes"] = int(nbytes)
+    row["scan_byte_floor_s"] = nbytes / bw
+    for method in ("associative", "sequential"):
+        fn = jax.jit(lambda a, b, m=method: scan_diagonal(a, b, method=m))
+        t = _timed(fn, lam_bar, bu, repeats=repeats)
+        row[f"scan_{method}_s"] = t
+        row[f"scan_{method}_over_floor"] = t / row["scan_byte_floor_s"]
+    row["scan_sequential_over_associative"] = (
+        row["scan_sequential_s"] / row["scan_associative_s"]
+    )
+    return row
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--state", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", type=pathlib.Path, default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    dev = jax.devices()[0]
+    bw = copy_bandwidth(1 << 26, args.repeats)
+    rows = []
+    for length in args.lengths:
+        row = bench_length(length, args.batch, args.channels, args.state, args.repeats, bw)
+        logging.info(json.dumps(row))
+        rows.append(row)
+    on_cpu = jax.default_backend() == "cpu"
+    result = {
+        "benchmark": "ssm layers (training throughput) and diagonal scan vs byte floor",
+        "device": dev.device_kind,
+        "platform": jax.default_backend(),
+        "host": platform.machine(),
+        "jax": jax.__version__,
+        "spectrax": spectrax.__version__,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "copy_bandwidth_bytes_per_s": bw,
+        "note": (
+            "CPU sizes on a shared 2-core machine under load from other jobs: ratios within "
+            "one row are the meaningful part; GPU figures are unmeasured here."
+            if on_cpu else "accelerator run"
+        ),
+        "rows": rows,
+    }
+    out = args.out or ROOT / "benchmarks" / f"ssm-{'cpu' if on_cpu else dev.platform}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    logging.info("wrote %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
