@@ -95,16 +95,22 @@ def test_s5_per_step_dt():
     layer = _make("s5", "zoh", jnp.float64)
     x = jax.random.normal(jax.random.key(1), (30, 3), jnp.float64)
     dt = jax.random.uniform(jax.random.key(2), (30,), jnp.float64, 0.2, 3.0)
-    scan = layer(x, dt=dt, mode="scan")
-    seq = layer(x, dt=dt, mode="recurrent")
-    state, ys = layer.init_state(), []
-    for t in range(30):
-        y, state = layer.step(x[t], state, dt[t])
-        ys.append(y)
-    assert_close(scan, jnp.stack(ys), rtol=1e-10)
-    assert_close(seq, jnp.stack(ys), rtol=1e-10)
-    assert_close(layer(x, dt=jnp.ones(30), mode="scan"), layer(x, mode="conv"), rtol=1e-10)
-    assert float(jnp.max(jnp.abs(scan - layer(x, mode="scan")))) > 1e-3  # dt matters
+    @eqx.filter_jit
+    def run(layer, x, dt):
+        def body(state, inputs):
+            y, state = layer.step(inputs[0], state, inputs[1])
+            return state, y
+
+        steps = jax.lax.scan(body, layer.init_state(), (x, dt))[1]
+        return (layer(x, dt=dt, mode="scan"), layer(x, dt=dt, mode="recurrent"), steps,
+                layer(x, dt=jnp.ones(30), mode="scan"), layer(x, mode="conv"),
+                layer(x, mode="scan"))
+
+    scan, seq, steps, ones, conv, plain = run(layer, x, dt)
+    assert_close(scan, steps, rtol=1e-10)
+    assert_close(seq, steps, rtol=1e-10)
+    assert_close(ones, conv, rtol=1e-10)
+    assert float(jnp.max(jnp.abs(scan - plain))) > 1e-3  # dt matters
     with pytest.raises(ValueError, match="positive"):
         layer(x, dt=jnp.zeros(30))
     with pytest.raises(ValueError, match="conv"):
