@@ -58,8 +58,9 @@ def _data(cfg, seed=0):
 
 
 def bench_spectrax(cfg, impl: str):
-    model = FNO(2, 1, 1, cfg["width"], cfg["modes"], cfg["layers"], impl=impl,
-                key=jax.random.key(0))
+    model = FNO(
+        2, 1, 1, cfg["width"], cfg["modes"], cfg["layers"], impl=impl, key=jax.random.key(0)
+    )
     a, u = _data(cfg)
     opt = optax.adam(1e-3)
     params, static = eqx.partition(model, eqx.is_inexact_array)
@@ -99,12 +100,14 @@ def _plain_fno_init(cfg, key):
         "layers": [],
     }
     for _ in range(cfg["layers"]):
-        p["layers"].append({
-            "w1": scale * jax.random.normal(next(keys), (2, w, w, m, m)),
-            "w2": scale * jax.random.normal(next(keys), (2, w, w, m, m)),
-            "conv_w": jax.random.normal(next(keys), (w, w)) / np.sqrt(w),
-            "conv_b": jnp.zeros((w,)),
-        })
+        p["layers"].append(
+            {
+                "w1": scale * jax.random.normal(next(keys), (2, w, w, m, m)),
+                "w2": scale * jax.random.normal(next(keys), (2, w, w, m, m)),
+                "conv_w": jax.random.normal(next(keys), (w, w)) / np.sqrt(w),
+                "conv_b": jnp.zeros((w,)),
+            }
+        )
     return p
 
 
@@ -121,8 +124,12 @@ def _plain_fno_apply(p, a, modes):
         w1 = jax.lax.complex(lyr["w1"][0], lyr["w1"][1])
         w2 = jax.lax.complex(lyr["w2"][0], lyr["w2"][1])
         out = jnp.zeros((b, s, s // 2 + 1, x.shape[-1]), xh.dtype)
-        out = out.at[:, :modes, :modes].set(jnp.einsum("bxyi,ioxy->bxyo", xh[:, :modes, :modes], w1))
-        out = out.at[:, -modes:, :modes].set(jnp.einsum("bxyi,ioxy->bxyo", xh[:, -modes:, :modes], w2))
+        out = out.at[:, :modes, :modes].set(
+            jnp.einsum("bxyi,ioxy->bxyo", xh[:, :modes, :modes], w1)
+        )
+        out = out.at[:, -modes:, :modes].set(
+            jnp.einsum("bxyi,ioxy->bxyo", xh[:, -modes:, :modes], w2)
+        )
         x = jnp.fft.irfft2(out, s=(s, s), axes=(1, 2)) + x @ lyr["conv_w"] + lyr["conv_b"]
         if i < n - 1:
             x = jax.nn.gelu(x)
@@ -170,9 +177,15 @@ def bench_neuraloperator(cfg):
     m = cfg["modes"]
     model = TorchFNO(
         # neuraloperator keeps n // 2 + 1 modes on the rfft axis: 2m - 2 keeps m there.
-        n_modes=(2 * m, 2 * m - 2), in_channels=1, out_channels=1, hidden_channels=cfg["width"],
-        n_layers=cfg["layers"], lifting_channel_ratio=1, projection_channel_ratio=128 / cfg["width"],
-        use_channel_mlp=False, positional_embedding="grid",
+        n_modes=(2 * m, 2 * m - 2),
+        in_channels=1,
+        out_channels=1,
+        hidden_channels=cfg["width"],
+        n_layers=cfg["layers"],
+        lifting_channel_ratio=1,
+        projection_channel_ratio=128 / cfg["width"],
+        use_channel_mlp=False,
+        positional_embedding="grid",
     ).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
@@ -193,12 +206,17 @@ def bench_neuraloperator(cfg):
     n_params = sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
     import neuralop
 
-    return (run, n_params), f"neuraloperator {neuralop.__version__}, torch {torch.__version__} on {device}"
+    return (
+        run,
+        n_params,
+    ), f"neuraloperator {neuralop.__version__}, torch {torch.__version__} on {device}"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--paper-sizes", action="store_true", help="the issue's sizes on any device")
+    parser.add_argument(
+        "--paper-sizes", action="store_true", help="the issue's sizes on any device"
+    )
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -207,8 +225,10 @@ def main(argv=None):
     on_accel = dev.platform != "cpu"
     cfg = dict(PAPER if (args.paper_sizes or on_accel) else CPU)
     sizes_note = (
-        "issue sizes" if cfg == PAPER else
-        "CPU sizes (no accelerator): smaller than the issue's batch 32, 128x128, width 64, 16 modes"
+        "issue sizes"
+        if cfg == PAPER
+        else "CPU sizes (no accelerator), smaller than the issue's "
+        "(batch 32, 128x128, width 64, 16 modes)"
     )
     columns = {
         "spectrax_fno_rfft": bench_spectrax(cfg, "rfft"),
@@ -224,8 +244,11 @@ def main(argv=None):
     results = {}
     for name, (med, times) in timed.items():
         n_params = columns[name][1]
-        results[name] = {"median_ms": 1e3 * med, "times_ms": [1e3 * t for t in times],
-                         "num_params": int(n_params)}
+        results[name] = {
+            "median_ms": 1e3 * med,
+            "times_ms": [1e3 * t for t in times],
+            "num_params": int(n_params),
+        }
         print(f"{name:22s} {1e3 * med:9.2f} ms   params {n_params}")
     base = results["plain_jnp_fft_fno"]["median_ms"]
     ratios = {f"{k}_vs_plain_jnp_fft": base / v["median_ms"] for k, v in results.items()}
@@ -239,8 +262,11 @@ def main(argv=None):
         "platform": dev.platform,
         "host": platform.processor() or platform.machine(),
         "jax_version": jax.__version__,
-        "sizes": {**cfg, "kept_modes": f"{cfg['modes']}+{cfg['modes']} x {cfg['modes']}",
-                  "note": sizes_note},
+        "sizes": {
+            **cfg,
+            "kept_modes": f"{cfg['modes']}+{cfg['modes']} x {cfg['modes']}",
+            "note": sizes_note,
+        },
         "neuraloperator": torch_note,
         "results": results,
         "speedup_ratios": ratios,

@@ -19,7 +19,7 @@ from spectrax.nn import AFNOMixer, ChannelLayerNorm, ChannelMLP, PointwiseLinear
 from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
 
 
-def patchify(x: Float[Array, "C *spatial"], patch: int) -> Float[Array, "Cp *tokens"]:
+def patchify(x: Float[Array, " C *spatial"], patch: int) -> Float[Array, " Cp *tokens"]:
     """Non-overlapping ``patch^d`` patches folded into channels: ``(C, *n) -> (C p^d, *n/p)``."""
     c, spatial = x.shape[0], x.shape[1:]
     d = len(spatial)
@@ -32,7 +32,9 @@ def patchify(x: Float[Array, "C *spatial"], patch: int) -> Float[Array, "Cp *tok
     return y.transpose(perm).reshape(c * patch**d, *(n // patch for n in spatial))
 
 
-def unpatchify(y: Float[Array, "Cp *tokens"], patch: int, channels: int) -> Float[Array, "C *spatial"]:
+def unpatchify(
+    y: Float[Array, " Cp *tokens"], patch: int, channels: int
+) -> Float[Array, " C *spatial"]:
     """Inverse of :func:`patchify`."""
     tokens = y.shape[1:]
     d = len(tokens)
@@ -51,7 +53,7 @@ class AFNOBlock(eqx.Module):
     norm2: ChannelLayerNorm
     mlp: ChannelMLP
 
-    def __call__(self, x: Float[Array, "C *spatial"]) -> Float[Array, "C *spatial"]:
+    def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
         y = self.mixer(self.norm1(x)) + x
         return y + self.mlp(self.norm2(y))
 
@@ -123,18 +125,24 @@ class AFNO(eqx.Module):
             AFNOBlock(
                 norm1=ChannelLayerNorm(width, dtype=dtype),
                 mixer=AFNOMixer(
-                    d, width, self.modes, num_blocks=num_blocks,
-                    sparsity_threshold=sparsity_threshold, dtype=dtype, key=keys[1 + 2 * i],
+                    d,
+                    width,
+                    self.modes,
+                    num_blocks=num_blocks,
+                    sparsity_threshold=sparsity_threshold,
+                    dtype=dtype,
+                    key=keys[1 + 2 * i],
                 ),
                 norm2=ChannelLayerNorm(width, dtype=dtype),
-                mlp=ChannelMLP(width, hidden, width, activation=activation, dtype=dtype,
-                               key=keys[2 + 2 * i]),
+                mlp=ChannelMLP(
+                    width, hidden, width, activation=activation, dtype=dtype, key=keys[2 + 2 * i]
+                ),
             )
             for i in range(num_layers)
         )
         self.head = PointwiseLinear(width, out_channels * patch_size**d, dtype=dtype, key=keys[-1])
 
-    def __call__(self, x: Float[Array, "C_in *spatial"]) -> Float[Array, "C_out *spatial"]:
+    def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
         """Map one field ``(C_in, *spatial)`` to ``(C_out, *spatial)``; batch with ``jax.vmap``."""
         check_real_float("x", x)
         check_field("x", x, self.in_channels, self.num_spatial_dims)
@@ -144,8 +152,9 @@ class AFNO(eqx.Module):
             raise ValueError(
                 f"`x` spatial shape {spatial} must be a multiple of patch_size={p} on every axis."
             )
-        check_grid("the token grid (spatial / patch_size) of the", [n // p for n in spatial],
-                   self.modes)
+        check_grid(
+            "the token grid (spatial / patch_size) of the", [n // p for n in spatial], self.modes
+        )
         dtype = self.embed.weight.dtype
         x = x.astype(dtype)
         if self.positional_grid:

@@ -23,16 +23,14 @@ from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
 
 def grid_channels(
     spatial_shape: Sequence[int], *, endpoint: bool = False, dtype=jnp.float32
-) -> Float[Array, "D *spatial"]:
+) -> Float[Array, " D *spatial"]:
     """Coordinates of a uniform grid on the unit cube, one channel per axis.
 
     ``endpoint=False`` samples the unit torus (``j / n``: the same points refine consistently when
     the grid is refined, the right choice for periodic data); ``endpoint=True`` samples
     ``linspace(0, 1, n)`` (data that includes both boundaries, e.g. Darcy).
     """
-    axes = [
-        np.linspace(0.0, 1.0, n) if endpoint else np.arange(n) / n for n in spatial_shape
-    ]
+    axes = [np.linspace(0.0, 1.0, n) if endpoint else np.arange(n) / n for n in spatial_shape]
     mesh = np.meshgrid(*axes, indexing="ij")
     return jnp.asarray(np.stack(mesh), dtype)
 
@@ -74,8 +72,15 @@ class FNOBlock(eqx.Module):
     ):
         kc, ks, km = jax.random.split(key, 3)
         self.conv = SpectralConv(
-            num_spatial_dims, width, width, modes, factorization=factorization, rank=rank,
-            impl=impl, dtype=dtype, key=kc,
+            num_spatial_dims,
+            width,
+            width,
+            modes,
+            factorization=factorization,
+            rank=rank,
+            impl=impl,
+            dtype=dtype,
+            key=kc,
         )
         self.skip = PointwiseLinear(width, width, use_bias=False, dtype=dtype, key=ks)
         self.activation = get_activation(activation)
@@ -85,7 +90,7 @@ class FNOBlock(eqx.Module):
         else:
             self.mlp = None
 
-    def __call__(self, x: Float[Array, "C *spatial"]) -> Float[Array, "C *spatial"]:
+    def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
         y = self.conv(x) + self.skip(x)
         if self.mlp is not None:
             y = self.activation(y)
@@ -177,18 +182,29 @@ class FNO(eqx.Module):
         self.lifting = PointwiseLinear(lift_in, width, dtype=dtype, key=keys[0])
         self.blocks = tuple(
             FNOBlock(
-                d, width, self.modes, channel_mlp_expansion=channel_mlp_expansion,
-                activation=activation, factorization=factorization, rank=rank, impl=impl,
-                dtype=dtype, key=k,
+                d,
+                width,
+                self.modes,
+                channel_mlp_expansion=channel_mlp_expansion,
+                activation=activation,
+                factorization=factorization,
+                rank=rank,
+                impl=impl,
+                dtype=dtype,
+                key=k,
             )
             for k in keys[1:-1]
         )
         self.projection = ChannelMLP(
-            width, projection_channels, out_channels, activation=activation, dtype=dtype,
+            width,
+            projection_channels,
+            out_channels,
+            activation=activation,
+            dtype=dtype,
             key=keys[-1],
         )
 
-    def __call__(self, x: Float[Array, "C_in *spatial"]) -> Float[Array, "C_out *spatial"]:
+    def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
         """Map one input field ``(C_in, *spatial)`` to ``(C_out, *spatial)``; batch with
         ``jax.vmap``."""
         check_real_float("x", x)
@@ -200,7 +216,7 @@ class FNO(eqx.Module):
             grid = grid_channels(spatial, endpoint=self.grid_endpoint, dtype=dtype)
             x = jnp.concatenate([x, grid], axis=0)
         h = self.lifting(x)
-        pads = tuple(int(round(p * n)) for p, n in zip(self.padding, spatial))
+        pads = tuple(int(round(p * n)) for p, n in zip(self.padding, spatial, strict=False))
         h = jnp.pad(h, ((0, 0),) + tuple((0, p) for p in pads))
         check_grid("the (padded) input", h.shape[1:], self.modes)
         for i, block in enumerate(self.blocks):

@@ -58,7 +58,7 @@ def select_modes(
     for m in range(1, max(limits) + 1):
         modes = tuple(min(m, lim) for lim in limits)
         inside = np.ones(power.shape, bool)
-        for f, mm in zip(freqs, modes):
+        for f, mm in zip(freqs, modes, strict=False):
             inside &= f < mm
         if power[inside].sum() >= energy * total * (1 - 1e-12):
             return modes
@@ -143,21 +143,27 @@ class TransformOnce(eqx.Module):
         self.activation = get_activation(activation)
         m = int(np.prod(kept_shape(self.modes)))
         keys = jax.random.split(key, 2 * num_layers + 2)
-        self.encoder = complex_normal(keys[0], (width, in_channels, m), 1 / math.sqrt(in_channels), dtype)
+        self.encoder = complex_normal(
+            keys[0], (width, in_channels, m), 1 / math.sqrt(in_channels), dtype
+        )
         self.layers = tuple(
             T1Layer(
-                channel_weight=complex_normal(keys[1 + 2 * i], (width, width, m), 1 / math.sqrt(width), dtype),
+                channel_weight=complex_normal(
+                    keys[1 + 2 * i], (width, width, m), 1 / math.sqrt(width), dtype
+                ),
                 mode_weight=complex_normal(keys[2 + 2 * i], (m, m), 1 / math.sqrt(m), dtype),
                 bias=jnp.zeros((2, width, m), dtype),
             )
             for i in range(num_layers)
         )
-        self.decoder = complex_normal(keys[-1], (out_channels, width, m), 1 / math.sqrt(width), dtype)
+        self.decoder = complex_normal(
+            keys[-1], (out_channels, width, m), 1 / math.sqrt(width), dtype
+        )
 
     def __call__(
-        self, x: Float[Array, "C_in *spatial"], out_shape: Sequence[int] | None = None
-    ) -> Float[Array, "C_out *spatial_out"]:
-        """Map one field ``(C_in, *spatial)`` to ``(C_out, *out_shape)`` (default the input grid)."""
+        self, x: Float[Array, " C_in *spatial"], out_shape: Sequence[int] | None = None
+    ) -> Float[Array, " C_out *spatial_out"]:
+        """Map one field ``(C_in, *spatial)`` to ``(C_out, *out_shape)``, default the input grid."""
         check_real_float("x", x)
         check_field("x", x, self.in_channels, self.num_spatial_dims)
         spatial = tuple(x.shape[1:])
@@ -169,7 +175,9 @@ class TransformOnce(eqx.Module):
         axes = tuple(range(1, 1 + self.num_spatial_dims))
         c = truncate_modes(jnp.fft.rfftn(x.astype(real), axes=axes, norm="forward"), self.modes)
         kept = c.shape[1:]
-        z = jnp.einsum("wim,im->wm", as_complex(self.encoder).astype(cdtype), c.reshape(c.shape[0], -1))
+        z = jnp.einsum(
+            "wim,im->wm", as_complex(self.encoder).astype(cdtype), c.reshape(c.shape[0], -1)
+        )
         for layer in self.layers:
             z = layer(z, self.activation)
         y = jnp.einsum("owm,wm->om", as_complex(self.decoder).astype(cdtype), z)

@@ -32,14 +32,14 @@ def _block_linear(z: Complex[Array, "nb bs M"], w, b) -> Complex[Array, "nb bo M
 
 
 def afno_mix(
-    x: Float[Array, "C *spatial"],
+    x: Float[Array, " C *spatial"],
     w1: Complex[Array, "nb bs bh"],
     b1: Complex[Array, "nb bh"],
     w2: Complex[Array, "nb bh bs"],
     b2: Complex[Array, "nb bs"],
     modes: Sequence[int],
     sparsity_threshold: float,
-) -> Float[Array, "C *spatial"]:
+) -> Float[Array, " C *spatial"]:
     """AFNO token mixing of one field: ``irfftn(S_lambda(MLP(truncate(rfftn(x))))) + x``.
 
     The MLP is block-diagonal over channels (``C = nb * bs``), shared by all kept modes,
@@ -59,7 +59,9 @@ def afno_mix(
     h = _block_linear(z, w1.astype(cdtype), b1.astype(cdtype))
     h = jax.lax.complex(jax.nn.relu(h.real), jax.nn.relu(h.imag))
     o = _block_linear(h, w2.astype(cdtype), b2.astype(cdtype))
-    o = jax.lax.complex(soft_shrink(o.real, sparsity_threshold), soft_shrink(o.imag, sparsity_threshold))
+    o = jax.lax.complex(
+        soft_shrink(o.real, sparsity_threshold), soft_shrink(o.imag, sparsity_threshold)
+    )
     o = o.reshape(nb * bs, *kept)
     y = jnp.fft.irfftn(pad_modes(o, spatial), s=spatial, axes=axes, norm="ortho")
     return y.astype(x.dtype) + x
@@ -124,11 +126,16 @@ class AFNOMixer(eqx.Module):
         self.w2 = 0.02 * jax.random.normal(k3, (2, num_blocks, bh, bs), dtype)
         self.b2 = 0.02 * jax.random.normal(k4, (2, num_blocks, bs), dtype)
 
-    def __call__(self, x: Float[Array, "C *spatial"]) -> Float[Array, "C *spatial"]:
+    def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
         check_real_float("x", x)
         check_field("x", x, self.channels, self.num_spatial_dims)
         check_grid("the input", x.shape[1:], self.modes)
         return afno_mix(
-            x, as_complex(self.w1), as_complex(self.b1), as_complex(self.w2), as_complex(self.b2),
-            self.modes, self.sparsity_threshold,
+            x,
+            as_complex(self.w1),
+            as_complex(self.b1),
+            as_complex(self.w2),
+            as_complex(self.b2),
+            self.modes,
+            self.sparsity_threshold,
         )

@@ -28,7 +28,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 
-def as_complex(pair: Float[Array, "2 *rest"]) -> Complex[Array, "*rest"]:
+def as_complex(pair: Float[Array, " 2 *rest"]) -> Complex[Array, "*rest"]:
     """``pair[0] + i pair[1]``: a complex array from its stacked real and imaginary parts."""
     return jax.lax.complex(pair[0], pair[1])
 
@@ -60,7 +60,7 @@ def tucker_reconstruct(
 
 
 def cp_reconstruct(factors: Sequence[Complex[Array, "n R"]]) -> Complex[Array, "*dims"]:
-    """Dense tensor of a CP (canonical polyadic) decomposition: ``sum_r U_1[:, r] o ... o U_k[:, r]``.
+    """Dense tensor of a CP (canonical polyadic) decomposition, ``sum_r U_1[:, r] o .. U_k[:, r]``.
 
     Args:
         factors: ``k`` matrices ``U_j`` of shape ``(n_j, R)`` (the weights of the rank-one terms
@@ -88,7 +88,7 @@ def cp_num_params(shape: Sequence[int], rank: int) -> int:
 
 def tucker_num_params(shape: Sequence[int], ranks: Sequence[int]) -> int:
     """Real parameters of a Tucker decomposition: ``2 (prod(ranks) + sum(n_j r_j))``."""
-    return 2 * (int(np.prod(ranks)) + int(sum(n * r for n, r in zip(shape, ranks))))
+    return 2 * (int(np.prod(ranks)) + int(sum(n * r for n, r in zip(shape, ranks, strict=False))))
 
 
 def cp_rank(shape: Sequence[int], rank: float | int) -> int:
@@ -120,7 +120,9 @@ def tucker_ranks(shape: Sequence[int], rank: float | int | Sequence[int]) -> tup
         return tuple(min(int(rank), n) for n in shape)
     if isinstance(rank, Sequence):
         ranks = tuple(int(r) for r in rank)
-        if len(ranks) != len(shape) or any(r < 1 or r > n for r, n in zip(ranks, shape)):
+        if len(ranks) != len(shape) or any(
+            r < 1 or r > n for r, n in zip(ranks, shape, strict=False)
+        ):
             raise ValueError(
                 f"`rank` as a sequence needs one rank per axis of the weight {shape}, each in "
                 f"1..n; got {ranks}."
@@ -202,7 +204,7 @@ class TuckerWeight(eqx.Module):
         self.core = complex_normal(keys[0], ranks, std, dtype)
         self.factors = tuple(
             complex_normal(k, (n, r), 1.0 / math.sqrt(r), dtype)
-            for k, n, r in zip(keys[1:], shape, ranks)
+            for k, n, r in zip(keys[1:], shape, ranks, strict=False)
         )
 
     @property
@@ -242,7 +244,9 @@ class CPWeight(eqx.Module):
         r = cp_rank(shape, rank)
         keys = jax.random.split(key, len(shape))
         factor_std = (std**2 / r) ** (1.0 / (2 * len(shape)))
-        self.factors = tuple(complex_normal(k, (n, r), factor_std, dtype) for k, n in zip(keys, shape))
+        self.factors = tuple(
+            complex_normal(k, (n, r), factor_std, dtype) for k, n in zip(keys, shape, strict=False)
+        )
 
     @property
     def rank(self) -> int:

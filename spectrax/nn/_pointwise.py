@@ -1,4 +1,4 @@
-"""Pointwise (1x1) channel maps on fields ``(C, *spatial)``: linear, MLP, layer norm, activations."""
+"""Pointwise (1x1) channel maps on fields ``(C, *spatial)``: linear, MLP, layer norm."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ def get_activation(activation: str | Callable[[Array], Array]) -> Callable[[Arra
 
 
 def pointwise_linear(
-    x: Float[Array, "C_in *spatial"], weight: Float[Array, "C_out C_in"], bias
-) -> Float[Array, "C_out *spatial"]:
+    x: Float[Array, " C_in *spatial"], weight: Float[Array, "C_out C_in"], bias
+) -> Float[Array, " C_out *spatial"]:
     """``y[o, s] = sum_i W[o, i] x[i, s] + b[o]`` at every grid point ``s``."""
     y = jnp.tensordot(weight, x.astype(weight.dtype), axes=((1,), (0,)))
     if bias is None:
@@ -77,7 +77,7 @@ class PointwiseLinear(eqx.Module):
             jax.random.uniform(bkey, (out_channels,), dtype, -lim, lim) if use_bias else None
         )
 
-    def __call__(self, x: Float[Array, "C_in *spatial"]) -> Float[Array, "C_out *spatial"]:
+    def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
         if x.ndim < 1 or x.shape[0] != self.in_channels:
             raise ValueError(
                 f"`x` must have {self.in_channels} channels on axis 0; got x.shape={x.shape}."
@@ -107,7 +107,7 @@ class ChannelMLP(eqx.Module):
         self.fc2 = PointwiseLinear(hidden_channels, out_channels, dtype=dtype, key=k2)
         self.activation = get_activation(activation)
 
-    def __call__(self, x: Float[Array, "C_in *spatial"]) -> Float[Array, "C_out *spatial"]:
+    def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
         return self.fc2(self.activation(self.fc1(x)))
 
 
@@ -123,7 +123,7 @@ class ChannelLayerNorm(eqx.Module):
         self.shift = jnp.zeros((channels,), dtype)
         self.eps = float(eps)
 
-    def __call__(self, x: Float[Array, "C *spatial"]) -> Float[Array, "C *spatial"]:
+    def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
         mean = jnp.mean(x, axis=0, keepdims=True)
         var = jnp.var(x, axis=0, keepdims=True)
         shape = (-1,) + (1,) * (x.ndim - 1)

@@ -43,7 +43,7 @@ def check_grid(name: str, spatial: Sequence[int], modes: Sequence[int]) -> None:
     """Raise a ValueError naming ``name`` if ``spatial`` cannot hold ``modes`` (both signs kept on
     all but the last axis, so ``m <= n//2`` there and ``m <= n//2 + 1`` on the last)."""
     d = len(modes)
-    for i, (n, m) in enumerate(zip(spatial, modes)):
+    for i, (n, m) in enumerate(zip(spatial, modes, strict=False)):
         limit = n // 2 + 1 if i == d - 1 else n // 2
         if m > limit:
             raise ValueError(
@@ -240,8 +240,8 @@ class SpectralConv(eqx.Module):
         self.weight = _FACTORIZATIONS[factorization](shape, rank, std=std, dtype=dtype, key=key)
 
     def __call__(
-        self, x: Float[Array, "C_in *spatial"], out_shape: Sequence[int] | None = None
-    ) -> Float[Array, "C_out *spatial_out"]:
+        self, x: Float[Array, " C_in *spatial"], out_shape: Sequence[int] | None = None
+    ) -> Float[Array, " C_out *spatial_out"]:
         """Apply to one field ``(C_in, *spatial)``; ``out_shape`` (default ``spatial``) is the
         output grid. Batch with ``jax.vmap``."""
         check_field("x", x, self.in_channels, self.num_spatial_dims)

@@ -133,8 +133,9 @@ def sobolev_loss(
     pred, target = _real(pred, target)
 
     def sq(u):
-        n = sobolev_norm(u, s, num_spatial_dims=d, lengths=lengths, homogeneous=homogeneous,
-                         squared=True)
+        n = sobolev_norm(
+            u, s, num_spatial_dims=d, lengths=lengths, homogeneous=homogeneous, squared=True
+        )
         return jnp.sum(n, axis=-1)
 
     return _ratio(sq(pred - target), sq(target), reduction)

@@ -16,8 +16,10 @@ def synthetic_pairs(seed, num, shape, modes=3):
     d = len(shape)
     rng = np.random.default_rng(seed)
     axes = tuple(range(2, 2 + d))
-    freqs = [np.fft.rfftfreq(n, 1 / n) if i == d - 1 else np.fft.fftfreq(n, 1 / n)
-             for i, n in enumerate(shape)]
+    freqs = [
+        np.fft.rfftfreq(n, 1 / n) if i == d - 1 else np.fft.fftfreq(n, 1 / n)
+        for i, n in enumerate(shape)
+    ]
     mesh = np.meshgrid(*freqs, indexing="ij")
     low = np.all([np.abs(f) < modes for f in mesh], axis=0)
     k2 = sum((2 * np.pi * f) ** 2 for f in mesh)

@@ -23,7 +23,9 @@ def test_one_layer_fno_is_resolution_invariant(x64, key):
         x, y = np.meshgrid(np.arange(n) / n, np.arange(n) / n, indexing="ij")
         ph = [2 * np.pi * (p * x + q * y) for p in range(-2, 3) for q in range(5)]
         c = coef.reshape(-1, 2)
-        return jnp.asarray(sum(a * np.cos(t) + b * np.sin(t) for (a, b), t in zip(c, ph))[None])
+        return jnp.asarray(
+            sum(a * np.cos(t) + b * np.sin(t) for (a, b), t in zip(c, ph, strict=False))[None]
+        )
 
     a, a64 = field(32), field(64)
     f = eqx.filter_jit(model)
@@ -82,17 +84,21 @@ def _abstract(*args, **kwargs):
 
 
 def test_domain_padding_and_variants(key):
-    padded = _abstract(2, 2, 1, 8, (4, 4), 2, padding=(0.5, 0.2), channel_mlp_expansion=0.5, key=key)
+    padded = _abstract(
+        2, 2, 1, 8, (4, 4), 2, padding=(0.5, 0.2), channel_mlp_expansion=0.5, key=key
+    )
     assert _shape(padded, (2, 12, 10)) == (1, 12, 10)
     tfno = _abstract(2, 2, 1, 16, (4, 4), 2, factorization="tucker", rank=0.1, key=key)
     dense = _abstract(2, 2, 1, 16, (4, 4), 2, key=key)
-    for b, bd in zip(tfno.blocks, dense.blocks):
+    for b, bd in zip(tfno.blocks, dense.blocks, strict=False):
         assert b.conv.num_params <= 0.1 * bd.conv.num_params
     assert _shape(tfno, (2, 12, 10)) == (1, 12, 10)
 
 
 def test_spatiotemporal_fno_pads_time_only(key):
-    model = eqx.filter_eval_shape(spatiotemporal_fno, 2, 3, 1, 8, (3, 3, 2), 2, time_padding=0.5, key=key)
+    model = eqx.filter_eval_shape(
+        spatiotemporal_fno, 2, 3, 1, 8, (3, 3, 2), 2, time_padding=0.5, key=key
+    )
     assert model.num_spatial_dims == 3 and model.padding == (0.0, 0.0, 0.5)
     assert _shape(model, (3, 8, 8, 4)) == (1, 8, 8, 4)
 

@@ -23,8 +23,9 @@ def _reference(model, x, out_n):
     act = lambda v: np.asarray(jax.nn.gelu(jnp.asarray(v)))  # noqa: E731
     z = np.einsum("wim,im->wm", _c(model.encoder), c)
     for layer in model.layers:
-        v = np.einsum("mn,on->om", _c(layer.mode_weight),
-                      np.einsum("oim,im->om", _c(layer.channel_weight), z)) + _c(layer.bias)
+        v = np.einsum(
+            "mn,on->om", _c(layer.mode_weight), np.einsum("oim,im->om", _c(layer.channel_weight), z)
+        ) + _c(layer.bias)
         z = z + act(v.real) + 1j * act(v.imag)
     y = np.einsum("owm,wm->om", _c(model.decoder), z)
     full = np.zeros((y.shape[0], out_n // 2 + 1), complex)
@@ -34,8 +35,11 @@ def _reference(model, x, out_n):
 
 def test_matches_float64_numpy_reference_and_resolution(x64, key):
     model = TransformOnce(1, 2, 3, 4, 5, 2, dtype=jnp.float64, key=key)
-    model = eqx.tree_at(lambda t: [layer.bias for layer in t.layers], model,
-                        [0.3 * jnp.ones_like(layer.bias) for layer in model.layers])
+    model = eqx.tree_at(
+        lambda t: [layer.bias for layer in t.layers],
+        model,
+        [0.3 * jnp.ones_like(layer.bias) for layer in model.layers],
+    )
     x = jax.random.normal(key, (2, 16), jnp.float64)
     f = jax.jit(lambda u: model(u))
     assert_close(f(x), _reference(model, np.asarray(x), 16), jnp.float64)

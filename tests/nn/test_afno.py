@@ -13,7 +13,9 @@ from tests.helpers import assert_close
 
 def test_soft_shrink_closed_form():
     x = jnp.asarray([-2.0, -0.5, -0.1, 0.0, 0.05, 0.3, 1.0])
-    np.testing.assert_allclose(soft_shrink(x, 0.2), [-1.8, -0.3, 0.0, 0.0, 0.0, 0.1, 0.8], atol=1e-7)
+    np.testing.assert_allclose(
+        soft_shrink(x, 0.2), [-1.8, -0.3, 0.0, 0.0, 0.0, 0.1, 0.8], atol=1e-7
+    )
 
 
 def _reference(x, mixer):
@@ -31,7 +33,7 @@ def _reference(x, mixer):
     for idx in np.ndindex(*xh.shape[1:]):
         keep = all(
             (k < m) if j == d - 1 else (k < m or k >= spatial[j] - m)
-            for j, (k, m) in enumerate(zip(idx, mixer.modes))
+            for j, (k, m) in enumerate(zip(idx, mixer.modes, strict=False))
         )
         if not keep:
             continue
@@ -44,8 +46,16 @@ def _reference(x, mixer):
 
 def test_matches_float64_numpy_reference(x64):
     key = jax.random.key(3)
-    mixer = AFNOMixer(2, 8, (3, 4), num_blocks=2, hidden_factor=1.5, sparsity_threshold=0.05,
-                      dtype=jnp.float64, key=key)
+    mixer = AFNOMixer(
+        2,
+        8,
+        (3, 4),
+        num_blocks=2,
+        hidden_factor=1.5,
+        sparsity_threshold=0.05,
+        dtype=jnp.float64,
+        key=key,
+    )
     # Larger weights than the 0.02 init so the ReLUs and the shrinkage are exercised.
     mixer = jax.tree.map(lambda p: 25.0 * p, mixer)
     x = jax.random.normal(key, (8, 10, 12), jnp.float64)

@@ -42,10 +42,15 @@ def test_tucker_full_rank_reconstructs_dense_operator(x64, key):
     core = w
     for j, q in enumerate(qs):
         core = np.moveaxis(np.tensordot(q.conj().T, core, axes=((1,), (j,))), 0, j)
-    conv = SpectralConv(2, 2, 3, (2, 3), factorization="tucker", rank=SHAPE, dtype=jnp.float64, key=key)
+    conv = SpectralConv(
+        2, 2, 3, (2, 3), factorization="tucker", rank=SHAPE, dtype=jnp.float64, key=key
+    )
     assert conv.weight.ranks == SHAPE
-    conv = eqx.tree_at(lambda c: (c.weight.core, c.weight.factors), conv,
-                       (_pair(core), tuple(_pair(q) for q in qs)))
+    conv = eqx.tree_at(
+        lambda c: (c.weight.core, c.weight.factors),
+        conv,
+        (_pair(core), tuple(_pair(q) for q in qs)),
+    )
     assert_close(conv.weight.complex(), w, jnp.float64)
     dense = SpectralConv(2, 2, 3, (2, 3), dtype=jnp.float64, key=key)
     dense = eqx.tree_at(lambda c: c.weight.weight, dense, _pair(w))
@@ -74,11 +79,15 @@ def test_cp_full_rank_reconstructs_dense_operator(x64):
 def test_reconstruct_against_numpy_einsum(x64):
     rng = np.random.default_rng(2)
     core = _dense(rng, (2, 3, 2))
-    us = [_dense(rng, (n, r)) for n, r in zip((4, 5, 3), (2, 3, 2))]
+    us = [_dense(rng, (n, r)) for n, r in zip((4, 5, 3), (2, 3, 2), strict=False)]
     want = np.einsum("abc,ia,jb,kc->ijk", core, *us)
-    assert_close(tucker_reconstruct(jnp.asarray(core), [jnp.asarray(u) for u in us]), want, jnp.float64)
+    assert_close(
+        tucker_reconstruct(jnp.asarray(core), [jnp.asarray(u) for u in us]), want, jnp.float64
+    )
     vs = [_dense(rng, (n, 4)) for n in (4, 5, 3)]
-    assert_close(cp_reconstruct([jnp.asarray(v) for v in vs]), np.einsum("ir,jr,kr->ijk", *vs), jnp.float64)
+    assert_close(
+        cp_reconstruct([jnp.asarray(v) for v in vs]), np.einsum("ir,jr,kr->ijk", *vs), jnp.float64
+    )
 
 
 @pytest.mark.parametrize("factorization", ["tucker", "cp"])
@@ -93,7 +102,7 @@ def test_parameter_counts_closed_forms_and_rank_fraction(key, factorization):
     if factorization == "tucker":
         ranks = conv.weight.ranks
         assert ranks == tucker_ranks(shape, 0.1)
-        expected = 2 * (np.prod(ranks) + sum(n * r for n, r in zip(shape, ranks)))
+        expected = 2 * (np.prod(ranks) + sum(n * r for n, r in zip(shape, ranks, strict=False)))
         assert conv.num_params == tucker_num_params(shape, ranks) == expected
     else:
         r = conv.weight.rank
@@ -106,7 +115,10 @@ def test_parameter_counts_closed_forms_and_rank_fraction(key, factorization):
 
 def test_tucker_init_scale_matches_dense(key):
     shape = (16, 16, 8, 5)
-    for weight in (TuckerWeight(shape, 0.3, std=0.25, key=key), CPWeight(shape, 0.3, std=0.25, key=key)):
+    for weight in (
+        TuckerWeight(shape, 0.3, std=0.25, key=key),
+        CPWeight(shape, 0.3, std=0.25, key=key),
+    ):
         ms = float(jnp.mean(jnp.abs(weight.complex()) ** 2))
         assert 0.25**2 / 2 < ms < 0.25**2 * 2, (type(weight).__name__, ms)
 

@@ -20,7 +20,7 @@ def _derivative_weight(modes, orders, channels):
     """Complex weight delta_oi prod_j (2 pi i k_j)^{n_j}: the derivative operator."""
     d = len(modes)
     mult = np.ones(())
-    for j, (m, n) in enumerate(zip(modes, orders)):
+    for j, (m, n) in enumerate(zip(modes, orders, strict=False)):
         k = 2 * np.pi * _freqs(m, j == d - 1)
         shape = [1] * d
         shape[j] = k.size
@@ -46,22 +46,26 @@ CASES = {
         (5,),
         lambda x: np.sin(2 * np.pi * 3 * x) + 0.5 * np.cos(2 * np.pi * 1 * x),
         (2,),
-        lambda x: -((2 * np.pi * 3) ** 2) * np.sin(2 * np.pi * 3 * x)
-        - 0.5 * (2 * np.pi) ** 2 * np.cos(2 * np.pi * x),
+        lambda x: (
+            -((2 * np.pi * 3) ** 2) * np.sin(2 * np.pi * 3 * x)
+            - 0.5 * (2 * np.pi) ** 2 * np.cos(2 * np.pi * x)
+        ),
     ),
     2: (
         (16, 12),
         (4, 4),
         lambda x, y: np.sin(2 * np.pi * (2 * x + y)) + np.cos(2 * np.pi * 3 * y),
         (1, 1),
-        lambda x, y: -(2 * np.pi) ** 2 * 2 * np.sin(2 * np.pi * (2 * x + y)),
+        lambda x, y: -((2 * np.pi) ** 2) * 2 * np.sin(2 * np.pi * (2 * x + y)),
     ),
     3: (
         (8, 8, 10),
         (3, 3, 3),
         lambda x, y, z: np.sin(2 * np.pi * x) * np.cos(2 * np.pi * (2 * y - z)),
         (0, 1, 2),
-        lambda x, y, z: (2 * np.pi) ** 3 * 2 * np.sin(2 * np.pi * x) * np.sin(2 * np.pi * (2 * y - z)),
+        lambda x, y, z: (
+            (2 * np.pi) ** 3 * 2 * np.sin(2 * np.pi * x) * np.sin(2 * np.pi * (2 * y - z))
+        ),
     ),
 }
 
@@ -86,15 +90,20 @@ def _numpy_reference(x, w, modes, out_shape):
     spatial = x.shape[-d:]
     axes = tuple(range(x.ndim - d, x.ndim))
     x_hat = np.fft.rfftn(x, axes=axes) / np.prod(spatial)
-    out_hat = np.zeros(x.shape[:-d - 1] + (w.shape[0],) + tuple(out_shape[:-1]) + (out_shape[-1] // 2 + 1,), complex)
+    out_hat = np.zeros(
+        x.shape[: -d - 1] + (w.shape[0],) + tuple(out_shape[:-1]) + (out_shape[-1] // 2 + 1,),
+        complex,
+    )
     for idx in np.ndindex(*w.shape[2:]):
         src, dst = [], []
-        for j, (i, m) in enumerate(zip(idx, modes)):
+        for j, (i, m) in enumerate(zip(idx, modes, strict=False)):
             k = i if (j == d - 1 or i < m) else i - 2 * m
             src.append(k % spatial[j] if j < d - 1 else k)
             dst.append(k % out_shape[j] if j < d - 1 else k)
         coef = x_hat[(Ellipsis, slice(None)) + tuple(src)]
-        out_hat[(Ellipsis, slice(None)) + tuple(dst)] += coef @ w[(slice(None), slice(None)) + idx].T
+        out_hat[(Ellipsis, slice(None)) + tuple(dst)] += (
+            coef @ w[(slice(None), slice(None)) + idx].T
+        )
     return np.fft.irfftn(out_hat, s=out_shape, axes=axes) * np.prod(out_shape)
 
 
@@ -107,10 +116,12 @@ def test_matches_float64_numpy_reference(x64, key, shape, modes, out_shape, impl
     k1, k2 = jax.random.split(key)
     conv = SpectralConv(len(shape), 3, 2, modes, impl=impl, dtype=jnp.float64, key=k1)
     x = jax.random.normal(k2, (4, 3, *shape), jnp.float64)
-    got, got_vmap = jax.jit(lambda v: (
-        spectral_conv(v, conv.weight.complex(), modes, out_shape, impl=impl),
-        jax.vmap(lambda u: conv(u, out_shape))(v),
-    ))(x)
+    got, got_vmap = jax.jit(
+        lambda v: (
+            spectral_conv(v, conv.weight.complex(), modes, out_shape, impl=impl),
+            jax.vmap(lambda u: conv(u, out_shape))(v),
+        )
+    )(x)
     want = _numpy_reference(np.asarray(x), np.asarray(conv.weight.complex()), modes, out_shape)
     assert_close(got, want, jnp.float64)
     assert_close(got_vmap, want, jnp.float64)
@@ -123,18 +134,26 @@ def test_resolution_change_keeps_the_operator(x64, key):
 
     def field(shape):
         x, y = _mesh(shape)
-        return np.stack([
-            sum(c[a, b, 0] * np.cos(2 * np.pi * (a * x + b * y)) + c[a, b, 1] * np.sin(2 * np.pi * (a * x + b * y))
-                for a in range(3) for b in range(4))
-            for c in coef
-        ])
+        return np.stack(
+            [
+                sum(
+                    c[a, b, 0] * np.cos(2 * np.pi * (a * x + b * y))
+                    + c[a, b, 1] * np.sin(2 * np.pi * (a * x + b * y))
+                    for a in range(3)
+                    for b in range(4)
+                )
+                for c in coef
+            ]
+        )
 
     coarse, fine = (24, 20), (60, 50)
     f = jax.jit(lambda u, out=None: conv(u, out), static_argnums=1)
     assert_close(f(jnp.asarray(field(coarse)), fine), f(jnp.asarray(field(fine))), jnp.float64)
 
 
-@pytest.mark.parametrize("shape, modes", [((64,), (9,)), ((32, 30), (8, 7)), ((10, 12, 9), (3, 4, 5))])
+@pytest.mark.parametrize(
+    "shape, modes", [((64,), (9,)), ((32, 30), (8, 7)), ((10, 12, 9), (3, 4, 5))]
+)
 def test_dft_path_equals_rfft_path_float32(key, shape, modes):
     k1, k2 = jax.random.split(key)
     a = SpectralConv(len(shape), 4, 3, modes, key=k1)
@@ -163,8 +182,14 @@ def test_gradients_match_finite_differences(x64, key, impl):
     conv = SpectralConv(2, 2, 2, (2, 3), impl=impl, dtype=jnp.float64, key=k1)
     x = jax.random.normal(k2, (2, 6, 6), jnp.float64)
     w = conv.weight.weight
-    check_grads(jax.jit(lambda w_, x_: spectral_conv(x_, jax.lax.complex(w_[0], w_[1]), (2, 3), impl=impl)),
-                (w, x), order=1, modes=("rev",), atol=1e-6, rtol=1e-6)
+    check_grads(
+        jax.jit(lambda w_, x_: spectral_conv(x_, jax.lax.complex(w_[0], w_[1]), (2, 3), impl=impl)),
+        (w, x),
+        order=1,
+        modes=("rev",),
+        atol=1e-6,
+        rtol=1e-6,
+    )
 
 
 def test_dense_weight_layout_and_init(key):
@@ -173,7 +198,9 @@ def test_dense_weight_layout_and_init(key):
     assert conv.weight.weight.shape == (2, 6, 8, 10, 4)
     assert conv.num_params == 2 * 6 * 8 * 10 * 4
     # E|W|^2 = 1 / C_in.
-    np.testing.assert_allclose(float(jnp.mean(jnp.abs(conv.weight.complex()) ** 2)), 1 / 8, rtol=0.1)
+    np.testing.assert_allclose(
+        float(jnp.mean(jnp.abs(conv.weight.complex()) ** 2)), 1 / 8, rtol=0.1
+    )
 
 
 def test_errors(key, library_errors):

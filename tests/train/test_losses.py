@@ -19,13 +19,19 @@ def test_relative_lp_closed_forms(x64):
     t = rng.normal(size=(3, 2, 16))
     e = rng.normal(size=(3, 2, 16))
     for p in (1.0, 2.0, 3.0):
-        want = np.sum(np.abs(e) ** p, axis=(1, 2)) ** (1 / p) / np.sum(np.abs(t) ** p, axis=(1, 2)) ** (1 / p)
+        want = np.sum(np.abs(e) ** p, axis=(1, 2)) ** (1 / p) / np.sum(
+            np.abs(t) ** p, axis=(1, 2)
+        ) ** (1 / p)
         got = relative_lp_loss(jnp.asarray(t + e), jnp.asarray(t), p=p, reduction="none")
         assert_close(got, want, jnp.float64)
-        assert_close(relative_lp_loss(jnp.asarray(t + e), jnp.asarray(t), p=p), want.mean(), jnp.float64)
+        assert_close(
+            relative_lp_loss(jnp.asarray(t + e), jnp.asarray(t), p=p), want.mean(), jnp.float64
+        )
     # Two spatial axes, batch (2, 3): norm over (C, X, Y) per example.
     t2, e2 = rng.normal(size=(2, 3, 1, 4, 5)), rng.normal(size=(2, 3, 1, 4, 5))
-    got = relative_lp_loss(jnp.asarray(t2 + e2), jnp.asarray(t2), num_spatial_dims=2, reduction="sum")
+    got = relative_lp_loss(
+        jnp.asarray(t2 + e2), jnp.asarray(t2), num_spatial_dims=2, reduction="sum"
+    )
     want = np.linalg.norm(e2.reshape(6, -1), axis=1) / np.linalg.norm(t2.reshape(6, -1), axis=1)
     assert_close(got, want.sum(), jnp.float64)
 
@@ -45,8 +51,11 @@ def test_h1_and_sobolev_closed_forms_on_sinusoids(x64):
     hom = sobolev_loss(jnp.asarray(pred), jnp.asarray(target), s=-1.0, homogeneous=True)
     assert_close(hom, np.sqrt(0.01 * (8 * np.pi) ** -2 / (2 * np.pi) ** -2), jnp.float64)
     # s = 0 is relative L2.
-    assert_close(sobolev_loss(jnp.asarray(pred), jnp.asarray(target), s=0.0),
-                 relative_lp_loss(jnp.asarray(pred), jnp.asarray(target)), jnp.float64)
+    assert_close(
+        sobolev_loss(jnp.asarray(pred), jnp.asarray(target), s=0.0),
+        relative_lp_loss(jnp.asarray(pred), jnp.asarray(target)),
+        jnp.float64,
+    )
 
 
 def test_h1_2d_with_lengths(x64):
@@ -54,7 +63,9 @@ def test_h1_2d_with_lengths(x64):
     x, y = np.meshgrid(_x(nx) * 2.0, _x(ny) * 3.0, indexing="ij")
     target = np.sin(2 * np.pi * x / 2.0)[None, None]
     err = 0.2 * np.cos(2 * np.pi * 2 * y / 3.0)[None, None]
-    got = h1_loss(jnp.asarray(target + err), jnp.asarray(target), num_spatial_dims=2, lengths=(2.0, 3.0))
+    got = h1_loss(
+        jnp.asarray(target + err), jnp.asarray(target), num_spatial_dims=2, lengths=(2.0, 3.0)
+    )
     want = np.sqrt(0.04 * (1 + (4 * np.pi / 3) ** 2) / (1 + np.pi**2))
     assert_close(got, want, jnp.float64)
 
