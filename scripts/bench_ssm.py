@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 import spectrax
-from spectrax.nn import S4, S5, S4D
+from spectrax.nn import S4, S4D, S5
 from spectrax.ssm import scan_diagonal
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -88,9 +88,7 @@ def bench_length(length, batch, channels, state, repeats, bw) -> dict:
         t = _timed(fn, lam_bar, bu, repeats=repeats)
         row[f"scan_{method}_s"] = t
         row[f"scan_{method}_over_floor"] = t / row["scan_byte_floor_s"]
-    row["scan_sequential_over_associative"] = (
-        row["scan_sequential_s"] / row["scan_associative_s"]
-    )
+    row["scan_sequential_over_associative"] = row["scan_sequential_s"] / row["scan_associative_s"]
     return row
 
 
@@ -124,7 +122,8 @@ def main(argv=None) -> int:
         "note": (
             "CPU sizes on a shared 2-core machine under load from other jobs: ratios within "
             "one row are the meaningful part; GPU figures are unmeasured here."
-            if on_cpu else "accelerator run"
+            if on_cpu
+            else "accelerator run"
         ),
         "rows": rows,
     }

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import check_choice, check_positive_int
-from spectrax.nn import S4, S5, S4D
+from spectrax.nn import S4, S4D, S5
 
 SSM_LAYER_TYPES: dict[str, Callable[..., eqx.Module]] = {"s4": S4, "s4d": S4D, "s5": S5}
 
@@ -48,17 +48,28 @@ class SSMBlock(eqx.Module):
     mix: eqx.nn.Linear
     dropout: eqx.nn.Dropout
 
-    def __init__(self, layer: str, d_model: int, state_size: int, dropout: float,
-                 layer_kwargs: dict[str, Any], dtype, *, key: PRNGKeyArray):
+    def __init__(
+        self,
+        layer: str,
+        d_model: int,
+        state_size: int,
+        dropout: float,
+        layer_kwargs: dict[str, Any],
+        dtype,
+        *,
+        key: PRNGKeyArray,
+    ):
         k_ssm, k_mix = jax.random.split(key)
         self.norm = eqx.nn.LayerNorm(d_model, dtype=dtype)
-        self.ssm = SSM_LAYER_TYPES[layer](d_model, state_size, dtype=dtype, key=k_ssm,
-                                          **layer_kwargs)
+        self.ssm = SSM_LAYER_TYPES[layer](
+            d_model, state_size, dtype=dtype, key=k_ssm, **layer_kwargs
+        )
         self.mix = eqx.nn.Linear(d_model, 2 * d_model, dtype=dtype, key=k_mix)
         self.dropout = eqx.nn.Dropout(dropout)
 
-    def __call__(self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None,
-                 inference: bool) -> Float[Array, "L H"]:
+    def __call__(
+        self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None, inference: bool
+    ) -> Float[Array, "L H"]:
         z = self.ssm(jax.vmap(self.norm)(x))
         z = jax.nn.glu(jax.vmap(self.mix)(jax.nn.gelu(z)), axis=-1)
         return x + self.dropout(z, key=key, inference=inference)
@@ -105,8 +116,12 @@ class SSMSequenceModel(eqx.Module):
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
-        for name, value in (("d_input", d_input), ("d_output", d_output),
-                            ("d_model", d_model), ("n_layers", n_layers)):
+        for name, value in (
+            ("d_input", d_input),
+            ("d_output", d_output),
+            ("d_model", d_model),
+            ("n_layers", n_layers),
+        ):
             check_positive_int(name, value)
         check_choice("layer", layer, tuple(SSM_LAYER_TYPES))
         check_choice("pooling", pooling, tuple(POOLINGS))
@@ -137,7 +152,11 @@ class SSMSequenceModel(eqx.Module):
                 f"got x.shape={x.shape}. Batch with jax.vmap."
             )
         inference = key is None if inference is None else inference
-        keys = [None] * len(self.blocks) if key is None else list(jax.random.split(key, len(self.blocks)))
+        keys = (
+            [None] * len(self.blocks)
+            if key is None
+            else list(jax.random.split(key, len(self.blocks)))
+        )
         h = jax.vmap(self.encoder)(x.astype(self.encoder.weight.dtype))
         for block, k in zip(self.blocks, keys, strict=True):
             h = block(h, key=k, inference=inference)

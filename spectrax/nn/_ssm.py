@@ -232,9 +232,7 @@ class S4(eqx.Module):
     disc: str = eqx.field(static=True)
     mode: str = eqx.field(static=True)
     bidirectional: bool = eqx.field(static=True)
-    ssm_params: ClassVar[frozenset[str]] = frozenset(
-        {"Lambda_re", "Lambda_im", "P", "B", "log_dt"}
-    )
+    ssm_params: ClassVar[frozenset[str]] = frozenset({"Lambda_re", "Lambda_im", "P", "B", "log_dt"})
 
     def __init__(
         self,
@@ -296,8 +294,9 @@ class S4(eqx.Module):
         cc = _to_complex(c)
         if self.disc == "bilinear":
             lam = jax.lax.complex(self.Lambda_re, self.Lambda_im)
-            k = _dplr_kernel(lam, _to_complex(self.P), _to_complex(self.B), cc,
-                             jnp.exp(self.log_dt), length)
+            k = _dplr_kernel(
+                lam, _to_complex(self.P), _to_complex(self.B), cc, jnp.exp(self.log_dt), length
+            )
         else:
             a_bar, b_bar = self.discrete()
             k = _dense_kernel(a_bar, b_bar, cc, length)

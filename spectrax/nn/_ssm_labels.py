@@ -6,7 +6,7 @@ from typing import Any
 
 import jax
 
-from spectrax.nn._ssm import S4, S5, S4D
+from spectrax.nn._ssm import S4, S4D, S5
 
 SSM_LAYERS = (S4, S4D, S5)
 

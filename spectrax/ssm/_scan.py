@@ -111,9 +111,7 @@ def scan_dense(
     """
     check_choice("method", method, SCAN_METHODS)
     if A_bar.shape != (Bu.shape[-1],) * 2 or Bu.ndim != 2:
-        raise ValueError(
-            f"expected A_bar (N, N) and Bu (L, N); got {A_bar.shape=}, {Bu.shape=}."
-        )
+        raise ValueError(f"expected A_bar (N, N) and Bu (L, N); got {A_bar.shape=}, {Bu.shape=}.")
     if x0 is None:
         x0 = jnp.zeros(Bu.shape[-1:], Bu.dtype)
     return _DENSE[method](A_bar.astype(Bu.dtype), Bu, x0.astype(Bu.dtype))

@@ -54,17 +54,28 @@ LENGTH, MIN_LAG, CLASSES = 288, 256, 4
 @pytest.mark.slow
 @pytest.mark.parametrize(("layer", "state", "steps"), [("s4d", 16, 300), ("s5", 32, 400)])
 def test_learns_recall_256_steps_back(layer, state, steps):
-    x_train, y_train = delayed_recall(jax.random.key(1), 2048, LENGTH, min_lag=MIN_LAG,
-                                      num_classes=CLASSES)
-    x_test, y_test = delayed_recall(jax.random.key(2), 512, LENGTH, min_lag=MIN_LAG,
-                                    num_classes=CLASSES)
-    model = SSMSequenceModel(x_train.shape[-1], CLASSES, 16, 1, layer=layer, state_size=state,
-                             pooling="last", layer_kwargs={"dt_min": 1e-3, "dt_max": 1e-2},
-                             key=jax.random.key(0))
+    x_train, y_train = delayed_recall(
+        jax.random.key(1), 2048, LENGTH, min_lag=MIN_LAG, num_classes=CLASSES
+    )
+    x_test, y_test = delayed_recall(
+        jax.random.key(2), 512, LENGTH, min_lag=MIN_LAG, num_classes=CLASSES
+    )
+    model = SSMSequenceModel(
+        x_train.shape[-1],
+        CLASSES,
+        16,
+        1,
+        layer=layer,
+        state_size=state,
+        pooling="last",
+        layer_kwargs={"dt_min": 1e-3, "dt_max": 1e-2},
+        key=jax.random.key(0),
+    )
     params = eqx.filter(model, eqx.is_array)
     labels = ssm_param_labels(params)
-    opt = optax.multi_transform({"ssm": optax.adam(3e-3), "default": optax.adam(1e-2)},
-                                lambda _: labels)
+    opt = optax.multi_transform(
+        {"ssm": optax.adam(3e-3), "default": optax.adam(1e-2)}, lambda _: labels
+    )
 
     def loss_fn(m, x, y):
         logits = jax.vmap(m)(x)

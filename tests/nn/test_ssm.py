@@ -8,7 +8,7 @@ import optax
 import pytest
 from jax.test_util import check_grads
 
-from spectrax.nn import S4, S5, S4D, ssm_param_labels
+from spectrax.nn import S4, S4D, S5, ssm_param_labels
 from tests.helpers import assert_close
 
 LAYERS = {
@@ -23,8 +23,17 @@ MODES = ("conv", "scan", "recurrent")
 
 def _make(name, disc, dtype, *, channels=3, state=4, **extra):
     cls, kw = LAYERS[name]
-    return cls(channels, state, disc=disc, dt_min=0.01, dt_max=0.5, dtype=dtype,
-               key=jax.random.key(7), **kw, **extra)
+    return cls(
+        channels,
+        state,
+        disc=disc,
+        dt_min=0.01,
+        dt_max=0.5,
+        dtype=dtype,
+        key=jax.random.key(7),
+        **kw,
+        **extra,
+    )
 
 
 @eqx.filter_jit
@@ -58,8 +67,9 @@ def test_modes_agree_float64(name, disc):
     _check_modes(layer, x, 1e-10)
 
 
-@pytest.mark.parametrize(("name", "disc"), [("s4-legs", "bilinear"), ("s4d-legs", "zoh"),
-                                            ("s5", "zoh")])
+@pytest.mark.parametrize(
+    ("name", "disc"), [("s4-legs", "bilinear"), ("s4d-legs", "zoh"), ("s5", "zoh")]
+)
 def test_modes_agree_float32(name, disc):
     layer = _make(name, disc, jnp.float32)
     x = jax.random.normal(jax.random.key(1), (64, 3), jnp.float32)
@@ -95,6 +105,7 @@ def test_s5_per_step_dt():
     layer = _make("s5", "zoh", jnp.float64)
     x = jax.random.normal(jax.random.key(1), (30, 3), jnp.float64)
     dt = jax.random.uniform(jax.random.key(2), (30,), jnp.float64, 0.2, 3.0)
+
     @eqx.filter_jit
     def run(layer, x, dt):
         def body(state, inputs):
@@ -102,9 +113,14 @@ def test_s5_per_step_dt():
             return state, y
 
         steps = jax.lax.scan(body, layer.init_state(), (x, dt))[1]
-        return (layer(x, dt=dt, mode="scan"), layer(x, dt=dt, mode="recurrent"), steps,
-                layer(x, dt=jnp.ones(30), mode="scan"), layer(x, mode="conv"),
-                layer(x, mode="scan"))
+        return (
+            layer(x, dt=dt, mode="scan"),
+            layer(x, dt=dt, mode="recurrent"),
+            steps,
+            layer(x, dt=jnp.ones(30), mode="scan"),
+            layer(x, mode="conv"),
+            layer(x, mode="scan"),
+        )
 
     scan, seq, steps, ones, conv, plain = run(layer, x, dt)
     assert_close(scan, steps, rtol=1e-10)
@@ -118,11 +134,13 @@ def test_s5_per_step_dt():
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize(("name", "mode"), [("s4-legs", "conv"), ("s4d-legs", "conv"),
-                                            ("s5", "scan")])
+@pytest.mark.parametrize(
+    ("name", "mode"), [("s4-legs", "conv"), ("s4d-legs", "conv"), ("s5", "scan")]
+)
 def test_gradients_match_finite_differences(name, mode):
-    layer = _make(name, "bilinear" if name.startswith("s4-") else "zoh", jnp.float64,
-                  channels=2, state=4)
+    layer = _make(
+        name, "bilinear" if name.startswith("s4-") else "zoh", jnp.float64, channels=2, state=4
+    )
     x = jax.random.normal(jax.random.key(3), (12, 2), jnp.float64)
     params, static = eqx.partition(layer, eqx.is_array)
     leaves, treedef = jax.tree.flatten(params)
@@ -178,8 +196,12 @@ def test_errors(library_errors):
 
 
 def test_param_labels_and_optax_groups():
-    model = [S4(2, 4, key=jax.random.key(0)), S4D(2, 4, key=jax.random.key(1)),
-             S5(2, 4, key=jax.random.key(2)), eqx.nn.Linear(2, 2, key=jax.random.key(3))]
+    model = [
+        S4(2, 4, key=jax.random.key(0)),
+        S4D(2, 4, key=jax.random.key(1)),
+        S5(2, 4, key=jax.random.key(2)),
+        eqx.nn.Linear(2, 2, key=jax.random.key(3)),
+    ]
     params = eqx.filter(model, eqx.is_array)
     labels = ssm_param_labels(params)
     assert jax.tree.structure(labels) == jax.tree.structure(params)
@@ -190,8 +212,8 @@ def test_param_labels_and_optax_groups():
     assert labels[3].weight == "default"
     # The "ssm" group gets no weight decay: with a zero gradient only "default" leaves move.
     opt = optax.multi_transform(
-        {"ssm": optax.adam(1e-2), "default": optax.adamw(1e-2, weight_decay=0.5)},
-        lambda _: labels)
+        {"ssm": optax.adam(1e-2), "default": optax.adamw(1e-2, weight_decay=0.5)}, lambda _: labels
+    )
     with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 count with floats
         state = opt.init(params)
         zeros = jax.tree.map(jnp.zeros_like, params)

@@ -58,8 +58,7 @@ def test_discretize_dense_zoh_is_expm_and_integral(key):
     b = np.asarray(jax.random.normal(jax.random.key(1), (4, 2)), np.float64)
     a_bar, b_bar = discretize_dense(jnp.asarray(a), jnp.asarray(b), jnp.asarray(0.2), "zoh")
     assert_close(a_bar, scipy.linalg.expm(0.2 * a), jnp.float64)
-    assert_close(b_bar, np.linalg.solve(a, scipy.linalg.expm(0.2 * a) - np.eye(4)) @ b,
-                 rtol=1e-11)
+    assert_close(b_bar, np.linalg.solve(a, scipy.linalg.expm(0.2 * a) - np.eye(4)) @ b, rtol=1e-11)
     a_bil, _ = discretize_dense(jnp.asarray(a), jnp.asarray(b), jnp.asarray(0.2), "bilinear")
     ref = np.linalg.solve(np.eye(4) - 0.1 * a, np.eye(4) + 0.1 * a)
     assert_close(a_bil, ref, jnp.float64)
@@ -93,8 +92,12 @@ def test_vandermonde_float32(key):
     k = vandermonde_kernel(lam_bar, w, 500, chunk=128)
     assert k.dtype == jnp.complex64
     with jax.enable_x64(True):
-        ref = dense_kernel(jax.vmap(jnp.diag)(lam_bar.astype(jnp.complex128)),
-                           jnp.ones((2, 6), jnp.complex128), w.astype(jnp.complex128), 500)
+        ref = dense_kernel(
+            jax.vmap(jnp.diag)(lam_bar.astype(jnp.complex128)),
+            jnp.ones((2, 6), jnp.complex128),
+            w.astype(jnp.complex128),
+            500,
+        )
     assert_close(k, ref, rtol=1e-4)
 
 
@@ -115,8 +118,9 @@ def test_dplr_kernel_equals_naive_power_sum(measure, length, key):
     dt = jnp.asarray([0.005, 0.1, 0.7])
     k = jax.jit(dplr_kernel, static_argnums=5)(lam, p, b, c, dt, length)
     a = jnp.diag(lam) - p.T @ jnp.conj(p)
-    a_bar, b_bar = discretize_dense(jnp.broadcast_to(a, (3, 8, 8)),
-                                    jnp.broadcast_to(b[:, None], (3, 8, 1)), dt, "bilinear")
+    a_bar, b_bar = discretize_dense(
+        jnp.broadcast_to(a, (3, 8, 8)), jnp.broadcast_to(b[:, None], (3, 8, 1)), dt, "bilinear"
+    )
     ref = jax.jit(dense_kernel, static_argnums=3)(a_bar, b_bar[..., 0], c, length)
     assert_close(k, ref, rtol=1e-10, what=f"{measure} L={length}")
 
@@ -126,8 +130,13 @@ def test_dplr_kernel_float32(key):
         lam, p, b, c = _dplr_system("legs", 16, 2, key)
     dt = jnp.asarray([0.01, 0.1], jnp.float32)
     k = jax.jit(dplr_kernel, static_argnums=5)(
-        lam.astype(jnp.complex64), p.astype(jnp.complex64), b.astype(jnp.complex64),
-        c.astype(jnp.complex64), dt, 256)
+        lam.astype(jnp.complex64),
+        p.astype(jnp.complex64),
+        b.astype(jnp.complex64),
+        c.astype(jnp.complex64),
+        dt,
+        256,
+    )
     with jax.enable_x64(True):
         ref = jax.jit(dplr_kernel, static_argnums=5)(lam, p, b, c, dt.astype(jnp.float64), 256)
     assert k.dtype == jnp.complex64
@@ -165,15 +174,18 @@ def test_transfer_continuous_diagonal_dense_and_mimo(key):
     c = np.asarray(jax.random.normal(key, (6,)), np.float64)
     s = jax.lax.complex(jnp.zeros(41), jnp.linspace(-20.0, 20.0, 41))
     h_dense = transfer_continuous(jnp.asarray(a), jnp.asarray(b), jnp.asarray(c), None, s)
-    h_diag = transfer_continuous(jnp.asarray(lam), jnp.asarray(v.conj().T @ b),
-                                 jnp.asarray(c @ v), None, s)
+    h_diag = transfer_continuous(
+        jnp.asarray(lam), jnp.asarray(v.conj().T @ b), jnp.asarray(c @ v), None, s
+    )
     assert_close(h_diag, h_dense, rtol=1e-12)
     # Closed form of a scalar system: 1 / (s + 2) + 3.
-    one = transfer_continuous(jnp.asarray([-2.0]), jnp.asarray([1.0]), jnp.asarray([1.0]),
-                              jnp.asarray(3.0), s)
+    one = transfer_continuous(
+        jnp.asarray([-2.0]), jnp.asarray([1.0]), jnp.asarray([1.0]), jnp.asarray(3.0), s
+    )
     assert_close(one, 1.0 / (s + 2.0) + 3.0, jnp.float64)
-    mimo = transfer_continuous(jnp.asarray(a), jnp.ones((6, 2)), jnp.ones((3, 6)),
-                               jnp.zeros((3, 2)), s)
+    mimo = transfer_continuous(
+        jnp.asarray(a), jnp.ones((6, 2)), jnp.ones((3, 6)), jnp.zeros((3, 2)), s
+    )
     assert mimo.shape == (41, 3, 2)
 
 
@@ -182,8 +194,11 @@ def test_transfer_continuous_diagonal_dense_and_mimo(key):
 def test_scans_agree_with_python_loop(per_step, key):
     n, length = 4, 37
     lam = _stable_diag(key, (2, n))
-    dt = (jax.random.uniform(jax.random.key(5), (2, length, 1), jnp.float64, 0.01, 0.5)
-          if per_step else jnp.full((2, 1, 1), 0.1))
+    dt = (
+        jax.random.uniform(jax.random.key(5), (2, length, 1), jnp.float64, 0.01, 0.5)
+        if per_step
+        else jnp.full((2, 1, 1), 0.1)
+    )
     lam_bar, _ = discretize_diagonal(lam[:, None, :], dt, "zoh")
     bu = _rand_complex(jax.random.key(1), (2, length, n))
     x0 = _rand_complex(jax.random.key(2), (2, n))
@@ -239,5 +254,6 @@ def test_errors(key):
     with pytest.raises(ValueError, match="A"):
         discretize_dense(jnp.ones((2, 3)), jnp.ones((2, 1)), jnp.ones(()), "zoh")
     with pytest.raises(ValueError, match="expected A"):
-        transfer_continuous(jnp.ones((2, 2)), jnp.ones((3,)), jnp.ones((2,)), None,
-                            jnp.ones((4,), jnp.complex64))
+        transfer_continuous(
+            jnp.ones((2, 2)), jnp.ones((3,)), jnp.ones((2,)), None, jnp.ones((4,), jnp.complex64)
+        )
