@@ -1,4 +1,6 @@
-"""Input validation shared by every layer: errors name the argument, what it got, what it expected."""
+"""Input validation shared by every layer.
+
+Errors name the argument, what it got and what it expected."""
 
 from __future__ import annotations
 

@@ -76,7 +76,11 @@ def info(args: argparse.Namespace | None = None) -> int:
 # provide a subcommand register it here (train/eval live in spectrax.train).
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 _COMMANDS: dict[str, Command] = {
-    "info": ("versions, backend, devices and the kernels this machine can run", lambda p: None, info),
+    "info": (
+        "versions, backend, devices and the kernels this machine can run",
+        lambda p: None,
+        info,
+    ),
 }
 _LAZY_COMMAND_MODULES = ("spectrax.train._cli",)
 

@@ -28,7 +28,9 @@ def rel_err(actual, expected) -> float:
     return float(np.linalg.norm((a - e).ravel()) / (denom if denom > 0 else 1.0))
 
 
-def assert_close(actual, expected, dtype=None, *, rtol: float | None = None, what: str = "") -> None:
+def assert_close(
+    actual, expected, dtype=None, *, rtol: float | None = None, what: str = ""
+) -> None:
     """Assert norm-wise relative error within ``rtol`` (default: :func:`tol` of ``dtype``)."""
     if rtol is None:
         rtol = tol(dtype if dtype is not None else jnp.result_type(actual))

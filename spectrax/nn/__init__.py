@@ -13,6 +13,7 @@ from spectrax.nn._factorized import (
     tucker_ranks,
     tucker_reconstruct,
 )
+from spectrax.nn._nnx import EqxBuffer, EqxToNNX, NNXToEqx
 from spectrax.nn._pointwise import (
     ACTIVATIONS,
     ChannelLayerNorm,
@@ -20,10 +21,9 @@ from spectrax.nn._pointwise import (
     PointwiseLinear,
     pointwise_linear,
 )
-from spectrax.nn._nnx import EqxBuffer, EqxToNNX, NNXToEqx
 from spectrax.nn._spectral_conv import SpectralConv, spectral_conv
 from spectrax.nn._ssm import MODES as SSM_MODES
-from spectrax.nn._ssm import S4, S5, S4D
+from spectrax.nn._ssm import S4, S4D, S5
 from spectrax.nn._ssm_labels import ssm_param_labels
 
 __all__: list[str] = [

@@ -1,5 +1,6 @@
 """spectrax.train"""
-from spectrax.train._checkpoint import CheckpointError, Checkpointer, tree_digest
+
+from spectrax.train._checkpoint import Checkpointer, CheckpointError, tree_digest
 from spectrax.train._config import (
     CheckpointConfig,
     Config,
@@ -13,8 +14,8 @@ from spectrax.train._config import (
     load_config,
     validate_config,
 )
-from spectrax.train._losses import h1_loss, relative_lp_loss, sobolev_loss
 from spectrax.train._loop import TrainResult, evaluate_run, params_digest, train
+from spectrax.train._losses import h1_loss, relative_lp_loss, sobolev_loss
 from spectrax.train._mesh import batch_sharding, make_mesh, shard_model
 from spectrax.train._metrics import MetricWriter, read_metrics
 from spectrax.train._optim import make_optimizer, make_schedule

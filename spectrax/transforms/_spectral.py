@@ -30,13 +30,14 @@ def _check_modes(modes: Sequence[int], spatial: Sequence[int]) -> tuple[int, ...
             f"`modes` has {len(modes)} entries but the field has {len(spatial)} spatial axes "
             f"{spatial}; give one mode count per spatial axis."
         )
-    for i, (m, n) in enumerate(zip(modes, spatial)):
+    for i, (m, n) in enumerate(zip(modes, spatial, strict=False)):
         last = i == len(spatial) - 1
         limit = n // 2 + 1 if last else n // 2
         if m < 1 or m > limit:
+            why = "n//2+1 on the rfft axis" if last else "n//2, since both signs are kept"
             raise ValueError(
                 f"`modes[{i}]`={m} is out of range for a spatial axis of size {n}: expected "
-                f"1 <= modes[{i}] <= {limit} ({'n//2+1 on the rfft axis' if last else 'n//2, since both signs are kept'})."
+                f"1 <= modes[{i}] <= {limit} ({why})."
             )
     return modes
 
@@ -122,7 +123,7 @@ def wavenumbers(
     d = len(spatial_shape)
     lengths = _as_tuple("lengths", lengths, d)
     ks = []
-    for i, (n, ell) in enumerate(zip(spatial_shape, lengths)):
+    for i, (n, ell) in enumerate(zip(spatial_shape, lengths, strict=False)):
         if ell <= 0:
             raise ValueError(f"`lengths[{i}]` must be positive; got {ell}.")
         f = np.fft.rfftfreq(n, d=1.0 / n) if i == d - 1 else np.fft.fftfreq(n, d=1.0 / n)
@@ -154,7 +155,7 @@ def spectral_derivative(
     *,
     lengths: float | Sequence[float] = 1.0,
 ) -> Float[Array, "*batch ..."]:
-    """Partial derivative of a periodic field by multiplication with ``(i k)^order`` in Fourier space.
+    """Partial derivative of a periodic field: multiply by ``(i k)^order`` in Fourier space.
 
     Args:
         u: real field sampled on a uniform periodic grid; its last ``len(orders)`` axes are
@@ -182,7 +183,7 @@ def spectral_derivative(
     u_hat = jnp.fft.rfftn(u.astype(real), axes=axes)
     ks = wavenumbers(spatial, lengths, dtype=real)
     mult = jnp.ones(spatial[:-1] + (spatial[-1] // 2 + 1,), u_hat.dtype)
-    for k, o in zip(ks, orders):
+    for k, o in zip(ks, orders, strict=False):
         if o:
             mult = mult * (1j * k.astype(u_hat.dtype)) ** o
     if sum(orders) % 2 == 1 or any(o % 2 for o in orders):
@@ -222,7 +223,9 @@ def sobolev_norm(
     check_real_float("u", u)
     d = int(num_spatial_dims)
     if d < 1 or u.ndim < d:
-        raise ValueError(f"`num_spatial_dims`={num_spatial_dims} is invalid for `u` of shape {u.shape}.")
+        raise ValueError(
+            f"`num_spatial_dims`={num_spatial_dims} is invalid for `u` of shape {u.shape}."
+        )
     spatial = u.shape[-d:]
     axes = tuple(range(u.ndim - d, u.ndim))
     real = jnp.float64 if u.dtype == jnp.float64 else jnp.float32

@@ -75,7 +75,9 @@ def test_sobolev_l2_is_parseval_and_batched(key):
     # Odd lengths: no Nyquist bin.
     u_odd = u[..., :39]
     assert_close(
-        sobolev_norm(u_odd, 0.0), np.sqrt(np.mean(np.asarray(u_odd, np.float64) ** 2, -1)), jnp.float32
+        sobolev_norm(u_odd, 0.0),
+        np.sqrt(np.mean(np.asarray(u_odd, np.float64) ** 2, -1)),
+        jnp.float32,
     )
 
 
@@ -99,8 +101,8 @@ def test_spectral_derivative_2d_mixed_and_float32():
     x = _grid(n)[:, None]
     y = _grid(n)[None, :]
     u = np.sin(2 * np.pi * 2 * x) * np.cos(2 * np.pi * 3 * y)
-    expected = (2 * np.pi * 2) * np.cos(2 * np.pi * 2 * x) * (-(2 * np.pi * 3)) * np.sin(
-        2 * np.pi * 3 * y
+    expected = (
+        (2 * np.pi * 2) * np.cos(2 * np.pi * 2 * x) * (-(2 * np.pi * 3)) * np.sin(2 * np.pi * 3 * y)
     )
     got = spectral_derivative(jnp.asarray(u, jnp.float32), (1, 1))
     assert got.dtype == jnp.float32
@@ -116,7 +118,9 @@ def test_spectral_derivative_3d(x64):
     assert_close(spectral_derivative(jnp.asarray(u), (0, 0, 2)), expected, jnp.float64)
 
 
-@pytest.mark.parametrize("spatial,modes", [((16,), (5,)), ((16, 12), (4, 3)), ((8, 10, 12), (2, 3, 7))])
+@pytest.mark.parametrize(
+    "spatial,modes", [((16,), (5,)), ((16, 12), (4, 3)), ((8, 10, 12), (2, 3, 7))]
+)
 def test_truncate_then_pad_keeps_exactly_the_chosen_modes(key, spatial, modes):
     d = len(spatial)
     x = jax.random.normal(key, (2,) + spatial, jnp.float32)
@@ -128,7 +132,7 @@ def test_truncate_then_pad_keeps_exactly_the_chosen_modes(key, spatial, modes):
     assert padded.shape == x_hat.shape
     # Mask of kept frequencies built independently from fftfreq.
     mask = np.ones(x_hat.shape[1:], bool)
-    for i, (n, m) in enumerate(zip(spatial, modes)):
+    for i, (n, m) in enumerate(zip(spatial, modes, strict=False)):
         if i == d - 1:
             f = np.arange(n // 2 + 1)
             keep = f < m

@@ -218,7 +218,6 @@ def fft_conv_xla(
     return _conv_time(u, k_arr, causal, u_meta + (tuple(k_arr.shape), jnp.dtype(k_arr.dtype)))
 
 
-
 # Registry of implementations: the Pallas package adds "pallas" (and its supports() predicate).
 _IMPLEMENTATIONS: dict[str, Callable[..., Array]] = {"xla": fft_conv_xla}
 _SUPPORTS: dict[str, Callable[..., bool]] = {}
@@ -293,9 +292,7 @@ def fft_conv(
         _check_lengths(length, k.shape[-1], causal)
         broadcast_leading("u", u.shape[:-1], "k", k.shape[:-1])
     if impl == "auto":
-        impl = next(
-            (name for name, ok in _SUPPORTS.items() if ok(u, k, causal)), "xla"
-        )
+        impl = next((name for name, ok in _SUPPORTS.items() if ok(u, k, causal)), "xla")
     if impl not in _IMPLEMENTATIONS:
         raise ValueError(
             f"`impl`={impl!r} is not available in this installation; available: "
