@@ -22,35 +22,17 @@ import json
 import logging
 import pathlib
 import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import spectrax
+from spectrax._benchmark import copy_bandwidth, median_time
 from spectrax.kernels.fft_conv import fft_conv, pallas_status
 from spectrax.kernels.fft_conv.monarch import MAX_LENGTH
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _timed(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # compile + warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def copy_bandwidth(nbytes: int, repeats: int) -> float:
-    """Bytes/s of a read+write elementwise pass over an ``nbytes`` float32 array."""
-    x = jnp.ones((nbytes // 4,), jnp.float32)
-    t = _timed(jax.jit(lambda x: x + 1.0), x, repeats=repeats)
-    return 2 * nbytes / t
 
 
 def _peak_memory(fn, *args) -> int | None:
@@ -102,8 +84,8 @@ def bench_length(length: int, total: int, channels: int, dtype, repeats: int, bw
             return jnp.sum(w * fft_conv(u, k, impl=impl).astype(jnp.float32))
 
         fwd_bwd = jax.jit(jax.grad(loss, argnums=(0, 1)))
-        row[f"{impl}_fwd_s"] = _timed(fwd, u, k, repeats=repeats)
-        row[f"{impl}_fwd_bwd_s"] = _timed(fwd_bwd, u, k, repeats=repeats)
+        row[f"{impl}_fwd_s"] = median_time(fwd, u, k, repeats=repeats)
+        row[f"{impl}_fwd_bwd_s"] = median_time(fwd_bwd, u, k, repeats=repeats)
         row[f"{impl}_peak_bytes_fwd_bwd"] = _peak_memory(fwd_bwd, u, k)
         row[f"{impl}_max_rel_err"] = _max_rel_err(fwd(u, k), ref)
     row["speedup_fwd"] = row["xla_fwd_s"] / row["pallas_fwd_s"]

@@ -24,34 +24,17 @@ import json
 import logging
 import pathlib
 import platform
-import statistics
-import time
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 import spectrax
+from spectrax._benchmark import copy_bandwidth, median_time
 from spectrax.nn import S4, S4D, S5
 from spectrax.ssm import scan_diagonal
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _timed(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # compile + warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def copy_bandwidth(nbytes: int, repeats: int) -> float:
-    """Bytes/s of a read+write elementwise pass over an ``nbytes`` float32 array."""
-    x = jnp.ones((nbytes // 4,), jnp.float32)
-    return 2 * nbytes / _timed(jax.jit(lambda x: x + 1.0), x, repeats=repeats)
 
 
 def _layers(channels: int, state: int) -> dict:
@@ -74,7 +57,7 @@ def bench_length(length, batch, channels, state, repeats, bw) -> dict:
     x = jax.random.normal(jax.random.key(1), (batch, length, channels), jnp.float32)
     row = {"L": length, "B": batch, "H": channels, "N": state}
     for name, layer in _layers(channels, state).items():
-        t = _timed(_train_step(layer), layer, x, repeats=repeats)
+        t = median_time(_train_step(layer), layer, x, repeats=repeats)
         row[f"{name}_fwd_bwd_s"] = t
         row[f"{name}_tokens_per_s"] = batch * length / t
     n_states = state // 2
@@ -85,7 +68,7 @@ def bench_length(length, batch, channels, state, repeats, bw) -> dict:
     row["scan_byte_floor_s"] = nbytes / bw
     for method in ("associative", "sequential"):
         fn = jax.jit(lambda a, b, m=method: scan_diagonal(a, b, method=m))
-        t = _timed(fn, lam_bar, bu, repeats=repeats)
+        t = median_time(fn, lam_bar, bu, repeats=repeats)
         row[f"scan_{method}_s"] = t
         row[f"scan_{method}_over_floor"] = t / row["scan_byte_floor_s"]
     row["scan_sequential_over_associative"] = row["scan_sequential_s"] / row["scan_associative_s"]

@@ -10,8 +10,6 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-_HALF = (jnp.bfloat16, jnp.float16)
-
 
 def check_real_float(name: str, x: Any) -> None:
     """Raise TypeError unless ``x`` is a real floating-point array."""
@@ -62,3 +60,11 @@ def lift_rank(x, ndim: int):
     """Prepend size-1 axes so ``x`` has ``ndim`` axes (explicit broadcasting under
     ``jax_numpy_rank_promotion="raise"``)."""
     return x.reshape((1,) * (ndim - x.ndim) + tuple(x.shape)) if x.ndim < ndim else x
+
+
+def check_positive_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a Python float; got {type(value).__name__}.")
+    if not value > 0:
+        raise ValueError(f"`{name}` must be > 0; got {value}.")
+    return float(value)

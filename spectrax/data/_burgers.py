@@ -10,21 +10,18 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_int, check_real_float, complex_dtype
+from spectrax._checks import (
+    check_positive_float,
+    check_positive_int,
+    check_real_float,
+    complex_dtype,
+)
 from spectrax.data._etdrk4 import etdrk4_coefficients, etdrk4_integrate, num_steps_for
 from spectrax.data._grf import grf_periodic
 
 __all__ = ["burgers_dataset", "burgers_solve"]
 
 _DEFAULT_SOLVER_RESOLUTION = 1024
-
-
-def _check_positive_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`{name}` must be a Python float; got {type(value).__name__}.")
-    if not value > 0:
-        raise ValueError(f"`{name}` must be > 0; got {value}.")
-    return float(value)
 
 
 def dealias_mask(n: int) -> np.ndarray:
@@ -88,9 +85,9 @@ def burgers_solve(
     check_real_float("u0", u0)
     if u0.ndim < 1 or u0.shape[-1] < 4:
         raise ValueError(f"`u0` must have shape (*batch, n) with n >= 4; got {u0.shape=}.")
-    nu = _check_positive_float("nu", nu)
-    t_final = _check_positive_float("t_final", t_final)
-    dt = _check_positive_float("dt", dt)
+    nu = check_positive_float("nu", nu)
+    t_final = check_positive_float("t_final", t_final)
+    dt = check_positive_float("dt", dt)
     dtype = jnp.float64 if u0.dtype == jnp.float64 else jnp.float32
     return _solve(u0.astype(dtype), nu, t_final, dt).astype(u0.dtype)
 
@@ -166,9 +163,9 @@ def burgers_dataset(
             f"{resolution} (the output is the solver grid subsampled)."
         )
     batch_size = check_positive_int("batch_size", batch_size)
-    nu = _check_positive_float("nu", nu)
-    t_final = _check_positive_float("t_final", t_final)
-    dt = _check_positive_float("dt", dt)
+    nu = check_positive_float("nu", nu)
+    t_final = check_positive_float("t_final", t_final)
+    dt = check_positive_float("dt", dt)
     grf = (float(alpha), float(tau), float(sigma))
     a, u = _generate(
         key,

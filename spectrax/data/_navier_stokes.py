@@ -10,8 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_int, check_real_float, complex_dtype
-from spectrax.data._burgers import _check_positive_float, dealias_mask
+from spectrax._checks import (
+    check_positive_float,
+    check_positive_int,
+    check_real_float,
+    complex_dtype,
+)
+from spectrax.data._burgers import dealias_mask
 from spectrax.data._etdrk4 import etdrk4_coefficients, etdrk4_integrate, num_steps_for
 from spectrax.data._grf import grf_periodic
 
@@ -125,9 +130,9 @@ def navier_stokes_solve(
     check_real_float("w0", w0)
     if w0.ndim < 2 or w0.shape[-1] != w0.shape[-2] or w0.shape[-1] < 4:
         raise ValueError(f"`w0` must have shape (*batch, n, n) with n >= 4; got {w0.shape=}.")
-    nu = _check_positive_float("nu", nu)
-    t_final = _check_positive_float("t_final", t_final)
-    dt = _check_positive_float("dt", dt)
+    nu = check_positive_float("nu", nu)
+    t_final = check_positive_float("t_final", t_final)
+    dt = check_positive_float("dt", dt)
     num_snapshots = check_positive_int("num_snapshots", num_snapshots)
     dtype = jnp.float64 if w0.dtype == jnp.float64 else jnp.float32
     f = _forcing_array(forcing, w0.shape[-1], dtype)
@@ -214,9 +219,9 @@ def navier_stokes_dataset(
             f"`solver_resolution`={solver_resolution} must be a multiple of `resolution`="
             f"{resolution} (the output is the solver grid subsampled)."
         )
-    nu = _check_positive_float("nu", nu)
-    t_final = _check_positive_float("t_final", t_final)
-    dt = _check_positive_float("dt", dt)
+    nu = check_positive_float("nu", nu)
+    t_final = check_positive_float("t_final", t_final)
+    dt = check_positive_float("dt", dt)
     num_snapshots = check_positive_int("num_snapshots", num_snapshots)
     batch_size = check_positive_int("batch_size", batch_size)
     f = jnp.asarray(fno_forcing(solver_resolution), jnp.float32)

@@ -1,0 +1,29 @@
+"""Timing helpers shared by the benchmark scripts in ``scripts/``."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def median_time(fn: Callable, *args, repeats: int) -> float:
+    """Median wall time in seconds of ``fn(*args)`` over ``repeats`` calls, after one
+    compile-and-warm-up call; every call is waited on with ``jax.block_until_ready``."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def copy_bandwidth(nbytes: int, repeats: int) -> float:
+    """Bytes/s of a read+write elementwise pass over an ``nbytes`` float32 array: the
+    bandwidth that byte floors are computed from, measured in the same run."""
+    x = jnp.ones((nbytes // 4,), jnp.float32)
+    return 2 * nbytes / median_time(jax.jit(lambda x: x + 1.0), x, repeats=repeats)
