@@ -21,7 +21,11 @@ from spectrax.train._metrics import MetricWriter, read_metrics
 from spectrax.train._optim import make_optimizer, make_schedule
 from spectrax.train._step import GuardState, TrainState, init_opt_state, make_train_step
 from spectrax.train._task import Task, batch_indices
-from spectrax.train._tasks import FieldRegressionTask, SequenceClassificationTask
+from spectrax.train._tasks import (
+    FieldRegressionTask,
+    SequenceClassificationTask,
+    grid_coordinates,
+)
 
 __all__: list[str] = [
     "CheckpointConfig",
@@ -45,6 +49,7 @@ __all__: list[str] = [
     "batch_sharding",
     "config_to_dict",
     "evaluate_run",
+    "grid_coordinates",
     "h1_loss",
     "init_opt_state",
     "load_config",

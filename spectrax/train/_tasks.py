@@ -1,5 +1,5 @@
-"""Ready-made tasks from arrays: an operator between 1-D periodic fields, and sequence
-classification."""
+"""Ready-made tasks from arrays: an operator between fields on uniform grids (any number of
+spatial axes), and sequence classification."""
 
 from __future__ import annotations
 
@@ -17,42 +17,109 @@ import optax
 from spectrax.train._losses import relative_lp_loss
 from spectrax.train._plots import plot_field_predictions
 
-__all__ = ["FieldRegressionTask", "SequenceClassificationTask"]
+__all__ = ["FieldRegressionTask", "SequenceClassificationTask", "grid_coordinates"]
+
+
+_GRIDS = ("periodic", "endpoint")
+
+
+def grid_coordinates(spatial_shape: tuple[int, ...], grid: str, dtype) -> np.ndarray:
+    """One coordinate channel per axis on the unit cube, shape ``(d, *spatial_shape)``.
+
+    ``grid="periodic"``: ``x_j = j / X`` (the unit torus, Burgers and Navier–Stokes data);
+    ``grid="endpoint"``: ``x_j = j / (X - 1)`` (node grids holding both boundaries, Darcy).
+    """
+    if grid not in _GRIDS:
+        raise ValueError(f"`grid` must be one of {_GRIDS}; got {grid!r}.")
+    axes = [np.arange(n) / (max(n - 1, 1) if grid == "endpoint" else n) for n in spatial_shape]
+    return np.stack(np.meshgrid(*axes, indexing="ij")).astype(dtype)
 
 
 @dataclasses.dataclass
 class FieldRegressionTask:
-    """Learn ``a -> u`` for 1-D fields sampled on ``x_j = j / X``, scored by relative L2.
+    """Learn ``a -> u`` between fields on a uniform grid with any number of spatial axes, scored
+    by the per-sample relative L2 error over all channel and spatial axes.
 
-    The model sees ``(1, X)`` (the input field; with ``grid_channel``, ``(2, X)`` with the grid
-    coordinate ``x_j`` appended, as in Li et al., 2021, "Fourier Neural Operator for Parametric
-    Partial Differential Equations", for models that do not add it themselves) and returns
-    ``(1, X)``.
+    Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential Equations":
+    the operator-learning setting and metric (mean over test samples of
+    ``||pred - u||_2 / ||u||_2``), with optional grid coordinates as extra input channels for
+    models that do not add them themselves.
+
+    Shapes, with ``d = num_spatial_dims`` and ``spatial = (X_1, ..., X_d)``:
+
+    - ``channel_axis=False`` (default): ``a`` and ``u`` are ``(B, *spatial)``; the model sees
+      ``(1, *spatial)`` and returns ``(1, *spatial)``.
+    - ``channel_axis=True``: ``a`` is ``(B, C_in, *spatial)`` and ``u`` ``(B, C_out, *spatial)``
+      (e.g. Navier–Stokes: ten vorticity snapshots in, the following ones out); the model sees
+      ``(C_in, *spatial)`` and returns ``(C_out, *spatial)``.
+
+    With ``grid_channel`` the model sees ``d`` more input channels, the coordinate of each axis
+    (:func:`grid_coordinates`: ``x_j = j / X`` for ``grid="periodic"``, ``j / (X - 1)`` for
+    ``grid="endpoint"``).
 
     Args:
         make_model: ``key -> model``.
-        train: ``(a, u)`` NumPy arrays of shape ``(B, X)``.
-        test: ``(a, u)`` of shape ``(B_test, X)``.
-        loss_fn: ``(pred, target) -> scalar`` over batches ``(B, 1, X)`` (default: relative L2).
-        grid_channel: append the grid coordinate as a second input channel (default False).
+        train: ``(a, u)`` NumPy arrays of the shapes above.
+        test: ``(a, u)`` likewise (same spatial shape and channels as ``train``).
+        loss_fn: ``(pred, target) -> scalar`` over batches ``(B, C_out, *spatial)`` (default:
+            relative L2 over the channel and spatial axes, :func:`relative_lp_loss` with
+            ``num_spatial_dims=d``). For ``d > 1`` bind ``num_spatial_dims`` of a library loss
+            with ``functools.partial``.
+        num_spatial_dims: ``d`` (default 1).
+        channel_axis: the arrays carry a channel axis after the batch axis (default False).
+        grid_channel: append the grid coordinates as ``d`` input channels (default False).
+        grid: ``"periodic"`` (default) or ``"endpoint"``, the coordinates of ``grid_channel``.
         eval_batch: test examples per jitted evaluation call.
+
+    Raises:
+        ValueError: arrays of the wrong rank, or ``a`` and ``u`` that disagree in batch or
+            spatial shape, or train and test with different spatial shapes or channels.
     """
 
     make_model: Callable[[Any], Any]
     train: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
-    loss_fn: Callable[[Any, Any], Any] = relative_lp_loss
+    loss_fn: Callable[[Any, Any], Any] | None = None
+    num_spatial_dims: int = 1
+    channel_axis: bool = False
     grid_channel: bool = False
+    grid: str = "periodic"
     eval_batch: int = 256
 
     def __post_init__(self) -> None:
-        for name, (a, u) in (("train", self.train), ("test", self.test)):
-            if a.shape != u.shape or a.ndim != 2:
+        d = self.num_spatial_dims
+        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            raise ValueError(f"`num_spatial_dims` must be an int >= 1; got {d!r}.")
+        if self.grid not in _GRIDS:
+            raise ValueError(f"`grid` must be one of {_GRIDS}; got {self.grid!r}.")
+        c = 1 if self.channel_axis else 0
+        layout = "(B, C, *spatial)" if self.channel_axis else "(B, *spatial)"
+        shapes = {}
+        for name, pair in (("train", self.train), ("test", self.test)):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"`{name}` must be a pair (a, u) of arrays; got {type(pair)}.")
+            a, u = (np.asarray(x) for x in pair)
+            if a.ndim != 1 + c + d or u.ndim != 1 + c + d:
                 raise ValueError(
-                    f"`{name}` must be two arrays of shape (B, X); got {a.shape} and {u.shape}."
+                    f"`{name}` must be two arrays {layout} with {d} spatial axes "
+                    f"(rank {1 + c + d}, num_spatial_dims={d}, channel_axis={self.channel_axis});"
+                    f" got {a.shape} and {u.shape}."
                 )
-        n = self.train[0].shape[-1]
-        self.grid = np.arange(n, dtype=self.train[0].dtype) / n
+            if a.shape[0] != u.shape[0] or a.shape[1 + c :] != u.shape[1 + c :]:
+                raise ValueError(
+                    f"`{name}` arrays a and u must share the batch and spatial axes; got "
+                    f"{a.shape} and {u.shape}."
+                )
+            shapes[name] = (a.shape[1:], u.shape[1:])
+        if shapes["train"] != shapes["test"]:
+            raise ValueError(
+                f"`test` must have the channels and grid of `train`, per example "
+                f"{shapes['train']}; got {shapes['test']}."
+            )
+        self.spatial_shape = tuple(self.train[0].shape[1 + c :])
+        # The 1-D grid, kept for the 1-D plots; the d-channel grid feeds the model.
+        self.coordinates = grid_coordinates(self.spatial_shape, self.grid, self.train[0].dtype)
+        self.grid_points = self.coordinates[0] if d == 1 else None
 
     def init_model(self, key):
         return self.make_model(key)
@@ -64,19 +131,31 @@ class FieldRegressionTask:
         return {"a": self.train[0][indices], "u": self.train[1][indices]}
 
     def _inputs(self, a):
+        x = a if self.channel_axis else a[:, None]
         if not self.grid_channel:
-            return a[:, None]
-        grid = jnp.broadcast_to(jnp.asarray(self.grid, a.dtype)[None], a.shape)
-        return jnp.stack([a, grid], axis=1)
+            return x
+        grid = jnp.broadcast_to(
+            jnp.asarray(self.coordinates, x.dtype)[None],
+            (x.shape[0],) + self.coordinates.shape,
+        )
+        return jnp.concatenate([x, grid], axis=1)
+
+    def _targets(self, u):
+        return u if self.channel_axis else u[:, None]
+
+    def _outputs(self, pred):
+        return pred if self.channel_axis else pred[:, 0]
 
     def predict(self, model, a):
-        """Predictions ``(B, X)`` for inputs ``(B, X)``."""
-        return jax.vmap(model)(self._inputs(a))[:, 0]
+        """Predictions shaped like ``u`` for a batch of inputs shaped like ``a``."""
+        return self._outputs(jax.vmap(model)(self._inputs(a)))
 
     def loss(self, model, batch):
         pred = jax.vmap(model)(self._inputs(batch["a"]))
-        loss = self.loss_fn(pred, batch["u"][:, None])
-        return loss, {"train_rel_l2": relative_lp_loss(pred, batch["u"][:, None])}
+        target = self._targets(batch["u"])
+        rel = relative_lp_loss(pred, target, num_spatial_dims=self.num_spatial_dims)
+        loss = rel if self.loss_fn is None else self.loss_fn(pred, target)
+        return loss, {"train_rel_l2": rel}
 
     def _predict_all(self, model) -> np.ndarray:
         predict = eqx.filter_jit(self.predict)
@@ -89,17 +168,57 @@ class FieldRegressionTask:
         )
 
     def evaluate(self, model) -> dict[str, float]:
-        pred = self._predict_all(model)
+        pred = self._predict_all(model).astype(np.float64)
         u = self.test[1].astype(np.float64)
-        err = np.linalg.norm(pred - u, axis=-1) / np.linalg.norm(u, axis=-1)
+        b = u.shape[0]
+        err = np.linalg.norm((pred - u).reshape(b, -1), axis=-1) / np.linalg.norm(
+            u.reshape(b, -1), axis=-1
+        )
         return {"test_error": float(err.mean()), "test_rel_l2_max": float(err.max())}
 
     def plots(self, model, outdir: Path) -> list[Path]:
+        """1-D: predictions and error spectrum; 2-D: input, prediction, truth and error images
+        of a few test samples (first input channel, last output channel); otherwise none."""
+        if self.num_spatial_dims > 2:
+            return []
         pred = self._predict_all(model)
-        return plot_field_predictions(self.grid, self.test[0], pred, self.test[1], outdir)
+        a, u = self.test
+        if self.channel_axis:
+            a, u, pred = a[:, 0], u[:, -1], pred[:, -1]
+        if self.num_spatial_dims == 1:
+            return plot_field_predictions(self.grid_points, a, pred, u, outdir)
+        return [_plot_2d_predictions(a, pred, u, Path(outdir) / "predictions.png")]
 
     def param_labels(self, params):
         return None
+
+
+def _plot_2d_predictions(a: np.ndarray, pred: np.ndarray, truth: np.ndarray, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    n = min(3, pred.shape[0])
+    titles = ("input", "prediction", "truth", "error")
+    fig, axes = plt.subplots(n, 4, figsize=(12, 3 * n), squeeze=False)
+    for i in range(n):
+        lo, hi = float(truth[i].min()), float(truth[i].max())
+        panels = (a[i], pred[i], truth[i], pred[i] - truth[i])
+        for j, (ax, img) in enumerate(zip(axes[i], panels, strict=True)):
+            kw = {"vmin": lo, "vmax": hi} if j in (1, 2) else {}
+            im = ax.imshow(
+                np.asarray(img).T, origin="lower", cmap="RdBu_r" if j == 3 else None, **kw
+            )
+            fig.colorbar(im, ax=ax, fraction=0.046)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(titles[j])
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
 
 
 @dataclasses.dataclass

@@ -1,0 +1,178 @@
+"""FieldRegressionTask on fields with two spatial axes (and channels): the model's view of the
+data, grid channels, the relative L2 metric, and errors for bad shapes."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spectrax.train import FieldRegressionTask, grid_coordinates
+
+
+class Scale(eqx.Module):
+    """``x -> factor * x[:1]``, recording nothing: a model whose error is known exactly."""
+
+    factor: float = eqx.field(static=True)
+
+    def __call__(self, x):
+        return self.factor * x[:1]
+
+
+def _fields(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_grid_coordinates_periodic_and_endpoint():
+    g = grid_coordinates((4, 3), "periodic", np.float32)
+    assert g.shape == (2, 4, 3)
+    np.testing.assert_allclose(g[0, :, 0], [0, 0.25, 0.5, 0.75])
+    np.testing.assert_allclose(g[1, 0, :], [0, 1 / 3, 2 / 3], rtol=1e-6)
+    # x varies along axis 0 only, y along axis 1 only.
+    assert np.all(g[0] == g[0][:, :1]) and np.all(g[1] == g[1][:1, :])
+    e = grid_coordinates((5, 3), "endpoint", np.float32)
+    np.testing.assert_allclose(e[0, :, 0], [0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(e[1, 0, :], [0, 0.5, 1.0])
+    with pytest.raises(ValueError, match=r"`grid`.*'cell'"):
+        grid_coordinates((4,), "cell", np.float32)
+
+
+@pytest.mark.parametrize("grid", ["periodic", "endpoint"])
+def test_model_sees_field_and_grid_channels(grid):
+    a = _fields((6, 8, 5))
+    task = FieldRegressionTask(
+        make_model=lambda key: None,
+        train=(a, a),
+        test=(a, a),
+        num_spatial_dims=2,
+        grid_channel=True,
+        grid=grid,
+    )
+    x = task._inputs(jnp.asarray(a[:3]))
+    assert x.shape == (3, 3, 8, 5)
+    np.testing.assert_array_equal(x[:, 0], a[:3])
+    expected = grid_coordinates((8, 5), grid, np.float32)
+    np.testing.assert_array_equal(x[1, 1:], expected)
+    # Last node: j / X on the torus, 1 on a node grid holding both boundaries.
+    assert float(x[0, 1, -1, 0]) == pytest.approx(7 / 8 if grid == "periodic" else 1.0)
+
+
+def test_predict_loss_and_exact_relative_error():
+    a = _fields((10, 8, 6))
+    task = FieldRegressionTask(
+        make_model=lambda key: Scale(1.5),
+        train=(a[:6], a[:6]),
+        test=(a[6:], a[6:]),
+        num_spatial_dims=2,
+        eval_batch=3,  # two batches: the last is partial
+    )
+    model = task.init_model(jax.random.key(0))
+    assert task.predict(model, jnp.asarray(a[:2])).shape == (2, 8, 6)
+    loss, metrics = task.loss(model, task.get_batch(np.arange(4)))
+    # pred = 1.5 u: the relative L2 error is 0.5 for every sample, over both spatial axes.
+    assert float(loss) == pytest.approx(0.5, rel=1e-5)
+    assert float(metrics["train_rel_l2"]) == pytest.approx(0.5, rel=1e-5)
+    result = task.evaluate(model)
+    assert result["test_error"] == pytest.approx(0.5, rel=1e-5)
+    assert result["test_rel_l2_max"] == pytest.approx(0.5, rel=1e-5)
+
+
+def test_relative_error_is_per_sample_over_all_axes():
+    a = _fields((4, 3, 8, 8))
+    u = _fields((4, 2, 8, 8), seed=1)
+    task = FieldRegressionTask(
+        make_model=lambda key: lambda x: x[1:3],
+        train=(a, u),
+        test=(a, u),
+        num_spatial_dims=2,
+        channel_axis=True,
+    )
+    pred = a[:, 1:3].astype(np.float64)
+    want = [
+        np.sqrt(np.sum((pred[i] - u[i]) ** 2) / np.sum(u[i].astype(np.float64) ** 2))
+        for i in range(4)
+    ]
+    got = task.evaluate(task.init_model(None))
+    assert got["test_error"] == pytest.approx(np.mean(want), rel=1e-5)
+    assert got["test_rel_l2_max"] == pytest.approx(np.max(want), rel=1e-5)
+
+
+def test_channels_with_grid_reach_the_model():
+    a = _fields((5, 10, 4, 4))  # ten snapshots in
+    u = _fields((5, 3, 4, 4), seed=1)  # three out
+    seen = []
+
+    def model(x):
+        seen.append(x.shape)
+        return jnp.zeros((3,) + x.shape[1:], x.dtype)
+
+    task = FieldRegressionTask(
+        make_model=lambda key: model,
+        train=(a, u),
+        test=(a, u),
+        num_spatial_dims=2,
+        channel_axis=True,
+        grid_channel=True,
+    )
+    assert task.predict(model, jnp.asarray(a[:2])).shape == (2, 3, 4, 4)
+    assert seen[-1] == (12, 4, 4)
+
+
+def test_2d_plots(tmp_path):
+    a = _fields((4, 8, 8))
+    task = FieldRegressionTask(
+        make_model=lambda key: Scale(1.0),
+        train=(a, a),
+        test=(a, a),
+        num_spatial_dims=2,
+    )
+    paths = task.plots(task.init_model(None), tmp_path)
+    assert [p.name for p in paths] == ["predictions.png"] and paths[0].stat().st_size > 0
+
+
+def test_three_spatial_dims_train_without_plots(tmp_path):
+    a = _fields((3, 4, 4, 4))
+    task = FieldRegressionTask(
+        make_model=lambda key: Scale(1.0), train=(a, a), test=(a, a), num_spatial_dims=3
+    )
+    assert task.evaluate(task.init_model(None))["test_error"] == pytest.approx(0.0, abs=1e-7)
+    assert task.plots(task.init_model(None), tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        # 2-D arrays under the 1-D default: the message names the rank it expected.
+        ({"train": ((4, 8, 8), (4, 8, 8))}, r"`train` must be two arrays \(B, \*spatial\)"),
+        # a and u on different grids.
+        ({"test": ((4, 8, 8), (4, 8, 6)), "num_spatial_dims": 2}, r"`test`.*\(4, 8, 6\)"),
+        # Batch sizes that differ.
+        ({"train": ((4, 8, 8), (3, 8, 8)), "num_spatial_dims": 2}, r"`train`.*\(3, 8, 8\)"),
+        # Train and test on different grids.
+        (
+            {
+                "train": ((4, 8, 8), (4, 8, 8)),
+                "test": ((2, 6, 6), (2, 6, 6)),
+                "num_spatial_dims": 2,
+            },
+            r"`test` must have the channels and grid of `train`.*\(6, 6\)",
+        ),
+        # Channels requested but missing.
+        (
+            {"num_spatial_dims": 2, "channel_axis": True},
+            r"\(B, C, \*spatial\) with 2 spatial axes.*\(4, 8, 8\)",
+        ),
+        ({"num_spatial_dims": 0}, r"`num_spatial_dims` must be an int >= 1; got 0"),
+        ({"num_spatial_dims": 2, "grid": "nodes"}, r"`grid` must be one of.*'nodes'"),
+    ],
+)
+def test_bad_shapes_raise_naming_the_argument(kwargs, match):
+    shapes = {"train": ((4, 8, 8), (4, 8, 8)), "test": ((2, 8, 8), (2, 8, 8))}
+    args = {}
+    for name in ("train", "test"):
+        sa, su = kwargs.pop(name, shapes[name])
+        args[name] = (np.zeros(sa, np.float32), np.zeros(su, np.float32))
+    with pytest.raises(ValueError, match=match):
+        FieldRegressionTask(make_model=lambda key: None, **args, **kwargs)
