@@ -5,13 +5,18 @@ wall time (median of repeats, jitted, after a warm-up), the byte floor (bytes of
 plus y written, over a copy bandwidth measured in the same run), peak memory (device
 ``memory_stats`` where the backend has them, else XLA's compiled temp + argument + output
 bytes), and the max over rows of the relative error against a float64 NumPy reference.
-Prints a table and writes ``benchmarks/fft_conv-<device>.json``.
+Prints a table and writes ``benchmarks/fft_conv-<device>.json``. Each row names the Pallas
+path taken (two-level, chunked short filter, long three-level) and its matmul precision;
+``--ksize`` benchmarks short filters, ``--bandwidth`` frequency-sparse filters (the error is
+then measured against the float64 convolution with the band-limited filter).
 
 On CPU the Pallas kernels run in interpret mode (an emulator): those timings only prove the
 script works and say nothing about kernel speed. Usage::
 
     python scripts/bench_fft_conv.py                    # CPU sizes (default on CPU)
     python scripts/bench_fft_conv.py --lengths 1024 65536 --total 134217728 --dtypes bfloat16
+    python scripts/bench_fft_conv.py --ksize 128          # short filters (overlap-save)
+    python scripts/bench_fft_conv.py --precision f32      # the exact-float32 matmul mode
 """
 
 from __future__ import annotations
@@ -30,7 +35,15 @@ import numpy as np
 import spectrax
 from spectrax._benchmark import copy_bandwidth, median_time
 from spectrax.kernels.fft_conv import fft_conv, pallas_status
-from spectrax.kernels.fft_conv.monarch import MAX_LENGTH
+from spectrax.kernels.fft_conv._pallas import (
+    DEFAULT_PRECISION,
+    KERNELS,
+    _platform,
+    _select,
+    fft_conv_pallas,
+)
+from spectrax.kernels.fft_conv.monarch import PRECISIONS, MonarchPlan, band_mask
+from spectrax.kernels.fft_conv.outer import LONG_MAX_LENGTH
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -48,10 +61,15 @@ def _peak_memory(fn, *args) -> int | None:
         return None
 
 
-def _reference(u, k) -> np.ndarray:
+def _reference(u, k, plan=None) -> np.ndarray:
+    """float64 causal convolution; with a frequency-sparse ``plan``, the one with the
+    band-limited filter of :func:`band_mask` on the plan's grid."""
     u64, k64 = np.asarray(u, np.float64), np.asarray(k, np.float64)
-    n = 2 * u.shape[-1]
-    return np.fft.irfft(np.fft.rfft(u64, n) * np.fft.rfft(k64, n), n)[..., : u.shape[-1]]
+    if plan is None:
+        n, mask = 2 * u.shape[-1], 1.0
+    else:
+        n, mask = plan.fft_size, band_mask(plan)
+    return np.fft.irfft(np.fft.rfft(u64, n) * np.fft.rfft(k64, n) * mask, n)[..., : u.shape[-1]]
 
 
 def _max_rel_err(y, ref) -> float:
@@ -61,32 +79,58 @@ def _max_rel_err(y, ref) -> float:
     return float(np.max(num / np.maximum(np.linalg.norm(ref, axis=-1), 1e-30)))
 
 
-def bench_length(length: int, total: int, channels: int, dtype, repeats: int, bw: float) -> dict:
+def bench_length(
+    length: int,
+    total: int,
+    channels: int,
+    dtype,
+    repeats: int,
+    bw: float,
+    *,
+    ksize: int | None = None,
+    precision: str | None = None,
+    bandwidth: float | None = None,
+) -> dict:
     batch = max(1, total // (channels * length))
+    ksize = min(ksize or length, length)
     ku, kk, kw = jax.random.split(jax.random.key(0), 3)
     u = jax.random.normal(ku, (batch, channels, length), jnp.float32).astype(dtype)
-    k = (jax.random.normal(kk, (channels, length), jnp.float32) / np.sqrt(length)).astype(dtype)
+    k = (jax.random.normal(kk, (channels, ksize), jnp.float32) / np.sqrt(ksize)).astype(dtype)
     w = jax.random.normal(kw, (batch, channels, length), jnp.float32)
-    ref = _reference(u, k)
+    family = _platform()[0]
+    path, plan, _ = _select(length, ksize, True, KERNELS[family], bandwidth, None)
+    sparse = bandwidth is not None and isinstance(plan, MonarchPlan) and plan.cols is not None
+    ref = _reference(u, k, plan if sparse else None)
     nbytes = (u.size + k.size + u.size) * jnp.dtype(dtype).itemsize
     row = {
         "L": length,
+        "K": ksize,
         "B": batch,
         "H": channels,
         "dtype": jnp.dtype(dtype).name,
+        "pallas_path": path,
+        "pallas_precision": precision or DEFAULT_PRECISION[jnp.dtype(dtype)],
+        "bandwidth": bandwidth,
+        "spectrum_cols": f"{plan.cols}/{plan.n2}" if sparse else None,
         "bytes": int(nbytes),
         "byte_floor_s": nbytes / bw,
     }
-    for impl in ("xla", "pallas"):
-        fwd = jax.jit(lambda u, k, impl=impl: fft_conv(u, k, impl=impl))
+    convs = {
+        "xla": lambda u, k: fft_conv(u, k, impl="xla"),
+        "pallas": lambda u, k: fft_conv_pallas(u, k, precision=precision, bandwidth=bandwidth),
+    }
+    for impl, conv in convs.items():
+        fwd = jax.jit(conv)
 
-        def loss(u, k, impl=impl):
-            return jnp.sum(w * fft_conv(u, k, impl=impl).astype(jnp.float32))
+        def loss(u, k, conv=conv):
+            return jnp.sum(w * conv(u, k).astype(jnp.float32))
 
         fwd_bwd = jax.jit(jax.grad(loss, argnums=(0, 1)))
         row[f"{impl}_fwd_s"] = median_time(fwd, u, k, repeats=repeats)
         row[f"{impl}_fwd_bwd_s"] = median_time(fwd_bwd, u, k, repeats=repeats)
         row[f"{impl}_peak_bytes_fwd_bwd"] = _peak_memory(fwd_bwd, u, k)
+        # the XLA path computes the dense convolution: against the band-limited reference
+        # its error is the part of the filter's spectrum a sparse plan drops
         row[f"{impl}_max_rel_err"] = _max_rel_err(fwd(u, k), ref)
     row["speedup_fwd"] = row["xla_fwd_s"] / row["pallas_fwd_s"]
     row["speedup_fwd_bwd"] = row["xla_fwd_bwd_s"] / row["pallas_fwd_bwd_s"]
@@ -111,6 +155,9 @@ def main(argv=None) -> int:
     p.add_argument(
         "--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"]
     )
+    p.add_argument("--ksize", type=int, default=None, help="filter length K (default L)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help="Pallas matmuls")
+    p.add_argument("--bandwidth", type=float, default=None, help="frequency-sparse filters")
     p.add_argument("--repeats", type=int, default=3 if on_cpu else 20)
     p.add_argument("--out", type=pathlib.Path, default=None)
     args = p.parse_args(argv)
@@ -121,22 +168,27 @@ def main(argv=None) -> int:
     bw = copy_bandwidth(min(4 * args.total, 1 << 28), args.repeats)
     rows, skipped = [], []
     for length in args.lengths:
-        if length > MAX_LENGTH:
-            skipped.append(
-                {
-                    "L": length,
-                    "why": f"impl='pallas' supports L <= {MAX_LENGTH} "
-                    "(two-level plans; no outer decomposition step yet)",
-                }
-            )
+        if length > LONG_MAX_LENGTH:
+            skipped.append({"L": length, "why": f"impl='pallas' supports L <= {LONG_MAX_LENGTH}"})
             continue
         for dtype in args.dtypes:
             rows.append(
-                bench_length(length, args.total, args.channels, jnp.dtype(dtype), args.repeats, bw)
+                bench_length(
+                    length,
+                    args.total,
+                    args.channels,
+                    jnp.dtype(dtype),
+                    args.repeats,
+                    bw,
+                    ksize=args.ksize,
+                    precision=args.precision,
+                    bandwidth=args.bandwidth,
+                )
             )
 
     header = (
-        f"{'L':>8} {'dtype':>8} {'B':>5} {'xla fwd':>10} {'pal fwd':>10} {'x':>6} {'xla f+b':>10} "
+        f"{'L':>8} {'K':>8} {'dtype':>8} {'path':>9} {'prec':>7} {'B':>5} {'xla fwd':>10} "
+        f"{'pal fwd':>10} {'x':>6} {'xla f+b':>10} "
         f"{'pal f+b':>10} {'x':>6} {'floor':>10} {'xla err':>9} {'pal err':>9}"
     )
     lines = [
@@ -146,7 +198,8 @@ def main(argv=None) -> int:
     ]
     for r in rows:
         lines.append(
-            f"{r['L']:>8} {r['dtype']:>8} {r['B']:>5} "
+            f"{r['L']:>8} {r['K']:>8} {r['dtype']:>8} {r['pallas_path']:>9} "
+            f"{r['pallas_precision']:>7} {r['B']:>5} "
             f"{r['xla_fwd_s'] * 1e3:>8.2f}ms {r['pallas_fwd_s'] * 1e3:>8.2f}ms "
             f"{r['speedup_fwd']:>6.2f} {r['xla_fwd_bwd_s'] * 1e3:>8.2f}ms "
             f"{r['pallas_fwd_bwd_s'] * 1e3:>8.2f}ms {r['speedup_fwd_bwd']:>6.2f} "

@@ -6,6 +6,20 @@ filter spectrum, and ``dk = corr(g', v)[:K]`` is a correlation kernel that trans
 operands on chip and computes only the ``ceil(K / N2)`` output rows a short filter needs
 (``g' = post * g``, ``v = pre * u``). The gradient of the output gate needs the ungated
 convolution, which the backward recomputes with the forward kernel instead of storing it.
+
+Three paths, chosen per call (:func:`fft_conv_pallas`):
+
+* **two-level** (``L <= MAX_LENGTH``): one ``(N1, N2)`` plan over the whole sequence;
+* **short filter** (``K`` much smaller than ``L``; FlashFFTConv's partial convolution):
+  overlap-save over chunks of ``C >= K`` samples, each frame ``[previous chunk, chunk]`` a
+  size-``2C`` circular convolution whose second half is the output; the transform cost
+  drops from ``O(L sqrt(L))`` to ``O(L sqrt(C))`` matmul work (frames are gathered by XLA,
+  reading the input twice);
+* **long** (``L > MAX_LENGTH``, up to ``LONG_MAX_LENGTH``): the three-level plan of
+  :mod:`spectrax.kernels.fft_conv.outer` (an XLA outer step around complex-row kernels).
+
+Frequency-sparse filters (``bandwidth``) compute only the kept spectrum columns of the
+two-level plan (:func:`~spectrax.kernels.fft_conv.monarch.band_mask` gives the exact mask).
 """
 
 from __future__ import annotations
@@ -19,15 +33,40 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from spectrax.kernels.fft_conv.gpu import GpuBlockSizes, conv_gpu, gpu_out_rows, gpu_plan, xcorr_gpu
+from spectrax.kernels.fft_conv.gpu import (
+    GpuBlockSizes,
+    cconv_gpu,
+    conv_gpu,
+    gpu_out_rows,
+    gpu_plan,
+    xcorr_gpu,
+)
 from spectrax.kernels.fft_conv.monarch import (
     MAX_LENGTH,
     MonarchPlan,
+    check_precision,
     filter_spectrum,
     from_tiles,
     to_tiles,
 )
-from spectrax.kernels.fft_conv.tpu import TpuBlockSizes, conv_tpu, tpu_out_rows, tpu_plan, xcorr_tpu
+from spectrax.kernels.fft_conv.outer import (
+    INNER_SIZE,
+    LONG_MAX_LENGTH,
+    OuterPlan,
+    outer_forward,
+    outer_inverse,
+    outer_spectrum,
+    plan_outer,
+    to_inner_tiles,
+)
+from spectrax.kernels.fft_conv.tpu import (
+    TpuBlockSizes,
+    cconv_tpu,
+    conv_tpu,
+    tpu_out_rows,
+    tpu_plan,
+    xcorr_tpu,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +78,45 @@ class _Kernels:
     plan: Callable[..., MonarchPlan | None]
     conv: Callable[..., jax.Array]
     xcorr: Callable[..., jax.Array]
+    cconv: Callable[..., tuple[jax.Array, jax.Array]]
     out_rows: Callable[[MonarchPlan, int], int]
     block_sizes: type
     describe: str
+    # spectrum-column granularity of frequency-sparse plans (Triton: powers of two >= 16;
+    # Mosaic: multiples of the 128-lane width)
+    col_multiple: int
+    col_pow2: bool
 
 
 KERNELS: dict[str, _Kernels] = {
     "gpu": _Kernels(
-        gpu_plan, conv_gpu, xcorr_gpu, gpu_out_rows, GpuBlockSizes, "Pallas Triton kernel (GPU)"
+        gpu_plan,
+        conv_gpu,
+        xcorr_gpu,
+        cconv_gpu,
+        gpu_out_rows,
+        GpuBlockSizes,
+        "Pallas Triton kernel (GPU)",
+        16,
+        True,
     ),
     "tpu": _Kernels(
-        tpu_plan, conv_tpu, xcorr_tpu, tpu_out_rows, TpuBlockSizes, "Pallas Mosaic kernel (TPU)"
+        tpu_plan,
+        conv_tpu,
+        xcorr_tpu,
+        cconv_tpu,
+        tpu_out_rows,
+        TpuBlockSizes,
+        "Pallas Mosaic kernel (TPU)",
+        128,
+        False,
     ),
 }
+
+# Smallest chunk of the short-filter (overlap-save) path; frames are 2 * chunk samples.
+MIN_CHUNK = 1024
+# Matmul precision by input dtype when none is given (float32 accuracy for float32 inputs).
+DEFAULT_PRECISION = {jnp.dtype(jnp.float32): "bf16_3x", jnp.dtype(jnp.bfloat16): "bf16"}
 
 # JAX platform -> (kernel family, runs compiled). On CPU the GPU-style kernel runs in
 # interpret mode: correct and differentiable, but slow (for tests; "auto" keeps XLA there).
@@ -84,11 +149,15 @@ def _unsupported_reason(u, k, causal: bool, family: str) -> str | None:
                 "float32 and bfloat16"
             )
     length = u.shape[-1]
-    if KERNELS[family].plan(length, causal=causal) is None:
+    ker = KERNELS[family]
+    if ker.plan(length, causal=causal) is None and (
+        plan_outer(length, causal=causal, inner_plan=ker.plan) is None
+    ):
         what = (
-            f"1 <= L <= {MAX_LENGTH}"
+            f"1 <= L <= {LONG_MAX_LENGTH}"
             if causal
-            else f"L <= {MAX_LENGTH} a multiple of 128 (a power of two on GPU) for causal=False"
+            else f"L <= {MAX_LENGTH} a multiple of 128 (a power of two on GPU), or L = P * "
+            f"{INNER_SIZE} with P a power of two up to L = {LONG_MAX_LENGTH}, for causal=False"
         )
         return f"L={length} is not supported by the Pallas kernels; expected {what}"
     return None
@@ -104,10 +173,11 @@ def supports(u, k, causal: bool) -> bool:
 @dataclasses.dataclass(frozen=True)
 class _Config:
     family: str
-    plan: MonarchPlan
+    plan: Any  # MonarchPlan (two-level, short-filter) or OuterPlan (long)
     ksize: int
     block_sizes: Any
     interpret: Any
+    precision: str
 
 
 def _core_impl(x, k, gates, cfg: _Config):
@@ -123,6 +193,7 @@ def _core_impl(x, k, gates, cfg: _Config):
         out_dtype=x.dtype,
         block_sizes=cfg.block_sizes,
         interpret=cfg.interpret,
+        precision=cfg.precision,
     )
     return y, (kr, ki)
 
@@ -139,7 +210,7 @@ def _core_fwd(x, k, gates, cfg):
 def _core_bwd(cfg: _Config, res, g):
     x, k, gates, kr, ki = res
     ker = KERNELS[cfg.family]
-    run = dict(block_sizes=cfg.block_sizes, interpret=cfg.interpret)
+    run = dict(block_sizes=cfg.block_sizes, interpret=cfg.interpret, precision=cfg.precision)
     f32 = jnp.float32
     pre, post = gates.get("pre"), gates.get("post")
     g = g.astype(f32)
@@ -164,6 +235,133 @@ _core = jax.custom_vjp(_core_primal, nondiff_argnums=(3,))
 _core.defvjp(_core_fwd, _core_bwd)
 
 
+# Long sequences: outer step in XLA around the complex-row kernels; x is (Bo, R, L).
+
+
+def _long_conv(x, kr, ki, cfg: _Config, *, conj_filter=False, pre=None, post=None):
+    """``post * irfft(rfft(pre * x) * K)`` on the three-level plan; ``(Bo, R, L)`` float32,
+    spectrum ``(R * (P/2+1), N1, cols)`` (one slice per row and outer frequency)."""
+    plan: OuterPlan = cfg.plan
+    ker = KERNELS[cfg.family]
+    x = x.astype(jnp.float32)
+    if pre is not None:
+        x = x * pre.astype(jnp.float32)
+    nb, nr = x.shape[0], x.shape[1]
+    br, bi = outer_forward(x, plan)  # (Bo, R, P/2+1, M)
+    rows = nr * plan.spectrum_rows
+
+    def tiles(b):
+        return to_inner_tiles(b, plan).reshape(nb, rows, plan.inner.n1, plan.inner.n2)
+
+    zr, zi = ker.cconv(
+        tiles(br),
+        tiles(bi),
+        kr,
+        ki,
+        plan.inner,
+        conj_filter=conj_filter,
+        block_sizes=cfg.block_sizes,
+        interpret=cfg.interpret,
+        precision=cfg.precision,
+    )
+    shape = (nb, nr, plan.spectrum_rows, plan.m)
+    y = outer_inverse(zr.reshape(shape), zi.reshape(shape), plan)
+    if post is not None:
+        y = y * post.astype(jnp.float32)
+    return y
+
+
+def _long_spectrum(k, plan: OuterPlan):
+    """``(R, K)`` -> spectrum ``(R * (P/2+1), N1, cols)`` (real, imag)."""
+    kr, ki = outer_spectrum(k, plan)
+    shape = (-1, plan.inner.n1, plan.inner.spectrum_cols)
+    return kr.reshape(shape), ki.reshape(shape)
+
+
+def _long_primal(x, k, gates, cfg):
+    kr, ki = _long_spectrum(k, cfg.plan)
+    y = _long_conv(x, kr, ki, cfg, pre=gates.get("pre"), post=gates.get("post"))
+    return y.astype(x.dtype)
+
+
+def _long_fwd(x, k, gates, cfg):
+    kr, ki = _long_spectrum(k, cfg.plan)
+    y = _long_conv(x, kr, ki, cfg, pre=gates.get("pre"), post=gates.get("post"))
+    return y.astype(x.dtype), (x, k, gates, kr, ki)
+
+
+def _long_bwd(cfg: _Config, res, g):
+    x, k, gates, kr, ki = res
+    f32 = jnp.float32
+    pre, post = gates.get("pre"), gates.get("post")
+    g = g.astype(f32)
+    d_gates = {}
+    if post is not None:
+        d_gates["post"] = (g * _long_conv(x, kr, ki, cfg, pre=pre)).astype(post.dtype)
+        g = g * post.astype(f32)
+    dv = _long_conv(g, kr, ki, cfg, conj_filter=True)
+    v = x.astype(f32)
+    if pre is not None:
+        d_gates["pre"] = (dv * v).astype(pre.dtype)
+        dv = dv * pre.astype(f32)
+        v = v * pre.astype(f32)
+    # dk = corr(g, v)[:K]: the same kernel with v's spectrum (one per batch and channel row)
+    nb, nr, length = v.shape
+    vr, vi = _long_spectrum(v.reshape(nb * nr, length), cfg.plan)
+    dk = _long_conv(g.reshape(1, nb * nr, length), vr, vi, cfg, conj_filter=True)
+    dk = jnp.sum(dk.reshape(nb, nr, length)[..., : cfg.ksize], axis=0).astype(k.dtype)
+    return dv.astype(x.dtype), dk, d_gates
+
+
+_long = jax.custom_vjp(_long_primal, nondiff_argnums=(3,))
+_long.defvjp(_long_fwd, _long_bwd)
+
+
+def _chunk_size(length: int, ksize: int, causal: bool, chunk, ker: _Kernels) -> int | None:
+    """The overlap-save chunk ``C`` for a short filter, or ``None`` for one whole plan.
+
+    ``chunk=None`` (auto): ``C = max(MIN_CHUNK, next power of two >= K)`` when ``L >= 4 C``;
+    ``chunk=0``: never; an int: that chunk (a power of two ``>= K`` and ``< L``)."""
+    if chunk == 0 or not causal:
+        if chunk and not causal:
+            raise ValueError("`chunk` (the short-filter path) needs causal=True; got causal=False.")
+        return None
+    if chunk is None:
+        size = max(MIN_CHUNK, 1 << max(0, (ksize - 1).bit_length()))
+        ok = 4 * size <= length and ker.plan(2 * size, causal=False) is not None
+        return size if ok else None
+    if (
+        not isinstance(chunk, int)
+        or chunk < ksize
+        or chunk >= length
+        or chunk & (chunk - 1)
+        or ker.plan(2 * chunk, causal=False) is None
+    ):
+        raise ValueError(
+            f"`chunk` must be a power of two with K={ksize} <= chunk < L={length} (and a "
+            f"supported frame size 2 * chunk); got {chunk!r}."
+        )
+    return chunk
+
+
+def _frames(x: jax.Array, chunk: int) -> jax.Array:
+    """``(Bo, R, L)`` -> overlap-save frames ``(Bo * nc, R, 2 C)``: ``[chunk j-1, chunk j]``."""
+    nb, nr, length = x.shape
+    nc = -(-length // chunk)
+    if nc * chunk != length:
+        x = jnp.pad(x, [(0, 0), (0, 0), (0, nc * chunk - length)])
+    cur = jnp.moveaxis(x.reshape(nb, nr, nc, chunk), 2, 1)  # (Bo, nc, R, C)
+    prev = jnp.pad(cur, [(0, 0), (1, 0), (0, 0), (0, 0)])[:, :nc]
+    return jnp.concatenate([prev, cur], axis=-1).reshape(nb * nc, nr, 2 * chunk)
+
+
+def _unframe(y: jax.Array, nb: int, length: int, chunk: int) -> jax.Array:
+    """Frames ``(Bo * nc, R, 2 C)`` -> ``(Bo, R, L)`` (the second half of each frame)."""
+    nr = y.shape[1]
+    y = y[..., chunk:].reshape(nb, -1, nr, chunk)
+    return jnp.moveaxis(y, 1, 2).reshape(nb, nr, -1)[..., :length]
+
+
 def _split_broadcast(kshape: tuple[int, ...], shape: tuple[int, ...]) -> int | None:
     """Index ``j`` with ``kshape[:j]`` all ones and ``kshape[j:] == shape[j:]`` (the filter
     is shared over the first ``j`` axes), or ``None`` if the filter must be materialised."""
@@ -183,6 +381,9 @@ def fft_conv_pallas(
     backend: str | None = None,
     block_sizes: GpuBlockSizes | TpuBlockSizes | None = None,
     interpret: Any = None,
+    precision: str | None = None,
+    bandwidth: float | int | None = None,
+    chunk: int | None = None,
 ) -> jax.Array:
     """Gated FFT convolution on the Pallas kernels: ``post_gate * conv(pre_gate * u, k)``.
 
@@ -194,13 +395,24 @@ def fft_conv_pallas(
         block_sizes: :class:`GpuBlockSizes` or :class:`TpuBlockSizes` (default: per plan).
         interpret: Pallas interpret mode; default on when the default backend is not the
             kernel's device. Pass ``pltpu.InterpretParams()`` to emulate TPU semantics.
+        precision: DFT matmul precision, ``"f32"``, ``"bf16_3x"`` or ``"bf16"``
+            (:data:`~spectrax.kernels.fft_conv.monarch.PRECISIONS`); default ``"bf16_3x"``
+            for float32 inputs (about float32 accuracy on tensor cores / MXU) and ``"bf16"``
+            for bfloat16 inputs.
+        bandwidth: frequency-sparse filter: keep only ``|f| < bandwidth * N / 2`` of the
+            size-``N`` transform (rounded up to the kernel's block of spectrum columns) and
+            skip the rest of the spectrum. The result is the convolution with the band-limited
+            filter of :func:`~spectrax.kernels.fft_conv.monarch.band_mask` (exact when ``k``
+            is band-limited already). ``L <= MAX_LENGTH`` and no ``chunk``; ``None``: dense.
+        chunk: short-filter path: overlap-save over chunks of this many samples (a power of
+            two, ``K <= chunk < L``); ``None`` picks it when ``K`` is short (``L >= 4 C``,
+            ``C = max(MIN_CHUNK, K)``), ``0`` never chunks. Causal only.
 
     Returns:
-        ``(broadcast leading dims, L)`` in ``u``'s dtype; computed in float32 (float32 DFT
-        factors, float32 MXU/tensor-core accumulation).
+        ``(broadcast leading dims, L)`` in ``u``'s dtype; computed with float32 accumulation.
 
     Raises:
-        TypeError / ValueError: unsupported dtype, filter kind or length (see
+        TypeError / ValueError: unsupported dtype, filter kind, length or option (see
             :func:`supports`); nothing falls back silently under ``impl="pallas"``.
     """
     family, compiled = _platform()
@@ -215,9 +427,12 @@ def fft_conv_pallas(
     if reason is not None:
         error = TypeError if "dtype" in reason else ValueError
         raise error(f"fft_conv(impl='pallas'): {reason}. Use impl='xla' or impl='auto'.")
+    precision = check_precision(
+        DEFAULT_PRECISION[jnp.dtype(u.dtype)] if precision is None else precision
+    )
     ker = KERNELS[family]
     length, ksize = u.shape[-1], k.shape[-1]
-    plan = ker.plan(length, causal=causal)
+    path, plan, chunk = _select(length, ksize, causal, ker, bandwidth, chunk)
     gates = {name: g for name, g in (("pre", pre_gate), ("post", post_gate)) if g is not None}
     nd = max([u.ndim, k.ndim] + [g.ndim for g in gates.values()])
     u = u.reshape((1,) * (nd - u.ndim) + u.shape)
@@ -229,20 +444,71 @@ def fft_conv_pallas(
         k = jnp.broadcast_to(k, lead + (ksize,))
         j = 0
     nb, nr = math.prod(lead[:j]), math.prod(lead[j:])
+    k = k.reshape(nr, ksize)
 
-    def tiles(x):
-        x = jnp.broadcast_to(x, lead + (length,)).reshape(nb, nr, length)
-        return to_tiles(x, plan)
+    def rows(x):
+        return jnp.broadcast_to(x, lead + (length,)).reshape(nb, nr, length)
 
-    if block_sizes is None:
-        block_sizes = (
-            ker.block_sizes.get_default(plan, nr)
-            if family == "tpu"
-            else ker.block_sizes.get_default(plan)
-        )
-    cfg = _Config(family, plan, ksize, block_sizes, interpret)
-    y = _core(tiles(u), k.reshape(nr, ksize), {n: tiles(g) for n, g in gates.items()}, cfg)
-    return from_tiles(y, length).reshape(lead + (length,))
+    def default_blocks(plan):
+        inner = plan.inner if isinstance(plan, OuterPlan) else plan
+        if block_sizes is not None:
+            return block_sizes
+        if family == "tpu":
+            return ker.block_sizes.get_default(inner, nr)
+        return ker.block_sizes.get_default(inner)
+
+    cfg = _Config(family, plan, ksize, default_blocks(plan), interpret, precision)
+    if path == "chunked":  # short filter: overlap-save frames through the two-level kernel
+        x = {n: to_tiles(_frames(rows(g), chunk), plan) for n, g in (("u", u), *gates.items())}
+        y = _core(x.pop("u"), k, x, cfg)
+        y = _unframe(from_tiles(y, 2 * chunk), nb, length, chunk)
+    elif path == "long":  # the three-level plan
+        y = _long(rows(u), k, {n: rows(g) for n, g in gates.items()}, cfg)
+    else:
+        x = {n: to_tiles(rows(g), plan) for n, g in (("u", u), *gates.items())}
+        y = from_tiles(_core(x.pop("u"), k, x, cfg), length)
+    return y.reshape(lead + (length,))
+
+
+def _select(length, ksize, causal, ker: _Kernels, bandwidth, chunk):
+    """``(path, plan, chunk)``: path ``"two_level"``, ``"chunked"`` or ``"long"``."""
+    if bandwidth is not None:
+        if not (isinstance(bandwidth, int | float) and 0 < bandwidth <= 1):
+            raise ValueError(f"`bandwidth` must be a number in (0, 1]; got {bandwidth!r}.")
+        if chunk:
+            raise ValueError(f"`bandwidth` cannot be combined with `chunk`; got chunk={chunk}.")
+        if length > MAX_LENGTH:
+            raise ValueError(
+                f"`bandwidth` (frequency-sparse filters) needs L <= {MAX_LENGTH}; got L={length}."
+            )
+        chunk = 0
+    chunk = _chunk_size(length, ksize, causal, chunk, ker)
+    if chunk is not None:
+        return "chunked", ker.plan(2 * chunk, causal=False), chunk
+    plan = ker.plan(length, causal=causal)
+    if plan is None:
+        return "long", plan_outer(length, causal=causal, inner_plan=ker.plan), None
+    if bandwidth is not None:
+        plan = plan.with_bandwidth(bandwidth, multiple=ker.col_multiple)
+        if ker.col_pow2 and plan.cols is not None:
+            cols = 1 << (plan.cols - 1).bit_length()
+            plan = dataclasses.replace(plan, cols=None if cols >= plan.n2 else cols)
+    return "two_level", plan, None
+
+
+def pallas_plan(
+    length: int,
+    ksize: int,
+    *,
+    causal: bool = True,
+    backend: str = "gpu",
+    bandwidth: float | int | None = None,
+    chunk: int | None = None,
+) -> MonarchPlan | OuterPlan:
+    """The plan :func:`fft_conv_pallas` runs for these sizes (for inspection, e.g. the exact
+    mask of a frequency-sparse filter: ``monarch.band_mask(pallas_plan(..., bandwidth=b))``).
+    For the short-filter path it is the plan of one ``2 C`` frame."""
+    return _select(length, ksize, causal, KERNELS[backend], bandwidth, chunk)[1]
 
 
 def _registered(u, k, *, causal=True, pre_gate=None, post_gate=None):
@@ -254,7 +520,7 @@ def pallas_status() -> str:
     family, compiled = _platform()
     if compiled:
         return (
-            f"yes ({KERNELS[family].describe}; L <= {MAX_LENGTH}, float32/bfloat16; "
+            f"yes ({KERNELS[family].describe}; L <= {LONG_MAX_LENGTH}, float32/bfloat16; "
             "impl='auto' uses it)"
         )
     return (

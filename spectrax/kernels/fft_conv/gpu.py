@@ -33,6 +33,7 @@ from jax.experimental import pallas as pl
 from spectrax.kernels.fft_conv.monarch import (
     MonarchFactors,
     MonarchPlan,
+    monarch_cconv_tile,
     monarch_conv_tile,
     monarch_factors,
     monarch_xcorr_tile,
@@ -74,7 +75,9 @@ def load_factors(refs) -> MonarchFactors:
     return MonarchFactors(*(r[...] for r in refs))
 
 
-def conv_rows(refs, at, *, has_pre: bool, has_post: bool, conj_filter: bool) -> None:
+def conv_rows(
+    refs, at, *, has_pre: bool, has_post: bool, conj_filter: bool, precision: str = "f32"
+) -> None:
     """Kernel body on refs: ``out[at] = post * irfft(rfft(pre * x) * K)`` for one row.
 
     ``at`` indexes the per-row refs (``...`` for one row per program, a row number when a
@@ -88,19 +91,30 @@ def conv_rows(refs, at, *, has_pre: bool, has_post: bool, conj_filter: bool) -> 
     kr, ki = refs.pop(0)[at], refs.pop(0)[at]
     fac = load_factors(refs[:8])
     out = refs[8]
-    y = monarch_conv_tile(x, kr, ki, fac, conj_filter=conj_filter)
+    y = monarch_conv_tile(x, kr, ki, fac, conj_filter=conj_filter, precision=precision)
     if post is not None:
         y = y * post
     out[at] = y.astype(out.dtype)
 
 
-def xcorr_rows(refs, at) -> None:
+def xcorr_rows(refs, at, *, precision: str = "f32") -> None:
     """Kernel body on refs: ``out[at] = irfft(rfft(a) * conj(rfft(b)))[:m_out rows]``.
     Ref order: a, b, 8 factors, out."""
     a = refs[0][at].astype(jnp.float32)
     b = refs[1][at].astype(jnp.float32)
     fac = load_factors(refs[2:10])
-    refs[10][at] = monarch_xcorr_tile(a, b, fac).astype(refs[10].dtype)
+    refs[10][at] = monarch_xcorr_tile(a, b, fac, precision).astype(refs[10].dtype)
+
+
+def cconv_rows(refs, at, *, conj_filter: bool, precision: str = "f32") -> None:
+    """Kernel body on refs: complex ``out[at] = ifft(fft(x) * K)`` for one row (the inner
+    transform of the three-level plan). Ref order: xr, xi, kr, ki, 8 factors, out_r, out_i."""
+    xr, xi = refs[0][at], refs[1][at]
+    kr, ki = refs[2][at], refs[3][at]
+    fac = load_factors(refs[4:12])
+    yr, yi = monarch_cconv_tile(xr, xi, kr, ki, fac, conj_filter=conj_filter, precision=precision)
+    refs[12][at] = yr.astype(refs[12].dtype)
+    refs[13][at] = yi.astype(refs[13].dtype)
 
 
 def _factor_specs(fac: MonarchFactors, ngrid: int) -> list:
@@ -132,18 +146,20 @@ def conv_gpu(
     out_dtype=None,
     block_sizes: GpuBlockSizes | None = None,
     interpret: bool = False,
+    precision: str = "f32",
 ) -> jax.Array:
     """Fused gated convolution of row tiles on the GPU kernel.
 
     Args:
         x: ``(Bo, R, m_in, N2)`` real input tiles (float32 or bfloat16).
-        kr, ki: ``(R, N1, N2)`` float32 filter spectrum in kernel order (shared over ``Bo``).
+        kr, ki: ``(R, N1, cols)`` float32 filter spectrum in kernel order (shared over ``Bo``).
         plan: the :func:`gpu_plan` the tiles and spectrum were built with.
         pre: optional ``(Bo, R, m_in, N2)`` input gate; post: ``(Bo, R, m_out, N2)`` output gate.
         conj_filter: multiply by ``conj(K)`` (a correlation; the input gradient).
         out_dtype: output dtype (default ``x.dtype``).
         block_sizes: launch parameters (default :meth:`GpuBlockSizes.get_default`).
         interpret: run in Pallas interpret mode (CPU testing).
+        precision: matmul precision, one of ``monarch.PRECISIONS``.
 
     Returns:
         ``(Bo, R, m_out, N2)``.
@@ -153,7 +169,7 @@ def conv_gpu(
     fac = monarch_factors(plan)
     row_in = pl.BlockSpec((None, None, plan.m_in, plan.n2), lambda b, r: (b, r, 0, 0))
     row_out = pl.BlockSpec((None, None, plan.m_out, plan.n2), lambda b, r: (b, r, 0, 0))
-    spec_k = pl.BlockSpec((None, plan.n1, plan.n2), lambda b, r: (r, 0, 0))
+    spec_k = pl.BlockSpec((None, plan.n1, plan.spectrum_cols), lambda b, r: (r, 0, 0))
     args, specs = [x], [row_in]
     if pre is not None:
         args.append(pre)
@@ -166,7 +182,12 @@ def conv_gpu(
 
     def kernel(*refs):
         conv_rows(
-            refs, ..., has_pre=pre is not None, has_post=post is not None, conj_filter=conj_filter
+            refs,
+            ...,
+            has_pre=pre is not None,
+            has_post=post is not None,
+            conj_filter=conj_filter,
+            precision=precision,
         )
 
     return pl.pallas_call(
@@ -188,6 +209,7 @@ def xcorr_gpu(
     *,
     block_sizes: GpuBlockSizes | None = None,
     interpret: bool = False,
+    precision: str = "f32",
 ) -> jax.Array:
     """Row-wise circular cross-correlation ``irfft(rfft(a) conj(rfft(b)))``, first
     ``out_rows`` rows: ``(Bo, R, m_in, N2)`` x2 -> ``(Bo, R, out_rows, N2)`` float32."""
@@ -198,7 +220,7 @@ def xcorr_gpu(
     row_out = pl.BlockSpec((None, None, out_rows, plan.n2), lambda i, r: (i, r, 0, 0))
 
     def kernel(*refs):
-        xcorr_rows(refs, ...)
+        xcorr_rows(refs, ..., precision=precision)
 
     return pl.pallas_call(
         kernel,
@@ -209,3 +231,45 @@ def xcorr_gpu(
         interpret=interpret,
         **_compiler_params(block_sizes, interpret),
     )(a, b, *fac)
+
+
+def cconv_gpu(
+    xr: jax.Array,
+    xi: jax.Array,
+    kr: jax.Array,
+    ki: jax.Array,
+    plan: MonarchPlan,
+    *,
+    conj_filter: bool = False,
+    block_sizes: GpuBlockSizes | None = None,
+    interpret: bool = False,
+    precision: str = "f32",
+) -> tuple[jax.Array, jax.Array]:
+    """Complex row-wise circular convolution ``ifft(fft(x) * K)`` on the GPU kernel.
+
+    Args:
+        xr, xi: ``(Bo, R, N1, N2)`` float32 real and imaginary tiles (a circular plan).
+        kr, ki: ``(R, N1, cols)`` float32 spectrum in kernel order, one per row.
+
+    Returns:
+        ``(yr, yi)``, each ``(Bo, R, N1, N2)`` float32.
+    """
+    nb, nr = xr.shape[0], xr.shape[1]
+    block_sizes = block_sizes or GpuBlockSizes.get_default(plan)
+    fac = monarch_factors(plan)
+    row = pl.BlockSpec((None, None, plan.n1, plan.n2), lambda b, r: (b, r, 0, 0))
+    spec_k = pl.BlockSpec((None, plan.n1, plan.spectrum_cols), lambda b, r: (r, 0, 0))
+    out = jax.ShapeDtypeStruct((nb, nr, plan.n1, plan.n2), jnp.float32)
+
+    def kernel(*refs):
+        cconv_rows(refs, ..., conj_filter=conj_filter, precision=precision)
+
+    return pl.pallas_call(
+        kernel,
+        out_shape=(out, out),
+        grid=(nb, nr),
+        in_specs=[row, row, spec_k, spec_k, *_factor_specs(fac, 2)],
+        out_specs=(row, row),
+        interpret=interpret,
+        **_compiler_params(block_sizes, interpret),
+    )(xr, xi, kr, ki, *fac)

@@ -25,8 +25,14 @@ bodies of the Pallas kernels (:mod:`spectrax.kernels.fft_conv.gpu`,
 :mod:`spectrax.kernels.fft_conv.tpu`): what the kernels compute is exactly
 :func:`monarch_conv`.
 
-Limits: two levels only (no outer third factor), so the dense factors grow like
-``sqrt(N)``; :data:`MAX_LENGTH` bounds the supported ``L``.
+Also here: complex-input rows (:func:`monarch_forward_complex`, :func:`monarch_inverse_complex`),
+the inner transforms of the three-level plan for long sequences
+(:mod:`spectrax.kernels.fft_conv.outer`); frequency-sparse plans (``MonarchPlan.cols``: only
+the spectrum columns of a low band are computed, see :func:`band_mask`); and three matmul
+precisions (:data:`PRECISIONS`).
+
+Limits: two levels, so the dense factors grow like ``sqrt(N)``; :data:`MAX_LENGTH` bounds the
+``L`` of one two-level plan; longer sequences take the outer decomposition step.
 """
 
 from __future__ import annotations
@@ -40,11 +46,19 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-# Two-level plans only: beyond this, the dense N1 x N1 factor (N1 ~ sqrt(4L)) no longer fits
-# on-chip memory and an outer decomposition step would be needed (not implemented).
+# Largest L of a two-level plan: beyond it the dense N1 x N1 factor (N1 ~ sqrt(4L)) no longer
+# fits on-chip memory, and spectrax.kernels.fft_conv.outer adds an outer decomposition step.
 MAX_LENGTH = 1 << 16
 
 _HIGHEST = jax.lax.Precision.HIGHEST
+
+# Matmul precisions of the DFT products (float32 accumulation in all three):
+#   "f32":     float32 operands at HIGHEST precision (exact float32 products; on a GPU this
+#              is not a tensor-core instruction),
+#   "bf16_3x": each float32 operand split into bfloat16 hi + lo parts, three bfloat16
+#              products (hi*hi + hi*lo + lo*hi): about float32 accuracy on tensor cores / MXU,
+#   "bf16":    one bfloat16 product (operands rounded to 8 mantissa bits): fastest.
+PRECISIONS = ("f32", "bf16_3x", "bf16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +72,9 @@ class MonarchPlan:
         n2: columns (second, row-wise DFT); the lane dimension.
         m_in: rows that hold input (``ceil(L / n2)`` rounded up; ``n1 // 2`` if causal).
         m_out: rows of output computed (``m_in``).
+        cols: spectrum columns kept (``None``: all ``n2``). A frequency-sparse plan keeps
+            ``cols // 2`` columns at each end: the natural frequencies ``|f| < F`` with
+            ``F = N1 * cols // 2`` (:func:`band_mask`); the others are never computed.
     """
 
     length: int
@@ -66,10 +83,31 @@ class MonarchPlan:
     n2: int
     m_in: int
     m_out: int
+    cols: int | None = None
 
     @property
     def fft_size(self) -> int:
         return self.n1 * self.n2
+
+    @property
+    def spectrum_cols(self) -> int:
+        """Columns of the kernel-order spectrum ``(N1, spectrum_cols)``."""
+        return self.n2 if self.cols is None else self.cols
+
+    def kept_columns(self) -> np.ndarray:
+        """Indices of the kept spectrum columns (all ``N2`` for a dense plan)."""
+        if self.cols is None:
+            return np.arange(self.n2)
+        half = self.cols // 2
+        return np.concatenate([np.arange(half), np.arange(self.n2 - half, self.n2)])
+
+    def with_bandwidth(self, bandwidth: float | int, *, multiple: int) -> MonarchPlan:
+        """The frequency-sparse version of this plan keeping at least the fraction
+        ``bandwidth`` of the band (``|f| < bandwidth * N / 2``): ``cols`` is rounded up to a
+        multiple of ``multiple`` (the kernel's lane/tile size); ``>= n2`` gives a dense plan."""
+        need = math.ceil(bandwidth * self.n2 / 2) * 2
+        cols = max(multiple, multiple * math.ceil(need / multiple))
+        return dataclasses.replace(self, cols=None if cols >= self.n2 else cols)
 
     @property
     def padded_length(self) -> int:
@@ -115,8 +153,10 @@ def plan_monarch(
 class MonarchFactors(NamedTuple):
     """DFT factors and twiddles of a plan, float32, real and imaginary parts separate.
 
-    ``fin`` is ``F_N1[:, :m_in]`` (N1, m_in); ``f2`` is ``F_N2`` (N2, N2); ``tw`` the twiddles
-    (N1, N2); ``fout`` is ``F_N1[:m_out, :] / N`` (m_out, N1), used conjugated in the inverse.
+    ``fin`` is ``F_N1[:, :m_in]`` (N1, m_in); ``f2`` is ``F_N2[:, S]`` (N2, cols) for the kept
+    columns ``S`` (all of them in a dense plan), used transposed and conjugated in the
+    inverse; ``tw`` the twiddles (N1, N2); ``fout`` is ``F_N1[:m_out, :] / N`` (m_out, N1),
+    used conjugated in the inverse.
     """
 
     fin_r: Array
@@ -149,6 +189,7 @@ def monarch_factors(plan: MonarchPlan, m_out: int | None = None) -> MonarchFacto
         / plan.fft_size
     )
     fin = f1[:, : plan.m_in]
+    f2 = f2[:, plan.kept_columns()]
     fout = f1[:rows, :] / plan.fft_size
     parts = []
     for a in (fin, f2, tw, fout):
@@ -161,60 +202,175 @@ def _lift(x: Array, ndim: int) -> Array:
     return x.reshape((1,) * (ndim - x.ndim) + tuple(x.shape))
 
 
-def _left(f: Array, x: Array) -> Array:
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"`precision` must be one of {PRECISIONS}; got {precision!r}.")
+    return precision
+
+
+def _dot(spec: str, a: Array, b: Array, precision: str) -> Array:
+    """``einsum(spec, a, b)`` with float32 accumulation at one of :data:`PRECISIONS`."""
+    f32, bf16 = jnp.float32, jnp.bfloat16
+    if precision == "f32":
+        return jnp.einsum(spec, a, b, precision=_HIGHEST, preferred_element_type=f32)
+    a = a.astype(f32)
+    b = b.astype(f32)
+    ah, bh = a.astype(bf16), b.astype(bf16)
+    out = jnp.einsum(spec, ah, bh, preferred_element_type=f32)
+    if precision == "bf16":
+        return out
+    al = (a - ah.astype(f32)).astype(bf16)
+    bl = (b - bh.astype(f32)).astype(bf16)
+    out = out + jnp.einsum(spec, ah, bl, preferred_element_type=f32)
+    return out + jnp.einsum(spec, al, bh, preferred_element_type=f32)
+
+
+def _left(f: Array, x: Array, precision: str = "f32") -> Array:
     """``f @ x`` over the last two axes of ``x`` (any leading batch), float32 accumulation."""
-    return jnp.einsum(
-        "ij,...jk->...ik", f, x, precision=_HIGHEST, preferred_element_type=jnp.float32
-    )
+    return _dot("ij,...jk->...ik", f, x, precision)
 
 
-def _right(x: Array, f: Array) -> Array:
-    return jnp.einsum(
-        "...ij,jk->...ik", x, f, precision=_HIGHEST, preferred_element_type=jnp.float32
-    )
+def _right(x: Array, f: Array, precision: str = "f32") -> Array:
+    """``x @ f``."""
+    return _dot("...ij,jk->...ik", x, f, precision)
 
 
-def monarch_forward(
-    x: Float[Array, "*batch m n2"], fac: MonarchFactors
-) -> tuple[Float[Array, "*batch n1 n2"], Float[Array, "*batch n1 n2"]]:
-    """DFT of a real ``(m_in, N2)`` tile (zero rows below) into kernel order ``(N1, N2)``."""
-    x = x.astype(jnp.float32)
-    br = _left(fac.fin_r, x)
-    bi = _left(fac.fin_i, x)
+def _right_t(x: Array, f: Array, precision: str = "f32") -> Array:
+    """``x @ f.T`` (no transpose materialised)."""
+    return _dot("...ij,kj->...ik", x, f, precision)
+
+
+def _twiddle(br: Array, bi: Array, fac: MonarchFactors, *, conj: bool) -> tuple[Array, Array]:
     tr, ti = _lift(fac.tw_r, br.ndim), _lift(fac.tw_i, br.ndim)
-    br, bi = br * tr - bi * ti, br * ti + bi * tr
-    cr = _right(br, fac.f2_r) - _right(bi, fac.f2_i)
-    ci = _right(br, fac.f2_i) + _right(bi, fac.f2_r)
+    if conj:
+        return br * tr + bi * ti, bi * tr - br * ti
+    return br * tr - bi * ti, br * ti + bi * tr
+
+
+def _columns(br: Array, bi: Array, fac: MonarchFactors, p: str) -> tuple[Array, Array]:
+    """``B @ F2[:, S]`` (complex)."""
+    cr = _right(br, fac.f2_r, p) - _right(bi, fac.f2_i, p)
+    ci = _right(br, fac.f2_i, p) + _right(bi, fac.f2_r, p)
     return cr, ci
 
 
+def _columns_inverse(cr: Array, ci: Array, fac: MonarchFactors, p: str) -> tuple[Array, Array]:
+    """``C @ conj(F2[:, S]).T``: back from the kept columns to all ``N2``."""
+    dr = _right_t(cr, fac.f2_r, p) + _right_t(ci, fac.f2_i, p)
+    di = _right_t(ci, fac.f2_r, p) - _right_t(cr, fac.f2_i, p)
+    return dr, di
+
+
+def monarch_forward(
+    x: Float[Array, "*batch m n2"], fac: MonarchFactors, precision: str = "f32"
+) -> tuple[Float[Array, "*batch n1 c"], Float[Array, "*batch n1 c"]]:
+    """DFT of a real ``(m_in, N2)`` tile (zero rows below) into kernel order ``(N1, cols)``."""
+    x = x.astype(jnp.float32)
+    br = _left(fac.fin_r, x, precision)
+    bi = _left(fac.fin_i, x, precision)
+    br, bi = _twiddle(br, bi, fac, conj=False)
+    return _columns(br, bi, fac, precision)
+
+
 def monarch_inverse_real(
-    cr: Float[Array, "*batch n1 n2"], ci: Float[Array, "*batch n1 n2"], fac: MonarchFactors
+    cr: Float[Array, "*batch n1 c"],
+    ci: Float[Array, "*batch n1 c"],
+    fac: MonarchFactors,
+    precision: str = "f32",
 ) -> Float[Array, "*batch m n2"]:
     """Real part of the inverse DFT of a kernel-order spectrum, first ``m_out`` rows."""
-    dr = _right(cr, fac.f2_r) + _right(ci, fac.f2_i)
-    di = _right(ci, fac.f2_r) - _right(cr, fac.f2_i)
-    tr, ti = _lift(fac.tw_r, dr.ndim), _lift(fac.tw_i, dr.ndim)
-    dr, di = dr * tr + di * ti, di * tr - dr * ti
-    return _left(fac.fout_r, dr) + _left(fac.fout_i, di)
+    dr, di = _columns_inverse(cr, ci, fac, precision)
+    dr, di = _twiddle(dr, di, fac, conj=True)
+    return _left(fac.fout_r, dr, precision) + _left(fac.fout_i, di, precision)
+
+
+def monarch_forward_complex(
+    xr: Float[Array, "*batch m n2"],
+    xi: Float[Array, "*batch m n2"],
+    fac: MonarchFactors,
+    precision: str = "f32",
+) -> tuple[Float[Array, "*batch n1 c"], Float[Array, "*batch n1 c"]]:
+    """DFT of a complex ``(m_in, N2)`` tile (real and imaginary parts) into kernel order."""
+    xr, xi = xr.astype(jnp.float32), xi.astype(jnp.float32)
+    br = _left(fac.fin_r, xr, precision) - _left(fac.fin_i, xi, precision)
+    bi = _left(fac.fin_r, xi, precision) + _left(fac.fin_i, xr, precision)
+    br, bi = _twiddle(br, bi, fac, conj=False)
+    return _columns(br, bi, fac, precision)
+
+
+def monarch_inverse_complex(
+    cr: Float[Array, "*batch n1 c"],
+    ci: Float[Array, "*batch n1 c"],
+    fac: MonarchFactors,
+    precision: str = "f32",
+) -> tuple[Float[Array, "*batch m n2"], Float[Array, "*batch m n2"]]:
+    """Inverse DFT of a kernel-order spectrum, first ``m_out`` rows, complex."""
+    dr, di = _columns_inverse(cr, ci, fac, precision)
+    dr, di = _twiddle(dr, di, fac, conj=True)
+    yr = _left(fac.fout_r, dr, precision) + _left(fac.fout_i, di, precision)
+    yi = _left(fac.fout_r, di, precision) - _left(fac.fout_i, dr, precision)
+    return yr, yi
+
+
+def _product(xr, xi, kr, ki, conj_filter: bool):
+    ki = -ki if conj_filter else ki
+    return xr * kr - xi * ki, xr * ki + xi * kr
 
 
 def monarch_conv_tile(
-    x: Array, kr: Array, ki: Array, fac: MonarchFactors, *, conj_filter: bool = False
+    x: Array,
+    kr: Array,
+    ki: Array,
+    fac: MonarchFactors,
+    *,
+    conj_filter: bool = False,
+    precision: str = "f32",
 ) -> Array:
     """``irfft(X * K)`` (or ``X * conj(K)``: a correlation) of one tile, first ``m_out`` rows."""
-    xr, xi = monarch_forward(x, fac)
-    sign = -1.0 if conj_filter else 1.0
-    ki = sign * ki
-    return monarch_inverse_real(xr * kr - xi * ki, xr * ki + xi * kr, fac)
+    xr, xi = monarch_forward(x, fac, precision)
+    return monarch_inverse_real(*_product(xr, xi, kr, ki, conj_filter), fac, precision)
 
 
-def monarch_xcorr_tile(a: Array, b: Array, fac: MonarchFactors) -> Array:
+def monarch_cconv_tile(
+    xr: Array,
+    xi: Array,
+    kr: Array,
+    ki: Array,
+    fac: MonarchFactors,
+    *,
+    conj_filter: bool = False,
+    precision: str = "f32",
+) -> tuple[Array, Array]:
+    """``ifft(fft(x) * K)`` of a complex tile (circular plan): the inner step of the
+    three-level transform, where each row carries its own slice of the filter spectrum."""
+    cr, ci = monarch_forward_complex(xr, xi, fac, precision)
+    return monarch_inverse_complex(*_product(cr, ci, kr, ki, conj_filter), fac, precision)
+
+
+def monarch_xcorr_tile(a: Array, b: Array, fac: MonarchFactors, precision: str = "f32") -> Array:
     """Circular cross-correlation ``c[s] = sum_t a[t+s] b[t]`` (``irfft(A conj(B))``) of two
     real tiles, first ``m_out`` rows (the filter gradient ``dk = corr(g, u)[:K]``)."""
-    ar, ai = monarch_forward(a, fac)
-    br, bi = monarch_forward(b, fac)
-    return monarch_inverse_real(ar * br + ai * bi, ai * br - ar * bi, fac)
+    ar, ai = monarch_forward(a, fac, precision)
+    br, bi = monarch_forward(b, fac, precision)
+    return monarch_inverse_real(ar * br + ai * bi, ai * br - ar * bi, fac, precision)
+
+
+def band_mask(plan: MonarchPlan) -> np.ndarray:
+    """The multiplier a frequency-sparse plan applies to the filter's spectrum, as a float64
+    mask over the ``N // 2 + 1`` rfft frequencies of the size-``N`` transform.
+
+    It is 1 for ``|f| < F`` (``F = N1 * cols // 2``), 1/2 at ``|f| = F`` (the plan keeps
+    ``-F`` but not ``+F``; the real part of the output averages the two) and 0 above: the
+    convolution is the one with the band-limited filter ``irfft(rfft(k, N) * mask, N)``.
+    A dense plan returns all ones.
+    """
+    n = plan.fft_size
+    mask = np.ones(n // 2 + 1)
+    if plan.cols is None:
+        return mask
+    f = plan.n1 * (plan.cols // 2)
+    freqs = np.arange(n // 2 + 1)
+    return np.where(freqs < f, 1.0, np.where(freqs == f, 0.5, 0.0))
 
 
 def to_tiles(x: Array, plan: MonarchPlan) -> Array:
@@ -232,8 +388,9 @@ def from_tiles(y: Array, length: int) -> Array:
 
 def filter_spectrum(
     k: Float[Array, "*kbatch K"], plan: MonarchPlan
-) -> tuple[Float[Array, "*kbatch n1 n2"], Float[Array, "*kbatch n1 n2"]]:
-    """The filter's DFT in kernel order ``(N1, N2)``, computed once per call (``K <= L``)."""
+) -> tuple[Float[Array, "*kbatch n1 c"], Float[Array, "*kbatch n1 c"]]:
+    """The filter's DFT in kernel order ``(N1, cols)``, computed once per call (``K <= L``),
+    at float32 precision whatever the kernels' matmul precision."""
     fac = monarch_factors(plan)
     return monarch_forward(to_tiles(k.astype(jnp.float32), plan), fac)
 

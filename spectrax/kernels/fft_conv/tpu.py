@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from spectrax.kernels.fft_conv.gpu import conv_rows, xcorr_rows
+from spectrax.kernels.fft_conv.gpu import cconv_rows, conv_rows, xcorr_rows
 from spectrax.kernels.fft_conv.monarch import (
     MonarchPlan,
     monarch_factors,
@@ -71,17 +71,21 @@ def _pad_rows(x: jax.Array, axis: int, multiple: int) -> jax.Array:
     return jnp.pad(x, widths)
 
 
-def _run_blocked(body, args, row_specs_rows, out_rows, out_dtype, nb, nr, plan, fac, rb, interpret):
+def _run_blocked(
+    body, args, row_specs_rows, out_rows, out_dtype, nb, nr, plan, fac, rb, interpret, n_out=1
+):
     """Shared pallas_call: grid (channel blocks, batch); ``row_specs_rows`` lists, per
-    argument, its tile row count (``None`` for a filter spectrum block)."""
+    argument, its tile row count (``None`` for a filter spectrum block); ``n_out`` outputs
+    of ``(nb, nr, out_rows, N2)``."""
     specs = []
     for rows in row_specs_rows:
         if rows is None:
-            specs.append(pl.BlockSpec((rb, plan.n1, plan.n2), lambda r, b: (r, 0, 0)))
+            specs.append(pl.BlockSpec((rb, plan.n1, plan.spectrum_cols), lambda r, b: (r, 0, 0)))
         else:
             specs.append(pl.BlockSpec((None, rb, rows, plan.n2), lambda r, b: (b, r, 0, 0)))
     specs += [pl.BlockSpec(f.shape, lambda r, b: (0, 0)) for f in fac]
     out_spec = pl.BlockSpec((None, rb, out_rows, plan.n2), lambda r, b: (b, r, 0, 0))
+    out_shape = jax.ShapeDtypeStruct((nb, nr, out_rows, plan.n2), out_dtype)
 
     def kernel(*refs):
         def step(i, carry):
@@ -92,10 +96,10 @@ def _run_blocked(body, args, row_specs_rows, out_rows, out_dtype, nb, nr, plan, 
 
     return pl.pallas_call(
         kernel,
-        out_shape=jax.ShapeDtypeStruct((nb, nr, out_rows, plan.n2), out_dtype),
+        out_shape=out_shape if n_out == 1 else (out_shape,) * n_out,
         grid=(nr // rb, nb),
         in_specs=specs,
-        out_specs=out_spec,
+        out_specs=out_spec if n_out == 1 else (out_spec,) * n_out,
         interpret=interpret,
     )(*args, *fac)
 
@@ -112,6 +116,7 @@ def conv_tpu(
     out_dtype=None,
     block_sizes: TpuBlockSizes | None = None,
     interpret=False,
+    precision: str = "f32",
 ) -> jax.Array:
     """Fused gated convolution of row tiles on the TPU kernel.
 
@@ -135,7 +140,14 @@ def conv_tpu(
     rows += [None, None]
 
     def body(refs, i):
-        conv_rows(refs, i, has_pre=has_pre, has_post=has_post, conj_filter=conj_filter)
+        conv_rows(
+            refs,
+            i,
+            has_pre=has_pre,
+            has_post=has_post,
+            conj_filter=conj_filter,
+            precision=precision,
+        )
 
     out = _run_blocked(
         body,
@@ -161,14 +173,19 @@ def xcorr_tpu(
     *,
     block_sizes: TpuBlockSizes | None = None,
     interpret=False,
+    precision: str = "f32",
 ) -> jax.Array:
     """Row-wise circular cross-correlation on the TPU kernel (see
     :func:`spectrax.kernels.fft_conv.gpu.xcorr_gpu`)."""
     nb, nr = a.shape[0], a.shape[1]
     rb = (block_sizes or TpuBlockSizes.get_default(plan, nr)).block_rows
     args = [_pad_rows(a, 1, rb), _pad_rows(b, 1, rb)]
+
+    def body(refs, i):
+        xcorr_rows(refs, i, precision=precision)
+
     out = _run_blocked(
-        xcorr_rows,
+        body,
         args,
         [plan.m_in, plan.m_in],
         out_rows,
@@ -181,3 +198,41 @@ def xcorr_tpu(
         interpret,
     )
     return out[:, :nr]
+
+
+def cconv_tpu(
+    xr: jax.Array,
+    xi: jax.Array,
+    kr: jax.Array,
+    ki: jax.Array,
+    plan: MonarchPlan,
+    *,
+    conj_filter: bool = False,
+    block_sizes: TpuBlockSizes | None = None,
+    interpret=False,
+    precision: str = "f32",
+) -> tuple[jax.Array, jax.Array]:
+    """Complex row-wise circular convolution on the TPU kernel (see
+    :func:`spectrax.kernels.fft_conv.gpu.cconv_gpu`): ``(Bo, R, N1, N2)`` pairs in and out."""
+    nb, nr = xr.shape[0], xr.shape[1]
+    rb = (block_sizes or TpuBlockSizes.get_default(plan, nr)).block_rows
+    args = [_pad_rows(xr, 1, rb), _pad_rows(xi, 1, rb), _pad_rows(kr, 0, rb), _pad_rows(ki, 0, rb)]
+
+    def body(refs, i):
+        cconv_rows(refs, i, conj_filter=conj_filter, precision=precision)
+
+    yr, yi = _run_blocked(
+        body,
+        args,
+        [plan.n1, plan.n1, None, None],
+        plan.n1,
+        jnp.float32,
+        nb,
+        args[0].shape[1],
+        plan,
+        monarch_factors(plan),
+        rb,
+        interpret,
+        n_out=2,
+    )
+    return yr[:, :nr], yi[:, :nr]
