@@ -10,7 +10,7 @@ from jax.experimental.pallas import tpu as pltpu
 
 from spectrax.kernels.fft_conv import fft_conv
 from spectrax.kernels.fft_conv._pallas import MIN_CHUNK, fft_conv_pallas, pallas_plan
-from spectrax.kernels.fft_conv.gpu import gpu_plan
+from spectrax.kernels.fft_conv.gpu import GPU_MAX_FFT, gpu_plan
 from spectrax.kernels.fft_conv.monarch import (
     MAX_LENGTH,
     PRECISIONS,
@@ -18,7 +18,13 @@ from spectrax.kernels.fft_conv.monarch import (
     band_mask,
     plan_monarch,
 )
-from spectrax.kernels.fft_conv.outer import OuterPlan, outer_conv_reference, plan_outer
+from spectrax.kernels.fft_conv.outer import (
+    INNER_SIZE,
+    LONG_MAX_LENGTH,
+    OuterPlan,
+    outer_conv_reference,
+    plan_outer,
+)
 from spectrax.kernels.fft_conv.tpu import tpu_plan
 from tests.helpers import assert_close, rel_err, tol
 
@@ -238,18 +244,26 @@ def test_three_level_reference_equals_float64(length, ksize, causal, inner):
 
 
 def test_long_plans_cover_one_million_and_beyond():
-    for length, p in [(MAX_LENGTH + 1, 4), (1 << 20, 32), (1 << 22, 128)]:
-        for planner in (gpu_plan, tpu_plan):
-            plan = plan_outer(length, causal=True, inner_plan=planner)
-            assert isinstance(plan, OuterPlan) and plan.p == p
+    # GPU programs hold at most GPU_MAX_FFT points, TPU programs 2^16 (INNER_SIZE)
+    for planner, inner in ((gpu_plan, GPU_MAX_FFT), (tpu_plan, INNER_SIZE)):
+        assert planner(inner, causal=False) is not None
+        assert planner(2 * inner, causal=False) is None
+        for length in (MAX_LENGTH + 1, 1 << 20, LONG_MAX_LENGTH):
+            plan = plan_outer(length, causal=True, inner_plan=planner, inner_size=inner)
+            assert isinstance(plan, OuterPlan) and plan.m == inner
             assert plan.fft_size >= 2 * length and plan.rows_in * plan.m >= length
+            assert plan.fft_size < 4 * length + 2 * inner  # P: the smallest power of two
+    assert plan_outer(LONG_MAX_LENGTH + 1, causal=True, inner_plan=tpu_plan) is None
     assert isinstance(pallas_plan(1 << 20, 1 << 20), OuterPlan)
+    assert isinstance(pallas_plan(8192, 8192, backend="gpu"), OuterPlan)
+    assert isinstance(pallas_plan(8192, 8192, backend="tpu"), MonarchPlan)
     assert pallas_plan(1 << 20, 64).fft_size == 2 * MIN_CHUNK  # a short filter still chunks
 
 
 @pytest.mark.parametrize("family, interpret", FAMILIES)
 def test_long_forward_and_gradients_equal_xla(family, interpret):
-    """L = 70000 > MAX_LENGTH: P = 4 outer rows around 2^16-point complex-row kernels."""
+    """L = 70000 > MAX_LENGTH: P = 4 outer rows around 2^16-point complex-row kernels (TPU),
+    P = 32 around 8192-point ones (GPU)."""
     length = 70000
 
     def pallas(u, k, **gates):
@@ -268,3 +282,19 @@ def test_long_bfloat16_through_fft_conv():
     y = fft_conv_pallas(ub, kb, interpret=True, chunk=0)  # the long path, not chunks
     assert y.dtype == jnp.bfloat16
     assert_close(y, np_filtered_conv(ub, kb, 2 * length), jnp.bfloat16)
+
+
+def test_one_million_forward_and_gradients_equal_xla():
+    length = 1 << 20  # P = 32 outer rows
+
+    def pallas(u, k, **gates):
+        return fft_conv_pallas(u, k, interpret=True, precision="f32", **gates)
+
+    shapes = [(1, 1, length), (1, length), (1, 1, length), (1, length), (1, 1, length)]
+    _grads_equal(pallas, _xla, shapes, bound=tol(jnp.float32))
+
+
+def test_the_longest_supported_length_equals_float64():
+    u, k = _arrays([(1, LONG_MAX_LENGTH), (1, LONG_MAX_LENGTH)], seed=9, scale_last=True)
+    y = fft_conv_pallas(u, k, interpret=True, precision="f32")
+    assert_close(y, np_filtered_conv(u, k, 2 * LONG_MAX_LENGTH), jnp.float32)

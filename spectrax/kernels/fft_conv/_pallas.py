@@ -9,13 +9,14 @@ convolution, which the backward recomputes with the forward kernel instead of st
 
 Three paths, chosen per call (:func:`fft_conv_pallas`):
 
-* **two-level** (``L <= MAX_LENGTH``): one ``(N1, N2)`` plan over the whole sequence;
+* **two-level**: one ``(N1, N2)`` plan over the whole sequence, up to what one program holds
+  (``L <= 4096`` on GPU, :data:`GPU_MAX_FFT`; ``L <= MAX_LENGTH`` on TPU);
 * **short filter** (``K`` much smaller than ``L``; FlashFFTConv's partial convolution):
   overlap-save over chunks of ``C >= K`` samples, each frame ``[previous chunk, chunk]`` a
   size-``2C`` circular convolution whose second half is the output; the transform cost
   drops from ``O(L sqrt(L))`` to ``O(L sqrt(C))`` matmul work (frames are gathered by XLA,
   reading the input twice);
-* **long** (``L > MAX_LENGTH``, up to ``LONG_MAX_LENGTH``): the three-level plan of
+* **long** (beyond one program, up to ``LONG_MAX_LENGTH``): the three-level plan of
   :mod:`spectrax.kernels.fft_conv.outer` (an XLA outer step around complex-row kernels).
 
 Frequency-sparse filters (``bandwidth``) compute only the kept spectrum columns of the
@@ -34,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from spectrax.kernels.fft_conv.gpu import (
+    GPU_MAX_FFT,
     GpuBlockSizes,
     cconv_gpu,
     conv_gpu,
@@ -42,7 +44,6 @@ from spectrax.kernels.fft_conv.gpu import (
     xcorr_gpu,
 )
 from spectrax.kernels.fft_conv.monarch import (
-    MAX_LENGTH,
     MonarchPlan,
     check_precision,
     filter_spectrum,
@@ -86,6 +87,11 @@ class _Kernels:
     # Mosaic: multiples of the 128-lane width)
     col_multiple: int
     col_pow2: bool
+    # inner transform size of the three-level plan (at most what one program holds)
+    inner_size: int
+
+    def outer_plan(self, length: int, causal: bool) -> OuterPlan | None:
+        return plan_outer(length, causal=causal, inner_plan=self.plan, inner_size=self.inner_size)
 
 
 KERNELS: dict[str, _Kernels] = {
@@ -99,6 +105,7 @@ KERNELS: dict[str, _Kernels] = {
         "Pallas Triton kernel (GPU)",
         16,
         True,
+        GPU_MAX_FFT,
     ),
     "tpu": _Kernels(
         tpu_plan,
@@ -110,6 +117,7 @@ KERNELS: dict[str, _Kernels] = {
         "Pallas Mosaic kernel (TPU)",
         128,
         False,
+        INNER_SIZE,
     ),
 }
 
@@ -150,14 +158,13 @@ def _unsupported_reason(u, k, causal: bool, family: str) -> str | None:
             )
     length = u.shape[-1]
     ker = KERNELS[family]
-    if ker.plan(length, causal=causal) is None and (
-        plan_outer(length, causal=causal, inner_plan=ker.plan) is None
-    ):
+    if ker.plan(length, causal=causal) is None and ker.outer_plan(length, causal) is None:
         what = (
             f"1 <= L <= {LONG_MAX_LENGTH}"
             if causal
-            else f"L <= {MAX_LENGTH} a multiple of 128 (a power of two on GPU), or L = P * "
-            f"{INNER_SIZE} with P a power of two up to L = {LONG_MAX_LENGTH}, for causal=False"
+            else f"L a multiple of 128 (a power of two on GPU) up to {ker.inner_size}, or L = "
+            f"P * {ker.inner_size} with P a power of two up to L = {LONG_MAX_LENGTH}, for "
+            "causal=False"
         )
         return f"L={length} is not supported by the Pallas kernels; expected {what}"
     return None
@@ -403,7 +410,8 @@ def fft_conv_pallas(
             size-``N`` transform (rounded up to the kernel's block of spectrum columns) and
             skip the rest of the spectrum. The result is the convolution with the band-limited
             filter of :func:`~spectrax.kernels.fft_conv.monarch.band_mask` (exact when ``k``
-            is band-limited already). ``L <= MAX_LENGTH`` and no ``chunk``; ``None``: dense.
+            is band-limited already). Two-level plans only (not with ``chunk``, nor beyond
+            one program's length); ``None``: dense.
         chunk: short-filter path: overlap-save over chunks of this many samples (a power of
             two, ``K <= chunk < L``); ``None`` picks it when ``K`` is short (``L >= 4 C``,
             ``C = max(MIN_CHUNK, K)``), ``0`` never chunks. Causal only.
@@ -477,17 +485,18 @@ def _select(length, ksize, causal, ker: _Kernels, bandwidth, chunk):
             raise ValueError(f"`bandwidth` must be a number in (0, 1]; got {bandwidth!r}.")
         if chunk:
             raise ValueError(f"`bandwidth` cannot be combined with `chunk`; got chunk={chunk}.")
-        if length > MAX_LENGTH:
-            raise ValueError(
-                f"`bandwidth` (frequency-sparse filters) needs L <= {MAX_LENGTH}; got L={length}."
-            )
         chunk = 0
     chunk = _chunk_size(length, ksize, causal, chunk, ker)
     if chunk is not None:
         return "chunked", ker.plan(2 * chunk, causal=False), chunk
     plan = ker.plan(length, causal=causal)
     if plan is None:
-        return "long", plan_outer(length, causal=causal, inner_plan=ker.plan), None
+        if bandwidth is not None:
+            raise ValueError(
+                f"`bandwidth` (frequency-sparse filters) needs a two-level plan; L={length} is "
+                "too long for one on this kernel family (see pallas_plan)."
+            )
+        return "long", ker.outer_plan(length, causal), None
     if bandwidth is not None:
         plan = plan.with_bandwidth(bandwidth, multiple=ker.col_multiple)
         if ker.col_pow2 and plan.cols is not None:

@@ -15,7 +15,9 @@ transform, the pointwise product, the inverse transform and the optional gates w
 writing any intermediate to global memory, and stores the ``(m_out, N2)`` output tile.
 
 Triton needs power-of-two block shapes of at least 16 per matmul dimension: plans for this
-backend use ``N2 >= 16`` and power-of-two row counts (:func:`gpu_plan`).
+backend use ``N2 >= 16`` and power-of-two row counts (:func:`gpu_plan`), and one program
+holds at most :data:`GPU_MAX_FFT` points; longer sequences take the three-level plan of
+:mod:`spectrax.kernels.fft_conv.outer` (or the chunked path for short filters).
 
 Speed on a GPU has not been measured (no GPU was available when this was written); the
 block-size defaults are heuristics, not tuned values.
@@ -40,10 +42,18 @@ from spectrax.kernels.fft_conv.monarch import (
     plan_monarch,
 )
 
+# Largest transform one GPU program holds: its complex float32 intermediates (8 bytes per
+# point: 64 KiB at 8192) must stay in registers / shared memory (228 KiB per H100 SM), and
+# Triton stages each tl.dot operand through shared memory. Longer transforms take the
+# three-level plan with inner transforms of this size. A heuristic: not tuned on hardware.
+GPU_MAX_FFT = 1 << 13
+
 
 def gpu_plan(length: int, *, causal: bool) -> MonarchPlan | None:
-    """Plan with power-of-two tiles of at least 16 (Triton / tensor-core MMA shapes)."""
-    return plan_monarch(length, causal=causal, min_n2=16, min_rows=16, pow2=True)
+    """Plan with power-of-two tiles of at least 16 (Triton / tensor-core MMA shapes) and at
+    most :data:`GPU_MAX_FFT` points (``L <= 4096`` causal, ``L <= 8192`` circular)."""
+    plan = plan_monarch(length, causal=causal, min_n2=16, min_rows=16, pow2=True)
+    return plan if plan is not None and plan.fft_size <= GPU_MAX_FFT else None
 
 
 def gpu_out_rows(plan: MonarchPlan, ksize: int) -> int:

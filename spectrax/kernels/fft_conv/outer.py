@@ -39,7 +39,8 @@ from spectrax.kernels.fft_conv.monarch import (
     monarch_forward_complex,
 )
 
-# Inner (two-level, circular) transform size: 2^16 points, dense factors of 256 x 256.
+# Default inner (two-level, circular) transform size: 2^16 points, dense factors of 256 x 256
+# (the TPU kernels; the GPU kernels use gpu.GPU_MAX_FFT).
 INNER_SIZE = 1 << 16
 # Longest supported sequence (P = 128 outer rows for a causal convolution).
 LONG_MAX_LENGTH = 1 << 22
@@ -93,7 +94,7 @@ def plan_outer(length: int, *, causal: bool, inner_plan, inner_size: int = INNER
             planner (the inner plan is circular).
         inner_size: ``M``, a power of two (smaller values exercise the path in tests).
     """
-    if not 1 <= length <= LONG_MAX_LENGTH or inner_size & (inner_size - 1):
+    if not 1 <= length <= LONG_MAX_LENGTH or inner_size < 1 or inner_size & (inner_size - 1):
         return None
     need = 2 * length if causal else length
     p = max(2, 1 << max(0, (math.ceil(need / inner_size) - 1).bit_length()))
