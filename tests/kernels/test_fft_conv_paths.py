@@ -294,7 +294,8 @@ def test_one_million_forward_and_gradients_equal_xla():
     _grads_equal(pallas, _xla, shapes, bound=tol(jnp.float32))
 
 
-def test_the_longest_supported_length_equals_float64():
+@pytest.mark.parametrize("family, interpret", FAMILIES)
+def test_the_longest_supported_length_equals_float64(family, interpret):
     u, k = _arrays([(1, LONG_MAX_LENGTH), (1, LONG_MAX_LENGTH)], seed=9, scale_last=True)
-    y = fft_conv_pallas(u, k, interpret=True, precision="f32")
+    y = fft_conv_pallas(u, k, backend=family, interpret=interpret, precision="f32")
     assert_close(y, np_filtered_conv(u, k, 2 * LONG_MAX_LENGTH), jnp.float32)
