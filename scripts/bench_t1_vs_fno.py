@@ -9,7 +9,8 @@ by ``spectrax.train`` with the config's AdamW schedule for ``--steps`` steps eac
 
 Writes ``benchmarks/t1-vs-fno-<platform>.json``: test relative L2, parameter counts (real
 scalars; a complex weight counts two) and the median wall time of one jitted train step
-(forward, backward, optimizer update) for each model.
+(forward, backward, optimizer update) for each model, and the error floor of truncating the
+test targets to the kept modes (T1's output holds only those).
 
     python scripts/bench_t1_vs_fno.py
     python scripts/bench_t1_vs_fno.py --steps 50 --num-train 64 --num-test 16
@@ -47,6 +48,16 @@ from spectrax.train._optim import param_labels
 def num_params(model) -> int:
     leaves = jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
     return int(sum(x.size * (2 if jnp.iscomplexobj(x) else 1) for x in leaves))
+
+
+def band_limit_floor(u: np.ndarray, modes: int) -> float:
+    """Mean relative L2 error of the test targets truncated to their first ``modes`` Fourier
+    modes: the best a model whose output holds only those modes (T1) can do."""
+    u = np.asarray(u, np.float64)
+    c = np.fft.rfft(u, axis=-1)
+    c[..., modes:] = 0
+    v = np.fft.irfft(c, n=u.shape[-1], axis=-1)
+    return float(np.mean(np.linalg.norm(v - u, axis=-1) / np.linalg.norm(u, axis=-1)))
 
 
 def step_seconds(config, repeats: int) -> float:
@@ -151,6 +162,7 @@ def main() -> None:
             f"{fno_config.optim.weight_decay}, clip {fno_config.optim.clip_norm}"
         ),
         "timing": f"median of {args.repeats} jitted train steps at batch {args.batch_size}",
+        "band_limit_floor_rel_l2": band_limit_floor(fno_config.task.build().test[1], args.modes),
         "models": models,
     }
     out = pathlib.Path(args.out or f"benchmarks/t1-vs-fno-{dev.platform}.json")

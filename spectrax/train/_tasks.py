@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jaxtyping import Float
 
 from spectrax.train._losses import relative_lp_loss
 from spectrax.train._plots import plot_field_predictions
@@ -20,18 +21,24 @@ from spectrax.train._plots import plot_field_predictions
 __all__ = ["FieldRegressionTask", "SequenceClassificationTask", "grid_coordinates"]
 
 
-_GRIDS = ("periodic", "endpoint")
+# Grid conventions: the spacing's denominator for an axis of n points.
+_GRIDS: dict[str, Callable[[int], int]] = {
+    "periodic": lambda n: n,
+    "endpoint": lambda n: max(n - 1, 1),
+}
 
 
-def grid_coordinates(spatial_shape: tuple[int, ...], grid: str, dtype) -> np.ndarray:
+def grid_coordinates(
+    spatial_shape: tuple[int, ...], grid: str, dtype
+) -> Float[np.ndarray, " D *spatial"]:
     """One coordinate channel per axis on the unit cube, shape ``(d, *spatial_shape)``.
 
     ``grid="periodic"``: ``x_j = j / X`` (the unit torus, Burgers and Navier–Stokes data);
     ``grid="endpoint"``: ``x_j = j / (X - 1)`` (node grids holding both boundaries, Darcy).
     """
     if grid not in _GRIDS:
-        raise ValueError(f"`grid` must be one of {_GRIDS}; got {grid!r}.")
-    axes = [np.arange(n) / (max(n - 1, 1) if grid == "endpoint" else n) for n in spatial_shape]
+        raise ValueError(f"`grid` must be one of {tuple(_GRIDS)}; got {grid!r}.")
+    axes = [np.arange(n) / _GRIDS[grid](n) for n in spatial_shape]
     return np.stack(np.meshgrid(*axes, indexing="ij")).astype(dtype)
 
 
@@ -91,7 +98,7 @@ class FieldRegressionTask:
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ValueError(f"`num_spatial_dims` must be an int >= 1; got {d!r}.")
         if self.grid not in _GRIDS:
-            raise ValueError(f"`grid` must be one of {_GRIDS}; got {self.grid!r}.")
+            raise ValueError(f"`grid` must be one of {tuple(_GRIDS)}; got {self.grid!r}.")
         c = 1 if self.channel_axis else 0
         layout = "(B, C, *spatial)" if self.channel_axis else "(B, *spatial)"
         shapes = {}
