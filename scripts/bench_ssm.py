@@ -103,7 +103,7 @@ def main(argv=None) -> int:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "copy_bandwidth_bytes_per_s": bw,
         "note": (
-            "CPU sizes on a shared 2-core machine under load from other jobs: ratios within "
+            "CPU sizes on a 2-core machine that other jobs may share: ratios within "
             "one row are the meaningful part; GPU figures are unmeasured here."
             if on_cpu
             else "accelerator run"
