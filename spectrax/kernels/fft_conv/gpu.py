@@ -77,8 +77,9 @@ class GpuBlockSizes:
 
     @classmethod
     def get_default(cls, plan: MonarchPlan) -> GpuBlockSizes:
-        """Heuristic defaults (untuned): two warpgroups once a tile has >= 16K elements."""
-        return cls(num_warps=8 if plan.n1 * plan.n2 >= 16384 else 4, num_stages=1)
+        """Heuristic defaults (untuned): two warpgroups for the largest tiles (the full
+        :data:`GPU_MAX_FFT` points), one below."""
+        return cls(num_warps=8 if plan.n1 * plan.n2 >= GPU_MAX_FFT else 4, num_stages=1)
 
 
 def load_factors(refs) -> MonarchFactors:
