@@ -35,6 +35,7 @@ import numpy as np
 from spectrax.kernels.fft_conv.monarch import (
     MonarchFactors,
     MonarchPlan,
+    monarch_cconv_tile,
     monarch_factors,
     monarch_forward_complex,
 )
@@ -169,8 +170,6 @@ def outer_spectrum(k: jax.Array, plan: OuterPlan) -> tuple[jax.Array, jax.Array]
 
 def outer_conv_reference(u: jax.Array, k: jax.Array, plan: OuterPlan) -> jax.Array:
     """Plain-jnp three-level convolution (what the kernel path computes), for tests."""
-    from spectrax.kernels.fft_conv.monarch import monarch_cconv_tile
-
     kr, ki = outer_spectrum(k, plan)
     br, bi = outer_forward(u, plan)
     zr, zi = monarch_cconv_tile(
