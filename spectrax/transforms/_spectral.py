@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
@@ -68,8 +69,10 @@ def truncate_modes(
     for i in range(d - 1):
         axis = x_hat.ndim - d + i
         m = modes[i]
-        lo = jnp.take(out, jnp.arange(m), axis=axis)
-        hi = jnp.take(out, jnp.arange(x_hat.shape[axis] - m, x_hat.shape[axis]), axis=axis)
+        # static slices (not jnp.take: a gather, whose transpose is a slow scatter-add)
+        n = x_hat.shape[axis]
+        lo = jax.lax.slice_in_dim(out, 0, m, axis=axis)
+        hi = jax.lax.slice_in_dim(out, n - m, n, axis=axis)
         out = jnp.concatenate([lo, hi], axis=axis)
     return out
 
