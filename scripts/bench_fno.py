@@ -28,6 +28,7 @@ import numpy as np
 import optax
 
 from spectrax.models import FNO
+from spectrax.nn import resolve_impl
 from spectrax.train import relative_lp_loss
 
 PAPER = dict(batch=32, size=128, width=64, modes=16, layers=4)
@@ -267,6 +268,9 @@ def main(argv=None):
             "kept_modes": f"{cfg['modes']}+{cfg['modes']} x {cfg['modes']}",
             "note": sizes_note,
         },
+        "spectrax_default_impl": "auto, which resolves to "
+        + resolve_impl("auto", (cfg["size"],) * 2, (cfg["modes"],) * 2)
+        + " at these sizes",
         "neuraloperator": torch_note,
         "results": results,
         "speedup_ratios": ratios,

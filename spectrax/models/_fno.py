@@ -129,7 +129,8 @@ class FNO(eqx.Module):
             ``expansion * width`` (neuraloperator's "channel MLP"); default None (original FNO).
         factorization: ``"dense"``, ``"tucker"`` or ``"cp"`` spectral weights (TFNO).
         rank: rank for factorised weights (int, or fraction of dense parameters; default 0.1).
-        impl: spectral path, ``"rfft"`` or ``"dft"`` (see :func:`spectrax.nn.spectral_conv`).
+        impl: spectral path, ``"auto"`` (default), ``"rfft"`` or ``"dft"`` (see
+            :func:`spectrax.nn.spectral_conv`).
         dtype: parameter dtype (float32).
         key: PRNG key (keyword-only).
     """
@@ -163,7 +164,7 @@ class FNO(eqx.Module):
         channel_mlp_expansion: float | None = None,
         factorization: str = "dense",
         rank: float | int | Sequence[int] = 0.1,
-        impl: str = "rfft",
+        impl: str = "auto",
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):

@@ -35,11 +35,19 @@ def get_activation(activation: str | Callable[[Array], Array]) -> Callable[[Arra
 def pointwise_linear(
     x: Float[Array, " C_in *spatial"], weight: Float[Array, "C_out C_in"], bias
 ) -> Float[Array, " C_out *spatial"]:
-    """``y[o, s] = sum_i W[o, i] x[i, s] + b[o]`` at every grid point ``s``."""
-    y = jnp.tensordot(weight, x.astype(weight.dtype), axes=((1,), (0,)))
-    if bias is None:
-        return y
-    return y + bias.reshape((-1,) + (1,) * (x.ndim - 1))
+    """``y[o, s] = sum_i W[o, i] x[i, s] + b[o]`` at every grid point ``s``.
+
+    Computed with the channels minor (``x^T W^T``, moved back after): under ``jax.vmap`` that is
+    one plain matrix product over all batch and grid points, where the channels-first
+    contraction makes XLA transpose the whole field first (1.2-1.6x slower on CPU).
+    """
+    y = _linear_last(jnp.moveaxis(x.astype(weight.dtype), 0, -1), weight, bias)
+    return jnp.moveaxis(y, -1, 0)
+
+
+def _linear_last(x: Float[Array, "*spatial C_in"], weight, bias) -> Float[Array, "*spatial C_out"]:
+    y = jnp.tensordot(x, weight, axes=((x.ndim - 1,), (1,)))
+    return y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
 
 
 class PointwiseLinear(eqx.Module):
@@ -108,7 +116,14 @@ class ChannelMLP(eqx.Module):
         self.activation = get_activation(activation)
 
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
-        return self.fc2(self.activation(self.fc1(x)))
+        if x.ndim < 1 or x.shape[0] != self.fc1.in_channels:
+            raise ValueError(
+                f"`x` must have {self.fc1.in_channels} channels on axis 0; got x.shape={x.shape}."
+            )
+        # Channels minor throughout, so the wide hidden layer is never transposed.
+        h = jnp.moveaxis(x.astype(self.fc1.weight.dtype), 0, -1)
+        h = self.activation(_linear_last(h, self.fc1.weight, self.fc1.bias))
+        return jnp.moveaxis(_linear_last(h, self.fc2.weight, self.fc2.bias), -1, 0)
 
 
 class ChannelLayerNorm(eqx.Module):

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
@@ -61,23 +62,27 @@ def _apply_axis(x: Array, mat: Array, axis: int) -> Array:
 
 @functools.lru_cache(maxsize=256)
 def _dft_matrices(n: int, m: int, last: bool, dtype_name: str):
-    """Forward (kept modes x n) and inverse (n x kept modes) truncated DFT matrices.
+    """Truncated DFT matrices for one axis of length ``n`` keeping ``m`` modes.
 
-    Forward uses ``norm="forward"`` (1/n). On the last axis the inverse is the half-spectrum
-    synthesis of ``irfft``: weights 2 for interior frequencies, 1 for 0 and Nyquist, and only the
-    real part survives, which is why it returns cos and sin parts separately.
+    Forward uses ``norm="forward"`` (1/n). On a leading axis (``last=False``, both signs kept)
+    they are the complex ``(2m, n)`` forward and ``(n, 2m)`` inverse matrices. On the last (rfft)
+    axis they are real and laid out for ``x @ mat`` with the contracted axis minor: the forward
+    ``(n, 2m)`` matrix ``[cos | -sin] / n`` maps a real row to the real and imaginary parts of its
+    ``m`` coefficients; the inverse ``(2m, n)`` matrix is the half-spectrum synthesis of
+    ``irfft`` (weights 2 for interior frequencies, 1 for 0 and Nyquist) acting on ``[re | im]``,
+    of which only the real part survives.
     """
     freqs = np.arange(m) if last else np.concatenate([np.arange(m), np.arange(-m, 0)])
     x = np.arange(n)
     phase = 2 * np.pi * np.outer(freqs, x) / n
-    fwd = np.exp(-1j * phase) / n
     if not last:
+        fwd = np.exp(-1j * phase) / n
         return fwd.astype(dtype_name), np.exp(1j * phase).T.astype(dtype_name)
-    weight = np.where((freqs == 0) | (2 * freqs == n), 1.0, 2.0)
     real = np.dtype(dtype_name).type(0).real.dtype
-    cos_inv = (weight[:, None] * np.cos(phase)).T.astype(real)
-    sin_inv = (-weight[:, None] * np.sin(phase)).T.astype(real)
-    return fwd.astype(dtype_name), (cos_inv, sin_inv)
+    fwd = np.concatenate([np.cos(phase), -np.sin(phase)]).T / n
+    weight = np.where((freqs == 0) | (2 * freqs == n), 1.0, 2.0)[:, None]
+    inv = np.concatenate([weight * np.cos(phase), -weight * np.sin(phase)])
+    return fwd.astype(real), inv.astype(real)
 
 
 def _forward_rfft(x, modes, axes):
@@ -92,10 +97,12 @@ def _inverse_rfft(y, out_shape, axes):
 def _forward_dft(x, modes, axes):
     cdtype = complex_dtype(x.dtype)
     d = len(modes)
-    # The last axis first: a real input against a complex matrix halves the work of the
-    # following (complex) contractions, which then run on m_d instead of n_d entries.
-    fwd, _ = _dft_matrices(x.shape[axes[-1]], modes[-1], True, cdtype.name)
-    out = _apply_axis(x.astype(cdtype), jnp.asarray(fwd), axes[-1])
+    m = modes[-1]
+    # The last axis first, as one real matmul with the contracted axis minor (no transpose):
+    # the following complex contractions then run on m_d instead of n_d entries.
+    fwd, _ = _dft_matrices(x.shape[axes[-1]], m, True, cdtype.name)
+    re_im = x @ jnp.asarray(fwd)
+    out = jax.lax.complex(re_im[..., :m], re_im[..., m:])
     for i in range(d - 1):
         fwd, _ = _dft_matrices(x.shape[axes[i]], modes[i], False, cdtype.name)
         out = _apply_axis(out, jnp.asarray(fwd), axes[i])
@@ -108,16 +115,39 @@ def _inverse_dft(y, out_shape, axes):
     for i in range(d - 1):
         _, inv = _dft_matrices(out_shape[i], modes[i], False, y.dtype.name)
         y = _apply_axis(y, jnp.asarray(inv), axes[i])
-    _, (cos_inv, sin_inv) = _dft_matrices(out_shape[-1], modes[-1], True, y.dtype.name)
-    return _apply_axis(y.real, jnp.asarray(cos_inv), axes[-1]) + _apply_axis(
-        y.imag, jnp.asarray(sin_inv), axes[-1]
-    )
+    _, inv = _dft_matrices(out_shape[-1], modes[-1], True, y.dtype.name)
+    return jnp.concatenate([y.real, y.imag], axis=-1) @ jnp.asarray(inv)
 
 
 _IMPLS: dict[str, tuple[Callable, Callable]] = {
     "rfft": (_forward_rfft, _inverse_rfft),
     "dft": (_forward_dft, _inverse_dft),
 }
+IMPLS = ("auto", *_IMPLS)
+
+# "auto" takes the kept-modes DFT when no axis keeps more than this fraction of its spectrum.
+AUTO_DFT_MAX_FRACTION = 0.5
+
+
+def resolve_impl(impl: str, spatial: Sequence[int], modes: Sequence[int]) -> str:
+    """The path ``impl`` means on grid ``spatial`` with ``modes`` kept: itself, or for ``"auto"``
+    ``"dft"`` when every axis keeps at most ``AUTO_DFT_MAX_FRACTION`` of its spectrum (``2m`` of
+    ``n`` entries; ``m`` of ``n//2 + 1`` on the last axis), else ``"rfft"``.
+
+    The matrix products cost ``O(n m)`` per axis against the FFT's ``O(n log n)``, but they run
+    at matrix-unit speed and never touch the dropped modes; ``scripts/bench_spectral_conv.py``
+    measures both paths and whether this rule picks the faster one
+    (``benchmarks/spectral-conv-<device>.json``).
+    """
+    check_choice("impl", impl, IMPLS)
+    if impl != "auto":
+        return impl
+    d = len(modes)
+    fractions = [
+        (m / (n // 2 + 1)) if i == d - 1 else (2 * m / n)
+        for i, (n, m) in enumerate(zip(spatial, modes, strict=True))
+    ]
+    return "dft" if max(fractions) <= AUTO_DFT_MAX_FRACTION else "rfft"
 
 
 def spectral_conv(
@@ -126,7 +156,7 @@ def spectral_conv(
     modes: Sequence[int],
     out_shape: Sequence[int] | None = None,
     *,
-    impl: str = "rfft",
+    impl: str = "auto",
 ) -> Float[Array, "..."]:
     """Fourier-layer kernel integral: transform, keep ``modes``, mix channels per mode, invert.
 
@@ -143,20 +173,22 @@ def spectral_conv(
             ``0..m-1`` then ``-m..-1``; on the last, ``0..m-1``).
         modes: kept modes ``(m_1, ..., m_d)``.
         out_shape: output grid, default the input grid; must hold the kept modes.
-        impl: ``"rfft"`` (full FFT then slicing) or ``"dft"`` (only the kept modes, as truncated
+        impl: ``"rfft"`` (full FFT then slicing), ``"dft"`` (only the kept modes, as truncated
             DFT matrix products: ``O(n m)`` per axis instead of ``O(n log n)``, fast when
-            ``m << n`` and on matrix units). Equal to rounding.
+            ``m << n`` and on matrix units) or ``"auto"`` (default: :func:`resolve_impl`
+            picks by the kept fraction of the spectrum). Equal to rounding.
 
     Returns:
         ``(*batch, C_out, *out_shape)``, float32 (float64 for float64 input).
     """
     check_real_float("x", x)
-    check_choice("impl", impl, tuple(_IMPLS))
+    check_choice("impl", impl, IMPLS)
     d = len(modes)
     spatial = tuple(x.shape[x.ndim - d :])
     out_shape = spatial if out_shape is None else tuple(int(s) for s in out_shape)
     check_grid("the input", spatial, modes)
     check_grid("the output", out_shape, modes)
+    impl = resolve_impl(impl, spatial, modes)
     real = jnp.float64 if x.dtype == jnp.float64 else jnp.float32
     axes = tuple(range(x.ndim - d, x.ndim))
     forward, inverse = _IMPLS[impl]
@@ -200,7 +232,8 @@ class SpectralConv(eqx.Module):
         factorization: ``"dense"`` (default), ``"tucker"`` or ``"cp"``.
         rank: for factorised weights: an int rank, or a float in (0, 1] (default 0.1): at most
             that fraction of the dense parameter count.
-        impl: ``"rfft"`` (default) or ``"dft"`` (kept modes only, see :func:`spectral_conv`).
+        impl: ``"auto"`` (default), ``"rfft"`` or ``"dft"`` (kept modes only); see
+            :func:`spectral_conv` and :func:`resolve_impl`.
         dtype: parameter dtype, default float32.
         key: PRNG key (keyword-only).
 
@@ -224,7 +257,7 @@ class SpectralConv(eqx.Module):
         *,
         factorization: str = "dense",
         rank: float | int | Sequence[int] = 0.1,
-        impl: str = "rfft",
+        impl: str = "auto",
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
@@ -233,7 +266,7 @@ class SpectralConv(eqx.Module):
         self.out_channels = check_positive_int("out_channels", out_channels)
         self.modes = check_modes(modes, self.num_spatial_dims)
         check_choice("factorization", factorization, tuple(_FACTORIZATIONS))
-        check_choice("impl", impl, tuple(_IMPLS))
+        check_choice("impl", impl, IMPLS)
         self.impl = impl
         shape = (self.out_channels, self.in_channels, *kept_shape(self.modes))
         std = 1.0 / math.sqrt(self.in_channels)

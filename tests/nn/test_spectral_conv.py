@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from spectrax.nn import DenseWeight, SpectralConv, spectral_conv
+from spectrax.nn import DenseWeight, SpectralConv, resolve_impl, spectral_conv
 from tests.helpers import assert_close
 
 
@@ -110,7 +110,13 @@ def _numpy_reference(x, w, modes, out_shape):
 @pytest.mark.parametrize("impl", ["rfft", "dft"])
 @pytest.mark.parametrize(
     "shape, modes, out_shape",
-    [((17,), (6,), (17,)), ((12, 9), (3, 4), (20, 15)), ((6, 8, 7), (2, 3, 2), (6, 8, 7))],
+    [
+        ((17,), (6,), (17,)),
+        ((12, 9), (3, 4), (20, 15)),
+        ((6, 8, 7), (2, 3, 2), (6, 8, 7)),
+        # the last axis keeps its Nyquist frequency (n = 8, m = 5) on input and output
+        ((6, 8), (3, 5), (6, 8)),
+    ],
 )
 def test_matches_float64_numpy_reference(x64, key, shape, modes, out_shape, impl):
     k1, k2 = jax.random.split(key)
@@ -164,6 +170,34 @@ def test_dft_path_equals_rfft_path_float32(key, shape, modes):
     grad = eqx.filter_jit(jax.grad(lambda c: jnp.sum(c(x) ** 2)))
     ga, gb = grad(a), grad(b)
     assert_close(gb.weight.weight, ga.weight.weight, jnp.float32, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "spatial, modes, want",
+    [
+        ((1024,), (16,), "dft"),
+        ((64,), (33,), "rfft"),  # every rfft mode kept
+        ((85, 85), (12, 12), "dft"),
+        ((32, 32), (16, 16), "rfft"),  # 2m = n on the first axis
+        ((64, 64), (16, 16), "dft"),  # exactly half: 2m / n = 1/2, m / (n/2 + 1) < 1/2
+        ((64, 64), (17, 8), "rfft"),
+        ((64, 64, 40), (8, 8, 8), "dft"),
+    ],
+)
+def test_auto_impl_rule(spatial, modes, want):
+    assert resolve_impl("auto", spatial, modes) == want
+    assert resolve_impl("rfft", spatial, modes) == "rfft"
+    assert resolve_impl("dft", spatial, modes) == "dft"
+
+
+def test_auto_is_the_default_and_equals_both_paths(key):
+    k1, k2 = jax.random.split(key)
+    convs = {i: SpectralConv(2, 3, 2, (4, 5), impl=i, key=k1) for i in ("auto", "rfft", "dft")}
+    assert SpectralConv(2, 3, 2, (4, 5), key=k1).impl == "auto"
+    x = jax.random.normal(k2, (3, 24, 20))
+    out = {i: eqx.filter_jit(lambda c: c(x))(c) for i, c in convs.items()}
+    assert_close(out["auto"], out["rfft"], jnp.float32, rtol=1e-5)
+    assert_close(out["auto"], out["dft"], jnp.float32, rtol=1e-5)
 
 
 def test_jit_vmap_and_dtype(key):
@@ -223,3 +257,5 @@ def test_errors(key, library_errors):
         SpectralConv(1, 3, 2, 4, factorization="svd", key=key)
     with pytest.raises(ValueError, match="impl"):
         SpectralConv(1, 3, 2, 4, impl="fast", key=key)
+    with pytest.raises(ValueError, match="impl"):
+        spectral_conv(jnp.ones((3, 16)), conv.weight.complex()[:, :, 0], (4,), impl="fast")
