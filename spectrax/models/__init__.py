@@ -2,6 +2,7 @@
 
 from spectrax.models._afno import AFNO, AFNOBlock, patchify, unpatchify
 from spectrax.models._fno import FNO, FNOBlock, grid_channels, spatiotemporal_fno
+from spectrax.models._rollout import rollout
 from spectrax.models._ssm_model import POOLINGS, SSM_LAYER_TYPES, SSMBlock, SSMSequenceModel
 from spectrax.models._t1 import T1Layer, TransformOnce, select_modes
 
@@ -18,6 +19,7 @@ __all__: list[str] = [
     "TransformOnce",
     "grid_channels",
     "patchify",
+    "rollout",
     "select_modes",
     "spatiotemporal_fno",
     "unpatchify",

@@ -15,6 +15,7 @@ import numpy as np
 import optax
 from jaxtyping import Float
 
+from spectrax.models import rollout
 from spectrax.train._losses import relative_lp_loss
 from spectrax.train._plots import plot_field_predictions
 
@@ -60,6 +61,12 @@ class FieldRegressionTask:
       (e.g. Navier–Stokes: ten vorticity snapshots in, the following ones out); the model sees
       ``(C_in, *spatial)`` and returns ``(C_out, *spatial)``.
 
+    With ``rollout`` (needs ``channel_axis``) the channels are snapshots in time and the model is
+    a one-step operator, ``(C_in, *spatial) -> (k, *spatial)`` (the next ``k`` snapshots), unrolled
+    by :func:`spectrax.models.rollout` until it covers the ``C_out`` target snapshots; the loss
+    and the test error are those of the whole rollout (the paper's recurrent FNO-2d on
+    Navier–Stokes, trained through the rollout).
+
     With ``grid_channel`` the model sees ``d`` more input channels, the coordinate of each axis
     (:func:`grid_coordinates`: ``x_j = j / X`` for ``grid="periodic"``, ``j / (X - 1)`` for
     ``grid="endpoint"``).
@@ -76,6 +83,9 @@ class FieldRegressionTask:
         channel_axis: the arrays carry a channel axis after the batch axis (default False).
         grid_channel: append the grid coordinates as ``d`` input channels (default False).
         grid: ``"periodic"`` (default) or ``"endpoint"``, the coordinates of ``grid_channel``.
+        rollout: unroll a one-step model over the target snapshots (default False).
+        remat: with ``rollout``, recompute each step's activations in the backward pass
+            (``jax.checkpoint``; memory of one step instead of all).
         eval_batch: test examples per jitted evaluation call.
 
     Raises:
@@ -91,6 +101,8 @@ class FieldRegressionTask:
     channel_axis: bool = False
     grid_channel: bool = False
     grid: str = "periodic"
+    rollout: bool = False
+    remat: bool = False
     eval_batch: int = 256
 
     def __post_init__(self) -> None:
@@ -99,6 +111,12 @@ class FieldRegressionTask:
             raise ValueError(f"`num_spatial_dims` must be an int >= 1; got {d!r}.")
         if self.grid not in _GRIDS:
             raise ValueError(f"`grid` must be one of {tuple(_GRIDS)}; got {self.grid!r}.")
+        if self.rollout and (not self.channel_axis or self.grid_channel):
+            raise ValueError(
+                "`rollout=True` needs snapshots on a channel axis and no grid channels (they "
+                "would enter the sliding window): expected channel_axis=True, grid_channel=False; "
+                f"got channel_axis={self.channel_axis}, grid_channel={self.grid_channel}."
+            )
         c = 1 if self.channel_axis else 0
         layout = "(B, C, *spatial)" if self.channel_axis else "(B, *spatial)"
         shapes = {}
@@ -153,12 +171,18 @@ class FieldRegressionTask:
     def _outputs(self, pred):
         return pred if self.channel_axis else pred[:, 0]
 
+    def _apply(self, model, x):
+        if not self.rollout:
+            return jax.vmap(model)(x)
+        steps = self.train[1].shape[1]
+        return jax.vmap(lambda h: rollout(model, h, steps, remat=self.remat))(x)
+
     def predict(self, model, a):
         """Predictions shaped like ``u`` for a batch of inputs shaped like ``a``."""
-        return self._outputs(jax.vmap(model)(self._inputs(a)))
+        return self._outputs(self._apply(model, self._inputs(a)))
 
     def loss(self, model, batch):
-        pred = jax.vmap(model)(self._inputs(batch["a"]))
+        pred = self._apply(model, self._inputs(batch["a"]))
         target = self._targets(batch["u"])
         rel = relative_lp_loss(pred, target, num_spatial_dims=self.num_spatial_dims)
         loss = rel if self.loss_fn is None else self.loss_fn(pred, target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -22,10 +23,17 @@ def test_there_is_a_default_config():
     assert config.max_test_error is not None and config.max_test_error <= 0.05
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_smoke_variant_trains(path, tmp_path, monkeypatch):
+# Further smoke variants: the recurrent (rolled-out) Navier-Stokes FNO.
+EXTRA_SMOKE = [("navier_stokes_fno", "smoke_recurrent")]
+SMOKE_RUNS = [(p, "smoke") for p in CONFIGS] + [
+    (p, v) for name, v in EXTRA_SMOKE for p in CONFIGS if p.stem == name
+]
+
+
+@pytest.mark.parametrize("path, variant", SMOKE_RUNS, ids=lambda x: getattr(x, "stem", x))
+def test_smoke_variant_trains(path, variant, tmp_path, monkeypatch):
     monkeypatch.setenv("SPECTRAX_CACHE", str(tmp_path / "cache"))  # a fresh install: no data yet
-    config = load_config(str(path), ["output.progress=false"], variant="smoke")
+    config = load_config(str(path), ["output.progress=false"], variant=variant)
     # One device, as on a user's CPU (sharding is tested on the toy task with 8).
     result = train(config, workdir=tmp_path / "run", devices=jax.devices()[:1])
     assert result.stopped == "completed" and result.step == config.loop.num_steps
@@ -69,3 +77,23 @@ def test_default_variant_has_the_paper_sizes(name):
     for field, value in PAPER_SIZES[name].items():
         assert getattr(config.task, field) == value, field
     assert config.max_test_error is not None
+
+
+def test_darcy_standardisation_options(tmp_path, monkeypatch, key):
+    monkeypatch.setenv("SPECTRAX_CACHE", str(tmp_path / "cache"))
+    scalar = load_config("darcy_fno", variant="smoke").task.build()
+    pointwise = load_config("darcy_fno", ["task.normalize=pointwise"], variant="smoke")
+    task = pointwise.task.build()
+    model = task.init_model(key)
+    x = jnp.asarray(task.train[0][:1, None])
+    assert model(x[0]).shape == x[0].shape
+    # pointwise statistics tie the model to its training grid; scalar ones do not
+    with pytest.raises(ValueError, match="training grid"):
+        model(jnp.ones((1, 21, 21)))
+    assert scalar.init_model(key)(jnp.ones((1, 21, 21))).shape == (1, 21, 21)
+    with pytest.raises(ValueError, match="task.normalize"):
+        load_config("darcy_fno", ["task.normalize=batch"], variant="smoke").task.build()
+    with pytest.raises(ValueError, match="task.formulation"):
+        load_config(
+            "navier_stokes_fno", ["task.formulation=implicit"], variant="smoke"
+        ).task.build()

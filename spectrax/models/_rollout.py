@@ -1,0 +1,71 @@
+"""Autoregressive rollout of a one-step operator over snapshot windows.
+
+Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential Equations",
+section 5.3: the FNO-2d for Navier–Stokes maps the last ten vorticity snapshots (as channels) to
+the next one and is unrolled over the forecast horizon, trained through the whole rollout.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from spectrax._checks import check_positive_int
+
+
+def rollout(
+    model: Callable[[Array], Array],
+    history: Float[Array, " C *spatial"],
+    num_steps: int,
+    *,
+    remat: bool = False,
+) -> Float[Array, " T *spatial"]:
+    """Unroll ``model`` from ``history`` for ``num_steps`` snapshots.
+
+    ``model`` maps a window of the last ``C`` snapshots ``(C, *spatial)`` (channel ``j`` is the
+    ``j``-th oldest) to the next ``k`` snapshots ``(k, *spatial)``, ``1 <= k <= C``. Each call
+    slides the window by ``k``: ``window <- concat(window[k:], model(window))``. Runs as a
+    ``jax.lax.scan`` over ``ceil(num_steps / k)`` calls, so it jits once whatever the horizon and
+    differentiates through the whole rollout (the paper's training of the recurrent FNO-2d).
+
+    Args:
+        model: one-step operator, e.g. ``FNO(2, C, k, ...)``.
+        history: the ``C`` most recent snapshots, oldest first.
+        num_steps: snapshots to predict, ``T``.
+        remat: recompute each call's activations in the backward pass instead of storing them
+            (``jax.checkpoint``): memory of one call instead of ``T / k`` calls, for one more
+            forward pass.
+
+    Returns:
+        The ``T`` predicted snapshots, oldest first.
+    """
+    num_steps = check_positive_int("num_steps", num_steps)
+    history = jnp.asarray(history)
+    if history.ndim < 2:
+        raise ValueError(
+            f"`history` must be snapshots (C, *spatial) with at least one spatial axis; got "
+            f"shape {history.shape}."
+        )
+    # Wrapped in lambdas: jax hashes the callables it is given, and a module holding tracers
+    # (under grad) is unhashable.
+    out = jax.eval_shape(lambda h: model(h), history)
+    c = history.shape[0]
+    if out.ndim != history.ndim or out.shape[1:] != history.shape[1:] or not 1 <= out.shape[0] <= c:
+        raise ValueError(
+            f"`model` must map a window {history.shape} to the next k snapshots (k, "
+            f"{', '.join(map(str, history.shape[1:]))}) with 1 <= k <= {c}; it returns "
+            f"{out.shape}."
+        )
+    k = out.shape[0]
+    step = jax.checkpoint(lambda w: model(w)) if remat else model
+
+    def body(window, _):
+        nxt = step(window).astype(window.dtype)
+        return jnp.concatenate([window[k:], nxt], axis=0), nxt
+
+    _, preds = jax.lax.scan(body, history, length=math.ceil(num_steps / k))
+    return preds.reshape(-1, *history.shape[1:])[:num_steps]

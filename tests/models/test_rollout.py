@@ -1,0 +1,116 @@
+"""rollout: closed forms, equality with a Python loop of model calls (forward and gradients,
+with and without remat), jit/vmap, errors; FieldRegressionTask(rollout=True)."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spectrax.models import FNO, rollout
+from spectrax.train import FieldRegressionTask
+from tests.helpers import assert_close
+
+
+def test_linear_recurrence_closed_form():
+    # x_{t+1} = 2 x_t - x_{t-1}: from (0, 1) the rollout is 2, 3, 4, ... (an arithmetic sequence).
+    def model(w):
+        return 2 * w[-1:] - w[-2:-1]
+
+    h = jnp.stack([jnp.zeros((3, 4)), jnp.ones((3, 4))])
+    out = jax.jit(lambda h: rollout(model, h, 7))(h)
+    want = np.arange(2, 9, dtype=np.float32)[:, None, None] * np.ones((1, 3, 4))
+    assert out.shape == (7, 3, 4)
+    assert_close(out, want, jnp.float32)
+
+
+def test_several_snapshots_per_call_and_truncation():
+    # k = 2 per call; 5 steps need 3 calls and drop the last snapshot.
+    def model(w):
+        return w[-2:] + 10.0
+
+    h = jnp.arange(3.0)[:, None] * jnp.ones((1, 5))
+    out = rollout(model, h, 5)
+    want = np.array([11.0, 12.0, 21.0, 22.0, 31.0])[:, None] * np.ones((1, 5))
+    assert_close(out, want, jnp.float32)
+
+
+def _loop(model, h, steps):
+    preds = []
+    for _ in range(steps):
+        nxt = model(h)
+        preds.append(nxt)
+        h = jnp.concatenate([h[1:], nxt])
+    return jnp.concatenate(preds)
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_fno_rollout_equals_a_python_loop_forward_and_gradient(key, remat):
+    k1, k2 = jax.random.split(key)
+    model = FNO(2, 3, 1, 8, 3, 2, projection_channels=8, key=k1)
+    h = jax.random.normal(k2, (3, 12, 12))
+    target = jnp.sin(jnp.arange(4.0))[:, None, None] * jnp.ones((1, 12, 12))
+
+    def loss(m, fn):
+        return jnp.mean((fn(m) - target) ** 2)
+
+    scan = eqx.filter_jit(
+        eqx.filter_value_and_grad(lambda m: loss(m, lambda m: rollout(m, h, 4, remat=remat)))
+    )
+    loop = eqx.filter_jit(eqx.filter_value_and_grad(lambda m: loss(m, lambda m: _loop(m, h, 4))))
+    (ls, gs), (ll, gl) = scan(model), loop(model)
+    assert_close(ls, ll, jnp.float32, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(gs), jax.tree.leaves(gl), strict=True):
+        assert_close(a, b, jnp.float32, rtol=1e-4)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(gs))
+
+
+def test_vmap_over_histories(key):
+    model = FNO(1, 2, 1, 8, 4, 1, projection_channels=8, key=key)
+    hs = jax.random.normal(key, (3, 2, 16))
+    batched = jax.jit(jax.vmap(lambda h: rollout(model, h, 3)))(hs)
+    assert batched.shape == (3, 3, 16)
+    for i in range(3):
+        assert_close(batched[i], rollout(model, hs[i], 3), jnp.float32, rtol=1e-5)
+
+
+def test_errors(key, library_errors):
+    h = jnp.ones((2, 8))
+    with pytest.raises(ValueError, match="num_steps"):
+        rollout(lambda w: w[-1:], h, 0)
+    with pytest.raises(ValueError, match="history"):
+        rollout(lambda w: w[-1:], jnp.ones((4,)), 2)
+    with pytest.raises(ValueError, match="1 <= k <= 2"):
+        rollout(lambda w: jnp.concatenate([w, w]), h, 2)  # k = 4 > C = 2
+    with pytest.raises(ValueError, match="returns"):
+        rollout(lambda w: w[-1:, :4], h, 2)  # wrong spatial shape
+    a = np.zeros((4, 2, 8), np.float32)
+    with pytest.raises(ValueError, match="channel_axis=True"):
+        FieldRegressionTask(lambda k: None, (a[:, 0], a[:, 0]), (a[:, 0], a[:, 0]), rollout=True)
+    with pytest.raises(ValueError, match="grid_channel"):
+        FieldRegressionTask(
+            lambda k: None, (a, a), (a, a), channel_axis=True, grid_channel=True, rollout=True
+        )
+
+
+def test_task_rollout_loss_and_prediction(key):
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4, 2, 16)).astype(np.float32)
+    u = rng.normal(size=(4, 3, 16)).astype(np.float32)
+    task = FieldRegressionTask(
+        lambda k: FNO(1, 2, 1, 8, 4, 1, projection_channels=8, key=k),
+        (a, u),
+        (a, u),
+        channel_axis=True,
+        rollout=True,
+    )
+    model = task.init_model(key)
+    pred = task.predict(model, jnp.asarray(a))
+    assert pred.shape == u.shape
+    assert_close(pred[1], rollout(model, jnp.asarray(a[1]), 3), jnp.float32, rtol=1e-5)
+    loss, aux = task.loss(model, {"a": jnp.asarray(a), "u": jnp.asarray(u)})
+    rel = np.mean(
+        np.linalg.norm((np.asarray(pred) - u).reshape(4, -1), axis=1)
+        / np.linalg.norm(u.reshape(4, -1), axis=1)
+    )
+    np.testing.assert_allclose(float(loss), rel, rtol=1e-5)
