@@ -16,8 +16,9 @@ a fraction of each axis: the problem is not periodic); AdamW with warmup and cos
 ``loop.num_steps`` steps (default 2000, 40 epochs at batch 20, sized for a 2-core CPU).
 Input and output are standardised inside the model by statistics of the training set:
 scalars (``task.normalize="scalar"``, default: the model applies at any resolution) or per
-grid point as the paper's code (``"pointwise"``: the training grid only); after 300 steps the
-two gave the same test error (0.0317 and 0.0319) and padding lowered it from 0.0369.
+grid point as the paper's code (``"pointwise"``: the training grid only). In one 300-step
+trial (not recorded under benchmarks/) the two standardisations tied and padding lowered the
+test error by about a seventh.
 Relative L2 is the loss and the reported test error; measured runs are in
 ``benchmarks/fno-darcy-accuracy-cpu.json`` (``scripts/bench_fno_accuracy.py --problem darcy``).
 ``variant="smoke"`` is the CI run (seconds).
