@@ -137,7 +137,10 @@ def resolve_impl(impl: str, spatial: Sequence[int], modes: Sequence[int]) -> str
     The matrix products cost ``O(n m)`` per axis against the FFT's ``O(n log n)``, but they run
     at matrix-unit speed and never touch the dropped modes; ``scripts/bench_spectral_conv.py``
     measures both paths and whether this rule picks the faster one
-    (``benchmarks/spectral-conv-<device>.json``).
+    (``benchmarks/spectral-conv-<device>.json``). The products run at JAX's default matmul
+    precision, like the FNO's pointwise layers: where that is TF32 (NVIDIA GPUs) the ``"dft"``
+    path rounds to about 1e-3 relative; ``jax.default_matmul_precision("highest")`` makes it
+    float32-exact, or take ``impl="rfft"``.
     """
     check_choice("impl", impl, IMPLS)
     if impl != "auto":
