@@ -17,8 +17,6 @@ import argparse
 import datetime
 import json
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import equinox as eqx
@@ -27,27 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from spectrax._benchmark import time_interleaved
 from spectrax.models import FNO
 from spectrax.nn import resolve_impl
 from spectrax.train import relative_lp_loss
 
 PAPER = dict(batch=32, size=128, width=64, modes=16, layers=4)
 CPU = dict(batch=8, size=64, width=32, modes=12, layers=4)
-
-
-def _time_interleaved(runs: dict, repeats: int) -> dict:
-    """Median step time per column, columns alternating within each repeat so that load from
-    other processes on a shared machine hits every column alike."""
-    for run in runs.values():
-        run()  # compile / warm up
-        run()
-    times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            t0 = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - t0)
-    return {name: (statistics.median(t), t) for name, t in times.items()}
 
 
 def _data(cfg, seed=0):
@@ -241,7 +225,7 @@ def main(argv=None):
         columns["neuraloperator"] = torch_res
     else:
         print(f"neuraloperator: skipped, {torch_note}")
-    timed = _time_interleaved({k: v[0] for k, v in columns.items()}, args.repeats)
+    timed = time_interleaved({k: v[0] for k, v in columns.items()}, args.repeats)
     results = {}
     for name, (med, times) in timed.items():
         n_params = columns[name][1]

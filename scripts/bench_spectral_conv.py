@@ -15,14 +15,13 @@ import argparse
 import datetime
 import json
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from spectrax._benchmark import time_interleaved
 from spectrax.nn import SpectralConv, resolve_impl
 
 # (name, batch, channels, spatial, modes): the FNO papers' problems at their sizes, a few grids
@@ -70,16 +69,8 @@ def main(argv=None):
             )
             for impl in ("rfft", "dft")
         }
-        for run in runs.values():
-            run()
-            run()
-        times = {impl: [] for impl in runs}
-        for _ in range(args.repeats):
-            for impl, run in runs.items():  # interleaved: load hits both alike
-                t0 = time.perf_counter()
-                run()
-                times[impl].append(time.perf_counter() - t0)
-        med = {impl: statistics.median(t) for impl, t in times.items()}
+        timed = time_interleaved(runs, args.repeats)
+        med = {impl: m for impl, (m, _) in timed.items()}
         auto = resolve_impl("auto", spatial, modes)
         row = {
             "case": name,

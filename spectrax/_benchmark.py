@@ -27,3 +27,19 @@ def copy_bandwidth(nbytes: int, repeats: int) -> float:
     bandwidth that byte floors are computed from, measured in the same run."""
     x = jnp.ones((nbytes // 4,), jnp.float32)
     return 2 * nbytes / median_time(jax.jit(lambda x: x + 1.0), x, repeats=repeats)
+
+
+def time_interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict:
+    """``{name: (median seconds, all times)}`` of each zero-argument ``run`` (which must wait for
+    its result), after two compile / warm-up calls each; the runs alternate within every repeat
+    so that load from other processes on a shared machine hits every column alike."""
+    for run in runs.values():
+        run()
+        run()
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(t), t) for name, t in times.items()}

@@ -39,7 +39,7 @@ def pointwise_linear(
 
     Computed with the channels minor (``x^T W^T``, moved back after): under ``jax.vmap`` that is
     one plain matrix product over all batch and grid points, where the channels-first
-    contraction makes XLA transpose the whole field first (1.2-1.6x slower on CPU).
+    contraction makes XLA transpose the whole field first.
     """
     y = _linear_last(jnp.moveaxis(x.astype(weight.dtype), 0, -1), weight, bias)
     return jnp.moveaxis(y, -1, 0)
