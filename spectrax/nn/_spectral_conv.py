@@ -146,6 +146,11 @@ def resolve_impl(impl: str, spatial: Sequence[int], modes: Sequence[int]) -> str
     if impl != "auto":
         return impl
     d = len(modes)
+    if len(spatial) != d:
+        raise ValueError(
+            f"`spatial` {tuple(spatial)} and `modes` {tuple(modes)} must have one entry per "
+            "spatial axis each."
+        )
     fractions = [
         (m / (n // 2 + 1)) if i == d - 1 else (2 * m / n)
         for i, (n, m) in enumerate(zip(spatial, modes, strict=True))

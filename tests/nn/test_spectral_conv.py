@@ -190,6 +190,13 @@ def test_auto_impl_rule(spatial, modes, want):
     assert resolve_impl("dft", spatial, modes) == "dft"
 
 
+def test_auto_impl_rule_errors():
+    with pytest.raises(ValueError, match="one entry per spatial axis"):
+        resolve_impl("auto", (64, 64), (8,))
+    with pytest.raises(ValueError, match="impl"):
+        resolve_impl("fastest", (64,), (8,))
+
+
 def test_auto_is_the_default_and_equals_both_paths(key):
     k1, k2 = jax.random.split(key)
     convs = {i: SpectralConv(2, 3, 2, (4, 5), impl=i, key=k1) for i in ("auto", "rfft", "dft")}
