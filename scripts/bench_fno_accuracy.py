@@ -19,6 +19,11 @@ sizes, data-generation and training times, the test relative L2 error and the pa
     python scripts/bench_fno_accuracy.py                      # Burgers at the paper's sizes
     python scripts/bench_fno_accuracy.py --problem darcy --steps 2000
     python scripts/bench_fno_accuracy.py --problem navier_stokes --steps 50 --num-train 64
+
+Long runs survive interruption: give a fixed ``--workdir`` and a ``checkpoint.every``, and
+continue later with ``--resume WORKDIR`` (the run's own options are read back from
+``WORKDIR/bench_run.json``; the JSON is written when the run completes, with the training time
+summed over its segments).
 """
 
 from __future__ import annotations
@@ -127,6 +132,14 @@ PROBLEMS = {
 }
 
 
+def _schedule_text(o) -> str:
+    if o.schedule == "step":
+        decay = f"rate x{o.step_factor} every {o.step_every} steps"
+    else:
+        decay = f"cosine decay to {o.final_lr_fraction} of the peak"
+    return f"AdamW, {o.warmup_steps} warmup steps, {decay}, weight decay {o.weight_decay}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--problem", choices=tuple(PROBLEMS), default="burgers")
@@ -140,9 +153,34 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="further config overrides, e.g. task.padding=0.1 or task.formulation=recurrent",
     )
-    p.add_argument("--workdir", default=None, help="default runs/bench_fno_accuracy/<problem>")
+    p.add_argument(
+        "--workdir",
+        default=None,
+        help="run directory (default runs/bench_fno_accuracy/<problem>/<time>)",
+    )
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/...)")
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="WORKDIR",
+        help="continue an interrupted run from its latest checkpoint, with its own options",
+    )
     args = p.parse_args()
+    if args.resume is not None:
+        run_file = pathlib.Path(args.resume) / "bench_run.json"
+        if not run_file.is_file():
+            raise SystemExit(
+                f"--resume {args.resume}: no {run_file.name} there (not a run of this script)."
+            )
+        given = {k: v for k, v in vars(args).items() if k != "resume" and v != p.get_default(k)}
+        if given:
+            raise SystemExit(
+                f"--resume takes the run's own options from {run_file}; got others too: {given}."
+            )
+        run = json.loads(run_file.read_text())
+        args = argparse.Namespace(**{**run["args"], "resume": args.resume})
+    else:
+        run = None
     problem = PROBLEMS[args.problem]
     opts = {
         k: getattr(args, k) if getattr(args, k) is not None else v
@@ -166,17 +204,37 @@ def main() -> None:
     if args.problem == "burgers":
         overrides.append(f"task.projection_channels={2 * opts['width']}")
     config = load_config(problem.config, overrides)
-    root = pathlib.Path(args.workdir or f"runs/bench_fno_accuracy/{args.problem}")
-    workdir = root / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-
-    # Generate the data into a fresh cache: the timing below is the solver's, not a file read.
+    if run is not None:
+        workdir = pathlib.Path(args.resume)
+    elif args.workdir is not None:
+        workdir = pathlib.Path(args.workdir)
+    else:
+        workdir = pathlib.Path(f"runs/bench_fno_accuracy/{args.problem}")
+        workdir = workdir / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     os.environ["SPECTRAX_CACHE"] = str(workdir / "cache")
+    if run is None:
+        if (workdir / "bench_run.json").exists():
+            raise SystemExit(f"{workdir} holds a run already; continue it with --resume {workdir}.")
+        # Generate the data into a fresh cache: the timing is the solver's, not a file read.
+        start = time.perf_counter()
+        config.task.build()
+        run = {
+            "args": {k: v for k, v in vars(args).items() if k != "resume"},
+            "data_seconds": time.perf_counter() - start,
+            "segments": [],
+        }
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "bench_run.json").write_text(json.dumps(run, indent=2) + "\n")
+    data_seconds = run["data_seconds"]
     start = time.perf_counter()
-    config.task.build()
-    data_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    result = train(config, workdir=workdir)  # reads the cache just written
-    seconds = time.perf_counter() - start
+    # Reads the cache written above; continues from the latest checkpoint when resuming.
+    result = train(config, workdir=workdir, resume=bool(run["segments"]) or args.resume is not None)
+    run["segments"].append({"end_step": result.step, "seconds": time.perf_counter() - start})
+    (workdir / "bench_run.json").write_text(json.dumps(run, indent=2) + "\n")
+    seconds = sum(seg["seconds"] for seg in run["segments"])
+    if result.stopped == "signal":
+        print(f"stopped by a signal at step {result.step}; continue with --resume {workdir}")
+        return
     dev = jax.devices()[0]
     task_fields = dataclasses.asdict(config.task)
     test_rel_l2 = float(result.metrics["test_error"])
@@ -206,11 +264,8 @@ def main() -> None:
         "epochs": epochs,
         "batch_size": opts["batch_size"],
         "learning_rate": opts["learning_rate"],
-        "schedule": (
-            f"AdamW, {config.optim.warmup_steps} warmup steps, cosine decay to "
-            f"{config.optim.final_lr_fraction} of the peak, weight decay "
-            f"{config.optim.weight_decay}"
-        ),
+        "schedule": _schedule_text(config.optim),
+        "segments": len(run["segments"]),
         "budget": (
             f"{result.step} steps at batch {opts['batch_size']} = {epochs} epochs "
             f"(paper: {problem.paper_epochs} epochs)"

@@ -44,18 +44,23 @@ def _f(default: Any, **checks: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warmup, cosine decay, global-norm clipping and parameter groups.
+    """AdamW with linear warmup, a decay schedule, global-norm clipping and parameter groups.
 
     Parameters labelled ``"ssm"`` (``spectrax.nn.ssm_param_labels``: Λ, B, log_dt of SSM layers)
     use ``ssm_learning_rate`` and no weight decay; all others use ``learning_rate`` and
-    ``weight_decay``. Both follow the same warmup + cosine shape, decaying to
-    ``final_lr_fraction`` of their peak at ``loop.num_steps``.
+    ``weight_decay``. Both follow the same shape after ``warmup_steps`` of linear warmup:
+    ``schedule="cosine"`` (default) decays to ``final_lr_fraction`` of the peak at
+    ``loop.num_steps``; ``schedule="step"`` multiplies the rate by ``step_factor`` every
+    ``step_every`` steps (the FNO paper's schedule: 0.5 every 100 epochs).
     """
 
     learning_rate: float = _f(1e-3, min=0.0, min_open=True)
     ssm_learning_rate: float = _f(1e-3, min=0.0, min_open=True)
     warmup_steps: int = _f(0, min=0)
+    schedule: str = _f("cosine", choices=("cosine", "step"))
     final_lr_fraction: float = _f(0.01, min=0.0, max=1.0)
+    step_every: int = _f(1000, min=1)
+    step_factor: float = _f(0.5, min=0.0, max=1.0, min_open=True)
     weight_decay: float = _f(1e-4, min=0.0)
     clip_norm: float = _f(1.0, min=0.0, min_open=True)
     b1: float = _f(0.9, min=0.0, max=1.0)

@@ -1,4 +1,5 @@
-"""The Optax optimizer of a config: warmup + cosine schedules, clipping, AdamW, parameter groups."""
+"""The Optax optimizer of a config: warmup + cosine or step schedules, clipping, AdamW, parameter
+groups."""
 
 from __future__ import annotations
 
@@ -15,10 +16,20 @@ GROUPS = ("default", "ssm")
 
 
 def make_schedule(peak: float, config: Config) -> optax.Schedule:
-    """Linear warmup from 0 to ``peak`` over ``optim.warmup_steps``, then cosine decay to
-    ``peak * optim.final_lr_fraction`` at ``loop.num_steps``."""
+    """Linear warmup from 0 to ``peak`` over ``optim.warmup_steps``, then either cosine decay to
+    ``peak * optim.final_lr_fraction`` at ``loop.num_steps`` (``optim.schedule="cosine"``) or
+    ``peak * optim.step_factor ** (k // optim.step_every)`` at ``k`` steps after the warmup
+    (``"step"``)."""
     o, steps = config.optim, config.loop.num_steps
     warmup = min(o.warmup_steps, steps - 1)
+    if o.schedule == "step":
+        decay = optax.exponential_decay(
+            peak, transition_steps=o.step_every, decay_rate=o.step_factor, staircase=True
+        )
+        if warmup == 0:
+            return decay
+        ramp = optax.linear_schedule(0.0, peak, warmup)
+        return optax.join_schedules([ramp, decay], [warmup])
     if warmup == 0:
         return optax.cosine_decay_schedule(peak, max(steps, 1), alpha=o.final_lr_fraction)
     return optax.warmup_cosine_decay_schedule(

@@ -12,6 +12,7 @@ import optax
 import pytest
 
 from spectrax.train import (
+    ConfigError,
     apply_overrides,
     batch_indices,
     init_opt_state,
@@ -113,6 +114,35 @@ def test_schedule_warmup_cosine(standard_promotion):
     # Cosine half-way: peak * (f + (1 - f) * (1 + cos(pi/2)) / 2).
     assert_close(float(sched(60)), 2.0 * (0.1 + 0.9 * 0.5), rtol=1e-5)
     assert_close(float(sched(110)), 0.2, rtol=1e-5)
+
+
+def test_schedule_step(standard_promotion):
+    config = apply_overrides(
+        load_config(TOY),
+        [
+            "optim.schedule=step",
+            "optim.warmup_steps=10",
+            "optim.step_every=100",
+            "optim.step_factor=0.5",
+            "loop.num_steps=500",
+        ],
+    )
+    sched = make_schedule(2.0, config)
+    assert float(sched(0)) == 0.0
+    assert_close(float(sched(5)), 1.0, rtol=1e-6)
+    # Counted from the end of the warmup: full rate for 100 steps, then halved every 100.
+    for step, want in ((10, 2.0), (109, 2.0), (110, 1.0), (209, 1.0), (210, 0.5), (410, 0.125)):
+        assert_close(float(sched(step)), want, rtol=1e-6)
+    no_warmup = make_schedule(
+        1.0, apply_overrides(config, ["optim.warmup_steps=0", "optim.step_factor=0.1"])
+    )
+    assert float(no_warmup(0)) == 1.0 and float(no_warmup(99)) == 1.0
+    assert_close(float(no_warmup(100)), 0.1, rtol=1e-6)
+
+
+def test_schedule_rejects_unknown_name(standard_promotion):
+    with pytest.raises(ConfigError, match="optim.schedule"):
+        apply_overrides(load_config(TOY), ["optim.schedule=linear"])
 
 
 def test_parameter_groups_ssm_has_own_rate_and_no_decay(standard_promotion):
