@@ -7,6 +7,9 @@ Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential E
 (``configs/burgers_fno.py``, nu = 0.1) with the same width, modes and number of layers, trained
 by ``spectrax.train`` with the config's AdamW schedule for ``--steps`` steps each.
 
+Three models: the FNO, T1 on the raw spectrum, and T1 with the spectrum standardised per mode
+by the training data (``in_scale`` / ``out_scale`` from ``spectral_scale``).
+
 Writes ``benchmarks/t1-vs-fno-<platform>.json``: test relative L2, parameter counts (real
 scalars; a complex weight counts two) and the median wall time of one jitted train step
 (forward, backward, optimizer update) for each model, and the error floor of truncating the
@@ -34,7 +37,7 @@ import numpy as np
 
 import spectrax
 from spectrax._benchmark import median_time
-from spectrax.models import TransformOnce
+from spectrax.models import TransformOnce, spectral_scale
 from spectrax.train import (
     init_opt_state,
     load_config,
@@ -106,23 +109,35 @@ def main() -> None:
 
     @dataclasses.dataclass(frozen=True)
     class BurgersT1(type(fno_config.task)):
-        """The Burgers task of ``configs/burgers_fno.py`` with a Transform-Once model."""
+        """The Burgers task of ``configs/burgers_fno.py`` with a Transform-Once model, its
+        spectrum standardised per mode by the training data (``spectral_scale``) or not."""
+
+        standardize: bool = False
 
         def build(self):
             task = super().build()
+            scales = {}
+            if self.standardize:
+                x, y = task.train
+                scales = {
+                    "in_scale": spectral_scale(x[:, None], self.modes),
+                    "out_scale": spectral_scale(y[:, None], self.modes),
+                }
             return dataclasses.replace(
                 task,
                 make_model=lambda key: TransformOnce(
-                    1, 1, 1, self.width, self.modes, self.num_layers, key=key
+                    1, 1, 1, self.width, self.modes, self.num_layers, **scales, key=key
                 ),
             )
 
-    t1_config = dataclasses.replace(
-        fno_config, name="burgers_t1", task=BurgersT1(**dataclasses.asdict(fno_config.task))
-    )
+    fields = dataclasses.asdict(fno_config.task)
+    runs = [("fno", fno_config)]
+    for name, standardize in (("t1", False), ("t1_standardized", True)):
+        task = BurgersT1(**fields, standardize=standardize)
+        runs.append((name, dataclasses.replace(fno_config, name=f"burgers_{name}", task=task)))
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     models = {}
-    for name, config in (("fno", fno_config), ("t1", t1_config)):
+    for name, config in runs:
         start = time.perf_counter()
         result = train(config, workdir=pathlib.Path(args.workdir) / stamp / name)
         seconds = time.perf_counter() - start

@@ -65,6 +65,68 @@ def select_modes(
     return tuple(limits)
 
 
+def spectral_scale(
+    fields: Float[Array, "B C *spatial"] | np.ndarray,
+    modes: int | Sequence[int],
+    *,
+    floor: float = 1e-3,
+) -> np.ndarray:
+    """Root-mean-square magnitude of each kept Fourier coefficient of ``fields``, per channel.
+
+    ``sqrt(E_batch |c_{c,k}|^2)`` of ``rfftn(fields, norm="forward")`` over the FNO-convention
+    block of ``modes`` (the layout :class:`TransformOnce` works in), clipped below at ``floor``
+    times the channel's largest value so that modes the data never excite do not blow up when
+    divided by. Pass the training inputs as ``in_scale`` and the training targets as
+    ``out_scale`` of :class:`TransformOnce`: the layers then see (and produce) coefficients of
+    order one at every kept mode, instead of a spectrum whose magnitude falls by orders across
+    the kept band (for smooth fields the highest kept modes would otherwise sit in the nearly
+    linear range of the activation and get vanishing gradients). Runs on the host.
+
+    Args:
+        fields: ``(B, C, *spatial)`` training inputs or targets.
+        modes: kept modes per axis (int or ``d`` ints), as the model's.
+        floor: relative lower bound, in (0, 1].
+
+    Returns:
+        float64 NumPy array of shape ``(C, *kept)``.
+    """
+    u = np.asarray(fields, np.float64)
+    if u.ndim < 3:
+        raise ValueError(f"`fields` must be (B, C, *spatial); got shape {u.shape}.")
+    d = u.ndim - 2
+    modes = check_modes(modes, d)
+    check_grid("`fields`", u.shape[2:], modes)
+    if not 0 < floor <= 1:
+        raise ValueError(f"`floor` must be in (0, 1]; got {floor}.")
+    power = np.mean(np.abs(np.fft.rfftn(u, axes=tuple(range(2, 2 + d)), norm="forward")) ** 2, 0)
+    power = power[..., : modes[-1]]  # the layout of truncate_modes, in float64 on the host
+    for i, m in enumerate(modes[:-1]):
+        n = power.shape[1 + i]
+        power = np.concatenate(
+            [np.take(power, range(m), 1 + i), np.take(power, range(n - m, n), 1 + i)], 1 + i
+        )
+    rms = np.sqrt(power)
+    top = rms.reshape(rms.shape[0], -1).max(axis=1).reshape((-1,) + (1,) * d)
+    return np.maximum(rms, floor * np.where(top > 0, top, 1.0))
+
+
+def _as_scale(name: str, value, channels: int, kept: tuple[int, ...]):
+    """A per-mode scale as a static tuple of floats of shape (channels, prod(kept))."""
+    if value is None:
+        return None
+    v = np.asarray(value, np.float64)
+    try:
+        v = np.broadcast_to(v, (channels, *kept))
+    except ValueError:
+        raise ValueError(
+            f"`{name}` must broadcast to (channels, *kept modes) = {(channels, *kept)}; "
+            f"got shape {v.shape} (build it with spectrax.models.spectral_scale)."
+        ) from None
+    if not np.all(np.isfinite(v)) or not np.all(v > 0):
+        raise ValueError(f"`{name}` must be finite and > 0 everywhere.")
+    return tuple(tuple(float(t) for t in row) for row in v.reshape(channels, -1))
+
+
 def _split(act: Callable[[Array], Array], z: Array) -> Array:
     """A real activation applied to real and imaginary parts separately."""
     return jax.lax.complex(act(z.real), act(z.imag))
@@ -94,7 +156,10 @@ class TransformOnce(eqx.Module):
     layers mix modes (a dense map over the kept modes), since nothing else would couple them.
 
     Transforms use ``norm="forward"`` (coefficients of the underlying function: the model applies
-    at any resolution holding ``modes``). Initialisation is variance preserving in the frequency
+    at any resolution holding ``modes``). Optionally the spectrum is standardised per mode:
+    ``in_scale`` divides the input coefficients and ``out_scale`` multiplies the decoder's output
+    (fixed, not trained; :func:`spectral_scale` computes them from training data). Initialisation
+    is variance preserving in the frequency
     domain (the paper's point that real-valued default inits do not transfer to complex spectra):
     every complex weight has ``E|W|^2 = 1 / fan_in`` (real and imaginary parts each
     ``1 / (2 fan_in)``), so each map keeps ``E|c_k|^2`` and, by Parseval, the field's variance;
@@ -108,6 +173,8 @@ class TransformOnce(eqx.Module):
         modes: kept modes per axis (FNO convention).
         num_layers: number of :class:`T1Layer` (default 4).
         activation: real activation applied to real and imaginary parts (default ``"gelu"``).
+        in_scale, out_scale: optional positive per-mode scales broadcastable to
+            ``(C_in, *kept)`` and ``(C_out, *kept)`` (default: none, i.e. ones).
         dtype: parameter dtype (float32).
         key: PRNG key (keyword-only).
     """
@@ -120,6 +187,8 @@ class TransformOnce(eqx.Module):
     out_channels: int = eqx.field(static=True)
     modes: tuple[int, ...] = eqx.field(static=True)
     activation: Callable[[Array], Array] = eqx.field(static=True)
+    in_scale: tuple[tuple[float, ...], ...] | None = eqx.field(static=True)
+    out_scale: tuple[tuple[float, ...], ...] | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -131,6 +200,8 @@ class TransformOnce(eqx.Module):
         num_layers: int = 4,
         *,
         activation: str | Callable[[Array], Array] = "gelu",
+        in_scale=None,
+        out_scale=None,
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
@@ -141,7 +212,10 @@ class TransformOnce(eqx.Module):
         num_layers = check_positive_int("num_layers", num_layers, minimum=0)
         self.modes = check_modes(modes, d)
         self.activation = get_activation(activation)
-        m = int(np.prod(kept_shape(self.modes)))
+        kept = kept_shape(self.modes)
+        m = int(np.prod(kept))
+        self.in_scale = _as_scale("in_scale", in_scale, self.in_channels, kept)
+        self.out_scale = _as_scale("out_scale", out_scale, self.out_channels, kept)
         keys = jax.random.split(key, 2 * num_layers + 2)
         self.encoder = complex_normal(
             keys[0], (width, in_channels, m), 1 / math.sqrt(in_channels), dtype
@@ -175,11 +249,14 @@ class TransformOnce(eqx.Module):
         axes = tuple(range(1, 1 + self.num_spatial_dims))
         c = truncate_modes(jnp.fft.rfftn(x.astype(real), axes=axes, norm="forward"), self.modes)
         kept = c.shape[1:]
-        z = jnp.einsum(
-            "wim,im->wm", as_complex(self.encoder).astype(cdtype), c.reshape(c.shape[0], -1)
-        )
+        c = c.reshape(c.shape[0], -1)
+        if self.in_scale is not None:
+            c = c / jnp.asarray(self.in_scale, real).astype(cdtype)
+        z = jnp.einsum("wim,im->wm", as_complex(self.encoder).astype(cdtype), c)
         for layer in self.layers:
             z = layer(z, self.activation)
         y = jnp.einsum("owm,wm->om", as_complex(self.decoder).astype(cdtype), z)
+        if self.out_scale is not None:
+            y = y * jnp.asarray(self.out_scale, real).astype(cdtype)
         y = pad_modes(y.reshape(y.shape[0], *kept), out_shape)
         return jnp.fft.irfftn(y, s=out_shape, axes=axes, norm="forward")

@@ -1,5 +1,6 @@
 """Transform-Once: a float64 NumPy reference of the frequency-domain network, frequency
-selection, variance-preserving init, resolution change, errors, smoke training vs FNO."""
+selection, per-mode spectral standardisation, variance-preserving init, resolution change,
+errors, smoke training vs FNO."""
 
 import equinox as eqx
 import jax
@@ -7,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectrax.models import TransformOnce, select_modes
+from spectrax.models import TransformOnce, select_modes, spectral_scale
 from tests.helpers import assert_close
 from tests.models.smoke import loss_decreases
 
@@ -57,6 +58,65 @@ def test_select_modes_by_energy():
     assert select_modes(u, 2, 1.0) == (6, 6)
     with pytest.raises(ValueError, match="energy"):
         select_modes(u, 2, 1.5)
+
+
+def test_spectral_scale_closed_form():
+    """Fields with known Fourier amplitudes: the RMS of each kept coefficient (norm="forward")
+    in the FNO layout, both signs on the first axis, per channel, floored."""
+    n = 16
+    x = np.arange(n) / n
+    rng = np.random.default_rng(3)
+    amp = rng.uniform(0.5, 2.0, size=(8, 1, 1))  # per-sample amplitude, E[amp^2] known
+    # channel 0: amp * cos(2 pi (2 x + 1 y)): |c| = amp/2 at k = (2, 1) and at (-2, -1) (not
+    # in the rfft half-plane), so the kept block holds amp/2 at (2, 1) and nothing else.
+    # channel 1: 3 (constant): |c_0| = 3.
+    f0 = amp * np.cos(2 * np.pi * (2 * x[:, None] + x[None, :]))
+    f1 = np.broadcast_to(3.0, (8, n, n))
+    u = np.stack([f0, f1], axis=1)
+    scale = spectral_scale(u, (3, 2), floor=1e-3)
+    assert scale.shape == (2, 6, 2)
+    want0 = np.full((6, 2), 1e-3 * np.sqrt(np.mean(amp**2)) / 2)
+    want0[2, 1] = np.sqrt(np.mean(amp**2)) / 2
+    want1 = np.full((6, 2), 3e-3)
+    want1[0, 0] = 3.0
+    np.testing.assert_allclose(scale, np.stack([want0, want1]), rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="floor"):
+        spectral_scale(u, (3, 2), floor=0.0)
+    with pytest.raises(ValueError, match="too many"):
+        spectral_scale(u, (9, 2))
+
+
+def test_scales_equal_folded_weights(x64, key):
+    """Standardising the spectrum is a fixed per-mode reparametrisation: the same function as
+    the unscaled model with encoder columns divided by in_scale and decoder rows multiplied by
+    out_scale; the scales are static (not parameters) and jit/grad go through."""
+    rng = np.random.default_rng(0)
+    s_in = rng.uniform(0.1, 2.0, size=(2, 5))
+    s_out = rng.uniform(0.1, 2.0, size=(3, 5))
+    scaled = TransformOnce(
+        1, 2, 3, 4, 5, 2, in_scale=s_in, out_scale=s_out, dtype=jnp.float64, key=key
+    )
+    plain = TransformOnce(1, 2, 3, 4, 5, 2, dtype=jnp.float64, key=key)
+    folded = eqx.tree_at(
+        lambda t: (t.encoder, t.decoder),
+        plain,
+        (plain.encoder / s_in[None, None], plain.decoder * s_out[None, :, None]),
+    )
+    x = jax.random.normal(key, (2, 16), jnp.float64)
+    assert_close(eqx.filter_jit(lambda m, u: m(u))(scaled, x), folded(x), jnp.float64)
+    params = eqx.filter(scaled, eqx.is_inexact_array)
+    assert len(jax.tree.leaves(params)) == len(
+        jax.tree.leaves(eqx.filter(plain, eqx.is_inexact_array))
+    )
+    grads = eqx.filter_grad(lambda m: jnp.sum(m(x) ** 2))(scaled)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+def test_scale_errors(key):
+    with pytest.raises(ValueError, match="in_scale"):
+        TransformOnce(1, 2, 3, 4, 5, 1, in_scale=np.ones((2, 4)), key=key)
+    with pytest.raises(ValueError, match="out_scale.*> 0"):
+        TransformOnce(1, 2, 3, 4, 5, 1, out_scale=np.zeros((3, 5)), key=key)
 
 
 def test_variance_preserving_init():
