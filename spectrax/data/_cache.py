@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,11 @@ def _canonical(name: str, value: Any) -> Any:
         return repr(float(value))
     if isinstance(value, (tuple, list)):
         return [_canonical(name, v) for v in value]
+    if isinstance(value, (np.dtype, type)):
+        try:  # a dtype argument (jnp.float32, np.dtype("float64"), ...)
+            return {"dtype": str(np.dtype(value))}
+        except TypeError:
+            pass
     if isinstance(value, (np.ndarray, jax.Array)):
         arr = np.asarray(value)
         return {
@@ -127,7 +133,7 @@ def cached(
         try:
             with np.load(path) as data:
                 return tuple(data[f"arr_{i}"] for i in range(len(data.files)))
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             logger.warning("ignoring unreadable cache file %s (%s); regenerating", path, err)
     out = generator(key, *args, **kwargs)
     arrays = tuple(np.asarray(x) for x in (out if isinstance(out, tuple) else (out,)))
@@ -136,6 +142,8 @@ def cached(
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, *arrays)
+            fh.flush()
+            os.fsync(fh.fileno())  # the data is on disk before the name points at it
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -15,8 +15,9 @@ DISCRETIZATIONS = ("zoh", "bilinear")
 
 
 def _diag_zoh(lam, dt):
-    lam_bar = jnp.exp(lam * dt)
-    return lam_bar, (lam_bar - 1.0) / lam
+    # expm1: (exp(Λ dt) - 1) cancels catastrophically when |Λ dt| is small (slow modes, small
+    # steps): in float32 at Λ dt = -1e-8 the difference would be 0.
+    return jnp.exp(lam * dt), jnp.expm1(lam * dt) / lam
 
 
 def _diag_bilinear(lam, dt):
@@ -25,6 +26,16 @@ def _diag_bilinear(lam, dt):
 
 
 _DIAG: dict[str, Callable] = {"zoh": _diag_zoh, "bilinear": _diag_bilinear}
+
+
+def _as_dt(dt) -> Array:
+    """``dt`` as a real array (a Python float is accepted)."""
+    dt = jnp.asarray(dt)
+    if not jnp.issubdtype(dt.dtype, jnp.floating):
+        if jnp.issubdtype(dt.dtype, jnp.integer):
+            return dt.astype(jnp.float32)
+        raise TypeError(f"`dt` must be real (float); got dtype {dt.dtype}.")
+    return dt
 
 
 def _as_complex(x: Array) -> Array:
@@ -43,8 +54,8 @@ def discretize_diagonal(
 
     Args:
         Lambda: complex eigenvalues ``(..., N)`` (nonzero for ZOH).
-        dt: positive steps broadcastable against ``Lambda`` with the same rank, e.g. ``(H, 1)``
-            per channel or ``(L, 1)`` per time step (irregular sampling).
+        dt: positive steps: a scalar, or an array broadcastable against ``Lambda`` with the same
+            rank, e.g. ``(H, 1)`` per channel or ``(L, 1)`` per time step (irregular sampling).
         method: ``"zoh"`` or ``"bilinear"``.
 
     Returns:
@@ -53,8 +64,9 @@ def discretize_diagonal(
         Both complex, broadcast shape.
     """
     check_choice("method", method, DISCRETIZATIONS)
-    lam = _as_complex(Lambda)
-    if dt.ndim != lam.ndim:
+    lam = _as_complex(jnp.asarray(Lambda))
+    dt = _as_dt(dt)
+    if dt.ndim not in (0, lam.ndim):
         raise ValueError(
             f"`dt` and `Lambda` must have the same rank (explicit broadcasting); got "
             f"dt.shape={dt.shape}, Lambda.shape={lam.shape}. Reshape dt, e.g. dt[:, None]."
@@ -93,7 +105,7 @@ def discretize_dense(
 
     Args:
         A: ``(..., N, N)``; B: ``(..., N, H)`` (same dtype; complex or real);
-        dt: ``(...)`` positive steps, one per system.
+        dt: positive steps, a scalar or ``(...)`` one per system.
         method: ``"zoh"`` or ``"bilinear"``.
     """
     check_choice("method", method, DISCRETIZATIONS)
@@ -103,6 +115,12 @@ def discretize_dense(
         )
     if A.dtype != B.dtype:
         raise TypeError(f"`A` and `B` must share a dtype; got {A.dtype} and {B.dtype}.")
+    dt = _as_dt(dt)
+    if dt.ndim and dt.shape != A.shape[:-2]:
+        raise ValueError(
+            f"`dt` must be a scalar or one step per system, shape A.shape[:-2]={A.shape[:-2]}; "
+            f"got dt.shape={dt.shape}."
+        )
     d = dt.astype(A.dtype).reshape(dt.shape + (1, 1))
     return _DENSE[method](A, B, d)
 

@@ -29,7 +29,8 @@ def vandermonde_kernel(
     ``N x chunk`` per batch element.
 
     Args:
-        Lambda_bar: discrete eigenvalues ``(..., N)``, complex, nonzero.
+        Lambda_bar: discrete eigenvalues ``(..., N)``, complex (real input is promoted; an
+            eigenvalue exactly 0 contributes at ``l = 0`` only).
         W: coefficients ``(..., N)``, same rank (broadcast explicitly), complex.
         length: kernel length ``L >= 1``.
         chunk: time steps per block (``>= 1``).
@@ -45,7 +46,15 @@ def vandermonde_kernel(
         )
     shape = jnp.broadcast_shapes(Lambda_bar.shape, W.shape)
     dtype = jnp.result_type(Lambda_bar.dtype, W.dtype)
-    log_lam = jnp.broadcast_to(jnp.log(Lambda_bar.astype(dtype)), shape)
+    if not jnp.issubdtype(dtype, jnp.complexfloating):
+        # a negative real eigenvalue has no real logarithm: work in the complex plane
+        dtype = complex_dtype(jnp.finfo(dtype).dtype)
+    lam = Lambda_bar.astype(dtype)
+    # An eigenvalue that underflowed to 0 (ZOH with Re(Λ) dt below about -87 in float32)
+    # contributes at l = 0 only; its log would be -inf and 0 * -inf = NaN at l = 0, so take it
+    # as the smallest normal number instead (whose powers l >= 1 underflow to 0).
+    tiny = jnp.asarray(jnp.finfo(dtype).tiny, dtype)
+    log_lam = jnp.broadcast_to(jnp.log(jnp.where(lam == 0, tiny, lam)), shape)
     w = jnp.broadcast_to(W.astype(dtype), shape)
     n_chunks = math.ceil(length / chunk)
     real = jnp.real(log_lam).dtype
@@ -101,7 +110,8 @@ def dplr_kernel(
 
     Args:
         Lambda: ``(N,)`` complex diagonal; P: ``(r, N)`` low-rank factor (complex);
-        B: ``(N,)``; C: ``(..., N)`` output vectors (one per channel); dt: ``(...)`` steps > 0;
+        B: ``(N,)``; C: ``(..., N)`` output vectors (one per channel); dt: ``(...)`` steps > 0
+        (or a scalar for all);
         length: ``L``.
 
     Returns:
@@ -114,6 +124,9 @@ def dplr_kernel(
             f"expected Lambda (N,), P (r, N), B (N,), C (..., N); got {Lambda.shape=}, "
             f"{P.shape=}, {B.shape=}, {C.shape=}."
         )
+    dt = jnp.asarray(dt)
+    if dt.ndim == 0:
+        dt = jnp.broadcast_to(dt, C.shape[:-1])
     if dt.shape != C.shape[:-1]:
         raise ValueError(f"`dt` must have shape C.shape[:-1]={C.shape[:-1]}; got {dt.shape}.")
     cdt = Lambda.dtype
@@ -224,7 +237,16 @@ def _check_system(A, B, C):
 def _apply_c(C: Array, X: Array, B: Array, D) -> Array:
     y = jnp.einsum("on,snh->soh", C.reshape(-1, C.shape[-1]), X)
     if D is not None:
-        y = y + jnp.asarray(D).astype(y.dtype).reshape((1,) + y.shape[1:])
+        d = jnp.asarray(D)
+        want = y.shape[1:]  # (H_out, H_in), 1 where B or C is a vector
+        if d.ndim == 0:
+            d = jnp.broadcast_to(d, want)
+        elif d.size != math.prod(want):
+            raise ValueError(
+                f"`D` must be a scalar or (H_out, H_in) = {want} (the shape of C B); got "
+                f"D.shape={d.shape}."
+            )
+        y = y + d.astype(y.dtype).reshape((1,) + want)
     squeeze = (1 if C.ndim == 1 else 0, 2 if B.ndim == 1 else 0)
     shape = (y.shape[0],) + tuple(d for i, d in enumerate(y.shape[1:]) if not squeeze[i])
     return y.reshape(shape)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Inexact
 
-from spectrax._checks import check_choice
+from spectrax._checks import check_choice, complex_dtype
 
 SCAN_METHODS = ("associative", "sequential")
 
@@ -39,6 +39,16 @@ def _diag_assoc(a, b, x0):
 _DIAG: dict[str, Callable] = {"associative": _diag_assoc, "sequential": _diag_seq}
 
 
+def _state_dtype(a, bu, x0):
+    """The states' dtype: complex if the transition or the input is (a real Bu must not drop
+    the imaginary part of a complex Λ̄)."""
+    dtypes = [jnp.dtype(x.dtype) for x in (a, bu, x0) if x is not None]
+    if not any(jnp.issubdtype(d, jnp.complexfloating) for d in dtypes):
+        return jnp.dtype(bu.dtype)
+    widest = max((jnp.finfo(d).dtype for d in dtypes), key=lambda d: d.itemsize)
+    return complex_dtype(widest)
+
+
 def scan_diagonal(
     Lambda_bar: Inexact[Array, "*#batch #L N"],
     Bu: Inexact[Array, "*batch L N"],
@@ -59,7 +69,7 @@ def scan_diagonal(
         method: ``"associative"`` (``O(log L)`` depth) or ``"sequential"``.
 
     Returns:
-        ``(..., L, N)`` states, ``Bu``'s dtype.
+        ``(..., L, N)`` states in the promoted dtype of ``Lambda_bar``, ``Bu`` and ``x0``.
     """
     check_choice("method", method, SCAN_METHODS)
     if Lambda_bar.ndim != Bu.ndim or Lambda_bar.shape[-1] != Bu.shape[-1]:
@@ -67,10 +77,16 @@ def scan_diagonal(
             f"`Lambda_bar` must have Bu's rank and state size, shape (..., 1 or L, N); got "
             f"Lambda_bar.shape={Lambda_bar.shape}, Bu.shape={Bu.shape}."
         )
-    a = jnp.broadcast_to(Lambda_bar.astype(Bu.dtype), Bu.shape)
+    dtype = _state_dtype(Lambda_bar, Bu, x0)
+    a = jnp.broadcast_to(Lambda_bar.astype(dtype), Bu.shape)
     if x0 is None:
-        x0 = jnp.zeros(Bu.shape[:-2] + Bu.shape[-1:], Bu.dtype)
-    return _DIAG[method](a, Bu, x0.astype(Bu.dtype))
+        x0 = jnp.zeros(Bu.shape[:-2] + Bu.shape[-1:], dtype)
+    elif x0.shape != Bu.shape[:-2] + Bu.shape[-1:]:
+        raise ValueError(
+            f"`x0` must be one state per sequence, shape Bu.shape[:-2] + (N,) = "
+            f"{Bu.shape[:-2] + Bu.shape[-1:]}; got x0.shape={x0.shape}."
+        )
+    return _DIAG[method](a, Bu.astype(dtype), x0.astype(dtype))
 
 
 def _dense_seq(a, b, x0):
@@ -112,6 +128,9 @@ def scan_dense(
     check_choice("method", method, SCAN_METHODS)
     if A_bar.shape != (Bu.shape[-1],) * 2 or Bu.ndim != 2:
         raise ValueError(f"expected A_bar (N, N) and Bu (L, N); got {A_bar.shape=}, {Bu.shape=}.")
+    dtype = _state_dtype(A_bar, Bu, x0)
     if x0 is None:
-        x0 = jnp.zeros(Bu.shape[-1:], Bu.dtype)
-    return _DENSE[method](A_bar.astype(Bu.dtype), Bu, x0.astype(Bu.dtype))
+        x0 = jnp.zeros(Bu.shape[-1:], dtype)
+    elif x0.shape != Bu.shape[-1:]:
+        raise ValueError(f"`x0` must have shape (N,) = {Bu.shape[-1:]}; got x0.shape={x0.shape}.")
+    return _DENSE[method](A_bar.astype(dtype), Bu.astype(dtype), x0.astype(dtype))

@@ -82,8 +82,10 @@ def pad_modes(
 ) -> Complex[Array, "*batch ..."]:
     """Inverse of :func:`truncate_modes`: zero-pad kept modes to the rfft grid of ``spatial_shape``.
 
-    ``jnp.fft.irfftn(pad_modes(t, s), s=s)`` evaluates the band-limited field on any grid ``s``
-    large enough to hold the kept modes (zero-shot super-resolution in FNO).
+    With coefficients of the underlying function (``norm="forward"`` on both transforms),
+    ``jnp.fft.irfftn(pad_modes(t, s), s=s, norm="forward")`` evaluates the band-limited field
+    on any grid ``s`` large enough to hold the kept modes (zero-shot super-resolution in FNO).
+    With the default ``norm="backward"`` the result is scaled by ``prod(old grid) / prod(s)``.
     """
     spatial_shape = tuple(int(s) for s in spatial_shape)
     d = len(spatial_shape)

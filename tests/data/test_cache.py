@@ -90,14 +90,35 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch, key, gen):
     assert gen.calls == 2 and out[0].shape == (2, 4)
 
 
-def test_unreadable_file_is_regenerated(tmp_path, key, gen):
+@pytest.mark.parametrize("content", [b"not an npz", b"", "truncated"])
+def test_unreadable_file_is_regenerated(tmp_path, key, gen, content):
     path = cache_path(gen, key, 2, cache_dir=tmp_path)
-    path.write_bytes(b"not an npz")
+    if content == "truncated":  # a real archive cut short (a crash mid-write)
+        cached(gen, key, 2, cache_dir=tmp_path)
+        content = path.read_bytes()[:-40]
+        gen.calls = 0
+    path.write_bytes(content)
     out = cached(gen, key, 2, cache_dir=tmp_path)
     assert gen.calls == 1 and out[0].shape == (2, 4)
     with np.load(path) as data:
         np.testing.assert_array_equal(data["arr_0"], out[0])
     assert os.listdir(tmp_path) == [path.name]
+
+
+def test_dtype_parameters_key_the_cache(tmp_path, key):
+    """A generator with a dtype default (the sequence tasks) can be cached, keyed by dtype."""
+    from spectrax.data import delayed_recall
+
+    a = cache_path(delayed_recall, key, 2, 16, min_lag=4, cache_dir=tmp_path)
+    b = cache_path(delayed_recall, key, 2, 16, min_lag=4, dtype=jnp.float32, cache_dir=tmp_path)
+    c = cache_path(
+        delayed_recall, key, 2, 16, min_lag=4, dtype=np.dtype("float16"), cache_dir=tmp_path
+    )
+    assert a == b != c
+    first = cached(delayed_recall, key, 2, 16, min_lag=4, cache_dir=tmp_path)
+    again = cached(delayed_recall, key, 2, 16, min_lag=4, cache_dir=tmp_path)
+    for x, y in zip(first, again, strict=True):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_unhashable_parameter(tmp_path, key, gen):

@@ -242,7 +242,7 @@ def test_errors(key):
     with pytest.raises(ValueError, match="method"):
         discretize_diagonal(lam, jnp.ones((1,)), "euler")
     with pytest.raises(ValueError, match="rank"):
-        discretize_diagonal(lam, jnp.ones(()), "zoh")
+        discretize_diagonal(lam, jnp.ones((1, 1)), "zoh")
     with pytest.raises(ValueError, match="Lambda_bar"):
         scan_diagonal(lam, jnp.ones((5, 1), jnp.complex64))
     with pytest.raises(ValueError, match="method"):
@@ -257,3 +257,82 @@ def test_errors(key):
         transfer_continuous(
             jnp.ones((2, 2)), jnp.ones((3,)), jnp.ones((2,)), None, jnp.ones((4,), jnp.complex64)
         )
+
+
+# --- numerical edges -------------------------------------------------------------------------
+
+
+def test_vandermonde_zero_and_negative_real_eigenvalues(x64):
+    """An eigenvalue that underflowed to 0 contributes at l = 0 only (0^0 = 1), with finite
+    gradients; real negative eigenvalues (bilinear, large dt) are powered in the complex plane."""
+    lam = jnp.asarray([0.946 + 0.095j, 0.0], jnp.complex64)
+    w = jnp.asarray([1.0 + 0.5j, 2.0], jnp.complex64)
+    want = np.array([np.sum(np.asarray(w) * np.asarray(lam, np.complex128) ** l) for l in range(5)])
+    got = vandermonde_kernel(lam, w, 5, chunk=2)
+    assert_close(got, want, jnp.float32)
+    grad = jax.grad(lambda lr: jnp.sum(jnp.real(vandermonde_kernel(lam.at[0].set(lr.astype(lam.dtype)), w, 5))))
+    assert np.isfinite(float(grad(jnp.float32(0.9))))
+    real = jnp.asarray([-0.5, 0.5], jnp.float64)
+    got = vandermonde_kernel(real, jnp.ones(2, jnp.float64), 4)
+    assert jnp.iscomplexobj(got)
+    assert_close(got, [2.0, 0.0, 0.5, 0.0], jnp.float64)
+
+
+def test_conv_and_scan_agree_when_a_mode_underflows():
+    """ZOH with Re(Λ) dt < -87 underflows Λ̄ to 0 in float32: the kernel stays finite and equal to
+    the scan's impulse response."""
+    lam = jnp.asarray([-0.5 + 1j, -900 + 3j], jnp.complex64)
+    lam_bar, gamma = discretize_diagonal(lam, jnp.full((2,), 0.1, jnp.float32))
+    assert float(jnp.abs(lam_bar[1])) == 0.0
+    k = vandermonde_kernel(lam_bar, gamma, 6)
+    impulse = jnp.zeros((6, 2), jnp.complex64).at[0].set(gamma)
+    states = _scan_diagonal(lam_bar[None], impulse)
+    assert_close(k, jnp.sum(states, axis=-1), jnp.float32)
+
+
+def test_zoh_input_factor_without_cancellation(x64):
+    """(exp(Λ dt) - 1)/Λ by expm1: float32 keeps full relative accuracy at tiny Λ dt."""
+    lam = np.array([-0.5 + 0.0j, -1e-3 + 0j, -1e-3 + 2e-3j, -20 + 5j])
+    for dt in (1e-3, 1e-5, 1e-7):
+        want = np.expm1(lam * dt) / lam
+        _, gamma = discretize_diagonal(
+            jnp.asarray(lam, jnp.complex64), jnp.full((4,), dt, jnp.float32)
+        )
+        np.testing.assert_allclose(np.asarray(gamma), want, rtol=2e-6)
+
+
+def test_scan_promotes_to_complex_and_checks_x0():
+    """A complex Λ̄ with a real input keeps its imaginary part (no silent cast to Bu's dtype)."""
+    lam = jnp.asarray([[0.5 + 0.5j]], jnp.complex64)
+    bu = jnp.ones((3, 1), jnp.float32)
+    for method in ("associative", "sequential"):
+        got = _scan_diagonal(lam, bu, method=method)
+        assert_close(got[:, 0], [1.0, 1.5 + 0.5j, 1.5 + 1.0j], jnp.float32)
+        got = _scan_dense(jnp.asarray([[0.5 + 0.5j]], jnp.complex64), bu, method=method)
+        assert_close(got[:, 0], [1.0, 1.5 + 0.5j, 1.5 + 1.0j], jnp.float32)
+    with pytest.raises(ValueError, match="x0"):
+        scan_diagonal(lam, bu, jnp.zeros((2,), jnp.complex64))
+    with pytest.raises(ValueError, match="x0"):
+        scan_dense(lam, bu, jnp.zeros((2,), jnp.complex64))
+
+
+def test_python_float_dt_and_scalar_d(x64):
+    lam = jnp.asarray([-1.0 + 2j, -0.5 + 0j], jnp.complex128)
+    a, g = discretize_diagonal(lam, 0.1)
+    b, h = discretize_diagonal(lam, jnp.full((2,), 0.1))
+    assert_close(a, b, jnp.float64)
+    assert_close(g, h, jnp.float64)
+    A = -jnp.eye(2, dtype=jnp.float64)
+    ad, bd = discretize_dense(A, jnp.ones((2, 1), jnp.float64), 0.1)
+    assert_close(ad, np.exp(-0.1) * np.eye(2), jnp.float64)
+    with pytest.raises(ValueError, match="dt"):
+        discretize_dense(A, jnp.ones((2, 1), jnp.float64), jnp.ones((3,)))
+    # MIMO with a scalar D adds D to every entry of C (sI - A)^-1 B.
+    A3, B3, C3 = -jnp.eye(3), jnp.ones((3, 2)), jnp.ones((4, 3))
+    s = jnp.asarray([1j, 2.0 + 0j])
+    with_d = transfer_continuous(A3, B3, C3, 1.5, s)
+    without = transfer_continuous(A3, B3, C3, None, s)
+    assert with_d.shape == (2, 4, 2)
+    assert_close(with_d - without, np.full((2, 4, 2), 1.5), jnp.float64)
+    with pytest.raises(ValueError, match="`D`"):
+        transfer_continuous(A3, B3, C3, jnp.ones((3, 3)), s)
