@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_int, check_real_float
+from spectrax._checks import check_positive_float, check_positive_int, check_real_float
 from spectrax.models._fno import grid_channels
 from spectrax.nn import AFNOMixer, ChannelLayerNorm, ChannelMLP, PointwiseLinear
 from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
@@ -120,7 +120,7 @@ class AFNO(eqx.Module):
         keys = jax.random.split(key, 2 * num_layers + 2)
         lift_in = (in_channels + (d if positional_grid else 0)) * patch_size**d
         self.embed = PointwiseLinear(lift_in, width, dtype=dtype, key=keys[0])
-        hidden = max(1, round(mlp_ratio * width))
+        hidden = max(1, round(check_positive_float("mlp_ratio", mlp_ratio) * width))
         self.blocks = tuple(
             AFNOBlock(
                 norm1=ChannelLayerNorm(width, dtype=dtype),

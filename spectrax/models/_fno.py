@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_int, check_real_float
+from spectrax._checks import check_positive_float, check_positive_int, check_real_float
 from spectrax.nn import ChannelMLP, PointwiseLinear, SpectralConv
 from spectrax.nn._pointwise import get_activation
 from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
@@ -38,8 +38,14 @@ def grid_channels(
 def _as_padding(padding, d: int) -> tuple[float, ...]:
     if isinstance(padding, (int, float, np.integer, np.floating)):
         padding = (float(padding),) * d
-    padding = tuple(float(p) for p in padding)
-    if len(padding) != d or any(p < 0 for p in padding):
+    try:
+        padding = tuple(float(p) for p in padding)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`padding` must be a non-negative fraction or one per spatial axis ({d}); "
+            f"got {padding!r}."
+        ) from None
+    if len(padding) != d or any(not p >= 0 for p in padding):
         raise ValueError(
             f"`padding` must be a non-negative fraction or one per spatial axis ({d}); "
             f"got {padding}."
@@ -85,13 +91,16 @@ class FNOBlock(eqx.Module):
         self.skip = PointwiseLinear(width, width, use_bias=False, dtype=dtype, key=ks)
         self.activation = get_activation(activation)
         if channel_mlp_expansion:
-            hidden = max(1, round(channel_mlp_expansion * width))
+            expansion = check_positive_float("channel_mlp_expansion", channel_mlp_expansion)
+            hidden = max(1, round(expansion * width))
             self.mlp = ChannelMLP(width, hidden, width, activation=activation, dtype=dtype, key=km)
         else:
             self.mlp = None
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
-        y = self.conv(x) + self.skip(x)
+        # the spectral path computes in float32 (XLA has no half-precision FFT); the block
+        # stays in the dtype of its input
+        y = self.conv(x).astype(x.dtype) + self.skip(x)
         if self.mlp is not None:
             y = self.activation(y)
             y = y + self.mlp(y)

@@ -18,8 +18,16 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 from spectrax._checks import check_positive_int, check_real_float, complex_dtype
 from spectrax.nn._factorized import as_complex, complex_normal
 from spectrax.nn._pointwise import get_activation
-from spectrax.nn._spectral_conv import check_field, check_grid, check_modes, kept_shape
-from spectrax.transforms import pad_modes, truncate_modes
+from spectrax.nn._spectral_conv import (
+    _forward_rfft,
+    _inverse_rfft,
+    check_field,
+    check_grid,
+    check_modes,
+    check_out_shape,
+    kept_shape,
+    nyquist_weights,
+)
 
 
 def select_modes(
@@ -100,6 +108,9 @@ def spectral_scale(
         raise ValueError(f"`floor` must be in (0, 1]; got {floor}.")
     power = np.mean(np.abs(np.fft.rfftn(u, axes=tuple(range(2, 2 + d)), norm="forward")) ** 2, 0)
     power = power[..., : modes[-1]]  # the layout of truncate_modes, in float64 on the host
+    half = nyquist_weights(u.shape[-1], modes[-1])  # what the model's transform holds
+    if half is not None:
+        power = power * half**2
     for i, m in enumerate(modes[:-1]):
         n = power.shape[1 + i]
         power = np.concatenate(
@@ -241,13 +252,13 @@ class TransformOnce(eqx.Module):
         check_real_float("x", x)
         check_field("x", x, self.in_channels, self.num_spatial_dims)
         spatial = tuple(x.shape[1:])
-        out_shape = spatial if out_shape is None else tuple(int(s) for s in out_shape)
+        out_shape = check_out_shape(out_shape, spatial)
         check_grid("the input", spatial, self.modes)
         check_grid("the output", out_shape, self.modes)
         real = jnp.float64 if x.dtype == jnp.float64 else jnp.float32
         cdtype = complex_dtype(real)
         axes = tuple(range(1, 1 + self.num_spatial_dims))
-        c = truncate_modes(jnp.fft.rfftn(x.astype(real), axes=axes, norm="forward"), self.modes)
+        c = _forward_rfft(x.astype(real), self.modes, axes)
         kept = c.shape[1:]
         c = c.reshape(c.shape[0], -1)
         if self.in_scale is not None:
@@ -258,5 +269,4 @@ class TransformOnce(eqx.Module):
         y = jnp.einsum("owm,wm->om", as_complex(self.decoder).astype(cdtype), z)
         if self.out_scale is not None:
             y = y * jnp.asarray(self.out_scale, real).astype(cdtype)
-        y = pad_modes(y.reshape(y.shape[0], *kept), out_shape)
-        return jnp.fft.irfftn(y, s=out_shape, axes=axes, norm="forward")
+        return _inverse_rfft(y.reshape(y.shape[0], *kept), out_shape, axes)

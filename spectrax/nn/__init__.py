@@ -21,7 +21,7 @@ from spectrax.nn._pointwise import (
     PointwiseLinear,
     pointwise_linear,
 )
-from spectrax.nn._spectral_conv import SpectralConv, resolve_impl, spectral_conv
+from spectrax.nn._spectral_conv import SpectralConv, nyquist_weights, resolve_impl, spectral_conv
 from spectrax.nn._ssm import MODES as SSM_MODES
 from spectrax.nn._ssm import S4, S4D, S5
 from spectrax.nn._ssm_labels import ssm_param_labels
@@ -51,6 +51,7 @@ __all__: list[str] = [
     "dense_num_params",
     "pointwise_linear",
     "soft_shrink",
+    "nyquist_weights",
     "resolve_impl",
     "spectral_conv",
     "tucker_num_params",

@@ -14,7 +14,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_int, check_real_float, complex_dtype
+from spectrax._checks import (
+    check_positive_float,
+    check_positive_int,
+    check_real_float,
+    complex_dtype,
+)
 from spectrax.nn._factorized import as_complex
 from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
 from spectrax.transforms import pad_modes, truncate_modes
@@ -119,7 +124,7 @@ class AFNOMixer(eqx.Module):
             raise ValueError(f"`sparsity_threshold` must be >= 0; got {sparsity_threshold}.")
         self.sparsity_threshold = float(sparsity_threshold)
         bs = channels // num_blocks
-        bh = max(1, int(math.ceil(hidden_factor * bs)))
+        bh = max(1, int(math.ceil(check_positive_float("hidden_factor", hidden_factor) * bs)))
         k1, k2, k3, k4 = jax.random.split(key, 4)
         self.w1 = 0.02 * jax.random.normal(k1, (2, num_blocks, bs, bh), dtype)
         self.b1 = 0.02 * jax.random.normal(k2, (2, num_blocks, bh), dtype)

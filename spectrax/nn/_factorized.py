@@ -29,7 +29,10 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 
 def as_complex(pair: Float[Array, " 2 *rest"]) -> Complex[Array, "*rest"]:
-    """``pair[0] + i pair[1]``: a complex array from its stacked real and imaginary parts."""
+    """``pair[0] + i pair[1]``: a complex array from its stacked real and imaginary parts
+    (complex64 for float32 and half-precision parameters, complex128 for float64)."""
+    if pair.dtype != jnp.float64:
+        pair = pair.astype(jnp.float32)
     return jax.lax.complex(pair[0], pair[1])
 
 

@@ -109,7 +109,9 @@ class NNXToEqx(eqx.Module):
 
     def to_nnx(self) -> nnx.Module:
         """The NNX module with the current values (a new object; the wrapper is unchanged)."""
-        return nnx.merge(self.graphdef, self.state)
+        # copy: merging reuses the state's Variable objects otherwise, and an eager call would
+        # write batch statistics or RNG counters back into this (immutable) wrapper.
+        return nnx.merge(self.graphdef, self.state, copy=True)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.to_nnx()(*args, **kwargs)

@@ -25,7 +25,13 @@ def check_modes(modes: int | Sequence[int], num_spatial_dims: int) -> tuple[int,
     """``modes`` as one positive int per spatial axis (an int is repeated)."""
     if isinstance(modes, (int, np.integer)) and not isinstance(modes, bool):
         modes = (int(modes),) * num_spatial_dims
-    modes = tuple(modes)
+    try:
+        modes = tuple(modes)
+    except TypeError:
+        raise ValueError(
+            f"`modes` must be an int or one int per spatial axis ({num_spatial_dims}); got "
+            f"{modes!r}."
+        ) from None
     if len(modes) != num_spatial_dims:
         raise ValueError(
             f"`modes` must be an int or one int per spatial axis ({num_spatial_dims}); got {modes}."
@@ -33,6 +39,25 @@ def check_modes(modes: int | Sequence[int], num_spatial_dims: int) -> tuple[int,
     for i, m in enumerate(modes):
         check_positive_int(f"modes[{i}]", m)
     return tuple(int(m) for m in modes)
+
+
+def check_out_shape(out_shape: Sequence[int] | None, spatial: Sequence[int]) -> tuple[int, ...]:
+    """``out_shape`` as one positive int per spatial axis (default ``spatial``), or a ValueError
+    naming it."""
+    if out_shape is None:
+        return tuple(spatial)
+    try:
+        shape = tuple(out_shape)
+    except TypeError:
+        raise ValueError(
+            f"`out_shape` must be a sequence of {len(spatial)} ints; got {out_shape!r}."
+        ) from None
+    if len(shape) != len(spatial):
+        raise ValueError(
+            f"`out_shape` must have one entry per spatial axis ({len(spatial)}, like the input "
+            f"grid {tuple(spatial)}); got {shape}."
+        )
+    return tuple(check_positive_int(f"out_shape[{i}]", n) for i, n in enumerate(shape))
 
 
 def kept_shape(modes: Sequence[int]) -> tuple[int, ...]:
@@ -44,7 +69,7 @@ def check_grid(name: str, spatial: Sequence[int], modes: Sequence[int]) -> None:
     """Raise a ValueError naming ``name`` if ``spatial`` cannot hold ``modes`` (both signs kept on
     all but the last axis, so ``m <= n//2`` there and ``m <= n//2 + 1`` on the last)."""
     d = len(modes)
-    for i, (n, m) in enumerate(zip(spatial, modes, strict=False)):
+    for i, (n, m) in enumerate(zip(spatial, modes, strict=True)):
         limit = n // 2 + 1 if i == d - 1 else n // 2
         if m > limit:
             raise ValueError(
@@ -71,6 +96,9 @@ def _dft_matrices(n: int, m: int, last: bool, dtype_name: str):
     ``m`` coefficients; the inverse ``(2m, n)`` matrix is the half-spectrum synthesis of
     ``irfft`` (weights 2 for interior frequencies, 1 for 0 and Nyquist) acting on ``[re | im]``,
     of which only the real part survives.
+
+    A kept Nyquist frequency of an even last axis follows :func:`nyquist_weights`: halved by
+    the forward matrix, weighted 2 like every other nonzero frequency by the inverse.
     """
     freqs = np.arange(m) if last else np.concatenate([np.arange(m), np.arange(-m, 0)])
     x = np.arange(n)
@@ -79,18 +107,50 @@ def _dft_matrices(n: int, m: int, last: bool, dtype_name: str):
         fwd = np.exp(-1j * phase) / n
         return fwd.astype(dtype_name), np.exp(1j * phase).T.astype(dtype_name)
     real = np.dtype(dtype_name).type(0).real.dtype
-    fwd = np.concatenate([np.cos(phase), -np.sin(phase)]).T / n
-    weight = np.where((freqs == 0) | (2 * freqs == n), 1.0, 2.0)[:, None]
+    half = nyquist_weights(n, m)
+    half = np.ones((m, 1)) if half is None else half[:, None]
+    fwd = (np.concatenate([half * np.cos(phase), -half * np.sin(phase)]) / n).T
+    weight = np.where(freqs == 0, 1.0, 2.0)[:, None]
     inv = np.concatenate([weight * np.cos(phase), -weight * np.sin(phase)])
     return fwd.astype(real), inv.astype(real)
 
 
+def nyquist_weights(n: int, m: int) -> np.ndarray | None:
+    """Forward weights of the ``m`` kept rfft frequencies of an axis of ``n`` points: ``None``
+    (all ones) unless ``n`` is even and the Nyquist frequency ``n/2`` is kept (``m = n/2 + 1``),
+    then ones with ``0.5`` there.
+
+    On a grid of even ``n`` the Nyquist coefficient ``c`` of a real field stands for
+    ``c cos(pi n x)``, which is ``c/2`` at ``+n/2`` and ``c/2`` at ``-n/2``. Storing ``c/2`` (and
+    synthesising every nonzero frequency twice, both signs) makes the inverse evaluate that
+    same function on any output grid: on the input grid it gives back ``c``, on a finer one,
+    where ``n/2`` is an ordinary frequency, the cosine. Without it the Nyquist term would be
+    doubled on every finer grid.
+    """
+    if n % 2 or m != n // 2 + 1:
+        return None
+    w = np.ones(m)
+    w[-1] = 0.5
+    return w
+
+
+def _last_axis(w: np.ndarray, like):
+    """Real weights along the last axis of ``like``, shaped and typed to multiply it."""
+    return jnp.asarray(w.reshape((1,) * (like.ndim - 1) + (-1,)), like.real.dtype).astype(
+        like.dtype
+    )
+
+
 def _forward_rfft(x, modes, axes):
-    x_hat = jnp.fft.rfftn(x, axes=axes, norm="forward")
-    return truncate_modes(x_hat, modes)
+    x_hat = truncate_modes(jnp.fft.rfftn(x, axes=axes, norm="forward"), modes)
+    w = nyquist_weights(x.shape[axes[-1]], modes[-1])
+    return x_hat if w is None else x_hat * _last_axis(w, x_hat)
 
 
 def _inverse_rfft(y, out_shape, axes):
+    w = nyquist_weights(out_shape[-1], y.shape[-1])
+    if w is not None:  # irfft weights the output grid's Nyquist bin once; the data hold half
+        y = y * _last_axis(1.0 / w, y)
     return jnp.fft.irfftn(pad_modes(y, out_shape), s=out_shape, axes=axes, norm="forward")
 
 
@@ -171,7 +231,8 @@ def spectral_conv(
     ``y[o] = irfftn(pad(sum_i W[o, i, k] * truncate(rfftn(x[i]))[k]), out_shape)`` with
     ``norm="forward"`` on both transforms, so the Fourier coefficients are those of the function
     (``c_k = mean(x e^{-i k.x})``) and the operator does not depend on the grid: the same weights
-    evaluate the same function on any ``out_shape`` (zero-shot super-resolution). A weight
+    evaluate the same function on any ``out_shape`` (zero-shot super-resolution; a kept Nyquist
+    frequency of an even last axis is read as a cosine, :func:`nyquist_weights`). A weight
     ``W[o, i, k] = delta_oi (i k)^n`` returns the n-th derivative of a band-limited input.
 
     Args:
@@ -191,9 +252,24 @@ def spectral_conv(
     """
     check_real_float("x", x)
     check_choice("impl", impl, IMPLS)
+    if isinstance(modes, (int, np.integer)):
+        raise ValueError(
+            f"`modes` must be one int per spatial axis, e.g. (m,) * d; got the int {modes}."
+        )
     d = len(modes)
+    modes = check_modes(modes, d)
+    if x.ndim < d + 1:
+        raise ValueError(
+            f"`x` must be (*batch, C_in, {d} spatial axes) for {d} modes; got x.shape={x.shape}."
+        )
+    want = (x.shape[-d - 1], *kept_shape(modes))
+    if weight.ndim != d + 2 or tuple(weight.shape[1:]) != want:
+        raise ValueError(
+            f"`weight` must be (C_out, C_in, *kept modes) = (C_out, {', '.join(map(str, want))}) "
+            f"for x with {want[0]} channels and modes {modes}; got weight.shape={weight.shape}."
+        )
     spatial = tuple(x.shape[x.ndim - d :])
-    out_shape = spatial if out_shape is None else tuple(int(s) for s in out_shape)
+    out_shape = check_out_shape(out_shape, spatial)
     check_grid("the input", spatial, modes)
     check_grid("the output", out_shape, modes)
     impl = resolve_impl(impl, spatial, modes)

@@ -45,6 +45,8 @@ def test_errors(key, library_errors):
         shape(2, 4, 8)
     with pytest.raises(ValueError, match="spatial axes"):
         shape(2, 8)
+    with pytest.raises(ValueError, match="mlp_ratio"):
+        AFNO(2, 2, 1, 8, 2, 1, mlp_ratio=-1.0, key=key)
 
 
 def test_afno_loss_decreases():

@@ -117,6 +117,19 @@ def test_errors(key, library_errors):
         _abstract(1, 2, 1, 8, 4, activation="swishy", key=key)
     with pytest.raises(ValueError, match="width"):
         _abstract(1, 2, 1, 0, 4, key=key)
+    with pytest.raises(ValueError, match="padding"):
+        _abstract(1, 2, 1, 8, 4, padding="a", key=key)
+    with pytest.raises(ValueError, match="channel_mlp_expansion"):
+        _abstract(1, 2, 1, 8, 4, channel_mlp_expansion=-1.0, key=key)
+    with pytest.raises(ValueError, match="modes"):
+        _abstract(1, 2, 1, 8, 4.0, key=key)
+
+
+def test_half_precision_parameters_run(key):
+    """bfloat16 parameters: the spectral weights are upcast to complex64 for the transform."""
+    model = FNO(1, 1, 1, 8, 4, 2, dtype=jnp.bfloat16, key=key)
+    y = model(jnp.ones((1, 16), jnp.float32))
+    assert y.shape == (1, 16) and bool(jnp.all(jnp.isfinite(y)))
 
 
 def test_fno_loss_decreases():

@@ -48,6 +48,17 @@ def test_matches_float64_numpy_reference_and_resolution(x64, key):
     assert_close(fine, _reference(model, np.asarray(x), 40), jnp.float64)
 
 
+def test_nyquist_mode_and_out_shape(x64, key, library_errors):
+    """With the last axis' Nyquist mode kept (n = 8, m = 5) the output on a finer grid agrees
+    with the input-grid output at the shared points; a bad out_shape is named."""
+    model = TransformOnce(1, 1, 2, 4, 5, 2, dtype=jnp.float64, key=key)
+    x = jax.random.normal(key, (1, 8), jnp.float64)
+    f = jax.jit(lambda u, out=None: model(u, out), static_argnums=1)
+    assert_close(f(x, (16,))[:, ::2], f(x), jnp.float64)
+    with pytest.raises(ValueError, match="out_shape"):
+        model(x, (16, 16))
+
+
 def test_select_modes_by_energy():
     n = 64
     x = np.arange(n) / n

@@ -276,3 +276,17 @@ def test_nnx_model_trains_in_the_spectrax_guarded_step():
     model, opt_state, metrics = step(model, opt_state, (x.at[0, 0].set(jnp.nan), y))
     assert int(metrics["skipped"]) == 1 and int(metrics["nonfinite_total"]) == 1
     np.testing.assert_array_equal(np.asarray(model.to_nnx().kernel[...]), np.asarray(before))
+
+
+def test_nnx_to_eqx_eager_calls_do_not_mutate_the_wrapper():
+    """Merging copies the state: eager calls (no jit) leave batch statistics and RNG counters
+    of the wrapper as they were, so two calls agree, as under jit."""
+    drop = NNXToEqx(nnx.Dropout(0.5, rngs=nnx.Rngs(0)))
+    x = jnp.ones(16)
+    np.testing.assert_array_equal(np.asarray(drop(x)), np.asarray(drop(x)))
+    bn = NNXToEqx(nnx.BatchNorm(4, rngs=nnx.Rngs(0)))
+    before = [np.asarray(v) for v in jax.tree.leaves(bn.state)]
+    bn(jnp.arange(8.0).reshape(2, 4))
+    after = [np.asarray(v) for v in jax.tree.leaves(bn.state)]
+    for b, a in zip(before, after, strict=True):
+        np.testing.assert_array_equal(b, a)

@@ -85,11 +85,15 @@ def test_derivative_weights_give_analytic_derivatives(x64, key, d, impl):
 
 
 def _numpy_reference(x, w, modes, out_shape):
-    """float64 NumPy: rfftn / N, slice the corners by hand, mix channels, place, irfftn * N."""
+    """float64 NumPy: rfftn / N, slice the corners by hand, mix channels, place, irfftn * N.
+    A kept Nyquist bin of an even last axis stands for a cosine: half of it at +n/2 on input;
+    on output irfftn counts the Nyquist bin once, so it gets both halves."""
     d = len(modes)
     spatial = x.shape[-d:]
     axes = tuple(range(x.ndim - d, x.ndim))
     x_hat = np.fft.rfftn(x, axes=axes) / np.prod(spatial)
+    if spatial[-1] % 2 == 0 and modes[-1] == spatial[-1] // 2 + 1:
+        x_hat[..., spatial[-1] // 2] *= 0.5
     out_hat = np.zeros(
         x.shape[: -d - 1] + (w.shape[0],) + tuple(out_shape[:-1]) + (out_shape[-1] // 2 + 1,),
         complex,
@@ -104,6 +108,8 @@ def _numpy_reference(x, w, modes, out_shape):
         out_hat[(Ellipsis, slice(None)) + tuple(dst)] += (
             coef @ w[(slice(None), slice(None)) + idx].T
         )
+    if out_shape[-1] % 2 == 0 and modes[-1] == out_shape[-1] // 2 + 1:
+        out_hat[..., out_shape[-1] // 2] *= 2.0
     return np.fft.irfftn(out_hat, s=out_shape, axes=axes) * np.prod(out_shape)
 
 
@@ -114,8 +120,11 @@ def _numpy_reference(x, w, modes, out_shape):
         ((17,), (6,), (17,)),
         ((12, 9), (3, 4), (20, 15)),
         ((6, 8, 7), (2, 3, 2), (6, 8, 7)),
-        # the last axis keeps its Nyquist frequency (n = 8, m = 5) on input and output
+        # the last axis keeps its Nyquist frequency (n = 8, m = 5) on input and output, on
+        # input only (a finer output grid), on output only (9 -> 8 points)
         ((6, 8), (3, 5), (6, 8)),
+        ((6, 8), (3, 5), (10, 16)),
+        ((6, 9), (3, 5), (6, 8)),
     ],
 )
 def test_matches_float64_numpy_reference(x64, key, shape, modes, out_shape, impl):
@@ -155,6 +164,29 @@ def test_resolution_change_keeps_the_operator(x64, key):
     coarse, fine = (24, 20), (60, 50)
     f = jax.jit(lambda u, out=None: conv(u, out), static_argnums=1)
     assert_close(f(jnp.asarray(field(coarse)), fine), f(jnp.asarray(field(fine))), jnp.float64)
+
+
+@pytest.mark.parametrize("impl", ["rfft", "dft"])
+def test_nyquist_mode_is_the_same_function_on_every_grid(x64, key, impl):
+    """Keeping the last axis' Nyquist frequency (n = 8, m = 5): the output on a finer grid agrees
+    with the output on the input grid at the shared points, and cos(8 pi x) given on 8 points
+    (where it is the Nyquist mode) or on 16 (an ordinary mode) gives the same output."""
+    conv = SpectralConv(1, 2, 3, 5, impl=impl, dtype=jnp.float64, key=key)
+    x = jax.random.normal(key, (2, 8), jnp.float64)
+    f = jax.jit(lambda u, out=None: conv(u, out), static_argnums=1)
+    on_8, on_16, on_32 = f(x), f(x, (16,)), f(x, (32,))
+    assert_close(on_16[:, ::2], on_8, jnp.float64)
+    assert_close(on_32[:, ::4], on_8, jnp.float64)
+
+    def cos8(n):
+        return jnp.broadcast_to(jnp.cos(8 * jnp.pi * jnp.arange(n, dtype=jnp.float64) / n), (2, n))
+
+    assert_close(f(cos8(8), (16,)), f(cos8(16)), jnp.float64)
+    # the same in two dims (Nyquist on the last axis only matters)
+    conv2 = SpectralConv(2, 1, 1, (2, 5), impl=impl, dtype=jnp.float64, key=key)
+    x2 = jax.random.normal(key, (1, 6, 8), jnp.float64)
+    g = jax.jit(lambda u, out=None: conv2(u, out), static_argnums=1)
+    assert_close(g(x2, (12, 16))[:, ::2, ::2], g(x2), jnp.float64)
 
 
 @pytest.mark.parametrize(
@@ -266,3 +298,24 @@ def test_errors(key, library_errors):
         SpectralConv(1, 3, 2, 4, impl="fast", key=key)
     with pytest.raises(ValueError, match="impl"):
         spectral_conv(jnp.ones((3, 16)), conv.weight.complex()[:, :, 0], (4,), impl="fast")
+    # the functional form checks what the module guarantees by construction
+    w = conv.weight.complex()  # (2, 3, 8, 4) for modes (4, 4)
+    x = jnp.ones((3, 16, 16))
+    with pytest.raises(ValueError, match="`weight`"):
+        spectral_conv(x, jnp.swapaxes(w, 2, 3), (4, 4))  # kept axes swapped
+    with pytest.raises(ValueError, match="`weight`"):
+        spectral_conv(jnp.ones((2, 16, 16)), w, (4, 4))  # C_in
+    with pytest.raises(ValueError, match="`modes`"):
+        spectral_conv(x, w, 4)
+    with pytest.raises(ValueError, match="modes"):
+        spectral_conv(x, w, (4, 0))
+    with pytest.raises(ValueError, match="`x`"):
+        spectral_conv(jnp.ones((16, 16)), w, (4, 4))
+    with pytest.raises(ValueError, match="out_shape"):
+        conv(x, (32,))
+    with pytest.raises(ValueError, match="out_shape"):
+        conv(x, (32, 32, 32))
+    with pytest.raises(ValueError, match="out_shape"):
+        conv(x, (32, 16.5))
+    with pytest.raises(ValueError, match="out_shape"):
+        conv(x, (32, 0))

@@ -270,7 +270,9 @@ def test_vandermonde_zero_and_negative_real_eigenvalues(x64):
     want = np.array([np.sum(np.asarray(w) * np.asarray(lam, np.complex128) ** l) for l in range(5)])
     got = vandermonde_kernel(lam, w, 5, chunk=2)
     assert_close(got, want, jnp.float32)
-    grad = jax.grad(lambda lr: jnp.sum(jnp.real(vandermonde_kernel(lam.at[0].set(lr.astype(lam.dtype)), w, 5))))
+    grad = jax.grad(
+        lambda lr: jnp.sum(jnp.real(vandermonde_kernel(lam.at[0].set(lr.astype(lam.dtype)), w, 5)))
+    )
     assert np.isfinite(float(grad(jnp.float32(0.9))))
     real = jnp.asarray([-0.5, 0.5], jnp.float64)
     got = vandermonde_kernel(real, jnp.ones(2, jnp.float64), 4)
