@@ -31,15 +31,15 @@ LOSSES = {"rel_l2": relative_lp_loss, "h1": h1_loss}
 class BurgersFNO:
     """Data and model of the Burgers operator task (every field overridable as ``task.<name>``)."""
 
-    num_train: int = 512
-    num_test: int = 128
-    resolution: int = 128
+    num_train: int = dataclasses.field(default=512, metadata={"min": 1})
+    num_test: int = dataclasses.field(default=128, metadata={"min": 1})
+    resolution: int = dataclasses.field(default=128, metadata={"min": 1})
     data_seed: int = 0
-    nu: float = 0.1
-    width: int = 32
-    modes: int = 16
-    num_layers: int = 4
-    projection_channels: int = 64
+    nu: float = dataclasses.field(default=0.1, metadata={"min": 0.0, "min_open": True})
+    width: int = dataclasses.field(default=32, metadata={"min": 1})
+    modes: int = dataclasses.field(default=16, metadata={"min": 1})
+    num_layers: int = dataclasses.field(default=4, metadata={"min": 1})
+    projection_channels: int = dataclasses.field(default=64, metadata={"min": 1})
     loss: str = dataclasses.field(default="rel_l2", metadata={"choices": tuple(LOSSES)})
 
     def build(self) -> FieldRegressionTask:

@@ -83,17 +83,20 @@ class Standardized(eqx.Module):
 class DarcyFNO:
     """Data and model of the Darcy task (every field overridable as ``task.<name>``)."""
 
-    num_train: int = 1000
-    num_test: int = 100
-    resolution: int = 85
-    solver_resolution: int = 421
+    num_train: int = dataclasses.field(default=1000, metadata={"min": 1})
+    num_test: int = dataclasses.field(default=100, metadata={"min": 1})
+    resolution: int = dataclasses.field(default=85, metadata={"min": 1})
+    solver_resolution: int = dataclasses.field(default=421, metadata={"min": 1})
     data_seed: int = 0
-    width: int = 32
-    modes: int = 12
-    num_layers: int = 4
-    projection_channels: int = 128
-    padding: float = 9 / 85  # the paper's code pads 9 points at s = 85
-    normalize: str = "scalar"
+    width: int = dataclasses.field(default=32, metadata={"min": 1})
+    modes: int = dataclasses.field(default=12, metadata={"min": 1})
+    num_layers: int = dataclasses.field(default=4, metadata={"min": 1})
+    projection_channels: int = dataclasses.field(default=128, metadata={"min": 1})
+    # the paper's code pads 9 points at s = 85
+    padding: float = dataclasses.field(default=9 / 85, metadata={"min": 0.0})
+    normalize: str = dataclasses.field(
+        default="scalar", metadata={"choices": ("scalar", "pointwise")}
+    )
 
     def build(self) -> FieldRegressionTask:
         from spectrax.data import cached, darcy_dataset

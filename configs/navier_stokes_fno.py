@@ -62,20 +62,20 @@ class NavierStokesFNO:
     the first ``t_in`` are the input channels, the next ``t_out`` the output channels.
     """
 
-    num_train: int = 1000
-    num_test: int = 200
-    resolution: int = 64
-    solver_resolution: int = 64
+    num_train: int = dataclasses.field(default=1000, metadata={"min": 1})
+    num_test: int = dataclasses.field(default=200, metadata={"min": 1})
+    resolution: int = dataclasses.field(default=64, metadata={"min": 1})
+    solver_resolution: int = dataclasses.field(default=64, metadata={"min": 1})
     nu: float = dataclasses.field(default=1e-3, metadata={"min": 0.0, "min_open": True})
     t_in: int = dataclasses.field(default=10, metadata={"min": 1})
     t_out: int = dataclasses.field(default=40, metadata={"min": 1})
     dt: float = dataclasses.field(default=5e-2, metadata={"min": 0.0, "min_open": True})
     data_seed: int = 0
-    width: int = 20
-    modes: int = 12
-    num_layers: int = 4
-    projection_channels: int = 128
-    formulation: str = "direct"
+    width: int = dataclasses.field(default=20, metadata={"min": 1})
+    modes: int = dataclasses.field(default=12, metadata={"min": 1})
+    num_layers: int = dataclasses.field(default=4, metadata={"min": 1})
+    projection_channels: int = dataclasses.field(default=128, metadata={"min": 1})
+    formulation: str = dataclasses.field(default="direct", metadata={"choices": FORMULATIONS})
     remat: bool = False
 
     def build(self) -> FieldRegressionTask:

@@ -22,15 +22,15 @@ VARIANTS = ("default", "smoke")
 class DelayedRecallS4D:
     """Data and model (every field overridable as ``task.<name>``)."""
 
-    num_train: int = 1024
-    num_test: int = 256
-    length: int = 64
-    min_lag: int = 32
-    num_classes: int = 4
+    num_train: int = dataclasses.field(default=1024, metadata={"min": 1})
+    num_test: int = dataclasses.field(default=256, metadata={"min": 1})
+    length: int = dataclasses.field(default=64, metadata={"min": 1})
+    min_lag: int = dataclasses.field(default=32, metadata={"min": 1})
+    num_classes: int = dataclasses.field(default=4, metadata={"min": 1})
     data_seed: int = 0
-    d_model: int = 32
-    n_layers: int = 2
-    state_size: int = 32
+    d_model: int = dataclasses.field(default=32, metadata={"min": 1})
+    n_layers: int = dataclasses.field(default=2, metadata={"min": 1})
+    state_size: int = dataclasses.field(default=32, metadata={"min": 1})
     layer: str = dataclasses.field(default="s4d", metadata={"choices": ("s4", "s4d", "s5")})
 
     def build(self) -> SequenceClassificationTask:

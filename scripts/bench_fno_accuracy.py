@@ -226,10 +226,20 @@ def main() -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "bench_run.json").write_text(json.dumps(run, indent=2) + "\n")
     data_seconds = run["data_seconds"]
+    for seg in run["segments"]:
+        if seg.get("seconds") is None:
+            # A segment that never returned (killed hard): count it up to its last log line.
+            log = workdir / "metrics.jsonl"
+            last = log.stat().st_mtime if log.exists() else seg["started"]
+            seg["seconds"] = max(last - seg["started"], 0.0)
+            seg["seconds_estimated"] = "killed: counted to the last write of metrics.jsonl"
+    segment = {"started": time.time(), "end_step": None, "seconds": None}
+    run["segments"].append(segment)
+    (workdir / "bench_run.json").write_text(json.dumps(run, indent=2) + "\n")
     start = time.perf_counter()
     # Reads the cache written above; continues from the latest checkpoint when resuming.
-    result = train(config, workdir=workdir, resume=bool(run["segments"]) or args.resume is not None)
-    run["segments"].append({"end_step": result.step, "seconds": time.perf_counter() - start})
+    result = train(config, workdir=workdir, resume=args.resume is not None)
+    segment.update(end_step=result.step, seconds=time.perf_counter() - start)
     (workdir / "bench_run.json").write_text(json.dumps(run, indent=2) + "\n")
     seconds = sum(seg["seconds"] for seg in run["segments"])
     if result.stopped == "signal":
@@ -237,8 +247,9 @@ def main() -> None:
         return
     dev = jax.devices()[0]
     task_fields = dataclasses.asdict(config.task)
-    test_rel_l2 = float(result.metrics["test_error"])
-    epochs = round(result.step * opts["batch_size"] / opts["num_train"], 2)
+    test_rel_l2 = float(result.metrics.get("test_error", float("nan")))
+    batch_size, num_train = config.loop.batch_size, config.task.num_train
+    epochs = round(result.step * batch_size / num_train, 2)
     record = {
         "benchmark": problem.title,
         "problem": args.problem,
@@ -253,21 +264,18 @@ def main() -> None:
         "config": f"configs/{problem.config}.py",
         "task": task_fields,
         "shapes": {
-            "num_train": opts["num_train"],
-            "num_test": opts["num_test"],
-            "resolution": opts["resolution"],
-            "width": opts["width"],
-            "modes": opts["modes"],
-            "num_layers": config.task.num_layers,
+            name: getattr(config.task, name)
+            for name in ("num_train", "num_test", "resolution", "width", "modes", "num_layers")
         },
         "steps": result.step,
         "epochs": epochs,
-        "batch_size": opts["batch_size"],
-        "learning_rate": opts["learning_rate"],
+        "batch_size": batch_size,
+        "learning_rate": config.optim.learning_rate,
         "schedule": _schedule_text(config.optim),
         "segments": len(run["segments"]),
+        "timing_estimated": any("seconds_estimated" in seg for seg in run["segments"]),
         "budget": (
-            f"{result.step} steps at batch {opts['batch_size']} = {epochs} epochs "
+            f"{result.step} steps at batch {batch_size} = {epochs} epochs "
             f"(paper: {problem.paper_epochs} epochs)"
         ),
         "data_seconds": round(data_seconds, 1),
@@ -279,7 +287,7 @@ def main() -> None:
         "paper_setting": problem.paper_setting,
         "formulation": problem.formulation(config.task),
         "overrides": args.set,
-        "meets_paper": bool(test_rel_l2 <= problem.paper_rel_l2),
+        "meets_paper": bool(test_rel_l2 <= problem.paper_rel_l2),  # False when NaN (no eval)
         "stopped": result.stopped,
     }
     out = pathlib.Path(args.out or f"benchmarks/fno-{args.problem}-accuracy-{dev.platform}.json")

@@ -37,6 +37,8 @@ def test_train_and_eval_are_registered():
         ("optim.learning_rate=-1", "`optim.learning_rate` must be > 0.0"),
         ("optim.lr=1", "unknown config key `optim.lr`; valid keys:"),
         ("loop.batch_size=12", "`loop.batch_size` (12) must be divisible by the data axis"),
+        ("optim.b2=1.0", "`optim.b2` must be < 1.0"),
+        ("loop.batch_size=128", "`loop.batch_size` (128) exceeds the task's 64 training"),
     ],
 )
 def test_bad_config_fails_before_any_work(tmp_path, capsys, override, message):
@@ -88,6 +90,22 @@ def test_persistent_nan_exit_code(tmp_path, capsys):
     )
     assert code == 3
     assert "stopped: nonfinite at step 5" in capsys.readouterr().out
+
+
+def test_signal_exit_code_and_eval_of_a_python_run(tmp_path, capsys):
+    """A run stopped by SIGTERM exits 4 (a scheduler can tell it from a finished one); `eval`
+    of a run started from Python (no config file recorded) says so instead of a KeyError."""
+    wd = tmp_path / "r"
+    code = main(["train", TOY, "task.sigterm_after=7", "--workdir", str(wd), "--no-progress"])
+    assert code == 4
+    out = capsys.readouterr().out
+    assert "stopped: signal at step 7" in out and "--resume" in out
+    from spectrax.train import load_config, train
+
+    py = tmp_path / "py"
+    train(load_config(TOY, ["loop.num_steps=5", "output.plots=false"]), workdir=py)
+    assert main(["eval", str(py)]) == 2
+    assert "was not started by `spectrax train`" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -44,6 +44,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         help="config overrides, e.g. optim.learning_rate=3e-4",
     )
     _add_options(p)
+    p.epilog = (
+        "exit status: 0 done (and under max_test_error if the config sets one), 1 above "
+        "max_test_error, 2 bad config or checkpoint, 3 stopped on non-finite updates, 4 stopped "
+        "by SIGINT/SIGTERM after saving a checkpoint (continue with --resume)"
+    )
 
 
 def _split_config_arg(args: argparse.Namespace) -> tuple[str, list[str]]:
@@ -95,6 +100,9 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"{k}: {v:.6g}")
     if result.stopped == "nonfinite":
         return 3
+    if result.stopped == "signal":
+        print(f"continue with: spectrax train ... --workdir {result.workdir} --resume")
+        return 4
     if result.passed is not None:
         verdict = "pass" if result.passed else "FAIL"
         print(
@@ -121,6 +129,14 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(f"error: {run} is not a run directory ({err}).", file=sys.stderr)
         return 2
     src = stored.get("source") or {}
+    if "file" not in src:
+        print(
+            f"error: {run} was not started by `spectrax train` (its config.json records no "
+            "config file to rebuild the task from); evaluate it from Python with "
+            "spectrax.train.evaluate_run(config, run_dir).",
+            file=sys.stderr,
+        )
+        return 2
     try:
         config = load_config(
             src["file"], src.get("overrides", []), variant=src.get("variant", "default")

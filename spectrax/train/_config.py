@@ -4,13 +4,15 @@ validation that runs before any work.
 A config is a :class:`Config` of frozen dataclass sections. The ``task`` section is any frozen
 dataclass with a ``build() -> Task`` method (see :mod:`spectrax.train._task`); its fields are
 overridable like the others (``task.width=32``). Ranges live in field metadata
-(``min``/``max``/``min_open``/``choices``) so one function validates every section.
+(``min``/``max``/``min_open``/``max_open``/``choices``; a bounded number must also be finite)
+so one function validates every section.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import sys
 import types
 import typing
@@ -63,8 +65,8 @@ class OptimConfig:
     step_factor: float = _f(0.5, min=0.0, max=1.0, min_open=True)
     weight_decay: float = _f(1e-4, min=0.0)
     clip_norm: float = _f(1.0, min=0.0, min_open=True)
-    b1: float = _f(0.9, min=0.0, max=1.0)
-    b2: float = _f(0.999, min=0.0, max=1.0)
+    b1: float = _f(0.9, min=0.0, max=1.0, max_open=True)
+    b2: float = _f(0.999, min=0.0, max=1.0, max_open=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,11 +243,14 @@ def _check_range(key: str, value: Any, meta: Mapping[str, Any]) -> None:
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"`{key}` must be one of {list(meta['choices'])}; got {value!r}.")
     lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None or hi is not None) and not math.isfinite(value):
+        raise ConfigError(f"`{key}` must be a finite number; got {value!r}.")
     if lo is not None and (value <= lo if meta.get("min_open") else value < lo):
         op = ">" if meta.get("min_open") else ">="
         raise ConfigError(f"`{key}` must be {op} {lo}; got {value!r}.")
-    if hi is not None and value > hi:
-        raise ConfigError(f"`{key}` must be <= {hi}; got {value!r}.")
+    if hi is not None and (value >= hi if meta.get("max_open") else value > hi):
+        op = "<" if meta.get("max_open") else "<="
+        raise ConfigError(f"`{key}` must be {op} {hi}; got {value!r}.")
 
 
 def validate_config(config: Config) -> Config:

@@ -17,7 +17,7 @@ import equinox as eqx
 import jax
 
 from spectrax.train._checkpoint import Checkpointer, CheckpointError
-from spectrax.train._config import Config, config_to_dict, validate_config
+from spectrax.train._config import Config, ConfigError, config_to_dict, validate_config
 from spectrax.train._mesh import (
     batch_sharding,
     make_mesh,
@@ -91,6 +91,11 @@ def _stop_on_signals():
 def _setup(config: Config, devices: list | None):
     mesh = make_mesh(config, devices)
     task = config.task.build()
+    if config.loop.batch_size > task.num_train():
+        raise ConfigError(
+            f"`loop.batch_size` ({config.loop.batch_size}) exceeds the task's "
+            f"{task.num_train()} training examples; lower it or raise `task.num_train`."
+        )
     key = jax.random.key(config.seed)
     model_key, run_key = jax.random.split(key)
     model = task.init_model(model_key)
@@ -228,16 +233,23 @@ def train(
                     stopped = "nonfinite"
                     logger.error(
                         "stopping at step %d: %d non-finite updates in a row "
-                        "(loop.max_nonfinite=%d); "
-                        "the last checkpoint (step %d) is intact",
+                        "(loop.max_nonfinite=%d); %s",
                         step,
                         worst_run,
                         loop.max_nonfinite,
-                        last_saved,
+                        f"the last checkpoint (step {last_saved}) is intact"
+                        if last_saved > 0
+                        else "no checkpoint was written (checkpoint.every=0 or none due yet)",
                     )
                     break
             if loop.eval_every and step % loop.eval_every == 0 and step != loop.num_steps:
                 writer.write(step, "eval", task.evaluate(model))
+            if flag["signal"] and not save:
+                # the signal came during the log flush or the eval above: still save this step
+                save = True
+                last = flush()
+                if last is not None:
+                    skipped_total = int(last["nonfinite_total"])
             if save:
                 ckpt.save(
                     step, _checkpoint_state(model, opt_state, rng), extra=_position(config, step)

@@ -47,7 +47,8 @@ def make_train_step(
 ) -> Callable[[Any, TrainState, Any], tuple[Any, TrainState, dict[str, jax.Array]]]:
     """One pure jitted step ``(model, opt_state, batch) -> (model, opt_state, metrics)``.
 
-    A non-finite loss or gradient leaves the parameters and the Optax state untouched and
+    A non-finite loss, gradient or updated parameter leaves the parameters and the Optax state
+    untouched and
     increments the guard's counters (``consecutive`` resets on the next finite step), all on
     device: the host reads them from ``metrics`` at its logging cadence.
 
@@ -73,7 +74,9 @@ def make_train_step(
         with jax.numpy_dtype_promotion("standard"):
             updates, inner = optimizer.update(grads, opt_state.inner, params)
         new_params = optax.apply_updates(params, updates)
-        finite = jnp.isfinite(loss) & _all_finite(grads)
+        # the updated parameters too: finite gradients can still give a non-finite update (an
+        # overflowing step, a bad optimizer setting), which must not reach a checkpoint
+        finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_params)
         keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
         params = jax.tree.map(keep, new_params, params)
         inner = jax.tree.map(keep, inner, opt_state.inner)

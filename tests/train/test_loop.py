@@ -137,6 +137,22 @@ def test_sigterm_saves_and_stops(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == before  # the run's handler is removed
 
 
+def test_signal_during_eval_still_saves(tmp_path):
+    """SIGTERM arriving during a periodic evaluation (after the step's save decision) still
+    checkpoints that step, and its train metrics reach the log."""
+    config = load_config(
+        TOY, ["task.sigterm_in_eval=true", "loop.eval_every=12", "output.plots=false"]
+    )
+    result = train(config, workdir=tmp_path)
+    assert result.stopped == "signal" and result.step == 12
+    ckpt = Checkpointer(tmp_path / "checkpoints", keep=3, config_dict=config_to_dict(config))
+    assert ckpt.all_steps() == [12]
+    ckpt.close()
+    assert [r["step"] for r in read_metrics(tmp_path) if r["split"] == "train"] == list(
+        range(1, 13)
+    )
+
+
 def test_tensorboard_events_when_a_writer_library_exists(tmp_path, monkeypatch):
     import sys
     import types

@@ -87,6 +87,17 @@ def test_nonfinite_batches_are_skipped_and_counted(setup):
     chex.assert_trees_all_equal(eqx.filter(model4, eqx.is_array), eqx.filter(ref, eqx.is_array))
 
 
+def test_nonfinite_update_with_finite_gradients_is_skipped(setup):
+    """An optimizer that turns finite gradients into an infinite update (here a scale by inf)
+    must not write it into the parameters."""
+    model, _, batch = setup
+    step = make_train_step(_loss, optax.scale(float("inf")))
+    state = init_opt_state(optax.scale(float("inf")), model)
+    new, _, m = step(model, state, batch)
+    assert bool(jnp.isfinite(m["grad_norm"])) and int(m["skipped"]) == 1
+    chex.assert_trees_all_equal(eqx.filter(new, eqx.is_array), eqx.filter(model, eqx.is_array))
+
+
 def test_step_does_not_retrace(setup):
     model, optimizer, batch = setup
     traces = []

@@ -4,7 +4,8 @@ The target ``u = k * a`` (periodic convolution with a fixed 3-tap kernel) is exa
 representable by the model, a circular ``Conv1d(1 -> 1, 3 taps)``, so the test error can reach
 float round-off. ``nan_examples`` poisons those training inputs with NaN; ``nan_after`` makes
 every batch after the first ``nan_after`` ones NaN (guard tests); ``sigterm_after`` sends this
-process SIGTERM while fetching that batch (signal tests).
+process SIGTERM while fetching that batch, ``sigterm_in_eval`` during the first periodic
+evaluation (signal tests).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class ToyTask:
     nan_examples: tuple[int, ...] = ()
     nan_after: int = -1
     sigterm_after: int = -1
+    sigterm_in_eval: bool = False
 
     def build(self) -> FieldRegressionTask:
         rng = np.random.default_rng(0)
@@ -59,6 +61,15 @@ class ToyTask:
                 return batch
 
             task.get_batch = patched  # type: ignore[method-assign]
+        if self.sigterm_in_eval:
+            evaluate = task.evaluate
+
+            def evaluate_then_signal(model):
+                out = evaluate(model)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return out
+
+            task.evaluate = evaluate_then_signal  # type: ignore[method-assign]
         return task
 
 
