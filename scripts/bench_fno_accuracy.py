@@ -40,9 +40,10 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
 import spectrax
-from spectrax.train import load_config, train
+from spectrax.train import load_config, read_metrics, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,6 +248,21 @@ def main() -> None:
         return
     dev = jax.devices()[0]
     task_fields = dataclasses.asdict(config.task)
+    records = read_metrics(workdir)
+    train_losses = [r["loss"] for r in records if r["split"] == "train"]
+    # the training curve as recorded: every periodic test evaluation, and the mean training
+    # loss (relative L2) over the last epoch
+    history = [
+        {
+            "step": r["step"],
+            "epoch": round(r["step"] * config.loop.batch_size / config.task.num_train, 2),
+            "test_rel_l2": r["test_error"],
+        }
+        for r in records
+        if r["split"] == "eval" and "test_error" in r
+    ]
+    last_epoch = max(1, config.task.num_train // config.loop.batch_size)
+    final_train = float(np.mean(train_losses[-last_epoch:])) if train_losses else float("nan")
     test_rel_l2 = float(result.metrics.get("test_error", float("nan")))
     batch_size, num_train = config.loop.batch_size, config.task.num_train
     epochs = round(result.step * batch_size / num_train, 2)
@@ -283,6 +299,8 @@ def main() -> None:
         "train_seconds_including_data_and_compile": round(data_seconds + seconds, 1),
         "test_rel_l2": test_rel_l2,
         "test_rel_l2_max": float(result.metrics.get("test_rel_l2_max", float("nan"))),
+        "train_rel_l2_last_epoch": final_train,
+        "eval_history": history,
         "paper_rel_l2": problem.paper_rel_l2,
         "paper_setting": problem.paper_setting,
         "formulation": problem.formulation(config.task),
