@@ -30,8 +30,11 @@ class DelayedRecallS4D:
     data_seed: int = 0
     d_model: int = dataclasses.field(default=32, metadata={"min": 1})
     n_layers: int = dataclasses.field(default=2, metadata={"min": 1})
-    state_size: int = dataclasses.field(default=32, metadata={"min": 1})
+    state_size: int = dataclasses.field(default=32, metadata={"min": 2})
     layer: str = dataclasses.field(default="s4d", metadata={"choices": ("s4", "s4d", "s5")})
+    dropout: float = dataclasses.field(
+        default=0.0, metadata={"min": 0.0, "max": 1.0, "max_open": True}
+    )
 
     def build(self) -> SequenceClassificationTask:
         from spectrax.data import delayed_recall
@@ -55,10 +58,12 @@ class DelayedRecallS4D:
                 layer=self.layer,
                 state_size=self.state_size,
                 pooling="last",
+                dropout=self.dropout,
                 key=key,
             ),
             train=(x[: self.num_train], y[: self.num_train]),
             test=(x[self.num_train :], y[self.num_train :]),
+            needs_key=self.dropout > 0,
         )
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from spectrax._checks import check_choice, check_positive_int, complex_dtype
+from spectrax._checks import check_choice, check_positive_int, check_real_float, complex_dtype
 from spectrax.kernels.fft_conv import fft_conv
 from spectrax.ssm import (
     DIAGONAL_INITS,
@@ -40,7 +40,17 @@ MODES = ("conv", "scan", "recurrent")
 _SCAN_OF_MODE = {"scan": "associative", "recurrent": "sequential"}
 
 
+# Smallest decay rate -Re Λ at initialisation (measures whose normal part has Re Λ = 0).
+_MIN_DECAY = 1e-4
+
+
+def _f32(x: Array) -> Array:
+    """Half-precision parameters computed in float32 (complex arithmetic needs >= 32 bits)."""
+    return x if x.dtype in (jnp.float32, jnp.float64) else x.astype(jnp.float32)
+
+
 def _to_complex(x: Array) -> Array:
+    x = _f32(x)
     return jax.lax.complex(x[..., 0], x[..., 1])
 
 
@@ -49,17 +59,58 @@ def _from_complex(z: np.ndarray, dtype) -> Array:
 
 
 def _check_sequence(x: Array, channels: int) -> None:
-    if x.ndim != 2 or x.shape[1] != channels:
+    check_real_float("x", x)
+    if x.ndim != 2 or x.shape[1] != channels or x.shape[0] < 1:
         raise ValueError(
-            f"expected one sequence of shape (L, H) with H={channels}; got x.shape={x.shape}. "
-            "Batch with jax.vmap."
+            f"expected one sequence of shape (L, H) with L >= 1 and H={channels}; got "
+            f"x.shape={x.shape}. Batch with jax.vmap."
+        )
+
+
+def _check_step(x_t: Array, state: Array, channels: int, state_shape: tuple) -> None:
+    check_real_float("x_t", x_t)
+    if x_t.shape != (channels,):
+        raise ValueError(
+            f"`x_t` must be one time step of shape (H,) = ({channels},); got {x_t.shape}."
+        )
+    if tuple(state.shape) != tuple(state_shape):
+        raise ValueError(
+            f"`state` must have shape {tuple(state_shape)} (see init_state()); got {state.shape}."
         )
 
 
 def _check_dt_range(dt_min: float, dt_max: float) -> None:
-    if not (dt_min > 0 and dt_max >= dt_min):
+    ok = all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+        for v in (dt_min, dt_max)
+    )
+    if not (ok and 0 < dt_min <= dt_max < math.inf):
         raise ValueError(
-            f"dt must be positive with dt_min <= dt_max; got dt_min={dt_min}, dt_max={dt_max}."
+            "`dt_min` and `dt_max` must be finite numbers with 0 < dt_min <= dt_max; got "
+            f"dt_min={dt_min!r}, dt_max={dt_max!r}."
+        )
+
+
+def _check_dt_steps(dt, shape: tuple, what: str) -> Array:
+    """S5's per-step scale: real, of ``shape``, and (when concrete) finite and > 0."""
+    dt = jnp.asarray(dt)
+    check_real_float("dt", dt)
+    if dt.shape != shape:
+        raise ValueError(f"`dt` must be {what} {shape}; got shape {dt.shape}.")
+    if not isinstance(dt, jax.core.Tracer):
+        v = np.asarray(dt)
+        if not np.all(np.isfinite(v) & (v > 0)):
+            raise ValueError(
+                "`dt` must be finite and positive at every step; got a value that is not."
+            )
+    return dt
+
+
+def _check_backward(layer, backward: bool) -> None:
+    if backward and layer.C_back is None:
+        raise ValueError(
+            "`backward=True` needs a layer built with bidirectional=True (this one has no "
+            "backward read-out)."
         )
 
 
@@ -132,6 +183,10 @@ class S4D(eqx.Module):
     ):
         self.channels = check_positive_int("channels", channels)
         self.state_size = check_positive_int("state_size", state_size)
+        if state_size % 2:
+            raise ValueError(
+                f"`state_size` must be even (N // 2 conjugate pairs are kept); got {state_size}."
+            )
         check_choice("init", init, tuple(DIAGONAL_INITS))
         check_choice("disc", disc, DISCRETIZATIONS)
         check_choice("mode", mode, MODES)
@@ -151,12 +206,13 @@ class S4D(eqx.Module):
 
     def discrete(self) -> tuple[Complex[Array, "H M"], Complex[Array, "H M"]]:
         """``(Λ̄, B̄)``, each ``(H, N // 2)``."""
-        lam = jax.lax.complex(-jnp.exp(self.log_Lambda_re), self.Lambda_im)
+        lam = jax.lax.complex(-jnp.exp(_f32(self.log_Lambda_re)), _f32(self.Lambda_im))
         lam_bar, gamma = discretize_diagonal(lam, jnp.exp(self.log_dt)[:, None], self.disc)
         return lam_bar, gamma * _to_complex(self.B)
 
     def kernel(self, length: int, *, backward: bool = False) -> Float[Array, "H L"]:
         """The real convolution kernel ``K[h, l] = 2 Re(C_h Λ̄_h^l B̄_h)``, ``(H, L)``."""
+        _check_backward(self, backward)
         lam_bar, b_bar = self.discrete()
         c = _to_complex(self.C_back if backward else self.C)
         return 2.0 * jnp.real(vandermonde_kernel(lam_bar, c * b_bar, length))
@@ -195,6 +251,7 @@ class S4D(eqx.Module):
     ) -> tuple[Float[Array, " H"], Complex[Array, "H M"]]:
         """One recurrent step: ``x = Λ̄ x + B̄ u``, ``y = 2 Re(C x) + D u``."""
         _no_step_if_bidirectional(self)
+        _check_step(x_t, state, self.channels, self.init_state().shape)
         lam_bar, b_bar = self.discrete()
         u = x_t.astype(self.D.dtype)
         state = lam_bar * state + b_bar * u[:, None].astype(b_bar.dtype)
@@ -208,7 +265,9 @@ class S4(eqx.Module):
     Gu, Goel & Ré, 2022, "Efficiently Modeling Long Sequences with Structured State Spaces".
     All ``H`` channels share ``A = diag(Λ) - P^T P̄`` and ``B`` (initialised from the NPLR form
     of a HiPPO measure, in the eigenbasis, all ``N`` complex states kept), each channel has its
-    own step and read-out: ``y_h = Re(C_h x_h) + D_h u_h``. With ``disc="bilinear"`` (default)
+    own step and read-out: ``y_h = Re(C_h x_h) + D_h u_h``. ``Re Λ = -exp(log_Lambda_re)`` stays
+    negative, so ``A`` stays stable under training (measures whose normal part has ``Re Λ = 0``,
+    LegT/LagT/FouT, start at ``-1e-4``). With ``disc="bilinear"`` (default)
     the convolution kernel is S4's Cauchy/Woodbury algorithm (:func:`spectrax.ssm.dplr_kernel`);
     with ``"zoh"`` no structured algorithm applies and the kernel is the dense power sum
     (``O(L N^2)`` per channel). ``"scan"`` multiplies dense ``N x N`` matrices (``O(L N^3)``):
@@ -219,7 +278,7 @@ class S4(eqx.Module):
         ``"lagt"``, ``"fout"``). Others as :class:`S4D`.
     """
 
-    Lambda_re: Float[Array, " N"]
+    log_Lambda_re: Float[Array, " N"]
     Lambda_im: Float[Array, " N"]
     P: Float[Array, "r N 2"]
     B: Float[Array, "N 2"]
@@ -232,7 +291,9 @@ class S4(eqx.Module):
     disc: str = eqx.field(static=True)
     mode: str = eqx.field(static=True)
     bidirectional: bool = eqx.field(static=True)
-    ssm_params: ClassVar[frozenset[str]] = frozenset({"Lambda_re", "Lambda_im", "P", "B", "log_dt"})
+    ssm_params: ClassVar[frozenset[str]] = frozenset(
+        {"log_Lambda_re", "Lambda_im", "P", "B", "log_dt"}
+    )
 
     def __init__(
         self,
@@ -259,7 +320,10 @@ class S4(eqx.Module):
         vh = v.conj().T
         h, n = self.channels, self.state_size
         kc, kb, kdt, kd = jax.random.split(key, 4)
-        self.Lambda_re = jnp.asarray(lam.real, dtype)
+        # Re Λ = -exp(log_Lambda_re) < 0 whatever training does (the official S4's "exp" real
+        # transform). LegT/LagT/FouT start at Re Λ = 0, which the log cannot hold: they start at
+        # -1e-4, a stability margin far inside any step's resolution.
+        self.log_Lambda_re = jnp.asarray(np.log(np.maximum(-lam.real, _MIN_DECAY)), dtype)
         self.Lambda_im = jnp.asarray(lam.imag, dtype)
         self.P = _from_complex((vh @ p.T).T, dtype)
         self.B = _from_complex(vh @ b, dtype)
@@ -268,9 +332,12 @@ class S4(eqx.Module):
         self.D = jax.random.normal(kd, (h,), dtype)
         self.log_dt = init_log_dt(kdt, (h,), dt_min, dt_max, dtype)
 
+    def _lambda(self) -> Complex[Array, " N"]:
+        return jax.lax.complex(-jnp.exp(_f32(self.log_Lambda_re)), _f32(self.Lambda_im))
+
     def continuous(self) -> tuple[Complex[Array, "N N"], Complex[Array, " N"]]:
         """The dense continuous ``(A, B)`` in the eigenbasis."""
-        lam = jax.lax.complex(self.Lambda_re, self.Lambda_im)
+        lam = self._lambda()
         p = _to_complex(self.P)
         return jnp.diag(lam) - p.T @ jnp.conj(p), _to_complex(self.B)
 
@@ -288,12 +355,13 @@ class S4(eqx.Module):
 
     def kernel(self, length: int, *, backward: bool = False) -> Float[Array, "H L"]:
         """The real kernel ``K[h, l] = Re(C_h Ā_h^l B̄_h)``, ``(H, L)``."""
+        _check_backward(self, backward)
         return self._kernel(self.C_back if backward else self.C, length)
 
     def _kernel(self, c: Array, length: int) -> Array:
         cc = _to_complex(c)
         if self.disc == "bilinear":
-            lam = jax.lax.complex(self.Lambda_re, self.Lambda_im)
+            lam = self._lambda()
             k = _dplr_kernel(
                 lam, _to_complex(self.P), _to_complex(self.B), cc, jnp.exp(self.log_dt), length
             )
@@ -334,6 +402,7 @@ class S4(eqx.Module):
     ) -> tuple[Float[Array, " H"], Complex[Array, "H N"]]:
         """One recurrent step with the dense discrete matrices (``O(H N^2)``)."""
         _no_step_if_bidirectional(self)
+        _check_step(x_t, state, self.channels, self.init_state().shape)
         a_bar, b_bar = self.discrete()
         u = x_t.astype(self.D.dtype)
         state = jnp.einsum("hij,hj->hi", a_bar, state) + b_bar * u[:, None].astype(b_bar.dtype)
@@ -413,7 +482,7 @@ class S5(eqx.Module):
     ) -> tuple[Complex[Array, "T M"], Complex[Array, "T M"]]:
         """``(Λ̄, γ)`` with ``B̄ = γ[:, None] * B``: ``(1, P/2)``, or ``(L, P/2)`` when the
         per-step scale ``dt`` (the step at time ``k`` is ``exp(log_dt) * dt[k]``) is given."""
-        lam = jax.lax.complex(-jnp.exp(self.log_Lambda_re), self.Lambda_im)
+        lam = jax.lax.complex(-jnp.exp(_f32(self.log_Lambda_re)), _f32(self.Lambda_im))
         step = jnp.exp(self.log_dt)[None, :]
         if dt is not None:
             step = step * dt.astype(step.dtype)[:, None]
@@ -421,6 +490,7 @@ class S5(eqx.Module):
 
     def kernel(self, length: int, *, backward: bool = False) -> Float[Array, "H H L"]:
         """The real MIMO kernel ``K[:, :, l] = 2 Re(C Λ̄^l B̄)``, ``(H_out, H_in, L)``."""
+        _check_backward(self, backward)
         lam_bar, gamma = self.discrete()
         b_bar = gamma[0][:, None] * _to_complex(self.B)
         c = _to_complex(self.C_back if backward else self.C)
@@ -455,10 +525,7 @@ class S5(eqx.Module):
         mode = self.mode if mode is None else mode
         check_choice("mode", mode, MODES)
         if dt is not None:
-            if dt.shape != (x.shape[0],):
-                raise ValueError(f"`dt` must have shape (L,)=({x.shape[0]},); got {dt.shape}.")
-            if not isinstance(dt, jax.core.Tracer) and bool(np.any(np.asarray(dt) <= 0)):
-                raise ValueError("`dt` must be positive at every step; got a value <= 0.")
+            dt = _check_dt_steps(dt, (x.shape[0],), "(L,)")
         xc = x.astype(self.D.dtype)
         if mode == "conv":
             fn = lambda u, c: self._conv(u, c, dt)  # noqa: E731
@@ -479,6 +546,9 @@ class S5(eqx.Module):
     ) -> tuple[Float[Array, " H"], Complex[Array, " M"]]:
         """One recurrent step; ``dt`` an optional scalar scale of the step, as in ``__call__``."""
         _no_step_if_bidirectional(self)
+        _check_step(x_t, state, self.channels, self.init_state().shape)
+        if dt is not None:
+            dt = _check_dt_steps(dt, (), "a scalar")
         lam_bar, gamma = self.discrete(None if dt is None else jnp.reshape(dt, (1,)))
         u = x_t.astype(self.D.dtype)
         state = lam_bar[0] * state + gamma[0] * (_to_complex(self.B) @ u.astype(gamma.dtype))

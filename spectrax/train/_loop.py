@@ -207,7 +207,15 @@ def train(
     with _stop_on_signals() as flag:
         for step in range(start + 1, loop.num_steps + 1):
             idx = batch_indices(config.seed, step - 1, num_train, loop.batch_size)
-            batch = jax.device_put(task.get_batch(idx), sharding)
+            batch = task.get_batch(idx)
+            if getattr(task, "needs_key", False):
+                # one PRNG key per example (dropout), a pure function of (run key, step): a
+                # resumed run draws the same ones
+                keys = jax.random.split(
+                    jax.random.fold_in(jax.random.wrap_key_data(rng), step), loop.batch_size
+                )
+                batch = {**batch, "key": jax.random.key_data(keys)}
+            batch = jax.device_put(batch, sharding)
             model, opt_state, metrics = step_fn(model, opt_state, batch)
             pending.append((step, metrics))
             bar.update(1)

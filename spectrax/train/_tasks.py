@@ -264,12 +264,16 @@ class SequenceClassificationTask:
         train: ``(x, y)`` with ``x`` ``(B, L, H)`` floats and ``y`` ``(B,)`` integer labels.
         test: the same for the test set.
         eval_batch: test examples per jitted evaluation call.
+        needs_key: the model takes ``key=`` in training (dropout): the loop then adds one PRNG
+            key per example to each batch, drawn from the run's key and the step (so a resumed
+            run draws the same ones); evaluation calls the model without a key.
     """
 
     make_model: Callable[[Any], Any]
     train: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
     eval_batch: int = 256
+    needs_key: bool = False
 
     def __post_init__(self) -> None:
         for name, (x, y) in (("train", self.train), ("test", self.test)):
@@ -289,7 +293,11 @@ class SequenceClassificationTask:
         return {"x": self.train[0][indices], "y": self.train[1][indices]}
 
     def loss(self, model, batch):
-        logits = jax.vmap(model)(batch["x"])
+        if "key" in batch:
+            keys = jax.random.wrap_key_data(batch["key"])
+            logits = jax.vmap(lambda x, k: model(x, key=k))(batch["x"], keys)
+        else:
+            logits = jax.vmap(model)(batch["x"])
         loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
         accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == batch["y"]).astype(logits.dtype))
         return loss, {"train_accuracy": accuracy}

@@ -193,6 +193,43 @@ def test_errors(library_errors):
         S4(3, 0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="disc"):
         S4(3, 4, disc="euler", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="state_size"):
+        S4D(3, 5, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="dt_max"):
+        S4D(3, 4, dt_max=float("inf"), key=jax.random.key(0))
+    # inputs: real floats, L >= 1, step shapes, backward read-out, S5's per-step dt
+    with pytest.raises(TypeError, match="`x`"):
+        layer(jnp.ones((10, 3), jnp.int32))
+    with pytest.raises(ValueError, match=r"L >= 1"):
+        layer(jnp.ones((0, 3)))
+    with pytest.raises(ValueError, match="`x_t`"):
+        layer.step(jnp.ones((1,)), layer.init_state())
+    with pytest.raises(ValueError, match="`state`"):
+        layer.step(jnp.ones((3,)), layer.init_state()[0])
+    with pytest.raises(ValueError, match="bidirectional"):
+        layer.kernel(8, backward=True)
+    s5 = S5(3, 4, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="`dt`"):
+        s5(jnp.ones((4, 3)), dt=jnp.asarray([1.0, 1.0, jnp.nan, 1.0]), mode="scan")
+    with pytest.raises(ValueError, match="`dt`"):
+        s5.step(jnp.ones((3,)), s5.init_state(), -1.0)
+    with pytest.raises(ValueError, match="`dt`"):
+        s5.step(jnp.ones((3,)), s5.init_state(), jnp.ones(3))
+
+
+def test_s4_stays_stable_and_half_precision_parameters_run():
+    """S4's Re Λ is -exp(.) (a trained value cannot make A unstable); bfloat16 parameters run
+    (complex arithmetic in float32)."""
+    layer = S4(2, 8, measure="legt", key=jax.random.key(0))
+    assert float(jnp.max(jnp.real(layer._lambda()))) < 0
+    shifted = eqx.tree_at(lambda m: m.log_Lambda_re, layer, layer.log_Lambda_re + 5.0)
+    eig = np.linalg.eigvals(np.asarray(shifted.continuous()[0]))
+    assert np.max(eig.real) < 0
+    for cls in (S4, S4D, S5):
+        half = cls(2, 4, dtype=jnp.bfloat16, key=jax.random.key(1))
+        with jax.numpy_dtype_promotion("standard"):
+            y = half(jnp.ones((16, 2), jnp.bfloat16))
+        assert y.shape == (16, 2) and bool(jnp.all(jnp.isfinite(y.astype(jnp.float32))))
 
 
 def test_param_labels_and_optax_groups():
@@ -205,7 +242,7 @@ def test_param_labels_and_optax_groups():
     params = eqx.filter(model, eqx.is_array)
     labels = ssm_param_labels(params)
     assert jax.tree.structure(labels) == jax.tree.structure(params)
-    assert labels[0].P == labels[0].B == labels[0].log_dt == labels[0].Lambda_re == "ssm"
+    assert labels[0].P == labels[0].B == labels[0].log_dt == labels[0].log_Lambda_re == "ssm"
     assert labels[0].C == labels[0].D == "default"
     assert labels[1].log_Lambda_re == labels[1].Lambda_im == labels[1].B == "ssm"
     assert labels[2].log_dt == labels[2].B == "ssm" and labels[2].C == "default"

@@ -4,6 +4,7 @@ then resume; the final parameters must be bitwise those of an uninterrupted run.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,4 +118,20 @@ def test_sigkill_during_save_keeps_previous_checkpoint(tmp_path, toy_run):
 
     resumed = train(config, workdir=wd, resume=True)
     assert resumed.step == 60
+    assert params_digest(resumed.model) == params_digest(reference.model)
+
+
+def test_dropout_keys_are_drawn_per_step_and_resume_exactly(tmp_path):
+    """With dropout the loop hands the task one key per example, a function of (run key, step):
+    dropout changes training, and a run resumed from a mid-run checkpoint ends bitwise equal."""
+    over = ["loop.num_steps=6", "checkpoint.every=3", "checkpoint.keep=3", "output.plots=false"]
+    with_dropout = load_config("s4d_recall", [*over, "task.dropout=0.3"], variant="smoke")
+    reference = train(with_dropout, workdir=tmp_path / "ref")
+    plain = train(load_config("s4d_recall", over, variant="smoke"), workdir=tmp_path / "plain")
+    assert params_digest(reference.model) != params_digest(plain.model)
+    train(with_dropout, workdir=tmp_path / "cut")
+    # back to the step-3 checkpoint, as if killed right after it
+    shutil.rmtree(tmp_path / "cut" / "checkpoints" / "6")
+    resumed = train(with_dropout, workdir=tmp_path / "cut", resume=True)
+    assert resumed.step == 6
     assert params_digest(resumed.model) == params_digest(reference.model)
