@@ -19,7 +19,9 @@ def make_schedule(peak: float, config: Config) -> optax.Schedule:
     """Linear warmup from 0 to ``peak`` over ``optim.warmup_steps``, then either cosine decay to
     ``peak * optim.final_lr_fraction`` at ``loop.num_steps`` (``optim.schedule="cosine"``) or
     ``peak * optim.step_factor ** (k // optim.step_every)`` at ``k`` steps after the warmup
-    (``"step"``)."""
+    (``"step"``). A warmup as long as the run is shortened to ``loop.num_steps - 1`` steps;
+    ``step_every``/``step_factor`` apply to ``"step"`` only and ``final_lr_fraction`` to
+    ``"cosine"`` only."""
     o, steps = config.optim, config.loop.num_steps
     warmup = min(o.warmup_steps, steps - 1)
     if o.schedule == "step":
