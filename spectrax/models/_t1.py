@@ -28,6 +28,7 @@ from spectrax.nn._spectral_conv import (
     kept_shape,
     nyquist_weights,
 )
+from spectrax.transforms import truncate_modes
 
 
 def select_modes(
@@ -107,15 +108,12 @@ def spectral_scale(
     if not 0 < floor <= 1:
         raise ValueError(f"`floor` must be in (0, 1]; got {floor}.")
     power = np.mean(np.abs(np.fft.rfftn(u, axes=tuple(range(2, 2 + d)), norm="forward")) ** 2, 0)
-    power = power[..., : modes[-1]]  # the layout of truncate_modes, in float64 on the host
+    # the kept block in the model's layout (the power is accumulated in float64 on the host; a
+    # scale needs no more than float32 from here)
+    power = np.asarray(truncate_modes(jnp.asarray(power, jnp.float32), modes), np.float64)
     half = nyquist_weights(u.shape[-1], modes[-1])  # what the model's transform holds
     if half is not None:
         power = power * half**2
-    for i, m in enumerate(modes[:-1]):
-        n = power.shape[1 + i]
-        power = np.concatenate(
-            [np.take(power, range(m), 1 + i), np.take(power, range(n - m, n), 1 + i)], 1 + i
-        )
     rms = np.sqrt(power)
     top = rms.reshape(rms.shape[0], -1).max(axis=1).reshape((-1,) + (1,) * d)
     return np.maximum(rms, floor * np.where(top > 0, top, 1.0))

@@ -94,11 +94,10 @@ def _dft_matrices(n: int, m: int, last: bool, dtype_name: str):
     axis they are real and laid out for ``x @ mat`` with the contracted axis minor: the forward
     ``(n, 2m)`` matrix ``[cos | -sin] / n`` maps a real row to the real and imaginary parts of its
     ``m`` coefficients; the inverse ``(2m, n)`` matrix is the half-spectrum synthesis of
-    ``irfft`` (weights 2 for interior frequencies, 1 for 0 and Nyquist) acting on ``[re | im]``,
-    of which only the real part survives.
-
-    A kept Nyquist frequency of an even last axis follows :func:`nyquist_weights`: halved by
-    the forward matrix, weighted 2 like every other nonzero frequency by the inverse.
+    ``irfft`` (weight 1 for frequency 0 and 2 for every other, both signs) acting on
+    ``[re | im]``, of which only the real part survives. A kept Nyquist frequency of an even
+    last axis follows :func:`nyquist_weights`: halved by the forward matrix, so the inverse's
+    weight 2 gives it back on the same grid.
     """
     freqs = np.arange(m) if last else np.concatenate([np.arange(m), np.arange(-m, 0)])
     x = np.arange(n)
