@@ -28,6 +28,10 @@ def test_train_and_eval_are_registered():
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['--bogus'\]"):
         _split_config_arg(args)
     assert parser.parse_args(["eval", "runs/x"]).run_dir == "runs/x"
+    # --help after the config name (swallowed by the overrides) still prints the help
+    with pytest.raises(SystemExit) as exit_info:
+        _split_config_arg(parser.parse_args(["train", "burgers_fno", "--help"]))
+    assert exit_info.value.code == 0
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,10 @@ def _split_config_arg(args: argparse.Namespace) -> tuple[str, list[str]]:
     found, rest = late.parse_known_args(list(args.overrides))
     for name, value in vars(found).items():
         setattr(args, name, value)
+    if "-h" in rest or "--help" in rest:  # `spectrax train cfg --help`: REMAINDER took it
+        from spectrax.cli import build_parser
+
+        build_parser().parse_args(["train", "--help"])  # prints the help and exits 0
     unknown = [r for r in rest if r.startswith("-")]
     if unknown:
         from spectrax.train._config import ConfigError
