@@ -276,7 +276,14 @@ def train(
     passed = None
     if stopped == "completed":
         final = task.evaluate(model)
-        writer.write(step, "eval", final)
+        # a resumed run that had already finished has this record (do not log it twice)
+        logged = (
+            start == step
+            and (workdir / "metrics.jsonl").exists()
+            and any(r["split"] == "eval" and r["step"] == step for r in read_metrics(workdir))
+        )
+        if not logged:
+            writer.write(step, "eval", final)
         if config.max_test_error is not None:
             passed = final["test_error"] <= config.max_test_error
     writer.close()

@@ -137,6 +137,15 @@ def test_sigterm_saves_and_stops(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == before  # the run's handler is removed
 
 
+def test_resuming_a_finished_run_logs_its_final_eval_once(tmp_path):
+    config = load_config(TOY, ["loop.num_steps=10", "output.plots=false"])
+    first = train(config, workdir=tmp_path)
+    again = train(config, workdir=tmp_path, resume=True)
+    assert again.step == first.step == 10 and again.metrics == first.metrics
+    evals = [r for r in read_metrics(tmp_path) if r["split"] == "eval"]
+    assert [r["step"] for r in evals] == [10]
+
+
 def test_signal_during_eval_still_saves(tmp_path):
     """SIGTERM arriving during a periodic evaluation (after the step's save decision) still
     checkpoints that step, and its train metrics reach the log."""
