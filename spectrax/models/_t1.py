@@ -15,7 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_int, check_real_float, complex_dtype
+from spectrax._checks import (
+    check_positive_float,
+    check_positive_int,
+    check_real_float,
+    complex_dtype,
+)
 from spectrax.nn._factorized import as_complex, complex_normal
 from spectrax.nn._pointwise import get_activation
 from spectrax.nn._spectral_conv import (
@@ -105,7 +110,7 @@ def spectral_scale(
     d = u.ndim - 2
     modes = check_modes(modes, d)
     check_grid("`fields`", u.shape[2:], modes)
-    if not 0 < floor <= 1:
+    if check_positive_float("floor", floor) > 1:
         raise ValueError(f"`floor` must be in (0, 1]; got {floor}.")
     power = np.mean(np.abs(np.fft.rfftn(u, axes=tuple(range(2, 2 + d)), norm="forward")) ** 2, 0)
     # the kept block in the model's layout (the power is accumulated in float64 on the host; a

@@ -121,19 +121,24 @@ def test_fsdp_shards_parameters_over_model_axis():
     assert replicated["w"].sharding.spec == PartitionSpec()
 
 
+def _assert_stopped_by_signal_at(config, workdir, step):
+    """Train; the run stops at ``step`` with exactly that checkpoint and every train record up
+    to it in the log."""
+    result = train(config, workdir=workdir)
+    assert result.stopped == "signal" and result.step == step
+    ckpt = Checkpointer(workdir / "checkpoints", keep=3, config_dict=config_to_dict(config))
+    assert ckpt.all_steps() == [step]
+    ckpt.close()
+    train_steps = [r["step"] for r in read_metrics(workdir) if r["split"] == "train"]
+    assert train_steps == list(range(1, step + 1))
+
+
 def test_sigterm_saves_and_stops(tmp_path):
     import signal
 
     before = signal.getsignal(signal.SIGTERM)
     config = load_config(TOY, ["task.sigterm_after=25", "output.plots=false"])
-    result = train(config, workdir=tmp_path)
-    assert result.stopped == "signal" and result.step == 25
-    ckpt = Checkpointer(tmp_path / "checkpoints", keep=3, config_dict=config_to_dict(config))
-    assert ckpt.all_steps() == [25]
-    ckpt.close()
-    assert [r["step"] for r in read_metrics(tmp_path) if r["split"] == "train"] == list(
-        range(1, 26)
-    )
+    _assert_stopped_by_signal_at(config, tmp_path, 25)
     assert signal.getsignal(signal.SIGTERM) == before  # the run's handler is removed
 
 
@@ -152,14 +157,7 @@ def test_signal_during_eval_still_saves(tmp_path):
     config = load_config(
         TOY, ["task.sigterm_in_eval=true", "loop.eval_every=12", "output.plots=false"]
     )
-    result = train(config, workdir=tmp_path)
-    assert result.stopped == "signal" and result.step == 12
-    ckpt = Checkpointer(tmp_path / "checkpoints", keep=3, config_dict=config_to_dict(config))
-    assert ckpt.all_steps() == [12]
-    ckpt.close()
-    assert [r["step"] for r in read_metrics(tmp_path) if r["split"] == "train"] == list(
-        range(1, 13)
-    )
+    _assert_stopped_by_signal_at(config, tmp_path, 12)
 
 
 def test_tensorboard_events_when_a_writer_library_exists(tmp_path, monkeypatch):
