@@ -1,6 +1,15 @@
-"""Pure array functions with no parameters: FFT sizes, mode slicing, derivatives, norms."""
+"""Pure array functions with no parameters: FFT sizes, mode slicing, derivatives, norms,
+Walsh–Hadamard and cosine/sine transforms, orthogonal polynomials, spherical harmonics."""
 
 from spectrax.transforms._fft import conv_fft_size, irfft_trunc, next_fast_len, rfft_padded
+from spectrax.transforms._hadamard import dct, dst, idct, idst, walsh_hadamard
+from spectrax.transforms._polynomials import (
+    chebyshev,
+    gauss_legendre,
+    legendre,
+    real_sph_harm,
+    sph_index,
+)
 from spectrax.transforms._spectral import (
     pad_modes,
     sobolev_norm,
@@ -10,13 +19,23 @@ from spectrax.transforms._spectral import (
 )
 
 __all__ = [
+    "chebyshev",
     "conv_fft_size",
+    "dct",
+    "dst",
+    "gauss_legendre",
+    "idct",
+    "idst",
     "irfft_trunc",
+    "legendre",
     "next_fast_len",
     "pad_modes",
+    "real_sph_harm",
     "rfft_padded",
     "sobolev_norm",
     "spectral_derivative",
+    "sph_index",
     "truncate_modes",
+    "walsh_hadamard",
     "wavenumbers",
 ]

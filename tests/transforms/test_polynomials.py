@@ -1,0 +1,190 @@
+"""Orthogonal polynomials, Gauss–Legendre quadrature and real spherical harmonics, against
+NumPy/SciPy in float64 and against their defining identities."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.special
+from numpy.polynomial import chebyshev as npcheb
+from numpy.polynomial import legendre as nplegendre
+
+from spectrax.transforms import chebyshev, gauss_legendre, legendre, real_sph_harm, sph_index
+from tests.helpers import assert_close
+
+# ---------------------------------------------------------------- Legendre / Chebyshev
+
+
+@pytest.mark.parametrize("ours,npval", [(legendre, nplegendre.legval), (chebyshev, npcheb.chebval)])
+@pytest.mark.parametrize("n", [0, 1, 12])
+def test_polynomials_match_numpy(x64, ours, npval, n):
+    x = np.linspace(-1.0, 1.0, 21).reshape(3, 7)
+    got = ours(n, jnp.asarray(x))
+    assert got.shape == (n + 1, 3, 7) and got.dtype == jnp.float64
+    expected = np.stack([npval(x, np.eye(n + 1)[k]) for k in range(n + 1)])
+    assert_close(got, expected, jnp.float64)
+    np.testing.assert_allclose(np.asarray(got[:, 2, -1]), 1.0, rtol=1e-14)  # P_k(1) = T_k(1) = 1
+
+
+def test_legendre_orthogonality_by_gauss_legendre(x64):
+    n = 20
+    nodes, weights = gauss_legendre(n + 1)  # exact to degree 2n + 1 >= deg(P_j P_k)
+    p = np.asarray(legendre(n, jnp.asarray(nodes)))
+    gram = (p * weights) @ p.T
+    assert_close(gram, np.diag(2.0 / (2 * np.arange(n + 1) + 1)), jnp.float64)
+
+
+def test_chebyshev_is_cosine_of_multiple_angle(x64):
+    t = np.linspace(0.0, np.pi, 33)
+    got = chebyshev(40, jnp.asarray(np.cos(t)))
+    assert_close(got, np.cos(np.arange(41)[:, None] * t[None]), jnp.float64)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_gauss_legendre_degree_of_exactness(n):
+    nodes, weights = gauss_legendre(n)
+    assert nodes.dtype == weights.dtype == np.float64 and nodes.shape == (n,)
+    assert np.all(np.diff(nodes) > 0)
+    for k in range(2 * n):
+        exact = 2.0 / (k + 1) if k % 2 == 0 else 0.0
+        assert abs(np.sum(weights * nodes**k) - exact) < 1e-14
+    # ...and no further: an n-point rule misses x^(2n).
+    assert abs(np.sum(weights * nodes ** (2 * n)) - 2.0 / (2 * n + 1)) > 1e-6
+
+
+def test_polynomials_grad_jit_vmap_and_dtype(x64):
+    n = 9
+    x = jnp.linspace(-0.95, 0.95, 11)
+    for ours, der, val in (
+        (legendre, nplegendre.legder, nplegendre.legval),
+        (chebyshev, npcheb.chebder, npcheb.chebval),
+    ):
+        dp = jax.vmap(jax.grad(lambda s, f=ours: f(n, s)[n]))(x)
+        assert_close(dp, val(np.asarray(x), der(np.eye(n + 1)[n])), jnp.float64)
+        assert_close(jax.jit(ours, static_argnums=0)(n, x), ours(n, x), jnp.float64)
+        f32 = ours(n, x.astype(jnp.float32))
+        assert f32.dtype == jnp.float32
+        assert_close(f32, ours(n, x), jnp.float32)
+        bf16 = ours(n, x.astype(jnp.bfloat16))
+        assert bf16.dtype == jnp.bfloat16
+        assert_close(bf16, f32, jnp.bfloat16)
+
+
+def test_polynomial_errors(library_errors):
+    with pytest.raises(ValueError, match=r"`n` must be an integer >= 0; got -1"):
+        legendre(-1, jnp.zeros(3))
+    with pytest.raises(ValueError, match=r"`n` must be an integer >= 0; got 2.0"):
+        chebyshev(2.0, jnp.zeros(3))
+    with pytest.raises(TypeError, match=r"`x` must be a real floating-point array.*int32"):
+        legendre(3, jnp.zeros(3, jnp.int32))
+    with pytest.raises(ValueError, match=r"`n` must be an integer >= 1; got 0"):
+        gauss_legendre(0)
+
+
+# ---------------------------------------------------------------- spherical harmonics
+
+
+def _scipy_real_sph_harm(l_max, theta, phi):
+    """The documented real-from-complex map applied to SciPy's (Condon–Shortley) harmonics."""
+    out = []
+    for l in range(l_max + 1):
+        for m in range(-l, l + 1):
+            c = scipy.special.sph_harm_y(l, abs(m), theta, phi)
+            if m == 0:
+                out.append(c.real)
+            else:
+                out.append(np.sqrt(2.0) * (-1) ** m * (c.real if m > 0 else c.imag))
+    return np.stack([np.broadcast_to(o, np.broadcast_shapes(theta.shape, phi.shape)) for o in out])
+
+
+def test_real_sph_harm_matches_scipy(x64):
+    l_max = 8
+    theta = np.concatenate([[0.0], np.linspace(0.1, 3.0, 5), [np.pi]]).reshape(-1, 1)
+    phi = np.linspace(0.0, 2 * np.pi, 6).reshape(1, -1)
+    got = real_sph_harm(l_max, jnp.asarray(theta), jnp.asarray(phi))
+    assert got.shape == ((l_max + 1) ** 2, 7, 6) and got.dtype == jnp.float64
+    assert_close(got, _scipy_real_sph_harm(l_max, theta, phi), jnp.float64)
+
+
+def test_real_sph_harm_high_degree_is_stable(x64):
+    l_max = 50
+    rng = np.random.default_rng(0)
+    theta, phi = rng.uniform(0, np.pi, 40), rng.uniform(0, 2 * np.pi, 40)
+    got = real_sph_harm(l_max, jnp.asarray(theta), jnp.asarray(phi))
+    assert_close(got, _scipy_real_sph_harm(l_max, theta, phi), rtol=1e-12)
+
+
+def test_real_sph_harm_degree_one_is_y_z_x(x64):
+    theta, phi = np.array([0.3, 1.2, 2.9]), np.array([0.4, 2.5, 5.0])
+    xyz = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)])
+    y = np.asarray(real_sph_harm(1, jnp.asarray(theta), jnp.asarray(phi)))
+    c = np.sqrt(3.0 / (4.0 * np.pi))
+    assert_close(y[0], np.full(3, 0.5 / np.sqrt(np.pi)), jnp.float64)
+    assert_close(y[1:], c * xyz[[1, 2, 0]], jnp.float64)  # (m = -1, 0, 1) ~ (y, z, x)
+    assert [sph_index(1, m) for m in (-1, 0, 1)] == [1, 2, 3] and sph_index(3, 3) == 15
+
+
+def test_real_sph_harm_orthonormal_by_quadrature(x64):
+    """Gauss–Legendre in cos(theta) x uniform phi is exact for products of degree <= 2 l_max."""
+    l_max = 8
+    mu, w_mu = gauss_legendre(l_max + 1)
+    n_phi = 2 * l_max + 2
+    phi = 2 * np.pi * np.arange(n_phi) / n_phi
+    y = real_sph_harm(l_max, jnp.asarray(np.arccos(mu))[:, None], jnp.asarray(phi)[None, :])
+    y = np.asarray(y).reshape((l_max + 1) ** 2, -1)
+    w = (w_mu[:, None] * np.full(n_phi, 2 * np.pi / n_phi)[None, :]).ravel()
+    gram = (y * w) @ y.T
+    np.testing.assert_allclose(gram, np.eye((l_max + 1) ** 2), atol=1e-12)
+
+
+def test_real_sph_harm_addition_theorem(x64):
+    """sum_m Y_lm(r1) Y_lm(r2) = (2l + 1)/(4 pi) P_l(r1 . r2)."""
+    l_max = 10
+    theta = jnp.asarray([0.4, 2.2])
+    phi = jnp.asarray([1.0, 4.1])
+    y = np.asarray(real_sph_harm(l_max, theta, phi))
+    r = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)])
+    p = np.asarray(legendre(l_max, jnp.asarray(r[:, 0] @ r[:, 1])))
+    sums = [
+        np.sum(y[l * l : (l + 1) ** 2, 0] * y[l * l : (l + 1) ** 2, 1]) for l in range(l_max + 1)
+    ]
+    assert_close(sums, (2 * np.arange(l_max + 1) + 1) / (4 * np.pi) * p, jnp.float64)
+
+
+def test_real_sph_harm_jit_vmap_grad_dtype():
+    l_max = 6
+    rng = np.random.default_rng(1)
+    theta = jnp.asarray(np.concatenate([[0.0, np.pi], rng.uniform(0, np.pi, 6)]), jnp.float32)
+    phi = jnp.asarray(rng.uniform(0, 2 * np.pi, 8), jnp.float32)
+    y = real_sph_harm(l_max, theta, phi)
+    assert y.dtype == jnp.float32
+    with jax.enable_x64(True):
+        ref = _scipy_real_sph_harm(
+            l_max, np.asarray(theta, np.float64), np.asarray(phi, np.float64)
+        )
+    assert_close(y, ref, jnp.float32)
+    assert_close(jax.jit(real_sph_harm, static_argnums=0)(l_max, theta, phi), y, jnp.float32)
+    assert_close(jax.vmap(lambda t, p: real_sph_harm(l_max, t, p), out_axes=1)(theta, phi), y)
+    # d/dtheta of Y_11 = sqrt(3/(4 pi)) sin(theta) cos(phi), also at the poles; every
+    # harmonic's gradient is finite there.
+    jac = jax.jacrev(lambda t: real_sph_harm(l_max, t, phi))(theta)
+    assert np.all(np.isfinite(np.asarray(jac)))
+    expected = np.sqrt(3 / (4 * np.pi)) * np.cos(np.asarray(theta)) * np.cos(np.asarray(phi))
+    assert_close(np.diagonal(np.asarray(jac[3])), expected, jnp.float32)
+    assert real_sph_harm(2, theta.astype(jnp.bfloat16), phi.astype(jnp.bfloat16)).dtype == (
+        jnp.bfloat16
+    )
+
+
+def test_real_sph_harm_errors(library_errors):
+    t = jnp.zeros(4)
+    with pytest.raises(ValueError, match=r"`l_max` must be an integer >= 0; got -1"):
+        real_sph_harm(-1, t, t)
+    with pytest.raises(TypeError, match=r"`theta` must be a real floating-point array"):
+        real_sph_harm(2, jnp.zeros(4, jnp.int32), t)
+    with pytest.raises(ValueError, match=r"`theta` and `phi` must have the same rank"):
+        real_sph_harm(2, jnp.zeros((4, 1)), t)
+    with pytest.raises(ValueError, match=r"`theta` \(4,\) and `phi` \(3,\) do not broadcast"):
+        real_sph_harm(2, t, jnp.zeros(3))
+    with pytest.raises(ValueError, match=r"`m` must be an integer with -l <= m <= l \(l=2\)"):
+        sph_index(2, 3)
