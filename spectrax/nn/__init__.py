@@ -13,6 +13,11 @@ from spectrax.nn._factorized import (
     tucker_ranks,
     tucker_reconstruct,
 )
+from spectrax.nn._fourier_features import (
+    FourierFeatures,
+    fourier_features,
+    positional_encoding,
+)
 from spectrax.nn._nnx import EqxBuffer, EqxToNNX, NNXToEqx
 from spectrax.nn._pointwise import (
     ACTIVATIONS,
@@ -21,6 +26,8 @@ from spectrax.nn._pointwise import (
     PointwiseLinear,
     pointwise_linear,
 )
+from spectrax.nn._rope import RoPE, apply_rope, rope_frequencies
+from spectrax.nn._siren import SineLayer, Siren, sine_layer, siren_weight_bound
 from spectrax.nn._spectral_conv import SpectralConv, nyquist_weights, resolve_impl, spectral_conv
 from spectrax.nn._ssm import MODES as SSM_MODES
 from spectrax.nn._ssm import S4, S4D, S5
@@ -57,4 +64,14 @@ __all__: list[str] = [
     "tucker_num_params",
     "tucker_ranks",
     "tucker_reconstruct",
+    "FourierFeatures",
+    "RoPE",
+    "SineLayer",
+    "Siren",
+    "apply_rope",
+    "fourier_features",
+    "positional_encoding",
+    "rope_frequencies",
+    "sine_layer",
+    "siren_weight_bound",
 ]

@@ -1,0 +1,138 @@
+"""Rotary position embedding (RoPE), rotate-half layout.
+
+Su, Lu, Pan, Murtadha, Wen, Liu (2021), "RoFormer: Enhanced Transformer with Rotary Position
+Embedding".
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Real
+
+from spectrax._checks import check_positive_float, check_real_float, compute_dtype, lift_rank
+
+
+def _check_head_dim(name: str, head_dim) -> int:
+    if isinstance(head_dim, bool) or not isinstance(head_dim, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int; got {type(head_dim).__name__}.")
+    if head_dim < 2 or head_dim % 2:
+        raise ValueError(
+            f"`{name}` must be a positive even integer (RoPE rotates pairs of features); "
+            f"got {head_dim}."
+        )
+    return int(head_dim)
+
+
+def rope_frequencies(head_dim: int, base: float = 10000.0, dtype=jnp.float32) -> Float[Array, " M"]:
+    """RoPE rotation frequencies ``theta_i = base^(-2i/head_dim)``, ``i = 0 .. head_dim/2 - 1``.
+
+    Su et al. (2021), eq. 15. Computed in float64 NumPy and rounded once to ``dtype``.
+
+    Args:
+        head_dim: ``D``, even.
+        base: the base (default 10000.0, the paper's).
+        dtype: output dtype (float32).
+
+    Returns:
+        ``(D/2,)``, decreasing from ``theta_0 = 1`` to ``base^(-(D-2)/D)``.
+    """
+    head_dim = _check_head_dim("head_dim", head_dim)
+    base = check_positive_float("base", base)
+    i = np.arange(head_dim // 2, dtype=np.float64)
+    return jnp.asarray(base ** (-2.0 * i / head_dim), dtype)
+
+
+def apply_rope(
+    x: Float[Array, "*batch L D"],
+    positions: Real[Array, " L"] | None = None,
+    *,
+    base: float = 10000.0,
+) -> Float[Array, "*batch L D"]:
+    """Rotate each feature pair of ``x`` by ``position * theta_i`` (RoPE, Su et al. 2021).
+
+    Rotate-half layout (GPT-NeoX, LLaMA in Hugging Face, ``equinox.nn.RotaryPositionalEmbedding``):
+    pair ``i`` is ``(x[..., i], x[..., i + D/2])``, read as the real and imaginary part of
+    ``z_i``, and the output is ``z_i exp(1j m theta_i)`` at position ``m``. Hence
+    ``<apply_rope(q, m), apply_rope(k, n)>`` depends on ``m - n`` only, and norms are preserved.
+    (The paper and Meta's LLaMA interleave the pairs, ``(x[2i], x[2i+1])``: permute the features
+    to convert between the two.)
+
+    Args:
+        x: ``(*batch, L, D)`` with ``D`` even; any leading dimensions (heads, batch).
+        positions: ``(L,)`` integer or real positions (default ``arange(L)``).
+        base: ``theta_i = base^(-2i/D)`` (default 10000.0).
+
+    Returns:
+        ``(*batch, L, D)`` in ``x``'s dtype.
+
+    Angles ``m * theta_i`` and the rotation are computed in float32 (float64 if ``x`` is float64)
+    and rounded to ``x``'s dtype once. In float32 the absolute angle error grows with the
+    position, about ``m * 6e-8`` rad for ``theta_0 = 1`` (``~6e-3`` rad at ``m = 1e5``), and
+    positions above ``2^24`` are not even exact. Use float64 ``x`` (``jax.enable_x64``) for
+    theory checks at long range, e.g. bounds on ``base`` from the decay of these rotations.
+    """
+    check_real_float("x", x)
+    if x.ndim < 2:
+        raise ValueError(f"`x` must be (*batch, L, D); got x.shape={x.shape}.")
+    seq_len, head_dim = x.shape[-2], x.shape[-1]
+    if head_dim % 2:
+        raise ValueError(
+            f"the last axis of `x` (head_dim) must be even (RoPE rotates pairs of features); "
+            f"got x.shape={x.shape}."
+        )
+    dtype = compute_dtype(x.dtype)
+    if positions is None:
+        pos = jnp.arange(seq_len, dtype=dtype)
+    else:
+        positions = jnp.asarray(positions)
+        if positions.shape != (seq_len,):
+            raise ValueError(
+                f"`positions` must have shape (L,) = ({seq_len},), one per row of `x`; got "
+                f"positions.shape={positions.shape} for x.shape={x.shape}."
+            )
+        if not (
+            jnp.issubdtype(positions.dtype, jnp.integer)
+            or jnp.issubdtype(positions.dtype, jnp.floating)
+        ):
+            raise TypeError(
+                f"`positions` must be an integer or real floating-point array; got dtype "
+                f"{positions.dtype}."
+            )
+        pos = positions.astype(dtype)
+    theta = rope_frequencies(head_dim, base, dtype)
+    angle = pos[:, None] * theta[None, :]
+    cos = lift_rank(jnp.cos(angle), x.ndim)
+    sin = lift_rank(jnp.sin(angle), x.ndim)
+    xc = x.astype(dtype)
+    x1, x2 = xc[..., : head_dim // 2], xc[..., head_dim // 2 :]
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x.dtype)
+
+
+class RoPE(eqx.Module):
+    """Rotary position embedding of one head, ``(L, D) -> (L, D)``: :func:`apply_rope` with
+    fixed ``head_dim`` and ``base`` (Su et al., 2021). No parameters; vmap over heads and batch.
+
+    Args:
+        head_dim: ``D``, even.
+        base: ``theta_i = base^(-2i/D)`` (default 10000.0).
+    """
+
+    head_dim: int = eqx.field(static=True)
+    base: float = eqx.field(static=True)
+
+    def __init__(self, head_dim: int, *, base: float = 10000.0):
+        self.head_dim = _check_head_dim("head_dim", head_dim)
+        self.base = check_positive_float("base", base)
+
+    def __call__(
+        self, x: Float[Array, "L D"], positions: Real[Array, " L"] | None = None
+    ) -> Float[Array, "L D"]:
+        if x.ndim != 2 or x.shape[-1] != self.head_dim:
+            raise ValueError(
+                f"`x` must be one head (L, head_dim) = (L, {self.head_dim}); got "
+                f"x.shape={x.shape}. Batch over heads with jax.vmap."
+            )
+        return apply_rope(x, positions, base=self.base)

@@ -1,0 +1,163 @@
+"""SIREN: sinusoidal representation networks.
+
+Sitzmann, Martel, Bergman, Lindell, Wetzstein (2020), "Implicit Neural Representations with
+Periodic Activation Functions".
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from spectrax._checks import check_positive_float, check_positive_int
+
+
+def sine_layer(
+    x: Float[Array, " D_in"],
+    weight: Float[Array, "D_out D_in"],
+    bias: Float[Array, " D_out"],
+    omega_0: float,
+) -> Float[Array, " D_out"]:
+    """``sin(omega_0 (W x + b))``: one SIREN layer (the bias sits inside the frequency scaling,
+    as in the paper's reference code)."""
+    return jnp.sin(omega_0 * (weight @ x.astype(weight.dtype) + bias))
+
+
+def siren_weight_bound(in_features: int, omega_0: float, is_first: bool) -> float:
+    """Half-width of the uniform SIREN weight init: ``1/in`` for the first layer, else
+    ``sqrt(6/in) / omega_0`` (Sitzmann et al., 2020, Sec. 3.2 and supplement Sec. 1)."""
+    return 1.0 / in_features if is_first else math.sqrt(6.0 / in_features) / omega_0
+
+
+def _uniform(key, shape, bound, dtype) -> Array:
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class SineLayer(eqx.Module):
+    """A linear map followed by ``sin(omega_0 .)``: ``y = sin(omega_0 (W x + b))``.
+
+    Initialisation (Sitzmann et al., 2020): ``W ~ U(-1/in, 1/in)`` for the first layer, so that
+    ``omega_0 W x`` spans several periods over inputs in ``[-1, 1]``; ``W ~ U(-c, c)`` with
+    ``c = sqrt(6/in) / omega_0`` for the others, so that ``omega_0 W h`` has unit variance when
+    ``h`` is arcsine-distributed on ``[-1, 1]`` (the output of a sine layer), at any depth. The
+    bias is ``U(-1/sqrt(in), 1/sqrt(in))``: the reference implementation leaves it at the
+    ``torch.nn.Linear`` default, and so does this one.
+
+    Args:
+        in_features, out_features: ``D_in``, ``D_out``.
+        omega_0: frequency scale (default 30.0, the paper's choice).
+        is_first: use the first-layer weight init (default False).
+        dtype: parameter dtype (float32).
+        key: PRNG key (keyword-only).
+
+    The matrix product runs at JAX's default precision (TF32 on recent NVIDIA GPUs), and its
+    error is multiplied by ``omega_0``; set ``jax_default_matmul_precision="highest"`` for
+    accurate high-frequency fits on GPU.
+    """
+
+    weight: Float[Array, "D_out D_in"]
+    bias: Float[Array, " D_out"]
+    in_features: int = eqx.field(static=True)
+    out_features: int = eqx.field(static=True)
+    omega_0: float = eqx.field(static=True)
+    is_first: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        omega_0: float = 30.0,
+        is_first: bool = False,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        self.in_features = check_positive_int("in_features", in_features)
+        self.out_features = check_positive_int("out_features", out_features)
+        self.omega_0 = check_positive_float("omega_0", omega_0)
+        self.is_first = bool(is_first)
+        wkey, bkey = jax.random.split(key)
+        bound = siren_weight_bound(in_features, self.omega_0, self.is_first)
+        self.weight = _uniform(wkey, (out_features, in_features), bound, dtype)
+        self.bias = _uniform(bkey, (out_features,), 1.0 / math.sqrt(in_features), dtype)
+
+    def __call__(self, x: Float[Array, " D_in"]) -> Float[Array, " D_out"]:
+        if x.shape != (self.in_features,):
+            raise ValueError(
+                f"`x` must be one point of shape ({self.in_features},); got x.shape={x.shape}. "
+                "Batch with jax.vmap."
+            )
+        return sine_layer(x, self.weight, self.bias, self.omega_0)
+
+
+class Siren(eqx.Module):
+    """A SIREN: ``depth`` sine layers, then a linear output layer (Sitzmann et al., 2020).
+
+    ``D -> hidden -> ... -> hidden -> O``: the first sine layer uses ``omega_0`` and the
+    first-layer init, the ``depth - 1`` others ``hidden_omega_0`` and the hidden init. The final
+    linear layer is initialised like a hidden layer, ``U(-c, c)`` with
+    ``c = sqrt(6/hidden) / hidden_omega_0`` and a ``U(-1/sqrt(hidden), 1/sqrt(hidden))`` bias, as in
+    the reference's ``outermost_linear=True``. (The reference's ``hidden_layers`` is ``depth - 1``.)
+
+    Args:
+        in_features: ``D``.
+        hidden_features: width of every sine layer.
+        out_features: ``O``.
+        depth: number of sine layers (``>= 1``).
+        omega_0: frequency scale of the first layer (default 30.0).
+        hidden_omega_0: frequency scale of the other sine layers (default 30.0).
+        dtype: parameter dtype (float32).
+        key: PRNG key (keyword-only).
+    """
+
+    layers: tuple[SineLayer, ...]
+    final_weight: Float[Array, "O H"]
+    final_bias: Float[Array, " O"]
+    in_features: int = eqx.field(static=True)
+    out_features: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        out_features: int,
+        depth: int,
+        *,
+        omega_0: float = 30.0,
+        hidden_omega_0: float = 30.0,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        self.in_features = check_positive_int("in_features", in_features)
+        hidden_features = check_positive_int("hidden_features", hidden_features)
+        self.out_features = check_positive_int("out_features", out_features)
+        depth = check_positive_int("depth", depth)
+        hidden_omega_0 = check_positive_float("hidden_omega_0", hidden_omega_0)
+        keys = jax.random.split(key, depth + 1)
+        first = SineLayer(
+            in_features, hidden_features, omega_0=omega_0, is_first=True, dtype=dtype, key=keys[0]
+        )
+        hidden = [
+            SineLayer(hidden_features, hidden_features, omega_0=hidden_omega_0, dtype=dtype, key=k)
+            for k in keys[1:depth]
+        ]
+        self.layers = (first, *hidden)
+        wkey, bkey = jax.random.split(keys[depth])
+        bound = siren_weight_bound(hidden_features, hidden_omega_0, False)
+        self.final_weight = _uniform(wkey, (out_features, hidden_features), bound, dtype)
+        self.final_bias = _uniform(bkey, (out_features,), 1.0 / math.sqrt(hidden_features), dtype)
+
+    def __call__(self, x: Float[Array, " D"]) -> Float[Array, " O"]:
+        if x.shape != (self.in_features,):
+            raise ValueError(
+                f"`x` must be one point of shape ({self.in_features},); got x.shape={x.shape}. "
+                "Batch with jax.vmap."
+            )
+        h = x
+        for layer in self.layers:
+            h = layer(h)
+        return self.final_weight @ h + self.final_bias

@@ -1,0 +1,110 @@
+"""RoPE (Su et al. 2021): agrees with equinox.nn.RotaryPositionalEmbedding, the rotate-half
+layout on basis vectors, scores depend on relative position only, norms are preserved,
+transformations and errors."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spectrax.nn import RoPE, apply_rope, rope_frequencies
+from tests.helpers import assert_close
+
+
+def _normal(seed, shape, dtype=jnp.float32):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), dtype)
+
+
+def test_frequencies():
+    theta = rope_frequencies(8, base=100.0)
+    np.testing.assert_allclose(theta, [1.0, 100.0**-0.25, 0.1, 100.0**-0.75], rtol=1e-7)
+    assert theta.dtype == jnp.float32
+
+
+# Distinct head sizes per base: equinox caches its cos/sin tables by (size, dtype), not by theta.
+@pytest.mark.parametrize("head_dim, base", [(16, 10000.0), (12, 500.0)])
+def test_matches_equinox(head_dim, base):
+    x = _normal(0, (40, head_dim))
+    expected = eqx.nn.RotaryPositionalEmbedding(head_dim, theta=base, dtype=jnp.float32)(x)
+    # Angles up to 39 rad round to ~2e-6 in float32, in both implementations.
+    assert_close(RoPE(head_dim, base=base)(x), expected, rtol=2e-6)
+    assert_close(apply_rope(x, base=base), expected, rtol=2e-6)
+
+
+def test_rotate_half_layout(x64):
+    """Pair i is (x[i], x[i + D/2]): e_0 at position m goes to cos(m) e_0 + sin(m) e_2."""
+    m = 3.7
+    e0 = jnp.zeros((1, 4)).at[0, 0].set(1.0)
+    out = np.asarray(apply_rope(e0, jnp.asarray([m])))[0]
+    np.testing.assert_allclose(out, [np.cos(m), 0.0, np.sin(m), 0.0], atol=1e-15)
+    e1 = jnp.zeros((1, 4)).at[0, 1].set(1.0)
+    out = np.asarray(apply_rope(e1, jnp.asarray([m]), base=100.0))[0]
+    # theta_1 = 100^(-1/2) = 0.1
+    np.testing.assert_allclose(out, [0.0, np.cos(0.1 * m), 0.0, np.sin(0.1 * m)], atol=1e-15)
+
+
+def test_scores_depend_on_relative_position_only(x64):
+    """<R(m) q, R(n) k> = <q, R(n - m) k>: shift both positions by c and nothing changes."""
+    q, k = _normal(1, (1, 32), jnp.float64), _normal(2, (1, 32), jnp.float64)
+
+    def score(m, n):
+        rq = apply_rope(q, jnp.asarray([m], jnp.float64))
+        rk = apply_rope(k, jnp.asarray([n], jnp.float64))
+        return float(jnp.sum(rq * rk))
+
+    pairs = [(0.0, 0.0), (0.0, 5.0), (7.0, 2.0), (3.0, 3.5), (10.0, 50.0)]
+    for m, n in pairs:
+        s = score(m, n)
+        assert abs(s - float(jnp.sum(q * apply_rope(k, jnp.asarray([n - m]))))) < 1e-11
+        for c in [1.0, 17.0, -4.25, 1000.0, 123456.0]:
+            # float64 rounding of angles ~|c|: measured <= 1.4e-11 at c = 123456.
+            assert abs(score(m + c, n + c) - s) < 1e-13 * (1 + abs(c)), (m, n, c)
+    # ... and it does depend on the offset (so the checks above can fail).
+    offsets = [score(0.0, d) for d in (0.0, 1.0, 2.0, 5.0)]
+    assert min(abs(a - b) for i, a in enumerate(offsets) for b in offsets[i + 1 :]) > 1e-3
+
+
+def test_preserves_norms_dtype_and_vmap(x64):
+    x = _normal(3, (2, 4, 24, 8), jnp.float64)
+    pos = jnp.asarray(np.random.default_rng(4).integers(0, 1000, 24))
+    y = jax.jit(apply_rope)(x, pos)
+    assert y.shape == x.shape and y.dtype == jnp.float64
+    assert_close(jnp.linalg.norm(y, axis=-1), jnp.linalg.norm(x, axis=-1), jnp.float64)
+    # Leading axes are batch axes: the same as vmapping the one-head module.
+    rope = RoPE(8)
+    per_head = jax.vmap(jax.vmap(rope, in_axes=(0, None)), in_axes=(0, None))(x, pos)
+    assert_close(y, per_head, jnp.float64)
+
+
+def test_dtypes():
+    x = _normal(5, (6, 8))
+    for dtype in (jnp.float32, jnp.bfloat16, jnp.float16):
+        y = apply_rope(x.astype(dtype))
+        assert y.dtype == dtype
+        assert_close(y, apply_rope(x), rtol=1e-2)
+
+
+def test_gradient_is_transpose_rotation():
+    """R is orthogonal: grad of <u, R x> is R^T u = R(-m) u, and grad |R x|^2 / 2 = x."""
+    x, u = _normal(6, (5, 8)), _normal(7, (5, 8))
+    pos = jnp.arange(5)
+    g = jax.jit(jax.grad(lambda v: jnp.sum(u * apply_rope(v, pos))))(x)
+    assert_close(g, apply_rope(u, -pos), jnp.float32)
+    g2 = jax.grad(lambda v: 0.5 * jnp.sum(apply_rope(v) ** 2))(x)
+    assert_close(g2, x, jnp.float32)
+
+
+def test_errors(library_errors):
+    with pytest.raises(ValueError, match="`head_dim`.*7"):
+        rope_frequencies(7)
+    with pytest.raises(ValueError, match="`head_dim`.*5"):
+        RoPE(5)
+    with pytest.raises(ValueError, match="`x`.*even"):
+        apply_rope(jnp.ones((4, 5)))
+    with pytest.raises(ValueError, match="`positions`.*\\(4,\\)"):
+        apply_rope(jnp.ones((4, 6)), jnp.arange(3))
+    with pytest.raises(ValueError, match="`x`.*head_dim"):
+        RoPE(8)(jnp.ones((4, 6)))
+    with pytest.raises(ValueError, match="`base`"):
+        apply_rope(jnp.ones((4, 6)), base=-1.0)
