@@ -1,0 +1,145 @@
+"""Empirical neural tangent kernels, their spectra, and the gradient-descent dynamics they
+predict (Jacot et al., 2018, "Neural Tangent Kernel: Convergence and Generalization in Neural
+Networks"; Lee et al., 2019, "Wide Neural Networks of Any Depth Evolve as Linear Models Under
+Gradient Descent")."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Inexact
+
+
+def _check_batch(name: str, x: Any) -> None:
+    if not hasattr(x, "shape") or len(x.shape) < 1 or x.shape[0] < 1:
+        got = getattr(x, "shape", type(x).__name__)
+        raise ValueError(
+            f"`{name}` must be an array of examples with a leading batch axis (N, ...); got {got}."
+        )
+
+
+def _jacobian(f: Callable, params: Any, x: Array) -> Array:
+    """Per-example Jacobian of ``f(params, x_i)`` w.r.t. all parameters, flattened to
+    ``(N, O, P)`` (``O`` = output size, ``P`` = number of parameter entries)."""
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves:
+        raise ValueError("`params` has no array leaves; nothing to differentiate.")
+    for leaf in leaves:
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            raise TypeError(
+                f"every leaf of `params` must be a real floating-point array; got dtype "
+                f"{jnp.result_type(leaf)}. Partition a model first, e.g. "
+                "`params, static = eqx.partition(model, eqx.is_inexact_array)`."
+            )
+    jac = jax.vmap(jax.jacrev(f), in_axes=(None, 0))(params, x)
+    n = x.shape[0]
+    # Each Jacobian leaf has shape (N, *out, *leaf_shape), leaves in the order of `params`.
+    jac_leaves = jax.tree_util.tree_leaves(jac)
+    out_ndim = jac_leaves[0].ndim - 1 - leaves[0].ndim
+    out_size = math.prod(jac_leaves[0].shape[1 : 1 + out_ndim])
+    return jnp.concatenate([j.reshape(n, out_size, -1) for j in jac_leaves], axis=-1)
+
+
+def empirical_ntk(
+    f: Callable[[Any, Array], Array],
+    params: Any,
+    x1: Inexact[Array, "N1 ..."],
+    x2: Inexact[Array, "N2 ..."] | None = None,
+) -> Float[Array, "N1 N2 *out"]:
+    """The empirical NTK ``Θ(x, x') = J(x) J(x')ᵀ`` of ``f`` at ``params``.
+
+    ``J(x) = ∂f(params, x)/∂params`` over every leaf of ``params`` (a pytree). For an Equinox
+    model, partition it first::
+
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+        f = lambda p, x: eqx.combine(p, static)(x)
+
+    Args:
+        f: ``f(params, x) -> y`` on one example; ``y`` a scalar or an array of shape ``out``.
+        params: the point of linearisation, a pytree of real float arrays.
+        x1: ``(N1, ...)`` examples. x2: ``(N2, ...)``, defaults to ``x1``.
+
+    Returns:
+        ``(N1, N2)`` for scalar outputs, else ``(N1, N2, O, O)`` with ``O = prod(out)``
+        (the kernel between output components). Computed as an explicit Jacobian product:
+        memory ``O((N1 + N2) · O · P)``, meant for the analysis of small and medium models.
+    """
+    _check_batch("x1", x1)
+    j1 = _jacobian(f, params, x1)
+    if x2 is None:
+        j2 = j1
+    else:
+        _check_batch("x2", x2)
+        if x2.shape[1:] != x1.shape[1:]:
+            raise ValueError(
+                f"`x2` examples have shape {x2.shape[1:]} but `x1` examples have "
+                f"{x1.shape[1:]}; expected the same per-example shape."
+            )
+        j2 = _jacobian(f, params, x2)
+    k = jnp.einsum("aop,bqp->aboq", j1, j2, precision=jax.lax.Precision.HIGHEST)
+    if j1.shape[1] == 1:
+        return k[:, :, 0, 0]
+    return k
+
+
+def ntk_eigh(
+    ntk: Float[Array, "N N"],
+) -> tuple[Float[Array, " N"], Float[Array, "N N"]]:
+    """Eigenvalues (descending) and orthonormal eigenvectors (columns) of a symmetric NTK.
+
+    Raises:
+        ValueError: if ``ntk`` is not square (e.g. a ``(N1, N2)`` cross-kernel or the
+            ``(N, N, O, O)`` kernel of a vector output: take ``ntk[..., i, i]`` or reshape).
+    """
+    if ntk.ndim != 2 or ntk.shape[0] != ntk.shape[1]:
+        raise ValueError(
+            f"`ntk` must be a square (N, N) kernel on one set of points; got shape {ntk.shape}."
+        )
+    sym = 0.5 * (ntk + ntk.T)
+    w, v = jnp.linalg.eigh(sym)
+    return w[::-1], v[:, ::-1]
+
+
+def gd_residuals(
+    ntk: Float[Array, "N N"],
+    residual0: Float[Array, " N"],
+    learning_rate: float,
+    steps: int,
+) -> Float[Array, "T N"]:
+    """Training residuals ``r_t = f_t(X) - y`` predicted by the linearised model.
+
+    For the mean squared error ``L = (1/2N) Σ_i (f(x_i) - y_i)²`` and plain gradient descent
+    with rate ``η``, a model linear in its parameters follows exactly
+    ``r_{t+1} = (I - η Θ / N) r_t``; a wide network follows it approximately (Lee et al.,
+    2019). In the eigenbasis of ``Θ`` each component decays as ``(1 - η λ_i / N)^t``: the
+    directions with small eigenvalues (for smooth networks, the high frequencies) are learned
+    last, which is the spectral bias.
+
+    Args:
+        ntk: ``(N, N)`` symmetric kernel on the training points.
+        residual0: ``(N,)`` the residual at initialisation.
+        learning_rate: ``η > 0``. steps: number of steps ``T >= 0``.
+
+    Returns:
+        ``(T + 1, N)``: ``r_0 … r_T``.
+    """
+    if ntk.ndim != 2 or ntk.shape[0] != ntk.shape[1]:
+        raise ValueError(f"`ntk` must be a square (N, N) kernel; got shape {ntk.shape}.")
+    if residual0.shape != (ntk.shape[0],):
+        raise ValueError(
+            f"`residual0` must have shape ({ntk.shape[0]},) to match `ntk`; got {residual0.shape}."
+        )
+    if not learning_rate > 0:
+        raise ValueError(f"`learning_rate` must be > 0; got {learning_rate!r}.")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"`steps` must be an integer >= 0; got {steps!r}.")
+    w, v = ntk_eigh(ntk)
+    n = ntk.shape[0]
+    factor = 1.0 - learning_rate * w / n
+    t = jnp.arange(steps + 1, dtype=w.dtype)[:, None]
+    coef = v.T @ residual0
+    return (factor[None, :] ** t * coef[None, :]) @ v.T

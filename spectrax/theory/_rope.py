@@ -1,0 +1,161 @@
+"""How large the RoPE base must be for a context length, and what finite precision does to
+RoPE angles (Su et al., 2021, "RoFormer"; Men et al., 2024, "Base of RoPE Bounds Context
+Length"; the phase-modulation reading of RoPE as a bank of oscillators, "Rotary Positional
+Embeddings as Phase Modulation: Theoretical Bounds on the RoPE Base for Long-Context
+Transformers", 2026).
+
+Frequencies ``θ_i = base^(-2i/d)``, ``i = 0 … d/2 - 1`` (``d`` the head dimension), as in
+:func:`spectrax.nn.rope_frequencies`. The bounds here run once, in NumPy float64, on static
+numbers; :func:`rope_angle_error` measures the angles as a given dtype computes them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Float
+
+from spectrax._checks import check_positive_int
+
+
+def _check_head_dim(head_dim) -> int:
+    d = check_positive_int("head_dim", head_dim, minimum=4)
+    if d % 2:
+        raise ValueError(f"`head_dim` must be even (pairs of channels rotate); got {d}.")
+    return d
+
+
+def _check_base(base) -> float:
+    if isinstance(base, bool) or not isinstance(base, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`base` must be a real number > 1; got {base!r}.")
+    if not math.isfinite(float(base)) or float(base) <= 1.0:
+        raise ValueError(f"`base` must be a finite number > 1; got {base!r}.")
+    return float(base)
+
+
+def _theta(base: float, d: int) -> np.ndarray:
+    return base ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+
+
+def rope_decay_curve(base: float, head_dim: int, max_distance: int) -> Float[np.ndarray, " L"]:
+    """``B(m) = (2/d) Σ_i cos(m θ_i)`` for ``m = 0 … max_distance`` (Men et al., 2024).
+
+    ``B(m)`` is the expected attention score between a query and a key equal to it up to
+    zero-mean noise, at relative distance ``m``, divided by its value at ``m = 0``: where it
+    turns negative, RoPE makes a token prefer dissimilar tokens over similar ones at that
+    distance.
+
+    Returns:
+        ``(max_distance + 1,)`` float64.
+    """
+    d = _check_head_dim(head_dim)
+    theta = _theta(_check_base(base), d)
+    n = check_positive_int("max_distance", max_distance)
+    return _decay_curve(theta, n)
+
+
+def _decay_curve(theta: np.ndarray, n: int, chunk: int = 1 << 16) -> np.ndarray:
+    out = np.empty(n + 1)
+    for start in range(0, n + 1, chunk):
+        m = np.arange(start, min(start + chunk, n + 1), dtype=np.float64)
+        out[start : start + m.size] = np.cos(np.outer(m, theta)).mean(axis=1)
+    return out
+
+
+def _decay_holds(base: float, d: int, n: int) -> bool:
+    return bool(_decay_curve(_theta(base, d), n).min() >= 0.0)
+
+
+def rope_base_lower_bound(context_length: int, head_dim: int, *, rtol: float = 1e-3) -> float:
+    """The smallest base for which :func:`rope_decay_curve` stays ``>= 0`` over the context.
+
+    Men et al. (2024) show a model keeps its ability to attend to similar tokens at distance
+    ``m`` only while ``B(m) >= 0``; the base must therefore hold ``B(m) >= 0`` for every
+    ``0 <= m <= context_length``. The criterion is found by bisection on ``log(base)``
+    between a failing and a holding base; it is close to but not strictly monotone in the
+    base, so the result is a base where the criterion holds, with a base ``(1 + rtol)``
+    times smaller where it fails.
+
+    Args:
+        context_length: the longest relative distance ``L``, ``>= 1``.
+        head_dim: ``d``, even, ``>= 4``.
+        rtol: relative width of the final bracket.
+
+    Returns:
+        The bound, a Python float.
+    """
+    n = check_positive_int("context_length", context_length)
+    d = _check_head_dim(head_dim)
+    if not 0 < rtol < 1:
+        raise ValueError(f"`rtol` must lie in (0, 1); got {rtol!r}.")
+    lo = 1.0 + 1e-9
+    if _decay_holds(lo, d, n):
+        return lo
+    hi = max(2.0, rope_aliasing_bound(n, d))
+    while not _decay_holds(hi, d, n):
+        lo, hi = hi, hi * 4.0
+        if hi > 1e300:  # pragma: no cover - only for d = 4 with absurd lengths
+            raise ValueError(f"no base satisfies the decay criterion for {n=} and {d=}.")
+    while hi / lo > 1.0 + rtol:
+        mid = math.sqrt(lo * hi)
+        if _decay_holds(mid, d, n):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def rope_aliasing_bound(context_length: int, head_dim: int) -> float:
+    """The smallest base whose slowest rotation turns by at most ``π`` over the context.
+
+    The slowest pair rotates by ``θ_min = base^(-(d-2)/d)`` per token. Its score
+    ``cos(m θ_min)`` identifies the distance ``m`` one-to-one only while
+    ``context_length · θ_min <= π``; beyond, distances alias onto each other in every pair,
+    the analogue of a Nyquist limit in the oscillator-bank reading of RoPE. Closed form:
+    ``base >= (context_length / π)^(d / (d - 2))``.
+    """
+    n = check_positive_int("context_length", context_length)
+    d = _check_head_dim(head_dim)
+    return (n / math.pi) ** (d / (d - 2))
+
+
+def rope_angle_error(
+    positions, head_dim: int, base: float, dtype=jnp.float32
+) -> Float[np.ndarray, " P"]:
+    """Largest angle error over all pairs when RoPE angles ``m θ_i`` are computed in ``dtype``.
+
+    The angles are formed as a RoPE implementation working in ``dtype`` forms them:
+    positions and frequencies cast to ``dtype``, then multiplied in ``dtype``; compared with
+    the exact float64 product. (:func:`spectrax.nn.apply_rope` works in float32, or float64
+    for float64 inputs, whatever the dtype of ``x``: its error is the float32 row.) Rounding gives an error near ``eps(dtype) · m θ_i`` at position ``m``;
+    once it reaches the slowest pair's step ``θ_min`` that pair no longer resolves single
+    tokens. In float32 this happens near ``m ≈ 1/eps ≈ 10^7`` whatever the base; in bfloat16
+    positions above 256 are not even representable, which is why ``apply_rope`` never forms
+    angles in half precision.
+
+    Args:
+        positions: integer positions, shape ``(P,)``.
+        head_dim: ``d``, even. base: the RoPE base. dtype: the float type under test.
+
+    Returns:
+        ``(P,)`` float64 absolute angle errors, in radians (not reduced mod 2π).
+    """
+    d = _check_head_dim(head_dim)
+    b = _check_base(base)
+    pos = np.asarray(positions)
+    if pos.ndim != 1 or not np.issubdtype(pos.dtype, np.integer) or (pos < 0).any():
+        raise ValueError(
+            f"`positions` must be a 1-d array of non-negative integers; got {positions!r}."
+        )
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"`dtype` must be a real floating-point type; got {dtype}.")
+    exact = np.outer(pos.astype(np.float64), _theta(b, d))
+    if dtype == np.float64:  # exact reference type: JAX may run with x64 off
+        computed = np.outer(pos.astype(np.float64), _theta(b, d))
+    else:
+        theta = jnp.asarray(_theta(b, d).astype(np.float32)).astype(dtype)
+        computed = jnp.asarray(pos.astype(np.int32)).astype(dtype)[:, None] * theta[None, :]
+    return np.abs(np.asarray(computed).astype(np.float64) - exact).max(axis=1)

@@ -1,0 +1,161 @@
+"""Empirical NTK against closed forms and independent Jacobians; GD dynamics it predicts."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from spectrax.theory import empirical_ntk, gd_residuals, ntk_eigh
+from tests.helpers import assert_close
+
+
+def _mlp_params(key, widths, dtype=jnp.float64):
+    keys = jax.random.split(key, len(widths) - 1)
+    return [
+        {
+            "w": jax.random.normal(k, (o, i), dtype) / jnp.sqrt(jnp.asarray(i, dtype)),
+            "b": jnp.zeros((o,), dtype),
+        }
+        for k, i, o in zip(keys, widths[:-1], widths[1:], strict=True)
+    ]
+
+
+def _mlp(params, x):
+    h = x
+    for layer in params[:-1]:
+        h = jnp.tanh(layer["w"] @ h + layer["b"])
+    out = params[-1]["w"] @ h + params[-1]["b"]
+    return out[0] if out.shape == (1,) else out
+
+
+def test_linear_model_ntk_is_feature_gram(key, x64):
+    # f(w, x) = w . phi(x): J(x) = phi(x), so the NTK is the feature Gram matrix exactly.
+    x = jnp.linspace(0.0, 1.0, 9)[:, None]
+    freqs = jnp.arange(1.0, 6.0)
+
+    def phi(x):
+        return jnp.concatenate(
+            [jnp.cos(2 * jnp.pi * freqs * x[0]), jnp.sin(2 * jnp.pi * freqs * x[0])]
+        )
+
+    w = jax.random.normal(key, (10,), jnp.float64)
+    ntk = empirical_ntk(lambda p, x: p @ phi(x), w, x)
+    feats = jax.vmap(phi)(x)
+    assert_close(ntk, feats @ feats.T, jnp.float64)
+
+
+def test_pytree_ntk_matches_flat_jacobian(key, x64):
+    params = _mlp_params(key, [2, 8, 8, 1])
+    x1 = jax.random.normal(jax.random.key(1), (7, 2), jnp.float64)
+    x2 = jax.random.normal(jax.random.key(2), (5, 2), jnp.float64)
+    flat, unravel = ravel_pytree(params)
+    jac = jax.vmap(jax.jacfwd(lambda p, x: _mlp(unravel(p), x)), in_axes=(None, 0))
+    j1, j2 = jac(flat, x1), jac(flat, x2)
+    assert_close(empirical_ntk(_mlp, params, x1, x2), j1 @ j2.T, jnp.float64)
+    assert_close(empirical_ntk(_mlp, params, x1), j1 @ j1.T, jnp.float64)
+
+
+def test_vector_output_kernel_layout(key, x64):
+    params = _mlp_params(key, [3, 8, 4])
+    x1 = jax.random.normal(jax.random.key(1), (4, 3), jnp.float64)
+    x2 = jax.random.normal(jax.random.key(2), (6, 3), jnp.float64)
+    k12 = empirical_ntk(_mlp, params, x1, x2)
+    k21 = empirical_ntk(_mlp, params, x2, x1)
+    assert k12.shape == (4, 6, 4, 4)
+    assert_close(k12, jnp.transpose(k21, (1, 0, 3, 2)), jnp.float64)
+    # the (o, q) block is J_o(x) J_q(x')^T
+    jac = jax.vmap(jax.jacrev(lambda p, x: _mlp(p, x)), in_axes=(None, 0))
+    flat1 = jnp.concatenate(
+        [leaf.reshape(4, 4, -1) for leaf in jax.tree_util.tree_leaves(jac(params, x1))], -1
+    )
+    flat2 = jnp.concatenate(
+        [leaf.reshape(6, 4, -1) for leaf in jax.tree_util.tree_leaves(jac(params, x2))], -1
+    )
+    assert_close(k12[1, 2], flat1[1] @ flat2[2].T, jnp.float64)
+
+
+def test_ntk_predicts_one_small_gradient_step(key, x64):
+    # A nonlinear network: one GD step of rate eta on L = (1/2N) sum r^2 changes the outputs by
+    # -(eta/N) Theta r + O(eta^2): relative to the O(eta) prediction the remainder is O(eta),
+    # so it shrinks 10x when eta does.
+    params = _mlp_params(key, [1, 32, 32, 1])
+    x = jnp.linspace(-1.0, 1.0, 12)[:, None]
+    y = jnp.sin(3 * x[:, 0])
+    f = jax.vmap(_mlp, in_axes=(None, 0))
+    r = f(params, x) - y
+    ntk = empirical_ntk(_mlp, params, x)
+
+    def loss(p):
+        return 0.5 * jnp.mean((f(p, x) - y) ** 2)
+
+    g = jax.grad(loss)(params)
+    remainders = []
+    for eta in (1e-2, 1e-3):
+        stepped = jax.tree_util.tree_map(lambda p, gi, eta=eta: p - eta * gi, params, g)
+        actual = f(stepped, x) - f(params, x)
+        predicted = -(eta / x.shape[0]) * ntk @ r
+        remainders.append(float(jnp.linalg.norm(actual - predicted) / jnp.linalg.norm(predicted)))
+    assert remainders[0] < 0.05
+    assert 8 < remainders[0] / remainders[1] < 12, remainders
+
+
+def test_gd_residuals_exact_for_linear_model(key, x64):
+    n, p = 16, 24
+    feats = jax.random.normal(key, (n, p), jnp.float64)
+    y = jax.random.normal(jax.random.key(1), (n,), jnp.float64)
+    w = jnp.zeros((p,), jnp.float64)
+    eta, steps = 0.05, 30
+    opt = optax.sgd(eta)
+    state = opt.init(w)
+
+    def loss(w):
+        return 0.5 * jnp.mean((feats @ w - y) ** 2)
+
+    residuals = [feats @ w - y]
+    for _ in range(steps):
+        updates, state = opt.update(jax.grad(loss)(w), state)
+        w = optax.apply_updates(w, updates)
+        residuals.append(feats @ w - y)
+    ntk = empirical_ntk(lambda w, f: w @ f, w, feats)
+    assert_close(gd_residuals(ntk, residuals[0], eta, steps), jnp.stack(residuals), jnp.float64)
+
+
+def test_ntk_eigh_orders_and_reconstructs(key, x64):
+    params = _mlp_params(key, [1, 16, 1])
+    x = jnp.linspace(-1.0, 1.0, 10)[:, None]
+    ntk = empirical_ntk(_mlp, params, x)
+    w, v = ntk_eigh(ntk)
+    assert bool(jnp.all(w[:-1] >= w[1:]))
+    assert_close((v * w[None, :]) @ v.T, ntk, jnp.float64, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(v.T @ v), np.eye(10), atol=1e-10)
+
+
+def test_ntk_jit_and_grad(key):
+    params = _mlp_params(key, [2, 8, 1], jnp.float32)
+    x = jax.random.normal(jax.random.key(3), (5, 2))
+    eager = empirical_ntk(_mlp, params, x)
+    jitted = jax.jit(lambda p, x: empirical_ntk(_mlp, p, x))(params, x)
+    assert_close(jitted, eager, jnp.float32)
+    g = jax.grad(lambda p: jnp.trace(empirical_ntk(_mlp, p, x)))(params)
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(g))
+
+
+def test_bad_inputs_are_named(key, library_errors):
+    params = _mlp_params(key, [2, 4, 1], jnp.float32)
+    x = jnp.ones((3, 2))
+    with pytest.raises(ValueError, match="`x2` examples have shape"):
+        empirical_ntk(_mlp, params, x, jnp.ones((3, 5)))
+    with pytest.raises(ValueError, match="`x1` must be an array of examples"):
+        empirical_ntk(_mlp, params, jnp.ones(()))
+    with pytest.raises(TypeError, match="real floating-point"):
+        empirical_ntk(lambda p, x: p.sum() * x.sum(), jnp.ones(3, jnp.int32), x)
+    with pytest.raises(ValueError, match="square"):
+        ntk_eigh(jnp.ones((3, 4)))
+    with pytest.raises(ValueError, match="`residual0` must have shape"):
+        gd_residuals(jnp.eye(3), jnp.ones(4), 0.1, 3)
+    with pytest.raises(ValueError, match="`learning_rate`"):
+        gd_residuals(jnp.eye(3), jnp.ones(3), 0.0, 3)
+    with pytest.raises(ValueError, match="`steps`"):
+        gd_residuals(jnp.eye(3), jnp.ones(3), 0.1, -1)

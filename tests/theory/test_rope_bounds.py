@@ -1,0 +1,80 @@
+"""RoPE base bounds and angle precision, against their definitions."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spectrax.theory import (
+    rope_aliasing_bound,
+    rope_angle_error,
+    rope_base_lower_bound,
+    rope_decay_curve,
+)
+
+
+def test_decay_curve_is_the_mean_cosine():
+    d, base = 16, 500.0
+    theta = base ** (-np.arange(0, d, 2) / d)
+    m = np.arange(0, 301)
+    expected = np.cos(m[:, None] * theta[None, :]).mean(axis=1)
+    np.testing.assert_allclose(rope_decay_curve(base, d, 300), expected, rtol=0, atol=1e-14)
+    assert rope_decay_curve(base, d, 300)[0] == 1.0
+
+
+@pytest.mark.parametrize("context_length", [512, 4096])
+def test_lower_bound_is_the_threshold(context_length):
+    rtol = 1e-3
+    b = rope_base_lower_bound(context_length, 128, rtol=rtol)
+    assert rope_decay_curve(b, 128, context_length).min() >= 0.0
+    # just below the bound some distance within the context has a negative score
+    assert rope_decay_curve(b / (1 + 2 * rtol), 128, context_length).min() < 0.0
+
+
+def test_lower_bound_grows_with_context_and_exceeds_aliasing():
+    bounds = [rope_base_lower_bound(n, 64) for n in (256, 1024, 4096)]
+    assert bounds[0] < bounds[1] < bounds[2]
+    # a base of 10^4 (RoFormer's default) is enough for 256 tokens at d = 64 and not for 4096
+    assert bounds[0] < 1e4 < bounds[2]
+    for n, b in zip((256, 1024, 4096), bounds, strict=True):
+        assert b > rope_aliasing_bound(n, 64)
+
+
+def test_aliasing_bound_closed_form():
+    n, d = 8192, 128
+    b = rope_aliasing_bound(n, d)
+    theta_min = b ** (-(d - 2) / d)
+    assert math.isclose(n * theta_min, math.pi, rel_tol=1e-12)
+
+
+def test_angle_error_by_precision():
+    pos = np.array([1, 255, 257, 1001, 2**20])
+    assert np.all(rope_angle_error(pos, 128, 1e4, jnp.float64) == 0.0)
+    f32 = rope_angle_error(pos, 128, 1e4, jnp.float32)
+    # two float32 roundings (theta, then the product); theta_0 = 1 is the largest angle
+    eps = float(np.finfo(np.float32).eps)
+    assert np.all(f32 <= 2 * eps * pos), f32
+    assert f32[-1] > 1e-3  # about 0.03 rad at a million tokens: visible in the slowest pairs
+    bf16 = rope_angle_error(pos[:4], 128, 1e4, jnp.bfloat16)
+    # 257 and 1001 are not bfloat16 numbers (8 significant bits): the position itself moves
+    assert bf16[2] >= 1.0 and bf16[3] >= 1.0, bf16
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="`head_dim` must be even"):
+        rope_decay_curve(1e4, 63, 10)
+    with pytest.raises(ValueError, match="`head_dim` must be an integer >= 4"):
+        rope_aliasing_bound(100, 2)
+    with pytest.raises(ValueError, match="`base` must be a finite number > 1"):
+        rope_decay_curve(0.5, 64, 10)
+    with pytest.raises(TypeError, match="`base` must be a real number"):
+        rope_decay_curve("1e4", 64, 10)
+    with pytest.raises(ValueError, match="`context_length` must be an integer >= 1"):
+        rope_base_lower_bound(0, 64)
+    with pytest.raises(ValueError, match="`rtol`"):
+        rope_base_lower_bound(10, 64, rtol=2.0)
+    with pytest.raises(ValueError, match="`positions` must be a 1-d array"):
+        rope_angle_error(np.array([-1, 2]), 64, 1e4)
+    with pytest.raises(TypeError, match="`dtype` must be a real floating-point"):
+        rope_angle_error(np.array([1]), 64, 1e4, jnp.int32)
