@@ -17,7 +17,16 @@ import pytest  # noqa: E402
 from jaxtyping import install_import_hook  # noqa: E402
 
 with install_import_hook("spectrax", "beartype.beartype"):
+    # every subpackage, so each module is decorated (a module first imported after this
+    # block would escape the check)
     import spectrax  # noqa: F401, E402
+    import spectrax.data  # noqa: F401, E402
+    import spectrax.models  # noqa: F401, E402
+    import spectrax.nn  # noqa: F401, E402
+    import spectrax.ssm  # noqa: F401, E402
+    import spectrax.theory  # noqa: F401, E402
+    import spectrax.train  # noqa: F401, E402
+    import spectrax.transforms  # noqa: F401, E402
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -58,7 +58,7 @@ def _canonical(name: str, value: Any) -> Any:
     )
 
 
-def _key_data(key) -> list[int]:
+def _key_data(key) -> list[Any]:
     key = jax.numpy.asarray(key) if not isinstance(key, jax.Array) else key
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         impl = str(jax.random.key_impl(key))

@@ -42,8 +42,8 @@ def complex_normal(key: PRNGKeyArray, shape: Sequence[int], std: float, dtype) -
 
 
 def tucker_reconstruct(
-    core: Complex[Array, "*ranks"], factors: Sequence[Complex[Array, "n r"]]
-) -> Complex[Array, "*dims"]:
+    core: Complex[Array, "*ranks"], factors: Sequence[Complex[Array, "_ _"]]
+) -> Complex[Array, "..."]:
     """Dense tensor of a Tucker decomposition: ``core x_1 U_1 x_2 U_2 ... x_k U_k``.
 
     Args:
@@ -62,7 +62,7 @@ def tucker_reconstruct(
     return jnp.einsum(spec, core, *factors)
 
 
-def cp_reconstruct(factors: Sequence[Complex[Array, "n R"]]) -> Complex[Array, "*dims"]:
+def cp_reconstruct(factors: Sequence[Complex[Array, "_ R"]]) -> Complex[Array, "..."]:
     """Dense tensor of a CP (canonical polyadic) decomposition, ``sum_r U_1[:, r] o .. U_k[:, r]``.
 
     Args:

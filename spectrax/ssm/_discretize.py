@@ -45,7 +45,7 @@ def _as_complex(x: Array) -> Array:
 
 
 def discretize_diagonal(
-    Lambda: Inexact[Array, "*#batch N"], dt: Float[Array, "*#batch N"], method: str = "zoh"
+    Lambda: Inexact[Array, "*#batch N"], dt: Float[Array, "*#batch #N"] | float, method: str = "zoh"
 ) -> tuple[Inexact[Array, "*batch N"], Inexact[Array, "*batch N"]]:
     """Discretise a diagonal system ``x' = Λ x + B u`` with step ``dt``.
 
@@ -97,7 +97,7 @@ _DENSE: dict[str, Callable] = {"zoh": _dense_zoh, "bilinear": _dense_bilinear}
 def discretize_dense(
     A: Inexact[Array, "*batch N N"],
     B: Inexact[Array, "*batch N H"],
-    dt: Float[Array, "*batch"],
+    dt: Float[Array, "*batch"] | float,
     method: str = "zoh",
 ) -> tuple[Inexact[Array, "*batch N N"], Inexact[Array, "*batch N H"]]:
     """Discretise a dense system ``x' = A x + B u`` (ZOH through one block matrix exponential;

@@ -93,7 +93,7 @@ def dplr_kernel(
     P: Inexact[Array, "r N"],
     B: Inexact[Array, " N"],
     C: Inexact[Array, "*batch N"],
-    dt: Float[Array, "*batch"],
+    dt: Float[Array, "*batch"] | float,
     length: int,
 ) -> Inexact[Array, "*batch L"]:
     """Convolution kernel of the bilinear discretisation of ``A = diag(Λ) - P^T P̄`` (DPLR).
@@ -256,7 +256,7 @@ def transfer_continuous(
     A: Inexact[Array, "..."],
     B: Inexact[Array, "..."],
     C: Inexact[Array, "..."],
-    D: Inexact[Array, "..."] | None,
+    D: Inexact[Array, "..."] | float | None,
     s: Inexact[Array, " S"],
 ) -> Inexact[Array, "S ..."]:
     """``H(s) = C (sI - A)^{-1} B + D`` at every point of ``s`` (e.g. ``s = iω``).
@@ -277,7 +277,7 @@ def transfer_discrete(
     A_bar: Inexact[Array, "..."],
     B_bar: Inexact[Array, "..."],
     C: Inexact[Array, "..."],
-    D: Inexact[Array, "..."] | None,
+    D: Inexact[Array, "..."] | float | None,
     z: Inexact[Array, " S"],
 ) -> Inexact[Array, "S ..."]:
     """``H(z) = Σ_k C Ā^k B̄ z^{-k} + D = z C (zI - Ā)^{-1} B̄ + D`` at every point of ``z``.

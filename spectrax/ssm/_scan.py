@@ -50,7 +50,7 @@ def _state_dtype(a, bu, x0):
 
 
 def scan_diagonal(
-    Lambda_bar: Inexact[Array, "*#batch #L N"],
+    Lambda_bar: Inexact[Array, "..."],
     Bu: Inexact[Array, "*batch L N"],
     x0: Inexact[Array, "*batch N"] | None = None,
     *,

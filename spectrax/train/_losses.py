@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from spectrax._checks import check_choice, check_positive_int, check_real_float
 from spectrax.transforms import sobolev_norm, spectral_derivative
@@ -51,8 +51,8 @@ def _ratio(num_sq: Array, den_sq: Array, reduction: str) -> Array:
 
 
 def relative_lp_loss(
-    pred: Float[Array, "..."],
-    target: Float[Array, "..."],
+    pred: Float[ArrayLike, "..."],
+    target: Float[ArrayLike, "..."],
     *,
     num_spatial_dims: int = 1,
     p: float = 2.0,
@@ -93,8 +93,8 @@ def _h1_sq(u: Array, d: int, lengths) -> Array:
 
 
 def h1_loss(
-    pred: Float[Array, "..."],
-    target: Float[Array, "..."],
+    pred: Float[ArrayLike, "..."],
+    target: Float[ArrayLike, "..."],
     *,
     num_spatial_dims: int = 1,
     lengths: float | Sequence[float] = 1.0,
@@ -112,8 +112,8 @@ def h1_loss(
 
 
 def sobolev_loss(
-    pred: Float[Array, "..."],
-    target: Float[Array, "..."],
+    pred: Float[ArrayLike, "..."],
+    target: Float[ArrayLike, "..."],
     *,
     s: float = -1.0,
     num_spatial_dims: int = 1,

@@ -17,6 +17,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from spectrax.train._config import Config, ConfigError, MeshConfig
@@ -71,7 +72,9 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec("data"))
 
 
-def _param_spec(x: jax.Array, model_size: int, mode: str) -> PartitionSpec:
+def _param_spec(
+    x: jax.Array | np.ndarray | np.generic, model_size: int, mode: str
+) -> PartitionSpec:
     if mode == "replicated" or model_size == 1 or x.ndim == 0:
         return PartitionSpec()
     # Largest axis that splits evenly: the biggest saving per parameter.

@@ -241,7 +241,7 @@ def test_nnx_module_inside_equinox_trains_with_optax():
     assert not np.array_equal(np.asarray(linear.kernel[...]), np.asarray(trained.kernel[...]))
 
 
-def test_nnx_to_eqx_rejects_non_nnx_modules():
+def test_nnx_to_eqx_rejects_non_nnx_modules(library_errors):
     with pytest.raises(TypeError, match="module must be a flax.nnx.Module"):
         NNXToEqx(eqx.nn.Linear(2, 2, key=jax.random.key(0)))
 

@@ -125,7 +125,7 @@ def test_s4d_inits_closed_forms():
         assert abs(full[i] - value) < 1e-12 and abs((v.conj().T @ bb)[i] - coef) < 1e-12
 
 
-def test_errors():
+def test_errors(library_errors):
     with pytest.raises(ValueError, match="measure"):
         hippo("legx", 4)
     with pytest.raises(ValueError, match="`N`"):

@@ -237,7 +237,7 @@ def test_scan_jit_vmap_float32(key):
     assert_close(par, eager, rtol=1e-4)
 
 
-def test_errors(key):
+def test_errors(key, library_errors):
     lam = jnp.asarray([-1.0 + 1j], jnp.complex64)
     with pytest.raises(ValueError, match="method"):
         discretize_diagonal(lam, jnp.ones((1,)), "euler")
@@ -303,7 +303,7 @@ def test_zoh_input_factor_without_cancellation(x64):
         np.testing.assert_allclose(np.asarray(gamma), want, rtol=2e-6)
 
 
-def test_scan_promotes_to_complex_and_checks_x0():
+def test_scan_promotes_to_complex_and_checks_x0(library_errors):
     """A complex Λ̄ with a real input keeps its imaginary part (no silent cast to Bu's dtype)."""
     lam = jnp.asarray([[0.5 + 0.5j]], jnp.complex64)
     bu = jnp.ones((3, 1), jnp.float32)
@@ -318,7 +318,7 @@ def test_scan_promotes_to_complex_and_checks_x0():
         scan_dense(lam, bu, jnp.zeros((2,), jnp.complex64))
 
 
-def test_python_float_dt_and_scalar_d(x64):
+def test_python_float_dt_and_scalar_d(x64, library_errors):
     lam = jnp.asarray([-1.0 + 2j, -0.5 + 0j], jnp.complex128)
     a, g = discretize_diagonal(lam, 0.1)
     b, h = discretize_diagonal(lam, jnp.full((2,), 0.1))

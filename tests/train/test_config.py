@@ -72,7 +72,7 @@ def test_bad_values_name_the_key(base, override, pattern):
         apply_overrides(base, [override])
 
 
-def test_wrong_python_type_in_config_file(base):
+def test_wrong_python_type_in_config_file(base, library_errors):
     bad = dataclasses.replace(base, loop=dataclasses.replace(base.loop, batch_size=8.0))
     from spectrax.train import validate_config
 
@@ -102,7 +102,7 @@ def test_dict_round_trip_and_differences(base):
     assert set(flat_keys(base)) >= {"seed", "task.resolution", "mesh.data", "checkpoint.keep"}
 
 
-def test_unknown_config_and_variant():
+def test_unknown_config_and_variant(library_errors):
     with pytest.raises(ConfigError, match="not found"):
         load_config("no_such_config")
     with pytest.raises(ConfigError, match=r"`variant` must be one of"):
