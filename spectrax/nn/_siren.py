@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_float, check_positive_int
+from spectrax._checks import check_positive_float, check_positive_int, check_real_float
 
 
 def sine_layer(
@@ -86,6 +86,7 @@ class SineLayer(eqx.Module):
         self.bias = _uniform(bkey, (out_features,), 1.0 / math.sqrt(in_features), dtype)
 
     def __call__(self, x: Float[Array, " D_in"]) -> Float[Array, " D_out"]:
+        check_real_float("x", x)
         if x.shape != (self.in_features,):
             raise ValueError(
                 f"`x` must be one point of shape ({self.in_features},); got x.shape={x.shape}. "
@@ -152,6 +153,7 @@ class Siren(eqx.Module):
         self.final_bias = _uniform(bkey, (out_features,), 1.0 / math.sqrt(hidden_features), dtype)
 
     def __call__(self, x: Float[Array, " D"]) -> Float[Array, " O"]:
+        check_real_float("x", x)
         if x.shape != (self.in_features,):
             raise ValueError(
                 f"`x` must be one point of shape ({self.in_features},); got x.shape={x.shape}. "

@@ -38,7 +38,14 @@ def legs_memory(u: Float[Array, " L"], N: int) -> Float[Array, "L N"]:
     a_np, b_np = hippo("legs", n)
     a = jnp.asarray(a_np.astype(np.float32) if dtype == jnp.float32 else a_np, dtype)
     b = jnp.asarray(b_np.astype(np.float32) if dtype == jnp.float32 else b_np, dtype)
-    eye = jnp.eye(n, dtype=dtype)
+    return _legs_scan(u.astype(dtype), a, b).astype(jnp.result_type(u))
+
+
+@jax.jit
+def _legs_scan(u: Array, a: Array, b: Array) -> Array:
+    # module-level jit: eager calls reuse the compiled scan (a closure would retrace per call)
+    n = b.shape[0]
+    eye = jnp.eye(n, dtype=u.dtype)
 
     def step(x, inputs):
         k, uk = inputs
@@ -47,9 +54,9 @@ def legs_memory(u: Float[Array, " L"], N: int) -> Float[Array, "L N"]:
         x = jax.scipy.linalg.solve_triangular(eye - half, rhs, lower=True)
         return x, x
 
-    ks = jnp.arange(1, u.shape[0] + 1, dtype=dtype)
-    _, xs = jax.lax.scan(step, jnp.zeros((n,), dtype), (ks, u.astype(dtype)))
-    return xs.astype(jnp.result_type(u))
+    ks = jnp.arange(1, u.shape[0] + 1, dtype=u.dtype)
+    _, xs = jax.lax.scan(step, jnp.zeros((n,), u.dtype), (ks, u))
+    return xs
 
 
 def legs_reconstruct(
@@ -75,6 +82,11 @@ def legs_reconstruct(
             f"and {s.shape=}."
         )
     n = coefficients.shape[-1]
+    if n < 1:
+        raise ValueError(
+            f"`coefficients` must hold at least one coefficient on its last axis; got "
+            f"{coefficients.shape=}."
+        )
     dtype = compute_dtype(jnp.result_type(coefficients), jnp.result_type(s))
     p = legendre(n - 1, 2.0 * s.astype(dtype) - 1.0)  # (N, S)
     scale = jnp.sqrt(2.0 * jnp.arange(n, dtype=dtype) + 1.0)

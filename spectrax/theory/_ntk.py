@@ -11,7 +11,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Inexact
+
+from spectrax._checks import check_positive_int, compute_dtype
 
 
 def _check_batch(name: str, x: Any) -> None:
@@ -41,7 +44,10 @@ def _jacobian(f: Callable, params: Any, x: Array) -> Array:
     jac_leaves = jax.tree_util.tree_leaves(jac)
     out_ndim = jac_leaves[0].ndim - 1 - leaves[0].ndim
     out_size = math.prod(jac_leaves[0].shape[1 : 1 + out_ndim])
-    return jnp.concatenate([j.reshape(n, out_size, -1) for j in jac_leaves], axis=-1)
+    # one float type for the kernel: float64 if any leaf is, else float32 (half-precision
+    # parameters are accumulated in float32)
+    dtype = compute_dtype(*(j.dtype for j in jac_leaves))
+    return jnp.concatenate([j.reshape(n, out_size, -1).astype(dtype) for j in jac_leaves], axis=-1)
 
 
 def empirical_ntk(
@@ -64,7 +70,8 @@ def empirical_ntk(
         x1: ``(N1, ...)`` examples. x2: ``(N2, ...)``, defaults to ``x1``.
 
     Returns:
-        ``(N1, N2)`` for scalar outputs, else ``(N1, N2, O, O)`` with ``O = prod(out)``
+        ``(N1, N2)`` for scalar (or single-element) outputs, else ``(N1, N2, O, O)`` with
+        ``O = prod(out)``
         (the kernel between output components). Computed as an explicit Jacobian product:
         memory ``O((N1 + N2) · O · P)``, meant for the analysis of small and medium models.
     """
@@ -112,8 +119,8 @@ def gd_residuals(
 ) -> Float[Array, "T N"]:
     """Training residuals ``r_t = f_t(X) - y`` predicted by the linearised model.
 
-    For the mean squared error ``L = (1/2N) Σ_i (f(x_i) - y_i)²`` and plain gradient descent
-    with rate ``η``, a model linear in its parameters follows exactly
+    For the loss ``L = (1/2N) Σ_i (f(x_i) - y_i)²`` (half the mean squared error) and plain
+    gradient descent with rate ``η``, a model linear in its parameters follows exactly
     ``r_{t+1} = (I - η Θ / N) r_t``; a wide network follows it approximately (Lee et al.,
     2019). In the eigenbasis of ``Θ`` each component decays as ``(1 - η λ_i / N)^t``: the
     directions with small eigenvalues (for smooth networks, the high frequencies) are learned
@@ -122,7 +129,8 @@ def gd_residuals(
     Args:
         ntk: ``(N, N)`` symmetric kernel on the training points.
         residual0: ``(N,)`` the residual at initialisation.
-        learning_rate: ``η > 0``. steps: number of steps ``T >= 0``.
+        learning_rate: ``η > 0`` (may be traced, e.g. under ``vmap`` over rates). steps:
+            number of steps ``T >= 0``, static.
 
     Returns:
         ``(T + 1, N)``: ``r_0 … r_T``.
@@ -133,10 +141,10 @@ def gd_residuals(
         raise ValueError(
             f"`residual0` must have shape ({ntk.shape[0]},) to match `ntk`; got {residual0.shape}."
         )
-    if not learning_rate > 0:
+    # a concrete rate is checked here; a traced one (jit/vmap over rates) is the caller's
+    if isinstance(learning_rate, (int, float, np.number)) and not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be > 0; got {learning_rate!r}.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"`steps` must be an integer >= 0; got {steps!r}.")
+    steps = check_positive_int("steps", steps, minimum=0)
     w, v = ntk_eigh(ntk)
     n = ntk.shape[0]
     factor = 1.0 - learning_rate * w / n

@@ -64,24 +64,40 @@ def _decay_curve(theta: np.ndarray, n: int, chunk: int = 1 << 16) -> np.ndarray:
     return out
 
 
-def _decay_holds(base: float, d: int, n: int) -> bool:
-    return bool(_decay_curve(_theta(base, d), n).min() >= 0.0)
+def _first_holding(bases: np.ndarray, d: int, n: int, chunk: int = 2048) -> int | None:
+    """Index of the first base in ``bases`` whose decay curve stays ``>= 0`` for
+    ``m <= n``, or ``None``. Distances are scanned in chunks and a base is dropped at its
+    first negative value, so failing bases cost little."""
+    alive = np.ones(bases.size, bool)
+    exps = np.arange(0, d, 2, dtype=np.float64) / d
+    for start in range(0, n + 1, chunk):
+        idx = np.flatnonzero(alive)
+        if idx.size == 0:
+            return None
+        theta = bases[idx, None] ** (-exps[None, :])  # (G, d/2)
+        m = np.arange(start, min(start + chunk, n + 1), dtype=np.float64)
+        worst = np.cos(m[None, :, None] * theta[:, None, :]).sum(axis=2).min(axis=1)
+        alive[idx[worst < 0.0]] = False
+    hits = np.flatnonzero(alive)
+    return int(hits[0]) if hits.size else None
 
 
-def rope_base_lower_bound(context_length: int, head_dim: int, *, rtol: float = 1e-3) -> float:
+def rope_base_lower_bound(context_length: int, head_dim: int, *, rtol: float = 1e-2) -> float:
     """The smallest base for which :func:`rope_decay_curve` stays ``>= 0`` over the context.
 
     Men et al. (2024) show a model keeps its ability to attend to similar tokens at distance
     ``m`` only while ``B(m) >= 0``; the base must therefore hold ``B(m) >= 0`` for every
-    ``0 <= m <= context_length``. The criterion is found by bisection on ``log(base)``
-    between a failing and a holding base; it is close to but not strictly monotone in the
-    base, so the result is a base where the criterion holds, with a base ``(1 + rtol)``
-    times smaller where it fails.
+    ``0 <= m <= context_length``. The criterion is not monotone in the base (a base can hold
+    while a somewhat larger one fails), so the bound is found by scanning the geometric grid
+    ``2 (1 + rtol)^j`` upward from 2 and returning its first base that holds: the smallest
+    base to within ``rtol``, unless the criterion holds only on an interval narrower than one
+    grid step. At ``d = 128`` this gives 4.3e3 / 2.9e4 / 8.4e4 for 1K / 4K / 8K tokens, the
+    values of Men et al.'s Figure 1.
 
     Args:
         context_length: the longest relative distance ``L``, ``>= 1``.
         head_dim: ``d``, even, ``>= 4``.
-        rtol: relative width of the final bracket.
+        rtol: the grid's relative step, in ``(0, 1)``.
 
     Returns:
         The bound, a Python float.
@@ -90,21 +106,17 @@ def rope_base_lower_bound(context_length: int, head_dim: int, *, rtol: float = 1
     d = _check_head_dim(head_dim)
     if not 0 < rtol < 1:
         raise ValueError(f"`rtol` must lie in (0, 1); got {rtol!r}.")
-    lo = 1.0 + 1e-9
-    if _decay_holds(lo, d, n):
-        return lo
-    hi = max(2.0, rope_aliasing_bound(n, d))
-    while not _decay_holds(hi, d, n):
-        lo, hi = hi, hi * 4.0
-        if hi > 1e300:  # pragma: no cover - only for d = 4 with absurd lengths
-            raise ValueError(f"no base satisfies the decay criterion for {n=} and {d=}.")
-    while hi / lo > 1.0 + rtol:
-        mid = math.sqrt(lo * hi)
-        if _decay_holds(mid, d, n):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    block = 64
+    for j0 in range(0, 1 << 20, block):
+        bases = 2.0 * (1.0 + rtol) ** np.arange(j0, j0 + block, dtype=np.float64)
+        if bases[0] > 1e300:
+            break
+        hit = _first_holding(bases, d, n)
+        if hit is not None:
+            return float(bases[hit])
+    raise ValueError(  # pragma: no cover - d = 4 with absurd lengths
+        f"no base up to 1e300 satisfies the decay criterion for context_length={n}, head_dim={d}."
+    )
 
 
 def rope_aliasing_bound(context_length: int, head_dim: int) -> float:
@@ -122,22 +134,25 @@ def rope_aliasing_bound(context_length: int, head_dim: int) -> float:
 
 
 def rope_angle_error(
-    positions, head_dim: int, base: float, dtype=jnp.float32
+    base: float, head_dim: int, positions, dtype=jnp.float32
 ) -> Float[np.ndarray, " P"]:
     """Largest angle error over all pairs when RoPE angles ``m θ_i`` are computed in ``dtype``.
 
     The angles are formed as a RoPE implementation working in ``dtype`` forms them:
     positions and frequencies cast to ``dtype``, then multiplied in ``dtype``; compared with
     the exact float64 product. (:func:`spectrax.nn.apply_rope` works in float32, or float64
-    for float64 inputs, whatever the dtype of ``x``: its error is the float32 row.) Rounding gives an error near ``eps(dtype) · m θ_i`` at position ``m``;
-    once it reaches the slowest pair's step ``θ_min`` that pair no longer resolves single
-    tokens. In float32 this happens near ``m ≈ 1/eps ≈ 10^7`` whatever the base; in bfloat16
-    positions above 256 are not even representable, which is why ``apply_rope`` never forms
-    angles in half precision.
+    for float64 inputs, whatever the dtype of ``x``: its error is the float32 case.)
+
+    Rounding gives an error near ``eps(dtype) · m θ_i`` at position ``m``; once it reaches
+    the slowest pair's step ``θ_min`` that pair no longer resolves single tokens. In float32
+    this happens near ``m ≈ 1/eps ≈ 10^7`` whatever the base. bfloat16 holds integers
+    exactly only up to 256 and rounds ``m θ`` to 8 significant bits, radians off from about
+    a thousand tokens on, which is why ``apply_rope`` never forms angles in half precision.
 
     Args:
-        positions: integer positions, shape ``(P,)``.
-        head_dim: ``d``, even. base: the RoPE base. dtype: the float type under test.
+        base: the RoPE base. head_dim: ``d``, even.
+        positions: integer positions in ``[0, 2^31)``, shape ``(P,)``.
+        dtype: the float type under test (float16 overflows to ``inf`` past 65504).
 
     Returns:
         ``(P,)`` float64 absolute angle errors, in radians (not reduced mod 2π).
@@ -145,9 +160,14 @@ def rope_angle_error(
     d = _check_head_dim(head_dim)
     b = _check_base(base)
     pos = np.asarray(positions)
-    if pos.ndim != 1 or not np.issubdtype(pos.dtype, np.integer) or (pos < 0).any():
+    if (
+        pos.ndim != 1
+        or not np.issubdtype(pos.dtype, np.integer)
+        or (pos < 0).any()
+        or (pos >= 2**31).any()
+    ):
         raise ValueError(
-            f"`positions` must be a 1-d array of non-negative integers; got {positions!r}."
+            f"`positions` must be a 1-d array of integers in [0, 2^31); got {positions!r}."
         )
     dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.floating):

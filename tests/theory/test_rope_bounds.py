@@ -23,13 +23,21 @@ def test_decay_curve_is_the_mean_cosine():
     assert rope_decay_curve(base, d, 300)[0] == 1.0
 
 
-@pytest.mark.parametrize("context_length", [512, 4096])
-def test_lower_bound_is_the_threshold(context_length):
-    rtol = 1e-3
-    b = rope_base_lower_bound(context_length, 128, rtol=rtol)
-    assert rope_decay_curve(b, 128, context_length).min() >= 0.0
-    # just below the bound some distance within the context has a negative score
-    assert rope_decay_curve(b / (1 + 2 * rtol), 128, context_length).min() < 0.0
+def test_lower_bound_is_the_smallest_grid_base():
+    # brute force over the same grid 2 (1 + rtol)^j: every smaller base fails somewhere
+    n, d, rtol = 512, 128, 1e-2
+    b = rope_base_lower_bound(n, d, rtol=rtol)
+    assert rope_decay_curve(b, d, n).min() >= 0.0
+    grid = 2.0 * (1 + rtol) ** np.arange(0, 2000)
+    below = grid[grid < b * (1 - 1e-12)]
+    assert below.size > 100
+    assert all(rope_decay_curve(g, d, n).min() < 0.0 for g in below)
+
+
+def test_lower_bound_matches_men_et_al():
+    # Men et al. 2024, Figure 1 (d = 128): about 4e3 at 1K tokens and 8e4 at 8K.
+    assert 4.0e3 < rope_base_lower_bound(1024, 128) < 4.6e3
+    assert 7.8e4 < rope_base_lower_bound(8192, 128) < 9.0e4
 
 
 def test_lower_bound_grows_with_context_and_exceeds_aliasing():
@@ -50,18 +58,18 @@ def test_aliasing_bound_closed_form():
 
 def test_angle_error_by_precision():
     pos = np.array([1, 255, 257, 1001, 2**20])
-    assert np.all(rope_angle_error(pos, 128, 1e4, jnp.float64) == 0.0)
-    f32 = rope_angle_error(pos, 128, 1e4, jnp.float32)
+    assert np.all(rope_angle_error(1e4, 128, pos, jnp.float64) == 0.0)
+    f32 = rope_angle_error(1e4, 128, pos, jnp.float32)
     # two float32 roundings (theta, then the product); theta_0 = 1 is the largest angle
     eps = float(np.finfo(np.float32).eps)
     assert np.all(f32 <= 2 * eps * pos), f32
     assert f32[-1] > 1e-3  # about 0.03 rad at a million tokens: visible in the slowest pairs
-    bf16 = rope_angle_error(pos[:4], 128, 1e4, jnp.bfloat16)
+    bf16 = rope_angle_error(1e4, 128, pos[:4], jnp.bfloat16)
     # 257 and 1001 are not bfloat16 numbers (8 significant bits): the position itself moves
     assert bf16[2] >= 1.0 and bf16[3] >= 1.0, bf16
 
 
-def test_bad_inputs_are_named():
+def test_bad_inputs_are_named(library_errors):
     with pytest.raises(ValueError, match="`head_dim` must be even"):
         rope_decay_curve(1e4, 63, 10)
     with pytest.raises(ValueError, match="`head_dim` must be an integer >= 4"):
@@ -75,6 +83,8 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="`rtol`"):
         rope_base_lower_bound(10, 64, rtol=2.0)
     with pytest.raises(ValueError, match="`positions` must be a 1-d array"):
-        rope_angle_error(np.array([-1, 2]), 64, 1e4)
+        rope_angle_error(1e4, 64, np.array([-1, 2]))
+    with pytest.raises(ValueError, match=r"integers in \[0, 2\^31\)"):
+        rope_angle_error(1e4, 64, np.array([2**31 + 5]))
     with pytest.raises(TypeError, match="`dtype` must be a real floating-point"):
-        rope_angle_error(np.array([1]), 64, 1e4, jnp.int32)
+        rope_angle_error(1e4, 64, np.array([1]), jnp.int32)
