@@ -18,6 +18,7 @@ from spectrax.nn._fourier_features import (
     fourier_features,
     positional_encoding,
 )
+from spectrax.nn._hyena import HyenaFilter, HyenaOperator, hyena_recurrence
 from spectrax.nn._nnx import EqxBuffer, EqxToNNX, NNXToEqx
 from spectrax.nn._pointwise import (
     ACTIVATIONS,
@@ -39,6 +40,9 @@ __all__: list[str] = [
     "S5",
     "SSM_MODES",
     "ssm_param_labels",
+    "HyenaFilter",
+    "HyenaOperator",
+    "hyena_recurrence",
     "ACTIVATIONS",
     "AFNOMixer",
     "CPWeight",

@@ -1,0 +1,350 @@
+"""The Hyena operator: long implicit convolutions interleaved with data-controlled gating.
+
+Poli, Massaroli, Nguyen, Fu, Dao, Baccus, Bengio, Ermon & Ré, 2023, "Hyena Hierarchy: Towards
+Larger Convolutional Language Models" (ICML). The long convolutions run on
+:func:`spectrax.fft_conv` with the gate fused (``post_gate``), so the Pallas path does the
+convolution and the gating in one kernel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from spectrax._checks import (
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    check_real_float,
+    compute_dtype,
+)
+from spectrax.kernels.fft_conv import IMPLS, fft_conv
+
+# The reference code's ExponentialModulation: the window of the fastest channel falls to
+# `target` = 1e-2 at t = 0.3 ("fast_decay_pct"), that of the slowest at t = 1.5
+# ("slow_decay_pct"), t in [0, 1] over the maximal length.
+DECAY_MIN = math.log(100.0) / 1.5  # about 3.070
+DECAY_MAX = math.log(100.0) / 0.3  # about 15.35
+
+# Hidden sine layers of the filter FFN after the first one (the reference's num_inner_mlps=2:
+# four linear maps in all, the paper's "filter FFN depth 4", Table A.4).
+_INNER_LAYERS = 2
+
+
+def _uniform(key: PRNGKeyArray, shape: tuple[int, ...], fan_in: int, dtype) -> Array:
+    """PyTorch's default ``nn.Linear`` / ``nn.Conv1d`` init, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``
+    (what the reference implementation uses everywhere)."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def _positions(length: int, max_len: int, num_frequencies: int) -> tuple[np.ndarray, np.ndarray]:
+    """``t`` ``(L,)`` and the filter FFN's input ``z`` ``(L, 1 + 2K)``, in float64 numpy.
+
+    ``t_l = l / (max_len - 1)`` (so ``t`` spans ``[0, 1]`` over ``max_len`` points) and
+    ``z_l = (t_l, cos(2 pi k l / max_len), sin(2 pi k l / max_len))``, ``k = 1 .. K``: the
+    real and imaginary parts (up to sign) of the paper's ``exp(-i 2 pi k l / max_len)``.
+    Both are normalised by ``max_len``, not ``length``: a shorter filter is a prefix.
+    """
+    l = np.arange(length)
+    t = l / max(max_len - 1, 1)
+    k = np.arange(1, num_frequencies + 1)
+    # Reduce k l modulo max_len in integers: the phase is exact before the one rounding.
+    phase = (2.0 * math.pi / max_len) * ((l[:, None] * k[None, :]) % max_len)
+    z = np.concatenate([t[:, None], np.cos(phase), np.sin(phase)], axis=1)
+    return t, z
+
+
+def _short_conv(x: Float[Array, "C L"], k: Float[Array, "C S"]) -> Float[Array, "C L"]:
+    """Depthwise causal convolution ``y[c, t] = sum_{s < S} k[c, s] x[c, t - s]`` (zeros for
+    ``t - s < 0``), as ``S`` shifted products: ``O(L S)`` for the short filter."""
+    length, size = x.shape[-1], k.shape[-1]
+    xp = jnp.pad(x, ((0, 0), (size - 1, 0)))
+    y = k[:, :1] * x
+    for s in range(1, size):
+        y = y + k[:, s : s + 1] * xp[:, size - 1 - s : size - 1 - s + length]
+    return y
+
+
+def hyena_recurrence(
+    v: Float[Array, "H L"],
+    gates: Float[Array, "N H L"],
+    filters: Float[Array, "N H K"],
+    skip: Float[Array, "N H"],
+    *,
+    impl: str = "auto",
+) -> Float[Array, "H L"]:
+    """The order-``N`` Hyena recurrence (Poli et al., 2023, Definition 3.1, with a skip term).
+
+    ``z^1 = v``, ``z^{n+1}_t = x^n_t (h^n * z^n + D^n z^n)_t`` for ``n = 1 .. N``, returns
+    ``z^{N+1}``; ``*`` is the causal convolution along time and ``D^n`` the per-channel skip
+    (the reference code's filter ``bias``). In matrix form ``y = D_x^N S^N ... D_x^1 S^1 v`` with
+    ``D_x^n = diag(x^n)`` and ``S^n`` the lower-triangular Toeplitz matrix of ``h^n`` plus
+    ``diag(D^n)``: a data-controlled, causal linear map of ``v``.
+
+    Args:
+        v: ``(H, L)``. gates: ``(N, H, L)``, ``x^1 .. x^N``. filters: ``(N, H, K)``, ``K <= L``.
+        skip: ``(N, H)``. impl: :func:`spectrax.fft_conv`'s ``impl``; the gate ``x^n`` is its
+            ``post_gate`` (fused into the Pallas kernel), the skip term is added outside.
+
+    Returns:
+        ``(H, L)`` in ``v``'s dtype (the FFTs run in float32 for half-precision ``v``).
+    """
+    for name, a in (("v", v), ("gates", gates), ("filters", filters), ("skip", skip)):
+        check_real_float(name, a)
+    if v.ndim != 2:
+        raise ValueError(f"`v` must have shape (H, L); got v.shape={v.shape}.")
+    n_gates = gates.shape[0] if gates.ndim == 3 else -1
+    if (
+        gates.shape != (n_gates, *v.shape)
+        or filters.ndim != 3
+        or filters.shape[:2] != (n_gates, v.shape[0])
+        or skip.shape != (n_gates, v.shape[0])
+    ):
+        raise ValueError(
+            "expected v (H, L), gates (N, H, L), filters (N, H, K) and skip (N, H); got "
+            f"v.shape={v.shape}, gates.shape={gates.shape}, filters.shape={filters.shape}, "
+            f"skip.shape={skip.shape}."
+        )
+    for n in range(gates.shape[0]):
+        gate = gates[n]
+        v = fft_conv(v, filters[n], impl=impl, post_gate=gate) + gate * (
+            skip[n][:, None].astype(v.dtype) * v
+        )
+    return v
+
+
+class HyenaFilter(eqx.Module):
+    """Implicit long filter ``h_t = Window(t) (FFN o PositionalEncoding)(t)`` (Poli et al., 2023,
+    eq. 7, Sec. 3.3).
+
+    - Positional encoding of ``t_l = l / (max_len - 1)``, ``l < max_len``: ``(t, cos, sin)`` of
+      ``2 pi k l / max_len``, ``k = 1 .. num_frequencies`` (the reference code's complex
+      exponential features; it uses ``k = 1e-4, 1, .., K - 1``, whose first band is nearly
+      constant and duplicates the first layer's bias). Fixed (the reference trains them with a
+      learning rate of 1e-5).
+    - FFN: ``Linear(1 + 2K, W)``, then ``sin(omega .)``, two hidden ``Linear(W, W)`` + sine
+      layers, and ``Linear(W, channels)`` without bias (four linear maps: the paper's filter FFN
+      of depth 4, width 64, Table A.4). The frequency ``omega`` is a trained vector ``(W,)`` shared
+      by the three sine layers (the reference's ``Sin`` with ``train_freq=True``).
+    - Window ``exp(-alpha_c t) + shift`` with fixed rates ``alpha_c`` spaced linearly from
+      ``decay_min`` (channel 0) to ``decay_max`` (last channel) (the reference's
+      ``ExponentialModulation``, the paper's ``Window(t) = exp(-alpha t)``). The defaults are the
+      reference's: the fastest window falls to 1e-2 at ``t = 0.3``, the slowest at ``t = 1.5``.
+
+    Args:
+        channels: number of filters ``H`` (rows of the output).
+        max_len: longest filter; ``t`` is normalised by it, so any shorter filter is a prefix.
+        order: FFN width ``W`` (default 64, the paper's).
+        num_frequencies: ``K``, the number of positional bands (default 8; input ``1 + 2K``).
+        decay_min, decay_max: window rates ``0 < decay_min <= decay_max`` (defaults
+            ``ln(100)/1.5 ~ 3.07``, ``ln(100)/0.3 ~ 15.35``).
+        omega: initial sine frequency (default 1.0, the reference's ``w``; the paper's language
+            models use 14, Table A.4).
+        shift: constant added to the window (default 0.0, the reference's).
+        dtype: parameter dtype (float32). The filter is computed in float32 (float64 for
+            float64 parameters) at ``Precision.HIGHEST``: ``omega`` multiplies matmul errors.
+        key: PRNG key (keyword-only).
+    """
+
+    weights: tuple[Float[Array, "W D"], ...]
+    biases: tuple[Float[Array, " W"], ...]
+    out_weight: Float[Array, "H W"]
+    omega: Float[Array, " W"]
+    channels: int = eqx.field(static=True)
+    max_len: int = eqx.field(static=True)
+    order: int = eqx.field(static=True)
+    num_frequencies: int = eqx.field(static=True)
+    decay_min: float = eqx.field(static=True)
+    decay_max: float = eqx.field(static=True)
+    shift: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        channels: int,
+        max_len: int,
+        *,
+        order: int = 64,
+        num_frequencies: int = 8,
+        decay_min: float = DECAY_MIN,
+        decay_max: float = DECAY_MAX,
+        omega: float = 1.0,
+        shift: float = 0.0,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        self.channels = check_positive_int("channels", channels)
+        self.max_len = check_positive_int("max_len", max_len)
+        self.order = check_positive_int("order", order)
+        self.num_frequencies = check_positive_int("num_frequencies", num_frequencies)
+        self.decay_min = check_positive_float("decay_min", decay_min)
+        self.decay_max = check_positive_float("decay_max", decay_max)
+        if not (self.decay_min <= self.decay_max < math.inf):
+            raise ValueError(
+                "`decay_min` and `decay_max` must be finite with 0 < decay_min <= decay_max; got "
+                f"decay_min={decay_min!r}, decay_max={decay_max!r}."
+            )
+        omega = check_positive_float("omega", omega)
+        if isinstance(shift, bool) or not isinstance(shift, (int, float, np.integer, np.floating)):
+            raise TypeError(f"`shift` must be a Python float; got {type(shift).__name__}.")
+        self.shift = float(shift)
+        sizes = [1 + 2 * self.num_frequencies] + [self.order] * (_INNER_LAYERS + 1)
+        keys = jax.random.split(key, 2 * len(sizes) - 1)
+        self.weights = tuple(
+            _uniform(keys[2 * i], (d_out, d_in), d_in, dtype)
+            for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+        )
+        self.biases = tuple(
+            _uniform(keys[2 * i + 1], (d_out,), d_in, dtype)
+            for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+        )
+        self.out_weight = _uniform(keys[-1], (self.channels, self.order), self.order, dtype)
+        self.omega = jnp.full((self.order,), omega, dtype)
+
+    def _check_length(self, length: int) -> int:
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)):
+            raise TypeError(f"`length` must be a static Python int; got {type(length).__name__}.")
+        if not 1 <= length <= self.max_len:
+            raise ValueError(
+                f"`length` must satisfy 1 <= length <= max_len={self.max_len}; got {length}. "
+                "Build the filter with a larger max_len."
+            )
+        return int(length)
+
+    def decay_rates(self) -> np.ndarray:
+        """The window rates ``alpha_c``, ``(channels,)``, linear from decay_min to decay_max."""
+        return np.linspace(self.decay_min, self.decay_max, self.channels)
+
+    def window(self, length: int) -> Float[Array, "H L"]:
+        """``exp(-alpha_c t_l) + shift``, ``(channels, length)``, in the filter's compute dtype."""
+        length = self._check_length(length)
+        t, _ = _positions(length, self.max_len, self.num_frequencies)
+        w = np.exp(-self.decay_rates()[:, None] * t[None, :]) + self.shift
+        return jnp.asarray(w, compute_dtype(self.out_weight.dtype))
+
+    def __call__(self, length: int) -> Float[Array, "H L"]:
+        """The filters at ``t_0 .. t_{length-1}``, ``(channels, length)``, ``length <= max_len``."""
+        length = self._check_length(length)
+        dtype = compute_dtype(self.out_weight.dtype)
+        _, z = _positions(length, self.max_len, self.num_frequencies)
+        h = jnp.asarray(z.T, dtype)  # (D, L): features along rows, time along columns
+        omega = self.omega.astype(dtype)[:, None]
+        hi = jax.lax.Precision.HIGHEST
+        for w, b in zip(self.weights, self.biases, strict=True):
+            h = jnp.sin(
+                omega * (jnp.matmul(w.astype(dtype), h, precision=hi) + b.astype(dtype)[:, None])
+            )
+        h = jnp.matmul(self.out_weight.astype(dtype), h, precision=hi)
+        return h * self.window(length)
+
+
+class HyenaOperator(eqx.Module):
+    """Order-``N`` Hyena operator on one sequence ``(L, H)`` (Poli et al., 2023, Algorithms 1-3).
+
+    ``u -> W_in u + b_in`` (``H -> (N + 1) H``), a depthwise causal convolution of size
+    ``short_filter`` over time on all ``(N + 1) H`` projections, split into
+    ``(x^1, .., x^N, v)``; then :func:`hyena_recurrence` with the ``N H`` implicit filters of one
+    :class:`HyenaFilter` (``h^n`` = rows ``n H .. (n+1) H``) and skips ``D^n``; then
+    ``W_out y + b_out``. Causal: ``y_t`` depends on ``u_s`` for ``s <= t`` only.
+
+    ``order`` follows the paper's Definition 3.1: ``N`` long convolutions, each followed by a
+    gate. (The reference code's ``order=2`` has one long convolution, gated before and after:
+    the paper's order 2 with ``h^1`` the identity.)
+
+    Initialisation as the reference (PyTorch defaults): projections, short-filter taps and biases
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, ``D ~ N(0, 1)``.
+
+    Args:
+        d_model: ``H``. max_len: longest sequence (the filters' ``max_len``).
+        order: ``N >= 1`` (default 2). filter_order: the filter FFN width (64).
+        short_filter: size of the short causal convolution (3, the paper's).
+        num_frequencies, decay_min, decay_max, omega: as :class:`HyenaFilter`.
+        impl: :func:`spectrax.fft_conv` implementation, ``"auto"`` (default), ``"xla"`` or
+            ``"pallas"``.
+        dtype: parameter and compute dtype (float32); a bfloat16 model computes its FFTs in
+            float32 (inside :func:`spectrax.fft_conv`) and its filters in float32.
+        key: PRNG key (keyword-only).
+
+    Call with ``x`` ``(L, H)``, ``1 <= L <= max_len``; returns ``(L, H)`` in ``x``'s dtype.
+    Batch with ``jax.vmap``.
+    """
+
+    in_weight: Float[Array, "P H"]
+    in_bias: Float[Array, " P"]
+    short_kernel: Float[Array, "P S"]
+    short_bias: Float[Array, " P"]
+    filter: HyenaFilter
+    D: Float[Array, "N H"]
+    out_weight: Float[Array, "H H"]
+    out_bias: Float[Array, " H"]
+    d_model: int = eqx.field(static=True)
+    max_len: int = eqx.field(static=True)
+    order: int = eqx.field(static=True)
+    impl: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        d_model: int,
+        max_len: int,
+        *,
+        order: int = 2,
+        filter_order: int = 64,
+        short_filter: int = 3,
+        num_frequencies: int = 8,
+        decay_min: float = DECAY_MIN,
+        decay_max: float = DECAY_MAX,
+        omega: float = 1.0,
+        impl: str = "auto",
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        self.d_model = check_positive_int("d_model", d_model)
+        self.max_len = check_positive_int("max_len", max_len)
+        self.order = check_positive_int("order", order)
+        short_filter = check_positive_int("short_filter", short_filter)
+        check_choice("impl", impl, IMPLS)
+        self.impl = impl
+        h, p = self.d_model, (self.order + 1) * self.d_model
+        k_in, k_inb, k_s, k_sb, k_f, k_d, k_out, k_outb = jax.random.split(key, 8)
+        self.in_weight = _uniform(k_in, (p, h), h, dtype)
+        self.in_bias = _uniform(k_inb, (p,), h, dtype)
+        self.short_kernel = _uniform(k_s, (p, short_filter), short_filter, dtype)
+        self.short_bias = _uniform(k_sb, (p,), short_filter, dtype)
+        self.filter = HyenaFilter(
+            self.order * h,
+            self.max_len,
+            order=filter_order,
+            num_frequencies=num_frequencies,
+            decay_min=decay_min,
+            decay_max=decay_max,
+            omega=omega,
+            dtype=dtype,
+            key=k_f,
+        )
+        self.D = jax.random.normal(k_d, (self.order, h), dtype)
+        self.out_weight = _uniform(k_out, (h, h), h, dtype)
+        self.out_bias = _uniform(k_outb, (h,), h, dtype)
+
+    def __call__(self, x: Float[Array, "L H"]) -> Float[Array, "L H"]:
+        """Apply the operator to one sequence ``(L, H)``, ``L <= max_len``."""
+        check_real_float("x", x)
+        if x.ndim != 2 or x.shape[1] != self.d_model or not 1 <= x.shape[0] <= self.max_len:
+            raise ValueError(
+                f"`x` must be one sequence of shape (L, H) with H=d_model={self.d_model} and "
+                f"1 <= L <= max_len={self.max_len}; got x.shape={x.shape}. Batch with jax.vmap; "
+                "build the operator with a larger max_len for longer sequences."
+            )
+        length, h, n = x.shape[0], self.d_model, self.order
+        u = x.astype(self.D.dtype).T  # (H, L): time on the last axis, as fft_conv wants
+        z = self.in_weight @ u + self.in_bias[:, None]
+        z = _short_conv(z, self.short_kernel) + self.short_bias[:, None]
+        z = z.reshape(n + 1, h, length)
+        filters = self.filter(length).reshape(n, h, length)
+        y = hyena_recurrence(z[n], z[:n], filters, self.D, impl=self.impl)
+        y = self.out_weight @ y + self.out_bias[:, None]
+        return y.T.astype(x.dtype)
