@@ -1,5 +1,6 @@
 """Pure array functions with no parameters: FFT sizes, mode slicing, derivatives, norms,
-Walsh–Hadamard and cosine/sine transforms, orthogonal polynomials, spherical harmonics."""
+Walsh–Hadamard and cosine/sine transforms, orthogonal polynomials, spherical harmonics and the
+spherical harmonic transform."""
 
 from spectrax.transforms._fft import conv_fft_size, irfft_trunc, next_fast_len, rfft_padded
 from spectrax.transforms._hadamard import dct, dst, idct, idst, walsh_hadamard
@@ -10,6 +11,7 @@ from spectrax.transforms._polynomials import (
     real_sph_harm,
     sph_index,
 )
+from spectrax.transforms._sht import isht, sht, sphere_grid
 from spectrax.transforms._spectral import (
     pad_modes,
     sobolev_norm,
@@ -19,6 +21,8 @@ from spectrax.transforms._spectral import (
 )
 
 __all__ = [
+    "sht",
+    "sphere_grid",
     "chebyshev",
     "conv_fft_size",
     "dct",
@@ -26,6 +30,7 @@ __all__ = [
     "gauss_legendre",
     "idct",
     "idst",
+    "isht",
     "irfft_trunc",
     "legendre",
     "next_fast_len",
