@@ -43,20 +43,22 @@ def _uniform(key: PRNGKeyArray, shape: tuple[int, ...], fan_in: int, dtype) -> A
     return jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-def _positions(length: int, max_len: int, num_frequencies: int) -> tuple[np.ndarray, np.ndarray]:
-    """``t`` ``(L,)`` and the filter FFN's input ``z`` ``(L, 1 + 2K)``, in float64 numpy.
+def _positions(length: int, max_len: int, num_frequencies: int, dtype) -> tuple[Array, Array]:
+    """``t`` ``(L,)`` and the filter FFN's input ``z`` ``(L, 1 + 2K)``, in ``dtype``.
 
     ``t_l = l / (max_len - 1)`` (so ``t`` spans ``[0, 1]`` over ``max_len`` points) and
     ``z_l = (t_l, cos(2 pi k l / max_len), sin(2 pi k l / max_len))``, ``k = 1 .. K``: the
     real and imaginary parts (up to sign) of the paper's ``exp(-i 2 pi k l / max_len)``.
-    Both are normalised by ``max_len``, not ``length``: a shorter filter is a prefix.
+    Both are normalised by ``max_len``, not ``length``: a shorter filter is a prefix. Built
+    from iotas inside the traced program (a precomputed table would be embedded in every
+    compiled program as an (L, 1 + 2K) constant).
     """
-    l = np.arange(length)
-    t = l / max(max_len - 1, 1)
-    k = np.arange(1, num_frequencies + 1)
+    l = jnp.arange(length, dtype=jnp.int32)
+    t = l.astype(dtype) / max(max_len - 1, 1)
+    k = jnp.arange(1, num_frequencies + 1, dtype=jnp.int32)
     # Reduce k l modulo max_len in integers: the phase is exact before the one rounding.
-    phase = (2.0 * math.pi / max_len) * ((l[:, None] * k[None, :]) % max_len)
-    z = np.concatenate([t[:, None], np.cos(phase), np.sin(phase)], axis=1)
+    phase = (2.0 * math.pi / max_len) * ((l[:, None] * k[None, :]) % max_len).astype(dtype)
+    z = jnp.concatenate([t[:, None], jnp.cos(phase), jnp.sin(phase)], axis=1)
     return t, z
 
 
@@ -111,8 +113,13 @@ def hyena_recurrence(
             f"v.shape={v.shape}, gates.shape={gates.shape}, filters.shape={filters.shape}, "
             f"skip.shape={skip.shape}."
         )
+    if filters.shape[2] > v.shape[1]:
+        raise ValueError(
+            f"`filters` must be no longer than the sequence: filters.shape[2]={filters.shape[2]} "
+            f"> L={v.shape[1]} (v.shape={v.shape})."
+        )
     for n in range(gates.shape[0]):
-        gate = gates[n]
+        gate = gates[n].astype(v.dtype)
         v = fft_conv(v, filters[n], impl=impl, post_gate=gate) + gate * (
             skip[n][:, None].astype(v.dtype) * v
         )
@@ -190,8 +197,12 @@ class HyenaFilter(eqx.Module):
                 f"decay_min={decay_min!r}, decay_max={decay_max!r}."
             )
         omega = check_positive_float("omega", omega)
+        if not math.isfinite(omega):
+            raise ValueError(f"`omega` must be finite; got {omega!r}.")
         if isinstance(shift, bool) or not isinstance(shift, (int, float, np.integer, np.floating)):
             raise TypeError(f"`shift` must be a Python float; got {type(shift).__name__}.")
+        if not math.isfinite(float(shift)):
+            raise ValueError(f"`shift` must be finite; got {shift!r}.")
         self.shift = float(shift)
         sizes = [1 + 2 * self.num_frequencies] + [self.order] * (_INNER_LAYERS + 1)
         keys = jax.random.split(key, 2 * len(sizes) - 1)
@@ -223,16 +234,17 @@ class HyenaFilter(eqx.Module):
     def window(self, length: int) -> Float[Array, "H L"]:
         """``exp(-alpha_c t_l) + shift``, ``(channels, length)``, in the filter's compute dtype."""
         length = self._check_length(length)
-        t, _ = _positions(length, self.max_len, self.num_frequencies)
-        w = np.exp(-self.decay_rates()[:, None] * t[None, :]) + self.shift
-        return jnp.asarray(w, compute_dtype(self.out_weight.dtype))
+        dtype = compute_dtype(self.out_weight.dtype)
+        t, _ = _positions(length, self.max_len, self.num_frequencies, dtype)
+        rates = jnp.linspace(self.decay_min, self.decay_max, self.channels, dtype=dtype)
+        return jnp.exp(-rates[:, None] * t[None, :]) + self.shift
 
     def __call__(self, length: int) -> Float[Array, "H L"]:
         """The filters at ``t_0 .. t_{length-1}``, ``(channels, length)``, ``length <= max_len``."""
         length = self._check_length(length)
         dtype = compute_dtype(self.out_weight.dtype)
-        _, z = _positions(length, self.max_len, self.num_frequencies)
-        h = jnp.asarray(z.T, dtype)  # (D, L): features along rows, time along columns
+        _, z = _positions(length, self.max_len, self.num_frequencies, dtype)
+        h = z.T  # (D, L): features along rows, time along columns
         omega = self.omega.astype(dtype)[:, None]
         hi = jax.lax.Precision.HIGHEST
         for w, b in zip(self.weights, self.biases, strict=True):
@@ -344,7 +356,10 @@ class HyenaOperator(eqx.Module):
         z = self.in_weight @ u + self.in_bias[:, None]
         z = _short_conv(z, self.short_kernel) + self.short_bias[:, None]
         z = z.reshape(n + 1, h, length)
-        filters = self.filter(length).reshape(n, h, length)
+        # Filter channel c = i * n + j feeds channel i of the j-th convolution: the rates,
+        # linear in c, are interleaved, so every convolution spans decay_min .. decay_max
+        # (the reference code's "c l (v o) -> c o v l"), not a block of slow or fast ones.
+        filters = self.filter(length).reshape(h, n, length).transpose(1, 0, 2)
         y = hyena_recurrence(z[n], z[:n], filters, self.D, impl=self.impl)
         y = self.out_weight @ y + self.out_bias[:, None]
         return y.T.astype(x.dtype)

@@ -59,7 +59,9 @@ def _reference(op: HyenaOperator, x) -> np.ndarray:
     for w, b in zip(p.filter.weights, p.filter.biases, strict=True):
         a = np.sin(p.filter.omega * (a @ w.T + b))
     alpha = np.linspace(f.decay_min, f.decay_max, n * H)
-    h = ((a @ p.filter.out_weight.T) * np.exp(-np.outer(t, alpha))).T.reshape(n, H, length)
+    # channel c = i * n + j of the filter bank is channel i of the j-th convolution
+    h = ((a @ p.filter.out_weight.T) * np.exp(-np.outer(t, alpha))).T
+    h = h.reshape(H, n, length).transpose(1, 0, 2)
     # Projection, then the short causal depthwise convolution.
     z = x @ p.in_weight.T + p.in_bias
     zs = np.tile(p.short_bias, (length, 1))
@@ -110,6 +112,12 @@ def test_window_decays_at_the_stated_rates():
     f = _op(jnp.float64).filter
     np.testing.assert_allclose(np.exp(-0.3 * f.decay_max), 1e-2, rtol=1e-12)
     np.testing.assert_allclose(np.exp(-1.5 * f.decay_min), 1e-2, rtol=1e-12)
+    # every convolution of the operator gets slow and fast windows (rates interleaved)
+    n = _op(jnp.float64).order
+    per_conv = np.asarray(f.decay_rates()).reshape(H, n).T  # (n, H), as the operator splits
+    for rates in per_conv:
+        assert rates.min() < f.decay_min + (f.decay_max - f.decay_min) / n
+        assert rates.max() > f.decay_max - (f.decay_max - f.decay_min) / n
     # With the FFN's weights zeroed its output is constant in t: h is the window times a
     # per-channel constant, and |h(t)| / |h(0)| = exp(-alpha_c t), t = l / (max_len - 1).
     f = HyenaFilter(
@@ -250,3 +258,16 @@ def test_errors(library_errors):
         hyena_recurrence(
             jnp.ones((H, 8)), jnp.ones((2, H, 9)), jnp.ones((2, H, 8)), jnp.ones((2, H))
         )
+
+
+def test_recurrence_casts_gates_and_checks_filter_length(library_errors):
+    v = jnp.ones((2, 8), jnp.float32)
+    gates = jnp.full((1, 2, 8), 0.5, jnp.bfloat16)
+    filters = jnp.ones((1, 2, 3), jnp.float32)
+    skip = jnp.ones((1, 2), jnp.float32)
+    y = hyena_recurrence(v, gates, filters, skip)
+    assert y.dtype == jnp.float32  # v's dtype, whatever the gates'
+    want = hyena_recurrence(v, gates.astype(jnp.float32), filters, skip)
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(want))
+    with pytest.raises(ValueError, match="`filters` must be no longer than the sequence"):
+        hyena_recurrence(v, gates, jnp.ones((1, 2, 9)), skip)
