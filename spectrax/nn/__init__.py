@@ -1,6 +1,7 @@
 """spectrax.nn"""
 
 from spectrax.nn._afno import AFNOMixer, afno_mix, soft_shrink
+from spectrax.nn._butterfly import Butterfly
 from spectrax.nn._factorized import (
     CPWeight,
     DenseWeight,
@@ -35,6 +36,7 @@ from spectrax.nn._ssm import S4, S4D, S5
 from spectrax.nn._ssm_labels import ssm_param_labels
 
 __all__: list[str] = [
+    "Butterfly",
     "S4",
     "S4D",
     "S5",

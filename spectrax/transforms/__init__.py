@@ -1,7 +1,14 @@
 """Pure array functions with no parameters: FFT sizes, mode slicing, derivatives, norms,
-Walsh–Hadamard and cosine/sine transforms, orthogonal polynomials, spherical harmonics and the
-spherical harmonic transform."""
+Walsh–Hadamard, butterfly and cosine/sine transforms, orthogonal polynomials, spherical
+harmonics and the spherical harmonic transform."""
 
+from spectrax.transforms._butterfly import (
+    bit_reversal_permutation,
+    butterfly_multiply,
+    butterfly_to_dense,
+    fft_twiddle,
+    hadamard_twiddle,
+)
 from spectrax.transforms._fft import conv_fft_size, irfft_trunc, next_fast_len, rfft_padded
 from spectrax.transforms._hadamard import dct, dst, idct, idst, walsh_hadamard
 from spectrax.transforms._polynomials import (
@@ -21,6 +28,11 @@ from spectrax.transforms._spectral import (
 )
 
 __all__ = [
+    "bit_reversal_permutation",
+    "butterfly_multiply",
+    "butterfly_to_dense",
+    "fft_twiddle",
+    "hadamard_twiddle",
     "sht",
     "sphere_grid",
     "chebyshev",
