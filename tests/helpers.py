@@ -39,3 +39,18 @@ def assert_close(
     )
     err = rel_err(actual, expected)
     assert err <= rtol, f"{what} relative error {err:.3e} > {rtol:.1e}"
+
+
+def run_notebook(path, tmp_path, monkeypatch) -> str:
+    """Execute a notebook in its fast mode (``SPECTRAX_FAST=1``, CPU) in ``tmp_path``; return
+    the text its code cells printed. A failing assert in a cell fails the caller."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("SPECTRAX_FAST", "1")
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)

@@ -3,23 +3,15 @@ theory: spectral bias, NTK spectra, transfer functions, RoPE bounds, HiPPO memor
 
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+
+from tests.helpers import run_notebook
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "theory_checks.ipynb"
 
 
 @pytest.mark.slow
 def test_theory_notebook_runs(tmp_path, monkeypatch):
-    monkeypatch.setenv("SPECTRAX_FAST", "1")
-    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-    outputs = "".join(
-        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
-    )
+    outputs = run_notebook(NOTEBOOK, tmp_path, monkeypatch)
     for marker in ("spectral bias:", "lambda_1 / lambda_41", "DFT of kernel", "decay bound"):
         assert marker in outputs, marker
