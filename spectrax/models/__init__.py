@@ -3,7 +3,13 @@
 from spectrax.models._afno import AFNO, AFNOBlock, patchify, unpatchify
 from spectrax.models._fno import FNO, FNOBlock, grid_channels, spatiotemporal_fno
 from spectrax.models._rollout import rollout
-from spectrax.models._ssm_model import POOLINGS, SSM_LAYER_TYPES, SSMBlock, SSMSequenceModel
+from spectrax.models._ssm_model import (
+    LAYER_TYPES,
+    POOLINGS,
+    SSM_LAYER_TYPES,
+    SSMBlock,
+    SSMSequenceModel,
+)
 from spectrax.models._t1 import T1Layer, TransformOnce, select_modes, spectral_scale
 
 __all__: list[str] = [
@@ -11,6 +17,7 @@ __all__: list[str] = [
     "AFNOBlock",
     "FNO",
     "FNOBlock",
+    "LAYER_TYPES",
     "POOLINGS",
     "SSMBlock",
     "SSMSequenceModel",

@@ -11,9 +11,26 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import check_choice, check_positive_int
-from spectrax.nn import S4, S4D, S5
+from spectrax.nn import S4, S4D, S5, HyenaOperator
 
 SSM_LAYER_TYPES: dict[str, Callable[..., eqx.Module]] = {"s4": S4, "s4d": S4D, "s5": S5}
+# Sequence mixers a block can hold: the state-space layers, and the Hyena long convolution
+# (not a state-space layer: its filters are implicit, it needs ``max_len`` and has no state size).
+LAYER_TYPES: tuple[str, ...] = (*SSM_LAYER_TYPES, "hyena")
+
+
+def _make_layer(
+    layer: str,
+    d_model: int,
+    state_size: int,
+    max_len: int | None,
+    layer_kwargs: dict[str, Any],
+    dtype,
+    key: PRNGKeyArray,
+) -> eqx.Module:
+    if layer == "hyena":
+        return HyenaOperator(d_model, max_len, dtype=dtype, key=key, **layer_kwargs)
+    return SSM_LAYER_TYPES[layer](d_model, state_size, dtype=dtype, key=key, **layer_kwargs)
 
 
 def _pool_mean(y: Array) -> Array:
@@ -38,6 +55,9 @@ POOLINGS: dict[str, Callable[[Array], Array]] = {
 class SSMBlock(eqx.Module):
     """Pre-norm residual block: ``x + dropout(GLU(W gelu(SSM(norm(x)))))`` on ``(L, H)``.
 
+    ``SSM`` is an S4, S4D or S5 layer, or a :class:`~spectrax.nn.HyenaOperator` (``layer="hyena"``,
+    which needs ``max_len``).
+
     The GLU mixing (a linear map to ``2H`` channels, one half gating the other) follows S4/S5's
     "glu" output layer (Dauphin et al., 2017, "Language Modeling with Gated Convolutional
     Networks").
@@ -57,13 +77,12 @@ class SSMBlock(eqx.Module):
         layer_kwargs: dict[str, Any],
         dtype,
         *,
+        max_len: int | None = None,
         key: PRNGKeyArray,
     ):
         k_ssm, k_mix = jax.random.split(key)
         self.norm = eqx.nn.LayerNorm(d_model, dtype=dtype)
-        self.ssm = SSM_LAYER_TYPES[layer](
-            d_model, state_size, dtype=dtype, key=k_ssm, **layer_kwargs
-        )
+        self.ssm = _make_layer(layer, d_model, state_size, max_len, layer_kwargs, dtype, k_ssm)
         self.mix = eqx.nn.Linear(d_model, 2 * d_model, dtype=dtype, key=k_mix)
         self.dropout = eqx.nn.Dropout(dropout)
 
@@ -82,10 +101,15 @@ class SSMSequenceModel(eqx.Module):
     ``n_layers`` :class:`SSMBlock` (SSM layer, layer norm, GELU + GLU mixing, dropout,
     residual); a final layer norm; pooling over time (``"mean"``, ``"last"`` for
     classification, ``"none"`` for sequence-to-sequence); linear decoder ``-> d_output``.
+    With ``layer="hyena"`` the blocks hold Hyena operators (Poli et al., 2023, "Hyena
+    Hierarchy") in place of the state-space layers: the same model around a long convolution.
 
     Args:
         d_input, d_output, d_model: feature sizes. n_layers: number of blocks.
-        layer: ``"s4"``, ``"s4d"`` or ``"s5"``. state_size: ``N`` (``P`` for S5).
+        layer: ``"s4"``, ``"s4d"``, ``"s5"`` or ``"hyena"``. state_size: ``N`` (``P`` for S5;
+            unused by Hyena, whose filters are implicit).
+        max_len: the longest sequence a Hyena model takes (required with ``layer="hyena"``,
+            which sizes its filters by it; must be left ``None`` otherwise).
         pooling: ``"mean"`` (default), ``"last"`` or ``"none"``.
         dropout: dropout rate in the blocks (0).
         layer_kwargs: extra keyword arguments of the SSM layer (e.g. ``{"init": "lin"}``).
@@ -113,6 +137,7 @@ class SSMSequenceModel(eqx.Module):
         pooling: str = "mean",
         dropout: float = 0.0,
         layer_kwargs: dict[str, Any] | None = None,
+        max_len: int | None = None,
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
@@ -123,14 +148,35 @@ class SSMSequenceModel(eqx.Module):
             ("n_layers", n_layers),
         ):
             check_positive_int(name, value)
-        check_choice("layer", layer, tuple(SSM_LAYER_TYPES))
+        check_choice("layer", layer, LAYER_TYPES)
         check_choice("pooling", pooling, tuple(POOLINGS))
+        if layer == "hyena":
+            if max_len is None:
+                raise ValueError(
+                    "`max_len` is required with layer='hyena' (the longest sequence the model "
+                    "takes; it sizes the implicit filters); got max_len=None."
+                )
+            check_positive_int("max_len", max_len)
+        elif max_len is not None:
+            raise ValueError(
+                f"`max_len` applies only to layer='hyena' (state-space layers take any length); "
+                f"got max_len={max_len!r} with layer={layer!r}."
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
         keys = jax.random.split(key, n_layers + 2)
         self.encoder = eqx.nn.Linear(d_input, d_model, dtype=dtype, key=keys[0])
         self.blocks = tuple(
-            SSMBlock(layer, d_model, state_size, dropout, dict(layer_kwargs or {}), dtype, key=k)
+            SSMBlock(
+                layer,
+                d_model,
+                state_size,
+                dropout,
+                dict(layer_kwargs or {}),
+                dtype,
+                max_len=max_len,
+                key=k,
+            )
             for k in keys[2:]
         )
         self.norm = eqx.nn.LayerNorm(d_model, dtype=dtype)

@@ -12,9 +12,12 @@ from spectrax.nn import ssm_param_labels
 from tests.helpers import assert_close
 
 
-@pytest.mark.parametrize("layer", ["s4", "s4d", "s5"])
+@pytest.mark.parametrize("layer", ["s4", "s4d", "s5", "hyena"])
 def test_shapes_pooling_and_causality(layer, key):
-    seq2seq = SSMSequenceModel(3, 2, 8, 2, layer=layer, state_size=4, pooling="none", key=key)
+    max_len = 24 if layer == "hyena" else None
+    seq2seq = SSMSequenceModel(
+        3, 2, 8, 2, layer=layer, state_size=4, pooling="none", max_len=max_len, key=key
+    )
     x = jax.random.normal(jax.random.key(1), (20, 3))
     y = eqx.filter_jit(seq2seq)(x)
     assert y.shape == (20, 2) and y.dtype == jnp.float32
@@ -22,7 +25,9 @@ def test_shapes_pooling_and_causality(layer, key):
     y2 = eqx.filter_jit(seq2seq)(x.at[10:].set(0.0))
     assert_close(y2[:10], y[:10], rtol=1e-5)
     assert float(jnp.max(jnp.abs(y2[10:] - y[10:]))) > 1e-4
-    clf = SSMSequenceModel(3, 5, 8, 1, layer=layer, state_size=4, pooling="last", key=key)
+    clf = SSMSequenceModel(
+        3, 5, 8, 1, layer=layer, state_size=4, pooling="last", max_len=max_len, key=key
+    )
     assert eqx.filter_jit(jax.vmap(clf))(jnp.stack([x, x])).shape == (2, 5)
 
 
@@ -43,6 +48,32 @@ def test_errors(key, library_errors):
         SSMSequenceModel(3, 2, pooling="max", key=key)
     with pytest.raises(ValueError, match="dropout"):
         SSMSequenceModel(3, 2, dropout=1.5, key=key)
+    with pytest.raises(ValueError, match="max_len.*required"):
+        SSMSequenceModel(3, 2, layer="hyena", key=key)
+    with pytest.raises(ValueError, match="max_len.*only to layer='hyena'.*max_len=16"):
+        SSMSequenceModel(3, 2, layer="s4d", max_len=16, key=key)
+    with pytest.raises(ValueError, match="max_len"):
+        SSMSequenceModel(3, 2, layer="hyena", max_len=0, key=key)
+    hyena = SSMSequenceModel(3, 2, 8, 1, layer="hyena", max_len=16, key=key)
+    with pytest.raises(ValueError, match="max_len=16"):
+        hyena(jnp.ones((17, 3)))
+
+
+def test_hyena_blocks_are_hyena_operators(key):
+    from spectrax.nn import HyenaOperator
+
+    model = SSMSequenceModel(
+        3, 2, 8, 2, layer="hyena", max_len=32, layer_kwargs={"order": 3}, key=key
+    )
+    assert all(isinstance(b.ssm, HyenaOperator) and b.ssm.order == 3 for b in model.blocks)
+    assert all(b.ssm.max_len == 32 for b in model.blocks)
+    # Grad flows into the implicit filters through every block.
+    x = jax.random.normal(jax.random.key(1), (32, 3))
+    grads = eqx.filter_grad(lambda m: jnp.sum(m(x) ** 2))(model)
+    for block in grads.blocks:
+        leaves = jax.tree.leaves(eqx.filter(block.ssm.filter, eqx.is_array))
+        assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+        assert max(float(jnp.max(jnp.abs(g))) for g in leaves) > 0.0
 
 
 # Long-range smoke test: the signal token sits >= 256 steps before the read-out position among
