@@ -1,6 +1,6 @@
 """Pure array functions with no parameters: FFT sizes, mode slicing, derivatives, norms,
 Walsh–Hadamard, butterfly and cosine/sine transforms, orthogonal polynomials, spherical
-harmonics and the spherical harmonic transform."""
+harmonics, the spherical harmonic transform and Gaunt products."""
 
 from spectrax.transforms._butterfly import (
     bit_reversal_permutation,
@@ -10,6 +10,7 @@ from spectrax.transforms._butterfly import (
     hadamard_twiddle,
 )
 from spectrax.transforms._fft import conv_fft_size, irfft_trunc, next_fast_len, rfft_padded
+from spectrax.transforms._gaunt import gaunt_coefficients, gaunt_grid, gaunt_product
 from spectrax.transforms._hadamard import dct, dst, idct, idst, walsh_hadamard
 from spectrax.transforms._polynomials import (
     chebyshev,
@@ -40,6 +41,9 @@ __all__ = [
     "dct",
     "dst",
     "gauss_legendre",
+    "gaunt_coefficients",
+    "gaunt_grid",
+    "gaunt_product",
     "idct",
     "idst",
     "isht",

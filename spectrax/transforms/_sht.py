@@ -53,17 +53,10 @@ def sphere_grid(
     return theta, phi, weights[::-1].copy()
 
 
-@functools.lru_cache(maxsize=32)
-def _legendre_tables(nlat: int, l_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 ``(analysis, synthesis)`` matrices of shape ``(m, l, nlat) = (l_max + 1,
-    l_max + 1, nlat)``, zero for ``l < m``, built once per ``(nlat, l_max)``.
-
-    ``synthesis[m, l, i] = c_m P̄_l^m(cos theta_i)`` with ``c_0 = 1`` and ``c_m = 1/sqrt(2)``
-    (the real harmonic's ``sqrt(2)``, halved for the Hermitian ``irfft``);
-    ``analysis[m, l, i] = 2π w_i s_m P̄_l^m(cos theta_i)`` with ``s_0 = 1``, ``s_m = sqrt(2)``
-    (the ``1/nlon`` of the longitude quadrature is the ``rfft``'s ``norm="forward"``).
-    ``P̄_l^m`` by the same normalised recurrence as :func:`real_sph_harm`, in NumPy."""
-    theta, _, weights = sphere_grid(nlat, 1)
+def _legendre_grid(nlat: int, l_max: int) -> np.ndarray:
+    """Float64 ``P̄_l^m(cos theta_i)`` on the :func:`sphere_grid` latitudes, shape ``(m, l, nlat)``
+    (zero for ``l < m``), by the normalised recurrence of :func:`real_sph_harm`, in NumPy."""
+    theta, _, _ = sphere_grid(nlat, 1)
     x, s = np.cos(theta), np.sin(theta)
     size = l_max + 1
     a, b, diag = _sph_tables(l_max)
@@ -77,7 +70,22 @@ def _legendre_tables(nlat: int, l_max: int) -> tuple[np.ndarray, np.ndarray]:
         cur[l] = sect
         p[l] = cur
         prev2, prev1 = prev1, cur
-    p = p.transpose(1, 0, 2)  # (m, l, i)
+    return p.transpose(1, 0, 2)  # (m, l, i)
+
+
+@functools.lru_cache(maxsize=32)
+def _legendre_tables(nlat: int, l_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 ``(analysis, synthesis)`` matrices of shape ``(m, l, nlat) = (l_max + 1,
+    l_max + 1, nlat)``, zero for ``l < m``, built once per ``(nlat, l_max)``.
+
+    ``synthesis[m, l, i] = c_m P̄_l^m(cos theta_i)`` with ``c_0 = 1`` and ``c_m = 1/sqrt(2)``
+    (the real harmonic's ``sqrt(2)``, halved for the Hermitian ``irfft``);
+    ``analysis[m, l, i] = 2π w_i s_m P̄_l^m(cos theta_i)`` with ``s_0 = 1``, ``s_m = sqrt(2)``
+    (the ``1/nlon`` of the longitude quadrature is the ``rfft``'s ``norm="forward"``).
+    ``P̄_l^m`` from :func:`_legendre_grid`."""
+    _, _, weights = sphere_grid(nlat, 1)
+    size = l_max + 1
+    p = _legendre_grid(nlat, l_max)
     scale = np.where(np.arange(size) == 0, 1.0, math.sqrt(2.0))[:, None, None]
     synthesis = p * (scale / np.where(scale > 1.0, 2.0, 1.0))
     analysis = p * (2.0 * np.pi * scale * weights[None, None, :])
