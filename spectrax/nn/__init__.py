@@ -29,6 +29,7 @@ from spectrax.nn._pointwise import (
     pointwise_linear,
 )
 from spectrax.nn._rope import RoPE, apply_rope, rope_frequencies
+from spectrax.nn._sh_encoding import SphericalLocationEncoder, spherical_harmonic_encoding
 from spectrax.nn._siren import SineLayer, Siren, sine_layer, siren_weight_bound
 from spectrax.nn._spectral_conv import SpectralConv, nyquist_weights, resolve_impl, spectral_conv
 from spectrax.nn._ssm import MODES as SSM_MODES
@@ -74,9 +75,11 @@ __all__: list[str] = [
     "RoPE",
     "SineLayer",
     "Siren",
+    "SphericalLocationEncoder",
     "apply_rope",
     "fourier_features",
     "positional_encoding",
+    "spherical_harmonic_encoding",
     "rope_frequencies",
     "sine_layer",
     "siren_weight_bound",
