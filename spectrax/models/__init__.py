@@ -3,6 +3,7 @@
 from spectrax.models._afno import AFNO, AFNOBlock, patchify, unpatchify
 from spectrax.models._fno import FNO, FNOBlock, grid_channels, spatiotemporal_fno
 from spectrax.models._rollout import rollout
+from spectrax.models._sfno import SFNO, SFNOBlock
 from spectrax.models._ssm_model import (
     LAYER_TYPES,
     POOLINGS,
@@ -19,6 +20,8 @@ __all__: list[str] = [
     "FNOBlock",
     "LAYER_TYPES",
     "POOLINGS",
+    "SFNO",
+    "SFNOBlock",
     "SSMBlock",
     "SSMSequenceModel",
     "SSM_LAYER_TYPES",

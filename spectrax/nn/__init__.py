@@ -32,6 +32,7 @@ from spectrax.nn._rope import RoPE, apply_rope, rope_frequencies
 from spectrax.nn._sh_encoding import SphericalLocationEncoder, spherical_harmonic_encoding
 from spectrax.nn._siren import SineLayer, Siren, sine_layer, siren_weight_bound
 from spectrax.nn._spectral_conv import SpectralConv, nyquist_weights, resolve_impl, spectral_conv
+from spectrax.nn._spherical_conv import SphericalConv, spherical_conv
 from spectrax.nn._ssm import MODES as SSM_MODES
 from spectrax.nn._ssm import S4, S4D, S5
 from spectrax.nn._ssm_labels import ssm_param_labels
@@ -75,10 +76,12 @@ __all__: list[str] = [
     "RoPE",
     "SineLayer",
     "Siren",
+    "SphericalConv",
     "SphericalLocationEncoder",
     "apply_rope",
     "fourier_features",
     "positional_encoding",
+    "spherical_conv",
     "spherical_harmonic_encoding",
     "rope_frequencies",
     "sine_layer",

@@ -1,0 +1,131 @@
+"""Spherical convolution: channel mixing per harmonic degree between a spherical harmonic
+transform and its inverse (the spectral layer of spherical Fourier neural operators)."""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from spectrax._checks import check_positive_int, check_real_float
+from spectrax.transforms import isht, sht
+
+
+def _degrees(l_max: int) -> np.ndarray:
+    """Degree ``l`` of each flat harmonic index ``l^2 + l + m``."""
+    return np.repeat(np.arange(l_max + 1), 2 * np.arange(l_max + 1) + 1)
+
+
+def _check_sphere_grid(name: str, shape: tuple[int, ...], l_max: int) -> None:
+    nlat, nlon = shape
+    if nlat < l_max + 1 or nlon < 2 * l_max + 1:
+        raise ValueError(
+            f"{name} is an nlat x nlon = {nlat} x {nlon} sphere grid, too small for "
+            f"l_max={l_max}: expected nlat >= {l_max + 1} and nlon >= {2 * l_max + 1} (the "
+            "spherical harmonic transform's grid conditions)."
+        )
+
+
+def spherical_conv(
+    x: Float[Array, "C_in nlat nlon"],
+    weight: Float[Array, "C_out C_in degree"],
+    output_shape: tuple[int, int] | None = None,
+) -> Float[Array, "C_out nlat_out nlon_out"]:
+    """``y = isht(Σ_i W[o, i, l] sht(x_i)_lm)``: the spherical convolution of Bonev et al.
+
+    Bonev, Kurth, Hundt, Pathak, Baust, Kashinath & Anandkumar, 2023, "Spherical Fourier Neural
+    Operators: Learning Stable Dynamics on the Sphere" (ICML): the convolution theorem on the
+    sphere (Driscoll & Healy, 1994) makes the convolution with an isotropic (zonal) kernel a
+    per-degree multiplication of the spherical harmonic coefficients; with channels it mixes
+    them by one matrix per degree ``l``, shared by the ``2l + 1`` orders. That commutes with
+    every rotation of the sphere (the orders of one degree rotate among themselves), as the
+    FFT-based spectral conv commutes with translations, and is resolution-independent: the
+    output may be synthesised on any grid that carries ``l_max``.
+
+    Args:
+        x: fields ``(C_in, nlat, nlon)`` on the :func:`~spectrax.transforms.sphere_grid`
+            (Gauss–Legendre latitudes north to south, equispaced longitudes), with
+            ``nlat >= l_max + 1``, ``nlon >= 2 l_max + 1``.
+        weight: ``(C_out, C_in, l_max + 1)`` real; ``l_max`` is read from its last axis.
+            Degrees above ``l_max`` are dropped (the layer is a band-limiting filter).
+        output_shape: ``(nlat_out, nlon_out)`` of the output grid, default that of ``x``.
+
+    Returns:
+        ``(C_out, *output_shape)`` in ``x``'s dtype (half precision computes in float32).
+    """
+    check_real_float("x", x)
+    check_real_float("weight", weight)
+    if weight.ndim != 3:
+        raise ValueError(
+            f"`weight` must have shape (C_out, C_in, l_max + 1); got weight.shape={weight.shape}."
+        )
+    l_max = weight.shape[2] - 1
+    if x.ndim != 3 or x.shape[0] != weight.shape[1]:
+        raise ValueError(
+            f"`x` must be fields (C_in, nlat, nlon) with C_in={weight.shape[1]} (weight's "
+            f"second axis); got x.shape={x.shape}. Batch with jax.vmap."
+        )
+    _check_sphere_grid("`x`", x.shape[1:], l_max)
+    if output_shape is None:
+        output_shape = x.shape[1:]
+    if (
+        not isinstance(output_shape, (tuple, list))
+        or len(output_shape) != 2
+        or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) for n in output_shape)
+    ):
+        raise ValueError(
+            f"`output_shape` must be a pair of integers (nlat, nlon); got {output_shape!r}."
+        )
+    output_shape = (int(output_shape[0]), int(output_shape[1]))
+    _check_sphere_grid("`output_shape`", output_shape, l_max)
+    coeffs = sht(x, l_max)  # (C_in, H)
+    w = jnp.take(weight.astype(coeffs.dtype), jnp.asarray(_degrees(l_max)), axis=2)  # (O, I, H)
+    mixed = jnp.einsum("oih,ih->oh", w, coeffs, precision=jax.lax.Precision.HIGHEST)
+    return isht(mixed, *output_shape).astype(x.dtype)
+
+
+class SphericalConv(eqx.Module):
+    """Spherical convolution layer: :func:`spherical_conv` with a learnable per-degree weight.
+
+    Bonev et al., 2023, "Spherical Fourier Neural Operators: Learning Stable Dynamics on the
+    Sphere". Weight layout ``(out_channels, in_channels, l_max + 1)``: one real channel-mixing
+    matrix per harmonic degree, ``out_channels * in_channels * (l_max + 1)`` parameters,
+    initialised ``N(0, 1 / in_channels)`` (a random field's variance per degree is kept in
+    expectation).
+
+    Args:
+        in_channels, out_channels: channel counts.
+        l_max: highest degree kept, ``>= 0``.
+        dtype: parameter dtype (float32). key: PRNG key (keyword-only).
+
+    Call with ``(in_channels, nlat, nlon)`` and an optional ``output_shape``.
+    """
+
+    weight: Float[Array, "C_out C_in degree"]
+    in_channels: int = eqx.field(static=True)
+    out_channels: int = eqx.field(static=True)
+    l_max: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        l_max: int,
+        *,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.out_channels = check_positive_int("out_channels", out_channels)
+        self.l_max = check_positive_int("l_max", l_max, minimum=0)
+        shape = (out_channels, in_channels, self.l_max + 1)
+        self.weight = jax.random.normal(key, shape, dtype) * math.sqrt(1.0 / in_channels)
+
+    def __call__(
+        self, x: Float[Array, "C_in nlat nlon"], output_shape: tuple[int, int] | None = None
+    ) -> Float[Array, "C_out nlat_out nlon_out"]:
+        return spherical_conv(x, self.weight, output_shape)
