@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import platform
 from pathlib import Path
@@ -25,6 +26,10 @@ from spectrax._benchmark import time_interleaved
 from spectrax.transforms import gaunt_coefficients, gaunt_grid, gaunt_product
 
 DEGREES = (2, 4, 6, 8, 10, 12)
+
+
+def _run(fn, *args):
+    return jax.block_until_ready(fn(*args))
 
 
 def main(argv=None):
@@ -49,8 +54,8 @@ def main(argv=None):
             )
         )
         runs = {
-            "sphere": lambda: jax.block_until_ready(sphere(x1, x2)),
-            "dense": lambda: jax.block_until_ready(dense(x1, x2, table)),
+            "sphere": functools.partial(_run, sphere, x1, x2),
+            "dense": functools.partial(_run, dense, x1, x2, table),
         }
         timed = time_interleaved(runs, args.repeats)
         med = {name: m for name, (m, _) in timed.items()}

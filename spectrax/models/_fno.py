@@ -90,21 +90,31 @@ class FNOBlock(eqx.Module):
         )
         self.skip = PointwiseLinear(width, width, use_bias=False, dtype=dtype, key=ks)
         self.activation = get_activation(activation)
-        if channel_mlp_expansion:
-            expansion = check_positive_float("channel_mlp_expansion", channel_mlp_expansion)
-            hidden = max(1, round(expansion * width))
-            self.mlp = ChannelMLP(width, hidden, width, activation=activation, dtype=dtype, key=km)
-        else:
-            self.mlp = None
+        self.mlp = block_channel_mlp(width, channel_mlp_expansion, activation, dtype, km)
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
-        # the spectral path computes in float32 (XLA has no half-precision FFT); the block
-        # stays in the dtype of its input
-        y = self.conv(x).astype(x.dtype) + self.skip(x)
-        if self.mlp is not None:
-            y = self.activation(y)
-            y = y + self.mlp(y)
-        return y
+        return block_tail(self.conv(x), x, self.skip, self.mlp, self.activation)
+
+
+def block_channel_mlp(
+    width: int, expansion: float | None, activation, dtype, key
+) -> ChannelMLP | None:
+    """The optional residual channel MLP of a block, hidden size ``expansion * width``."""
+    if not expansion:
+        return None
+    expansion = check_positive_float("channel_mlp_expansion", expansion)
+    hidden = max(1, round(expansion * width))
+    return ChannelMLP(width, hidden, width, activation=activation, dtype=dtype, key=key)
+
+
+def block_tail(spectral: Array, x: Array, skip, mlp, activation) -> Array:
+    """``y = spectral + skip(x)``, then with an MLP ``y = act(y); y + MLP(y)``. The spectral path
+    computes in float32 (XLA has no half-precision FFT); the block keeps its input's dtype."""
+    y = spectral.astype(x.dtype) + skip(x)
+    if mlp is not None:
+        y = activation(y)
+        y = y + mlp(y)
+    return y
 
 
 class FNO(eqx.Module):

@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_float, check_positive_int, check_real_float
+from spectrax._checks import check_positive_int, check_real_float
+from spectrax.models._fno import block_channel_mlp, block_tail
 from spectrax.nn import ChannelMLP, PointwiseLinear, SphericalConv
 from spectrax.nn._pointwise import get_activation
 from spectrax.nn._spherical_conv import _check_sphere_grid
@@ -42,19 +43,10 @@ class SFNOBlock(eqx.Module):
         self.conv = SphericalConv(width, width, l_max, dtype=dtype, key=kc)
         self.skip = PointwiseLinear(width, width, use_bias=False, dtype=dtype, key=ks)
         self.activation = get_activation(activation)
-        if channel_mlp_expansion:
-            expansion = check_positive_float("channel_mlp_expansion", channel_mlp_expansion)
-            hidden = max(1, round(expansion * width))
-            self.mlp = ChannelMLP(width, hidden, width, activation=activation, dtype=dtype, key=km)
-        else:
-            self.mlp = None
+        self.mlp = block_channel_mlp(width, channel_mlp_expansion, activation, dtype, km)
 
     def __call__(self, x: Float[Array, "C nlat nlon"]) -> Float[Array, "C nlat nlon"]:
-        y = self.conv(x).astype(x.dtype) + self.skip(x)
-        if self.mlp is not None:
-            y = self.activation(y)
-            y = y + self.mlp(y)
-        return y
+        return block_tail(self.conv(x), x, self.skip, self.mlp, self.activation)
 
 
 class SFNO(eqx.Module):

@@ -12,18 +12,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from spectrax._checks import check_positive_int, check_real_float
-from spectrax.transforms._sht import _legendre_grid, isht, sht, sphere_grid
-
-
-def _degree(name: str, n: int) -> int:
-    size = math.isqrt(n)
-    if n == 0 or size * size != n:
-        lo = max(size, 1)
-        raise ValueError(
-            f"`{name}` must have shape (..., (l_max + 1)**2) in real_sph_harm's order; its last "
-            f"axis is {n}, not a positive perfect square (e.g. {lo * lo} or {(lo + 1) ** 2})."
-        )
-    return size - 1
+from spectrax.transforms._sht import _legendre_grid, harmonic_degree, isht, sht, sphere_grid
 
 
 def gaunt_grid(l_max1: int, l_max2: int, l_max_out: int) -> tuple[int, int]:
@@ -144,7 +133,7 @@ def gaunt_product(
         raise ValueError(
             f"`x1` and `x2` must have shape (..., (l_max + 1)**2); got {x1.shape=}, {x2.shape=}."
         )
-    l1, l2 = _degree("x1", x1.shape[-1]), _degree("x2", x2.shape[-1])
+    l1, l2 = harmonic_degree("x1", x1.shape), harmonic_degree("x2", x2.shape)
     if l_max_out is None:
         l_max_out = l1 + l2
     l_max_out = check_positive_int("l_max_out", l_max_out, minimum=0)

@@ -113,6 +113,21 @@ def _layout(l_max: int) -> tuple[np.ndarray, np.ndarray]:
     return gather, scatter
 
 
+def harmonic_degree(name: str, shape: tuple[int, ...]) -> int:
+    """``l_max`` of coefficients of shape ``(..., (l_max + 1)^2)``, or a ValueError naming
+    ``name`` when the last axis is not a positive perfect square."""
+    n = shape[-1]
+    size = math.isqrt(n)
+    if n == 0 or size * size != n:
+        lo = max(size, 1)
+        raise ValueError(
+            f"`{name}` must have shape (..., (l_max + 1)**2) in real_sph_harm's order; got "
+            f"{name}.shape={tuple(shape)}, whose last axis {n} is not a positive perfect square "
+            f"(e.g. {lo * lo} or {(lo + 1) ** 2})."
+        )
+    return size - 1
+
+
 def _max_degree(nlat: int, nlon: int) -> int:
     return min(nlat - 1, (nlon - 1) // 2)
 
@@ -235,16 +250,8 @@ def isht(
         raise ValueError(
             f"`coeffs` must have shape (..., (l_max + 1)**2); got a scalar, {coeffs.shape=}."
         )
-    n = coeffs.shape[-1]
-    size = math.isqrt(n)
-    if n == 0 or size * size != n:
-        lo = max(size, 1)
-        raise ValueError(
-            f"`coeffs` must have shape (..., (l_max + 1)**2) in real_sph_harm's order; got "
-            f"{coeffs.shape=}, whose last axis {n} is not a positive perfect square (e.g. "
-            f"{lo * lo} or {(lo + 1) ** 2})."
-        )
-    _check_grid("`nlat`, `nlon`", nlat, nlon, size - 1)
+    l_max = harmonic_degree("coeffs", coeffs.shape)
+    _check_grid("`nlat`, `nlon`", nlat, nlon, l_max)
     return _isht(coeffs, nlat, nlon)
 
 
