@@ -28,12 +28,14 @@ def test_shapes_grids_and_gradients():
     y = eqx.filter_jit(lambda m, v: jax.vmap(m)(v))(model, x)
     assert y.shape == (4, 3, 6, 12) and y.dtype == jnp.float32
     # The same model on a finer grid (the weights are per degree, not per grid point).
-    assert model(jax.random.normal(jax.random.key(2), (2, 16, 32))).shape == (3, 16, 32)
-    grads = eqx.filter_grad(lambda m: jnp.mean(jax.vmap(m)(x) ** 2))(model)
+    fine = jax.random.normal(jax.random.key(2), (2, 16, 32))
+    assert eqx.filter_jit(model)(fine).shape == (3, 16, 32)
+    grads = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.mean(jax.vmap(m)(x) ** 2)))(model)
     leaves = jax.tree.leaves(eqx.filter(grads, eqx.is_array))
     assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
     with_mlp = SFNO(2, 3, 8, 5, 2, channel_mlp_expansion=0.5, key=jax.random.key(0))
-    assert with_mlp.blocks[0].mlp is not None and with_mlp(x[0]).shape == (3, 6, 12)
+    assert with_mlp.blocks[0].mlp is not None
+    assert eqx.filter_jit(with_mlp)(x[0]).shape == (3, 6, 12)
 
 
 def test_linear_sfno_is_rotation_equivariant_under_longitude_shifts():

@@ -69,7 +69,7 @@ def test_hyena_blocks_are_hyena_operators(key):
     assert all(b.ssm.max_len == 32 for b in model.blocks)
     # Grad flows into the implicit filters through every block.
     x = jax.random.normal(jax.random.key(1), (32, 3))
-    grads = eqx.filter_grad(lambda m: jnp.sum(m(x) ** 2))(model)
+    grads = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.sum(m(x) ** 2)))(model)
     for block in grads.blocks:
         leaves = jax.tree.leaves(eqx.filter(block.ssm.filter, eqx.is_array))
         assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)

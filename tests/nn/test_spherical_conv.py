@@ -108,7 +108,7 @@ def test_layer_parameters_init_jit_vmap_grad():
     y = eqx.filter_jit(lambda m, v: jax.vmap(m)(v))(layer, x)
     assert y.shape == (3, 5, 8, 16) and y.dtype == jnp.float32
     assert_close(y[1], layer(x[1]), rtol=1e-5)
-    grads = eqx.filter_grad(lambda m: jnp.sum(m(x[0]) ** 2))(layer)
+    grads = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.sum(m(x[0]) ** 2)))(layer)
     assert bool(jnp.all(jnp.isfinite(grads.weight))) and float(jnp.max(jnp.abs(grads.weight))) > 0
     # Linear in x: the gradient in x equals the adjoint applied to the cotangent, checked by
     # the inner-product identity <A x, v> = <x, A^T v>.
