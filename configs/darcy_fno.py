@@ -88,6 +88,12 @@ class DarcyFNO:
     resolution: int = dataclasses.field(default=85, metadata={"min": 1})
     solver_resolution: int = dataclasses.field(default=421, metadata={"min": 1})
     data_seed: int = 0
+    # the coefficient's low value (the paper's text: 3; its MATLAB generator's demo: 4) and the
+    # solver's face conductivities (the MATLAB generator: arithmetic means)
+    a_low: float = dataclasses.field(default=3.0, metadata={"min": 0.0, "min_open": True})
+    face_mean: str = dataclasses.field(
+        default="harmonic", metadata={"choices": ("harmonic", "arithmetic")}
+    )
     width: int = dataclasses.field(default=32, metadata={"min": 1})
     modes: int = dataclasses.field(default=12, metadata={"min": 1})
     num_layers: int = dataclasses.field(default=4, metadata={"min": 1})
@@ -109,6 +115,12 @@ class DarcyFNO:
             n,
             self.resolution,
             solver_resolution=self.solver_resolution,
+            # the defaults are not passed, so the data cached before these options stays valid
+            **(
+                {}
+                if (self.a_low, self.face_mean) == (3.0, "harmonic")
+                else {"a_low": self.a_low, "face_mean": self.face_mean}
+            ),
         )
         a_train, u_train = a[: self.num_train], u[: self.num_train]
         if self.normalize not in ("scalar", "pointwise"):

@@ -1,6 +1,9 @@
 """Strict, deterministic test setup shared by every test module.
 
 - 8 fake CPU devices (multi-device tests), CPU only.
+- XLA:CPU backend optimisation off: the suite is bound by compile time (thousands of small
+  programs), and level 0 halves it; results are the same to the tolerances tested. A run that
+  sets its own level in XLA_FLAGS keeps it.
 - Strict dtype promotion and rank promotion errors: silent upcasts or broadcasts are bugs.
 - jaxtyping shape/dtype annotations checked at run time on the whole package (beartype).
 """
@@ -10,7 +13,10 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
-    os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
+    _flags = (_flags + " --xla_force_host_platform_device_count=8").strip()
+if "xla_backend_optimization_level" not in _flags:
+    _flags = (_flags + " --xla_backend_optimization_level=0").strip()
+os.environ["XLA_FLAGS"] = _flags
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

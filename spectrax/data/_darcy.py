@@ -24,22 +24,33 @@ __all__ = ["darcy_dataset", "darcy_operator", "darcy_solve"]
 _DEFAULT_TOL = {jnp.dtype(jnp.float32): 1e-5, jnp.dtype(jnp.float64): 1e-11}
 
 
-def _harmonic(a, b):
-    return 2.0 * a * b / (a + b)
+FACE_MEANS = ("harmonic", "arithmetic")
 
 
-def _apply(a, u_int):
+def _face(a, b, face_mean: str):
+    if face_mean == "harmonic":
+        return 2.0 * a * b / (a + b)
+    return 0.5 * (a + b)
+
+
+def _check_face_mean(face_mean) -> str:
+    if face_mean not in FACE_MEANS:
+        raise ValueError(f"`face_mean` must be one of {FACE_MEANS}; got {face_mean!r}.")
+    return face_mean
+
+
+def _apply(a, u_int, face_mean: str = "harmonic"):
     """The 5-point finite-volume operator at the interior nodes.
 
     ``a``: (s, s) node values; ``u_int``: (s-2, s-2) interior values (zero Dirichlet data).
-    Face conductivities are harmonic means of the two adjacent nodes, the flux-continuous
-    choice for piecewise-constant coefficients.
+    Face conductivities are the harmonic means of the two adjacent nodes (the flux-continuous
+    choice for piecewise-constant coefficients) or their arithmetic means (``face_mean``).
     """
     s = a.shape[-1]
     h2 = jnp.asarray((s - 1) ** 2, a.dtype)
     u = jnp.pad(u_int, 1)
-    flux_x = _harmonic(a[1:, :], a[:-1, :]) * (u[1:, :] - u[:-1, :])
-    flux_y = _harmonic(a[:, 1:], a[:, :-1]) * (u[:, 1:] - u[:, :-1])
+    flux_x = _face(a[1:, :], a[:-1, :], face_mean) * (u[1:, :] - u[:-1, :])
+    flux_y = _face(a[:, 1:], a[:, :-1], face_mean) * (u[:, 1:] - u[:, :-1])
     div = (flux_x[1:, 1:-1] - flux_x[:-1, 1:-1]) + (flux_y[1:-1, 1:] - flux_y[1:-1, :-1])
     return -div * h2
 
@@ -72,7 +83,7 @@ def _laplacian_inverse(s: int, dtype):
     return apply
 
 
-def _pcg_one(a, f_int, tol: float, max_iter: int):
+def _pcg_one(a, f_int, tol: float, max_iter: int, face_mean: str = "harmonic"):
     s = a.shape[-1]
     precond = _laplacian_inverse(s, a.dtype)
     b = f_int
@@ -85,7 +96,7 @@ def _pcg_one(a, f_int, tol: float, max_iter: int):
 
     def body(state):
         x, r, z, p, rz, it = state
-        ap = _apply(a, p)
+        ap = _apply(a, p, face_mean)
         alpha = rz / jnp.vdot(p, ap)
         x = x + alpha * p
         r = r - alpha * ap
@@ -101,13 +112,13 @@ def _pcg_one(a, f_int, tol: float, max_iter: int):
     return jnp.pad(x, 1)
 
 
-@functools.partial(jax.jit, static_argnames=("tol", "max_iter"))
-def _solve(a, f, tol, max_iter):
+@functools.partial(jax.jit, static_argnames=("tol", "max_iter", "face_mean"))
+def _solve(a, f, tol, max_iter, face_mean):
     s = a.shape[-1]
     lead = a.shape[:-2]
     a_flat = a.reshape((-1, s, s))
     f_flat = f.reshape((-1, s, s))[:, 1:-1, 1:-1]
-    u = jax.vmap(lambda ai, fi: _pcg_one(ai, fi, tol, max_iter))(a_flat, f_flat)
+    u = jax.vmap(lambda ai, fi: _pcg_one(ai, fi, tol, max_iter, face_mean))(a_flat, f_flat)
     return u.reshape(lead + (s, s))
 
 
@@ -118,21 +129,26 @@ def _check_grid(name: str, x) -> None:
 
 
 def darcy_operator(
-    a: Float[Array, "*Ba X Y"], u: Float[Array, "*Bu X Y"]
+    a: Float[Array, "*Ba X Y"],
+    u: Float[Array, "*Bu X Y"],
+    *,
+    face_mean: str = "harmonic",
 ) -> Float[Array, "*B X Y"]:
     """The discrete operator -∇·(a ∇u) of :func:`darcy_solve` at the interior nodes.
 
     Args:
         a: positive coefficient at the ``s x s`` nodes ``(i, j) / (s - 1)``.
         u: values at the same nodes; the boundary values are taken as zero.
+        face_mean: face conductivities from the two adjacent nodes, ``"harmonic"`` or
+            ``"arithmetic"`` (as :func:`darcy_solve`).
 
     Returns:
-        Shape ``(*batch, s, s)``: the 5-point finite-volume operator (harmonic-mean face
-        conductivities) at interior nodes, zero on the boundary. ``darcy_operator(a, u) - f``
-        is the discrete residual.
+        Shape ``(*batch, s, s)``: the 5-point finite-volume operator at interior nodes, zero
+        on the boundary. ``darcy_operator(a, u) - f`` is the discrete residual.
     """
     _check_grid("a", a)
     _check_grid("u", u)
+    face_mean = _check_face_mean(face_mean)
     if a.shape[-2:] != u.shape[-2:]:
         raise ValueError(f"`a` and `u` must be on the same grid; got {a.shape=} and {u.shape=}.")
     s = a.shape[-1]
@@ -140,7 +156,7 @@ def darcy_operator(
     lead = broadcast_leading("a", a.shape[:-2], "u", u.shape[:-2])
     a_flat = jnp.broadcast_to(a.astype(dtype), lead + (s, s)).reshape((-1, s, s))
     u_flat = jnp.broadcast_to(u.astype(dtype), lead + (s, s)).reshape((-1, s, s))[:, 1:-1, 1:-1]
-    out = jax.vmap(lambda ai, ui: jnp.pad(_apply(ai, ui), 1))(a_flat, u_flat)
+    out = jax.vmap(lambda ai, ui: jnp.pad(_apply(ai, ui, face_mean), 1))(a_flat, u_flat)
     return out.reshape(lead + (s, s))
 
 
@@ -150,6 +166,7 @@ def darcy_solve(
     *,
     tol: float | None = None,
     max_iter: int = 2000,
+    face_mean: str = "harmonic",
 ) -> Float[Array, "*B X Y"]:
     """Solve ``-∇·(a ∇u) = f`` on the unit square with ``u = 0`` on the boundary.
 
@@ -169,6 +186,10 @@ def darcy_solve(
         tol: relative residual ``||A u - f|| / ||f||`` to reach (default 1e-5 in float32,
             1e-11 in float64).
         max_iter: iteration cap.
+        face_mean: conductivity of the face between two nodes: ``"harmonic"`` (default) mean
+            of their coefficients, flux-continuous across a jump of ``a``; or ``"arithmetic"``,
+            the choice of the FNO paper's MATLAB data generator (``solve_gwf``). The two agree
+            to second order where ``a`` is smooth and differ by O(h) next to a jump.
 
     Returns:
         ``u`` at the nodes, shape ``(*broadcast batch, s, s)``, zero on the boundary, dtype of
@@ -190,14 +211,24 @@ def darcy_solve(
     if not tol > 0:
         raise ValueError(f"`tol` must be > 0; got {tol}.")
     max_iter = check_positive_int("max_iter", max_iter)
-    return _solve(a.astype(dtype), f, tol, max_iter).astype(a.dtype)
+    face_mean = _check_face_mean(face_mean)
+    return _solve(a.astype(dtype), f, tol, max_iter, face_mean).astype(a.dtype)
 
 
 @functools.partial(
     jax.jit,
-    static_argnames=("num_samples", "s_fine", "stride", "values", "grf", "tol", "batch_size"),
+    static_argnames=(
+        "num_samples",
+        "s_fine",
+        "stride",
+        "values",
+        "grf",
+        "tol",
+        "batch_size",
+        "face_mean",
+    ),
 )
-def _generate(key, num_samples, s_fine, stride, values, grf, tol, batch_size):
+def _generate(key, num_samples, s_fine, stride, values, grf, tol, batch_size, face_mean):
     alpha, tau, sigma = grf
     high, low = values
     f = jnp.ones((s_fine - 2, s_fine - 2), jnp.float32)
@@ -205,7 +236,7 @@ def _generate(key, num_samples, s_fine, stride, values, grf, tol, batch_size):
     def one(k):
         g = grf_neumann(k, s_fine, alpha=alpha, tau=tau, sigma=sigma)
         a = jnp.where(g >= 0, jnp.float32(high), jnp.float32(low))
-        u = _pcg_one(a, f, tol, 2000)
+        u = _pcg_one(a, f, tol, 2000, face_mean)
         return a[::stride, ::stride], u[::stride, ::stride]
 
     keys = jax.random.split(key, num_samples)
@@ -224,6 +255,7 @@ def darcy_dataset(
     tau: float = 3.0,
     tol: float = 1e-5,
     batch_size: int = 64,
+    face_mean: str = "harmonic",
 ) -> tuple[Float[Array, "B X Y"], Float[Array, "B X Y"]]:
     """The FNO Darcy benchmark: piecewise-constant coefficients and the pressure they produce.
 
@@ -248,6 +280,8 @@ def darcy_dataset(
         alpha, tau: covariance of ``g`` (only its sign matters, so no amplitude).
         tol: relative residual of the solve.
         batch_size: samples solved at once (memory bound; results do not depend on it).
+        face_mean: face conductivities of the solver (:func:`darcy_solve`); ``"arithmetic"``
+            as the paper's MATLAB generator.
 
     Returns:
         ``(a, u)``: float32, each of shape ``(num_samples, resolution, resolution)``.
@@ -266,6 +300,7 @@ def darcy_dataset(
         if not value > 0:
             raise ValueError(f"`{name}` must be > 0; got {value}.")
     batch_size = check_positive_int("batch_size", batch_size)
+    face_mean = _check_face_mean(face_mean)
     a, u = _generate(
         key,
         num_samples,
@@ -275,5 +310,6 @@ def darcy_dataset(
         (float(alpha), float(tau), 1.0),
         float(tol),
         min(batch_size, num_samples),
+        face_mean,
     )
     return a, u

@@ -53,8 +53,8 @@ def test_manufactured_solution_second_order(x64):
     assert errs[-1] < 2e-3
 
 
-def _assemble(a):
-    """Independent scipy.sparse assembly of the 5-point harmonic-mean operator (loops)."""
+def _assemble(a, face_mean="harmonic"):
+    """Independent scipy.sparse assembly of the 5-point operator (loops)."""
     a = np.asarray(a, np.float64)
     s = a.shape[0]
     m = s - 2
@@ -66,7 +66,10 @@ def _assemble(a):
             diag = 0.0
             for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
                 ni, nj = i + di, j + dj
-                face = 2 * a[i, j] * a[ni, nj] / (a[i, j] + a[ni, nj]) * h2
+                if face_mean == "harmonic":
+                    face = 2 * a[i, j] * a[ni, nj] / (a[i, j] + a[ni, nj]) * h2
+                else:
+                    face = (a[i, j] + a[ni, nj]) / 2 * h2
                 diag += face
                 if 0 < ni < s - 1 and 0 < nj < s - 1:
                     rows.append(idx(i, j))
@@ -83,25 +86,42 @@ def _fno_coefficient(key, s, dtype=jnp.float64):
     return jnp.where(g >= 0, jnp.asarray(12.0, dtype), jnp.asarray(3.0, dtype))
 
 
-def test_residual_and_sparse_direct_solve(key, x64):
+@pytest.mark.parametrize("face_mean", ["harmonic", "arithmetic"])
+def test_residual_and_sparse_direct_solve(key, x64, face_mean):
     s = 25
     a = _fno_coefficient(key, s)
-    u = darcy_solve(a)
-    res = darcy_operator(a, u)[1:-1, 1:-1] - 1.0
+    u = darcy_solve(a, face_mean=face_mean)
+    res = darcy_operator(a, u, face_mean=face_mean)[1:-1, 1:-1] - 1.0
     assert float(jnp.linalg.norm(res)) / (s - 2) < RESIDUAL_RTOL_X64
     np.testing.assert_array_equal(np.asarray(u)[[0, -1], :], 0.0)
     np.testing.assert_array_equal(np.asarray(u)[:, [0, -1]], 0.0)
-    direct = scipy.sparse.linalg.spsolve(_assemble(a), np.ones((s - 2) ** 2))
+    direct = scipy.sparse.linalg.spsolve(_assemble(a, face_mean), np.ones((s - 2) ** 2))
     assert rel_err(np.asarray(u)[1:-1, 1:-1].ravel(), direct) < 1e-10
 
 
-def test_operator_matches_assembled_matrix(key, x64):
+@pytest.mark.parametrize("face_mean", ["harmonic", "arithmetic"])
+def test_operator_matches_assembled_matrix(key, x64, face_mean):
     s = 9
     a = _fno_coefficient(key, s)
     u = jax.random.normal(jax.random.fold_in(key, 1), (s, s), jnp.float64)
     u = u.at[[0, -1], :].set(0.0).at[:, [0, -1]].set(0.0)
-    expected = _assemble(a) @ np.asarray(u)[1:-1, 1:-1].ravel()
-    assert rel_err(np.asarray(darcy_operator(a, u))[1:-1, 1:-1].ravel(), expected) < 1e-13
+    expected = _assemble(a, face_mean) @ np.asarray(u)[1:-1, 1:-1].ravel()
+    got = darcy_operator(a, u, face_mean=face_mean)
+    assert rel_err(np.asarray(got)[1:-1, 1:-1].ravel(), expected) < 1e-13
+
+
+def test_face_means_agree_on_smooth_coefficients_to_second_order(x64):
+    """Where ``a`` is smooth the two face means differ by O(h^2) in the solution; next to the
+    jumps of the FNO coefficient they differ at O(h)."""
+    diffs = []
+    for s in (17, 33, 65):
+        X, Y = _nodes(s)
+        a = a_exact(X, Y)
+        diffs.append(
+            float(jnp.max(jnp.abs(darcy_solve(a) - darcy_solve(a, face_mean="arithmetic"))))
+        )
+    orders = np.log2(np.array(diffs[:-1]) / np.array(diffs[1:]))
+    assert np.all(orders > 1.8), (diffs, orders)
 
 
 def test_batched_float32_matches_float64(key):
@@ -134,6 +154,7 @@ def test_dataset_properties(key):
         (dict(resolution=9, solver_resolution=20), "resolution - 1"),
         (dict(a_low=0.0), "a_low"),
         (dict(resolution=2), "resolution"),
+        (dict(face_mean="geometric"), "face_mean"),
     ],
 )
 def test_dataset_errors(key, kwargs, match, library_errors):
@@ -148,6 +169,10 @@ def test_solve_errors(library_errors):
         darcy_solve(jnp.ones((5, 5)), jnp.ones((4, 4)))
     with pytest.raises(TypeError, match="`a`"):
         darcy_solve(jnp.ones((5, 5), jnp.int32))
+    with pytest.raises(ValueError, match="`face_mean`.*'geometric'"):
+        darcy_solve(jnp.ones((5, 5)), face_mean="geometric")
+    with pytest.raises(ValueError, match="`face_mean`"):
+        darcy_operator(jnp.ones((5, 5)), jnp.ones((5, 5)), face_mean="min")
 
 
 def test_broadcast_rhs_over_batch(key, x64):
