@@ -124,6 +124,7 @@ class SSMSequenceModel(eqx.Module):
     norm: eqx.nn.LayerNorm
     decoder: eqx.nn.Linear
     pooling: str = eqx.field(static=True)
+    max_len: int | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -164,6 +165,13 @@ class SSMSequenceModel(eqx.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
+        reserved = {"max_len", "dtype", "key", "channels", "d_model", "state_size"}
+        clash = sorted(reserved & set(layer_kwargs or {}))
+        if clash:
+            raise ValueError(
+                f"`layer_kwargs` must not set {clash}: the model passes them to every layer "
+                f"(give them as SSMSequenceModel arguments); got keys {sorted(layer_kwargs)}."
+            )
         keys = jax.random.split(key, n_layers + 2)
         self.encoder = eqx.nn.Linear(d_input, d_model, dtype=dtype, key=keys[0])
         self.blocks = tuple(
@@ -182,6 +190,7 @@ class SSMSequenceModel(eqx.Module):
         self.norm = eqx.nn.LayerNorm(d_model, dtype=dtype)
         self.decoder = eqx.nn.Linear(d_model, d_output, dtype=dtype, key=keys[1])
         self.pooling = pooling
+        self.max_len = max_len
 
     def __call__(
         self,
@@ -196,6 +205,11 @@ class SSMSequenceModel(eqx.Module):
             raise ValueError(
                 f"expected one sequence (L, d_input) with d_input={self.encoder.in_features}; "
                 f"got x.shape={x.shape}. Batch with jax.vmap."
+            )
+        if self.max_len is not None and x.shape[0] > self.max_len:
+            raise ValueError(
+                f"`x` has L={x.shape[0]} steps; this Hyena model takes at most "
+                f"max_len={self.max_len} (got x.shape={x.shape})."
             )
         inference = key is None if inference is None else inference
         keys = (

@@ -33,13 +33,15 @@ def spherical_harmonic_encoding(
     features follow: index ``l^2 + l + m``, ``∫ Y_lm Y_l'm' dΩ = δ δ``). By the addition
     theorem every point's features have the same norm, ``Σ_lm Y_lm^2 = (l_max + 1)^2 / (4π)``,
     and the inner product of two points' features depends only on the angle between them:
-    the embedding is rotation-invariant as a kernel.
+    the embedding is rotation-invariant as a kernel. (The paper's code takes ``θ = lat + 90°``,
+    ``φ = lon + 180°``, the antipode of this point: its features are ``(-1)^l`` times these.)
 
     Args:
         lonlat: ``(..., 2)``: longitude in degrees (any real; periodic), then latitude in
             degrees in ``[-90, 90]`` (not checked: values outside fold over the pole).
-        l_max: highest degree, a static integer ``>= 0``. float32 is accurate to ~1e-6 up to
-            ``l_max ~ 20`` (see :func:`~spectrax.transforms.real_sph_harm`); use float64 beyond.
+        l_max: highest degree, a static integer ``>= 0``. In float32 the features are accurate
+            to about 1e-6 at ``l_max = 5`` and 1e-5 at ``l_max = 20`` (absolute; the largest
+            feature is then 1.7); use float64 beyond.
 
     Returns:
         ``(..., (l_max + 1)^2)`` in ``lonlat``'s dtype (half precision computes in float32).
@@ -54,6 +56,7 @@ def spherical_harmonic_encoding(
     work = compute_dtype(lonlat.dtype)
     rad = jnp.asarray(math.pi / 180.0, work)
     lon, lat = lonlat[..., 0].astype(work), lonlat[..., 1].astype(work)
+    lon = jnp.remainder(lon, jnp.asarray(360.0, work))  # small phases m φ: less rounding
     y = real_sph_harm(l_max, (90.0 - lat) * rad, lon * rad)  # (harmonic, ...)
     return jnp.moveaxis(y, 0, -1).astype(lonlat.dtype)
 
@@ -64,16 +67,20 @@ class SphericalLocationEncoder(eqx.Module):
     Rußwurm et al., 2024, "Geographic Location Encoding with Spherical Harmonics and Sinusoidal
     Representation Networks": :func:`spherical_harmonic_encoding` up to ``l_max`` (a fixed,
     parameter-free embedding), then a :class:`~spectrax.nn.Siren` (Sitzmann et al., 2020) of
-    ``depth`` sine layers and a linear output. The paper's best global encoder; it reads the
-    SIREN on SH features as a learned refinement of a double-Fourier-sphere embedding.
+    ``depth`` sine layers and a linear output: the paper's best global encoder. The sine
+    layers make it more than the linear span of the harmonics (a field that is a nonlinear
+    function of a band-limited one is fit 3.7x better than by the least-squares linear
+    readout of the same features, in the tests).
 
     Args:
         l_max: highest harmonic degree (the paper's ``L`` Legendre polynomials are
             ``l_max = L - 1``; it uses ``L`` = 10 to 40).
         hidden_features: SIREN width. out_features: output size. depth: sine layers (``>= 1``).
-        omega_0, hidden_omega_0: the SIREN frequency scales (defaults 1.0: the SH features
-            already carry the spatial frequencies up to ``l_max``; the image-fitting 30.0 of
-            the SIREN paper would multiply them by 30).
+        omega_0, hidden_omega_0: the SIREN frequency scales of the first and the later sine
+            layers; the defaults 30.0 and 1.0 are those of the paper's code. (With 1.0 and
+            1.0, measured on a random band-limited field of degree 6 from 1024 points: held-out
+            error 7.4e-3 against 1.1e-2 with the defaults; on ``tanh`` of that field 0.12
+            against 0.10.)
         dtype: parameter dtype (float32). key: PRNG key (keyword-only).
 
     Call with one point ``(2,)`` = (longitude, latitude) in degrees; returns
@@ -90,7 +97,7 @@ class SphericalLocationEncoder(eqx.Module):
         out_features: int,
         depth: int = 2,
         *,
-        omega_0: float = 1.0,
+        omega_0: float = 30.0,
         hidden_omega_0: float = 1.0,
         dtype=jnp.float32,
         key: PRNGKeyArray,

@@ -55,8 +55,13 @@ def test_errors(key, library_errors):
     with pytest.raises(ValueError, match="max_len"):
         SSMSequenceModel(3, 2, layer="hyena", max_len=0, key=key)
     hyena = SSMSequenceModel(3, 2, 8, 1, layer="hyena", max_len=16, key=key)
-    with pytest.raises(ValueError, match="max_len=16"):
+    with pytest.raises(ValueError, match=r"L=17 steps.*max_len=16.*\(17, 3\)"):
         hyena(jnp.ones((17, 3)))
+    assert hyena(jnp.ones((16, 3))).shape == (2,)
+    with pytest.raises(ValueError, match=r"layer_kwargs.*\['max_len'\]"):
+        SSMSequenceModel(3, 2, layer="hyena", max_len=16, layer_kwargs={"max_len": 8}, key=key)
+    with pytest.raises(ValueError, match=r"layer_kwargs.*\['dtype'\]"):
+        SSMSequenceModel(3, 2, layer="s4d", layer_kwargs={"dtype": jnp.float64}, key=key)
 
 
 def test_hyena_blocks_are_hyena_operators(key):

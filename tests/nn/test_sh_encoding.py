@@ -1,6 +1,7 @@
 """Spherical-harmonic location encoding: equal to real_sph_harm at the mapped angles, the
 addition theorem, the pole, rotation invariance of the feature kernel; the SH + SIREN encoder
-fits a band-limited field on the sphere and generalises; jit/vmap/grad and errors."""
+fits a nonlinear field on the sphere and generalises beyond the harmonics' linear span;
+jit/vmap/grad and errors."""
 
 import math
 
@@ -73,16 +74,22 @@ def test_no_seam_at_the_date_line():
     assert_close(a[2], a[0], rtol=1e-5)
 
 
-def test_encoder_fits_a_band_limited_field_and_generalises():
-    """A random field of degree <= 6 from 1024 random points: held-out relative error < 2e-2
-    (measured 7.4e-3 after 1000 Adam steps; with the SIREN paper's omega_0 = 30, 5.3e-2)."""
+def test_encoder_fits_a_nonlinear_field_beyond_the_linear_readout():
+    """``tanh(2 g)`` with ``g`` a random field of degree <= 6, from 1024 random points: the
+    SH + SIREN encoder (the paper's omega_0 = 30 / 1) generalises 3.7x better than the
+    least-squares linear readout of the same 49 harmonics (measured held-out relative error
+    0.103 against 0.385 after 1000 Adam steps): the sine layers are doing the work."""
     coeffs = jax.random.normal(jax.random.key(9), (49,))
 
     def field(p):
-        return spherical_harmonic_encoding(p, 6) @ coeffs
+        return jnp.tanh(2.0 * (spherical_harmonic_encoding(p, 6) @ coeffs))
 
     x_train, x_test = _points(jax.random.key(1), 1024), _points(jax.random.key(2), 1024)
     y_train, y_test = field(x_train), field(x_test)
+    readout, *_ = jnp.linalg.lstsq(spherical_harmonic_encoding(x_train, 6), y_train)
+    linear_pred = spherical_harmonic_encoding(x_test, 6) @ readout
+    linear_err = float(jnp.linalg.norm(linear_pred - y_test) / jnp.linalg.norm(y_test))
+    assert linear_err > 0.3, linear_err  # the target is far from the harmonics' span
     model = SphericalLocationEncoder(6, 64, 1, 2, key=jax.random.key(0))
     opt = optax.adam(1e-3)
 
@@ -101,7 +108,7 @@ def test_encoder_fits_a_band_limited_field_and_generalises():
             model, state, _ = step(model, state)
     pred = _predict(model, x_test)[:, 0]
     err = float(jnp.linalg.norm(pred - y_test) / jnp.linalg.norm(y_test))
-    assert err < 2e-2, err
+    assert err < 0.5 * linear_err and err < 0.15, (err, linear_err)
 
 
 def test_encoder_jit_vmap_grad_and_dtypes():
