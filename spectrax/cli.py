@@ -1,4 +1,6 @@
-"""The ``spectrax`` command. Subcommands: ``info`` (versions, devices, kernels)."""
+"""The ``spectrax`` command. Subcommands: ``info`` (versions, devices, kernels), ``bench``
+(the benchmark scripts of ``scripts/``); ``train`` and ``eval`` come from
+:mod:`spectrax.train._cli`."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import importlib
 import platform
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 _DEPENDENCIES = (
     "jax",
@@ -72,6 +75,73 @@ def info(args: argparse.Namespace | None = None) -> int:
     return 0
 
 
+def _scripts_dir() -> Path:
+    """``scripts/`` of the checkout spectrax is installed from (an editable install)."""
+    return Path(__file__).resolve().parents[1] / "scripts"
+
+
+def benchmarks() -> dict[str, Path]:
+    """``{name: path}`` of the benchmark scripts ``scripts/bench_<name>.py``; empty when
+    spectrax is not installed from a checkout (the scripts are not part of the package)."""
+    root = _scripts_dir()
+    return {p.stem.removeprefix("bench_"): p for p in sorted(root.glob("bench_*.py"))}
+
+
+def _first_doc_line(path: Path) -> str:
+    import ast
+
+    doc = ast.get_docstring(ast.parse(path.read_text()))
+    return doc.splitlines()[0] if doc else ""
+
+
+def _add_bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", help="benchmark to run (none: list them)")
+    p.add_argument(
+        "args",
+        nargs=argparse.REMAINDER,
+        metavar="...",
+        help="the benchmark's own options (spectrax bench NAME --help lists them)",
+    )
+
+
+def bench(args: argparse.Namespace) -> int:
+    """List the benchmarks, or run ``scripts/bench_<name>.py`` with the remaining arguments
+    (it writes its JSON under ``benchmarks/`` unless given ``--out``)."""
+    found = benchmarks()
+    if not found:
+        print(
+            f"spectrax bench: no benchmark scripts at {_scripts_dir()}; they ship with the "
+            f"repository, not the package: install from a clone (pip install -e .).",
+            file=sys.stderr,
+        )
+        return 2
+    if args.name is None:
+        width = max(len(n) for n in found)
+        print("benchmarks (spectrax bench NAME [options]; NAME --help for the options):")
+        for name, path in found.items():
+            print(f"  {name:<{width}}  {_first_doc_line(path)}")
+        return 0
+    if args.name not in found:
+        print(
+            f"spectrax bench: unknown benchmark {args.name!r}; expected one of {list(found)}.",
+            file=sys.stderr,
+        )
+        return 2
+    import runpy
+
+    script = found[args.name]
+    saved = sys.argv
+    sys.argv = [str(script), *args.args]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as e:  # the script's own exit status (argparse --help: 0)
+        code = e.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0
+
+
 # Subcommands: name -> (help, add_arguments(parser), run(args) -> exit code). Modules that
 # provide a subcommand register it here (train/eval live in spectrax.train).
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -80,6 +150,11 @@ _COMMANDS: dict[str, Command] = {
         "versions, backend, devices and the kernels this machine can run",
         lambda p: None,
         info,
+    ),
+    "bench": (
+        "run a benchmark script of scripts/ (no name: list them)",
+        _add_bench_args,
+        bench,
     ),
 }
 _LAZY_COMMAND_MODULES = ("spectrax.train._cli",)

@@ -155,3 +155,27 @@ def test_default_train_from_fresh_install(tmp_path):
         assert (run / name).stat().st_size > 0, name
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["1000", "1500", "2000"]
     assert len(list((tmp_path / "cache").glob("burgers_dataset-*.npz"))) == 1
+
+
+def test_bench_lists_runs_and_refuses_unknown_names(tmp_path, capsys):
+    """``spectrax bench`` lists every scripts/bench_*.py, runs one with its own options (a tiny
+    SSM benchmark writing its JSON where told) and names the choices for an unknown one."""
+    import json
+    from pathlib import Path
+
+    from spectrax.cli import main
+
+    scripts = sorted(Path(__file__).resolve().parents[1].glob("scripts/bench_*.py"))
+    assert main(["bench"]) == 0
+    listing = capsys.readouterr().out
+    assert scripts and all(p.stem.removeprefix("bench_") in listing for p in scripts)
+    assert main(["bench", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark 'nope'" in err and "'ssm'" in err
+    out = tmp_path / "ssm.json"
+    args = ["--lengths", "64", "--batch", "1", "--channels", "4", "--state", "4"]
+    assert main(["bench", "ssm", *args, "--repeats", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [row["L"] for row in result["rows"]] == [64]
+    assert result["rows"][0]["s4d_conv_tokens_per_s"] > 0
+    assert result["platform"] == "cpu" and result["jax"]
