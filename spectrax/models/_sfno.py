@@ -17,7 +17,7 @@ from spectrax._checks import check_positive_int, check_real_float
 from spectrax.models._fno import block_channel_mlp, block_tail
 from spectrax.nn import ChannelMLP, PointwiseLinear, SphericalConv
 from spectrax.nn._pointwise import get_activation
-from spectrax.nn._spherical_conv import _check_sphere_grid
+from spectrax.transforms._sht import check_sphere_grid as _check_sphere_grid
 
 
 class SFNOBlock(eqx.Module):

@@ -11,23 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_int, check_real_float
+from spectrax._checks import check_positive_int, check_real_float, compute_dtype
 from spectrax.transforms import isht, sht
-
-
-def _degrees(l_max: int) -> np.ndarray:
-    """Degree ``l`` of each flat harmonic index ``l^2 + l + m``."""
-    return np.repeat(np.arange(l_max + 1), 2 * np.arange(l_max + 1) + 1)
-
-
-def _check_sphere_grid(name: str, shape: tuple[int, ...], l_max: int) -> None:
-    nlat, nlon = shape
-    if nlat < l_max + 1 or nlon < 2 * l_max + 1:
-        raise ValueError(
-            f"{name} is an nlat x nlon = {nlat} x {nlon} sphere grid, too small for "
-            f"l_max={l_max}: expected nlat >= {l_max + 1} and nlon >= {2 * l_max + 1} (the "
-            "spherical harmonic transform's grid conditions)."
-        )
+from spectrax.transforms._polynomials import flat_degrees
+from spectrax.transforms._sht import check_sphere_grid
 
 
 def spherical_conv(
@@ -50,12 +37,15 @@ def spherical_conv(
         x: fields ``(C_in, nlat, nlon)`` on the :func:`~spectrax.transforms.sphere_grid`
             (Gauss–Legendre latitudes north to south, equispaced longitudes), with
             ``nlat >= l_max + 1``, ``nlon >= 2 l_max + 1``.
-        weight: ``(C_out, C_in, l_max + 1)`` real; ``l_max`` is read from its last axis.
+        weight: ``(C_out, C_in, l_max + 1)`` real, at least one degree; ``l_max`` is read
+            from its last axis.
             Degrees above ``l_max`` are dropped (the layer is a band-limiting filter).
         output_shape: ``(nlat_out, nlon_out)`` of the output grid, default that of ``x``.
 
     Returns:
-        ``(C_out, *output_shape)`` in ``x``'s dtype (half precision computes in float32).
+        ``(C_out, *output_shape)`` in ``x``'s dtype. The computation runs in ``x``'s dtype,
+        half precision in float32 (rounded once, at the end); ``weight`` is cast to it, so a
+        float64 ``weight`` with a float32 ``x`` computes in float32.
     """
     check_real_float("x", x)
     check_real_float("weight", weight)
@@ -63,13 +53,18 @@ def spherical_conv(
         raise ValueError(
             f"`weight` must have shape (C_out, C_in, l_max + 1); got weight.shape={weight.shape}."
         )
+    if weight.shape[2] == 0:
+        raise ValueError(
+            "`weight` must have shape (C_out, C_in, l_max + 1) with at least one degree "
+            f"(l_max >= 0); got weight.shape={weight.shape}."
+        )
     l_max = weight.shape[2] - 1
     if x.ndim != 3 or x.shape[0] != weight.shape[1]:
         raise ValueError(
             f"`x` must be fields (C_in, nlat, nlon) with C_in={weight.shape[1]} (weight's "
             f"second axis); got x.shape={x.shape}. Batch with jax.vmap."
         )
-    _check_sphere_grid("`x`", x.shape[1:], l_max)
+    check_sphere_grid("`x`", x.shape[1:], l_max, source=" (from `weight`'s last axis)")
     if output_shape is None:
         output_shape = x.shape[1:]
     if (
@@ -81,9 +76,12 @@ def spherical_conv(
             f"`output_shape` must be a pair of integers (nlat, nlon); got {output_shape!r}."
         )
     output_shape = (int(output_shape[0]), int(output_shape[1]))
-    _check_sphere_grid("`output_shape`", output_shape, l_max)
-    coeffs = sht(x, l_max)  # (C_in, H)
-    w = jnp.take(weight.astype(coeffs.dtype), jnp.asarray(_degrees(l_max)), axis=2)  # (O, I, H)
+    check_sphere_grid("`output_shape`", output_shape, l_max, source=" (from `weight`'s last axis)")
+    # Half precision computes in float32 and is rounded once, at the end; the weight is cast
+    # to x's working dtype (a float64 weight with a float32 x computes in float32).
+    work = compute_dtype(x.dtype)
+    coeffs = sht(x.astype(work), l_max)  # (C_in, H)
+    w = jnp.take(weight.astype(work), jnp.asarray(flat_degrees(l_max)), axis=2)  # (O, I, H)
     mixed = jnp.einsum("oih,ih->oh", w, coeffs, precision=jax.lax.Precision.HIGHEST)
     return isht(mixed, *output_shape).astype(x.dtype)
 

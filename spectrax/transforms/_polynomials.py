@@ -132,6 +132,18 @@ def _sph_tables(l_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a, b, diag
 
 
+def flat_degrees(l_max: int) -> np.ndarray:
+    """Degree ``l`` of each flat harmonic index ``l^2 + l + m`` of :func:`real_sph_harm`
+    (``0, 1, 1, 1, 2, ...``), a NumPy int array of length ``(l_max + 1)^2``."""
+    return np.repeat(np.arange(l_max + 1), 2 * np.arange(l_max + 1) + 1)
+
+
+def flat_orders(l_max: int) -> np.ndarray:
+    """Order ``m`` of each flat harmonic index ``l^2 + l + m`` of :func:`real_sph_harm`
+    (``0, -1, 0, 1, -2, ...``), a NumPy int array of length ``(l_max + 1)^2``."""
+    return np.concatenate([np.arange(-l, l + 1) for l in range(l_max + 1)])
+
+
 def sph_index(l: int, m: int) -> int:
     """Position of ``Y_lm`` on the leading axis of :func:`real_sph_harm`: ``l^2 + l + m``."""
     l = check_positive_int("l", l, minimum=0)
@@ -235,8 +247,7 @@ def _real_sph_harm(theta: Array, phi: Array, l_max: int, shape: tuple[int, ...])
     ms = np.arange(size, dtype=np.float64).reshape(col)
     mphi = jnp.asarray(ms, work) * ph[None]
     trig = jnp.concatenate([jnp.cos(mphi), jnp.sin(mphi[1:])], axis=0)  # cos m>=0, sin m>=1
-    l_idx = np.repeat(np.arange(size), 2 * np.arange(size) + 1)
-    m_idx = np.concatenate([np.arange(-l, l + 1) for l in range(size)])
+    l_idx, m_idx = flat_degrees(l_max), flat_orders(l_max)
     trig_idx = np.where(m_idx >= 0, m_idx, l_max - m_idx)
     scale = np.where(m_idx == 0, 1.0, math.sqrt(2.0)).reshape((-1,) + (1,) * len(shape))
     y = p_all[l_idx, np.abs(m_idx)] * trig[trig_idx] * jnp.asarray(scale, work)

@@ -132,13 +132,29 @@ def _max_degree(nlat: int, nlon: int) -> int:
     return min(nlat - 1, (nlon - 1) // 2)
 
 
-def _check_grid(what: str, nlat: int, nlon: int, l_max: int) -> None:
+def check_sphere_grid(
+    name: str,
+    shape: tuple[int, ...],
+    l_max: int,
+    *,
+    l_max_name: str = "l_max",
+    source: str = "",
+) -> None:
+    """Raise a ValueError naming ``name`` unless the :func:`sphere_grid` of ``shape = (nlat,
+    nlon)`` carries degree ``l_max`` (``nlat >= l_max + 1``, ``nlon >= 2 l_max + 1``).
+
+    ``name`` is the argument as the message shows it (e.g. ``"`x`"``), ``l_max_name`` how the
+    degree is spelled (``"`l_max`"`` where it is the caller's argument) and ``source`` an
+    optional note on where ``l_max`` comes from (e.g. ``" (from `weight`'s last axis)"``).
+    Shared by :func:`sht`, :func:`isht`, :func:`~spectrax.nn.spherical_conv` and
+    :class:`~spectrax.models.SFNO`."""
+    nlat, nlon = shape
     if nlat < l_max + 1 or nlon < 2 * l_max + 1:
         raise ValueError(
-            f"{what} is an nlat x nlon = {nlat} x {nlon} grid, too small for `l_max`={l_max}: "
-            f"the transform needs nlat >= l_max + 1 = {l_max + 1} and nlon >= 2 * l_max + 1 = "
-            f"{2 * l_max + 1}. Use a finer grid, or l_max <= {_max_degree(nlat, nlon)} on "
-            "this one."
+            f"{name} is an nlat x nlon = {nlat} x {nlon} grid, too small for "
+            f"{l_max_name}={l_max}{source}: the spherical harmonic transform needs nlat >= "
+            f"{l_max + 1} and nlon >= {2 * l_max + 1} (l_max + 1 and 2 * l_max + 1). Use a "
+            f"finer grid, or l_max <= {_max_degree(nlat, nlon)} on this one."
         )
 
 
@@ -199,7 +215,7 @@ def sht(f: Float[Array, "*batch nlat nlon"], l_max: int) -> Float[Array, "*batch
             f"got {f.shape=}."
         )
     nlat, nlon = f.shape[-2:]
-    _check_grid(f"`f` of shape {f.shape}", nlat, nlon, l_max)
+    check_sphere_grid(f"`f` of shape {f.shape}", (nlat, nlon), l_max, l_max_name="`l_max`")
     return _sht(f, l_max)
 
 
@@ -251,7 +267,10 @@ def isht(
             f"`coeffs` must have shape (..., (l_max + 1)**2); got a scalar, {coeffs.shape=}."
         )
     l_max = harmonic_degree("coeffs", coeffs.shape)
-    _check_grid("`nlat`, `nlon`", nlat, nlon, l_max)
+    n = coeffs.shape[-1]
+    check_sphere_grid(
+        "`nlat`, `nlon`", (nlat, nlon), l_max, source=f" (from `coeffs`' last axis, {n})"
+    )
     return _isht(coeffs, nlat, nlon)
 
 

@@ -118,6 +118,33 @@ def test_layer_parameters_init_jit_vmap_grad():
     assert_close(jnp.sum(xt * x[0]), jnp.sum(layer(x[0]) * v), rtol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_half_precision_computes_in_float32_and_rounds_once(dtype):
+    """A half-precision x gives the float32 computation on the same (rounded) input, rounded
+    once: every entry within half an ulp (the transform, the weight and the channel mixing
+    are not rounded to half precision on the way)."""
+    kx, kw = jax.random.split(jax.random.key(3))
+    x = jax.random.normal(kx, (3, 10, 20)).astype(dtype)
+    w = jax.random.normal(kw, (2, 3, 8))
+    out = spherical_conv(x, w, (12, 24))
+    assert out.dtype == dtype
+    ref = np.asarray(spherical_conv(x.astype(jnp.float32), w, (12, 24)), np.float64)
+    err = np.abs(np.asarray(out, np.float64) - ref)
+    info = jnp.finfo(dtype)
+    assert np.all(err <= float(info.eps) / 2 * np.abs(ref) + float(info.smallest_subnormal))
+    # norm-wise, one rounding costs ~0.45 of the unit roundoff eps / 2 (the old path ~0.7-0.95)
+    assert_close(out, ref, rtol=0.6 * float(info.eps) / 2)
+
+
+def test_float64_weight_with_float32_x_computes_in_float32(x64):
+    kx, kw = jax.random.split(jax.random.key(4))
+    x = jax.random.normal(kx, (3, 8, 16), jnp.float32)
+    w = jax.random.normal(kw, (2, 3, 6), jnp.float64)
+    out = spherical_conv(x, w)
+    assert out.dtype == jnp.float32
+    assert np.array_equal(np.asarray(out), np.asarray(spherical_conv(x, w.astype(jnp.float32))))
+
+
 def test_errors(library_errors):
     layer = SphericalConv(2, 3, 7, key=jax.random.key(0))
     with pytest.raises(ValueError, match=r"C_in=2.*\(3, 8, 16\)"):
@@ -130,6 +157,12 @@ def test_errors(library_errors):
         layer(jnp.ones((2, 8, 16)), (8.0, 16))
     with pytest.raises(ValueError, match=r"weight.*\(C_out, C_in, l_max \+ 1\)"):
         spherical_conv(jnp.ones((2, 8, 16)), jnp.ones((3, 2)))
+    with pytest.raises(
+        ValueError,
+        match=r"`weight` must have shape \(C_out, C_in, l_max \+ 1\) with at least one degree.*"
+        r"weight.shape=\(3, 2, 0\)",
+    ):
+        spherical_conv(jnp.ones((2, 8, 16)), jnp.ones((3, 2, 0)))
     with pytest.raises(TypeError, match="x"):
         layer(jnp.ones((2, 8, 16), jnp.int32))
     with pytest.raises(ValueError, match="l_max"):

@@ -192,6 +192,62 @@ def test_jit_vmap_grad_broadcast_and_float32():
     assert_close(g, np.einsum("abc,b,c->a", gaunt_coefficients(2, 1, 3), x2[0, 0], w), rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "dtypes, expected",
+    [
+        ((jnp.float32, jnp.float64), jnp.float64),
+        ((jnp.float64, jnp.bfloat16), jnp.float64),
+        ((jnp.bfloat16, jnp.float32), jnp.float32),
+        ((jnp.bfloat16, jnp.float16), jnp.float32),
+        ((jnp.float16, jnp.float16), jnp.float16),
+    ],
+)
+def test_mixed_dtypes_promote_as_documented(dtypes, expected, x64):
+    """The suite runs with strict dtype promotion; gaunt_product promotes explicitly."""
+    k1, k2 = jax.random.split(jax.random.key(6))
+    x1 = jax.random.normal(k1, (2, 9), jnp.float64).astype(dtypes[0])
+    x2 = jax.random.normal(k2, (2, 16), jnp.float64).astype(dtypes[1])
+    z = gaunt_product(x1, x2)
+    assert z.shape == (2, 36) and z.dtype == expected
+    ref = np.einsum(
+        "abc,na,nb->nc",
+        gaunt_coefficients(2, 3, 5),
+        np.asarray(x1, np.float64),
+        np.asarray(x2, np.float64),
+    )
+    assert_close(z, ref, expected)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_half_precision_computes_in_float32_and_rounds_once(dtype):
+    """The half-precision result is the float32 computation on the same (rounded) inputs,
+    rounded once: every entry within half an ulp. Rounding the syntheses and the pointwise
+    product to half precision as well (the old behaviour) fails both checks."""
+    k1, k2 = jax.random.split(jax.random.key(7))
+    x1 = jax.random.normal(k1, (4, 25)).astype(dtype)
+    x2 = jax.random.normal(k2, (4, 16)).astype(dtype)
+    z = gaunt_product(x1, x2)
+    assert z.dtype == dtype
+    ref = np.asarray(gaunt_product(x1.astype(jnp.float32), x2.astype(jnp.float32)), np.float64)
+    err = np.abs(np.asarray(z, np.float64) - ref)
+    info = jnp.finfo(dtype)
+    assert np.all(err <= float(info.eps) / 2 * np.abs(ref) + float(info.smallest_subnormal))
+    # norm-wise, one rounding costs ~0.45 of the unit roundoff eps / 2 (the old path ~0.7-0.95)
+    assert_close(z, ref, rtol=0.6 * float(info.eps) / 2)
+
+
+def test_coefficients_under_a_trace():
+    """gaunt_coefficients is a host constant even when first built inside jit (x64 off)."""
+    from spectrax.transforms._gaunt import _gaunt_table
+
+    _gaunt_table.cache_clear()
+    x = jax.random.normal(jax.random.key(8), (4,))
+    z = jax.jit(lambda a: jnp.einsum("a,abc->bc", a, jnp.asarray(gaunt_coefficients(1, 2, 1))))(x)
+    assert z.dtype == jnp.float32
+    assert_close(z, np.einsum("a,abc->bc", np.asarray(x), gaunt_coefficients(1, 2, 1)), rtol=1e-6)
+    assert _gaunt_table.cache_info().maxsize == 4
+
+
 def test_grid_is_exact_and_minimal(x64):
     """gaunt_grid's grid is exact, and one latitude or one longitude fewer is not (each
     transform alone would still be valid there: the product rule is what sizes it)."""
