@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -27,6 +28,14 @@ def compute_dtype(*dtypes: Any) -> np.dtype:
         if jnp.dtype(d) == jnp.float64:
             return jnp.dtype(jnp.float64)
     return jnp.dtype(jnp.float32)
+
+
+def result_dtype(*dtypes: Any) -> np.dtype:
+    """What JAX's standard promotion gives for these dtypes, also when the process runs with
+    ``jax_numpy_dtype_promotion="strict"`` (explicit: float32 with float64 gives float64,
+    bfloat16 with float16 gives float32)."""
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.dtype(jnp.result_type(*dtypes))
 
 
 def complex_dtype(real_dtype: Any) -> np.dtype:

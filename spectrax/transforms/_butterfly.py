@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Inexact, Int
 
-from spectrax._checks import check_choice, lift_rank
+from spectrax._checks import check_choice, lift_rank, result_dtype
 
 FFT_NORMS = ("backward", "ortho", "forward")
 # Scale of every 2x2 block: the k = log2(n) factors multiply to 1, 1/sqrt(n), 1/n.
@@ -70,13 +70,6 @@ def _check_dtype(name: str, dtype, kind, what: str) -> np.dtype:
     if not jnp.issubdtype(d, kind):
         raise TypeError(f"`{name}` must be a {what} dtype; got {d}.")
     return d
-
-
-def _result_dtype(a, b) -> np.dtype:
-    """What ``a * b`` gives under JAX's standard promotion (explicit, so that strict promotion
-    does not reject a float32 twiddle with bfloat16 data)."""
-    with jax.numpy_dtype_promotion("standard"):
-        return jnp.dtype(jnp.promote_types(a, b))
 
 
 def _work_dtype(dtype) -> np.dtype:
@@ -132,7 +125,7 @@ def butterfly_multiply(
             f"`twiddle` has shape {tuple(twiddle.shape)}; for x of shape {x.shape} (n={n}) "
             f"expected (log2 n, n/2, 2, 2) = {expected}."
         )
-    out = _result_dtype(xdtype, tdtype)
+    out = result_dtype(xdtype, tdtype)
     return _butterfly(twiddle, x, bool(increasing_stride), out)
 
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from spectrax._checks import check_positive_int, check_real_float, compute_dtype
+from spectrax._checks import check_positive_int, check_real_float, compute_dtype, result_dtype
 from spectrax.transforms._sht import harmonic_degree, isht, sht, sphere_grid
 
 
@@ -156,8 +156,7 @@ def gaunt_product(
             "broadcast."
         ) from None
     nlat, nlon = gaunt_grid(l1, l2, l_max_out)
-    with jax.numpy_dtype_promotion("standard"):  # explicit, documented promotion
-        dtype = jnp.promote_types(x1.dtype, x2.dtype)
+    dtype = result_dtype(x1.dtype, x2.dtype)  # explicit, documented promotion
     work = compute_dtype(dtype)
     f = isht(x1.astype(work), nlat, nlon) * isht(x2.astype(work), nlat, nlon)
     return sht(f, l_max_out).astype(dtype)

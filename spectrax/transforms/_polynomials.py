@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from spectrax._checks import check_positive_int, check_real_float, compute_dtype
+from spectrax._checks import check_positive_int, check_real_float, compute_dtype, result_dtype
 
 
 def _recurrence(x: Array, p1: Array, a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int) -> Array:
@@ -212,7 +212,7 @@ def real_sph_harm(
 # Jitted: eagerly, every step of the recurrence and of the assembly would dispatch alone.
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _real_sph_harm(theta: Array, phi: Array, l_max: int, shape: tuple[int, ...]) -> Array:
-    out_dtype = jnp.promote_types(theta.dtype, phi.dtype)
+    out_dtype = result_dtype(theta.dtype, phi.dtype)
     work = compute_dtype(theta.dtype, phi.dtype)
     th = jnp.broadcast_to(theta.astype(work), shape)
     ph = jnp.broadcast_to(phi.astype(work), shape)

@@ -106,6 +106,18 @@ def test_real_sph_harm_matches_scipy(x64):
     assert_close(got, _scipy_real_sph_harm(l_max, theta, phi), jnp.float64)
 
 
+def test_real_sph_harm_mixed_dtypes_promote(x64):
+    """float32 theta with float64 phi: float64 out (standard promotion, also under the suite's
+    strict promotion), equal to the all-float64 call on the same (float32-rounded) angles."""
+    theta = jnp.linspace(0.1, 3.0, 5, dtype=jnp.float32)
+    phi = jnp.linspace(0.0, 6.0, 5, dtype=jnp.float64)
+    got = real_sph_harm(4, theta, phi)
+    assert got.dtype == jnp.float64
+    assert_close(got, real_sph_harm(4, theta.astype(jnp.float64), phi), rtol=1e-14)
+    half = real_sph_harm(4, theta.astype(jnp.bfloat16), phi.astype(jnp.float32))
+    assert half.dtype == jnp.float32
+
+
 def test_real_sph_harm_high_degree_is_stable(x64):
     l_max = 50
     rng = np.random.default_rng(0)
