@@ -207,7 +207,7 @@ class S4D(eqx.Module):
     def discrete(self) -> tuple[Complex[Array, "H M"], Complex[Array, "H M"]]:
         """``(Λ̄, B̄)``, each ``(H, N // 2)``."""
         lam = jax.lax.complex(-jnp.exp(_f32(self.log_Lambda_re)), _f32(self.Lambda_im))
-        lam_bar, gamma = discretize_diagonal(lam, jnp.exp(self.log_dt)[:, None], self.disc)
+        lam_bar, gamma = discretize_diagonal(lam, jnp.exp(_f32(self.log_dt))[:, None], self.disc)
         return lam_bar, gamma * _to_complex(self.B)
 
     def kernel(self, length: int, *, backward: bool = False) -> Float[Array, "H L"]:
@@ -233,13 +233,16 @@ class S4D(eqx.Module):
         _check_sequence(x, self.channels)
         mode = self.mode if mode is None else mode
         check_choice("mode", mode, MODES)
-        xc = x.astype(self.D.dtype)
+        xc = x.astype(_f32(self.D).dtype)  # half precision computes in float32
         if mode == "conv":
             fn = self._conv
         else:
             method = _SCAN_OF_MODE[mode]
             fn = lambda u, c: self._scan(u, c, method)  # noqa: E731
-        y = _bidirectional(fn, xc, self.C, self.C_back) + xc * self.D[None, :]
+        y = (
+            _bidirectional(fn, xc, self.C, self.C_back).astype(xc.dtype)
+            + xc * _f32(self.D)[None, :]
+        )
         return y.astype(x.dtype)
 
     def init_state(self) -> Complex[Array, "H M"]:
@@ -253,9 +256,10 @@ class S4D(eqx.Module):
         _no_step_if_bidirectional(self)
         _check_step(x_t, state, self.channels, self.init_state().shape)
         lam_bar, b_bar = self.discrete()
-        u = x_t.astype(self.D.dtype)
+        u = x_t.astype(_f32(self.D).dtype)
         state = lam_bar * state + b_bar * u[:, None].astype(b_bar.dtype)
-        y = 2.0 * jnp.real(jnp.sum(_to_complex(self.C) * state, axis=-1)) + self.D * u
+        y = 2.0 * jnp.real(jnp.sum(_to_complex(self.C) * state, axis=-1)).astype(u.dtype)
+        y = y + _f32(self.D) * u
         return y.astype(x_t.dtype), state
 
 
@@ -348,7 +352,7 @@ class S4(eqx.Module):
         a_bar, b_bar = discretize_dense(
             jnp.broadcast_to(a, (h, n, n)),
             jnp.broadcast_to(b[:, None], (h, n, 1)),
-            jnp.exp(self.log_dt),
+            jnp.exp(_f32(self.log_dt)),
             self.disc,
         )
         return a_bar, b_bar[..., 0]
@@ -363,7 +367,12 @@ class S4(eqx.Module):
         if self.disc == "bilinear":
             lam = self._lambda()
             k = _dplr_kernel(
-                lam, _to_complex(self.P), _to_complex(self.B), cc, jnp.exp(self.log_dt), length
+                lam,
+                _to_complex(self.P),
+                _to_complex(self.B),
+                cc,
+                jnp.exp(_f32(self.log_dt)),
+                length,
             )
         else:
             a_bar, b_bar = self.discrete()
@@ -384,13 +393,16 @@ class S4(eqx.Module):
         _check_sequence(x, self.channels)
         mode = self.mode if mode is None else mode
         check_choice("mode", mode, MODES)
-        xc = x.astype(self.D.dtype)
+        xc = x.astype(_f32(self.D).dtype)  # half precision computes in float32
         if mode == "conv":
             fn = self._conv
         else:
             method = _SCAN_OF_MODE[mode]
             fn = lambda u, c: self._scan(u, c, method)  # noqa: E731
-        y = _bidirectional(fn, xc, self.C, self.C_back) + xc * self.D[None, :]
+        y = (
+            _bidirectional(fn, xc, self.C, self.C_back).astype(xc.dtype)
+            + xc * _f32(self.D)[None, :]
+        )
         return y.astype(x.dtype)
 
     def init_state(self) -> Complex[Array, "H N"]:
@@ -404,9 +416,12 @@ class S4(eqx.Module):
         _no_step_if_bidirectional(self)
         _check_step(x_t, state, self.channels, self.init_state().shape)
         a_bar, b_bar = self.discrete()
-        u = x_t.astype(self.D.dtype)
+        u = x_t.astype(_f32(self.D).dtype)
         state = jnp.einsum("hij,hj->hi", a_bar, state) + b_bar * u[:, None].astype(b_bar.dtype)
-        y = jnp.real(jnp.sum(_to_complex(self.C) * state, axis=-1)) + self.D * u
+        y = (
+            jnp.real(jnp.sum(_to_complex(self.C) * state, axis=-1)).astype(u.dtype)
+            + _f32(self.D) * u
+        )
         return y.astype(x_t.dtype), state
 
 
@@ -416,7 +431,8 @@ class S5(eqx.Module):
     Smith, Warrington & Linderman, 2023, "Simplified State Space Layers for Sequence Modeling".
     ``x' = Λ x + B u``, ``y = 2 Re(C x) + D ⊙ u`` with ``B (P/2, H)``, ``C (H, P/2)`` complex
     (conjugate symmetry), a step per state ``exp(log_dt)``. ``Λ`` is HiPPO-LegS's NPLR diagonal
-    and ``B``, ``C`` random, projected onto its eigenvectors (``V^* B``, ``C V``). The default
+    and ``B`` random, projected onto its eigenvectors (``V^* B``); ``C`` is drawn directly in
+    the eigenbasis (circular complex normal: the same distribution as ``C V``). The default
     mode is the parallel scan, which also accepts per-step ``dt`` (irregular sampling);
     ``"conv"`` builds the ``(H, H, L)`` MIMO kernel (memory ``H^2 L``).
 
@@ -483,7 +499,7 @@ class S5(eqx.Module):
         """``(Λ̄, γ)`` with ``B̄ = γ[:, None] * B``: ``(1, P/2)``, or ``(L, P/2)`` when the
         per-step scale ``dt`` (the step at time ``k`` is ``exp(log_dt) * dt[k]``) is given."""
         lam = jax.lax.complex(-jnp.exp(_f32(self.log_Lambda_re)), _f32(self.Lambda_im))
-        step = jnp.exp(self.log_dt)[None, :]
+        step = jnp.exp(_f32(self.log_dt))[None, :]
         if dt is not None:
             step = step * dt.astype(step.dtype)[:, None]
         return discretize_diagonal(lam[None, :], step, self.disc)
@@ -526,7 +542,7 @@ class S5(eqx.Module):
         check_choice("mode", mode, MODES)
         if dt is not None:
             dt = _check_dt_steps(dt, (x.shape[0],), "(L,)")
-        xc = x.astype(self.D.dtype)
+        xc = x.astype(_f32(self.D).dtype)  # half precision computes in float32
         if mode == "conv":
             fn = lambda u, c: self._conv(u, c, dt)  # noqa: E731
         else:
@@ -534,7 +550,10 @@ class S5(eqx.Module):
             fn = lambda u, c: self._scan(u, c, dt, method)  # noqa: E731
         if self.C_back is not None and dt is not None:
             raise ValueError("per-step `dt` is not supported with bidirectional=True.")
-        y = _bidirectional(fn, xc, self.C, self.C_back) + xc * self.D[None, :]
+        y = (
+            _bidirectional(fn, xc, self.C, self.C_back).astype(xc.dtype)
+            + xc * _f32(self.D)[None, :]
+        )
         return y.astype(x.dtype)
 
     def init_state(self) -> Complex[Array, " M"]:
@@ -550,7 +569,7 @@ class S5(eqx.Module):
         if dt is not None:
             dt = _check_dt_steps(dt, (), "a scalar")
         lam_bar, gamma = self.discrete(None if dt is None else jnp.reshape(dt, (1,)))
-        u = x_t.astype(self.D.dtype)
+        u = x_t.astype(_f32(self.D).dtype)
         state = lam_bar[0] * state + gamma[0] * (_to_complex(self.B) @ u.astype(gamma.dtype))
-        y = 2.0 * jnp.real(_to_complex(self.C) @ state) + self.D * u
+        y = 2.0 * jnp.real(_to_complex(self.C) @ state).astype(u.dtype) + _f32(self.D) * u
         return y.astype(x_t.dtype), state

@@ -129,8 +129,11 @@ def dplr_kernel(
         dt = jnp.broadcast_to(dt, C.shape[:-1])
     if dt.shape != C.shape[:-1]:
         raise ValueError(f"`dt` must have shape C.shape[:-1]={C.shape[:-1]}; got {dt.shape}.")
-    cdt = Lambda.dtype
-    lam, p, b = Lambda, P.astype(cdt), B.astype(cdt)
+    # One complex dtype for all four (a real Lambda, or a real P, B or C, is promoted; nothing
+    # complex is cast to real): complex128 if any input is 64-bit, else complex64.
+    wide = any(jnp.dtype(x.dtype) in (jnp.float64, jnp.complex128) for x in (Lambda, P, B, C))
+    cdt = complex_dtype(jnp.float64 if wide else jnp.float32)
+    lam, p, b = Lambda.astype(cdt), P.astype(cdt), B.astype(cdt)
     c = C.astype(cdt)
     lead = c.ndim - 1
     a = (jnp.diag(lam) - p.T @ jnp.conj(p)).reshape((1,) * lead + (n, n))
@@ -236,18 +239,20 @@ def _check_system(A, B, C):
 
 def _apply_c(C: Array, X: Array, B: Array, D) -> Array:
     y = jnp.einsum("on,snh->soh", C.reshape(-1, C.shape[-1]), X)
+    squeeze = (1 if C.ndim == 1 else 0, 2 if B.ndim == 1 else 0)
     if D is not None:
         d = jnp.asarray(D)
         want = y.shape[1:]  # (H_out, H_in), 1 where B or C is a vector
+        squeezed = tuple(w for i, w in enumerate(want) if not squeeze[i])
         if d.ndim == 0:
             d = jnp.broadcast_to(d, want)
-        elif d.size != math.prod(want):
+        elif d.shape not in (want, squeezed):
             raise ValueError(
-                f"`D` must be a scalar or (H_out, H_in) = {want} (the shape of C B); got "
-                f"D.shape={d.shape}."
+                f"`D` must be a scalar or (H_out, H_in) = {want} (the shape of C B"
+                + (f", or {squeezed} without the vector axes" if squeezed != want else "")
+                + f"); got D.shape={d.shape}."
             )
         y = y + d.astype(y.dtype).reshape((1,) + want)
-    squeeze = (1 if C.ndim == 1 else 0, 2 if B.ndim == 1 else 0)
     shape = (y.shape[0],) + tuple(d for i, d in enumerate(y.shape[1:]) if not squeeze[i])
     return y.reshape(shape)
 

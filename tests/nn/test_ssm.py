@@ -9,7 +9,7 @@ import pytest
 from jax.test_util import check_grads
 
 from spectrax.nn import S4, S4D, S5, ssm_param_labels
-from tests.helpers import assert_close
+from tests.helpers import assert_close, rel_err
 
 LAYERS = {
     "s4-legs": (S4, {"measure": "legs"}),
@@ -217,19 +217,47 @@ def test_errors(library_errors):
         s5.step(jnp.ones((3,)), s5.init_state(), jnp.ones(3))
 
 
-def test_s4_stays_stable_and_half_precision_parameters_run():
-    """S4's Re Λ is -exp(.) (a trained value cannot make A unstable); bfloat16 parameters run
-    (complex arithmetic in float32)."""
-    layer = S4(2, 8, measure="legt", key=jax.random.key(0))
-    assert float(jnp.max(jnp.real(layer._lambda()))) < 0
-    shifted = eqx.tree_at(lambda m: m.log_Lambda_re, layer, layer.log_Lambda_re + 5.0)
-    eig = np.linalg.eigvals(np.asarray(shifted.continuous()[0]))
-    assert np.max(eig.real) < 0
-    for cls in (S4, S4D, S5):
-        half = cls(2, 4, dtype=jnp.bfloat16, key=jax.random.key(1))
-        with jax.numpy_dtype_promotion("standard"):
-            y = half(jnp.ones((16, 2), jnp.bfloat16))
-        assert y.shape == (16, 2) and bool(jnp.all(jnp.isfinite(y.astype(jnp.float32))))
+def test_s4_stays_stable_whatever_the_trained_values(x64):
+    """S4's Re Λ is -exp(.) and A = Λ - P P^*: for any trained values (log_Lambda_re anywhere in
+    [-30, 10], large random P and Λ_im) the continuous A has no eigenvalue in the right half
+    plane (a parametrisation Re Λ = log_Lambda_re would fail: half the values are positive)."""
+    layer = S4(3, 8, measure="legt", dtype=jnp.float64, key=jax.random.key(0))
+    k1, k2, k3 = jax.random.split(jax.random.key(1), 3)
+    trained = eqx.tree_at(
+        lambda m: (m.log_Lambda_re, m.Lambda_im, m.P),
+        layer,
+        (
+            jax.random.uniform(k1, layer.log_Lambda_re.shape, jnp.float64, -30.0, 10.0),
+            100.0 * jax.random.normal(k2, layer.Lambda_im.shape, jnp.float64),
+            10.0 * jax.random.normal(k3, layer.P.shape, jnp.float64),
+        ),
+    )
+    a = np.asarray(trained.continuous()[0])
+    for a_h in a.reshape(-1, *a.shape[-2:]):
+        eig = np.linalg.eigvals(a_h)
+        assert np.max(eig.real) <= 1e-10 * np.max(np.abs(eig)), np.max(eig.real)
+
+
+@pytest.mark.parametrize("cls", [S4, S4D, S5])
+def test_bfloat16_parameters_every_mode_and_step(cls):
+    """bfloat16 parameters and inputs under the suite's strict promotion: every mode and step
+    run, computing in float32, and agree with the same parameters in float32 to bfloat16
+    rounding of the output."""
+    half = cls(2, 4, dtype=jnp.bfloat16, key=jax.random.key(1))
+    full = jax.tree.map(
+        lambda v: v.astype(jnp.float32) if eqx.is_array(v) and v.dtype == jnp.bfloat16 else v,
+        half,
+    )
+    x = jax.random.normal(jax.random.key(2), (16, 2)).astype(jnp.bfloat16)
+    for mode in ("conv", "scan", "recurrent"):
+        y = half(x, mode=mode)
+        assert y.dtype == jnp.bfloat16 and y.shape == (16, 2)
+        ref = full(x.astype(jnp.float32), mode=mode)
+        assert rel_err(y.astype(jnp.float32), ref) < 1e-2, mode
+    y_t, state = half.step(x[0], half.init_state())
+    ref_t, _ = full.step(x[0].astype(jnp.float32), full.init_state())
+    assert y_t.dtype == jnp.bfloat16 and state.dtype == jnp.complex64
+    assert rel_err(y_t.astype(jnp.float32), ref_t) < 1e-2
 
 
 def test_param_labels_and_optax_groups():

@@ -144,6 +144,19 @@ def test_dplr_kernel_float32(key):
 
 
 @pytest.mark.usefixtures("x64")
+def test_dplr_kernel_promotes_a_real_lambda(key):
+    """A real Lambda with complex P, B, C is promoted, not the reverse (which would drop their
+    imaginary parts): equal to the kernel of the same Lambda given as complex."""
+    lam = jnp.asarray([-1.0, -2.0, -0.5])
+    p = _rand_complex(key, (1, 3))
+    b, c = _rand_complex(jax.random.key(7), (3,)), _rand_complex(jax.random.key(8), (2, 3))
+    dt = jnp.asarray([0.1, 0.3])
+    got = dplr_kernel(lam, p, b, c, dt, 32)
+    assert got.dtype == jnp.complex128
+    assert_close(got, dplr_kernel(lam.astype(jnp.complex128), p, b, c, dt, 32), rtol=1e-14)
+
+
+@pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("method", DISCS)
 def test_kernel_fft_is_transfer_function_at_roots_of_unity(method, key):
     n, length = 6, 64
@@ -187,6 +200,16 @@ def test_transfer_continuous_diagonal_dense_and_mimo(key):
         jnp.asarray(a), jnp.ones((6, 2)), jnp.ones((3, 6)), jnp.zeros((3, 2)), s
     )
     assert mimo.shape == (41, 3, 2)
+    d = jnp.arange(6.0).reshape(3, 2)
+    with_d = transfer_continuous(jnp.asarray(a), jnp.ones((6, 2)), jnp.ones((3, 6)), d, s)
+    assert_close(with_d - mimo, jnp.broadcast_to(d, with_d.shape).astype(with_d.dtype), rtol=1e-14)
+    with pytest.raises(ValueError, match=r"`D`.*\(3, 2\).*D.shape=\(2, 3\)"):
+        transfer_continuous(jnp.asarray(a), jnp.ones((6, 2)), jnp.ones((3, 6)), d.T, s)
+    # vector B: D may be (H_out, 1) or (H_out,)
+    col = transfer_continuous(jnp.asarray(a), jnp.ones(6), jnp.ones((3, 6)), d[:, :1], s)
+    vec = transfer_continuous(jnp.asarray(a), jnp.ones(6), jnp.ones((3, 6)), d[:, 0], s)
+    assert col.shape == vec.shape == (41, 3)
+    assert_close(col, vec, rtol=1e-15)
 
 
 @pytest.mark.usefixtures("x64")
