@@ -136,7 +136,10 @@ def bench(args: argparse.Namespace) -> int:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as e:  # the script's own exit status (argparse --help: 0)
         code = e.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
+        if isinstance(code, int) or code is None:
+            return code or 0
+        print(code, file=sys.stderr)  # SystemExit("message"): Python prints it and exits 1
+        return 1
     finally:
         sys.argv = saved
     return 0

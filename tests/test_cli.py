@@ -42,6 +42,7 @@ def test_train_and_eval_are_registered():
         ("optim.lr=1", "unknown config key `optim.lr`; valid keys:"),
         ("loop.batch_size=12", "`loop.batch_size` (12) must be divisible by the data axis"),
         ("optim.b2=1.0", "`optim.b2` must be < 1.0"),
+        ("mesh.data=0", "`mesh.data` must be -1 (every device the model axis leaves) or >= 1"),
         ("loop.batch_size=128", "`loop.batch_size` (128) exceeds the task's 64 training"),
     ],
 )

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 __all__ = ["COMMANDS", "DEFAULT_CONFIG"]
@@ -47,7 +48,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.epilog = (
         "exit status: 0 done (and under max_test_error if the config sets one), 1 above "
         "max_test_error, 2 bad config or checkpoint, 3 stopped on non-finite updates, 4 stopped "
-        "by SIGINT/SIGTERM after saving a checkpoint (continue with --resume)"
+        "by SIGINT/SIGTERM after saving a checkpoint (continue with --resume), 5 crashed (an "
+        "unexpected error; its traceback is printed)"
     )
 
 
@@ -95,6 +97,10 @@ def _run_train(args: argparse.Namespace) -> int:
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception:  # exit 1 means "above max_test_error": a crash must not read as that
+        traceback.print_exc()
+        print("error: the run crashed (exit status 5); see the traceback above.", file=sys.stderr)
+        return 5
     print(f"run directory: {result.workdir}")
     print(
         f"stopped: {result.stopped} at step {result.step}; "

@@ -357,13 +357,18 @@ def config_differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str =
 
 
 def resolve_config_path(name_or_path: str) -> Path:
-    """A config file from a path or a bare name looked up in ``./configs`` and in the
-    ``configs/`` folder of the source checkout."""
+    """A config file from a path, or a bare name looked up in ``./configs`` and in the
+    ``configs/`` folder of the source checkout. A path (a ``.py`` name or one with a folder)
+    that does not exist is an error, never a bundled config of the same name."""
     p = Path(name_or_path)
-    if p.suffix == ".py" and p.exists():
-        return p.resolve()
-    stem = p.stem if p.suffix == ".py" else name_or_path
     roots = [Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"]
+    if p.suffix == ".py" or len(p.parts) > 1:
+        if p.is_file():
+            return p.resolve()
+        bundled = [r / f"{p.stem}.py" for r in roots if (r / f"{p.stem}.py").is_file()]
+        hint = f"; the bundled config of that name is `{p.stem}` ({bundled[0]})" if bundled else ""
+        raise ConfigError(f"config file {name_or_path!r} does not exist{hint}.")
+    stem = name_or_path
     for root in roots:
         cand = root / f"{stem}.py"
         if cand.exists():

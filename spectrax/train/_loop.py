@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import signal
 import threading
 import time
@@ -60,13 +61,70 @@ class TrainResult:
 
 
 def default_workdir(config: Config, root: str | Path = "runs") -> Path:
-    """``runs/<name>-<UTC timestamp>``."""
-    return Path(root) / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    """``runs/<name>-<UTC timestamp>``, or ``...-<timestamp>-<n>`` if that one already exists
+    (two runs started in the same second)."""
+    base = Path(root) / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def latest_workdir(config: Config, root: str | Path = "runs") -> Path | None:
-    runs = sorted(Path(root).glob(f"{config.name}-*"))
-    return runs[-1] if runs else None
+    """The newest ``runs/<name>-<timestamp>[-<n>]`` of this config's name exactly (``toy`` does
+    not match ``toy_big-...``)."""
+    pattern = re.compile(rf"{re.escape(config.name)}-(\d{{8}}-\d{{6}})(?:-(\d+))?")
+    found = []
+    for p in Path(root).glob(f"{config.name}-*"):
+        m = pattern.fullmatch(p.name)
+        if m and p.is_dir():
+            found.append((m.group(1), int(m.group(2) or 1), p))
+    return max(found)[2] if found else None
+
+
+def _is_primary() -> bool:
+    """Whether this process writes the run's outputs (config.json, metrics, plots, report).
+    Checkpoints are written by every process: Orbax coordinates them across hosts."""
+    return jax.process_index() == 0
+
+
+def _new_workdir(config: Config) -> Path:
+    """Create a fresh default run directory (atomically: a directory another run created in
+    the same second is never shared)."""
+    while True:
+        path = default_workdir(config)
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _set_aside_metrics(workdir: Path, resume: bool) -> None:
+    """A directory with logged metrics but no checkpoint: refuse a fresh run (nothing is
+    overwritten); with ``resume``, start over and keep the old log beside the new one."""
+    path = workdir / "metrics.jsonl"
+    if not path.exists() or not path.read_text().strip():
+        return
+    if not resume:
+        raise CheckpointError(
+            f"{workdir} already holds a run's metrics.jsonl but no checkpoint; choose another "
+            "--workdir, or pass --resume to start over in it (the old log is kept)."
+        )
+    kept = path.with_name(f"metrics.jsonl.before-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+    path.rename(kept)
+    logger.warning(
+        "%s has no checkpoint to resume from: starting over; old log kept as %s", workdir, kept.name
+    )
+
+
+def _stored_source(workdir: Path) -> dict[str, Any]:
+    """The ``source`` recorded in an existing ``config.json`` (empty if none)."""
+    try:
+        return json.loads((workdir / "config.json").read_text()).get("source") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 @contextlib.contextmanager
@@ -130,24 +188,34 @@ def train(
             none). Without it, a directory that already holds checkpoints is refused.
         devices: devices for the mesh (default: all).
         source: how the config was made (file, variant, overrides), stored in
-            ``config.json`` so ``spectrax eval`` can rebuild it.
+            ``config.json`` so ``spectrax eval`` can rebuild it. A resumed run given none keeps
+            the one already stored.
 
     Returns:
         A :class:`TrainResult`. Writes ``checkpoints/``, ``metrics.jsonl``, ``config.json``,
-        ``*.png`` and ``report.md`` into the run directory.
+        ``*.png`` and ``report.md`` into the run directory (on multi-host runs, process 0
+        writes all but the checkpoints).
 
     Raises:
-        ConfigError: an invalid config or mesh, before any work.
-        CheckpointError: a checkpoint from another config, or a damaged one.
+        ConfigError: an invalid config or mesh, before any work; a multi-host run without a
+            run directory (each host would pick its own timestamp).
+        CheckpointError: a checkpoint from another config, or a damaged one; a directory that
+            holds checkpoints, or logged metrics, of a run not being resumed.
     """
     validate_config(config)
     maybe_initialize_distributed()
     if workdir is None and config.output.workdir:
         workdir = config.output.workdir
-    if workdir is None:
-        workdir = (latest_workdir(config) if resume else None) or default_workdir(config)
-    workdir = Path(workdir)
+    if workdir is None and jax.process_count() > 1:
+        raise ConfigError(
+            f"a run over {jax.process_count()} processes needs one run directory for all of "
+            "them: pass --workdir (or set `output.workdir`)."
+        )
     mesh, task, model, optimizer, opt_state, rng = _setup(config, devices)
+    if workdir is None:
+        workdir = (latest_workdir(config) if resume else None) or _new_workdir(config)
+    workdir = Path(workdir)
+    primary = _is_primary()
     cfg_dict = config_to_dict(config)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(workdir / "checkpoints", keep=config.checkpoint.keep, config_dict=cfg_dict)
@@ -165,19 +233,32 @@ def train(
         opt_state, rng = restored["opt_state"], restored["rng"]
         start = int(meta["step"])
         logger.info("resumed %s at step %d", workdir, start)
-    (workdir / "config.json").write_text(
-        json.dumps({"config": cfg_dict, "source": source or {}}, indent=2, default=str)
-    )
+    elif primary:
+        try:
+            _set_aside_metrics(workdir, resume)
+        except CheckpointError:
+            ckpt.close()
+            raise
+    if primary:
+        if source is None and resume:
+            source = _stored_source(workdir)
+        (workdir / "config.json").write_text(
+            json.dumps({"config": cfg_dict, "source": source or {}}, indent=2, default=str)
+        )
 
     loop = config.loop
     step_fn = make_train_step(task.loss, optimizer)
     sharding = batch_sharding(mesh)
     writer = MetricWriter(
-        workdir, tensorboard=config.output.tensorboard, resume_step=start if start else None
+        workdir,
+        tensorboard=config.output.tensorboard,
+        resume_step=start if start else None,
+        enabled=primary,
     )
     num_train = task.num_train()
     stopped, step, last_saved = "completed", start, start if start else -1
-    skipped_total = 0
+    # the guard's running count lives in the optimizer state: a resumed run continues it
+    skipped_total = int(jax.device_get(opt_state.guard.total))
     pending: list[tuple[int, dict[str, Any]]] = []
     tic, tic_step = time.perf_counter(), start
 
@@ -279,6 +360,7 @@ def train(
         # a resumed run that had already finished has this record (do not log it twice)
         logged = (
             start == step
+            and primary
             and (workdir / "metrics.jsonl").exists()
             and any(r["split"] == "eval" and r["step"] == step for r in read_metrics(workdir))
         )
@@ -287,12 +369,13 @@ def train(
         if config.max_test_error is not None:
             passed = final["test_error"] <= config.max_test_error
     writer.close()
-    if config.output.plots:
+    if config.output.plots and primary:
         plot_loss_curves(read_metrics(workdir), workdir / "loss_curves.png")
         if stopped == "completed":
             task.plots(model, workdir)
     result = TrainResult(workdir, step, model, final, stopped, skipped_total, passed)
-    _write_report(config, result)
+    if primary:
+        _write_report(config, result)
     return result
 
 
@@ -327,12 +410,24 @@ def evaluate_run(
     config: Config, workdir: str | Path, *, devices: list | None = None
 ) -> dict[str, float]:
     """Restore the latest checkpoint of ``workdir`` (refused if written by another config) and
-    return the task's test metrics."""
+    return the task's test metrics.
+
+    The config's mesh is used when it fits ``devices`` (default: all); otherwise (a run trained
+    on 8 devices, evaluated on a laptop) the model is evaluated on the first device alone.
+    """
+    cfg_dict = config_to_dict(config)  # the training config: what the checkpoint records
+    devices = list(jax.devices() if devices is None else devices)
+    try:
+        mesh = make_mesh(config, devices)
+    except ConfigError as err:
+        logger.warning("the run's mesh does not fit here (%s); evaluating on one device", err)
+        devices = devices[:1]
+        config = dataclasses.replace(config, mesh=dataclasses.replace(config.mesh, data=1, model=1))
     mesh, task, model, _, opt_state, rng = _setup(config, devices)
     ckpt = Checkpointer(
         Path(workdir) / "checkpoints",
         keep=config.checkpoint.keep,
-        config_dict=config_to_dict(config),
+        config_dict=cfg_dict,
     )
     try:
         restored, _ = ckpt.restore(_checkpoint_state(model, opt_state, rng))

@@ -42,6 +42,10 @@ def maybe_initialize_distributed() -> bool:
 def mesh_shape(mesh_config: MeshConfig, num_devices: int) -> tuple[int, int]:
     """``(data, model)`` axis sizes for ``num_devices`` devices, or a ConfigError naming the key."""
     m = mesh_config.model
+    if mesh_config.data == 0:
+        raise ConfigError(
+            "`mesh.data` must be -1 (every device the model axis leaves) or >= 1; got 0."
+        )
     if num_devices % m:
         raise ConfigError(f"`mesh.model` ({m}) must divide the number of devices ({num_devices}).")
     d = num_devices // m if mesh_config.data == -1 else mesh_config.data

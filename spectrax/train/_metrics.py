@@ -19,10 +19,14 @@ logger = logging.getLogger(__name__)
 _TB_WRITERS = (("tensorboardX", "SummaryWriter"), ("torch.utils.tensorboard", "SummaryWriter"))
 
 
-def _tensorboard_writer(logdir: Path) -> Any:
+def _tensorboard_writer(logdir: Path, purge_step: int | None) -> Any:
+    """A SummaryWriter; ``purge_step`` (a resumed run's first new step) makes TensorBoard drop
+    the events a stopped run logged past its checkpoint, as ``metrics.jsonl`` is truncated."""
     for module, name in _TB_WRITERS:
         try:
-            return getattr(importlib.import_module(module), name)(str(logdir))
+            return getattr(importlib.import_module(module), name)(
+                str(logdir), purge_step=purge_step
+            )
         except ImportError:
             continue
     return None
@@ -41,24 +45,39 @@ class MetricWriter:
     """Appends one JSON object per record to ``<workdir>/metrics.jsonl``.
 
     A resumed run truncates records past ``resume_step`` first, so the file reads as if the run
-    had never stopped. Non-finite values are written as ``null``.
+    had never stopped. Non-finite values are written as ``null``. With ``enabled=False`` (the
+    non-primary processes of a multi-host run) nothing is written.
     """
 
     def __init__(
-        self, workdir: str | Path, *, tensorboard: bool = True, resume_step: int | None = None
+        self,
+        workdir: str | Path,
+        *,
+        tensorboard: bool = True,
+        resume_step: int | None = None,
+        enabled: bool = True,
     ):
         self.path = Path(workdir) / "metrics.jsonl"
+        self.enabled = enabled
+        self._tb = None
+        if not enabled:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         elif resume_step is None:
             self.path.write_text("")
-        self._tb = _tensorboard_writer(Path(workdir) / "tensorboard") if tensorboard else None
+        purge = None if resume_step is None else resume_step + 1
+        self._tb = (
+            _tensorboard_writer(Path(workdir) / "tensorboard", purge) if tensorboard else None
+        )
         if tensorboard and self._tb is None:
             logger.info("no TensorBoard writer library installed; writing metrics.jsonl only")
 
     def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         record = {
             "step": int(step),
             "split": split,
@@ -77,8 +96,24 @@ class MetricWriter:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file (a run directory also works)."""
+    """The records of a ``metrics.jsonl`` file (a run directory also works).
+
+    A last line cut short (a process killed mid-write) is dropped with a warning; a damaged
+    line before it raises ``ValueError`` naming the file and line.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(i, ln) for i, ln in enumerate(path.read_text().splitlines(), 1) if ln.strip()]
+    records = []
+    for k, (i, line) in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if k == len(lines) - 1:
+                logger.warning("%s: dropping a cut-short last line %d (%s)", path, i, err)
+                break
+            raise ValueError(
+                f"{path} line {i} is not a JSON record ({err}): {line[:80]!r}"
+            ) from err
+    return records

@@ -30,7 +30,8 @@ class Task(Protocol):
             number compared with ``Config.max_test_error``.
         plots(model, outdir): task-specific figures written to ``outdir``; returns their paths.
         param_labels(params): optimizer group per parameter leaf (``"default"`` or ``"ssm"``),
-            or ``None`` for a single group.
+            or ``None`` for the library's labelling (``spectrax.nn.ssm_param_labels``: the
+            Λ, B and log_dt of SSM layers in ``"ssm"``, everything else ``"default"``).
     """
 
     def init_model(self, key: Any) -> Any: ...

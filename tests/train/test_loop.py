@@ -65,6 +65,9 @@ def test_injected_nan_is_skipped_and_counted(tmp_path):
     assert result.stopped == "completed" and result.skipped == len(expected) == 3
     assert all(np.isfinite(r["loss"]) for r in records if not r["skipped"])
     assert np.isfinite(result.metrics["test_error"])
+    # Resuming the finished run reports the run's count (kept in the optimizer state), not 0.
+    again = train(config, workdir=tmp_path, resume=True)
+    assert again.step == 24 and again.skipped == 3
 
 
 def test_persistent_nan_stops_with_checkpoint_intact(tmp_path):
@@ -100,13 +103,17 @@ def test_one_vs_eight_devices_same_curve_and_sharded_batch(tmp_path, monkeypatch
     one = train(config, workdir=tmp_path / "one", devices=jax.devices()[:1])
     assert len(seen[0].device_set) == 1
     seen.clear()
-    eight = train(config, workdir=tmp_path / "eight")
+    config8 = apply_overrides(config, ["mesh.data=8"])
+    eight = train(config8, workdir=tmp_path / "eight")
     sharding = seen[0]
     assert sharding.spec == PartitionSpec("data") and len(sharding.device_set) == 8
     assert sharding.shard_shape((8, 16)) == (1, 16)
     curve = lambda wd: np.array([r["loss"] for r in read_metrics(wd) if r["split"] == "train"])  # noqa: E731
     np.testing.assert_allclose(curve(tmp_path / "eight"), curve(tmp_path / "one"), rtol=1e-5)
     assert eight.metrics["test_error"] == pytest.approx(one.metrics["test_error"], rel=1e-4)
+    # A run trained on an 8-device mesh evaluates where only one device is available.
+    alone = evaluate_run(config8, tmp_path / "eight", devices=jax.devices()[:1])
+    assert alone == pytest.approx(eight.metrics, rel=1e-5)
 
 
 def test_fsdp_shards_parameters_over_model_axis():
@@ -167,8 +174,8 @@ def test_tensorboard_events_when_a_writer_library_exists(tmp_path, monkeypatch):
     calls = []
 
     class SummaryWriter:
-        def __init__(self, logdir):
-            calls.append(("init", logdir))
+        def __init__(self, logdir, purge_step=None):
+            calls.append(("init", logdir, purge_step))
 
         def add_scalar(self, tag, value, step):
             calls.append((tag, value, step))
@@ -184,6 +191,11 @@ def test_tensorboard_events_when_a_writer_library_exists(tmp_path, monkeypatch):
     writer = MetricWriter(tmp_path, tensorboard=True)
     writer.write(3, "train", {"loss": np.float32(0.5), "skipped": np.int32(0)})
     writer.close()
-    assert calls[0] == ("init", str(tmp_path / "tensorboard"))
+    assert calls[0] == ("init", str(tmp_path / "tensorboard"), None)
     assert ("train/loss", 0.5, 3) in calls and calls[-1] == ("close",)
     assert read_metrics(tmp_path) == [{"step": 3, "split": "train", "loss": 0.5, "skipped": 0}]
+    # A run resumed from step 2 has TensorBoard purge the events it logged after it (step 3).
+    calls.clear()
+    MetricWriter(tmp_path, tensorboard=True, resume_step=2).close()
+    assert calls[0] == ("init", str(tmp_path / "tensorboard"), 3)
+    assert read_metrics(tmp_path) == []

@@ -1,0 +1,117 @@
+"""Run directories: naming, finding the latest, what a fresh or resumed run may overwrite, the
+metrics log after a crash, multi-host outputs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+import spectrax.train._loop as loop_module
+from spectrax.train import CheckpointError, ConfigError, load_config, read_metrics, train
+from spectrax.train._loop import default_workdir, latest_workdir
+from spectrax.train._metrics import MetricWriter
+from tests.train.conftest import TOY
+
+
+def test_latest_workdir_matches_the_name_exactly_and_same_second_runs_differ(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(TOY)
+    assert latest_workdir(config) is None
+    for name in (
+        "toy-20260101-000000",
+        "toy-20260101-000000-2",
+        "toy-big-20270101-000000",  # another config whose name starts with "toy-"
+        "toy-notes",
+    ):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+    assert latest_workdir(config) == Path("runs", "toy-20260101-000000-2")
+    monkeypatch.setattr(loop_module.time, "gmtime", lambda: (2026, 1, 1, 0, 0, 0, 3, 1, 0))
+    assert default_workdir(config) == Path("runs", "toy-20260101-000000-3")
+    (tmp_path / "runs" / "toy-20260101-000000-10").mkdir()
+    assert latest_workdir(config).name == "toy-20260101-000000-10"
+
+
+def test_fresh_run_refuses_a_directory_with_a_log_and_resume_keeps_it(tmp_path):
+    config = load_config(TOY, ["loop.num_steps=5", "output.plots=false"])
+    log = tmp_path / "metrics.jsonl"
+    old = json.dumps({"step": 1, "split": "train", "loss": 1.0}) + "\n"
+    log.write_text(old)
+    with pytest.raises(CheckpointError, match="already holds a run's metrics.jsonl"):
+        train(config, workdir=tmp_path)
+    assert log.read_text() == old and not (tmp_path / "config.json").exists()
+    result = train(config, workdir=tmp_path, resume=True)  # no checkpoint: starts over
+    assert result.step == 5
+    (kept,) = tmp_path.glob("metrics.jsonl.before-*")
+    assert kept.read_text() == old
+    assert [r["step"] for r in read_metrics(tmp_path) if r["split"] == "train"] == [1, 2, 3, 4, 5]
+
+
+def test_cut_short_log_line_is_dropped_on_resume_and_damage_elsewhere_is_named(tmp_path, caplog):
+    path = tmp_path / "metrics.jsonl"
+    good = [json.dumps({"step": s, "split": "train", "loss": 0.5}) for s in (1, 2, 3)]
+    path.write_text("\n".join(good) + '\n{"step": 4, "split": "tr')
+    with caplog.at_level(logging.WARNING):
+        assert [r["step"] for r in read_metrics(path)] == [1, 2, 3]
+    assert "cut-short last line 4" in caplog.text
+    MetricWriter(tmp_path, tensorboard=False, resume_step=2).write(3, "train", {"loss": 0.25})
+    assert [(r["step"], r["loss"]) for r in read_metrics(path)] == [(1, 0.5), (2, 0.5), (3, 0.25)]
+    path.write_text(good[0] + "\n{oops\n" + good[2] + "\n")
+    with pytest.raises(ValueError, match=r"metrics.jsonl line 2 is not a JSON record"):
+        read_metrics(path)
+
+
+def test_python_resume_keeps_the_recorded_source_for_eval(tmp_path, capsys):
+    from spectrax.cli import main
+
+    wd = tmp_path / "run"
+    argv = ["train", TOY, "loop.num_steps=20", "output.plots=false", "--workdir", str(wd)]
+    assert main([*argv, "--no-progress"]) == 0
+    source = json.loads((wd / "config.json").read_text())["source"]
+    assert source["file"] and source["overrides"][0] == "loop.num_steps=20"
+    config = load_config(TOY, ["loop.num_steps=20", "output.plots=false", "output.progress=false"])
+    train(config, workdir=wd, resume=True)  # from Python, no source given
+    assert json.loads((wd / "config.json").read_text())["source"] == source
+    capsys.readouterr()
+    assert main(["eval", str(wd)]) == 0
+    assert "test_error:" in capsys.readouterr().out
+
+
+def test_crash_exits_5_not_the_threshold_status(tmp_path, capsys, monkeypatch):
+    from spectrax.cli import main
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(loop_module, "train", crash)
+    assert main(["train", TOY, "--workdir", str(tmp_path / "r"), "--no-progress"]) == 5
+    err = capsys.readouterr().err
+    assert "RuntimeError: disk on fire" in err and "crashed (exit status 5)" in err
+
+
+def test_a_mistyped_config_path_is_an_error_not_the_bundled_config(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"'elsewhere/burgers_fno.py' does not exist.*`burgers_fno`"
+    ):
+        load_config("elsewhere/burgers_fno.py")
+    with pytest.raises(ConfigError, match=r"'typo_fno.py' does not exist\.$"):
+        load_config("typo_fno.py")
+    assert load_config(TOY).name == "toy"  # an existing path still loads
+
+
+def test_only_the_primary_process_writes_outputs(tmp_path, monkeypatch):
+    """On a multi-host run, process 0 writes config.json, metrics, plots and the report; every
+    process takes part in the (Orbax-coordinated) checkpoints."""
+    monkeypatch.setattr(loop_module, "_is_primary", lambda: False)
+    config = load_config(TOY, ["loop.num_steps=6"])
+    result = train(config, workdir=tmp_path)
+    assert result.stopped == "completed" and result.metrics["test_error"] >= 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
+
+
+def test_multi_process_run_needs_a_workdir(monkeypatch):
+    monkeypatch.setattr(loop_module.jax, "process_count", lambda: 2)
+    with pytest.raises(ConfigError, match="pass --workdir"):
+        train(load_config(TOY))
