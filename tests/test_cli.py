@@ -180,3 +180,16 @@ def test_bench_lists_runs_and_refuses_unknown_names(tmp_path, capsys):
     assert [row["L"] for row in result["rows"]] == [64]
     assert result["rows"][0]["s4d_conv_tokens_per_s"] > 0
     assert result["platform"] == "cpu" and result["jax"]
+
+
+def test_bench_passes_on_a_scripts_exit_message(tmp_path, capsys, monkeypatch):
+    """A benchmark that stops with ``SystemExit("why")`` exits 1 with its message shown, as
+    running the script directly would; ``SystemExit(3)`` keeps its status."""
+    import spectrax.cli as cli
+
+    script = tmp_path / "bench_stop.py"
+    script.write_text("import sys\nraise SystemExit(sys.argv[1] if sys.argv[1:] else 3)\n")
+    monkeypatch.setattr(cli, "benchmarks", lambda: {"stop": script})
+    assert cli.main(["bench", "stop", "no GPU: nothing to time"]) == 1
+    assert "no GPU: nothing to time" in capsys.readouterr().err
+    assert cli.main(["bench", "stop"]) == 3
