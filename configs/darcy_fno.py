@@ -113,6 +113,11 @@ class DarcyFNO:
         from spectrax.data import cached, darcy_dataset
         from spectrax.models import FNO
 
+        # checked before the data (minutes) for tasks built from Python, not from a config
+        if self.normalize not in ("scalar", "pointwise"):
+            raise ValueError(
+                f"`task.normalize` must be 'scalar' or 'pointwise'; got {self.normalize!r}."
+            )
         n = self.num_train + self.num_test
         a, u = cached(
             darcy_dataset,
@@ -128,10 +133,6 @@ class DarcyFNO:
             ),
         )
         a_train, u_train = a[: self.num_train], u[: self.num_train]
-        if self.normalize not in ("scalar", "pointwise"):
-            raise ValueError(
-                f"`task.normalize` must be 'scalar' or 'pointwise'; got {self.normalize!r}."
-            )
 
         def stat(fn, v):
             # pointwise: (1, s, s), over the training samples; eps as the paper's code (u = 0 on

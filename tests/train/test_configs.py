@@ -93,6 +93,14 @@ def test_darcy_standardisation_options(tmp_path, monkeypatch, key):
     assert scalar.init_model(key)(jnp.ones((1, 21, 21))).shape == (1, 21, 21)
     with pytest.raises(ValueError, match="task.normalize"):
         load_config("darcy_fno", ["task.normalize=batch"], variant="smoke").task.build()
+    # a task made in Python skips the config's validation: build() refuses it before any data
+    import dataclasses
+
+    monkeypatch.setenv("SPECTRAX_CACHE", str(tmp_path / "empty"))
+    bad = dataclasses.replace(load_config("darcy_fno", variant="smoke").task, normalize="batch")
+    with pytest.raises(ValueError, match="`task.normalize` must be 'scalar' or 'pointwise'"):
+        bad.build()
+    assert not (tmp_path / "empty").exists()
     with pytest.raises(ValueError, match="task.formulation"):
         load_config(
             "navier_stokes_fno", ["task.formulation=implicit"], variant="smoke"
