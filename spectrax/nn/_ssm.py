@@ -134,6 +134,23 @@ def _no_step_if_bidirectional(layer) -> None:
         )
 
 
+def _apply_siso(layer, x: Array, mode: str | None) -> Array:
+    """The shared ``__call__`` of :class:`S4D` and :class:`S4`: ``y = K * x + D x`` per channel
+    through the layer's ``_conv(u, c)`` or ``_scan(u, c, method)``, plus the backward read-out
+    when there is one."""
+    _check_sequence(x, layer.channels)
+    mode = layer.mode if mode is None else mode
+    check_choice("mode", mode, MODES)
+    xc = x.astype(_f32(layer.D).dtype)  # half precision computes in float32
+    if mode == "conv":
+        fn = layer._conv
+    else:
+        method = _SCAN_OF_MODE[mode]
+        fn = lambda u, c: layer._scan(u, c, method)  # noqa: E731
+    y = _bidirectional(fn, xc, layer.C, layer.C_back).astype(xc.dtype) + xc * _f32(layer.D)[None, :]
+    return y.astype(x.dtype)
+
+
 class S4D(eqx.Module):
     """Diagonal state-space layer: ``H`` independent SISO systems of ``N // 2`` complex states.
 
@@ -230,20 +247,7 @@ class S4D(eqx.Module):
 
     def __call__(self, x: Float[Array, "L H"], *, mode: str | None = None) -> Float[Array, "L H"]:
         """Apply the layer to one sequence ``(L, H)`` (``mode`` overrides the layer's)."""
-        _check_sequence(x, self.channels)
-        mode = self.mode if mode is None else mode
-        check_choice("mode", mode, MODES)
-        xc = x.astype(_f32(self.D).dtype)  # half precision computes in float32
-        if mode == "conv":
-            fn = self._conv
-        else:
-            method = _SCAN_OF_MODE[mode]
-            fn = lambda u, c: self._scan(u, c, method)  # noqa: E731
-        y = (
-            _bidirectional(fn, xc, self.C, self.C_back).astype(xc.dtype)
-            + xc * _f32(self.D)[None, :]
-        )
-        return y.astype(x.dtype)
+        return _apply_siso(self, x, mode)
 
     def init_state(self) -> Complex[Array, "H M"]:
         """Zero state ``(H, N // 2)`` for :meth:`step`."""
@@ -390,20 +394,7 @@ class S4(eqx.Module):
 
     def __call__(self, x: Float[Array, "L H"], *, mode: str | None = None) -> Float[Array, "L H"]:
         """Apply the layer to one sequence ``(L, H)`` (``mode`` overrides the layer's)."""
-        _check_sequence(x, self.channels)
-        mode = self.mode if mode is None else mode
-        check_choice("mode", mode, MODES)
-        xc = x.astype(_f32(self.D).dtype)  # half precision computes in float32
-        if mode == "conv":
-            fn = self._conv
-        else:
-            method = _SCAN_OF_MODE[mode]
-            fn = lambda u, c: self._scan(u, c, method)  # noqa: E731
-        y = (
-            _bidirectional(fn, xc, self.C, self.C_back).astype(xc.dtype)
-            + xc * _f32(self.D)[None, :]
-        )
-        return y.astype(x.dtype)
+        return _apply_siso(self, x, mode)
 
     def init_state(self) -> Complex[Array, "H N"]:
         """Zero state ``(H, N)`` for :meth:`step`."""

@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
-from spectrax._checks import check_choice, complex_dtype
+from spectrax._checks import check_choice, check_positive_float, complex_dtype
 
 DISCRETIZATIONS = ("zoh", "bilinear")
 
@@ -29,12 +30,21 @@ _DIAG: dict[str, Callable] = {"zoh": _diag_zoh, "bilinear": _diag_bilinear}
 
 
 def _as_dt(dt) -> Array:
-    """``dt`` as a real array (a Python float is accepted)."""
+    """``dt`` as a real array (a Python float is accepted); when its values are concrete (not
+    traced under ``jit``/``grad``), also checked finite and ``> 0``."""
     dt = jnp.asarray(dt)
     if not jnp.issubdtype(dt.dtype, jnp.floating):
-        if jnp.issubdtype(dt.dtype, jnp.integer):
-            return dt.astype(jnp.float32)
-        raise TypeError(f"`dt` must be real (float); got dtype {dt.dtype}.")
+        if not jnp.issubdtype(dt.dtype, jnp.integer) or dt.dtype == jnp.bool_:
+            raise TypeError(f"`dt` must be real (float); got dtype {dt.dtype}.")
+        dt = dt.astype(jnp.float32)
+    if not isinstance(dt, jax.core.Tracer):
+        v = np.asarray(dt, np.float64)
+        bad = ~(np.isfinite(v) & (v > 0))
+        if np.any(bad):
+            raise ValueError(
+                f"`dt` must be finite and > 0 (positive steps); got {v[bad].ravel()[0]!r} "
+                f"(at {int(np.count_nonzero(bad))} of {v.size} entries)."
+            )
     return dt
 
 
@@ -54,8 +64,9 @@ def discretize_diagonal(
 
     Args:
         Lambda: complex eigenvalues ``(..., N)`` (nonzero for ZOH).
-        dt: positive steps: a scalar, or an array broadcastable against ``Lambda`` with the same
-            rank, e.g. ``(H, 1)`` per channel or ``(L, 1)`` per time step (irregular sampling).
+        dt: positive finite steps: a scalar, or an array broadcastable against ``Lambda`` with
+            the same rank, e.g. ``(H, 1)`` per channel or ``(L, 1)`` per time step (irregular
+            sampling). Values are checked when concrete (not under ``jit``).
         method: ``"zoh"`` or ``"bilinear"``.
 
     Returns:
@@ -104,15 +115,32 @@ def discretize_dense(
     bilinear ``Ā = (I - dt A/2)^{-1}(I + dt A/2)``, ``B̄ = (I - dt A/2)^{-1} dt B``).
 
     Args:
-        A: ``(..., N, N)``; B: ``(..., N, H)`` (same dtype; complex or real);
-        dt: positive steps, a scalar or ``(...)`` one per system.
+        A: ``(..., N, N)``; B: ``(..., N, H)`` with the same leading dimensions and dtype
+            (complex or real floating point);
+        dt: positive finite steps, a scalar or ``(...)`` one per system (values are checked
+            when concrete, not under ``jit``).
         method: ``"zoh"`` or ``"bilinear"``.
+
+    Raises:
+        ValueError: on a bad ``method``, misshapen ``A``, ``B`` or ``dt``, or a concrete
+            ``dt`` that is not finite and ``> 0``; TypeError on a non-floating ``A``/``B``,
+            different dtypes of ``A`` and ``B``, or a complex ``dt``.
     """
     check_choice("method", method, DISCRETIZATIONS)
-    if A.shape[-1] != A.shape[-2] or B.shape[-2] != A.shape[-1]:
+    A, B = jnp.asarray(A), jnp.asarray(B)
+    if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+        raise ValueError(f"`A` must be square, shape (..., N, N); got A.shape={A.shape}.")
+    if B.ndim != A.ndim or B.shape[:-2] != A.shape[:-2] or B.shape[-2] != A.shape[-1]:
         raise ValueError(
-            f"expected A (..., N, N) and B (..., N, H); got A.shape={A.shape}, B.shape={B.shape}."
+            f"`B` must be (..., N, H) with A's leading dimensions and N = A.shape[-1] = "
+            f"{A.shape[-1]} rows, i.e. {A.shape[:-1]} + (H,); got B.shape={B.shape} "
+            f"(A.shape={A.shape})."
         )
+    for name, x in (("A", A), ("B", B)):
+        if not jnp.issubdtype(x.dtype, jnp.inexact):
+            raise TypeError(
+                f"`{name}` must be a floating-point or complex array; got dtype {x.dtype}."
+            )
     if A.dtype != B.dtype:
         raise TypeError(f"`A` and `B` must share a dtype; got {A.dtype} and {B.dtype}.")
     dt = _as_dt(dt)
@@ -134,10 +162,18 @@ def init_log_dt(
 ) -> Float[Array, "..."]:
     """``log dt`` with ``dt`` log-uniform in ``[dt_min, dt_max]`` (S4/S4D/S5 initialisation).
 
-    Raises ValueError unless ``0 < dt_min <= dt_max``.
+    Raises TypeError unless ``dt_min`` and ``dt_max`` are real numbers and ``dtype`` is a
+    floating-point type, ValueError unless ``0 < dt_min <= dt_max < inf``.
     """
-    if not (dt_min > 0 and dt_max >= dt_min):
-        raise ValueError(
-            f"dt must be positive with dt_min <= dt_max; got dt_min={dt_min}, dt_max={dt_max}."
+    lo = check_positive_float("dt_min", dt_min)
+    hi = check_positive_float("dt_max", dt_max)
+    for name, v in (("dt_min", lo), ("dt_max", hi)):
+        if not math.isfinite(v):
+            raise ValueError(f"`{name}` must be finite; got {v}.")
+    if hi < lo:
+        raise ValueError(f"expected dt_min <= dt_max; got dt_min={lo}, dt_max={hi}.")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"`dtype` must be a floating-point type (e.g. jnp.float32); got {jnp.dtype(dtype)}."
         )
-    return jax.random.uniform(key, shape, dtype, math.log(dt_min), math.log(dt_max))
+    return jax.random.uniform(key, shape, dtype, math.log(lo), math.log(hi))

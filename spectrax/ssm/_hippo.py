@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from jaxtyping import Complex, Float, PRNGKeyArray
 
-from spectrax._checks import check_choice, check_positive_int
+from spectrax._checks import check_choice, check_positive_float, check_positive_int
 
 
 def _legs(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,9 +41,14 @@ def _fout(n: int) -> tuple[np.ndarray, np.ndarray]:
     # Truncated Fourier basis [1, cos, sin, cos, sin, ...] on a window of length 2:
     # B_0 = 1, B_{2k-1} = sqrt 2 (cosines), B_{2k} = 0 (sines); A = Omega - B B^T with the
     # skew rotation Omega[2k, 2k-1] = pi k = -Omega[2k-1, 2k] (frequency pi k = 2 pi k / 2).
+    # Even n: the last state would be the cosine of frequency pi n/2 without its sine partner
+    # (no rotation), and driving it would lock it to sqrt2 x_0 (a conserved combination, see
+    # hippo's docstring); it is an undriven dead state instead, as in S4's FouT.
     b = np.zeros(n)
     b[0] = 1.0
     b[1::2] = np.sqrt(2.0)
+    if n % 2 == 0:
+        b[-1] = 0.0
     omega = np.zeros((n, n))
     for k in range(1, (n + 1) // 2 + 1):
         c, s = 2 * k - 1, 2 * k
@@ -67,6 +72,25 @@ def hippo(measure: str, N: int) -> tuple[Float[np.ndarray, "N N"], Float[np.ndar
 
     Gu et al., 2020, "HiPPO: Recurrent Memory with Optimal Polynomial Projections"; Gu et al.,
     2023, "How to Train Your HiPPO" (LegT and FouT with window length 2, as in S4).
+
+    What the state of ``x' = A x + B u`` (from ``x = 0``) holds, for the translated measures
+    (window ``[t - 2, t]``, uniform weight ``1/2``):
+
+    - LegT: ``x_n(t) ≈ 1/2 ∫_{t-2}^t u(s) √(2n+1) P_n(s - t + 1) ds`` (Legendre coefficients),
+      so ``u(s) ≈ Σ_n x_n(t) √(2n+1) P_n(s - t + 1)`` on the window. The ODE approximates
+      ``u(t - 2)`` by that reconstruction, so this is the projection up to an error that falls
+      geometrically in ``N`` for a smooth ``u``.
+    - FouT: with the orthonormal basis ``g = [1, √2 cos(2π y), √2 sin(2π y), √2 cos(4π y),
+      ...]`` of the lag ``y = (t - s)/2 ∈ [0, 1]``, ``x_n(t) ≈ 1/2 ∫_{t-2}^t u(s) g_n(y) ds`` and
+      ``u(t - 2y) ≈ Σ_n x_n(t) g_n(y)``. ``u(t - 2)`` is approximated by twice the series at
+      the window's end minus ``u(t)`` (the series converges to the average of the two ends), so
+      the error falls like ``1/N`` for a ``u`` with ``u(t) ≠ u(t - 2)`` and is the time-stepping
+      error alone for a ``u`` of period 2 in the span of the basis.
+    - FouT with **even** ``N``: the last basis function would be the cosine of frequency
+      ``π N/2`` without its sine partner; driven, it would be locked to ``√2 x_0`` (``√2 x_0 -
+      x_{N-1}`` would be conserved) and spoil the reconstruction. It is a dead state instead,
+      as in S4's FouT: ``B_{N-1} = 0`` and a zero last row and column of ``A``, so the state
+      stays 0 from ``x = 0`` and the other ``N - 1`` states are the odd-size memory.
 
     Args:
         measure: ``"legs"`` (scaled Legendre), ``"legt"`` (translated Legendre), ``"lagt"``
@@ -187,17 +211,25 @@ def ptd(
 
     Args:
         A: real ``(N, N)`` state matrix (e.g. ``hippo("legs", N)[0]``).
-        eps: spectral norm of the perturbation, ``> 0``.
+        eps: spectral norm of the perturbation, a finite Python float ``> 0``.
         key: PRNG key for ``E`` (standard Gaussian entries, rescaled).
 
     Returns:
         ``(Lambda (N,), V (N, N), cond(V))`` in complex128, with ``A + E = V diag(Λ) V^{-1}``;
         columns of ``V`` have unit norm. Runs in NumPy on the host (not jittable).
     """
+    if np.iscomplexobj(A):
+        raise TypeError(
+            f"`A` must be real (ptd perturbs a real state matrix); got dtype {np.asarray(A).dtype}."
+        )
     a = np.asarray(A, np.float64)
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise ValueError(f"`A` must be a square (N, N) matrix; got shape {a.shape}.")
-    if not (np.isfinite(eps) and eps > 0):
+    if not np.all(np.isfinite(a)):
+        raise ValueError("`A` must be finite; got a matrix with inf or NaN entries.")
+    # > 0: eps = 0 would diagonalise A itself, the ill-posed problem PTD exists to avoid.
+    eps = check_positive_float("eps", eps)
+    if not np.isfinite(eps):
         raise ValueError(f"`eps` must be a finite float > 0; got {eps!r}.")
     e = np.array(jax.random.normal(key, a.shape), np.float64)
     e *= eps / np.linalg.norm(e, 2)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Inexact
 
-from spectrax._checks import check_positive_int, complex_dtype
+from spectrax._checks import check_positive_int, complex_dtype, result_dtype
 
 
 def vandermonde_kernel(
@@ -45,7 +45,7 @@ def vandermonde_kernel(
             f"`Lambda_bar` and `W` must have the same rank; got {Lambda_bar.shape=}, {W.shape=}."
         )
     shape = jnp.broadcast_shapes(Lambda_bar.shape, W.shape)
-    dtype = jnp.result_type(Lambda_bar.dtype, W.dtype)
+    dtype = result_dtype(Lambda_bar.dtype, W.dtype)  # explicit: also under strict promotion
     if not jnp.issubdtype(dtype, jnp.complexfloating):
         # a negative real eigenvalue has no real logarithm: work in the complex plane
         dtype = complex_dtype(jnp.finfo(dtype).dtype)
@@ -79,7 +79,7 @@ def dense_kernel(
     """``K[l] = C Ā^l B̄`` by repeated multiplication (``O(L N^2)``): the naive reference, and
     the kernel of a dense system for which no structured algorithm applies (S4 with ZOH)."""
     length = check_positive_int("length", length)
-    dtype = jnp.result_type(A_bar.dtype, B_bar.dtype, C.dtype)
+    dtype = result_dtype(A_bar.dtype, B_bar.dtype, C.dtype)
     a, b, c = A_bar.astype(dtype), B_bar.astype(dtype), C.astype(dtype)
 
     def step(x, _):

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Inexact
 
-from spectrax._checks import check_choice, complex_dtype
+from spectrax._checks import check_choice, result_dtype
 
 SCAN_METHODS = ("associative", "sequential")
 
@@ -40,13 +40,11 @@ _DIAG: dict[str, Callable] = {"associative": _diag_assoc, "sequential": _diag_se
 
 
 def _state_dtype(a, bu, x0):
-    """The states' dtype: complex if the transition or the input is (a real Bu must not drop
-    the imaginary part of a complex Λ̄)."""
-    dtypes = [jnp.dtype(x.dtype) for x in (a, bu, x0) if x is not None]
-    if not any(jnp.issubdtype(d, jnp.complexfloating) for d in dtypes):
-        return jnp.dtype(bu.dtype)
-    widest = max((jnp.finfo(d).dtype for d in dtypes), key=lambda d: d.itemsize)
-    return complex_dtype(widest)
+    """The states' dtype: the standard promotion of the inputs' dtypes, also under strict
+    promotion (complex if the transition or the input is, so a real Bu keeps the imaginary part
+    of a complex Λ̄; never narrower than any input, so a float64 Λ̄ or x0 with a float32 Bu
+    computes in float64)."""
+    return result_dtype(*(x.dtype for x in (a, bu, x0) if x is not None))
 
 
 def scan_diagonal(
@@ -123,7 +121,8 @@ def scan_dense(
 
     The associative form multiplies ``N x N`` matrices (``O(L N^3)`` work, ``O(L N^2)``
     memory): a check and a short-sequence tool; the sequential form is ``O(L N^2)``.
-    Batch with ``jax.vmap``.
+    Batch with ``jax.vmap``. Returns ``(L, N)`` states in the promoted dtype of ``A_bar``,
+    ``Bu`` and ``x0``.
     """
     check_choice("method", method, SCAN_METHODS)
     if A_bar.shape != (Bu.shape[-1],) * 2 or Bu.ndim != 2:

@@ -361,3 +361,103 @@ def test_python_float_dt_and_scalar_d(x64, library_errors):
     assert_close(with_d - without, np.full((2, 4, 2), 1.5), jnp.float64)
     with pytest.raises(ValueError, match="`D`"):
         transfer_continuous(A3, B3, C3, jnp.ones((3, 3)), s)
+
+
+# --- input validation and dtypes ----------------------------------------------------------------
+
+
+def test_discretize_dense_validates_inputs(library_errors):
+    a, b = -jnp.eye(3), jnp.ones((3, 1))
+    with pytest.raises(ValueError, match=r"`A` must be square.*A.shape=\(3,\)"):
+        discretize_dense(jnp.ones(3), b, 0.1)
+    with pytest.raises(ValueError, match=r"`B`.*3 rows.*B.shape=\(3,\)"):
+        discretize_dense(a, jnp.ones(3), 0.1)
+    with pytest.raises(ValueError, match=r"`B`.*B.shape=\(2, 1\)"):
+        discretize_dense(a, jnp.ones((2, 1)), 0.1)
+    with pytest.raises(ValueError, match=r"`B`.*leading.*B.shape=\(3, 3, 1\)"):
+        discretize_dense(jnp.broadcast_to(a, (2, 3, 3)), jnp.ones((3, 3, 1)), jnp.ones(2))
+    with pytest.raises(TypeError, match="`A` must be a floating-point or complex"):
+        discretize_dense(-jnp.eye(3, dtype=jnp.int32), jnp.ones((3, 1), jnp.int32), 0.1)
+    with pytest.raises(TypeError, match="`dt` must be real"):
+        discretize_dense(a, b, jnp.asarray(0.1 + 0j))
+    with pytest.raises(ValueError, match="method"):
+        discretize_dense(a, b, 0.1, "euler")
+    for bad in (0.0, -0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"`dt` must be finite and > 0"):
+            discretize_dense(a, b, bad)
+    with pytest.raises(ValueError, match=r"`dt` must be finite and > 0.*-1.0.*1 of 2"):
+        discretize_dense(
+            jnp.broadcast_to(a, (2, 3, 3)), jnp.ones((2, 3, 1)), jnp.asarray([1.0, -1])
+        )
+    # the diagonal function checks the same values
+    for bad in (0.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=r"`dt` must be finite and > 0"):
+            discretize_diagonal(jnp.asarray([-1.0 + 1j]), bad)
+    # traced steps cannot be checked, and are not refused
+    a_bar, _ = jax.jit(discretize_dense, static_argnums=3)(a, b, jnp.asarray(0.1), "zoh")
+    assert_close(a_bar, np.exp(-0.1) * np.eye(3), jnp.float32)
+
+
+def test_init_log_dt_validates_bounds(key, library_errors):
+    for lo, hi, what in [
+        (1e-3, float("inf"), "dt_max"),
+        (float("nan"), 1e-1, "dt_min"),
+        (1e-3, float("nan"), "dt_max"),
+        (-1e-3, 1e-1, "dt_min"),
+    ]:
+        with pytest.raises(ValueError, match=f"`{what}`"):
+            init_log_dt(key, (3,), lo, hi)
+    with pytest.raises(ValueError, match=r"dt_min <= dt_max.*dt_min=0.1, dt_max=0.01"):
+        init_log_dt(key, (3,), 1e-1, 1e-2)
+    for lo, hi, what in [("1e-3", 1e-1, "dt_min"), (1e-3, True, "dt_max")]:
+        with pytest.raises(TypeError, match=f"`{what}`"):
+            init_log_dt(key, (3,), lo, hi)
+    with pytest.raises(TypeError, match="`dtype`"):
+        init_log_dt(key, (3,), 1e-3, 1e-1, jnp.int32)
+    # equal bounds are allowed: a constant step
+    np.testing.assert_allclose(np.exp(np.asarray(init_log_dt(key, (3,), 0.01, 0.01))), 0.01, 1e-6)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("method", ["associative", "sequential"])
+def test_scans_compute_in_the_promoted_dtype(method):
+    """A float64 transition or initial state with a float32 input is not narrowed to float32:
+    1 - 1e-9 is 1.0 in float32, which changes the sum of 100 steps by 5e-6 (relative)."""
+    length, lam = 100, 1.0 - 1e-9
+    ref = np.cumsum(lam ** np.arange(length))[:, None]  # x_k = sum_{j <= k} lam^j, x_{-1} = 0
+    bu = jnp.ones((length, 1), jnp.float32)
+    got = _scan_diagonal(jnp.full((1, 1), lam), bu, method=method)
+    assert got.dtype == jnp.float64
+    assert_close(got, ref, jnp.float64)
+    got = _scan_dense(jnp.full((1, 1), lam), bu, method=method)
+    assert got.dtype == jnp.float64
+    assert_close(got, ref, jnp.float64)
+    # x0 alone float64: x_k = x0 + k + 1 with x0 = 1 + 1e-9
+    x0 = jnp.asarray([1.0 + 1e-9])
+    want = 1.0 + 1e-9 + np.arange(1, length + 1, dtype=np.float64)[:, None]
+    for fn in (_scan_diagonal, _scan_dense):
+        one = jnp.ones((1, 1), jnp.float32)
+        got = fn(one, bu, x0, method=method)
+        assert got.dtype == jnp.float64
+        assert_close(got, want, jnp.float64)
+    # complex64 transition with a complex128 input: complex128
+    lam_c = jnp.asarray([[0.5 + 0.5j]], jnp.complex64)
+    bu_c = jnp.asarray([[1.0 + 1e-9j], [0.0], [0.0]], jnp.complex128)
+    want_c = (1.0 + 1e-9j) * (0.5 + 0.5j) ** np.arange(3)
+    for fn in (_scan_diagonal, _scan_dense):
+        got = fn(lam_c, bu_c, method=method)
+        assert got.dtype == jnp.complex128
+        assert_close(got[:, 0], want_c, jnp.complex128)
+
+
+@pytest.mark.usefixtures("x64")
+def test_kernels_promote_mixed_precision_explicitly(key):
+    """Mixed complex64/complex128 inputs work under strict promotion and give complex128."""
+    lam = jnp.exp(_stable_diag(key, (6,)) * 0.1)
+    w = _rand_complex(jax.random.key(1), (6,))
+    ref = vandermonde_kernel(lam, w, 40)
+    got = vandermonde_kernel(lam.astype(jnp.complex64), w, 40)
+    assert got.dtype == jnp.complex128
+    assert_close(got, vandermonde_kernel(lam.astype(jnp.complex64).astype(jnp.complex128), w, 40))
+    assert_close(ref, dense_kernel(jnp.diag(lam), jnp.ones(6, jnp.complex64), w, 40), rtol=1e-12)
+    assert dense_kernel(jnp.diag(lam), jnp.ones(6, jnp.complex64), w, 4).dtype == jnp.complex128
