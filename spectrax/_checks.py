@@ -38,6 +38,15 @@ def result_dtype(*dtypes: Any) -> np.dtype:
         return jnp.dtype(jnp.result_type(*dtypes))
 
 
+def module_compute_dtype(x_dtype: Any, param_dtype: Any) -> np.dtype:
+    """The dtype a module with ``param_dtype`` parameters computes an input in: its parameters'
+    (a half-precision policy stays half precision), or float64 when the input is float64 (a
+    float64 input is never narrowed silently; the parameters are widened for the call)."""
+    if jnp.dtype(x_dtype) == jnp.float64:
+        return jnp.dtype(jnp.float64)
+    return jnp.dtype(param_dtype)
+
+
 def complex_dtype(real_dtype: Any) -> np.dtype:
     return jnp.dtype(jnp.complex128 if jnp.dtype(real_dtype) == jnp.float64 else jnp.complex64)
 

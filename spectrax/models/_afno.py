@@ -13,7 +13,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_float, check_positive_int, check_real_float
+from spectrax._checks import (
+    check_positive_float,
+    check_positive_int,
+    check_real_float,
+    module_compute_dtype,
+)
 from spectrax.models._fno import grid_channels
 from spectrax.nn import AFNOMixer, ChannelLayerNorm, ChannelMLP, PointwiseLinear
 from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
@@ -115,6 +120,12 @@ class AFNO(eqx.Module):
         self.patch_size = check_positive_int("patch_size", patch_size)
         width = check_positive_int("width", width)
         num_layers = check_positive_int("num_layers", num_layers)
+        num_blocks = check_positive_int("num_blocks", num_blocks)
+        if width % num_blocks:
+            raise ValueError(
+                f"`num_blocks`={num_blocks} must divide `width`={width} (the mixer's "
+                "block-diagonal channel mixing); choose a width that is a multiple of it."
+            )
         self.modes = check_modes(modes, d)
         self.positional_grid = bool(positional_grid)
         keys = jax.random.split(key, 2 * num_layers + 2)
@@ -155,7 +166,8 @@ class AFNO(eqx.Module):
         check_grid(
             "the token grid (spatial / patch_size) of the", [n // p for n in spatial], self.modes
         )
-        dtype = self.embed.weight.dtype
+        # the parameters' dtype; float64 input computes (and returns) float64
+        dtype = module_compute_dtype(x.dtype, self.embed.weight.dtype)
         x = x.astype(dtype)
         if self.positional_grid:
             x = jnp.concatenate([x, grid_channels(spatial, dtype=dtype)], axis=0)

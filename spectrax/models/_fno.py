@@ -15,7 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_float, check_positive_int, check_real_float
+from spectrax._checks import (
+    check_positive_float,
+    check_positive_int,
+    check_real_float,
+    module_compute_dtype,
+)
 from spectrax.nn import ChannelMLP, PointwiseLinear, SpectralConv
 from spectrax.nn._pointwise import get_activation
 from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
@@ -143,7 +148,11 @@ class FNO(eqx.Module):
         grid_endpoint: grid on ``linspace(0, 1, n)`` rather than ``j / n`` (see
             :func:`grid_channels`).
         padding: domain padding for non-periodic problems, a fraction of each axis (or one per
-            axis) of zeros appended after lifting and cropped before projection (default 0).
+            axis) of zeros appended after lifting and cropped before projection (default 0):
+            ``round(padding * n)`` points on an axis of ``n``. The Fourier layers see a domain
+            ``(n + pad) / n`` times the physical one, so for zero-shot super-resolution choose
+            resolutions at which ``padding * n`` is an integer (the same ratio on every grid);
+            otherwise each kept mode is a slightly different wavenumber on each grid.
         channel_mlp_expansion: if set, each block ends with a residual channel MLP of hidden size
             ``expansion * width`` (neuraloperator's "channel MLP"); default None (original FNO).
         factorization: ``"dense"``, ``"tucker"`` or ``"cp"`` spectral weights (TFNO).
@@ -192,6 +201,7 @@ class FNO(eqx.Module):
         self.out_channels = check_positive_int("out_channels", out_channels)
         width = check_positive_int("width", width)
         num_layers = check_positive_int("num_layers", num_layers)
+        projection_channels = check_positive_int("projection_channels", projection_channels)
         self.modes = check_modes(modes, d)
         self.activation = get_activation(activation)
         self.positional_grid = bool(positional_grid)
@@ -230,7 +240,8 @@ class FNO(eqx.Module):
         check_real_float("x", x)
         check_field("x", x, self.in_channels, self.num_spatial_dims)
         spatial = x.shape[1:]
-        dtype = self.lifting.weight.dtype
+        # the parameters' dtype; float64 input computes (and returns) float64
+        dtype = module_compute_dtype(x.dtype, self.lifting.weight.dtype)
         x = x.astype(dtype)
         if self.positional_grid:
             grid = grid_channels(spatial, endpoint=self.grid_endpoint, dtype=dtype)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_int
+from spectrax._checks import check_positive_int, module_compute_dtype
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "gelu": jax.nn.gelu,
@@ -41,13 +41,17 @@ def pointwise_linear(
     one plain matrix product over all batch and grid points, where the channels-first
     contraction makes XLA transpose the whole field first.
     """
-    y = _linear_last(jnp.moveaxis(x.astype(weight.dtype), 0, -1), weight, bias)
+    dtype = module_compute_dtype(x.dtype, weight.dtype)
+    y = _linear_last(jnp.moveaxis(x.astype(dtype), 0, -1), weight, bias)
     return jnp.moveaxis(y, -1, 0)
 
 
 def _linear_last(x: Float[Array, "*spatial C_in"], weight, bias) -> Float[Array, "*spatial C_out"]:
-    y = jnp.tensordot(x, weight, axes=((x.ndim - 1,), (1,)))
-    return y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
+    """In ``x``'s dtype (the caller picks it with ``module_compute_dtype``)."""
+    y = jnp.tensordot(x, weight.astype(x.dtype), axes=((x.ndim - 1,), (1,)))
+    if bias is None:
+        return y
+    return y + bias.astype(x.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
 
 
 class PointwiseLinear(eqx.Module):
@@ -121,7 +125,7 @@ class ChannelMLP(eqx.Module):
                 f"`x` must have {self.fc1.in_channels} channels on axis 0; got x.shape={x.shape}."
             )
         # Channels minor throughout, so the wide hidden layer is never transposed.
-        h = jnp.moveaxis(x.astype(self.fc1.weight.dtype), 0, -1)
+        h = jnp.moveaxis(x.astype(module_compute_dtype(x.dtype, self.fc1.weight.dtype)), 0, -1)
         h = self.activation(_linear_last(h, self.fc1.weight, self.fc1.bias))
         return jnp.moveaxis(_linear_last(h, self.fc2.weight, self.fc2.bias), -1, 0)
 

@@ -47,6 +47,20 @@ def test_errors(key, library_errors):
         shape(2, 8)
     with pytest.raises(ValueError, match="mlp_ratio"):
         AFNO(2, 2, 1, 8, 2, 1, mlp_ratio=-1.0, key=key)
+    with pytest.raises(ValueError, match="`num_blocks`=8 must divide `width`=12"):
+        AFNO(2, 2, 1, 12, 2, 1, key=key)
+
+
+def test_float64_input_is_not_narrowed(x64, key):
+    """float32 parameters, float64 input: computed in float64 (the parameters widened), equal to
+    the same model with float64 parameters."""
+    model = AFNO(2, 2, 1, 8, (2, 2), 2, patch_size=2, num_blocks=2, key=key)
+    wide = jax.tree.map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, model)
+    x = jax.random.normal(key, (2, 8, 12), jnp.float64)
+    y = model(x)
+    assert y.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(y), np.asarray(wide(x)), rtol=1e-12, atol=1e-12)
+    assert model(x.astype(jnp.float32)).dtype == jnp.float32
 
 
 def test_afno_loss_decreases():

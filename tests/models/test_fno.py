@@ -32,6 +32,74 @@ def test_one_layer_fno_is_resolution_invariant(x64, key):
     assert_close(f(a64)[:, ::2, ::2], f(a), jnp.float64)
 
 
+def _np_gelu(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def _np_fno_2d(model, x):
+    """An independent float64 NumPy FNO-2d: grid channels, lifting, zero padding at the end of
+    each axis, Fourier layers (rfft2, kept frequencies -m1..m1-1 x 0..m2-1, channel mixing,
+    irfft2) plus the pointwise skip, GELU between layers, crop, projection MLP."""
+    f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
+    n1, n2 = x.shape[1:]
+    g1, g2 = np.meshgrid(np.arange(n1) / n1, np.arange(n2) / n2, indexing="ij")
+    h = np.concatenate([x, g1[None], g2[None]])
+    h = np.einsum("oi,ixy->oxy", f64(model.lifting.weight), h)
+    h = h + f64(model.lifting.bias)[:, None, None]
+    p1, p2 = (round(p * n) for p, n in zip(model.padding, (n1, n2), strict=True))
+    h = np.pad(h, ((0, 0), (0, p1), (0, p2)))
+    m1, m2 = model.modes
+    rows = [*range(m1), *range(-m1, 0)]  # the weight's index order on the leading axis
+    for i, block in enumerate(model.blocks):
+        w = np.asarray(block.conv.weight.complex(), np.complex128)
+        hh = np.fft.rfft2(h)
+        out = np.zeros((w.shape[0], *hh.shape[1:]), np.complex128)
+        for j, k1 in enumerate(rows):
+            out[:, k1, :m2] = np.einsum("oik,ik->ok", w[:, :, j], hh[:, k1, :m2])
+        h = np.fft.irfft2(out, s=h.shape[1:]) + np.einsum("oi,ixy->oxy", f64(block.skip.weight), h)
+        if i < len(model.blocks) - 1:
+            h = _np_gelu(h)
+    h = h[:, :n1, :n2]
+    fc1, fc2 = model.projection.fc1, model.projection.fc2
+    h = _np_gelu(np.einsum("oi,ixy->oxy", f64(fc1.weight), h) + f64(fc1.bias)[:, None, None])
+    return np.einsum("oi,ixy->oxy", f64(fc2.weight), h) + f64(fc2.bias)[:, None, None]
+
+
+@pytest.mark.parametrize("param_dtype", [jnp.float64, jnp.float32])
+def test_padded_fno_matches_a_float64_numpy_reference(x64, key, param_dtype):
+    """Values, not shapes: padding side, crop, skip path, activations and the kept frequencies
+    against an independent NumPy FNO. float32 parameters with a float64 input compute in float64
+    (the parameters are widened, the input is not narrowed)."""
+    model = FNO(
+        2,
+        2,
+        3,
+        6,
+        (4, 3),
+        3,
+        projection_channels=8,
+        padding=(0.25, 0.5),
+        dtype=param_dtype,
+        key=key,
+    )
+    x = np.random.default_rng(1).normal(size=(2, 12, 10))
+    y = eqx.filter_jit(model)(jnp.asarray(x))
+    assert y.dtype == jnp.float64
+    ref = _np_fno_2d(model, x)
+    assert np.max(np.abs(np.asarray(y) - ref)) < 1e-10 * np.max(np.abs(ref))
+
+
+def test_spatiotemporal_fno_matches_the_reference_padding_time_only(x64, key):
+    model = spatiotemporal_fno(
+        1, 2, 3, 6, (4, 3), 2, time_padding=0.5, projection_channels=8, dtype=jnp.float64, key=key
+    )
+    x = np.random.default_rng(2).normal(size=(2, 12, 10))  # (C, x, t)
+    ref = _np_fno_2d(model, x)  # pads (round(0 * 12), round(0.5 * 10)) = (0, 5)
+    assert model.padding == (0.0, 0.5)
+    y = np.asarray(eqx.filter_jit(model)(jnp.asarray(x)))
+    assert np.max(np.abs(y - ref)) < 1e-10 * np.max(np.abs(ref))
+
+
 def test_grid_channels():
     g = grid_channels((4, 3))
     assert g.shape == (2, 4, 3)
@@ -123,6 +191,8 @@ def test_errors(key, library_errors):
         _abstract(1, 2, 1, 8, 4, channel_mlp_expansion=-1.0, key=key)
     with pytest.raises(ValueError, match="modes"):
         _abstract(1, 2, 1, 8, 4.0, key=key)
+    with pytest.raises(ValueError, match="`projection_channels` must be an integer >= 1; got 0"):
+        _abstract(1, 2, 1, 8, 4, projection_channels=0, key=key)
 
 
 def test_half_precision_parameters_run(key):
