@@ -9,6 +9,7 @@ cached. Sized to finish in a few minutes on a 2-core CPU; ``variant="smoke"`` is
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 
@@ -24,7 +25,11 @@ from spectrax.train import (
 
 VARIANTS = ("default", "smoke")
 # Training losses (the reported test error is relative L2 whichever is chosen).
-LOSSES = {"rel_l2": relative_lp_loss, "h1": h1_loss}
+# (1-D fields: each library loss needs its num_spatial_dims bound.)
+LOSSES = {
+    "rel_l2": functools.partial(relative_lp_loss, num_spatial_dims=1),
+    "h1": functools.partial(h1_loss, num_spatial_dims=1),
+}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,20 +1,27 @@
-"""Operator-learning losses on fields ``(*batch, C, *spatial)``: relative Lp, relative H1 (spectral
-derivatives) and relative negative Sobolev ``H^s`` (Parseval).
+"""Operator-learning losses on fields ``(*batch, C, *spatial)``: relative Lp, relative H1 and
+relative Sobolev ``H^s`` (the last two by Parseval).
 
 Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential Equations"
 (relative L2); Liu, Cao, Chen, Ji, Li, Anandkumar (2024), "Spectral-Refiner: Accurate Fine-Tuning
 of Spatiotemporal Fourier Neural Operator for Turbulent Flows" (negative Sobolev ``H^{-s}`` loss).
+
+Every loss takes ``num_spatial_dims`` as a required keyword: a default would silently compute a
+1-d loss along the last axis of a 2-d or 3-d field. Each norm has the zero subgradient where it
+vanishes, so an example with ``pred == target`` contributes a zero (not NaN) gradient.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from spectrax._checks import check_choice, check_positive_int, check_real_float
-from spectrax.transforms import sobolev_norm, spectral_derivative
+from spectrax.transforms import sobolev_norm
 
 _REDUCTIONS: dict[str, Callable[[Array], Array]] = {
     "mean": jnp.mean,
@@ -39,22 +46,63 @@ def _check_pair(pred, target, num_spatial_dims: int) -> int:
     return d
 
 
-def _real(*xs):
+def _check_p(p) -> float:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"`p` must be a real number >= 1 or math.inf; got {type(p).__name__}.")
+    p = float(p)
+    if math.isnan(p) or p < 1:
+        raise ValueError(f"`p` must be a real number >= 1 or math.inf (max norm); got {p}.")
+    return p
+
+
+def _real(*xs) -> list[Array]:
+    """JAX arrays (NumPy input accepted) in the compute dtype: float64 if any input is, else
+    float32."""
     dtype = jnp.float64 if any(x.dtype == jnp.float64 for x in xs) else jnp.float32
-    return [x.astype(dtype) for x in xs]
+    return [jnp.asarray(x, dtype) for x in xs]
 
 
-def _ratio(num_sq: Array, den_sq: Array, reduction: str) -> Array:
+def _safe_sqrt(v: Array) -> Array:
+    """``sqrt(v)`` for ``v >= 0`` with the zero subgradient at ``v = 0``.
+
+    ``d sqrt(v)/dv`` is infinite at 0 and the chain rule turns it into NaN (``inf * 0``); the
+    inner ``where`` keeps the evaluated root away from 0, the outer one returns 0 there.
+    """
+    pos = v > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
+
+
+def _lp_norm(x: Array, p: float, axes: tuple[int, ...]) -> Array:
+    """``(sum |x|^p)^(1/p)`` over ``axes`` (``max |x|`` for ``p = inf``), zero subgradient at 0.
+
+    The sum is taken of ``(|x| / m)^p`` with ``m = max |x|`` held constant (the norm is
+    1-homogeneous, so value and gradient are those of the plain formula): no overflow or
+    underflow of ``|x|^p``, and the root is of a number ``>= 1`` wherever ``x != 0``.
+    """
+    a = jnp.abs(x)
+    m = jnp.max(a, axis=axes, keepdims=True)
+    pos = m > 0
+    if math.isinf(p):
+        norm = jnp.where(pos, m, 0.0)
+    else:
+        scale = jax.lax.stop_gradient(jnp.where(pos, m, 1.0))
+        v = jnp.sum((a / scale) ** p, axis=axes, keepdims=True)
+        norm = jnp.where(pos, scale * jnp.where(pos, v, 1.0) ** (1.0 / p), 0.0)
+    return jnp.squeeze(norm, axis=axes)
+
+
+def _ratio(num: Array, den: Array, reduction: str) -> Array:
+    """``num / den`` of two norms; a zero ``den`` is replaced by ``sqrt(tiny)``."""
     check_choice("reduction", reduction, tuple(_REDUCTIONS))
-    eps = jnp.asarray(jnp.finfo(den_sq.dtype).tiny, den_sq.dtype)
-    return _REDUCTIONS[reduction](jnp.sqrt(num_sq) / jnp.sqrt(jnp.maximum(den_sq, eps)))
+    eps = jnp.sqrt(jnp.asarray(jnp.finfo(den.dtype).tiny, den.dtype))
+    return _REDUCTIONS[reduction](num / jnp.maximum(den, eps))
 
 
 def relative_lp_loss(
     pred: Float[ArrayLike, "..."],
     target: Float[ArrayLike, "..."],
     *,
-    num_spatial_dims: int = 1,
+    num_spatial_dims: int,
     p: float = 2.0,
     reduction: str = "mean",
 ) -> Float[Array, "..."]:
@@ -62,61 +110,70 @@ def relative_lp_loss(
 
     The norm runs over the channel and spatial axes (the last ``num_spatial_dims + 1``) of
     ``(*batch, C, *spatial)``; on a uniform grid the quadrature weight cancels in the ratio.
+    At ``pred == target`` the gradient is the zero subgradient (finite, for every ``p``).
 
     Args:
         pred, target: real arrays of the same shape.
-        num_spatial_dims: ``d`` (default 1).
-        p: exponent ``>= 1`` (default 2, the FNO paper's metric).
+        num_spatial_dims: ``d``, the number of trailing spatial axes (required: no default).
+        p: exponent ``>= 1`` (default 2, the FNO paper's metric), or ``math.inf`` for the max
+            norm ``max |pred - target| / max |target|``. NaN is refused.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` over the batch axes.
 
     Returns:
         A scalar, or ``(*batch)`` with ``reduction="none"``.
+
+    Raises:
+        ValueError: ``p`` NaN or ``< 1``, shapes that differ or lack ``d + 1`` axes, an unknown
+            ``reduction``.
+        TypeError: non-floating arrays, a non-numeric ``p``, ``num_spatial_dims`` omitted.
     """
     d = _check_pair(pred, target, num_spatial_dims)
-    if p < 1:
-        raise ValueError(f"`p` must be >= 1; got {p}.")
+    p = _check_p(p)
     pred, target = _real(pred, target)
     axes = tuple(range(pred.ndim - d - 1, pred.ndim))
-    pp = jnp.asarray(p, pred.dtype)
-    num = jnp.sum(jnp.abs(pred - target) ** pp, axis=axes) ** (2 / pp)
-    den = jnp.sum(jnp.abs(target) ** pp, axis=axes) ** (2 / pp)
-    return _ratio(num, den, reduction)
+    return _ratio(_lp_norm(pred - target, p, axes), _lp_norm(target, p, axes), reduction)
 
 
-def _h1_sq(u: Array, d: int, lengths) -> Array:
-    axes = tuple(range(u.ndim - d - 1, u.ndim))
-    total = jnp.sum(u**2, axis=axes)
-    for j in range(d):
-        orders = tuple(1 if i == j else 0 for i in range(d))
-        total = total + jnp.sum(spectral_derivative(u, orders, lengths=lengths) ** 2, axis=axes)
-    return total
+def _sobolev_sq(u: Array, s: float, d: int, lengths, homogeneous: bool) -> Array:
+    """Squared ``H^s`` norm by Parseval per ``(*batch)``, summed over the channel axis."""
+    n = sobolev_norm(
+        u, s, num_spatial_dims=d, lengths=lengths, homogeneous=homogeneous, squared=True
+    )
+    return jnp.sum(n, axis=-1)
 
 
 def h1_loss(
     pred: Float[ArrayLike, "..."],
     target: Float[ArrayLike, "..."],
     *,
-    num_spatial_dims: int = 1,
+    num_spatial_dims: int,
     lengths: float | Sequence[float] = 1.0,
     reduction: str = "mean",
 ) -> Float[Array, "..."]:
     """Relative H1 error ``||e||_{H1} / ||target||_{H1}`` with ``||u||_{H1}^2 = ||u||^2 +
-    sum_j ||d_j u||^2``, derivatives by :func:`spectrax.transforms.spectral_derivative`.
+    sum_j ||d_j u||^2`` (the full norm, L2 part included), summed over channels.
 
-    Fields are taken as periodic on a box of side ``lengths``; the grid quadrature weight cancels.
-    Arguments and return as :func:`relative_lp_loss`.
+    Computed by Parseval, ``|Omega| sum_k (1 + |k|^2) |c_k|^2`` (:func:`spectrax.transforms.
+    sobolev_norm` with ``s = 1``, the same number as ``sobolev_loss(s=1)``): every mode the grid
+    holds is weighted by ``1 + |k|^2``, the Nyquist (checkerboard) mode of an even axis included.
+    (Derivatives from :func:`~spectrax.transforms.spectral_derivative` would drop that mode from
+    the seminorm, so a grid-scale error would count as pure L2.) Fields are taken as periodic on
+    a box of side ``lengths``; the grid quadrature weight cancels. Arguments, return and errors
+    as :func:`relative_lp_loss`.
     """
     d = _check_pair(pred, target, num_spatial_dims)
     pred, target = _real(pred, target)
-    return _ratio(_h1_sq(pred - target, d, lengths), _h1_sq(target, d, lengths), reduction)
+    num = _safe_sqrt(_sobolev_sq(pred - target, 1.0, d, lengths, False))
+    den = _safe_sqrt(_sobolev_sq(target, 1.0, d, lengths, False))
+    return _ratio(num, den, reduction)
 
 
 def sobolev_loss(
     pred: Float[ArrayLike, "..."],
     target: Float[ArrayLike, "..."],
     *,
+    num_spatial_dims: int,
     s: float = -1.0,
-    num_spatial_dims: int = 1,
     lengths: float | Sequence[float] = 1.0,
     homogeneous: bool = False,
     reduction: str = "mean",
@@ -126,16 +183,11 @@ def sobolev_loss(
     Negative ``s`` (the Spectral-Refiner loss, Liu et al., 2024) weights mode ``k`` by
     ``(1 + |k|^2)^s`` (``|k|^{2s}``, mean dropped, with ``homogeneous=True``): large scales dominate
     and high-frequency noise in the target is damped. Norms by
-    :func:`spectrax.transforms.sobolev_norm`, summed over channels. Arguments and return as
-    :func:`relative_lp_loss`.
+    :func:`spectrax.transforms.sobolev_norm`, summed over channels. Arguments, return and errors
+    as :func:`relative_lp_loss`.
     """
     d = _check_pair(pred, target, num_spatial_dims)
     pred, target = _real(pred, target)
-
-    def sq(u):
-        n = sobolev_norm(
-            u, s, num_spatial_dims=d, lengths=lengths, homogeneous=homogeneous, squared=True
-        )
-        return jnp.sum(n, axis=-1)
-
-    return _ratio(sq(pred - target), sq(target), reduction)
+    num = _safe_sqrt(_sobolev_sq(pred - target, s, d, lengths, homogeneous))
+    den = _safe_sqrt(_sobolev_sq(target, s, d, lengths, homogeneous))
+    return _ratio(num, den, reduction)

@@ -77,8 +77,8 @@ class FieldRegressionTask:
         test: ``(a, u)`` likewise (same spatial shape and channels as ``train``).
         loss_fn: ``(pred, target) -> scalar`` over batches ``(B, C_out, *spatial)`` (default:
             relative L2 over the channel and spatial axes, :func:`relative_lp_loss` with
-            ``num_spatial_dims=d``). For ``d > 1`` bind ``num_spatial_dims`` of a library loss
-            with ``functools.partial``.
+            ``num_spatial_dims=d``). A library loss needs its required ``num_spatial_dims``
+            bound, e.g. ``functools.partial(h1_loss, num_spatial_dims=d)``.
         num_spatial_dims: ``d`` (default 1).
         channel_axis: the arrays carry a channel axis after the batch axis (default False).
         grid_channel: append the grid coordinates as ``d`` input channels (default False).

@@ -1,5 +1,8 @@
 """Operator losses: closed forms for relative Lp, H1 and negative Sobolev norms of sinusoids,
-reductions, gradients, errors."""
+reductions, gradients (also at zero error), errors."""
+
+import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +10,12 @@ import numpy as np
 import pytest
 
 from spectrax.train import h1_loss, relative_lp_loss, sobolev_loss
+from spectrax.transforms import spectral_derivative
 from tests.helpers import assert_close
+
+lp1 = functools.partial(relative_lp_loss, num_spatial_dims=1)
+h1_1 = functools.partial(h1_loss, num_spatial_dims=1)
+sob1 = functools.partial(sobolev_loss, num_spatial_dims=1)
 
 
 def _x(n):
@@ -22,11 +30,13 @@ def test_relative_lp_closed_forms(x64):
         want = np.sum(np.abs(e) ** p, axis=(1, 2)) ** (1 / p) / np.sum(
             np.abs(t) ** p, axis=(1, 2)
         ) ** (1 / p)
-        got = relative_lp_loss(jnp.asarray(t + e), jnp.asarray(t), p=p, reduction="none")
+        got = lp1(jnp.asarray(t + e), jnp.asarray(t), p=p, reduction="none")
         assert_close(got, want, jnp.float64)
-        assert_close(
-            relative_lp_loss(jnp.asarray(t + e), jnp.asarray(t), p=p), want.mean(), jnp.float64
-        )
+        assert_close(lp1(jnp.asarray(t + e), jnp.asarray(t), p=p), want.mean(), jnp.float64)
+    # p = inf is the max norm.
+    want = np.max(np.abs(e), axis=(1, 2)) / np.max(np.abs(t), axis=(1, 2))
+    got = lp1(jnp.asarray(t + e), jnp.asarray(t), p=math.inf, reduction="none")
+    assert_close(got, want, jnp.float64)
     # Two spatial axes, batch (2, 3): norm over (C, X, Y) per example.
     t2, e2 = rng.normal(size=(2, 3, 1, 4, 5)), rng.normal(size=(2, 3, 1, 4, 5))
     got = relative_lp_loss(
@@ -34,6 +44,13 @@ def test_relative_lp_closed_forms(x64):
     )
     want = np.linalg.norm(e2.reshape(6, -1), axis=1) / np.linalg.norm(t2.reshape(6, -1), axis=1)
     assert_close(got, want.sum(), jnp.float64)
+
+
+def test_relative_lp_no_overflow_for_large_values():
+    # |x|^3 overflows float32 at 1e13; the norm is scaled by max |x| first.
+    t = jnp.full((1, 1, 8), 1e14, jnp.float32)
+    got = lp1(t * 1.5, t, p=3.0)
+    assert_close(got, np.float64(0.5), jnp.float32)
 
 
 def test_h1_and_sobolev_closed_forms_on_sinusoids(x64):
@@ -44,16 +61,72 @@ def test_h1_and_sobolev_closed_forms_on_sinusoids(x64):
     pred = target + err
     # ||a sin(2 pi m x)||_{H1}^2 = a^2/2 (1 + (2 pi m)^2).
     want = np.sqrt(0.01 * (1 + (8 * np.pi) ** 2) / (1 + (2 * np.pi) ** 2))
-    assert_close(h1_loss(jnp.asarray(pred), jnp.asarray(target)), want, jnp.float64)
+    assert_close(h1_1(jnp.asarray(pred), jnp.asarray(target)), want, jnp.float64)
     for s in (-1.0, -0.5, 1.0):
         want = np.sqrt(0.01 * (1 + (8 * np.pi) ** 2) ** s / (1 + (2 * np.pi) ** 2) ** s)
-        assert_close(sobolev_loss(jnp.asarray(pred), jnp.asarray(target), s=s), want, jnp.float64)
-    hom = sobolev_loss(jnp.asarray(pred), jnp.asarray(target), s=-1.0, homogeneous=True)
+        assert_close(sob1(jnp.asarray(pred), jnp.asarray(target), s=s), want, jnp.float64)
+    hom = sob1(jnp.asarray(pred), jnp.asarray(target), s=-1.0, homogeneous=True)
     assert_close(hom, np.sqrt(0.01 * (8 * np.pi) ** -2 / (2 * np.pi) ** -2), jnp.float64)
     # s = 0 is relative L2.
     assert_close(
-        sobolev_loss(jnp.asarray(pred), jnp.asarray(target), s=0.0),
-        relative_lp_loss(jnp.asarray(pred), jnp.asarray(target)),
+        sob1(jnp.asarray(pred), jnp.asarray(target), s=0.0),
+        lp1(jnp.asarray(pred), jnp.asarray(target)),
+        jnp.float64,
+    )
+
+
+def test_h1_counts_the_gradient_of_a_checkerboard_error(x64):
+    # The Nyquist mode a (-1)^j has Fourier coefficient a and |k| = pi n (unit box), so by
+    # Parseval ||e||_{H1}^2 = a^2 (1 + (pi n)^2); ||sin 2 pi x||_{H1}^2 = (1 + 4 pi^2) / 2.
+    # spectral_derivative drops that bin, which gave 0.022 here (less than the L2 loss 0.141).
+    n, a = 32, 0.1
+    target = np.sin(2 * np.pi * _x(n))[None, None]
+    err = a * (-1.0) ** np.arange(n)[None, None]
+    pred, target = jnp.asarray(target + err), jnp.asarray(target)
+    l2 = float(lp1(pred, target))
+    h1 = float(h1_1(pred, target))
+    want = np.sqrt(a**2 * (1 + (np.pi * n) ** 2) / (0.5 * (1 + 4 * np.pi**2)))  # 2.2347
+    assert_close(l2, np.sqrt(2) * a, jnp.float64)
+    assert_close(h1, want, jnp.float64)
+    assert h1 >= l2
+    # The same in 2-d, checkerboard along the first (fftfreq) axis, box (2, 3).
+    nx, ny = 8, 6
+    xx, yy = np.meshgrid(_x(nx) * 2.0, _x(ny) * 3.0, indexing="ij")
+    t2 = np.sin(2 * np.pi * yy / 3.0)[None, None]
+    e2 = a * (-1.0) ** np.arange(nx)[:, None] * np.ones((nx, ny))
+    got = h1_loss(jnp.asarray(t2 + e2), jnp.asarray(t2), num_spatial_dims=2, lengths=(2.0, 3.0))
+    want = np.sqrt(a**2 * (1 + (np.pi * nx / 2.0) ** 2) / (0.5 * (1 + (2 * np.pi / 3) ** 2)))
+    assert_close(got, want, jnp.float64)
+
+
+def test_h1_without_nyquist_content_matches_spectral_derivatives(x64):
+    # Away from the Nyquist bin, Parseval and ||u||^2 + sum_j ||d_j u||^2 (spectral derivatives)
+    # are the same number: the previous definition, on random band-limited fields.
+    rng = np.random.default_rng(3)
+    shape = (3, 2, 12, 10)
+
+    def band_limited():
+        c = np.fft.rfftn(rng.normal(size=shape), axes=(2, 3))
+        c[..., 6, :] = 0.0  # Nyquist of axis 0
+        c[..., -1] = 0.0  # Nyquist of the last axis
+        return jnp.asarray(np.fft.irfftn(c, s=shape[2:], axes=(2, 3)))
+
+    t, e = band_limited(), band_limited()
+    lengths = (1.5, 0.7)
+
+    def old_sq(u):
+        total = jnp.sum(u**2, axis=(1, 2, 3))
+        for orders in ((1, 0), (0, 1)):
+            du = spectral_derivative(u, orders, lengths=lengths)
+            total = total + jnp.sum(du**2, axis=(1, 2, 3))
+        return total
+
+    want = jnp.sqrt(old_sq(e) / old_sq(t))
+    got = h1_loss(t + e, t, num_spatial_dims=2, lengths=lengths, reduction="none")
+    assert_close(got, want, jnp.float64)
+    assert_close(
+        got,
+        sobolev_loss(t + e, t, num_spatial_dims=2, s=1.0, lengths=lengths, reduction="none"),
         jnp.float64,
     )
 
@@ -73,22 +146,127 @@ def test_h1_2d_with_lengths(x64):
 def test_gradients_finite_and_jit(key):
     t = jax.random.normal(key, (4, 1, 32))
     p = t + 0.1 * jax.random.normal(jax.random.key(1), t.shape)
-    for loss in (relative_lp_loss, h1_loss, lambda a, b: sobolev_loss(a, b, s=-1.0)):
+    for loss in (lp1, h1_1, lambda a, b: sob1(a, b, s=-1.0)):
         g = jax.jit(jax.grad(loss))(p, t)
         assert bool(jnp.all(jnp.isfinite(g)))
         assert_close(jax.jit(loss)(p, t), loss(p, t), jnp.float32)
-    assert float(relative_lp_loss(t, t)) == 0.0
+    assert float(lp1(t, t)) == 0.0
+
+
+# Losses under test, with "plain" float64 formulas of one example (channel and spatial axes)
+# for the gradient reference: the p-norm written out, and Parseval on the full fft.
+def _plain_lp(p):
+    def f(e, t):
+        return jnp.sum(jnp.abs(e) ** p) ** (1 / p) / jnp.sum(jnp.abs(t) ** p) ** (1 / p)
+
+    return f
+
+
+def _plain_sobolev(s, homogeneous=False):
+    def f(e, t):
+        n = e.shape[-1]
+        k2 = (2 * np.pi * np.fft.fftfreq(n, d=1.0 / n)) ** 2
+        w = np.where(k2 > 0, k2, 1.0) ** s * (k2 > 0) if homogeneous else (1 + k2) ** s
+        w = jnp.asarray(w)
+
+        def sq(u):
+            c = jnp.fft.fft(u, axis=-1)
+            return jnp.sum(w[None] * (c.real**2 + c.imag**2))
+
+        return jnp.sqrt(sq(e) / sq(t))
+
+    return f
+
+
+_CASES = [
+    *[(f"lp p={p}", functools.partial(lp1, p=p), _plain_lp(p)) for p in (1.0, 2.0, 3.0)],
+    (
+        "lp p=inf",
+        functools.partial(lp1, p=math.inf),
+        lambda e, t: jnp.max(jnp.abs(e)) / jnp.max(jnp.abs(t)),
+    ),
+    ("h1", h1_1, _plain_sobolev(1.0)),
+    ("sobolev s=-1", functools.partial(sob1, s=-1.0), _plain_sobolev(-1.0)),
+    ("sobolev s=1", functools.partial(sob1, s=1.0), _plain_sobolev(1.0)),
+    (
+        "sobolev s=-1 hom",
+        functools.partial(sob1, s=-1.0, homogeneous=True),
+        _plain_sobolev(-1.0, homogeneous=True),
+    ),
+]
+
+
+@pytest.mark.parametrize("name,loss,plain", _CASES, ids=[c[0] for c in _CASES])
+def test_gradient_at_zero_error_is_zero_and_elsewhere_unchanged(name, loss, plain, x64):
+    rng = np.random.default_rng(7)
+    t = jnp.asarray(rng.normal(size=(3, 2, 16)))
+    e = jnp.asarray(rng.normal(size=(3, 2, 16)))
+    # All exact: the zero subgradient (was NaN: sqrt and ** (2/p) at 0), in both arguments.
+    g_pred, g_target = jax.grad(loss, argnums=(0, 1))(t, t)
+    assert np.all(np.asarray(g_pred) == 0.0), name
+    assert np.all(np.asarray(g_target) == 0.0), name
+    # Only example 1 exact: zero there, the plain-formula gradient (mean over B=3) elsewhere.
+    pred = t + e.at[1].set(0.0)
+    g = np.asarray(jax.grad(loss)(pred, t))
+    assert np.all(np.isfinite(g)), name
+    assert np.all(g[1] == 0.0), name
+    for b in (0, 2):
+        want = jax.grad(plain)(pred[b] - t[b], t[b]) / 3
+        assert_close(g[b], want, jnp.float64, rtol=1e-10, what=f"{name} example {b}")
+    # No example exact: the gradient of the plain formula (unchanged away from zero).
+    pred = t + e
+    g = jax.grad(loss)(pred, t)
+    want = jax.vmap(jax.grad(lambda q, tt: plain(q - tt, tt)))(pred, t) / 3
+    assert_close(g, want, jnp.float64, rtol=1e-10, what=name)
+    gt = jax.grad(loss, argnums=1)(pred, t)
+    want_t = jax.vmap(jax.grad(lambda tt, q: plain(q - tt, tt)))(t, pred) / 3
+    assert_close(gt, want_t, jnp.float64, rtol=1e-10, what=f"{name} d/dtarget")
+
+
+@pytest.mark.parametrize("name,loss,plain", _CASES, ids=[c[0] for c in _CASES])
+def test_gradient_finite_with_one_exact_example_float32(name, loss, plain, key):
+    t = jax.random.normal(key, (2, 1, 16))
+    for pred in (t, t.at[1].add(0.1)):
+        g = jax.jit(jax.grad(loss))(pred, t)
+        assert g.dtype == jnp.float32
+        assert bool(jnp.all(jnp.isfinite(g))), name
+        assert bool(jnp.all(g[0] == 0.0)), name
+
+
+def test_numpy_inputs(x64):
+    rng = np.random.default_rng(1)
+    t, e = rng.normal(size=(2, 1, 8, 6)), rng.normal(size=(2, 1, 8, 6))
+    for loss in (relative_lp_loss, h1_loss, sobolev_loss):
+        got = loss(t + e, t, num_spatial_dims=2)
+        want = loss(jnp.asarray(t + e), jnp.asarray(t), num_spatial_dims=2)
+        assert got.dtype == jnp.float64
+        assert_close(got, want, jnp.float64)
+
+
+def test_num_spatial_dims_is_required(library_errors):
+    a = jnp.ones((2, 1, 8, 8))
+    for loss in (relative_lp_loss, h1_loss, sobolev_loss):
+        with pytest.raises(TypeError, match="num_spatial_dims"):
+            loss(a, a)
 
 
 def test_errors(library_errors):
     a = jnp.ones((2, 1, 8))
     with pytest.raises(ValueError, match="same shape"):
-        relative_lp_loss(a, jnp.ones((2, 1, 9)))
+        lp1(a, jnp.ones((2, 1, 9)))
     with pytest.raises(ValueError, match="spatial axes"):
         h1_loss(jnp.ones((8,)), jnp.ones((8,)), num_spatial_dims=1)
+    with pytest.raises(ValueError, match="num_spatial_dims"):
+        sobolev_loss(a, a, num_spatial_dims=0)
     with pytest.raises(ValueError, match="reduction"):
-        relative_lp_loss(a, a, reduction="max")
-    with pytest.raises(ValueError, match="p"):
-        relative_lp_loss(a, a, p=0.5)
+        lp1(a, a, reduction="max")
+    with pytest.raises(ValueError, match=r"`p` must be .*>= 1.*got 0.5"):
+        lp1(a, a, p=0.5)
+    with pytest.raises(ValueError, match=r"`p` must be .*got nan"):
+        lp1(a, a, p=float("nan"))
+    with pytest.raises(ValueError, match=r"`p` must be .*got -inf"):
+        lp1(a, a, p=-math.inf)
+    with pytest.raises(TypeError, match=r"`p` must be a real number.*got str"):
+        lp1(a, a, p="2")
     with pytest.raises(TypeError, match="floating"):
-        relative_lp_loss(a.astype(jnp.int32), a)
+        lp1(a.astype(jnp.int32), a)
