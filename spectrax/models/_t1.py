@@ -20,6 +20,7 @@ from spectrax._checks import (
     check_positive_int,
     check_real_float,
     complex_dtype,
+    compute_dtype,
 )
 from spectrax.nn._factorized import as_complex, complex_normal
 from spectrax.nn._pointwise import get_activation
@@ -94,7 +95,9 @@ def spectral_scale(
     ``out_scale`` of :class:`TransformOnce`: the layers then see (and produce) coefficients of
     order one at every kept mode, instead of a spectrum whose magnitude falls by orders across
     the kept band (for smooth fields the highest kept modes would otherwise sit in the nearly
-    linear range of the activation and get vanishing gradients). Runs on the host.
+    linear range of the activation and get vanishing gradients). A kept Nyquist coefficient (2m = n
+    on a leading axis, m = n/2 + 1 on the last) is halved, as the model's transform holds it
+    (:func:`spectrax.nn.nyquist_weights`). Runs on the host.
 
     Args:
         fields: ``(B, C, *spatial)`` training inputs or targets.
@@ -116,9 +119,14 @@ def spectral_scale(
     # the kept block in the model's layout (the power is accumulated in float64 on the host; a
     # scale needs no more than float32 from here)
     power = np.asarray(truncate_modes(jnp.asarray(power, jnp.float32), modes), np.float64)
-    half = nyquist_weights(u.shape[-1], modes[-1])  # what the model's transform holds
-    if half is not None:
-        power = power * half**2
+    # what the model's transform holds: a kept Nyquist coefficient (-n/2 on a leading axis,
+    # +n/2 on the last) halved, so that it reads the same cosine as on a finer grid
+    for i, (n, m) in enumerate(zip(u.shape[2:], modes, strict=True)):
+        half = nyquist_weights(n, m, last=i == d - 1)
+        if half is not None:
+            shape = [1] * power.ndim
+            shape[1 + i] = -1
+            power = power * half.reshape(shape) ** 2
     rms = np.sqrt(power)
     top = rms.reshape(rms.shape[0], -1).max(axis=1).reshape((-1,) + (1,) * d)
     return np.maximum(rms, floor * np.where(top > 0, top, 1.0))
@@ -251,14 +259,17 @@ class TransformOnce(eqx.Module):
     def __call__(
         self, x: Float[Array, " C_in *spatial"], out_shape: Sequence[int] | None = None
     ) -> Float[Array, " C_out *spatial_out"]:
-        """Map one field ``(C_in, *spatial)`` to ``(C_out, *out_shape)``, default the input grid."""
+        """Map one field ``(C_in, *spatial)`` to ``(C_out, *out_shape)``, default the input grid;
+        computed in and returned as float64 if ``x`` or the parameters are float64, else
+        float32."""
         check_real_float("x", x)
         check_field("x", x, self.in_channels, self.num_spatial_dims)
         spatial = tuple(x.shape[1:])
         out_shape = check_out_shape(out_shape, spatial)
         check_grid("the input", spatial, self.modes)
         check_grid("the output", out_shape, self.modes)
-        real = jnp.float64 if x.dtype == jnp.float64 else jnp.float32
+        # float64 if the input or the parameters are (never narrowed), else float32
+        real = compute_dtype(x.dtype, self.encoder.dtype)
         cdtype = complex_dtype(real)
         axes = tuple(range(1, 1 + self.num_spatial_dims))
         c = _forward_rfft(x.astype(real), self.modes, axes)

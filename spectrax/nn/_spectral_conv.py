@@ -16,7 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from spectrax._checks import check_choice, check_positive_int, check_real_float, complex_dtype
+from spectrax._checks import (
+    check_choice,
+    check_positive_int,
+    check_real_float,
+    complex_dtype,
+    compute_dtype,
+)
 from spectrax.nn._factorized import CPWeight, DenseWeight, TuckerWeight
 from spectrax.transforms import pad_modes, truncate_modes
 
@@ -95,18 +101,22 @@ def _dft_matrices(n: int, m: int, last: bool, dtype_name: str):
     ``(n, 2m)`` matrix ``[cos | -sin] / n`` maps a real row to the real and imaginary parts of its
     ``m`` coefficients; the inverse ``(2m, n)`` matrix is the half-spectrum synthesis of
     ``irfft`` (weight 1 for frequency 0 and 2 for every other, both signs) acting on
-    ``[re | im]``, of which only the real part survives. A kept Nyquist frequency of an even
-    last axis follows :func:`nyquist_weights`: halved by the forward matrix, so the inverse's
-    weight 2 gives it back on the same grid.
+    ``[re | im]``, of which only the real part survives. A kept Nyquist frequency follows
+    :func:`nyquist_weights` on every axis: halved by the forward matrix (the ``-n/2`` row of a
+    leading axis, the ``n/2`` column of the last): the coefficient a finer grid reads there.
+    On the last axis the inverse's weight 2 gives it back on the same grid; a leading axis'
+    inverse needs nothing.
     """
     freqs = np.arange(m) if last else np.concatenate([np.arange(m), np.arange(-m, 0)])
     x = np.arange(n)
     phase = 2 * np.pi * np.outer(freqs, x) / n
+    half = nyquist_weights(n, m, last=last)
     if not last:
         fwd = np.exp(-1j * phase) / n
+        if half is not None:
+            fwd = half[:, None] * fwd
         return fwd.astype(dtype_name), np.exp(1j * phase).T.astype(dtype_name)
     real = np.dtype(dtype_name).type(0).real.dtype
-    half = nyquist_weights(n, m)
     half = np.ones((m, 1)) if half is None else half[:, None]
     fwd = (np.concatenate([half * np.cos(phase), -half * np.sin(phase)]) / n).T
     weight = np.where(freqs == 0, 1.0, 2.0)[:, None]
@@ -114,36 +124,57 @@ def _dft_matrices(n: int, m: int, last: bool, dtype_name: str):
     return fwd.astype(real), inv.astype(real)
 
 
-def nyquist_weights(n: int, m: int) -> np.ndarray | None:
-    """Forward weights of the ``m`` kept rfft frequencies of an axis of ``n`` points: ``None``
-    (all ones) unless ``n`` is even and the Nyquist frequency ``n/2`` is kept (``m = n/2 + 1``),
-    then ones with ``0.5`` there.
+def nyquist_weights(n: int, m: int, *, last: bool = True) -> np.ndarray | None:
+    """Forward weights of the kept frequencies of an axis of ``n`` points: ``None`` (all ones)
+    unless ``n`` is even and the Nyquist frequency is kept, then ones with ``0.5`` there.
+
+    On the last (rfft) axis (``last=True``) the ``m`` kept frequencies are ``0..m-1`` and the
+    Nyquist one is ``+n/2`` (kept when ``m = n/2 + 1``). On a leading axis (``last=False``) the
+    ``2m`` kept frequencies are ``0..m-1, -m..-1`` (the :func:`truncate_modes` layout) and the
+    Nyquist one is ``-n/2`` at index ``m`` (kept when ``m = n/2``).
 
     On a grid of even ``n`` the Nyquist coefficient ``c`` of a real field stands for
-    ``c cos(pi n x)``, which is ``c/2`` at ``+n/2`` and ``c/2`` at ``-n/2``. Storing ``c/2`` (and
-    synthesising every nonzero frequency twice, both signs) makes the inverse evaluate that
-    same function on any output grid: on the input grid it gives back ``c``, on a finer one,
-    where ``n/2`` is an ordinary frequency, the cosine. Without it the Nyquist term would be
-    doubled on every finer grid.
+    ``c cos(pi n x)``, which is ``c/2`` at ``+n/2`` and ``c/2`` at ``-n/2``; on any finer grid
+    the kept frequency (``+n/2`` on the last axis, ``-n/2`` on a leading one) reads ``c/2``.
+    Storing ``c/2`` makes the operator read the same function on every grid. On output nothing
+    changes on a leading axis: a value placed at ``-n/2`` on a grid where it is the Nyquist bin
+    samples the same function as on a finer grid. On the last axis irfft counts the Nyquist bin
+    once but every other nonzero frequency twice (both signs), so the inverse multiplies it back
+    by 2 there. Without the halving the Nyquist term would be doubled on every finer grid.
     """
-    if n % 2 or m != n // 2 + 1:
+    if last:
+        if n % 2 or m != n // 2 + 1:
+            return None
+        w = np.ones(m)
+        w[-1] = 0.5
+        return w
+    if n % 2 or m != n // 2:
         return None
-    w = np.ones(m)
-    w[-1] = 0.5
+    w = np.ones(2 * m)
+    w[m] = 0.5
     return w
+
+
+def _along(w: np.ndarray, axis: int, like):
+    """Real weights along axis ``axis`` of ``like``, shaped and typed to multiply it."""
+    shape = [1] * like.ndim
+    shape[axis] = -1
+    return jnp.asarray(w.reshape(shape), like.real.dtype).astype(like.dtype)
 
 
 def _last_axis(w: np.ndarray, like):
     """Real weights along the last axis of ``like``, shaped and typed to multiply it."""
-    return jnp.asarray(w.reshape((1,) * (like.ndim - 1) + (-1,)), like.real.dtype).astype(
-        like.dtype
-    )
+    return _along(w, like.ndim - 1, like)
 
 
 def _forward_rfft(x, modes, axes):
     x_hat = truncate_modes(jnp.fft.rfftn(x, axes=axes, norm="forward"), modes)
-    w = nyquist_weights(x.shape[axes[-1]], modes[-1])
-    return x_hat if w is None else x_hat * _last_axis(w, x_hat)
+    d = len(modes)
+    for i, (ax, m) in enumerate(zip(axes, modes, strict=True)):
+        w = nyquist_weights(x.shape[ax], m, last=i == d - 1)
+        if w is not None:
+            x_hat = x_hat * _along(w, ax, x_hat)
+    return x_hat
 
 
 def _inverse_rfft(y, out_shape, axes):
@@ -231,7 +262,7 @@ def spectral_conv(
     ``norm="forward"`` on both transforms, so the Fourier coefficients are those of the function
     (``c_k = mean(x e^{-i k.x})``) and the operator does not depend on the grid: the same weights
     evaluate the same function on any ``out_shape`` (zero-shot super-resolution; a kept Nyquist
-    frequency of an even last axis is read as a cosine, :func:`nyquist_weights`). A weight
+    frequency of an even axis is read as a cosine, :func:`nyquist_weights`). A weight
     ``W[o, i, k] = delta_oi (i k)^n`` returns the n-th derivative of a band-limited input.
 
     Args:
@@ -247,10 +278,18 @@ def spectral_conv(
             picks by the kept fraction of the spectrum). Equal to rounding.
 
     Returns:
-        ``(*batch, C_out, *out_shape)``, float32 (float64 for float64 input).
+        ``(*batch, C_out, *out_shape)``, computed in and returned as float64 when ``x`` or
+        ``weight`` is 64-bit (float64 / complex128; the other is widened, never narrowed),
+        else float32 (half-precision ``x`` is computed in float32: there is no half-precision
+        FFT).
     """
     check_real_float("x", x)
     check_choice("impl", impl, IMPLS)
+    if not jnp.issubdtype(jnp.result_type(weight), jnp.inexact):
+        raise TypeError(
+            f"`weight` must be a complex (complex64 or complex128) array; got dtype "
+            f"{jnp.result_type(weight)}."
+        )
     if isinstance(modes, (int, np.integer)):
         raise ValueError(
             f"`modes` must be one int per spatial axis, e.g. (m,) * d; got the int {modes}."
@@ -272,7 +311,7 @@ def spectral_conv(
     check_grid("the input", spatial, modes)
     check_grid("the output", out_shape, modes)
     impl = resolve_impl(impl, spatial, modes)
-    real = jnp.float64 if x.dtype == jnp.float64 else jnp.float32
+    real = compute_dtype(x.dtype, jnp.finfo(weight.dtype).dtype)
     axes = tuple(range(x.ndim - d, x.ndim))
     forward, inverse = _IMPLS[impl]
     x_hat = forward(x.astype(real), modes, axes)

@@ -11,6 +11,7 @@ import pytest
 from spectrax.models import TransformOnce, select_modes, spectral_scale
 from tests.helpers import assert_close
 from tests.models.smoke import loss_decreases
+from tests.nn.test_spectral_conv import band_limited_field
 
 
 def _c(p):
@@ -59,6 +60,36 @@ def test_nyquist_mode_and_out_shape(x64, key, library_errors):
         model(x, (16, 16))
 
 
+@pytest.mark.parametrize("modes, coarse", [((4, 3), (8, 8)), ((3, 2, 3), (6, 4, 8))])
+def test_leading_axis_nyquist_is_the_same_function_on_every_grid(x64, key, modes, coarse):
+    """A leading axis keeping its Nyquist frequency (2 m = n): the same function (with a
+    cos(2 pi m x_0) g(x_1) part) given on n and on 2n points gives the same output function."""
+    d = len(modes)
+    fine = tuple(2 * n for n in coarse)
+    model = TransformOnce(d, 2, 3, 4, modes, 2, dtype=jnp.float64, key=key)
+    u = band_limited_field(modes, 2, seed=2)
+    f = jax.jit(lambda v, out=None: model(v, out), static_argnums=1)
+    on_coarse, coarse_to_fine, on_fine = f(u(coarse)), f(u(coarse), fine), f(u(fine))
+    assert_close(coarse_to_fine, on_fine, jnp.float64)
+    assert_close(on_fine[(slice(None),) + (slice(None, None, 2),) * d], on_coarse, jnp.float64)
+
+
+def test_64_bit_parameters_or_input_compute_in_float64(x64, key):
+    """float64 parameters are not narrowed for a float32 input (nor a float64 input for float32
+    parameters): float64 out, equal to the all-float64 model on the exactly widened argument."""
+    x = jax.random.normal(key, (2, 16), jnp.float64).astype(jnp.float32)
+    m64 = TransformOnce(1, 2, 3, 4, 5, 2, dtype=jnp.float64, key=key)
+    got = jax.jit(lambda u: m64(u))(x)
+    assert got.dtype == jnp.float64
+    assert_close(got, m64(x.astype(jnp.float64)), jnp.float64)
+    m32 = TransformOnce(1, 2, 3, 4, 5, 2, key=key)
+    up = jax.tree.map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, m32)
+    got = m32(x.astype(jnp.float64))
+    assert got.dtype == jnp.float64
+    assert_close(got, _reference(up, np.asarray(x, np.float64), 16), jnp.float64)
+    assert m32(x).dtype == jnp.float32
+
+
 def test_select_modes_by_energy():
     n = 64
     x = np.arange(n) / n
@@ -95,6 +126,29 @@ def test_spectral_scale_closed_form():
         spectral_scale(u, (3, 2), floor=0.0)
     with pytest.raises(ValueError, match="too many"):
         spectral_scale(u, (9, 2))
+
+
+def test_spectral_scale_is_the_same_on_every_grid():
+    """The same fields given on an (8, 6) grid, where the kept frequencies -4 (axis 0) and 3
+    (axis 1) are Nyquist, and on a (16, 12) grid, where they are not, give the same scale."""
+    rng = np.random.default_rng(4)
+    amp = rng.normal(size=(5, 2, 5, 1, 1))
+
+    def fields(shape):
+        x, y = np.meshgrid(*[2 * np.pi * np.arange(n) / n for n in shape], indexing="ij")
+        terms = [
+            np.cos(4 * x) * (1 + np.cos(y)),
+            np.cos(4 * x) * np.cos(3 * y),
+            np.cos(3 * y) * np.sin(x),
+            np.sin(x + 2 * y),
+            np.cos(3 * x - y),
+        ]
+        return np.sum(amp * np.stack(terms)[None, None], axis=2)
+
+    coarse = spectral_scale(fields((8, 6)), (4, 4))
+    np.testing.assert_allclose(coarse, spectral_scale(fields((16, 12)), (4, 4)), rtol=1e-6)
+    # cos(4 x)(1 + cos y): half the amplitude at frequency -4 of axis 0
+    np.testing.assert_allclose(coarse[:, 4, 0], np.sqrt(np.mean(amp[:, :, 0, 0, 0] ** 2, 0)) / 2)
 
 
 def test_scales_equal_folded_weights(x64, key):
@@ -142,6 +196,46 @@ def test_variance_preserving_init():
     out = eqx.filter_jit(lambda m, u: jax.vmap(m)(u))(model, x)
     ratio = float(jnp.var(out) / jnp.var(x))
     assert 0.7 < ratio < 1.4, ratio
+
+
+def test_layer_init_is_variance_preserving():
+    """The T1 layers' complex maps start with E|W|^2 = 1 / fan_in (Poli et al., 2022): fan-in
+    ``width`` for the channel map, the number of kept modes for the mode map; real and
+    imaginary parts each 1 / (2 fan_in), mean zero. Measured over 128 models (more than 10^4
+    entries per map, standard error <= 1%), so a std off by sqrt(2) (a factor 2 here) fails
+    by far. Functionally, the layer branch M (W z) (identity activation, zero bias) keeps
+    E|z|^2 of a unit complex Gaussian z."""
+    width, modes, n_models = 8, 16, 128
+    models = eqx.filter_vmap(
+        lambda k: TransformOnce(1, 4, 4, width, modes, 2, activation="identity", key=k)
+    )(jax.random.split(jax.random.key(7), n_models))
+
+    def check(pair, fan_in, what):
+        pair = np.asarray(pair, np.float64)  # (models, 2, ...)
+        re, im = pair[:, 0], pair[:, 1]
+        assert abs(np.mean(re**2 + im**2) * fan_in - 1) < 0.03, (what, np.mean(re**2 + im**2))
+        for part in (re, im):
+            assert abs(np.mean(part**2) * 2 * fan_in - 1) < 0.04, what
+            assert abs(np.mean(part)) * np.sqrt(2 * fan_in) < 0.03, what
+
+    check(models.encoder, 4, "encoder")
+    check(models.decoder, width, "decoder")
+    for i, layer in enumerate(models.layers):
+        check(layer.channel_weight, width, f"layer {i} channel")
+        check(layer.mode_weight, modes, f"layer {i} mode")
+    # the two layers are independent draws
+    a, b = (np.asarray(layer.channel_weight).ravel() for layer in models.layers)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.02
+
+    z = jax.random.normal(jax.random.key(8), (n_models, 16, 2, width, modes))
+    z = jax.lax.complex(z[:, :, 0], z[:, :, 1]) / 2**0.5  # E|z|^2 = 1
+
+    def branch(layer, zs):
+        return jax.vmap(lambda v: layer(v, lambda t: t) - v)(zs)
+
+    out = eqx.filter_jit(eqx.filter_vmap(branch))(models.layers[0], z)
+    ratio = float(jnp.mean(jnp.abs(out) ** 2) / jnp.mean(jnp.abs(z) ** 2))
+    assert abs(ratio - 1) < 0.05, ratio
 
 
 def test_errors(key, library_errors):

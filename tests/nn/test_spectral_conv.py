@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.signal
 from jax.test_util import check_grads
 
 from spectrax.nn import DenseWeight, SpectralConv, resolve_impl, spectral_conv
@@ -85,32 +86,34 @@ def test_derivative_weights_give_analytic_derivatives(x64, key, d, impl):
 
 
 def _numpy_reference(x, w, modes, out_shape):
-    """float64 NumPy: rfftn / N, slice the corners by hand, mix channels, place, irfftn * N.
-    A kept Nyquist bin of an even last axis stands for a cosine: half of it at +n/2 on input;
-    on output irfftn counts the Nyquist bin once, so it gets both halves."""
+    """float64 NumPy, with the operator defined on the band-limited function the samples ``x``
+    stand for, never on a grid's bins: that function (its trigonometric interpolant,
+    ``scipy.signal.resample``, which reads an even grid's Nyquist coefficient as a cosine,
+    half at +n/2 and half at -n/2) is sampled 3 times finer, where every kept frequency is an
+    ordinary one; there rfftn / N, slice the kept block by hand (frequencies -m..m-1 on all but
+    the last axis, 0..m-1 on the last), mix channels, place the result in the spectrum of a grid
+    3 times finer than ``out_shape``, irfftn * N, and keep every third point."""
     d = len(modes)
-    spatial = x.shape[-d:]
     axes = tuple(range(x.ndim - d, x.ndim))
-    x_hat = np.fft.rfftn(x, axes=axes) / np.prod(spatial)
-    if spatial[-1] % 2 == 0 and modes[-1] == spatial[-1] // 2 + 1:
-        x_hat[..., spatial[-1] // 2] *= 0.5
+    for ax in axes:
+        x = scipy.signal.resample(x, 3 * x.shape[ax], axis=ax)
+    fine_in = x.shape[-d:]
+    fine_out = tuple(3 * n for n in out_shape)
+    x_hat = np.fft.rfftn(x, axes=axes) / np.prod(fine_in)
     out_hat = np.zeros(
-        x.shape[: -d - 1] + (w.shape[0],) + tuple(out_shape[:-1]) + (out_shape[-1] // 2 + 1,),
-        complex,
+        x.shape[: -d - 1] + (w.shape[0],) + fine_out[:-1] + (fine_out[-1] // 2 + 1,), complex
     )
     for idx in np.ndindex(*w.shape[2:]):
-        src, dst = [], []
-        for j, (i, m) in enumerate(zip(idx, modes, strict=False)):
-            k = i if (j == d - 1 or i < m) else i - 2 * m
-            src.append(k % spatial[j] if j < d - 1 else k)
-            dst.append(k % out_shape[j] if j < d - 1 else k)
-        coef = x_hat[(Ellipsis, slice(None)) + tuple(src)]
-        out_hat[(Ellipsis, slice(None)) + tuple(dst)] += (
-            coef @ w[(slice(None), slice(None)) + idx].T
-        )
-    if out_shape[-1] % 2 == 0 and modes[-1] == out_shape[-1] // 2 + 1:
-        out_hat[..., out_shape[-1] // 2] *= 2.0
-    return np.fft.irfftn(out_hat, s=out_shape, axes=axes) * np.prod(out_shape)
+        ks = [
+            i if (j == d - 1 or i < m) else i - 2 * m
+            for j, (i, m) in enumerate(zip(idx, modes, strict=True))
+        ]
+        src = tuple(k % n for k, n in zip(ks, fine_in, strict=True))
+        dst = tuple(k % n for k, n in zip(ks, fine_out, strict=True))
+        coef = x_hat[(Ellipsis, slice(None)) + src]
+        out_hat[(Ellipsis, slice(None)) + dst] += coef @ w[(slice(None), slice(None)) + idx].T
+    y = np.fft.irfftn(out_hat, s=fine_out, axes=axes) * np.prod(fine_out)
+    return y[(Ellipsis,) + (slice(None, None, 3),) * d]
 
 
 @pytest.mark.parametrize("impl", ["rfft", "dft"])
@@ -125,6 +128,13 @@ def _numpy_reference(x, w, modes, out_shape):
         ((6, 8), (3, 5), (6, 8)),
         ((6, 8), (3, 5), (10, 16)),
         ((6, 9), (3, 5), (6, 8)),
+        # leading axes keep their Nyquist frequency (2 m = n): on input and output, on input
+        # only, on output only, and in 3-d on both leading axes together with the last one
+        ((8, 6), (4, 3), (8, 6)),
+        ((8, 6), (4, 3), (12, 10)),
+        ((9, 7), (4, 3), (8, 6)),
+        ((6, 4, 8), (3, 2, 5), (6, 4, 8)),
+        ((6, 4, 8), (3, 2, 5), (12, 10, 9)),
     ],
 )
 def test_matches_float64_numpy_reference(x64, key, shape, modes, out_shape, impl):
@@ -189,6 +199,45 @@ def test_nyquist_mode_is_the_same_function_on_every_grid(x64, key, impl):
     assert_close(g(x2, (12, 16))[:, ::2, ::2], g(x2), jnp.float64)
 
 
+def band_limited_field(modes, channels, seed):
+    """``shape -> (channels, *shape)`` samples of one fixed band-limited real function: a random
+    combination of products of 1-d terms, ``cos(2 pi k x)`` for ``k = 0..m`` and
+    ``sin(2 pi k x)`` for ``k = 1..m-1`` on every axis but the last (so ``cos(2 pi m x_0)
+    g(x_1, ...)``, the Nyquist cosine of a grid of ``2m`` points, is in it, with a low band),
+    and ``k < m`` on the last."""
+    d = len(modes)
+    tops = [m if j < d - 1 else m - 1 for j, m in enumerate(modes)]
+    sizes = [(top + 1) + min(top, m - 1) for top, m in zip(tops, modes, strict=True)]
+    coef = np.random.default_rng(seed).normal(size=(channels, *sizes))
+
+    def field(shape):
+        out = coef
+        for top, m, n in zip(tops, modes, shape, strict=True):
+            x = 2 * np.pi * np.arange(n) / n
+            basis = [np.cos(k * x) for k in range(top + 1)]
+            basis += [np.sin(k * x) for k in range(1, min(top + 1, m))]
+            out = np.tensordot(out, np.stack(basis), axes=([1], [0]))
+        return jnp.asarray(out)
+
+    return field
+
+
+@pytest.mark.parametrize("impl", ["rfft", "dft"])
+@pytest.mark.parametrize("modes, coarse", [((4, 3), (8, 8)), ((3, 2, 3), (6, 4, 8))])
+def test_leading_axis_nyquist_is_the_same_function_on_every_grid(x64, key, impl, modes, coarse):
+    """A leading axis keeping its Nyquist frequency (2 m = n): the same function (with a
+    cos(2 pi m x_0) g(x_1) part) given on n and on 2n points gives the same output function:
+    equal on the fine grid (coarse input, fine output vs fine input) and at the shared points."""
+    d = len(modes)
+    fine = tuple(2 * n for n in coarse)
+    conv = SpectralConv(d, 2, 3, modes, impl=impl, dtype=jnp.float64, key=key)
+    u = band_limited_field(modes, 2, seed=1)
+    f = jax.jit(lambda v, out=None: conv(v, out), static_argnums=1)
+    on_coarse, coarse_to_fine, on_fine = f(u(coarse)), f(u(coarse), fine), f(u(fine))
+    assert_close(coarse_to_fine, on_fine, jnp.float64)
+    assert_close(on_fine[(slice(None),) + (slice(None, None, 2),) * d], on_coarse, jnp.float64)
+
+
 @pytest.mark.parametrize(
     "shape, modes", [((64,), (9,)), ((32, 30), (8, 7)), ((10, 12, 9), (3, 4, 5))]
 )
@@ -250,6 +299,44 @@ def test_jit_vmap_and_dtype(key):
 
 
 @pytest.mark.parametrize("impl", ["rfft", "dft"])
+def test_64_bit_weight_or_input_computes_in_float64(x64, key, impl):
+    """A complex128 weight is not narrowed for a float32 input, nor a float64 input for a
+    complex64 weight: both compute in and return float64, equal to the float64 reference on
+    the (exactly widened) other argument."""
+    k1, k2 = jax.random.split(key)
+    modes, shape = (3, 4), (8, 10)
+    conv64 = SpectralConv(2, 3, 2, modes, impl=impl, dtype=jnp.float64, key=k1)
+    conv32 = SpectralConv(2, 3, 2, modes, impl=impl, key=k1)
+    x64_ = jax.random.normal(k2, (3, *shape), jnp.float64)
+    x32 = x64_.astype(jnp.float32)
+    w64, w32 = conv64.weight.complex(), conv32.weight.complex()
+    assert (w64.dtype, w32.dtype) == (jnp.complex128, jnp.complex64)
+    for x, conv, w in ((x32, conv64, w64), (x64_, conv32, w32)):
+        want = _numpy_reference(
+            np.asarray(x, np.float64), np.asarray(w, np.complex128), modes, shape
+        )
+        for got in (
+            conv(x),
+            spectral_conv(x, w, modes, impl=impl),
+            jax.jit(lambda v, w_: spectral_conv(v, w_, modes, impl=impl))(x, w),
+        ):
+            assert got.dtype == jnp.float64
+            assert_close(got, want, jnp.float64)
+
+
+@pytest.mark.parametrize("impl", ["rfft", "dft"])
+def test_float32_and_half_precision_compute_in_float32(key, impl):
+    """Half-precision inputs or parameters compute in (and return) float32, as float32 ones."""
+    x = jax.random.normal(key, (3, 8, 10)).astype(jnp.bfloat16)
+    conv = SpectralConv(2, 3, 2, (3, 4), impl=impl, key=key)
+    half = SpectralConv(2, 3, 2, (3, 4), impl=impl, dtype=jnp.bfloat16, key=key)
+    got = conv(x)
+    assert got.dtype == jnp.float32
+    assert_close(got, conv(x.astype(jnp.float32)), jnp.float32)  # widened exactly
+    assert half(x).dtype == half(x.astype(jnp.float32)).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("impl", ["rfft", "dft"])
 def test_gradients_match_finite_differences(x64, key, impl):
     k1, k2 = jax.random.split(key)
     conv = SpectralConv(2, 2, 2, (2, 3), impl=impl, dtype=jnp.float64, key=k1)
@@ -288,6 +375,8 @@ def test_errors(key, library_errors):
         conv(jnp.ones((3, 16)))
     with pytest.raises(TypeError, match="floating"):
         conv(jnp.ones((3, 16, 16), jnp.int32))
+    with pytest.raises(TypeError, match="`weight`.*int32"):
+        spectral_conv(jnp.ones((3, 16, 16)), jnp.ones((2, 3, 8, 4), jnp.int32), (4, 4))
     with pytest.raises(ValueError, match="modes"):
         SpectralConv(2, 3, 2, (4, 4, 4), key=key)
     with pytest.raises(ValueError, match="modes"):
