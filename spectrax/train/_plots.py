@@ -21,7 +21,8 @@ def _pyplot():
 
 
 def plot_loss_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
-    """Training loss (and every ``eval`` metric) against step, log scale."""
+    """Training loss (and every ``eval`` metric) against step: log scale when every plotted
+    value is positive (a custom loss may be zero or negative), else linear."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     train = [r for r in records if r["split"] == "train" and r.get("loss") is not None]
@@ -33,7 +34,9 @@ def plot_loss_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
         pts = [(r["step"], r[k]) for r in evals if isinstance(r.get(k), float) and r[k] > 0]
         if pts:
             ax.plot(*zip(*pts, strict=True), "o-", label=f"eval {k}")
-    ax.set_yscale("log")
+    values = [v for line in ax.lines for v in line.get_ydata()]
+    if values and min(values) > 0:
+        ax.set_yscale("log")
     ax.set_xlabel("step")
     if ax.lines:
         ax.legend()

@@ -115,3 +115,20 @@ def test_multi_process_run_needs_a_workdir(monkeypatch):
     monkeypatch.setattr(loop_module.jax, "process_count", lambda: 2)
     with pytest.raises(ConfigError, match="pass --workdir"):
         train(load_config(TOY))
+
+
+@pytest.mark.parametrize(
+    "losses", [[None, None], [0.0, -0.25], [1.0, 0.1]], ids=["all-nan", "zero-negative", "positive"]
+)
+def test_loss_curves_plot_any_logged_values_without_warnings(tmp_path, losses):
+    """A run stopped on NaN (losses logged as null) or a loss that is negative still plots, with
+    no matplotlib warning (log scale only when every value is positive)."""
+    import warnings
+
+    from spectrax.train._plots import plot_loss_curves
+
+    records = [{"step": i + 1, "split": "train", "loss": v} for i, v in enumerate(losses)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = plot_loss_curves(records, tmp_path / "loss.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
