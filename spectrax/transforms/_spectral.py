@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from spectrax._checks import check_real_float, lift_rank
+from spectrax._checks import check_positive_int, check_real_float, lift_rank
 
 
 def _as_tuple(name: str, value, ndim: int) -> tuple:
@@ -78,14 +78,42 @@ def truncate_modes(
 
 
 def pad_modes(
-    x_trunc: Complex[Array, "*batch ..."], spatial_shape: Sequence[int]
+    x_trunc: Complex[Array, "*batch ..."],
+    spatial_shape: Sequence[int],
+    *,
+    in_shape: Sequence[int] | None = None,
 ) -> Complex[Array, "*batch ..."]:
     """Inverse of :func:`truncate_modes`: zero-pad kept modes to the rfft grid of ``spatial_shape``.
 
-    With coefficients of the underlying function (``norm="forward"`` on both transforms),
-    ``jnp.fft.irfftn(pad_modes(t, s), s=s, norm="forward")`` evaluates the band-limited field
-    on any grid ``s`` large enough to hold the kept modes (zero-shot super-resolution in FNO).
-    With the default ``norm="backward"`` the result is scaled by ``prod(old grid) / prod(s)``.
+    With ``in_shape`` (the grid the kept spectrum came from) and the coefficients of a real field
+    (``norm="forward"`` on both transforms),
+    ``jnp.fft.irfftn(pad_modes(t, s, in_shape=s0), s=s, norm="forward")`` evaluates the
+    band-limited field on any grid ``s`` large enough to hold the kept modes (zero-shot
+    super-resolution in FNO). A kept Nyquist frequency of an even axis of ``s0`` is read as a
+    cosine, ``c cos(pi n x)``, half at ``+n/2`` and half at ``-n/2``, the convention of
+    :func:`spectrax.nn.nyquist_weights`; where ``s`` differs from ``s0`` on that axis it is no
+    longer a Nyquist bin, so it is halved (the last axis; irfft supplies the conjugate half) or
+    halved at ``-n/2`` and copied to ``+n/2`` (a leading axis; that bin lies outside the
+    :func:`truncate_modes` layout). On the last axis, a kept frequency that is the Nyquist bin
+    of an even ``s`` but not of ``s0`` is doubled, since irfft counts that bin once. On axes
+    where ``s`` equals ``s0`` nothing changes.
+
+    Without ``in_shape`` the kept bins are copied as they are. That is the same field only when
+    no kept frequency is the Nyquist bin of one grid but not of the other, e.g. on the same grid
+    (:class:`~spectrax.nn.SpectralConv` applies :func:`spectrax.nn.nyquist_weights` itself and
+    pads without ``in_shape``); otherwise a kept last-axis Nyquist bin comes back doubled on a
+    finer grid. With the default ``norm="backward"`` the result is scaled by
+    ``prod(old grid) / prod(s)``.
+
+    Args:
+        x_trunc: kept modes, shape ``(*batch, 2 m_1, ..., 2 m_{d-1}, m_d)`` (the
+            :func:`truncate_modes` layout).
+        spatial_shape: output grid ``s``, ``d`` sizes.
+        in_shape: input grid ``s0`` of the kept spectrum, ``d`` sizes, each able to hold the
+            kept modes; ``None`` copies the bins unchanged.
+
+    Returns:
+        Shape ``(*batch, s_1, ..., s_{d-1}, s_d//2 + 1)``, dtype of ``x_trunc``.
     """
     spatial_shape = tuple(int(s) for s in spatial_shape)
     d = len(spatial_shape)
@@ -99,6 +127,8 @@ def pad_modes(
             "(2*modes), as produced by truncate_modes."
         )
     _check_modes(modes, spatial_shape)
+    if in_shape is not None:
+        in_shape = _check_in_shape(in_shape, modes)
     lead = x_trunc.shape[:-d]
     out = jnp.zeros(lead + spatial_shape[:-1] + (spatial_shape[-1] // 2 + 1,), x_trunc.dtype)
     # Scatter the 2^(d-1) frequency corners.
@@ -112,7 +142,50 @@ def pad_modes(
         src.append(slice(0, modes[-1]))
         dst.append(slice(0, modes[-1]))
         out = out.at[tuple(dst)].set(x_trunc[tuple(src)])
+    if in_shape is None:
+        return out
+    # Nyquist bins (static shapes; every step is a slice update of one hyperplane).
+    for i in range(d - 1):
+        n0, n, m = in_shape[i], spatial_shape[i], modes[i]
+        if n0 % 2 == 0 and m == n0 // 2 and n != n0:  # n > n0: -m and +m are distinct bins
+            axis = len(lead) + i
+            half = 0.5 * jax.lax.slice_in_dim(out, n - m, n - m + 1, axis=axis)
+            out = jax.lax.dynamic_update_slice_in_dim(out, half, n - m, axis=axis)
+            out = jax.lax.dynamic_update_slice_in_dim(out, half, m, axis=axis)
+    n0, n, m = in_shape[-1], spatial_shape[-1], modes[-1]
+    scale = 1.0
+    if n0 % 2 == 0 and m == n0 // 2 + 1 and n != n0:
+        scale = 0.5  # the input's Nyquist bin is an interior one of the output
+    elif n % 2 == 0 and m == n // 2 + 1 and n != n0:
+        scale = 2.0  # an interior bin of the input is the output's Nyquist bin
+    if scale != 1.0:
+        b = out[..., m - 1 : m]
+        out = out.at[..., m - 1 : m].set(b * jnp.asarray(scale, b.real.dtype).astype(b.dtype))
     return out
+
+
+def _check_in_shape(in_shape: Sequence[int], modes: Sequence[int]) -> tuple[int, ...]:
+    try:
+        shape = tuple(in_shape)
+    except TypeError:
+        raise ValueError(
+            f"`in_shape` must be a sequence of {len(modes)} ints; got {in_shape!r}."
+        ) from None
+    if len(shape) != len(modes):
+        raise ValueError(
+            f"`in_shape` must have one entry per spatial axis ({len(modes)}); got {shape}."
+        )
+    shape = tuple(check_positive_int(f"in_shape[{i}]", n) for i, n in enumerate(shape))
+    d = len(modes)
+    for i, (m, n) in enumerate(zip(modes, shape, strict=True)):
+        limit = n // 2 + 1 if i == d - 1 else n // 2
+        if m > limit:
+            raise ValueError(
+                f"`in_shape`={shape} cannot hold the kept modes {tuple(modes)}: axis {i} of size "
+                f"{n} holds at most {limit} (expected in_shape[{i}] >= "
+                f"{2 * (m - 1) if i == d - 1 else 2 * m})."
+            )
+    return shape
 
 
 def wavenumbers(
@@ -127,31 +200,19 @@ def wavenumbers(
     spatial_shape = tuple(int(s) for s in spatial_shape)
     d = len(spatial_shape)
     lengths = _as_tuple("lengths", lengths, d)
+    for i, n in enumerate(spatial_shape):
+        if n < 1:
+            raise ValueError(f"`spatial_shape[{i}]` must be an integer >= 1; got {n}.")
     ks = []
     for i, (n, ell) in enumerate(zip(spatial_shape, lengths, strict=False)):
-        if ell <= 0:
-            raise ValueError(f"`lengths[{i}]` must be positive; got {ell}.")
+        if not (np.isfinite(ell) and ell > 0):
+            raise ValueError(f"`lengths[{i}]` must be positive and finite; got {ell}.")
         f = np.fft.rfftfreq(n, d=1.0 / n) if i == d - 1 else np.fft.fftfreq(n, d=1.0 / n)
         k = jnp.asarray(2 * np.pi * f / ell, dtype=dtype)
         shape = [1] * d
         shape[i] = k.shape[0]
         ks.append(k.reshape(shape))
     return tuple(ks)
-
-
-def _nyquist_mask(spatial_shape: Sequence[int], dtype) -> Array:
-    """1 everywhere but on Nyquist bins of even-length axes, where odd derivatives vanish."""
-    d = len(spatial_shape)
-    mask = jnp.ones(tuple(spatial_shape[:-1]) + (spatial_shape[-1] // 2 + 1,), dtype)
-    for i, n in enumerate(spatial_shape):
-        size = n // 2 + 1 if i == d - 1 else n
-        m = np.ones(size)
-        if n % 2 == 0:
-            m[n // 2] = 0.0
-        shape = [1] * d
-        shape[i] = size
-        mask = mask * jnp.asarray(m, dtype).reshape(shape)
-    return mask
 
 
 def spectral_derivative(
@@ -170,7 +231,9 @@ def spectral_derivative(
 
     Returns:
         The derivative, same shape and dtype as ``u``. Exact (to rounding) for trigonometric
-        polynomials resolved by the grid; the Nyquist mode of an odd derivative is set to 0.
+        polynomials resolved by the grid; the Nyquist mode of an axis of even length
+        differentiated an odd number of times is set to 0 (Nyquist content of the other axes
+        is differentiated like any other mode).
     """
     check_real_float("u", u)
     if isinstance(orders, (int, np.integer)):
@@ -188,11 +251,17 @@ def spectral_derivative(
     u_hat = jnp.fft.rfftn(u.astype(real), axes=axes)
     ks = wavenumbers(spatial, lengths, dtype=real)
     mult = jnp.ones(spatial[:-1] + (spatial[-1] // 2 + 1,), u_hat.dtype)
-    for k, o in zip(ks, orders, strict=False):
-        if o:
-            mult = mult * (1j * k.astype(u_hat.dtype)) ** o
-    if sum(orders) % 2 == 1 or any(o % 2 for o in orders):
-        mult = mult * _nyquist_mask(spatial, real).astype(u_hat.dtype)
+    for k, o, n in zip(ks, orders, spatial, strict=True):
+        if not o:
+            continue
+        factor = (1j * k.astype(u_hat.dtype)) ** o
+        if o % 2 and n % 2 == 0:
+            # An odd derivative of this axis' Nyquist mode cos(pi n x) is a sine, zero on the
+            # grid; only this axis' Nyquist bin (index n//2 in both fftfreq and rfftfreq order).
+            keep = np.ones(k.size)
+            keep[n // 2] = 0.0
+            factor = factor * jnp.asarray(keep.reshape(k.shape), real).astype(u_hat.dtype)
+        mult = mult * factor
     out = jnp.fft.irfftn(u_hat * lift_rank(mult, u_hat.ndim), s=spatial, axes=axes)
     return out.astype(in_dtype)
 
@@ -220,7 +289,8 @@ def sobolev_norm(
         num_spatial_dims: number of trailing spatial axes.
         lengths: domain length per spatial axis.
         homogeneous: use ``|k|^(2s)`` and drop the mean.
-        squared: return the squared norm.
+        squared: return the squared norm. Otherwise the gradient at ``u = 0`` is zero (a
+            subgradient) rather than NaN.
 
     Returns:
         One value per leading index, dtype float32 (float64 for float64 input).
@@ -255,4 +325,8 @@ def sobolev_norm(
         dup[-1] = 1.0
     weight = weight * lift_rank(jnp.asarray(dup, real), d)
     sq = volume * jnp.sum(lift_rank(weight, c.ndim) * (c.real**2 + c.imag**2), axis=axes)
-    return sq if squared else jnp.sqrt(sq)
+    if squared:
+        return sq
+    # sqrt with the zero subgradient at u = 0 (the plain sqrt's gradient is NaN there).
+    pos = sq > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)

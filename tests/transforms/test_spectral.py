@@ -174,7 +174,157 @@ def test_errors(key, library_errors):
         spectral_derivative(jnp.zeros(8, jnp.int32), 1)
     with pytest.raises(ValueError, match=r"`orders` must be non-negative"):
         spectral_derivative(jnp.zeros(8), -1)
-    with pytest.raises(ValueError, match=r"`lengths\[0\]` must be positive"):
+    with pytest.raises(ValueError, match=r"`lengths\[0\]` must be positive and finite; got -1.0"):
         sobolev_norm(jnp.zeros(8), 1.0, lengths=-1.0)
     with pytest.raises(ValueError, match=r"`n` must be an integer >= 1; got 0"):
         next_fast_len(0)
+
+
+def _trig_derivative(kind, k, order, x):
+    """d^order/dx^order of cos(k x) or sin(k x): k^order * f(k x + order pi/2)."""
+    f = np.cos if kind == "cos" else np.sin
+    return k**order * f(k * x + order * np.pi / 2)
+
+
+@pytest.mark.parametrize("orders", [(0, 1), (2, 1), (1, 0), (1, 1), (3, 2)])
+def test_spectral_derivative_keeps_nyquist_of_other_axes(x64, orders):
+    """Nyquist content on an axis is masked only when that axis' own order is odd: the exact
+    derivative sampled on the grid (cos(pi n x + a pi/2) vanishes there for odd a)."""
+    nx, ny, lx, ly = 8, 6, 2.0, 1.5
+    x = _grid(nx, lx)[:, None]
+    y = _grid(ny, ly)[None, :]
+    kxn, kyn = np.pi * nx / lx, np.pi * ny / ly  # Nyquist wavenumbers
+    kx1, ky1 = 2 * np.pi / lx, 2 * np.pi * 2 / ly
+    # (amplitude, (kind, k) along x, (kind, k) along y)
+    terms = [
+        (1.0, ("cos", kxn), ("sin", ky1)),  # x-Nyquist
+        (0.7, ("sin", 2 * kx1), ("cos", kyn)),  # y-Nyquist
+        (-0.4, ("cos", kxn), ("cos", kyn)),  # both
+        (0.3, ("cos", kx1), ("sin", ky1)),
+    ]
+    u = sum(a * _trig_derivative(*fx, 0, x) * _trig_derivative(*fy, 0, y) for a, fx, fy in terms)
+    ox, oy = orders
+    expected = sum(
+        a * _trig_derivative(*fx, ox, x) * _trig_derivative(*fy, oy, y) for a, fx, fy in terms
+    )
+    got = spectral_derivative(jnp.asarray(u), orders, lengths=(lx, ly))
+    assert_close(got, expected, jnp.float64)
+
+
+def _band_limited(f, in_shape, out_shape, modes, in_shape_kw):
+    """Sample ``f`` on ``in_shape``, keep ``modes``, evaluate on ``out_shape`` via pad_modes."""
+    d = len(in_shape)
+    grids = np.meshgrid(*(_grid(n) for n in in_shape), indexing="ij")
+    c = jnp.fft.rfftn(jnp.asarray(f(*grids)), norm="forward")
+    t = truncate_modes(c, modes)
+    padded = pad_modes(t, out_shape, **in_shape_kw)
+    assert padded.shape == tuple(out_shape[:-1]) + (out_shape[-1] // 2 + 1,)
+    return jnp.fft.irfftn(padded, s=out_shape, axes=tuple(range(d)), norm="forward")
+
+
+_PI = np.pi
+
+
+@pytest.mark.parametrize(
+    "f,in_shape,out_shape,modes",
+    [
+        # last-axis Nyquist kept, finer even / odd grid
+        (lambda x: 0.3 + np.sin(2 * _PI * x) + np.cos(8 * _PI * x), (8,), (16,), (5,)),
+        (lambda x: 0.3 + np.sin(2 * _PI * x) + np.cos(8 * _PI * x), (8,), (13,), (5,)),
+        # an interior input frequency that is the Nyquist bin of a coarser output
+        (lambda x: np.cos(8 * _PI * x + 0.3) + np.sin(2 * _PI * x), (10,), (8,), (5,)),
+        # leading-axis Nyquist, both axes' Nyquist, and a cross term
+        (
+            lambda x, y: (
+                np.cos(8 * _PI * x) * np.cos(2 * _PI * y)
+                + np.sin(2 * _PI * x) * np.cos(6 * _PI * y)
+                - 0.6 * np.cos(8 * _PI * x) * np.cos(6 * _PI * y)
+                + 0.5 * np.cos(2 * _PI * (x + 2 * y) + 0.2)
+            ),
+            (8, 6),
+            (16, 9),
+            (4, 4),
+        ),
+        # only the last axis refined: the leading Nyquist bin stays one
+        (
+            lambda x, y: np.cos(8 * _PI * x) * np.sin(2 * _PI * y) + np.cos(6 * _PI * y),
+            (8, 6),
+            (8, 10),
+            (4, 4),
+        ),
+        (
+            lambda x, y, z: (
+                np.cos(4 * _PI * x) * np.cos(6 * _PI * y) * np.cos(4 * _PI * z)
+                + np.sin(2 * _PI * (x + y + z))
+                + 0.5 * np.cos(4 * _PI * x) * np.sin(2 * _PI * (y - z))
+            ),
+            (4, 6, 4),
+            (8, 12, 7),
+            (2, 3, 3),
+        ),
+    ],
+)
+def test_pad_modes_in_shape_evaluates_band_limited_field(x64, f, in_shape, out_shape, modes):
+    """With ``in_shape`` a kept Nyquist bin (read as c cos(pi n x)) is resampled correctly on
+    another grid: the closed-form function on the output grid."""
+    got = _band_limited(f, in_shape, out_shape, modes, {"in_shape": in_shape})
+    fine = np.meshgrid(*(_grid(n) for n in out_shape), indexing="ij")
+    assert_close(got, f(*fine), jnp.float64)
+
+
+def test_pad_modes_default_unchanged_and_same_grid(x64, key):
+    # Without in_shape the bins are copied: a kept last-axis Nyquist bin (-1)^j comes back
+    # doubled on a finer grid (the documented default, which SpectralConv compensates itself).
+    f = lambda x: np.cos(8 * _PI * x)  # noqa: E731
+    got = _band_limited(f, (8,), (16,), (5,), {})
+    np.testing.assert_allclose(np.asarray(got[::2]), 2 * f(_grid(8)), atol=1e-12)
+    # in_shape changes nothing on the same grid, nor where no kept bin is a Nyquist bin of
+    # only one of the two grids (axis 1 keeps |k| < 3 of 6, refined to 7).
+    x_hat = jnp.fft.rfftn(jax.random.normal(key, (8, 6, 10)), norm="forward")
+    for modes, out in [((4, 3, 6), (8, 6, 10)), ((4, 2, 6), (8, 7, 10))]:
+        t = truncate_modes(x_hat, modes)
+        np.testing.assert_array_equal(
+            np.asarray(pad_modes(t, out, in_shape=(8, 6, 10))), np.asarray(pad_modes(t, out))
+        )
+
+
+def test_sobolev_norm_gradient_at_zero_is_zero(x64):
+    n = 16
+    u = np.stack([np.zeros(n), np.sin(2 * np.pi * _grid(n)) + 0.3])
+    g = jax.grad(lambda v: jnp.sum(sobolev_norm(v, 0.0)))(jnp.asarray(u))
+    assert np.all(np.isfinite(np.asarray(g)))
+    np.testing.assert_array_equal(np.asarray(g[0]), np.zeros(n))
+    # L2 norm sqrt(mean u^2): gradient u / (n ||u||) away from 0.
+    norm = np.sqrt(np.mean(u[1] ** 2))
+    assert_close(g[1], u[1] / (n * norm), jnp.float64)
+    # Homogeneous seminorm of a constant is 0: also the zero subgradient, not NaN.
+    gh = jax.grad(lambda v: sobolev_norm(v, -1.0, homogeneous=True))(jnp.full(n, 2.0))
+    np.testing.assert_array_equal(np.asarray(gh), np.zeros(n))
+    # Away from 0 the gradient is that of sqrt: grad(squared) / (2 norm).
+    v = jnp.asarray(u[1])
+    g1 = jax.grad(lambda w: sobolev_norm(w, 1.0))(v)
+    g2 = jax.grad(lambda w: sobolev_norm(w, 1.0, squared=True))(v)
+    assert_close(g1, g2 / (2 * sobolev_norm(v, 1.0)), jnp.float64)
+
+
+def test_grid_and_length_errors(library_errors):
+    with pytest.raises(ValueError, match=r"`spatial_shape\[0\]` must be an integer >= 1; got 0"):
+        wavenumbers((0,))
+    with pytest.raises(ValueError, match=r"`spatial_shape\[1\]` must be an integer >= 1; got -4"):
+        wavenumbers((8, -4))
+    for bad in [float("nan"), float("inf"), 0.0]:
+        with pytest.raises(
+            ValueError, match=rf"`lengths\[1\]` must be positive and finite; got {bad}"
+        ):
+            spectral_derivative(jnp.zeros((8, 8)), (0, 1), lengths=(1.0, bad))
+        with pytest.raises(
+            ValueError, match=rf"`lengths\[0\]` must be positive and finite; got {bad}"
+        ):
+            sobolev_norm(jnp.zeros(8), 1.0, lengths=bad)
+    t = jnp.zeros((4, 5), jnp.complex64)
+    with pytest.raises(ValueError, match=r"`in_shape` must have one entry per spatial axis \(2\)"):
+        pad_modes(t, (16, 16), in_shape=(8,))
+    with pytest.raises(ValueError, match=r"`in_shape`=\(8, 6\) cannot hold .* axis 1 of size 6"):
+        pad_modes(t, (16, 16), in_shape=(8, 6))
+    with pytest.raises(ValueError, match=r"`in_shape\[0\]` must be an integer >= 1; got 0"):
+        pad_modes(t, (16, 16), in_shape=(0, 8))
