@@ -125,12 +125,8 @@ class DarcyFNO:
             n,
             self.resolution,
             solver_resolution=self.solver_resolution,
-            # the defaults are not passed, so the data cached before these options stays valid
-            **(
-                {}
-                if (self.a_low, self.face_mean) == (3.0, "harmonic")
-                else {"a_low": self.a_low, "face_mean": self.face_mean}
-            ),
+            a_low=float(self.a_low),  # an int from Python keys the cache as the float
+            face_mean=self.face_mean,
         )
         a_train, u_train = a[: self.num_train], u[: self.num_train]
 

@@ -4,6 +4,7 @@ Errors name the argument, what it got and what it expected."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,8 +82,11 @@ def lift_rank(x, ndim: int):
 
 
 def check_positive_float(name: str, value) -> float:
+    """``float(value)`` for a finite real number > 0; TypeError or ValueError naming ``name``
+    otherwise (NaN and inf are refused: no caller has a use for them, and they surface later as
+    NaN output or an OverflowError far from the argument)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"`{name}` must be a Python float; got {type(value).__name__}.")
-    if not value > 0:
-        raise ValueError(f"`{name}` must be > 0; got {value}.")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"`{name}` must be a finite number > 0; got {value}.")
     return float(value)

@@ -21,7 +21,20 @@ __all__ = ["cache_path", "cached", "default_cache_dir"]
 logger = logging.getLogger(__name__)
 
 # Bump when a generator's numerics change, so stale files are not reused.
-CACHE_VERSION = 1
+# 2: delayed_recall draws int32 in every mode (its data under x64 changed); the JAX version and
+# the x64 / threefry-partitionable flags joined the key.
+CACHE_VERSION = 2
+
+
+def _jax_config() -> dict[str, Any]:
+    """What the generated numbers depend on besides the arguments: ``split(key, N)[i]`` (the
+    key of sample i) changes with ``jax_threefry_partitionable``, default integer and float
+    widths with ``jax_enable_x64``, and either may change between JAX releases."""
+    return {
+        "jax": ".".join(jax.__version__.split(".")[:2]),
+        "x64": bool(jax.config.jax_enable_x64),
+        "threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
+    }
 
 
 def default_cache_dir() -> Path:
@@ -76,7 +89,11 @@ def cache_path(
     cache_dir: str | os.PathLike | None = None,
     **kwargs: Any,
 ) -> Path:
-    """The file :func:`cached` reads or writes for these arguments (nothing is computed)."""
+    """The file :func:`cached` reads or writes for these arguments (nothing is computed).
+
+    The name also depends on the JAX major.minor version and on the ``jax_enable_x64`` and
+    ``jax_threefry_partitionable`` flags in effect, so data drawn under another configuration
+    are never read back."""
     name = f"{generator.__module__}.{generator.__qualname__}"
     try:
         bound = inspect.signature(generator).bind(key, *args, **kwargs)
@@ -89,6 +106,7 @@ def cache_path(
     params.pop(next(iter(params)))
     spec = {
         "version": CACHE_VERSION,
+        "jax_config": _jax_config(),
         "generator": name,
         "key": _key_data(key),
         "params": {k: _canonical(k, v) for k, v in sorted(params.items())},
@@ -108,7 +126,8 @@ def cached(
     """``generator(key, *args, **kwargs)``, computed once and then read from disk.
 
     The file is named by a hash of the generator's qualified name, the key's data, all its
-    parameters (defaults included) and a cache version, under ``cache_dir`` (default
+    parameters (defaults included), a cache version and the JAX configuration (see
+    :func:`cache_path`), under ``cache_dir`` (default
     :func:`default_cache_dir`: ``$SPECTRAX_CACHE`` or ``~/.cache/spectrax``). It is written
     to a temporary file in the same directory and moved into place with ``os.replace``, so an
     interrupted run never leaves a partial file under the final name and concurrent writers

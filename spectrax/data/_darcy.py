@@ -4,6 +4,8 @@ solver (preconditioned conjugate gradients) and the FNO benchmark data."""
 from __future__ import annotations
 
 import functools
+import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -12,9 +14,11 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
     broadcast_leading,
+    check_positive_float,
     check_positive_int,
     check_real_float,
     compute_dtype,
+    result_dtype,
 )
 from spectrax.data._grf import grf_neumann
 
@@ -53,6 +57,17 @@ def _apply(a, u_int, face_mean: str = "harmonic"):
     flux_y = _face(a[:, 1:], a[:, :-1], face_mean) * (u[:, 1:] - u[:, :-1])
     div = (flux_x[1:, 1:-1] - flux_x[:-1, 1:-1]) + (flux_y[1:-1, 1:] - flux_y[1:-1, :-1])
     return -div * h2
+
+
+def _apply_abs(a, v, face_mean: str = "harmonic"):
+    """``|A| v`` for the operator of :func:`_apply` and ``v >= 0`` (all stencil weights taken
+    positive): ``eps * |A| |u|`` bounds the round-off of ``A u`` and of storing ``u``."""
+    s = a.shape[-1]
+    h2 = jnp.asarray((s - 1) ** 2, a.dtype)
+    v = jnp.pad(v, 1)
+    sum_x = _face(a[1:, :], a[:-1, :], face_mean) * (v[1:, :] + v[:-1, :])
+    sum_y = _face(a[:, 1:], a[:, :-1], face_mean) * (v[:, 1:] + v[:, :-1])
+    return h2 * ((sum_x[1:, 1:-1] + sum_x[:-1, 1:-1]) + (sum_y[1:-1, 1:] + sum_y[1:-1, :-1]))
 
 
 def _dst1(x, axis: int):
@@ -108,8 +123,70 @@ def _pcg_one(a, f_int, tol: float, max_iter: int, face_mean: str = "harmonic"):
     x0 = jnp.zeros_like(b)
     z0 = precond(b)
     state = (x0, b, z0, z0, jnp.vdot(b, z0), jnp.asarray(0, jnp.int32))
-    x, *_ = jax.lax.while_loop(cond, body, state)
-    return jnp.pad(x, 1)
+    x, r, _, _, _, it = jax.lax.while_loop(cond, body, state)
+    # Convergence record, relative to ||b|| (f = 0 gives u = 0 and zeros here).
+    b_norm = jnp.sqrt(b_norm2)
+    b_norm = jnp.where(b_norm > 0, b_norm, jnp.ones_like(b_norm))
+    # the most round-off can explain: one eps for storing u, one for evaluating A u - b
+    eps2 = jnp.asarray(2 * jnp.finfo(a.dtype).eps, a.dtype)
+    round_off = eps2 * jnp.linalg.norm(_apply_abs(a, jnp.abs(x), face_mean) + jnp.abs(b))
+    info = {
+        "iterations": it,
+        # the residual the iteration tracks (recursively updated): > tol only if max_iter hit
+        "residual": jnp.sqrt(jnp.vdot(r, r)) / b_norm,
+        # the residual of the returned u, evaluated anew
+        "true_residual": jnp.linalg.norm(_apply(a, x, face_mean) - b) / b_norm,
+        "round_off": round_off / b_norm,
+    }
+    return jnp.pad(x, 1), info
+
+
+def _check_tol(tol) -> float:
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`tol` must be a Python float; got {type(tol).__name__}.")
+    if not (0 < tol < 1 and math.isfinite(tol)):
+        raise ValueError(f"`tol` must be a finite relative residual with 0 < tol < 1; got {tol}.")
+    return float(tol)
+
+
+def _check_converged(info, tol: float, max_iter: int, lead: tuple, contrast, what: str, fix: str):
+    """After an eager solve: raise if the iteration cap came first, warn if the returned u's
+    residual is far above ``tol`` beyond round-off. ``info`` holds one entry per problem (the
+    problems of shape ``lead``); ``contrast(i)`` is max(a) / min(a) of problem ``i``."""
+    info = {k: np.asarray(v).reshape(-1) for k, v in info.items()}
+    residual, true = info["residual"], info["true_residual"]
+
+    def where(mask):
+        idx = np.flatnonzero(mask)
+        if not lead:
+            return "", idx[0]
+        shown = [tuple(int(j) for j in np.unravel_index(i, lead)) for i in idx[:5]]
+        shown = ", ".join(str(i[0] if len(i) == 1 else i) for i in shown)
+        more = f" and {idx.size - 5} more" if idx.size > 5 else ""
+        return f" for {idx.size} of {residual.size} {what} ({shown}{more})", idx[0]
+
+    stalled = ~(residual <= tol)  # NaN (e.g. from a non-positive `a`) counts as stalled
+    if np.any(stalled):
+        text, i = where(stalled)
+        raise RuntimeError(
+            f"the Darcy solve did not converge{text}: after max_iter={max_iter} "
+            f"conjugate-gradient iterations the relative residual ||A u - f|| / ||f|| is "
+            f"{residual[i]:.3g} (true {true[i]:.3g}), above tol={tol:g}; the coefficient "
+            f"contrast max(a) / min(a) is {contrast(i):.3g} (the iteration count grows like its "
+            f"square root). {fix}"
+        )
+    drifted = ~(true <= 10 * tol + info["round_off"])
+    if np.any(drifted):
+        text, i = where(drifted)
+        warnings.warn(
+            f"the Darcy solve met tol={tol:g} on its recursively updated residual{text}, but "
+            f"the residual ||A u - f|| / ||f|| of the returned u is {true[i]:.3g}, above "
+            f"10 * tol plus the round-off bound {info['round_off'][i]:.2e}: accumulated "
+            f"rounding errors of a high-contrast problem (max(a) / min(a) = {contrast(i):.3g}). "
+            f"The solution may still be accurate; darcy_solve in float64 (jax.enable_x64) tells.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 @functools.partial(jax.jit, static_argnames=("tol", "max_iter", "face_mean"))
@@ -118,8 +195,8 @@ def _solve(a, f, tol, max_iter, face_mean):
     lead = a.shape[:-2]
     a_flat = a.reshape((-1, s, s))
     f_flat = f.reshape((-1, s, s))[:, 1:-1, 1:-1]
-    u = jax.vmap(lambda ai, fi: _pcg_one(ai, fi, tol, max_iter, face_mean))(a_flat, f_flat)
-    return u.reshape(lead + (s, s))
+    u, info = jax.vmap(lambda ai, fi: _pcg_one(ai, fi, tol, max_iter, face_mean))(a_flat, f_flat)
+    return u.reshape(lead + (s, s)), info
 
 
 def _check_grid(name: str, x) -> None:
@@ -183,8 +260,12 @@ def darcy_solve(
         f: right-hand side, a Python float or node values ``(*batch', s, s)`` whose leading
             dimensions broadcast with ``a``'s (boundary entries are ignored). Default ``1.0`` as
             in the FNO benchmark.
-        tol: relative residual ``||A u - f|| / ||f||`` to reach (default 1e-5 in float32,
-            1e-11 in float64).
+        tol: relative residual ``||A u - f|| / ||f||`` at which the iteration stops,
+            ``0 < tol < 1`` (default 1e-5 in float32, 1e-11 in float64). It is the residual
+            the iteration updates recursively; the returned ``u``'s own residual also carries
+            its round-off, up to about ``eps || |A| |u| || / ||f||`` (in float32 about 3e-4 at
+            ``s = 85`` and 9e-3 at 421 for the FNO coefficient, growing like ``s^2``, while the
+            relative error of ``u`` stays near 1e-7).
         max_iter: iteration cap.
         face_mean: conductivity of the face between two nodes: ``"harmonic"`` (default) mean
             of their coefficients, flux-continuous across a jump of ``a``; or ``"arithmetic"``,
@@ -192,27 +273,51 @@ def darcy_solve(
             to second order where ``a`` is smooth and differ by O(h) next to a jump.
 
     Returns:
-        ``u`` at the nodes, shape ``(*broadcast batch, s, s)``, zero on the boundary, dtype of
-        ``a``.
+        ``u`` at the nodes, shape ``(*broadcast batch, s, s)``, zero on the boundary. Computed
+        in float64 if ``a`` or an array ``f`` is float64 (else float32) and returned in the
+        promotion of their dtypes (``a``'s for a Python-float ``f``).
+
+    Raises:
+        RuntimeError: called outside ``jit``, when a problem reaches ``max_iter`` iterations
+            before ``tol`` (the message gives the residual reached and the problem's index).
+            A ``RuntimeWarning`` says when the iteration met ``tol`` but the returned ``u``'s
+            residual is above ``10 tol`` plus its round-off bound (rounding errors of a
+            high-contrast problem). Under ``jax.jit`` (or ``vmap``, ``grad``) neither check
+            can run: ``u`` is returned as computed, whether or not it converged.
     """
     _check_grid("a", a)
-    dtype = jnp.float64 if a.dtype == jnp.float64 else jnp.float32
     if isinstance(f, (int, float)) and not isinstance(f, bool):
+        dtype, out_dtype = compute_dtype(a.dtype), a.dtype
         f = jnp.full(a.shape[-2:], f, dtype)
     else:
         check_real_float("f", f)
         if f.ndim < 2 or f.shape[-2:] != a.shape[-2:]:
             raise ValueError(f"`f` must end with the grid shape {a.shape[-2:]}; got {f.shape=}.")
-        f = f.astype(dtype)
+        f = jnp.asarray(f)  # a NumPy float64 f is float32 outside 64-bit mode, as any input
+        dtype, out_dtype = compute_dtype(a.dtype, f.dtype), result_dtype(a.dtype, f.dtype)
     lead = broadcast_leading("a", a.shape[:-2], "f", f.shape[:-2])
-    a = jnp.broadcast_to(a, lead + a.shape[-2:])
-    f = jnp.broadcast_to(f, lead + f.shape[-2:])
-    tol = _DEFAULT_TOL[jnp.dtype(dtype)] if tol is None else float(tol)
-    if not tol > 0:
-        raise ValueError(f"`tol` must be > 0; got {tol}.")
+    a = jnp.broadcast_to(a.astype(dtype), lead + a.shape[-2:])
+    f = jnp.broadcast_to(f.astype(dtype), lead + f.shape[-2:])
+    tol = _DEFAULT_TOL[jnp.dtype(dtype)] if tol is None else _check_tol(tol)
     max_iter = check_positive_int("max_iter", max_iter)
     face_mean = _check_face_mean(face_mean)
-    return _solve(a.astype(dtype), f, tol, max_iter, face_mean).astype(a.dtype)
+    u, info = _solve(a, f, tol, max_iter, face_mean)
+    if not isinstance(u, jax.core.Tracer):
+
+        def contrast(i):
+            ai = np.asarray(a.reshape((-1,) + a.shape[-2:])[i], np.float64)
+            return float(ai.max() / ai.min()) if ai.min() > 0 else float("nan")
+
+        _check_converged(
+            info,
+            tol,
+            max_iter,
+            lead,
+            contrast,
+            "problems",
+            "Raise `max_iter` or `tol`, or solve in float64 (jax.enable_x64).",
+        )
+    return u.astype(out_dtype)
 
 
 @functools.partial(
@@ -224,11 +329,12 @@ def darcy_solve(
         "values",
         "grf",
         "tol",
+        "max_iter",
         "batch_size",
         "face_mean",
     ),
 )
-def _generate(key, num_samples, s_fine, stride, values, grf, tol, batch_size, face_mean):
+def _generate(key, num_samples, s_fine, stride, values, grf, tol, max_iter, batch_size, face_mean):
     alpha, tau, sigma = grf
     high, low = values
     f = jnp.ones((s_fine - 2, s_fine - 2), jnp.float32)
@@ -236,8 +342,8 @@ def _generate(key, num_samples, s_fine, stride, values, grf, tol, batch_size, fa
     def one(k):
         g = grf_neumann(k, s_fine, alpha=alpha, tau=tau, sigma=sigma)
         a = jnp.where(g >= 0, jnp.float32(high), jnp.float32(low))
-        u = _pcg_one(a, f, tol, 2000, face_mean)
-        return a[::stride, ::stride], u[::stride, ::stride]
+        u, info = _pcg_one(a, f, tol, max_iter, face_mean)
+        return a[::stride, ::stride], u[::stride, ::stride], info
 
     keys = jax.random.split(key, num_samples)
     return jax.lax.map(one, keys, batch_size=batch_size)
@@ -254,6 +360,7 @@ def darcy_dataset(
     alpha: float = 2.0,
     tau: float = 3.0,
     tol: float = 1e-5,
+    max_iter: int = 2000,
     batch_size: int = 64,
     face_mean: str = "harmonic",
 ) -> tuple[Float[Array, "B X Y"], Float[Array, "B X Y"]]:
@@ -278,13 +385,21 @@ def darcy_dataset(
             - 1`` must be a multiple of ``resolution - 1``.
         a_high, a_low: the two coefficient values.
         alpha, tau: covariance of ``g`` (only its sign matters, so no amplitude).
-        tol: relative residual of the solve.
+        tol: relative residual at which the solve stops (as in :func:`darcy_solve`),
+            ``0 < tol < 1``.
+        max_iter: iteration cap of the solve.
         batch_size: samples solved at once (memory bound; results do not depend on it).
         face_mean: face conductivities of the solver (:func:`darcy_solve`); ``"arithmetic"``
             as the paper's MATLAB generator.
 
     Returns:
         ``(a, u)``: float32, each of shape ``(num_samples, resolution, resolution)``.
+
+    Raises:
+        RuntimeError: called outside ``jit``, when a sample's solve reaches ``max_iter`` before
+            ``tol``; the message lists the sample indices. A ``RuntimeWarning`` names the
+            samples whose solution's residual is above ``10 tol`` plus its round-off bound, as
+            in :func:`darcy_solve`. Under ``jax.jit`` neither check runs.
     """
     num_samples = check_positive_int("num_samples", num_samples)
     resolution = check_positive_int("resolution", resolution, minimum=3)
@@ -296,20 +411,32 @@ def darcy_dataset(
             f"`resolution - 1`={resolution - 1} so that the output nodes are solver nodes "
             f"(e.g. resolution 85 from solver_resolution 421)."
         )
-    for name, value in (("a_high", a_high), ("a_low", a_low)):
-        if not value > 0:
-            raise ValueError(f"`{name}` must be > 0; got {value}.")
+    a_high = check_positive_float("a_high", a_high)
+    a_low = check_positive_float("a_low", a_low)
+    tol = _check_tol(tol)
+    max_iter = check_positive_int("max_iter", max_iter)
     batch_size = check_positive_int("batch_size", batch_size)
     face_mean = _check_face_mean(face_mean)
-    a, u = _generate(
+    a, u, info = _generate(
         key,
         num_samples,
         solver_resolution,
         (solver_resolution - 1) // (resolution - 1),
-        (float(a_high), float(a_low)),
+        (a_high, a_low),
         (float(alpha), float(tau), 1.0),
-        float(tol),
+        tol,
+        max_iter,
         min(batch_size, num_samples),
         face_mean,
     )
+    if not isinstance(u, jax.core.Tracer):
+        _check_converged(
+            info,
+            tol,
+            max_iter,
+            (num_samples,),
+            lambda i: max(a_high, a_low) / min(a_high, a_low),
+            "samples",
+            "Raise `max_iter` or `tol`, or lower the contrast `a_high` / `a_low`.",
+        )
     return a, u

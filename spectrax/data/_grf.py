@@ -15,6 +15,7 @@ covariance eigenvalue ``sigma^2 (lambda_k + tau^2)^(-alpha)``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
@@ -27,16 +28,34 @@ from spectrax._checks import check_positive_int
 __all__ = ["grf_neumann", "grf_periodic", "grf_periodic_std"]
 
 
-def _check_params(alpha: float, tau: float, sigma: float) -> None:
+def _check_params(alpha: float, tau: float, sigma: float, zero_mean: bool) -> None:
     for name, value in (("alpha", alpha), ("tau", tau), ("sigma", sigma)):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise TypeError(f"`{name}` must be a Python float; got {type(value).__name__}.")
+        if not math.isfinite(value):
+            raise ValueError(f"`{name}` must be finite; got {value}.")
     if alpha <= 0:
         raise ValueError(f"`alpha` must be > 0 (covariance power); got {alpha}.")
     if tau < 0:
         raise ValueError(f"`tau` must be >= 0; got {tau}.")
     if sigma < 0:
         raise ValueError(f"`sigma` must be >= 0; got {sigma}.")
+    if tau == 0 and not zero_mean:
+        raise ValueError(
+            "`tau`=0 with `zero_mean=False`: the constant mode would have infinite variance "
+            "sigma^2 tau^(-2 alpha); pass tau > 0 or zero_mean=True."
+        )
+
+
+def _spectrum_std(k2: np.ndarray, alpha: float, tau: float, sigma: float, zero_mean: bool):
+    """sigma (lambda + tau^2)^(-alpha / 2) for Laplacian eigenvalues ``k2`` (index 0 is the
+    constant mode, 0 when ``zero_mean``; with tau = 0 it is never evaluated)."""
+    std = np.zeros(k2.shape)
+    keep = np.ones(k2.shape, bool)
+    if zero_mean:
+        keep.flat[0] = False
+    std[keep] = sigma * (k2[keep] + tau**2) ** (-alpha / 2.0)
+    return std
 
 
 def _float_dtype(dtype) -> np.dtype:
@@ -48,8 +67,23 @@ def _float_dtype(dtype) -> np.dtype:
     return dtype
 
 
+def _check_shape(shape) -> tuple[int, ...]:
+    """A grid shape: an int ``n`` (one axis) or a sequence of ints >= 1."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, Sequence) or isinstance(shape, str):
+        raise TypeError(
+            f"`shape` must be an int n or a sequence of ints (n_1, ..., n_d); got "
+            f"{type(shape).__name__} {shape!r}."
+        )
+    shape = tuple(check_positive_int(f"shape[{i}]", n) for i, n in enumerate(shape))
+    if not shape:
+        raise ValueError("`shape` must have at least one axis; got ().")
+    return shape
+
+
 def grf_periodic_std(
-    shape: Sequence[int],
+    shape: int | Sequence[int],
     *,
     alpha: float = 2.0,
     tau: float = 5.0,
@@ -61,19 +95,18 @@ def grf_periodic_std(
     Entry ``k`` is ``sigma (4 pi^2 |k|^2 + tau^2)^(-alpha / 2)`` (``0`` at ``k = 0`` when
     ``zero_mean``), a float64 NumPy array of shape ``(n_1, ..., n_d // 2 + 1)``.
     """
+    shape = _check_shape(shape)
+    _check_params(alpha, tau, sigma, zero_mean)
     freqs = [np.fft.fftfreq(n, 1.0 / n) for n in shape[:-1]] + [
         np.fft.rfftfreq(shape[-1], 1.0 / shape[-1])
     ]
     k2 = sum(np.meshgrid(*[f**2 for f in freqs], indexing="ij"))
-    std = sigma * (4.0 * np.pi**2 * k2 + tau**2) ** (-alpha / 2.0)
-    if zero_mean:
-        std[(0,) * len(shape)] = 0.0
-    return std
+    return _spectrum_std(4.0 * np.pi**2 * k2, alpha, tau, sigma, zero_mean)
 
 
 def grf_periodic(
     key: PRNGKeyArray,
-    shape: Sequence[int],
+    shape: int | Sequence[int],
     *,
     alpha: float = 2.0,
     tau: float = 5.0,
@@ -95,21 +128,21 @@ def grf_periodic(
 
     Args:
         key: a PRNG key.
-        shape: grid points per axis, ``(n_1, ..., n_d)``, ``d >= 1``.
+        shape: grid points per axis, ``(n_1, ..., n_d)``, ``d >= 1``; an int ``n`` is ``(n,)``.
         alpha: covariance power (smoothness: samples are in H^s for s < alpha - d/2).
-        tau: inverse length scale.
+        tau: inverse length scale, ``>= 0`` (``0`` only with ``zero_mean``: the constant mode
+            would have infinite variance).
         sigma: amplitude.
         zero_mean: drop the constant mode (as the FNO data do); otherwise it has variance
             ``sigma^2 tau^(-2 alpha)``.
         dtype: float32 (default) or float64 (under ``jax.enable_x64``).
 
     Returns:
-        Array of shape ``shape`` and dtype ``dtype``. ``vmap`` over keys for a batch.
+        Array of shape ``shape`` (``(n,)`` for an int) and dtype ``dtype``. ``vmap`` over keys
+        for a batch.
     """
-    shape = tuple(check_positive_int("shape[i]", n) for n in shape)
-    if not shape:
-        raise ValueError("`shape` must have at least one axis; got ().")
-    _check_params(alpha, tau, sigma)
+    shape = _check_shape(shape)
+    _check_params(alpha, tau, sigma, zero_mean)
     dtype = _float_dtype(dtype)
     std = jnp.asarray(
         grf_periodic_std(shape, alpha=alpha, tau=tau, sigma=sigma, zero_mean=zero_mean), dtype
@@ -163,13 +196,11 @@ def grf_neumann(
     """
     s = check_positive_int("resolution", resolution, minimum=2)
     m = s if num_modes is None else check_positive_int("num_modes", num_modes)
-    _check_params(alpha, tau, sigma)
+    _check_params(alpha, tau, sigma, zero_mean)
     dtype = _float_dtype(dtype)
     k = np.arange(m)
     k2 = k[:, None] ** 2 + k[None, :] ** 2
-    std = sigma * (np.pi**2 * k2 + tau**2) ** (-alpha / 2.0)
-    if zero_mean:
-        std[0, 0] = 0.0
+    std = _spectrum_std(np.pi**2 * k2, alpha, tau, sigma, zero_mean)
     basis = jnp.asarray(_cos_basis(s, m, np.float64), dtype)
     xi = jax.random.normal(key, (m, m), dtype) * jnp.asarray(std, dtype)
     return basis @ xi @ basis.T

@@ -15,6 +15,8 @@ from spectrax._checks import (
     check_positive_int,
     check_real_float,
     complex_dtype,
+    compute_dtype,
+    result_dtype,
 )
 from spectrax.data._burgers import dealias_mask
 from spectrax.data._etdrk4 import etdrk4_coefficients, etdrk4_integrate, num_steps_for
@@ -45,15 +47,11 @@ def _wavenumbers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(kx, ky, indexing="ij")
 
 
-def _solve_one(w0, f, nu: float, t_final: float, num_snapshots: int, dt: float):
-    """Trajectory (num_snapshots, n, n) of one vorticity field w0 (n, n) with forcing f (n, n)."""
-    n = w0.shape[-1]
-    interval = t_final / num_snapshots
-    steps, h = num_steps_for(interval, dt)
+def _advection(n: int, cdtype):
+    """``v -> -rfft2(u . grad w)`` for ``v = rfft2(w)`` (rfft2 layout), with the 2/3 rule per
+    axis on input and output: exactly the kept modes of the product of the kept modes."""
     kx, ky = _wavenumbers(n)
     k2 = kx**2 + ky**2
-    cdtype = complex_dtype(w0.dtype)
-    coeffs = etdrk4_coefficients(-nu * k2, h, cdtype)
     mask1 = dealias_mask(n)
     mask = np.logical_and(
         np.abs(np.fft.fftfreq(n, 1.0 / n))[:, None] <= (n - 1) // 3, mask1[None, :]
@@ -63,11 +61,27 @@ def _solve_one(w0, f, nu: float, t_final: float, num_snapshots: int, dt: float):
     ops = np.stack([1j * ky * inv_lap, -1j * kx * inv_lap, 1j * kx, 1j * ky]) * mask
     ops = jnp.asarray(ops, cdtype)
     mask = jnp.asarray(mask, cdtype)
+
+    def advection(v):
+        u, vel_y, wx, wy = jnp.fft.irfft2(ops * v[None], s=(n, n))
+        return -mask * jnp.fft.rfft2(u * wx + vel_y * wy)
+
+    return advection
+
+
+def _solve_one(w0, f, nu: float, t_final: float, num_snapshots: int, dt: float):
+    """Trajectory (num_snapshots, n, n) of one vorticity field w0 (n, n) with forcing f (n, n)."""
+    n = w0.shape[-1]
+    interval = t_final / num_snapshots
+    steps, h = num_steps_for(interval, dt)
+    kx, ky = _wavenumbers(n)
+    cdtype = complex_dtype(w0.dtype)
+    coeffs = etdrk4_coefficients(-nu * (kx**2 + ky**2), h, cdtype)
+    advection = _advection(n, cdtype)
     f_hat = jnp.fft.rfft2(f)
 
     def nonlinear(v):
-        u, vel_y, wx, wy = jnp.fft.irfft2(ops * v[None], s=(n, n))
-        return f_hat - mask * jnp.fft.rfft2(u * wx + vel_y * wy)
+        return f_hat + advection(v)
 
     def record(v, _):
         v = etdrk4_integrate(v, coeffs, nonlinear, steps)
@@ -84,17 +98,19 @@ def _solve(w0, f, nu, t_final, num_snapshots, dt):
     return traj.reshape(w0.shape[:-2] + traj.shape[1:])
 
 
-def _forcing_array(forcing, n: int, dtype):
+def _check_forcing(forcing, n: int):
+    """A named forcing as a float64 NumPy array, or the validated (n, n) array as a JAX array
+    (a NumPy float64 one becomes float32 outside 64-bit mode, as any JAX input)."""
     if isinstance(forcing, str):
         if forcing not in _FORCINGS:
             raise ValueError(
                 f"`forcing` must be one of {sorted(_FORCINGS)} or an (n, n) array; got {forcing!r}."
             )
-        return jnp.asarray(_FORCINGS[forcing](n), dtype)
+        return _FORCINGS[forcing](n)
     check_real_float("forcing", forcing)
     if tuple(forcing.shape) != (n, n):
         raise ValueError(f"`forcing` must have the grid shape {(n, n)}; got {forcing.shape=}.")
-    return jnp.asarray(forcing).astype(dtype)
+    return jnp.asarray(forcing)
 
 
 def navier_stokes_solve(
@@ -125,7 +141,8 @@ def navier_stokes_solve(
             ``"none"``, or a time-independent ``(n, n)`` array on the grid.
 
     Returns:
-        Shape ``(*batch, num_snapshots, n, n)``, dtype of ``w0``.
+        Shape ``(*batch, num_snapshots, n, n)``, dtype of ``w0`` (with an array ``forcing``,
+        the promotion of both: computed and returned in float64 if either is float64).
     """
     check_real_float("w0", w0)
     if w0.ndim < 2 or w0.shape[-1] != w0.shape[-2] or w0.shape[-1] < 4:
@@ -134,9 +151,14 @@ def navier_stokes_solve(
     t_final = check_positive_float("t_final", t_final)
     dt = check_positive_float("dt", dt)
     num_snapshots = check_positive_int("num_snapshots", num_snapshots)
-    dtype = jnp.float64 if w0.dtype == jnp.float64 else jnp.float32
-    f = _forcing_array(forcing, w0.shape[-1], dtype)
-    return _solve(w0.astype(dtype), f, nu, t_final, num_snapshots, dt).astype(w0.dtype)
+    f = _check_forcing(forcing, w0.shape[-1])
+    if isinstance(forcing, str):  # a named forcing follows w0's precision
+        dtype, out_dtype = compute_dtype(w0.dtype), w0.dtype
+    else:  # an array forcing counts as an input: a float64 one is not narrowed
+        dtype = compute_dtype(w0.dtype, f.dtype)
+        out_dtype = result_dtype(w0.dtype, f.dtype)
+    f = jnp.asarray(f, dtype)
+    return _solve(w0.astype(dtype), f, nu, t_final, num_snapshots, dt).astype(out_dtype)
 
 
 @functools.partial(

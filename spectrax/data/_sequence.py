@@ -34,7 +34,8 @@ def delayed_recall(
     ``min_lag`` is at chance (``1 / num_classes``).
 
     Args:
-        key: PRNG key (the data are a function of it only).
+        key: PRNG key (the data are a function of it only, the same with and without
+            ``jax_enable_x64``).
         num: number of sequences ``B``. length: ``L > min_lag``.
         min_lag: smallest distance from the signal token to the last position (``>= 1``).
         num_classes: signal tokens (the classes), ``>= 2``. num_noise: noise tokens, ``>= 1``.
@@ -50,12 +51,14 @@ def delayed_recall(
     num_classes = check_positive_int("num_classes", num_classes, minimum=2)
     num_noise = check_positive_int("num_noise", num_noise)
     kn, kp, kl = jax.random.split(key, 3)
-    noise = jax.random.randint(kn, (num, length), num_classes, num_classes + num_noise)
-    pos = jax.random.randint(kp, (num,), 0, length - min_lag)
-    labels = jax.random.randint(kl, (num,), 0, num_classes)
-    at_pos = jnp.arange(length)[None, :] == pos[:, None]
+    # int32 explicitly: the default integer is int64 under jax_enable_x64, a different stream
+    i32 = jnp.int32
+    noise = jax.random.randint(kn, (num, length), num_classes, num_classes + num_noise, i32)
+    pos = jax.random.randint(kp, (num,), 0, length - min_lag, i32)
+    labels = jax.random.randint(kl, (num,), 0, num_classes, i32)
+    at_pos = jnp.arange(length, dtype=i32)[None, :] == pos[:, None]
     tokens = jnp.where(at_pos, labels[:, None], noise)
-    return jax.nn.one_hot(tokens, num_classes + num_noise, dtype=dtype), labels.astype(jnp.int32)
+    return jax.nn.one_hot(tokens, num_classes + num_noise, dtype=dtype), labels
 
 
 def delayed_copy(

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from spectrax.data import burgers_dataset, burgers_solve, grf_periodic
+from spectrax.data._burgers import _nonlinear, dealias_mask
 from tests.helpers import rel_err
 
 # Measured (float64, dt=1e-3): 4e-11 (smooth IC, nu=0.1), 2e-10 (nu=0.02), up to 4e-9 (FNO GRF
@@ -176,3 +177,76 @@ def test_solve_errors(library_errors):
         burgers_solve(jnp.arange(8))
     with pytest.raises(ValueError, match="u0"):
         burgers_solve(jnp.zeros((2,)))
+
+
+def _aliases_into(n, k_max, kept):
+    """Whether a product of two modes |k| <= k_max lands, folded onto the n-point grid, on a
+    mode |k| <= kept other than its true frequency (brute force over all pairs)."""
+    k = np.arange(-k_max, k_max + 1)
+    m = k[:, None] + k[None, :]
+    folded = (m + n // 2) % n - n // 2
+    return bool(np.any((folded != m) & (np.abs(folded) <= kept)))
+
+
+@pytest.mark.parametrize("n", [4, 5, 6, 7, 8, 9, 16, 24, 31, 64, 100])
+def test_dealias_mask_is_the_largest_alias_free_band(n):
+    """The kept band [0, K]: no product of two kept modes aliases onto a kept mode, K + 1 would
+    let one through (so no mode is dropped needlessly), and the Nyquist bin is never kept."""
+    mask = dealias_mask(n)
+    assert mask.shape == (n // 2 + 1,) and mask.dtype == bool
+    kept = int(mask.sum()) - 1
+    np.testing.assert_array_equal(mask, np.arange(n // 2 + 1) <= kept)  # a band from k = 0
+    assert not _aliases_into(n, kept, kept)
+    assert _aliases_into(n, kept + 1, kept + 1)
+    if n % 2 == 0:
+        assert not mask[n // 2]
+
+
+def _exact_quadratic_term(u, n_keep):
+    """-(u^2 / 2)_x of the band |k| <= n_keep of u, kept modes only, as rfft coefficients
+    (unnormalised like np.fft.rfft): the product by discrete convolution of the Fourier
+    coefficients (exact, no grid, hence no aliasing)."""
+    n = u.shape[-1]
+    c = np.fft.fft(u) / n
+    top = n // 2 - 1  # frequencies -top .. top (the Nyquist coefficient is zero here)
+    k = np.arange(-top, top + 1)
+    band = np.where(np.abs(k) <= n_keep, c[k % n], 0.0)
+    prod = np.convolve(band, band)  # frequencies -2 top .. 2 top
+    m = np.arange(n // 2 + 1)
+    coef = np.where(m <= n_keep, prod[m + 2 * top], 0.0)
+    return -0.5j * 2 * np.pi * m * n * coef
+
+
+def test_nonlinear_term_is_the_dealiased_product(x64):
+    """The Burgers term of a field with energy on both sides of the cutoff n/3 is exactly the
+    kept modes of the product of the kept modes: nothing at or above the cutoff, and none of
+    the products of modes near n/3 aliased back into the band (the solver tests, at their
+    well-resolved viscosities, pass without any dealiasing)."""
+    n = 24
+    rng = np.random.default_rng(0)
+    c = np.zeros(n // 2 + 1, complex)
+    c[1 : n // 2] = rng.normal(size=n // 2 - 1) + 1j * rng.normal(size=n // 2 - 1)
+    u = np.fft.irfft(c, n)  # modes 1 .. 11 on both sides of the cutoff 7
+    kept = (n - 1) // 3
+    got = np.asarray(_nonlinear(n, jnp.complex128)(jnp.fft.rfft(jnp.asarray(u))))
+    expected = _exact_quadratic_term(u, kept)
+    assert np.all(got[kept + 1 :] == 0)
+    assert rel_err(got, expected) < 1e-13
+    # the undealiased product differs at O(1): the test can tell
+    undealiased = -0.5j * 2 * np.pi * np.arange(n // 2 + 1) * np.fft.rfft(u * u)
+    assert rel_err(undealiased, expected) > 0.5
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(nu=float("inf")), "`nu` must be a finite number > 0; got inf"),
+        (dict(nu=float("nan")), "`nu`"),
+        (dict(t_final=float("inf")), "`t_final` must be a finite number > 0; got inf"),
+        (dict(dt=float("inf")), "`dt`"),
+    ],
+)
+def test_non_finite_parameters_rejected(kwargs, match, library_errors):
+    """nu = inf returned NaN and t_final = inf raised a bare OverflowError."""
+    with pytest.raises(ValueError, match=match):
+        burgers_solve(jnp.zeros((8,)), **kwargs)

@@ -126,3 +126,23 @@ def test_unhashable_parameter(tmp_path, key, gen):
         cache_path(gen, key, 2, scale=object(), cache_dir=tmp_path)
     with pytest.raises(TypeError, match="do not match"):
         cache_path(gen, key, 2, bogus=1, cache_dir=tmp_path)
+
+
+def test_keyed_by_jax_configuration(tmp_path, monkeypatch, key, gen):
+    """Sample i uses split(key, N)[i], which jax_threefry_partitionable changes (JAX 0.5 flipped
+    its default), and integer widths follow jax_enable_x64: each flag, and the JAX major.minor
+    version, give another file, so data drawn under another configuration are not read back."""
+    base = cache_path(gen, key, 3, cache_dir=tmp_path)
+    cached(gen, key, 3, cache_dir=tmp_path)
+    with jax.enable_x64(not jax.config.jax_enable_x64):
+        x64 = cache_path(gen, key, 3, cache_dir=tmp_path)
+    with jax.threefry_partitionable(not jax.config.jax_threefry_partitionable):
+        threefry = cache_path(gen, key, 3, cache_dir=tmp_path)
+        cached(gen, key, 3, cache_dir=tmp_path)
+        assert gen.calls == 2  # regenerated, not the other mode's file
+    major, minor = jax.__version__.split(".")[:2]
+    monkeypatch.setattr(jax, "__version__", f"{major}.{int(minor) + 1}.0")
+    version = cache_path(gen, key, 3, cache_dir=tmp_path)
+    monkeypatch.undo()
+    assert len({base, x64, threefry, version}) == 4
+    assert cache_path(gen, key, 3, cache_dir=tmp_path) == base  # the flags are restored

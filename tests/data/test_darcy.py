@@ -1,6 +1,8 @@
 """Darcy: second-order convergence to a manufactured solution, the discrete residual, a direct
 sparse (SciPy) solve of an independently assembled matrix, and the dataset generator."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,6 +137,7 @@ def test_batched_float32_matches_float64(key):
         np.testing.assert_allclose(darcy_solve(a[1].astype(jnp.float64)), u64[1], rtol=1e-10)
 
 
+@pytest.mark.filterwarnings("error")  # the FNO coefficients converge: no residual warning
 def test_dataset_properties(key):
     """a takes the two values, u vanishes on the boundary and is positive inside (maximum
     principle, f = 1 > 0), and the output nodes are solver nodes (solve on 2x, subsample)."""
@@ -153,6 +156,7 @@ def test_dataset_properties(key):
     [
         (dict(resolution=9, solver_resolution=20), "resolution - 1"),
         (dict(a_low=0.0), "a_low"),
+        (dict(a_high=float("inf")), "`a_high` must be a finite number"),
         (dict(resolution=2), "resolution"),
         (dict(face_mean="geometric"), "face_mean"),
     ],
@@ -186,3 +190,72 @@ def test_broadcast_rhs_over_batch(key, x64):
     )
     residual = darcy_operator(a, u)[:, 1:-1, 1:-1] - f[:, 1:-1, 1:-1]
     assert float(jnp.max(jnp.abs(residual))) < 1e-9 * float(jnp.max(jnp.abs(f)))
+
+
+@pytest.mark.parametrize("tol", [float("nan"), -1.0, 0.0, 1.0, float("inf")])
+def test_tol_validated(key, tol, library_errors):
+    """NaN, a negative tol (squared away) or tol >= 1 returned u = 0 from darcy_dataset."""
+    with pytest.raises(ValueError, match=r"`tol` must be a finite relative residual"):
+        darcy_dataset(key, 1, 9, tol=tol)
+    with pytest.raises(ValueError, match=r"`tol` must be a finite relative residual"):
+        darcy_solve(jnp.ones((5, 5)), tol=tol)
+    with pytest.raises(TypeError, match="`tol` must be a Python float; got NoneType"):
+        darcy_dataset(key, 1, 9, tol=None)
+
+
+def _contrast_coefficient(s, high=1e5, low=1e-5):
+    g = jax.random.normal(jax.random.key(1), (s, s))
+    return jnp.where(g > 0, jnp.float32(high), jnp.float32(low))
+
+
+def test_unconverged_solve_raises(library_errors):
+    """Contrast 1e10 with max_iter=50: the iterate's residual is ~1e2-1e4, returned silently
+    before; now an error naming max_iter, tol, the residual and the failing problems. Under
+    jit the check cannot run and u is returned as computed."""
+    a = _contrast_coefficient(17)
+    with pytest.raises(RuntimeError, match=r"max_iter=50 .* is \S+ \(true \S+\), above tol=1e-05"):
+        darcy_solve(a, max_iter=50)
+    batch = jnp.stack([a, jnp.ones_like(a), a])  # the constant coefficient converges
+    with pytest.raises(RuntimeError, match=r"for 2 of 3 problems \(0, 2\)"):
+        darcy_solve(batch, max_iter=50)
+    u = jax.jit(lambda a: darcy_solve(a, max_iter=50))(a)
+    residual = darcy_operator(a, u)[1:-1, 1:-1] - 1.0
+    assert float(jnp.linalg.norm(residual)) / 15 > 1.0  # not converged, as the error said
+
+
+def test_unconverged_dataset_names_the_samples(key, library_errors):
+    """With max_iter=11 some FNO samples (12 to 13 iterations at s = 17) stop short: the error
+    lists exactly those, as darcy_solve on each sample's coefficient confirms."""
+    with pytest.raises(RuntimeError, match=r"max_iter=11") as err:
+        darcy_dataset(key, 6, 17, max_iter=11)
+    named = re.search(r"for (\d) of 6 samples \(([\d, ]+)\)", str(err.value))
+    assert named, str(err.value)
+    failed = {int(i) for i in named.group(2).split(",")}
+    assert int(named.group(1)) == len(failed) and 0 < len(failed) < 6
+    for i, k in enumerate(jax.random.split(key, 6)):
+        a = _fno_coefficient(k, 17, jnp.float32)
+        if i in failed:
+            with pytest.raises(RuntimeError, match="did not converge"):
+                darcy_solve(a, max_iter=11)
+        else:
+            darcy_solve(a, max_iter=11)
+
+
+def test_residual_far_above_tol_warns(key):
+    """Contrast 1e10 in float32: the iteration meets tol on its recursive residual, but the
+    returned u's residual is ~1e-2 (measured 1.1e-2 here, 3e-2 at s = 33), far above 10 tol
+    and the round-off bound (2e-5): a RuntimeWarning names the samples. The FNO contrast (4)
+    stays below it (test_dataset_properties runs with warnings as errors)."""
+    with pytest.warns(RuntimeWarning, match=r"recursively updated residual for .* samples"):
+        darcy_dataset(key, 2, 17, a_high=1e5, a_low=1e-5)
+
+
+def test_float64_rhs_is_not_narrowed(key, x64):
+    """A float64 f with a float32 a is solved and returned in float64 (was float32)."""
+    a = _fno_coefficient(key, 9, jnp.float32)
+    f = jax.random.normal(key, (9, 9), jnp.float64)
+    u = darcy_solve(a, f)
+    assert u.dtype == jnp.float64
+    np.testing.assert_allclose(u, darcy_solve(a.astype(jnp.float64), f), rtol=1e-13, atol=1e-16)
+    assert darcy_solve(a, f.astype(jnp.float32)).dtype == jnp.float32
+    assert darcy_solve(a.astype(jnp.float16), 1.0).dtype == jnp.float16

@@ -113,3 +113,46 @@ def test_errors(key, call, err, library_errors):
 def test_float64_needs_x64(key, library_errors):
     with pytest.raises(TypeError, match="enable_x64"):
         grf_periodic(key, (8,), dtype=jnp.float64)
+
+
+def test_int_shape_is_one_axis(key):
+    """``grf_periodic(key, n)`` is the 1-d field ``(n,)`` (a common spelling; it raised a bare
+    "'int' object is not iterable")."""
+    np.testing.assert_array_equal(grf_periodic(key, 8), grf_periodic(key, (8,)))
+    np.testing.assert_array_equal(grf_periodic_std(8), grf_periodic_std((8,)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(alpha=float("nan")), r"`alpha` must be finite; got nan"),
+        (dict(tau=float("inf")), r"`tau` must be finite; got inf"),
+        (dict(sigma=float("nan")), r"`sigma` must be finite"),
+        (dict(tau=0.0, zero_mean=False), r"`tau`=0 with `zero_mean=False`.*infinite variance"),
+    ],
+)
+@pytest.mark.parametrize("field", ["periodic", "neumann"])
+def test_non_finite_parameters_rejected(key, kwargs, match, field, library_errors):
+    """NaN parameters gave an all-NaN field and tau = 0 with the constant mode kept an inf one."""
+    with pytest.raises(ValueError, match=match):
+        if field == "periodic":
+            grf_periodic(key, (8,), **kwargs)
+        else:
+            grf_neumann(key, 5, **kwargs)
+
+
+@pytest.mark.filterwarnings("error")  # no division by zero at the dropped constant mode
+def test_tau_zero_with_zero_mean(key):
+    """tau = 0 is the pure power law sigma^2 (-Δ)^(-alpha); the constant mode is dropped."""
+    std = grf_periodic_std((6,), alpha=1.0, tau=0.0, sigma=2.0)
+    np.testing.assert_allclose(std, [0.0] + [2.0 / (2 * np.pi * k) for k in (1, 2, 3)])
+    assert np.all(np.isfinite(np.asarray(grf_periodic(key, (8, 8), tau=0.0))))
+    assert np.all(np.isfinite(np.asarray(grf_neumann(key, 5, tau=0.0))))
+
+
+def test_bad_shape_named(key, library_errors):
+    for bad in (8.0, "8", None):
+        with pytest.raises(TypeError, match="`shape` must be an int n or a sequence"):
+            grf_periodic(key, bad)
+    with pytest.raises(ValueError, match=r"`shape\[1\]` must be an integer >= 1; got 0"):
+        grf_periodic(key, (4, 0))

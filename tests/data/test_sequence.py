@@ -37,3 +37,18 @@ def test_errors(library_errors):
         delayed_recall(jax.random.key(0), 4, 300, num_classes=1)
     with pytest.raises(ValueError, match="cutoff"):
         delayed_copy(jax.random.key(0), 4, 100, cutoff=0.0)
+
+
+def test_same_data_with_and_without_x64():
+    """The data are a function of the key only: the integers are drawn as int32 in both modes
+    (the default int64 of 64-bit mode is another random stream)."""
+    key = jax.random.key(3)
+    x, y = delayed_recall(key, 8, 40, min_lag=8)
+    u, _ = delayed_copy(key, 2, 32, delay=3)
+    with jax.enable_x64(True):
+        x64, y64 = delayed_recall(key, 8, 40, min_lag=8)
+        u64, _ = delayed_copy(key, 2, 32, delay=3)
+    assert y64.dtype == jnp.int32 and x64.dtype == jnp.float32
+    np.testing.assert_array_equal(x64, x)
+    np.testing.assert_array_equal(y64, y)
+    np.testing.assert_array_equal(u64, u)
