@@ -48,6 +48,20 @@ def module_compute_dtype(x_dtype: Any, param_dtype: Any) -> np.dtype:
     return jnp.dtype(param_dtype)
 
 
+def check_grid_shape(name: str, value: Any, ndim: int, hint: str = "") -> tuple[int, ...]:
+    """``value`` as ``ndim`` positive ints (a grid shape), or a ValueError naming ``name``
+    (``hint`` is added to the length message, e.g. the input grid it must match)."""
+    try:
+        shape = tuple(value)
+    except TypeError:
+        raise ValueError(f"`{name}` must be a sequence of {ndim} ints; got {value!r}.") from None
+    if len(shape) != ndim:
+        raise ValueError(
+            f"`{name}` must have one entry per spatial axis ({ndim}{hint}); got {shape}."
+        )
+    return tuple(check_positive_int(f"{name}[{i}]", n) for i, n in enumerate(shape))
+
+
 def complex_dtype(real_dtype: Any) -> np.dtype:
     return jnp.dtype(jnp.complex128 if jnp.dtype(real_dtype) == jnp.float64 else jnp.complex64)
 

@@ -18,6 +18,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from spectrax._checks import (
     check_choice,
+    check_grid_shape,
     check_positive_int,
     check_real_float,
     complex_dtype,
@@ -52,18 +53,8 @@ def check_out_shape(out_shape: Sequence[int] | None, spatial: Sequence[int]) -> 
     naming it."""
     if out_shape is None:
         return tuple(spatial)
-    try:
-        shape = tuple(out_shape)
-    except TypeError:
-        raise ValueError(
-            f"`out_shape` must be a sequence of {len(spatial)} ints; got {out_shape!r}."
-        ) from None
-    if len(shape) != len(spatial):
-        raise ValueError(
-            f"`out_shape` must have one entry per spatial axis ({len(spatial)}, like the input "
-            f"grid {tuple(spatial)}); got {shape}."
-        )
-    return tuple(check_positive_int(f"out_shape[{i}]", n) for i, n in enumerate(shape))
+    hint = f", like the input grid {tuple(spatial)}"
+    return check_grid_shape("out_shape", out_shape, len(spatial), hint)
 
 
 def kept_shape(modes: Sequence[int]) -> tuple[int, ...]:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from spectrax._checks import check_positive_int, check_real_float, lift_rank
+from spectrax._checks import check_grid_shape, check_real_float, lift_rank
 
 
 def _as_tuple(name: str, value, ndim: int) -> tuple:
@@ -165,17 +165,7 @@ def pad_modes(
 
 
 def _check_in_shape(in_shape: Sequence[int], modes: Sequence[int]) -> tuple[int, ...]:
-    try:
-        shape = tuple(in_shape)
-    except TypeError:
-        raise ValueError(
-            f"`in_shape` must be a sequence of {len(modes)} ints; got {in_shape!r}."
-        ) from None
-    if len(shape) != len(modes):
-        raise ValueError(
-            f"`in_shape` must have one entry per spatial axis ({len(modes)}); got {shape}."
-        )
-    shape = tuple(check_positive_int(f"in_shape[{i}]", n) for i, n in enumerate(shape))
+    shape = check_grid_shape("in_shape", in_shape, len(modes))
     d = len(modes)
     for i, (m, n) in enumerate(zip(modes, shape, strict=True)):
         limit = n // 2 + 1 if i == d - 1 else n // 2
