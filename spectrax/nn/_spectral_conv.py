@@ -26,6 +26,7 @@ from spectrax._checks import (
 )
 from spectrax.nn._factorized import CPWeight, DenseWeight, TuckerWeight
 from spectrax.transforms import pad_modes, truncate_modes
+from spectrax.transforms._spectral import check_grid
 
 
 def check_modes(modes: int | Sequence[int], num_spatial_dims: int) -> tuple[int, ...]:
@@ -60,21 +61,6 @@ def check_out_shape(out_shape: Sequence[int] | None, spatial: Sequence[int]) -> 
 def kept_shape(modes: Sequence[int]) -> tuple[int, ...]:
     """Shape of the kept spectrum: ``2 m`` on every axis but the last, ``m`` on the last."""
     return tuple(2 * m for m in modes[:-1]) + (int(modes[-1]),)
-
-
-def check_grid(name: str, spatial: Sequence[int], modes: Sequence[int]) -> None:
-    """Raise a ValueError naming ``name`` if ``spatial`` cannot hold ``modes`` (both signs kept on
-    all but the last axis, so ``m <= n//2`` there and ``m <= n//2 + 1`` on the last)."""
-    d = len(modes)
-    for i, (n, m) in enumerate(zip(spatial, modes, strict=True)):
-        limit = n // 2 + 1 if i == d - 1 else n // 2
-        if m > limit:
-            raise ValueError(
-                f"`modes[{i}]`={m} is too many for {name} spatial shape {tuple(spatial)}: axis {i} "
-                f"of size {n} holds at most {limit} modes ("
-                + ("n//2+1 on the last, rfft, axis" if i == d - 1 else "n//2, both signs kept")
-                + f"). Use a finer grid or fewer modes (modes <= {limit})."
-            )
 
 
 def _apply_axis(x: Array, mat: Array, axis: int) -> Array:

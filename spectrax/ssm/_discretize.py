@@ -167,9 +167,6 @@ def init_log_dt(
     """
     lo = check_positive_float("dt_min", dt_min)
     hi = check_positive_float("dt_max", dt_max)
-    for name, v in (("dt_min", lo), ("dt_max", hi)):
-        if not math.isfinite(v):
-            raise ValueError(f"`{name}` must be finite; got {v}.")
     if hi < lo:
         raise ValueError(f"expected dt_min <= dt_max; got dt_min={lo}, dt_max={hi}.")
     if not jnp.issubdtype(dtype, jnp.floating):

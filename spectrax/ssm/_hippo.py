@@ -228,9 +228,7 @@ def ptd(
     if not np.all(np.isfinite(a)):
         raise ValueError("`A` must be finite; got a matrix with inf or NaN entries.")
     # > 0: eps = 0 would diagonalise A itself, the ill-posed problem PTD exists to avoid.
-    eps = check_positive_float("eps", eps)
-    if not np.isfinite(eps):
-        raise ValueError(f"`eps` must be a finite float > 0; got {eps!r}.")
+    eps = check_positive_float("eps", eps)  # finite and > 0
     e = np.array(jax.random.normal(key, a.shape), np.float64)
     e *= eps / np.linalg.norm(e, 2)
     lam, v = np.linalg.eig(a + e)

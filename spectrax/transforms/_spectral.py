@@ -166,16 +166,23 @@ def pad_modes(
 
 def _check_in_shape(in_shape: Sequence[int], modes: Sequence[int]) -> tuple[int, ...]:
     shape = check_grid_shape("in_shape", in_shape, len(modes))
+    check_grid("the `in_shape`", shape, modes)
+    return shape
+
+
+def check_grid(name: str, spatial: Sequence[int], modes: Sequence[int]) -> None:
+    """Raise a ValueError naming ``name`` if ``spatial`` cannot hold ``modes`` (both signs kept on
+    all but the last axis, so ``m <= n//2`` there and ``m <= n//2 + 1`` on the last)."""
     d = len(modes)
-    for i, (m, n) in enumerate(zip(modes, shape, strict=True)):
+    for i, (n, m) in enumerate(zip(spatial, modes, strict=True)):
         limit = n // 2 + 1 if i == d - 1 else n // 2
         if m > limit:
             raise ValueError(
-                f"`in_shape`={shape} cannot hold the kept modes {tuple(modes)}: axis {i} of size "
-                f"{n} holds at most {limit} (expected in_shape[{i}] >= "
-                f"{2 * (m - 1) if i == d - 1 else 2 * m})."
+                f"`modes[{i}]`={m} is too many for {name} spatial shape {tuple(spatial)}: axis {i} "
+                f"of size {n} holds at most {limit} modes ("
+                + ("n//2+1 on the last, rfft, axis" if i == d - 1 else "n//2, both signs kept")
+                + f"). Use a finer grid or fewer modes (modes <= {limit})."
             )
-    return shape
 
 
 def wavenumbers(
