@@ -7,6 +7,7 @@ import inspect
 import json
 import logging
 import os
+import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -20,10 +21,41 @@ __all__ = ["cache_path", "cached", "default_cache_dir"]
 
 logger = logging.getLogger(__name__)
 
-# Bump when a generator's numerics change, so stale files are not reused.
+# Bump when the numbers a generator returns change for a reason its source does not show (the
+# source itself is hashed into the key, see _source_digest).
 # 2: delayed_recall draws int32 in every mode (its data under x64 changed); the JAX version and
-# the x64 / threefry-partitionable flags joined the key.
+# the x64 / threefry-partitionable flags joined the key. The generators' source joined it later
+# (a change of key by itself, with no bump).
 CACHE_VERSION = 2
+
+_DATA_DIR = Path(__file__).resolve().parent
+
+
+def _source_files(generator: Callable[..., Any]) -> list[Path]:
+    """The source files a generator's numbers depend on: for spectrax's own generators every
+    module of ``spectrax.data`` (they call one another) and the shared argument checks; for any
+    other generator, the file of the module that defines it (what it calls elsewhere is not
+    followed). Empty when there is no source file (e.g. a generator defined interactively)."""
+    module_name = getattr(generator, "__module__", None) or ""
+    if module_name == "spectrax.data" or module_name.startswith("spectrax.data."):
+        files = [f for f in _DATA_DIR.glob("*.py") if f.name != "_cache.py"]
+        return sorted([*files, _DATA_DIR.parent / "_checks.py"])
+    file = getattr(sys.modules.get(module_name), "__file__", None)
+    return [Path(file)] if file else []
+
+
+def _source_digest(generator: Callable[..., Any]) -> str | None:
+    """A hash of :func:`_source_files`, so editing a generator (or upgrading spectrax) never
+    reads back data the old code drew; ``None`` when no source file can be read."""
+    digest = hashlib.sha256()
+    found = False
+    for path in _source_files(generator):
+        try:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+            found = True
+        except OSError:  # e.g. an install without .py files: key on the rest
+            continue
+    return digest.hexdigest() if found else None
 
 
 def _jax_config() -> dict[str, Any]:
@@ -91,9 +123,10 @@ def cache_path(
 ) -> Path:
     """The file :func:`cached` reads or writes for these arguments (nothing is computed).
 
-    The name also depends on the JAX major.minor version and on the ``jax_enable_x64`` and
-    ``jax_threefry_partitionable`` flags in effect, so data drawn under another configuration
-    are never read back."""
+    The name also depends on the JAX major.minor version, on the ``jax_enable_x64`` and
+    ``jax_threefry_partitionable`` flags in effect and on the generator's source code (for
+    spectrax's generators, the whole ``spectrax.data`` package), so data drawn under another
+    configuration or by other code are never read back."""
     name = f"{generator.__module__}.{generator.__qualname__}"
     try:
         bound = inspect.signature(generator).bind(key, *args, **kwargs)
@@ -108,6 +141,7 @@ def cache_path(
         "version": CACHE_VERSION,
         "jax_config": _jax_config(),
         "generator": name,
+        "source": _source_digest(generator),
         "key": _key_data(key),
         "params": {k: _canonical(k, v) for k, v in sorted(params.items())},
     }
@@ -125,8 +159,8 @@ def cached(
 ) -> tuple[np.ndarray, ...]:
     """``generator(key, *args, **kwargs)``, computed once and then read from disk.
 
-    The file is named by a hash of the generator's qualified name, the key's data, all its
-    parameters (defaults included), a cache version and the JAX configuration (see
+    The file is named by a hash of the generator's qualified name and source, the key's data,
+    all its parameters (defaults included), a cache version and the JAX configuration (see
     :func:`cache_path`), under ``cache_dir`` (default
     :func:`default_cache_dir`: ``$SPECTRAX_CACHE`` or ``~/.cache/spectrax``). It is written
     to a temporary file in the same directory and moved into place with ``os.replace``, so an
