@@ -43,6 +43,15 @@ def _uniform(key: PRNGKeyArray, shape: tuple[int, ...], fan_in: int, dtype) -> A
     return jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
+def _check_param_dtype(dtype) -> None:
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"`dtype` must be a real floating-point type; got {dtype!r}.") from None
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise TypeError(f"`dtype` must be a real floating-point type (e.g. jnp.float32); got {dt}.")
+
+
 def _positions(length: int, max_len: int, num_frequencies: int, dtype) -> tuple[Array, Array]:
     """``t`` ``(L,)`` and the filter FFN's input ``z`` ``(L, 1 + 2K)``, in ``dtype``.
 
@@ -112,6 +121,10 @@ def hyena_recurrence(
             "expected v (H, L), gates (N, H, L), filters (N, H, K) and skip (N, H); got "
             f"v.shape={v.shape}, gates.shape={gates.shape}, filters.shape={filters.shape}, "
             f"skip.shape={skip.shape}."
+        )
+    if filters.shape[2] < 1:
+        raise ValueError(
+            f"`filters` must have at least one tap: got filters.shape={filters.shape} (K=0)."
         )
     if filters.shape[2] > v.shape[1]:
         raise ValueError(
@@ -204,6 +217,7 @@ class HyenaFilter(eqx.Module):
         if not math.isfinite(float(shift)):
             raise ValueError(f"`shift` must be finite; got {shift!r}.")
         self.shift = float(shift)
+        _check_param_dtype(dtype)
         sizes = [1 + 2 * self.num_frequencies] + [self.order] * (_INNER_LAYERS + 1)
         keys = jax.random.split(key, 2 * len(sizes) - 1)
         self.weights = tuple(
@@ -320,6 +334,7 @@ class HyenaOperator(eqx.Module):
         self.order = check_positive_int("order", order)
         short_filter = check_positive_int("short_filter", short_filter)
         check_choice("impl", impl, IMPLS)
+        _check_param_dtype(dtype)
         self.impl = impl
         h, p = self.d_model, (self.order + 1) * self.d_model
         k_in, k_inb, k_s, k_sb, k_f, k_d, k_out, k_outb = jax.random.split(key, 8)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Inexact
 
-from spectrax._checks import check_positive_int, compute_dtype
+from spectrax._checks import check_positive_int, check_real_float, compute_dtype
 
 
 def _check_batch(name: str, x: Any) -> None:
@@ -38,6 +38,19 @@ def _jacobian(f: Callable, params: Any, x: Array) -> Array:
                 f"{jnp.result_type(leaf)}. Partition a model first, e.g. "
                 "`params, static = eqx.partition(model, eqx.is_inexact_array)`."
             )
+    # `f` must return one array: the flattening below reads the output shape off the first
+    # Jacobian leaf, so a tuple or dict of outputs would be summed into one kernel silently.
+    out = jax.eval_shape(f, params, jax.ShapeDtypeStruct(x.shape[1:], x.dtype))
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise TypeError(
+            "`f` must return one array per example (a scalar or an array of shape `out`); got "
+            f"{jax.tree_util.tree_structure(out)}. Stack the outputs into one array."
+        )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(
+            f"`f` must return a real floating-point array; got dtype {out.dtype}. For a complex "
+            "output, return its real and imaginary parts stacked."
+        )
     jac = jax.vmap(jax.jacrev(f), in_axes=(None, 0))(params, x)
     n = x.shape[0]
     # Each Jacobian leaf has shape (N, *out, *leaf_shape), leaves in the order of `params`.
@@ -98,14 +111,20 @@ def ntk_eigh(
 ) -> tuple[Float[Array, " N"], Float[Array, "N N"]]:
     """Eigenvalues (descending) and orthonormal eigenvectors (columns) of a symmetric NTK.
 
+    Computed on ``(ntk + ntk.T) / 2`` in float32 (float64 for a float64 ``ntk``; a
+    half-precision kernel is widened, as ``eigh`` has no half-precision path).
+
     Raises:
+        TypeError: if ``ntk`` is not a real floating-point array.
         ValueError: if ``ntk`` is not square (e.g. a ``(N1, N2)`` cross-kernel or the
             ``(N, N, O, O)`` kernel of a vector output: take ``ntk[..., i, i]`` or reshape).
     """
+    check_real_float("ntk", ntk)
     if ntk.ndim != 2 or ntk.shape[0] != ntk.shape[1]:
         raise ValueError(
             f"`ntk` must be a square (N, N) kernel on one set of points; got shape {ntk.shape}."
         )
+    ntk = ntk.astype(compute_dtype(ntk.dtype))
     sym = 0.5 * (ntk + ntk.T)
     w, v = jnp.linalg.eigh(sym)
     return w[::-1], v[:, ::-1]
@@ -114,7 +133,7 @@ def ntk_eigh(
 def gd_residuals(
     ntk: Float[Array, "N N"],
     residual0: Float[Array, " N"],
-    learning_rate: float,
+    learning_rate: float | Float[Array, ""],
     steps: int,
 ) -> Float[Array, "T N"]:
     """Training residuals ``r_t = f_t(X) - y`` predicted by the linearised model.
@@ -133,8 +152,10 @@ def gd_residuals(
             number of steps ``T >= 0``, static.
 
     Returns:
-        ``(T + 1, N)``: ``r_0 … r_T``.
+        ``(T + 1, N)``: ``r_0 … r_T``, in float32 (float64 if ``ntk`` or ``residual0`` is).
     """
+    check_real_float("ntk", ntk)
+    check_real_float("residual0", residual0)
     if ntk.ndim != 2 or ntk.shape[0] != ntk.shape[1]:
         raise ValueError(f"`ntk` must be a square (N, N) kernel; got shape {ntk.shape}.")
     if residual0.shape != (ntk.shape[0],):
@@ -142,12 +163,27 @@ def gd_residuals(
             f"`residual0` must have shape ({ntk.shape[0]},) to match `ntk`; got {residual0.shape}."
         )
     # a concrete rate is checked here; a traced one (jit/vmap over rates) is the caller's
-    if isinstance(learning_rate, (int, float, np.number)) and not learning_rate > 0:
-        raise ValueError(f"`learning_rate` must be > 0; got {learning_rate!r}.")
+    if isinstance(learning_rate, bool) or not (
+        isinstance(learning_rate, (int, float, np.number)) or hasattr(learning_rate, "dtype")
+    ):
+        raise TypeError(f"`learning_rate` must be a real number; got {learning_rate!r}.")
     steps = check_positive_int("steps", steps, minimum=0)
-    w, v = ntk_eigh(ntk)
+    dtype = compute_dtype(ntk.dtype, residual0.dtype)
+    if isinstance(learning_rate, (int, float, np.number)):
+        if not learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be > 0; got {learning_rate!r}.")
+        lr = float(learning_rate)  # weakly typed: takes the kernel's dtype
+    else:
+        if not jnp.issubdtype(learning_rate.dtype, jnp.floating):
+            raise TypeError(
+                f"`learning_rate` must be a real float; got an array of dtype "
+                f"{learning_rate.dtype}."
+            )
+        # one dtype throughout (a float32 rate traced beside a float64 kernel, strict promotion)
+        lr = learning_rate.astype(dtype)
+    w, v = ntk_eigh(ntk.astype(dtype))
     n = ntk.shape[0]
-    factor = 1.0 - learning_rate * w / n
-    t = jnp.arange(steps + 1, dtype=w.dtype)[:, None]
-    coef = v.T @ residual0
+    factor = 1.0 - lr * w / n
+    t = jnp.arange(steps + 1, dtype=dtype)[:, None]
+    coef = v.T @ residual0.astype(dtype)
     return (factor[None, :] ** t * coef[None, :]) @ v.T

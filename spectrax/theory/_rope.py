@@ -104,6 +104,8 @@ def rope_base_lower_bound(context_length: int, head_dim: int, *, rtol: float = 1
     """
     n = check_positive_int("context_length", context_length)
     d = _check_head_dim(head_dim)
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`rtol` must be a real number in (0, 1); got {rtol!r}.")
     if not 0 < rtol < 1:
         raise ValueError(f"`rtol` must lie in (0, 1); got {rtol!r}.")
     block = 64

@@ -51,6 +51,11 @@ def frequency_errors(
     check_real_float("prediction", prediction)
     check_real_float("target", target)
     dtype = compute_dtype(jnp.result_type(prediction), jnp.result_type(target))
+    if jnp.ndim(target) < 1:
+        raise ValueError(
+            "`target` must have the grid as its last axis, shape (*batch, L); got shape "
+            f"{jnp.shape(target)}."
+        )
     if prediction.shape != target.shape:
         raise ValueError(
             f"`prediction` has shape {prediction.shape} but `target` has {target.shape}; "
@@ -116,6 +121,8 @@ def spectral_bias_curve(
     if steps % record_every:
         raise ValueError(f"`steps`={steps} must be a multiple of `record_every`={record_every}.")
     check_real_float("y", y)
+    if not hasattr(x, "shape"):
+        raise TypeError(f"`x` must be an array of inputs (N, ...); got {type(x).__name__}.")
     if y.ndim != 1 or x.ndim < 1 or x.shape[0] != y.shape[0]:
         raise ValueError(
             f"expected `x` (N, ...) and `y` (N,) with the same N; got {x.shape=} and {y.shape=}."

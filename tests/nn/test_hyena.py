@@ -185,6 +185,24 @@ def test_bfloat16():
     assert err < 1e-2, err  # measured 1.7e-3 (and 1.8e-3 for the float32 model above)
 
 
+def test_pallas_path_is_causal_and_has_the_xla_gradients():
+    # The fused kernel's custom VJP must be causal too: d y_t / d u_s = 0 for s > t, through the
+    # Pallas forward and backward (interpret mode on CPU), and the parameter gradients must be
+    # the XLA path's.
+    x = _x(16)
+    jac = eqx.filter_jit(lambda m, u: jax.jacrev(m)(u))(_op(impl="pallas"), x)
+    per_pair = np.abs(np.asarray(jac)).max(axis=(1, 3))
+    lag = np.arange(16)[:, None] - np.arange(16)[None, :]
+    # float32 FFT rounding only (measured 9e-8 of the largest entry)
+    assert per_pair[lag < 0].max() <= 1e-6 * per_pair.max()
+    assert per_pair[lag >= 3].min() > 1e-4 * per_pair.max()
+    grad = eqx.filter_jit(eqx.filter_grad(lambda m, u: jnp.sum(jnp.sin(m(u)))))
+    g_pallas, g_xla = grad(_op(impl="pallas"), x), grad(_op(impl="xla"), x)
+    flat_pallas = ravel_pytree(eqx.filter(g_pallas, eqx.is_array))[0]
+    flat_xla = ravel_pytree(eqx.filter(g_xla, eqx.is_array))[0]
+    assert_close(flat_pallas, flat_xla, rtol=1e-5)
+
+
 def test_pallas_interpret_matches_xla():
     # On CPU the Pallas kernel (gate fused) runs in interpret mode: the XLA path's numbers.
     x = _x(16)
@@ -248,6 +266,10 @@ def test_errors(library_errors):
         HyenaOperator(H, MAX_LEN, short_filter=0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="`impl`"):
         HyenaOperator(H, MAX_LEN, impl="cuda", key=jax.random.key(0))
+    with pytest.raises(TypeError, match="`dtype` must be a real floating-point type.*int32"):
+        HyenaOperator(H, MAX_LEN, dtype=jnp.int32, key=jax.random.key(0))
+    with pytest.raises(TypeError, match="`dtype` must be a real floating-point type.*complex64"):
+        HyenaFilter(H, MAX_LEN, dtype=jnp.complex64, key=jax.random.key(0))
     with pytest.raises(ValueError, match="decay_min=5.0, decay_max=2.0"):
         HyenaFilter(H, MAX_LEN, decay_min=5.0, decay_max=2.0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="`length`.*max_len=24; got 25"):
@@ -271,3 +293,5 @@ def test_recurrence_casts_gates_and_checks_filter_length(library_errors):
     np.testing.assert_array_equal(np.asarray(y), np.asarray(want))
     with pytest.raises(ValueError, match="`filters` must be no longer than the sequence"):
         hyena_recurrence(v, gates, jnp.ones((1, 2, 9)), skip)
+    with pytest.raises(ValueError, match=r"`filters` must have at least one tap.*\(1, 2, 0\)"):
+        hyena_recurrence(v, gates, jnp.ones((1, 2, 0)), skip)

@@ -142,6 +142,48 @@ def test_ntk_jit_and_grad(key):
     assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(g))
 
 
+def test_gd_residuals_mixed_and_half_precision(key, x64):
+    # One compute dtype for the kernel, the residual and a traced rate: float64 if any input is,
+    # float32 for half precision (eigh has no bfloat16 path). The reference is the recursion.
+    a = jax.random.normal(key, (6, 6), jnp.float64)
+    ntk = a @ a.T
+    r0 = jax.random.normal(jax.random.key(1), (6,), jnp.float64)
+    eta, steps = 0.3, 5
+    step = np.eye(6) - eta * np.asarray(ntk) / 6
+    want = [np.asarray(r0)]
+    for _ in range(steps):
+        want.append(step @ want[-1])
+    want = np.stack(want)
+    got = gd_residuals(ntk.astype(jnp.float32), r0, eta, steps)
+    assert got.dtype == jnp.float64
+    assert_close(got, want, rtol=1e-6)  # the kernel was rounded to float32
+    got = gd_residuals(ntk, r0.astype(jnp.float32), eta, steps)
+    assert got.dtype == jnp.float64
+    assert_close(got, want, rtol=1e-6)  # the residual was rounded to float32
+    rates = jnp.asarray([eta, eta], jnp.float32)
+    batched = jax.vmap(lambda lr: gd_residuals(ntk, r0, lr, steps))(rates)
+    assert batched.dtype == jnp.float64
+    assert_close(batched[0], want, rtol=1e-6)  # the rate was rounded to float32
+    half = gd_residuals(ntk.astype(jnp.bfloat16), r0.astype(jnp.bfloat16), eta, steps)
+    assert half.dtype == jnp.float32
+    assert_close(half, want, rtol=5e-2)
+    w16, _ = ntk_eigh(ntk.astype(jnp.bfloat16))
+    w32, _ = ntk_eigh(ntk.astype(jnp.bfloat16).astype(jnp.float32))
+    assert w16.dtype == jnp.float32
+    assert_close(w16, w32, jnp.float32)
+
+
+def test_ntk_refuses_structured_outputs(library_errors):
+    # A tuple of outputs used to be flattened into one kernel, the sum of the two kernels.
+    f = lambda p, x: (p @ x, 2.0 * (p @ x))  # noqa: E731
+    with pytest.raises(TypeError, match="`f` must return one array per example"):
+        empirical_ntk(f, jnp.ones(3), jnp.ones((4, 3)))
+    with pytest.raises(TypeError, match="`f` must return one array per example"):
+        empirical_ntk(lambda p, x: {"y": p @ x}, jnp.ones(3), jnp.ones((4, 3)))
+    with pytest.raises(TypeError, match="`f` must return a real floating-point array"):
+        empirical_ntk(lambda p, x: (p @ x).astype(jnp.complex64), jnp.ones(3), jnp.ones((4, 3)))
+
+
 def test_bad_inputs_are_named(key, library_errors):
     params = _mlp_params(key, [2, 4, 1], jnp.float32)
     x = jnp.ones((3, 2))
@@ -159,3 +201,13 @@ def test_bad_inputs_are_named(key, library_errors):
         gd_residuals(jnp.eye(3), jnp.ones(3), 0.0, 3)
     with pytest.raises(ValueError, match="`steps`"):
         gd_residuals(jnp.eye(3), jnp.ones(3), 0.1, -1)
+    with pytest.raises(TypeError, match="`learning_rate` must be a real number; got True"):
+        gd_residuals(jnp.eye(3), jnp.ones(3), True, 3)
+    with pytest.raises(TypeError, match="`learning_rate` must be a real number"):
+        gd_residuals(jnp.eye(3), jnp.ones(3), "0.1", 3)
+    with pytest.raises(TypeError, match="`ntk` must be a real floating-point"):
+        gd_residuals(jnp.eye(3, dtype=jnp.int32), jnp.ones(3), 0.1, 3)
+    with pytest.raises(TypeError, match="`residual0` must be a real floating-point"):
+        gd_residuals(jnp.eye(3), jnp.ones(3, jnp.int32), 0.1, 3)
+    with pytest.raises(TypeError, match="`ntk` must be a real floating-point"):
+        ntk_eigh(jnp.eye(3, dtype=jnp.int32))

@@ -82,6 +82,8 @@ def test_bad_inputs_are_named(library_errors):
         rope_base_lower_bound(0, 64)
     with pytest.raises(ValueError, match="`rtol`"):
         rope_base_lower_bound(10, 64, rtol=2.0)
+    with pytest.raises(TypeError, match="`rtol` must be a real number"):
+        rope_base_lower_bound(10, 64, rtol="0.01")
     with pytest.raises(ValueError, match="`positions` must be a 1-d array"):
         rope_angle_error(1e4, 64, np.array([-1, 2]))
     with pytest.raises(ValueError, match=r"integers in \[0, 2\^31\)"):

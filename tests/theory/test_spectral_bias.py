@@ -101,6 +101,8 @@ def test_bad_inputs_are_named(library_errors):
         frequency_errors(x, x[:8], [1])
     with pytest.raises(TypeError, match="`prediction` must be a real floating-point"):
         frequency_errors(jnp.arange(16), x, [1])
+    with pytest.raises(ValueError, match=r"`target` must have the grid as its last axis.*\(\)"):
+        frequency_errors(x[0], x[0], [0])
     f = lambda p, xi: p * xi  # noqa: E731
     with pytest.raises(ValueError, match="multiple of `record_every`"):
         spectral_bias_curve(
@@ -112,6 +114,10 @@ def test_bad_inputs_are_named(library_errors):
             steps=5,
             optimizer=optax.sgd(0.1),
             record_every=2,
+        )
+    with pytest.raises(TypeError, match="`x` must be an array of inputs"):
+        spectral_bias_curve(
+            f, jnp.ones(()), [0.0] * 16, x, frequencies=[1], steps=1, optimizer=optax.sgd(0.1)
         )
     with pytest.raises(ValueError, match="same N"):
         spectral_bias_curve(
