@@ -9,7 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import spectrax
-from spectrax.kernels.fft_conv import SpectralFilter, fft_conv_filter, fft_conv_reference
+from spectrax.kernels.fft_conv import (
+    SpectralFilter,
+    fft_conv_filter,
+    fft_conv_reference,
+    fft_conv_xla,
+)
 from tests.helpers import assert_close, tol
 
 
@@ -254,6 +259,59 @@ def test_errors_name_the_argument(key, library_errors):
         spectrax.fft_conv(jnp.ones((20,), jnp.float32), fft_conv_filter(k, 16))
     with pytest.raises(ValueError, match=r"built with causal=True; got causal=False"):
         spectrax.fft_conv(u, fft_conv_filter(k, 16), causal=False)
+
+
+def test_gates_must_broadcast_with_the_output(key, library_errors):
+    """A gate is checked against the output's leading dims (u and k broadcast), not only
+    u's: u (1, L) with k (3, K) gives (3, L), so a (2, L) gate is refused by name."""
+    u, k = _inputs(key, (1, 8), (3, 4), jnp.float32)
+    for name in ("pre_gate", "post_gate"):
+        with pytest.raises(
+            ValueError, match=rf"`{name}` \(2,\) do not broadcast against the output's \(3,\)"
+        ):
+            spectrax.fft_conv(u, k, **{name: jnp.ones((2, 8), jnp.float32)})
+        with pytest.raises(ValueError, match=rf"`{name}` must have shape \(\.\.\., L=8\)"):
+            spectrax.fft_conv(u, k, **{name: jnp.ones((3, 7), jnp.float32)})
+    # a gate with more leading dims than u and k is fine: the output takes them
+    gate = jax.random.normal(jax.random.key(1), (2, 3, 8), jnp.float32)
+    y = spectrax.fft_conv(u, k, post_gate=gate)
+    assert_close(y, np.asarray(gate, np.float64) * direct_conv(u, k), jnp.float32)
+
+
+def test_every_public_entry_point_validates(key, library_errors):
+    """fft_conv_xla and fft_conv_filter check their arguments like fft_conv does."""
+    u, k = _inputs(key, (2, 16), (2, 16), jnp.float32)
+    with pytest.raises(ValueError, match=r"K=17 > L=16"):
+        fft_conv_xla(u, jnp.ones((17,), jnp.float32))
+    with pytest.raises(ValueError, match=r"causal=False.*K=8, L=16"):
+        fft_conv_xla(u, k[:, :8], causal=False)
+    with pytest.raises(ValueError, match=r"built with causal=True; got causal=False"):
+        fft_conv_xla(u, fft_conv_filter(k, 16), causal=False)
+    for bad in (16.5, True, "16"):
+        with pytest.raises(ValueError, match=r"`length` must be an integer >= 1"):
+            fft_conv_filter(k, bad)
+
+
+def test_spectral_filter_of_the_wrong_size_is_refused(key, library_errors):
+    u, k = _inputs(key, (2, 16), (2, 16), jnp.float32)
+    filt = fft_conv_filter(k, 16, causal=False)  # 9 rfft bins of a 16-point transform
+    bad = SpectralFilter(filt.k_f[..., :5], 16, 16, False)
+    with pytest.raises(ValueError, match=r"k_f has shape \(2, 5\); expected \(\.\.\., 9\)"):
+        spectrax.fft_conv(u, bad, causal=False)
+
+
+def test_gated_half_precision_is_rounded_once(key):
+    """bf16 with gates under XLA: gates, transform and product in float32, one rounding to
+    bf16 at the end (as documented, and as the Pallas kernels do), not one per product."""
+    u, k = _inputs(key, (3, 4, 200), (4, 60), jnp.bfloat16)
+    pre, post = _inputs(jax.random.key(1), (4, 200), (3, 1, 200), jnp.bfloat16)
+    y = spectrax.fft_conv(u, k, pre_gate=pre, post_gate=post, impl="xla")
+    assert y.dtype == jnp.bfloat16
+    f32 = lambda x: x.astype(jnp.float32)  # noqa: E731
+    want = (f32(post) * spectrax.fft_conv(f32(u) * f32(pre)[None], f32(k), impl="xla")).astype(
+        jnp.bfloat16
+    )
+    np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(want, np.float32))
 
 
 def test_auto_and_xla_agree(key):

@@ -17,6 +17,7 @@ from jax.experimental.pallas import tpu as pltpu
 
 from spectrax.kernels.fft_conv import fft_conv, fft_conv_filter, pallas_status
 from spectrax.kernels.fft_conv._pallas import fft_conv_pallas, supports
+from spectrax.kernels.fft_conv.gpu import GpuBlockSizes
 from spectrax.kernels.fft_conv.monarch import MAX_LENGTH
 from spectrax.kernels.fft_conv.outer import LONG_MAX_LENGTH
 from spectrax.kernels.fft_conv.tpu import TpuBlockSizes
@@ -174,6 +175,26 @@ def test_unsupported_arguments_raise_under_pallas_and_fall_back_under_auto(x64):
     # "auto" never raises for these: XLA takes them
     assert_close(fft_conv(u64, k64), np_causal(u64, k64), jnp.float64)
     assert fft_conv(u, k, causal=False).shape == (2, 300)
+
+
+@pytest.mark.usefixtures("library_errors")
+def test_fft_conv_pallas_validates_its_arguments():
+    """Called directly (not through fft_conv), bad shapes and options raise named errors."""
+    u, k = _arrays([(2, 16), (2, 16)])
+    with pytest.raises(ValueError, match=r"K=17 > L=16"):
+        fft_conv_pallas(u, jnp.ones((17,), jnp.float32), interpret=True)
+    with pytest.raises(ValueError, match=r"causal=False.*K=8, L=16"):
+        fft_conv_pallas(u, k[:, :8], causal=False, interpret=True)
+    with pytest.raises(ValueError, match=r"leading dimensions of `u` \(2,\) and `k` \(3,\)"):
+        fft_conv_pallas(u, jnp.ones((3, 4), jnp.float32), interpret=True)
+    with pytest.raises(ValueError, match=r"`post_gate` \(3,\) do not broadcast"):
+        fft_conv_pallas(u, k, post_gate=jnp.ones((3, 16), jnp.float32), interpret=True)
+    with pytest.raises(TypeError, match=r"`block_sizes` for backend='tpu' must be a TpuBlockSizes"):
+        fft_conv_pallas(u, k, backend="tpu", interpret=True, block_sizes=GpuBlockSizes())
+    with pytest.raises(ValueError, match=r"`block_rows` must be an integer >= 1; got 0"):
+        TpuBlockSizes(block_rows=0)
+    with pytest.raises(ValueError, match=r"`num_warps` must be a power of two.*got 3"):
+        GpuBlockSizes(num_warps=3)
 
 
 def test_benchmark_script_runs_on_cpu(tmp_path):

@@ -103,3 +103,19 @@ def test_plan_limits():
     assert plan_monarch(300, causal=False) is None  # circular needs L = N1 * N2 exactly
     assert plan_monarch(384, causal=False).fft_size == 384
     assert gpu_plan(384, causal=False) is None  # Triton tiles are powers of two
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("length", [16, 64, 128, 256, 1024, 4096, 8192])
+def test_gpu_plans_have_triton_sized_tiles(length, causal):
+    """Every matrix product of a GPU plan (N1 x m_in by m_in x N2, and the inverse) has each
+    dimension >= 16, the Triton dot minimum: a circular plan of L < 256 would have N1 < 16
+    rows, so it is not offered (the XLA path runs it)."""
+    plan = gpu_plan(length, causal=causal)
+    if plan is None:
+        assert (not causal and length < 256) or plan_monarch(
+            length, causal=causal, min_n2=16, min_rows=16, pow2=True
+        ).fft_size > GPU_MAX_FFT
+        return
+    assert min(plan.n1, plan.n2, plan.m_in, plan.m_out) >= 16
+    assert plan.fft_size == (2 * plan.m_in * plan.n2 if causal else length)

@@ -50,6 +50,7 @@ from spectrax.kernels.fft_conv.monarch import (
     from_tiles,
     to_tiles,
 )
+from spectrax.kernels.fft_conv.ops import check_args
 from spectrax.kernels.fft_conv.outer import (
     INNER_SIZE,
     LONG_MAX_LENGTH,
@@ -395,7 +396,7 @@ def fft_conv_pallas(
 ) -> jax.Array:
     """Gated FFT convolution on the Pallas kernels: ``post_gate * conv(pre_gate * u, k)``.
 
-    Arguments are those of :func:`spectrax.fft_conv` (validated there), plus:
+    Arguments are those of :func:`spectrax.fft_conv` (validated the same way), plus:
 
     Args:
         backend: kernel family, ``"gpu"`` (Triton) or ``"tpu"`` (Mosaic); default: the one
@@ -428,6 +429,12 @@ def fft_conv_pallas(
     family = backend or family
     if family not in KERNELS:
         raise ValueError(f"`backend` must be one of {sorted(KERNELS)}; got {backend!r}.")
+    check_args(u, k, causal, pre_gate=pre_gate, post_gate=post_gate)
+    if block_sizes is not None and not isinstance(block_sizes, KERNELS[family].block_sizes):
+        raise TypeError(
+            f"`block_sizes` for backend={family!r} must be a "
+            f"{KERNELS[family].block_sizes.__name__}; got {type(block_sizes).__name__}."
+        )
     if interpret is None:
         interpret = not (compiled and family == _platform()[0])
         if interpret:

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from spectrax._checks import check_positive_int
 from spectrax.kernels.fft_conv.monarch import (
     MonarchFactors,
     MonarchPlan,
@@ -53,7 +54,11 @@ def gpu_plan(length: int, *, causal: bool) -> MonarchPlan | None:
     """Plan with power-of-two tiles of at least 16 (Triton / tensor-core MMA shapes) and at
     most :data:`GPU_MAX_FFT` points (``L <= 4096`` causal, ``L <= 8192`` circular)."""
     plan = plan_monarch(length, causal=causal, min_n2=16, min_rows=16, pow2=True)
-    return plan if plan is not None and plan.fft_size <= GPU_MAX_FFT else None
+    if plan is None or plan.fft_size > GPU_MAX_FFT:
+        return None
+    # a circular plan has N1 = L / N2 rows, which plan_monarch does not round up: below 16 a
+    # Triton dot would get a dimension under its minimum (L < 256 circular goes to XLA)
+    return plan if plan.n1 >= 16 and plan.m_in >= 16 else None
 
 
 def gpu_out_rows(plan: MonarchPlan, ksize: int) -> int:
@@ -74,6 +79,12 @@ class GpuBlockSizes:
 
     num_warps: int = 4
     num_stages: int = 1
+
+    def __post_init__(self):
+        warps = check_positive_int("num_warps", self.num_warps)
+        if warps & (warps - 1):
+            raise ValueError(f"`num_warps` must be a power of two (Triton); got {warps}.")
+        check_positive_int("num_stages", self.num_stages)
 
     @classmethod
     def get_default(cls, plan: MonarchPlan) -> GpuBlockSizes:

@@ -13,6 +13,7 @@ from jaxtyping import Array, Complex, Float
 from spectrax._checks import (
     broadcast_leading,
     check_choice,
+    check_positive_int,
     check_real_float,
     complex_dtype,
     compute_dtype,
@@ -58,11 +59,14 @@ def fft_conv_filter(
         causal: as in :func:`fft_conv`.
     """
     check_real_float("k", k)
-    _check_lengths(int(length), k.shape[-1], causal)
-    n = conv_fft_size(int(length), k.shape[-1], causal=causal)
+    if k.ndim < 1:
+        raise ValueError(f"`k` must have shape (..., K); got a scalar of shape {k.shape}.")
+    length = check_positive_int("length", length)
+    _check_lengths(length, k.shape[-1], causal)
+    n = conv_fft_size(length, k.shape[-1], causal=causal)
     real = compute_dtype(k.dtype)
     k_f = jnp.fft.rfft(k.astype(real), n=n)
-    return SpectralFilter(k_f=k_f, length=int(length), kernel_size=int(k.shape[-1]), causal=causal)
+    return SpectralFilter(k_f=k_f, length=length, kernel_size=int(k.shape[-1]), causal=causal)
 
 
 def _check_lengths(length: int, ksize: int, causal: bool) -> None:
@@ -78,6 +82,63 @@ def _check_lengths(length: int, ksize: int, causal: bool) -> None:
             f"`causal=False` is circular convolution and needs K == L; got K={ksize}, "
             f"L={length}. Use causal=True for a shorter filter, or pad `k` to L."
         )
+
+
+def check_args(
+    u: Array,
+    k: Array | SpectralFilter,
+    causal: bool,
+    *,
+    pre_gate: Array | None = None,
+    post_gate: Array | None = None,
+) -> None:
+    """Trace-time validation of :func:`fft_conv`'s arguments, shared by every implementation
+    (each public entry point calls it): dtypes, lengths, a :class:`SpectralFilter`'s size, and
+    that ``u``, ``k`` and the gates broadcast together."""
+    check_real_float("u", u)
+    if u.ndim < 1:
+        raise ValueError(f"`u` must have shape (..., L); got a scalar of shape {u.shape}.")
+    length = u.shape[-1]
+    if isinstance(k, SpectralFilter):
+        if k.length != length:
+            raise ValueError(
+                f"`k` is a SpectralFilter built for length {k.length}; got `u` with L={length}. "
+                "Rebuild it with fft_conv_filter(k, length=L)."
+            )
+        if k.causal != causal:
+            raise ValueError(
+                f"`k` is a SpectralFilter built with causal={k.causal}; got causal={causal}."
+            )
+        bins = k.fft_size // 2 + 1
+        if k.k_f.ndim < 1 or k.k_f.shape[-1] != bins:
+            raise ValueError(
+                f"`k` is a SpectralFilter whose k_f has shape {k.k_f.shape}; expected "
+                f"(..., {bins}), the rfft bins of its size-{k.fft_size} transform (L={k.length}, "
+                f"K={k.kernel_size}, causal={k.causal}). Build it with fft_conv_filter."
+            )
+        k_lead = tuple(k.k_f.shape[:-1])
+    else:
+        check_real_float("k", k)
+        if k.ndim < 1:
+            raise ValueError(f"`k` must have shape (..., K); got a scalar of shape {k.shape}.")
+        _check_lengths(length, k.shape[-1], causal)
+        k_lead = tuple(k.shape[:-1])
+    out_lead = broadcast_leading("u", u.shape[:-1], "k", k_lead)
+    for name, gate in (("pre_gate", pre_gate), ("post_gate", post_gate)):
+        if gate is None:
+            continue
+        check_real_float(name, gate)
+        if gate.ndim < 1 or gate.shape[-1] != length:
+            raise ValueError(f"`{name}` must have shape (..., L={length}); got {gate.shape}.")
+        try:
+            np.broadcast_shapes(out_lead, tuple(gate.shape[:-1]))
+        except ValueError:
+            raise ValueError(
+                f"leading dimensions of `{name}` {tuple(gate.shape[:-1])} do not broadcast "
+                f"against the output's {out_lead} (`u` {tuple(u.shape[:-1])} broadcast with "
+                f"`k` {k_lead}); expected a gate of shape (*lead, L={length}) with lead "
+                f"broadcastable to {out_lead}, e.g. ({length},)."
+            ) from None
 
 
 def _sum_to(x: Array, shape: tuple[int, ...]) -> Array:
@@ -203,9 +264,14 @@ def fft_conv_xla(
     post_gate: Array | None = None,
 ) -> Array:
     """The ``impl="xla"`` path: ``jnp.fft`` transforms with an FFT-correlation backward pass;
-    gates (``y = post_gate * conv(pre_gate * u, k)``) are plain elementwise products."""
+    gates (``y = post_gate * conv(pre_gate * u, k)``) are plain elementwise products.
+    Arguments and result as in :func:`fft_conv`."""
+    check_args(u, k, causal, pre_gate=pre_gate, post_gate=post_gate)
     if pre_gate is not None or post_gate is not None:
-        return _gate(fft_conv_xla(_gate(u, pre_gate), k, causal=causal), post_gate)
+        # Gates in the compute dtype (float32 for half precision, as the Pallas kernels do):
+        # the result is rounded to u's dtype once, at the end.
+        v = _gate(u.astype(compute_dtype(u.dtype)), pre_gate)
+        return _gate(fft_conv_xla(v, k, causal=causal), post_gate).astype(u.dtype)
     # Equal ranks up front (explicit broadcasting); autodiff of the reshape restores the
     # caller's shapes, and the custom_vjp sums cotangents over the size-1 axes.
     k_arr = k.k_f if isinstance(k, SpectralFilter) else k
@@ -252,6 +318,9 @@ def fft_conv(
 
     The backward pass is itself FFT correlations (``du = corr(g, k)``, ``dk = corr(g, u)``
     summed over broadcast dimensions) through a ``jax.custom_vjp``; no autodiff through rfft.
+    Reverse mode only: ``jax.grad``, ``jax.vjp``, ``jax.jacrev`` and ``jax.hessian`` (forward
+    over reverse) work; ``jax.jvp`` and ``jax.jacfwd`` of this function raise, as for any
+    ``custom_vjp`` (use :func:`fft_conv_reference` for forward mode).
 
     Args:
         u: real input ``(..., L)``: float32, bfloat16, float16, or float64 (with x64 on).
@@ -270,27 +339,7 @@ def fft_conv(
         float32 (XLA has no half-precision FFT) and rounded once at the end.
     """
     check_choice("impl", impl, IMPLS)
-    check_real_float("u", u)
-    if u.ndim < 1:
-        raise ValueError(f"`u` must have shape (..., L); got a scalar of shape {u.shape}.")
-    length = u.shape[-1]
-    if isinstance(k, SpectralFilter):
-        if k.length != length:
-            raise ValueError(
-                f"`k` is a SpectralFilter built for length {k.length}; got `u` with L={length}. "
-                "Rebuild it with fft_conv_filter(k, length=L)."
-            )
-        if k.causal != causal:
-            raise ValueError(
-                f"`k` is a SpectralFilter built with causal={k.causal}; got causal={causal}."
-            )
-        broadcast_leading("u", u.shape[:-1], "k", k.k_f.shape[:-1])
-    else:
-        check_real_float("k", k)
-        if k.ndim < 1:
-            raise ValueError(f"`k` must have shape (..., K); got a scalar of shape {k.shape}.")
-        _check_lengths(length, k.shape[-1], causal)
-        broadcast_leading("u", u.shape[:-1], "k", k.shape[:-1])
+    check_args(u, k, causal, pre_gate=pre_gate, post_gate=post_gate)
     if impl == "auto":
         impl = next((name for name, ok in _SUPPORTS.items() if ok(u, k, causal)), "xla")
     if impl not in _IMPLEMENTATIONS:
@@ -299,12 +348,9 @@ def fft_conv(
             f"{available_impls()}. The Pallas kernels register themselves when "
             "spectrax.kernels.fft_conv can import jax.experimental.pallas."
         )
-    gates = {}
-    for name, gate in (("pre_gate", pre_gate), ("post_gate", post_gate)):
-        if gate is not None:
-            check_real_float(name, gate)
-            if gate.ndim < 1 or gate.shape[-1] != length:
-                raise ValueError(f"`{name}` must have shape (..., L={length}); got {gate.shape}.")
-            broadcast_leading("u", u.shape[:-1], name, gate.shape[:-1])
-            gates[name] = gate
+    gates = {
+        name: gate
+        for name, gate in (("pre_gate", pre_gate), ("post_gate", post_gate))
+        if gate is not None
+    }
     return _IMPLEMENTATIONS[impl](u, k, causal=causal, **gates)

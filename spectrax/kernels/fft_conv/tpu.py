@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from spectrax._checks import check_positive_int
 from spectrax.kernels.fft_conv.gpu import cconv_rows, conv_rows, xcorr_rows
 from spectrax.kernels.fft_conv.monarch import (
     MonarchPlan,
@@ -53,6 +54,9 @@ class TpuBlockSizes:
     """
 
     block_rows: int = 1
+
+    def __post_init__(self):
+        check_positive_int("block_rows", self.block_rows)
 
     @classmethod
     def get_default(cls, plan: MonarchPlan, rows: int) -> TpuBlockSizes:
