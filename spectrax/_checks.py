@@ -48,6 +48,22 @@ def module_compute_dtype(x_dtype: Any, param_dtype: Any) -> np.dtype:
     return jnp.dtype(param_dtype)
 
 
+def widen_to_input(module: Any, x_dtype: Any) -> Any:
+    """``module`` with its floating-point arrays widened to float64 when the input is float64,
+    else ``module`` itself: the :func:`module_compute_dtype` rule for a module that computes in
+    its parameters' dtype (widening is differentiable, so gradients reach the stored
+    parameters in their own dtype)."""
+    if jnp.dtype(x_dtype) != jnp.float64:
+        return module
+
+    def widen(leaf: Any) -> Any:
+        if isinstance(leaf, (jax.Array, np.ndarray)) and jnp.issubdtype(leaf.dtype, jnp.floating):
+            return leaf.astype(jnp.float64)
+        return leaf
+
+    return jax.tree.map(widen, module)
+
+
 def check_grid_shape(name: str, value: Any, ndim: int, hint: str = "") -> tuple[int, ...]:
     """``value`` as ``ndim`` positive ints (a grid shape), or a ValueError naming ``name``
     (``hint`` is added to the length message, e.g. the input grid it must match)."""

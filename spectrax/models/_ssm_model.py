@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_choice, check_positive_int
+from spectrax._checks import check_choice, check_positive_int, widen_to_input
 from spectrax.nn import S4, S4D, S5, HyenaOperator
 
 SSM_LAYER_TYPES: dict[str, Callable[..., eqx.Module]] = {"s4": S4, "s4d": S4D, "s5": S5}
@@ -113,7 +113,8 @@ class SSMSequenceModel(eqx.Module):
         pooling: ``"mean"`` (default), ``"last"`` or ``"none"``.
         dropout: dropout rate in the blocks (0).
         layer_kwargs: extra keyword arguments of the SSM layer (e.g. ``{"init": "lin"}``).
-        dtype: parameter dtype. key: PRNG key.
+        dtype: parameter dtype (a float64 input computes in float64: the parameters are
+            widened for the call). key: PRNG key.
 
     Call with one sequence ``(L, d_input)``; returns ``(d_output,)`` or, with
     ``pooling="none"``, ``(L, d_output)``. Pass ``key`` for dropout when training.
@@ -217,6 +218,7 @@ class SSMSequenceModel(eqx.Module):
             if key is None
             else list(jax.random.split(key, len(self.blocks)))
         )
+        self = widen_to_input(self, x.dtype)  # a float64 input computes in float64
         h = jax.vmap(self.encoder)(x.astype(self.encoder.weight.dtype))
         for block, k in zip(self.blocks, keys, strict=True):
             h = block(h, key=k, inference=inference)

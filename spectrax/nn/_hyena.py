@@ -22,6 +22,7 @@ from spectrax._checks import (
     check_positive_int,
     check_real_float,
     compute_dtype,
+    widen_to_input,
 )
 from spectrax.kernels.fft_conv import IMPLS, fft_conv
 
@@ -293,7 +294,8 @@ class HyenaOperator(eqx.Module):
         impl: :func:`spectrax.fft_conv` implementation, ``"auto"`` (default), ``"xla"`` or
             ``"pallas"``.
         dtype: parameter and compute dtype (float32); a bfloat16 model computes its FFTs in
-            float32 (inside :func:`spectrax.fft_conv`) and its filters in float32.
+            float32 (inside :func:`spectrax.fft_conv`) and its filters in float32. A float64
+            input computes in float64 (the parameters are widened for the call).
         key: PRNG key (keyword-only).
 
     Call with ``x`` ``(L, H)``, ``1 <= L <= max_len``; returns ``(L, H)`` in ``x``'s dtype.
@@ -366,6 +368,7 @@ class HyenaOperator(eqx.Module):
                 f"1 <= L <= max_len={self.max_len}; got x.shape={x.shape}. Batch with jax.vmap; "
                 "build the operator with a larger max_len for longer sequences."
             )
+        self = widen_to_input(self, x.dtype)  # a float64 input computes in float64
         length, h, n = x.shape[0], self.d_model, self.order
         u = x.astype(self.D.dtype).T  # (H, L): time on the last axis, as fft_conv wants
         z = self.in_weight @ u + self.in_bias[:, None]

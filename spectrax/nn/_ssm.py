@@ -19,7 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from spectrax._checks import check_choice, check_positive_int, check_real_float, complex_dtype
+from spectrax._checks import (
+    check_choice,
+    check_positive_int,
+    check_real_float,
+    complex_dtype,
+    widen_to_input,
+)
 from spectrax.kernels.fft_conv import fft_conv
 from spectrax.ssm import (
     DIAGONAL_INITS,
@@ -141,6 +147,7 @@ def _apply_siso(layer, x: Array, mode: str | None) -> Array:
     _check_sequence(x, layer.channels)
     mode = layer.mode if mode is None else mode
     check_choice("mode", mode, MODES)
+    layer = widen_to_input(layer, x.dtype)  # a float64 input computes in float64
     xc = x.astype(_f32(layer.D).dtype)  # half precision computes in float32
     if mode == "conv":
         fn = layer._conv
@@ -166,7 +173,9 @@ class S4D(eqx.Module):
         mode: ``"conv"`` (default), ``"scan"`` or ``"recurrent"``.
         bidirectional: add a backward read-out of the same system on reversed time.
         dt_min, dt_max: log-uniform range of the initial steps (1e-3, 1e-1).
-        dtype: parameter dtype (float32).
+        dtype: parameter dtype (float32). Half-precision parameters compute in float32; a
+            float64 input to ``__call__`` computes in float64 (the parameters are widened
+            for the call), while :meth:`step` computes in the parameters' dtype.
         key: PRNG key (keyword-only).
     """
 
@@ -533,6 +542,7 @@ class S5(eqx.Module):
         check_choice("mode", mode, MODES)
         if dt is not None:
             dt = _check_dt_steps(dt, (x.shape[0],), "(L,)")
+        self = widen_to_input(self, x.dtype)  # a float64 input computes in float64
         xc = x.astype(_f32(self.D).dtype)  # half precision computes in float32
         if mode == "conv":
             fn = lambda u, c: self._conv(u, c, dt)  # noqa: E731

@@ -131,3 +131,18 @@ def test_learns_recall_256_steps_back(layer, state, steps):
     preds = jnp.argmax(eqx.filter_jit(jax.vmap(model))(x_test), axis=-1)
     accuracy = float(jnp.mean((preds == y_test).astype(jnp.float32)))
     assert accuracy >= 0.95, accuracy
+
+
+@pytest.mark.parametrize("layer", ["s4d", "hyena"])
+def test_float64_input_computes_in_float64(layer, key, x64):
+    """A float32 model given float64 input computes (and answers) in float64: the same as
+    the model stored in float64, to round-off."""
+    max_len = 16 if layer == "hyena" else None
+    model = SSMSequenceModel(3, 2, 8, 2, layer=layer, state_size=4, max_len=max_len, key=key)
+    wide = jax.tree.map(lambda v: v.astype(jnp.float64) if eqx.is_inexact_array(v) else v, model)
+    x = jax.random.normal(jax.random.key(1), (16, 3), jnp.float64)
+    y = model(x)
+    assert y.dtype == jnp.float64
+    assert float(jnp.max(jnp.abs(y - wide(x)))) < 1e-12 * float(jnp.max(jnp.abs(y)))
+    narrow = model(x.astype(jnp.float32)).astype(jnp.float64)
+    assert float(jnp.max(jnp.abs(narrow - wide(x)))) > 1e-10 * float(jnp.max(jnp.abs(y)))

@@ -295,3 +295,15 @@ def test_recurrence_casts_gates_and_checks_filter_length(library_errors):
         hyena_recurrence(v, gates, jnp.ones((1, 2, 9)), skip)
     with pytest.raises(ValueError, match=r"`filters` must have at least one tap.*\(1, 2, 0\)"):
         hyena_recurrence(v, gates, jnp.ones((1, 2, 0)), skip)
+
+
+def test_float64_input_computes_in_float64(x64):
+    """A float64 input to a float32 operator computes in float64 (filters, FFTs, gates): it
+    equals the operator stored in float64 to round-off, unlike the float32 computation."""
+    op = HyenaOperator(4, 32, key=jax.random.key(0))
+    wide = jax.tree.map(lambda v: v.astype(jnp.float64) if eqx.is_inexact_array(v) else v, op)
+    x = jax.random.normal(jax.random.key(1), (32, 4), jnp.float64)
+    y = op(x)
+    assert y.dtype == jnp.float64
+    assert rel_err(y, wide(x)) < 1e-12
+    assert rel_err(op(x.astype(jnp.float32)).astype(jnp.float64), wide(x)) > 1e-10
