@@ -84,7 +84,8 @@ class SphericalLocationEncoder(eqx.Module):
         dtype: parameter dtype (float32). key: PRNG key (keyword-only).
 
     Call with one point ``(2,)`` = (longitude, latitude) in degrees; returns
-    ``(out_features,)``. Batch with ``jax.vmap``.
+    ``(out_features,)`` in ``dtype``, or float64 for a float64 point (the parameters are widened
+    for the call, never the input narrowed). Batch with ``jax.vmap``.
     """
 
     siren: Siren
@@ -122,4 +123,5 @@ class SphericalLocationEncoder(eqx.Module):
                 f"lonlat.shape={lonlat.shape}. Batch with jax.vmap."
             )
         features = spherical_harmonic_encoding(lonlat, self.l_max)
-        return self.siren(features.astype(self.siren.final_weight.dtype))
+        # The Siren computes in its parameters' dtype, or in float64 for float64 features.
+        return self.siren(features)

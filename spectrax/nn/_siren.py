@@ -13,7 +13,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_float, check_positive_int, check_real_float
+from spectrax._checks import (
+    check_positive_float,
+    check_positive_int,
+    check_real_float,
+    module_compute_dtype,
+)
 
 
 def sine_layer(
@@ -23,13 +28,30 @@ def sine_layer(
     omega_0: float,
 ) -> Float[Array, " D_out"]:
     """``sin(omega_0 (W x + b))``: one SIREN layer (the bias sits inside the frequency scaling,
-    as in the paper's reference code)."""
-    return jnp.sin(omega_0 * (weight @ x.astype(weight.dtype) + bias))
+    as in the paper's reference code).
+
+    Computed in the parameters' dtype (a half-precision policy stays half precision), or in
+    float64 when ``x`` is float64 (the parameters are widened, never the input narrowed); the
+    result has that dtype."""
+    check_real_float("x", x)
+    check_real_float("weight", weight)
+    check_real_float("bias", bias)
+    if weight.ndim != 2 or x.shape != (weight.shape[1],) or bias.shape != (weight.shape[0],):
+        raise ValueError(
+            f"`x`, `weight`, `bias` must have shapes (D_in,), (D_out, D_in), (D_out,); got "
+            f"x.shape={x.shape}, weight.shape={weight.shape}, bias.shape={bias.shape}. Batch "
+            "over points with jax.vmap."
+        )
+    dtype = module_compute_dtype(x.dtype, weight.dtype)
+    h = weight.astype(dtype) @ x.astype(dtype) + bias.astype(dtype)
+    return jnp.sin(omega_0 * h)
 
 
 def siren_weight_bound(in_features: int, omega_0: float, is_first: bool) -> float:
     """Half-width of the uniform SIREN weight init: ``1/in`` for the first layer, else
     ``sqrt(6/in) / omega_0`` (Sitzmann et al., 2020, Sec. 3.2 and supplement Sec. 1)."""
+    in_features = check_positive_int("in_features", in_features)
+    omega_0 = check_positive_float("omega_0", omega_0)
     return 1.0 / in_features if is_first else math.sqrt(6.0 / in_features) / omega_0
 
 
@@ -54,9 +76,10 @@ class SineLayer(eqx.Module):
         dtype: parameter dtype (float32).
         key: PRNG key (keyword-only).
 
-    The matrix product runs at JAX's default precision (TF32 on recent NVIDIA GPUs), and its
-    error is multiplied by ``omega_0``; set ``jax_default_matmul_precision="highest"`` for
-    accurate high-frequency fits on GPU.
+    The output is in ``dtype`` (float64 for a float64 ``x``: the parameters are widened for the
+    call, never the input narrowed). The matrix product runs at JAX's default precision (TF32
+    on recent NVIDIA GPUs), and its error is multiplied by ``omega_0``; set
+    ``jax_default_matmul_precision="highest"`` for accurate high-frequency fits on GPU.
     """
 
     weight: Float[Array, "D_out D_in"]
@@ -111,7 +134,8 @@ class Siren(eqx.Module):
         depth: number of sine layers (``>= 1``).
         omega_0: frequency scale of the first layer (default 30.0).
         hidden_omega_0: frequency scale of the other sine layers (default 30.0).
-        dtype: parameter dtype (float32).
+        dtype: parameter dtype (float32); the output is in this dtype, or float64 for a float64
+            input (the parameters are widened for the call, never the input narrowed).
         key: PRNG key (keyword-only).
     """
 
@@ -162,4 +186,4 @@ class Siren(eqx.Module):
         h = x
         for layer in self.layers:
             h = layer(h)
-        return self.final_weight @ h + self.final_bias
+        return self.final_weight.astype(h.dtype) @ h + self.final_bias.astype(h.dtype)

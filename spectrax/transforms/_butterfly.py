@@ -166,10 +166,17 @@ def butterfly_to_dense(
         ``(n, n)``, in ``twiddle``'s dtype.
     """
     _check_inexact("twiddle", twiddle)
-    if twiddle.ndim != 4 or twiddle.shape[0] < 1 or twiddle.shape[2:] != (2, 2):
+    # All of the shape is checked before the n x n identity is built: a wrong leading axis
+    # (e.g. 40) would otherwise ask for a 2^40 x 2^40 matrix and abort the process.
+    if (
+        twiddle.ndim != 4
+        or twiddle.shape[0] < 1
+        or twiddle.shape[2:] != (2, 2)
+        or twiddle.shape[1] != 2 ** (twiddle.shape[0] - 1)
+    ):
         raise ValueError(
-            f"`twiddle` has shape {tuple(twiddle.shape)}; expected (log2 n, n/2, 2, 2), e.g. "
-            "(3, 4, 2, 2) for n = 8."
+            f"`twiddle` has shape {tuple(twiddle.shape)}; expected (log2 n, n/2, 2, 2) for "
+            "some n = 2^k, e.g. (3, 4, 2, 2) for n = 8."
         )
     n = 2 ** twiddle.shape[0]
     eye = jnp.eye(n, dtype=twiddle.dtype)

@@ -91,6 +91,25 @@ def test_dtypes():
         np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(expected, np.float32))
 
 
+def test_float32_angle_error_is_as_documented():
+    """float32 at m ~ 1e5 against the float64 rotation: the angle of pair i is off by at most
+    ~m theta_i 1.2e-7 (theta_i and m theta_i each rounded once), a few 1e-3 rad for theta_i
+    near 1, and pair 0 (theta_0 = 1, exact angle m) only by the cos/sin rounding."""
+    d = 64
+    pos = np.arange(100_000, 100_016)
+    x = np.zeros((16, d))
+    x[:, : d // 2] = 1.0
+    y32 = np.asarray(apply_rope(jnp.asarray(x, jnp.float32), jnp.asarray(pos)), np.float64)
+    with jax.enable_x64(True):
+        y64 = np.asarray(apply_rope(jnp.asarray(x), jnp.asarray(pos, jnp.float64)))
+    angle = lambda y: np.arctan2(y[:, d // 2 :], y[:, : d // 2])  # noqa: E731
+    err = np.abs(np.angle(np.exp(1j * (angle(y32) - angle(y64)))))
+    theta = np.asarray(rope_frequencies(d, dtype=jnp.float32), np.float64)
+    assert np.all(err <= pos[:, None] * theta[None] * 1.2e-7 + 1e-6)
+    assert err[:, 0].max() < 1e-6
+    assert 1e-4 < err[:, 1:4].max() < 6e-3  # the documented size, not far smaller
+
+
 def test_gradient_is_transpose_rotation():
     """R is orthogonal: grad of <u, R x> is R^T u = R(-m) u, and grad |R x|^2 / 2 = x."""
     x, u = _normal(6, (5, 8)), _normal(7, (5, 8))

@@ -124,6 +124,22 @@ def test_encoder_jit_vmap_grad_and_dtypes():
     assert spherical_harmonic_encoding(p.astype(jnp.bfloat16), 3).dtype == jnp.bfloat16
 
 
+def test_encoder_float64_input_is_not_narrowed(x64):
+    """A float64 point gives the float64 SIREN forward on the float32 parameters (evaluated
+    here in NumPy from float64 features), not a float32 result."""
+    model = SphericalLocationEncoder(4, 16, 2, 2, key=jax.random.key(0))
+    p = _points(jax.random.key(4), 5, jnp.float64)
+    got = jax.vmap(model)(p)
+    assert got.dtype == jnp.float64
+    h = np.asarray(spherical_harmonic_encoding(p, 4), np.float64)
+    for layer in model.siren.layers:
+        w, b = np.asarray(layer.weight, np.float64), np.asarray(layer.bias, np.float64)
+        h = np.sin(layer.omega_0 * (h @ w.T + b))
+    siren = model.siren
+    ref = h @ np.asarray(siren.final_weight, np.float64).T + np.asarray(siren.final_bias)
+    assert_close(got, ref, jnp.float64)
+
+
 def test_errors(library_errors):
     with pytest.raises(ValueError, match=r"lonlat.*\(\.\.\., 2\).*\(4, 3\)"):
         spherical_harmonic_encoding(jnp.ones((4, 3)), 2)

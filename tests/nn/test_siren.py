@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from spectrax.nn import SineLayer, Siren
+from spectrax.nn import SineLayer, Siren, sine_layer, siren_weight_bound
 from tests.helpers import assert_close
 
 
@@ -80,6 +80,30 @@ def test_forward_matches_float64_numpy(x64, key):
     assert_close(got, expected, jnp.float64)
 
 
+def test_float64_input_is_not_narrowed(x64, key):
+    """float32 parameters with a float64 input compute in float64 (the library's rule: the
+    parameters are widened, the input never narrowed), so the result equals the float64 NumPy
+    forward on the float32 parameters; narrowing x to float32 would cost ~1e-7 relative
+    (amplified by omega_0 = 30), far above the float64 tolerance."""
+    siren = Siren(3, 16, 2, 3, key=key)
+    assert siren.final_weight.dtype == jnp.float32
+    x = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (6, 3)))
+    got = eqx.filter_jit(lambda m, u: jax.vmap(m)(u))(siren, x)
+    assert got.dtype == jnp.float64
+    expected = np.stack([_numpy_siren(siren, u) for u in np.asarray(x)])
+    assert_close(got, expected, jnp.float64)
+    layer = siren.layers[0]
+    y = layer(x[0])
+    assert y.dtype == jnp.float64
+    w, b = np.asarray(layer.weight, np.float64), np.asarray(layer.bias, np.float64)
+    assert_close(y, np.sin(30.0 * (w @ np.asarray(x[0]) + b)), jnp.float64)
+    # A float32 input keeps the float32 computation, and half-precision parameters stay a
+    # half-precision policy for a float32 input.
+    assert siren(x[0].astype(jnp.float32)).dtype == jnp.float32
+    half = Siren(3, 16, 2, 3, dtype=jnp.bfloat16, key=key)
+    assert half(x[0].astype(jnp.float32)).dtype == jnp.bfloat16
+
+
 def test_input_derivative_is_analytic(x64, key):
     """``d/dx sin(omega_0 (W x + b)) = omega_0 cos(omega_0 (W x + b)) W``."""
     layer = SineLayer(4, 5, omega_0=30.0, is_first=True, dtype=jnp.float64, key=key)
@@ -138,3 +162,17 @@ def test_errors(key, library_errors):
         Siren(2, 8, 1, 0, key=key)
     with pytest.raises(ValueError, match="`omega_0`"):
         SineLayer(3, 4, omega_0=0.0, key=key)
+    # The pure functions: shapes and types named, not a bare dot_general/broadcast error.
+    w, b = jnp.ones((4, 2)), jnp.ones(4)
+    with pytest.raises(ValueError, match=r"`x`, `weight`, `bias`.*x.shape=\(3,\)"):
+        sine_layer(jnp.ones(3), w, b, 30.0)
+    with pytest.raises(ValueError, match=r"bias.shape=\(3,\)"):
+        sine_layer(jnp.ones(2), w, jnp.ones(3), 30.0)
+    with pytest.raises(TypeError, match="`x`.*int32"):
+        sine_layer(jnp.ones(2, jnp.int32), w, b, 30.0)
+    with pytest.raises(ValueError, match="`in_features`.*0"):
+        siren_weight_bound(0, 30.0, False)
+    with pytest.raises(ValueError, match="`in_features`.*-3"):
+        siren_weight_bound(-3, 30.0, True)  # was a negative "bound"
+    with pytest.raises(ValueError, match="`omega_0`"):
+        siren_weight_bound(4, 0.0, False)

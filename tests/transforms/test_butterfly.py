@@ -243,6 +243,13 @@ def test_errors(library_errors):
         butterfly_multiply(jnp.zeros((3, 4, 2, 2), jnp.int32), jnp.zeros(8))
     with pytest.raises(ValueError, match=r"`twiddle` has shape \(3, 4, 3, 2\)"):
         butterfly_to_dense(jnp.zeros((3, 4, 3, 2)))
+    # The n/2 axis must match log2 n: named as the twiddle's shape (no `x` was passed) and
+    # refused before the identity is built (a leading 40 asked for a 2^40 x 2^40 matrix and
+    # aborted the process).
+    with pytest.raises(ValueError, match=r"`twiddle` has shape \(3, 3, 2, 2\); expected"):
+        butterfly_to_dense(jnp.zeros((3, 3, 2, 2)))
+    with pytest.raises(ValueError, match=r"`twiddle` has shape \(40, 3, 2, 2\); expected"):
+        butterfly_to_dense(jnp.zeros((40, 3, 2, 2)))
     with pytest.raises(ValueError, match=r"`n`=12 is not a power of two >= 2.*n=16"):
         hadamard_twiddle(12)
     with pytest.raises(ValueError, match=r"`n`=1 is not a power of two >= 2.*n=2"):
