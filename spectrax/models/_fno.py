@@ -154,7 +154,8 @@ class FNO(eqx.Module):
             resolutions at which ``padding * n`` is an integer (the same ratio on every grid);
             otherwise each kept mode is a slightly different wavenumber on each grid.
         channel_mlp_expansion: if set, each block ends with a residual channel MLP of hidden size
-            ``expansion * width`` (neuraloperator's "channel MLP"); default None (original FNO).
+            ``expansion * width`` (neuraloperator's "channel MLP"); default None, the original
+            FNO (``0`` also means no MLP).
         factorization: ``"dense"``, ``"tucker"`` or ``"cp"`` spectral weights (TFNO).
         rank: rank for factorised weights (int, or fraction of dense parameters; default 0.1).
         impl: spectral path, ``"auto"`` (default), ``"rfft"`` or ``"dft"`` (see
