@@ -48,6 +48,21 @@ def module_compute_dtype(x_dtype: Any, param_dtype: Any) -> np.dtype:
     return jnp.dtype(param_dtype)
 
 
+def check_float_dtype(name: str, dtype: Any) -> np.dtype:
+    """``dtype`` as a NumPy dtype if it is a real floating-point type, else a TypeError naming
+    ``name`` (a module's parameter ``dtype``: an integer or complex one would fail later, inside
+    ``jax.random``, with a message that does not name the argument)."""
+    try:
+        d = jnp.dtype(dtype)
+    except TypeError:
+        raise TypeError(
+            f"`{name}` must be a real floating-point type (e.g. jnp.float32); got {dtype!r}."
+        ) from None
+    if not jnp.issubdtype(d, jnp.floating):
+        raise TypeError(f"`{name}` must be a real floating-point type (e.g. jnp.float32); got {d}.")
+    return d
+
+
 def widen_to_input(module: Any, x_dtype: Any) -> Any:
     """``module`` with its floating-point arrays widened to float64 when the input is float64,
     else ``module`` itself: the :func:`module_compute_dtype` rule for a module that computes in

@@ -17,6 +17,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_float_dtype,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -145,6 +146,7 @@ class FourierFeatures(eqx.Module):
         if not isinstance(trainable, bool):
             raise TypeError(f"`trainable` must be a bool; got {type(trainable).__name__}.")
         self.trainable = trainable
+        dtype = check_float_dtype("dtype", dtype)
         self.B = self.sigma * jax.random.normal(key, (num_features, in_features), dtype)
 
     def __call__(self, x: Float[Array, " D"]) -> Float[Array, " E"]:

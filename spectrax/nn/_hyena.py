@@ -18,6 +18,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
     check_choice,
+    check_float_dtype,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -42,15 +43,6 @@ def _uniform(key: PRNGKeyArray, shape: tuple[int, ...], fan_in: int, dtype) -> A
     (what the reference implementation uses everywhere)."""
     bound = 1.0 / math.sqrt(fan_in)
     return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
-def _check_param_dtype(dtype) -> None:
-    try:
-        dt = jnp.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"`dtype` must be a real floating-point type; got {dtype!r}.") from None
-    if not jnp.issubdtype(dt, jnp.floating):
-        raise TypeError(f"`dtype` must be a real floating-point type (e.g. jnp.float32); got {dt}.")
 
 
 def _positions(length: int, max_len: int, num_frequencies: int, dtype) -> tuple[Array, Array]:
@@ -218,7 +210,7 @@ class HyenaFilter(eqx.Module):
         if not math.isfinite(float(shift)):
             raise ValueError(f"`shift` must be finite; got {shift!r}.")
         self.shift = float(shift)
-        _check_param_dtype(dtype)
+        check_float_dtype("dtype", dtype)
         sizes = [1 + 2 * self.num_frequencies] + [self.order] * (_INNER_LAYERS + 1)
         keys = jax.random.split(key, 2 * len(sizes) - 1)
         self.weights = tuple(
@@ -336,7 +328,7 @@ class HyenaOperator(eqx.Module):
         self.order = check_positive_int("order", order)
         short_filter = check_positive_int("short_filter", short_filter)
         check_choice("impl", impl, IMPLS)
-        _check_param_dtype(dtype)
+        check_float_dtype("dtype", dtype)
         self.impl = impl
         h, p = self.d_model, (self.order + 1) * self.d_model
         k_in, k_inb, k_s, k_sb, k_f, k_d, k_out, k_outb = jax.random.split(key, 8)

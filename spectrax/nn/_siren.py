@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_float_dtype,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -103,6 +104,7 @@ class SineLayer(eqx.Module):
         self.out_features = check_positive_int("out_features", out_features)
         self.omega_0 = check_positive_float("omega_0", omega_0)
         self.is_first = bool(is_first)
+        dtype = check_float_dtype("dtype", dtype)
         wkey, bkey = jax.random.split(key)
         bound = siren_weight_bound(in_features, self.omega_0, self.is_first)
         self.weight = _uniform(wkey, (out_features, in_features), bound, dtype)
@@ -162,6 +164,7 @@ class Siren(eqx.Module):
         self.out_features = check_positive_int("out_features", out_features)
         depth = check_positive_int("depth", depth)
         hidden_omega_0 = check_positive_float("hidden_omega_0", hidden_omega_0)
+        dtype = check_float_dtype("dtype", dtype)
         keys = jax.random.split(key, depth + 1)
         first = SineLayer(
             in_features, hidden_features, omega_0=omega_0, is_first=True, dtype=dtype, key=keys[0]

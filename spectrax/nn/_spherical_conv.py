@@ -11,7 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_int, check_real_float, compute_dtype
+from spectrax._checks import (
+    check_float_dtype,
+    check_positive_int,
+    check_real_float,
+    compute_dtype,
+)
 from spectrax.transforms import isht, sht
 from spectrax.transforms._polynomials import flat_degrees
 from spectrax.transforms._sht import check_sphere_grid
@@ -121,6 +126,7 @@ class SphericalConv(eqx.Module):
         self.out_channels = check_positive_int("out_channels", out_channels)
         self.l_max = check_positive_int("l_max", l_max, minimum=0)
         shape = (out_channels, in_channels, self.l_max + 1)
+        dtype = check_float_dtype("dtype", dtype)
         self.weight = jax.random.normal(key, shape, dtype) * math.sqrt(1.0 / in_channels)
 
     def __call__(

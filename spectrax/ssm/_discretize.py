@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
-from spectrax._checks import check_choice, check_positive_float, complex_dtype
+from spectrax._checks import check_choice, check_float_dtype, check_positive_float, complex_dtype
 
 DISCRETIZATIONS = ("zoh", "bilinear")
 
@@ -169,8 +169,5 @@ def init_log_dt(
     hi = check_positive_float("dt_max", dt_max)
     if hi < lo:
         raise ValueError(f"expected dt_min <= dt_max; got dt_min={lo}, dt_max={hi}.")
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(
-            f"`dtype` must be a floating-point type (e.g. jnp.float32); got {jnp.dtype(dtype)}."
-        )
+    dtype = check_float_dtype("dtype", dtype)
     return jax.random.uniform(key, shape, dtype, math.log(lo), math.log(hi))

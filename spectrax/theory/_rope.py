@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
 
-from spectrax._checks import check_positive_int
+from spectrax._checks import check_float_dtype, check_positive_int
 
 
 def _check_head_dim(head_dim) -> int:
@@ -171,9 +171,7 @@ def rope_angle_error(
         raise ValueError(
             f"`positions` must be a 1-d array of integers in [0, 2^31); got {positions!r}."
         )
-    dtype = jnp.dtype(dtype)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"`dtype` must be a real floating-point type; got {dtype}.")
+    dtype = check_float_dtype("dtype", dtype)
     exact = np.outer(pos.astype(np.float64), _theta(b, d))
     if dtype == np.float64:  # exact reference type: JAX may run with x64 off
         computed = np.outer(pos.astype(np.float64), _theta(b, d))
