@@ -329,3 +329,32 @@ def test_annotations_are_checked_in_tests(key):
     u, k = _inputs(key, (16,), (4,), jnp.float32)
     with pytest.raises(TypeError):
         spectrax.fft_conv(u.astype(jnp.complex64), k)
+
+
+def test_registered_impl_is_selectable_by_name(monkeypatch, library_errors):
+    """An implementation added with register_impl is reached by its name (and by "auto" when
+    it says it supports the arguments); bad registrations are refused."""
+    from spectrax.kernels.fft_conv import fft_conv_xla, ops, register_impl
+
+    monkeypatch.setattr(ops, "_IMPLEMENTATIONS", dict(ops._IMPLEMENTATIONS))
+    monkeypatch.setattr(ops, "_SUPPORTS", dict(ops._SUPPORTS))
+    calls = []
+
+    def mine(u, k, *, causal, **gates):
+        calls.append(causal)
+        return fft_conv_xla(u, k, causal=causal, **gates)
+
+    register_impl("mine", mine, lambda u, k, causal: False)
+    u = jax.random.normal(jax.random.key(0), (2, 16))
+    k = jax.random.normal(jax.random.key(1), (2, 5))
+    y = spectrax.fft_conv(u, k, impl="mine")
+    assert calls == [True]
+    assert_close(y, spectrax.fft_conv(u, k, impl="xla"), rtol=1e-6)
+    spectrax.fft_conv(u, k)  # "auto": `mine` declined, so it is not called
+    assert calls == [True]
+    with pytest.raises(ValueError, match="`impl`.*'nope'"):
+        spectrax.fft_conv(u, k, impl="nope")
+    with pytest.raises(ValueError, match="`name`"):
+        register_impl("auto", mine, lambda u, k, causal: True)
+    with pytest.raises(TypeError, match="callables"):
+        register_impl("other", None, lambda u, k, causal: True)

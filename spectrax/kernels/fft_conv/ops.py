@@ -290,8 +290,14 @@ _SUPPORTS: dict[str, Callable[..., bool]] = {}
 
 
 def register_impl(name: str, fn: Callable[..., Array], supports: Callable[..., bool]) -> None:
-    """Register an fft_conv implementation. ``supports(u, k, causal)`` says whether ``auto``
-    may choose it for these arguments on the default backend."""
+    """Register an fft_conv implementation, selected by ``fft_conv(..., impl=name)``.
+    ``supports(u, k, causal)`` says whether ``auto`` may choose it for these arguments on the
+    default backend. ``fn(u, k, causal=..., pre_gate=..., post_gate=...)`` receives validated
+    arguments (gates only when given)."""
+    if not isinstance(name, str) or not name or name == "auto":
+        raise ValueError(f"`name` must be a non-empty string other than 'auto'; got {name!r}.")
+    if not callable(fn) or not callable(supports):
+        raise TypeError("`fn` and `supports` must be callables.")
     _IMPLEMENTATIONS[name] = fn
     _SUPPORTS[name] = supports
 
@@ -328,8 +334,9 @@ def fft_conv(
             (e.g. ``u (B, H, L)``, ``k (H, K)``); or a :class:`SpectralFilter` from
             :func:`fft_conv_filter` (a filter transformed once and reused).
         causal: linear (causal) or circular convolution.
-        impl: ``"xla"`` (``jnp.fft``), ``"pallas"`` (fused kernel, GPU/TPU), or ``"auto"``
-            (Pallas where it is registered and supports the arguments, else XLA).
+        impl: ``"xla"`` (``jnp.fft``), ``"pallas"`` (fused kernel, GPU/TPU), ``"auto"``
+            (Pallas where it is registered and supports the arguments, else XLA), or a name
+            given to :func:`register_impl`.
         pre_gate, post_gate: optional real gates ``(..., L)`` broadcastable against the
             output: ``y = post_gate * conv(pre_gate * u, k)`` (Hyena/H3 gating; Poli et al.,
             2023, "Hyena Hierarchy"), fused into the Pallas kernel, elementwise under XLA.
@@ -338,7 +345,8 @@ def fft_conv(
         ``(broadcast leading dims, L)`` in ``u``'s dtype. Half-precision inputs are computed in
         float32 (XLA has no half-precision FFT) and rounded once at the end.
     """
-    check_choice("impl", impl, IMPLS)
+    # the built-in names, and any registered with register_impl
+    check_choice("impl", impl, tuple(dict.fromkeys((*IMPLS, *_IMPLEMENTATIONS))))
     check_args(u, k, causal, pre_gate=pre_gate, post_gate=post_gate)
     if impl == "auto":
         impl = next((name for name, ok in _SUPPORTS.items() if ok(u, k, causal)), "xla")
