@@ -2,7 +2,7 @@
 
 from spectrax.models._afno import AFNO, AFNOBlock, patchify, unpatchify
 from spectrax.models._fno import FNO, FNOBlock, grid_channels, spatiotemporal_fno
-from spectrax.models._rollout import rollout
+from spectrax.models._rollout import next_snapshots, rollout
 from spectrax.models._sfno import SFNO, SFNOBlock
 from spectrax.models._ssm_model import (
     LAYER_TYPES,
@@ -28,6 +28,7 @@ __all__: list[str] = [
     "T1Layer",
     "TransformOnce",
     "grid_channels",
+    "next_snapshots",
     "patchify",
     "rollout",
     "select_modes",

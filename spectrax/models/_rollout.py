@@ -23,6 +23,7 @@ def rollout(
     num_steps: int,
     *,
     remat: bool = False,
+    residual: bool = False,
 ) -> Float[Array, " T *spatial"]:
     """Unroll ``model`` from ``history`` for ``num_steps`` snapshots.
 
@@ -39,6 +40,9 @@ def rollout(
         remat: recompute each call's activations in the backward pass instead of storing them
             (``jax.checkpoint``): memory of one call instead of ``T / k`` calls, for one more
             forward pass.
+        residual: ``model`` returns increments: the next snapshots are the last one of the
+            window plus ``model(window)`` (:func:`next_snapshots`), so an untrained model
+            starts from persistence.
 
     Returns:
         The ``T`` predicted snapshots, oldest first.
@@ -61,7 +65,8 @@ def rollout(
             f"{out.shape}."
         )
     k = out.shape[0]
-    step = jax.checkpoint(lambda w: model(w)) if remat else model
+    call = lambda w: next_snapshots(model, w, residual=residual)  # noqa: E731
+    step = jax.checkpoint(call) if remat else call
 
     def body(window, _):
         nxt = step(window).astype(window.dtype)
@@ -69,3 +74,13 @@ def rollout(
 
     _, preds = jax.lax.scan(body, history, length=math.ceil(num_steps / k))
     return preds.reshape(-1, *history.shape[1:])[:num_steps]
+
+
+def next_snapshots(
+    model: Callable[[Array], Array], window: Float[Array, " C *spatial"], *, residual: bool = False
+) -> Float[Array, " k *spatial"]:
+    """One call of a one-step operator: ``model(window)``, or with ``residual`` the last snapshot
+    of the window plus ``model(window)`` (the increment form of the one-step map, as in
+    :func:`rollout` and in teacher-forced training)."""
+    out = model(window)
+    return window[-1:] + out.astype(window.dtype) if residual else out

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from jaxtyping import Float
 
-from spectrax.models import rollout
+from spectrax.models import next_snapshots, rollout
 from spectrax.train._losses import relative_lp_loss
 from spectrax.train._plots import plot_field_predictions
 
@@ -65,7 +65,13 @@ class FieldRegressionTask:
     a one-step operator, ``(C_in, *spatial) -> (k, *spatial)`` (the next ``k`` snapshots), unrolled
     by :func:`spectrax.models.rollout` until it covers the ``C_out`` target snapshots; the loss
     and the test error are those of the whole rollout (the paper's recurrent FNO-2d on
-    Navier–Stokes, trained through the rollout).
+    Navier–Stokes, trained through the rollout). With ``residual`` the model returns increments
+    over the last snapshot of its window (:func:`spectrax.models.next_snapshots`). With
+    ``teacher_forcing`` it is trained on single calls instead: the training examples are every
+    window of ``C_in`` consecutive true snapshots of each trajectory (``a`` followed by ``u``)
+    whose next ``step_snapshots`` snapshots lie in ``u``, ``C_out - step_snapshots + 1`` per
+    trajectory, each scored against those true next snapshots; the test error is still that of
+    the whole rollout from ``a``. One model call per example instead of ``C_out / k``.
 
     With ``grid_channel`` the model sees ``d`` more input channels, the coordinate of each axis
     (:func:`grid_coordinates`: ``x_j = j / X`` for ``grid="periodic"``, ``j / (X - 1)`` for
@@ -84,6 +90,12 @@ class FieldRegressionTask:
         grid_channel: append the grid coordinates as ``d`` input channels (default False).
         grid: ``"periodic"`` (default) or ``"endpoint"``, the coordinates of ``grid_channel``.
         rollout: unroll a one-step model over the target snapshots (default False).
+        residual: with ``rollout``, the model returns increments over the window's last
+            snapshot (default False).
+        teacher_forcing: with ``rollout``, train on one-call windows of the true trajectory
+            (default False: train through the whole rollout).
+        step_snapshots: with ``teacher_forcing``, ``k``, the snapshots the model returns per
+            call (default 1).
         remat: with ``rollout``, recompute each step's activations in the backward pass
             (``jax.checkpoint``; memory of one step instead of all).
         eval_batch: test examples per jitted evaluation call.
@@ -102,6 +114,9 @@ class FieldRegressionTask:
     grid_channel: bool = False
     grid: str = "periodic"
     rollout: bool = False
+    residual: bool = False
+    teacher_forcing: bool = False
+    step_snapshots: int = 1
     remat: bool = False
     eval_batch: int = 256
 
@@ -117,6 +132,15 @@ class FieldRegressionTask:
                 "would enter the sliding window): expected channel_axis=True, grid_channel=False; "
                 f"got channel_axis={self.channel_axis}, grid_channel={self.grid_channel}."
             )
+        if (self.residual or self.teacher_forcing) and not self.rollout:
+            raise ValueError(
+                "`residual` and `teacher_forcing` apply to a rollout: expected rollout=True; got "
+                f"rollout=False with residual={self.residual}, "
+                f"teacher_forcing={self.teacher_forcing}."
+            )
+        k = self.step_snapshots
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"`step_snapshots` must be an int >= 1; got {k!r}.")
         c = 1 if self.channel_axis else 0
         layout = "(B, C, *spatial)" if self.channel_axis else "(B, *spatial)"
         shapes = {}
@@ -141,6 +165,13 @@ class FieldRegressionTask:
                 f"`test` must have the channels and grid of `train`, per example "
                 f"{shapes['train']}; got {shapes['test']}."
             )
+        if self.teacher_forcing:
+            c_in, c_out = shapes["train"][0][0], shapes["train"][1][0]
+            if not k <= min(c_in, c_out):
+                raise ValueError(
+                    f"`step_snapshots` must be at most the input and target snapshots "
+                    f"(C_in={c_in}, C_out={c_out}) for teacher forcing; got {k}."
+                )
         self.spatial_shape = tuple(self.train[0].shape[1 + c :])
         # The 1-D grid, kept for the 1-D plots; the d-channel grid feeds the model.
         self.coordinates = grid_coordinates(self.spatial_shape, self.grid, self.train[0].dtype)
@@ -149,11 +180,28 @@ class FieldRegressionTask:
     def init_model(self, key):
         return self.make_model(key)
 
+    def _windows_per_trajectory(self) -> int:
+        return int(self.train[1].shape[1]) - self.step_snapshots + 1
+
     def num_train(self) -> int:
-        return int(self.train[0].shape[0])
+        """Training examples: trajectories, or with ``teacher_forcing`` their windows."""
+        n = int(self.train[0].shape[0])
+        return n * self._windows_per_trajectory() if self.teacher_forcing else n
 
     def get_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        return {"a": self.train[0][indices], "u": self.train[1][indices]}
+        if not self.teacher_forcing:
+            return {"a": self.train[0][indices], "u": self.train[1][indices]}
+        # Example i is window t = i % W of trajectory i // W: snapshots t .. t + C_in - 1 of
+        # concat(a, u) in, the next k out.
+        indices = np.asarray(indices)
+        n, t = np.divmod(indices, self._windows_per_trajectory())
+        traj = np.concatenate([self.train[0][n], self.train[1][n]], axis=1)
+        c_in, k = self.train[0].shape[1], self.step_snapshots
+        rows = np.arange(len(indices))[:, None]
+        return {
+            "a": traj[rows, t[:, None] + np.arange(c_in)],
+            "u": traj[rows, t[:, None] + c_in + np.arange(k)],
+        }
 
     def _inputs(self, a):
         x = a if self.channel_axis else a[:, None]
@@ -175,14 +223,27 @@ class FieldRegressionTask:
         if not self.rollout:
             return jax.vmap(model)(x)
         steps = self.train[1].shape[1]
-        return jax.vmap(lambda h: rollout(model, h, steps, remat=self.remat))(x)
+        return jax.vmap(
+            lambda h: rollout(model, h, steps, remat=self.remat, residual=self.residual)
+        )(x)
+
+    def _one_call(self, model, x):
+        """Teacher forcing: one model call per window, checked to return ``step_snapshots``."""
+        out = jax.eval_shape(lambda h: model(h), x[0])
+        if out.shape[0] != self.step_snapshots:
+            raise ValueError(
+                f"the model returns {out.shape[0]} snapshots per call, but the task's "
+                f"`step_snapshots` is {self.step_snapshots}: set them equal for teacher forcing."
+            )
+        return jax.vmap(lambda h: next_snapshots(model, h, residual=self.residual))(x)
 
     def predict(self, model, a):
         """Predictions shaped like ``u`` for a batch of inputs shaped like ``a``."""
         return self._outputs(self._apply(model, self._inputs(a)))
 
     def loss(self, model, batch):
-        pred = self._apply(model, self._inputs(batch["a"]))
+        apply = self._one_call if self.teacher_forcing else self._apply
+        pred = apply(model, self._inputs(batch["a"]))
         target = self._targets(batch["u"])
         rel = relative_lp_loss(pred, target, num_spatial_dims=self.num_spatial_dims)
         loss = rel if self.loss_fn is None else self.loss_fn(pred, target)

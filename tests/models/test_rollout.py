@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectrax.models import FNO, rollout
+from spectrax.models import FNO, next_snapshots, rollout
 from spectrax.train import FieldRegressionTask
 from tests.helpers import assert_close
 
@@ -114,3 +114,111 @@ def test_task_rollout_loss_and_prediction(key):
         / np.linalg.norm(u.reshape(4, -1), axis=1)
     )
     np.testing.assert_allclose(float(loss), rel, rtol=1e-5)
+
+
+def test_residual_rollout_adds_increments_to_the_last_snapshot():
+    # An increment model returning the constant 1: the rollout counts up from the last snapshot.
+    h = jnp.stack([jnp.zeros((4,)), jnp.full((4,), 5.0)])
+    out = rollout(lambda w: jnp.ones((1, 4)), h, 3, residual=True)
+    assert_close(out, np.array([6.0, 7.0, 8.0])[:, None] * np.ones((1, 4)), jnp.float32)
+    # Zero increments: persistence.
+    assert_close(next_snapshots(lambda w: jnp.zeros((1, 4)), h, residual=True), h[-1:], jnp.float32)
+    # Without residual, next_snapshots is the model's output.
+    assert_close(next_snapshots(lambda w: w[:1] + 2.0, h), h[:1] + 2.0, jnp.float32)
+
+
+def test_residual_fno_rollout_equals_a_python_loop(key):
+    k1, k2 = jax.random.split(key)
+    model = FNO(1, 3, 1, 8, 4, 1, projection_channels=8, key=k1)
+    h = jax.random.normal(k2, (3, 16))
+    want = _loop(lambda w: w[-1:] + model(w), h, 5)
+    assert_close(rollout(model, h, 5, residual=True), want, jnp.float32, rtol=1e-5)
+
+
+def _tf_task(k=1, residual=False, out_k=None):
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(3, 2, 16)).astype(np.float32)
+    u = rng.normal(size=(3, 4, 16)).astype(np.float32)
+    out_k = k if out_k is None else out_k
+    task = FieldRegressionTask(
+        lambda key: FNO(1, 2, out_k, 8, 4, 1, projection_channels=8, key=key),
+        (a, u),
+        (a, u),
+        channel_axis=True,
+        rollout=True,
+        residual=residual,
+        teacher_forcing=True,
+        step_snapshots=k,
+    )
+    return task, a, u
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_teacher_forcing_windows(k):
+    task, a, u = _tf_task(k)
+    w = 4 - k + 1  # windows per trajectory whose k targets lie in u
+    assert task.num_train() == 3 * w
+    traj = np.concatenate([a, u], axis=1)
+    idx = np.arange(3 * w)[::-1]
+    batch = task.get_batch(idx)
+    assert batch["a"].shape == (3 * w, 2, 16) and batch["u"].shape == (3 * w, k, 16)
+    for row, i in enumerate(idx):
+        n, t = divmod(int(i), w)
+        np.testing.assert_array_equal(batch["a"][row], traj[n, t : t + 2])
+        np.testing.assert_array_equal(batch["u"][row], traj[n, t + 2 : t + 2 + k])
+    # Every target snapshot of u is some window's target.
+    last = task.get_batch(np.array([w - 1]))
+    np.testing.assert_array_equal(last["u"][0, -1], u[0, -1])
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_teacher_forcing_loss_is_one_call_and_test_error_is_the_rollout(key, residual):
+    task, a, u = _tf_task(1, residual=residual)
+    model = task.init_model(key)
+    batch = {k: jnp.asarray(v) for k, v in task.get_batch(np.arange(task.num_train())).items()}
+    loss, _ = task.loss(model, batch)
+    one = jax.vmap(model)(batch["a"])
+    if residual:
+        one = one + batch["a"][:, -1:]
+    want = np.mean(
+        np.linalg.norm((np.asarray(one) - np.asarray(batch["u"])).reshape(len(one), -1), axis=1)
+        / np.linalg.norm(np.asarray(batch["u"]).reshape(len(one), -1), axis=1)
+    )
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    pred = task.predict(model, jnp.asarray(a))
+    assert pred.shape == u.shape
+    assert_close(
+        pred[0], rollout(model, jnp.asarray(a[0]), 4, residual=residual), jnp.float32, rtol=1e-5
+    )
+    err = np.mean(
+        np.linalg.norm((np.asarray(pred, np.float64) - u).reshape(3, -1), axis=1)
+        / np.linalg.norm(u.reshape(3, -1), axis=1)
+    )
+    np.testing.assert_allclose(task.evaluate(model)["test_error"], err, rtol=1e-5)
+
+
+def test_teacher_forcing_errors(key, library_errors):
+    a = np.zeros((4, 2, 8), np.float32)
+    u = np.zeros((4, 3, 8), np.float32)
+    for flag in ("residual", "teacher_forcing"):
+        with pytest.raises(ValueError, match="rollout=True"):
+            FieldRegressionTask(lambda k: None, (a, u), (a, u), channel_axis=True, **{flag: True})
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="step_snapshots"):
+            FieldRegressionTask(
+                lambda k: None, (a, u), (a, u), channel_axis=True, rollout=True, step_snapshots=bad
+            )
+    with pytest.raises(ValueError, match="C_in=2, C_out=3"):
+        FieldRegressionTask(
+            lambda k: None,
+            (a, u),
+            (a, u),
+            channel_axis=True,
+            rollout=True,
+            teacher_forcing=True,
+            step_snapshots=3,
+        )
+    task, _, _ = _tf_task(1, out_k=2)  # the model returns 2 snapshots per call
+    batch = {k: jnp.asarray(v) for k, v in task.get_batch(np.arange(2)).items()}
+    with pytest.raises(ValueError, match="`step_snapshots` is 1"):
+        task.loss(task.init_model(key), batch)

@@ -23,8 +23,12 @@ def test_there_is_a_default_config():
     assert config.max_test_error is not None and config.max_test_error <= 0.05
 
 
-# Further smoke variants: the recurrent (rolled-out) Navier-Stokes FNO.
-EXTRA_SMOKE = [("navier_stokes_fno", "smoke_recurrent")]
+# Further smoke variants: the recurrent (rolled-out) Navier-Stokes FNO, trained through the
+# rollout and by teacher forcing with increments.
+EXTRA_SMOKE = [
+    ("navier_stokes_fno", "smoke_recurrent"),
+    ("navier_stokes_fno", "smoke_teacher_forcing"),
+]
 SMOKE_RUNS = [(p, "smoke") for p in CONFIGS] + [
     (p, v) for name, v in EXTRA_SMOKE for p in CONFIGS if p.stem == name
 ]
@@ -105,6 +109,9 @@ def test_darcy_standardisation_options(tmp_path, monkeypatch, key):
         load_config(
             "navier_stokes_fno", ["task.formulation=implicit"], variant="smoke"
         ).task.build()
+    with pytest.raises(ValueError, match="task.residual=True"):
+        load_config("navier_stokes_fno", ["task.residual=true"], variant="smoke").task.build()
+    assert not (tmp_path / "empty").exists()
 
 
 @pytest.mark.slow
