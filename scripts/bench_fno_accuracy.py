@@ -275,9 +275,8 @@ def main() -> None:
         for r in records
         if r["split"] == "eval" and "test_error" in r
     ]
-    # the training loss is logged every log_every steps: the records of the last epoch
-    steps_per_epoch = max(1, config.task.num_train // config.loop.batch_size)
-    last_epoch = max(1, -(-steps_per_epoch // config.loop.log_every))
+    # one training record per step: the records of the last epoch
+    last_epoch = max(1, config.task.num_train // config.loop.batch_size)
     final_train = float(np.mean(train_losses[-last_epoch:])) if train_losses else float("nan")
     test_rel_l2 = float(result.metrics.get("test_error", float("nan")))
     batch_size, num_train = config.loop.batch_size, config.task.num_train
