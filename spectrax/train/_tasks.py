@@ -66,7 +66,9 @@ class FieldRegressionTask:
     by :func:`spectrax.models.rollout` until it covers the ``C_out`` target snapshots; the loss
     and the test error are those of the whole rollout (the paper's recurrent FNO-2d on
     Navier–Stokes, trained through the rollout). With ``residual`` the model returns increments
-    over the last snapshot of its window (:func:`spectrax.models.next_snapshots`). With
+    over the last snapshot of its window (:func:`spectrax.models.next_snapshots`); without
+    ``rollout``, over the last input channel (before any grid channels), broadcast over the
+    output channels. With
     ``teacher_forcing`` it is trained on single calls instead: the training examples are every
     window of ``C_in`` consecutive true snapshots of each trajectory (``a`` followed by ``u``)
     whose next ``step_snapshots`` snapshots lie in ``u``, ``C_out - step_snapshots + 1`` per
@@ -90,8 +92,8 @@ class FieldRegressionTask:
         grid_channel: append the grid coordinates as ``d`` input channels (default False).
         grid: ``"periodic"`` (default) or ``"endpoint"``, the coordinates of ``grid_channel``.
         rollout: unroll a one-step model over the target snapshots (default False).
-        residual: with ``rollout``, the model returns increments over the window's last
-            snapshot (default False).
+        residual: the model returns increments: over the window's last snapshot with
+            ``rollout``, else over the last input channel (default False).
         teacher_forcing: with ``rollout``, train on one-call windows of the true trajectory
             (default False: train through the whole rollout).
         step_snapshots: with ``teacher_forcing``, ``k``, the snapshots the model returns per
@@ -132,11 +134,10 @@ class FieldRegressionTask:
                 "would enter the sliding window): expected channel_axis=True, grid_channel=False; "
                 f"got channel_axis={self.channel_axis}, grid_channel={self.grid_channel}."
             )
-        if (self.residual or self.teacher_forcing) and not self.rollout:
+        if self.teacher_forcing and not self.rollout:
             raise ValueError(
-                "`residual` and `teacher_forcing` apply to a rollout: expected rollout=True; got "
-                f"rollout=False with residual={self.residual}, "
-                f"teacher_forcing={self.teacher_forcing}."
+                "`teacher_forcing` trains a one-step model for a rollout: expected rollout=True; "
+                "got rollout=False."
             )
         k = self.step_snapshots
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
@@ -221,7 +222,11 @@ class FieldRegressionTask:
 
     def _apply(self, model, x):
         if not self.rollout:
-            return jax.vmap(model)(x)
+            out = jax.vmap(model)(x)
+            if not self.residual:
+                return out
+            c_in = self.train[0].shape[1] if self.channel_axis else 1
+            return x[:, c_in - 1 : c_in].astype(out.dtype) + out  # last input field, broadcast
         steps = self.train[1].shape[1]
         return jax.vmap(
             lambda h: rollout(model, h, steps, remat=self.remat, residual=self.residual)

@@ -200,9 +200,8 @@ def test_teacher_forcing_loss_is_one_call_and_test_error_is_the_rollout(key, res
 def test_teacher_forcing_errors(key, library_errors):
     a = np.zeros((4, 2, 8), np.float32)
     u = np.zeros((4, 3, 8), np.float32)
-    for flag in ("residual", "teacher_forcing"):
-        with pytest.raises(ValueError, match="rollout=True"):
-            FieldRegressionTask(lambda k: None, (a, u), (a, u), channel_axis=True, **{flag: True})
+    with pytest.raises(ValueError, match="rollout=True"):
+        FieldRegressionTask(lambda k: None, (a, u), (a, u), channel_axis=True, teacher_forcing=True)
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="step_snapshots"):
             FieldRegressionTask(
@@ -222,3 +221,21 @@ def test_teacher_forcing_errors(key, library_errors):
     batch = {k: jnp.asarray(v) for k, v in task.get_batch(np.arange(2)).items()}
     with pytest.raises(ValueError, match="`step_snapshots` is 1"):
         task.loss(task.init_model(key), batch)
+
+
+@pytest.mark.parametrize("channel_axis, grid_channel", [(True, False), (True, True), (False, True)])
+def test_residual_direct_map_adds_the_last_input_field(key, channel_axis, grid_channel):
+    rng = np.random.default_rng(2)
+    c_in, c_out = (3, 2) if channel_axis else (1, 1)
+    shape = (4, c_in, 16) if channel_axis else (4, 16)
+    a = rng.normal(size=shape).astype(np.float32)
+    u = rng.normal(size=(4, c_out, 16) if channel_axis else (4, 16)).astype(np.float32)
+    extra = 1 if grid_channel else 0
+    kw = dict(channel_axis=channel_axis, grid_channel=grid_channel)
+    make = lambda k: FNO(1, c_in + extra, c_out, 8, 4, 1, projection_channels=8, key=k)  # noqa: E731
+    plain = FieldRegressionTask(make, (a, u), (a, u), **kw)
+    res = FieldRegressionTask(make, (a, u), (a, u), residual=True, **kw)
+    model = plain.init_model(key)
+    last = a[:, -1:] if channel_axis else a  # the last field channel, not the grid channel
+    want = np.asarray(plain.predict(model, jnp.asarray(a))) + last
+    assert_close(res.predict(model, jnp.asarray(a)), want, jnp.float32, rtol=1e-5)

@@ -109,9 +109,6 @@ def test_darcy_standardisation_options(tmp_path, monkeypatch, key):
         load_config(
             "navier_stokes_fno", ["task.formulation=implicit"], variant="smoke"
         ).task.build()
-    with pytest.raises(ValueError, match="task.residual=True"):
-        load_config("navier_stokes_fno", ["task.residual=true"], variant="smoke").task.build()
-    assert not (tmp_path / "empty").exists()
 
 
 @pytest.mark.slow
