@@ -143,6 +143,20 @@ PROBLEMS = {
 }
 
 
+def _budget_text(config, problem: Problem, steps: int, epochs: float) -> str:
+    batch = config.loop.batch_size
+    text = f"{steps} steps at batch {batch} = {epochs} epochs"
+    if getattr(config.task, "formulation", None) == "teacher_forcing":
+        windows = config.task.num_train * config.task.t_out  # one-step windows (k = 1)
+        text = (
+            f"{steps} steps at batch {batch} = {steps * batch} one-step windows, "
+            f"{round(steps * batch / windows, 2)} passes over the {windows} windows of the "
+            f"{config.task.num_train} trajectories ({epochs} trajectory-sized epochs of one "
+            "model call per example)"
+        )
+    return f"{text} (paper: {problem.paper_epochs} epochs)"
+
+
 def _schedule_text(o) -> str:
     if o.schedule == "step":
         decay = f"rate x{o.step_factor} every {o.step_every} steps"
@@ -305,10 +319,7 @@ def main() -> None:
         "schedule": _schedule_text(config.optim),
         "segments": len(run["segments"]),
         "timing_estimated": any("seconds_estimated" in seg for seg in run["segments"]),
-        "budget": (
-            f"{result.step} steps at batch {batch_size} = {epochs} epochs "
-            f"(paper: {problem.paper_epochs} epochs)"
-        ),
+        "budget": _budget_text(config, problem, result.step, epochs),
         "data_seconds": round(data_seconds, 1),
         "data_read_from_cache": bool(run.get("data_cached", False)),
         "train_seconds_including_compile_and_eval": round(seconds, 1),
