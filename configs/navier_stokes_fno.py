@@ -25,7 +25,7 @@ What is computed here, and how it differs from the paper:
   ``t_out = 40`` following snapshots as output channels in one call.
   ``task.residual`` (default true): the model returns increments over the last input snapshot
   (:func:`spectrax.models.next_snapshots`; for the direct map, over ``t = 10`` for each of the
-  40 outputs), so an untrained model starts from persistence. The paper's model returns the
+  40 outputs): a zero output is persistence. The paper's model returns the
   next snapshot itself (``task.residual=false``).
   The metric is the paper's in all three: per-sample relative L2 over all 40 x 64 x 64
   predicted values, averaged over the test set.

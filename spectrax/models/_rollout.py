@@ -41,8 +41,8 @@ def rollout(
             (``jax.checkpoint``): memory of one call instead of ``T / k`` calls, for one more
             forward pass.
         residual: ``model`` returns increments: the next snapshots are the last one of the
-            window plus ``model(window)`` (:func:`next_snapshots`), so an untrained model
-            starts from persistence.
+            window plus ``model(window)`` (:func:`next_snapshots`): the model learns the
+            change per step, and a zero output is persistence.
 
     Returns:
         The ``T`` predicted snapshots, oldest first.
