@@ -123,7 +123,7 @@ PROBLEMS = {
                 "(40 windows per trajectory), loss the one-step relative L2"
             )
             + (
-                "; residual: the model returns the increment over the window's last snapshot"
+                "; residual: the model returns increments over the last input snapshot"
                 if getattr(task, "residual", False)
                 else ""
             )

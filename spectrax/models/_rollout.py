@@ -82,5 +82,10 @@ def next_snapshots(
     """One call of a one-step operator: ``model(window)``, or with ``residual`` the last snapshot
     of the window plus ``model(window)`` (the increment form of the one-step map, as in
     :func:`rollout` and in teacher-forced training)."""
+    if jnp.ndim(window) < 2:
+        raise ValueError(
+            f"`window` must be snapshots (C, *spatial) with at least one spatial axis; got "
+            f"shape {jnp.shape(window)}."
+        )
     out = model(window)
     return window[-1:] + out.astype(window.dtype) if residual else out

@@ -80,6 +80,8 @@ def test_errors(key, library_errors):
         rollout(lambda w: w[-1:], h, 0)
     with pytest.raises(ValueError, match="history"):
         rollout(lambda w: w[-1:], jnp.ones((4,)), 2)
+    with pytest.raises(ValueError, match="`window` must be snapshots"):
+        next_snapshots(lambda w: w[-1:], jnp.ones((4,)), residual=True)
     with pytest.raises(ValueError, match="1 <= k <= 2"):
         rollout(lambda w: jnp.concatenate([w, w]), h, 2)  # k = 4 > C = 2
     with pytest.raises(ValueError, match="returns"):
