@@ -17,8 +17,13 @@ DISCRETIZATIONS = ("zoh", "bilinear")
 
 def _diag_zoh(lam, dt):
     # expm1: (exp(Λ dt) - 1) cancels catastrophically when |Λ dt| is small (slow modes, small
-    # steps): in float32 at Λ dt = -1e-8 the difference would be 0.
-    return jnp.exp(lam * dt), jnp.expm1(lam * dt) / lam
+    # steps): in float32 at Λ dt = -1e-8 the difference would be 0. At Λ = 0 (an integrator,
+    # e.g. FouT's frequency 0) the factor is its series dt (1 + Λ dt / 2): the limit dt and the
+    # derivative dt^2 / 2 in Λ; the inner `where` keeps the unused branch's gradient finite.
+    zero = lam == 0
+    safe = jnp.where(zero, jnp.ones_like(lam), lam)
+    gamma = jnp.where(zero, dt * (1.0 + 0.5 * lam * dt), jnp.expm1(safe * dt) / safe)
+    return jnp.exp(lam * dt), gamma
 
 
 def _diag_bilinear(lam, dt):
@@ -48,6 +53,14 @@ def _as_dt(dt) -> Array:
     return dt
 
 
+def _wider(dt_in, dt: Array, like: Array) -> bool:
+    """Whether the step ``dt_in`` (``dt`` as an array) is a float array wider than ``like``'s
+    real type (a Python number takes the other's precision)."""
+    return not isinstance(dt_in, (int, float)) and (
+        jnp.finfo(dt.dtype).bits > jnp.finfo(like.real.dtype).bits
+    )
+
+
 def _as_complex(x: Array) -> Array:
     if jnp.iscomplexobj(x):
         return x
@@ -55,7 +68,9 @@ def _as_complex(x: Array) -> Array:
 
 
 def discretize_diagonal(
-    Lambda: Inexact[Array, "*#batch N"], dt: Float[Array, "*#batch #N"] | float, method: str = "zoh"
+    Lambda: Inexact[Array, "*#batch N"],
+    dt: Float[Array, "*#batch #N"] | Float[Array, ""] | float,
+    method: str = "zoh",
 ) -> tuple[Inexact[Array, "*batch N"], Inexact[Array, "*batch N"]]:
     """Discretise a diagonal system ``x' = Λ x + B u`` with step ``dt``.
 
@@ -63,7 +78,8 @@ def discretize_diagonal(
     ``Λ̄ = (1 + dt Λ/2)/(1 - dt Λ/2)``, ``B̄ = dt/(1 - dt Λ/2) · B``.
 
     Args:
-        Lambda: complex eigenvalues ``(..., N)`` (nonzero for ZOH).
+        Lambda: complex eigenvalues ``(..., N)``; a zero one (an integrator) takes ZOH's limit
+            ``gamma = dt``.
         dt: positive finite steps: a scalar, or an array broadcastable against ``Lambda`` with
             the same rank, e.g. ``(H, 1)`` per channel or ``(L, 1)`` per time step (irregular
             sampling). Values are checked when concrete (not under ``jit``).
@@ -72,16 +88,19 @@ def discretize_diagonal(
     Returns:
         ``(Lambda_bar, gamma)``: the discrete eigenvalues and the input factor, with
         ``B̄ = gamma[..., :, None] * B`` (or ``gamma * B`` for a diagonal-per-channel ``B``).
-        Both complex, broadcast shape.
+        Both complex, broadcast shape, in the wider precision of ``Lambda`` and an array ``dt``
+        (a Python float ``dt`` takes ``Lambda``'s).
     """
     check_choice("method", method, DISCRETIZATIONS)
     lam = _as_complex(jnp.asarray(Lambda))
-    dt = _as_dt(dt)
+    dt_in, dt = dt, _as_dt(dt)
     if dt.ndim not in (0, lam.ndim):
         raise ValueError(
             f"`dt` and `Lambda` must have the same rank (explicit broadcasting); got "
             f"dt.shape={dt.shape}, Lambda.shape={lam.shape}. Reshape dt, e.g. dt[:, None]."
         )
+    if _wider(dt_in, dt, lam):  # a float64 dt array is not narrowed to a complex64 Lambda
+        lam = lam.astype(complex_dtype(dt.dtype))
     return _DIAG[method](lam, dt.astype(lam.dtype))
 
 

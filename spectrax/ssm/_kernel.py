@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Inexact
 
 from spectrax._checks import check_positive_int, complex_dtype, result_dtype
+from spectrax.ssm._discretize import _as_dt
 
 
 def vandermonde_kernel(
@@ -124,14 +125,15 @@ def dplr_kernel(
             f"expected Lambda (N,), P (r, N), B (N,), C (..., N); got {Lambda.shape=}, "
             f"{P.shape=}, {B.shape=}, {C.shape=}."
         )
-    dt = jnp.asarray(dt)
+    dt_in, dt = dt, _as_dt(dt)  # finite and > 0 when concrete, as for the other discretisations
     if dt.ndim == 0:
         dt = jnp.broadcast_to(dt, C.shape[:-1])
     if dt.shape != C.shape[:-1]:
         raise ValueError(f"`dt` must have shape C.shape[:-1]={C.shape[:-1]}; got {dt.shape}.")
-    # One complex dtype for all four (a real Lambda, or a real P, B or C, is promoted; nothing
-    # complex is cast to real): complex128 if any input is 64-bit, else complex64.
+    # One complex dtype for all (a real Lambda, or a real P, B or C, is promoted; nothing
+    # complex is cast to real): complex128 if any input, dt included, is 64-bit, else complex64.
     wide = any(jnp.dtype(x.dtype) in (jnp.float64, jnp.complex128) for x in (Lambda, P, B, C))
+    wide = wide or (not isinstance(dt_in, (int, float)) and dt.dtype == jnp.float64)
     cdt = complex_dtype(jnp.float64 if wide else jnp.float32)
     lam, p, b = Lambda.astype(cdt), P.astype(cdt), B.astype(cdt)
     c = C.astype(cdt)

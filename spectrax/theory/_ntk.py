@@ -55,7 +55,7 @@ def _jacobian(f: Callable, params: Any, x: Array) -> Array:
     n = x.shape[0]
     # Each Jacobian leaf has shape (N, *out, *leaf_shape), leaves in the order of `params`.
     jac_leaves = jax.tree_util.tree_leaves(jac)
-    out_ndim = jac_leaves[0].ndim - 1 - leaves[0].ndim
+    out_ndim = jac_leaves[0].ndim - 1 - jnp.ndim(leaves[0])  # a leaf may be a Python float
     out_size = math.prod(jac_leaves[0].shape[1 : 1 + out_ndim])
     # one float type for the kernel: float64 if any leaf is, else float32 (half-precision
     # parameters are accumulated in float32)
@@ -179,6 +179,10 @@ def gd_residuals(
                 f"`learning_rate` must be a real float; got an array of dtype "
                 f"{learning_rate.dtype}."
             )
+        if not isinstance(learning_rate, jax.core.Tracer) and not np.all(
+            np.asarray(learning_rate) > 0
+        ):
+            raise ValueError(f"`learning_rate` must be > 0; got {np.asarray(learning_rate)!r}.")
         # one dtype throughout (a float32 rate traced beside a float64 kernel, strict promotion)
         lr = learning_rate.astype(dtype)
     w, v = ntk_eigh(ntk.astype(dtype))

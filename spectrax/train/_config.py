@@ -376,10 +376,17 @@ def resolve_config_path(name_or_path: str) -> Path:
     available = sorted(
         {c.stem for r in roots if r.is_dir() for c in r.glob("*.py") if c.stem != "__init__"}
     )
+    hint = (
+        ""
+        if available
+        else " The configs ship in the repository's configs/ folder, not in a built package: "
+        "install from a clone with `pip install -e .`, run from a folder that holds configs/, "
+        "or pass the path of a config file."
+    )
     raise ConfigError(
         f"config {name_or_path!r} not found (looked for a .py file and in "
         f"{', '.join(map(str, roots))}); "
-        f"available: {', '.join(available) or 'none'}."
+        f"available: {', '.join(available) or 'none'}.{hint}"
     )
 
 

@@ -6,6 +6,9 @@ import jax.numpy as jnp
 import pytest
 
 from spectrax.nn import (
+    S4,
+    S4D,
+    S5,
     FourierFeatures,
     HyenaFilter,
     HyenaOperator,
@@ -23,6 +26,9 @@ BUILDERS = {
     "HyenaOperator": lambda dtype, key: HyenaOperator(4, 16, dtype=dtype, key=key),
     "HyenaFilter": lambda dtype, key: HyenaFilter(2, 16, order=4, dtype=dtype, key=key),
     "init_log_dt": lambda dtype, key: init_log_dt(key, (3,), dtype=dtype),
+    "S4D": lambda dtype, key: S4D(2, 4, dtype=dtype, key=key),
+    "S4": lambda dtype, key: S4(2, 4, dtype=dtype, key=key),
+    "S5": lambda dtype, key: S5(2, 4, dtype=dtype, key=key),
 }
 
 

@@ -326,6 +326,58 @@ def test_zoh_input_factor_without_cancellation(x64):
         np.testing.assert_allclose(np.asarray(gamma), want, rtol=2e-6)
 
 
+def test_zoh_at_a_zero_eigenvalue_is_the_integrator(x64):
+    """Λ = 0 (FouT's frequency 0, odd-N LegT's NPLR): ZOH's B̄ factor is its limit dt, with a
+    finite gradient in dt and Λ."""
+    lam = jnp.asarray(nplr("fout", 3)[0])
+    assert np.any(np.asarray(lam) == 0)
+    dt = 0.1
+    lam_bar, gamma = discretize_diagonal(lam, dt)
+    want = np.where(
+        np.asarray(lam) == 0,
+        dt,
+        np.expm1(np.asarray(lam) * dt) / np.where(np.asarray(lam) == 0, 1, np.asarray(lam)),
+    )
+    assert_close(gamma, want, rtol=1e-14)
+    assert_close(lam_bar, np.exp(np.asarray(lam) * dt), rtol=1e-14)
+
+    def total(lam, dt):
+        return jnp.sum(jnp.abs(discretize_diagonal(lam, dt)[1]) ** 2)
+
+    g_lam, g_dt = jax.grad(total, argnums=(0, 1))(lam, jnp.asarray(dt))
+    assert np.all(np.isfinite(np.asarray(g_lam))) and np.isfinite(float(g_dt))
+    # d gamma / d Lambda at 0 is dt^2 / 2 (series dt + Lambda dt^2 / 2), not 0
+    zero = int(np.flatnonzero(np.asarray(lam) == 0)[0])
+    d_re = jax.grad(lambda l: jnp.real(discretize_diagonal(l, dt)[1][zero]))(lam)
+    assert_close(d_re[zero], dt**2 / 2, rtol=1e-14)
+    eps = 1e-6  # the dt-derivative at Λ = 0 included: d|dt|^2/d dt = 2 dt
+    fd = (total(lam, dt + eps) - total(lam, dt - eps)) / (2 * eps)
+    assert_close(g_dt, fd, rtol=1e-8)
+
+
+def test_a_float64_dt_is_not_narrowed(x64):
+    """A float64 dt array with a complex64 Lambda computes in complex128 (a Python float dt
+    takes Lambda's precision), for the diagonal discretisation and the DPLR kernel."""
+    lam, p, b, _ = (jnp.asarray(x) for x in nplr("legs", 4))
+    lam32 = lam.astype(jnp.complex64)
+    assert discretize_diagonal(lam32, 0.1)[1].dtype == jnp.complex64
+    assert discretize_diagonal(lam32, jnp.asarray(0.1, jnp.float32))[1].dtype == jnp.complex64
+    wide = discretize_diagonal(lam32, jnp.asarray(0.1, jnp.float64))
+    assert wide[0].dtype == wide[1].dtype == jnp.complex128
+    c = jnp.ones((2, lam.shape[-1]), jnp.complex64)
+    args = (lam32, p.astype(jnp.float32), b.astype(jnp.float32), c)
+    assert dplr_kernel(*args, 0.1, 8).dtype == jnp.complex64
+    assert dplr_kernel(*args, jnp.full((2,), 0.1, jnp.float64), 8).dtype == jnp.complex128
+
+
+def test_dplr_kernel_checks_dt(library_errors):
+    lam, p, b, _ = (jnp.asarray(x) for x in nplr("legs", 4))
+    c = jnp.ones((2, lam.shape[-1]), lam.dtype)
+    for bad in (0.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=r"`dt` must be finite and > 0"):
+            dplr_kernel(lam, p, b, c, bad, 8)
+
+
 def test_scan_promotes_to_complex_and_checks_x0(library_errors):
     """A complex Λ̄ with a real input keeps its imaginary part (no silent cast to Bu's dtype)."""
     lam = jnp.asarray([[0.5 + 0.5j]], jnp.complex64)

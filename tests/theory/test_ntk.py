@@ -211,3 +211,15 @@ def test_bad_inputs_are_named(key, library_errors):
         gd_residuals(jnp.eye(3), jnp.ones(3, jnp.int32), 0.1, 3)
     with pytest.raises(TypeError, match="`ntk` must be a real floating-point"):
         ntk_eigh(jnp.eye(3, dtype=jnp.int32))
+
+
+def test_python_float_parameters_and_a_negative_rate_array(x64, library_errors):
+    """Python-float parameters give the same kernel as 0-d arrays; a concrete negative rate is
+    refused whether a Python number or an array."""
+    f = lambda p, x: p["w"] * x + p["b"]  # noqa: E731
+    x = jnp.linspace(-1.0, 1.0, 4)
+    as_arrays = {"w": jnp.asarray(1.0), "b": jnp.asarray(0.5)}
+    assert_close(empirical_ntk(f, {"w": 1.0, "b": 0.5}, x), empirical_ntk(f, as_arrays, x))
+    for rate in (-0.1, jnp.asarray(-0.1), jnp.asarray(0.0)):
+        with pytest.raises(ValueError, match=r"`learning_rate` must be > 0"):
+            gd_residuals(jnp.eye(3), jnp.ones(3), rate, 3)

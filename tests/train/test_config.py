@@ -112,3 +112,13 @@ def test_unknown_config_and_variant(library_errors):
 
         validate_config({"name": "x"})  # type: ignore[arg-type]
     assert isinstance(load_config(TOY, variant="smoke"), Config)
+
+
+def test_no_configs_folder_says_where_configs_live(tmp_path, monkeypatch, library_errors):
+    """A built (non-editable) install has no configs/ beside the package: the error says so."""
+    import spectrax.train._config as config_module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(config_module, "__file__", str(tmp_path / "site" / "spectrax" / "x.py"))
+    with pytest.raises(ConfigError, match=r"available: none\. .*pip install -e \."):
+        load_config("burgers_fno")
