@@ -66,9 +66,10 @@ def _safe_sqrt(v: Array) -> Array:
     """``sqrt(v)`` for ``v >= 0`` with the zero subgradient at ``v = 0``.
 
     ``d sqrt(v)/dv`` is infinite at 0 and the chain rule turns it into NaN (``inf * 0``); the
-    inner ``where`` keeps the evaluated root away from 0, the outer one returns 0 there.
+    inner ``where`` keeps the evaluated root away from 0, the outer one returns 0 there. A NaN
+    ``v`` stays NaN (``!= 0``, not ``> 0``: a diverged prediction must not score 0).
     """
-    pos = v > 0
+    pos = v != 0
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
 
 
@@ -81,7 +82,7 @@ def _lp_norm(x: Array, p: float, axes: tuple[int, ...]) -> Array:
     """
     a = jnp.abs(x)
     m = jnp.max(a, axis=axes, keepdims=True)
-    pos = m > 0
+    pos = m != 0  # a NaN max (a NaN in x) propagates instead of reading as a zero norm
     if math.isinf(p):
         norm = jnp.where(pos, m, 0.0)
     else:

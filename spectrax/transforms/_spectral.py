@@ -324,6 +324,7 @@ def sobolev_norm(
     sq = volume * jnp.sum(lift_rank(weight, c.ndim) * (c.real**2 + c.imag**2), axis=axes)
     if squared:
         return sq
-    # sqrt with the zero subgradient at u = 0 (the plain sqrt's gradient is NaN there).
-    pos = sq > 0
+    # sqrt with the zero subgradient at u = 0 (the plain sqrt's gradient is NaN there); a NaN
+    # stays NaN (`!= 0`, not `> 0`).
+    pos = sq != 0
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)

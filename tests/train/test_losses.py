@@ -224,6 +224,17 @@ def test_gradient_at_zero_error_is_zero_and_elsewhere_unchanged(name, loss, plai
 
 
 @pytest.mark.parametrize("name,loss,plain", _CASES, ids=[c[0] for c in _CASES])
+def test_a_nan_prediction_is_not_a_zero_loss(name, loss, plain):
+    """A NaN (or inf) in one example's prediction makes that example's loss non-finite, never 0
+    (the zero-subgradient guards test `!= 0`, so NaN passes through them)."""
+    t = jnp.ones((2, 1, 8))
+    for bad in (jnp.nan, jnp.inf):
+        per = jax.vmap(lambda p, tt: loss(p[None], tt[None]))(t.at[0, 0, 3].set(bad), t)
+        assert not bool(jnp.isfinite(per[0])), (name, bad)
+        assert float(per[1]) == 0.0, name
+
+
+@pytest.mark.parametrize("name,loss,plain", _CASES, ids=[c[0] for c in _CASES])
 def test_gradient_finite_with_one_exact_example_float32(name, loss, plain, key):
     t = jax.random.normal(key, (2, 1, 16))
     for pred in (t, t.at[1].add(0.1)):

@@ -330,3 +330,10 @@ def test_grid_and_length_errors(library_errors):
         pad_modes(t, (16, 16), in_shape=(8, 6))
     with pytest.raises(ValueError, match=r"`in_shape\[0\]` must be an integer >= 1; got 0"):
         pad_modes(t, (16, 16), in_shape=(0, 8))
+
+
+def test_sobolev_norm_of_a_nan_field_is_nan():
+    """The zero-subgradient guard does not turn a NaN field's norm into 0."""
+    u = jnp.asarray([[1.0, jnp.nan, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
+    norm = sobolev_norm(u, 1.0)
+    assert bool(jnp.isnan(norm[0])) and float(norm[1]) == 0.0
