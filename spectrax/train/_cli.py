@@ -79,7 +79,14 @@ def _run_train(args: argparse.Namespace) -> int:
     from spectrax.train._checkpoint import CheckpointError
     from spectrax.train._config import ConfigError, load_config, resolve_config_path
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # force: importing orbax already gave the root logger absl's WARNING-level handler, which
+    # would swallow the INFO lines (a resume is announced at INFO); orbax's and JAX's INFO
+    # chatter stays off.
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
+    for noisy in ("absl", "jax"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         name, overrides = _split_config_arg(args)
         if args.no_progress:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import re
 import sys
 import types
 import typing
@@ -269,6 +270,15 @@ def validate_config(config: Config) -> Config:
         raise ConfigError(
             "`task` must be a frozen dataclass with a build() method; "
             f"got {type(config.task).__name__}."
+        )
+
+    # the run directory is runs/<name>-<time>: a name is one path component
+    if not isinstance(config.name, str) or not re.fullmatch(
+        r"[A-Za-z0-9][A-Za-z0-9_.-]*", config.name
+    ):
+        raise ConfigError(
+            f"`name` must be letters, digits, '_', '.' or '-' (not starting with '.', '_' or "
+            f"'-'; it names the run directory); got {config.name!r}."
         )
 
     def walk(obj: Any, prefix: str) -> None:

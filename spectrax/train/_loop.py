@@ -234,6 +234,8 @@ def train(
         start = int(meta["step"])
         logger.info("resumed %s at step %d", workdir, start)
     elif primary:
+        if resume:
+            logger.warning("--resume: %s holds no checkpoint; starting at step 0", workdir)
         try:
             _set_aside_metrics(workdir, resume)
         except CheckpointError:

@@ -122,3 +122,10 @@ def test_no_configs_folder_says_where_configs_live(tmp_path, monkeypatch, librar
     monkeypatch.setattr(config_module, "__file__", str(tmp_path / "site" / "spectrax" / "x.py"))
     with pytest.raises(ConfigError, match=r"available: none\. .*pip install -e \."):
         load_config("burgers_fno")
+
+
+@pytest.mark.parametrize("bad", ["../escaped", "a/b", "", ".hidden", "with space"])
+def test_name_is_one_path_component(bad, library_errors):
+    with pytest.raises(ConfigError, match=r"`name` must be letters"):
+        load_config(TOY, [f"name={bad}"])
+    assert load_config(TOY, ["name=my_run-2.b"]).name == "my_run-2.b"
