@@ -16,6 +16,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_float_dtype,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -233,6 +234,7 @@ class TransformOnce(eqx.Module):
         width = check_positive_int("width", width)
         num_layers = check_positive_int("num_layers", num_layers, minimum=0)
         self.modes = check_modes(modes, d)
+        check_float_dtype("dtype", dtype)  # complex weights are stored as real pairs
         self.activation = get_activation(activation)
         kept = kept_shape(self.modes)
         m = int(np.prod(kept))

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_float_dtype,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -120,8 +122,17 @@ class AFNOMixer(eqx.Module):
                 "channel mixing)."
             )
         self.modes = check_modes(modes, self.num_spatial_dims)
-        if sparsity_threshold < 0:
-            raise ValueError(f"`sparsity_threshold` must be >= 0; got {sparsity_threshold}.")
+        if isinstance(sparsity_threshold, bool) or not isinstance(
+            sparsity_threshold, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(
+                f"`sparsity_threshold` must be a real number; got {sparsity_threshold!r}."
+            )
+        if not (sparsity_threshold >= 0 and math.isfinite(sparsity_threshold)):
+            raise ValueError(
+                f"`sparsity_threshold` must be a finite number >= 0; got {sparsity_threshold}."
+            )
+        check_float_dtype("dtype", dtype)
         self.sparsity_threshold = float(sparsity_threshold)
         bs = channels // num_blocks
         bh = max(1, int(math.ceil(check_positive_float("hidden_factor", hidden_factor) * bs)))

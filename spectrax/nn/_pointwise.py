@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_int, module_compute_dtype
+from spectrax._checks import check_float_dtype, check_positive_int, module_compute_dtype
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "gelu": jax.nn.gelu,
@@ -82,6 +82,7 @@ class PointwiseLinear(eqx.Module):
     ):
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
+        check_float_dtype("dtype", dtype)
         wkey, bkey = jax.random.split(key)
         lim = 1.0 / math.sqrt(in_channels)
         self.weight = jax.random.uniform(wkey, (out_channels, in_channels), dtype, -lim, lim)

@@ -18,6 +18,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from spectrax._checks import (
     check_choice,
+    check_float_dtype,
     check_grid_shape,
     check_positive_int,
     check_real_float,
@@ -366,6 +367,7 @@ class SpectralConv(eqx.Module):
         self.modes = check_modes(modes, self.num_spatial_dims)
         check_choice("factorization", factorization, tuple(_FACTORIZATIONS))
         check_choice("impl", impl, IMPLS)
+        check_float_dtype("dtype", dtype)  # complex weights are stored as real pairs
         self.impl = impl
         shape = (self.out_channels, self.in_channels, *kept_shape(self.modes))
         std = 1.0 / math.sqrt(self.in_channels)

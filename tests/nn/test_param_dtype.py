@@ -5,15 +5,19 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from spectrax.models import AFNO, FNO, TransformOnce
 from spectrax.nn import (
     S4,
     S4D,
     S5,
+    AFNOMixer,
     FourierFeatures,
     HyenaFilter,
     HyenaOperator,
+    PointwiseLinear,
     SineLayer,
     Siren,
+    SpectralConv,
     SphericalConv,
 )
 from spectrax.ssm import init_log_dt
@@ -29,6 +33,11 @@ BUILDERS = {
     "S4D": lambda dtype, key: S4D(2, 4, dtype=dtype, key=key),
     "S4": lambda dtype, key: S4(2, 4, dtype=dtype, key=key),
     "S5": lambda dtype, key: S5(2, 4, dtype=dtype, key=key),
+    "SpectralConv": lambda dtype, key: SpectralConv(1, 2, 2, 3, dtype=dtype, key=key),
+    "PointwiseLinear": lambda dtype, key: PointwiseLinear(2, 3, dtype=dtype, key=key),
+    "FNO": lambda dtype, key: FNO(1, 1, 1, 4, 3, 1, dtype=dtype, key=key),
+    "TransformOnce": lambda dtype, key: TransformOnce(1, 1, 1, 4, 3, 1, dtype=dtype, key=key),
+    "AFNOMixer": lambda dtype, key: AFNOMixer(1, 4, 3, num_blocks=2, dtype=dtype, key=key),
 }
 
 
@@ -44,3 +53,11 @@ def test_float_parameter_dtypes_are_accepted(name):
     out = BUILDERS[name](jnp.bfloat16, jax.random.key(0))
     floats = [x for x in jax.tree.leaves(out) if jnp.issubdtype(x.dtype, jnp.floating)]
     assert floats and all(x.dtype == jnp.bfloat16 for x in floats)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.1, "0.1", True])
+def test_afno_sparsity_threshold_is_checked(bad, library_errors):
+    with pytest.raises((TypeError, ValueError), match=r"`sparsity_threshold` must be"):
+        AFNOMixer(1, 4, 3, num_blocks=2, sparsity_threshold=bad, key=jax.random.key(0))
+    with pytest.raises((TypeError, ValueError), match=r"`sparsity_threshold` must be"):
+        AFNO(1, 1, 1, 4, 3, num_blocks=2, sparsity_threshold=bad, key=jax.random.key(0))
