@@ -125,7 +125,7 @@ class Config:
 
     name: str
     task: Any
-    seed: int = _f(0, min=0)
+    seed: int = _f(0, min=0, max=2**63 - 1)  # jax.random.key takes a C long
     max_test_error: float | None = _f(None, min=0.0, min_open=True)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)

@@ -259,6 +259,11 @@ def test_errors_name_the_argument(key, library_errors):
         spectrax.fft_conv(jnp.ones((20,), jnp.float32), fft_conv_filter(k, 16))
     with pytest.raises(ValueError, match=r"built with causal=True; got causal=False"):
         spectrax.fft_conv(u, fft_conv_filter(k, 16), causal=False)
+    # a truthy string would silently mean causal=True
+    with pytest.raises(TypeError, match=r"`causal` must be a bool; got 'no'"):
+        spectrax.fft_conv(u, k, causal="no")
+    with pytest.raises(ValueError, match=r"`k` is longer than `length`: K=30 > L=16"):
+        fft_conv_filter(jnp.ones((30,), jnp.float32), 16)
 
 
 def test_gates_must_broadcast_with_the_output(key, library_errors):

@@ -129,3 +129,9 @@ def test_name_is_one_path_component(bad, library_errors):
     with pytest.raises(ConfigError, match=r"`name` must be letters"):
         load_config(TOY, [f"name={bad}"])
     assert load_config(TOY, ["name=my_run-2.b"]).name == "my_run-2.b"
+
+
+def test_seed_fits_a_prng_key(library_errors):
+    with pytest.raises(ConfigError, match=r"`seed`"):
+        load_config(TOY, [f"seed={2**63}"])
+    assert load_config(TOY, [f"seed={2**63 - 1}"]).seed == 2**63 - 1

@@ -163,7 +163,7 @@ def _unsupported_reason(u, k, causal: bool, family: str) -> str | None:
         what = (
             f"1 <= L <= {LONG_MAX_LENGTH}"
             if causal
-            else ("L a power of two >= 16" if family == "gpu" else "L a multiple of 128")
+            else ("L a power of two >= 256" if family == "gpu" else "L a multiple of 128")
             + f" up to {ker.inner_size}, or L = "
             f"P * {ker.inner_size} with P a power of two up to L = {LONG_MAX_LENGTH}, for "
             "causal=False"

@@ -62,19 +62,21 @@ def fft_conv_filter(
     if k.ndim < 1:
         raise ValueError(f"`k` must have shape (..., K); got a scalar of shape {k.shape}.")
     length = check_positive_int("length", length)
-    _check_lengths(length, k.shape[-1], causal)
+    _check_lengths(length, k.shape[-1], causal, "length")
     n = conv_fft_size(length, k.shape[-1], causal=causal)
     real = compute_dtype(k.dtype)
     k_f = jnp.fft.rfft(k.astype(real), n=n)
     return SpectralFilter(k_f=k_f, length=length, kernel_size=int(k.shape[-1]), causal=causal)
 
 
-def _check_lengths(length: int, ksize: int, causal: bool) -> None:
+def _check_lengths(length: int, ksize: int, causal: bool, long_name: str = "u") -> None:
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"`causal` must be a bool; got {causal!r}.")
     if length < 1 or ksize < 1:
         raise ValueError(f"`u` and `k` need a non-empty last axis; got L={length}, K={ksize}.")
     if causal and ksize > length:
         raise ValueError(
-            f"`k` is longer than `u`: K={ksize} > L={length}; expected K <= L "
+            f"`k` is longer than `{long_name}`: K={ksize} > L={length}; expected K <= L "
             "(truncate the filter to the sequence length)."
         )
     if not causal and ksize != length:
@@ -324,9 +326,12 @@ def fft_conv(
 
     The backward pass is itself FFT correlations (``du = corr(g, k)``, ``dk = corr(g, u)``
     summed over broadcast dimensions) through a ``jax.custom_vjp``; no autodiff through rfft.
-    Reverse mode only: ``jax.grad``, ``jax.vjp``, ``jax.jacrev`` and ``jax.hessian`` (forward
-    over reverse) work; ``jax.jvp`` and ``jax.jacfwd`` of this function raise, as for any
-    ``custom_vjp`` (use :func:`fft_conv_reference` for forward mode).
+    Reverse mode only: ``jax.grad``, ``jax.vjp`` and ``jax.jacrev`` work on every path;
+    ``jax.jvp`` and ``jax.jacfwd`` of this function raise, as for any ``custom_vjp`` (use
+    :func:`fft_conv_reference` for forward mode). Second derivatives (``jax.hessian``,
+    grad of grad) work on the XLA path only: the Pallas kernels (``impl="pallas"``, and
+    ``"auto"`` on a GPU/TPU) compute the backward with the kernels again, which JAX cannot
+    differentiate, so take ``impl="xla"`` for those.
 
     Args:
         u: real input ``(..., L)``: float32, bfloat16, float16, or float64 (with x64 on).
