@@ -100,7 +100,8 @@ def _run_train(args: argparse.Namespace) -> int:
         }
         from spectrax.train._loop import train
 
-        result = train(config, workdir=args.workdir, resume=args.resume, source=source)
+        # an empty --workdir (e.g. an unset "$WD") means the default, not the current folder
+        result = train(config, workdir=args.workdir or None, resume=args.resume, source=source)
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

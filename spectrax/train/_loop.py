@@ -16,6 +16,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import numpy as np
 
 from spectrax.train._checkpoint import Checkpointer, CheckpointError
 from spectrax.train._config import Config, ConfigError, config_to_dict, validate_config
@@ -146,9 +147,26 @@ def _stop_on_signals():
             signal.signal(s, h)
 
 
+@contextlib.contextmanager
+def _task_values_checked():
+    """Re-raise a ValueError or TypeError from building or tracing the task as a ConfigError
+    that points at the ``task.*`` values."""
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        raise ConfigError(
+            f"the `task.*` values do not fit together: {e} (check the overrides of `task.*`)"
+        ) from e
+
+
 def _setup(config: Config, devices: list | None):
     mesh = make_mesh(config, devices)
-    task = config.task.build()
+    # Task values that are each in range but do not fit together (more modes than the grid
+    # holds, a lag longer than the sequence) surface when the task is built or the model first
+    # sees a batch: both happen here, before the run directory is touched, and are reported as
+    # config errors (exit 2), not crashes.
+    with _task_values_checked():
+        task = config.task.build()
     if config.loop.batch_size > task.num_train():
         raise ConfigError(
             f"`loop.batch_size` ({config.loop.batch_size}) exceeds the task's "
@@ -156,7 +174,10 @@ def _setup(config: Config, devices: list | None):
         )
     key = jax.random.key(config.seed)
     model_key, run_key = jax.random.split(key)
-    model = task.init_model(model_key)
+    with _task_values_checked():
+        model = task.init_model(model_key)
+        batch = task.get_batch(np.arange(config.loop.batch_size))
+        eqx.filter_eval_shape(task.loss, model, batch)  # traced only: shapes, no compute
     params = eqx.filter(model, eqx.is_inexact_array)
     optimizer = make_optimizer(config, param_labels(params, task))
     opt_state = init_opt_state(optimizer, model)

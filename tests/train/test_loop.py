@@ -12,6 +12,7 @@ from jax.sharding import PartitionSpec
 import spectrax.train._loop as loop_module
 from spectrax.train import (
     Checkpointer,
+    ConfigError,
     apply_overrides,
     batch_indices,
     config_to_dict,
@@ -199,3 +200,12 @@ def test_tensorboard_events_when_a_writer_library_exists(tmp_path, monkeypatch):
     MetricWriter(tmp_path, tensorboard=True, resume_step=2).close()
     assert calls[0] == ("init", str(tmp_path / "tensorboard"), 3)
     assert read_metrics(tmp_path) == []
+
+
+def test_task_values_that_do_not_fit_are_a_config_error_before_any_file(tmp_path):
+    """More modes than the grid holds: each value is in range, the pair is not. Reported as a
+    ConfigError (CLI exit 2) from the setup's traced check, before the run directory exists."""
+    config = load_config("burgers_fno", ["task.modes=100"], variant="smoke")
+    with pytest.raises(ConfigError, match=r"`task\.\*` values do not fit together: `modes\[0\]`"):
+        train(config, workdir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
