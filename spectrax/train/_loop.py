@@ -187,6 +187,20 @@ def _setup(config: Config, devices: list | None):
     return mesh, task, model, optimizer, opt_state, rng
 
 
+def _refuse_held_checkpoints_early(workdir: Path) -> None:
+    """The fresh-run refusal below, from the folder names alone, before the data are built
+    (minutes for some tasks); the check after setup, through Orbax, stays the authority."""
+    ckpts = workdir / "checkpoints"
+    steps = (
+        sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) if ckpts.is_dir() else []
+    )
+    if steps:
+        raise CheckpointError(
+            f"{workdir} already holds checkpoints (latest step {steps[-1]}); pass "
+            "--resume to continue that run or choose another --workdir."
+        )
+
+
 def _checkpoint_state(model, opt_state, rng) -> dict[str, Any]:
     return {"model": eqx.filter(model, eqx.is_array), "opt_state": opt_state, "rng": rng}
 
@@ -232,6 +246,8 @@ def train(
             f"a run over {jax.process_count()} processes needs one run directory for all of "
             "them: pass --workdir (or set `output.workdir`)."
         )
+    if workdir is not None and not resume:
+        _refuse_held_checkpoints_early(Path(workdir))
     mesh, task, model, optimizer, opt_state, rng = _setup(config, devices)
     if workdir is None:
         workdir = (latest_workdir(config) if resume else None) or _new_workdir(config)

@@ -49,9 +49,18 @@ def test_other_config_is_refused_naming_the_keys(toy_run, tmp_path):
         evaluate_run(other, wd)
 
 
-def test_existing_run_needs_resume(toy_run, tmp_path):
+def test_existing_run_needs_resume(toy_run, tmp_path, monkeypatch):
     config, wd = _copy_run(toy_run, tmp_path)
     with pytest.raises(CheckpointError, match="already holds checkpoints.*--resume"):
+        train(config, workdir=wd)
+    # refused before the task (its data) is built
+    import spectrax.train._loop as loop_module
+
+    def no_setup(*args, **kwargs):
+        raise AssertionError("the task was built before the refusal")
+
+    monkeypatch.setattr(loop_module, "_setup", no_setup)
+    with pytest.raises(CheckpointError, match="already holds checkpoints"):
         train(config, workdir=wd)
 
 
