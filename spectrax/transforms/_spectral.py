@@ -3,6 +3,7 @@ wavenumbers, spectral derivatives and Sobolev norms via Parseval."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from spectrax._checks import check_grid_shape, check_real_float, lift_rank
+from spectrax._checks import check_grid_shape, check_positive_int, check_real_float, lift_rank
 
 
 def _as_tuple(name: str, value, ndim: int) -> tuple:
@@ -59,6 +60,8 @@ def truncate_modes(
     Returns:
         Shape ``(*batch, 2 m_1, ..., 2 m_{d-1}, m_d)``.
     """
+    if isinstance(modes, (int, np.integer)):
+        raise TypeError(f"`modes` must be one int per spatial axis, e.g. ({modes},); got {modes}.")
     d = len(modes)
     if x_hat.ndim < d:
         raise ValueError(f"`x_hat` has {x_hat.ndim} axes, fewer than len(modes)={d}.")
@@ -235,6 +238,10 @@ def spectral_derivative(
     check_real_float("u", u)
     if isinstance(orders, (int, np.integer)):
         orders = (int(orders),)
+    if isinstance(orders, (float, np.floating)) or any(
+        isinstance(o, bool) or not isinstance(o, (int, np.integer)) for o in orders
+    ):
+        raise TypeError(f"`orders` must be non-negative integers; got {orders!r}.")
     orders = tuple(int(o) for o in orders)
     if any(o < 0 for o in orders):
         raise ValueError(f"`orders` must be non-negative integers; got {orders}.")
@@ -293,8 +300,13 @@ def sobolev_norm(
         One value per leading index, dtype float32 (float64 for float64 input).
     """
     check_real_float("u", u)
-    d = int(num_spatial_dims)
-    if d < 1 or u.ndim < d:
+    # a Python or NumPy number is checked here; a JAX scalar (possibly traced, e.g. d/ds) passes
+    if isinstance(s, (bool, str)) or s is None:
+        raise TypeError(f"`s` must be a real number; got {s!r}.")
+    if isinstance(s, (int, float, np.number)) and not math.isfinite(s):
+        raise ValueError(f"`s` must be finite; got {s}.")
+    d = check_positive_int("num_spatial_dims", num_spatial_dims)
+    if u.ndim < d:
         raise ValueError(
             f"`num_spatial_dims`={num_spatial_dims} is invalid for `u` of shape {u.shape}."
         )

@@ -337,3 +337,20 @@ def test_sobolev_norm_of_a_nan_field_is_nan():
     u = jnp.asarray([[1.0, jnp.nan, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
     norm = sobolev_norm(u, 1.0)
     assert bool(jnp.isnan(norm[0])) and float(norm[1]) == 0.0
+
+
+def test_helpers_name_bad_arguments(library_errors):
+    u = jnp.ones((2, 8))
+    with pytest.raises(ValueError, match=r"`num_spatial_dims` must be an integer >= 1; got 1.9"):
+        sobolev_norm(u, 1.0, num_spatial_dims=1.9)
+    with pytest.raises(ValueError, match=r"`s` must be finite; got nan"):
+        sobolev_norm(u, float("nan"))
+    with pytest.raises(TypeError, match=r"`s` must be a real number; got 'a'"):
+        sobolev_norm(u, "a")
+    with pytest.raises(TypeError, match=r"`orders` must be non-negative integers; got 1.5"):
+        spectral_derivative(u, 1.5)
+    with pytest.raises(TypeError, match=r"`modes` must be one int per spatial axis"):
+        truncate_modes(jnp.fft.rfft(u), 3)
+    # a traced s still works (the derivative in the smoothness index)
+    ds = jax.grad(lambda s: jnp.sum(sobolev_norm(jnp.sin(jnp.arange(8.0)), s)))(1.0)
+    assert bool(jnp.isfinite(ds))
