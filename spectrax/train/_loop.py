@@ -16,7 +16,6 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import numpy as np
 
 from spectrax.train._checkpoint import Checkpointer, CheckpointError
 from spectrax.train._config import Config, ConfigError, config_to_dict, validate_config
@@ -162,9 +161,8 @@ def _task_values_checked():
 def _setup(config: Config, devices: list | None):
     mesh = make_mesh(config, devices)
     # Task values that are each in range but do not fit together (more modes than the grid
-    # holds, a lag longer than the sequence) surface when the task is built or the model first
-    # sees a batch: both happen here, before the run directory is touched, and are reported as
-    # config errors (exit 2), not crashes.
+    # holds, a lag longer than the sequence) that surface while the task is built are reported
+    # as config errors (exit 2), before the run directory is touched.
     with _task_values_checked():
         task = config.task.build()
     if config.loop.batch_size > task.num_train():
@@ -176,8 +174,6 @@ def _setup(config: Config, devices: list | None):
     model_key, run_key = jax.random.split(key)
     with _task_values_checked():
         model = task.init_model(model_key)
-        batch = task.get_batch(np.arange(config.loop.batch_size))
-        eqx.filter_eval_shape(task.loss, model, batch)  # traced only: shapes, no compute
     params = eqx.filter(model, eqx.is_inexact_array)
     optimizer = make_optimizer(config, param_labels(params, task))
     opt_state = init_opt_state(optimizer, model)

@@ -203,9 +203,9 @@ def test_tensorboard_events_when_a_writer_library_exists(tmp_path, monkeypatch):
 
 
 def test_task_values_that_do_not_fit_are_a_config_error_before_any_file(tmp_path):
-    """More modes than the grid holds: each value is in range, the pair is not. Reported as a
-    ConfigError (CLI exit 2) from the setup's traced check, before the run directory exists."""
-    config = load_config("burgers_fno", ["task.modes=100"], variant="smoke")
-    with pytest.raises(ConfigError, match=r"`task\.\*` values do not fit together: `modes\[0\]`"):
+    """A resolution the generator refuses: reported as a ConfigError (CLI exit 2) while the
+    task is built, before the run directory exists."""
+    config = load_config("burgers_fno", ["task.resolution=2"], variant="smoke")
+    with pytest.raises(ConfigError, match=r"`task\.\*` values do not fit together: `resolution`"):
         train(config, workdir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
