@@ -53,11 +53,11 @@ def _as_dt(dt) -> Array:
     return dt
 
 
-def _wider(dt_in, dt: Array, like: Array) -> bool:
-    """Whether the step ``dt_in`` (``dt`` as an array) is a float array wider than ``like``'s
-    real type (a Python number takes the other's precision)."""
+def _wider(dt_in, dt: Array, real_dtype) -> bool:
+    """Whether the step ``dt_in`` (``dt`` as an array) is a float array wider than
+    ``real_dtype`` (a Python number takes the other inputs' precision)."""
     return not isinstance(dt_in, (int, float)) and (
-        jnp.finfo(dt.dtype).bits > jnp.finfo(like.real.dtype).bits
+        jnp.finfo(dt.dtype).bits > jnp.finfo(real_dtype).bits
     )
 
 
@@ -99,7 +99,9 @@ def discretize_diagonal(
             f"`dt` and `Lambda` must have the same rank (explicit broadcasting); got "
             f"dt.shape={dt.shape}, Lambda.shape={lam.shape}. Reshape dt, e.g. dt[:, None]."
         )
-    if _wider(dt_in, dt, lam):  # a float64 dt array is not narrowed to a complex64 Lambda
+    if _wider(
+        dt_in, dt, lam.real.dtype
+    ):  # a float64 dt array is not narrowed to a complex64 Lambda
         lam = lam.astype(complex_dtype(dt.dtype))
     return _DIAG[method](lam, dt.astype(lam.dtype))
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Inexact
 
 from spectrax._checks import check_positive_int, complex_dtype, result_dtype
-from spectrax.ssm._discretize import _as_dt
+from spectrax.ssm._discretize import _as_dt, _wider
 
 
 def vandermonde_kernel(
@@ -133,7 +133,7 @@ def dplr_kernel(
     # One complex dtype for all (a real Lambda, or a real P, B or C, is promoted; nothing
     # complex is cast to real): complex128 if any input, dt included, is 64-bit, else complex64.
     wide = any(jnp.dtype(x.dtype) in (jnp.float64, jnp.complex128) for x in (Lambda, P, B, C))
-    wide = wide or (not isinstance(dt_in, (int, float)) and dt.dtype == jnp.float64)
+    wide = wide or _wider(dt_in, dt, jnp.float32)
     cdt = complex_dtype(jnp.float64 if wide else jnp.float32)
     lam, p, b = Lambda.astype(cdt), P.astype(cdt), B.astype(cdt)
     c = C.astype(cdt)

@@ -148,21 +148,21 @@ def _stop_on_signals():
 
 @contextlib.contextmanager
 def _task_values_checked():
-    """Re-raise a ValueError or TypeError from building or tracing the task as a ConfigError
+    """Re-raise a ValueError or TypeError from building the task or its model as a ConfigError
     that points at the ``task.*`` values."""
     try:
         yield
     except (ValueError, TypeError) as e:
         raise ConfigError(
-            f"the `task.*` values do not fit together: {e} (check the overrides of `task.*`)"
+            f"the task refused its `task.*` values: {e} (check the overrides of `task.*`)"
         ) from e
 
 
 def _setup(config: Config, devices: list | None):
     mesh = make_mesh(config, devices)
-    # Task values that are each in range but do not fit together (more modes than the grid
-    # holds, a lag longer than the sequence) that surface while the task is built are reported
-    # as config errors (exit 2), before the run directory is touched.
+    # Task values each in range that the builder refuses (a lag longer than the sequence, a
+    # resolution the generator cannot take) are config errors (exit 2), raised before the run
+    # directory is touched. (More modes than the grid holds still surfaces at the first step.)
     with _task_values_checked():
         task = config.task.build()
     if config.loop.batch_size > task.num_train():
@@ -187,14 +187,16 @@ def _refuse_held_checkpoints_early(workdir: Path) -> None:
     """The fresh-run refusal below, from the folder names alone, before the data are built
     (minutes for some tasks); the check after setup, through Orbax, stays the authority."""
     ckpts = workdir / "checkpoints"
-    steps = (
-        sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) if ckpts.is_dir() else []
-    )
+    steps = [int(p.name) for p in ckpts.iterdir() if p.name.isdigit()] if ckpts.is_dir() else []
     if steps:
-        raise CheckpointError(
-            f"{workdir} already holds checkpoints (latest step {steps[-1]}); pass "
-            "--resume to continue that run or choose another --workdir."
-        )
+        raise _held_checkpoints_error(workdir, max(steps))
+
+
+def _held_checkpoints_error(workdir: Path, latest: int) -> CheckpointError:
+    return CheckpointError(
+        f"{workdir} already holds checkpoints (latest step {latest}); pass "
+        "--resume to continue that run or choose another --workdir."
+    )
 
 
 def _checkpoint_state(model, opt_state, rng) -> dict[str, Any]:
@@ -256,10 +258,7 @@ def train(
     if ckpt.latest_step() is not None:
         if not resume:
             ckpt.close()
-            raise CheckpointError(
-                f"{workdir} already holds checkpoints (latest step {ckpt.latest_step()}); pass "
-                "--resume to continue that run or choose another --workdir."
-            )
+            raise _held_checkpoints_error(workdir, ckpt.latest_step())
         restored, meta = ckpt.restore(_checkpoint_state(model, opt_state, rng))
         static = eqx.filter(model, eqx.is_array, inverse=True)
         model = eqx.combine(restored["model"], static)

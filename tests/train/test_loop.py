@@ -202,10 +202,10 @@ def test_tensorboard_events_when_a_writer_library_exists(tmp_path, monkeypatch):
     assert read_metrics(tmp_path) == []
 
 
-def test_task_values_that_do_not_fit_are_a_config_error_before_any_file(tmp_path):
+def test_task_values_the_builder_refuses_are_a_config_error_before_any_file(tmp_path):
     """A resolution the generator refuses: reported as a ConfigError (CLI exit 2) while the
     task is built, before the run directory exists."""
     config = load_config("burgers_fno", ["task.resolution=2"], variant="smoke")
-    with pytest.raises(ConfigError, match=r"`task\.\*` values do not fit together: `resolution`"):
+    with pytest.raises(ConfigError, match=r"the task refused its `task\.\*` values: `resolution`"):
         train(config, workdir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
