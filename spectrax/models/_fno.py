@@ -22,6 +22,7 @@ from spectrax._checks import (
     module_compute_dtype,
 )
 from spectrax.nn import ChannelMLP, PointwiseLinear, SpectralConv
+from spectrax.nn._factorized import RankLike
 from spectrax.nn._pointwise import get_activation
 from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
 
@@ -192,7 +193,7 @@ class FNO(eqx.Module):
         padding: float | Sequence[float] = 0.0,
         channel_mlp_expansion: float | None = None,
         factorization: str = "dense",
-        rank: float | int | Sequence[int] = 0.1,
+        rank: RankLike = 0.1,
         impl: str = "auto",
         dtype=jnp.float32,
         key: PRNGKeyArray,

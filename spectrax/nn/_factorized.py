@@ -27,6 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
+RankLike = float | int | np.number | Sequence | np.ndarray  # sequence entries checked at run time
+"""A factorised weight's ``rank``: an int, a float fraction in (0, 1], Tucker ranks per axis,
+or NumPy scalars / arrays of those."""
+
 
 def as_complex(pair: Float[Array, " 2 *rest"]) -> Complex[Array, "*rest"]:
     """``pair[0] + i pair[1]``: a complex array from its stacked real and imaginary parts
@@ -94,12 +98,14 @@ def tucker_num_params(shape: Sequence[int], ranks: Sequence[int]) -> int:
     return 2 * (int(np.prod(ranks)) + int(sum(n * r for n, r in zip(shape, ranks, strict=False))))
 
 
-def cp_rank(shape: Sequence[int], rank: float | int) -> int:
+def cp_rank(shape: Sequence[int], rank: RankLike) -> int:
     """CP rank from an int (used as is) or a fraction in (0, 1] of the dense parameter count.
 
     A fraction ``f`` gives the largest ``R >= 1`` with ``cp_num_params <= f * dense_num_params``
     (``R = 1`` when even that exceeds the budget).
     """
+    if isinstance(rank, np.ndarray) and rank.ndim == 0:
+        rank = rank.item()
     if isinstance(rank, (int, np.integer)) and not isinstance(rank, bool):
         if rank < 1:
             raise ValueError(f"`rank` must be a positive int or a fraction in (0, 1]; got {rank}.")
@@ -108,7 +114,7 @@ def cp_rank(shape: Sequence[int], rank: float | int) -> int:
     return max(1, int(math.floor(frac * np.prod(shape) / sum(shape))))
 
 
-def tucker_ranks(shape: Sequence[int], rank: float | int | Sequence[int]) -> tuple[int, ...]:
+def tucker_ranks(shape: Sequence[int], rank: RankLike) -> tuple[int, ...]:
     """Tucker ranks from explicit ranks (one per axis, or one int for all, clipped to the axis
     size) or a fraction ``f`` in (0, 1] of the dense parameter count.
 
@@ -117,20 +123,24 @@ def tucker_ranks(shape: Sequence[int], rank: float | int | Sequence[int]) -> tup
     in ``a``).
     """
     shape = tuple(int(n) for n in shape)
+    if isinstance(rank, np.ndarray):  # a NumPy array of ranks, or a 0-d one holding the rank
+        rank = rank.item() if rank.ndim == 0 else rank.tolist()
     if isinstance(rank, (int, np.integer)) and not isinstance(rank, bool):
         if rank < 1:
             raise ValueError(f"`rank` must be a positive int or a fraction in (0, 1]; got {rank}.")
         return tuple(min(int(rank), n) for n in shape)
-    if isinstance(rank, Sequence):
-        ranks = tuple(int(r) for r in rank)
-        if len(ranks) != len(shape) or any(
-            r < 1 or r > n for r, n in zip(ranks, shape, strict=False)
+    if isinstance(rank, Sequence) and not isinstance(rank, str):
+        ranks = tuple(rank)
+        if (
+            len(ranks) != len(shape)
+            or any(isinstance(r, bool) or not isinstance(r, (int, np.integer)) for r in ranks)
+            or any(r < 1 or r > n for r, n in zip(ranks, shape, strict=False))
         ):
             raise ValueError(
-                f"`rank` as a sequence needs one rank per axis of the weight {shape}, each in "
-                f"1..n; got {ranks}."
+                f"`rank` as a sequence needs one integer rank per axis of the weight {shape}, "
+                f"each in 1..n; got {ranks}."
             )
-        return ranks
+        return tuple(int(r) for r in ranks)
     frac = _check_fraction(rank)
     budget = frac * dense_num_params(shape)
 
@@ -195,7 +205,7 @@ class TuckerWeight(eqx.Module):
     def __init__(
         self,
         shape: Sequence[int],
-        rank: float | int | Sequence[int],
+        rank: RankLike,
         *,
         std: float,
         dtype=jnp.float32,
@@ -237,7 +247,7 @@ class CPWeight(eqx.Module):
     def __init__(
         self,
         shape: Sequence[int],
-        rank: float | int,
+        rank: RankLike,
         *,
         std: float,
         dtype=jnp.float32,

@@ -24,8 +24,9 @@ from spectrax._checks import (
     check_real_float,
     complex_dtype,
     compute_dtype,
+    widen_to_input,
 )
-from spectrax.nn._factorized import CPWeight, DenseWeight, TuckerWeight
+from spectrax.nn._factorized import CPWeight, DenseWeight, RankLike, TuckerWeight
 from spectrax.transforms import pad_modes, truncate_modes
 from spectrax.transforms._spectral import check_grid
 
@@ -356,7 +357,7 @@ class SpectralConv(eqx.Module):
         modes: int | Sequence[int],
         *,
         factorization: str = "dense",
-        rank: float | int | Sequence[int] = 0.1,
+        rank: RankLike = 0.1,
         impl: str = "auto",
         dtype=jnp.float32,
         key: PRNGKeyArray,
@@ -379,7 +380,10 @@ class SpectralConv(eqx.Module):
         """Apply to one field ``(C_in, *spatial)``; ``out_shape`` (default ``spatial``) is the
         output grid. Batch with ``jax.vmap``."""
         check_field("x", x, self.in_channels, self.num_spatial_dims)
-        return spectral_conv(x, self.weight.complex(), self.modes, out_shape, impl=self.impl)
+        # a float64 input widens the stored factors before the (Tucker/CP) reconstruction, so
+        # the dense weight is complex128, not a complex64 product widened afterwards
+        weight = widen_to_input(self.weight, x.dtype).complex()
+        return spectral_conv(x, weight, self.modes, out_shape, impl=self.impl)
 
     @property
     def num_params(self) -> int:

@@ -138,3 +138,32 @@ def test_rank_errors(key):
         SpectralConv(1, 4, 4, 6, factorization="tucker", rank=(2, 2), key=key)
     with pytest.raises(ValueError, match="rank"):
         SpectralConv(1, 4, 4, 6, factorization="cp", rank=0, key=key)
+
+
+@pytest.mark.parametrize("factorization", ["tucker", "cp"])
+def test_float64_input_reconstructs_weight_in_float64(x64, key, factorization):
+    # float32 factors, float64 input: the factors are widened before the reconstruction, so the
+    # output matches a conv whose factors were float64 all along to float64 precision (a
+    # complex64 reconstruction widened afterwards is off by ~1e-7).
+    conv = SpectralConv(2, 3, 3, (3, 4), factorization=factorization, rank=0.5, key=key)
+    wide = jax.tree.map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, conv)
+    x = jax.random.normal(key, (3, 10, 12), jnp.float64)
+    y = conv(x)
+    assert y.dtype == jnp.float64
+    assert_close(y, wide(x), jnp.float64)
+
+
+def test_rank_as_numpy_array(key):
+    shape = (4, 4, 6, 4)
+    assert tucker_ranks(shape, np.array([2, 2, 3, 2])) == (2, 2, 3, 2)
+    assert tucker_ranks(shape, np.int64(3)) == (3, 3, 3, 3)
+    assert cp_rank(shape, np.array(5)) == 5
+    conv = SpectralConv(1, 4, 4, 4, factorization="tucker", rank=np.array([2, 3, 4]), key=key)
+    assert conv(jnp.ones((4, 16))).shape == (4, 16)
+
+
+def test_tucker_rank_sequence_must_hold_integers(key):
+    with pytest.raises(ValueError, match="integer rank per axis"):
+        tucker_ranks((4, 4, 6), [2, 2.5, 3])
+    with pytest.raises(ValueError, match="integer rank per axis"):
+        tucker_ranks((4, 4, 6), [2, True, 3])
