@@ -151,6 +151,30 @@ def test_bad_chunks_raise():
             fft_conv_pallas(u, k, interpret=True, chunk=chunk)
     with pytest.raises(ValueError, match="causal"):
         fft_conv_pallas(u, u, causal=False, interpret=True, chunk=1024)
+    for chunk in (True, False, 1024.0, "1024"):  # chunk=False once meant "never"
+        with pytest.raises(
+            ValueError, match=r"`chunk` must be None \(auto\), 0 \(never\) or an int"
+        ):
+            pallas_plan(4096, 100, chunk=chunk)
+
+
+def test_numpy_scalars_for_chunk_and_bandwidth():
+    """A NumPy integer chunk and a NumPy float bandwidth give the plans of their Python values."""
+    assert pallas_plan(4096, 100, chunk=np.int64(1024)) == pallas_plan(4096, 100, chunk=1024)
+    assert pallas_plan(4096, 64, bandwidth=np.float32(0.5)) == pallas_plan(4096, 64, bandwidth=0.5)
+    assert pallas_plan(4096, 64, bandwidth=np.int64(1)) == pallas_plan(4096, 64, bandwidth=1.0)
+
+
+@pytest.mark.usefixtures("library_errors")
+def test_pallas_plan_names_bad_arguments():
+    with pytest.raises(ValueError, match=r"`backend` must be one of \['gpu', 'tpu'\]; got 'cuda'"):
+        pallas_plan(4096, 64, backend="cuda")
+    with pytest.raises(ValueError, match=r"`k` is longer than `length`: K=65 > L=64"):
+        pallas_plan(64, 65)
+    with pytest.raises(ValueError, match=r"causal=False.*K=8, L=64"):
+        pallas_plan(64, 8, causal=False)
+    with pytest.raises(ValueError, match=r"`length` must be an integer >= 1; got 64.0"):
+        pallas_plan(64.0, 8)
 
 
 # ---- frequency-sparse filters ------------------------------------------------------------
@@ -209,7 +233,7 @@ def test_frequency_sparse_gradients_equal_the_masked_xla_convolution():
 @pytest.mark.usefixtures("library_errors")
 def test_bad_bandwidths_raise():
     u, k = _arrays([(2, 4096), (2, 64)])
-    for bad in (0, 1.5, "low"):
+    for bad in (0, 1.5, "low", True, float("nan")):
         with pytest.raises(ValueError, match="`bandwidth`"):
             fft_conv_pallas(u, k, interpret=True, bandwidth=bad)
     with pytest.raises(ValueError, match="`chunk`"):

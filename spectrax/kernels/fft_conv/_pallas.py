@@ -33,7 +33,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from spectrax._checks import check_choice, check_positive_int
 from spectrax.kernels.fft_conv.gpu import (
     GPU_MAX_FFT,
     GpuBlockSizes,
@@ -50,7 +52,7 @@ from spectrax.kernels.fft_conv.monarch import (
     from_tiles,
     to_tiles,
 )
-from spectrax.kernels.fft_conv.ops import check_args
+from spectrax.kernels.fft_conv.ops import check_args, check_lengths
 from spectrax.kernels.fft_conv.outer import (
     INNER_SIZE,
     LONG_MAX_LENGTH,
@@ -391,8 +393,8 @@ def fft_conv_pallas(
     block_sizes: GpuBlockSizes | TpuBlockSizes | None = None,
     interpret: Any = None,
     precision: str | None = None,
-    bandwidth: float | int | None = None,
-    chunk: int | None = None,
+    bandwidth: float | int | np.number | None = None,
+    chunk: int | np.integer | None = None,
 ) -> jax.Array:
     """Gated FFT convolution on the Pallas kernels: ``post_gate * conv(pre_gate * u, k)``.
 
@@ -488,9 +490,21 @@ def fft_conv_pallas(
 
 def _select(length, ksize, causal, ker: _Kernels, bandwidth, chunk):
     """``(path, plan, chunk)``: path ``"two_level"``, ``"chunked"`` or ``"long"``."""
+    if chunk is not None:
+        # NumPy integers are ints here; a bool is not (chunk=False would mean "never")
+        if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer):
+            raise ValueError(
+                f"`chunk` must be None (auto), 0 (never) or an int chunk size; got {chunk!r}."
+            )
+        chunk = int(chunk)
     if bandwidth is not None:
-        if not (isinstance(bandwidth, int | float) and 0 < bandwidth <= 1):
+        if (
+            isinstance(bandwidth, bool)
+            or not isinstance(bandwidth, int | float | np.integer | np.floating)
+            or not 0 < bandwidth <= 1
+        ):
             raise ValueError(f"`bandwidth` must be a number in (0, 1]; got {bandwidth!r}.")
+        bandwidth = float(bandwidth)
         if chunk:
             raise ValueError(f"`bandwidth` cannot be combined with `chunk`; got chunk={chunk}.")
         chunk = 0
@@ -519,13 +533,17 @@ def pallas_plan(
     *,
     causal: bool = True,
     backend: str = "gpu",
-    bandwidth: float | int | None = None,
-    chunk: int | None = None,
+    bandwidth: float | int | np.number | None = None,
+    chunk: int | np.integer | None = None,
 ) -> MonarchPlan | OuterPlan:
     """The plan :func:`fft_conv_pallas` runs for these sizes (for inspection, e.g. the exact
     mask of a frequency-sparse filter: ``monarch.band_mask(pallas_plan(..., bandwidth=b))``).
     For the short-filter path it is the plan of one ``2 C`` frame."""
-    return _select(length, ksize, causal, KERNELS[backend], bandwidth, chunk)[1]
+    length = check_positive_int("length", length)
+    ksize = check_positive_int("ksize", ksize)
+    check_lengths(length, ksize, causal, "length")
+    check_choice("backend", backend, tuple(sorted(KERNELS)))
+    return _select(length, ksize, bool(causal), KERNELS[backend], bandwidth, chunk)[1]
 
 
 def _registered(u, k, *, causal=True, pre_gate=None, post_gate=None):

@@ -62,14 +62,14 @@ def fft_conv_filter(
     if k.ndim < 1:
         raise ValueError(f"`k` must have shape (..., K); got a scalar of shape {k.shape}.")
     length = check_positive_int("length", length)
-    _check_lengths(length, k.shape[-1], causal, "length")
+    check_lengths(length, k.shape[-1], causal, "length")
     n = conv_fft_size(length, k.shape[-1], causal=causal)
     real = compute_dtype(k.dtype)
     k_f = jnp.fft.rfft(k.astype(real), n=n)
     return SpectralFilter(k_f=k_f, length=length, kernel_size=int(k.shape[-1]), causal=causal)
 
 
-def _check_lengths(length: int, ksize: int, causal: bool, long_name: str = "u") -> None:
+def check_lengths(length: int, ksize: int, causal: bool, long_name: str = "u") -> None:
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError(f"`causal` must be a bool; got {causal!r}.")
     if length < 1 or ksize < 1:
@@ -123,7 +123,7 @@ def check_args(
         check_real_float("k", k)
         if k.ndim < 1:
             raise ValueError(f"`k` must have shape (..., K); got a scalar of shape {k.shape}.")
-        _check_lengths(length, k.shape[-1], causal)
+        check_lengths(length, k.shape[-1], causal)
         k_lead = tuple(k.shape[:-1])
     out_lead = broadcast_leading("u", u.shape[:-1], "k", k_lead)
     for name, gate in (("pre_gate", pre_gate), ("post_gate", post_gate)):
@@ -138,8 +138,9 @@ def check_args(
             raise ValueError(
                 f"leading dimensions of `{name}` {tuple(gate.shape[:-1])} do not broadcast "
                 f"against the output's {out_lead} (`u` {tuple(u.shape[:-1])} broadcast with "
-                f"`k` {k_lead}); expected a gate of shape (*lead, L={length}) with lead "
-                f"broadcastable to {out_lead}, e.g. ({length},)."
+                f"`k` {k_lead}); expected a gate of shape (*lead, L={length}) whose lead "
+                f"broadcasts with {out_lead} (NumPy rules, as in "
+                f"`post_gate * conv(pre_gate * u, k)`), e.g. ({length},)."
             ) from None
 
 
@@ -347,8 +348,10 @@ def fft_conv(
             2023, "Hyena Hierarchy"), fused into the Pallas kernel, elementwise under XLA.
 
     Returns:
-        ``(broadcast leading dims, L)`` in ``u``'s dtype. Half-precision inputs are computed in
-        float32 (XLA has no half-precision FFT) and rounded once at the end.
+        ``(lead, L)`` in ``u``'s dtype, ``lead`` the leading dims of ``u``, ``k`` and the
+        gates broadcast together (a gate with more leading dims enlarges the output).
+        Half-precision inputs are computed in float32 (XLA has no half-precision FFT) and
+        rounded once at the end.
     """
     # the built-in names, and any registered with register_impl
     check_choice("impl", impl, tuple(dict.fromkeys((*IMPLS, *_IMPLEMENTATIONS))))
