@@ -56,9 +56,11 @@ def _check_p(p) -> float:
 
 
 def _real(*xs) -> list[Array]:
-    """JAX arrays (NumPy input accepted) in the compute dtype: float64 if any input is, else
-    float32."""
-    dtype = jnp.float64 if any(x.dtype == jnp.float64 for x in xs) else jnp.float32
+    """JAX arrays (NumPy input accepted) in the compute dtype: float64 if any input is and x64
+    is on, else float32 (a NumPy float64 input with x64 off computes in float32, as JAX does
+    with it everywhere, without JAX's truncation warning)."""
+    wide = any(x.dtype == jnp.float64 for x in xs)
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64) if wide else jnp.dtype(jnp.float32)
     return [jnp.asarray(x, dtype) for x in xs]
 
 

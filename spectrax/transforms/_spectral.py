@@ -23,9 +23,21 @@ def _as_tuple(name: str, value, ndim: int) -> tuple:
     return value
 
 
+def _grid(name: str, value) -> tuple[int, ...]:
+    """A grid shape of any number of axes: positive ints (NumPy integers too), else a ValueError
+    naming ``name`` (a size of 64.5 was truncated to 64)."""
+    try:
+        shape = tuple(value)
+    except TypeError:
+        raise ValueError(f"`{name}` must be a sequence of ints; got {value!r}.") from None
+    if not shape:
+        raise ValueError(f"`{name}` must have at least one axis; got {shape}.")
+    return check_grid_shape(name, shape, len(shape))
+
+
 def _check_modes(modes: Sequence[int], spatial: Sequence[int]) -> tuple[int, ...]:
     """Validate kept modes against a spatial grid (FNO convention, see truncate_modes)."""
-    modes = tuple(int(m) for m in modes)
+    modes = tuple(check_positive_int(f"modes[{i}]", m) for i, m in enumerate(modes))
     spatial = tuple(int(s) for s in spatial)
     if len(modes) != len(spatial):
         raise ValueError(
@@ -118,7 +130,7 @@ def pad_modes(
     Returns:
         Shape ``(*batch, s_1, ..., s_{d-1}, s_d//2 + 1)``, dtype of ``x_trunc``.
     """
-    spatial_shape = tuple(int(s) for s in spatial_shape)
+    spatial_shape = _grid("spatial_shape", spatial_shape)
     d = len(spatial_shape)
     if x_trunc.ndim < d:
         raise ValueError(f"`x_trunc` has {x_trunc.ndim} axes, fewer than len(spatial_shape)={d}.")
@@ -197,12 +209,9 @@ def wavenumbers(
     shape ``(1, .., n_i, .., 1)`` (the last axis ``n_d//2+1``). Frequencies follow
     ``fftfreq``/``rfftfreq`` order.
     """
-    spatial_shape = tuple(int(s) for s in spatial_shape)
+    spatial_shape = _grid("spatial_shape", spatial_shape)
     d = len(spatial_shape)
     lengths = _as_tuple("lengths", lengths, d)
-    for i, n in enumerate(spatial_shape):
-        if n < 1:
-            raise ValueError(f"`spatial_shape[{i}]` must be an integer >= 1; got {n}.")
     ks = []
     for i, (n, ell) in enumerate(zip(spatial_shape, lengths, strict=False)):
         if not (np.isfinite(ell) and ell > 0):

@@ -303,6 +303,17 @@ def test_spectral_filter_of_the_wrong_size_is_refused(key, library_errors):
     bad = SpectralFilter(filt.k_f[..., :5], 16, 16, False)
     with pytest.raises(ValueError, match=r"k_f has shape \(2, 5\); expected \(\.\.\., 9\)"):
         spectrax.fft_conv(u, bad, causal=False)
+    # a hand-built filter longer than its sequence is refused when it is built
+    with pytest.raises(ValueError, match=r"`kernel_size`=20 does not fit `length`=16"):
+        SpectralFilter(filt.k_f, 16, 20, True)
+    with pytest.raises(ValueError, match=r"`kernel_size`=8 does not fit.*== length \(circular\)"):
+        SpectralFilter(filt.k_f, 16, 8, False)
+    with pytest.raises(ValueError, match=r"`kernel_size` must be an integer >= 1; got 0"):
+        SpectralFilter(filt.k_f, 16, 0, True)
+    with pytest.raises(TypeError, match=r"`causal` must be a bool; got 1"):
+        SpectralFilter(filt.k_f, 16, 16, 1)
+    # the filter is still a pytree that maps, vmaps and transforms
+    assert jax.tree.map(lambda a: a * 2, filt).length == 16
 
 
 def test_gated_half_precision_is_rounded_once(key):

@@ -3,6 +3,7 @@ reductions, gradients (also at zero error), errors."""
 
 import functools
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -281,3 +282,18 @@ def test_errors(library_errors):
         lp1(a, a, p="2")
     with pytest.raises(TypeError, match="floating"):
         lp1(a.astype(jnp.int32), a)
+
+
+@pytest.mark.parametrize("loss", [relative_lp_loss, h1_loss, sobolev_loss])
+def test_numpy_float64_without_x64_is_float32_without_warning(loss):
+    """NumPy float64 arrays (the default NumPy dtype) with x64 off compute in float32, like the
+    same values given as float32, and JAX's "will be truncated" warning is not raised."""
+    rng = np.random.default_rng(0)
+    pred, target = rng.normal(size=(2, 3, 16)), rng.normal(size=(2, 3, 16))
+    assert not jax.config.jax_enable_x64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = loss(pred, target, num_spatial_dims=1)
+    assert got.dtype == jnp.float32
+    want = loss(pred.astype(np.float32), target.astype(np.float32), num_spatial_dims=1)
+    assert_close(got, want, jnp.float32)

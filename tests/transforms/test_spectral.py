@@ -351,6 +351,19 @@ def test_helpers_name_bad_arguments(library_errors):
         spectral_derivative(u, 1.5)
     with pytest.raises(TypeError, match=r"`modes` must be one int per spatial axis"):
         truncate_modes(jnp.fft.rfft(u), 3)
+    # non-integer sizes and modes are named, not truncated (64.5 used to mean 64)
+    with pytest.raises(ValueError, match=r"`spatial_shape\[0\]` must be an integer >= 1; got 8.5"):
+        wavenumbers((8.5,))
+    t = jnp.zeros((4, 3), jnp.complex64)
+    with pytest.raises(ValueError, match=r"`spatial_shape\[1\]` must be an integer >= 1; got 16.5"):
+        pad_modes(t, (16, 16.5))
+    with pytest.raises(ValueError, match=r"`spatial_shape` must be a sequence of ints; got 16"):
+        pad_modes(t, 16)
+    with pytest.raises(ValueError, match=r"`modes\[0\]` must be an integer >= 1; got 2.5"):
+        truncate_modes(jnp.fft.rfft(u), (2.5,))
+    # NumPy integer sizes are sizes
+    assert pad_modes(t, np.array([16, 16])).shape == (16, 9)
+    assert wavenumbers(np.array([8]))[0].shape == (5,)
     # a traced s still works (the derivative in the smoothness index)
     ds = jax.grad(lambda s: jnp.sum(sobolev_norm(jnp.sin(jnp.arange(8.0)), s)))(1.0)
     assert bool(jnp.isfinite(ds))

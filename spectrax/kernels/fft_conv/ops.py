@@ -32,9 +32,11 @@ class SpectralFilter(eqx.Module):
     differentiated (``jax.grad`` w.r.t. ``k_f`` follows JAX's complex convention).
 
     Attributes:
-        k_f: ``rfft(k, n)``, shape ``(*kbatch, n//2 + 1)``, complex64 (complex128 under x64).
+        k_f: ``rfft(k, n)``, shape ``(*kbatch, n//2 + 1)``: complex128 for a float64 ``k``
+            (x64 on), else complex64 (half-precision filters are transformed in float32).
         length: the sequence length ``L`` the filter was built for.
-        kernel_size: the filter length ``K`` in the time domain.
+        kernel_size: the filter length ``K`` in the time domain (``K <= L``; ``K == L`` when
+            not causal).
         causal: linear (causal) or circular convolution.
     """
 
@@ -42,6 +44,19 @@ class SpectralFilter(eqx.Module):
     length: int = eqx.field(static=True)
     kernel_size: int = eqx.field(static=True)
     causal: bool = eqx.field(static=True)
+
+    def __check_init__(self):
+        # a hand-built filter gets the checks fft_conv_filter makes (K > L gave a wrong size)
+        check_positive_int("length", self.length)
+        check_positive_int("kernel_size", self.kernel_size)
+        if not isinstance(self.causal, (bool, np.bool_)):
+            raise TypeError(f"`causal` must be a bool; got {self.causal!r}.")
+        if self.kernel_size > self.length if self.causal else self.kernel_size != self.length:
+            raise ValueError(
+                f"SpectralFilter `kernel_size`={self.kernel_size} does not fit `length`="
+                f"{self.length} with causal={self.causal}; expected kernel_size "
+                + ("<= length." if self.causal else "== length (circular).")
+            )
 
     @property
     def fft_size(self) -> int:
