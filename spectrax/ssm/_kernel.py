@@ -8,6 +8,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Inexact
 
 from spectrax._checks import check_positive_int, complex_dtype, result_dtype
@@ -72,16 +73,31 @@ def vandermonde_kernel(
 
 
 def dense_kernel(
-    A_bar: Inexact[Array, "*batch N N"],
-    B_bar: Inexact[Array, "*batch N"],
-    C: Inexact[Array, "*batch N"],
+    A_bar: Inexact[Array, "*#batch N N"],
+    B_bar: Inexact[Array, "*#batch N"],
+    C: Inexact[Array, "*#batch N"],
     length: int,
 ) -> Inexact[Array, "*batch L"]:
     """``K[l] = C Ā^l B̄`` by repeated multiplication (``O(L N^2)``): the naive reference, and
-    the kernel of a dense system for which no structured algorithm applies (S4 with ZOH)."""
+    the kernel of a dense system for which no structured algorithm applies (S4 with ZOH).
+    The leading dims of ``A_bar``, ``B_bar`` and ``C`` broadcast together."""
     length = check_positive_int("length", length)
+    n = A_bar.shape[-1] if A_bar.ndim else 0
+    lead = None
+    if A_bar.ndim >= 2 and A_bar.shape[-2] == n and B_bar.ndim >= 1 and C.ndim >= 1:
+        if B_bar.shape[-1] == n and C.shape[-1] == n:
+            try:
+                lead = np.broadcast_shapes(A_bar.shape[:-2], B_bar.shape[:-1], C.shape[:-1])
+            except ValueError:
+                lead = None
+    if lead is None:
+        raise ValueError(
+            "expected A_bar (..., N, N), B_bar (..., N) and C (..., N) with broadcastable "
+            f"leading dims; got {A_bar.shape=}, {B_bar.shape=}, {C.shape=}."
+        )
     dtype = result_dtype(A_bar.dtype, B_bar.dtype, C.dtype)
-    a, b, c = A_bar.astype(dtype), B_bar.astype(dtype), C.astype(dtype)
+    a, c = A_bar.astype(dtype), C.astype(dtype)
+    b = jnp.broadcast_to(B_bar.astype(dtype), lead + (n,))  # the scan carry keeps one shape
 
     def step(x, _):
         return jnp.einsum("...ij,...j->...i", a, x), jnp.sum(c * x, axis=-1)
@@ -239,6 +255,15 @@ def _check_system(A, B, C):
     return A.astype(dtype), B.astype(dtype), C.astype(dtype)
 
 
+def _check_points(name: str, points) -> None:
+    if getattr(points, "ndim", None) != 1:
+        raise ValueError(
+            f"`{name}` must be a 1-d array of evaluation points (S,); got "
+            f"{getattr(points, 'shape', type(points).__name__)} (wrap one point as "
+            f"jnp.array([{name}]))."
+        )
+
+
 def _apply_c(C: Array, X: Array, B: Array, D) -> Array:
     y = jnp.einsum("on,snh->soh", C.reshape(-1, C.shape[-1]), X)
     squeeze = (1 if C.ndim == 1 else 0, 2 if B.ndim == 1 else 0)
@@ -277,6 +302,7 @@ def transfer_continuous(
         ``(S,)`` for a SISO system, else ``(S, H_out, H_in)`` (squeezing vector B/C axes).
     """
     a, b, c = _check_system(A, B, C)
+    _check_points("s", s)
     return _apply_c(c, _resolvent(a, b, s.astype(a.dtype)), B, D)
 
 
@@ -295,6 +321,7 @@ def transfer_discrete(
     ``C`` replaced by ``C (I - Ā^L)``). Shapes as :func:`transfer_continuous`.
     """
     a, b, c = _check_system(A_bar, B_bar, C)
+    _check_points("z", z)
     zz = z.astype(a.dtype)
     x = _resolvent(a, b, zz) * zz[:, None, None]
     return _apply_c(c, x, B_bar, D)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Inexact
 
 from spectrax._checks import check_choice, result_dtype
@@ -70,10 +71,17 @@ def scan_diagonal(
         ``(..., L, N)`` states in the promoted dtype of ``Lambda_bar``, ``Bu`` and ``x0``.
     """
     check_choice("method", method, SCAN_METHODS)
-    if Lambda_bar.ndim != Bu.ndim or Lambda_bar.shape[-1] != Bu.shape[-1]:
+    if Bu.ndim < 2:
+        raise ValueError(f"`Bu` must have shape (..., L, N); got Bu.shape={Bu.shape}.")
+    try:
+        fits = np.broadcast_shapes(Lambda_bar.shape, Bu.shape) == Bu.shape
+    except ValueError:
+        fits = False
+    if Lambda_bar.ndim != Bu.ndim or Lambda_bar.shape[-1] != Bu.shape[-1] or not fits:
         raise ValueError(
-            f"`Lambda_bar` must have Bu's rank and state size, shape (..., 1 or L, N); got "
-            f"Lambda_bar.shape={Lambda_bar.shape}, Bu.shape={Bu.shape}."
+            f"`Lambda_bar` must have Bu's rank and state size, shape (..., 1 or L, N) with "
+            f"leading dims broadcastable to Bu's; got Lambda_bar.shape={Lambda_bar.shape}, "
+            f"Bu.shape={Bu.shape}."
         )
     dtype = _state_dtype(Lambda_bar, Bu, x0)
     a = jnp.broadcast_to(Lambda_bar.astype(dtype), Bu.shape)

@@ -161,8 +161,9 @@ def _task_values_checked():
 def _setup(config: Config, devices: list | None):
     mesh = make_mesh(config, devices)
     # Task values each in range that the builder refuses (a lag longer than the sequence, a
-    # resolution the generator cannot take) are config errors (exit 2), raised before the run
-    # directory is touched. (More modes than the grid holds still surfaces at the first step.)
+    # resolution the generator cannot take) or that give a model that does not fit the data
+    # (more modes than the grid holds: the ready-made tasks trace the loss on one example in
+    # init_model) are config errors (exit 2), raised before the run directory is touched.
     with _task_values_checked():
         task = config.task.build()
     if config.loop.batch_size > task.num_train():

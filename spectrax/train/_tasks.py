@@ -179,7 +179,13 @@ class FieldRegressionTask:
         self.grid_points = self.coordinates[0] if d == 1 else None
 
     def init_model(self, key):
-        return self.make_model(key)
+        """``make_model(key)``, checked against one training example by tracing the loss
+        (shapes only, nothing is computed): a model that does not fit the data (more Fourier
+        modes than the grid holds, wrong channel counts, an output of the wrong shape) raises
+        its ValueError here, when the model is built, not at the first training step."""
+        model = self.make_model(key)
+        eqx.filter_eval_shape(self.loss, model, self._batch(np.arange(1)))
+        return model
 
     def _windows_per_trajectory(self) -> int:
         return int(self.train[1].shape[1]) - self.step_snapshots + 1
@@ -190,6 +196,11 @@ class FieldRegressionTask:
         return n * self._windows_per_trajectory() if self.teacher_forcing else n
 
     def get_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return self._batch(indices)
+
+    def _batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        # init_model's shape check reads examples here, not through get_batch, which a caller
+        # may wrap (the loop's data position and any counting a test adds stay untouched)
         if not self.teacher_forcing:
             return {"a": self.train[0][indices], "u": self.train[1][indices]}
         # Example i is window t = i % W of trajectory i // W: snapshots t .. t + C_in - 1 of
@@ -350,7 +361,16 @@ class SequenceClassificationTask:
                 )
 
     def init_model(self, key):
-        return self.make_model(key)
+        """``make_model(key)``, checked by tracing it on one test sequence (shapes only): it
+        must return one logit vector ``(num_classes,)`` per sequence."""
+        model = self.make_model(key)
+        out = eqx.filter_eval_shape(model, self.test[0][0])
+        if getattr(out, "ndim", None) != 1:
+            raise ValueError(
+                f"the model must map one sequence {self.test[0].shape[1:]} to logits "
+                f"(num_classes,); it returns {getattr(out, 'shape', type(out).__name__)}."
+            )
+        return model
 
     def num_train(self) -> int:
         return int(self.train[0].shape[0])

@@ -513,3 +513,37 @@ def test_kernels_promote_mixed_precision_explicitly(key):
     assert_close(got, vandermonde_kernel(lam.astype(jnp.complex64).astype(jnp.complex128), w, 40))
     assert_close(ref, dense_kernel(jnp.diag(lam), jnp.ones(6, jnp.complex64), w, 40), rtol=1e-12)
     assert dense_kernel(jnp.diag(lam), jnp.ones(6, jnp.complex64), w, 4).dtype == jnp.complex128
+
+
+def test_shape_mismatches_are_named(library_errors):
+    """Shapes that do not fit raise the library's message naming the arguments, not a JAX
+    broadcasting error from inside a scan."""
+    bu = jnp.ones((3, 16, 4), jnp.complex64)
+    with pytest.raises(ValueError, match=r"`Lambda_bar` must have Bu's rank.*\(3, 5, 4\)"):
+        scan_diagonal(jnp.ones((3, 5, 4), jnp.complex64), bu)  # time axis neither 1 nor L
+    with pytest.raises(ValueError, match=r"`Lambda_bar` must have Bu's rank.*\(2, 1, 4\)"):
+        scan_diagonal(jnp.ones((2, 1, 4), jnp.complex64), bu)  # batch 2 against 3
+    with pytest.raises(ValueError, match=r"`Bu` must have shape \(\.\.\., L, N\)"):
+        scan_diagonal(jnp.ones((4,), jnp.complex64), jnp.ones((4,), jnp.complex64))
+    a = jnp.eye(4, dtype=jnp.complex64)
+    with pytest.raises(ValueError, match=r"expected A_bar \(\.\.\., N, N\).*B_bar.shape=\(5,\)"):
+        dense_kernel(a, jnp.ones(5, jnp.complex64), jnp.ones(4, jnp.complex64), 8)
+    with pytest.raises(ValueError, match=r"broadcastable leading dims.*C.shape=\(3, 4\)"):
+        dense_kernel(jnp.stack([a, a]), jnp.ones(4), jnp.ones((3, 4)), 8)
+    for fn, name in ((transfer_continuous, "s"), (transfer_discrete, "z")):
+        with pytest.raises(ValueError, match=rf"`{name}` must be a 1-d array.*got \(\)"):
+            fn(jnp.ones(4), jnp.ones(4), jnp.ones(4), None, jnp.asarray(1j))
+
+
+def test_dense_kernel_broadcasts_a_shared_input_vector(x64):
+    """A batch of systems (H, N, N) with one B (N,): each kernel is that system's C A^l B
+    (the scan carry is broadcast once, so its shape does not change after the first step)."""
+    rng = np.random.default_rng(0)
+    a = 0.3 * rng.standard_normal((2, 4, 4))
+    b, c = rng.standard_normal(4), rng.standard_normal((2, 4))
+    got = dense_kernel(jnp.asarray(a), jnp.asarray(b), jnp.asarray(c), 6)
+    want = np.stack(
+        [[c[h] @ np.linalg.matrix_power(a[h], t) @ b for t in range(6)] for h in range(2)]
+    )
+    assert got.shape == (2, 6)
+    assert_close(got, want, jnp.float64)

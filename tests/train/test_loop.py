@@ -209,3 +209,15 @@ def test_task_values_the_builder_refuses_are_a_config_error_before_any_file(tmp_
     with pytest.raises(ConfigError, match=r"the task refused its `task\.\*` values: `resolution`"):
         train(config, workdir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_more_modes_than_the_grid_holds_is_a_config_error_before_any_file(tmp_path):
+    """The model is checked against one example when it is built (the loss traced, shapes
+    only), so 40 modes on a 64-point grid is a ConfigError naming `modes`, not a crash at the
+    first step after the run directory was written."""
+    config = load_config("burgers_fno", ["task.modes=40"], variant="smoke")
+    with pytest.raises(
+        ConfigError, match=r"the task refused its `task\.\*` values: `modes\[0\]`=40"
+    ):
+        train(config, workdir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectrax.train import FieldRegressionTask, grid_coordinates
+from spectrax.train import FieldRegressionTask, SequenceClassificationTask, grid_coordinates
 
 
 class Scale(eqx.Module):
@@ -176,3 +176,33 @@ def test_bad_shapes_raise_naming_the_argument(kwargs, match):
         args[name] = (np.zeros(sa, np.float32), np.zeros(su, np.float32))
     with pytest.raises(ValueError, match=match):
         FieldRegressionTask(make_model=lambda key: None, **args, **kwargs)
+
+
+def test_init_model_checks_the_model_against_one_example():
+    """A model whose output does not match the targets, or that refuses the input, fails in
+    init_model (shapes traced, nothing computed), naming what is wrong."""
+    a = _fields((6, 8, 5))
+    args = dict(train=(a[:4], a[:4]), test=(a[4:], a[4:]), num_spatial_dims=2)
+    ok = FieldRegressionTask(make_model=lambda key: Scale(2.0), **args)
+    assert isinstance(ok.init_model(jax.random.key(0)), Scale)
+
+    class TwoChannels(eqx.Module):
+        def __call__(self, x):
+            return jnp.concatenate([x, x])
+
+    wrong = FieldRegressionTask(make_model=lambda key: TwoChannels(), **args)
+    with pytest.raises(ValueError, match=r"`pred` and `target` must have the same shape"):
+        wrong.init_model(jax.random.key(0))
+
+
+def test_sequence_task_init_model_checks_the_logits_shape():
+    x = _fields((5, 12, 3))
+    y = np.arange(5) % 2
+
+    ok = SequenceClassificationTask(
+        make_model=lambda key: lambda s: s[-1, :2], train=(x, y), test=(x, y)
+    )
+    ok.init_model(jax.random.key(0))
+    bad = SequenceClassificationTask(make_model=lambda key: lambda s: s, train=(x, y), test=(x, y))
+    with pytest.raises(ValueError, match=r"logits \(num_classes,\); it returns \(12, 3\)"):
+        bad.init_model(jax.random.key(0))
