@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,18 @@ def tree_digest(tree: Any) -> str:
         h.update(f"{jax.tree_util.keystr(path)}|{a.dtype.str}{a.shape}".encode())
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
+
+
+def _short_cause(err: BaseException, limit: int = 300) -> str:
+    """The readable part of an Orbax/TensorStore restore error: without the TensorStore spec
+    (a long JSON dump) and Orbax's advice on enabling padding or truncation (which would load
+    a checkpoint of the wrong shape), at most about ``limit`` characters: its start (what was
+    read) and its end (TensorStore's root cause, e.g. "Data corruption detected")."""
+    text = re.split(r"\s*\[tensorstore_spec", str(err), maxsplit=1)[0]
+    text = text.split(" Truncating/padding is disabled", 1)[0].rstrip(". ")
+    if len(text) <= limit:
+        return text
+    return text[: limit // 3] + " ... " + text[-(limit - limit // 3) :]
 
 
 class Checkpointer:
@@ -124,7 +137,7 @@ class Checkpointer:
         except Exception as err:
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} is damaged or does not match this model "
-                f"({type(err).__name__}: {str(err)[:500]})."
+                f"({type(err).__name__}: {_short_cause(err)})."
             ) from err
         if jax.tree.structure(state) != jax.tree.structure(target):
             raise CheckpointError(

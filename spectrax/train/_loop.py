@@ -282,7 +282,7 @@ def train(
         )
 
     loop = config.loop
-    step_fn = make_train_step(task.loss, optimizer)
+    step_fn = make_train_step(task.loss, optimizer, max_nonfinite=loop.max_nonfinite)
     sharding = batch_sharding(mesh)
     writer = MetricWriter(
         workdir,
@@ -309,7 +309,7 @@ def train(
 
     def flush() -> dict[str, Any] | None:
         """Write the pending step metrics; return the last one (None if nothing was pending)."""
-        nonlocal pending, worst_run
+        nonlocal pending, worst_run, tripped_at
         if not pending:
             return None
         host = jax.device_get(pending)
@@ -317,9 +317,14 @@ def train(
         for s, m in host:
             writer.write(s, "train", m)
         worst_run = max(worst_run, *(int(m["nonfinite_consecutive"]) for _, m in host))
+        if tripped_at is None:
+            tripped_at = next(
+                (s for s, m in host if int(m["nonfinite_consecutive"]) >= loop.max_nonfinite),
+                None,
+            )
         return host[-1][1]
 
-    worst_run = 0
+    worst_run, tripped_at = 0, None
     with _stop_on_signals() as flag:
         for step in range(start + 1, loop.num_steps + 1):
             idx = batch_indices(config.seed, step - 1, num_train, loop.batch_size)
@@ -356,10 +361,11 @@ def train(
                 if worst_run >= loop.max_nonfinite:
                     stopped = "nonfinite"
                     logger.error(
-                        "stopping at step %d: %d non-finite updates in a row "
-                        "(loop.max_nonfinite=%d); %s",
+                        "stopping at step %d: %d non-finite updates in a row by step %d "
+                        "(loop.max_nonfinite=%d), and the steps after it changed nothing; %s",
                         step,
                         worst_run,
+                        tripped_at,
                         loop.max_nonfinite,
                         f"the last checkpoint (step {last_saved}) is intact"
                         if last_saved > 0

@@ -44,22 +44,33 @@ def _all_finite(tree: Any) -> jax.Array:
 def make_train_step(
     loss_fn: Callable[[Any, Any], tuple[jax.Array, dict[str, jax.Array]]],
     optimizer: optax.GradientTransformation,
+    *,
+    max_nonfinite: int | None = None,
 ) -> Callable[[Any, TrainState, Any], tuple[Any, TrainState, dict[str, jax.Array]]]:
     """One pure jitted step ``(model, opt_state, batch) -> (model, opt_state, metrics)``.
 
     A non-finite loss, gradient or updated parameter leaves the parameters and the Optax state
-    untouched and
-    increments the guard's counters (``consecutive`` resets on the next finite step), all on
-    device: the host reads them from ``metrics`` at its logging cadence.
+    untouched and increments the guard's counters (``consecutive`` resets on the next finite
+    step), all on device: the host reads them from ``metrics`` at its logging cadence.
 
     Args:
         loss_fn: ``(model, batch) -> (scalar loss, dict of scalar metrics)``.
         optimizer: an Optax transformation over the model's inexact arrays.
+        max_nonfinite: once the guard has counted this many non-finite updates in a row, the
+            step changes nothing at all (parameters, Optax state and counters stay as they
+            are, ``halted`` is 1) until the host, which reads the counters only at its logging
+            cadence, stops the run: a finite update after the limit is never applied. ``None``
+            (default): no limit.
 
     Returns:
-        The step. ``metrics`` holds ``loss``, ``grad_norm``, ``skipped`` (0/1), the guard's
-        ``nonfinite_consecutive`` and ``nonfinite_total``, and the loss function's metrics.
+        The step. ``metrics`` holds ``loss``, ``grad_norm``, ``skipped`` (0/1: the update was
+        not applied), ``halted`` (0/1), the guard's ``nonfinite_consecutive`` and
+        ``nonfinite_total``, and the loss function's metrics.
     """
+    if max_nonfinite is not None and (
+        isinstance(max_nonfinite, bool) or not isinstance(max_nonfinite, int) or max_nonfinite < 1
+    ):
+        raise ValueError(f"`max_nonfinite` must be None or an int >= 1; got {max_nonfinite!r}.")
 
     @eqx.filter_jit
     def step(model, opt_state: TrainState, batch):
@@ -77,18 +88,26 @@ def make_train_step(
         # the updated parameters too: finite gradients can still give a non-finite update (an
         # overflowing step, a bad optimizer setting), which must not reach a checkpoint
         finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_params)
-        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        old_guard = opt_state.guard
+        halted = (
+            jnp.asarray(False) if max_nonfinite is None else old_guard.consecutive >= max_nonfinite
+        )
+        apply = finite & ~halted
+        keep = lambda new, old: jnp.where(apply, new, old)  # noqa: E731
         params = jax.tree.map(keep, new_params, params)
         inner = jax.tree.map(keep, inner, opt_state.inner)
-        bad = (~finite).astype(jnp.int32)
+        bad = (~finite & ~halted).astype(jnp.int32)
         guard = GuardState(
-            consecutive=(opt_state.guard.consecutive + bad) * bad,
-            total=opt_state.guard.total + bad,
+            consecutive=jnp.where(
+                halted, old_guard.consecutive, (old_guard.consecutive + bad) * bad
+            ),
+            total=old_guard.total + bad,
         )
         metrics = {
             "loss": loss,
             "grad_norm": optax.tree.norm(grads),
-            "skipped": bad,
+            "skipped": (~apply).astype(jnp.int32),
+            "halted": halted.astype(jnp.int32),
             "nonfinite_consecutive": guard.consecutive,
             "nonfinite_total": guard.total,
             **aux,

@@ -77,8 +77,10 @@ def test_damaged_arrays_are_refused(toy_run, tmp_path):
         for i in range(len(raw) // 2, len(raw)):
             raw[i] ^= 0xFF
         p.write_bytes(bytes(raw))
-    with pytest.raises(CheckpointError, match=r"checkpoint .*60 is damaged"):
+    with pytest.raises(CheckpointError, match=r"checkpoint .*60 is damaged") as info:
         evaluate_run(config, wd)
+    # the cause is TensorStore's, shortened: no JSON spec dump
+    assert "tensorstore_spec" not in str(info.value) and len(str(info.value)) < 600
 
 
 def test_missing_metadata_is_refused(toy_run, tmp_path):
@@ -91,8 +93,10 @@ def test_missing_metadata_is_refused(toy_run, tmp_path):
 def test_mismatched_tree_is_refused(tmp_path):
     ckpt = Checkpointer(tmp_path, keep=2, config_dict={})
     ckpt.save(1, {"w": jnp.ones(3)})
-    with pytest.raises(CheckpointError, match="damaged or does not match|different tree"):
+    with pytest.raises(CheckpointError, match="damaged or does not match|different tree") as info:
         ckpt.restore({"w": jnp.ones(4)})
+    # Orbax's advice to enable padding/truncation (loading the wrong shape) is not passed on
+    assert "padding" not in str(info.value)
     ckpt.close()
 
 

@@ -72,10 +72,15 @@ def test_injected_nan_is_skipped_and_counted(tmp_path):
 
 
 def test_persistent_nan_stops_with_checkpoint_intact(tmp_path):
-    # Batches 13.. are NaN; max_nonfinite=4 in a row stops the run at the next log (step 20).
+    # Batches 13.. are NaN; max_nonfinite=4 in a row is reached at step 16, the step halts
+    # itself (17..20 change nothing) and the host stops the run at its next log (step 20).
     config = load_config(TOY, ["task.nan_after=12", "checkpoint.every=5", "loop.max_nonfinite=4"])
     result = train(config, workdir=tmp_path)
-    assert result.stopped == "nonfinite" and result.step == 20 and result.skipped == 8
+    assert result.stopped == "nonfinite" and result.step == 20 and result.skipped == 4
+    train_rows = [r for r in read_metrics(tmp_path) if r["split"] == "train"]
+    halted = [r["step"] for r in train_rows if r.get("halted")]
+    assert halted == [17, 18, 19, 20]
+    assert max(r["nonfinite_consecutive"] for r in train_rows) == 4
     assert result.metrics == {}
     ckpt = Checkpointer(tmp_path / "checkpoints", keep=3, config_dict=config_to_dict(config))
     assert ckpt.latest_step() == 15
@@ -90,8 +95,8 @@ def test_one_vs_eight_devices_same_curve_and_sharded_batch(tmp_path, monkeypatch
     seen = []
     make = loop_module.make_train_step
 
-    def spy(loss_fn, optimizer):
-        step = make(loss_fn, optimizer)
+    def spy(loss_fn, optimizer, **kwargs):
+        step = make(loss_fn, optimizer, **kwargs)
 
         def wrapped(model, opt_state, batch):
             seen.append(batch["a"].sharding)

@@ -87,6 +87,32 @@ def test_nonfinite_batches_are_skipped_and_counted(setup):
     chex.assert_trees_all_equal(eqx.filter(model4, eqx.is_array), eqx.filter(ref, eqx.is_array))
 
 
+def test_step_halts_after_max_nonfinite_in_a_row(setup, library_errors):
+    """With max_nonfinite=2, after two non-finite updates in a row the step changes nothing,
+    not even on a finite batch: parameters, Optax state and counters stay, `halted` says so."""
+    model, optimizer, batch = setup
+    step = make_train_step(_loss, optimizer, max_nonfinite=2)
+    state = init_opt_state(optimizer, model)
+    model1, state1, m = step(model, state, batch)
+    assert int(m["halted"]) == 0 and int(m["skipped"]) == 0
+    bad = {"x": batch["x"].at[0, 0].set(jnp.nan), "y": batch["y"]}
+    model2, state2, _ = step(model1, state1, bad)
+    model3, state3, m = step(model2, state2, bad)
+    assert int(m["nonfinite_consecutive"]) == 2 and int(m["halted"]) == 0
+    model4, state4, m = step(model3, state3, batch)  # finite, but the limit was reached
+    assert int(m["halted"]) == 1 and int(m["skipped"]) == 1
+    assert int(m["nonfinite_consecutive"]) == 2 and int(m["nonfinite_total"]) == 2
+    chex.assert_trees_all_equal(eqx.filter(model4, eqx.is_array), eqx.filter(model1, eqx.is_array))
+    chex.assert_trees_all_equal(state4, state3)
+    # without a limit the same finite batch is applied and resets the run
+    free = make_train_step(_loss, optimizer)
+    _, _, m = free(model3, state3, batch)
+    assert int(m["halted"]) == 0 and int(m["nonfinite_consecutive"]) == 0
+    for bad_limit in (0, 1.5, True):
+        with pytest.raises(ValueError, match="`max_nonfinite` must be None or an int >= 1"):
+            make_train_step(_loss, optimizer, max_nonfinite=bad_limit)
+
+
 def test_nonfinite_update_with_finite_gradients_is_skipped(setup):
     """An optimizer that turns finite gradients into an infinite update (here a scale by inf)
     must not write it into the parameters."""
