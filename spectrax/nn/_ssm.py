@@ -35,6 +35,7 @@ from spectrax.ssm import (
     discretize_dense,
     discretize_diagonal,
     init_log_dt,
+    log_discrete_eigenvalues,
     nplr,
     scan_dense,
     scan_diagonal,
@@ -238,16 +239,28 @@ class S4D(eqx.Module):
         lam_bar, gamma = discretize_diagonal(lam, jnp.exp(_f32(self.log_dt))[:, None], self.disc)
         return lam_bar, gamma * _to_complex(self.B)
 
+    def _log_lambda_bar(self) -> Complex[Array, "H M"]:
+        """``log Λ̄`` from ``Λ`` and ``dt`` (exact digits for slow modes; see
+        :func:`~spectrax.ssm.log_discrete_eigenvalues`)."""
+        lam = jax.lax.complex(-jnp.exp(_f32(self.log_Lambda_re)), _f32(self.Lambda_im))
+        dt = jnp.exp(_f32(self.log_dt))[:, None]
+        return log_discrete_eigenvalues(lam, dt, self.disc)
+
     def kernel(self, length: int, *, backward: bool = False) -> Float[Array, "H L"]:
         """The real convolution kernel ``K[h, l] = 2 Re(C_h Λ̄_h^l B̄_h)``, ``(H, L)``."""
         _check_backward(self, backward)
         lam_bar, b_bar = self.discrete()
         c = _to_complex(self.C_back if backward else self.C)
-        return 2.0 * jnp.real(vandermonde_kernel(lam_bar, c * b_bar, length))
+        log_lam = self._log_lambda_bar()
+        return 2.0 * jnp.real(
+            vandermonde_kernel(lam_bar, c * b_bar, length, log_Lambda_bar=log_lam)
+        )
 
     def _conv(self, x: Array, c: Array) -> Array:
         lam_bar, b_bar = self.discrete()
-        k = 2.0 * jnp.real(vandermonde_kernel(lam_bar, _to_complex(c) * b_bar, x.shape[0]))
+        w = _to_complex(c) * b_bar
+        log_lam = self._log_lambda_bar()
+        k = 2.0 * jnp.real(vandermonde_kernel(lam_bar, w, x.shape[0], log_Lambda_bar=log_lam))
         return fft_conv(x.T, k).T
 
     def _scan(self, x: Array, c: Array, method: str) -> Array:
@@ -508,6 +521,13 @@ class S5(eqx.Module):
             step = step * dt.astype(step.dtype)[:, None]
         return discretize_diagonal(lam[None, :], step, self.disc)
 
+    def _log_lambda_bar(self) -> Complex[Array, "1 M"]:
+        """``log Λ̄`` ``(1, P/2)`` from ``Λ`` and ``dt`` (exact digits for slow modes; see
+        :func:`~spectrax.ssm.log_discrete_eigenvalues`)."""
+        lam = jax.lax.complex(-jnp.exp(_f32(self.log_Lambda_re)), _f32(self.Lambda_im))
+        step = jnp.exp(_f32(self.log_dt))[None, :]
+        return log_discrete_eigenvalues(lam[None, :], step, self.disc)
+
     def kernel(self, length: int, *, backward: bool = False) -> Float[Array, "H H L"]:
         """The real MIMO kernel ``K[:, :, l] = 2 Re(C Λ̄^l B̄)``, ``(H_out, H_in, L)``."""
         _check_backward(self, backward)
@@ -515,7 +535,8 @@ class S5(eqx.Module):
         b_bar = gamma[0][:, None] * _to_complex(self.B)
         c = _to_complex(self.C_back if backward else self.C)
         w = c[:, None, :] * b_bar.T[None, :, :]  # (H, H, M)
-        return 2.0 * jnp.real(vandermonde_kernel(lam_bar[None], w, length))
+        log_lam = self._log_lambda_bar()[None]
+        return 2.0 * jnp.real(vandermonde_kernel(lam_bar[None], w, length, log_Lambda_bar=log_lam))
 
     def _conv(self, x: Array, c: Array, dt) -> Array:
         if dt is not None:
@@ -523,7 +544,8 @@ class S5(eqx.Module):
         lam_bar, gamma = self.discrete()
         b_bar = gamma[0][:, None] * _to_complex(self.B)
         w = _to_complex(c)[:, None, :] * b_bar.T[None, :, :]
-        k = 2.0 * jnp.real(vandermonde_kernel(lam_bar[None], w, x.shape[0]))
+        log_lam = self._log_lambda_bar()[None]
+        k = 2.0 * jnp.real(vandermonde_kernel(lam_bar[None], w, x.shape[0], log_Lambda_bar=log_lam))
         return jnp.sum(fft_conv(x.T[None, :, :], k), axis=1).T
 
     def _scan(self, x: Array, c: Array, dt, method: str) -> Array:

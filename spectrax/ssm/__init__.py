@@ -6,6 +6,7 @@ from spectrax.ssm._discretize import (
     discretize_dense,
     discretize_diagonal,
     init_log_dt,
+    log_discrete_eigenvalues,
 )
 from spectrax.ssm._hippo import (
     DIAGONAL_INITS,
@@ -37,6 +38,7 @@ __all__: list[str] = [
     "dplr_kernel",
     "hippo",
     "init_log_dt",
+    "log_discrete_eigenvalues",
     "nplr",
     "ptd",
     "s4d_inv",

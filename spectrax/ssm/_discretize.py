@@ -106,6 +106,47 @@ def discretize_diagonal(
     return _DIAG[method](lam, dt.astype(lam.dtype))
 
 
+def _diag_zoh_log(lam, dt):
+    return lam * dt
+
+
+def _diag_bilinear_log(lam, dt):
+    # log((1 + z) / (1 - z)), z = Λ dt / 2, without forming the ratio: log1p keeps the
+    # relative precision of a small z that (1 + z) would round away
+    z = 0.5 * dt * lam
+    return jnp.log1p(z) - jnp.log1p(-z)
+
+
+_DIAG_LOG: dict[str, Callable] = {"zoh": _diag_zoh_log, "bilinear": _diag_bilinear_log}
+
+
+def log_discrete_eigenvalues(
+    Lambda: Inexact[Array, "*#batch N"],
+    dt: Float[Array, "*#batch #N"] | Float[Array, ""] | float,
+    method: str = "zoh",
+) -> Inexact[Array, "*batch N"]:
+    """``log Λ̄`` of :func:`discretize_diagonal`, computed from ``Λ`` and ``dt`` directly:
+    ``Λ dt`` (ZOH) or ``log1p(Λ dt/2) - log1p(-Λ dt/2)`` (bilinear).
+
+    For a slow mode ``Λ̄`` lies within a few ulps of 1 and ``log(Λ̄)`` keeps only the digits
+    that survived that rounding (in float32 at ``|Λ dt| = 1e-3``, a relative error near
+    ``1e-4``); this keeps them all. Pass it to :func:`vandermonde_kernel` as
+    ``log_Lambda_bar``, as the S4D and S5 layers do (any branch of the logarithm gives the
+    same integer powers). Arguments and broadcasting as :func:`discretize_diagonal`.
+    """
+    check_choice("method", method, DISCRETIZATIONS)
+    lam = _as_complex(jnp.asarray(Lambda))
+    dt_in, dt = dt, _as_dt(dt)
+    if dt.ndim not in (0, lam.ndim):
+        raise ValueError(
+            f"`dt` and `Lambda` must have the same rank (explicit broadcasting); got "
+            f"dt.shape={dt.shape}, Lambda.shape={lam.shape}. Reshape dt, e.g. dt[:, None]."
+        )
+    if _wider(dt_in, dt, lam.real.dtype):
+        lam = lam.astype(complex_dtype(dt.dtype))
+    return _DIAG_LOG[method](lam, dt.astype(lam.dtype))
+
+
 def _dense_zoh(a, b, dt):
     n = a.shape[-1]
     # exp([[A, B], [0, 0]] dt) = [[Ā, B̄], [0, I]]: no inverse of A needed.

@@ -13,6 +13,7 @@ from spectrax.ssm import (
     discretize_diagonal,
     dplr_kernel,
     init_log_dt,
+    log_discrete_eigenvalues,
     nplr,
     scan_dense,
     scan_diagonal,
@@ -20,7 +21,7 @@ from spectrax.ssm import (
     transfer_discrete,
     vandermonde_kernel,
 )
-from tests.helpers import assert_close, tol
+from tests.helpers import assert_close, rel_err, tol
 
 DISCS = ("zoh", "bilinear")
 # Jitted once here: eager associative scans dispatch hundreds of small ops under the test hook.
@@ -547,3 +548,33 @@ def test_dense_kernel_broadcasts_a_shared_input_vector(x64):
     )
     assert got.shape == (2, 6)
     assert_close(got, want, jnp.float64)
+
+
+@pytest.mark.parametrize("method", ["zoh", "bilinear"])
+def test_log_discrete_eigenvalues_keep_slow_modes_accurate(x64, method):
+    """exp(log Λ̄) is Λ̄; and in float32 the Vandermonde kernel from log Λ̄ computed from
+    (Λ, dt) is closer to the float64 kernel than the one from the rounded Λ̄ (slow modes,
+    dt = 1e-3: Λ̄ within 1e-3 of 1)."""
+    n, length, dt = 32, 4096, 1e-3
+    lam = -0.5 + 1j * np.pi * np.arange(n)
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    lam_bar64, _ = discretize_diagonal(jnp.asarray(lam), jnp.asarray(dt), method)
+    log64 = log_discrete_eigenvalues(jnp.asarray(lam), jnp.asarray(dt), method)
+    assert_close(jnp.exp(log64), lam_bar64, jnp.float64)
+    ref = np.asarray(vandermonde_kernel(lam_bar64, jnp.asarray(w), length))
+    lam32, w32 = jnp.asarray(lam, jnp.complex64), jnp.asarray(w, jnp.complex64)
+    lam_bar32, _ = discretize_diagonal(lam32, dt, method)
+    plain = vandermonde_kernel(lam_bar32, w32, length)
+    from_log = vandermonde_kernel(
+        lam_bar32, w32, length, log_Lambda_bar=log_discrete_eigenvalues(lam32, dt, method)
+    )
+    assert from_log.dtype == jnp.complex64
+    err_plain, err_log = rel_err(plain, ref), rel_err(from_log, ref)
+    assert err_log < 1e-5 and err_log < err_plain / 5, (err_log, err_plain)
+
+
+def test_log_lambda_bar_shape_is_checked(library_errors):
+    lam = jnp.full((4,), 0.9 + 0.1j, jnp.complex64)
+    with pytest.raises(ValueError, match=r"`log_Lambda_bar` must have the shape of `Lambda_bar`"):
+        vandermonde_kernel(lam, lam, 8, log_Lambda_bar=jnp.log(lam)[:3])
