@@ -20,7 +20,10 @@ class Task(Protocol):
     """A model family, its data and its loss.
 
     Methods:
-        init_model(key): a fresh model (an Equinox module) from a PRNG key.
+        init_model(key): a fresh model (an Equinox module) from a PRNG key. A ValueError or
+            TypeError raised here (the ready-made tasks trace the loss on one example, so a
+            model that does not fit the data raises) is reported as a config error (exit 2)
+            before the run directory is written.
         num_train(): number of training examples.
         get_batch(indices): the training examples at ``indices`` as a pytree of NumPy arrays
             with a leading batch axis (the loop shards that axis over the ``data`` mesh axis).
