@@ -16,9 +16,9 @@ import pytest
 from jax.experimental.pallas import tpu as pltpu
 
 from spectrax.kernels.fft_conv import fft_conv, fft_conv_filter, pallas_status
-from spectrax.kernels.fft_conv._pallas import fft_conv_pallas, supports
+from spectrax.kernels.fft_conv._pallas import fft_conv_pallas, pallas_plan, supports
 from spectrax.kernels.fft_conv.gpu import GpuBlockSizes
-from spectrax.kernels.fft_conv.monarch import MAX_LENGTH
+from spectrax.kernels.fft_conv.monarch import MAX_LENGTH, band_mask
 from spectrax.kernels.fft_conv.outer import LONG_MAX_LENGTH
 from spectrax.kernels.fft_conv.tpu import TpuBlockSizes
 from tests.helpers import assert_close, tol
@@ -115,6 +115,70 @@ def test_gradients_with_gates_equal_xla(family, interpret, blocks):
     for name, a, b in zip(["u", "k", "pre_gate", "post_gate"], got, want, strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype
         assert_close(a, b, jnp.float32, what=f"d{name}")
+
+
+# Second derivatives: the two-level plan (both families), overlap-save chunks, a
+# frequency-sparse plan and the three-level plan (L = 5000 > GPU_MAX_FFT), with both gates.
+SECOND_ORDER = [
+    pytest.param("gpu", True, 256, 40, {}, id="two-level-gpu"),
+    pytest.param("tpu", pltpu.InterpretParams(), 256, 40, {}, id="two-level-tpu"),
+    pytest.param("gpu", True, 512, 100, {"chunk": 128}, id="chunked"),
+    pytest.param("gpu", True, 1024, 1024, {"bandwidth": 0.25}, id="band-limited"),
+    pytest.param("gpu", True, 5000, 300, {"chunk": 0}, id="three-level"),
+]
+
+
+@pytest.mark.parametrize("family, interpret, length, ksize, kw", SECOND_ORDER)
+def test_second_derivatives_equal_xla(family, interpret, length, ksize, kw):
+    """grad of grad (reverse over reverse) and jax.hessian (forward over reverse) through the
+    kernels equal impl="xla" (on the band-limited filter for a frequency-sparse plan); the
+    kernels give the first derivatives, the jnp.fft reference the derivatives of those."""
+    u, k, pre, post, w = _arrays(
+        [(2, 3, length), (3, ksize), (2, 3, length), (3, length), (2, 3, length)], seed=5
+    )
+    k = k / np.sqrt(ksize)
+    plan = pallas_plan(length, ksize, backend=family, **kw)
+    mask = None
+    if "bandwidth" in kw:
+        assert plan.cols is not None and plan.cols < plan.n2  # really frequency-sparse
+        mask = jnp.asarray(band_mask(plan), jnp.complex64)
+
+    def pallas(u, k, **gates):
+        return fft_conv_pallas(
+            u, k, backend=family, interpret=interpret, precision="f32", **kw, **gates
+        )
+
+    def xla(u, k, **gates):
+        if mask is None:
+            return fft_conv(u, k, impl="xla", **gates)
+        # the sparse plan's map: the convolution with the band-limited filter
+        n, v = plan.fft_size, u * gates["pre_gate"]
+        spec = jnp.fft.rfft(v, n) * jnp.fft.rfft(k, n)[None] * mask[None, None]
+        return gates["post_gate"][None] * jnp.fft.irfft(spec, n)[..., :length]
+
+    def loss(conv, u, k, pre, post):
+        return jnp.sum(w * jnp.tanh(conv(u, k, pre_gate=pre, post_gate=post)))
+
+    def grad_norm(conv, *args):  # a scalar of the first derivatives, nonlinear in them
+        grads = jax.grad(loss, argnums=(1, 2, 3, 4))(conv, *args)
+        return sum(jnp.sum(jnp.sin(g)) for g in grads)
+
+    args = (u, k, pre, post)
+    got = jax.jit(jax.grad(grad_norm, argnums=(1, 2, 3, 4)), static_argnums=0)(pallas, *args)
+    want = jax.grad(grad_norm, argnums=(1, 2, 3, 4))(xla, *args)
+    for name, a, b in zip(["u", "k", "pre_gate", "post_gate"], got, want, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        # float32 rounding of L-point transforms, differentiated twice: 1e-4, not tol(float32)
+        assert_close(a, b, rtol=1e-4, what=f"d/d{name} of the gradients")
+    k_small = k[:1, :8]  # a Hessian small enough to compare whole
+
+    def loss_k(conv, kk):
+        return loss(conv, u, k.at[:1, :8].set(kk), pre, post)
+
+    got = jax.hessian(loss_k, argnums=1)(pallas, k_small)
+    want = jax.hessian(loss_k, argnums=1)(xla, k_small)
+    assert got.shape == (1, 8, 1, 8)
+    assert_close(got, want, rtol=1e-4, what="Hessian in k")
 
 
 def test_impl_pallas_through_fft_conv_is_differentiable_in_a_model():

@@ -6,6 +6,9 @@ filter spectrum, and ``dk = corr(g', v)[:K]`` is a correlation kernel that trans
 operands on chip and computes only the ``ceil(K / N2)`` output rows a short filter needs
 (``g' = post * g``, ``v = pre * u``). The gradient of the output gate needs the ungated
 convolution, which the backward recomputes with the forward kernel instead of storing it.
+Second and higher derivatives: the forward and backward kernels are each a ``custom_jvp``
+whose tangent is that of a ``jnp.fft`` reference of the same map, so grad of grad and
+``jax.hessian`` run the kernels for the first derivatives and XLA for the rest.
 
 Three paths, chosen per call (:func:`fft_conv_pallas`):
 
@@ -26,6 +29,7 @@ two-level plan (:func:`~spectrax.kernels.fft_conv.monarch.band_mask` gives the e
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -35,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spectrax._checks import check_choice, check_positive_int
+from spectrax._checks import check_choice, check_positive_int, lift_rank
 from spectrax.kernels.fft_conv.gpu import (
     GPU_MAX_FFT,
     GpuBlockSizes,
@@ -47,6 +51,7 @@ from spectrax.kernels.fft_conv.gpu import (
 )
 from spectrax.kernels.fft_conv.monarch import (
     MonarchPlan,
+    band_mask,
     check_precision,
     filter_spectrum,
     from_tiles,
@@ -191,59 +196,149 @@ class _Config:
     precision: str
 
 
-def _core_impl(x, k, gates, cfg: _Config):
-    ker = KERNELS[cfg.family]
-    kr, ki = filter_spectrum(k, cfg.plan)
-    y = ker.conv(
+# The kernels' two operations, on one layout: tiles ``(Bo, R, m_in, N2)`` of a two-level plan
+# (whole rows or overlap-save frames), or rows ``(Bo, R, L)`` of a three-level plan; the
+# filter is ``(R, K)`` and its spectrum ``(kr, ki)`` is computed once per call.
+
+
+def _spectrum(k, cfg: _Config):
+    if isinstance(cfg.plan, OuterPlan):
+        return _long_spectrum(k, cfg.plan)
+    return filter_spectrum(k, cfg.plan)
+
+
+def _kernel_forward(x, k, gates, kr, ki, cfg: _Config):
+    """``post * conv(pre * x, k)`` on the kernels, in ``x``'s dtype."""
+    pre, post = gates.get("pre"), gates.get("post")
+    if isinstance(cfg.plan, OuterPlan):
+        return _long_conv(x, kr, ki, cfg, pre=pre, post=post).astype(x.dtype)
+    return KERNELS[cfg.family].conv(
         x,
         kr,
         ki,
         cfg.plan,
-        pre=gates.get("pre"),
-        post=gates.get("post"),
+        pre=pre,
+        post=post,
         out_dtype=x.dtype,
         block_sizes=cfg.block_sizes,
         interpret=cfg.interpret,
         precision=cfg.precision,
     )
-    return y, (kr, ki)
 
 
-def _core_primal(x, k, gates, cfg):
-    return _core_impl(x, k, gates, cfg)[0]
-
-
-def _core_fwd(x, k, gates, cfg):
-    y, (kr, ki) = _core_impl(x, k, gates, cfg)
-    return y, (x, k, gates, kr, ki)
-
-
-def _core_bwd(cfg: _Config, res, g):
-    x, k, gates, kr, ki = res
-    ker = KERNELS[cfg.family]
-    run = dict(block_sizes=cfg.block_sizes, interpret=cfg.interpret, precision=cfg.precision)
+def _kernel_backward(x, k, gates, kr, ki, g, cfg: _Config):
+    """Cotangents of ``x``, ``k`` and the gates for the output cotangent ``g``, on the kernels."""
     f32 = jnp.float32
     pre, post = gates.get("pre"), gates.get("post")
     g = g.astype(f32)
     d_gates = {}
+    if isinstance(cfg.plan, OuterPlan):
+
+        def conv(y, kr, ki, **kw):
+            return _long_conv(y, kr, ki, cfg, **kw)
+
+    else:
+        ker = KERNELS[cfg.family]
+        run = dict(block_sizes=cfg.block_sizes, interpret=cfg.interpret, precision=cfg.precision)
+
+        def conv(y, kr, ki, **kw):
+            return ker.conv(y, kr, ki, cfg.plan, out_dtype=f32, **run, **kw)
+
     if post is not None:
-        z = ker.conv(x, kr, ki, cfg.plan, pre=pre, out_dtype=f32, **run)
-        d_gates["post"] = (g * z).astype(post.dtype)
+        d_gates["post"] = (g * conv(x, kr, ki, pre=pre)).astype(post.dtype)
         g = g * post.astype(f32)
-    dv = ker.conv(g, kr, ki, cfg.plan, conj_filter=True, out_dtype=f32, **run)
+    dv = conv(g, kr, ki, conj_filter=True)
     v = x.astype(f32)
     if pre is not None:
         d_gates["pre"] = (dv * v).astype(pre.dtype)
         dv = dv * pre.astype(f32)
         v = v * pre.astype(f32)
-    rows = ker.out_rows(cfg.plan, cfg.ksize)
-    dk = ker.xcorr(g, v, cfg.plan, rows, **run)
-    dk = jnp.sum(from_tiles(dk, cfg.ksize), axis=0).astype(k.dtype)
-    return dv.astype(x.dtype), dk, d_gates
+    if isinstance(cfg.plan, OuterPlan):
+        # dk = corr(g, v)[:K]: the same kernel with v's spectrum (one per batch and channel row)
+        nb, nr, length = v.shape
+        vr, vi = _long_spectrum(v.reshape(nb * nr, length), cfg.plan)
+        dk = conv(g.reshape(1, nb * nr, length), vr, vi, conj_filter=True)
+        dk = jnp.sum(dk.reshape(nb, nr, length)[..., : cfg.ksize], axis=0)
+    else:
+        dk = ker.xcorr(g, v, cfg.plan, ker.out_rows(cfg.plan, cfg.ksize), **run)
+        dk = jnp.sum(from_tiles(dk, cfg.ksize), axis=0)
+    return dv.astype(x.dtype), dk.astype(k.dtype), d_gates
 
 
-_core = jax.custom_vjp(_core_primal, nondiff_argnums=(3,))
-_core.defvjp(_core_fwd, _core_bwd)
+def _reference(x, k, gates, cfg: _Config):
+    """The kernels' linear map in ``jnp.fft`` (float32, same layout): ``post * irfft(rfft(pre
+    * x, N) rfft(k, N) mask, N)`` on the plan's size ``N`` (``mask``: a frequency-sparse plan's
+    :func:`~spectrax.kernels.fft_conv.monarch.band_mask`), truncated to the layout's length."""
+    f32 = jnp.float32
+    pre, post = gates.get("pre"), gates.get("post")
+    v = x.astype(f32) if pre is None else x.astype(f32) * pre.astype(f32)
+    tiled = not isinstance(cfg.plan, OuterPlan)
+    if tiled:
+        v = v.reshape(*v.shape[:-2], -1)
+    n = cfg.plan.fft_size
+    k_f = jnp.fft.rfft(k.astype(f32), n=n)
+    if tiled and cfg.plan.cols is not None:
+        k_f = k_f * lift_rank(jnp.asarray(band_mask(cfg.plan), k_f.dtype), k_f.ndim)
+    y = jnp.fft.irfft(jnp.fft.rfft(v, n=n) * lift_rank(k_f, v.ndim), n=n)[..., : v.shape[-1]]
+    y = y.reshape(x.shape)
+    if post is not None:
+        y = y * post.astype(f32)
+    return y.astype(x.dtype)
+
+
+def _reference_backward(x, k, gates, g, cfg: _Config):
+    return jax.vjp(lambda x, k, gates: _reference(x, k, gates, cfg), x, k, gates)[1](g)
+
+
+# Derivatives beyond the first. The forward and backward kernels are each a custom_jvp: the
+# primal runs on the kernels, the tangent is the jnp.fft reference's. So jax.hessian and grad of
+# grad work through the kernels (first derivatives stay on the kernels; the derivatives of the
+# backward pass run under XLA). The spectrum (kr, ki) is a function of k: its tangent is
+# carried by k's, so the rules read dk and leave dkr, dki aside.
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(5,))
+def _forward(x, k, gates, kr, ki, cfg):
+    return _kernel_forward(x, k, gates, kr, ki, cfg)
+
+
+@_forward.defjvp
+def _forward_jvp(cfg, primals, tangents):
+    x, k, gates, kr, ki = primals
+    dx, dk, d_gates, _, _ = tangents
+    ref = functools.partial(_reference, cfg=cfg)
+    return _forward(x, k, gates, kr, ki, cfg), jax.jvp(ref, (x, k, gates), (dx, dk, d_gates))[1]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(6,))
+def _backward(x, k, gates, kr, ki, g, cfg):
+    return _kernel_backward(x, k, gates, kr, ki, g, cfg)
+
+
+@_backward.defjvp
+def _backward_jvp(cfg, primals, tangents):
+    x, k, gates, kr, ki, g = primals
+    dx, dk, d_gates, _, _, dg = tangents
+    ref = functools.partial(_reference_backward, cfg=cfg)
+    out = _backward(x, k, gates, kr, ki, g, cfg)
+    return out, jax.jvp(ref, (x, k, gates, g), (dx, dk, d_gates, dg))[1]
+
+
+def _conv_primal(x, k, gates, cfg):
+    return _forward(x, k, gates, *_spectrum(k, cfg), cfg)
+
+
+def _conv_fwd(x, k, gates, cfg):
+    kr, ki = _spectrum(k, cfg)
+    return _forward(x, k, gates, kr, ki, cfg), (x, k, gates, kr, ki)
+
+
+def _conv_bwd(cfg: _Config, res, g):
+    return _backward(*res, g, cfg)
+
+
+_conv = jax.custom_vjp(_conv_primal, nondiff_argnums=(3,))
+_conv.defvjp(_conv_fwd, _conv_bwd)
 
 
 # Long sequences: outer step in XLA around the complex-row kernels; x is (Bo, R, L).
@@ -287,45 +382,6 @@ def _long_spectrum(k, plan: OuterPlan):
     kr, ki = outer_spectrum(k, plan)
     shape = (-1, plan.inner.n1, plan.inner.spectrum_cols)
     return kr.reshape(shape), ki.reshape(shape)
-
-
-def _long_primal(x, k, gates, cfg):
-    kr, ki = _long_spectrum(k, cfg.plan)
-    y = _long_conv(x, kr, ki, cfg, pre=gates.get("pre"), post=gates.get("post"))
-    return y.astype(x.dtype)
-
-
-def _long_fwd(x, k, gates, cfg):
-    kr, ki = _long_spectrum(k, cfg.plan)
-    y = _long_conv(x, kr, ki, cfg, pre=gates.get("pre"), post=gates.get("post"))
-    return y.astype(x.dtype), (x, k, gates, kr, ki)
-
-
-def _long_bwd(cfg: _Config, res, g):
-    x, k, gates, kr, ki = res
-    f32 = jnp.float32
-    pre, post = gates.get("pre"), gates.get("post")
-    g = g.astype(f32)
-    d_gates = {}
-    if post is not None:
-        d_gates["post"] = (g * _long_conv(x, kr, ki, cfg, pre=pre)).astype(post.dtype)
-        g = g * post.astype(f32)
-    dv = _long_conv(g, kr, ki, cfg, conj_filter=True)
-    v = x.astype(f32)
-    if pre is not None:
-        d_gates["pre"] = (dv * v).astype(pre.dtype)
-        dv = dv * pre.astype(f32)
-        v = v * pre.astype(f32)
-    # dk = corr(g, v)[:K]: the same kernel with v's spectrum (one per batch and channel row)
-    nb, nr, length = v.shape
-    vr, vi = _long_spectrum(v.reshape(nb * nr, length), cfg.plan)
-    dk = _long_conv(g.reshape(1, nb * nr, length), vr, vi, cfg, conj_filter=True)
-    dk = jnp.sum(dk.reshape(nb, nr, length)[..., : cfg.ksize], axis=0).astype(k.dtype)
-    return dv.astype(x.dtype), dk, d_gates
-
-
-_long = jax.custom_vjp(_long_primal, nondiff_argnums=(3,))
-_long.defvjp(_long_fwd, _long_bwd)
 
 
 def _chunk_size(length: int, ksize: int, causal: bool, chunk, ker: _Kernels) -> int | None:
@@ -478,13 +534,13 @@ def fft_conv_pallas(
     cfg = _Config(family, plan, ksize, default_blocks(plan), interpret, precision)
     if path == "chunked":  # short filter: overlap-save frames through the two-level kernel
         x = {n: to_tiles(_frames(rows(g), chunk), plan) for n, g in (("u", u), *gates.items())}
-        y = _core(x.pop("u"), k, x, cfg)
+        y = _conv(x.pop("u"), k, x, cfg)
         y = _unframe(from_tiles(y, 2 * chunk), nb, length, chunk)
     elif path == "long":  # the three-level plan
-        y = _long(rows(u), k, {n: rows(g) for n, g in gates.items()}, cfg)
+        y = _conv(rows(u), k, {n: rows(g) for n, g in gates.items()}, cfg)
     else:
         x = {n: to_tiles(rows(g), plan) for n, g in (("u", u), *gates.items())}
-        y = from_tiles(_core(x.pop("u"), k, x, cfg), length)
+        y = from_tiles(_conv(x.pop("u"), k, x, cfg), length)
     return y.reshape(lead + (length,))
 
 
