@@ -120,21 +120,22 @@ def test_gradients_with_gates_equal_xla(family, interpret, blocks):
 # Second derivatives: the two-level plan (both families), overlap-save chunks, a
 # frequency-sparse plan and the three-level plan (L = 5000 > GPU_MAX_FFT), with both gates.
 SECOND_ORDER = [
-    pytest.param("gpu", True, 256, 40, {}, id="two-level-gpu"),
-    pytest.param("tpu", pltpu.InterpretParams(), 256, 40, {}, id="two-level-tpu"),
-    pytest.param("gpu", True, 512, 100, {"chunk": 128}, id="chunked"),
-    pytest.param("gpu", True, 1024, 1024, {"bandwidth": 0.25}, id="band-limited"),
-    pytest.param("gpu", True, 5000, 300, {"chunk": 0}, id="three-level"),
+    pytest.param("gpu", True, 2, 256, 40, {}, id="two-level-gpu"),
+    pytest.param("tpu", pltpu.InterpretParams(), 2, 256, 40, {}, id="two-level-tpu"),
+    pytest.param("gpu", True, 1, 512, 100, {"chunk": 128}, id="chunked"),
+    pytest.param("gpu", True, 1, 1024, 1024, {"bandwidth": 0.25}, id="band-limited"),
+    pytest.param("gpu", True, 1, 5000, 300, {"chunk": 0}, id="three-level"),
 ]
 
 
-@pytest.mark.parametrize("family, interpret, length, ksize, kw", SECOND_ORDER)
-def test_second_derivatives_equal_xla(family, interpret, length, ksize, kw):
+@pytest.mark.parametrize("family, interpret, batch, length, ksize, kw", SECOND_ORDER)
+def test_second_derivatives_equal_xla(family, interpret, batch, length, ksize, kw):
     """grad of grad (reverse over reverse) and jax.hessian (forward over reverse) through the
     kernels equal impl="xla" (on the band-limited filter for a frequency-sparse plan); the
     kernels give the first derivatives, the jnp.fft reference the derivatives of those."""
     u, k, pre, post, w = _arrays(
-        [(2, 3, length), (3, ksize), (2, 3, length), (3, length), (2, 3, length)], seed=5
+        [(batch, 3, length), (3, ksize), (batch, 3, length), (3, length), (batch, 3, length)],
+        seed=5,
     )
     k = k / np.sqrt(ksize)
     plan = pallas_plan(length, ksize, backend=family, **kw)
