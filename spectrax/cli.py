@@ -8,6 +8,7 @@ import argparse
 import importlib
 import platform
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -186,7 +187,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_late_loop_callback(unraisable) -> bool:
+    """An asyncio callback scheduled onto a loop that is already closed: after a refused
+    checkpoint, TensorStore's reads still in flight call back into the event loop Orbax ran the
+    restore on and closed when the first read failed. The error was reported; this is noise."""
+    exc = unraisable.exc_value
+    return (
+        isinstance(exc, RuntimeError)
+        and str(exc) == "Event loop is closed"
+        and any(
+            frame.f_code.co_name == "call_soon_threadsafe"
+            for frame, _ in traceback.walk_tb(unraisable.exc_traceback)
+        )
+    )
+
+
+def _quiet_late_loop_callbacks() -> None:
+    """Drop :func:`_is_late_loop_callback` reports in this process; others go to the hook in
+    place before (installed once)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_spectrax", False):
+        return
+
+    def hook(unraisable):
+        if not _is_late_loop_callback(unraisable):
+            previous(unraisable)
+
+    hook._spectrax = True
+    sys.unraisablehook = hook
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_late_loop_callbacks()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

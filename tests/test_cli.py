@@ -193,3 +193,33 @@ def test_bench_passes_on_a_scripts_exit_message(tmp_path, capsys, monkeypatch):
     assert cli.main(["bench", "stop", "no GPU: nothing to time"]) == 1
     assert "no GPU: nothing to time" in capsys.readouterr().err
     assert cli.main(["bench", "stop"]) == 3
+
+
+def test_late_callbacks_into_a_closed_event_loop_are_dropped_and_nothing_else(monkeypatch):
+    """After a refused checkpoint, TensorStore's reads still in flight call back into the
+    event loop Orbax closed; the CLI drops exactly those reports (the error was printed)."""
+    import asyncio
+    import sys
+    import types
+
+    from spectrax import cli
+
+    loop = asyncio.new_event_loop()
+    loop.close()
+    try:
+        loop.call_soon_threadsafe(print)
+    except RuntimeError as err:
+        late = types.SimpleNamespace(exc_value=err, exc_traceback=err.__traceback__)
+    try:
+        raise RuntimeError("Event loop is closed")  # the same words, not from asyncio
+    except RuntimeError as err:
+        other = types.SimpleNamespace(exc_value=err, exc_traceback=err.__traceback__)
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    cli._quiet_late_loop_callbacks()
+    hook = sys.unraisablehook
+    cli._quiet_late_loop_callbacks()
+    assert sys.unraisablehook is hook  # installed once
+    sys.unraisablehook(late)
+    sys.unraisablehook(other)
+    assert seen == [other]
