@@ -182,6 +182,35 @@ def test_second_derivatives_equal_xla(family, interpret, batch, length, ksize, k
     assert_close(got, want, rtol=1e-4, what="Hessian in k")
 
 
+def test_vmap_over_examples_filters_and_gradients_equals_xla():
+    """Modules take one example and are vmapped: the kernels (and their custom_vjp/custom_jvp
+    wrappers) batch over the input, the filter, a gate and per-example gradients."""
+    u, k, g = _arrays([(4, 3, 256), (3, 40), (4, 3, 256)], seed=6)
+    k = k / 6
+
+    def pallas(u, k, **gates):
+        return fft_conv_pallas(u, k, interpret=True, precision="f32", **gates)
+
+    def xla(u, k, **gates):
+        return fft_conv(u, k, impl="xla", **gates)
+
+    def per_example_grads(conv):
+        def loss(ui, kk, gi):
+            return jnp.sum(jnp.sin(conv(ui, kk, post_gate=gi)))
+
+        return jax.vmap(jax.grad(loss, argnums=(0, 1, 2)), in_axes=(0, None, 0))(u, k, g)
+
+    cases = {
+        "examples": lambda conv: jax.vmap(lambda ui: conv(ui, k))(u),
+        "filters": lambda conv: jax.vmap(lambda kk: conv(u[0], kk))(jnp.stack([k, 2 * k])),
+        "gradients": per_example_grads,
+    }
+    for name, f in cases.items():
+        for a, b in zip(jax.tree.leaves(f(pallas)), jax.tree.leaves(f(xla)), strict=True):
+            assert a.shape == b.shape
+            assert_close(a, b, jnp.float32, what=f"vmap over {name}")
+
+
 def test_impl_pallas_through_fft_conv_is_differentiable_in_a_model():
     """jax.grad of a small gated long-conv layer with impl="pallas" (GPU kernel, interpreted
     on CPU) equals impl="xla"; bf16 inputs, so also the half-precision cotangent dtypes."""
