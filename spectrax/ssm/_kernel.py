@@ -71,6 +71,8 @@ def vandermonde_kernel(
                 f"{log_Lambda_bar.shape}."
             )
         log_lam = log_Lambda_bar.astype(dtype)
+        # Λ̄ = 0 (bilinear at Λ dt = -2) has log -inf: the same smallest normal number
+        log_lam = jnp.where(jnp.real(log_lam) == -jnp.inf, jnp.log(tiny), log_lam)
     log_lam = jnp.broadcast_to(log_lam, shape)
     w = jnp.broadcast_to(W.astype(dtype), shape)
     n_chunks = math.ceil(length / chunk)
@@ -111,8 +113,10 @@ def dense_kernel(
             f"leading dims; got {A_bar.shape=}, {B_bar.shape=}, {C.shape=}."
         )
     dtype = result_dtype(A_bar.dtype, B_bar.dtype, C.dtype)
-    a, c = A_bar.astype(dtype), C.astype(dtype)
-    b = jnp.broadcast_to(B_bar.astype(dtype), lead + (n,))  # the scan carry keeps one shape
+    # explicit broadcasting (also under rank-promotion="raise"); the scan carry keeps one shape
+    a = jnp.broadcast_to(A_bar.astype(dtype), lead + (n, n))
+    b = jnp.broadcast_to(B_bar.astype(dtype), lead + (n,))
+    c = jnp.broadcast_to(C.astype(dtype), lead + (n,))
 
     def step(x, _):
         return jnp.einsum("...ij,...j->...i", a, x), jnp.sum(c * x, axis=-1)

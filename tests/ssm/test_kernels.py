@@ -548,6 +548,18 @@ def test_dense_kernel_broadcasts_a_shared_input_vector(x64):
     )
     assert got.shape == (2, 6)
     assert_close(got, want, jnp.float64)
+    # one B and one C for the batch of systems (explicit broadcasting: the tests raise on
+    # implicit rank promotion), and one system with a batch of C
+    got = dense_kernel(jnp.asarray(a), jnp.asarray(b), jnp.asarray(c[0]), 6)
+    shared_c = np.stack(
+        [[c[0] @ np.linalg.matrix_power(a[h], t) @ b for t in range(6)] for h in range(2)]
+    )
+    assert_close(got, shared_c, jnp.float64)
+    got = dense_kernel(jnp.asarray(a[0]), jnp.asarray(b), jnp.asarray(c), 6)
+    want = np.stack(
+        [[c[h] @ np.linalg.matrix_power(a[0], t) @ b for t in range(6)] for h in range(2)]
+    )
+    assert_close(got, want, jnp.float64)
 
 
 @pytest.mark.parametrize("method", ["zoh", "bilinear"])
@@ -572,6 +584,48 @@ def test_log_discrete_eigenvalues_keep_slow_modes_accurate(x64, method):
     assert from_log.dtype == jnp.complex64
     err_plain, err_log = rel_err(plain, ref), rel_err(from_log, ref)
     assert err_log < 1e-5 and err_log < err_plain / 5, (err_log, err_plain)
+
+
+@pytest.mark.parametrize("method", ["zoh", "bilinear"])
+@pytest.mark.parametrize("dt", [0.1, 1.0])
+def test_log_discrete_eigenvalues_keep_fast_modes_and_decay_rates(x64, method, dt):
+    """Fast modes (|Im Λ dt| up to 400): the log's phase lies in (-π, π] and the float32
+    kernel from it is as accurate as the one from Λ̄ (a phase left at 400 rounds l times
+    coarser: 4.7e-3 at dt = 1); the decay rate of a slow mode with a large phase keeps its
+    digits (log1p(z) - log1p(-z) cancelled it to 0: a mode that never decays)."""
+    n, length = 128, 4096
+    lam = (-5e-4 + 1j * np.pi * np.arange(n)).astype(np.complex64)
+    w = np.ones(n, np.complex64)
+    dt32 = jnp.asarray(dt, jnp.float32)
+    dt64 = jnp.asarray(dt32, jnp.float64)  # the same step, exactly
+    lam_bar64, _ = discretize_diagonal(jnp.asarray(lam, jnp.complex128), dt64, method)
+    ref = np.asarray(vandermonde_kernel(lam_bar64, jnp.asarray(w, jnp.complex128), length))
+    log32 = log_discrete_eigenvalues(jnp.asarray(lam), dt32, method)
+    assert np.all(np.abs(np.imag(log32)) <= np.pi + 1e-6)
+    assert_close(np.exp(np.asarray(log32, np.complex128)), lam_bar64, rtol=1e-5)
+    lam_bar32, _ = discretize_diagonal(jnp.asarray(lam), dt32, method)
+    plain = vandermonde_kernel(lam_bar32, jnp.asarray(w), length)
+    from_log = vandermonde_kernel(lam_bar32, jnp.asarray(w), length, log_Lambda_bar=log32)
+    err_plain, err_log = rel_err(plain, ref), rel_err(from_log, ref)
+    assert err_log < 1.5 * err_plain + 1e-6, (err_log, err_plain)
+    # the decay rate of Λ = -1e-6 + 30i: about -4.4e-9 per step, not 0
+    slow = jnp.asarray([-1e-6 + 30j], jnp.complex64)
+    rate = float(np.real(np.asarray(log_discrete_eigenvalues(slow, dt32, method)))[0])
+    want = np.real(log_discrete_eigenvalues(jnp.asarray(slow, jnp.complex128), dt64, method))
+    assert want < 0 and abs(rate - want) <= 1e-5 * abs(want), (rate, want)
+
+
+def test_a_zero_discrete_eigenvalue_from_its_log_contributes_at_l0_only(x64):
+    """Bilinear at Λ dt = -2 gives Λ̄ = 0 and log Λ̄ = -inf: the kernel is W at l = 0 and 0
+    after (the powers 0^l), as from Λ̄ itself, not NaN."""
+    lam = jnp.asarray([-2.0 + 0j, -1.0 + 0j])
+    w = jnp.ones(2, jnp.complex128)
+    lam_bar, _ = discretize_diagonal(lam, 1.0, "bilinear")
+    log_bar = log_discrete_eigenvalues(lam, 1.0, "bilinear")
+    got = vandermonde_kernel(lam_bar, w, 4, log_Lambda_bar=log_bar)
+    want = np.array([2.0, 1 / 3, 1 / 9, 1 / 27])
+    assert_close(got, want, jnp.float64)
+    assert_close(vandermonde_kernel(lam_bar, w, 4), want, jnp.float64)
 
 
 def test_log_lambda_bar_shape_is_checked(library_errors):
