@@ -154,7 +154,8 @@ def _task_values_checked():
         yield
     except (ValueError, TypeError) as e:
         raise ConfigError(
-            f"the task refused its `task.*` values: {e} (check the overrides of `task.*`)"
+            f"the task refused its `task.*` values: {e} (check the overrides of `task.*`; "
+            f"with none, the config's own task or model code raised this {type(e).__name__})"
         ) from e
 
 
@@ -324,6 +325,19 @@ def train(
             )
         return host[-1][1]
 
+    def report_nonfinite(step: int) -> None:
+        logger.error(
+            "stopping at step %d: %d non-finite updates in a row by step %d "
+            "(loop.max_nonfinite=%d), and the steps after it changed nothing; %s",
+            step,
+            worst_run,
+            tripped_at,
+            loop.max_nonfinite,
+            f"the last checkpoint (step {last_saved}) is intact"
+            if last_saved > 0
+            else "no checkpoint was written (checkpoint.every=0 or none due yet)",
+        )
+
     worst_run, tripped_at = 0, None
     with _stop_on_signals() as flag:
         for step in range(start + 1, loop.num_steps + 1):
@@ -360,17 +374,7 @@ def train(
                     )
                 if worst_run >= loop.max_nonfinite:
                     stopped = "nonfinite"
-                    logger.error(
-                        "stopping at step %d: %d non-finite updates in a row by step %d "
-                        "(loop.max_nonfinite=%d), and the steps after it changed nothing; %s",
-                        step,
-                        worst_run,
-                        tripped_at,
-                        loop.max_nonfinite,
-                        f"the last checkpoint (step {last_saved}) is intact"
-                        if last_saved > 0
-                        else "no checkpoint was written (checkpoint.every=0 or none due yet)",
-                    )
+                    report_nonfinite(step)
                     break
             if loop.eval_every and step % loop.eval_every == 0 and step != loop.num_steps:
                 writer.write(step, "eval", task.evaluate(model))
@@ -380,6 +384,11 @@ def train(
                 last = flush()
                 if last is not None:
                     skipped_total = int(last["nonfinite_total"])
+                if worst_run >= loop.max_nonfinite:
+                    # the guard tripped since the last read: no checkpoint of halted steps
+                    stopped = "nonfinite"
+                    report_nonfinite(step)
+                    break
             if save:
                 ckpt.save(
                     step, _checkpoint_state(model, opt_state, rng), extra=_position(config, step)

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from spectrax._checks import check_positive_int
+
 __all__ = ["GuardState", "TrainState", "init_opt_state", "make_train_step"]
 
 
@@ -67,10 +69,8 @@ def make_train_step(
         not applied), ``halted`` (0/1), the guard's ``nonfinite_consecutive`` and
         ``nonfinite_total``, and the loss function's metrics.
     """
-    if max_nonfinite is not None and (
-        isinstance(max_nonfinite, bool) or not isinstance(max_nonfinite, int) or max_nonfinite < 1
-    ):
-        raise ValueError(f"`max_nonfinite` must be None or an int >= 1; got {max_nonfinite!r}.")
+    if max_nonfinite is not None:  # NumPy integers too; not bools, floats or 0
+        max_nonfinite = check_positive_int("max_nonfinite", max_nonfinite)
 
     @eqx.filter_jit
     def step(model, opt_state: TrainState, batch):

@@ -362,13 +362,21 @@ class SequenceClassificationTask:
 
     def init_model(self, key):
         """``make_model(key)``, checked by tracing it on one test sequence (shapes only): it
-        must return one logit vector ``(num_classes,)`` per sequence."""
+        must return one logit vector ``(num_classes,)`` per sequence, with a logit for every
+        label in the data."""
         model = self.make_model(key)
         out = eqx.filter_eval_shape(model, self.test[0][0])
         if getattr(out, "ndim", None) != 1:
             raise ValueError(
                 f"the model must map one sequence {self.test[0].shape[1:]} to logits "
                 f"(num_classes,); it returns {getattr(out, 'shape', type(out).__name__)}."
+            )
+        classes = 1 + max(int(y.max(initial=0)) for _, y in (self.train, self.test))
+        if out.shape[0] < classes:
+            # a label beyond the logits makes the cross-entropy NaN at every step
+            raise ValueError(
+                f"the model returns {out.shape[0]} logits per sequence but the labels run to "
+                f"{classes - 1}; expected at least {classes} logits (one per class)."
             )
         return model
 

@@ -90,6 +90,29 @@ def test_persistent_nan_stops_with_checkpoint_intact(tmp_path):
     assert "stopped: nonfinite at step 20" in (tmp_path / "report.md").read_text()
 
 
+def test_signal_after_the_guard_tripped_stops_without_saving_halted_steps(tmp_path):
+    """The limit is reached at step 16; SIGTERM arrives in the eval at step 18, before the
+    host has read the counters (log_every=10): the run stops as non-finite and does not
+    checkpoint step 18 (a checkpoint whose every resumed step would halt)."""
+    config = load_config(
+        TOY,
+        [
+            "task.nan_after=12",
+            "checkpoint.every=5",
+            "loop.max_nonfinite=4",
+            "loop.log_every=10",
+            "loop.eval_every=18",
+            "task.sigterm_in_eval=true",
+            "output.plots=false",
+        ],
+    )
+    result = train(config, workdir=tmp_path)
+    assert result.stopped == "nonfinite" and result.step == 18
+    ckpt = Checkpointer(tmp_path / "checkpoints", keep=3, config_dict=config_to_dict(config))
+    assert ckpt.latest_step() == 15
+    ckpt.close()
+
+
 def test_one_vs_eight_devices_same_curve_and_sharded_batch(tmp_path, monkeypatch):
     assert jax.device_count() == 8
     seen = []

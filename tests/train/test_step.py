@@ -109,8 +109,9 @@ def test_step_halts_after_max_nonfinite_in_a_row(setup, library_errors):
     _, _, m = free(model3, state3, batch)
     assert int(m["halted"]) == 0 and int(m["nonfinite_consecutive"]) == 0
     for bad_limit in (0, 1.5, True):
-        with pytest.raises(ValueError, match="`max_nonfinite` must be None or an int >= 1"):
+        with pytest.raises(ValueError, match="`max_nonfinite` must be an integer >= 1"):
             make_train_step(_loss, optimizer, max_nonfinite=bad_limit)
+    make_train_step(_loss, optimizer, max_nonfinite=np.int64(2))  # a NumPy integer is one
 
 
 def test_nonfinite_update_with_finite_gradients_is_skipped(setup):

@@ -206,3 +206,12 @@ def test_sequence_task_init_model_checks_the_logits_shape():
     bad = SequenceClassificationTask(make_model=lambda key: lambda s: s, train=(x, y), test=(x, y))
     with pytest.raises(ValueError, match=r"logits \(num_classes,\); it returns \(12, 3\)"):
         bad.init_model(jax.random.key(0))
+    # 2 logits for labels 0..2: the cross-entropy would be NaN at every step
+    y3 = np.arange(5) % 3
+    few = SequenceClassificationTask(
+        make_model=lambda key: lambda s: s[-1, :2], train=(x, y3), test=(x, y)
+    )
+    with pytest.raises(
+        ValueError, match=r"returns 2 logits .* labels run to 2; expected at least 3"
+    ):
+        few.init_model(jax.random.key(0))
