@@ -91,6 +91,13 @@ def discretize_diagonal(
         Both complex, broadcast shape, in the wider precision of ``Lambda`` and an array ``dt``
         (a Python float ``dt`` takes ``Lambda``'s).
     """
+    lam, dt = _diagonal_args(Lambda, dt, method)  # checks `method` first
+    return _DIAG[method](lam, dt)
+
+
+def _diagonal_args(Lambda, dt, method: str):
+    """Checked ``(Λ, dt)`` of a diagonal discretisation, both in the complex dtype of the
+    wider of ``Λ`` and an array ``dt`` (a float64 dt array is not narrowed to complex64)."""
     check_choice("method", method, DISCRETIZATIONS)
     lam = _as_complex(jnp.asarray(Lambda))
     dt_in, dt = dt, _as_dt(dt)
@@ -99,17 +106,15 @@ def discretize_diagonal(
             f"`dt` and `Lambda` must have the same rank (explicit broadcasting); got "
             f"dt.shape={dt.shape}, Lambda.shape={lam.shape}. Reshape dt, e.g. dt[:, None]."
         )
-    if _wider(
-        dt_in, dt, lam.real.dtype
-    ):  # a float64 dt array is not narrowed to a complex64 Lambda
+    if _wider(dt_in, dt, lam.real.dtype):
         lam = lam.astype(complex_dtype(dt.dtype))
-    return _DIAG[method](lam, dt.astype(lam.dtype))
+    return lam, dt.astype(lam.dtype)
 
 
 def _diag_zoh_log(lam, dt):
     # Λ dt with its phase brought into (-π, π]: the kernel multiplies it by l up to L, and a
     # phase of 100 instead of 100 - 32π would round l times 30x more coarsely in float32. The
-    # reduction goes through sin and cos, whose argument reduction is exact; subtracting
+    # reduction goes through sin and cos, whose argument reduction is accurate; subtracting
     # multiples of a float32 2π would add their rounding, times l.
     z = lam * dt
     phase = jnp.arctan2(jnp.sin(jnp.imag(z)), jnp.cos(jnp.imag(z)))
@@ -141,17 +146,8 @@ def log_discrete_eigenvalues(
     product ``l log Λ̄`` of the powers as small as it can be. Arguments and broadcasting as
     :func:`discretize_diagonal`.
     """
-    check_choice("method", method, DISCRETIZATIONS)
-    lam = _as_complex(jnp.asarray(Lambda))
-    dt_in, dt = dt, _as_dt(dt)
-    if dt.ndim not in (0, lam.ndim):
-        raise ValueError(
-            f"`dt` and `Lambda` must have the same rank (explicit broadcasting); got "
-            f"dt.shape={dt.shape}, Lambda.shape={lam.shape}. Reshape dt, e.g. dt[:, None]."
-        )
-    if _wider(dt_in, dt, lam.real.dtype):
-        lam = lam.astype(complex_dtype(dt.dtype))
-    return _DIAG_LOG[method](lam, dt.astype(lam.dtype))
+    lam, dt = _diagonal_args(Lambda, dt, method)
+    return _DIAG_LOG[method](lam, dt)
 
 
 def _dense_zoh(a, b, dt):
