@@ -184,7 +184,7 @@ def real_sph_harm(
 
     Args:
         l_max: highest degree, a static integer ``>= 0``.
-        theta: polar angles, real.
+        theta: polar angles, a real array (a Python float is a rank-0 one).
         phi: azimuths, real, same rank as ``theta`` and broadcastable against it.
 
     Returns:
@@ -194,6 +194,8 @@ def real_sph_harm(
     l_max = check_positive_int("l_max", l_max, minimum=0)
     check_real_float("theta", theta)
     check_real_float("phi", phi)
+    # Python floats and NumPy arrays are taken as arrays (a scalar angle is rank 0).
+    theta, phi = jnp.asarray(theta), jnp.asarray(phi)
     if theta.ndim != phi.ndim:
         raise ValueError(
             f"`theta` and `phi` must have the same rank; got {theta.shape=}, {phi.shape=}. "

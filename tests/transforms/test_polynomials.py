@@ -188,6 +188,13 @@ def test_real_sph_harm_jit_vmap_grad_dtype():
     )
 
 
+def test_real_sph_harm_takes_python_floats(library_errors):
+    """A single point given as Python floats is a rank-0 array (it raised AttributeError)."""
+    got = real_sph_harm(2, 0.5, 0.3)
+    assert got.shape == (9,)
+    assert_close(got, real_sph_harm(2, jnp.asarray(0.5), jnp.asarray(0.3)), rtol=0.0)
+
+
 def test_real_sph_harm_errors(library_errors):
     t = jnp.zeros(4)
     with pytest.raises(ValueError, match=r"`l_max` must be an integer >= 0; got -1"):
