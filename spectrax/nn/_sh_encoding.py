@@ -41,7 +41,8 @@ def spherical_harmonic_encoding(
             degrees in ``[-90, 90]`` (not checked: values outside fold over the pole).
         l_max: highest degree, a static integer ``>= 0``. In float32 the features are accurate
             to about 1e-6 at ``l_max = 5`` and 1e-5 at ``l_max = 20`` (absolute; the largest
-            feature is then 1.7); use float64 beyond.
+            feature is then ``Y_20,0`` at a pole, ``sqrt(41 / (4π)) = 1.8``); use float64
+            beyond.
 
     Returns:
         ``(..., (l_max + 1)^2)`` in ``lonlat``'s dtype (half precision computes in float32).
