@@ -3,6 +3,7 @@ transform and its inverse (the spectral layer of spherical Fourier neural operat
 
 from __future__ import annotations
 
+import functools
 import math
 
 import equinox as eqx
@@ -18,7 +19,7 @@ from spectrax._checks import (
     compute_dtype,
 )
 from spectrax.transforms import isht, sht
-from spectrax.transforms._polynomials import flat_degrees
+from spectrax.transforms._polynomials import flat_degrees, flat_orders
 from spectrax.transforms._sht import check_sphere_grid
 
 
@@ -86,9 +87,33 @@ def spherical_conv(
     # to x's working dtype (a float64 weight with a float32 x computes in float32).
     work = compute_dtype(x.dtype)
     coeffs = sht(x.astype(work), l_max)  # (C_in, H)
-    w = jnp.take(weight.astype(work), jnp.asarray(flat_degrees(l_max)), axis=2)  # (O, I, H)
-    mixed = jnp.einsum("oih,ih->oh", w, coeffs, precision=jax.lax.Precision.HIGHEST)
+    # Mix on a (degree, order) grid, one (C_out, C_in) matrix per degree, rather than
+    # expanding the weight to every order: that would be a (C_out, C_in, (l_max + 1)^2) array,
+    # l_max + 1 times the weight (4 GB for 256 channels at l_max = 127), forward and backward.
+    to_grid, from_grid = _degree_order_grid(l_max)
+    coeffs = jnp.concatenate([coeffs, jnp.zeros((coeffs.shape[0], 1), work)], axis=-1)
+    blocks = jnp.take(coeffs, to_grid, axis=-1)  # (C_in, l, m + l_max), zero for |m| > l
+    mixed = jnp.einsum(
+        "oil,ilm->olm", weight.astype(work), blocks, precision=jax.lax.Precision.HIGHEST
+    )
+    mixed = jnp.take(mixed.reshape(mixed.shape[0], -1), from_grid, axis=-1)  # (C_out, H)
     return isht(mixed, *output_shape).astype(x.dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _degree_order_grid(l_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index maps between the flat harmonic axis (``l^2 + l + m``) and a ``(l, m + l_max)``
+    grid of shape ``(l_max + 1, 2 l_max + 1)``: ``to_grid[l, m + l_max]`` is the flat index of
+    ``(l, m)``, or ``(l_max + 1)^2`` (a zero) where ``|m| > l``; ``from_grid[k]`` is the
+    row-major grid position of flat index ``k``."""
+    l, m = flat_degrees(l_max), flat_orders(l_max)
+    size = (l_max + 1) ** 2
+    to_grid = np.full((l_max + 1, 2 * l_max + 1), size, np.int32)
+    to_grid[l, m + l_max] = np.arange(size)
+    from_grid = (l * (2 * l_max + 1) + m + l_max).astype(np.int32)
+    for t in (to_grid, from_grid):
+        t.setflags(write=False)
+    return to_grid, from_grid
 
 
 class SphericalConv(eqx.Module):

@@ -118,6 +118,34 @@ def test_layer_parameters_init_jit_vmap_grad():
     assert_close(jnp.sum(xt * x[0]), jnp.sum(layer(x[0]) * v), rtol=1e-4)
 
 
+def _largest_value(jaxpr) -> int:
+    """The most elements of any value a jaxpr computes, its sub-jaxprs (jit, scan) included."""
+    biggest = 0
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            biggest = max(biggest, math.prod(v.aval.shape))
+        for param in eqn.params.values():
+            sub = getattr(param, "jaxpr", param)  # a ClosedJaxpr holds its Jaxpr
+            if hasattr(sub, "eqns"):
+                biggest = max(biggest, _largest_value(sub))
+    return biggest
+
+
+def test_weight_is_not_expanded_to_every_order():
+    """Forward and backward never hold the weight repeated over the 2l + 1 orders of each
+    degree, a (C_out, C_in, (l_max + 1)^2) array l_max + 1 times the weight (it was gathered
+    to that shape and its gradient scattered back: 272 MB of temporaries at 128 channels,
+    l_max = 63)."""
+    c_out, c_in, l_max = 8, 8, 15
+    x = jnp.ones((c_in, l_max + 1, 2 * l_max + 2))
+    w = jnp.ones((c_out, c_in, l_max + 1))
+    expanded = c_out * c_in * (l_max + 1) ** 2
+    loss = jax.grad(lambda w, x: jnp.sum(spherical_conv(x, w) ** 2))
+    for name, f, args in [("forward", spherical_conv, (x, w)), ("grad", loss, (w, x))]:
+        biggest = _largest_value(jax.make_jaxpr(f)(*args).jaxpr)
+        assert biggest < expanded // 2, (name, biggest, expanded)
+
+
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_half_precision_computes_in_float32_and_rounds_once(dtype):
     """A half-precision x gives the float32 computation on the same (rounded) input, rounded
