@@ -148,8 +148,9 @@ def gd_residuals(
     Args:
         ntk: ``(N, N)`` symmetric kernel on the training points.
         residual0: ``(N,)`` the residual at initialisation.
-        learning_rate: ``η > 0`` (may be traced, e.g. under ``vmap`` over rates). steps:
-            number of steps ``T >= 0``, static.
+        learning_rate: ``η > 0``, finite, a scalar (may be traced, e.g. under ``vmap`` over
+            rates).
+        steps: number of steps ``T >= 0``, static.
 
     Returns:
         ``(T + 1, N)``: ``r_0 … r_T``, in float32 (float64 if ``ntk`` or ``residual0`` is).
@@ -170,8 +171,8 @@ def gd_residuals(
     steps = check_positive_int("steps", steps, minimum=0)
     dtype = compute_dtype(ntk.dtype, residual0.dtype)
     if isinstance(learning_rate, (int, float, np.number)):
-        if not learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be > 0; got {learning_rate!r}.")
+        if not (learning_rate > 0 and math.isfinite(learning_rate)):
+            raise ValueError(f"`learning_rate` must be > 0 and finite; got {learning_rate!r}.")
         lr = float(learning_rate)  # weakly typed: takes the kernel's dtype
     else:
         if not jnp.issubdtype(learning_rate.dtype, jnp.floating):
@@ -179,10 +180,16 @@ def gd_residuals(
                 f"`learning_rate` must be a real float; got an array of dtype "
                 f"{learning_rate.dtype}."
             )
-        if not isinstance(learning_rate, jax.core.Tracer) and not np.all(
-            np.asarray(learning_rate) > 0
-        ):
-            raise ValueError(f"`learning_rate` must be > 0; got {np.asarray(learning_rate)!r}.")
+        # one rate: an (N,) array would scale the eigenvalues entrywise, silently
+        if jnp.ndim(learning_rate) != 0:
+            raise ValueError(
+                f"`learning_rate` must be a scalar; got shape {jnp.shape(learning_rate)}. To "
+                "compare several rates, jax.vmap over them."
+            )
+        if not isinstance(learning_rate, jax.core.Tracer):
+            value = np.asarray(learning_rate)
+            if not (value > 0 and np.isfinite(value)):
+                raise ValueError(f"`learning_rate` must be > 0 and finite; got {value!r}.")
         # one dtype throughout (a float32 rate traced beside a float64 kernel, strict promotion)
         lr = learning_rate.astype(dtype)
     w, v = ntk_eigh(ntk.astype(dtype))

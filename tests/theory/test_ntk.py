@@ -223,3 +223,23 @@ def test_python_float_parameters_and_a_negative_rate_array(x64, library_errors):
     for rate in (-0.1, jnp.asarray(-0.1), jnp.asarray(0.0)):
         with pytest.raises(ValueError, match=r"`learning_rate` must be > 0"):
             gd_residuals(jnp.eye(3), jnp.ones(3), rate, 3)
+
+
+def test_learning_rate_must_be_one_finite_number(library_errors):
+    """A rate array of shape (N,) multiplied the eigenvalues entrywise (a meaningless per-mode
+    rate, silently); an infinite rate returned NaN residuals."""
+    ntk, r0 = jnp.eye(3) + 0.5, jnp.ones(3)
+    for rate in (jnp.full((3,), 0.1), jnp.full((1,), 0.1)):
+        with pytest.raises(ValueError, match=r"`learning_rate` must be a scalar; got shape"):
+            gd_residuals(ntk, r0, rate, 2)
+    with pytest.raises(ValueError, match=r"`learning_rate` must be a scalar; got shape \(3,\)"):
+        jax.jit(lambda lr: gd_residuals(ntk, r0, lr, 2))(jnp.full((3,), 0.1))
+    for rate in (float("inf"), jnp.asarray(jnp.inf)):
+        with pytest.raises(ValueError, match=r"`learning_rate` must be > 0 and finite"):
+            gd_residuals(ntk, r0, rate, 2)
+    # a traced scalar rate (vmap over rates) still works
+    assert jax.vmap(lambda lr: gd_residuals(ntk, r0, lr, 2))(jnp.asarray([0.1, 0.2])).shape == (
+        2,
+        3,
+        3,
+    )
