@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import equinox as eqx
 import jax
 
 from spectrax.nn._ssm import S4, S4D, S5
@@ -12,7 +13,9 @@ SSM_LAYERS = (S4, S4D, S5)
 
 
 def _label_layer(layer: Any) -> Any:
-    def label(path, _leaf):
+    def label(path, leaf):
+        if not eqx.is_array(leaf):
+            return None
         names = [k.name for k in path if isinstance(k, jax.tree_util.GetAttrKey)]
         return "ssm" if names and names[-1] in layer.ssm_params else "default"
 
@@ -21,7 +24,7 @@ def _label_layer(layer: Any) -> Any:
 
 def ssm_param_labels(model: Any) -> Any:
     """A pytree like ``model`` with ``"ssm"`` at the state-space parameters of every S4, S4D and
-    S5 layer (Λ, B, log dt, and S4's low-rank ``P``) and ``"default"`` at every other leaf.
+    S5 layer (Λ, B, log dt, and S4's low-rank ``P``) and ``"default"`` at every other array.
 
     Gu, Goel & Ré, 2022 (S4) and Smith et al., 2023 (S5) train these with their own (smaller)
     learning rate and no weight decay; use with ``optax.multi_transform``::
@@ -32,10 +35,17 @@ def ssm_param_labels(model: Any) -> Any:
             {"ssm": optax.adam(1e-3), "default": optax.adamw(4e-3, weight_decay=0.05)},
             lambda _: labels)  # a labelled module is callable: optax must not call it
 
-    Works on a model or on ``eqx.filter(model, eqx.is_array)`` (``None`` leaves stay ``None``).
+    Works on a model or on ``eqx.filter(model, eqx.is_array)``, with the same result: leaves that
+    are not arrays (and ``None`` leaves) are ``None`` in the labels.
     """
+    # Non-array leaves (a dropout rate, an activation function) get None, as in
+    # eqx.filter(model, eqx.is_array): the labels of a model fit its filtered parameters.
     return jax.tree.map(
-        lambda node: _label_layer(node) if isinstance(node, SSM_LAYERS) else "default",
+        lambda node: (
+            _label_layer(node)
+            if isinstance(node, SSM_LAYERS)
+            else ("default" if eqx.is_array(node) else None)
+        ),
         model,
         is_leaf=lambda node: isinstance(node, SSM_LAYERS),
     )

@@ -146,3 +146,20 @@ def test_float64_input_computes_in_float64(layer, key, x64):
     assert float(jnp.max(jnp.abs(y - wide(x)))) < 1e-12 * float(jnp.max(jnp.abs(y)))
     narrow = model(x.astype(jnp.float32)).astype(jnp.float64)
     assert float(jnp.max(jnp.abs(narrow - wide(x)))) > 1e-10 * float(jnp.max(jnp.abs(y)))
+
+
+def test_param_labels_of_the_model_fit_its_filtered_params(key):
+    """ssm_param_labels(model) labelled the Dropout's rate and flag (non-array leaves) too, so the
+    labels did not have the structure of eqx.filter(model, eqx.is_array) and optax refused them."""
+    model = SSMSequenceModel(3, 2, 8, 1, layer="s4d", state_size=4, dropout=0.1, key=key)
+    params = eqx.filter(model, eqx.is_array)
+    labels = ssm_param_labels(model)
+    assert jax.tree.structure(labels) == jax.tree.structure(ssm_param_labels(params))
+    assert labels.blocks[0].ssm.B == "ssm" and labels.blocks[0].ssm.C == "default"
+    opt = optax.multi_transform(
+        {"ssm": optax.adam(1e-3), "default": optax.adamw(1e-3)}, lambda _: labels
+    )
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 count with floats
+        state = opt.init(params)
+        updates, _ = opt.update(jax.tree.map(jnp.ones_like, params), state, params)
+    assert jax.tree.structure(updates) == jax.tree.structure(params)
