@@ -8,6 +8,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import check_choice, check_positive_int, widen_to_input
@@ -164,6 +165,10 @@ class SSMSequenceModel(eqx.Module):
                 f"`max_len` applies only to layer='hyena' (state-space layers take any length); "
                 f"got max_len={max_len!r} with layer={layer!r}."
             )
+        if isinstance(dropout, bool) or not isinstance(
+            dropout, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(f"`dropout` must be a number in [0, 1); got {dropout!r}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
         reserved = {"max_len", "dtype", "key", "channels", "d_model", "state_size"}
@@ -213,6 +218,12 @@ class SSMSequenceModel(eqx.Module):
                 f"max_len={self.max_len} (got x.shape={x.shape})."
             )
         inference = key is None if inference is None else inference
+        rate = self.blocks[0].dropout.p
+        if not inference and key is None and rate > 0:
+            raise ValueError(
+                f"`key` is required with inference=False: the blocks apply dropout={rate}. Pass "
+                "key=... to train, or leave inference unset (or True) to evaluate."
+            )
         keys = (
             [None] * len(self.blocks)
             if key is None

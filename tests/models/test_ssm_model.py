@@ -163,3 +163,16 @@ def test_param_labels_of_the_model_fit_its_filtered_params(key):
         state = opt.init(params)
         updates, _ = opt.update(jax.tree.map(jnp.ones_like, params), state, params)
     assert jax.tree.structure(updates) == jax.tree.structure(params)
+
+
+def test_dropout_errors_name_the_argument(key, library_errors):
+    """Training mode without a key raised Equinox's "Dropout requires a key" (not the model's
+    argument); a non-number rate raised a bare comparison TypeError."""
+    model = SSMSequenceModel(3, 2, 8, 1, state_size=4, dropout=0.5, key=key)
+    with pytest.raises(ValueError, match=r"`key`.*inference=False.*dropout=0.5"):
+        model(jnp.ones((4, 3)), inference=False)
+    with pytest.raises(TypeError, match=r"`dropout` must be a number in \[0, 1\); got '0.1'"):
+        SSMSequenceModel(3, 2, dropout="0.1", key=key)
+    # without dropout, training mode needs no key
+    plain = SSMSequenceModel(3, 2, 8, 1, state_size=4, key=key)
+    assert_close(plain(jnp.ones((4, 3)), inference=False), plain(jnp.ones((4, 3))), rtol=0.0)
