@@ -268,7 +268,8 @@ class HyenaOperator(eqx.Module):
     ``u -> W_in u + b_in`` (``H -> (N + 1) H``), a depthwise causal convolution of size
     ``short_filter`` over time on all ``(N + 1) H`` projections, split into
     ``(x^1, .., x^N, v)``; then :func:`hyena_recurrence` with the ``N H`` implicit filters of one
-    :class:`HyenaFilter` (``h^n`` = rows ``n H .. (n+1) H``) and skips ``D^n``; then
+    :class:`HyenaFilter` (channel ``i`` of ``h^n`` is row ``i N + n - 1``: interleaved, so each
+    ``h^n`` spans the window rates ``decay_min .. decay_max``) and skips ``D^n``; then
     ``W_out y + b_out``. Causal: ``y_t`` depends on ``u_s`` for ``s <= t`` only.
 
     ``order`` follows the paper's Definition 3.1: ``N`` long convolutions, each followed by a
