@@ -25,19 +25,40 @@ def _check_batch(name: str, x: Any) -> None:
         )
 
 
-def _jacobian(f: Callable, params: Any, x: Array) -> Array:
-    """Per-example Jacobian of ``f(params, x_i)`` w.r.t. all parameters, flattened to
-    ``(N, O, P)`` (``O`` = output size, ``P`` = number of parameter entries)."""
+_PARTITION_HINT = (
+    "Partition a model first, e.g. `params, static = eqx.partition(model, "
+    "eqx.is_inexact_array)` and `f = lambda p, x: eqx.combine(p, static)(x)`."
+)
+
+
+def check_params(params: Any) -> list:
+    """The leaves of ``params``, or an error naming ``params`` unless every leaf is a real
+    floating-point array (or Python float): what ``jax.grad`` and ``jax.jacrev`` can take."""
     leaves = jax.tree_util.tree_leaves(params)
     if not leaves:
         raise ValueError("`params` has no array leaves; nothing to differentiate.")
     for leaf in leaves:
-        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+        if isinstance(leaf, float):
+            continue
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None or not hasattr(leaf, "shape"):
+            # e.g. an Equinox model's activation function: the model was not partitioned
             raise TypeError(
-                f"every leaf of `params` must be a real floating-point array; got dtype "
-                f"{jnp.result_type(leaf)}. Partition a model first, e.g. "
-                "`params, static = eqx.partition(model, eqx.is_inexact_array)`."
+                "every leaf of `params` must be a real floating-point array; got a leaf of type "
+                f"{type(leaf).__name__}. {_PARTITION_HINT}"
             )
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(
+                f"every leaf of `params` must be a real floating-point array; got dtype {dtype}. "
+                f"{_PARTITION_HINT}"
+            )
+    return leaves
+
+
+def _jacobian(f: Callable, params: Any, x: Array) -> Array:
+    """Per-example Jacobian of ``f(params, x_i)`` w.r.t. all parameters, flattened to
+    ``(N, O, P)`` (``O`` = output size, ``P`` = number of parameter entries)."""
+    leaves = check_params(params)
     # `f` must return one array: the flattening below reads the output shape off the first
     # Jacobian leaf, so a tuple or dict of outputs would be summed into one kernel silently.
     out = jax.eval_shape(f, params, jax.ShapeDtypeStruct(x.shape[1:], x.dtype))

@@ -14,6 +14,7 @@ import optax
 from jaxtyping import Array, Float, Int
 
 from spectrax._checks import check_positive_int, check_real_float, compute_dtype
+from spectrax.theory._ntk import check_params
 
 
 def _check_frequencies(frequencies: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
@@ -106,7 +107,8 @@ def spectral_bias_curve(
 
     Args:
         f: ``f(params, x_i) -> scalar`` on one example.
-        params: initial parameters (pytree of float arrays).
+        params: initial parameters, a pytree of real float arrays (partition an Equinox model
+            first, as for :func:`~spectrax.theory.empirical_ntk`).
         x: ``(N, ...)`` inputs. y: ``(N,)`` targets.
         frequencies: the DFT bins to track, integers in ``[0, N//2]``.
         steps: number of optimizer steps, ``>= 1``.
@@ -128,6 +130,7 @@ def spectral_bias_curve(
             f"expected `x` (N, ...) and `y` (N,) with the same N; got {x.shape=} and {y.shape=}."
         )
     k = _check_frequencies(frequencies, y.shape[0])
+    check_params(params)
 
     def predict(p):
         out = jax.vmap(f, in_axes=(None, 0))(p, x)

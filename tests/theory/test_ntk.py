@@ -1,5 +1,6 @@
 """Empirical NTK against closed forms and independent Jacobians; GD dynamics it predicts."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -243,3 +244,11 @@ def test_learning_rate_must_be_one_finite_number(library_errors):
         3,
         3,
     )
+
+
+def test_an_unpartitioned_model_is_refused_with_the_fix(key, library_errors):
+    """An Equinox model passed as `params` (its activation is a non-array leaf) raised
+    "Cannot determine dtype of <custom_jvp ...>", naming neither `params` nor the fix."""
+    model = eqx.nn.MLP(1, "scalar", 8, 1, key=key)
+    with pytest.raises(TypeError, match=r"`params`.*got a leaf of type .*eqx\.partition"):
+        empirical_ntk(lambda p, xi: p(xi), model, jnp.ones((4, 1)))

@@ -1,5 +1,6 @@
 """Per-frequency errors, spectral bias curves, and their agreement with the NTK dynamics."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
@@ -133,3 +134,17 @@ def test_bad_inputs_are_named(library_errors):
             steps=1,
             optimizer=optax.sgd(0.1),
         )
+
+
+def test_params_must_be_float_arrays(key, library_errors):
+    """An unpartitioned Equinox model raised JAX's "Error interpreting argument to
+    <function spectral_bias_curve.<locals>.record> as an abstract array", integer leaves JAX's
+    grad error; neither named `params` or the fix."""
+    x = _grid(16)[:, None]
+    y = jnp.sin(2 * jnp.pi * x[:, 0])
+    model = eqx.nn.MLP(1, "scalar", 8, 1, key=key)
+    kw = {"frequencies": [1], "steps": 1, "optimizer": optax.sgd(0.1)}
+    with pytest.raises(TypeError, match=r"`params`.*got a leaf of type .*eqx\.partition"):
+        spectral_bias_curve(lambda p, xi: p(xi), model, x, y, **kw)
+    with pytest.raises(TypeError, match=r"`params`.*real floating-point.*got dtype int32"):
+        spectral_bias_curve(lambda p, xi: p * xi[0], jnp.ones((), jnp.int32), x, y, **kw)
