@@ -92,9 +92,12 @@ class NNXToEqx(eqx.Module):
 
     The forward pass merges a fresh copy of the NNX module, so it is a pure function of the
     leaves: in-place updates the NNX module would make during the call (batch-norm statistics,
-    ``nnx.Rngs`` counters) are discarded. Filter trainable leaves with
-    ``eqx.filter(model, eqx.is_inexact_array)`` as for any Equinox module; :meth:`to_nnx`
-    returns the NNX module with the current values.
+    ``nnx.Rngs`` counters) are discarded. Only ``nnx.Param`` variables train: the others
+    (``nnx.BatchStat`` running statistics, RNG state) enter the forward pass through
+    ``jax.lax.stop_gradient``, so their gradient is zero. Filter trainable leaves with
+    ``eqx.filter(model, eqx.is_inexact_array)`` as for any Equinox module (an optimizer with
+    weight decay would still shrink float batch statistics: mask them out of the decay);
+    :meth:`to_nnx` returns the NNX module with the current values.
     """
 
     graphdef: Any = eqx.field(static=True)
@@ -114,4 +117,11 @@ class NNXToEqx(eqx.Module):
         return nnx.merge(self.graphdef, self.state, copy=True)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.to_nnx()(*args, **kwargs)
+        # Only nnx.Param variables train. The rest (batch statistics, RNG state) are float or
+        # integer arrays too, so eqx.filter(model, eqx.is_inexact_array) picks the float ones;
+        # without stop_gradient an optimizer would step on BatchNorm's running mean and var.
+        params, rest = nnx.split_state(self.state, nnx.Param, ...)
+        rest = jax.tree.map(
+            lambda a: jax.lax.stop_gradient(a) if eqx.is_inexact_array(a) else a, rest
+        )
+        return nnx.merge(self.graphdef, params, rest, copy=True)(*args, **kwargs)
