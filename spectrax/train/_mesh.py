@@ -5,8 +5,12 @@ Multi-host launch (one process per host, same command everywhere)::
     JAX_COORDINATOR_ADDRESS=host0:1234 JAX_NUM_PROCESSES=4 JAX_PROCESS_ID=<i> \\
         spectrax train configs/burgers_fno.py mesh.model=2
 
-``maybe_initialize_distributed`` calls ``jax.distributed.initialize()`` when those variables are
-set (on TPU pods and SLURM, JAX discovers them itself; set ``SPECTRAX_DISTRIBUTED=1``).
+``maybe_initialize_distributed`` calls ``jax.distributed.initialize()`` when
+``JAX_COORDINATOR_ADDRESS`` is set, passing it the process count and index from
+``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (JAX itself reads only the address). On TPU pods
+and SLURM, JAX discovers all three itself: set ``SPECTRAX_DISTRIBUTED=1`` instead. On CPU (one
+machine, e.g. to try it) add ``XLA_FLAGS=--xla_force_host_platform_device_count=<k>`` for ``k``
+devices per process; cross-process collectives use gloo, JAX's default on CPU.
 """
 
 from __future__ import annotations
@@ -27,6 +31,20 @@ __all__ = ["batch_sharding", "make_mesh", "maybe_initialize_distributed", "shard
 logger = logging.getLogger(__name__)
 
 
+def _env_int(name: str, *, minimum: int) -> int | None:
+    """The integer in environment variable ``name`` (``None`` if unset), or a ConfigError."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise ConfigError(f"`{name}` must be an integer >= {minimum}; got {text!r}.")
+    return value
+
+
 def maybe_initialize_distributed() -> bool:
     """``jax.distributed.initialize()`` once when launched as one of several processes."""
     wanted = (
@@ -34,7 +52,10 @@ def maybe_initialize_distributed() -> bool:
     )
     if not wanted or jax.distributed.is_initialized():
         return False
-    jax.distributed.initialize()
+    jax.distributed.initialize(
+        num_processes=_env_int("JAX_NUM_PROCESSES", minimum=1),
+        process_id=_env_int("JAX_PROCESS_ID", minimum=0),
+    )
     logger.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
     return True
 

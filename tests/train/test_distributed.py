@@ -1,0 +1,128 @@
+"""Several processes: the launch variables of ``spectrax/train/_mesh.py`` reach
+``jax.distributed.initialize``, and a real two-process CPU run (gloo) trains, checkpoints from
+every process, logs from process 0 only, and resumes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import spectrax.train._mesh as mesh_module
+from spectrax.train import ConfigError, load_config, read_metrics, train
+from tests.train.conftest import TOY
+
+ROOT = Path(__file__).resolve().parents[2]
+# 10 smoke steps do not reach the toy threshold (exit status 1): only the run is checked here.
+OVERRIDES = ["checkpoint.every=5", "max_test_error=10.0"]
+
+
+@pytest.fixture
+def fake_initialize(monkeypatch):
+    calls = []
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    for name in ("SPECTRAX_DISTRIBUTED", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1234")
+    return calls
+
+
+def test_launch_line_variables_are_passed_to_initialize(fake_initialize, monkeypatch):
+    # JAX reads only JAX_COORDINATOR_ADDRESS: without them, initialize() raised "Number of
+    # processes must be defined." on the documented launch line.
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
+    monkeypatch.setenv("JAX_PROCESS_ID", "3")
+    assert mesh_module.maybe_initialize_distributed()
+    assert fake_initialize == [{"num_processes": 4, "process_id": 3}]
+
+
+def test_managed_cluster_leaves_the_counts_to_jax(fake_initialize, monkeypatch):
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS")
+    monkeypatch.setenv("SPECTRAX_DISTRIBUTED", "1")
+    assert mesh_module.maybe_initialize_distributed()
+    assert fake_initialize == [{"num_processes": None, "process_id": None}]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "minimum"),
+    [("JAX_NUM_PROCESSES", "two", 1), ("JAX_NUM_PROCESSES", "0", 1), ("JAX_PROCESS_ID", "-1", 0)],
+)
+def test_bad_launch_variable_is_named(fake_initialize, monkeypatch, name, value, minimum):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(
+        ConfigError, match=rf"`{name}` must be an integer >= {minimum}; got '{value}'"
+    ):
+        mesh_module.maybe_initialize_distributed()
+    assert fake_initialize == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch_two(workdir: Path, *args: str) -> list[str]:
+    """``spectrax train TOY ...`` as processes 0 and 1 of 2, two CPU devices each."""
+    port = _free_port()
+    procs = []
+    for i in range(2):
+        env = dict(os.environ)
+        env.update(
+            JAX_PLATFORMS="cpu",
+            XLA_FLAGS="--xla_force_host_platform_device_count=2",
+            JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+            JAX_NUM_PROCESSES="2",
+            JAX_PROCESS_ID=str(i),
+            PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        )
+        cmd = [sys.executable, "-m", "spectrax.cli", "train", TOY, "--smoke", *args]
+        cmd += ["--workdir", str(workdir), "--no-progress"]
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+        )
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=120)[0].decode())
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out[-3000:]
+    return outs
+
+
+def _train_losses(workdir: Path) -> np.ndarray:
+    return np.array([r["loss"] for r in read_metrics(workdir) if r["split"] == "train"])
+
+
+def test_two_processes_train_checkpoint_and_resume(tmp_path):
+    wd = tmp_path / "mp"
+    outs = _launch_two(wd, *OVERRIDES)
+    assert all("stopped: completed at step 10" in out for out in outs)
+    assert sorted(p.name for p in (wd / "checkpoints").iterdir() if p.name.isdigit()) == ["10", "5"]
+    # One process writes the log: each step once, the losses of one process over 4 devices.
+    config = load_config(TOY, OVERRIDES, variant="smoke")
+    reference = train(config, workdir=tmp_path / "one", devices=jax.devices()[:4])
+    steps = [r["step"] for r in read_metrics(wd) if r["split"] == "train"]
+    assert steps == [r["step"] for r in read_metrics(reference.workdir) if r["split"] == "train"]
+    np.testing.assert_allclose(_train_losses(wd), _train_losses(reference.workdir), rtol=1e-5)
+
+    # Resume from step 5 over the same two processes: the log ends as the uninterrupted one.
+    uninterrupted = read_metrics(wd)
+    shutil.rmtree(wd / "checkpoints" / "10")
+    outs = _launch_two(wd, *OVERRIDES, "--resume")
+    assert all("resumed" in out and "completed at step 10" in out for out in outs[:1])
+    assert read_metrics(wd) == uninterrupted
