@@ -67,8 +67,11 @@ def mesh_shape(mesh_config: MeshConfig, num_devices: int) -> tuple[int, int]:
         raise ConfigError(
             "`mesh.data` must be -1 (every device the model axis leaves) or >= 1; got 0."
         )
-    if num_devices % m:
-        raise ConfigError(f"`mesh.model` ({m}) must divide the number of devices ({num_devices}).")
+    if mesh_config.data == -1 and num_devices % m:
+        raise ConfigError(
+            f"`mesh.model` ({m}) must divide the number of devices ({num_devices}) when "
+            "`mesh.data` is -1 (every device the model axis leaves); or set `mesh.data`."
+        )
     d = num_devices // m if mesh_config.data == -1 else mesh_config.data
     if d < 1 or d * m > num_devices:
         raise ConfigError(

@@ -90,6 +90,12 @@ def test_batch_must_divide_data_axis(base):
         make_mesh(apply_overrides(base, ["mesh.model=3"]))
     mesh = make_mesh(apply_overrides(base, ["mesh.model=2"]))
     assert dict(mesh.shape) == {"data": jax.device_count() // 2, "model": 2}
+    # An explicit data axis needs only data x model devices: the model axis need not divide
+    # them all (as `mesh.data=3` alone takes 3 of 8).
+    mesh = make_mesh(apply_overrides(base, ["mesh.data=2", "mesh.model=3", "loop.batch_size=8"]))
+    assert dict(mesh.shape) == {"data": 2, "model": 3} and mesh.devices.size == 6
+    with pytest.raises(ConfigError, match=r"`mesh\.data` x `mesh\.model` = 3 x 3 needs 9 devices"):
+        make_mesh(apply_overrides(base, ["mesh.data=3", "mesh.model=3", "loop.batch_size=9"]))
 
 
 def test_dict_round_trip_and_differences(base):
