@@ -137,6 +137,9 @@ class Config:
 
 # Top-level keys that do not change what is computed: a resumed run may differ in these.
 OUTPUT_SECTIONS = ("output", "checkpoint", "max_test_error")
+# Where the computation runs: checkpoints hold whole arrays, so a run may resume on another mesh
+# (fewer devices, FSDP instead of replicated), equal to the uninterrupted run to float rounding.
+PLACEMENT_SECTIONS = ("mesh",)
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -354,10 +357,10 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 def config_differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Keys whose values differ between two :func:`config_to_dict` results (sections in
-    ``OUTPUT_SECTIONS`` are ignored at the top level)."""
+    ``OUTPUT_SECTIONS`` and ``PLACEMENT_SECTIONS`` are ignored at the top level)."""
     diffs = []
     for k in sorted(set(a) | set(b)):
-        if not prefix and k in OUTPUT_SECTIONS:
+        if not prefix and k in OUTPUT_SECTIONS + PLACEMENT_SECTIONS:
             continue
         va, vb = a.get(k), b.get(k)
         if isinstance(va, Mapping) and isinstance(vb, Mapping):

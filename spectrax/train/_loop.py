@@ -220,7 +220,8 @@ def train(
         workdir: run directory (default ``config.output.workdir`` or ``runs/<name>-<time>``;
             with ``resume`` and no directory, the newest ``runs/<name>-*``).
         resume: continue from the directory's latest checkpoint (a fresh start if it has
-            none). Without it, a directory that already holds checkpoints is refused.
+            none), also on another mesh (``mesh.*`` may differ). Without it, a directory that
+            already holds checkpoints is refused.
         devices: devices for the mesh (default: all).
         source: how the config was made (file, variant, overrides), stored in
             ``config.json`` so ``spectrax eval`` can rebuild it. A resumed run given none keeps
@@ -267,6 +268,14 @@ def train(
         opt_state, rng = restored["opt_state"], restored["rng"]
         start = int(meta["step"])
         logger.info("resumed %s at step %d", workdir, start)
+        saved_mesh = meta.get("config", {}).get("mesh")
+        if saved_mesh is not None and saved_mesh != cfg_dict["mesh"]:
+            logger.warning(
+                "resumed on another mesh (checkpoint: %s; now: %s): the run continues equal to "
+                "an uninterrupted one to float rounding, not bitwise",
+                saved_mesh,
+                cfg_dict["mesh"],
+            )
     elif primary:
         if resume:
             logger.warning("--resume: %s holds no checkpoint; starting at step 0", workdir)

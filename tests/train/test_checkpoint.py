@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import shutil
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec
 
 from spectrax.train import (
     Checkpointer,
     CheckpointError,
     apply_overrides,
     evaluate_run,
+    load_config,
     train,
     tree_digest,
 )
+from tests.helpers import assert_close
+from tests.train.conftest import TOY
 
 
 def _copy_run(toy_run, tmp_path):
@@ -112,3 +118,32 @@ def test_digest_ignores_static_fields_but_not_values(key):
     assert digest == tree_digest(eqx.filter(other, eqx.is_array))
     bumped = eqx.tree_at(lambda m: m.layers[0].bias, relu, relu.layers[0].bias.at[0].add(1e-7))
     assert digest != tree_digest(eqx.filter(bumped, eqx.is_array))
+
+
+def test_resume_on_another_mesh(tmp_path, caplog):
+    # An FSDP run on 6 devices continues on 1 (a smaller machine), a 1-device run on 6: the
+    # checkpoint holds whole arrays, and the mesh changes only the order of float sums.
+    config = apply_overrides(load_config(TOY), ["loop.num_steps=20", "checkpoint.every=10"])
+    fsdp = apply_overrides(config, ["mesh.data=2", "mesh.model=3", "mesh.params=fsdp"])
+    runs = {}
+    for name, cfg, devices in [("fsdp6", fsdp, None), ("one", config, jax.devices()[:1])]:
+        runs[name] = train(cfg, workdir=tmp_path / name, devices=devices)
+        shutil.copytree(tmp_path / name, tmp_path / f"{name}-moved")
+        shutil.rmtree(tmp_path / f"{name}-moved" / "checkpoints" / "20")
+    moved = {
+        "fsdp6": train(
+            config, workdir=tmp_path / "fsdp6-moved", resume=True, devices=[jax.devices()[0]]
+        ),
+        "one": train(fsdp, workdir=tmp_path / "one-moved", resume=True),
+    }
+    assert "resumed on another mesh" in caplog.text
+    for name, result in moved.items():
+        assert result.step == 20
+        for a, b in zip(
+            jax.tree.leaves(eqx.filter(result.model, eqx.is_array)),
+            jax.tree.leaves(eqx.filter(runs[name].model, eqx.is_array)),
+            strict=True,
+        ):
+            assert_close(np.asarray(a), np.asarray(b), what=name)
+    assert moved["one"].model.weight.sharding.spec == PartitionSpec(None, None, "model")
+    assert len(moved["fsdp6"].model.weight.sharding.device_set) == 1
