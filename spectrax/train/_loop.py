@@ -21,6 +21,7 @@ from spectrax.train._checkpoint import Checkpointer, CheckpointError
 from spectrax.train._config import Config, ConfigError, config_to_dict, validate_config
 from spectrax.train._mesh import (
     batch_sharding,
+    gather_to_host,
     make_mesh,
     maybe_initialize_distributed,
     shard_model,
@@ -428,10 +429,13 @@ def train(
         if config.max_test_error is not None:
             passed = final["test_error"] <= config.max_test_error
     writer.close()
+    draw = config.output.plots and stopped == "completed"
+    # every process: over several, gathering the model for process 0's plots is a collective
+    plot_model = gather_to_host(model) if draw else None
     if config.output.plots and primary:
         plot_loss_curves(read_metrics(workdir), workdir / "loss_curves.png")
-        if stopped == "completed":
-            task.plots(model, workdir)
+        if draw:
+            task.plots(plot_model, workdir)
     result = TrainResult(workdir, step, model, final, stopped, skipped_total, passed)
     if primary:
         _write_report(config, result)

@@ -26,7 +26,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from spectrax.train._config import Config, ConfigError, MeshConfig
 
-__all__ = ["batch_sharding", "make_mesh", "maybe_initialize_distributed", "shard_model"]
+__all__ = [
+    "batch_sharding",
+    "gather_to_host",
+    "make_mesh",
+    "maybe_initialize_distributed",
+    "shard_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -124,3 +130,26 @@ def shard_model(tree: Any, mesh: Mesh, mode: str) -> Any:
         return jax.device_put(x, NamedSharding(mesh, _param_spec(x, size, mode)))
 
     return jax.tree.map(place, tree)
+
+
+def gather_to_host(tree: Any) -> Any:
+    """``tree`` with every array whole on this process's first local device.
+
+    Over several processes a parameter may be split across them (FSDP over a ``model`` axis
+    that spans hosts), and any computation on it is a collective every process must join: one
+    process alone (process 0 drawing the plots) would wait forever. This gathers each array to
+    every process, so it is itself a collective: call it on all of them. One process: ``tree``
+    unchanged.
+    """
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    local = jax.local_devices()[0]
+
+    def gather(x):
+        if not isinstance(x, jax.Array):
+            return x
+        return jax.device_put(multihost_utils.process_allgather(x, tiled=True), local)
+
+    return jax.tree.map(gather, tree)

@@ -2,10 +2,11 @@
 
 The target ``u = k * a`` (periodic convolution with a fixed 3-tap kernel) is exactly
 representable by the model, a circular ``Conv1d(1 -> 1, 3 taps)``, so the test error can reach
-float round-off. ``nan_examples`` poisons those training inputs with NaN; ``nan_after`` makes
-every batch after the first ``nan_after`` ones NaN (guard tests); ``sigterm_after`` sends this
-process SIGTERM while fetching that batch, ``sigterm_in_eval`` during the first periodic
-evaluation (signal tests).
+float round-off; ``hidden=k`` puts ``k`` channels between two circular convolutions
+(parameters that FSDP splits over a model axis dividing ``k``). ``nan_examples`` poisons those
+training inputs with NaN; ``nan_after`` makes every batch after the first ``nan_after`` ones NaN
+(guard tests); ``sigterm_after`` sends this process SIGTERM while fetching that batch,
+``sigterm_in_eval`` during the first periodic evaluation (signal tests).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import signal
 
 import equinox as eqx
+import jax
 import numpy as np
 
 from spectrax.train import Config, FieldRegressionTask, LoopConfig, OptimConfig, OutputConfig
@@ -27,6 +29,7 @@ class ToyTask:
     num_train: int = 64
     num_test: int = 16
     resolution: int = 16
+    hidden: int = 0
     nan_examples: tuple[int, ...] = ()
     nan_after: int = -1
     sigterm_after: int = -1
@@ -42,9 +45,7 @@ class ToyTask:
         a_train = a[: self.num_train].copy()
         a_train[list(self.nan_examples)] = np.nan
         task = FieldRegressionTask(
-            make_model=lambda key: eqx.nn.Conv1d(
-                1, 1, 3, padding=1, padding_mode="CIRCULAR", key=key
-            ),
+            make_model=self._model,
             train=(a_train, u[: self.num_train]),
             test=(a[self.num_train :], u[self.num_train :]),
         )
@@ -71,6 +72,17 @@ class ToyTask:
 
             task.evaluate = evaluate_then_signal  # type: ignore[method-assign]
         return task
+
+    def _model(self, key):
+        if not self.hidden:
+            return eqx.nn.Conv1d(1, 1, 3, padding=1, padding_mode="CIRCULAR", key=key)
+        k1, k2 = jax.random.split(key)
+        return eqx.nn.Sequential(
+            [
+                eqx.nn.Conv1d(1, self.hidden, 3, padding=1, padding_mode="CIRCULAR", key=k1),
+                eqx.nn.Conv1d(self.hidden, 1, 1, key=k2),
+            ]
+        )
 
 
 def get_config(variant: str = "default") -> Config:
