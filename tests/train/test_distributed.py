@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec
 
 import spectrax.train._mesh as mesh_module
 from spectrax.train import ConfigError, load_config, read_metrics, train
@@ -21,7 +22,14 @@ from tests.train.conftest import TOY
 
 ROOT = Path(__file__).resolve().parents[2]
 # 10 smoke steps do not reach the toy threshold (exit status 1): only the run is checked here.
-OVERRIDES = ["checkpoint.every=5", "max_test_error=10.0"]
+OVERRIDES = [
+    "checkpoint.every=5",
+    "max_test_error=10.0",
+    "task.hidden=4",
+    "mesh.data=1",
+    "mesh.model=4",
+    "mesh.params=fsdp",
+]
 
 
 @pytest.fixture
@@ -71,7 +79,7 @@ def _free_port() -> int:
 
 
 def _launch_two(workdir: Path, *args: str) -> list[str]:
-    """``spectrax train TOY ...`` as processes 0 and 1 of 2, two CPU devices each."""
+    """``spectrax train TOY --smoke ...`` as processes 0 and 1 of 2, two CPU devices each."""
     port = _free_port()
     procs = []
     for i in range(2):
@@ -84,7 +92,7 @@ def _launch_two(workdir: Path, *args: str) -> list[str]:
             JAX_PROCESS_ID=str(i),
             PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
         )
-        cmd = [sys.executable, "-m", "spectrax.cli", "train", TOY, "--smoke", *args]
+        cmd = [sys.executable, "-m", "spectrax.cli", "train", TOY, "--smoke", *OVERRIDES, *args]
         cmd += ["--workdir", str(workdir), "--no-progress"]
         procs.append(
             subprocess.Popen(
@@ -94,7 +102,7 @@ def _launch_two(workdir: Path, *args: str) -> list[str]:
     outs = []
     for p in procs:
         try:
-            outs.append(p.communicate(timeout=120)[0].decode())
+            outs.append(p.communicate(timeout=60)[0].decode())
         except subprocess.TimeoutExpired:
             for q in procs:
                 q.kill()
@@ -104,25 +112,31 @@ def _launch_two(workdir: Path, *args: str) -> list[str]:
     return outs
 
 
-def _train_losses(workdir: Path) -> np.ndarray:
-    return np.array([r["loss"] for r in read_metrics(workdir) if r["split"] == "train"])
+def _assert_same_log(workdir: Path, expected: list[dict]) -> None:
+    got = [r for r in read_metrics(workdir) if r["split"] == "train"]
+    want = [r for r in expected if r["split"] == "train"]
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    np.testing.assert_allclose([r["loss"] for r in got], [r["loss"] for r in want], rtol=1e-5)
 
 
 def test_two_processes_train_checkpoint_and_resume(tmp_path):
+    # FSDP over a model axis that spans both processes: neither holds a whole parameter.
     wd = tmp_path / "mp"
-    outs = _launch_two(wd, *OVERRIDES)
+    outs = _launch_two(wd)
     assert all("stopped: completed at step 10" in out for out in outs)
+    # process 0 drew the plots of a model split over both processes (it used to wait forever)
+    assert (wd / "predictions.png").is_file() and (wd / "report.md").is_file()
     assert sorted(p.name for p in (wd / "checkpoints").iterdir() if p.name.isdigit()) == ["10", "5"]
     # One process writes the log: each step once, the losses of one process over 4 devices.
     config = load_config(TOY, OVERRIDES, variant="smoke")
-    reference = train(config, workdir=tmp_path / "one", devices=jax.devices()[:4])
-    steps = [r["step"] for r in read_metrics(wd) if r["split"] == "train"]
-    assert steps == [r["step"] for r in read_metrics(reference.workdir) if r["split"] == "train"]
-    np.testing.assert_allclose(_train_losses(wd), _train_losses(reference.workdir), rtol=1e-5)
+    one = train(config, workdir=tmp_path / "one", devices=jax.devices()[:4])
+    assert one.model.layers[0].weight.sharding.spec == PartitionSpec("model", None, None)
+    _assert_same_log(wd, read_metrics(one.workdir))
 
-    # Resume from step 5 over the same two processes: the log ends as the uninterrupted one.
-    uninterrupted = read_metrics(wd)
-    shutil.rmtree(wd / "checkpoints" / "10")
-    outs = _launch_two(wd, *OVERRIDES, "--resume")
-    assert all("resumed" in out and "completed at step 10" in out for out in outs[:1])
-    assert read_metrics(wd) == uninterrupted
+    # A checkpoint written by one process (with a digest of whole arrays, which no process of
+    # two can compute) resumes over two: the log ends as the uninterrupted one.
+    uninterrupted = read_metrics(one.workdir)
+    shutil.rmtree(one.workdir / "checkpoints" / "10")
+    outs = _launch_two(one.workdir, "--resume")
+    assert "resumed" in outs[0] and "completed at step 10" in outs[0]
+    _assert_same_log(one.workdir, uninterrupted)
