@@ -16,6 +16,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import numpy as np
 
 from spectrax.train._checkpoint import Checkpointer, CheckpointError
 from spectrax.train._config import Config, ConfigError, config_to_dict, validate_config
@@ -145,6 +146,19 @@ def _stop_on_signals():
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _agreed_signal(local: str | None) -> str | None:
+    """The signal this process or any other received (all of them stop at this step), else
+    ``None``. Over several processes a collective: every process calls it at the same steps."""
+    if jax.process_count() == 1:
+        return local
+    from jax.experimental import multihost_utils
+
+    flags = np.asarray(multihost_utils.process_allgather(np.int32(local is not None)))
+    if not flags.any():
+        return None
+    return local or f"a signal on process {int(np.argmax(flags))}"
 
 
 @contextlib.contextmanager
@@ -349,6 +363,7 @@ def train(
         )
 
     worst_run, tripped_at = 0, None
+    multi = jax.process_count() > 1
     with _stop_on_signals() as flag:
         for step in range(start + 1, loop.num_steps + 1):
             idx = batch_indices(config.seed, step - 1, num_train, loop.batch_size)
@@ -364,11 +379,13 @@ def train(
             model, opt_state, metrics = step_fn(model, opt_state, batch)
             pending.append((step, metrics))
             bar.update(1)
-            save = (
-                bool(config.checkpoint.every and step % config.checkpoint.every == 0)
-                or flag["signal"]
-            )
-            if step % loop.log_every == 0 or step == loop.num_steps or save:
+            due = bool(config.checkpoint.every and step % config.checkpoint.every == 0)
+            at_log = step % loop.log_every == 0 or step == loop.num_steps
+            # Several processes must save and stop at one step (the save is a collective): they
+            # compare flags at the log and checkpoint steps, where the host waits anyway.
+            signal_now = _agreed_signal(flag["signal"]) if at_log or due or not multi else None
+            save = due or bool(signal_now)
+            if at_log or save:
                 # The log must reach every checkpoint: a resumed run appends after its step.
                 last = flush()
                 if last is not None:
@@ -388,9 +405,9 @@ def train(
                     break
             if loop.eval_every and step % loop.eval_every == 0 and step != loop.num_steps:
                 writer.write(step, "eval", task.evaluate(model))
-            if flag["signal"] and not save:
+            if flag["signal"] and not save and not multi:
                 # the signal came during the log flush or the eval above: still save this step
-                save = True
+                signal_now, save = flag["signal"], True
                 last = flush()
                 if last is not None:
                     skipped_total = int(last["nonfinite_total"])
@@ -404,9 +421,9 @@ def train(
                     step, _checkpoint_state(model, opt_state, rng), extra=_position(config, step)
                 )
                 last_saved = step
-            if flag["signal"]:
+            if signal_now:
                 stopped = "signal"
-                logger.warning("received %s: saved step %d and stopped", flag["signal"], step)
+                logger.warning("received %s: saved step %d and stopped", signal_now, step)
                 break
     bar.close()
     if stopped == "completed" and last_saved != step:

@@ -78,7 +78,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_two(workdir: Path, *args: str) -> list[str]:
+def _launch_two(workdir: Path, *args: str, expect: int = 0) -> list[str]:
     """``spectrax train TOY --smoke ...`` as processes 0 and 1 of 2, two CPU devices each."""
     port = _free_port()
     procs = []
@@ -108,7 +108,7 @@ def _launch_two(workdir: Path, *args: str) -> list[str]:
                 q.kill()
             raise
     for p, out in zip(procs, outs, strict=True):
-        assert p.returncode == 0, out[-3000:]
+        assert p.returncode == expect, out[-3000:]
     return outs
 
 
@@ -140,3 +140,15 @@ def test_two_processes_train_checkpoint_and_resume(tmp_path):
     outs = _launch_two(one.workdir, "--resume")
     assert "resumed" in outs[0] and "completed at step 10" in outs[0]
     _assert_same_log(one.workdir, uninterrupted)
+
+
+def test_signal_to_one_process_stops_all_at_one_step(tmp_path):
+    # SIGTERM reaches process 1 alone while it fetches batch 7: both processes save and stop at
+    # step 10, the next step they compare flags at (log_every = checkpoint.every = 5). Each
+    # used to act on its own flag: process 1 saved alone, a collective the other never joined.
+    wd = tmp_path / "signal"
+    args = ["loop.num_steps=20", "task.sigterm_after=7", "task.sigterm_process=1"]
+    outs = _launch_two(wd, *args, expect=4)
+    assert all("stopped: signal at step 10" in out for out in outs)
+    assert "a signal on process 1" in outs[0]
+    assert sorted(p.name for p in (wd / "checkpoints").iterdir() if p.name.isdigit()) == ["10", "5"]

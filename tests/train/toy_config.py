@@ -5,8 +5,9 @@ representable by the model, a circular ``Conv1d(1 -> 1, 3 taps)``, so the test e
 float round-off; ``hidden=k`` puts ``k`` channels between two circular convolutions
 (parameters that FSDP splits over a model axis dividing ``k``). ``nan_examples`` poisons those
 training inputs with NaN; ``nan_after`` makes every batch after the first ``nan_after`` ones NaN
-(guard tests); ``sigterm_after`` sends this process SIGTERM while fetching that batch,
-``sigterm_in_eval`` during the first periodic evaluation (signal tests).
+(guard tests); ``sigterm_after`` sends this process SIGTERM while fetching that batch (only
+process ``sigterm_process`` of several, if set), ``sigterm_in_eval`` during the first periodic
+evaluation (signal tests).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ToyTask:
     nan_examples: tuple[int, ...] = ()
     nan_after: int = -1
     sigterm_after: int = -1
+    sigterm_process: int = -1
     sigterm_in_eval: bool = False
 
     def build(self) -> FieldRegressionTask:
@@ -57,7 +59,10 @@ class ToyTask:
                 batch = get_batch(indices)
                 if 0 <= self.nan_after < calls[0]:
                     batch = {k: np.full_like(v, np.nan) for k, v in batch.items()}
-                if calls[0] == self.sigterm_after:
+                if calls[0] == self.sigterm_after and self.sigterm_process in (
+                    -1,
+                    jax.process_index(),
+                ):
                     os.kill(os.getpid(), signal.SIGTERM)
                 return batch
 
