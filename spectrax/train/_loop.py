@@ -103,17 +103,26 @@ def _new_workdir(config: Config) -> Path:
             continue
 
 
+def _holds_metrics(workdir: Path) -> bool:
+    path = workdir / "metrics.jsonl"
+    return path.is_file() and bool(path.read_text().strip())
+
+
+def _held_metrics_error(workdir: Path) -> CheckpointError:
+    return CheckpointError(
+        f"{workdir} already holds a run's metrics.jsonl but no checkpoint; choose another "
+        "--workdir, or pass --resume to start over in it (the old log is kept)."
+    )
+
+
 def _set_aside_metrics(workdir: Path, resume: bool) -> None:
     """A directory with logged metrics but no checkpoint: refuse a fresh run (nothing is
     overwritten); with ``resume``, start over and keep the old log beside the new one."""
     path = workdir / "metrics.jsonl"
-    if not path.exists() or not path.read_text().strip():
+    if not _holds_metrics(workdir):
         return
     if not resume:
-        raise CheckpointError(
-            f"{workdir} already holds a run's metrics.jsonl but no checkpoint; choose another "
-            "--workdir, or pass --resume to start over in it (the old log is kept)."
-        )
+        raise _held_metrics_error(workdir)
     kept = path.with_name(f"metrics.jsonl.before-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     path.rename(kept)
     logger.warning(
@@ -201,12 +210,15 @@ def _setup(config: Config, devices: list | None):
 
 
 def _refuse_held_checkpoints_early(workdir: Path) -> None:
-    """The fresh-run refusal below, from the folder names alone, before the data are built
-    (minutes for some tasks); the check after setup, through Orbax, stays the authority."""
+    """The fresh-run refusals below, from the folder names alone, before the data are built
+    (minutes for some tasks); the check after setup, through Orbax, stays the authority. On
+    every process: one that went on alone would wait forever for the others' collectives."""
     ckpts = workdir / "checkpoints"
     steps = [int(p.name) for p in ckpts.iterdir() if p.name.isdigit()] if ckpts.is_dir() else []
     if steps:
         raise _held_checkpoints_error(workdir, max(steps))
+    if _holds_metrics(workdir):
+        raise _held_metrics_error(workdir)
 
 
 def _held_checkpoints_error(workdir: Path, latest: int) -> CheckpointError:

@@ -152,3 +152,12 @@ def test_signal_to_one_process_stops_all_at_one_step(tmp_path):
     assert all("stopped: signal at step 10" in out for out in outs)
     assert "a signal on process 1" in outs[0]
     assert sorted(p.name for p in (wd / "checkpoints").iterdir() if p.name.isdigit()) == ["10", "5"]
+
+
+def test_every_process_refuses_a_directory_with_another_runs_log(tmp_path):
+    # Process 0 alone refused it (exit 2) and process 1 trained on, waiting for it forever.
+    wd = tmp_path / "logged"
+    wd.mkdir()
+    (wd / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 1.0}\n')
+    outs = _launch_two(wd, expect=2)
+    assert all("already holds a run's metrics.jsonl but no checkpoint" in out for out in outs)
