@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Complex, Float
 
 from spectrax._checks import check_positive_int
@@ -14,7 +15,6 @@ from spectrax._checks import check_positive_int
 _FAST_PRIMES = (2, 3, 5, 7)
 
 
-@functools.lru_cache(maxsize=4096)
 def next_fast_len(n: int) -> int:
     """Smallest 7-smooth integer (only prime factors 2, 3, 5, 7) that is ``>= n``.
 
@@ -24,7 +24,13 @@ def next_fast_len(n: int) -> int:
     Returns:
         The FFT size to pad to. ``next_fast_len(1000) == 1000``, ``next_fast_len(1031) == 1050``.
     """
-    n = check_positive_int("n", n)
+    # Checked before the cache: lru_cache takes 11.0 (or True) for a cached np.int64(11) (or 1),
+    # so a check inside it would refuse a float or a bool only on a cache miss.
+    return _next_fast_len(check_positive_int("n", n))
+
+
+@functools.lru_cache(maxsize=4096)
+def _next_fast_len(n: int) -> int:
     m = n
     while True:
         r = m
@@ -38,10 +44,17 @@ def next_fast_len(n: int) -> int:
 
 def conv_fft_size(length: int, kernel_size: int, *, causal: bool = True) -> int:
     """FFT size used by :func:`spectrax.fft_conv`: ``length`` when circular, else a fast
-    size ``>= length + kernel_size - 1`` so the linear convolution does not wrap."""
+    size ``>= length + kernel_size - 1`` so the linear convolution does not wrap.
+
+    ``length`` and ``kernel_size`` are integers ``>= 1`` (a ValueError names the one that is
+    not); ``causal`` is a bool."""
+    length = check_positive_int("length", length)
+    kernel_size = check_positive_int("kernel_size", kernel_size)
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"`causal` must be a bool; got {type(causal).__name__} {causal!r}.")
     if not causal:
-        return int(length)
-    return next_fast_len(int(length) + int(kernel_size) - 1)
+        return length
+    return next_fast_len(length + kernel_size - 1)
 
 
 def rfft_padded(x: Float[Array, "*batch L"], n: int) -> Complex[Array, "*batch F"]:

@@ -31,6 +31,23 @@ def test_next_fast_len_is_minimal_7_smooth():
         assert not any(_is_7_smooth(j) for j in range(n, m))
 
 
+def test_fft_sizes_refuse_floats_and_bools_whatever_was_cached(library_errors):
+    # next_fast_len(np.int64(11)) used to cache a key equal to 11.0, which then skipped the check
+    assert next_fast_len(np.int64(11)) == 12 and next_fast_len(np.int64(1)) == 1
+    for bad in (11.0, True):
+        with pytest.raises(ValueError, match=r"`n` must be an integer >= 1"):
+            next_fast_len(bad)
+    with pytest.raises(ValueError, match=r"`length` must be an integer >= 1; got 10.7"):
+        conv_fft_size(10.7, 3)
+    with pytest.raises(ValueError, match=r"`length` must be an integer >= 1; got -5"):
+        conv_fft_size(-5, 3, causal=False)
+    with pytest.raises(ValueError, match=r"`kernel_size` must be an integer >= 1; got 3.9"):
+        conv_fft_size(16, 3.9)
+    with pytest.raises(TypeError, match=r"`causal` must be a bool"):
+        conv_fft_size(16, 3, causal="no")
+    assert conv_fft_size(np.int64(16), np.int64(3)) == next_fast_len(18)
+
+
 def test_conv_fft_size_avoids_wraparound():
     assert conv_fft_size(1000, 25) >= 1024
     assert conv_fft_size(97, 97, causal=False) == 97
