@@ -86,13 +86,24 @@ def positional_encoding(
         of coordinate ``d``. The same numbers as the paper's ``gamma``, in a different order.
 
     Computed in float32 (float64 for float64 ``x``); the phase error grows like ``2^k``
-    (about ``2^k * 2e-7`` rad for ``|x| <= 1`` in float32).
+    (about ``2^k * 2e-7`` rad for ``|x| <= 1`` in float32). ``num_frequencies`` above 127
+    (float32) or 1023 (float64), where ``2^(K-1) pi`` overflows, is refused.
     """
     check_real_float("x", x)
     num_frequencies = check_positive_int("num_frequencies", num_frequencies)
     if x.ndim < 1:
         raise ValueError(f"`x` must have a coordinate axis (..., D); got x.shape={x.shape}.")
     dtype = compute_dtype(x.dtype)
+    # 2^(K-1) pi must be finite in `dtype`, else the top octaves are inf and sin(inf) NaN.
+    top = np.finfo(dtype).maxexp - 2
+    if num_frequencies - 1 > top:
+        raise ValueError(
+            f"`num_frequencies`={num_frequencies} is too many for {dtype} coordinates: "
+            f"2^{num_frequencies - 1} pi overflows {dtype}, so those features would be NaN. "
+            f"Expected num_frequencies <= {top + 1} (in practice far fewer: in {dtype} the "
+            f"phase 2^k pi x has no correct digits once 2^k exceeds 1/eps = "
+            f"{1 / np.finfo(dtype).eps:.0e})."
+        )
     # Powers of two are exact, so the only rounding in the phase is that of pi * x.
     octaves = jnp.asarray(2.0 ** np.arange(num_frequencies), dtype)
     px = math.pi * x.astype(dtype)

@@ -154,3 +154,11 @@ def test_trainable_is_static(key):
     leaves = jax.tree.leaves(ff)
     assert len(leaves) == 1 and leaves[0].shape == (3, 2)
     assert math.isclose(ff.sigma, 10.0)
+
+
+def test_positional_encoding_refuses_octaves_that_overflow(library_errors):
+    # 2^128 is inf in float32: features of the top octaves used to come back NaN, silently
+    x = jnp.asarray([0.3, -0.7])
+    assert bool(jnp.isfinite(positional_encoding(x, 127)).all())
+    with pytest.raises(ValueError, match=r"`num_frequencies`=130 .* float32.* <= 127"):
+        positional_encoding(x, 130)
