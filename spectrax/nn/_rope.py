@@ -11,7 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Real
 
-from spectrax._checks import check_positive_float, check_real_float, compute_dtype, lift_rank
+from spectrax._checks import (
+    check_float_dtype,
+    check_positive_float,
+    check_real_float,
+    compute_dtype,
+    lift_rank,
+)
 
 
 def _check_head_dim(name: str, head_dim) -> int:
@@ -33,13 +39,14 @@ def rope_frequencies(head_dim: int, base: float = 10000.0, dtype=jnp.float32) ->
     Args:
         head_dim: ``D``, even.
         base: the base (default 10000.0, the paper's).
-        dtype: output dtype (float32).
+        dtype: output dtype, real floating-point (default float32).
 
     Returns:
         ``(D/2,)``, decreasing from ``theta_0 = 1`` to ``base^(-(D-2)/D)``.
     """
     head_dim = _check_head_dim("head_dim", head_dim)
     base = check_positive_float("base", base)
+    dtype = check_float_dtype("dtype", dtype)
     i = np.arange(head_dim // 2, dtype=np.float64)
     return jnp.asarray(base ** (-2.0 * i / head_dim), dtype)
 

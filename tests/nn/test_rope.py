@@ -133,3 +133,9 @@ def test_errors(library_errors):
         RoPE(8)(jnp.ones((4, 6)))
     with pytest.raises(ValueError, match="`base`"):
         apply_rope(jnp.ones((4, 6)), base=-1.0)
+
+
+def test_rope_frequencies_refuses_a_non_float_dtype(library_errors):
+    # dtype=int32 used to truncate the frequencies to [1, 0, 0, 0] silently
+    with pytest.raises(TypeError, match=r"`dtype` must be a real floating-point type.*int32"):
+        rope_frequencies(8, dtype=jnp.int32)
