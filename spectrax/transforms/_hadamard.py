@@ -75,6 +75,11 @@ def walsh_hadamard(
             "first, e.g. `x.astype(jnp.float32)`."
         )
     ax = _check_axis("x", x, axis)
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(
+            f"`normalize` must be a Python bool (it picks the scaling at trace time); got "
+            f"{type(normalize).__name__} {normalize!r}."
+        )
     n = x.shape[ax]
     if n < 1 or n & (n - 1):
         nxt = 1 << max(n - 1, 0).bit_length()
@@ -83,7 +88,7 @@ def walsh_hadamard(
             f"transform needs a power of two (1, 2, 4, 8, ...). Zero-pad that axis, e.g. to "
             f"{nxt}."
         )
-    return _wht(x, ax, normalize)
+    return _wht(x, ax, bool(normalize))
 
 
 # Jitted so an eager call compiles once per shape rather than dispatching every stage.

@@ -181,3 +181,12 @@ def test_dct_errors(library_errors):
         dct(jnp.zeros((2, 8)), axis=-3)
     with pytest.raises(ValueError, match=r"`y` has length 0 along axis 1.*expected length >= 1"):
         idst(jnp.zeros((2, 0)), axis=1)
+
+
+def test_wht_normalize_must_be_a_bool(library_errors):
+    # an array used to fail inside jax.jit as an unhashable static argument, naming nothing
+    with pytest.raises(TypeError, match=r"`normalize` must be a Python bool.*got ArrayImpl"):
+        walsh_hadamard(jnp.ones(4), normalize=jnp.asarray(True))
+    assert_close(
+        walsh_hadamard(jnp.ones(4), normalize=np.bool_(False)), jnp.asarray([4.0, 0, 0, 0])
+    )
