@@ -130,11 +130,17 @@ class Butterfly(eqx.Module):
         self.complex = bool(complex)
         self.increasing_stride = bool(increasing_stride)
         check_choice("init", init, tuple(INITS))
-        if not jnp.issubdtype(dtype, jnp.floating):
+        try:
+            real_dtype = jnp.dtype(dtype)
+        except TypeError:  # not a dtype at all, e.g. "foo": name the argument all the same
+            real_dtype = None
+        if real_dtype is None or not jnp.issubdtype(real_dtype, jnp.floating):
             raise TypeError(
                 f"`dtype` must be a real floating dtype (the parameters are real; complex "
-                f"twiddles are stored as real and imaginary parts); got {jnp.dtype(dtype)}."
+                f"twiddles are stored as real and imaginary parts); got "
+                f"{repr(dtype) if real_dtype is None else real_dtype}."
             )
+        dtype = real_dtype
         # Build in float32/float64, store in `dtype` (one rounding for half precision).
         real = compute_dtype(dtype)
         tw = INITS[init](key, self.n, self.complex, self.increasing_stride, real)

@@ -161,6 +161,9 @@ def test_errors(key, library_errors):
         Butterfly(8, init="fft", key=key)
     with pytest.raises(TypeError, match=r"`dtype` must be a real floating dtype.*complex64"):
         Butterfly(8, complex=True, dtype=jnp.complex64, key=key)
+    # not a dtype at all: used to be NumPy's "data type 'foo' not understood", naming nothing
+    with pytest.raises(TypeError, match=r"`dtype` must be a real floating dtype.*got 'foo'"):
+        Butterfly(8, dtype="foo", key=key)
     b = Butterfly(8, key=key)
     with pytest.raises(ValueError, match=r"`x` must be one vector of shape \(8,\); got .*\(2, 8\)"):
         b(jnp.zeros((2, 8)))
