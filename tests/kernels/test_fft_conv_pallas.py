@@ -227,6 +227,26 @@ def test_impl_pallas_through_fft_conv_is_differentiable_in_a_model():
         assert_close(a.astype(jnp.float32), b.astype(jnp.float32), jnp.bfloat16)
 
 
+@pytest.mark.parametrize("family, interpret, blocks", FAMILIES)
+def test_empty_batch_gives_an_empty_result_and_zero_filter_gradient(family, interpret, blocks):
+    """A batch or channel axis of size 0 (an empty shard, a filtered-out batch) gives an
+    empty output as under impl="xla"; the filter gradient is zero. The kernels' grid would
+    have a zero-sized axis, which the Pallas interpreter cannot trace."""
+    (k,) = _arrays([(3, 9)])
+
+    def conv(u, k):
+        return fft_conv_pallas(u, k, backend=family, interpret=interpret, block_sizes=blocks)
+
+    for u_shape, k_shape in (((0, 3, 40), (3, 9)), ((2, 0, 40), (0, 9))):
+        u = jnp.ones(u_shape, jnp.float32)
+        kk = k[: k_shape[0]]
+        y = conv(u, kk)
+        assert y.shape == u_shape and y.dtype == jnp.float32
+        du, dk = jax.grad(lambda u, k: jnp.sum(conv(u, k)), argnums=(0, 1))(u, kk)
+        assert du.shape == u_shape and dk.shape == k_shape
+        np.testing.assert_array_equal(np.asarray(dk), np.zeros(k_shape, np.float32))
+
+
 def test_jit_equals_eager():
     u, k = _arrays([(3, 500), (3, 50)], seed=5)
     # exact float32 matmuls: under jit XLA may drop the bf16 round trips of "bf16_3x"

@@ -513,6 +513,10 @@ def fft_conv_pallas(
     k = k.reshape((1,) * (nd - k.ndim) + k.shape)
     gates = {n: g.reshape((1,) * (nd - g.ndim) + g.shape) for n, g in gates.items()}
     lead = jnp.broadcast_shapes(u.shape[:-1], k.shape[:-1], *(g.shape[:-1] for g in gates.values()))
+    if math.prod(lead) == 0:
+        # nothing to convolve: a kernel grid with a zero-sized axis cannot run (and the
+        # gradients of an empty output are zero, which autodiff of this constant gives)
+        return jnp.zeros(lead + (length,), u.dtype)
     j = _split_broadcast(k.shape[:-1], lead)
     if j is None:
         k = jnp.broadcast_to(k, lead + (ksize,))
