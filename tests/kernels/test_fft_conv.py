@@ -196,6 +196,29 @@ def test_grad_dtypes_follow_inputs(key, dtype):
     assert_close(gk, gk32, dtype)
 
 
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+def test_grad_under_checkpoint_equals_grad(key, impl):
+    """jax.checkpoint (rematerialisation, saving nothing) around a gated convolution under
+    jit: the custom_vjp is re-run in the backward pass and gives the gradients of impl="xla"
+    without checkpointing (the Pallas kernel interpreted on CPU)."""
+    u, k = _inputs(key, (2, 40), (2, 9), jnp.float32)
+    post = _inputs(jax.random.key(1), (40,), (1,), jnp.float32)[0]
+
+    def loss(u, k, post, impl):
+        return jnp.sum(jnp.sin(spectrax.fft_conv(u, k, impl=impl, post_gate=post)))
+
+    remat = jax.checkpoint(
+        loss, policy=jax.checkpoint_policies.nothing_saveable, static_argnums=(3,)
+    )
+    got = jax.jit(jax.grad(remat, argnums=(0, 1, 2)), static_argnums=3)(u, k, post, impl)
+    want = jax.grad(loss, argnums=(0, 1, 2))(u, k, post, "xla")
+    # the kernels' default float32 mode is bf16_3x matmuls: 1e-4 (tests/kernels/test_fft_conv_paths)
+    rtol = tol(jnp.float32) if impl == "xla" else 1e-4
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        assert_close(a, b, rtol=rtol)
+
+
 # ---------------------------------------------------------------------------------------------
 # Frequency-domain filters
 # ---------------------------------------------------------------------------------------------

@@ -81,6 +81,55 @@ def test_forward_equals_xla_and_float64(family, interpret, blocks, u_shape, k_sh
         assert_close(y, np_causal(u, k), jnp.float32)
 
 
+def np_causal_vjp(u, k, g):
+    """float64 cotangents of the causal convolution by direct sums: ``du[t] = sum_s k[s]
+    g[t+s]``, ``dk[s] = sum_t g[t] u[t-s]``, summed over the axes ``u`` and ``k`` broadcast."""
+    u, k, g = (np.asarray(a, np.float64) for a in (u, k, g))
+    n, ksize = u.shape[-1], k.shape[-1]
+    ub, kb = np.broadcast_to(u, g.shape), np.broadcast_to(k, g.shape[:-1] + (ksize,))
+    du, dk = np.zeros(g.shape), np.zeros(kb.shape)
+    for s in range(ksize):
+        du[..., : n - s] += kb[..., s : s + 1] * g[..., s:]
+        dk[..., s] = np.sum(g[..., s:] * ub[..., : n - s], axis=-1)
+
+    def sum_to(x, shape):
+        x = x.reshape((-1,) + x.shape[x.ndim - len(shape) :]).sum(0)
+        axes = tuple(i for i, d in enumerate(shape) if d == 1 and x.shape[i] != 1)
+        return x.sum(axes, keepdims=True)
+
+    return sum_to(du, u.shape), sum_to(dk, k.shape)
+
+
+# tiling edges: L = 1 (one sample in a 16 x 16 GPU / 8 x 128 TPU tile); and L = 33 with u
+# (1, 3, L) against k (3, 1, K), broadcast both ways, so the filter is materialised as 9 rows,
+# which TPU blocks of 2 rows do not divide
+VJP_SHAPES = [((1,), (1,)), ((1, 3, 33), (3, 1, 9))]
+
+
+@pytest.mark.parametrize("family, interpret, blocks", FAMILIES)
+@pytest.mark.parametrize("u_shape, k_shape", VJP_SHAPES)
+def test_forward_and_vjp_equal_float64_direct_sums(family, interpret, blocks, u_shape, k_shape):
+    u, k = _arrays([u_shape, k_shape], seed=11)
+    out_shape = np.broadcast_shapes(u_shape[:-1], k_shape[:-1]) + u_shape[-1:]
+    (g,) = _arrays([out_shape], seed=12)
+
+    def conv(u, k):
+        return fft_conv_pallas(
+            u, k, backend=family, interpret=interpret, block_sizes=blocks, precision="f32"
+        )
+
+    @jax.jit  # one program: interpreting the kernels eagerly is several times slower
+    def forward_and_vjp(u, k, g):
+        y, vjp = jax.vjp(conv, u, k)
+        return y, *vjp(g)
+
+    y, du, dk = forward_and_vjp(u, k, g)
+    du_want, dk_want = np_causal_vjp(u, k, g)
+    assert_close(y, np_causal(u, k), jnp.float32, what="y")
+    assert_close(du, du_want, jnp.float32, what="du")
+    assert_close(dk, dk_want, jnp.float32, what="dk")
+
+
 @pytest.mark.parametrize("family, interpret, blocks", FAMILIES)
 def test_bfloat16_forward(family, interpret, blocks):
     u, k, pre = _arrays([(2, 3, 1000), (3, 64), (3, 1000)], jnp.bfloat16, seed=1)
