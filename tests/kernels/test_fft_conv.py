@@ -320,6 +320,22 @@ def test_every_public_entry_point_validates(key, library_errors):
             fft_conv_filter(k, bad)
 
 
+def test_non_arrays_are_refused_by_name(key, library_errors):
+    """A Python number or list is not an array: a TypeError names the argument (a float `k`
+    failed with AttributeError: 'float' object has no attribute 'ndim')."""
+    u, k = _inputs(key, (2, 16), (2, 4), jnp.float32)
+    for name, args, kw in (
+        ("k", (u, 2.0), {}),
+        ("u", ([1.0, 2.0], k[0, :1]), {}),
+        ("post_gate", (u, k), {"post_gate": 0.5}),
+        ("pre_gate", (u, k), {"pre_gate": [1.0] * 16}),
+    ):
+        with pytest.raises(TypeError, match=rf"`{name}` must be a JAX or NumPy array; got "):
+            spectrax.fft_conv(*args, **kw)
+    with pytest.raises(TypeError, match=r"`k` must be a JAX or NumPy array; got float 2.0"):
+        fft_conv_filter(2.0, 16)
+
+
 def test_spectral_filter_of_the_wrong_size_is_refused(key, library_errors):
     u, k = _inputs(key, (2, 16), (2, 16), jnp.float32)
     filt = fft_conv_filter(k, 16, causal=False)  # 9 rfft bins of a 16-point transform

@@ -63,6 +63,16 @@ class SpectralFilter(eqx.Module):
         return conv_fft_size(self.length, self.kernel_size, causal=self.causal)
 
 
+def check_array(name: str, x) -> None:
+    """TypeError naming ``name`` unless ``x`` is a JAX or NumPy array (a Python number or
+    list has no shape to validate; it failed later without naming the argument)."""
+    if not isinstance(x, (jax.Array, np.ndarray, np.generic)):
+        raise TypeError(
+            f"`{name}` must be a JAX or NumPy array; got {type(x).__name__} {x!r}. "
+            f"Pass e.g. jnp.asarray({name}, jnp.float32)."
+        )
+
+
 def fft_conv_filter(
     k: Float[Array, "*kbatch K"], length: int, *, causal: bool = True
 ) -> SpectralFilter:
@@ -73,6 +83,7 @@ def fft_conv_filter(
         length: the input length ``L`` it will be applied to.
         causal: as in :func:`fft_conv`.
     """
+    check_array("k", k)
     check_real_float("k", k)
     if k.ndim < 1:
         raise ValueError(f"`k` must have shape (..., K); got a scalar of shape {k.shape}.")
@@ -112,6 +123,7 @@ def check_args(
     """Trace-time validation of :func:`fft_conv`'s arguments, shared by every implementation
     (each public entry point calls it): dtypes, lengths, a :class:`SpectralFilter`'s size, and
     that ``u``, ``k`` and the gates broadcast together."""
+    check_array("u", u)
     check_real_float("u", u)
     if u.ndim < 1:
         raise ValueError(f"`u` must have shape (..., L); got a scalar of shape {u.shape}.")
@@ -135,6 +147,7 @@ def check_args(
             )
         k_lead = tuple(k.k_f.shape[:-1])
     else:
+        check_array("k", k)
         check_real_float("k", k)
         if k.ndim < 1:
             raise ValueError(f"`k` must have shape (..., K); got a scalar of shape {k.shape}.")
@@ -144,6 +157,7 @@ def check_args(
     for name, gate in (("pre_gate", pre_gate), ("post_gate", post_gate)):
         if gate is None:
             continue
+        check_array(name, gate)
         check_real_float(name, gate)
         if gate.ndim < 1 or gate.shape[-1] != length:
             raise ValueError(f"`{name}` must have shape (..., L={length}); got {gate.shape}.")
