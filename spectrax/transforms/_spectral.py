@@ -252,6 +252,11 @@ def spectral_derivative(
     ):
         raise TypeError(f"`orders` must be non-negative integers; got {orders!r}.")
     orders = tuple(int(o) for o in orders)
+    if not orders:
+        raise ValueError(
+            "`orders` must give at least one spatial axis (an int for the last axis, or one "
+            "order per spatial axis); got ()."
+        )
     if any(o < 0 for o in orders):
         raise ValueError(f"`orders` must be non-negative integers; got {orders}.")
     d = len(orders)

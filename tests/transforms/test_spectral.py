@@ -384,3 +384,11 @@ def test_helpers_name_bad_arguments(library_errors):
     # a traced s still works (the derivative in the smoothness index)
     ds = jax.grad(lambda s: jnp.sum(sobolev_norm(jnp.sin(jnp.arange(8.0)), s)))(1.0)
     assert bool(jnp.isfinite(ds))
+
+
+def test_empty_orders_are_refused(library_errors):
+    """No derivative axis is an error naming `orders` (it failed inside zip() with 'argument 2
+    is shorter than argument 1')."""
+    for orders in ((), []):
+        with pytest.raises(ValueError, match=r"`orders` must give at least one spatial axis"):
+            spectral_derivative(jnp.ones((4, 8)), orders)
