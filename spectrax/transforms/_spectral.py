@@ -11,7 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from spectrax._checks import check_grid_shape, check_positive_int, check_real_float, lift_rank
+from spectrax._checks import (
+    check_float_dtype,
+    check_grid_shape,
+    check_positive_int,
+    check_real_float,
+    lift_rank,
+)
 
 
 def _as_tuple(name: str, value, ndim: int) -> tuple:
@@ -207,9 +213,11 @@ def wavenumbers(
 
     Returns one array per axis, shaped to broadcast against the rfftn spectrum: axis ``i`` has
     shape ``(1, .., n_i, .., 1)`` (the last axis ``n_d//2+1``). Frequencies follow
-    ``fftfreq``/``rfftfreq`` order.
+    ``fftfreq``/``rfftfreq`` order. ``dtype`` is a real floating-point type (a TypeError
+    names it otherwise: integer wavenumbers would be truncated).
     """
     spatial_shape = _grid("spatial_shape", spatial_shape)
+    dtype = check_float_dtype("dtype", dtype)
     d = len(spatial_shape)
     lengths = _as_tuple("lengths", lengths, d)
     ks = []

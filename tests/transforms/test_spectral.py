@@ -392,3 +392,13 @@ def test_empty_orders_are_refused(library_errors):
     for orders in ((), []):
         with pytest.raises(ValueError, match=r"`orders` must give at least one spatial axis"):
             spectral_derivative(jnp.ones((4, 8)), orders)
+
+
+def test_wavenumbers_refuse_a_non_floating_dtype(library_errors):
+    """The wavenumbers 2 pi k / length need a real floating dtype: int32 truncated them to
+    [0, 6, 12, 18, 25] silently, complex64 gave complex wavenumbers."""
+    for dtype in (jnp.int32, jnp.complex64, "foo"):
+        with pytest.raises(TypeError, match=r"`dtype` must be a real floating-point type"):
+            wavenumbers((8,), dtype=dtype)
+    (k,) = wavenumbers((8,), dtype=jnp.bfloat16)
+    assert k.dtype == jnp.bfloat16
