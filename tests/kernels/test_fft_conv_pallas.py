@@ -10,6 +10,7 @@ import json
 import pathlib
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -338,6 +339,44 @@ def test_unsupported_arguments_raise_under_pallas_and_fall_back_under_auto(x64):
     # "auto" never raises for these: XLA takes them
     assert_close(fft_conv(u64, k64), np_causal(u64, k64), jnp.float64)
     assert fft_conv(u, k, causal=False).shape == (2, 300)
+
+
+def _pallas_operand_dtypes(jaxpr) -> set:
+    """dtypes of every operand of every pallas_call in ``jaxpr`` and its sub-jaxprs."""
+    found = set()
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "pallas_call":
+            found |= {jnp.dtype(v.aval.dtype) for v in eqn.invars}
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            found |= _pallas_operand_dtypes(sub)
+    return found
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float16])
+def test_gates_of_other_dtypes_reach_the_kernels_as_float32(x64, dtype):
+    """The kernels take float32 and bfloat16 (what `supports` checks for u and k, so what
+    impl="auto" relies on); a float64 or float16 gate with float32 u and k was handed to the
+    kernel as it was (Mosaic has no float64). It is rounded to float32, as impl="xla" computes
+    the gate products, and its gradient comes back in its own dtype."""
+    u, k, w = _arrays([(2, 40), (2, 9), (2, 40)], seed=13)
+    g = _arrays([(40,)], seed=14)[0].astype(dtype)
+
+    def loss(conv, u, k, g):
+        return jnp.sum(w * conv(u, k, pre_gate=g, post_gate=g))
+
+    def pallas(u, k, **gates):
+        return fft_conv_pallas(u, k, interpret=True, precision="f32", **gates)
+
+    def xla(u, k, **gates):
+        return fft_conv(u, k, impl="xla", **gates)
+
+    grad = jax.jit(jax.grad(loss, argnums=(1, 2, 3)), static_argnums=0)
+    jaxpr = jax.make_jaxpr(grad, static_argnums=0)(pallas, u, k, g).jaxpr
+    assert _pallas_operand_dtypes(jaxpr) == {jnp.dtype(jnp.float32)}
+    got, want = grad(pallas, u, k, g), grad(xla, u, k, g)
+    assert got[2].dtype == dtype
+    for name, a, b in zip(["u", "k", "gate"], got, want, strict=True):
+        assert_close(a, b, rtol=max(tol(a.dtype), tol(jnp.float32)), what=name)
 
 
 @pytest.mark.usefixtures("library_errors")

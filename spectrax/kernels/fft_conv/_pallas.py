@@ -507,7 +507,14 @@ def fft_conv_pallas(
     ker = KERNELS[family]
     length, ksize = u.shape[-1], k.shape[-1]
     path, plan, chunk = _select(length, ksize, causal, ker, bandwidth, chunk)
-    gates = {name: g for name, g in (("pre", pre_gate), ("post", post_gate)) if g is not None}
+    # The kernels take float32/bfloat16 (checked above for u and k); a gate of another dtype
+    # (float16, or float64 under x64) is rounded to float32, where impl="xla" computes the gate
+    # products too; its cotangent comes back in its own dtype through the cast.
+    gates = {
+        name: g if jnp.dtype(g.dtype) in SUPPORTED_DTYPES else g.astype(jnp.float32)
+        for name, g in (("pre", pre_gate), ("post", post_gate))
+        if g is not None
+    }
     nd = max([u.ndim, k.ndim] + [g.ndim for g in gates.values()])
     u = u.reshape((1,) * (nd - u.ndim) + u.shape)
     k = k.reshape((1,) * (nd - k.ndim) + k.shape)
