@@ -381,6 +381,12 @@ def fft_conv(
         gates broadcast together (a gate with more leading dims enlarges the output).
         Half-precision inputs are computed in float32 (XLA has no half-precision FFT) and
         rounded once at the end.
+
+    Numerical limits: causality holds to rounding, not exactly. Every output of a row is
+    computed from the whole row's spectrum, so ``y[..., :t]`` carries an error of about
+    ``eps * ||u|| ||k||`` from ``u[..., t:]``, and a NaN or inf anywhere in a row of ``u``
+    (or ``k``) makes that whole output row NaN, earlier times included (a direct causal sum
+    would keep them finite).
     """
     # the built-in names, and any registered with register_impl
     check_choice("impl", impl, tuple(dict.fromkeys((*IMPLS, *_IMPLEMENTATIONS))))
