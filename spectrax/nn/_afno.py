@@ -21,6 +21,7 @@ from spectrax._checks import (
     check_positive_int,
     check_real_float,
     complex_dtype,
+    compute_dtype,
 )
 from spectrax.nn._factorized import as_complex
 from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
@@ -53,12 +54,17 @@ def afno_mix(
     ``z -> W2 ReLU(W1 z + b1) + b2`` with ReLU applied to real and imaginary parts separately;
     ``S_lambda`` is the soft-shrink of real and imaginary parts. Frequencies outside ``modes`` are
     dropped (hard thresholding). Transforms use ``norm="ortho"`` as in the paper.
+
+    Computed in float64 when ``x`` or the weights are 64-bit (the other is widened, never
+    narrowed), and returned in that dtype; else computed in float32 (there is no half-precision
+    FFT) and returned in ``x``'s dtype.
     """
     d = len(modes)
     spatial = x.shape[1:]
     axes = tuple(range(1, 1 + d))
     nb, bs = w1.shape[0], w1.shape[1]
-    real = jnp.float64 if x.dtype == jnp.float64 else jnp.float32
+    real = compute_dtype(x.dtype, jnp.finfo(w1.dtype).dtype)
+    out_dtype = real if real == jnp.float64 else x.dtype
     cdtype = complex_dtype(real)
     x_hat = truncate_modes(jnp.fft.rfftn(x.astype(real), axes=axes, norm="ortho"), modes)
     kept = x_hat.shape[1:]
@@ -71,7 +77,7 @@ def afno_mix(
     )
     o = o.reshape(nb * bs, *kept)
     y = jnp.fft.irfftn(pad_modes(o, spatial), s=spatial, axes=axes, norm="ortho")
-    return y.astype(x.dtype) + x
+    return y.astype(out_dtype) + x.astype(out_dtype)
 
 
 class AFNOMixer(eqx.Module):

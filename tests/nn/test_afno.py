@@ -82,3 +82,16 @@ def test_errors(key, library_errors):
         jax.eval_shape(mixer, jax.ShapeDtypeStruct((8, 4), jnp.float32))
     with pytest.raises(ValueError, match="channels"):
         jax.eval_shape(mixer, jax.ShapeDtypeStruct((4, 16), jnp.float32))
+
+
+def test_float64_parameters_are_not_narrowed_for_a_float32_input(x64):
+    """float64 parameters with a float32 input compute in (and return) float64, as SpectralConv
+    and PointwiseLinear do: equal to the float64 reference on the exactly widened input (the
+    mixer used to cast its complex128 weights to complex64 and return float32, ~1e-7 off)."""
+    key = jax.random.key(4)
+    mixer = AFNOMixer(1, 8, 5, num_blocks=2, sparsity_threshold=0.05, dtype=jnp.float64, key=key)
+    mixer = jax.tree.map(lambda p: 25.0 * p, mixer)
+    x = jax.random.normal(key, (8, 16), jnp.float32)
+    got = jax.jit(lambda u: mixer(u))(x)
+    assert got.dtype == jnp.float64
+    assert_close(got, _reference(np.asarray(x, np.float64), mixer), jnp.float64)
