@@ -7,6 +7,7 @@ Tensorized Fourier Neural Operator for High-Resolution PDEs" (factorised weights
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -42,20 +43,16 @@ def grid_channels(
 
 
 def _as_padding(padding, d: int) -> tuple[float, ...]:
+    what = f"`padding` must be a finite non-negative fraction or one per spatial axis ({d})"
     if isinstance(padding, (int, float, np.integer, np.floating)):
         padding = (float(padding),) * d
     try:
         padding = tuple(float(p) for p in padding)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"`padding` must be a non-negative fraction or one per spatial axis ({d}); "
-            f"got {padding!r}."
-        ) from None
-    if len(padding) != d or any(not p >= 0 for p in padding):
-        raise ValueError(
-            f"`padding` must be a non-negative fraction or one per spatial axis ({d}); "
-            f"got {padding}."
-        )
+        raise ValueError(f"{what}; got {padding!r}.") from None
+    # not finite: round(inf * n) would fail at call time with an OverflowError
+    if len(padding) != d or any(not (p >= 0 and math.isfinite(p)) for p in padding):
+        raise ValueError(f"{what}; got {padding}.")
     return padding
 
 

@@ -187,6 +187,9 @@ def test_errors(key, library_errors):
         _abstract(1, 2, 1, 0, 4, key=key)
     with pytest.raises(ValueError, match="padding"):
         _abstract(1, 2, 1, 8, 4, padding="a", key=key)
+    # an infinite fraction used to pass and fail at call time in round(inf * n) (OverflowError)
+    with pytest.raises(ValueError, match=r"`padding` must be a finite.*got \(0\.25, inf\)"):
+        _abstract(2, 2, 1, 8, 4, padding=(0.25, float("inf")), key=key)
     with pytest.raises(ValueError, match="channel_mlp_expansion"):
         _abstract(1, 2, 1, 8, 4, channel_mlp_expansion=-1.0, key=key)
     with pytest.raises(ValueError, match="modes"):
