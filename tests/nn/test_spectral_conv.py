@@ -408,3 +408,70 @@ def test_errors(key, library_errors):
         conv(x, (32, 16.5))
     with pytest.raises(ValueError, match="out_shape"):
         conv(x, (32, 0))
+
+
+def _direct_conv(x, w, modes, out_shape):
+    """The operator written out with explicit DFT sums in jnp (no FFT, no irfft), for an input
+    grid on which no kept frequency is a Nyquist bin: ``c_k = mean(x e^{-2 pi i k.j/n})`` on the
+    kept block, ``Y = W c`` per mode, and the real field ``sum_k a_k Re(Y_k e^{2 pi i k.j/n'})``
+    on ``out_shape``, ``a_k = 1`` where the last-axis frequency is 0 (the imaginary part of that
+    plane, the zero mode's included, does not reach a real output) and 2 elsewhere (the
+    conjugate partner of the rfft half-spectrum), whether or not ``k`` is a Nyquist bin of
+    ``out_shape``. Differentiable through einsums only: a reference for gradients too."""
+    d = len(modes)
+    c = x.astype(jnp.complex128)
+    for a, (n, m) in enumerate(zip(x.shape[1:], modes, strict=True)):
+        k = _freqs(m, a == d - 1)
+        fwd = jnp.asarray(np.exp(-2j * np.pi * np.outer(k, np.arange(n)) / n) / n)
+        c = jnp.moveaxis(jnp.tensordot(fwd, c, axes=((1,), (1 + a,))), 0, 1 + a)
+    y = jnp.einsum("oi...,i...->o...", w, c)
+    for a, (n, m) in enumerate(zip(out_shape, modes, strict=True)):
+        k = _freqs(m, a == d - 1)
+        weight = np.where(k == 0, 1.0, 2.0) if a == d - 1 else np.ones(k.size)
+        inv = jnp.asarray(np.exp(2j * np.pi * np.outer(np.arange(n), k) / n) * weight)
+        y = jnp.moveaxis(jnp.tensordot(inv, y, axes=((1,), (1 + a,))), 0, 1 + a)
+    return y.real
+
+
+@pytest.mark.parametrize("impl", ["rfft", "dft"])
+@pytest.mark.parametrize(
+    "shape, modes, out_shapes",
+    [
+        # output grids where kept frequencies are Nyquist bins (2m = n', m = n'/2 + 1), odd ones,
+        # finer ones; the input grids keep no Nyquist bin
+        ((9,), (5,), [(8,), (20,)]),
+        ((10, 9), (3, 4), [(6, 6), (7, 7)]),
+        ((6, 7, 9), (2, 3, 4), [(4, 6, 6)]),
+    ],
+)
+def test_forward_and_gradients_match_direct_dft_sums(x64, key, impl, shape, modes, out_shapes):
+    """float64, both paths, forward and reverse mode against :func:`_direct_conv`: a weight with
+    a non-Hermitian zero-frequency plane (``W[k_1, 0] != conj W[-k_1, 0]``, complex zero mode)
+    still gives the real field that keeps only the Hermitian part of that plane."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    kept = (*(2 * m for m in modes[:-1]), modes[-1])
+    wr, wi = jax.random.normal(k1, (2, 2, 3, *kept), jnp.float64)
+    x = jax.random.normal(k2, (3, *shape), jnp.float64)
+    cts = [jax.random.normal(k3, (2, *s), jnp.float64) for s in out_shapes]
+
+    def conv(x_, wr_, wi_, out_shape):
+        return spectral_conv(x_, jax.lax.complex(wr_, wi_), modes, out_shape, impl=impl)
+
+    def ref(x_, wr_, wi_, out_shape):
+        return _direct_conv(x_, jax.lax.complex(wr_, wi_), modes, out_shape)
+
+    @jax.jit
+    def both(x_, wr_, wi_):
+        out = []
+        for out_shape, ct in zip(out_shapes, cts, strict=True):
+            for f in (conv, ref):
+                loss = lambda *a, f=f, s=out_shape, c=ct: jnp.sum(f(*a, s) * c)  # noqa: E731
+                out.append((f(x_, wr_, wi_, out_shape), jax.grad(loss, (0, 1, 2))(x_, wr_, wi_)))
+        return out
+
+    res = both(x, wr, wi)
+    for j, out_shape in enumerate(out_shapes):
+        (y, got), (y_ref, want) = res[2 * j], res[2 * j + 1]
+        assert_close(y, y_ref, jnp.float64, what=f"{out_shape}")
+        for name, g, h in zip(("x", "re W", "im W"), got, want, strict=True):
+            assert_close(g, h, jnp.float64, what=f"{out_shape} d/d{name}")
