@@ -114,6 +114,9 @@ def relative_lp_loss(
     The norm runs over the channel and spatial axes (the last ``num_spatial_dims + 1``) of
     ``(*batch, C, *spatial)``; on a uniform grid the quadrature weight cancels in the ratio.
     At ``pred == target`` the gradient is the zero subgradient (finite, for every ``p``).
+    A target of zero norm has its denominator clamped to ``sqrt(tiny)`` of the dtype (1.1e-19
+    in float32, 1.5e-154 in float64): that example's loss is 0 if ``pred`` is 0 too, else the
+    finite but huge ``||pred|| / sqrt(tiny)`` (never inf or NaN; it dominates a mean).
 
     Args:
         pred, target: real arrays of the same shape.
@@ -161,8 +164,8 @@ def h1_loss(
     holds is weighted by ``1 + |k|^2``, the Nyquist (checkerboard) mode of an even axis included.
     (Derivatives from :func:`~spectrax.transforms.spectral_derivative` would drop that mode from
     the seminorm, so a grid-scale error would count as pure L2.) Fields are taken as periodic on
-    a box of side ``lengths``; the grid quadrature weight cancels. Arguments, return and errors
-    as :func:`relative_lp_loss`.
+    a box of side ``lengths``; the grid quadrature weight cancels. Arguments, return, errors
+    and a zero-norm target as :func:`relative_lp_loss`.
     """
     d = _check_pair(pred, target, num_spatial_dims)
     pred, target = _real(pred, target)
@@ -186,8 +189,8 @@ def sobolev_loss(
     Negative ``s`` (the Spectral-Refiner loss, Liu et al., 2024) weights mode ``k`` by
     ``(1 + |k|^2)^s`` (``|k|^{2s}``, mean dropped, with ``homogeneous=True``): large scales dominate
     and high-frequency noise in the target is damped. Norms by
-    :func:`spectrax.transforms.sobolev_norm`, summed over channels. Arguments, return and errors
-    as :func:`relative_lp_loss`.
+    :func:`spectrax.transforms.sobolev_norm`, summed over channels. Arguments, return, errors
+    and a zero-norm target as :func:`relative_lp_loss`.
     """
     d = _check_pair(pred, target, num_spatial_dims)
     pred, target = _real(pred, target)

@@ -297,3 +297,61 @@ def test_numpy_float64_without_x64_is_float32_without_warning(loss):
     assert got.dtype == jnp.float32
     want = loss(pred.astype(np.float32), target.astype(np.float32), num_spatial_dims=1)
     assert_close(got, want, jnp.float32)
+
+
+@pytest.mark.parametrize("name,loss,plain", _CASES, ids=[c[0] for c in _CASES])
+def test_zero_target_is_finite_not_a_division_by_zero(name, loss, plain, x64):
+    """An example with a zero target: its denominator is clamped to sqrt(tiny), so it scores
+    ||pred|| / sqrt(tiny): finite (no inf/NaN), 1-homogeneous in pred, with a finite gradient;
+    0 where pred is 0 too; the other examples of the batch are unchanged."""
+    rng = np.random.default_rng(7)
+    t = jnp.asarray(rng.normal(size=(3, 2, 16))).at[0].set(0.0)
+    e = jnp.asarray(rng.normal(size=(3, 2, 16)))
+    eps = float(np.sqrt(np.finfo(np.float64).tiny))
+    per = np.asarray(loss(t + e, t, reduction="none"))
+    assert np.all(np.isfinite(per)) and per[0] > 1e100, (name, per)
+    # ~1e154: ratios, not assert_close (whose norms would square them past float64)
+    assert abs(float(loss(t + 3 * e, t, reduction="none")[0]) / (3 * per[0]) - 1) < 1e-12, name
+    for b in (1, 2):
+        assert_close(per[b], plain(e[b], t[b]), jnp.float64, what=name)
+    if name == "lp p=2.0":
+        assert abs(per[0] * eps / np.linalg.norm(np.asarray(e[0])) - 1) < 1e-12
+    assert float(loss(t, t, reduction="none")[0]) == 0.0, name
+    assert bool(jnp.all(jnp.isfinite(jax.grad(loss)(t + e, t)))), name
+
+
+def _direct_sobolev_sq(u, s, lengths, homogeneous):
+    """||u||_{H^s}^2 of one (C, n1, n2) field from explicit DFT sums over every frequency pair
+    of the grid (fftfreq on both axes, Nyquist included; no rfft half-spectrum bookkeeping):
+    |Omega| sum_k w(k) |c_k|^2 with c_k = mean(u e^{-i k.x}), w = (1 + |k|^2)^s or |k|^{2s}."""
+    n1, n2 = u.shape[1:]
+    e1 = np.exp(-2j * np.pi * np.outer(np.fft.fftfreq(n1, 1 / n1), np.arange(n1)) / n1) / n1
+    e2 = np.exp(-2j * np.pi * np.outer(np.fft.fftfreq(n2, 1 / n2), np.arange(n2)) / n2) / n2
+    c = np.einsum("ai,bj,cij->cab", e1, e2, u)
+    k1 = 2 * np.pi * np.fft.fftfreq(n1, 1 / n1) / lengths[0]
+    k2 = 2 * np.pi * np.fft.fftfreq(n2, 1 / n2) / lengths[1]
+    kk = k1[:, None] ** 2 + k2[None, :] ** 2
+    w = np.where(kk > 0, kk, 1.0) ** s * (kk > 0) if homogeneous else (1 + kk) ** s
+    return lengths[0] * lengths[1] * np.sum(w * np.abs(c) ** 2)
+
+
+@pytest.mark.parametrize("shape", [(8, 6), (7, 9)])
+def test_sobolev_and_h1_match_direct_dft_sums_2d(x64, shape):
+    """Random 2-d fields on an anisotropic box, even (Nyquist bins on both axes) and odd sizes:
+    the Parseval losses equal the direct sums, for H^-1/2, homogeneous H^-1, H^-2 and H1."""
+    rng = np.random.default_rng(5)
+    t, e = rng.normal(size=(2, 2, *shape)), 0.3 * rng.normal(size=(2, 2, *shape))
+    lengths = (1.5, 0.7)
+    kw = dict(num_spatial_dims=2, lengths=lengths, reduction="none")
+    for s, hom in ((-0.5, False), (-1.0, True), (-2.0, False), (1.0, False)):
+        want = [
+            np.sqrt(
+                _direct_sobolev_sq(e[b], s, lengths, hom)
+                / _direct_sobolev_sq(t[b], s, lengths, hom)
+            )
+            for b in range(2)
+        ]
+        got = sobolev_loss(jnp.asarray(t + e), jnp.asarray(t), s=s, homogeneous=hom, **kw)
+        assert_close(got, want, jnp.float64, what=f"s={s} homogeneous={hom}")
+        if s == 1.0:
+            assert_close(h1_loss(jnp.asarray(t + e), jnp.asarray(t), **kw), want, jnp.float64)
