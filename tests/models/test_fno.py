@@ -199,10 +199,15 @@ def test_errors(key, library_errors):
 
 
 def test_half_precision_parameters_run(key):
-    """bfloat16 parameters: the spectral weights are upcast to complex64 for the transform."""
+    """bfloat16 parameters: the spectral weights are upcast to complex64 for the transform, the
+    pointwise layers compute in bfloat16 (the policy) and the result is bfloat16, within bfloat16
+    rounding (measured 8e-3) of the same parameters in float32."""
     model = FNO(1, 1, 1, 8, 4, 2, dtype=jnp.bfloat16, key=key)
-    y = model(jnp.ones((1, 16), jnp.float32))
-    assert y.shape == (1, 16) and bool(jnp.all(jnp.isfinite(y)))
+    wide = jax.tree.map(lambda a: a.astype(jnp.float32) if eqx.is_inexact_array(a) else a, model)
+    x = jax.random.normal(key, (1, 16))
+    y, y32 = eqx.filter_jit(lambda m, w, u: (m(u), w(u)))(model, wide, x)
+    assert y.shape == (1, 16) and y.dtype == jnp.bfloat16
+    assert_close(y, y32, jnp.bfloat16, rtol=3e-2)
 
 
 def test_fno_loss_decreases():
