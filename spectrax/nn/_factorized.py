@@ -120,7 +120,7 @@ def tucker_ranks(shape: Sequence[int], rank: RankLike) -> tuple[int, ...]:
 
     For a fraction the ranks are ``max(1, floor(a n_j))`` with the largest ``a`` in [0, 1] that
     keeps ``tucker_num_params <= f * dense_num_params`` (found by bisection; the count is monotone
-    in ``a``).
+    in ``a``); all ones when even that exceeds the budget.
     """
     shape = tuple(int(n) for n in shape)
     if isinstance(rank, np.ndarray):  # a NumPy array of ranks, or a 0-d one holding the rank

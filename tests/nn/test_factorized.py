@@ -167,3 +167,24 @@ def test_tucker_rank_sequence_must_hold_integers(key):
         tucker_ranks((4, 4, 6), [2, 2.5, 3])
     with pytest.raises(ValueError, match="integer rank per axis"):
         tucker_ranks((4, 4, 6), [2, True, 3])
+
+
+def test_rank_edge_cases(key):
+    """Rank 1 and a tiny fraction (rank-1 fallback, above its budget, as documented); a fraction
+    of 1 stays within the dense count; an int Tucker rank above an axis is clipped to it; the
+    count grows with the fraction and stays within budget."""
+    shape = (3, 4, 6, 5)
+    dense = dense_num_params(shape)
+    make = functools.partial(eqx.filter_eval_shape, std=1.0, key=key)
+    for rank in (1, 1e-9):
+        cp, tucker = make(CPWeight, shape, rank), make(TuckerWeight, shape, rank)
+        assert cp.rank == 1 and cp.num_params == cp_num_params(shape, 1) == 2 * sum(shape)
+        assert tucker.ranks == (1, 1, 1, 1) and tucker.num_params == 2 * (1 + sum(shape))
+    assert cp_num_params(shape, cp_rank(shape, 0.02)) > 0.02 * dense  # the fallback
+    assert tucker_ranks(shape, 5) == (3, 4, 5, 5)
+    assert make(TuckerWeight, shape, 1.0).num_params <= dense
+    for f in (0.1, 0.3, 0.6, 1.0):
+        assert cp_num_params(shape, cp_rank(shape, f)) <= f * dense
+        assert tucker_num_params(shape, tucker_ranks(shape, f)) <= f * dense
+    counts = [tucker_num_params(shape, tucker_ranks(shape, f)) for f in (0.1, 0.3, 0.6, 1.0)]
+    assert counts == sorted(counts) and counts[0] < counts[-1]
