@@ -106,6 +106,13 @@ def _diagonal_args(Lambda, dt, method: str):
             f"`dt` and `Lambda` must have the same rank (explicit broadcasting); got "
             f"dt.shape={dt.shape}, Lambda.shape={lam.shape}. Reshape dt, e.g. dt[:, None]."
         )
+    try:
+        np.broadcast_shapes(dt.shape, lam.shape)
+    except ValueError:
+        raise ValueError(
+            f"`dt` must broadcast against `Lambda` (each axis of dt 1 or Lambda's size); got "
+            f"dt.shape={dt.shape}, Lambda.shape={lam.shape}."
+        ) from None
     if _wider(dt_in, dt, lam.real.dtype):
         lam = lam.astype(complex_dtype(dt.dtype))
     return lam, dt.astype(lam.dtype)

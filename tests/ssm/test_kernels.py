@@ -632,3 +632,14 @@ def test_log_lambda_bar_shape_is_checked(library_errors):
     lam = jnp.full((4,), 0.9 + 0.1j, jnp.complex64)
     with pytest.raises(ValueError, match=r"`log_Lambda_bar` must have the shape of `Lambda_bar`"):
         vandermonde_kernel(lam, lam, 8, log_Lambda_bar=jnp.log(lam)[:3])
+
+
+def test_discretize_diagonal_names_dt_that_does_not_broadcast(library_errors):
+    """A per-channel dt whose leading dims do not fit Lambda's gets the library's ValueError
+    naming both shapes, not JAX's bare "mul got incompatible shapes" TypeError."""
+    lam = jnp.full((2, 5), -1.0 + 1j, jnp.complex64)
+    for fn in (discretize_diagonal, log_discrete_eigenvalues):
+        with pytest.raises(ValueError, match=r"`dt`.*dt.shape=\(3, 1\).*Lambda.shape=\(2, 5\)"):
+            fn(lam, jnp.ones((3, 1)))
+        with pytest.raises(ValueError, match=r"`dt`.*dt.shape=\(2, 4\)"):
+            fn(lam, jnp.ones((2, 4)))
