@@ -52,7 +52,13 @@ def vandermonde_kernel(
         raise ValueError(
             f"`Lambda_bar` and `W` must have the same rank; got {Lambda_bar.shape=}, {W.shape=}."
         )
-    shape = jnp.broadcast_shapes(Lambda_bar.shape, W.shape)
+    try:
+        shape = np.broadcast_shapes(Lambda_bar.shape, W.shape)
+    except ValueError:
+        raise ValueError(
+            f"`Lambda_bar` and `W` must broadcast (the same N, batch dims 1 or equal); got "
+            f"{Lambda_bar.shape=}, {W.shape=}."
+        ) from None
     dtype = result_dtype(Lambda_bar.dtype, W.dtype)  # explicit: also under strict promotion
     if not jnp.issubdtype(dtype, jnp.complexfloating):
         # a negative real eigenvalue has no real logarithm: work in the complex plane

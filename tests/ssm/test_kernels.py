@@ -643,3 +643,11 @@ def test_discretize_diagonal_names_dt_that_does_not_broadcast(library_errors):
             fn(lam, jnp.ones((3, 1)))
         with pytest.raises(ValueError, match=r"`dt`.*dt.shape=\(2, 4\)"):
             fn(lam, jnp.ones((2, 4)))
+
+
+def test_vandermonde_names_shapes_that_do_not_broadcast(library_errors):
+    lam = jnp.full((2, 6), 0.5 + 0.1j, jnp.complex64)
+    with pytest.raises(ValueError, match=r"`Lambda_bar` and `W`.*\(2, 6\).*\(3, 6\)"):
+        vandermonde_kernel(lam, jnp.ones((3, 6), jnp.complex64), 8)  # batch 2 against 3
+    with pytest.raises(ValueError, match=r"`Lambda_bar` and `W`.*\(2, 6\).*\(2, 5\)"):
+        vandermonde_kernel(lam, jnp.ones((2, 5), jnp.complex64), 8)  # N = 6 against 5
