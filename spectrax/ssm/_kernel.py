@@ -160,8 +160,8 @@ def dplr_kernel(
         the complex kernel ``C Ā^l B̄``, shape ``(..., L)``; a real system's is ``Re`` of it.
     """
     length = check_positive_int("length", length)
-    n = Lambda.shape[-1]
-    if P.ndim != 2 or P.shape[-1] != n or B.shape != (n,) or C.shape[-1] != n:
+    n = Lambda.shape[-1] if Lambda.ndim == 1 else -1  # one (N,) diagonal shared by all channels
+    if n < 0 or P.ndim != 2 or P.shape[-1] != n or B.shape != (n,) or C.shape[-1:] != (n,):
         raise ValueError(
             f"expected Lambda (N,), P (r, N), B (N,), C (..., N); got {Lambda.shape=}, "
             f"{P.shape=}, {B.shape=}, {C.shape=}."

@@ -651,3 +651,13 @@ def test_vandermonde_names_shapes_that_do_not_broadcast(library_errors):
         vandermonde_kernel(lam, jnp.ones((3, 6), jnp.complex64), 8)  # batch 2 against 3
     with pytest.raises(ValueError, match=r"`Lambda_bar` and `W`.*\(2, 6\).*\(2, 5\)"):
         vandermonde_kernel(lam, jnp.ones((2, 5), jnp.complex64), 8)  # N = 6 against 5
+
+
+def test_dplr_kernel_refuses_a_batched_lambda(library_errors):
+    """Lambda is one shared (N,) diagonal: a per-channel (H, N) one (or a scalar C) gets the
+    shape message, not a broadcasting or reshape error from inside the kernel."""
+    lam, p, b, _ = (jnp.asarray(x) for x in nplr("legs", 4))
+    c = jnp.ones((2, 4), lam.dtype)
+    for bad_lam, bad_c in ((jnp.stack([lam, lam]), c), (jnp.stack([lam] * 4), c), (lam, c[0, 0])):
+        with pytest.raises(ValueError, match=r"expected Lambda \(N,\), P \(r, N\).*Lambda.shape="):
+            dplr_kernel(bad_lam, p, b, bad_c, 0.1, 8)
