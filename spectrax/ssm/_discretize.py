@@ -17,13 +17,18 @@ DISCRETIZATIONS = ("zoh", "bilinear")
 
 def _diag_zoh(lam, dt):
     # expm1: (exp(Λ dt) - 1) cancels catastrophically when |Λ dt| is small (slow modes, small
-    # steps): in float32 at Λ dt = -1e-8 the difference would be 0. At Λ = 0 (an integrator,
-    # e.g. FouT's frequency 0) the factor is its series dt (1 + Λ dt / 2): the limit dt and the
-    # derivative dt^2 / 2 in Λ; the inner `where` keeps the unused branch's gradient finite.
-    zero = lam == 0
-    safe = jnp.where(zero, jnp.ones_like(lam), lam)
-    gamma = jnp.where(zero, dt * (1.0 + 0.5 * lam * dt), jnp.expm1(safe * dt) / safe)
-    return jnp.exp(lam * dt), gamma
+    # steps): in float32 at Λ dt = -1e-8 the difference would be 0. Where |Λ dt| is below
+    # eps^(1/3) the factor is its series dt (1 + z/2 + z^2/6), z = Λ dt, exact to rounding (the
+    # next term is z^3/24 < eps): this covers Λ = 0 (an integrator, e.g. FouT's frequency 0:
+    # the limit dt and the derivative dt^2 / 2 in Λ) and a Λ dt that underflows, which
+    # expm1(Λ dt)/Λ would turn into 0 (Λ = -1e-37, dt = 1e-2 in float32). The inner `where`
+    # keeps the unused branch's gradient finite.
+    z = lam * dt
+    small = jnp.abs(z) < float(jnp.finfo(jnp.real(z).dtype).eps) ** (1.0 / 3.0)
+    safe = jnp.where(small, jnp.ones_like(lam), lam)
+    series = dt * (1.0 + z * (0.5 + z / 6.0))
+    gamma = jnp.where(small, series, jnp.expm1(safe * dt) / safe)
+    return jnp.exp(z), gamma
 
 
 def _diag_bilinear(lam, dt):

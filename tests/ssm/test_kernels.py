@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from spectrax._checks import complex_dtype
 from spectrax.ssm import (
     MEASURES,
     dense_kernel,
@@ -683,3 +684,18 @@ def test_state_carried_across_chunks_is_one_long_run(x64):
             parts.append(fn(chunk, bu[lo : lo + 13], state, method="associative"))
             state = parts[-1][-1]
         assert_close(jnp.concatenate(parts), whole, rtol=1e-13)
+
+
+@pytest.mark.parametrize("real", [jnp.float32, jnp.float64])
+def test_zoh_input_factor_is_dt_where_lambda_dt_underflows(x64, real):
+    """ZOH's γ = (exp(Λ dt) - 1)/Λ tends to dt as Λ dt -> 0. Where Λ is a normal number but
+    Λ dt underflows (Λ = -1e-37, dt = 1e-2 in float32: Λ dt is flushed to 0, expm1 gives 0)
+    γ was 0: the mode silently lost its input, next to Λ = 0 and Λ = -1e-30 where γ = dt."""
+    cdt = complex_dtype(real)
+    tiny = float(jnp.finfo(real).tiny)
+    mags = tiny * np.logspace(-3.0, 12.0, 16)  # subnormal, normal with Λ dt below tiny, small
+    lam = np.concatenate([-mags, -mags * (1 - 1j), 1j * mags, [0.0]]).astype(np.complex128)
+    for dt in (1e-2, 1e-6):
+        _, gamma = jax.jit(discretize_diagonal)(jnp.asarray(lam, cdt), jnp.asarray(dt, real))
+        assert gamma.dtype == cdt
+        np.testing.assert_allclose(np.asarray(gamma), np.full(lam.shape, dt), rtol=4 * tol(real))
