@@ -97,7 +97,10 @@ def hyena_recurrence(
             ``post_gate`` (fused into the Pallas kernel), the skip term is added outside.
 
     Returns:
-        ``(H, L)`` in ``v``'s dtype (the FFTs run in float32 for half-precision ``v``).
+        ``(H, L)`` in ``v``'s dtype, as :func:`spectrax.fft_conv` returns its ``u``'s: ``v`` is
+        the data, the gates, filters and skips act on it. The whole recurrence computes in
+        float64 if any of the four inputs is float64, else in float32 (half precision included:
+        XLA has no half-precision FFT), and is rounded to ``v``'s dtype once, at the end.
     """
     for name, a in (("v", v), ("gates", gates), ("filters", filters), ("skip", skip)):
         check_real_float(name, a)
@@ -124,12 +127,16 @@ def hyena_recurrence(
             f"`filters` must be no longer than the sequence: filters.shape[2]={filters.shape[2]} "
             f"> L={v.shape[1]} (v.shape={v.shape})."
         )
+    out_dtype = v.dtype
+    # One compute dtype for all N steps: rounding z^n to a half-precision v between steps (or a
+    # float64 filter's convolution to a float32 v) would add N roundings instead of one.
+    dtype = compute_dtype(v.dtype, gates.dtype, filters.dtype, skip.dtype)
+    z, gates, filters, skip = (a.astype(dtype) for a in (v, gates, filters, skip))
     for n in range(gates.shape[0]):
-        gate = gates[n].astype(v.dtype)
-        v = fft_conv(v, filters[n], impl=impl, post_gate=gate) + gate * (
-            skip[n][:, None].astype(v.dtype) * v
+        z = fft_conv(z, filters[n], impl=impl, post_gate=gates[n]) + gates[n] * (
+            skip[n][:, None] * z
         )
-    return v
+    return z.astype(out_dtype)
 
 
 class HyenaFilter(eqx.Module):
@@ -286,9 +293,10 @@ class HyenaOperator(eqx.Module):
         num_frequencies, decay_min, decay_max, omega: as :class:`HyenaFilter`.
         impl: :func:`spectrax.fft_conv` implementation, ``"auto"`` (default), ``"xla"`` or
             ``"pallas"``.
-        dtype: parameter and compute dtype (float32); a bfloat16 model computes its FFTs in
-            float32 (inside :func:`spectrax.fft_conv`) and its filters in float32. A float64
-            input computes in float64 (the parameters are widened for the call).
+        dtype: parameter and compute dtype (float32); a bfloat16 model computes its
+            projections in bfloat16, and its filters and the recurrence (convolutions, gates,
+            skips: :func:`hyena_recurrence`) in float32. A float64 input computes in float64
+            (the parameters are widened for the call).
         key: PRNG key (keyword-only).
 
     Call with ``x`` ``(L, H)``, ``1 <= L <= max_len``; returns ``(L, H)`` in ``x``'s dtype.
