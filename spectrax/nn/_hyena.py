@@ -336,6 +336,8 @@ class HyenaOperator(eqx.Module):
         self.max_len = check_positive_int("max_len", max_len)
         self.order = check_positive_int("order", order)
         short_filter = check_positive_int("short_filter", short_filter)
+        # checked here: HyenaFilter would name it `order`, this operator's recurrence order
+        filter_order = check_positive_int("filter_order", filter_order)
         check_choice("impl", impl, IMPLS)
         check_float_dtype("dtype", dtype)
         self.impl = impl

@@ -345,3 +345,12 @@ def test_recurrence_computes_in_the_widest_dtype_and_rounds_once():
     y = hyena_recurrence(*half)
     assert y.dtype == b
     np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(f32.astype(b), np.float32))
+
+
+def test_operator_names_filter_order_in_its_error(library_errors):
+    """HyenaOperator(filter_order=0) raised HyenaFilter's "`order` must be an integer >= 1":
+    the name of the operator's other argument, the recurrence order."""
+    with pytest.raises(ValueError, match="`filter_order` must be an integer >= 1; got 0"):
+        HyenaOperator(H, MAX_LEN, filter_order=0, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="`filter_order` must be an integer >= 1; got 2.5"):
+        HyenaOperator(H, MAX_LEN, filter_order=2.5, key=jax.random.key(0))
