@@ -11,7 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_choice, check_positive_int, widen_to_input
+from spectrax._checks import (
+    check_choice,
+    check_float_dtype,
+    check_positive_int,
+    check_real_float,
+    widen_to_input,
+)
 from spectrax.nn import S4, S4D, S5, HyenaOperator
 
 SSM_LAYER_TYPES: dict[str, Callable[..., eqx.Module]] = {"s4": S4, "s4d": S4D, "s5": S5}
@@ -153,6 +159,7 @@ class SSMSequenceModel(eqx.Module):
             check_positive_int(name, value)
         check_choice("layer", layer, LAYER_TYPES)
         check_choice("pooling", pooling, tuple(POOLINGS))
+        check_float_dtype("dtype", dtype)
         if layer == "hyena":
             if max_len is None:
                 raise ValueError(
@@ -207,10 +214,11 @@ class SSMSequenceModel(eqx.Module):
     ) -> Float[Array, "..."]:
         """``(L, d_input) -> (d_output,)`` or ``(L, d_output)``; dropout is on iff ``key`` is
         given (unless ``inference`` says otherwise)."""
-        if x.ndim != 2 or x.shape[1] != self.encoder.in_features:
+        check_real_float("x", x)
+        if x.ndim != 2 or x.shape[1] != self.encoder.in_features or x.shape[0] < 1:
             raise ValueError(
-                f"expected one sequence (L, d_input) with d_input={self.encoder.in_features}; "
-                f"got x.shape={x.shape}. Batch with jax.vmap."
+                f"expected one sequence (L, d_input) with L >= 1 and "
+                f"d_input={self.encoder.in_features}; got x.shape={x.shape}. Batch with jax.vmap."
             )
         if self.max_len is not None and x.shape[0] > self.max_len:
             raise ValueError(
