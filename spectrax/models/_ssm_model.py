@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from spectrax._checks import (
     check_choice,
@@ -40,19 +40,26 @@ def _make_layer(
     return SSM_LAYER_TYPES[layer](d_model, state_size, dtype=dtype, key=key, **layer_kwargs)
 
 
-def _pool_mean(y: Array) -> Array:
-    return jnp.mean(y, axis=0)
+def _pool_mean(y: Float[Array, "L H"], mask: Bool[Array, " L"] | None) -> Float[Array, " H"]:
+    if mask is None:
+        return jnp.mean(y, axis=0)
+    # 0 / 0 = NaN for an all-False mask: the mean of no steps
+    count = jnp.sum(mask).astype(y.dtype)
+    return jnp.sum(jnp.where(mask[:, None], y, 0.0), axis=0) / count
 
 
-def _pool_last(y: Array) -> Array:
-    return y[-1]
+def _pool_last(y: Float[Array, "L H"], mask: Bool[Array, " L"] | None) -> Float[Array, " H"]:
+    if mask is None:
+        return y[-1]
+    last = jnp.max(jnp.where(mask, jnp.arange(y.shape[0]), -1))  # -1: no valid step
+    return jnp.where(last >= 0, y[jnp.maximum(last, 0)], jnp.nan)
 
 
-def _pool_none(y: Array) -> Array:
+def _pool_none(y: Float[Array, "L H"], mask: Bool[Array, " L"] | None) -> Float[Array, "L H"]:
     return y
 
 
-POOLINGS: dict[str, Callable[[Array], Array]] = {
+POOLINGS: dict[str, Callable[[Array, Array | None], Array]] = {
     "mean": _pool_mean,
     "last": _pool_last,
     "none": _pool_none,
@@ -124,7 +131,8 @@ class SSMSequenceModel(eqx.Module):
             widened for the call). key: PRNG key.
 
     Call with one sequence ``(L, d_input)``; returns ``(d_output,)`` or, with
-    ``pooling="none"``, ``(L, d_output)``. Pass ``key`` for dropout when training.
+    ``pooling="none"``, ``(L, d_output)``. Pass ``key`` for dropout when training, and ``mask``
+    for padded sequences of different lengths (see :meth:`__call__`).
     """
 
     encoder: eqx.nn.Linear
@@ -209,11 +217,34 @@ class SSMSequenceModel(eqx.Module):
         self,
         x: Float[Array, "L D"],
         *,
+        mask: Bool[Array, " L"] | None = None,
         key: PRNGKeyArray | None = None,
         inference: bool | None = None,
     ) -> Float[Array, "..."]:
-        """``(L, d_input) -> (d_output,)`` or ``(L, d_output)``; dropout is on iff ``key`` is
-        given (unless ``inference`` says otherwise)."""
+        """Apply the model to one sequence; batch with ``jax.vmap``.
+
+        Args:
+            x: ``(L, d_input)``, real floating point, ``L >= 1`` (``L <= max_len`` for Hyena).
+            mask: optional boolean ``(L,)``, ``True`` at valid steps, ``False`` at padding:
+                sequences of different lengths padded at the end to a common ``L`` (``jax.vmap``
+                over ``x`` and ``mask`` together). Padded inputs are replaced by zeros (so any
+                values, NaN included, may fill them); ``"mean"`` pools the valid steps only,
+                ``"last"`` takes the last valid step, and ``"none"`` returns zeros at padded
+                steps. Every layer is causal, so with padding at the end the result equals that
+                of the unpadded sequence ``x[:n]`` (to round-off). Padding elsewhere (at the
+                start, or holes) is pooled out but still read by the layers as zero inputs.
+                An all-``False`` mask with ``"mean"`` or ``"last"`` raises a ValueError when
+                the mask is concrete; under ``jit``/``vmap`` it returns NaN (nothing to pool).
+                Not with bidirectional layers (``layer_kwargs={"bidirectional": True}``), whose
+                backward pass carries the padding into every step. ``None`` (default): all
+                steps are valid.
+            key: PRNG key for dropout; dropout is on iff ``key`` is given (unless
+                ``inference`` says otherwise).
+            inference: ``True`` turns dropout off, ``False`` on (then ``key`` is needed).
+
+        Returns:
+            ``(d_output,)``, or ``(L, d_output)`` with ``pooling="none"``.
+        """
         check_real_float("x", x)
         if x.ndim != 2 or x.shape[1] != self.encoder.in_features or x.shape[0] < 1:
             raise ValueError(
@@ -225,6 +256,9 @@ class SSMSequenceModel(eqx.Module):
                 f"`x` has L={x.shape[0]} steps; this Hyena model takes at most "
                 f"max_len={self.max_len} (got x.shape={x.shape})."
             )
+        if mask is not None:
+            mask = self._check_mask(mask, x.shape)
+            x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))
         inference = key is None if inference is None else inference
         rate = self.blocks[0].dropout.p
         if not inference and key is None and rate > 0:
@@ -241,5 +275,41 @@ class SSMSequenceModel(eqx.Module):
         h = jax.vmap(self.encoder)(x.astype(self.encoder.weight.dtype))
         for block, k in zip(self.blocks, keys, strict=True):
             h = block(h, key=k, inference=inference)
-        h = POOLINGS[self.pooling](jax.vmap(self.norm)(h) if h.ndim == 2 else h)
-        return jax.vmap(self.decoder)(h) if h.ndim == 2 else self.decoder(h)
+        h = POOLINGS[self.pooling](jax.vmap(self.norm)(h), mask)
+        if h.ndim == 1:
+            return self.decoder(h)
+        y = jax.vmap(self.decoder)(h)
+        return y if mask is None else jnp.where(mask[:, None], y, jnp.zeros((), y.dtype))
+
+    def _check_mask(self, mask: Any, x_shape: tuple[int, ...]) -> Array:
+        """``mask`` as a boolean ``(L,)`` array, or an error naming it."""
+        mask = jnp.asarray(mask)
+        if mask.dtype != jnp.bool_:
+            raise TypeError(
+                f"`mask` must be a boolean array (True at valid steps); got dtype {mask.dtype}. "
+                "Pass e.g. mask.astype(bool), or jnp.arange(L) < length for a sequence of "
+                "`length` valid steps."
+            )
+        if mask.shape != x_shape[:1]:
+            raise ValueError(
+                f"`mask` must have shape (L,) = {x_shape[:1]}, one flag per step of "
+                f"x.shape={x_shape}; got mask.shape={mask.shape}. Batch x and mask together "
+                "with jax.vmap."
+            )
+        bidirectional = [
+            type(b.ssm).__name__ for b in self.blocks if getattr(b.ssm, "bidirectional", False)
+        ]
+        if bidirectional:
+            raise ValueError(
+                f"`mask` needs causal layers, but this model's {bidirectional[0]} layers are "
+                "bidirectional (layer_kwargs={'bidirectional': True}): their backward pass "
+                "carries the padding into every step. Build the model without bidirectional "
+                "to pad sequences, or call it on each unpadded sequence."
+            )
+        if self.pooling != "none" and not isinstance(mask, jax.core.Tracer):
+            if not np.any(np.asarray(mask)):
+                raise ValueError(
+                    f"`mask` is all False: pooling={self.pooling!r} has no valid step to pool "
+                    f"(got mask.shape={mask.shape}). Drop empty sequences from the batch."
+                )
+        return mask

@@ -3,13 +3,15 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from spectrax.data import delayed_recall
 from spectrax.models import SSMSequenceModel
 from spectrax.nn import ssm_param_labels
-from tests.helpers import assert_close
+from tests.helpers import assert_close, rel_err
 
 
 @pytest.mark.parametrize("layer", ["s4", "s4d", "s5", "hyena"])
@@ -192,3 +194,100 @@ def test_input_and_dtype_errors_name_the_model_arguments(key, library_errors):
     for layer, max_len in (("s4d", None), ("hyena", 8)):
         with pytest.raises(TypeError, match=r"`dtype` must be a real floating-point type.*int32"):
             SSMSequenceModel(3, 2, 8, 1, layer=layer, max_len=max_len, dtype=jnp.int32, key=key)
+
+
+# Padded sequences: L_PAD steps, the first N_VALID valid.
+L_PAD, N_VALID = 12, 7
+
+
+def _padded_batch(copies=4, d_input=2):
+    """The first ``copies`` of: one sequence of N_VALID steps padded to L_PAD with zeros, NaN
+    and noise under its mask (the padding's values must not matter), and with zeros under an
+    all-True mask (the padding then counts); their masks; the unpadded sequence. Built in
+    NumPy: eager jnp ops compile one program each."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((N_VALID, d_input)).astype(np.float32)
+    xs = np.zeros((4, L_PAD, d_input), np.float32)
+    xs[:, :N_VALID] = x
+    xs[1, N_VALID:] = np.nan
+    xs[2, N_VALID:] = rng.standard_normal((L_PAD - N_VALID, d_input))
+    masks = np.repeat((np.arange(L_PAD) < N_VALID)[None], 4, axis=0)
+    masks[3] = True
+    return jnp.asarray(xs[:copies]), jnp.asarray(masks[:copies]), jnp.asarray(x)
+
+
+def _apply_masked(model, xs, masks):
+    return jax.vmap(lambda u, m: model(u, mask=m))(xs, masks)
+
+
+@eqx.filter_jit
+def _masked_and_plain(models, xs, masks, x):
+    return [(_apply_masked(f, xs, masks), f(x)) for f in models]
+
+
+@pytest.mark.parametrize("layer", ["s4", "s4d", "s5", "hyena"])
+def test_mask_pools_as_the_unpadded_sequence(layer, key):
+    """With a mask, mean and last pooling of a padded sequence equal those of the unpadded one
+    (the layers are causal), under jit and vmap, whatever fills the padding."""
+    max_len = L_PAD if layer == "hyena" else None
+    models = [
+        SSMSequenceModel(2, 3, 4, 1, layer=layer, state_size=4, pooling=p, max_len=max_len, key=key)
+        for p in ("mean", "last")
+    ]
+    xs, masks, x = _padded_batch()
+    for masked, plain in _masked_and_plain(models, xs, masks, x):
+        assert masked.shape == (4, 3)
+        for i in range(3):  # zeros, NaN, noise
+            assert_close(masked[i], plain, rtol=1e-5)
+        # the padding, once counted, changes the answer: the test can tell the difference
+        assert rel_err(masked[3], plain) > 1e-3
+
+
+def test_mask_gradients_and_sequence_outputs(key):
+    """With pooling="none" a masked model's valid steps equal the unpadded outputs and its padded
+    steps are zero; its per-example gradients do not depend on the padding (zeros, NaN or noise)
+    and are finite: the unpadded model's gradients, since the outputs are."""
+    model = SSMSequenceModel(2, 3, 4, 1, state_size=4, pooling="none", key=key)
+    xs, masks, x = _padded_batch(copies=3)  # zeros, NaN and noise under the mask
+
+    def loss(m, u, k):
+        y = m(u, mask=k)
+        return jnp.sum(jnp.sin(y)), y
+
+    @eqx.filter_jit
+    def per_example(m, u, k):
+        return jax.vmap(eqx.filter_grad(loss, has_aux=True), in_axes=(None, 0, 0))(m, u, k)
+
+    grads, y = per_example(model, xs, masks)
+    assert_close(y[:, :N_VALID], jnp.stack([eqx.filter_jit(model)(x)] * 3), rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(y[:, N_VALID:]), 0.0)
+    g = jax.vmap(lambda t: ravel_pytree(t)[0])(eqx.filter(grads, eqx.is_array))
+    assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.max(jnp.abs(g))) > 0.0
+    assert_close(g[1], g[0], rtol=1e-6)
+    assert_close(g[2], g[0], rtol=1e-6)
+
+
+def test_mask_errors_and_empty_mask(key, library_errors):
+    model = SSMSequenceModel(2, 3, 4, 1, state_size=4, pooling="last", key=key)
+    x = jnp.ones((5, 2))
+    with pytest.raises(TypeError, match=r"`mask` must be a boolean array.*int32"):
+        model(x, mask=jnp.ones(5, jnp.int32))
+    with pytest.raises(TypeError, match=r"`mask` must be a boolean array.*float32"):
+        model(x, mask=jnp.ones(5))
+    with pytest.raises(ValueError, match=r"`mask` must have shape \(L,\) = \(5,\).*\(6,\)"):
+        model(x, mask=jnp.ones(6, bool))
+    with pytest.raises(ValueError, match=r"`mask`.*\(5,\).*got mask.shape=\(1, 5\)"):
+        model(x, mask=jnp.ones((1, 5), bool))
+    mean = SSMSequenceModel(2, 3, 4, 1, state_size=4, pooling="mean", key=key)
+    empty = jnp.zeros(5, bool)
+    for m, pooling in ((model, "last"), (mean, "mean")):
+        with pytest.raises(ValueError, match=f"`mask` is all False: pooling='{pooling}'"):
+            m(x, mask=empty)
+    # Traced, an empty mask cannot raise: there is nothing to pool, the answer is NaN.
+    jitted = eqx.filter_jit(lambda ms, u, k: [m(u, mask=k) for m in ms])
+    assert all(bool(jnp.all(jnp.isnan(y))) for y in jitted([model, mean], x, empty))
+    bidir = SSMSequenceModel(
+        2, 3, 4, 1, state_size=4, layer_kwargs={"bidirectional": True}, key=key
+    )
+    with pytest.raises(ValueError, match=r"`mask` needs causal layers.*S4D.*bidirectional"):
+        bidir(x, mask=jnp.ones(5, bool))
