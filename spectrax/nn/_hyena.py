@@ -102,7 +102,8 @@ def hyena_recurrence(
         float64 if any of the four inputs is float64, else in float32 (half precision included:
         XLA has no half-precision FFT), and is rounded to ``v``'s dtype once, at the end.
     """
-    for name, a in (("v", v), ("gates", gates), ("filters", filters), ("skip", skip)):
+    inputs = {"v": v, "gates": gates, "filters": filters, "skip": skip}
+    for name, a in inputs.items():
         check_real_float(name, a)
     if v.ndim != 2:
         raise ValueError(f"`v` must have shape (H, L); got v.shape={v.shape}.")
@@ -130,7 +131,14 @@ def hyena_recurrence(
     out_dtype = v.dtype
     # One compute dtype for all N steps: rounding z^n to a half-precision v between steps (or a
     # float64 filter's convolution to a float32 v) would add N roundings instead of one.
-    dtype = compute_dtype(v.dtype, gates.dtype, filters.dtype, skip.dtype)
+    dtype = compute_dtype(*(a.dtype for a in inputs.values()))
+    if impl == "pallas" and dtype == jnp.float64:
+        wide = [name for name, a in inputs.items() if a.dtype == dtype]
+        raise TypeError(
+            f"hyena_recurrence(impl='pallas') computes in float64 because {wide} are float64; "
+            "the Pallas kernels support float32 and bfloat16. Use impl='xla' or impl='auto', "
+            "or cast the float64 inputs."
+        )
     z, gates, filters, skip = (a.astype(dtype) for a in (v, gates, filters, skip))
     for n in range(gates.shape[0]):
         z = fft_conv(z, filters[n], impl=impl, post_gate=gates[n]) + gates[n] * (

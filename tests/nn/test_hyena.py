@@ -354,3 +354,13 @@ def test_operator_names_filter_order_in_its_error(library_errors):
         HyenaOperator(H, MAX_LEN, filter_order=0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="`filter_order` must be an integer >= 1; got 2.5"):
         HyenaOperator(H, MAX_LEN, filter_order=2.5, key=jax.random.key(0))
+
+
+@pytest.mark.usefixtures("x64")
+def test_recurrence_pallas_float64_error_names_the_float64_input(library_errors):
+    """A float64 filter bank with a float32 v and impl='pallas' failed inside fft_conv with
+    "`k` has dtype float64" (and, computing in float64, would say "`u`"): neither is an argument
+    of hyena_recurrence."""
+    args = _recurrence_args((jnp.float32, jnp.float32, jnp.float64, jnp.float32))
+    with pytest.raises(TypeError, match=r"impl='pallas'.*\['filters'\].*float64.*impl='xla'"):
+        hyena_recurrence(*args, impl="pallas")
