@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import equinox as eqx
@@ -186,6 +186,11 @@ class SSMSequenceModel(eqx.Module):
             raise TypeError(f"`dropout` must be a number in [0, 1); got {dropout!r}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
+        if layer_kwargs is not None and not isinstance(layer_kwargs, Mapping):
+            raise TypeError(
+                "`layer_kwargs` must be a dict of keyword arguments of the layer (e.g. "
+                f"{{'init': 'lin'}}); got {type(layer_kwargs).__name__} {layer_kwargs!r}."
+            )
         reserved = {"max_len", "dtype", "key", "channels", "d_model", "state_size"}
         clash = sorted(reserved & set(layer_kwargs or {}))
         if clash:

@@ -183,7 +183,8 @@ def test_dropout_errors_name_the_argument(key, library_errors):
 def test_input_and_dtype_errors_name_the_model_arguments(key, library_errors):
     """A complex x was cast to float32 silently (its imaginary part dropped) and an integer x
     accepted; an empty sequence was refused with the encoded (0, d_model) shape, not the user's;
-    dtype=int32 failed inside jax.random ("dtype argument to `uniform`...")."""
+    dtype=int32 failed inside jax.random ("dtype argument to `uniform`..."); a string
+    layer_kwargs failed in dict() ("dictionary update sequence element #0 ...")."""
     model = SSMSequenceModel(3, 2, 8, 1, state_size=4, key=key)
     with pytest.raises(TypeError, match=r"`x` must be a real floating-point array.*complex64"):
         model(jnp.ones((5, 3), jnp.complex64))
@@ -191,6 +192,8 @@ def test_input_and_dtype_errors_name_the_model_arguments(key, library_errors):
         model(jnp.ones((5, 3), jnp.int32))
     with pytest.raises(ValueError, match=r"L >= 1.*x.shape=\(0, 3\)"):
         model(jnp.ones((0, 3)))
+    with pytest.raises(TypeError, match=r"`layer_kwargs` must be a dict.*got str"):
+        SSMSequenceModel(3, 2, 8, 1, layer_kwargs="init=lin", key=key)
     for layer, max_len in (("s4d", None), ("hyena", 8)):
         with pytest.raises(TypeError, match=r"`dtype` must be a real floating-point type.*int32"):
             SSMSequenceModel(3, 2, 8, 1, layer=layer, max_len=max_len, dtype=jnp.int32, key=key)
