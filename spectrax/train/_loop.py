@@ -21,6 +21,8 @@ import numpy as np
 from spectrax.train._checkpoint import Checkpointer, CheckpointError
 from spectrax.train._config import Config, ConfigError, config_to_dict, validate_config
 from spectrax.train._mesh import (
+    batch_from_rows,
+    batch_rows,
     batch_sharding,
     gather_to_host,
     make_mesh,
@@ -321,6 +323,8 @@ def train(
     loop = config.loop
     step_fn = make_train_step(task.loss, optimizer, max_nonfinite=loop.max_nonfinite)
     sharding = batch_sharding(mesh)
+    # the rows of each batch this process's devices hold (all of them with one process)
+    rows = batch_rows(sharding, loop.batch_size)
     writer = MetricWriter(
         workdir,
         tensorboard=config.output.tensorboard,
@@ -379,15 +383,7 @@ def train(
     with _stop_on_signals() as flag:
         for step in range(start + 1, loop.num_steps + 1):
             idx = batch_indices(config.seed, step - 1, num_train, loop.batch_size)
-            batch = task.get_batch(idx)
-            if getattr(task, "needs_key", False):
-                # one PRNG key per example (dropout), a pure function of (run key, step): a
-                # resumed run draws the same ones
-                keys = jax.random.split(
-                    jax.random.fold_in(jax.random.wrap_key_data(rng), step), loop.batch_size
-                )
-                batch = {**batch, "key": jax.random.key_data(keys)}
-            batch = jax.device_put(batch, sharding)
+            batch = _global_batch(task, idx, sharding, rows, rng, step)
             model, opt_state, metrics = step_fn(model, opt_state, batch)
             pending.append((step, metrics))
             bar.update(1)
@@ -469,6 +465,27 @@ def train(
     if primary:
         _write_report(config, result)
     return result
+
+
+def _global_batch(task, idx: np.ndarray, sharding, rows: np.ndarray, rng, step: int) -> Any:
+    """Step ``step``'s batch, examples ``idx``, as global arrays laid out by ``sharding``.
+
+    This process loads its ``rows`` of it alone (:func:`~spectrax.train._mesh.batch_rows`):
+    over several processes that split the ``data`` axis, host work and memory per process
+    scale with its share of the batch, not with the whole. With every row (one process, or a
+    batch axis replicated over the devices of all processes) the host batch goes in whole.
+    """
+    if len(rows) == len(idx):
+        batch = task.get_batch(idx)
+    else:
+        batch = batch_from_rows(task.get_batch(idx[rows]), sharding, rows, len(idx))
+    if getattr(task, "needs_key", False):
+        # one PRNG key per example (dropout), a pure function of (run key, step): a resumed
+        # run draws the same ones, and so does a run over any number of processes
+        keys = jax.random.split(jax.random.fold_in(jax.random.wrap_key_data(rng), step), len(idx))
+        batch = {**batch, "key": jax.random.key_data(keys)}
+    # places the host batch, or only the keys when the rest is already placed
+    return jax.device_put(batch, sharding)
 
 
 def _position(config: Config, step: int) -> dict[str, Any]:

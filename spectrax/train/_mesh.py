@@ -27,6 +27,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from spectrax.train._config import Config, ConfigError, MeshConfig
 
 __all__ = [
+    "batch_from_rows",
+    "batch_rows",
     "batch_sharding",
     "gather_to_host",
     "make_mesh",
@@ -104,6 +106,63 @@ def make_mesh(config: Config, devices: list | None = None) -> Mesh:
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (batch) axis over ``data``, the rest replicated."""
     return NamedSharding(mesh, PartitionSpec("data"))
+
+
+def batch_rows(sharding: jax.sharding.Sharding, batch_size: int) -> np.ndarray:
+    """The rows of a global batch of ``batch_size`` examples that this process's devices hold
+    under ``sharding``: ascending positions ``0 <= i < batch_size``.
+
+    Read off the sharding, not assumed: with one process, or with the batch axis replicated
+    over devices of every process (``mesh.data=1``), all of them; with two processes that
+    split the ``data`` axis, half each; with ``data`` positions that straddle processes
+    (``mesh.data=3``, ``mesh.model=2`` over 2 processes of 3 devices each), the blocks of this
+    process's positions, some held by both processes.
+    """
+    index_map = sharding.addressable_devices_indices_map((batch_size,))
+    spans = {index[0].indices(batch_size)[:2] for index in index_map.values()}
+    if not spans:
+        return np.empty(0, dtype=np.int64)
+    return np.unique(np.concatenate([np.arange(lo, hi) for lo, hi in spans]))
+
+
+def batch_from_rows(
+    local: Any, sharding: jax.sharding.Sharding, rows: np.ndarray, batch_size: int
+) -> Any:
+    """A global batch of ``batch_size`` examples laid out by ``sharding``, built from this
+    process's ``rows`` of it alone.
+
+    Args:
+        local: a pytree of arrays whose leading axis holds examples ``rows`` of the batch, in
+            that order.
+        sharding: the batch sharding (:func:`batch_sharding`).
+        rows: :func:`batch_rows` of ``sharding`` and ``batch_size``.
+        batch_size: the global batch size.
+
+    Returns:
+        ``local``'s tree of global arrays with leading axis ``batch_size``: each addressable
+        device receives its block of rows (sliced from ``local`` as a view, not copied on the
+        host). Every process calls this with its own rows, as for any global array.
+
+    Raises:
+        ValueError: a leaf of ``local`` whose leading axis is not ``len(rows)``.
+    """
+
+    def assemble(x):
+        if x.shape[:1] != (len(rows),):
+            raise ValueError(
+                f"`task.get_batch` returned an array of shape {x.shape} for {len(rows)} "
+                f"indices; expected a leading batch axis of {len(rows)}."
+            )
+
+        def block(index):
+            lo, hi, _ = index[0].indices(batch_size)
+            at = int(np.searchsorted(rows, lo))
+            return x[(slice(at, at + hi - lo), *index[1:])]
+
+        shape = (batch_size, *x.shape[1:])
+        return jax.make_array_from_callback(shape, sharding, block, dtype=x.dtype)
+
+    return jax.tree.map(assemble, local)
 
 
 def _param_spec(

@@ -26,7 +26,10 @@ class Task(Protocol):
             before the run directory is written.
         num_train(): number of training examples.
         get_batch(indices): the training examples at ``indices`` as a pytree of NumPy arrays
-            with a leading batch axis (the loop shards that axis over the ``data`` mesh axis).
+            with a leading batch axis, row ``i`` the example ``indices[i]`` (the loop shards
+            that axis over the ``data`` mesh axis). Over several processes each calls it once
+            a step with the subset of the step's indices its devices hold, in batch order, so
+            an example must not depend on the others asked for with it.
         loss(model, batch): ``(scalar loss, dict of scalar metrics)`` for a batch; traced once
             inside the jitted step.
         evaluate(model): test metrics as Python floats; must contain ``"test_error"``, the

@@ -1,9 +1,11 @@
 """Several processes: the launch variables of ``spectrax/train/_mesh.py`` reach
 ``jax.distributed.initialize``, and a real two-process CPU run (gloo) trains, checkpoints from
-every process, logs from process 0 only, and resumes."""
+every process, logs from process 0 only, loads only the batch rows its devices hold, and
+resumes."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -11,13 +13,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
 import spectrax.train._mesh as mesh_module
-from spectrax.train import ConfigError, load_config, read_metrics, train
+from spectrax.train import (
+    Checkpointer,
+    ConfigError,
+    batch_indices,
+    config_to_dict,
+    load_config,
+    read_metrics,
+    train,
+)
+from spectrax.train._loop import _checkpoint_state, _setup
+from tests.helpers import assert_close
 from tests.train.conftest import TOY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,25 +91,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_two(workdir: Path, *args: str, expect: int = 0) -> list[str]:
-    """``spectrax train TOY --smoke ...`` as processes 0 and 1 of 2, two CPU devices each."""
+def _spawn_two(args: list[str], *, devices: int = 2, expect: int = 0) -> list[str]:
+    """``python args`` as processes 0 and 1 of 2, ``devices`` CPU devices each; their outputs."""
     port = _free_port()
     procs = []
     for i in range(2):
         env = dict(os.environ)
         env.update(
             JAX_PLATFORMS="cpu",
-            XLA_FLAGS="--xla_force_host_platform_device_count=2",
+            XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
             JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
             JAX_NUM_PROCESSES="2",
             JAX_PROCESS_ID=str(i),
             PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+            SPECTRAX_TOY_LOG_BATCHES="1",
         )
-        cmd = [sys.executable, "-m", "spectrax.cli", "train", TOY, "--smoke", *OVERRIDES, *args]
-        cmd += ["--workdir", str(workdir), "--no-progress"]
         procs.append(
             subprocess.Popen(
-                cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                [sys.executable, *args],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
             )
         )
     outs = []
@@ -112,6 +128,24 @@ def _launch_two(workdir: Path, *args: str, expect: int = 0) -> list[str]:
     return outs
 
 
+def _launch_two(workdir: Path, *args: str, expect: int = 0) -> list[str]:
+    """``spectrax train TOY --smoke ...`` as processes 0 and 1 of 2, two CPU devices each."""
+    cmd = ["-m", "spectrax.cli", "train", TOY, "--smoke", *OVERRIDES, *args]
+    return _spawn_two([*cmd, "--workdir", str(workdir), "--no-progress"], expect=expect)
+
+
+def _requested(out: str) -> list[list[int]]:
+    """The indices of each ``get_batch`` call a process made, from its output."""
+    calls = [line.split(":", 1)[1] for line in out.splitlines() if line.startswith("get_batch:")]
+    return [[int(i) for i in call.split()] for call in calls]
+
+
+def _batches(config, steps: range) -> list[np.ndarray]:
+    return [
+        batch_indices(config.seed, s, config.task.num_train, config.loop.batch_size) for s in steps
+    ]
+
+
 def _assert_same_log(workdir: Path, expected: list[dict]) -> None:
     got = [r for r in read_metrics(workdir) if r["split"] == "train"]
     want = [r for r in expected if r["split"] == "train"]
@@ -124,22 +158,80 @@ def test_two_processes_train_checkpoint_and_resume(tmp_path):
     wd = tmp_path / "mp"
     outs = _launch_two(wd)
     assert all("stopped: completed at step 10" in out for out in outs)
+    # mesh.data=1: the batch axis is replicated over the devices of both processes, so each
+    # loads every row of every batch
+    config = load_config(TOY, OVERRIDES, variant="smoke")
+    whole = [b.tolist() for b in _batches(config, range(10))]
+    assert [_requested(out) for out in outs] == [whole, whole]
     # process 0 drew the plots of a model split over both processes (it used to wait forever)
     assert (wd / "predictions.png").is_file() and (wd / "report.md").is_file()
     assert sorted(p.name for p in (wd / "checkpoints").iterdir() if p.name.isdigit()) == ["10", "5"]
     # One process writes the log: each step once, the losses of one process over 4 devices.
-    config = load_config(TOY, OVERRIDES, variant="smoke")
     one = train(config, workdir=tmp_path / "one", devices=jax.devices()[:4])
     assert one.model.layers[0].weight.sharding.spec == PartitionSpec("model", None, None)
     _assert_same_log(wd, read_metrics(one.workdir))
 
     # A checkpoint written by one process (with a digest of whole arrays, which no process of
-    # two can compute) resumes over two: the log ends as the uninterrupted one.
+    # two can compute) resumes over two, here data parallel (each process's 2 devices hold a
+    # half of the data axis): the log and the parameters end as the uninterrupted run's.
     uninterrupted = read_metrics(one.workdir)
     shutil.rmtree(one.workdir / "checkpoints" / "10")
-    outs = _launch_two(one.workdir, "--resume")
+    data_parallel = ["mesh.data=4", "mesh.model=1", "mesh.params=replicated"]
+    outs = _launch_two(one.workdir, "--resume", *data_parallel)
     assert "resumed" in outs[0] and "completed at step 10" in outs[0]
     _assert_same_log(one.workdir, uninterrupted)
+    # Each process loads only its half of every batch (both used to load all of it).
+    halves = [
+        [b[4 * p : 4 * p + 4].tolist() for b in _batches(config, range(5, 10))] for p in (0, 1)
+    ]
+    assert [_requested(out) for out in outs] == halves
+    _, _, model, _, opt_state, rng = _setup(config, jax.devices()[:4])
+    ckpt = Checkpointer(
+        one.workdir / "checkpoints", keep=config.checkpoint.keep, config_dict=config_to_dict(config)
+    )
+    try:
+        resumed, meta = ckpt.restore(_checkpoint_state(model, opt_state, rng))
+    finally:
+        ckpt.close()
+    assert meta["step"] == 10
+    want = jax.tree.leaves(eqx.filter(one.model, eqx.is_array))
+    for got, ref in zip(jax.tree.leaves(resumed["model"]), want, strict=True):
+        assert_close(np.asarray(got), np.asarray(ref), rtol=1e-5, what="resumed parameter")
+
+
+def test_each_process_loads_the_rows_its_devices_hold():
+    # Two processes of 3 devices, a batch of 12. The rows each process loads come from the
+    # sharding: its half where the data axis splits the processes (6 x 1), all of them where
+    # the batch axis is replicated (1 x 6), and blocks that both hold where a data position
+    # straddles the processes (3 x 2: the second row of the mesh, devices 2 and 3, holds rows
+    # 4..7). Either way the global batch and its dropout keys equal one process's.
+    outs = _spawn_two(["-m", "tests.train.two_process_batches", "6x1", "1x6", "3x2"], devices=3)
+    want = {
+        (6, 1): (list(range(6)), list(range(6, 12))),
+        (1, 6): (list(range(12)), list(range(12))),
+        (3, 2): (list(range(8)), list(range(4, 12))),
+    }
+    got = [[json.loads(line) for line in out.splitlines() if line.startswith("{")] for out in outs]
+    for records in got:
+        assert [tuple(r["mesh"]) for r in records] == list(want)
+        assert all(r["equal"] and r["calls"] == 1 for r in records), records
+    assert {tuple(r["mesh"]): (r["rows"], s["rows"]) for r, s in zip(*got, strict=True)} == want
+
+
+def test_batch_from_rows_places_each_block_and_names_a_short_batch():
+    # One process holds every row: the assembled batch is the device_put one, block for block
+    # over a 4 x 2 mesh (each block on the two devices of its data position).
+    config = load_config(TOY, ["mesh.data=4", "mesh.model=2"])
+    sharding = mesh_module.batch_sharding(mesh_module.make_mesh(config))
+    rows = mesh_module.batch_rows(sharding, 8)
+    np.testing.assert_array_equal(rows, np.arange(8))
+    local = {"a": np.arange(8 * 3, dtype=np.float32).reshape(8, 3)}
+    got = mesh_module.batch_from_rows(local, sharding, rows, 8)["a"]
+    assert got.sharding == sharding
+    for shard in got.addressable_shards:
+        np.testing.assert_array_equal(np.asarray(shard.data), local["a"][shard.index])
+    with pytest.raises(ValueError, match=r"`task.get_batch` returned an array of shape \(7, 3\)"):
+        mesh_module.batch_from_rows({"a": local["a"][:7]}, sharding, rows, 8)
 
 
 def test_signal_to_one_process_stops_all_at_one_step(tmp_path):

@@ -7,7 +7,9 @@ float round-off; ``hidden=k`` puts ``k`` channels between two circular convoluti
 training inputs with NaN; ``nan_after`` makes every batch after the first ``nan_after`` ones NaN
 (guard tests); ``sigterm_after`` sends this process SIGTERM while fetching that batch (only
 process ``sigterm_process`` of several, if set), ``sigterm_in_eval`` during the first periodic
-evaluation (signal tests).
+evaluation (signal tests). With ``SPECTRAX_TOY_LOG_BATCHES=1`` in the environment (not a config
+value: a run logged so resumes a checkpoint of one that was not), every ``get_batch`` call prints
+the indices it was asked for (which rows each of several processes loads).
 """
 
 from __future__ import annotations
@@ -51,11 +53,14 @@ class ToyTask:
             train=(a_train, u[: self.num_train]),
             test=(a[self.num_train :], u[self.num_train :]),
         )
-        if self.nan_after >= 0 or self.sigterm_after >= 0:
+        log_batches = os.environ.get("SPECTRAX_TOY_LOG_BATCHES") == "1"
+        if self.nan_after >= 0 or self.sigterm_after >= 0 or log_batches:
             get_batch, calls = task.get_batch, [0]
 
             def patched(indices):
                 calls[0] += 1
+                if log_batches:
+                    print("get_batch:", *np.asarray(indices).tolist(), flush=True)
                 batch = get_batch(indices)
                 if 0 <= self.nan_after < calls[0]:
                     batch = {k: np.full_like(v, np.nan) for k, v in batch.items()}
