@@ -99,8 +99,18 @@ def make_mesh(config: Config, devices: list | None = None) -> Mesh:
             f"`loop.batch_size` ({config.loop.batch_size}) must be divisible by the data axis "
             f"(`mesh.data` = {d}); use a multiple of {d}."
         )
+    used = devices[: d * m]
+    left_out = sorted({x.process_index for x in devices} - {x.process_index for x in used})
+    if left_out:
+        # such a process could not take part in the step's collectives: it would fail and
+        # leave the others waiting
+        raise ConfigError(
+            f"`mesh.data` x `mesh.model` = {d} x {m} uses the first {d * m} of {len(devices)} "
+            f"devices, none of process(es) {left_out}; every process must hold a device of "
+            "the mesh: use `mesh.data=-1` (every device) or a mesh of all devices."
+        )
     auto = (jax.sharding.AxisType.Auto,) * 2
-    return jax.make_mesh((d, m), ("data", "model"), axis_types=auto, devices=devices[: d * m])
+    return jax.make_mesh((d, m), ("data", "model"), axis_types=auto, devices=used)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import jax
 import pytest
@@ -96,6 +97,15 @@ def test_batch_must_divide_data_axis(base):
     assert dict(mesh.shape) == {"data": 2, "model": 3} and mesh.devices.size == 6
     with pytest.raises(ConfigError, match=r"`mesh\.data` x `mesh\.model` = 3 x 3 needs 9 devices"):
         make_mesh(apply_overrides(base, ["mesh.data=3", "mesh.model=3", "loop.batch_size=9"]))
+
+
+def test_mesh_must_hold_a_device_of_every_process(base, library_errors):
+    """Over 2 processes of 2 devices, `mesh.data=2` took process 0's two devices only:
+    process 1 crashed before the first step and process 0 waited on it for minutes."""
+    devices = [types.SimpleNamespace(id=i, process_index=i // 2) for i in range(4)]
+    c = apply_overrides(base, ["mesh.data=2", "loop.batch_size=8"])
+    with pytest.raises(ConfigError, match=r"2 x 1 uses the first 2 of 4 devices, none of .*\[1\]"):
+        make_mesh(c, devices)
 
 
 def test_dict_round_trip_and_differences(base):
