@@ -13,14 +13,64 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def check_real_float(name: str, x: Any) -> None:
-    """Raise TypeError unless ``x`` is a real floating-point array."""
-    dtype = jnp.result_type(x)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(
-            f"`{name}` must be a real floating-point array (float16, bfloat16, float32 or "
-            f"float64); got dtype {dtype}. Cast it first, e.g. `{name}.astype(jnp.float32)`."
+def _describe(value: Any) -> str:
+    """``type repr`` of a bad argument for an error message, the repr cut short."""
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _array_dtype(
+    name: str, x: Any, kind: Any, kind_words: str, what: str, scalar_ok: bool
+) -> np.dtype:
+    """The dtype of ``x`` if it is an array (``jax.Array``, tracers included, or NumPy) of
+    ``kind``, else a TypeError naming ``name``: a list, a string or ``None`` would otherwise fail
+    in ``jnp.result_type`` or at the first ``.shape`` with a message that names nothing."""
+    is_array = isinstance(x, (jax.Array, np.ndarray, np.generic)) or hasattr(x, "__jax_array__")
+    is_scalar = isinstance(x, (int, float, complex)) and not isinstance(x, bool)
+    if not (is_array or (scalar_ok and is_scalar)):
+        accepted = (
+            "a jax.Array, NumPy array or Python float"
+            if scalar_ok
+            else "a jax.Array or NumPy array"
         )
+        raise TypeError(
+            f"`{name}` must be {accepted} with a {kind_words} dtype; got "
+            f"{_describe(x)}. Convert it first, e.g. `jnp.asarray({name}, jnp.float32)`."
+        )
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or jnp.issubdtype(dtype, np.number):
+        dtype = jnp.result_type(x)  # canonical: a NumPy float64 is float32 without x64
+    if not jnp.issubdtype(dtype, kind):
+        raise TypeError(
+            f"`{name}` must be a {what}; got dtype {dtype}. Cast it first, e.g. "
+            f"`{name}.astype(jnp.float32)`."
+        )
+    return jnp.dtype(dtype)
+
+
+def check_real_float(name: str, x: Any, *, scalar_ok: bool = False) -> None:
+    """Raise TypeError unless ``x`` is a real floating-point array (``jax.Array``, a tracer, or
+    NumPy; with ``scalar_ok`` also a Python float). The error names ``name``, what it got and
+    what was expected."""
+    what = "real floating-point array (float16, bfloat16, float32 or float64)"
+    _array_dtype(name, x, jnp.floating, "real floating-point", what, scalar_ok)
+
+
+def check_inexact(name: str, x: Any) -> np.dtype:
+    """The (canonical) dtype of ``x`` if it is a real or complex floating-point array, else a
+    TypeError naming ``name`` (as :func:`check_real_float`)."""
+    what = "floating-point or complex array"
+    return _array_dtype(name, x, jnp.inexact, "floating-point or complex", what, False)
+
+
+def check_bool(name: str, value: Any, why: str = "") -> bool:
+    """``value`` as a bool if it is a Python or NumPy bool, else a TypeError naming ``name``:
+    ``bool()`` would take ``"False"`` as True and a JAX array only outside ``jit``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be a Python bool{why}; got {_describe(value)}.")
+    return bool(value)
 
 
 def compute_dtype(*dtypes: Any) -> np.dtype:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
-from spectrax._checks import check_choice, compute_dtype
+from spectrax._checks import check_choice, check_inexact, compute_dtype
 from spectrax.nn._factorized import as_complex
 from spectrax.transforms._butterfly import (
     _check_size,
@@ -161,11 +161,7 @@ class Butterfly(eqx.Module):
         """``B x`` for one vector of shape ``(n,)``, real or complex; batch with ``jax.vmap``.
         The dtype follows :func:`~spectrax.transforms.butterfly_multiply` (complex for a
         complex butterfly)."""
-        if not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
-            raise TypeError(
-                f"`x` must be a floating-point or complex array; got dtype "
-                f"{jnp.result_type(x)}. Cast it first, e.g. `x.astype(jnp.float32)`."
-            )
+        check_inexact("x", x)
         if np.shape(x) != (self.n,):
             raise ValueError(
                 f"`x` must be one vector of shape ({self.n},); got x.shape={np.shape(x)}. "

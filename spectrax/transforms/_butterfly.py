@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Inexact, Int
 
-from spectrax._checks import check_choice, lift_rank, result_dtype
+from spectrax._checks import check_choice, check_inexact, lift_rank, result_dtype
 
 FFT_NORMS = ("backward", "ortho", "forward")
 # Scale of every 2x2 block: the k = log2(n) factors multiply to 1, 1/sqrt(n), 1/n.
@@ -50,16 +50,6 @@ def _check_size(name: str, n) -> int:
             f"log2(n) factors needs one. Use e.g. {name}={nxt} and zero-pad the data."
         )
     return n
-
-
-def _check_inexact(name: str, x) -> np.dtype:
-    dtype = jnp.result_type(x)
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        raise TypeError(
-            f"`{name}` must be a floating-point or complex array; got dtype {dtype}. Cast it "
-            f"first, e.g. `{name}.astype(jnp.float32)`."
-        )
-    return jnp.dtype(dtype)
 
 
 def _check_dtype(name: str, dtype, kind, what: str) -> np.dtype:
@@ -106,8 +96,8 @@ def butterfly_multiply(
         if either is). Half-precision results are computed in float32 and rounded once at the
         end. Differentiable in both arguments.
     """
-    tdtype = _check_inexact("twiddle", twiddle)
-    xdtype = _check_inexact("x", x)
+    tdtype = check_inexact("twiddle", twiddle)
+    xdtype = check_inexact("x", x)
     if x.ndim == 0:
         raise ValueError(
             "`x` is a scalar (shape ()); expected (..., n) with n a power of two >= 2."
@@ -165,7 +155,7 @@ def butterfly_to_dense(
     Returns:
         ``(n, n)``, in ``twiddle``'s dtype.
     """
-    _check_inexact("twiddle", twiddle)
+    check_inexact("twiddle", twiddle)
     # All of the shape is checked before the n x n identity is built: a wrong leading axis
     # (e.g. 40) would otherwise ask for a 2^40 x 2^40 matrix and abort the process.
     if (

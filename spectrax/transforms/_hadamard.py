@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Inexact
 
-from spectrax._checks import check_real_float, compute_dtype, lift_rank
+from spectrax._checks import check_inexact, check_real_float, compute_dtype, lift_rank
 
 
 def _check_axis(name: str, x: Array, axis) -> int:
@@ -68,12 +68,7 @@ def walsh_hadamard(
         Same shape and dtype as ``x``. float32/float64/complex inputs compute in their own
         dtype; float16/bfloat16 compute in float32 and are cast back.
     """
-    dtype = jnp.result_type(x)
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        raise TypeError(
-            f"`x` must be a floating-point or complex array; got dtype {dtype}. Cast it "
-            "first, e.g. `x.astype(jnp.float32)`."
-        )
+    check_inexact("x", x)
     ax = _check_axis("x", x, axis)
     if not isinstance(normalize, (bool, np.bool_)):
         raise TypeError(

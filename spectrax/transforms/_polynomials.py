@@ -44,14 +44,14 @@ def legendre(n: int, x: Float[Array, "*batch"]) -> Float[Array, " degree *batch"
 
     Args:
         n: highest degree, a static integer ``>= 0``.
-        x: real points, any shape.
+        x: real points, any shape (a Python float is a rank-0 array).
 
     Returns:
         Shape ``(n + 1, *x.shape)``, dtype of ``x`` (half precision computes in float32).
         Entry ``k`` is ``P_k(x)``.
     """
     n = check_positive_int("n", n, minimum=0)
-    check_real_float("x", x)
+    check_real_float("x", x, scalar_ok=True)
     return _legendre(x, n)
 
 
@@ -71,14 +71,14 @@ def chebyshev(n: int, x: Float[Array, "*batch"]) -> Float[Array, " degree *batch
 
     Args:
         n: highest degree, a static integer ``>= 0``.
-        x: real points, any shape.
+        x: real points, any shape (a Python float is a rank-0 array).
 
     Returns:
         Shape ``(n + 1, *x.shape)``, dtype of ``x`` (half precision computes in float32).
         Entry ``k`` is ``T_k(x)``.
     """
     n = check_positive_int("n", n, minimum=0)
-    check_real_float("x", x)
+    check_real_float("x", x, scalar_ok=True)
     return _chebyshev(x, n)
 
 
@@ -192,8 +192,8 @@ def real_sph_harm(
         the two inputs (half precision computes in float32).
     """
     l_max = check_positive_int("l_max", l_max, minimum=0)
-    check_real_float("theta", theta)
-    check_real_float("phi", phi)
+    check_real_float("theta", theta, scalar_ok=True)
+    check_real_float("phi", phi, scalar_ok=True)
     # Python floats and NumPy arrays are taken as arrays (a scalar angle is rank 0).
     theta, phi = jnp.asarray(theta), jnp.asarray(phi)
     if theta.ndim != phi.ndim:

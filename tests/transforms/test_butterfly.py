@@ -9,6 +9,7 @@ import pytest
 import scipy.linalg
 from jax.test_util import check_grads
 
+from spectrax.nn import Butterfly
 from spectrax.transforms import walsh_hadamard
 from spectrax.transforms._butterfly import (
     bit_reversal_permutation,
@@ -262,3 +263,18 @@ def test_errors(library_errors):
         fft_twiddle(8, dtype=jnp.float32)
     with pytest.raises(TypeError, match=r"`dtype` must be a floating-point or complex dtype"):
         hadamard_twiddle(8, jnp.int32)
+
+
+@pytest.mark.parametrize("bad,got", [([1.0, 2.0], r"list \[1.0, 2.0\]"), (None, "NoneType None")])
+def test_non_array_input_is_named(bad, got, library_errors):
+    # used to be jnp.result_type's "Cannot determine dtype of [1.0, 2.0]", naming nothing
+    tw = hadamard_twiddle(2)
+    expected = r"must be a jax.Array or NumPy array with a floating-point or complex dtype; got "
+    with pytest.raises(TypeError, match=rf"`x` {expected}{got}"):
+        butterfly_multiply(tw, bad)
+    with pytest.raises(TypeError, match=rf"`twiddle` {expected}{got}"):
+        butterfly_multiply(bad, jnp.ones(2))
+    with pytest.raises(TypeError, match=rf"`twiddle` {expected}{got}"):
+        butterfly_to_dense(bad)
+    with pytest.raises(TypeError, match=rf"`x` {expected}{got}"):
+        Butterfly(2, init="identity", key=jax.random.key(0))(bad)

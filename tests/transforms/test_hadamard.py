@@ -190,3 +190,16 @@ def test_wht_normalize_must_be_a_bool(library_errors):
     assert_close(
         walsh_hadamard(jnp.ones(4), normalize=np.bool_(False)), jnp.asarray([4.0, 0, 0, 0])
     )
+
+
+@pytest.mark.parametrize(
+    "f,name", [(walsh_hadamard, "x"), (dct, "x"), (idct, "y"), (dst, "x"), (idst, "y")]
+)
+def test_non_array_input_is_named(f, name, library_errors):
+    # a list failed in jnp.result_type ("Cannot determine dtype"), a Python float or None at
+    # `.ndim` (AttributeError), a string as "data type not understood": none named the argument
+    for bad, got in [([1.0, 2.0], r"list \[1.0, 2.0\]"), (1.0, "float 1.0"), (None, "NoneType")]:
+        with pytest.raises(TypeError, match=rf"`{name}` must be a jax.Array or NumPy array.*{got}"):
+            f(bad)
+    with pytest.raises(TypeError, match=rf"`{name}` must be a .*array.*got dtype <U4"):
+        f(np.array(["abcd"]))

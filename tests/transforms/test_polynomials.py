@@ -79,6 +79,15 @@ def test_polynomial_errors(library_errors):
         legendre(3, jnp.zeros(3, jnp.int32))
     with pytest.raises(ValueError, match=r"`n` must be an integer >= 1; got 0"):
         gauss_legendre(0)
+    # a list was jnp.result_type's "Cannot determine dtype of [0.5]", naming nothing
+    for f in (legendre, chebyshev):
+        with pytest.raises(TypeError, match=r"`x` must be a jax.Array, NumPy array or Python "):
+            f(2, [0.5])
+    with pytest.raises(TypeError, match=r"`phi` must be a jax.Array.*got list \[0.3\]"):
+        real_sph_harm(2, 0.5, [0.3])
+    # a Python float stays a rank-0 input
+    assert_close(legendre(2, 0.5), jnp.asarray([1.0, 0.5, -0.125]))
+    assert_close(chebyshev(2, 0.5), jnp.asarray([1.0, 0.5, -0.5]))
 
 
 # ---------------------------------------------------------------- spherical harmonics
