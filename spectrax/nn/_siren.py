@@ -11,6 +11,7 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
@@ -26,14 +27,19 @@ def sine_layer(
     x: Float[Array, " D_in"],
     weight: Float[Array, "D_out D_in"],
     bias: Float[Array, " D_out"],
-    omega_0: float,
+    omega_0: float | Float[Array, ""],
 ) -> Float[Array, " D_out"]:
     """``sin(omega_0 (W x + b))``: one SIREN layer (the bias sits inside the frequency scaling,
     as in the paper's reference code).
 
+    ``omega_0`` is a finite number ``> 0`` (a Python or NumPy number, checked here), or a
+    real floating-point JAX scalar, e.g. traced to differentiate with respect to it (only its
+    shape and dtype are checked).
+
     Computed in the parameters' dtype (a half-precision policy stays half precision), or in
     float64 when ``x`` is float64 (the parameters are widened, never the input narrowed); the
     result has that dtype."""
+    omega_0 = _check_omega("omega_0", omega_0)
     check_real_float("x", x)
     check_real_float("weight", weight)
     check_real_float("bias", bias)
@@ -45,7 +51,25 @@ def sine_layer(
         )
     dtype = module_compute_dtype(x.dtype, weight.dtype)
     h = weight.astype(dtype) @ x.astype(dtype) + bias.astype(dtype)
+    if isinstance(omega_0, jax.Array):
+        omega_0 = omega_0.astype(dtype)
     return jnp.sin(omega_0 * h)
+
+
+def _check_omega(name: str, omega_0):
+    """A Python/NumPy ``omega_0`` as a finite float > 0; a JAX array must be a real
+    floating-point scalar (its value may be traced, so it is not checked)."""
+    if isinstance(omega_0, jax.Array):
+        check_real_float(name, omega_0)
+        if omega_0.shape != ():
+            raise ValueError(
+                f"`{name}` must be a scalar (one frequency scale for the layer); got an array "
+                f"of shape {omega_0.shape}."
+            )
+        return omega_0
+    if isinstance(omega_0, np.ndarray) and omega_0.shape == ():
+        omega_0 = omega_0[()]
+    return check_positive_float(name, omega_0)
 
 
 def siren_weight_bound(in_features: int, omega_0: float, is_first: bool) -> float:

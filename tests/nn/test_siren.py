@@ -176,3 +176,32 @@ def test_errors(key, library_errors):
         siren_weight_bound(-3, 30.0, True)  # was a negative "bound"
     with pytest.raises(ValueError, match="`omega_0`"):
         siren_weight_bound(4, 0.0, False)
+
+
+@pytest.mark.parametrize(
+    "omega_0,error,match",
+    [
+        (0.0, ValueError, r"`omega_0` must be a finite number > 0; got 0.0"),
+        (-30.0, ValueError, r"`omega_0` must be a finite number > 0; got -30.0"),
+        (float("nan"), ValueError, r"`omega_0` must be a finite number > 0; got nan"),
+        (float("inf"), ValueError, r"`omega_0` must be a finite number > 0; got inf"),
+        (jnp.ones(4), ValueError, r"`omega_0` must be a scalar.*shape \(4,\)"),
+        (jnp.asarray(30), TypeError, r"`omega_0` must be a real floating-point array.*int32"),
+        ("30", TypeError, r"`omega_0` must be a Python float"),
+    ],
+)
+def test_sine_layer_refuses_bad_omega_0(omega_0, error, match, library_errors):
+    # the pure function took any of these: sin(0) = 0, sign-flipped or NaN features, or a
+    # (D_out,) array broadcast as per-unit frequencies, silently
+    w, b = jnp.ones((4, 2)), jnp.ones(4)
+    with pytest.raises(error, match=match):
+        sine_layer(jnp.ones(2), w, b, omega_0)
+
+
+def test_sine_layer_traced_omega_0(x64):
+    """A JAX scalar omega_0 may be traced (d/d omega_0 = (Wx + b) cos(omega_0 (Wx + b)))."""
+    w, b, x = jnp.ones((3, 2)), jnp.arange(3.0), jnp.asarray([0.5, -0.25])
+    h = w @ x + b
+    got = jax.grad(lambda o: jnp.sum(sine_layer(x, w, b, o)))(jnp.asarray(2.0))
+    assert_close(got, jnp.sum(h * jnp.cos(2.0 * h)))
+    assert sine_layer(x, w, b, jnp.asarray(2.0, jnp.float32)).dtype == jnp.float64
