@@ -15,6 +15,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_bool,
     check_float_dtype,
     check_positive_float,
     check_positive_int,
@@ -77,6 +78,7 @@ def siren_weight_bound(in_features: int, omega_0: float, is_first: bool) -> floa
     ``sqrt(6/in) / omega_0`` (Sitzmann et al., 2020, Sec. 3.2 and supplement Sec. 1)."""
     in_features = check_positive_int("in_features", in_features)
     omega_0 = check_positive_float("omega_0", omega_0)
+    is_first = check_bool("is_first", is_first)
     return 1.0 / in_features if is_first else math.sqrt(6.0 / in_features) / omega_0
 
 
@@ -127,7 +129,7 @@ class SineLayer(eqx.Module):
         self.in_features = check_positive_int("in_features", in_features)
         self.out_features = check_positive_int("out_features", out_features)
         self.omega_0 = check_positive_float("omega_0", omega_0)
-        self.is_first = bool(is_first)
+        self.is_first = check_bool("is_first", is_first)
         dtype = check_float_dtype("dtype", dtype)
         wkey, bkey = jax.random.split(key)
         bound = siren_weight_bound(in_features, self.omega_0, self.is_first)

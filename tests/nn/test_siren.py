@@ -205,3 +205,13 @@ def test_sine_layer_traced_omega_0(x64):
     got = jax.grad(lambda o: jnp.sum(sine_layer(x, w, b, o)))(jnp.asarray(2.0))
     assert_close(got, jnp.sum(h * jnp.cos(2.0 * h)))
     assert sine_layer(x, w, b, jnp.asarray(2.0, jnp.float32)).dtype == jnp.float64
+
+
+@pytest.mark.parametrize("is_first", ["False", 1, None, jnp.asarray(True)])
+def test_is_first_must_be_a_bool(key, is_first, library_errors):
+    # bool() took "False" as True and 0/None as False: the other init, silently
+    with pytest.raises(TypeError, match=r"`is_first` must be a Python bool; got "):
+        SineLayer(2, 3, is_first=is_first, key=key)
+    with pytest.raises(TypeError, match=r"`is_first` must be a Python bool; got "):
+        siren_weight_bound(2, 30.0, is_first)
+    assert SineLayer(2, 3, is_first=np.bool_(True), key=key).is_first is True
