@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
-from spectrax._checks import check_choice, check_inexact, compute_dtype
+from spectrax._checks import check_bool, check_choice, check_inexact, compute_dtype
 from spectrax.nn._factorized import as_complex
 from spectrax.transforms._butterfly import (
     _check_size,
@@ -127,8 +127,8 @@ class Butterfly(eqx.Module):
         key: PRNGKeyArray,
     ):
         self.n = _check_size("n", n)
-        self.complex = bool(complex)
-        self.increasing_stride = bool(increasing_stride)
+        self.complex = check_bool("complex", complex)
+        self.increasing_stride = check_bool("increasing_stride", increasing_stride)
         check_choice("init", init, tuple(INITS))
         try:
             real_dtype = jnp.dtype(dtype)

@@ -31,9 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Inexact, Int
 
-from spectrax._checks import check_choice, check_inexact, lift_rank, result_dtype
+from spectrax._checks import check_bool, check_choice, check_inexact, lift_rank, result_dtype
 
 FFT_NORMS = ("backward", "ortho", "forward")
+_STATIC = " (it picks the order of the factors at trace time)"
 # Scale of every 2x2 block: the k = log2(n) factors multiply to 1, 1/sqrt(n), 1/n.
 _FFT_BLOCK_SCALE = {"backward": 1.0, "ortho": 1.0 / math.sqrt(2.0), "forward": 0.5}
 
@@ -115,8 +116,9 @@ def butterfly_multiply(
             f"`twiddle` has shape {tuple(twiddle.shape)}; for x of shape {x.shape} (n={n}) "
             f"expected (log2 n, n/2, 2, 2) = {expected}."
         )
+    increasing_stride = check_bool("increasing_stride", increasing_stride, _STATIC)
     out = result_dtype(xdtype, tdtype)
-    return _butterfly(twiddle, x, bool(increasing_stride), out)
+    return _butterfly(twiddle, x, increasing_stride, out)
 
 
 # Jitted so an eager call compiles once per shape rather than dispatching every stage.
@@ -156,6 +158,7 @@ def butterfly_to_dense(
         ``(n, n)``, in ``twiddle``'s dtype.
     """
     check_inexact("twiddle", twiddle)
+    increasing_stride = check_bool("increasing_stride", increasing_stride, _STATIC)
     # All of the shape is checked before the n x n identity is built: a wrong leading axis
     # (e.g. 40) would otherwise ask for a 2^40 x 2^40 matrix and abort the process.
     if (

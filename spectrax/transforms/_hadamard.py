@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Inexact
 
-from spectrax._checks import check_inexact, check_real_float, compute_dtype, lift_rank
+from spectrax._checks import check_bool, check_inexact, check_real_float, compute_dtype, lift_rank
 
 
 def _check_axis(name: str, x: Array, axis) -> int:
@@ -70,11 +70,7 @@ def walsh_hadamard(
     """
     check_inexact("x", x)
     ax = _check_axis("x", x, axis)
-    if not isinstance(normalize, (bool, np.bool_)):
-        raise TypeError(
-            f"`normalize` must be a Python bool (it picks the scaling at trace time); got "
-            f"{type(normalize).__name__} {normalize!r}."
-        )
+    normalize = check_bool("normalize", normalize, " (it picks the scaling at trace time)")
     n = x.shape[ax]
     if n < 1 or n & (n - 1):
         nxt = 1 << max(n - 1, 0).bit_length()
@@ -83,7 +79,7 @@ def walsh_hadamard(
             f"transform needs a power of two (1, 2, 4, 8, ...). Zero-pad that axis, e.g. to "
             f"{nxt}."
         )
-    return _wht(x, ax, bool(normalize))
+    return _wht(x, ax, normalize)
 
 
 # Jitted so an eager call compiles once per shape rather than dispatching every stage.

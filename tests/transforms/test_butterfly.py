@@ -278,3 +278,21 @@ def test_non_array_input_is_named(bad, got, library_errors):
         butterfly_to_dense(bad)
     with pytest.raises(TypeError, match=rf"`x` {expected}{got}"):
         Butterfly(2, init="identity", key=jax.random.key(0))(bad)
+
+
+@pytest.mark.parametrize("flag", ["False", 1, None, jnp.asarray(False)])
+def test_flags_must_be_bools(flag, library_errors):
+    # bool() took "False" as True and an array outside jit: the other factor order (or a
+    # complex butterfly), silently
+    tw, key = hadamard_twiddle(4), jax.random.key(0)
+    match = r"`increasing_stride` must be a Python bool.*; got "
+    with pytest.raises(TypeError, match=match):
+        butterfly_multiply(tw, jnp.ones(4), increasing_stride=flag)
+    with pytest.raises(TypeError, match=match):
+        butterfly_to_dense(tw, increasing_stride=flag)
+    with pytest.raises(TypeError, match=match):
+        Butterfly(4, increasing_stride=flag, key=key)
+    with pytest.raises(TypeError, match=r"`complex` must be a Python bool; got "):
+        Butterfly(4, complex=flag, key=key)
+    b = Butterfly(4, complex=np.bool_(True), increasing_stride=np.bool_(False), key=key)
+    assert b.complex is True and b.increasing_stride is False
