@@ -17,6 +17,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_bool,
     check_float_dtype,
     check_positive_float,
     check_positive_int,
@@ -91,6 +92,7 @@ def positional_encoding(
     """
     check_real_float("x", x)
     num_frequencies = check_positive_int("num_frequencies", num_frequencies)
+    include_input = check_bool("include_input", include_input)
     if x.ndim < 1:
         raise ValueError(f"`x` must have a coordinate axis (..., D); got x.shape={x.shape}.")
     dtype = compute_dtype(x.dtype)
@@ -154,9 +156,7 @@ class FourierFeatures(eqx.Module):
         self.in_features = check_positive_int("in_features", in_features)
         self.num_features = check_positive_int("num_features", num_features)
         self.sigma = check_positive_float("sigma", sigma)
-        if not isinstance(trainable, bool):
-            raise TypeError(f"`trainable` must be a bool; got {type(trainable).__name__}.")
-        self.trainable = trainable
+        self.trainable = check_bool("trainable", trainable)
         dtype = check_float_dtype("dtype", dtype)
         self.B = self.sigma * jax.random.normal(key, (num_features, in_features), dtype)
 

@@ -162,3 +162,15 @@ def test_positional_encoding_refuses_octaves_that_overflow(library_errors):
     assert bool(jnp.isfinite(positional_encoding(x, 127)).all())
     with pytest.raises(ValueError, match=r"`num_frequencies`=130 .* float32.* <= 127"):
         positional_encoding(x, 130)
+
+
+@pytest.mark.parametrize("flag", ["False", 1, None, jnp.asarray(False)])
+def test_flags_must_be_bools(key, flag, library_errors):
+    # include_input was taken by truthiness: "False" prepended x, silently
+    with pytest.raises(TypeError, match=r"`include_input` must be a Python bool; got "):
+        positional_encoding(jnp.ones(2), 2, include_input=flag)
+    with pytest.raises(TypeError, match=r"`trainable` must be a Python bool; got "):
+        FourierFeatures(2, 3, trainable=flag, key=key)
+    # a NumPy bool is a bool (trainable=np.True_ was refused as "got bool")
+    assert FourierFeatures(2, 3, trainable=np.bool_(True), key=key).trainable is True
+    assert positional_encoding(jnp.ones(2), 2, include_input=np.bool_(True)).shape == (10,)
