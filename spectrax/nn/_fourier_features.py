@@ -162,6 +162,7 @@ class FourierFeatures(eqx.Module):
 
     def __call__(self, x: Float[Array, " D"]) -> Float[Array, " E"]:
         """``(D,) -> (2F,)``: cosines then sines; batch with ``jax.vmap``."""
+        check_real_float("x", x)
         if x.shape != (self.in_features,):
             raise ValueError(
                 f"`x` must be one point of shape ({self.in_features},); got x.shape={x.shape}. "

@@ -139,6 +139,7 @@ class RoPE(eqx.Module):
     def __call__(
         self, x: Float[Array, "L D"], positions: Real[Array, " L"] | None = None
     ) -> Float[Array, "L D"]:
+        check_real_float("x", x)
         if x.ndim != 2 or x.shape[-1] != self.head_dim:
             raise ValueError(
                 f"`x` must be one head (L, head_dim) = (L, {self.head_dim}); got "

@@ -174,3 +174,12 @@ def test_flags_must_be_bools(key, flag, library_errors):
     # a NumPy bool is a bool (trainable=np.True_ was refused as "got bool")
     assert FourierFeatures(2, 3, trainable=np.bool_(True), key=key).trainable is True
     assert positional_encoding(jnp.ones(2), 2, include_input=np.bool_(True)).shape == (10,)
+
+
+def test_call_names_a_non_array_x(key, library_errors):
+    # the shape check ran first: AttributeError "'list' object has no attribute 'shape'"
+    ff = FourierFeatures(2, 3, key=key)
+    with pytest.raises(TypeError, match=r"`x` must be a jax.Array or NumPy array.*got list"):
+        ff([0.1, 0.2])
+    with pytest.raises(TypeError, match=r"`x` must be a real floating-point array.*int32"):
+        ff(jnp.ones(2, jnp.int32))

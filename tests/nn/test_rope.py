@@ -139,3 +139,9 @@ def test_rope_frequencies_refuses_a_non_float_dtype(library_errors):
     # dtype=int32 used to truncate the frequencies to [1, 0, 0, 0] silently
     with pytest.raises(TypeError, match=r"`dtype` must be a real floating-point type.*int32"):
         rope_frequencies(8, dtype=jnp.int32)
+
+
+def test_call_names_a_non_array_x(library_errors):
+    # the shape check ran first: AttributeError "'list' object has no attribute 'ndim'"
+    with pytest.raises(TypeError, match=r"`x` must be a jax.Array or NumPy array.*got list"):
+        RoPE(2)([[0.1, 0.2]])
