@@ -12,6 +12,7 @@ import numpy as np
 from jaxtyping import Array, Float, Real
 
 from spectrax._checks import (
+    _describe,
     check_float_dtype,
     check_positive_float,
     check_real_float,
@@ -86,16 +87,22 @@ def apply_rope(
     if x.ndim < 2:
         raise ValueError(f"`x` must be (*batch, L, D); got x.shape={x.shape}.")
     seq_len, head_dim = x.shape[-2], x.shape[-1]
-    if head_dim % 2:
+    if head_dim < 2 or head_dim % 2:
         raise ValueError(
-            f"the last axis of `x` (head_dim) must be even (RoPE rotates pairs of features); "
-            f"got x.shape={x.shape}."
+            f"the last axis of `x` (head_dim) must be a positive even length (RoPE rotates "
+            f"pairs of features); got x.shape={x.shape}."
         )
     dtype = compute_dtype(x.dtype)
     if positions is None:
         pos = jnp.arange(seq_len, dtype=dtype)
     else:
-        positions = jnp.asarray(positions)
+        try:
+            positions = jnp.asarray(positions)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"`positions` must be an integer or real floating-point array of shape (L,); "
+                f"got {_describe(positions)}."
+            ) from None
         if positions.shape != (seq_len,):
             raise ValueError(
                 f"`positions` must have shape (L,) = ({seq_len},), one per row of `x`; got "

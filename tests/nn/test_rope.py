@@ -145,3 +145,13 @@ def test_call_names_a_non_array_x(library_errors):
     # the shape check ran first: AttributeError "'list' object has no attribute 'ndim'"
     with pytest.raises(TypeError, match=r"`x` must be a jax.Array or NumPy array.*got list"):
         RoPE(2)([[0.1, 0.2]])
+
+
+def test_apply_rope_names_x_and_positions(library_errors):
+    # D = 0 was reported as `head_dim`, which apply_rope does not take
+    with pytest.raises(ValueError, match=r"last axis of `x` \(head_dim\).*x.shape=\(3, 0\)"):
+        apply_rope(jnp.ones((3, 0)))
+    # a string or a list with None failed in jnp.asarray, naming nothing
+    for bad in ("abc", [None, 1, 2]):
+        with pytest.raises(TypeError, match=r"`positions` must be an integer or real"):
+            apply_rope(jnp.ones((3, 4)), bad)
