@@ -10,7 +10,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_float_dtype, check_positive_int, module_compute_dtype
+from spectrax._checks import (
+    check_float_dtype,
+    check_positive_int,
+    check_real_float,
+    module_compute_dtype,
+)
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "gelu": jax.nn.gelu,
@@ -40,7 +45,26 @@ def pointwise_linear(
     Computed with the channels minor (``x^T W^T``, moved back after): under ``jax.vmap`` that is
     one plain matrix product over all batch and grid points, where the channels-first
     contraction makes XLA transpose the whole field first.
+
+    ``x`` ``(C_in, *spatial)``, ``weight`` ``(C_out, C_in)`` and ``bias`` ``(C_out,)`` or None are
+    real floating-point arrays; computed (and returned) in ``weight``'s dtype, or float64 for a
+    float64 ``x``.
     """
+    check_real_float("x", x)
+    check_real_float("weight", weight)
+    if bias is not None:
+        check_real_float("bias", bias)
+    if (
+        x.ndim < 1
+        or weight.ndim != 2
+        or x.shape[0] != weight.shape[1]
+        or (bias is not None and bias.shape != weight.shape[:1])
+    ):
+        raise ValueError(
+            f"`x`, `weight`, `bias` must have shapes (C_in, *spatial), (C_out, C_in), (C_out,) "
+            f"or None; got x.shape={x.shape}, weight.shape={weight.shape}, bias.shape="
+            f"{None if bias is None else bias.shape}."
+        )
     dtype = module_compute_dtype(x.dtype, weight.dtype)
     y = _linear_last(jnp.moveaxis(x.astype(dtype), 0, -1), weight, bias)
     return jnp.moveaxis(y, -1, 0)
@@ -91,6 +115,7 @@ class PointwiseLinear(eqx.Module):
         )
 
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
+        check_real_float("x", x)
         if x.ndim < 1 or x.shape[0] != self.in_channels:
             raise ValueError(
                 f"`x` must have {self.in_channels} channels on axis 0; got x.shape={x.shape}."
@@ -121,6 +146,7 @@ class ChannelMLP(eqx.Module):
         self.activation = get_activation(activation)
 
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
+        check_real_float("x", x)
         if x.ndim < 1 or x.shape[0] != self.fc1.in_channels:
             raise ValueError(
                 f"`x` must have {self.fc1.in_channels} channels on axis 0; got x.shape={x.shape}."

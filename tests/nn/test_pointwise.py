@@ -1,0 +1,41 @@
+"""Pointwise channel maps (1x1 convolution, channel MLP, channel layer norm): input checks."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from spectrax.nn import ChannelMLP, PointwiseLinear, pointwise_linear
+
+_W, _B = jnp.ones((3, 2)), jnp.ones(3)
+
+
+@pytest.mark.parametrize(
+    "x,weight,bias,error,match",
+    [
+        # a complex x lost its imaginary part and an int weight made the product integer,
+        # silently; a 3-d weight or a (3, 1) bias broadcast to a wrong shape without a word
+        (jnp.ones((2, 5), jnp.complex64), _W, _B, TypeError, r"`x` must be a real float"),
+        (jnp.ones((2, 5), jnp.int32), _W, _B, TypeError, r"`x` must be a real float.*int32"),
+        (jnp.ones((2, 5)), _W.astype(jnp.int32), _B, TypeError, r"`weight` must be a real"),
+        (jnp.ones((2, 5)), jnp.ones((3, 2, 1)), _B, ValueError, r"weight.shape=\(3, 2, 1\)"),
+        (jnp.ones((2, 5)), _W, jnp.ones((3, 1)), ValueError, r"bias.shape=\(3, 1\)"),
+        (jnp.ones((2, 5)), _W, jnp.ones(4), ValueError, r"bias.shape=\(4,\)"),
+        (jnp.ones((3, 5)), _W, None, ValueError, r"`x`, `weight`, `bias`.*x.shape=\(3, 5\)"),
+        (jnp.ones(()), _W, None, ValueError, r"x.shape=\(\)"),
+        ([[1.0]], _W, None, TypeError, r"`x` must be a jax.Array.*got list"),
+        (jnp.ones((2, 5)), _W, [1.0, 2.0, 3.0], TypeError, r"`bias` must be a jax.Array"),
+    ],
+)
+def test_pointwise_linear_errors(x, weight, bias, error, match, library_errors):
+    with pytest.raises(error, match=match):
+        pointwise_linear(x, weight, bias)
+
+
+def test_modules_refuse_a_non_float_x(library_errors):
+    # an int field was cast to float32 without a word; a list failed with AttributeError
+    key = jax.random.key(0)
+    for layer in (PointwiseLinear(2, 3, key=key), ChannelMLP(2, 4, 3, key=key)):
+        with pytest.raises(TypeError, match=r"`x` must be a real floating-point array.*int32"):
+            layer(jnp.ones((2, 5), jnp.int32))
+        with pytest.raises(TypeError, match=r"`x` must be a jax.Array or NumPy array"):
+            layer([[1.0], [2.0]])
