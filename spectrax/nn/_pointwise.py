@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_bool,
     check_float_dtype,
     check_positive_int,
     check_real_float,
@@ -106,6 +107,7 @@ class PointwiseLinear(eqx.Module):
     ):
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
+        use_bias = check_bool("use_bias", use_bias)
         check_float_dtype("dtype", dtype)
         wkey, bkey = jax.random.split(key)
         lim = 1.0 / math.sqrt(in_channels)

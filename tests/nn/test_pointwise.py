@@ -39,3 +39,10 @@ def test_modules_refuse_a_non_float_x(library_errors):
             layer(jnp.ones((2, 5), jnp.int32))
         with pytest.raises(TypeError, match=r"`x` must be a jax.Array or NumPy array"):
             layer([[1.0], [2.0]])
+
+
+@pytest.mark.parametrize("flag", ["False", 0, None, jnp.asarray(True)])
+def test_use_bias_must_be_a_bool(flag, library_errors):
+    # taken by truthiness: "False" kept a bias, 0 or None dropped it, silently
+    with pytest.raises(TypeError, match=r"`use_bias` must be a Python bool; got "):
+        PointwiseLinear(2, 3, use_bias=flag, key=jax.random.key(0))
