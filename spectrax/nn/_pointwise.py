@@ -31,7 +31,7 @@ def get_activation(activation: str | Callable[[Array], Array]) -> Callable[[Arra
     """An activation function from its name (a key of ``ACTIVATIONS``) or a callable as is."""
     if callable(activation):
         return activation
-    if activation not in ACTIVATIONS:
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise ValueError(
             f"`activation` must be a callable or one of {sorted(ACTIVATIONS)}; got {activation!r}."
         )
@@ -142,6 +142,11 @@ class ChannelMLP(eqx.Module):
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
+        # checked here, so that an error names this constructor's arguments (a bad
+        # hidden_channels was reported as fc1's `out_channels`)
+        in_channels = check_positive_int("in_channels", in_channels)
+        hidden_channels = check_positive_int("hidden_channels", hidden_channels)
+        out_channels = check_positive_int("out_channels", out_channels)
         k1, k2 = jax.random.split(key)
         self.fc1 = PointwiseLinear(in_channels, hidden_channels, dtype=dtype, key=k1)
         self.fc2 = PointwiseLinear(hidden_channels, out_channels, dtype=dtype, key=k2)

@@ -46,3 +46,13 @@ def test_use_bias_must_be_a_bool(flag, library_errors):
     # taken by truthiness: "False" kept a bias, 0 or None dropped it, silently
     with pytest.raises(TypeError, match=r"`use_bias` must be a Python bool; got "):
         PointwiseLinear(2, 3, use_bias=flag, key=jax.random.key(0))
+
+
+def test_channel_mlp_names_its_own_arguments(library_errors):
+    key = jax.random.key(0)
+    # a zero hidden width was reported as `out_channels` (that of the inner layer)
+    with pytest.raises(ValueError, match=r"`hidden_channels` must be an integer >= 1; got 0"):
+        ChannelMLP(2, 0, 3, key=key)
+    # a list failed as "unhashable type: 'list'"
+    with pytest.raises(ValueError, match=r"`activation` must be a callable or one of.*\['gelu'\]"):
+        ChannelMLP(2, 4, 3, activation=["gelu"], key=key)
