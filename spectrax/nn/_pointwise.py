@@ -13,6 +13,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from spectrax._checks import (
     check_bool,
     check_float_dtype,
+    check_positive_float,
     check_positive_int,
     check_real_float,
     module_compute_dtype,
@@ -165,18 +166,31 @@ class ChannelMLP(eqx.Module):
 
 
 class ChannelLayerNorm(eqx.Module):
-    """Layer norm over the channel axis at every grid point, with per-channel scale and shift."""
+    """Layer norm over the channel axis at every grid point, with per-channel scale and shift.
+
+    Args:
+        channels: ``C``.
+        eps: added to the variance, a finite number ``> 0`` (default 1e-5): a constant field
+            has variance 0.
+        dtype: parameter dtype (float32); the input is normalised in its own dtype.
+    """
 
     scale: Float[Array, " C"]
     shift: Float[Array, " C"]
     eps: float = eqx.field(static=True)
 
     def __init__(self, channels: int, *, eps: float = 1e-5, dtype=jnp.float32):
-        self.scale = jnp.ones((check_positive_int("channels", channels),), dtype)
+        channels = check_positive_int("channels", channels)
+        self.eps = check_positive_float("eps", eps)
+        dtype = check_float_dtype("dtype", dtype)
+        self.scale = jnp.ones((channels,), dtype)
         self.shift = jnp.zeros((channels,), dtype)
-        self.eps = float(eps)
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
+        check_real_float("x", x)
+        channels = self.scale.shape[0]
+        if x.ndim < 1 or x.shape[0] != channels:
+            raise ValueError(f"`x` must have {channels} channels on axis 0; got x.shape={x.shape}.")
         mean = jnp.mean(x, axis=0, keepdims=True)
         var = jnp.var(x, axis=0, keepdims=True)
         shape = (-1,) + (1,) * (x.ndim - 1)

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from spectrax.nn import ChannelMLP, PointwiseLinear, pointwise_linear
+from spectrax.nn import ChannelLayerNorm, ChannelMLP, PointwiseLinear, pointwise_linear
 
 _W, _B = jnp.ones((3, 2)), jnp.ones(3)
 
@@ -56,3 +56,34 @@ def test_channel_mlp_names_its_own_arguments(library_errors):
     # a list failed as "unhashable type: 'list'"
     with pytest.raises(ValueError, match=r"`activation` must be a callable or one of.*\['gelu'\]"):
         ChannelMLP(2, 4, 3, activation=["gelu"], key=key)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        # eps was float()-ed: 0 or a negative one gave inf/NaN on a constant field, "1e-5"
+        # and True were accepted; an int dtype gave integer scale and shift
+        ({"eps": 0.0}, ValueError, r"`eps` must be a finite number > 0; got 0.0"),
+        ({"eps": -1e-5}, ValueError, r"`eps` must be a finite number > 0"),
+        ({"eps": float("nan")}, ValueError, r"`eps` must be a finite number > 0; got nan"),
+        ({"eps": "1e-5"}, TypeError, r"`eps` must be a Python float"),
+        ({"dtype": jnp.int32}, TypeError, r"`dtype` must be a real floating-point type.*int32"),
+        ({"dtype": "foo"}, TypeError, r"`dtype` must be a real floating-point type.*'foo'"),
+    ],
+)
+def test_channel_layer_norm_constructor_errors(kwargs, error, match, library_errors):
+    with pytest.raises(error, match=match):
+        ChannelLayerNorm(3, **kwargs)
+
+
+def test_channel_layer_norm_call_errors(library_errors):
+    norm = ChannelLayerNorm(3)
+    # one channel broadcast against the 3 scales: a (3, 5) output from a (1, 5) field, silently
+    with pytest.raises(ValueError, match=r"`x` must have 3 channels on axis 0.*\(1, 5\)"):
+        norm(jnp.ones((1, 5)))
+    with pytest.raises(ValueError, match=r"`x` must have 3 channels on axis 0.*\(\)"):
+        norm(jnp.ones(()))
+    with pytest.raises(TypeError, match=r"`x` must be a real floating-point array.*complex64"):
+        norm(jnp.ones((3, 5), jnp.complex64))
+    with pytest.raises(TypeError, match=r"`x` must be a jax.Array or NumPy array"):
+        norm([[1.0], [2.0], [3.0]])
