@@ -6,6 +6,8 @@ Embedding".
 
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +34,15 @@ def _check_head_dim(name: str, head_dim) -> int:
     return int(head_dim)
 
 
+def _check_base(base: Any) -> float:
+    base = check_positive_float("base", base)
+    if base <= 1.0:
+        # base 1 rotates every pair at the same rate, a base < 1 faster with i: neither is the
+        # decreasing bank the bounds of spectrax.theory (which also need base > 1) assume
+        raise ValueError(f"`base` must be > 1 (frequencies base^(-2i/D) decrease); got {base!r}.")
+    return base
+
+
 def rope_frequencies(head_dim: int, base: float = 10000.0, dtype=jnp.float32) -> Float[Array, " M"]:
     """RoPE rotation frequencies ``theta_i = base^(-2i/head_dim)``, ``i = 0 .. head_dim/2 - 1``.
 
@@ -39,14 +50,14 @@ def rope_frequencies(head_dim: int, base: float = 10000.0, dtype=jnp.float32) ->
 
     Args:
         head_dim: ``D``, even.
-        base: the base (default 10000.0, the paper's).
+        base: the base, > 1 (default 10000.0, the paper's).
         dtype: output dtype, real floating-point (default float32).
 
     Returns:
         ``(D/2,)``, decreasing from ``theta_0 = 1`` to ``base^(-(D-2)/D)``.
     """
     head_dim = _check_head_dim("head_dim", head_dim)
-    base = check_positive_float("base", base)
+    base = _check_base(base)
     dtype = check_float_dtype("dtype", dtype)
     i = np.arange(head_dim // 2, dtype=np.float64)
     return jnp.asarray(base ** (-2.0 * i / head_dim), dtype)
@@ -70,7 +81,7 @@ def apply_rope(
     Args:
         x: ``(*batch, L, D)`` with ``D`` even; any leading dimensions (heads, batch).
         positions: ``(L,)`` integer or real positions (default ``arange(L)``).
-        base: ``theta_i = base^(-2i/D)`` (default 10000.0).
+        base: ``theta_i = base^(-2i/D)``, > 1 (default 10000.0).
 
     Returns:
         ``(*batch, L, D)`` in ``x``'s dtype.
@@ -133,7 +144,7 @@ class RoPE(eqx.Module):
 
     Args:
         head_dim: ``D``, even.
-        base: ``theta_i = base^(-2i/D)`` (default 10000.0).
+        base: ``theta_i = base^(-2i/D)``, > 1 (default 10000.0).
     """
 
     head_dim: int = eqx.field(static=True)
@@ -141,7 +152,7 @@ class RoPE(eqx.Module):
 
     def __init__(self, head_dim: int, *, base: float = 10000.0):
         self.head_dim = _check_head_dim("head_dim", head_dim)
-        self.base = check_positive_float("base", base)
+        self.base = _check_base(base)
 
     def __call__(
         self, x: Float[Array, "L D"], positions: Real[Array, " L"] | None = None

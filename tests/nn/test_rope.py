@@ -133,6 +133,10 @@ def test_errors(library_errors):
         RoPE(8)(jnp.ones((4, 6)))
     with pytest.raises(ValueError, match="`base`"):
         apply_rope(jnp.ones((4, 6)), base=-1.0)
+    # base 1 gave one frequency for every pair, base 0.5 increasing ones, silently
+    for base in (1.0, 0.5):
+        with pytest.raises(ValueError, match=rf"`base` must be > 1.*got {base}"):
+            RoPE(8, base=base)
 
 
 def test_rope_frequencies_refuses_a_non_float_dtype(library_errors):
