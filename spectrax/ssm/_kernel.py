@@ -183,8 +183,9 @@ def dplr_kernel(
     eye = jnp.eye(n, dtype=cdt).reshape((1,) * lead + (n, n))
     d = dt.astype(cdt)[..., None, None]
     a_bar = jnp.linalg.solve(eye - 0.5 * d * a, eye + 0.5 * d * a)
-    a_pow, a_sum = _power_and_sum(a_bar, length)
-    c_tilde = c - jnp.einsum("...i,...ij->...j", c, a_pow)
+    b_bar = jnp.linalg.solve(eye - 0.5 * d * a, d * jnp.broadcast_to(b, c.shape)[..., None])
+    c_pow, k_one = _power_and_sum(a_bar, c, b_bar[..., 0], length)
+    c_tilde = c - c_pow
 
     # z = 1 (k = 0) is K̂(1) = C (Σ_{l<L} Ā^l) B̄, the geometric sum from the same doubling as
     # Ā^L: there the Cauchy denominators are -Λ_n, which vanish for measures with a zero
@@ -222,8 +223,6 @@ def dplr_kernel(
     ident = jnp.eye(rank, dtype=cdt).reshape((1,) * (lead + 1) + (rank, rank))
     corr = _solve_small(ident + k11, k10)
     k_hat = k00 - jnp.sum(k01 * corr, axis=-1)
-    b_bar = jnp.linalg.solve(eye - 0.5 * d * a, d * jnp.broadcast_to(b, c.shape)[..., None])
-    k_one = jnp.sum(c * jnp.einsum("...ij,...jk->...ik", a_sum, b_bar)[..., 0], axis=-1)
     return jnp.fft.ifft(jnp.concatenate([k_one[..., None], k_hat], axis=-1), axis=-1)
 
 
@@ -242,17 +241,29 @@ def _solve_small(m: Array, v: Array) -> Array:
     return jnp.linalg.solve(m, v[..., None])[..., 0]
 
 
-def _power_and_sum(a: Array, power: int) -> tuple[Array, Array]:
-    """``(a^power, Σ_{l<power} a^l)`` by binary doubling (``O(N^3 log power)``)."""
-    eye = jnp.broadcast_to(jnp.eye(a.shape[-1], dtype=a.dtype), a.shape)
-    pw, total = eye, jnp.zeros_like(a)
-    for bit in bin(power)[2:]:
-        total = total + pw @ total
-        pw = pw @ pw
-        if bit == "1":
-            total = total + pw
-            pw = pw @ a
-    return pw, total
+def _power_and_sum(a: Array, c: Array, b: Array, power: int) -> tuple[Array, Array]:
+    """``(c a^power, c (Σ_{l<power} a^l) b)`` for row vectors ``c`` and columns ``b``
+    (``(..., N)`` each, ``a`` ``(..., N, N)``), from the squarings ``a^(2^j)`` alone: ``log2
+    power`` matrix products, the rest matrix-vector (``O(N^3 log power)``; forming the power and
+    the geometric sum as matrices by doubling takes about 2.3x the matrix products).
+
+    With ``T_j = Σ_{l<2^j} a^l`` (so ``T_{j+1} = T_j + a^(2^j) T_j``) and ``power = Σ_j β_j 2^j``,
+    ``Σ_{l<power} a^l = Σ_{j: β_j = 1} a^(o_j) T_j`` where ``o_j`` sums the set bits above ``j``:
+    the blocks of exponents, highest bit first. ``t_j = T_j b`` and ``u = c a^(o_j)`` are vectors.
+    """
+    bits = [int(ch) for ch in reversed(bin(power)[2:])]  # β_0 .. β_J
+    squares = [a]
+    for _ in bits[1:]:
+        squares.append(squares[-1] @ squares[-1])
+    t = [b]
+    for sq in squares[:-1]:
+        t.append(t[-1] + jnp.einsum("...ij,...j->...i", sq, t[-1]))
+    u, total = c, jnp.zeros(c.shape[:-1], c.dtype)
+    for j in reversed(range(len(bits))):
+        if bits[j]:
+            total = total + jnp.sum(u * t[j], axis=-1)
+            u = jnp.einsum("...i,...ij->...j", u, squares[j])
+    return u, total
 
 
 def _resolvent(A: Array, B: Array, s: Array) -> Array:
