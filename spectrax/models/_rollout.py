@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from spectrax._checks import check_positive_int
+from spectrax._checks import check_bool, check_positive_int
 
 
 def rollout(
@@ -48,6 +48,9 @@ def rollout(
         The ``T`` predicted snapshots, oldest first.
     """
     num_steps = check_positive_int("num_steps", num_steps)
+    # Taken by truthiness, residual="False" would add the last snapshot to every output.
+    remat = check_bool("remat", remat)
+    residual = check_bool("residual", residual)
     history = jnp.asarray(history)
     if history.ndim < 2:
         raise ValueError(
@@ -82,6 +85,7 @@ def next_snapshots(
     """One call of a one-step operator: ``model(window)``, or with ``residual`` the last snapshot
     of the window plus ``model(window)`` (the increment form of the one-step map, as in
     :func:`rollout` and in teacher-forced training)."""
+    residual = check_bool("residual", residual)
     if jnp.ndim(window) < 2:
         raise ValueError(
             f"`window` must be snapshots (C, *spatial) with at least one spatial axis; got "

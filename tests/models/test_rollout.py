@@ -241,3 +241,22 @@ def test_residual_direct_map_adds_the_last_input_field(key, channel_axis, grid_c
     last = a[:, -1:] if channel_axis else a  # the last field channel, not the grid channel
     want = np.asarray(plain.predict(model, jnp.asarray(a))) + last
     assert_close(res.predict(model, jnp.asarray(a)), want, jnp.float32, rtol=1e-5)
+
+
+@pytest.mark.parametrize("flag", ["False", 0, None, jnp.asarray(False)])
+def test_flags_must_be_bools(flag, library_errors):
+    # residual and remat were taken by truthiness: residual="False" added the last snapshot to
+    # every output (a rollout of 6, 7, 8 where the model predicts 1, 1, 1), silently
+    h = jnp.stack([jnp.zeros((4,)), jnp.full((4,), 5.0)])
+    model = lambda w: jnp.ones((1, 4))  # noqa: E731
+    for name in ("residual", "remat"):
+        with pytest.raises(TypeError, match=rf"`{name}` must be a Python bool; got "):
+            rollout(model, h, 3, **{name: flag})
+    with pytest.raises(TypeError, match=r"`residual` must be a Python bool; got "):
+        next_snapshots(model, h, residual=flag)
+    # a NumPy bool is a bool
+    assert_close(
+        rollout(model, h, 2, residual=np.bool_(True)),
+        6.0 + np.arange(2.0)[:, None] * np.ones((1, 4)),
+        jnp.float32,
+    )
