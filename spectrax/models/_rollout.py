@@ -60,14 +60,7 @@ def rollout(
     # Wrapped in lambdas: jax hashes the callables it is given, and a module holding tracers
     # (under grad) is unhashable.
     out = jax.eval_shape(lambda h: model(h), history)
-    c = history.shape[0]
-    if out.ndim != history.ndim or out.shape[1:] != history.shape[1:] or not 1 <= out.shape[0] <= c:
-        raise ValueError(
-            f"`model` must map a window {history.shape} to the next k snapshots (k, "
-            f"{', '.join(map(str, history.shape[1:]))}) with 1 <= k <= {c}; it returns "
-            f"{out.shape}."
-        )
-    k = out.shape[0]
+    k = _check_model_output(out, history, max_k=history.shape[0])
     call = lambda w: next_snapshots(model, w, residual=residual)  # noqa: E731
     step = jax.checkpoint(call) if remat else call
 
@@ -92,4 +85,35 @@ def next_snapshots(
             f"shape {jnp.shape(window)}."
         )
     out = model(window)
-    return window[-1:] + out.astype(window.dtype) if residual else out
+    if not residual:
+        return out
+    _check_model_output(out, window)
+    return window[-1:] + out.astype(window.dtype)
+
+
+def _check_model_output(out, window: Array, max_k: int | None = None) -> int:
+    """``k`` of a model output ``out`` (an array or its ``ShapeDtypeStruct``) that is the next
+    ``k`` snapshots of ``window`` (``1 <= k``, ``k <= max_k`` if given), else an error naming
+    ``model``. A complex output for a real window is refused: casting it to the window's dtype,
+    as the rollout does, would drop its imaginary part."""
+    if not (hasattr(out, "shape") and hasattr(out, "dtype")):
+        raise TypeError(
+            f"`model` must return one array, the next snapshots (k, *spatial); it returns "
+            f"{type(out).__name__}."
+        )
+    spatial = tuple(window.shape[1:])
+    hi = "" if max_k is None else f" <= {max_k}"
+    k = out.shape[0] if len(out.shape) == len(window.shape) else 0
+    if tuple(out.shape[1:]) != spatial or k < 1 or (max_k is not None and k > max_k):
+        raise ValueError(
+            f"`model` must map a window {tuple(window.shape)} to the next k snapshots (k, "
+            f"{', '.join(map(str, spatial))}) with 1 <= k{hi}; it returns {tuple(out.shape)}."
+        )
+    if jnp.issubdtype(out.dtype, jnp.complexfloating) and not jnp.issubdtype(
+        window.dtype, jnp.complexfloating
+    ):
+        raise TypeError(
+            f"`model` returns {out.dtype} snapshots for a {window.dtype} window: the rollout "
+            "would drop their imaginary part. Return real snapshots (e.g. `.real`)."
+        )
+    return int(k)

@@ -260,3 +260,18 @@ def test_flags_must_be_bools(flag, library_errors):
         6.0 + np.arange(2.0)[:, None] * np.ones((1, 4)),
         jnp.float32,
     )
+
+
+def test_model_output_errors_name_the_model(library_errors):
+    h = jnp.stack([jnp.zeros((4,)), jnp.full((4,), 5.0)])
+    # A complex output lost its imaginary part in the cast to the window's dtype (a warning)
+    with pytest.raises(TypeError, match=r"`model` returns complex64 .* float32 window"):
+        rollout(lambda w: w[-1:].astype(jnp.complex64) * 1j, h, 2)
+    with pytest.raises(TypeError, match=r"`model` returns complex64"):
+        next_snapshots(lambda w: w[-1:].astype(jnp.complex64) * 1j, h, residual=True)
+    # A tuple failed with AttributeError: 'tuple' object has no attribute 'ndim'
+    with pytest.raises(TypeError, match=r"`model` must return one array.*tuple"):
+        rollout(lambda w: (w[-1:],), h, 2)
+    # A wrong spatial shape with residual failed in the addition, a bare broadcasting error
+    with pytest.raises(ValueError, match=r"`model` must map a window \(2, 4\).*returns \(1, 3\)"):
+        next_snapshots(lambda w: jnp.ones((1, 3)), h, residual=True)
