@@ -10,6 +10,7 @@ import pytest
 
 from spectrax.models import FNO, SFNO
 from spectrax.transforms import isht, real_sph_harm, sht, sphere_grid
+from tests.helpers import assert_close, rel_err
 
 
 def _heat_pairs(key, n, l_max, nlat, nlon, t=0.02):
@@ -133,3 +134,34 @@ def test_learns_the_heat_semigroup_on_the_sphere():
     fine_a = isht(sht(a_test[:, 0], l_max), 24, 48)[:, None]
     fine_u = isht(sht(u_test[:, 0], l_max), 24, 48)[:, None]
     assert float(evaluate(model, fine_a, fine_u)) < 1.2 * after
+
+
+def test_exact_symmetries_and_grid_independence(x64):
+    """Exact on the grid, nonlinearities included: a longitude shift by grid steps (a rotation
+    about the polar axis) and the north-south reflection (the Gauss-Legendre latitudes are
+    symmetric, and the reflection maps each degree's harmonics among themselves) commute with
+    the gelu SFNO; adding a fixed field (a positional input) breaks both, so the check can fail.
+    With the identity activation the model is a per-degree linear map, so a band-limited field
+    sampled on two grids gives the same output field: equal coefficients."""
+    l_max, nlat, nlon = 5, 8, 16
+    # The configuration of test_linear_sfno_commutes_with_rotations: its compiled inits are reused
+    model = SFNO(1, 1, 6, l_max, 2, dtype=jnp.float64, key=jax.random.key(0))
+    x = np.random.default_rng(0).normal(size=(1, nlat, nlon))
+    # One compiled call per grid (eager, every op would compile on its own).
+    apply = eqx.filter_jit(lambda m, v: m(jnp.asarray(v)))
+    y = np.asarray(apply(model, x))
+    shift = lambda v: np.roll(v, 5, axis=-1)  # noqa: E731
+    flip = lambda v: v[:, ::-1]  # noqa: E731
+    for g in (shift, flip):
+        assert_close(apply(model, g(x)), g(y), rtol=1e-14)
+    theta, phi, _ = sphere_grid(nlat, nlon)
+    fixed = (np.cos(theta)[:, None] + np.sin(theta)[:, None] * np.cos(phi)[None])[None]  # z + x
+    y_pos = np.asarray(apply(model, x + fixed))
+    for g in (shift, flip):
+        assert rel_err(apply(model, g(x) + fixed), g(y_pos)) > 1e-2
+
+    identity = lambda v: v  # noqa: E731
+    linear = SFNO(1, 1, 6, l_max, 2, activation=identity, dtype=jnp.float64, key=jax.random.key(1))
+    coeffs = jnp.asarray(np.random.default_rng(1).normal(size=(1, (l_max + 1) ** 2)))
+    out = [sht(apply(linear, isht(coeffs, *grid)), l_max) for grid in [(nlat, nlon), (11, 24)]]
+    assert_close(out[1], out[0], rtol=1e-13)
