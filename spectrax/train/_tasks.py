@@ -15,6 +15,7 @@ import numpy as np
 import optax
 from jaxtyping import Float
 
+from spectrax._checks import check_bool
 from spectrax.models import next_snapshots, rollout
 from spectrax.train._losses import relative_lp_loss
 from spectrax.train._plots import plot_field_predictions
@@ -123,6 +124,10 @@ class FieldRegressionTask:
     eval_batch: int = 256
 
     def __post_init__(self) -> None:
+        # Taken by truthiness, teacher_forcing="False" would switch teacher forcing on.
+        flags = ("channel_axis", "grid_channel", "rollout", "residual", "teacher_forcing", "remat")
+        for flag in flags:
+            setattr(self, flag, check_bool(flag, getattr(self, flag)))
         d = self.num_spatial_dims
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ValueError(f"`num_spatial_dims` must be an int >= 1; got {d!r}.")

@@ -324,3 +324,20 @@ def test_two_snapshots_per_call_residual_and_remat_gradients_equal_a_loop(x64):
             assert_close(got_loss, want_loss, jnp.float64)
             assert_close(got_m.weight, want_m.weight, jnp.float64)
             assert_close(got_h, want_h, jnp.float64)
+
+
+@pytest.mark.parametrize(
+    "flag", ["channel_axis", "grid_channel", "rollout", "residual", "teacher_forcing", "remat"]
+)
+def test_task_flags_must_be_bools(flag, library_errors):
+    # taken by truthiness: teacher_forcing="False" trained on 12 one-call windows instead of the
+    # 4 rollouts, channel_axis="False" read a channel axis, silently
+    a = np.zeros((4, 2, 8), np.float32)
+    u = np.zeros((4, 3, 8), np.float32)
+    kw = dict(channel_axis=True, rollout=True, teacher_forcing=False)
+    kw[flag] = "False"
+    with pytest.raises(TypeError, match=rf"`{flag}` must be a Python bool; got str 'False'"):
+        FieldRegressionTask(lambda k: None, (a, u), (a, u), **kw)
+    kw[flag] = np.bool_(flag in ("channel_axis", "rollout"))  # a NumPy bool is a bool
+    task = FieldRegressionTask(lambda k: None, (a, u), (a, u), **kw)
+    assert task.num_train() == 4 and getattr(task, flag) is bool(kw[flag])
