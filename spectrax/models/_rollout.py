@@ -45,7 +45,14 @@ def rollout(
             change per step, and a zero output is persistence.
 
     Returns:
-        The ``T`` predicted snapshots, oldest first.
+        The ``T`` predicted snapshots, oldest first, in ``history``'s dtype.
+
+    Raises:
+        ValueError: ``num_steps < 1``, a ``history`` without a spatial axis, or a ``model``
+            whose output is not ``(k, *spatial)`` with ``1 <= k <= C``.
+        TypeError: non-bool ``remat``/``residual``; a ``model`` that does not return one array,
+            or returns complex snapshots for a real ``history`` (the cast would drop the
+            imaginary part).
     """
     num_steps = check_positive_int("num_steps", num_steps)
     # Taken by truthiness, residual="False" would add the last snapshot to every output.
