@@ -174,9 +174,12 @@ def _dense_zoh(a, b, dt):
 def _dense_bilinear(a, b, dt):
     n = a.shape[-1]
     eye = jnp.broadcast_to(jnp.eye(n, dtype=a.dtype), a.shape)
-    left = eye - 0.5 * dt * a
-    a_bar = jnp.linalg.solve(left, eye + 0.5 * dt * a)
-    return a_bar, jnp.linalg.solve(left, dt * b)
+    # One solve for both right-hand sides: one LU of (I - dt A/2), forward and backward
+    # (two solves of the same matrix cost about 5x as much on CPU: XLA factors it twice).
+    both = jnp.linalg.solve(
+        eye - 0.5 * dt * a, jnp.concatenate([eye + 0.5 * dt * a, dt * b], axis=-1)
+    )
+    return both[..., :n], both[..., n:]
 
 
 _DENSE: dict[str, Callable] = {"zoh": _dense_zoh, "bilinear": _dense_bilinear}

@@ -182,9 +182,13 @@ def dplr_kernel(
     a = (jnp.diag(lam) - p.T @ jnp.conj(p)).reshape((1,) * lead + (n, n))
     eye = jnp.eye(n, dtype=cdt).reshape((1,) * lead + (n, n))
     d = dt.astype(cdt)[..., None, None]
-    a_bar = jnp.linalg.solve(eye - 0.5 * d * a, eye + 0.5 * d * a)
-    b_bar = jnp.linalg.solve(eye - 0.5 * d * a, d * jnp.broadcast_to(b, c.shape)[..., None])
-    c_pow, k_one = _power_and_sum(a_bar, c, b_bar[..., 0], length)
+    # Ā and B̄ from one solve (one LU of I - dt A/2; two solves factor it twice)
+    both = jnp.linalg.solve(
+        eye - 0.5 * d * a,
+        jnp.concatenate([eye + 0.5 * d * a, d * jnp.broadcast_to(b, c.shape)[..., None]], -1),
+    )
+    a_bar, b_bar = both[..., :n], both[..., n]
+    c_pow, k_one = _power_and_sum(a_bar, c, b_bar, length)
     c_tilde = c - c_pow
 
     # z = 1 (k = 0) is K̂(1) = C (Σ_{l<L} Ā^l) B̄, the geometric sum from the same doubling as
