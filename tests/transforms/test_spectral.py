@@ -7,8 +7,10 @@ import pytest
 
 from spectrax.transforms import (
     conv_fft_size,
+    irfft_trunc,
     next_fast_len,
     pad_modes,
+    rfft_padded,
     sobolev_norm,
     spectral_derivative,
     truncate_modes,
@@ -51,6 +53,54 @@ def test_fft_sizes_refuse_floats_and_bools_whatever_was_cached(library_errors):
 def test_conv_fft_size_avoids_wraparound():
     assert conv_fft_size(1000, 25) >= 1024
     assert conv_fft_size(97, 97, causal=False) == 97
+
+
+@pytest.mark.parametrize("length,n", [(1, 1), (7, 7), (7, 16), (9, 5)])
+def test_rfft_padded_and_irfft_trunc_equal_the_explicit_dft(x64, length, n):
+    """The rfft of x zero-padded (or cut) to n is sum_j x_j exp(-2 pi i k j / n), k <= n // 2,
+    and irfft_trunc inverts it on the first min(length, n) samples (odd, even, size 1)."""
+    x = np.random.default_rng(0).standard_normal((2, length))
+    xp = np.zeros((2, n))
+    xp[:, : min(length, n)] = x[:, :n]
+    k = np.arange(n // 2 + 1)
+    dft = xp @ np.exp(-2j * np.pi * np.outer(np.arange(n), k) / n)
+    got = rfft_padded(jnp.asarray(x), n)
+    assert got.dtype == jnp.complex128
+    assert_close(got, dft, jnp.float64)
+    keep = min(length, n)
+    back = irfft_trunc(got, n, keep)
+    assert back.shape == (2, keep) and back.dtype == jnp.float64
+    assert_close(back, xp[:, :keep], jnp.float64)
+
+
+def test_rfft_padded_and_irfft_trunc_refuse_bad_input(library_errors):
+    """They had no checks: length=-1 returned n - 1 samples, length > n returned n, a
+    spectrum of the wrong length (another n) was cut or zero-padded, a real spectrum or an
+    int signal was cast, all silently; a float n failed inside range()."""
+    x = jnp.ones((3, 7))
+    spec = rfft_padded(x, 16)
+    assert spec.shape == (3, 9) and spec.dtype == jnp.complex64
+    for bad in (-1, 0, 2.0, True):
+        with pytest.raises(ValueError, match=r"`length` must be an integer >= 1"):
+            irfft_trunc(spec, 16, bad)
+        with pytest.raises(ValueError, match=r"`n` must be an integer >= 1"):
+            rfft_padded(x, bad)
+    with pytest.raises(ValueError, match=r"`length`=17 is more than the FFT size `n`=16"):
+        irfft_trunc(spec, 16, 17)
+    with pytest.raises(ValueError, match=r"`x_f` has 9 frequency bins .* expects n // 2 \+ 1 = 17"):
+        irfft_trunc(spec, 32, 7)
+    with pytest.raises(
+        TypeError, match=r"`x_f` must be complex64 or complex128.*got dtype float32"
+    ):
+        irfft_trunc(spec.real, 16, 7)
+    with pytest.raises(TypeError, match=r"`x` must be a real floating-point array.*int32"):
+        rfft_padded(jnp.ones(4, jnp.int32), 8)
+    with pytest.raises(TypeError, match=r"`x` must be a real floating-point array.*complex64"):
+        rfft_padded(spec, 8)
+    with pytest.raises(TypeError, match=r"`x` must be float32 or float64.*bfloat16"):
+        rfft_padded(jnp.ones(4, jnp.bfloat16), 8)
+    with pytest.raises(ValueError, match=r"`x` is a scalar"):
+        rfft_padded(jnp.asarray(1.0), 8)
 
 
 def _grid(n, length=1.0):
