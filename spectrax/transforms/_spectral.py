@@ -12,6 +12,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float
 
 from spectrax._checks import (
+    check_bool,
     check_float_dtype,
     check_grid_shape,
     check_positive_int,
@@ -323,11 +324,13 @@ def sobolev_norm(
     """
     check_real_float("u", u)
     # a Python or NumPy number is checked here; a JAX scalar (possibly traced, e.g. d/ds) passes
-    if isinstance(s, (bool, str)) or s is None:
+    if isinstance(s, (bool, str, complex, np.complexfloating)) or s is None:
         raise TypeError(f"`s` must be a real number; got {s!r}.")
     if isinstance(s, (int, float, np.number)) and not math.isfinite(s):
         raise ValueError(f"`s` must be finite; got {s}.")
     d = check_positive_int("num_spatial_dims", num_spatial_dims)
+    homogeneous = check_bool("homogeneous", homogeneous, " (it picks the weight at trace time)")
+    squared = check_bool("squared", squared)
     if u.ndim < d:
         raise ValueError(
             f"`num_spatial_dims`={num_spatial_dims} is invalid for `u` of shape {u.shape}."

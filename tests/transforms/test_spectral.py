@@ -436,6 +436,20 @@ def test_helpers_name_bad_arguments(library_errors):
     assert bool(jnp.isfinite(ds))
 
 
+@pytest.mark.parametrize("flag", ["homogeneous", "squared"])
+@pytest.mark.parametrize("bad", ["False", None, 0, jnp.asarray(True)])
+def test_sobolev_norm_flags_must_be_bools(flag, bad, library_errors):
+    """homogeneous and squared were taken by truthiness: homogeneous="False" dropped the mean
+    and used |k|^(2s), squared=None returned the norm, both silently."""
+    with pytest.raises(TypeError, match=rf"`{flag}` must be a Python bool.*got"):
+        sobolev_norm(jnp.ones((2, 8)), 1.0, **{flag: bad})
+
+
+def test_sobolev_norm_refuses_a_complex_s(library_errors):
+    with pytest.raises(TypeError, match=r"`s` must be a real number; got 1j"):
+        sobolev_norm(jnp.ones((2, 8)), 1j)
+
+
 def test_empty_orders_are_refused(library_errors):
     """No derivative axis is an error naming `orders` (it failed inside zip() with 'argument 2
     is shorter than argument 1')."""
