@@ -22,12 +22,29 @@ from spectrax._checks import (
 
 
 def _as_tuple(name: str, value, ndim: int) -> tuple:
-    if isinstance(value, (int, float, np.integer, np.floating)):
+    """``value`` (a real number, or one per spatial axis) as ``ndim`` Python numbers, else a
+    TypeError/ValueError naming ``name``: a bool would be read as 1 or 0, a string or a JAX
+    array failed inside NumPy with a message that named nothing."""
+
+    def is_number(v) -> bool:
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+            v, (bool, np.bool_)
+        )
+
+    if is_number(value):
         return (value,) * ndim
-    value = tuple(value)
-    if len(value) != ndim:
-        raise ValueError(f"`{name}` must have one entry per spatial axis ({ndim}); got {value}.")
-    return value
+    try:
+        values = tuple(value) if not isinstance(value, str) else None
+    except TypeError:
+        values = None
+    if values is None or not all(is_number(v) for v in values):
+        raise TypeError(
+            f"`{name}` must be a real number or a sequence of {ndim} real numbers (Python or "
+            f"NumPy, one per spatial axis); got {value!r}."
+        )
+    if len(values) != ndim:
+        raise ValueError(f"`{name}` must have one entry per spatial axis ({ndim}); got {values}.")
+    return values
 
 
 def _grid(name: str, value) -> tuple[int, ...]:
@@ -254,8 +271,10 @@ def spectral_derivative(
         is differentiated like any other mode).
     """
     check_real_float("u", u)
-    if isinstance(orders, (int, np.integer)):
+    if isinstance(orders, (int, np.integer)) and not isinstance(orders, (bool, np.bool_)):
         orders = (int(orders),)
+    elif isinstance(orders, (bool, np.bool_)):
+        raise TypeError(f"`orders` must be non-negative integers; got {orders!r}.")
     if isinstance(orders, (float, np.floating)) or any(
         isinstance(o, bool) or not isinstance(o, (int, np.integer)) for o in orders
     ):

@@ -450,6 +450,26 @@ def test_sobolev_norm_refuses_a_complex_s(library_errors):
         sobolev_norm(jnp.ones((2, 8)), 1j)
 
 
+def test_bools_and_non_numbers_are_not_orders_or_lengths(library_errors):
+    """orders=True was a first derivative and lengths=True a unit domain, silently; a string,
+    None or a JAX array as lengths failed inside NumPy with a message naming nothing."""
+    u = jnp.ones((4, 8))
+    for bad in (True, np.bool_(False)):
+        with pytest.raises(TypeError, match=r"`orders` must be non-negative integers; got"):
+            spectral_derivative(u, bad)
+    for bad in (True, "a", None, jnp.asarray(2.0), (1.0, "b"), (1.0, False)):
+        with pytest.raises(TypeError, match=r"`lengths` must be a real number or a sequence"):
+            spectral_derivative(u, (1, 1), lengths=bad)
+        with pytest.raises(TypeError, match=r"`lengths` must be a real number or a sequence"):
+            sobolev_norm(u, 1.0, num_spatial_dims=2, lengths=bad)
+        with pytest.raises(TypeError, match=r"`lengths` must be a real number or a sequence"):
+            wavenumbers((4, 8), bad)
+    # NumPy numbers and arrays are numbers
+    (k,) = wavenumbers((4,), np.float64(2.0))
+    assert_close(k, 2 * np.pi * np.arange(3) / 2.0, jnp.float32)  # rfft axis: k = 0, 1, 2
+    assert wavenumbers((4, 8), np.array([1.0, 2.0]))[1].shape == (1, 5)
+
+
 def test_empty_orders_are_refused(library_errors):
     """No derivative axis is an error naming `orders` (it failed inside zip() with 'argument 2
     is shorter than argument 1')."""
