@@ -131,9 +131,12 @@ def pad_modes(
     super-resolution in FNO). A kept Nyquist frequency of an even axis of ``s0`` is read as a
     cosine, ``c cos(pi n x)``, half at ``+n/2`` and half at ``-n/2``, the convention of
     :func:`spectrax.nn.nyquist_weights`; where ``s`` differs from ``s0`` on that axis it is no
-    longer a Nyquist bin, so it is halved (the last axis; irfft supplies the conjugate half) or
-    halved at ``-n/2`` and copied to ``+n/2`` (a leading axis; that bin lies outside the
-    :func:`truncate_modes` layout). On the last axis, a kept frequency that is the Nyquist bin
+    longer a Nyquist bin, so it is halved at ``-n/2`` and copied to ``+n/2`` (a leading axis;
+    that bin lies outside the :func:`truncate_modes` layout) or, on the last axis, replaced by
+    half its Hermitian part over the leading axes, ``(b[k] + conj b[-k]) / 4`` (irfft supplies
+    the conjugate half; on ``s0`` irfftn keeps only that Hermitian part, so the column is
+    ``H(x) cos(pi n y)`` and gains no sine where the layout kept frequency ``-m`` but not
+    ``+m``). On the last axis, a kept frequency that is the Nyquist bin
     of an even ``s`` but not of ``s0`` is doubled, since irfft counts that bin once. On axes
     where ``s`` equals ``s0`` nothing changes.
 
@@ -192,14 +195,23 @@ def pad_modes(
             out = jax.lax.dynamic_update_slice_in_dim(out, half, n - m, axis=axis)
             out = jax.lax.dynamic_update_slice_in_dim(out, half, m, axis=axis)
     n0, n, m = in_shape[-1], spatial_shape[-1], modes[-1]
-    scale = 1.0
+    b = out[..., m - 1 : m]
     if n0 % 2 == 0 and m == n0 // 2 + 1 and n != n0:
-        scale = 0.5  # the input's Nyquist bin is an interior one of the output
+        # The input's Nyquist column is an interior one of the output. On the input grid irfftn
+        # keeps only its Hermitian part over the leading axes, H[k] = (b[k] + conj b[-k]) / 2
+        # (the real part after the inverse FFT of the leading axes); read as a cosine in the
+        # last axis, H[k] e^{i k.x} cos(pi n0 y) puts H[k] / 2 at (k, +n0/2), and irfftn adds
+        # the conjugate half at (-k, -n0/2). Halving b alone would keep its anti-Hermitian part
+        # as a sine, zero on the input grid but not between its points.
+        flipped = b
+        for i in range(d - 1):  # index k -> -k mod n on every leading axis
+            axis = len(lead) + i
+            flipped = jnp.roll(jnp.flip(flipped, axis=axis), 1, axis=axis)
+        quarter = jnp.asarray(0.25, b.real.dtype).astype(b.dtype)
+        out = out.at[..., m - 1 : m].set(quarter * (b + jnp.conj(flipped)))
     elif n % 2 == 0 and m == n // 2 + 1 and n != n0:
-        scale = 2.0  # an interior bin of the input is the output's Nyquist bin
-    if scale != 1.0:
-        b = out[..., m - 1 : m]
-        out = out.at[..., m - 1 : m].set(b * jnp.asarray(scale, b.real.dtype).astype(b.dtype))
+        # an interior bin of the input is the output's Nyquist bin, which irfft counts once
+        out = out.at[..., m - 1 : m].set(b * jnp.asarray(2.0, b.real.dtype).astype(b.dtype))
     return out
 
 

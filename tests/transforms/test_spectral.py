@@ -339,6 +339,22 @@ def test_pad_modes_in_shape_evaluates_band_limited_field(x64, f, in_shape, out_s
     assert_close(got, f(*fine), jnp.float64)
 
 
+def test_pad_modes_in_shape_keeps_the_last_axis_nyquist_column_a_cosine(x64):
+    """A kept last-axis Nyquist column whose leading-axis content is not Hermitian (FNO keeps
+    frequency -m but not +m) was halved as it was: off the input grid the field gained
+    0.35 sin(2 pi (2y - x))-type sine terms that vanish on the input grid. It is the cosine
+    ``H(x) cos(4 pi y)`` with ``H`` the real part irfftn keeps on the input grid."""
+    a = lambda x: np.cos(2 * _PI * x) + 0.7 * np.sin(2 * _PI * x)  # noqa: E731
+    f = lambda x, y: 0.2 + a(x) * np.cos(4 * _PI * y)  # noqa: E731
+    # modes (1, 3) on (5, 4) keep x-frequencies {0, -1} of the y-Nyquist column: half of a(x)
+    kept = lambda x, y: 0.2 + 0.5 * a(x) * np.cos(4 * _PI * y)  # noqa: E731
+    same = _band_limited(f, (5, 4), (5, 4), (1, 3), {"in_shape": (5, 4)})
+    assert_close(same, kept(*np.meshgrid(_grid(5), _grid(4), indexing="ij")), jnp.float64)
+    got = _band_limited(f, (5, 4), (10, 7), (1, 3), {"in_shape": (5, 4)})
+    fine = np.meshgrid(_grid(10), _grid(7), indexing="ij")
+    assert_close(got, kept(*fine), jnp.float64)
+
+
 def test_pad_modes_default_unchanged_and_same_grid(x64, key):
     # Without in_shape the bins are copied: a kept last-axis Nyquist bin (-1)^j comes back
     # doubled on a finer grid (the documented default, which SpectralConv compensates itself).
