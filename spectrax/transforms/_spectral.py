@@ -15,6 +15,7 @@ from spectrax._checks import (
     check_bool,
     check_float_dtype,
     check_grid_shape,
+    check_inexact,
     check_positive_int,
     check_real_float,
     lift_rank,
@@ -96,6 +97,7 @@ def truncate_modes(
     Returns:
         Shape ``(*batch, 2 m_1, ..., 2 m_{d-1}, m_d)``.
     """
+    check_inexact("x_hat", x_hat)
     if isinstance(modes, (int, np.integer)):
         raise TypeError(f"`modes` must be one int per spatial axis, e.g. ({modes},); got {modes}.")
     d = len(modes)
@@ -157,6 +159,7 @@ def pad_modes(
     Returns:
         Shape ``(*batch, s_1, ..., s_{d-1}, s_d//2 + 1)``, dtype of ``x_trunc``.
     """
+    check_inexact("x_trunc", x_trunc)
     spatial_shape = _grid("spatial_shape", spatial_shape)
     d = len(spatial_shape)
     if x_trunc.ndim < d:

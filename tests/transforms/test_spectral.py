@@ -519,6 +519,18 @@ def test_bools_and_non_numbers_are_not_orders_or_lengths(library_errors):
     assert wavenumbers((4, 8), np.array([1.0, 2.0]))[1].shape == (1, 5)
 
 
+def test_mode_helpers_refuse_non_float_spectra(library_errors):
+    """An int spectrum was sliced and padded as int (with in_shape its halved Nyquist bin
+    became 0), a list or None failed with AttributeError naming nothing."""
+    for bad, got in ((jnp.arange(5), "int32"), ([1.0, 2.0, 3.0], "list"), (None, "NoneType")):
+        with pytest.raises(TypeError, match=rf"`x_hat` must be .*floating-point or complex.*{got}"):
+            truncate_modes(bad, (2,))
+        with pytest.raises(
+            TypeError, match=rf"`x_trunc` must be .*floating-point or complex.*{got}"
+        ):
+            pad_modes(bad, (8,), in_shape=(4,))
+
+
 def test_empty_orders_are_refused(library_errors):
     """No derivative axis is an error naming `orders` (it failed inside zip() with 'argument 2
     is shorter than argument 1')."""
