@@ -367,7 +367,9 @@ def sobolev_norm(
     squared = check_bool("squared", squared)
     if u.ndim < d:
         raise ValueError(
-            f"`num_spatial_dims`={num_spatial_dims} is invalid for `u` of shape {u.shape}."
+            f"`num_spatial_dims`={num_spatial_dims} is more than the {u.ndim} axes of `u` "
+            f"(shape {u.shape}): expected 1 <= num_spatial_dims <= u.ndim, the trailing spatial "
+            "axes."
         )
     spatial = u.shape[-d:]
     axes = tuple(range(u.ndim - d, u.ndim))

@@ -459,6 +459,8 @@ def test_helpers_name_bad_arguments(library_errors):
     u = jnp.ones((2, 8))
     with pytest.raises(ValueError, match=r"`num_spatial_dims` must be an integer >= 1; got 1.9"):
         sobolev_norm(u, 1.0, num_spatial_dims=1.9)
+    with pytest.raises(ValueError, match=r"`num_spatial_dims`=3 is more than the 2 axes of `u`"):
+        sobolev_norm(u, 1.0, num_spatial_dims=3)
     with pytest.raises(ValueError, match=r"`s` must be finite; got nan"):
         sobolev_norm(u, float("nan"))
     with pytest.raises(TypeError, match=r"`s` must be a real number; got 'a'"):
