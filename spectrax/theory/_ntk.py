@@ -217,5 +217,8 @@ def gd_residuals(
     n = ntk.shape[0]
     factor = 1.0 - lr * w / n
     t = jnp.arange(steps + 1, dtype=dtype)[:, None]
+    # factor ** 0 = 1 is set, not computed: the derivative of factor ** t in the rate is
+    # t factor ** (t - 1), NaN (0 * inf) at t = 0 for a mode with factor 0 (eta lambda = N)
+    powers = jnp.where(t == 0, 1.0, factor[None, :] ** jnp.maximum(t, 1.0))
     coef = v.T @ residual0.astype(dtype)
-    return (factor[None, :] ** t * coef[None, :]) @ v.T
+    return (powers * coef[None, :]) @ v.T

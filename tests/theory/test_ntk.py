@@ -252,3 +252,18 @@ def test_an_unpartitioned_model_is_refused_with_the_fix(key, library_errors):
     model = eqx.nn.MLP(1, "scalar", 8, 1, key=key)
     with pytest.raises(TypeError, match=r"`params`.*got a leaf of type .*eqx\.partition"):
         empirical_ntk(lambda p, xi: p(xi), model, jnp.ones((4, 1)))
+
+
+def test_gd_residuals_gradient_in_the_rate(x64):
+    """d r_t / d eta against the closed form, also at a rate where a mode is removed in one step
+    (eta lambda / N = 1): `factor ** t` with float t differentiated 0 ** 0 as 0 * 0 ** -1, NaN."""
+    lam, n, steps = jnp.asarray([4.0, 1.0], jnp.float64), 2, 4
+    ntk, r0 = jnp.diag(lam), jnp.asarray([1.0, -2.0], jnp.float64)
+    t = np.arange(steps + 1)[:, None]
+    for eta in (0.5, 0.3):  # 0.5: the first mode's factor 1 - eta * 4 / 2 is exactly 0
+        factor = 1.0 - eta * np.asarray(lam) / n
+        want = np.where(t == 0, 0.0, -t * factor ** np.maximum(t - 1, 0)) * np.asarray(lam / n * r0)
+        got = jax.jacfwd(lambda lr: gd_residuals(ntk, r0, lr, steps))(jnp.asarray(eta))
+        assert_close(got, want, jnp.float64)
+        got = jax.grad(lambda lr: gd_residuals(ntk, r0, lr, steps).sum())(jnp.asarray(eta))
+        assert_close(got, want.sum(), jnp.float64)
