@@ -57,6 +57,11 @@ def frequency_errors(
             "`target` must have the grid as its last axis, shape (*batch, L); got shape "
             f"{jnp.shape(target)}."
         )
+    if target.shape[-1] < 1:
+        raise ValueError(
+            "`target` must have at least one grid point on its last axis, shape (*batch, L) "
+            f"with L >= 1; got shape {target.shape}."
+        )
     if prediction.shape != target.shape:
         raise ValueError(
             f"`prediction` has shape {prediction.shape} but `target` has {target.shape}; "
@@ -128,6 +133,10 @@ def spectral_bias_curve(
     if y.ndim != 1 or x.ndim < 1 or x.shape[0] != y.shape[0]:
         raise ValueError(
             f"expected `x` (N, ...) and `y` (N,) with the same N; got {x.shape=} and {y.shape=}."
+        )
+    if y.shape[0] < 1:
+        raise ValueError(
+            f"`x` and `y` must hold at least one example (N >= 1); got {x.shape=} and {y.shape=}."
         )
     k = _check_frequencies(frequencies, y.shape[0])
     check_params(params)

@@ -148,3 +148,21 @@ def test_params_must_be_float_arrays(key, library_errors):
         spectral_bias_curve(lambda p, xi: p(xi), model, x, y, **kw)
     with pytest.raises(TypeError, match=r"`params`.*real floating-point.*got dtype int32"):
         spectral_bias_curve(lambda p, xi: p * xi[0], jnp.ones((), jnp.int32), x, y, **kw)
+
+
+def test_an_empty_grid_is_refused(library_errors):
+    """A grid of 0 points passed the frequency check ([0] lies in [0, 0]) and failed inside
+    XLA's FFT lowering ("Cannot lower jaxpr with verifier errors"), naming no argument."""
+    empty = jnp.zeros((0,))
+    with pytest.raises(ValueError, match=r"`target` must have at least one grid point.*\(0,\)"):
+        frequency_errors(empty, empty, [0])
+    with pytest.raises(ValueError, match=r"at least one example.*x\.shape=\(0,\)"):
+        spectral_bias_curve(
+            lambda p, xi: p * xi,
+            jnp.ones(()),
+            empty,
+            empty,
+            frequencies=[0],
+            steps=1,
+            optimizer=optax.sgd(0.1),
+        )
