@@ -267,3 +267,29 @@ def test_gd_residuals_gradient_in_the_rate(x64):
         assert_close(got, want, jnp.float64)
         got = jax.grad(lambda lr: gd_residuals(ntk, r0, lr, steps).sum())(jnp.asarray(eta))
         assert_close(got, want.sum(), jnp.float64)
+
+
+def test_one_hidden_layer_ntk_by_hand(key, x64):
+    """f(x) = sum_j a_j tanh(w_j . x + b_j) + c: the NTK written out from the partial derivatives
+    (no autodiff), Theta(x, x') = 1 + sum_j [s_j s'_j + a_j^2 (1 - s_j^2)(1 - s'_j^2)(x.x' + 1)]
+    with s_j = tanh(w_j . x + b_j), s'_j the same at x'."""
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+    h, d = 6, 3
+    params = {
+        "w": jax.random.normal(k1, (h, d), jnp.float64),
+        "b": jax.random.normal(k2, (h,), jnp.float64),
+        "a": jax.random.normal(k3, (h,), jnp.float64),
+        "c": jnp.asarray(0.3, jnp.float64),
+    }
+    x1 = jax.random.normal(k4, (5, d), jnp.float64)
+    x2 = jax.random.normal(k5, (4, d), jnp.float64)
+
+    def f(p, x):
+        return p["a"] @ jnp.tanh(p["w"] @ x + p["b"]) + p["c"]
+
+    w, b, a = (np.asarray(params[n]) for n in ("w", "b", "a"))
+    s1, s2 = np.tanh(np.asarray(x1) @ w.T + b), np.tanh(np.asarray(x2) @ w.T + b)  # (N, H)
+    gram = np.asarray(x1) @ np.asarray(x2).T + 1.0
+    want = 1.0 + s1 @ s2.T + ((1 - s1**2) * a**2) @ (1 - s2**2).T * gram
+    ntk = jax.jit(lambda p, a, b: empirical_ntk(f, p, a, b))(params, x1, x2)
+    assert_close(ntk, want, jnp.float64)

@@ -90,3 +90,15 @@ def test_bad_inputs_are_named(library_errors):
         rope_angle_error(1e4, 64, np.array([2**31 + 5]))
     with pytest.raises(TypeError, match="`dtype` must be a real floating-point"):
         rope_angle_error(1e4, 64, np.array([1]), jnp.int32)
+
+
+def test_angle_error_against_numpy_rounding():
+    # the angles an implementation in float32 / bfloat16 forms: theta rounded from float64 once,
+    # the position converted, one rounded product; NumPy (ml_dtypes for bfloat16) as reference
+    pos = np.array([0, 3, 255, 257, 1001, 4097, 65535, 2**20 + 1])
+    theta = 5e5 ** (-np.arange(0, 64, 2) / 64)
+    exact = np.outer(pos.astype(np.float64), theta)
+    for dtype in (np.float32, jnp.bfloat16):
+        computed = pos.astype(dtype)[:, None] * theta.astype(dtype)[None, :]
+        want = np.abs(computed.astype(np.float64) - exact).max(axis=1)
+        np.testing.assert_array_equal(rope_angle_error(5e5, 64, pos, dtype), want)
