@@ -166,6 +166,10 @@ def gd_residuals(
     directions with small eigenvalues (for smooth networks, the high frequencies) are learned
     last, which is the spectral bias.
 
+    Computed by applying ``I - η Θ / N`` step by step, with ``Θ`` symmetrised as
+    ``(ntk + ntk.T) / 2`` (half precision widened to float32), so the result is differentiable
+    in ``ntk`` and ``learning_rate`` everywhere, repeated eigenvalues included.
+
     Args:
         ntk: ``(N, N)`` symmetric kernel on the training points.
         residual0: ``(N,)`` the residual at initialisation.
@@ -213,12 +217,18 @@ def gd_residuals(
                 raise ValueError(f"`learning_rate` must be > 0 and finite; got {value!r}.")
         # one dtype throughout (a float32 rate traced beside a float64 kernel, strict promotion)
         lr = learning_rate.astype(dtype)
-    w, v = ntk_eigh(ntk.astype(dtype))
+    # The recursion itself, not the eigendecomposition it diagonalises: r_T is a polynomial in
+    # the kernel, but the derivative of `eigh` has 1/(λ_i - λ_j) terms, NaN for a repeated
+    # eigenvalue and inaccurate for close ones (the zero eigenvalues of a kernel J Jᵀ with
+    # fewer parameters than points). Same O(T N²) work as applying the eigenbasis.
+    ntk = ntk.astype(dtype)
     n = ntk.shape[0]
-    factor = 1.0 - lr * w / n
-    t = jnp.arange(steps + 1, dtype=dtype)[:, None]
-    # factor ** 0 = 1 is set, not computed: the derivative of factor ** t in the rate is
-    # t factor ** (t - 1), NaN (0 * inf) at t = 0 for a mode with factor 0 (eta lambda = N)
-    powers = jnp.where(t == 0, 1.0, factor[None, :] ** jnp.maximum(t, 1.0))
-    coef = v.T @ residual0.astype(dtype)
-    return (powers * coef[None, :]) @ v.T
+    step = (0.5 * lr) * (ntk + ntk.T) / n
+    r0 = residual0.astype(dtype)
+
+    def one(r, _):
+        r = r - jnp.matmul(step, r, precision=jax.lax.Precision.HIGHEST)
+        return r, r
+
+    _, rs = jax.lax.scan(one, r0, None, length=steps)
+    return jnp.concatenate([r0[None, :], rs], axis=0)
