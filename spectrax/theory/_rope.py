@@ -128,7 +128,8 @@ def rope_aliasing_bound(context_length: int, head_dim: int) -> float:
     ``cos(m θ_min)`` identifies the distance ``m`` one-to-one only while
     ``context_length · θ_min <= π``; beyond, distances alias onto each other in every pair,
     the analogue of a Nyquist limit in the oscillator-bank reading of RoPE. Closed form:
-    ``base >= (context_length / π)^(d / (d - 2))``.
+    ``base >= (context_length / π)^(d / (d - 2))``, returned as is: below 1 for
+    ``context_length <= 3``, where every valid base (``> 1``) passes.
     """
     n = check_positive_int("context_length", context_length)
     d = _check_head_dim(head_dim)

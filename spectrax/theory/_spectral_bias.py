@@ -108,7 +108,8 @@ def spectral_bias_curve(
     at a rate set by the kernel's eigenvalue there (:func:`gd_residuals`); a ReLU/tanh MLP's
     eigenvalues fall with frequency, Fourier features and SIREN flatten the fall. The loss
     minimised is the mean squared error ``mean(r²)``, twice the loss of :func:`gd_residuals`:
-    plain gradient descent at rate ``η`` here follows ``gd_residuals(ntk, r0, 2η, t)``.
+    plain gradient descent at rate ``η`` here follows ``gd_residuals(ntk, r0, 2η, t)``,
+    exactly for a model linear in its parameters, approximately for a wide network.
 
     Args:
         f: ``f(params, x_i) -> scalar`` on one example.
