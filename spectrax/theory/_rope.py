@@ -101,6 +101,10 @@ def rope_base_lower_bound(context_length: int, head_dim: int, *, rtol: float = 1
 
     Returns:
         The bound, a Python float.
+
+    Raises:
+        ValueError: if no base among the grid's first 2^20 points (and below 1e300) holds: with
+            a small ``rtol`` the grid ends early (near 5.7 for ``rtol = 1e-6``).
     """
     n = check_positive_int("context_length", context_length)
     d = _check_head_dim(head_dim)
@@ -108,16 +112,20 @@ def rope_base_lower_bound(context_length: int, head_dim: int, *, rtol: float = 1
         raise TypeError(f"`rtol` must be a real number in (0, 1); got {rtol!r}.")
     if not 0 < rtol < 1:
         raise ValueError(f"`rtol` must lie in (0, 1); got {rtol!r}.")
-    block = 64
-    for j0 in range(0, 1 << 20, block):
+    block, points = 64, 1 << 20
+    top = 2.0
+    for j0 in range(0, points, block):
         bases = 2.0 * (1.0 + rtol) ** np.arange(j0, j0 + block, dtype=np.float64)
         if bases[0] > 1e300:
             break
+        top = float(bases[-1])
         hit = _first_holding(bases, d, n)
         if hit is not None:
             return float(bases[hit])
-    raise ValueError(  # pragma: no cover - d = 4 with absurd lengths
-        f"no base up to 1e300 satisfies the decay criterion for context_length={n}, head_dim={d}."
+    raise ValueError(
+        f"no base up to {top:.3g} (the grid 2 (1 + rtol)^j, rtol={rtol!r}, stops after 2^20 "
+        f"points or at 1e300) satisfies the decay criterion for context_length={n}, "
+        f"head_dim={d}; a larger `rtol` reaches larger bases."
     )
 
 

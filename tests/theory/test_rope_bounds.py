@@ -102,3 +102,12 @@ def test_angle_error_against_numpy_rounding():
         computed = pos.astype(dtype)[:, None] * theta.astype(dtype)[None, :]
         want = np.abs(computed.astype(np.float64) - exact).max(axis=1)
         np.testing.assert_array_equal(rope_angle_error(5e5, 64, pos, dtype), want)
+
+
+def test_lower_bound_error_says_how_far_it_scanned(library_errors):
+    """With a fine grid the scan ends after its 2^20 points, near base 5.7 for rtol = 1e-6: it
+    raised "no base up to 1e300 satisfies the decay criterion", false (453 does, for 3 tokens
+    at d = 4), where the fix is a coarser `rtol`."""
+    assert rope_decay_curve(453.1, 4, 3).min() >= 0.0
+    with pytest.raises(ValueError, match=r"no base up to 5\.7.*2\^20 points.*larger `rtol`"):
+        rope_base_lower_bound(3, 4, rtol=1e-6)
