@@ -13,7 +13,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int
 
-from spectrax._checks import check_positive_int, check_real_float, compute_dtype
+from spectrax._checks import _describe, check_positive_int, check_real_float, compute_dtype
 from spectrax.theory._ntk import check_params
 
 
@@ -141,6 +141,13 @@ def spectral_bias_curve(
         )
     k = _check_frequencies(frequencies, y.shape[0])
     check_params(params)
+    if not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        raise TypeError(
+            "`optimizer` must be an Optax GradientTransformation (with `init` and `update`), "
+            f"e.g. `optax.adam(1e-3)`; got {_describe(optimizer)}."
+        )
 
     def predict(p):
         out = jax.vmap(f, in_axes=(None, 0))(p, x)

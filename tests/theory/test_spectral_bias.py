@@ -170,7 +170,7 @@ def test_an_empty_grid_is_refused(library_errors):
 
 
 def test_frequency_errors_against_numpy_and_its_gradient(x64):
-    # batched NumPy reference; under jit and vmap; the gradient in the prediction in closed form,
+    # batched NumPy reference; under jit(vmap); the gradient in the prediction in closed form,
     # d |E_k| / |T_k| / d p_n = Re(conj(E_k) exp(-2 pi i k n / L)) / (|E_k| |T_k|)
     rng = np.random.default_rng(3)
     n, ks = 24, [1, 5, 12]
@@ -179,11 +179,21 @@ def test_frequency_errors_against_numpy_and_its_gradient(x64):
     want = np.abs(e) / np.abs(t)
     p, tg = jnp.asarray(pred), jnp.asarray(target)
     assert_close(frequency_errors(p, tg, ks), want, jnp.float64)
-    jitted = jax.jit(lambda a, b: frequency_errors(a, b, ks))(p, tg)
-    assert_close(jitted, want, jnp.float64)
-    mapped = jax.vmap(lambda a, b: frequency_errors(a, b, ks))(p, tg)
+    mapped = jax.jit(jax.vmap(lambda a, b: frequency_errors(a, b, ks)))(p, tg)
     assert_close(mapped, want, jnp.float64)
-    grad = jax.jacrev(lambda a: frequency_errors(a, tg[0, 0], ks))(p[0, 0])  # (K, L)
+    grad = jax.jit(jax.jacrev(lambda a: frequency_errors(a, tg[0, 0], ks)))(p[0, 0])  # (K, L)
     phase = np.exp(-2j * np.pi * np.outer(ks, np.arange(n)) / n)
     e0, t0 = e[0, 0][:, None], t[0, 0][:, None]
     assert_close(grad, np.real(np.conj(e0) * phase) / (np.abs(e0) * np.abs(t0)), jnp.float64)
+
+
+def test_optimizer_must_be_a_gradient_transformation(library_errors):
+    """`optimizer=optax.adam` (the factory, not called) or a learning rate raised
+    "AttributeError: 'function' object has no attribute 'init'", naming neither the argument
+    nor the fix."""
+    x = _grid(16)
+    for bad in (optax.adam, 0.1):
+        with pytest.raises(TypeError, match=r"`optimizer` must be an Optax.*optax\.adam\(1e-3\)"):
+            spectral_bias_curve(
+                lambda p, xi: p * xi, jnp.ones(()), x, x, frequencies=[1], steps=1, optimizer=bad
+            )
