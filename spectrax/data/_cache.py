@@ -26,7 +26,9 @@ logger = logging.getLogger(__name__)
 # 2: delayed_recall draws int32 in every mode (its data under x64 changed); the JAX version and
 # the x64 / threefry-partitionable flags joined the key. The generators' source joined it later
 # (a change of key by itself, with no bump).
-CACHE_VERSION = 2
+# 3: files store each array's dtype name (bfloat16 and the other ml_dtypes types were read
+# back as raw void bytes, |V2).
+CACHE_VERSION = 3
 
 _DATA_DIR = Path(__file__).resolve().parent
 
@@ -150,6 +152,31 @@ def cache_path(
     return root / f"{generator.__name__}-{digest}.npz"
 
 
+def _write(fh, arrays: tuple[np.ndarray, ...]) -> None:
+    """``arrays`` as ``arr_0, arr_1, ...`` plus their dtype names: the .npy format stores
+    bfloat16 and the other ml_dtypes types as raw void bytes (``|V2``), so those are written as
+    unsigned integers of the same width and viewed back by name in :func:`_read`."""
+    stored = [
+        a if np.dtype(a.dtype.str) == a.dtype else a.view(np.dtype(f"u{a.dtype.itemsize}"))
+        for a in arrays
+    ]
+    np.savez(fh, *stored, dtypes=np.array([a.dtype.name for a in arrays]))
+
+
+def _read(path: Path) -> tuple[np.ndarray, ...]:
+    """The arrays :func:`_write` stored, each in its own dtype; raises if the file is not one
+    (unreadable, truncated, or without the dtype record)."""
+    with np.load(path) as data:
+        names = [str(n) for n in data["dtypes"]]
+        out = []
+        for i, name in enumerate(names):
+            arr, dtype = data[f"arr_{i}"], jax.numpy.dtype(name)
+            out.append(arr if arr.dtype == dtype else arr.view(dtype))
+        if len(data.files) != len(names) + 1:
+            raise ValueError(f"{len(data.files) - 1} arrays stored, {len(names)} dtypes")
+    return tuple(out)
+
+
 def cached(
     generator: Callable[..., tuple[jax.Array, ...]],
     key,
@@ -184,9 +211,8 @@ def cached(
     path = cache_path(generator, key, *args, cache_dir=cache_dir, **kwargs)
     if path.exists():
         try:
-            with np.load(path) as data:
-                return tuple(data[f"arr_{i}"] for i in range(len(data.files)))
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            return _read(path)
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
             logger.warning("ignoring unreadable cache file %s (%s); regenerating", path, err)
     out = generator(key, *args, **kwargs)
     arrays = tuple(np.asarray(x) for x in (out if isinstance(out, tuple) else (out,)))
@@ -194,7 +220,7 @@ def cached(
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, *arrays)
+            _write(fh, arrays)
             fh.flush()
             os.fsync(fh.fileno())  # the data is on disk before the name points at it
         os.replace(tmp, path)

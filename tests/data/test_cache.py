@@ -78,7 +78,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch, key, gen):
     """A failure while writing (here: a crash after half the bytes) leaves neither the final
     file nor the temporary one, and the next call recomputes and succeeds."""
 
-    def crashing_savez(fh, *arrays):
+    def crashing_savez(fh, *arrays, **named):
         fh.write(b"PK\x03\x04 partial")
         raise KeyboardInterrupt
 
@@ -201,3 +201,20 @@ def test_spectrax_generators_keyed_by_the_data_package(tmp_path, key, monkeypatc
         monkeypatch.undo()
     assert cache_path(burgers_dataset, key, 2, 16, cache_dir=tmp_path) == base
     assert _cache._source_digest(burgers_dataset) is not None
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.int8, jnp.bool_])
+def test_dtypes_survive_the_round_trip(tmp_path, key, dtype):
+    """A hit returns the arrays in the dtype the generator gave: bfloat16 (an ml_dtypes type,
+    which the .npy format stores as raw bytes) was read back as void |V2 data."""
+
+    def make(key, n):
+        x = jax.random.normal(key, (n, 3), jnp.float32)
+        return x.astype(dtype), jnp.arange(n, dtype=jnp.int32)
+
+    first = cached(make, key, 4, cache_dir=tmp_path)
+    again = cached(make, key, 4, cache_dir=tmp_path)
+    for x, y in zip(first, again, strict=True):
+        assert y.dtype == x.dtype, (x.dtype, y.dtype)
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
+    assert again[0].dtype == jnp.dtype(dtype)
