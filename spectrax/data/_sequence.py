@@ -12,7 +12,21 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from spectrax._checks import check_positive_int
+from spectrax._checks import (
+    check_float_dtype,
+    check_positive_float,
+    check_positive_int,
+    compute_dtype,
+)
+
+
+def _check_dtype(dtype):
+    """``dtype`` as a real floating-point dtype JAX can produce in the current mode: float64
+    outside 64-bit mode would be narrowed to float32 with only a warning."""
+    d = check_float_dtype("dtype", dtype)
+    if jax.dtypes.canonicalize_dtype(d) != d:
+        raise TypeError(f"`dtype`={d} needs 64-bit mode: wrap the call in jax.enable_x64(True).")
+    return d
 
 
 def delayed_recall(
@@ -39,7 +53,8 @@ def delayed_recall(
         num: number of sequences ``B``. length: ``L > min_lag``.
         min_lag: smallest distance from the signal token to the last position (``>= 1``).
         num_classes: signal tokens (the classes), ``>= 2``. num_noise: noise tokens, ``>= 1``.
-        dtype: float dtype of the one-hot inputs (float32).
+        dtype: real float dtype of the one-hot inputs (float32; float64 needs
+            ``jax.enable_x64``).
 
     Returns:
         ``(x, y)``: one-hot inputs ``(B, L, num_classes + num_noise)`` (signal tokens first)
@@ -50,6 +65,7 @@ def delayed_recall(
     length = check_positive_int("length", length, minimum=min_lag + 1)
     num_classes = check_positive_int("num_classes", num_classes, minimum=2)
     num_noise = check_positive_int("num_noise", num_noise)
+    dtype = _check_dtype(dtype)
     kn, kp, kl = jax.random.split(key, 3)
     # int32 explicitly: the default integer is int64 under jax_enable_x64, a different stream
     i32 = jnp.int32
@@ -76,6 +92,13 @@ def delayed_copy(
     ``u`` is white noise low-passed to the normalised frequency band ``[0, cutoff]``
     (cycles per step, ``0 < cutoff <= 0.5``) and scaled to unit RMS per channel.
 
+    Args:
+        key: PRNG key. num: number of sequences ``B``. length: ``L``.
+        delay: the shift, ``>= 0``. channels: ``H``. cutoff: the band edge.
+        dtype: real float dtype of ``u`` and ``y`` (float32). Half precision (bfloat16,
+            float16) is drawn and filtered in float32 (XLA has no half-precision FFT) and
+            rounded once: the float32 data cast. float64 needs ``jax.enable_x64``.
+
     Returns:
         ``(u, y)``, each ``(B, L, channels)``.
     """
@@ -83,13 +106,17 @@ def delayed_copy(
     length = check_positive_int("length", length)
     delay = check_positive_int("delay", delay, minimum=0)
     channels = check_positive_int("channels", channels)
-    if not (0.0 < cutoff <= 0.5):
+    cutoff = check_positive_float("cutoff", cutoff)
+    if not cutoff <= 0.5:
         raise ValueError(f"`cutoff` must be in (0, 0.5] cycles per step; got {cutoff!r}.")
-    white = jax.random.normal(key, (num, length, channels), dtype)
+    dtype = _check_dtype(dtype)
+    work = compute_dtype(dtype)
+    white = jax.random.normal(key, (num, length, channels), work)
     spec = jnp.fft.rfft(white, axis=1)
-    freqs = jnp.fft.rfftfreq(length).astype(dtype)
+    freqs = jnp.fft.rfftfreq(length).astype(work)
     mask = (freqs <= cutoff).astype(spec.dtype).reshape(1, -1, 1)
-    u = jnp.fft.irfft(spec * mask, n=length, axis=1).astype(dtype)
-    u = u / jnp.sqrt(jnp.mean(u * u, axis=1, keepdims=True) + jnp.asarray(1e-12, dtype))
+    u = jnp.fft.irfft(spec * mask, n=length, axis=1).astype(work)
+    u = u / jnp.sqrt(jnp.mean(u * u, axis=1, keepdims=True) + jnp.asarray(1e-12, work))
+    u = u.astype(dtype)
     y = jnp.concatenate([jnp.zeros((num, min(delay, length), channels), dtype), u], axis=1)
     return u, y[:, :length]

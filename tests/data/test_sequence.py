@@ -52,3 +52,31 @@ def test_same_data_with_and_without_x64():
     np.testing.assert_array_equal(x64, x)
     np.testing.assert_array_equal(y64, y)
     np.testing.assert_array_equal(u64, u)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_delayed_copy_half_precision_is_the_float32_data_rounded(dtype):
+    """Half precision is drawn and filtered in float32 and rounded once (it failed inside the
+    FFT: 'RFFT input must be float32 or float64, got bfloat16')."""
+    key = jax.random.key(1)
+    u, y = delayed_copy(key, 2, 40, delay=5, dtype=dtype)
+    u32, y32 = delayed_copy(key, 2, 40, delay=5)
+    assert u.dtype == y.dtype == jnp.dtype(dtype)
+    np.testing.assert_array_equal(np.asarray(u), np.asarray(u32.astype(dtype)))
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(y32.astype(dtype)))
+
+
+@pytest.mark.parametrize("task", [delayed_copy, delayed_recall])
+def test_bad_dtype_named(task, library_errors):
+    """An integer dtype failed inside jax.random (or gave an integer one-hot) and float64
+    outside 64-bit mode was narrowed to float32 with only a warning."""
+    key = jax.random.key(0)
+    with pytest.raises(TypeError, match="`dtype` must be a real floating-point type"):
+        task(key, 2, 300, dtype=jnp.int32)
+    with pytest.raises(TypeError, match=r"`dtype`=float64 needs 64-bit mode"):
+        task(key, 2, 300, dtype=jnp.float64)
+
+
+def test_cutoff_type_named(library_errors):
+    with pytest.raises(TypeError, match="`cutoff` must be a Python float; got str"):
+        delayed_copy(jax.random.key(0), 2, 16, cutoff="0.1")
