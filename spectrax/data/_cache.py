@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -192,7 +193,8 @@ def cached(
     :func:`default_cache_dir`: ``$SPECTRAX_CACHE`` or ``~/.cache/spectrax``). It is written
     to a temporary file in the same directory and moved into place with ``os.replace``, so an
     interrupted run never leaves a partial file under the final name and concurrent writers
-    race harmlessly.
+    race harmlessly. A directory that cannot be written (read-only, full) gives a
+    ``RuntimeWarning`` and the generated data, uncached.
 
     Args:
         generator: a dataset function returning a tuple of arrays, e.g.
@@ -216,6 +218,24 @@ def cached(
             logger.warning("ignoring unreadable cache file %s (%s); regenerating", path, err)
     out = generator(key, *args, **kwargs)
     arrays = tuple(np.asarray(x) for x in (out if isinstance(out, tuple) else (out,)))
+    try:
+        _store(path, arrays)
+    except OSError as err:
+        # The data are computed (possibly hours of work) and correct: hand them back.
+        warnings.warn(
+            f"could not write the cache file {path} ({err}); returning the data uncached. Point "
+            f"`cache_dir` or $SPECTRAX_CACHE at a writable directory with free space.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return arrays
+    logger.info("cached %s to %s", generator.__name__, path)
+    return arrays
+
+
+def _store(path: Path, arrays: tuple[np.ndarray, ...]) -> None:
+    """Write ``arrays`` to ``path`` atomically: a temporary file in the same directory, synced,
+    then renamed; on any failure the temporary file is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
     try:
@@ -227,5 +247,3 @@ def cached(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    logger.info("cached %s to %s", generator.__name__, path)
-    return arrays

@@ -218,3 +218,34 @@ def test_dtypes_survive_the_round_trip(tmp_path, key, dtype):
         assert y.dtype == x.dtype, (x.dtype, y.dtype)
         np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
     assert again[0].dtype == jnp.dtype(dtype)
+
+
+@pytest.mark.parametrize("where", ["mkdir", "write"])
+def test_unwritable_cache_dir_returns_the_data(tmp_path, monkeypatch, key, gen, where):
+    """A read-only or full cache directory costs the cache, not the data: the generated arrays
+    come back with a RuntimeWarning naming the file (the OSError used to discard them) and no
+    temporary file is left behind."""
+    import errno
+
+    if where == "mkdir":
+
+        def fail(self, *args, **kwargs):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+        monkeypatch.setattr(pathlib.Path, "mkdir", fail)
+    else:
+
+        def fail(fh, *arrays, **named):
+            fh.write(b"PK\x03\x04 partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(np, "savez", fail)
+    path = cache_path(gen, key, 2, cache_dir=tmp_path / "cache")
+    with pytest.warns(RuntimeWarning, match=r"could not write the cache file .*uncached"):
+        x, y = cached(gen, key, 2, cache_dir=tmp_path / "cache")
+    monkeypatch.undo()
+    expected = gen(key, 2)
+    np.testing.assert_array_equal(x, expected[0])
+    np.testing.assert_array_equal(y, expected[1])
+    assert not path.exists()
+    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
