@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import tempfile
+import types
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -59,6 +60,65 @@ def _source_digest(generator: Callable[..., Any]) -> str | None:
         except OSError:  # e.g. an install without .py files: key on the rest
             continue
     return digest.hexdigest() if found else None
+
+
+def _code_digest(code: types.CodeType) -> str:
+    """A hash of a code object's bytecode, names and constants (nested code objects included),
+    stable across processes: frozenset constants are hashed in sorted order, since their repr
+    follows the per-process string hash seed."""
+    digest = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, types.CodeType):
+            digest.update(b"code\0" + value.co_code)
+            digest.update(repr((value.co_names, value.co_varnames, value.co_freevars)).encode())
+            for const in value.co_consts:
+                feed(const)
+        elif isinstance(value, (frozenset, set)):
+            digest.update(b"set\0" + repr(sorted(repr(v) for v in value)).encode())
+        elif isinstance(value, tuple):
+            digest.update(b"tuple\0")
+            for v in value:
+                feed(v)
+        else:
+            digest.update(repr(value).encode() + b"\0")
+
+    feed(code)
+    return digest.hexdigest()
+
+
+def _function_identity(fn: Any, seen: set[int] | None = None) -> Any:
+    """What a generator's source file does not pin down: its bytecode (two lambdas, or a
+    function redefined in a notebook, share a name, and a notebook has no source file) and the
+    values its closure captured (``scale`` in ``def make(scale): def gen(key, n): ...``).
+    Captured functions are keyed the same way; other values as parameters (:func:`_canonical`).
+    ``None`` for a callable without Python code (e.g. an instance of a class)."""
+    seen = set() if seen is None else seen
+    fn = inspect.unwrap(fn)
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType) or id(fn) in seen:
+        return None
+    seen.add(id(fn))
+    captured = {}
+    for var, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=True):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell (a name assigned after the inner def)
+            continue
+        if callable(value) and isinstance(getattr(value, "__code__", None), types.CodeType):
+            qualname = f"{value.__module__}.{value.__qualname__}"
+            captured[var] = [qualname, _function_identity(value, seen)]
+        else:
+            try:
+                captured[var] = _canonical(var, value)
+            except TypeError:
+                raise TypeError(
+                    f"cannot key the cache on `{var}`, of type {type(value).__name__}, which the "
+                    f"generator {fn.__qualname__} captures from its enclosing scope; pass it as "
+                    f"an argument of the generator (None, bool, int, float, str, tuples/lists "
+                    f"of those, or arrays) so that it is part of the key."
+                ) from None
+    return {"code": _code_digest(code), "captured": captured}
 
 
 def _jax_config() -> dict[str, Any]:
@@ -127,9 +187,11 @@ def cache_path(
     """The file :func:`cached` reads or writes for these arguments (nothing is computed).
 
     The name also depends on the JAX major.minor version, on the ``jax_enable_x64`` and
-    ``jax_threefry_partitionable`` flags in effect and on the generator's source code (for
-    spectrax's generators, the whole ``spectrax.data`` package), so data drawn under another
-    configuration or by other code are never read back."""
+    ``jax_threefry_partitionable`` flags in effect, on the generator's source code (for
+    spectrax's generators, the whole ``spectrax.data`` package), its bytecode and the values
+    its closure captured, so data drawn under another configuration or by other code (another
+    lambda, a function redefined in a notebook, a closure over another value) are never read
+    back."""
     name = f"{generator.__module__}.{generator.__qualname__}"
     try:
         bound = inspect.signature(generator).bind(key, *args, **kwargs)
@@ -145,6 +207,7 @@ def cache_path(
         "jax_config": _jax_config(),
         "generator": name,
         "source": _source_digest(generator),
+        "function": _function_identity(generator),
         "key": _key_data(key),
         "params": {k: _canonical(k, v) for k, v in sorted(params.items())},
     }

@@ -249,3 +249,36 @@ def test_unwritable_cache_dir_returns_the_data(tmp_path, monkeypatch, key, gen, 
     np.testing.assert_array_equal(y, expected[1])
     assert not path.exists()
     assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
+
+
+def _scaled(scale):
+    def gen(key, n):
+        return (jax.random.normal(key, (n,), jnp.float32) * scale,)
+
+    return gen
+
+
+def test_keyed_by_closure_and_bytecode(tmp_path, key):
+    """Generators that share a module and a qualified name are told apart: closures over other
+    values (both are `_scaled.<locals>.gen`) and two lambdas (both `<lambda>`) were given one
+    file, so the second call read back the first one's data."""
+    (one,) = cached(_scaled(1.0), key, 3, cache_dir=tmp_path)
+    (hundred,) = cached(_scaled(100.0), key, 3, cache_dir=tmp_path)
+    np.testing.assert_allclose(hundred, 100 * one, rtol=1e-6)
+    assert cache_path(_scaled(1.0), key, 3, cache_dir=tmp_path) == cache_path(
+        _scaled(1.0), key, 3, cache_dir=tmp_path
+    )
+    zeros, ones = (lambda key, n: (jnp.zeros(n),)), (lambda key, n: (jnp.ones(n),))
+    np.testing.assert_array_equal(cached(zeros, key, 2, cache_dir=tmp_path)[0], 0.0)
+    np.testing.assert_array_equal(cached(ones, key, 2, cache_dir=tmp_path)[0], 1.0)
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_captured_value_that_cannot_be_keyed(tmp_path, key, library_errors):
+    config = {"scale": 2.0}
+
+    def gen(key, n):
+        return (jax.random.normal(key, (n,), jnp.float32) * config["scale"],)
+
+    with pytest.raises(TypeError, match="`config`, of type dict, which the generator .*captures"):
+        cache_path(gen, key, 3, cache_dir=tmp_path)
