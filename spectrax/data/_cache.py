@@ -150,9 +150,12 @@ def _canonical(name: str, value: Any) -> Any:
         return [_canonical(name, v) for v in value]
     if isinstance(value, (np.dtype, type)):
         try:  # a dtype argument (jnp.float32, np.dtype("float64"), ...)
-            return {"dtype": str(np.dtype(value))}
+            dtype = np.dtype(value)
         except TypeError:
-            pass
+            dtype = None
+        # NumPy maps any other class (dict, a user's class) to the object dtype: not a key
+        if dtype is not None and (dtype != np.dtype(object) or value in (object, np.object_)):
+            return {"dtype": str(dtype)}
     if isinstance(value, (np.ndarray, jax.Array)):
         arr = np.asarray(value)
         return {

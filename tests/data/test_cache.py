@@ -282,3 +282,16 @@ def test_captured_value_that_cannot_be_keyed(tmp_path, key, library_errors):
 
     with pytest.raises(TypeError, match="`config`, of type dict, which the generator .*captures"):
         cache_path(gen, key, 3, cache_dir=tmp_path)
+
+
+def test_class_parameter_is_not_keyed_as_a_dtype(tmp_path, key, library_errors):
+    """NumPy maps any class to the object dtype, so two different classes passed as a parameter
+    gave one key ({"dtype": "object"}); only dtypes are keyed as dtypes."""
+
+    def gen(key, n, kind=dict):
+        return (jnp.zeros(n),)
+
+    with pytest.raises(TypeError, match="cannot key the cache on `kind` of type type"):
+        cache_path(gen, key, 2, kind=list, cache_dir=tmp_path)
+    a = cache_path(gen, key, 2, kind=jnp.float32, cache_dir=tmp_path)
+    assert a != cache_path(gen, key, 2, kind=jnp.bfloat16, cache_dir=tmp_path)
