@@ -17,7 +17,7 @@ from spectrax._checks import (
     complex_dtype,
 )
 from spectrax.data._etdrk4 import etdrk4_coefficients, etdrk4_integrate, num_steps_for
-from spectrax.data._grf import grf_periodic
+from spectrax.data._grf import _check_params, grf_periodic
 
 __all__ = ["burgers_dataset", "burgers_solve"]
 
@@ -172,6 +172,7 @@ def burgers_dataset(
     nu = check_positive_float("nu", nu)
     t_final = check_positive_float("t_final", t_final)
     dt = check_positive_float("dt", dt)
+    _check_params(alpha, tau, sigma, zero_mean=True)  # before float(): "3" and True pass it
     grf = (float(alpha), float(tau), float(sigma))
     a, u = _generate(
         key,

@@ -20,7 +20,7 @@ from spectrax._checks import (
     compute_dtype,
     result_dtype,
 )
-from spectrax.data._grf import grf_neumann
+from spectrax.data._grf import _check_params, grf_neumann
 
 __all__ = ["darcy_dataset", "darcy_operator", "darcy_solve"]
 
@@ -417,6 +417,7 @@ def darcy_dataset(
     max_iter = check_positive_int("max_iter", max_iter)
     batch_size = check_positive_int("batch_size", batch_size)
     face_mean = _check_face_mean(face_mean)
+    _check_params(alpha, tau, 1.0, zero_mean=True)  # before float(): "3" and True pass it
     a, u, info = _generate(
         key,
         num_samples,

@@ -20,7 +20,7 @@ from spectrax._checks import (
 )
 from spectrax.data._burgers import dealias_mask
 from spectrax.data._etdrk4 import etdrk4_coefficients, etdrk4_integrate, num_steps_for
-from spectrax.data._grf import grf_periodic
+from spectrax.data._grf import _check_params, grf_periodic
 
 __all__ = ["fno_forcing", "navier_stokes_dataset", "navier_stokes_solve"]
 
@@ -246,6 +246,7 @@ def navier_stokes_dataset(
     dt = check_positive_float("dt", dt)
     num_snapshots = check_positive_int("num_snapshots", num_snapshots)
     batch_size = check_positive_int("batch_size", batch_size)
+    _check_params(alpha, tau, sigma, zero_mean=True)  # before float(): "3" and True pass it
     f = jnp.asarray(fno_forcing(solver_resolution), jnp.float32)
     w0, w = _generate(
         key,

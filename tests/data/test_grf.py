@@ -156,3 +156,21 @@ def test_bad_shape_named(key, library_errors):
             grf_periodic(key, bad)
     with pytest.raises(ValueError, match=r"`shape\[1\]` must be an integer >= 1; got 0"):
         grf_periodic(key, (4, 0))
+
+
+@pytest.mark.parametrize(
+    "bad, err, match",
+    [
+        (dict(alpha=None), TypeError, "`alpha` must be a Python float; got NoneType"),
+        (dict(tau="3"), TypeError, "`tau` must be a Python float; got str"),
+        (dict(alpha=True), TypeError, "`alpha` must be a Python float; got bool"),
+    ],
+)
+@pytest.mark.parametrize("name", ["burgers_dataset", "darcy_dataset", "navier_stokes_dataset"])
+def test_dataset_covariance_parameters_checked(key, name, bad, err, match, library_errors):
+    """The datasets float()-ed alpha/tau/sigma before the GRF saw them: a string or a bool was
+    taken silently (tau="3" as 3.0, alpha=True as 1.0) and None failed inside float()."""
+    import spectrax.data as sd
+
+    with pytest.raises(err, match=match):
+        getattr(sd, name)(key, 1, 9 if name == "darcy_dataset" else 16, **bad)
