@@ -192,7 +192,8 @@ def grf_neumann(
         dtype: float32 (default) or float64 (under ``jax.enable_x64``).
 
     Returns:
-        Array of shape ``(resolution, resolution)``.
+        Array of shape ``(resolution, resolution)``, the cosine sum evaluated with
+        ``Precision.HIGHEST`` matrix products (no TF32 rounding on GPUs).
     """
     s = check_positive_int("resolution", resolution, minimum=2)
     m = s if num_modes is None else check_positive_int("num_modes", num_modes)
@@ -203,4 +204,7 @@ def grf_neumann(
     std = _spectrum_std(np.pi**2 * k2, alpha, tau, sigma, zero_mean)
     basis = jnp.asarray(_cos_basis(s, m, np.float64), dtype)
     xi = jax.random.normal(key, (m, m), dtype) * jnp.asarray(std, dtype)
-    return basis @ xi @ basis.T
+    # Full float32 products: the default GPU precision (TF32) would round the field to ~1e-3
+    # relative, so the data (and the Darcy coefficient's sign) would depend on the device.
+    highest = jax.lax.Precision.HIGHEST
+    return jnp.matmul(jnp.matmul(basis, xi, precision=highest), basis.T, precision=highest)

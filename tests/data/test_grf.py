@@ -174,3 +174,19 @@ def test_dataset_covariance_parameters_checked(key, name, bad, err, match, libra
 
     with pytest.raises(err, match=match):
         getattr(sd, name)(key, 1, 9 if name == "darcy_dataset" else 16, **bad)
+
+
+def test_neumann_products_at_highest_precision(key):
+    """The cosine sum is two matrix products; at the default precision a GPU rounds them to
+    TF32 (~1e-3 relative), so Darcy coefficients (the sign of the field) differed by device.
+    Checked on the traced program, since CPU computes float32 products in full either way."""
+    jaxpr = jax.make_jaxpr(lambda k: grf_neumann(k, 6))(key)
+    dots = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
+    inner = [e for e in jaxpr.eqns if e.primitive.name in ("pjit", "jit")]
+    for e in inner:
+        dots += [d for d in e.params["jaxpr"].jaxpr.eqns if d.primitive.name == "dot_general"]
+    assert len(dots) == 2, jaxpr
+    for d in dots:
+        precision = d.params["precision"]
+        assert precision is not None, d
+        assert all(p == jax.lax.Precision.HIGHEST for p in precision), precision
