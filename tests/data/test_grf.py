@@ -45,6 +45,29 @@ def test_periodic_2d_pointwise_variance(key):
     np.testing.assert_allclose(u.mean(axis=(1, 2)), 0.0, atol=1e-6)
 
 
+def test_periodic_2d_spectrum_per_mode_on_a_non_square_grid(key):
+    """E|c_k|^2 = sigma^2 (4 pi^2 |k|^2 + tau^2)^-alpha for every full-FFT mode of a 12 x 20
+    grid (negative frequencies included, Nyquist rows/columns excluded), and E[c_k^2] = 0
+    (real and imaginary parts independent, equal variance). A swapped axis in the rfft layout
+    moves anisotropic modes by factors of up to 10; a normalisation slip moves all of them.
+    Measured: ratios 0.955 to 1.032 over 208 modes, |E c^2| / E|c|^2 <= 0.05 (4000 samples)."""
+    n1, n2, num = 12, 20, 4000
+    params = dict(alpha=2.5, tau=7.0, sigma=7.0**1.5)
+    u = _samples(key, num, lambda k: grf_periodic(k, (n1, n2), **params))
+    c = np.fft.fft2(u) / (n1 * n2)
+    k1 = np.fft.fftfreq(n1, 1 / n1)[:, None]
+    k2 = np.fft.fftfreq(n2, 1 / n2)[None, :]
+    expected = 7.0**3 * (4 * np.pi**2 * (k1**2 + k2**2) + 49.0) ** -2.5
+    keep = (np.abs(k1) < n1 // 2) & (np.abs(k2) < n2 // 2)
+    keep[0, 0] = False
+    ratio = np.mean(np.abs(c) ** 2, axis=0)[keep] / expected[keep]
+    # each ratio: a mean of 4000 exponential variables, std 1.6%; 0.08 is 5 std
+    assert np.all(np.abs(ratio - 1) < 0.08), ratio
+    assert abs(np.mean(ratio) - 1) < 0.01
+    assert np.max(np.abs(np.mean(c**2, axis=0))[keep] / expected[keep]) < 0.1
+    assert np.max(np.abs(np.mean(c[:, 0, 0]))) < 1e-6 * np.sqrt(expected[keep].min())
+
+
 def test_periodic_nonzero_mean_mode(key):
     """With zero_mean=False the constant mode has variance sigma^2 tau^(-2 alpha) = 1 here."""
     means = _samples(key, 4000, lambda k: grf_periodic(k, (16,), zero_mean=False)).mean(axis=-1)
