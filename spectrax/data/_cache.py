@@ -36,16 +36,18 @@ _DATA_DIR = Path(__file__).resolve().parent
 
 
 def _source_files(generator: Callable[..., Any]) -> list[Path]:
-    """The source files a generator's numbers depend on: for spectrax's own generators every
-    module of ``spectrax.data`` (they call one another) and the shared argument checks; for any
-    other generator, the file of the module that defines it (what it calls elsewhere is not
-    followed). Empty when there is no source file (e.g. a generator defined interactively)."""
+    """The source files a generator's numbers depend on: every module of ``spectrax.data`` (its
+    generators call one another, and a user's generator typically wraps one of them) and the
+    shared argument checks, plus, for a generator defined elsewhere, the file of its module
+    (what that calls outside spectrax is not followed; the JAX version is keyed separately).
+    Only spectrax's files when the module has no source file (e.g. a notebook)."""
+    files = [f for f in _DATA_DIR.glob("*.py") if f.name != "_cache.py"]
+    files = sorted([*files, _DATA_DIR.parent / "_checks.py"])
     module_name = getattr(generator, "__module__", None) or ""
     if module_name == "spectrax.data" or module_name.startswith("spectrax.data."):
-        files = [f for f in _DATA_DIR.glob("*.py") if f.name != "_cache.py"]
-        return sorted([*files, _DATA_DIR.parent / "_checks.py"])
+        return files
     file = getattr(sys.modules.get(module_name), "__file__", None)
-    return [Path(file)] if file else []
+    return [Path(file), *files] if file else files
 
 
 def _source_digest(generator: Callable[..., Any]) -> str | None:
@@ -190,11 +192,11 @@ def cache_path(
     """The file :func:`cached` reads or writes for these arguments (nothing is computed).
 
     The name also depends on the JAX major.minor version, on the ``jax_enable_x64`` and
-    ``jax_threefry_partitionable`` flags in effect, on the generator's source code (for
-    spectrax's generators, the whole ``spectrax.data`` package), its bytecode and the values
-    its closure captured, so data drawn under another configuration or by other code (another
-    lambda, a function redefined in a notebook, a closure over another value) are never read
-    back."""
+    ``jax_threefry_partitionable`` flags in effect, on the source code of the generator's
+    module and of the whole ``spectrax.data`` package (which a user's generator may wrap), its
+    bytecode and the values its closure captured, so data drawn under another configuration
+    or by other code (another lambda, a function redefined in a notebook, a closure over
+    another value) are never read back."""
     name = f"{generator.__module__}.{generator.__qualname__}"
     try:
         bound = inspect.signature(generator).bind(key, *args, **kwargs)

@@ -295,3 +295,27 @@ def test_class_parameter_is_not_keyed_as_a_dtype(tmp_path, key, library_errors):
         cache_path(gen, key, 2, kind=list, cache_dir=tmp_path)
     a = cache_path(gen, key, 2, kind=jnp.float32, cache_dir=tmp_path)
     assert a != cache_path(gen, key, 2, kind=jnp.bfloat16, cache_dir=tmp_path)
+
+
+def _wrapped_burgers(key, num_samples):
+    a, u = burgers_dataset(key, num_samples, 16, solver_resolution=32, dt=0.05)
+    return a / 10, u / 10
+
+
+def test_user_generator_keyed_by_the_data_package(tmp_path, key, monkeypatch):
+    """A user's generator that wraps a spectrax one (here, rescaled Burgers data) was keyed on
+    its own file only: after an upgrade of spectrax.data it read back what the old solver drew."""
+    import spectrax.data._burgers as burgers_module
+
+    base = cache_path(_wrapped_burgers, key, 2, cache_dir=tmp_path)
+    edited = pathlib.Path(burgers_module.__file__).resolve()
+    real_read = pathlib.Path.read_bytes
+
+    def read_bytes(self):
+        data = real_read(self)
+        return data + b"\n# edited\n" if self.resolve() == edited else data
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    assert cache_path(_wrapped_burgers, key, 2, cache_dir=tmp_path) != base
+    monkeypatch.undo()
+    assert cache_path(_wrapped_burgers, key, 2, cache_dir=tmp_path) == base
