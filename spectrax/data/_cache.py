@@ -285,7 +285,8 @@ def cached(
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
             logger.warning("ignoring unreadable cache file %s (%s); regenerating", path, err)
     out = generator(key, *args, **kwargs)
-    arrays = tuple(np.asarray(x) for x in (out if isinstance(out, tuple) else (out,)))
+    # np.array copies: a view of a JAX array is read-only, while what a hit reads is writable
+    arrays = tuple(np.array(x) for x in (out if isinstance(out, tuple) else (out,)))
     try:
         _store(path, arrays)
     except OSError as err:

@@ -319,3 +319,14 @@ def test_user_generator_keyed_by_the_data_package(tmp_path, key, monkeypatch):
     assert cache_path(_wrapped_burgers, key, 2, cache_dir=tmp_path) != base
     monkeypatch.undo()
     assert cache_path(_wrapped_burgers, key, 2, cache_dir=tmp_path) == base
+
+
+def test_miss_and_hit_both_writable(tmp_path, key, gen):
+    """The first call returned read-only views of the JAX arrays and later calls writable
+    arrays read from disk, so in-place normalisation (x -= x.mean()) failed on the first run
+    only."""
+    for _ in range(2):
+        x, _ = cached(gen, key, 2, cache_dir=tmp_path)
+        assert x.flags.writeable
+        x -= x.mean()
+    assert gen.calls == 1
