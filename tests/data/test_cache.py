@@ -91,12 +91,21 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch, key, gen):
     assert gen.calls == 2 and out[0].shape == (2, 4)
 
 
-@pytest.mark.parametrize("content", [b"not an npz", b"", "truncated"])
+@pytest.mark.parametrize("content", [b"not an npz", b"", "truncated", "flipped"])
 def test_unreadable_file_is_regenerated(tmp_path, key, gen, content):
+    """Garbage, an empty file, an archive cut short (a crash mid-write) or one with a flipped
+    byte inside an array (bit rot; caught by the zip CRC, which a memory-mapped read would
+    skip) are regenerated, never returned."""
     path = cache_path(gen, key, 2, cache_dir=tmp_path)
-    if content == "truncated":  # a real archive cut short (a crash mid-write)
+    if content in ("truncated", "flipped"):
         cached(gen, key, 2, cache_dir=tmp_path)
-        content = path.read_bytes()[:-40]
+        data = bytearray(path.read_bytes())
+        if content == "truncated":
+            data = data[:-40]
+        else:  # the last byte of arr_0's values (its .npy header ends in a newline)
+            start = data.index(b"\n", data.index(b"NUMPY")) + 1
+            data[start + 2 * 4 * 4 - 1] ^= 0xFF
+        content = bytes(data)
         gen.calls = 0
     path.write_bytes(content)
     out = cached(gen, key, 2, cache_dir=tmp_path)
