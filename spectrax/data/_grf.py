@@ -23,12 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_int
+from spectrax._checks import check_bool, check_positive_int
 
 __all__ = ["grf_neumann", "grf_periodic", "grf_periodic_std"]
 
 
 def _check_params(alpha: float, tau: float, sigma: float, zero_mean: bool) -> None:
+    check_bool("zero_mean", zero_mean, " (truthiness would take 'False' as True)")
     for name, value in (("alpha", alpha), ("tau", tau), ("sigma", sigma)):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise TypeError(f"`{name}` must be a Python float; got {type(value).__name__}.")

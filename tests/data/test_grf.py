@@ -213,3 +213,16 @@ def test_neumann_products_at_highest_precision(key):
         precision = d.params["precision"]
         assert precision is not None, d
         assert all(p == jax.lax.Precision.HIGHEST for p in precision), precision
+
+
+@pytest.mark.parametrize("bad", ["False", 0, None])
+def test_zero_mean_must_be_a_bool(key, bad, library_errors):
+    """zero_mean was taken by truthiness: 'False' kept the constant mode dropped and 0 or None
+    kept it, silently."""
+    with pytest.raises(TypeError, match="`zero_mean` must be a Python bool"):
+        grf_periodic(key, 8, zero_mean=bad)
+    with pytest.raises(TypeError, match="`zero_mean` must be a Python bool"):
+        grf_neumann(key, 5, zero_mean=bad)
+    np.testing.assert_array_equal(
+        grf_periodic(key, 8, zero_mean=np.bool_(False)), grf_periodic(key, 8, zero_mean=False)
+    )
