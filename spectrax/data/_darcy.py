@@ -205,6 +205,21 @@ def _check_grid(name: str, x) -> None:
         raise ValueError(f"`{name}` must have shape (*batch, s, s) with s >= 3; got {x.shape=}.")
 
 
+def _check_positive_coefficient(a) -> None:
+    """ValueError naming ``a`` unless every node value is > 0 (NaN included): the equation is
+    elliptic only for a > 0; a zero or NaN ``a`` ran ``max_iter`` iterations into a NaN
+    residual, and a sign change made the system indefinite."""
+    values = np.asarray(a, np.float64)
+    bad = ~(values > 0)
+    if np.any(bad):
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"`a` must be positive at every node (the equation is elliptic only for a > 0); got "
+            f"a{list(where)} = {values[where]:g} ({int(bad.sum())} of {values.size} nodes "
+            f"not > 0)."
+        )
+
+
 def darcy_operator(
     a: Float[Array, "*Ba X Y"],
     u: Float[Array, "*Bu X Y"],
@@ -255,8 +270,9 @@ def darcy_solve(
     relative error of 1e-6 in float32, at 85 and at 421 nodes alike).
 
     Args:
-        a: coefficient at the nodes, shape ``(*batch, s, s)``, ``s >= 3``, positive
-            (positivity is not checked under ``jit``; a non-positive ``a`` gives garbage).
+        a: coefficient at the nodes, shape ``(*batch, s, s)``, ``s >= 3``, positive (a
+            ValueError otherwise; under ``jit`` this is not checked and a non-positive ``a``
+            gives garbage).
         f: right-hand side, a Python float or node values ``(*batch', s, s)`` whose leading
             dimensions broadcast with ``a``'s (boundary entries are ignored). Default ``1.0`` as
             in the FNO benchmark.
@@ -295,6 +311,8 @@ def darcy_solve(
             raise ValueError(f"`f` must end with the grid shape {a.shape[-2:]}; got {f.shape=}.")
         f = jnp.asarray(f)  # a NumPy float64 f is float32 outside 64-bit mode, as any input
         dtype, out_dtype = compute_dtype(a.dtype, f.dtype), result_dtype(a.dtype, f.dtype)
+    if not isinstance(a, jax.core.Tracer):
+        _check_positive_coefficient(a)
     lead = broadcast_leading("a", a.shape[:-2], "f", f.shape[:-2])
     a = jnp.broadcast_to(a.astype(dtype), lead + a.shape[-2:])
     f = jnp.broadcast_to(f.astype(dtype), lead + f.shape[-2:])

@@ -259,3 +259,12 @@ def test_float64_rhs_is_not_narrowed(key, x64):
     np.testing.assert_allclose(u, darcy_solve(a.astype(jnp.float64), f), rtol=1e-13, atol=1e-16)
     assert darcy_solve(a, f.astype(jnp.float32)).dtype == jnp.float32
     assert darcy_solve(a.astype(jnp.float16), 1.0).dtype == jnp.float16
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+def test_non_positive_coefficient_named(bad, library_errors):
+    """A zero or NaN node of `a` ran max_iter iterations into a NaN residual (a RuntimeError
+    about convergence) and a negative one made the system indefinite, answered silently."""
+    a = jnp.ones((2, 9, 9), jnp.float32).at[1, 4, 5].set(bad)
+    with pytest.raises(ValueError, match=r"`a` must be positive at every node.*a\[1, 4, 5\]"):
+        darcy_solve(a)
