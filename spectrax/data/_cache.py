@@ -107,9 +107,10 @@ def _function_identity(fn: Any, seen: set[int] | None = None) -> Any:
             value = cell.cell_contents
         except ValueError:  # an empty cell (a name assigned after the inner def)
             continue
-        if callable(value) and isinstance(getattr(value, "__code__", None), types.CodeType):
-            qualname = f"{value.__module__}.{value.__qualname__}"
-            captured[var] = [qualname, _function_identity(value, seen)]
+        inner = inspect.unwrap(value) if callable(value) else None  # e.g. a jax.jit function
+        if isinstance(getattr(inner, "__code__", None), types.CodeType):
+            qualname = f"{inner.__module__}.{inner.__qualname__}"
+            captured[var] = [qualname, _function_identity(inner, seen)]
         else:
             try:
                 captured[var] = _canonical(var, value)

@@ -283,6 +283,23 @@ def test_keyed_by_closure_and_bytecode(tmp_path, key):
     assert len(list(tmp_path.iterdir())) == 4
 
 
+def _scaled_by_jitted(scale):
+    f = jax.jit(lambda x: x * scale)
+
+    def gen(key, n):
+        return (f(jax.random.normal(key, (n,), jnp.float32)),)
+
+    return gen
+
+
+def test_captured_jitted_function_keyed_by_its_closure(tmp_path, key):
+    """A closure over a jax.jit-wrapped helper is keyed through the wrapper (a PjitFunction
+    has no bytecode of its own): by the helper's code and what it captured."""
+    one = cache_path(_scaled_by_jitted(1.0), key, 3, cache_dir=tmp_path)
+    assert one == cache_path(_scaled_by_jitted(1.0), key, 3, cache_dir=tmp_path)
+    assert one != cache_path(_scaled_by_jitted(2.0), key, 3, cache_dir=tmp_path)
+
+
 def test_captured_value_that_cannot_be_keyed(tmp_path, key, library_errors):
     config = {"scale": 2.0}
 
