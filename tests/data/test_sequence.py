@@ -59,8 +59,8 @@ def test_delayed_copy_half_precision_is_the_float32_data_rounded(dtype):
     """Half precision is drawn and filtered in float32 and rounded once (it failed inside the
     FFT: 'RFFT input must be float32 or float64, got bfloat16')."""
     key = jax.random.key(1)
-    u, y = delayed_copy(key, 2, 40, delay=5, dtype=dtype)
-    u32, y32 = delayed_copy(key, 2, 40, delay=5)
+    u, y = delayed_copy(key, 2, 32, delay=3, dtype=dtype)
+    u32, y32 = delayed_copy(key, 2, 32, delay=3)
     assert u.dtype == y.dtype == jnp.dtype(dtype)
     np.testing.assert_array_equal(np.asarray(u), np.asarray(u32.astype(dtype)))
     np.testing.assert_array_equal(np.asarray(y), np.asarray(y32.astype(dtype)))
