@@ -226,11 +226,15 @@ def _write(fh, arrays: tuple[np.ndarray, ...]) -> None:
     """``arrays`` as ``arr_0, arr_1, ...`` plus their dtype names: the .npy format stores
     bfloat16 and the other ml_dtypes types as raw void bytes (``|V2``), so those are written as
     unsigned integers of the same width and viewed back by name in :func:`_read`."""
-    stored = [
-        a if np.dtype(a.dtype.str) == a.dtype else a.view(np.dtype(f"u{a.dtype.itemsize}"))
-        for a in arrays
-    ]
-    np.savez(fh, *stored, dtypes=np.array([a.dtype.name for a in arrays]))
+    stored, names = [], []
+    for a in arrays:
+        if np.dtype(a.dtype.str) == a.dtype:  # NumPy's own, by exact spec ('<U3', '<M8[D]')
+            stored.append(a)
+            names.append(a.dtype.str)
+        else:  # an ml_dtypes type, by name ('bfloat16'), its bytes as unsigned integers
+            stored.append(a.view(np.dtype(f"u{a.dtype.itemsize}")))
+            names.append(a.dtype.name)
+    np.savez(fh, *stored, dtypes=np.array(names))
 
 
 def _read(path: Path) -> tuple[np.ndarray, ...]:
@@ -240,7 +244,11 @@ def _read(path: Path) -> tuple[np.ndarray, ...]:
         names = [str(n) for n in data["dtypes"]]
         out = []
         for i, name in enumerate(names):
-            arr, dtype = data[f"arr_{i}"], jax.numpy.dtype(name)
+            arr = data[f"arr_{i}"]
+            try:
+                dtype = np.dtype(name)
+            except TypeError:  # an ml_dtypes type, known to JAX by name
+                dtype = jax.numpy.dtype(name)
             out.append(arr if arr.dtype == dtype else arr.view(dtype))
         if len(data.files) != len(names) + 1:
             raise ValueError(f"{len(data.files) - 1} arrays stored, {len(names)} dtypes")

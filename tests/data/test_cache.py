@@ -103,7 +103,7 @@ def test_unreadable_file_is_regenerated(tmp_path, key, gen, content):
         if content == "truncated":
             data = data[:-40]
         else:  # the last byte of arr_0's values (its .npy header ends in a newline)
-            start = data.index(b"\n", data.index(b"NUMPY")) + 1
+            start = data.index(b"\n", data.index(b"NUMPY", data.index(b"arr_0.npy"))) + 1
             data[start + 2 * 4 * 4 - 1] ^= 0xFF
         content = bytes(data)
         gen.calls = 0
@@ -356,3 +356,23 @@ def test_miss_and_hit_both_writable(tmp_path, key, gen):
         assert x.flags.writeable
         x -= x.mean()
     assert gen.calls == 1
+
+
+_STRING_CALLS = []
+
+
+def _strings_and_dates(key, n):
+    _STRING_CALLS.append(n)  # a global, not a captured value: not part of the key
+    return np.array(["cat", "dog", "emu"][:n]), np.datetime64("2020-01-01") + np.arange(n)
+
+
+def test_string_and_datetime_arrays_hit(tmp_path, key, caplog):
+    """Arrays of NumPy dtypes JAX does not parse by name ('str96', 'datetime64[D]') are read
+    back, not regenerated on every call as unreadable."""
+    _STRING_CALLS.clear()
+    first = cached(_strings_and_dates, key, 2, cache_dir=tmp_path)
+    again = cached(_strings_and_dates, key, 2, cache_dir=tmp_path)
+    assert len(_STRING_CALLS) == 1 and "unreadable" not in caplog.text
+    for x, y in zip(first, again, strict=True):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
