@@ -145,6 +145,8 @@ def _canonical(name: str, value: Any) -> Any:
     """A JSON-able, deterministic form of a parameter (arrays by content hash)."""
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, np.bool_):  # what the generators' bool checks accept
+        return bool(value)
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):

@@ -376,3 +376,12 @@ def test_string_and_datetime_arrays_hit(tmp_path, key, caplog):
     for x, y in zip(first, again, strict=True):
         assert x.dtype == y.dtype
         np.testing.assert_array_equal(x, y)
+
+
+def test_numpy_bool_parameter_keyed_as_bool(tmp_path, key):
+    """np.True_ (accepted by the generators' bool checks) raised 'cannot key the cache'."""
+    from spectrax.data import grf_periodic
+
+    a = cache_path(grf_periodic, key, 8, zero_mean=np.bool_(True), cache_dir=tmp_path)
+    assert a == cache_path(grf_periodic, key, 8, zero_mean=True, cache_dir=tmp_path)
+    assert a != cache_path(grf_periodic, key, 8, zero_mean=False, cache_dir=tmp_path)
