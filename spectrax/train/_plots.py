@@ -11,20 +11,20 @@ import numpy as np
 __all__ = ["error_spectrum", "plot_field_predictions", "plot_loss_curves"]
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(**kwargs: Any) -> Any:
+    """A ``matplotlib.figure.Figure`` outside pyplot: saved as PNG by Agg without a display,
+    and the caller's pyplot state (its backend, e.g. a notebook's inline one, and its open
+    figures) is left alone. Nothing to close: it is freed with its last reference."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def plot_loss_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
     """Training loss (and every ``eval`` metric) against step: log scale when every plotted
     value is positive (a custom loss may be zero or negative), else linear."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure(figsize=(6, 4))
+    ax = fig.subplots()
     train = [r for r in records if r["split"] == "train" and r.get("loss") is not None]
     if train:
         ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
@@ -44,7 +44,6 @@ def plot_loss_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -72,10 +71,10 @@ def plot_field_predictions(
 ) -> list[Path]:
     """``predictions.png`` (input, prediction and truth for a few 1-D test samples) and
     ``error_spectrum.png`` (error vs truth power by wavenumber over all test samples)."""
-    plt = _pyplot()
     outdir = Path(outdir)
     n = min(3, pred.shape[0])
-    fig, axes = plt.subplots(n, 1, figsize=(7, 2.2 * n), squeeze=False)
+    fig = new_figure(figsize=(7, 2.2 * n))
+    axes = fig.subplots(n, 1, squeeze=False)
     for i in range(n):
         ax = axes[i, 0]
         # The input on its own axis: solution operators often change the amplitude a lot.
@@ -92,10 +91,10 @@ def plot_field_predictions(
     fig.tight_layout()
     p1 = outdir / "predictions.png"
     fig.savefig(p1, dpi=100)
-    plt.close(fig)
 
     k, err, tru = error_spectrum(pred, truth)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.semilogy(k, tru + 1e-300, "k-", label="truth")
     ax.semilogy(k, err + 1e-300, "r-", label="error")
     ax.set_xlabel("wavenumber k")
@@ -105,5 +104,4 @@ def plot_field_predictions(
     fig.tight_layout()
     p2 = outdir / "error_spectrum.png"
     fig.savefig(p2, dpi=100)
-    plt.close(fig)
     return [p1, p2]

@@ -18,7 +18,7 @@ from jaxtyping import Float
 from spectrax._checks import check_bool
 from spectrax.models import next_snapshots, rollout
 from spectrax.train._losses import relative_lp_loss
-from spectrax.train._plots import plot_field_predictions
+from spectrax.train._plots import new_figure, plot_field_predictions
 
 __all__ = ["FieldRegressionTask", "SequenceClassificationTask", "grid_coordinates"]
 
@@ -307,14 +307,10 @@ class FieldRegressionTask:
 
 
 def _plot_2d_predictions(a: np.ndarray, pred: np.ndarray, truth: np.ndarray, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     n = min(3, pred.shape[0])
     titles = ("input", "prediction", "truth", "error")
-    fig, axes = plt.subplots(n, 4, figsize=(12, 3 * n), squeeze=False)
+    fig = new_figure(figsize=(12, 3 * n))
+    axes = fig.subplots(n, 4, squeeze=False)
     for i in range(n):
         lo, hi = float(truth[i].min()), float(truth[i].max())
         panels = (a[i], pred[i], truth[i], pred[i] - truth[i])
@@ -330,7 +326,6 @@ def _plot_2d_predictions(a: np.ndarray, pred: np.ndarray, truth: np.ndarray, pat
                 ax.set_title(titles[j])
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path
 
 

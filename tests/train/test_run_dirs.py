@@ -132,3 +132,33 @@ def test_loss_curves_plot_any_logged_values_without_warnings(tmp_path, losses):
         warnings.simplefilter("error")
         path = plot_loss_curves(records, tmp_path / "loss.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_leave_the_callers_pyplot_backend_and_figures_alone(tmp_path):
+    """Training from a notebook must not switch its pyplot backend (inline) to Agg, nor close or
+    add figures: the run's PNGs are drawn outside pyplot."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from spectrax.train._plots import plot_field_predictions, plot_loss_curves
+    from spectrax.train._tasks import _plot_2d_predictions
+
+    before = matplotlib.get_backend()
+    plt.switch_backend("svg")  # a non-Agg backend that needs no display
+    try:
+        mine = plt.figure()
+        x = np.linspace(0.0, 1.0, 8, endpoint=False)
+        field = np.sin(2 * np.pi * x)[None].repeat(2, axis=0)
+        written = [
+            plot_loss_curves([{"step": 1, "split": "train", "loss": 1.0}], tmp_path / "l.png"),
+            *plot_field_predictions(x, field, field, field, tmp_path),
+            _plot_2d_predictions(*[field[:, :, None] * field[:, None]] * 3, tmp_path / "2d.png"),
+        ]
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == [mine.number]
+        for path in written:
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    finally:
+        plt.close("all")
+        plt.switch_backend(before)
