@@ -44,13 +44,27 @@ def tree_digest(tree: Any) -> str:
     return h.hexdigest()
 
 
-def _short_cause(err: BaseException, limit: int = 300) -> str:
-    """The readable part of an Orbax/TensorStore restore error: without the TensorStore spec
-    (a long JSON dump) and Orbax's advice on enabling padding or truncation (which would load
-    a checkpoint of the wrong shape), at most about ``limit`` characters: its start (what was
-    read) and its end (TensorStore's root cause, e.g. "Data corruption detected")."""
-    text = re.split(r"\s*\[tensorstore_spec", str(err), maxsplit=1)[0]
-    text = text.split(" Truncating/padding is disabled", 1)[0].rstrip(". ")
+def _strip_spec(text: str) -> str:
+    """An Orbax/TensorStore message without its TensorStore spec (a long JSON dump, given as
+    ``[tensorstore_spec=...]`` or ``See full TensorStore details: <... TensorStore({...})>``)
+    and without Orbax's advice on enabling padding or truncation (which would load a checkpoint
+    of the wrong shape)."""
+    text = re.split(r"\s*(?:\[tensorstore_spec|See full TensorStore details)", text, maxsplit=1)[0]
+    return text.split(" Truncating/padding is disabled", 1)[0].rstrip(". ")
+
+
+def _short_cause(err: BaseException, limit: int = 400) -> str:
+    """The readable part of an Orbax/TensorStore restore error, at most about ``limit``
+    characters: its own message (what was read) and, when raised from another, the innermost one
+    (TensorStore's root cause, e.g. "Data corruption detected" or a byte range past the end of
+    a truncated file), each without the spec dump; over the limit, the start and the end."""
+    text = _strip_spec(str(err))
+    root, seen = err, {id(err)}
+    while (inner := root.__cause__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        root = inner
+    if root is not err:
+        text += f" <- {type(root).__name__}: {_strip_spec(str(root))}"
     if len(text) <= limit:
         return text
     return text[: limit // 3] + " ... " + text[-(limit - limit // 3) :]

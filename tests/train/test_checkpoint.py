@@ -89,6 +89,25 @@ def test_damaged_arrays_are_refused(toy_run, tmp_path):
     assert "tensorstore_spec" not in str(info.value) and len(str(info.value)) < 600
 
 
+def test_truncated_arrays_are_refused_naming_the_cause(tmp_path):
+    """Array data cut short (a copy that ran out of disk): the message gives TensorStore's root
+    cause (which array, what was read) without the spec dump of Orbax's wrapper."""
+    ckpt = Checkpointer(tmp_path, keep=2, config_dict={})
+    # random (incompressible) values: the array's chunk is the largest data file
+    state = {"w": jax.random.normal(jax.random.key(0), (64, 64))}
+    ckpt.save(1, state)
+    data = [p for p in (tmp_path / "1" / "state").rglob("*") if p.parent.name == "d"]
+    chunk = max(data, key=lambda p: p.stat().st_size)
+    chunk.write_bytes(chunk.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"checkpoint .*1 is damaged") as info:
+        ckpt.restore(state)
+    message = str(info.value)
+    assert "TensorStore details" not in message and "'driver'" not in message, message
+    assert 'Error reading "w/' in message and "value of size 100" in message, message
+    assert len(message) < 600
+    ckpt.close()
+
+
 def test_missing_metadata_is_refused(toy_run, tmp_path):
     config, wd = _copy_run(toy_run, tmp_path)
     shutil.rmtree(wd / "checkpoints" / "60" / "meta")
