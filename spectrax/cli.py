@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import platform
 import sys
 import traceback
@@ -202,15 +203,28 @@ def _is_late_loop_callback(unraisable) -> bool:
     )
 
 
+def _is_orphaned_checkpoint_read(unraisable) -> bool:
+    """An Orbax read coroutine finalised unfinished: after a refused checkpoint (a truncated
+    array chunk) the reads of the other arrays are never awaited, and each one reports its own
+    failure with TensorStore's whole spec (dozens of lines per array). The restore's error was
+    reported; nothing awaits these."""
+    code = getattr(getattr(unraisable, "object", None), "cr_code", None)
+    return (
+        isinstance(unraisable.exc_value, Exception)
+        and code is not None
+        and f"{os.sep}orbax{os.sep}checkpoint{os.sep}" in code.co_filename
+    )
+
+
 def _quiet_late_loop_callbacks() -> None:
-    """Drop :func:`_is_late_loop_callback` reports in this process; others go to the hook in
-    place before (installed once)."""
+    """Drop :func:`_is_late_loop_callback` and :func:`_is_orphaned_checkpoint_read` reports in
+    this process; others go to the hook in place before (installed once)."""
     previous = sys.unraisablehook
     if getattr(previous, "_spectrax", False):
         return
 
     def hook(unraisable):
-        if not _is_late_loop_callback(unraisable):
+        if not (_is_late_loop_callback(unraisable) or _is_orphaned_checkpoint_read(unraisable)):
             previous(unraisable)
 
     hook._spectrax = True

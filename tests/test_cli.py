@@ -223,3 +223,36 @@ def test_late_callbacks_into_a_closed_event_loop_are_dropped_and_nothing_else(mo
     sys.unraisablehook(late)
     sys.unraisablehook(other)
     assert seen == [other]
+
+
+def test_orphaned_orbax_read_coroutines_are_dropped_and_nothing_else(monkeypatch):
+    """After a refused checkpoint (a truncated chunk), Orbax's reads of the other arrays are
+    finalised unawaited and each reports its error with TensorStore's whole spec; the CLI drops
+    those reports (the restore's error was printed), not a coroutine's from elsewhere."""
+    import os
+    import sys
+    import types
+
+    from spectrax import cli
+
+    def coroutine_from(filename):
+        namespace = {}
+        exec(compile("async def read():\n    pass\n", filename, "exec"), namespace)
+        return namespace["read"]()
+
+    orbax_file = os.path.join(os.sep, "venv", "orbax", "checkpoint", "_src", "serialization.py")
+    reads = [coroutine_from(orbax_file), coroutine_from(os.path.join(os.sep, "src", "mine.py"))]
+    try:
+        err = Exception("Encountered error while reading array index")
+        orphaned, other = (
+            types.SimpleNamespace(object=c, exc_value=err, exc_traceback=None) for c in reads
+        )
+        seen = []
+        monkeypatch.setattr(sys, "unraisablehook", seen.append)
+        cli._quiet_late_loop_callbacks()
+        sys.unraisablehook(orphaned)
+        sys.unraisablehook(other)
+        assert seen == [other]
+    finally:
+        for c in reads:
+            c.close()
