@@ -357,6 +357,16 @@ def train(
         pending = []
         for s, m in host:
             writer.write(s, "train", m)
+        skipped_now = [s for s, m in host if int(m["skipped"]) and not int(m["halted"])]
+        if skipped_now:
+            # below the limit the run goes on: say so now, not only in the final summary
+            logger.warning(
+                "non-finite loss, gradients or update at step(s) %s: skipped (%d so far; "
+                "loop.max_nonfinite=%d in a row stop the run)",
+                ", ".join(map(str, skipped_now)),
+                int(host[-1][1]["nonfinite_total"]),
+                loop.max_nonfinite,
+            )
         worst_run = max(worst_run, *(int(m["nonfinite_consecutive"]) for _, m in host))
         if tripped_at is None:
             tripped_at = next(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import jax
 import numpy as np
@@ -56,11 +57,16 @@ def test_run_writes_outputs_and_reaches_threshold(toy_run):
     assert evaluate_run(config, wd) == pytest.approx(result.metrics, rel=1e-6)
 
 
-def test_injected_nan_is_skipped_and_counted(tmp_path):
+def test_injected_nan_is_skipped_and_counted(tmp_path, caplog):
     poisoned = 5
     config = load_config(TOY, [f"task.nan_examples={poisoned}", "loop.num_steps=24"])
-    result = train(config, workdir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="spectrax.train._loop"):
+        result = train(config, workdir=tmp_path)
     expected = [s + 1 for s in range(24) if poisoned in batch_indices(0, s, 64, 8)]
+    # said while the run goes on (the log has no progress bar), naming the steps
+    warned = [r.getMessage() for r in caplog.records if "non-finite" in r.getMessage()]
+    assert warned and all(f" {s}" in " ".join(warned) for s in expected), warned
+    assert "3 so far" in warned[-1]
     records = [r for r in read_metrics(tmp_path) if r["split"] == "train"]
     assert [r["step"] for r in records if r["skipped"]] == expected
     assert result.stopped == "completed" and result.skipped == len(expected) == 3
