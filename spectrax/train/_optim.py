@@ -3,6 +3,7 @@ groups."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import jax
@@ -14,12 +15,39 @@ __all__ = ["make_optimizer", "make_schedule", "param_labels"]
 
 GROUPS = ("default", "ssm")
 
+logger = logging.getLogger(__name__)
+
+
+def _warn_inert_schedule(config: Config) -> None:
+    """Log the schedule settings that the run's length makes inert or changes: a warmup as long
+    as the run (shortened to it), a step decay whose first step lies past the end (a constant
+    rate)."""
+    o, steps = config.optim, config.loop.num_steps
+    if o.warmup_steps >= steps:
+        logger.warning(
+            "`optim.warmup_steps` (%d) >= `loop.num_steps` (%d): the warmup is shortened to %d "
+            "steps and the rate reaches its peak only at the last step; lower warmup_steps",
+            o.warmup_steps,
+            steps,
+            steps - 1,
+        )
+    warmup = min(o.warmup_steps, steps - 1)
+    if o.schedule == "step" and warmup + o.step_every >= steps:
+        logger.warning(
+            "`optim.step_every` (%d) after %d warmup steps is past `loop.num_steps` (%d): the "
+            "step schedule never decays (a constant rate); lower step_every",
+            o.step_every,
+            warmup,
+            steps,
+        )
+
 
 def make_schedule(peak: float, config: Config) -> optax.Schedule:
     """Linear warmup from 0 to ``peak`` over ``optim.warmup_steps``, then either cosine decay to
     ``peak * optim.final_lr_fraction`` at ``loop.num_steps`` (``optim.schedule="cosine"``) or
     ``peak * optim.step_factor ** (k // optim.step_every)`` at ``k`` steps after the warmup
-    (``"step"``). A warmup as long as the run is shortened to ``loop.num_steps - 1`` steps;
+    (``"step"``). A warmup as long as the run is shortened to ``loop.num_steps - 1`` steps
+    (:func:`make_optimizer` logs a warning then, and for a step decay past the end of the run);
     ``step_every``/``step_factor`` apply to ``"step"`` only and ``final_lr_fraction`` to
     ``"cosine"`` only."""
     o, steps = config.optim, config.loop.num_steps
@@ -67,6 +95,7 @@ def make_optimizer(config: Config, labels: Any) -> optax.GradientTransformation:
     (Gu et al., 2022, "Efficiently Modeling Long Sequences with Structured State Spaces": the
     SSM parameters train with a smaller rate and no decay)."""
     o = config.optim
+    _warn_inert_schedule(config)
     groups = {
         "default": optax.adamw(
             make_schedule(o.learning_rate, config), b1=o.b1, b2=o.b2, weight_decay=o.weight_decay

@@ -3,6 +3,8 @@ does not retrace; the optimizer's schedule and groups; the batch order is a pure
 
 from __future__ import annotations
 
+import logging
+
 import chex
 import equinox as eqx
 import jax
@@ -176,6 +178,25 @@ def test_schedule_step(standard_promotion):
     )
     assert float(no_warmup(0)) == 1.0 and float(no_warmup(99)) == 1.0
     assert_close(float(no_warmup(100)), 0.1, rtol=1e-6)
+
+
+def test_schedule_settings_the_run_makes_inert_are_logged(caplog, standard_promotion):
+    """A warmup as long as the run (shortened) and a step decay past its end (never decays)
+    run, but not silently."""
+    base = load_config(TOY)  # 60 steps, warmup 5
+    labels = {"w": "default"}
+    cases = [
+        (["optim.warmup_steps=60"], "`optim.warmup_steps` (60) >= `loop.num_steps` (60)"),
+        (["optim.schedule=step", "optim.step_every=55"], "`optim.step_every` (55) after 5"),
+        (["optim.schedule=step", "optim.step_every=54"], None),
+        (["optim.warmup_steps=59"], None),
+    ]
+    for overrides, message in cases:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="spectrax.train._optim"):
+            make_optimizer(apply_overrides(base, overrides), labels)
+        logged = " ".join(r.getMessage() for r in caplog.records)
+        assert (message in logged) if message else not logged, (overrides, logged)
 
 
 def test_schedule_rejects_unknown_name(standard_promotion):
