@@ -223,6 +223,20 @@ def _refuse_held_checkpoints_early(workdir: Path) -> None:
         raise _held_metrics_error(workdir)
 
 
+def _check_workdir_path(workdir: Path) -> None:
+    """A run directory that is a file, or lies under one, cannot be created: say so before the
+    data are built (minutes for some tasks), not as a crash when the outputs are written."""
+    for path in (workdir, *workdir.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is" if path == workdir else f"lies under {path}, which is"
+                raise ConfigError(
+                    f"the run directory (--workdir or `output.workdir`) {workdir} {what} a file, "
+                    "not a directory; choose another path."
+                )
+            return
+
+
 def _held_checkpoints_error(workdir: Path, latest: int) -> CheckpointError:
     return CheckpointError(
         f"{workdir} already holds checkpoints (latest step {latest}); pass "
@@ -276,6 +290,8 @@ def train(
             f"a run over {jax.process_count()} processes needs one run directory for all of "
             "them: pass --workdir (or set `output.workdir`)."
         )
+    if workdir is not None:
+        _check_workdir_path(Path(workdir))
     if workdir is not None and not resume:
         _refuse_held_checkpoints_early(Path(workdir))
     mesh, task, model, optimizer, opt_state, rng = _setup(config, devices)

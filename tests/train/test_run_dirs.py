@@ -162,3 +162,23 @@ def test_plots_leave_the_callers_pyplot_backend_and_figures_alone(tmp_path):
     finally:
         plt.close("all")
         plt.switch_backend(before)
+
+
+@pytest.mark.parametrize("below", [False, True], ids=["file", "under-a-file"])
+def test_a_workdir_that_is_a_file_is_a_config_error_before_the_data(tmp_path, monkeypatch, below):
+    """--workdir naming a file (or a path under one) is refused before the task is built, not a
+    crash (exit 5) once the data are generated; the file is left as it was."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+
+    def no_setup(*args, **kwargs):
+        raise AssertionError("the task was built before the refusal")
+
+    monkeypatch.setattr(loop_module, "_setup", no_setup)
+    workdir = afile / "run" if below else afile
+    for resume in (False, True):
+        with pytest.raises(
+            ConfigError, match=rf"{workdir} (is|lies under .*notes.txt, which is) a"
+        ):
+            train(load_config(TOY), workdir=workdir, resume=resume)
+    assert afile.read_text() == "keep me"
