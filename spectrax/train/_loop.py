@@ -489,7 +489,7 @@ def train(
             task.plots(plot_model, workdir)
     result = TrainResult(workdir, step, model, final, stopped, skipped_total, passed)
     if primary:
-        _write_report(config, result)
+        _write_report(config, result, mesh)
     return result
 
 
@@ -521,14 +521,15 @@ def _position(config: Config, step: int) -> dict[str, Any]:
     }
 
 
-def _write_report(config: Config, result: TrainResult) -> None:
+def _write_report(config: Config, result: TrainResult, mesh) -> None:
     lines = [
         f"# {config.name}",
         "",
         f"- stopped: {result.stopped} at step {result.step} of {config.loop.num_steps}",
         f"- skipped non-finite updates: {result.skipped}",
-        f"- devices: {jax.device_count()} ({jax.default_backend()}), mesh data={config.mesh.data} "
-        f"model={config.mesh.model} params={config.mesh.params}",
+        # the mesh the run used (train(devices=...) may take fewer than all; data=-1 resolved)
+        f"- devices: {mesh.devices.size} ({jax.default_backend()}), mesh data={mesh.shape['data']} "
+        f"model={mesh.shape['model']} params={config.mesh.params}",
     ]
     for k, v in result.metrics.items():
         lines.append(f"- {k}: {v:.6g}")

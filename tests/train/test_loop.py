@@ -137,9 +137,16 @@ def test_one_vs_eight_devices_same_curve_and_sharded_batch(tmp_path, monkeypatch
     config = load_config(TOY, ["loop.num_steps=20", "output.plots=false"])
     one = train(config, workdir=tmp_path / "one", devices=jax.devices()[:1])
     assert len(seen[0].device_set) == 1
+    # the report gives the mesh the run used, not the machine's device count or data=-1
+    assert (
+        "- devices: 1 (cpu), mesh data=1 model=1 " in (tmp_path / "one" / "report.md").read_text()
+    )
     seen.clear()
     config8 = apply_overrides(config, ["mesh.data=8"])
     eight = train(config8, workdir=tmp_path / "eight")
+    assert (
+        "- devices: 8 (cpu), mesh data=8 model=1 " in (tmp_path / "eight" / "report.md").read_text()
+    )
     sharding = seen[0]
     assert sharding.spec == PartitionSpec("data") and len(sharding.device_set) == 8
     assert sharding.shard_shape((8, 16)) == (1, 16)
