@@ -370,6 +370,9 @@ def config_differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str =
     return diffs
 
 
+_SECTION_NAMES = frozenset(f.name for f in dataclasses.fields(Config))
+
+
 def resolve_config_path(name_or_path: str) -> Path:
     """A config file from a path, or a bare name looked up in ``./configs`` and in the
     ``configs/`` folder of the source checkout. A path (a ``.py`` name or one with a folder)
@@ -397,6 +400,9 @@ def resolve_config_path(name_or_path: str) -> Path:
         "install from a clone with `pip install -e .`, run from a folder that holds configs/, "
         "or pass the path of a config file."
     )
+    if "." in stem and stem.split(".", 1)[0] in _SECTION_NAMES:
+        # `spectrax train optim.learning_rate` (the value forgotten): read as the config name
+        hint += f" {name_or_path!r} looks like a config key: an override is key=value."
     raise ConfigError(
         f"config {name_or_path!r} not found (looked for a .py file and in "
         f"{', '.join(map(str, roots))}); "

@@ -121,6 +121,11 @@ def test_dict_round_trip_and_differences(base):
 def test_unknown_config_and_variant(library_errors):
     with pytest.raises(ConfigError, match="not found"):
         load_config("no_such_config")
+    # an override without its value, first on the command line, is read as the config's name
+    with pytest.raises(
+        ConfigError, match=r"'optim.learning_rate' looks like a config key: .*=value"
+    ):
+        load_config("optim.learning_rate")
     with pytest.raises(ConfigError, match=r"`variant` must be one of"):
         load_config(TOY, variant="huge")
     with pytest.raises(ConfigError, match="must return a spectrax.train.Config"):
