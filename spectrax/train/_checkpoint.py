@@ -113,6 +113,16 @@ class Checkpointer:
         )
         self._manager.wait_until_finished()
 
+    def _earlier_hint(self, step: int) -> str:
+        """Where a damaged checkpoint is the latest: the earlier ones a run may resume from."""
+        earlier = [s for s in self.all_steps() if s < step]
+        if not earlier:
+            return ""
+        return (
+            f" Earlier checkpoints: steps {earlier}; move {self.directory / str(step)} out of "
+            f"{self.directory} to resume from step {earlier[-1]}."
+        )
+
     def read_meta(self, step: int) -> dict[str, Any]:
         try:
             out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
@@ -120,7 +130,7 @@ class Checkpointer:
         except Exception as err:
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} is damaged or incomplete: its metadata "
-                f"cannot be read ({type(err).__name__}: {err})."
+                f"cannot be read ({type(err).__name__}: {err}).{self._earlier_hint(step)}"
             ) from err
 
     def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
@@ -152,7 +162,7 @@ class Checkpointer:
         except Exception as err:
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} is damaged or does not match this model "
-                f"({type(err).__name__}: {_short_cause(err)})."
+                f"({type(err).__name__}: {_short_cause(err)}).{self._earlier_hint(step)}"
             ) from err
         if jax.tree.structure(state) != jax.tree.structure(target):
             raise CheckpointError(
@@ -164,7 +174,7 @@ class Checkpointer:
         if digest is not None and tree_digest(state) != digest:
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} is damaged: its arrays do not match the "
-                "digest recorded when it was saved."
+                f"digest recorded when it was saved.{self._earlier_hint(step)}"
             )
         return state, meta
 

@@ -86,7 +86,10 @@ def test_damaged_arrays_are_refused(toy_run, tmp_path):
     with pytest.raises(CheckpointError, match=r"checkpoint .*60 is damaged") as info:
         evaluate_run(config, wd)
     # the cause is TensorStore's, shortened: no JSON spec dump
-    assert "tensorstore_spec" not in str(info.value) and len(str(info.value)) < 600
+    assert "tensorstore_spec" not in str(info.value) and len(str(info.value)) < 800
+    # the way back: the intact earlier checkpoints, and how to resume from the last of them
+    assert "Earlier checkpoints: steps [20, 40]; move" in str(info.value)
+    assert "to resume from step 40." in str(info.value)
 
 
 def test_truncated_arrays_are_refused_naming_the_cause(tmp_path):
