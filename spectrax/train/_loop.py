@@ -551,6 +551,13 @@ def evaluate_run(
     The config's mesh is used when it fits ``devices`` (default: all); otherwise (a run trained
     on 8 devices, evaluated on a laptop) the model is evaluated on the first device alone.
     """
+    ckpts = Path(workdir) / "checkpoints"
+    # before the task is built (minutes for some), and without creating a mistyped directory
+    if not (ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())):
+        raise CheckpointError(
+            f"no checkpoint in {ckpts}: expected the run directory of a run that saved one "
+            f"({'it has no checkpoints/ folder' if not ckpts.is_dir() else 'the folder is empty'})."
+        )
     cfg_dict = config_to_dict(config)  # the training config: what the checkpoint records
     devices = list(jax.devices() if devices is None else devices)
     try:

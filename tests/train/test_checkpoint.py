@@ -111,6 +111,23 @@ def test_truncated_arrays_are_refused_naming_the_cause(tmp_path):
     ckpt.close()
 
 
+def test_evaluating_a_directory_without_checkpoints_is_refused_untouched(tmp_path, monkeypatch):
+    """A mistyped run directory is named, neither created nor the task built for it."""
+    import spectrax.train._loop as loop_module
+
+    def no_setup(*args, **kwargs):
+        raise AssertionError("the task was built before the refusal")
+
+    monkeypatch.setattr(loop_module, "_setup", no_setup)
+    typo = tmp_path / "runs" / "tyop"
+    with pytest.raises(CheckpointError, match=r"no checkpoint in .*tyop.*no checkpoints/ folder"):
+        evaluate_run(load_config(TOY), typo)
+    assert not typo.exists()
+    (typo / "checkpoints").mkdir(parents=True)  # a run stopped before its first save
+    with pytest.raises(CheckpointError, match=r"no checkpoint in .*tyop.*the folder is empty"):
+        evaluate_run(load_config(TOY), typo)
+
+
 def test_missing_metadata_is_refused(toy_run, tmp_path):
     config, wd = _copy_run(toy_run, tmp_path)
     shutil.rmtree(wd / "checkpoints" / "60" / "meta")
