@@ -125,10 +125,19 @@ def _set_aside_metrics(workdir: Path, resume: bool) -> None:
         return
     if not resume:
         raise _held_metrics_error(workdir)
-    kept = path.with_name(f"metrics.jsonl.before-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    kept = path.with_name(f"metrics.jsonl.before-{stamp}")
     path.rename(kept)
+    # the config that wrote the old log goes with it (the new run writes its own config.json)
+    config_json = workdir / "config.json"
+    if config_json.is_file():
+        config_json.rename(config_json.with_name(f"config.json.before-{stamp}"))
     logger.warning(
-        "%s has no checkpoint to resume from: starting over; old log kept as %s", workdir, kept.name
+        "%s has no checkpoint to resume from: starting over; old log kept as %s (its config "
+        "as config.json.before-%s)",
+        workdir,
+        kept.name,
+        stamp,
     )
 
 
@@ -303,6 +312,9 @@ def train(
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(workdir / "checkpoints", keep=config.checkpoint.keep, config_dict=cfg_dict)
     start = 0
+    if primary and source is None and resume:
+        # read before a log without a checkpoint is set aside with its config.json
+        source = _stored_source(workdir)
     if ckpt.latest_step() is not None:
         if not resume:
             ckpt.close()
@@ -330,8 +342,6 @@ def train(
             ckpt.close()
             raise
     if primary:
-        if source is None and resume:
-            source = _stored_source(workdir)
         (workdir / "config.json").write_text(
             json.dumps({"config": cfg_dict, "source": source or {}}, indent=2, default=str)
         )

@@ -42,10 +42,17 @@ def test_fresh_run_refuses_a_directory_with_a_log_and_resume_keeps_it(tmp_path):
     with pytest.raises(CheckpointError, match="already holds a run's metrics.jsonl"):
         train(config, workdir=tmp_path)
     assert log.read_text() == old and not (tmp_path / "config.json").exists()
+    old_config = json.dumps({"config": {"name": "the old run"}})
+    (tmp_path / "config.json").write_text(old_config)
     result = train(config, workdir=tmp_path, resume=True)  # no checkpoint: starts over
     assert result.step == 5
     (kept,) = tmp_path.glob("metrics.jsonl.before-*")
     assert kept.read_text() == old
+    # and the config that wrote the old log, beside it
+    (kept_config,) = tmp_path.glob("config.json.before-*")
+    assert kept_config.read_text() == old_config
+    assert kept_config.name.split("before-")[1] == kept.name.split("before-")[1]
+    assert json.loads((tmp_path / "config.json").read_text())["config"]["name"] == "toy"
     assert [r["step"] for r in read_metrics(tmp_path) if r["split"] == "train"] == [1, 2, 3, 4, 5]
 
 
