@@ -389,7 +389,8 @@ def train(
             logger.warning(
                 "non-finite loss, gradients or update at step(s) %s: skipped (%d so far; "
                 "loop.max_nonfinite=%d in a row stop the run)",
-                ", ".join(map(str, skipped_now)),
+                ", ".join(map(str, skipped_now[:10]))
+                + (f", ... ({len(skipped_now)} steps)" if len(skipped_now) > 10 else ""),
                 int(host[-1][1]["nonfinite_total"]),
                 loop.max_nonfinite,
             )
