@@ -378,7 +378,12 @@ def resolve_config_path(name_or_path: str) -> Path:
     ``configs/`` folder of the source checkout. A path (a ``.py`` name or one with a folder)
     that does not exist is an error, never a bundled config of the same name."""
     p = Path(name_or_path)
-    roots = [Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"]
+    # once each: run from the checkout, ./configs is the checkout's configs/
+    roots = list(
+        dict.fromkeys(
+            [(Path.cwd() / "configs").resolve(), Path(__file__).resolve().parents[2] / "configs"]
+        )
+    )
     if p.suffix == ".py" or len(p.parts) > 1:
         if p.is_file():
             return p.resolve()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from pathlib import Path
 
 import jax
 import pytest
@@ -118,9 +119,14 @@ def test_dict_round_trip_and_differences(base):
     assert set(flat_keys(base)) >= {"seed", "task.resolution", "mesh.data", "checkpoint.keep"}
 
 
-def test_unknown_config_and_variant(library_errors):
+def test_unknown_config_and_variant(library_errors, monkeypatch):
     with pytest.raises(ConfigError, match="not found"):
         load_config("no_such_config")
+    # run from the checkout, its configs/ is one place to look, named once
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    with pytest.raises(ConfigError, match="not found") as info:
+        load_config("no_such_config")
+    assert str(info.value).count(str(Path.cwd() / "configs")) == 1, info.value
     # an override without its value, first on the command line, is read as the config's name
     with pytest.raises(
         ConfigError, match=r"'optim.learning_rate' looks like a config key: .*=value"
