@@ -179,11 +179,13 @@ def _load_commands() -> None:
 def build_parser() -> argparse.ArgumentParser:
     _load_commands()
     parser = argparse.ArgumentParser(
-        prog="spectrax", description="Spectral operators and state-space models in JAX."
+        prog="spectrax",
+        description="Spectral operators and state-space models in JAX.",
+        allow_abbrev=False,  # `--smok` is an error, not `--smoke`
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_, add_args, _) in _COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_, allow_abbrev=False)
         add_args(p)
     return parser
 

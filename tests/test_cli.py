@@ -35,6 +35,21 @@ def test_train_and_eval_are_registered():
 
 
 @pytest.mark.parametrize(
+    "argv",
+    [["train", "--smok"], ["train", "--smoke", "--no-progres"], ["train", "seed=1", "--resum"]],
+)
+def test_abbreviated_options_are_refused(argv, tmp_path, capsys):
+    # argparse's prefix matching took `--smok` for `--smoke`: a typo ran another job
+    wd = tmp_path / "run"
+    try:
+        code = main([*argv, "--workdir", str(wd)])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    assert code == 2 and not wd.exists()
+    assert argv[-1] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     ("override", "message"),
     [
         ("loop.num_steps=ten", "`loop.num_steps` expects an int"),

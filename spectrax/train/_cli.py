@@ -55,7 +55,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 def _split_config_arg(args: argparse.Namespace) -> tuple[str, list[str]]:
     """``(config, overrides)``, moving options given among the overrides onto ``args``."""
-    late = argparse.ArgumentParser(prog="spectrax train", add_help=False)
+    late = argparse.ArgumentParser(prog="spectrax train", add_help=False, allow_abbrev=False)
     _add_options(late, defaults=False)
     found, rest = late.parse_known_args(list(args.overrides))
     for name, value in vars(found).items():
