@@ -88,7 +88,9 @@ def test_train_then_eval(tmp_path, capsys):
     assert "stopped: completed at step 20" in out and "(pass)" in out
     train_error = next(line for line in out.splitlines() if line.startswith("test_error:"))
     assert main(["eval", str(wd)]) == 0
-    assert train_error in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert train_error in captured.out
+    assert f"evaluating {wd.resolve() / 'checkpoints'}, step 20" in captured.err
     # Same directory again without --resume: refused, nothing overwritten.
     assert main(["train", TOY, "loop.num_steps=20", "--workdir", str(wd)]) == 2
     assert "--resume" in capsys.readouterr().err

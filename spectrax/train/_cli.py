@@ -75,18 +75,22 @@ def _split_config_arg(args: argparse.Namespace) -> tuple[str, list[str]]:
     return args.config, rest
 
 
-def _run_train(args: argparse.Namespace) -> int:
-    from spectrax.train._checkpoint import CheckpointError
-    from spectrax.train._config import ConfigError, load_config, resolve_config_path
-
+def _log_info() -> None:
     # force: importing orbax already gave the root logger absl's WARNING-level handler, which
-    # would swallow the INFO lines (a resume is announced at INFO); orbax's and JAX's INFO
-    # chatter stays off.
+    # would swallow the INFO lines (a resume, the checkpoint evaluated are announced at INFO);
+    # orbax's and JAX's INFO chatter stays off.
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True
     )
     for noisy in ("absl", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from spectrax.train._checkpoint import CheckpointError
+    from spectrax.train._config import ConfigError, load_config, resolve_config_path
+
+    _log_info()
     try:
         name, overrides = _split_config_arg(args)
         if args.no_progress:
@@ -140,6 +144,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from spectrax.train._config import ConfigError, load_config
     from spectrax.train._loop import evaluate_run
 
+    _log_info()
     run = Path(args.run_dir)
     try:
         stored = json.loads((run / "config.json").read_text())

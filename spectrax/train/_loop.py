@@ -584,9 +584,10 @@ def evaluate_run(
         config_dict=cfg_dict,
     )
     try:
-        restored, _ = ckpt.restore(_checkpoint_state(model, opt_state, rng))
+        restored, meta = ckpt.restore(_checkpoint_state(model, opt_state, rng))
     finally:
         ckpt.close()
+    logger.info("evaluating %s, step %s", ckpts, meta.get("step"))
     model = eqx.combine(restored["model"], eqx.filter(model, eqx.is_array, inverse=True))
     del mesh
     return task.evaluate(model)
