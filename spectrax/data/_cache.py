@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 # source itself is hashed into the key, see _source_digest).
 # 2: delayed_recall draws int32 in every mode (its data under x64 changed); the JAX version and
 # the x64 / threefry-partitionable flags joined the key. The generators' source joined it later
-# (a change of key by itself, with no bump).
+# (a change of key by itself, with no bump), and so did the default backend's platform.
 # 3: files store each array's dtype name (bfloat16 and the other ml_dtypes types were read
 # back as raw void bytes, |V2).
 CACHE_VERSION = 3
@@ -127,9 +127,12 @@ def _function_identity(fn: Any, seen: set[int] | None = None) -> Any:
 def _jax_config() -> dict[str, Any]:
     """What the generated numbers depend on besides the arguments: ``split(key, N)[i]`` (the
     key of sample i) changes with ``jax_threefry_partitionable``, default integer and float
-    widths with ``jax_enable_x64``, and either may change between JAX releases."""
+    widths with ``jax_enable_x64``, and either may change between JAX releases; the platform
+    (``"cpu"``, ``"gpu"``, ``"tpu"``) because its matmuls (TF32 on GPU) and FFTs round
+    differently, and a thresholded field (Darcy's coefficient) can flip nodes with them."""
     return {
         "jax": ".".join(jax.__version__.split(".")[:2]),
+        "platform": jax.default_backend(),
         "x64": bool(jax.config.jax_enable_x64),
         "threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
     }
@@ -194,7 +197,9 @@ def cache_path(
 ) -> Path:
     """The file :func:`cached` reads or writes for these arguments (nothing is computed).
 
-    The name also depends on the JAX major.minor version, on the ``jax_enable_x64`` and
+    The name also depends on the JAX major.minor version, the default backend's platform
+    (``jax.default_backend()``: data drawn on a GPU are not read back on a CPU), on the
+    ``jax_enable_x64`` and
     ``jax_threefry_partitionable`` flags in effect, on the source code of the generator's
     module and of the whole ``spectrax.data`` package (which a user's generator may wrap), its
     bytecode and the values its closure captured, so data drawn under another configuration

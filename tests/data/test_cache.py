@@ -158,6 +158,16 @@ def test_keyed_by_jax_configuration(tmp_path, monkeypatch, key, gen):
     assert cache_path(gen, key, 3, cache_dir=tmp_path) == base  # the flags are restored
 
 
+def test_keyed_by_platform(tmp_path, monkeypatch, key, gen):
+    """GPU matmuls (TF32) and FFTs round differently from the CPU's, and a thresholded field
+    (Darcy's coefficient) can flip nodes with them: each platform has its own file."""
+    paths = {}
+    for platform in ("cpu", "gpu", "tpu"):
+        monkeypatch.setattr(jax, "default_backend", lambda platform=platform: platform)
+        paths[platform] = cache_path(gen, key, 3, cache_dir=tmp_path)
+    assert len(set(paths.values())) == 3
+
+
 _GENERATOR_SOURCE = """
 import jax
 import jax.numpy as jnp
