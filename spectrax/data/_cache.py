@@ -7,8 +7,10 @@ import inspect
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
+import time
 import types
 import warnings
 import zipfile
@@ -33,6 +35,12 @@ logger = logging.getLogger(__name__)
 CACHE_VERSION = 3
 
 _DATA_DIR = Path(__file__).resolve().parent
+
+# The temporary files of _store: mkstemp's random part between the stem of a cache file
+# (``name-<20 hex digits>``) and ".tmp". One untouched for _STALE_SECONDS is a killed writer's:
+# the data are generated before the file is created, and each write moves its mtime.
+_TEMP_NAME = re.compile(r".+-[0-9a-f]{20}\.[a-z0-9_]+\.tmp")
+_STALE_SECONDS = 3600.0
 
 
 def _source_files(generator: Callable[..., Any]) -> list[Path]:
@@ -320,8 +328,10 @@ def cached(
 
 def _store(path: Path, arrays: tuple[np.ndarray, ...]) -> None:
     """Write ``arrays`` to ``path`` atomically: a temporary file in the same directory, synced,
-    then renamed; on any failure the temporary file is removed."""
+    then renamed; on any failure the temporary file is removed. Temporary files that a killed
+    writer left in the directory are removed first (:func:`_remove_stale_temps`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -332,3 +342,24 @@ def _store(path: Path, arrays: tuple[np.ndarray, ...]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _remove_stale_temps(directory: Path) -> None:
+    """Delete the temporary files of :func:`_store` in ``directory`` (by name, ``_TEMP_NAME``)
+    last modified over ``_STALE_SECONDS`` ago: a writer killed mid-write (SIGKILL, power loss)
+    cannot remove its own. Best effort: a file that another process removes first, or that
+    cannot be removed, is left alone."""
+    cutoff = time.time() - _STALE_SECONDS
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if not _TEMP_NAME.fullmatch(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                logger.info("removed the stale temporary cache file %s", entry.path)
+        except OSError:
+            continue

@@ -3,6 +3,7 @@ seed; atomic writes; recovery from unreadable files."""
 
 import os
 import pathlib
+import time
 
 import jax
 import jax.numpy as jnp
@@ -89,6 +90,21 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch, key, gen):
     monkeypatch.undo()
     out = cached(gen, key, 2, cache_dir=tmp_path)
     assert gen.calls == 2 and out[0].shape == (2, 4)
+
+
+def test_stale_temporary_files_are_removed(tmp_path, key, gen):
+    """A writer killed mid-write (SIGKILL) leaves its temporary file; the next write removes
+    those untouched for over an hour, but not a concurrent writer's live one nor other files."""
+    stem = cache_path(gen, key, 5, cache_dir=tmp_path).stem
+    names = [f"{stem}.k1ll_ed0.tmp", f"{stem}.l1ve_ab2.tmp", "notes.tmp", f"{stem}.npz.bak"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"PK\x03\x04 partial")
+    old = time.time() - 2 * 3600
+    for name in (names[0], *names[2:]):
+        os.utime(tmp_path / name, (old, old))
+    cached(gen, key, 2, cache_dir=tmp_path)
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {*names[1:], cache_path(gen, key, 2, cache_dir=tmp_path).name}
 
 
 @pytest.mark.parametrize("content", [b"not an npz", b"", "truncated", "flipped"])
