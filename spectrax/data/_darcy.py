@@ -222,6 +222,22 @@ def _check_positive_coefficient(a) -> None:
         )
 
 
+def _check_finite_rhs(f) -> None:
+    """ValueError naming ``f`` unless it is finite at every interior node (its boundary entries
+    are ignored): a NaN or inf ran ``max_iter`` iterations into a misleading "did not converge"."""
+    interior = f[..., 1:-1, 1:-1]
+    if bool(jnp.all(jnp.isfinite(interior))):  # one scalar to the host; the rest to report
+        return
+    bad = ~np.isfinite(np.asarray(interior, np.float64))
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    node = [*where[:-2], where[-2] + 1, where[-1] + 1]
+    raise ValueError(
+        f"`f` must be finite at every interior node; got f{node} = "
+        f"{float(np.asarray(f)[tuple(node)])} ({int(bad.sum())} of {bad.size} interior nodes "
+        f"not finite)."
+    )
+
+
 def darcy_operator(
     a: Float[Array, "*Ba X Y"],
     u: Float[Array, "*Bu X Y"],
@@ -256,7 +272,7 @@ def darcy_operator(
 
 def darcy_solve(
     a: Float[Array, "*Ba X Y"],
-    f: float | Float[Array, "*Bf X Y"] = 1.0,
+    f: float | np.number | Float[Array, "*Bf X Y"] = 1.0,
     *,
     tol: float | None = None,
     max_iter: int = 2000,
@@ -275,9 +291,10 @@ def darcy_solve(
         a: coefficient at the nodes, shape ``(*batch, s, s)``, ``s >= 3``, positive (a
             ValueError otherwise; under ``jit`` this is not checked and a non-positive ``a``
             gives garbage).
-        f: right-hand side, a Python float or node values ``(*batch', s, s)`` whose leading
-            dimensions broadcast with ``a``'s (boundary entries are ignored). Default ``1.0`` as
-            in the FNO benchmark.
+        f: right-hand side, a Python or NumPy scalar or node values ``(*batch', s, s)`` whose
+            leading dimensions broadcast with ``a``'s (boundary entries are ignored), finite (a
+            ValueError otherwise; not checked under ``jit``). Default ``1.0`` as in the FNO
+            benchmark.
         tol: relative residual ``||A u - f|| / ||f||`` at which the iteration stops,
             ``0 < tol < 1`` (default 1e-5 in float32, 1e-11 in float64). It is the residual
             the iteration updates recursively; the returned ``u``'s own residual also carries
@@ -293,7 +310,7 @@ def darcy_solve(
     Returns:
         ``u`` at the nodes, shape ``(*broadcast batch, s, s)``, zero on the boundary. Computed
         in float64 if ``a`` or an array ``f`` is float64 (else float32) and returned in the
-        promotion of their dtypes (``a``'s for a Python-float ``f``).
+        promotion of their dtypes (``a``'s for a scalar ``f``).
 
     Raises:
         RuntimeError: called outside ``jit``, when a problem reaches ``max_iter`` iterations
@@ -304,15 +321,19 @@ def darcy_solve(
             can run: ``u`` is returned as computed, whether or not it converged.
     """
     _check_grid("a", a)
-    if isinstance(f, (int, float)) and not isinstance(f, bool):
+    if isinstance(f, (int, float, np.integer, np.floating)) and not isinstance(f, bool):
+        if not math.isfinite(f):  # a NaN ran max_iter iterations into "did not converge"
+            raise ValueError(f"`f` must be finite; got {f}.")
         dtype, out_dtype = compute_dtype(a.dtype), a.dtype
-        f = jnp.full(a.shape[-2:], f, dtype)
+        f = jnp.full(a.shape[-2:], float(f), dtype)
     else:
         check_real_float("f", f)
         if f.ndim < 2 or f.shape[-2:] != a.shape[-2:]:
             raise ValueError(f"`f` must end with the grid shape {a.shape[-2:]}; got {f.shape=}.")
         f = jnp.asarray(f)  # a NumPy float64 f is float32 outside 64-bit mode, as any input
         dtype, out_dtype = compute_dtype(a.dtype, f.dtype), result_dtype(a.dtype, f.dtype)
+        if not isinstance(f, jax.core.Tracer):
+            _check_finite_rhs(f)
     if not isinstance(a, jax.core.Tracer):
         _check_positive_coefficient(a)
     lead = broadcast_leading("a", a.shape[:-2], "f", f.shape[:-2])

@@ -268,3 +268,34 @@ def test_non_positive_coefficient_named(bad, library_errors):
     a = jnp.ones((2, 9, 9), jnp.float32).at[1, 4, 5].set(bad)
     with pytest.raises(ValueError, match=r"`a` must be positive at every node.*a\[1, 4, 5\]"):
         darcy_solve(a)
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        float("nan"),
+        np.float32(np.inf),
+        jnp.ones((2, 9, 9), jnp.float32).at[1, 4, 5].set(jnp.nan),
+    ],
+    ids=["nan", "numpy-inf", "array"],
+)
+def test_non_finite_rhs_named(f, library_errors):
+    """A NaN or inf in `f` ran max_iter iterations into "did not converge" (a RuntimeError)."""
+    match = r"`f` must be finite" + (r".*f\[1, 4, 5\] = nan" if isinstance(f, jax.Array) else "")
+    with pytest.raises(ValueError, match=match):
+        darcy_solve(jnp.ones((2, 9, 9), jnp.float32), f)
+
+
+def test_non_finite_rhs_on_the_boundary_is_ignored():
+    f = jnp.ones((9, 9), jnp.float32).at[0, 3].set(jnp.nan)
+    u = darcy_solve(jnp.ones((9, 9), jnp.float32), f)
+    np.testing.assert_array_equal(u, darcy_solve(jnp.ones((9, 9), jnp.float32), 1.0))
+
+
+@pytest.mark.parametrize("f", [np.float32(2.0), np.float64(2.0), np.int64(2)])
+def test_numpy_scalar_rhs_as_python_float(f):
+    """An np.float32 `f` was refused with a shape message (`f.shape=()`)."""
+    a = jnp.ones((9, 9), jnp.float32)
+    u = darcy_solve(a, f)
+    assert u.dtype == jnp.float32
+    np.testing.assert_array_equal(u, darcy_solve(a, 2.0))
