@@ -76,14 +76,10 @@ def spherical_conv(
     if (
         not isinstance(output_shape, (tuple, list))
         or len(output_shape) != 2
-        or any(
-            isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1
-            for n in output_shape
-        )
+        or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) for n in output_shape)
     ):
         raise ValueError(
-            f"`output_shape` must be a pair of positive integers (nlat, nlon); got "
-            f"{output_shape!r}."
+            f"`output_shape` must be a pair of integers (nlat, nlon); got {output_shape!r}."
         )
     output_shape = (int(output_shape[0]), int(output_shape[1]))
     check_sphere_grid("`output_shape`", output_shape, l_max, source=" (from `weight`'s last axis)")

@@ -141,7 +141,8 @@ def check_sphere_grid(
     source: str = "",
 ) -> None:
     """Raise a ValueError naming ``name`` unless the :func:`sphere_grid` of ``shape = (nlat,
-    nlon)`` carries degree ``l_max`` (``nlat >= l_max + 1``, ``nlon >= 2 l_max + 1``).
+    nlon)`` is a grid (positive sizes) that carries degree ``l_max`` (``nlat >= l_max + 1``,
+    ``nlon >= 2 l_max + 1``).
 
     ``name`` is the argument as the message shows it (e.g. ``"`x`"``), ``l_max_name`` how the
     degree is spelled (``"`l_max`"`` where it is the caller's argument) and ``source`` an
@@ -149,6 +150,11 @@ def check_sphere_grid(
     Shared by :func:`sht`, :func:`isht`, :func:`~spectrax.nn.spherical_conv` and
     :class:`~spectrax.models.SFNO`."""
     nlat, nlon = shape
+    if nlat < 1 or nlon < 1:  # the fit hint below would suggest a negative l_max
+        raise ValueError(
+            f"{name} is an nlat x nlon = {nlat} x {nlon} grid; the grid sizes must be positive "
+            f"(nlat >= {l_max + 1} and nlon >= {2 * l_max + 1} for {l_max_name}={l_max}{source})."
+        )
     if nlat < l_max + 1 or nlon < 2 * l_max + 1:
         raise ValueError(
             f"{name} is an nlat x nlon = {nlat} x {nlon} grid, too small for "

@@ -220,6 +220,9 @@ def test_errors(library_errors):
         sht(f, 6)
     with pytest.raises(ValueError, match=r"6 x 10 grid, too small for `l_max`=5.*l_max <= 4"):
         sht(jnp.zeros((6, 10)), 5)
+    # an empty grid was "too small for `l_max`=0 ... l_max <= -1 on this one"
+    with pytest.raises(ValueError, match=r"0 x 11 grid; the grid sizes must be positive"):
+        sht(jnp.zeros((0, 11)), 0)
     c = jnp.zeros((2, 36))
     with pytest.raises(
         ValueError,
