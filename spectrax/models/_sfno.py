@@ -39,6 +39,8 @@ class SFNOBlock(eqx.Module):
         dtype,
         key: PRNGKeyArray,
     ):
+        # checked here: SphericalConv would name its own `in_channels`
+        width = check_positive_int("width", width)
         kc, ks, km = jax.random.split(key, 3)
         self.conv = SphericalConv(width, width, l_max, dtype=dtype, key=kc)
         self.skip = PointwiseLinear(width, width, use_bias=False, dtype=dtype, key=ks)

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from spectrax.models import FNO, SFNO
+from spectrax.models import FNO, SFNO, SFNOBlock
 from spectrax.transforms import isht, real_sph_harm, sht, sphere_grid
 from tests.helpers import assert_close, rel_err
 
@@ -95,6 +95,10 @@ def test_errors(library_errors):
         model(jnp.ones((2, 5, 12)))
     with pytest.raises(ValueError, match="width"):
         SFNO(2, 1, 0, 5, key=jax.random.key(0))
+    # the block's error named SphericalConv's `in_channels`
+    kwargs = dict(channel_mlp_expansion=None, activation="gelu", dtype=jnp.float32)
+    with pytest.raises(ValueError, match=r"`width` must be an integer >= 1; got 0"):
+        SFNOBlock(0, 5, **kwargs, key=jax.random.key(0))
     with pytest.raises(ValueError, match="l_max"):
         SFNO(2, 1, 8, -2, key=jax.random.key(0))
 
