@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from jaxtyping import Float
 
-from spectrax._checks import check_bool
+from spectrax._checks import check_bool, check_positive_int
 from spectrax.models import next_snapshots, rollout
 from spectrax.train._losses import relative_lp_loss
 from spectrax.train._plots import new_figure, plot_field_predictions
@@ -112,7 +112,7 @@ class FieldRegressionTask:
     train: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
     loss_fn: Callable[[Any, Any], Any] | None = None
-    num_spatial_dims: int = 1
+    num_spatial_dims: int | np.integer = 1
     channel_axis: bool = False
     grid_channel: bool = False
     grid: str = "periodic"
@@ -128,9 +128,9 @@ class FieldRegressionTask:
         flags = ("channel_axis", "grid_channel", "rollout", "residual", "teacher_forcing", "remat")
         for flag in flags:
             setattr(self, flag, check_bool(flag, getattr(self, flag)))
+        # a Python int from here on (np.int64 accepted, as everywhere): it sizes shapes and axes
+        self.num_spatial_dims = check_positive_int("num_spatial_dims", self.num_spatial_dims)
         d = self.num_spatial_dims
-        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
-            raise ValueError(f"`num_spatial_dims` must be an int >= 1; got {d!r}.")
         if self.grid not in _GRIDS:
             raise ValueError(f"`grid` must be one of {tuple(_GRIDS)}; got {self.grid!r}.")
         if self.rollout and (not self.channel_axis or self.grid_channel):

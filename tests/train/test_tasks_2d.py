@@ -164,7 +164,7 @@ def test_three_spatial_dims_train_without_plots(tmp_path):
             {"num_spatial_dims": 2, "channel_axis": True},
             r"\(B, C, \*spatial\) with 2 spatial axes.*\(4, 8, 8\)",
         ),
-        ({"num_spatial_dims": 0}, r"`num_spatial_dims` must be an int >= 1; got 0"),
+        ({"num_spatial_dims": 0}, r"`num_spatial_dims` must be an integer >= 1; got 0"),
         ({"num_spatial_dims": 2, "grid": "nodes"}, r"`grid` must be one of.*'nodes'"),
     ],
 )
@@ -176,6 +176,15 @@ def test_bad_shapes_raise_naming_the_argument(kwargs, match):
         args[name] = (np.zeros(sa, np.float32), np.zeros(su, np.float32))
     with pytest.raises(ValueError, match=match):
         FieldRegressionTask(make_model=lambda key: None, **args, **kwargs)
+
+
+def test_numpy_integer_num_spatial_dims():
+    """An np.int64 `num_spatial_dims` (e.g. read from a config array) was refused as not an int."""
+    a = np.zeros((4, 8, 8), np.float32)
+    task = FieldRegressionTask(
+        make_model=lambda key: None, train=(a, a), test=(a, a), num_spatial_dims=np.int64(2)
+    )
+    assert type(task.num_spatial_dims) is int and task.num_spatial_dims == 2
 
 
 def test_init_model_checks_the_model_against_one_example():
