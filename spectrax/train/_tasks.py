@@ -119,9 +119,9 @@ class FieldRegressionTask:
     rollout: bool = False
     residual: bool = False
     teacher_forcing: bool = False
-    step_snapshots: int = 1
+    step_snapshots: int | np.integer = 1
     remat: bool = False
-    eval_batch: int = 256
+    eval_batch: int | np.integer = 256
 
     def __post_init__(self) -> None:
         # Taken by truthiness, teacher_forcing="False" would switch teacher forcing on.
@@ -144,9 +144,8 @@ class FieldRegressionTask:
                 "`teacher_forcing` trains a one-step model for a rollout: expected rollout=True; "
                 "got rollout=False."
             )
-        k = self.step_snapshots
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"`step_snapshots` must be an int >= 1; got {k!r}.")
+        self.step_snapshots = k = check_positive_int("step_snapshots", self.step_snapshots)
+        self.eval_batch = check_positive_int("eval_batch", self.eval_batch)
         c = 1 if self.channel_axis else 0
         layout = "(B, C, *spatial)" if self.channel_axis else "(B, *spatial)"
         shapes = {}
@@ -349,10 +348,11 @@ class SequenceClassificationTask:
     make_model: Callable[[Any], Any]
     train: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
-    eval_batch: int = 256
+    eval_batch: int | np.integer = 256
     needs_key: bool = False
 
     def __post_init__(self) -> None:
+        self.eval_batch = check_positive_int("eval_batch", self.eval_batch)
         for name, (x, y) in (("train", self.train), ("test", self.test)):
             if x.ndim != 3 or y.shape != x.shape[:1] or not np.issubdtype(y.dtype, np.integer):
                 raise ValueError(

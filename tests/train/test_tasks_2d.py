@@ -187,6 +187,26 @@ def test_numpy_integer_num_spatial_dims():
     assert type(task.num_spatial_dims) is int and task.num_spatial_dims == 2
 
 
+@pytest.mark.parametrize("name", ["step_snapshots", "eval_batch"])
+def test_integer_options_checked(name, library_errors):
+    """np.int64 `step_snapshots` was refused as not an int; `eval_batch=0` was not checked and
+    failed in evaluate as range() with step 0."""
+    a = np.zeros((4, 8, 8), np.float32)
+    args = dict(make_model=lambda key: None, train=(a, a), test=(a, a), num_spatial_dims=2)
+    task = FieldRegressionTask(**args, **{name: np.int64(1)})
+    assert type(getattr(task, name)) is int
+    with pytest.raises(ValueError, match=rf"`{name}` must be an integer >= 1; got 0"):
+        FieldRegressionTask(**args, **{name: 0})
+
+
+def test_sequence_task_eval_batch_checked(library_errors):
+    x, y = np.zeros((4, 6, 2), np.float32), np.zeros(4, np.int32)
+    with pytest.raises(ValueError, match=r"`eval_batch` must be an integer >= 1; got 0"):
+        SequenceClassificationTask(
+            make_model=lambda key: None, train=(x, y), test=(x, y), eval_batch=0
+        )
+
+
 def test_init_model_checks_the_model_against_one_example():
     """A model whose output does not match the targets, or that refuses the input, fails in
     init_model (shapes traced, nothing computed), naming what is wrong."""
