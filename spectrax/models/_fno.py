@@ -79,6 +79,8 @@ class FNOBlock(eqx.Module):
         dtype,
         key: PRNGKeyArray,
     ):
+        # checked here: SpectralConv would name its own `in_channels`
+        width = check_positive_int("width", width)
         kc, ks, km = jax.random.split(key, 3)
         self.conv = SpectralConv(
             num_spatial_dims,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from spectrax.models import FNO, grid_channels, spatiotemporal_fno
+from spectrax.models import FNO, FNOBlock, grid_channels, spatiotemporal_fno
 from tests.helpers import assert_close
 from tests.models.smoke import loss_decreases
 
@@ -214,3 +214,10 @@ def test_fno_loss_decreases():
     model = FNO(1, 1, 1, 16, 6, 2, key=jax.random.key(1))
     first, last = loss_decreases(model, (32,), steps=20)
     assert last < 0.5 * first, (first, last)
+
+
+def test_block_names_width(library_errors):
+    """FNOBlock(width=0) was refused by its SpectralConv, under that layer's `in_channels`."""
+    kwargs = dict(channel_mlp_expansion=None, activation="gelu", factorization="dense", rank=None)
+    with pytest.raises(ValueError, match=r"`width` must be an integer >= 1; got 0"):
+        FNOBlock(1, 0, (4,), **kwargs, impl="auto", dtype=jnp.float32, key=jax.random.key(0))
