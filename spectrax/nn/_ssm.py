@@ -508,10 +508,17 @@ class S5(eqx.Module):
         keep = np.argsort(lam.imag)[state_size // 2 :]
         h = self.channels
         kb, kc, kcb, kdt, kd = jax.random.split(key, 5)
-        b = np.asarray(jax.random.normal(kb, (state_size, h)), np.float64) / math.sqrt(h)
+        # B = V^H b for a random b, projected in jnp (not NumPy) so the module also builds under
+        # jit and eqx.filter_eval_shape (a checkpoint's abstract skeleton): the fixed
+        # eigenvectors are constants, real and imaginary parts are two real matmuls.
+        b = jax.random.normal(kb, (state_size, h))
+        vk = v.conj().T[keep]  # (P/2, P)
+        hi = jax.lax.Precision.HIGHEST
+        b_re = jnp.matmul(jnp.asarray(vk.real, b.dtype), b, precision=hi)
+        b_im = jnp.matmul(jnp.asarray(vk.imag, b.dtype), b, precision=hi)
         self.log_Lambda_re = jnp.asarray(np.log(-lam.real[keep]), dtype)
         self.Lambda_im = jnp.asarray(lam.imag[keep], dtype)
-        self.B = _from_complex((v.conj().T @ b)[keep], dtype)
+        self.B = (jnp.stack([b_re, b_im], axis=-1) / math.sqrt(h)).astype(dtype)
         m = keep.shape[0]
         std = 1.0 / math.sqrt(state_size)
         self.C = _complex_normal(kc, (h, m), std, dtype)

@@ -411,3 +411,14 @@ def test_diagonal_kernels_are_the_conjugate_pair_systems(disc):
         powers = a_bar[0, 0] ** np.arange(length) * b_bar[0]
         want += 2 * np.real(np.einsum("o,i,l->oil", c[:, m], b[m], powers))
     assert_close(eqx.filter_jit(lambda m: m.kernel(length))(s5), want, rtol=1e-12)
+
+
+def test_s5_builds_under_eval_shape_and_jit():
+    """S5's B was projected in NumPy from a jax.random draw: building under
+    eqx.filter_eval_shape (a checkpoint's abstract skeleton) or jit raised
+    TracerArrayConversionError. The jitted build equals the eager one."""
+    build = lambda k: S5(3, 4, key=k)  # noqa: E731
+    skeleton = eqx.filter_eval_shape(build, jax.random.key(0))
+    assert skeleton.B.shape == (2, 3, 2) and skeleton.B.dtype == jnp.float32
+    eager, jitted = build(jax.random.key(0)), eqx.filter_jit(build)(jax.random.key(0))
+    assert_close(jitted.B, eager.B, jnp.float32, what="B, jit vs eager")
