@@ -51,7 +51,10 @@ def unpatchify(
 
 
 class AFNOBlock(eqx.Module):
-    """``y = AFNO(LN(x)) + x``; ``y = y + MLP(LN(y))`` (the AFNO mixer adds its own input too)."""
+    """``y = AFNO(LN(x)) + x``; ``y = y + MLP(LN(y))`` (the AFNO mixer adds its own input too).
+
+    Returns ``x``'s dtype: the mixer computes in float32 (float64) and the MLP in its parameters'
+    dtype, so each residual branch is cast back to the input's dtype."""
 
     norm1: ChannelLayerNorm
     mixer: AFNOMixer
@@ -59,8 +62,8 @@ class AFNOBlock(eqx.Module):
     mlp: ChannelMLP
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
-        y = self.mixer(self.norm1(x)) + x
-        return y + self.mlp(self.norm2(y))
+        y = self.mixer(self.norm1(x)).astype(x.dtype) + x
+        return y + self.mlp(self.norm2(y)).astype(x.dtype)
 
 
 class AFNO(eqx.Module):

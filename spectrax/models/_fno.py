@@ -114,11 +114,12 @@ def block_channel_mlp(
 
 def block_tail(spectral: Array, x: Array, skip, mlp, activation) -> Array:
     """``y = spectral + skip(x)``, then with an MLP ``y = act(y); y + MLP(y)``. The spectral path
-    computes in float32 (XLA has no half-precision FFT); the block keeps its input's dtype."""
-    y = spectral.astype(x.dtype) + skip(x)
+    computes in float32 (XLA has no half-precision FFT); the block keeps its input's dtype (the
+    pointwise layers compute in their parameters' dtype, so each path is cast back to it)."""
+    y = spectral.astype(x.dtype) + skip(x).astype(x.dtype)
     if mlp is not None:
         y = activation(y)
-        y = y + mlp(y)
+        y = y + mlp(y).astype(y.dtype)
     return y
 
 

@@ -75,6 +75,9 @@ class SSMBlock(eqx.Module):
     The GLU mixing (a linear map to ``2H`` channels, one half gating the other) follows S4/S5's
     "glu" output layer (Dauphin et al., 2017, "Language Modeling with Gated Convolutional
     Networks").
+
+    Computes in the parameters' dtype (float64 for a float64 input: the parameters are widened
+    for the call) and returns ``x``'s dtype.
     """
 
     norm: eqx.nn.LayerNorm
@@ -103,9 +106,11 @@ class SSMBlock(eqx.Module):
     def __call__(
         self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None, inference: bool
     ) -> Float[Array, "L H"]:
-        z = self.ssm(jax.vmap(self.norm)(x))
+        self = widen_to_input(self, x.dtype)  # a float64 input computes in float64
+        h = x.astype(self.mix.weight.dtype)
+        z = self.ssm(jax.vmap(self.norm)(h)).astype(h.dtype)
         z = jax.nn.glu(jax.vmap(self.mix)(jax.nn.gelu(z)), axis=-1)
-        return x + self.dropout(z, key=key, inference=inference)
+        return (h + self.dropout(z, key=key, inference=inference)).astype(x.dtype)
 
 
 class SSMSequenceModel(eqx.Module):

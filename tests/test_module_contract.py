@@ -1,0 +1,239 @@
+"""The contract every public Equinox module of ``spectrax.nn`` and ``spectrax.models`` keeps:
+
+- ``jax.vmap`` over a batch equals the unbatched call, under ``eqx.filter_jit``;
+- ``eqx.filter_grad`` of a scalar loss gives finite gradients, and a non-zero one for every
+  trainable (inexact) leaf: a parameter stored but never used, or cut off from the output,
+  shows up as an exactly-zero gradient;
+- ``eqx.tree_serialise_leaves`` / ``tree_deserialise_leaves`` into the module's abstract
+  skeleton (``eqx.filter_eval_shape`` of the constructor, as a checkpoint restore builds it)
+  gives a bit-identical output;
+- the same key builds the same module, another key other parameters;
+- wrapped with ``EqxToNNX`` (Flax NNX) the module gives the same output and gradients.
+
+A class is covered by a case of its own or as a part of a composite case (every leaf of an
+``FNO`` is checked, so its blocks, spectral convolutions and pointwise layers are too): one
+jitted program per case keeps the sweep fast.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import spectrax.models as models
+import spectrax.nn as nn
+from spectrax.models import AFNO, FNO, SFNO, SFNOBlock, SSMBlock, SSMSequenceModel, TransformOnce
+from spectrax.models._fno import FNOBlock
+from spectrax.nn import (
+    S4,
+    S4D,
+    S5,
+    Butterfly,
+    CPWeight,
+    EqxToNNX,
+    FourierFeatures,
+    NNXToEqx,
+    RoPE,
+    Siren,
+    SphericalLocationEncoder,
+    TuckerWeight,
+)
+from tests.helpers import assert_close
+
+
+def _real(y):
+    """Complex outputs as their real and imaginary parts, so a real loss sees both."""
+    return jnp.stack([y.real, y.imag]) if jnp.iscomplexobj(y) else y
+
+
+@dataclass(frozen=True)
+class Case:
+    build: Callable  # key -> module
+    shape: tuple[int, ...] | None  # one unbatched input; None: the call takes no array
+    call: Callable = lambda m, x: m(x)
+    keyed: bool = True  # built from a key
+
+
+CASES: dict[str, Case] = {
+    "Butterfly": Case(lambda k: Butterfly(8, key=k), (8,)),
+    "S4": Case(lambda k: S4(2, 4, key=k), (8, 2)),
+    "S4D": Case(lambda k: S4D(2, 4, key=k), (8, 2)),
+    "S5": Case(lambda k: S5(2, 4, key=k), (8, 2)),
+    "CPWeight": Case(lambda k: CPWeight((2, 3, 3), 2, std=1.0, key=k), None),
+    "TuckerWeight": Case(lambda k: TuckerWeight((2, 3, 3), 0.5, std=1.0, key=k), None),
+    "FourierFeatures": Case(
+        lambda k: FourierFeatures(2, 4, sigma=1.0, trainable=True, key=k), (2,)
+    ),
+    "RoPE": Case(lambda k: RoPE(4), (6, 4), keyed=False),
+    "Siren": Case(lambda k: Siren(2, 8, 1, 2, key=k), (2,)),
+    "SphericalLocationEncoder": Case(lambda k: SphericalLocationEncoder(2, 8, 2, key=k), (2,)),
+    "NNXToEqx": Case(lambda k: NNXToEqx(nnx.Linear(3, 2, rngs=nnx.Rngs(k))), (3,)),
+    # AFNOBlock, AFNOMixer, ChannelLayerNorm, ChannelMLP, PointwiseLinear
+    "AFNO": Case(lambda k: AFNO(1, 1, 1, 4, 3, 1, num_blocks=2, key=k), (1, 8)),
+    # FNOBlock, SpectralConv, DenseWeight
+    "FNO": Case(
+        lambda k: FNO(1, 1, 1, 4, 3, 1, projection_channels=8, channel_mlp_expansion=0.5, key=k),
+        (1, 8),
+    ),
+    # SFNOBlock, SphericalConv
+    "SFNO": Case(lambda k: SFNO(1, 1, 4, 3, 1, projection_channels=8, key=k), (1, 4, 8)),
+    # SSMBlock, HyenaOperator, HyenaFilter
+    "SSMSequenceModel": Case(
+        lambda k: SSMSequenceModel(
+            2,
+            3,
+            4,
+            1,
+            layer="hyena",
+            max_len=8,
+            layer_kwargs={"filter_order": 4, "num_frequencies": 2},
+            key=k,
+        ),
+        (8, 2),
+    ),
+    "TransformOnce": Case(lambda k: TransformOnce(1, 1, 1, 4, 3, 1, key=k), (1, 8)),  # T1Layer
+}
+for _name in ("CPWeight", "TuckerWeight"):  # factorised weights: the dense complex tensor
+    CASES[_name] = Case(CASES[_name].build, None, lambda m, _: m.complex())
+
+
+def _module_types(tree) -> set[type]:
+    found = {type(tree)} if isinstance(tree, eqx.Module) else set()
+    children = jax.tree.leaves(tree, is_leaf=lambda x: x is not tree and isinstance(x, eqx.Module))
+    for child in children:
+        if isinstance(child, eqx.Module):
+            found |= _module_types(child)
+    return found
+
+
+def test_every_public_module_class_is_covered():
+    """A new public module class must join the sweep, as a case or inside one."""
+    covered = set()
+    for case in CASES.values():
+        covered |= _module_types(eqx.filter_eval_shape(case.build, jax.random.key(0)))
+    public = {
+        getattr(package, name)
+        for package in (nn, models)
+        for name in package.__all__
+        if isinstance(getattr(package, name), type)
+        and issubclass(getattr(package, name), eqx.Module)
+    }
+    assert public <= covered, f"no contract case for {sorted(c.__name__ for c in public - covered)}"
+
+
+def _params(module):
+    return eqx.filter(module, eqx.is_inexact_array)
+
+
+def _serialise_round_trip(module, like):
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, module)
+    buffer.seek(0)
+    return eqx.tree_deserialise_leaves(buffer, like)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_module_contract(name):
+    case = CASES[name]
+    module = case.build(jax.random.key(0))
+    if case.shape is None:
+        xs = jnp.zeros((2, 1), jnp.float32)  # the call ignores it; vmap runs it twice
+    else:
+        xs = jax.random.normal(jax.random.key(2), (2, *case.shape), jnp.float32)
+
+    def batched(m):
+        return jax.vmap(lambda x: _real(case.call(m, x)))(xs)
+
+    spec = jax.eval_shape(batched, module)
+    target = jax.random.normal(jax.random.key(3), spec.shape, spec.dtype)
+
+    def loss(m):
+        return jnp.sum((batched(m) - target) ** 2)
+
+    wrap = name != "NNXToEqx"  # an NNX module in Equinox clothes: not wrapped back
+
+    @eqx.filter_jit
+    def program(m):
+        single = _real(case.call(m, xs[1]))
+        if not wrap:
+            return batched(m), single, eqx.filter_grad(loss)(m), None
+        # EqxToNNX: `.module` rebuilds the Equinox module from the NNX variables (what a call
+        # of the wrapper goes through)
+        wrapped = EqxToNNX(m)
+        nnx_grads = nnx.grad(lambda w: loss(w.module), argnums=nnx.DiffState(0, nnx.Param))
+        return batched(m), single, eqx.filter_grad(loss)(m), jax.tree.leaves(nnx_grads(wrapped))
+
+    out, single, grads, nnx_grads = program(module)
+
+    # (1) jit, vmap, grad
+    assert_close(out[1], single, jnp.float32, what="vmap vs unbatched call")
+    assert bool(jnp.all(jnp.isfinite(out)))
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(grads)]
+    grad_leaves = jax.tree.leaves(grads)
+    assert len(grad_leaves) == len(jax.tree.leaves(_params(module)))
+    for path, g in zip(paths, grad_leaves, strict=True):
+        assert bool(jnp.all(jnp.isfinite(g))), f"non-finite gradient for {path}"
+        assert bool(jnp.any(g != 0)), f"zero gradient for parameter {path}: never used?"
+    if wrap:  # (5) the NNX-wrapped module: the same gradients
+        assert len(nnx_grads) == len(grad_leaves)
+        for path, gn, g in zip(paths, nnx_grads, grad_leaves, strict=True):
+            assert_close(gn, g, rtol=1e-6, what=f"EqxToNNX gradient of {path}")
+
+    # (2) serialisation round trip into the abstract skeleton a checkpoint restore builds
+    # (eqx.filter_eval_shape: the constructor must be traceable)
+    skeleton = eqx.filter_eval_shape(case.build, jax.random.key(1))
+    restored = _serialise_round_trip(module, skeleton)
+    np.testing.assert_array_equal(np.asarray(program(restored)[0]), np.asarray(out))
+
+    # (4) same key, same module; another key, other parameters
+    again = case.build(jax.random.key(0))
+    for a, b in zip(jax.tree.leaves(module), jax.tree.leaves(again), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    if case.keyed:
+        other = case.build(jax.random.key(1))
+        pairs = zip(jax.tree.leaves(_params(module)), jax.tree.leaves(_params(other)), strict=True)
+        assert any(not np.array_equal(a, b) for a, b in pairs), "another key, same parameters"
+
+
+BLOCKS = {
+    "AFNOBlock": (
+        lambda dtype: AFNO(1, 1, 1, 4, 3, 1, num_blocks=2, dtype=dtype, key=_K).blocks[0]
+    ),
+    "FNOBlock": lambda dtype: FNO(
+        1, 1, 1, 4, 3, 1, channel_mlp_expansion=0.5, dtype=dtype, key=_K
+    ).blocks[0],
+    "SFNOBlock": lambda dtype: SFNOBlock(
+        4, 3, channel_mlp_expansion=0.5, activation="gelu", dtype=dtype, key=_K
+    ),
+    "SSMBlock": lambda dtype: SSMBlock("s4d", 4, 4, 0.0, {}, dtype, key=_K),
+}
+_K = jax.random.key(0)
+
+
+def test_blocks_keep_the_input_dtype_with_other_parameter_dtypes():
+    """A block with bfloat16 parameters applied to a float32 input returns float32 (the models
+    cast their input first; a block used on its own must not fail to promote)."""
+    blocks = {name: build(jnp.bfloat16) for name, build in BLOCKS.items()}
+    assert isinstance(blocks["FNOBlock"], FNOBlock)
+    x = jax.random.normal(jax.random.key(2), (4, 4, 8), jnp.float32)
+
+    @eqx.filter_jit
+    def apply(blocks, x):
+        return {
+            "AFNOBlock": blocks["AFNOBlock"](x[:, 0]),
+            "FNOBlock": blocks["FNOBlock"](x[:, 0]),
+            "SFNOBlock": blocks["SFNOBlock"](x),
+            "SSMBlock": blocks["SSMBlock"](x[0].T, key=None, inference=True),
+        }
+
+    for name, y in apply(blocks, x).items():
+        assert y.dtype == jnp.float32, f"{name}: output {y.dtype}, expected float32"
+        assert bool(jnp.all(jnp.isfinite(y))), name
