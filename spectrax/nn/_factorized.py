@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
+from spectrax._checks import check_float_dtype
+
 RankLike = float | int | np.number | Sequence | np.ndarray  # sequence entries checked at run time
 """A factorised weight's ``rank``: an int, a float fraction in (0, 1], Tucker ranks per axis,
 or NumPy scalars / arrays of those."""
@@ -41,7 +43,9 @@ def as_complex(pair: Float[Array, " 2 *rest"]) -> Complex[Array, "*rest"]:
 
 
 def complex_normal(key: PRNGKeyArray, shape: Sequence[int], std: float, dtype) -> Array:
-    """Stacked (real, imag) complex Gaussian with ``E|z|^2 = std^2``; shape ``(2, *shape)``."""
+    """Stacked (real, imag) complex Gaussian with ``E|z|^2 = std^2``; shape ``(2, *shape)``.
+    ``dtype`` (the weight classes' argument) must be real: the pair holds the complex parts."""
+    dtype = check_float_dtype("dtype", dtype)
     return (std / math.sqrt(2.0)) * jax.random.normal(key, (2, *shape), dtype)
 
 

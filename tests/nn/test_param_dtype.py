@@ -1,16 +1,23 @@
 """A module built with an integer or complex parameter ``dtype`` is refused with an error that
-names ``dtype`` (it would otherwise fail inside ``jax.random`` without naming it)."""
+names ``dtype`` (it would otherwise fail inside ``jax.random`` without naming it, or, for the
+factorised spectral weights, store a complex dtype where real and imaginary parts belong)."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import pytest
 
-from spectrax.models import AFNO, FNO, TransformOnce
+from spectrax.models import AFNO, FNO, SFNO, SSMSequenceModel, TransformOnce
 from spectrax.nn import (
     S4,
     S4D,
     S5,
     AFNOMixer,
+    Butterfly,
+    ChannelLayerNorm,
+    ChannelMLP,
+    CPWeight,
+    DenseWeight,
     FourierFeatures,
     HyenaFilter,
     HyenaOperator,
@@ -19,6 +26,8 @@ from spectrax.nn import (
     Siren,
     SpectralConv,
     SphericalConv,
+    SphericalLocationEncoder,
+    TuckerWeight,
 )
 from spectrax.ssm import init_log_dt
 
@@ -38,20 +47,34 @@ BUILDERS = {
     "FNO": lambda dtype, key: FNO(1, 1, 1, 4, 3, 1, dtype=dtype, key=key),
     "TransformOnce": lambda dtype, key: TransformOnce(1, 1, 1, 4, 3, 1, dtype=dtype, key=key),
     "AFNOMixer": lambda dtype, key: AFNOMixer(1, 4, 3, num_blocks=2, dtype=dtype, key=key),
+    "Butterfly": lambda dtype, key: Butterfly(4, dtype=dtype, key=key),
+    "ChannelLayerNorm": lambda dtype, key: ChannelLayerNorm(3, dtype=dtype),
+    "ChannelMLP": lambda dtype, key: ChannelMLP(2, 3, 2, dtype=dtype, key=key),
+    "DenseWeight": lambda dtype, key: DenseWeight((2, 2, 3), std=1.0, dtype=dtype, key=key),
+    "CPWeight": lambda dtype, key: CPWeight((2, 2, 3), 2, std=1.0, dtype=dtype, key=key),
+    "TuckerWeight": lambda dtype, key: TuckerWeight((2, 2, 3), 0.5, std=1.0, dtype=dtype, key=key),
+    "SphericalLocationEncoder": lambda dtype, key: SphericalLocationEncoder(
+        2, 4, 1, dtype=dtype, key=key
+    ),
+    "SFNO": lambda dtype, key: SFNO(1, 1, 2, 2, 1, projection_channels=2, dtype=dtype, key=key),
+    "SSMSequenceModel": lambda dtype, key: SSMSequenceModel(
+        1, 1, 2, 1, state_size=2, dtype=dtype, key=key
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 @pytest.mark.parametrize("dtype", [jnp.int32, jnp.complex64, "not a dtype"])
 def test_non_float_parameter_dtype_is_named(name, dtype, library_errors):
-    with pytest.raises(TypeError, match=r"`dtype` must be a real floating-point type"):
+    with pytest.raises(TypeError, match=r"`dtype` must be a real floating"):
         BUILDERS[name](dtype, jax.random.key(0))
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_float_parameter_dtypes_are_accepted(name):
     out = BUILDERS[name](jnp.bfloat16, jax.random.key(0))
-    floats = [x for x in jax.tree.leaves(out) if jnp.issubdtype(x.dtype, jnp.floating)]
+    arrays = jax.tree.leaves(eqx.filter(out, eqx.is_array))
+    floats = [x for x in arrays if jnp.issubdtype(x.dtype, jnp.floating)]
     assert floats and all(x.dtype == jnp.bfloat16 for x in floats)
 
 
