@@ -30,13 +30,25 @@ from flax import nnx
 
 import spectrax.models as models
 import spectrax.nn as nn
-from spectrax.models import AFNO, FNO, SFNO, SFNOBlock, SSMBlock, SSMSequenceModel, TransformOnce
-from spectrax.models._fno import FNOBlock
+from spectrax.models import (
+    AFNO,
+    FNO,
+    SFNO,
+    AFNOBlock,
+    FNOBlock,
+    SFNOBlock,
+    SSMBlock,
+    SSMSequenceModel,
+    TransformOnce,
+)
 from spectrax.nn import (
     S4,
     S4D,
     S5,
+    AFNOMixer,
     Butterfly,
+    ChannelLayerNorm,
+    ChannelMLP,
     CPWeight,
     EqxToNNX,
     FourierFeatures,
@@ -60,6 +72,9 @@ class Case:
     shape: tuple[int, ...] | None  # one unbatched input; None: the call takes no array
     call: Callable = lambda m, x: m(x)
     keyed: bool = True  # built from a key
+    # checked wrapped in EqxToNNX too (off for the larger operators, whose leaves are of the
+    # kinds the small cases have; tests/nn/test_nnx.py trains a wrapped FNO)
+    nnx: bool = True
 
 
 CASES: dict[str, Case] = {
@@ -75,16 +90,18 @@ CASES: dict[str, Case] = {
     "RoPE": Case(lambda k: RoPE(4), (6, 4), keyed=False),
     "Siren": Case(lambda k: Siren(2, 8, 1, 2, key=k), (2,)),
     "SphericalLocationEncoder": Case(lambda k: SphericalLocationEncoder(2, 8, 2, key=k), (2,)),
-    "NNXToEqx": Case(lambda k: NNXToEqx(nnx.Linear(3, 2, rngs=nnx.Rngs(k))), (3,)),
+    # an NNX module in Equinox clothes: not wrapped back
+    "NNXToEqx": Case(lambda k: NNXToEqx(nnx.Linear(3, 2, rngs=nnx.Rngs(k))), (3,), nnx=False),
     # AFNOBlock, AFNOMixer, ChannelLayerNorm, ChannelMLP, PointwiseLinear
-    "AFNO": Case(lambda k: AFNO(1, 1, 1, 4, 3, 1, num_blocks=2, key=k), (1, 8)),
+    "AFNO": Case(lambda k: AFNO(1, 1, 1, 4, 3, 1, num_blocks=2, key=k), (1, 8), nnx=False),
     # FNOBlock, SpectralConv, DenseWeight
     "FNO": Case(
         lambda k: FNO(1, 1, 1, 4, 3, 1, projection_channels=8, channel_mlp_expansion=0.5, key=k),
         (1, 8),
+        nnx=False,
     ),
     # SFNOBlock, SphericalConv
-    "SFNO": Case(lambda k: SFNO(1, 1, 4, 3, 1, projection_channels=8, key=k), (1, 4, 8)),
+    "SFNO": Case(lambda k: SFNO(1, 1, 4, 3, 1, projection_channels=8, key=k), (1, 4, 8), nnx=False),
     # SSMBlock, HyenaOperator, HyenaFilter
     "SSMSequenceModel": Case(
         lambda k: SSMSequenceModel(
@@ -99,7 +116,9 @@ CASES: dict[str, Case] = {
         ),
         (8, 2),
     ),
-    "TransformOnce": Case(lambda k: TransformOnce(1, 1, 1, 4, 3, 1, key=k), (1, 8)),  # T1Layer
+    "TransformOnce": Case(  # T1Layer
+        lambda k: TransformOnce(1, 1, 1, 4, 3, 1, key=k), (1, 8), nnx=False
+    ),
 }
 for _name in ("CPWeight", "TuckerWeight"):  # factorised weights: the dense complex tensor
     CASES[_name] = Case(CASES[_name].build, None, lambda m, _: m.complex())
@@ -158,12 +177,10 @@ def test_module_contract(name):
     def loss(m):
         return jnp.sum((batched(m) - target) ** 2)
 
-    wrap = name != "NNXToEqx"  # an NNX module in Equinox clothes: not wrapped back
-
     @eqx.filter_jit
     def program(m):
         single = _real(case.call(m, xs[1]))
-        if not wrap:
+        if not case.nnx:
             return batched(m), single, eqx.filter_grad(loss)(m), None
         # EqxToNNX: `.module` rebuilds the Equinox module from the NNX variables (what a call
         # of the wrapper goes through)
@@ -182,7 +199,7 @@ def test_module_contract(name):
     for path, g in zip(paths, grad_leaves, strict=True):
         assert bool(jnp.all(jnp.isfinite(g))), f"non-finite gradient for {path}"
         assert bool(jnp.any(g != 0)), f"zero gradient for parameter {path}: never used?"
-    if wrap:  # (5) the NNX-wrapped module: the same gradients
+    if case.nnx:  # (5) the NNX-wrapped module: the same gradients
         assert len(nnx_grads) == len(grad_leaves)
         for path, gn, g in zip(paths, nnx_grads, grad_leaves, strict=True):
             assert_close(gn, g, rtol=1e-6, what=f"EqxToNNX gradient of {path}")
@@ -203,30 +220,30 @@ def test_module_contract(name):
         assert any(not np.array_equal(a, b) for a, b in pairs), "another key, same parameters"
 
 
-BLOCKS = {
-    "AFNOBlock": (
-        lambda dtype: AFNO(1, 1, 1, 4, 3, 1, num_blocks=2, dtype=dtype, key=_K).blocks[0]
-    ),
-    "FNOBlock": lambda dtype: FNO(
-        1, 1, 1, 4, 3, 1, channel_mlp_expansion=0.5, dtype=dtype, key=_K
-    ).blocks[0],
-    "SFNOBlock": lambda dtype: SFNOBlock(
-        4, 3, channel_mlp_expansion=0.5, activation="gelu", dtype=dtype, key=_K
-    ),
-    "SSMBlock": lambda dtype: SSMBlock("s4d", 4, 4, 0.0, {}, dtype, key=_K),
-}
-_K = jax.random.key(0)
+def _blocks(dtype) -> dict[str, eqx.Module]:
+    k = jax.random.split(jax.random.key(0), 5)
+    afno = AFNOBlock(
+        ChannelLayerNorm(4, dtype=dtype),
+        AFNOMixer(1, 4, 3, num_blocks=2, dtype=dtype, key=k[0]),
+        ChannelLayerNorm(4, dtype=dtype),
+        ChannelMLP(4, 4, 4, dtype=dtype, key=k[1]),
+    )
+    common = dict(channel_mlp_expansion=0.5, activation="gelu", dtype=dtype)
+    fno = FNOBlock(1, 4, 3, factorization="dense", rank=0.1, impl="auto", key=k[2], **common)
+    sfno = SFNOBlock(4, 3, key=k[3], **common)
+    ssm = SSMBlock("s4d", 4, 4, 0.0, {}, dtype, key=k[4])
+    return {"AFNOBlock": afno, "FNOBlock": fno, "SFNOBlock": sfno, "SSMBlock": ssm}
 
 
 def test_blocks_keep_the_input_dtype_with_other_parameter_dtypes():
     """A block with bfloat16 parameters applied to a float32 input returns float32 (the models
-    cast their input first; a block used on its own must not fail to promote)."""
-    blocks = {name: build(jnp.bfloat16) for name, build in BLOCKS.items()}
-    assert isinstance(blocks["FNOBlock"], FNOBlock)
+    cast their input first; a block used on its own must not fail to promote). Built and
+    applied in one jitted program."""
     x = jax.random.normal(jax.random.key(2), (4, 4, 8), jnp.float32)
 
-    @eqx.filter_jit
-    def apply(blocks, x):
+    @jax.jit
+    def apply(x):
+        blocks = _blocks(jnp.bfloat16)
         return {
             "AFNOBlock": blocks["AFNOBlock"](x[:, 0]),
             "FNOBlock": blocks["FNOBlock"](x[:, 0]),
@@ -234,6 +251,6 @@ def test_blocks_keep_the_input_dtype_with_other_parameter_dtypes():
             "SSMBlock": blocks["SSMBlock"](x[0].T, key=None, inference=True),
         }
 
-    for name, y in apply(blocks, x).items():
+    for name, y in apply(x).items():
         assert y.dtype == jnp.float32, f"{name}: output {y.dtype}, expected float32"
         assert bool(jnp.all(jnp.isfinite(y))), name
