@@ -42,8 +42,8 @@ def test_linear_model_ntk_is_feature_gram(key, x64):
         )
 
     w = jax.random.normal(key, (10,), jnp.float64)
-    ntk = empirical_ntk(lambda p, x: p @ phi(x), w, x)
-    feats = jax.vmap(phi)(x)
+    ntk = jax.jit(lambda w, x: empirical_ntk(lambda p, x: p @ phi(x), w, x))(w, x)
+    feats = jax.jit(jax.vmap(phi))(x)
     assert_close(ntk, feats @ feats.T, jnp.float64)
 
 
@@ -51,30 +51,45 @@ def test_pytree_ntk_matches_flat_jacobian(key, x64):
     params = _mlp_params(key, [2, 8, 8, 1])
     x1 = jax.random.normal(jax.random.key(1), (7, 2), jnp.float64)
     x2 = jax.random.normal(jax.random.key(2), (5, 2), jnp.float64)
-    flat, unravel = ravel_pytree(params)
-    jac = jax.vmap(jax.jacfwd(lambda p, x: _mlp(unravel(p), x)), in_axes=(None, 0))
-    j1, j2 = jac(flat, x1), jac(flat, x2)
-    assert_close(empirical_ntk(_mlp, params, x1, x2), j1 @ j2.T, jnp.float64)
-    assert_close(empirical_ntk(_mlp, params, x1), j1 @ j1.T, jnp.float64)
+
+    # one compiled program (op-by-op dispatch of the Jacobians took seconds)
+    @jax.jit
+    def kernels(params, x1, x2):
+        flat, unravel = ravel_pytree(params)
+        jac = jax.vmap(jax.jacfwd(lambda p, x: _mlp(unravel(p), x)), in_axes=(None, 0))
+        j1, j2 = jac(flat, x1), jac(flat, x2)
+        return (
+            (empirical_ntk(_mlp, params, x1, x2), j1 @ j2.T),
+            (empirical_ntk(_mlp, params, x1), j1 @ j1.T),
+        )
+
+    for got, want in kernels(params, x1, x2):
+        assert_close(got, want, jnp.float64)
 
 
 def test_vector_output_kernel_layout(key, x64):
     params = _mlp_params(key, [3, 8, 4])
     x1 = jax.random.normal(jax.random.key(1), (4, 3), jnp.float64)
     x2 = jax.random.normal(jax.random.key(2), (6, 3), jnp.float64)
-    k12 = empirical_ntk(_mlp, params, x1, x2)
-    k21 = empirical_ntk(_mlp, params, x2, x1)
+
+    @jax.jit  # one compiled program instead of op-by-op dispatch
+    def kernels(params, x1, x2):
+        k12 = empirical_ntk(_mlp, params, x1, x2)
+        k21 = empirical_ntk(_mlp, params, x2, x1)
+        jac = jax.vmap(jax.jacrev(lambda p, x: _mlp(p, x)), in_axes=(None, 0))
+        flat1 = jnp.concatenate(
+            [leaf.reshape(4, 4, -1) for leaf in jax.tree_util.tree_leaves(jac(params, x1))], -1
+        )
+        flat2 = jnp.concatenate(
+            [leaf.reshape(6, 4, -1) for leaf in jax.tree_util.tree_leaves(jac(params, x2))], -1
+        )
+        return k12, k21, flat1[1] @ flat2[2].T
+
+    k12, k21, block = kernels(params, x1, x2)
     assert k12.shape == (4, 6, 4, 4)
     assert_close(k12, jnp.transpose(k21, (1, 0, 3, 2)), jnp.float64)
     # the (o, q) block is J_o(x) J_q(x')^T
-    jac = jax.vmap(jax.jacrev(lambda p, x: _mlp(p, x)), in_axes=(None, 0))
-    flat1 = jnp.concatenate(
-        [leaf.reshape(4, 4, -1) for leaf in jax.tree_util.tree_leaves(jac(params, x1))], -1
-    )
-    flat2 = jnp.concatenate(
-        [leaf.reshape(6, 4, -1) for leaf in jax.tree_util.tree_leaves(jac(params, x2))], -1
-    )
-    assert_close(k12[1, 2], flat1[1] @ flat2[2].T, jnp.float64)
+    assert_close(k12[1, 2], block, jnp.float64)
 
 
 def test_ntk_predicts_one_small_gradient_step(key, x64):
@@ -85,19 +100,25 @@ def test_ntk_predicts_one_small_gradient_step(key, x64):
     x = jnp.linspace(-1.0, 1.0, 12)[:, None]
     y = jnp.sin(3 * x[:, 0])
     f = jax.vmap(_mlp, in_axes=(None, 0))
-    r = f(params, x) - y
-    ntk = empirical_ntk(_mlp, params, x)
 
-    def loss(p):
-        return 0.5 * jnp.mean((f(p, x) - y) ** 2)
+    @jax.jit  # one compiled program instead of op-by-op dispatch
+    def remainders(params):
+        r = f(params, x) - y
+        ntk = empirical_ntk(_mlp, params, x)
 
-    g = jax.grad(loss)(params)
-    remainders = []
-    for eta in (1e-2, 1e-3):
-        stepped = jax.tree_util.tree_map(lambda p, gi, eta=eta: p - eta * gi, params, g)
-        actual = f(stepped, x) - f(params, x)
-        predicted = -(eta / x.shape[0]) * ntk @ r
-        remainders.append(float(jnp.linalg.norm(actual - predicted) / jnp.linalg.norm(predicted)))
+        def loss(p):
+            return 0.5 * jnp.mean((f(p, x) - y) ** 2)
+
+        g = jax.grad(loss)(params)
+        out = []
+        for eta in (1e-2, 1e-3):
+            stepped = jax.tree_util.tree_map(lambda p, gi, eta=eta: p - eta * gi, params, g)
+            actual = f(stepped, x) - f(params, x)
+            predicted = -(eta / x.shape[0]) * ntk @ r
+            out.append(jnp.linalg.norm(actual - predicted) / jnp.linalg.norm(predicted))
+        return out
+
+    remainders = [float(r) for r in remainders(params)]
     assert remainders[0] < 0.05
     assert 8 < remainders[0] / remainders[1] < 12, remainders
 
@@ -114,11 +135,16 @@ def test_gd_residuals_exact_for_linear_model(key, x64):
     def loss(w):
         return 0.5 * jnp.mean((feats @ w - y) ** 2)
 
-    residuals = [feats @ w - y]
-    for _ in range(steps):
+    @jax.jit  # compiled once, not dispatched op by op at every step
+    def step(w, state):
         updates, state = opt.update(jax.grad(loss)(w), state)
         w = optax.apply_updates(w, updates)
-        residuals.append(feats @ w - y)
+        return w, state, feats @ w - y
+
+    residuals = [feats @ w - y]
+    for _ in range(steps):
+        w, state, r = step(w, state)
+        residuals.append(r)
     ntk = empirical_ntk(lambda w, f: w @ f, w, feats)
     assert_close(gd_residuals(ntk, residuals[0], eta, steps), jnp.stack(residuals), jnp.float64)
 
@@ -126,7 +152,7 @@ def test_gd_residuals_exact_for_linear_model(key, x64):
 def test_ntk_eigh_orders_and_reconstructs(key, x64):
     params = _mlp_params(key, [1, 16, 1])
     x = jnp.linspace(-1.0, 1.0, 10)[:, None]
-    ntk = empirical_ntk(_mlp, params, x)
+    ntk = jax.jit(lambda p: empirical_ntk(_mlp, p, x))(params)
     w, v = ntk_eigh(ntk)
     assert bool(jnp.all(w[:-1] >= w[1:]))
     assert_close((v * w[None, :]) @ v.T, ntk, jnp.float64, rtol=1e-10)
@@ -139,7 +165,7 @@ def test_ntk_jit_and_grad(key):
     eager = empirical_ntk(_mlp, params, x)
     jitted = jax.jit(lambda p, x: empirical_ntk(_mlp, p, x))(params, x)
     assert_close(jitted, eager, jnp.float32)
-    g = jax.grad(lambda p: jnp.trace(empirical_ntk(_mlp, p, x)))(params)
+    g = jax.jit(jax.grad(lambda p: jnp.trace(empirical_ntk(_mlp, p, x))))(params)
     assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(g))
 
 
