@@ -64,20 +64,38 @@ def _decay_curve(theta: np.ndarray, n: int, chunk: int = 1 << 16) -> np.ndarray:
     return out
 
 
-def _first_holding(bases: np.ndarray, d: int, n: int, chunk: int = 2048) -> int | None:
-    """Index of the first base in ``bases`` whose decay curve stays ``>= 0`` for
-    ``m <= n``, or ``None``. Distances are scanned in chunks and a base is dropped at its
-    first negative value, so failing bases cost little."""
-    alive = np.ones(bases.size, bool)
-    exps = np.arange(0, d, 2, dtype=np.float64) / d
-    for start in range(0, n + 1, chunk):
+def _drop_failing(
+    bases: np.ndarray, alive: np.ndarray, exps: np.ndarray, m_all: np.ndarray
+) -> None:
+    """Clear ``alive`` for each base whose decay curve is negative at some distance of
+    ``m_all``. Distances are scanned in chunks that start short and double (a base is dropped
+    at its first negative chunk, so failing bases cost little)."""
+    start, chunk = 0, 64
+    while start < m_all.size:
         idx = np.flatnonzero(alive)
         if idx.size == 0:
-            return None
+            return
         theta = bases[idx, None] ** (-exps[None, :])  # (G, d/2)
-        m = np.arange(start, min(start + chunk, n + 1), dtype=np.float64)
+        m = m_all[start : start + chunk]
         worst = np.cos(m[None, :, None] * theta[:, None, :]).sum(axis=2).min(axis=1)
         alive[idx[worst < 0.0]] = False
+        start += chunk
+        chunk = min(2 * chunk, 2048)
+
+
+def _first_holding(bases: np.ndarray, d: int, n: int, stride: int = 16) -> int | None:
+    """Index of the first base in ``bases`` whose decay curve stays ``>= 0`` for
+    ``m <= n``, or ``None``."""
+    alive = np.ones(bases.size, bool)
+    exps = np.arange(0, d, 2, dtype=np.float64) / d
+    m = np.arange(0, n + 1, dtype=np.float64)
+    # A coarse pass first, at every `stride`-th distance: a base below the bound is negative
+    # over a stretch of distances (the slow rotations), so most are dropped there at a
+    # `stride`-th of the cost; the survivors are then checked at every distance. (A short
+    # context is checked at once: there the coarse pass would only add a call per block.)
+    if m.size > 64:
+        _drop_failing(bases, alive, exps, m[::stride])
+    _drop_failing(bases, alive, exps, m)
     hits = np.flatnonzero(alive)
     return int(hits[0]) if hits.size else None
 
