@@ -67,12 +67,12 @@ def test_float32_jit_and_grad():
     u = jnp.sin(jnp.linspace(0.0, 3.0, 64))
     x = jax.jit(legs_memory, static_argnums=1)(u, 8)
     assert x.dtype == jnp.float32 and x.shape == (64, 8)
-    g = jax.grad(lambda u: legs_reconstruct(legs_memory(u, 8)[-1], jnp.ones((1,)))[0])(u)
+    g = jax.jit(jax.grad(lambda u: legs_reconstruct(legs_memory(u, 8)[-1], jnp.ones((1,)))[0]))(u)
     assert bool(jnp.all(jnp.isfinite(g)))
     # the newest sample's weight: d x_L / d u_L = (I - A/2L)^{-1} B / L
     a, b = hippo("legs", 8)
     want = np.linalg.solve(np.eye(8) - a / 128, b / 64)
-    got = jax.jacrev(lambda u: legs_memory(u, 8)[-1])(u)[:, -1]
+    got = jax.jit(jax.jacrev(lambda u: legs_memory(u, 8)[-1]))(u)[:, -1]
     assert_close(got, want, jnp.float32, rtol=1e-5)
 
 
