@@ -110,17 +110,15 @@ def empirical_ntk(
         memory ``O((N1 + N2) · O · P)``, meant for the analysis of small and medium models.
     """
     _check_batch("x1", x1)
-    j1 = _jacobian(f, params, x1)
-    if x2 is None:
-        j2 = j1
-    else:
+    if x2 is not None:  # checked before any Jacobian is computed
         _check_batch("x2", x2)
         if x2.shape[1:] != x1.shape[1:]:
             raise ValueError(
                 f"`x2` examples have shape {x2.shape[1:]} but `x1` examples have "
                 f"{x1.shape[1:]}; expected the same per-example shape."
             )
-        j2 = _jacobian(f, params, x2)
+    j1 = _jacobian(f, params, x1)
+    j2 = j1 if x2 is None else _jacobian(f, params, x2)
     k = jnp.einsum("aop,bqp->aboq", j1, j2, precision=jax.lax.Precision.HIGHEST)
     if j1.shape[1] == 1:
         return k[:, :, 0, 0]
