@@ -216,7 +216,8 @@ def test_second_derivatives_equal_xla(family, interpret, batch, length, ksize, k
 
     args = (u, k, pre, post)
     got = jax.jit(jax.grad(grad_norm, argnums=(1, 2, 3, 4)), static_argnums=0)(pallas, *args)
-    want = jax.grad(grad_norm, argnums=(1, 2, 3, 4))(xla, *args)
+    # jitted, both: op-by-op dispatch of the second derivatives took seconds
+    want = jax.jit(jax.grad(grad_norm, argnums=(1, 2, 3, 4)), static_argnums=0)(xla, *args)
     for name, a, b in zip(["u", "k", "pre_gate", "post_gate"], got, want, strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype
         # float32 rounding of L-point transforms, differentiated twice: 1e-4, not tol(float32)
@@ -226,8 +227,8 @@ def test_second_derivatives_equal_xla(family, interpret, batch, length, ksize, k
     def loss_k(conv, kk):
         return loss(conv, u, k.at[:1, :8].set(kk), pre, post)
 
-    got = jax.hessian(loss_k, argnums=1)(pallas, k_small)
-    want = jax.hessian(loss_k, argnums=1)(xla, k_small)
+    hessian = jax.jit(jax.hessian(loss_k, argnums=1), static_argnums=0)
+    got, want = hessian(pallas, k_small), hessian(xla, k_small)
     assert got.shape == (1, 8, 1, 8)
     assert_close(got, want, rtol=1e-4, what="Hessian in k")
 
