@@ -109,7 +109,8 @@ def test_truncated_arrays_are_refused_naming_the_cause(tmp_path):
     message = str(info.value)
     assert "TensorStore details" not in message and "'driver'" not in message, message
     assert 'Error reading "w/' in message and "value of size 100" in message, message
-    assert len(message) < 600
+    # bounded without the checkpoint directory, whose length is pytest's
+    assert len(message.replace(str(tmp_path.resolve()), "<dir>")) < 600, message
     ckpt.close()
 
 
