@@ -320,6 +320,42 @@ def test_auto_keeps_xla_on_cpu():
     assert "interpret" in pallas_status()
 
 
+@pytest.mark.parametrize(
+    "family, platform, marker",
+    [("gpu", "cuda", "xla.gpu.triton"), ("tpu", "tpu", "tpu_custom_call")],
+)
+def test_auto_chooses_the_kernels_by_the_lowering_platform(monkeypatch, family, platform, marker):
+    """On a GPU/TPU host impl="auto" chose the kernels by the default backend, so a computation
+    lowered for the host CPU (arrays committed to it, jax.default_device) got a compiled Pallas
+    call and failed ("Only interpret mode is supported on CPU backend"). The choice is staged
+    with lax.platform_dependent: lowered for the CPU it is XLA, the kernels never lowered there;
+    lowered for the accelerator it is the kernels. The host is faked by the backend lookup."""
+    from jax import export
+
+    from spectrax.kernels.fft_conv import _pallas
+
+    monkeypatch.setattr(_pallas, "_platform", lambda: (family, True))
+    u, k, w = _arrays([(2, 40), (2, 9), (2, 40)], seed=21)
+    assert supports(u, k, True)
+
+    def loss(impl):
+        return lambda u, k: jnp.sum(w * fft_conv(u, k, impl=impl))
+
+    grad = jax.grad(loss("auto"), argnums=(0, 1))
+    # runs here, on the CPU, eagerly and under jit, as impl="xla" does
+    assert_close(fft_conv(u, k), fft_conv(u, k, impl="xla"), rtol=1e-6)
+    for got, want in zip(grad(u, k), jax.grad(loss("xla"), argnums=(0, 1))(u, k), strict=True):
+        assert_close(got, want, rtol=1e-6)
+    checks = [
+        export.DisabledSafetyCheck.custom_call(t)
+        for t in ("__gpu$xla.gpu.triton", "tpu_custom_call")
+    ]
+    for target in ("cpu", platform):
+        text = export.export(jax.jit(grad), platforms=[target], disabled_checks=checks)(u, k)
+        text = text.mlir_module()
+        assert (marker in text, "stablehlo.fft" in text) == (target != "cpu", target == "cpu")
+
+
 @pytest.mark.usefixtures("library_errors")
 def test_unsupported_arguments_raise_under_pallas_and_fall_back_under_auto(x64):
     u64, k64 = _arrays([(2, 64), (2, 8)], jnp.float64)

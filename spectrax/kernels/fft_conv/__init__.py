@@ -22,7 +22,7 @@ except ImportError:  # a JAX build without jax.experimental.pallas: XLA only
 else:
     from spectrax.kernels.fft_conv import _pallas
 
-    register_impl("pallas", _pallas._registered, _pallas.supports)
+    register_impl("pallas", _pallas._registered, _pallas.supports, platforms=_pallas.platforms)
 
 __all__ = [
     "IMPLS",

@@ -179,9 +179,21 @@ def _unsupported_reason(u, k, causal: bool, family: str) -> str | None:
     return None
 
 
+# kernel family -> the lowering platforms (lax.platform_dependent names) it compiles for
+_LOWERING_PLATFORMS = {"gpu": ("cuda", "rocm"), "tpu": ("tpu",)}
+
+
+def platforms() -> tuple[str, ...]:
+    """The lowering platforms where ``impl="auto"`` runs the kernels: those of the default
+    backend's family (``("cuda", "rocm")`` or ``("tpu",)``); a computation lowered for any
+    other platform, e.g. the CPU of a GPU host, runs XLA."""
+    return _LOWERING_PLATFORMS[_platform()[0]]
+
+
 def supports(u, k, causal: bool) -> bool:
-    """Whether ``impl="auto"`` should pick Pallas: a GPU or TPU backend and supported
-    arguments (dtypes float32/bfloat16, time-domain filter, plannable length)."""
+    """Whether ``impl="auto"`` should pick Pallas: a GPU or TPU default backend and supported
+    arguments (dtypes float32/bfloat16, time-domain filter, plannable length). The kernels then
+    run where the computation is lowered for :func:`platforms`, XLA elsewhere."""
     family, compiled = _platform()
     return compiled and _unsupported_reason(u, k, causal, family) is None
 

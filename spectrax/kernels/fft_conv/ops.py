@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import equinox as eqx
@@ -319,19 +320,56 @@ def fft_conv_xla(
 # Registry of implementations: the Pallas package adds "pallas" (and its supports() predicate).
 _IMPLEMENTATIONS: dict[str, Callable[..., Array]] = {"xla": fft_conv_xla}
 _SUPPORTS: dict[str, Callable[..., bool]] = {}
+_PLATFORMS: dict[str, Callable[[], tuple[str, ...]] | None] = {}
 
 
-def register_impl(name: str, fn: Callable[..., Array], supports: Callable[..., bool]) -> None:
+def register_impl(
+    name: str,
+    fn: Callable[..., Array],
+    supports: Callable[..., bool],
+    *,
+    platforms: Callable[[], tuple[str, ...]] | None = None,
+) -> None:
     """Register an fft_conv implementation, selected by ``fft_conv(..., impl=name)``.
     ``supports(u, k, causal)`` says whether ``auto`` may choose it for these arguments on the
     default backend. ``fn(u, k, causal=..., pre_gate=..., post_gate=...)`` receives validated
-    arguments (gates only when given)."""
+    arguments (gates only when given). ``platforms()``, if given, names the lowering platforms
+    (``"cuda"``, ``"rocm"``, ``"tpu"``, ``"cpu"``) where ``auto`` may run ``fn``: its choice is
+    then staged with ``jax.lax.platform_dependent`` and a computation lowered for any other
+    platform (e.g. arrays placed on the CPU of a GPU host) runs ``impl="xla"``, with ``fn``
+    never lowered there."""
     if not isinstance(name, str) or not name or name == "auto":
         raise ValueError(f"`name` must be a non-empty string other than 'auto'; got {name!r}.")
-    if not callable(fn) or not callable(supports):
-        raise TypeError("`fn` and `supports` must be callables.")
+    if not callable(fn) or not callable(supports) or not (platforms is None or callable(platforms)):
+        raise TypeError("`fn`, `supports` and `platforms` (if given) must be callables.")
     _IMPLEMENTATIONS[name] = fn
     _SUPPORTS[name] = supports
+    _PLATFORMS[name] = platforms
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "platforms", "causal"))
+def _per_platform(u, k, gates, *, fn, platforms, causal):
+    """``fn`` where the computation is lowered for one of ``platforms``, XLA elsewhere. Under
+    ``jit`` so that an eager call is lowered for the device its arrays live on (outside a
+    trace ``platform_dependent`` would pick its branch by the default backend)."""
+
+    def run(impl):
+        return lambda u, k, gates: impl(u, k, causal=causal, **gates)
+
+    branches = dict.fromkeys(platforms, run(fn))
+    return jax.lax.platform_dependent(u, k, gates, default=run(fft_conv_xla), **branches)
+
+
+def _auto(u, k, causal, gates):
+    """``impl="auto"``: the first registered implementation that supports the arguments,
+    restricted to its lowering platforms when it names them; else XLA."""
+    for name, ok in _SUPPORTS.items():
+        if ok(u, k, causal):
+            fn, platforms = _IMPLEMENTATIONS[name], _PLATFORMS.get(name)
+            if platforms is None:
+                return fn(u, k, causal=causal, **gates)
+            return _per_platform(u, k, gates, fn=fn, platforms=tuple(platforms()), causal=causal)
+    return fft_conv_xla(u, k, causal=causal, **gates)
 
 
 def available_impls() -> list[str]:
@@ -370,8 +408,10 @@ def fft_conv(
             :func:`fft_conv_filter` (a filter transformed once and reused).
         causal: linear (causal) or circular convolution.
         impl: ``"xla"`` (``jnp.fft``), ``"pallas"`` (fused kernel, GPU/TPU), ``"auto"``
-            (Pallas where it is registered and supports the arguments, else XLA), or a name
-            given to :func:`register_impl`.
+            (on a GPU/TPU host, Pallas where it supports the arguments and the computation is
+            lowered for that accelerator, chosen per lowering platform with
+            ``jax.lax.platform_dependent``; XLA otherwise, e.g. on a CPU host or for arrays
+            placed on the host CPU), or a name given to :func:`register_impl`.
         pre_gate, post_gate: optional real gates ``(..., L)`` broadcastable against the
             output: ``y = post_gate * conv(pre_gate * u, k)`` (Hyena/H3 gating; Poli et al.,
             2023, "Hyena Hierarchy"), fused into the Pallas kernel, elementwise under XLA.
@@ -391,17 +431,17 @@ def fft_conv(
     # the built-in names, and any registered with register_impl
     check_choice("impl", impl, tuple(dict.fromkeys((*IMPLS, *_IMPLEMENTATIONS))))
     check_args(u, k, causal, pre_gate=pre_gate, post_gate=post_gate)
+    gates = {
+        name: gate
+        for name, gate in (("pre_gate", pre_gate), ("post_gate", post_gate))
+        if gate is not None
+    }
     if impl == "auto":
-        impl = next((name for name, ok in _SUPPORTS.items() if ok(u, k, causal)), "xla")
+        return _auto(u, k, causal, gates)
     if impl not in _IMPLEMENTATIONS:
         raise ValueError(
             f"`impl`={impl!r} is not available in this installation; available: "
             f"{available_impls()}. The Pallas kernels register themselves when "
             "spectrax.kernels.fft_conv can import jax.experimental.pallas."
         )
-    gates = {
-        name: gate
-        for name, gate in (("pre_gate", pre_gate), ("post_gate", post_gate))
-        if gate is not None
-    }
     return _IMPLEMENTATIONS[impl](u, k, causal=causal, **gates)
