@@ -2,11 +2,11 @@
 
 For each length L (B*H*L fixed, H a multiple of the kernel's channel block) it measures:
 wall time (median of repeats, jitted, after a warm-up), the byte floor (bytes of u and k read
-plus y written, over a copy bandwidth measured in the same run), peak memory (device
-``memory_stats`` where the backend has them, else XLA's compiled temp + argument + output
-bytes), and the max over rows of the relative error against a float64 NumPy reference.
-Prints a table and writes ``benchmarks/fft_conv-<device>.json``. Each row names the Pallas
-path taken (two-level, chunked short filter, long three-level) and its matmul precision;
+plus y written, over a copy bandwidth measured in the same run), peak memory (XLA's compiled
+temp + argument + output bytes of the forward+backward), and the max over rows of the
+relative error against a float64 NumPy reference. Prints a table and writes
+``benchmarks/fft_conv-<device>.json``. Each row names the Pallas path taken (two-level,
+chunked short filter, long three-level) and its matmul precision;
 ``--ksize`` benchmarks short filters, ``--bandwidth`` frequency-sparse filters (the error is
 then measured against the float64 convolution with the band-limited filter).
 
@@ -49,11 +49,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _peak_memory(fn, *args) -> int | None:
-    dev = jax.devices()[0]
-    stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
-    if stats and "peak_bytes_in_use" in stats:
-        jax.block_until_ready(fn(*args))
-        return int(dev.memory_stats()["peak_bytes_in_use"])
+    """XLA's compiled temp + argument + output bytes of ``fn``: a figure of this function alone.
+    (A device's ``memory_stats()["peak_bytes_in_use"]`` is the process's peak since start and
+    never resets, so it would give every row the largest figure of the rows before it.)"""
     try:
         m = jax.jit(fn).lower(*args).compile().memory_analysis()
         return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
@@ -228,10 +226,11 @@ def main(argv=None) -> int:
             "so its timings, speedups and floor ratios say nothing about kernel speed; they "
             "prove the script runs. GPU (H100) and TPU figures are unmeasured: no accelerator "
             "was available. Errors are max over rows of the norm-wise relative error against a "
-            "float64 NumPy reference. Peak bytes on CPU are XLA's compiled temp+argument+output "
+            "float64 NumPy reference. Peak bytes are XLA's compiled temp+argument+output "
             "sizes (interpret mode inflates the Pallas figure)."
             if on_cpu
-            else "Measured on an accelerator."
+            else "Measured on an accelerator. Peak bytes are XLA's compiled "
+            "temp+argument+output sizes of the forward+backward."
         ),
     }
     out = args.out or ROOT / "benchmarks" / f"fft_conv-{device}.json"

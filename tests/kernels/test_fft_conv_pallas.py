@@ -436,11 +436,16 @@ def test_fft_conv_pallas_validates_its_arguments():
         GpuBlockSizes(num_warps=3)
 
 
-def test_benchmark_script_runs_on_cpu(tmp_path):
+def _bench_script():
     path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench_fft_conv.py"
     spec = importlib.util.spec_from_file_location("bench_fft_conv", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_benchmark_script_runs_on_cpu(tmp_path):
+    bench = _bench_script()
     out = tmp_path / "fft_conv-cpu.json"
     argv = ["--lengths", "256", str(2 * LONG_MAX_LENGTH), "--total", "512", "--repeats", "1"]
     assert bench.main([*argv, "--dtypes", "float32", "--out", str(out)]) == 0
@@ -452,6 +457,26 @@ def test_benchmark_script_runs_on_cpu(tmp_path):
     assert row["pallas_max_rel_err"] <= 1e-4  # the issue's bound for the float32 mode
     assert row["xla_max_rel_err"] <= tol(jnp.float32)
     assert data["skipped"][0]["L"] == 2 * LONG_MAX_LENGTH
+
+
+def test_benchmark_peak_memory_is_that_of_the_function(monkeypatch):
+    """The peak-memory column read ``memory_stats()["peak_bytes_in_use"]`` where the device has
+    it (GPU, TPU): the process's peak since start, which never resets, so each row got the
+    largest figure of the rows before it (the Pallas column was never below the XLA one
+    measured just before). It is XLA's compiled figure of the function alone."""
+    bench = _bench_script()
+    devices = jax.devices
+
+    class RaisedPeak:  # a device whose process peak an earlier, larger program set
+        device_kind = "test"
+
+        def memory_stats(self):
+            return {"peak_bytes_in_use": 1 << 40, "bytes_in_use": 0}
+
+    monkeypatch.setattr(jax, "devices", lambda *a, **kw: devices(*a, **kw) if a else [RaisedPeak()])
+    x = jnp.ones((1000,), jnp.float32)
+    peak = bench._peak_memory(lambda x: 2 * x, x)
+    assert 8000 <= peak < 1 << 20  # argument and output, 4000 bytes each
 
 
 # every path and precision: two-level bf16, chunked short filter (bf16_3x), frequency-sparse,
