@@ -5,7 +5,8 @@ wall time (median of repeats, jitted, after a warm-up), the byte floor (bytes of
 plus y written, over a copy bandwidth measured in the same run), peak memory (XLA's compiled
 temp + argument + output bytes of the forward+backward), and the max over rows of the
 relative error against a float64 NumPy reference. Prints a table and writes
-``benchmarks/fft_conv-<device>.json``. Each row names the Pallas path taken (two-level,
+``benchmarks/fft_conv-<device>.json``, rewritten after every row so that a run stopped by a
+time limit keeps the rows it finished. Each row names the Pallas path taken (two-level,
 chunked short filter, long three-level) and its matmul precision;
 ``--ksize`` benchmarks short filters, ``--bandwidth`` frequency-sparse filters (the error is
 then measured against the float64 convolution with the band-limited filter).
@@ -137,6 +138,13 @@ def bench_length(
     return row
 
 
+def _write(out: pathlib.Path, result: dict) -> None:
+    """Replace ``out`` in one step (a kill during the write leaves the previous file)."""
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(out)
+
+
 def main(argv=None) -> int:
     on_cpu = jax.default_backend() == "cpu"
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -163,51 +171,15 @@ def main(argv=None) -> int:
 
     dev = jax.devices()[0]
     device = jax.default_backend() if on_cpu else dev.device_kind.replace(" ", "-").lower()
+    out = args.out or ROOT / "benchmarks" / f"fft_conv-{device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     bw = copy_bandwidth(min(4 * args.total, 1 << 28), args.repeats)
-    rows, skipped = [], []
-    for length in args.lengths:
-        if length > LONG_MAX_LENGTH:
-            skipped.append({"L": length, "why": f"impl='pallas' supports L <= {LONG_MAX_LENGTH}"})
-            continue
-        for dtype in args.dtypes:
-            rows.append(
-                bench_length(
-                    length,
-                    args.total,
-                    args.channels,
-                    jnp.dtype(dtype),
-                    args.repeats,
-                    bw,
-                    ksize=args.ksize,
-                    precision=args.precision,
-                    bandwidth=args.bandwidth,
-                )
-            )
-
-    header = (
-        f"{'L':>8} {'K':>8} {'dtype':>8} {'path':>9} {'prec':>7} {'B':>5} {'xla fwd':>10} "
-        f"{'pal fwd':>10} {'x':>6} {'xla f+b':>10} "
-        f"{'pal f+b':>10} {'x':>6} {'floor':>10} {'xla err':>9} {'pal err':>9}"
-    )
-    lines = [
-        f"device={device} pallas: {pallas_status()}",
-        f"copy bandwidth {bw / 1e9:.1f} GB/s",
-        header,
+    rows = []
+    skipped = [
+        {"L": length, "why": f"impl='pallas' supports L <= {LONG_MAX_LENGTH}"}
+        for length in args.lengths
+        if length > LONG_MAX_LENGTH
     ]
-    for r in rows:
-        lines.append(
-            f"{r['L']:>8} {r['K']:>8} {r['dtype']:>8} {r['pallas_path']:>9} "
-            f"{r['pallas_precision']:>7} {r['B']:>5} "
-            f"{r['xla_fwd_s'] * 1e3:>8.2f}ms {r['pallas_fwd_s'] * 1e3:>8.2f}ms "
-            f"{r['speedup_fwd']:>6.2f} {r['xla_fwd_bwd_s'] * 1e3:>8.2f}ms "
-            f"{r['pallas_fwd_bwd_s'] * 1e3:>8.2f}ms {r['speedup_fwd_bwd']:>6.2f} "
-            f"{r['byte_floor_s'] * 1e3:>8.3f}ms {r['xla_max_rel_err']:>9.1e} "
-            f"{r['pallas_max_rel_err']:>9.1e}"
-        )
-    for s in skipped:
-        lines.append(f"{s['L']:>8} skipped: {s['why']}")
-    print("\n".join(lines))
-
     result = {
         "device": device,
         "device_kind": dev.device_kind,
@@ -233,9 +205,50 @@ def main(argv=None) -> int:
             "temp+argument+output sizes of the forward+backward."
         ),
     }
-    out = args.out or ROOT / "benchmarks" / f"fft_conv-{device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    for length in args.lengths:
+        if length > LONG_MAX_LENGTH:
+            continue
+        for dtype in args.dtypes:
+            rows.append(
+                bench_length(
+                    length,
+                    args.total,
+                    args.channels,
+                    jnp.dtype(dtype),
+                    args.repeats,
+                    bw,
+                    ksize=args.ksize,
+                    precision=args.precision,
+                    bandwidth=args.bandwidth,
+                )
+            )
+            _write(out, result)  # after every row: a run cut off by a time limit keeps it
+
+    header = (
+        f"{'L':>8} {'K':>8} {'dtype':>8} {'path':>9} {'prec':>7} {'B':>5} {'xla fwd':>10} "
+        f"{'pal fwd':>10} {'x':>6} {'xla f+b':>10} "
+        f"{'pal f+b':>10} {'x':>6} {'floor':>10} {'xla err':>9} {'pal err':>9}"
+    )
+    lines = [
+        f"device={device} pallas: {pallas_status()}",
+        f"copy bandwidth {bw / 1e9:.1f} GB/s",
+        header,
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['L']:>8} {r['K']:>8} {r['dtype']:>8} {r['pallas_path']:>9} "
+            f"{r['pallas_precision']:>7} {r['B']:>5} "
+            f"{r['xla_fwd_s'] * 1e3:>8.2f}ms {r['pallas_fwd_s'] * 1e3:>8.2f}ms "
+            f"{r['speedup_fwd']:>6.2f} {r['xla_fwd_bwd_s'] * 1e3:>8.2f}ms "
+            f"{r['pallas_fwd_bwd_s'] * 1e3:>8.2f}ms {r['speedup_fwd_bwd']:>6.2f} "
+            f"{r['byte_floor_s'] * 1e3:>8.3f}ms {r['xla_max_rel_err']:>9.1e} "
+            f"{r['pallas_max_rel_err']:>9.1e}"
+        )
+    for s in skipped:
+        lines.append(f"{s['L']:>8} skipped: {s['why']}")
+    print("\n".join(lines))
+
+    _write(out, result)
     print(f"wrote {out}")
     return 0
 

@@ -479,6 +479,27 @@ def test_benchmark_peak_memory_is_that_of_the_function(monkeypatch):
     assert 8000 <= peak < 1 << 20  # argument and output, 4000 bytes each
 
 
+def test_benchmark_keeps_the_rows_it_finished(tmp_path, monkeypatch):
+    """The JSON was written once, after the last row: a run stopped by gpu_session.sh's time
+    limit (or an error in a later row) lost every row it had measured. It is rewritten after
+    each row."""
+    bench = _bench_script()
+    done = []
+
+    def bench_length(length, *args, **kwargs):
+        if done:
+            raise RuntimeError("stopped")  # the time limit, in the second row
+        done.append({"L": length})
+        return done[-1]
+
+    monkeypatch.setattr(bench, "bench_length", bench_length)
+    out = tmp_path / "fft_conv-cpu.json"
+    argv = ["--lengths", "256", "512", "--total", "512", "--repeats", "1", "--dtypes", "float32"]
+    with pytest.raises(RuntimeError, match="stopped"):
+        bench.main([*argv, "--out", str(out)])
+    assert json.loads(out.read_text())["rows"] == [{"L": 256}]
+
+
 # every path and precision: two-level bf16, chunked short filter (bf16_3x), frequency-sparse,
 # long three-level, exact float32; with both gates
 LOWERING = {
