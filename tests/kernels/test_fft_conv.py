@@ -413,3 +413,18 @@ def test_registered_impl_is_selectable_by_name(monkeypatch, library_errors):
         register_impl("auto", mine, lambda u, k, causal: True)
     with pytest.raises(TypeError, match="callables"):
         register_impl("other", None, lambda u, k, causal: True)
+
+
+def test_reference_validates_like_fft_conv(key, library_errors):
+    """fft_conv_reference (public, the forward-mode fallback) took any array: a complex `u`
+    lost its imaginary part and came back complex, an integer one was truncated, and a
+    circular filter of the wrong length was cut to L, all silently. It refuses them by name."""
+    u, k = _inputs(key, (16,), (4,), jnp.float32)
+    with pytest.raises(TypeError, match=r"`u` must be a real floating-point.*complex64"):
+        fft_conv_reference(u.astype(jnp.complex64), k)
+    with pytest.raises(TypeError, match=r"`k` must be a real floating-point.*int32"):
+        fft_conv_reference(u, k.astype(jnp.int32))
+    with pytest.raises(ValueError, match=r"causal=False.*K=4, L=16"):
+        fft_conv_reference(u, k, causal=False)
+    with pytest.raises(TypeError, match=r"`k` must be a time-domain filter.*SpectralFilter"):
+        fft_conv_reference(u, spectrax.kernels.fft_conv.fft_conv_filter(k, 16))
