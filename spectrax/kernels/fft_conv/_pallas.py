@@ -635,7 +635,7 @@ def pallas_status() -> str:
     if compiled:
         return (
             f"yes ({KERNELS[family].describe}; L <= {LONG_MAX_LENGTH}, float32/bfloat16; "
-            "impl='auto' uses it)"
+            f"impl='auto' uses it where lowered for {'/'.join(platforms())}, xla elsewhere)"
         )
     return (
         f"interpret mode only on {jax.default_backend()} (impl='pallas' runs the GPU-style "

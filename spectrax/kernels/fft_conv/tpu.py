@@ -125,9 +125,9 @@ def conv_tpu(
     """Fused gated convolution of row tiles on the TPU kernel.
 
     Same contract as :func:`spectrax.kernels.fft_conv.gpu.conv_gpu`: ``x (Bo, R, m_in, N2)``,
-    spectrum ``(R, N1, N2)`` float32, gates ``(Bo, R, m_in|m_out, N2)``; returns
-    ``(Bo, R, m_out, N2)``. ``interpret``: ``False``, or ``pltpu.InterpretParams()`` (or
-    ``True``) to run on CPU.
+    spectrum ``(R, N1, cols)`` float32 (``cols = plan.spectrum_cols``), gates
+    ``(Bo, R, m_in|m_out, N2)``; returns ``(Bo, R, m_out, N2)``. ``interpret``: ``False``,
+    or ``pltpu.InterpretParams()`` (or ``True``) to run on CPU.
     """
     nb, nr = x.shape[0], x.shape[1]
     rb = (block_sizes or TpuBlockSizes.get_default(plan, nr)).block_rows
