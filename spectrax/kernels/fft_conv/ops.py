@@ -137,7 +137,9 @@ def check_args(
             )
         if k.causal != causal:
             raise ValueError(
-                f"`k` is a SpectralFilter built with causal={k.causal}; got causal={causal}."
+                f"`k` is a SpectralFilter built with causal={k.causal}; got causal={causal}. "
+                f"Expected the same causal, or rebuild it with fft_conv_filter(k, length=L, "
+                f"causal={causal})."
             )
         bins = k.fft_size // 2 + 1
         if k.k_f.ndim < 1 or k.k_f.shape[-1] != bins:
