@@ -30,6 +30,18 @@ class EqxBuffer(nnx.Variable):
     leaves it alone."""
 
 
+def _in_nnx_param(module: Any) -> list[bool]:
+    """Per leaf of ``module``: ``False`` if it sits in an ``nnx.Variable`` that is not an
+    ``nnx.Param`` (batch statistics, RNG state of a wrapped NNX module), else ``True``."""
+    flags = []
+    for node in jax.tree_util.tree_leaves(module, is_leaf=lambda x: isinstance(x, nnx.Variable)):
+        if isinstance(node, nnx.Variable):
+            flags += [isinstance(node, nnx.Param)] * len(jax.tree_util.tree_leaves(node))
+        else:
+            flags.append(True)
+    return flags
+
+
 class EqxToNNX(nnx.Module):
     """An Equinox module as a Flax NNX module: its arrays become NNX variables.
 
@@ -50,7 +62,10 @@ class EqxToNNX(nnx.Module):
         module: any Equinox module (or pytree) holding JAX/NumPy array leaves.
         trainable: predicate on an array leaf; ``True`` stores it as ``nnx.Param``, ``False`` as
             :class:`EqxBuffer`. Default ``eqx.is_inexact_array`` (floating and complex arrays
-            train; integer and boolean arrays do not).
+            train; integer and boolean arrays do not). An array held by an NNX variable
+            inside ``module`` (an :class:`NNXToEqx` in it) keeps its role: in an ``nnx.Param``
+            it follows ``trainable``, in any other variable (batch statistics, RNG state) it is
+            an :class:`EqxBuffer`. ``EqxToNNX(NNXToEqx(m))`` computes as ``m``; prefer ``m``.
 
     Calling the wrapper calls the Equinox module with the same arguments (one unbatched example,
     as for every spectrax module; batch with ``jax.vmap`` or ``nnx.vmap``). The :attr:`module`
@@ -60,17 +75,28 @@ class EqxToNNX(nnx.Module):
     """
 
     def __init__(self, module: Any, *, trainable: Callable[[Any], bool] = eqx.is_inexact_array):
-        arrays, static = eqx.partition(module, eqx.is_array)
-        leaves, treedef = jax.tree_util.tree_flatten(arrays)
+        # Flatten through nnx.Variable nodes (an NNXToEqx inside `module` holds its state in
+        # them): the tree structure keeps them, and no Variable is left in a static attribute,
+        # which NNX refuses ("Found data ... assigned to static attribute").
+        leaves, treedef = jax.tree_util.tree_flatten(module)
         self.treedef = treedef
-        self.static = static
-        self.leaves = nnx.List([nnx.Param(x) if trainable(x) else EqxBuffer(x) for x in leaves])
+        is_array = [eqx.is_array(x) for x in leaves]
+        self.static = tuple(None if a else x for x, a in zip(leaves, is_array, strict=True))
+        in_param = _in_nnx_param(module)
+        self.leaves = nnx.List(
+            [
+                nnx.Param(x) if trainable(x) and param else EqxBuffer(x)
+                for x, a, param in zip(leaves, is_array, in_param, strict=True)
+                if a
+            ]
+        )
 
     @property
     def module(self) -> Any:
         """The wrapped Equinox module, with the current values of the NNX variables."""
-        arrays = jax.tree_util.tree_unflatten(self.treedef, [v[...] for v in self.leaves])
-        return eqx.combine(arrays, self.static)
+        values = iter(v[...] for v in self.leaves)
+        leaves = [next(values) if x is None else x for x in self.static]
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)

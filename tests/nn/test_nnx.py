@@ -317,3 +317,27 @@ def test_nnx_to_eqx_trains_parameters_not_batch_statistics():
     assert not np.array_equal(
         np.asarray(trained.layers[0].kernel[...]), np.asarray(model.layers[0].kernel[...])
     )
+
+
+def test_round_trip_eqx_to_nnx_of_nnx_to_eqx():
+    """EqxToNNX(NNXToEqx(m)) raised NNX's "Found data ... assigned to static attribute 'static'":
+    the Equinox partition left the inner nnx.Param boxes in the static part. Now the round trip
+    computes as m, trains m's parameters, and keeps BatchNorm's statistics out of nnx.Param."""
+    model = nnx.Sequential(
+        nnx.Linear(3, 2, rngs=nnx.Rngs(0)),
+        nnx.BatchNorm(2, use_running_average=True, rngs=nnx.Rngs(0)),
+    )
+    x = jax.random.normal(jax.random.key(1), (5, 3))
+    wrapped = EqxToNNX(NNXToEqx(model))
+    np.testing.assert_array_equal(np.asarray(wrapped(x)), np.asarray(model(x)))
+    params = jax.tree_util.tree_leaves(nnx.state(wrapped, nnx.Param))
+    assert len(params) == 4  # Linear kernel and bias, BatchNorm scale and bias
+    assert len(jax.tree_util.tree_leaves(nnx.state(wrapped, EqxBuffer))) == 2  # mean, var
+    grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(wrapped)
+    expected = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
+    # Both in the State's sorted order: Linear bias, kernel, BatchNorm bias, scale.
+    got, want = jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)
+    assert [g.shape for g in got] == [(2,), (3, 2), (2,), (2,)] == [w.shape for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert_close(g, w, jnp.float32, what="gradient through the round trip")
+    assert type(wrapped.module) is NNXToEqx
