@@ -45,6 +45,28 @@ def _uniform(key: PRNGKeyArray, shape: tuple[int, ...], fan_in: int, dtype) -> A
     return jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
+def _check_num_frequencies(num_frequencies: int | None, max_len: int) -> int:
+    """``K`` with ``2 K < max_len`` (alias-free bands at integer positions); ``None``: the
+    largest such ``K`` up to 8."""
+    if num_frequencies is None:
+        return min(8, (max_len - 1) // 2)
+    num_frequencies = check_positive_int("num_frequencies", num_frequencies)
+    if 2 * num_frequencies >= max_len:
+        top = (max_len - 1) // 2
+        fix = (
+            f"use num_frequencies <= {top}, or leave it None (the largest such value up to 8)"
+            if top >= 1
+            else "leave it None (max_len <= 2 has no band: the input is t alone)"
+        )
+        raise ValueError(
+            f"`num_frequencies` must satisfy 2 * num_frequencies < max_len: at integer positions "
+            f"l the band k = max_len / 2 has sin(2 pi k l / max_len) = 0 at every l, and bands "
+            f"k and max_len - k give the same features, so larger values only add dead or "
+            f"duplicate inputs. Got num_frequencies={num_frequencies}, max_len={max_len}; {fix}."
+        )
+    return num_frequencies
+
+
 def _positions(length: int, max_len: int, num_frequencies: int, dtype) -> tuple[Array, Array]:
     """``t`` ``(L,)`` and the filter FFN's input ``z`` ``(L, 1 + 2K)``, in ``dtype``.
 
@@ -179,7 +201,13 @@ class HyenaFilter(eqx.Module):
         channels: number of filters ``H`` (rows of the output).
         max_len: longest filter; ``t`` is normalised by it, so any shorter filter is a prefix.
         order: FFN width ``W`` (default 64, the paper's).
-        num_frequencies: ``K``, the number of positional bands (default 8; input ``1 + 2K``).
+        num_frequencies: ``K``, the number of positional bands (input ``1 + 2K``), with
+            ``1 <= K < max_len / 2``: at integer ``l`` the band ``k = max_len / 2`` has a sine
+            that is 0 at every position, and ``k`` and ``max_len - k`` give the same features
+            (up to the sine's sign), so larger ``K`` only adds dead or duplicate inputs and is
+            refused. Default ``None``: ``min(8, (max_len - 1) // 2)`` (8, the default of
+            earlier versions, for ``max_len >= 17``; no bands, input ``t`` alone, for
+            ``max_len <= 2``).
         decay_min, decay_max: window rates ``0 < decay_min <= decay_max`` (defaults
             ``ln(100)/1.5 ~ 3.07``, ``ln(100)/0.3 ~ 15.35``).
         omega: initial sine frequency (default 1.0, the reference's ``w``; the paper's language
@@ -208,7 +236,7 @@ class HyenaFilter(eqx.Module):
         max_len: int,
         *,
         order: int = 64,
-        num_frequencies: int = 8,
+        num_frequencies: int | None = None,
         decay_min: float = DECAY_MIN,
         decay_max: float = DECAY_MAX,
         omega: float = 1.0,
@@ -219,7 +247,7 @@ class HyenaFilter(eqx.Module):
         self.channels = check_positive_int("channels", channels)
         self.max_len = check_positive_int("max_len", max_len)
         self.order = check_positive_int("order", order)
-        self.num_frequencies = check_positive_int("num_frequencies", num_frequencies)
+        self.num_frequencies = _check_num_frequencies(num_frequencies, self.max_len)
         self.decay_min = check_positive_float("decay_min", decay_min)
         self.decay_max = check_positive_float("decay_max", decay_max)
         if not (self.decay_min <= self.decay_max < math.inf):
@@ -343,7 +371,7 @@ class HyenaOperator(eqx.Module):
         order: int = 2,
         filter_order: int = 64,
         short_filter: int = 3,
-        num_frequencies: int = 8,
+        num_frequencies: int | None = None,
         decay_min: float = DECAY_MIN,
         decay_max: float = DECAY_MAX,
         omega: float = 1.0,

@@ -366,3 +366,33 @@ def test_recurrence_pallas_float64_error_names_the_float64_input(library_errors)
     args = _recurrence_args((jnp.float32, jnp.float32, jnp.float64, jnp.float32))
     with pytest.raises(TypeError, match=r"impl='pallas'.*\['filters'\].*float64.*impl='xla'"):
         hyena_recurrence(*args, impl="pallas")
+
+
+def test_num_frequencies_below_half_max_len(library_errors):
+    """num_frequencies >= max_len / 2 was accepted: at integer positions the band k = max_len / 2
+    has a sine that is 0 everywhere, and k, max_len - k repeat each other, so the FFN's input had
+    dead or duplicate columns (the default 8 with max_len = 16: rank 16 of 17). Now an explicit
+    value is refused, naming both, and the default is the largest alias-free value up to 8."""
+    from spectrax.nn._hyena import _check_num_frequencies, _positions
+
+    key = jax.random.key(0)
+    with pytest.raises(
+        ValueError, match=r"num_frequencies=8, max_len=16; use num_frequencies <= 7"
+    ):
+        HyenaFilter(2, 16, num_frequencies=8, key=key)
+    with pytest.raises(ValueError, match=r"num_frequencies=1, max_len=2; leave it None"):
+        HyenaOperator(2, 2, num_frequencies=1, key=key)
+    positions = jax.jit(_positions, static_argnums=(0, 1, 2, 3))
+    for max_len, k in ((1, 0), (2, 0), (3, 1), (16, 7), (17, 8), (40, 8)):
+        assert _check_num_frequencies(None, max_len) == k, max_len
+    for max_len, k in ((3, 1), (16, 7), (17, 8)):
+        # every feature column carries information: full column rank over the max_len positions
+        _, z = positions(max_len, max_len, k, jnp.float32)
+        assert np.linalg.matrix_rank(np.asarray(z)) == 1 + 2 * k, max_len
+    _, z = positions(16, 16, 8, jnp.float32)  # the old default at max_len = 16
+    assert (
+        np.linalg.matrix_rank(np.asarray(z)) == 16 and np.max(np.abs(np.asarray(z)[:, -1])) < 1e-5
+    )
+    f = HyenaFilter(2, 2, order=4, key=key)  # no bands: the FFN reads t alone
+    assert f.num_frequencies == 0 and f.weights[0].shape == (4, 1)
+    assert np.all(np.isfinite(np.asarray(_filter(f, 2))))
