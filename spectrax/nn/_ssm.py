@@ -75,15 +75,24 @@ def _check_sequence(x: Array, channels: int) -> None:
         )
 
 
-def _check_step(x_t: Array, state: Array, channels: int, state_shape: tuple) -> None:
+def _check_step(x_t: Array, state: Array, channels: int, zero_state: Array) -> None:
     check_real_float("x_t", x_t)
     if x_t.shape != (channels,):
         raise ValueError(
             f"`x_t` must be one time step of shape (H,) = ({channels},); got {x_t.shape}."
         )
-    if tuple(state.shape) != tuple(state_shape):
+    if tuple(jnp.shape(state)) != zero_state.shape:
         raise ValueError(
-            f"`state` must have shape {tuple(state_shape)} (see init_state()); got {state.shape}."
+            f"`state` must have shape {zero_state.shape} (see init_state()); got "
+            f"{jnp.shape(state)}."
+        )
+    # Another dtype would come back as the updated state in a third one (a real state turns
+    # complex, complex128 stays complex128 with float32 parameters), and lax.scan would refuse
+    # the carry with an error that names neither.
+    if jnp.result_type(state) != zero_state.dtype:
+        raise TypeError(
+            f"`state` must have dtype {zero_state.dtype}, as init_state() returns for these "
+            f"parameters; got {jnp.result_type(state)}. Start from layer.init_state()."
         )
 
 
@@ -282,7 +291,7 @@ class S4D(eqx.Module):
     ) -> tuple[Float[Array, " H"], Complex[Array, "H M"]]:
         """One recurrent step: ``x = Λ̄ x + B̄ u``, ``y = 2 Re(C x) + D u``."""
         _no_step_if_bidirectional(self)
-        _check_step(x_t, state, self.channels, self.init_state().shape)
+        _check_step(x_t, state, self.channels, self.init_state())
         lam_bar, b_bar = self.discrete()
         u = x_t.astype(_f32(self.D).dtype)
         state = lam_bar * state + b_bar * u[:, None].astype(b_bar.dtype)
@@ -439,7 +448,7 @@ class S4(eqx.Module):
     ) -> tuple[Float[Array, " H"], Complex[Array, "H N"]]:
         """One recurrent step with the dense discrete matrices (``O(H N^2)``)."""
         _no_step_if_bidirectional(self)
-        _check_step(x_t, state, self.channels, self.init_state().shape)
+        _check_step(x_t, state, self.channels, self.init_state())
         a_bar, b_bar = self.discrete()
         u = x_t.astype(_f32(self.D).dtype)
         state = jnp.einsum("hij,hj->hi", a_bar, state) + b_bar * u[:, None].astype(b_bar.dtype)
@@ -608,7 +617,7 @@ class S5(eqx.Module):
     ) -> tuple[Float[Array, " H"], Complex[Array, " M"]]:
         """One recurrent step; ``dt`` an optional scalar scale of the step, as in ``__call__``."""
         _no_step_if_bidirectional(self)
-        _check_step(x_t, state, self.channels, self.init_state().shape)
+        _check_step(x_t, state, self.channels, self.init_state())
         if dt is not None:
             dt = _check_dt_steps(dt, (), "a scalar")
         lam_bar, gamma = self.discrete(None if dt is None else jnp.reshape(dt, (1,)))

@@ -219,6 +219,17 @@ def test_errors(library_errors):
         s5.step(jnp.ones((3,)), s5.init_state(), jnp.ones(3))
 
 
+@pytest.mark.parametrize("name", ["s4-legs", "s4d-legs", "s5"])
+def test_step_refuses_a_state_of_another_dtype(name, library_errors):
+    """A real state (e.g. jnp.zeros of init_state's shape) was accepted and came back complex,
+    so a lax.scan over step failed on the carry's type with an error naming neither `state` nor
+    init_state(). Now step names the dtype it needs."""
+    layer = _make(name, "zoh", jnp.float32)
+    zero = layer.init_state()
+    with pytest.raises(TypeError, match=r"`state` must have dtype complex64.*got float32"):
+        layer.step(jnp.ones((3,)), jnp.zeros(zero.shape))
+
+
 def test_s4_stays_stable_whatever_the_trained_values(x64):
     """S4's Re Λ is -exp(.) and A = Λ - P P^*: for any trained values (log_Lambda_re anywhere in
     [-30, 10], large random P and Λ_im) the continuous A has no eigenvalue in the right half
