@@ -133,7 +133,9 @@ class SSMSequenceModel(eqx.Module):
         dropout: dropout rate in the blocks (0).
         layer_kwargs: extra keyword arguments of the SSM layer (e.g. ``{"init": "lin"}``).
         dtype: parameter dtype (a float64 input computes in float64: the parameters are
-            widened for the call). key: PRNG key.
+            widened for the call). The output is in the parameters' dtype, float64 for a
+            float64 input, as :class:`~spectrax.models.FNO`'s (the blocks' layers return their
+            input's dtype, and each block casts back to the model's dtype). key: PRNG key.
 
     Call with one sequence ``(L, d_input)``; returns ``(d_output,)`` or, with
     ``pooling="none"``, ``(L, d_output)``. Pass ``key`` for dropout when training, and ``mask``

@@ -213,8 +213,9 @@ class HyenaFilter(eqx.Module):
         omega: initial sine frequency (default 1.0, the reference's ``w``; the paper's language
             models use 14, Table A.4).
         shift: constant added to the window (default 0.0, the reference's).
-        dtype: parameter dtype (float32). The filter is computed in float32 (float64 for
-            float64 parameters) at ``Precision.HIGHEST``: ``omega`` multiplies matmul errors.
+        dtype: parameter dtype (float32). The filter is computed and returned in float32
+            (float64 for float64 parameters) at ``Precision.HIGHEST``: ``omega`` multiplies
+            matmul errors.
         key: PRNG key (keyword-only).
     """
 
@@ -342,12 +343,15 @@ class HyenaOperator(eqx.Module):
         dtype: parameter and compute dtype (float32); a bfloat16 model computes its
             projections in bfloat16, its filters in float32, and its recurrence
             (:func:`hyena_recurrence`) with float32 convolutions rounded to bfloat16 after each
-            step. A float64 input computes in float64
-            (the parameters are widened for the call).
+            step. The input is cast to this dtype, except that a float64 input computes in
+            float64 (the parameters are widened for the call): float64 parameters compute in
+            float64 whatever the input, float32 ones in float32 for a float32 or half-precision
+            input, bfloat16 ones in bfloat16 (a float32 input is rounded to bfloat16 first).
         key: PRNG key (keyword-only).
 
-    Call with ``x`` ``(L, H)``, ``1 <= L <= max_len``; returns ``(L, H)`` in ``x``'s dtype.
-    Batch with ``jax.vmap``.
+    Call with ``x`` ``(L, H)``, ``1 <= L <= max_len``; returns ``(L, H)`` in ``x``'s dtype, as the
+    state-space layers (:class:`~spectrax.nn.S4D`, rounded once from the compute dtype). Batch
+    with ``jax.vmap``.
     """
 
     in_weight: Float[Array, "P H"]

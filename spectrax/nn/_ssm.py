@@ -184,9 +184,14 @@ class S4D(eqx.Module):
         mode: ``"conv"`` (default), ``"scan"`` or ``"recurrent"``.
         bidirectional: add a backward read-out of the same system on reversed time.
         dt_min, dt_max: log-uniform range of the initial steps (1e-3, 1e-1).
-        dtype: parameter dtype (float32). Half-precision parameters compute in float32; a
-            float64 input to ``__call__`` computes in float64 (the parameters are widened
-            for the call), while :meth:`step` computes in the parameters' dtype.
+        dtype: parameter dtype (float32). Dtype rule, shared by :class:`S4` and :class:`S5`:
+            ``__call__`` returns ``(L, H)`` in ``x``'s dtype, computed in float64 if ``x`` or
+            the parameters are float64 (the parameters are widened for the call), else in
+            float32 (half-precision parameters and inputs alike: the complex arithmetic needs
+            32 bits), and rounded to ``x``'s dtype once. :meth:`step` computes in the
+            parameters' dtype, at least float32 (the state's: ``init_state()`` is complex64 or
+            complex128), so a float64 ``x_t`` to float32 parameters is rounded to float32
+            first; it returns ``y_t`` in ``x_t``'s dtype.
         key: PRNG key (keyword-only).
     """
 
@@ -325,7 +330,9 @@ class S4(eqx.Module):
 
     Args:
         channels: ``H``. state_size: ``N``. measure: a HiPPO measure (``"legs"``, ``"legt"``,
-        ``"lagt"``, ``"fout"``). Others as :class:`S4D`.
+        ``"lagt"``, ``"fout"``). Others as :class:`S4D`, ``dtype`` with its dtype rule (the
+        output in ``x``'s dtype, computed in float64 if ``x`` or the parameters are, else in
+        float32).
     """
 
     log_Lambda_re: Float[Array, " N"]
@@ -472,7 +479,10 @@ class S5(eqx.Module):
 
     Args:
         channels: ``H``. state_size: ``P`` (even). disc, bidirectional, dt_min, dt_max, dtype,
-        key: as :class:`S4D`. mode: ``"scan"`` (default), ``"conv"`` or ``"recurrent"``.
+        key: as :class:`S4D`, ``dtype`` with its dtype rule (the output in ``x``'s dtype,
+        computed in float64 if ``x`` or the parameters are, else in float32; a per-step ``dt``
+        is cast to that compute dtype). mode: ``"scan"`` (default), ``"conv"`` or
+        ``"recurrent"``.
     """
 
     log_Lambda_re: Float[Array, " M"]

@@ -311,6 +311,19 @@ def test_float64_input_computes_in_float64(x64):
     assert rel_err(op(x.astype(jnp.float32)).astype(jnp.float64), wide(x)) > 1e-10
 
 
+def test_operator_dtype_rule(x64):
+    """The documented rule (``dtype``): the output is in x's dtype for every mix of parameter and
+    input dtypes; float64 parameters compute a float32 input in float64 (rounded once)."""
+    f64, f32, b16 = jnp.float64, jnp.float32, jnp.bfloat16
+    for pd, xd in itertools.product((b16, f32, f64), repeat=2):
+        out = eqx.filter_eval_shape(_run, _op(pd), jax.ShapeDtypeStruct((8, H), xd))
+        assert out.shape == (8, H) and out.dtype == xd, (pd, xd)
+    x = _x(8)
+    np.testing.assert_array_equal(
+        np.asarray(_run(_op(f64), x)), np.asarray(_run(_op(f64), x.astype(f64)).astype(f32))
+    )
+
+
 def _recurrence_args(dtypes, seed=0):
     """v (H, L), gates (N, H, L), filters (N, H, K), skip (N, H) in the given dtypes."""
     rng = np.random.default_rng(seed)
