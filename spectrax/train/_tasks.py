@@ -334,6 +334,13 @@ class SequenceClassificationTask:
 
     ``test_error`` is the test misclassification rate (1 - accuracy).
 
+    Every sequence is ``L`` steps of data, with no padding mask: the model pools over all ``L``
+    steps (the generators of :mod:`spectrax.data`, :func:`~spectrax.data.delayed_recall` and
+    :func:`~spectrax.data.delayed_copy`, make equal-length, unpadded sequences). For padded
+    sequences of different lengths call the model with its ``mask``
+    (:class:`~spectrax.models.SSMSequenceModel`) in a task of your own: padding fed through
+    this one would be pooled as data.
+
     Args:
         make_model: ``key -> model``, the model mapping one sequence ``(L, H)`` to logits
             ``(num_classes,)``.
