@@ -282,9 +282,9 @@ class HyenaFilter(eqx.Module):
         if isinstance(length, bool) or not isinstance(length, (int, np.integer)):
             raise TypeError(f"`length` must be a static Python int; got {type(length).__name__}.")
         if not 1 <= length <= self.max_len:
+            hint = " Build the filter with a larger max_len." if length > self.max_len else ""
             raise ValueError(
-                f"`length` must satisfy 1 <= length <= max_len={self.max_len}; got {length}. "
-                "Build the filter with a larger max_len."
+                f"`length` must satisfy 1 <= length <= max_len={self.max_len}; got {length}." + hint
             )
         return int(length)
 

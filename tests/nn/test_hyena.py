@@ -274,8 +274,11 @@ def test_errors(library_errors):
         HyenaFilter(H, MAX_LEN, dtype=jnp.complex64, key=jax.random.key(0))
     with pytest.raises(ValueError, match="decay_min=5.0, decay_max=2.0"):
         HyenaFilter(H, MAX_LEN, decay_min=5.0, decay_max=2.0, key=jax.random.key(0))
-    with pytest.raises(ValueError, match="`length`.*max_len=24; got 25"):
+    with pytest.raises(ValueError, match="`length`.*max_len=24; got 25. Build .* larger max_len"):
         op.filter(MAX_LEN + 1)
+    # a larger max_len does not help a length of 0: the error no longer suggests it
+    with pytest.raises(ValueError, match=r"`length`.*max_len=24; got 0\.$"):
+        op.filter(0)
     with pytest.raises(TypeError, match="`length` must be a static Python int"):
         op.filter(jnp.asarray(3))
     with pytest.raises(ValueError, match=r"gates \(N, H, L\).*gates.shape=\(2, 3, 9\)"):
