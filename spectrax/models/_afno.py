@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_bool,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -130,7 +131,7 @@ class AFNO(eqx.Module):
                 "block-diagonal channel mixing); choose a width that is a multiple of it."
             )
         self.modes = check_modes(modes, d)
-        self.positional_grid = bool(positional_grid)
+        self.positional_grid = check_bool("positional_grid", positional_grid)
         keys = jax.random.split(key, 2 * num_layers + 2)
         lift_in = (in_channels + (d if positional_grid else 0)) * patch_size**d
         self.embed = PointwiseLinear(lift_in, width, dtype=dtype, key=keys[0])

@@ -17,6 +17,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_bool,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -206,8 +207,8 @@ class FNO(eqx.Module):
         projection_channels = check_positive_int("projection_channels", projection_channels)
         self.modes = check_modes(modes, d)
         self.activation = get_activation(activation)
-        self.positional_grid = bool(positional_grid)
-        self.grid_endpoint = bool(grid_endpoint)
+        self.positional_grid = check_bool("positional_grid", positional_grid)
+        self.grid_endpoint = check_bool("grid_endpoint", grid_endpoint)
         self.padding = _as_padding(padding, d)
         keys = jax.random.split(key, num_layers + 2)
         lift_in = in_channels + (d if positional_grid else 0)

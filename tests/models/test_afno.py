@@ -68,3 +68,15 @@ def test_afno_loss_decreases():
     model = AFNO(1, 1, 1, 16, 6, 2, num_blocks=4, key=jax.random.key(1))
     first, last = loss_decreases(model, (32,), steps=20)
     assert last < 0.7 * first, (first, last)
+
+
+@pytest.mark.parametrize("flag", ["False", 0, None])
+def test_positional_grid_must_be_a_bool(key, flag, library_errors):
+    # taken by truthiness: positional_grid="False" added the grid channels, silently
+    with pytest.raises(TypeError, match=r"`positional_grid` must be a Python bool; got "):
+        eqx.filter_eval_shape(AFNO, 1, 2, 1, 8, 2, 1, positional_grid=flag, key=key)
+    # a NumPy bool is a bool (closed over: filter_eval_shape would trace it as an array)
+    model = eqx.filter_eval_shape(
+        lambda: AFNO(1, 2, 1, 8, 2, 1, positional_grid=np.bool_(0), key=key)
+    )
+    assert model.embed.in_channels == 2

@@ -221,3 +221,15 @@ def test_block_names_width(library_errors):
     kwargs = dict(channel_mlp_expansion=None, activation="gelu", factorization="dense", rank=None)
     with pytest.raises(ValueError, match=r"`width` must be an integer >= 1; got 0"):
         FNOBlock(1, 0, (4,), **kwargs, impl="auto", dtype=jnp.float32, key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("flag", ["False", 0, None])
+def test_grid_flags_must_be_bools(key, flag, library_errors):
+    # taken by truthiness: positional_grid="False" added the grid channels, silently
+    with pytest.raises(TypeError, match=r"`positional_grid` must be a Python bool; got "):
+        _abstract(1, 2, 1, 8, 4, positional_grid=flag, key=key)
+    with pytest.raises(TypeError, match=r"`grid_endpoint` must be a Python bool; got "):
+        _abstract(1, 2, 1, 8, 4, grid_endpoint=flag, key=key)
+    # a NumPy bool is a bool (closed over: filter_eval_shape would trace it as an array)
+    model = eqx.filter_eval_shape(lambda: FNO(1, 2, 1, 8, 4, positional_grid=np.bool_(0), key=key))
+    assert model.lifting.in_channels == 2
