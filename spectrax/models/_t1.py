@@ -60,6 +60,8 @@ def select_modes(
         ``modes`` for :class:`TransformOnce`.
     """
     d = check_positive_int("num_spatial_dims", num_spatial_dims)
+    if isinstance(energy, bool) or not isinstance(energy, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`energy` must be a Python float; got {type(energy).__name__}.")
     if not 0 < energy <= 1:
         raise ValueError(f"`energy` must be in (0, 1]; got {energy}.")
     u = np.asarray(fields, np.float64)

@@ -103,6 +103,13 @@ def test_select_modes_by_energy():
         select_modes(u, 2, 1.5)
 
 
+@pytest.mark.parametrize("energy", ["0.9", True, None])
+def test_select_modes_names_a_non_number_energy(energy, library_errors):
+    # "0.9" failed in the comparison with a bare TypeError; True passed as energy 1.0
+    with pytest.raises(TypeError, match="`energy` must be a Python float; got"):
+        select_modes(np.ones((1, 1, 8)), 1, energy)
+
+
 def test_spectral_scale_closed_form():
     """Fields with known Fourier amplitudes: the RMS of each kept coefficient (norm="forward")
     in the FNO layout, both signs on the first axis, per channel, floored."""
