@@ -183,15 +183,25 @@ class TransformOnce(eqx.Module):
     Transforms use ``norm="forward"`` (coefficients of the underlying function: the model applies
     at any resolution holding ``modes``). Optionally the spectrum is standardised per mode:
     ``in_scale`` divides the input coefficients and ``out_scale`` multiplies the decoder's output
-    (fixed, not trained; :func:`spectral_scale` computes them from training data). Initialisation
-    is variance preserving in the frequency
-    domain (the paper's point that real-valued default inits do not transfer to complex spectra):
-    every complex weight has ``E|W|^2 = 1 / fan_in`` (real and imaginary parts each
-    ``1 / (2 fan_in)``), so each map keeps ``E|c_k|^2`` and, by Parseval, the variance of the
-    field's kept band: all of it for a field band-limited to ``modes``; the truncation drops the
-    rest (white noise on 64 points with 8 kept modes in 1-d comes out with about 15/64 of its
-    variance). Biases start at zero. Choose ``modes`` with :func:`select_modes` (frequency
-    selection by spectral energy of the training data).
+    (fixed, not trained; :func:`spectral_scale` computes them from training data).
+
+    Initialisation (the paper's point that real-valued default inits do not transfer to complex
+    spectra): every complex weight has ``E|W|^2 = 1 / fan_in`` (real and imaginary parts each
+    ``1 / (2 fan_in)``), biases start at zero. So the encoder, the decoder and each layer's
+    channel map keep the per-mode power ``E|c_k|^2``, and the mode map keeps its mean over the
+    kept modes. The model as a whole does not keep the field's variance:
+
+    - each :class:`T1Layer` is residual, ``z + act(M W z + b)``, and adds its branch's power:
+      with ``activation="identity"`` every layer doubles ``E|z|^2``;
+    - along the last axis the inverse rfft keeps only the Hermitian part of the frequency-0
+      plane (and of a kept Nyquist one), which the complex weights have made complex: half the
+      power of those coefficients is lost;
+    - the truncation drops everything outside ``modes``, and no factor makes up for it.
+
+    With ``num_layers=0``, unit white noise on 64 points with 8 kept modes in 1-d comes out
+    with variance ``(1/2 + 2 * 7) / 64 = 14.5/64`` in expectation (frequency 0 at half power,
+    frequencies 1..7 counted for both signs). Choose ``modes`` with :func:`select_modes`
+    (frequency selection by spectral energy of the training data).
 
     Args:
         num_spatial_dims: ``d``.
