@@ -46,8 +46,12 @@ def grid_channels(
 def _as_padding(padding, d: int) -> tuple[float, ...]:
     what = f"`padding` must be a finite non-negative fraction or one per spatial axis ({d})"
     if isinstance(padding, (int, float, np.integer, np.floating)):
-        padding = (float(padding),) * d
+        padding = (padding,) * d
     try:
+        padding = tuple(padding)
+        # a bool is an int to float(): padding=True would pad by 100%
+        if any(isinstance(p, (bool, np.bool_)) for p in padding):
+            raise TypeError
         padding = tuple(float(p) for p in padding)
     except (TypeError, ValueError):
         raise ValueError(f"{what}; got {padding!r}.") from None

@@ -233,3 +233,10 @@ def test_grid_flags_must_be_bools(key, flag, library_errors):
     # a NumPy bool is a bool (closed over: filter_eval_shape would trace it as an array)
     model = eqx.filter_eval_shape(lambda: FNO(1, 2, 1, 8, 4, positional_grid=np.bool_(0), key=key))
     assert model.lifting.in_channels == 2
+
+
+@pytest.mark.parametrize("padding", [True, (0.25, False)])
+def test_padding_refuses_bools(key, padding, library_errors):
+    # a bool was read as a fraction: padding=True padded every axis by 100%, silently
+    with pytest.raises(ValueError, match=r"`padding` must be a finite non-negative fraction"):
+        _abstract(2, 2, 1, 8, 4, padding=padding, key=key)
