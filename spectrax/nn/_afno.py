@@ -17,6 +17,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from spectrax._checks import (
     check_float_dtype,
+    check_inexact,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -59,6 +60,7 @@ def afno_mix(
     narrowed), and returned in that dtype; else computed in float32 (there is no half-precision
     FFT) and returned in ``x``'s dtype.
     """
+    _check_mix_args(x, w1, b1, w2, b2, modes)
     d = len(modes)
     spatial = x.shape[1:]
     axes = tuple(range(1, 1 + d))
@@ -78,6 +80,38 @@ def afno_mix(
     o = o.reshape(nb * bs, *kept)
     y = jnp.fft.irfftn(pad_modes(o, spatial), s=spatial, axes=axes, norm="ortho")
     return y.astype(out_dtype) + x.astype(out_dtype)
+
+
+def _check_mix_args(x, w1, b1, w2, b2, modes) -> None:
+    """ValueErrors naming the argument of :func:`afno_mix` whose shape does not fit."""
+    check_real_float("x", x)
+    if isinstance(modes, (int, np.integer)):
+        raise ValueError(
+            f"`modes` must be one int per spatial axis, e.g. (m,) * d; got the int {modes}."
+        )
+    for name, w in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)):
+        check_inexact(name, w)
+    d = len(modes)
+    if x.ndim != 1 + d:
+        raise ValueError(
+            f"`x` must be one field (C, *spatial) with {d} spatial axes for modes {tuple(modes)}; "
+            f"got x.shape={x.shape}."
+        )
+    if w1.ndim != 3:
+        raise ValueError(f"`w1` must be (num_blocks, block_size, hidden); got {w1.shape=}.")
+    nb, bs, bh = w1.shape
+    if nb * bs != x.shape[0]:
+        raise ValueError(
+            f"`w1` of shape {w1.shape} has {nb} blocks of {bs} channels, but `x` has "
+            f"{x.shape[0]} channels (x.shape={x.shape}); expected num_blocks * block_size = C."
+        )
+    for name, w, want in (("b1", b1, (nb, bh)), ("w2", w2, (nb, bh, bs)), ("b2", b2, (nb, bs))):
+        if tuple(w.shape) != want:
+            raise ValueError(
+                f"`{name}` must have shape {want} to match `w1` {w1.shape} (num_blocks, "
+                f"block_size, hidden); got {name}.shape={w.shape}."
+            )
+    check_grid("the input", x.shape[1:], check_modes(modes, d))
 
 
 class AFNOMixer(eqx.Module):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectrax.nn import AFNOMixer, soft_shrink
+from spectrax.nn import AFNOMixer, afno_mix, soft_shrink
 from tests.helpers import assert_close
 
 
@@ -82,6 +82,30 @@ def test_errors(key, library_errors):
         jax.eval_shape(mixer, jax.ShapeDtypeStruct((8, 4), jnp.float32))
     with pytest.raises(ValueError, match="channels"):
         jax.eval_shape(mixer, jax.ShapeDtypeStruct((4, 16), jnp.float32))
+
+
+def _cz(*shape):
+    return jnp.zeros(shape, jnp.complex64)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w1, b1, w2, b2, modes, match",
+    [
+        # 8 channels against blocks of 2 x 3: mixed channels with modes, then failed in a
+        # bare reshape (TypeError "cannot reshape array"); the others failed in einsum or later
+        ((8, 16), (2, 3, 3), (2, 3), (2, 3, 3), (2, 3), (3,), r"`w1`.*\(2, 3, 3\).*8 channels"),
+        ((8, 16), (2, 4, 3), (2, 4), (2, 3, 4), (2, 4), (3,), r"`b1`.*\(2, 3\)"),
+        ((8, 16), (2, 4, 3), (2, 3), (2, 4, 4), (2, 4), (3,), r"`w2`.*\(2, 3, 4\)"),
+        ((8, 16), (2, 4, 3), (2, 3), (2, 3, 4), (2, 3), (3,), r"`b2`.*\(2, 4\)"),
+        ((8, 16), (2, 4, 3), (2, 3), (2, 3, 4), (2, 4), (3, 3), r"`x`.*2 spatial axes"),
+        ((8, 16), (2, 4, 3), (2, 3), (2, 3, 4), (2, 4), (10,), "too many"),
+        ((8, 16), (2, 4, 3), (2, 3), (2, 3, 4), (2, 4), 3, "one int per spatial axis"),
+    ],
+)
+def test_afno_mix_checks_its_shapes(x_shape, w1, b1, w2, b2, modes, match, library_errors):
+    x = jnp.zeros(x_shape)
+    with pytest.raises(ValueError, match=match):
+        afno_mix(x, _cz(*w1), _cz(*b1), _cz(*w2), _cz(*b2), modes, 0.01)
 
 
 def test_float64_parameters_are_not_narrowed_for_a_float32_input(x64):
