@@ -30,7 +30,14 @@ from spectrax.transforms import pad_modes, truncate_modes
 
 
 def soft_shrink(x: Float[Array, "..."], threshold: float) -> Float[Array, "..."]:
-    """``sign(x) max(|x| - threshold, 0)``: the proximal map of the L1 norm (sparsity)."""
+    """``sign(x) max(|x| - threshold, 0)``: the proximal map of the L1 norm (sparsity).
+
+    ``threshold`` is a finite number ``>= 0`` (checked when it is a Python or NumPy number; a
+    JAX scalar, e.g. a traced one, is used as it is)."""
+    if isinstance(threshold, (int, float, np.integer, np.floating)) and not (
+        threshold >= 0 and math.isfinite(threshold)
+    ):
+        raise ValueError(f"`threshold` must be a finite number >= 0; got {threshold}.")
     return jnp.sign(x) * jax.nn.relu(jnp.abs(x) - jnp.asarray(threshold, x.dtype))
 
 

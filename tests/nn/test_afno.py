@@ -18,6 +18,15 @@ def test_soft_shrink_closed_form():
     )
 
 
+@pytest.mark.parametrize("threshold", [-0.1, float("nan"), float("inf")])
+def test_soft_shrink_refuses_a_negative_or_non_finite_threshold(threshold, library_errors):
+    # a negative threshold pushed values away from zero (0.5 -> 0.6), silently
+    with pytest.raises(ValueError, match="`threshold` must be a finite number >= 0; got"):
+        soft_shrink(jnp.asarray([0.5, -0.5]), threshold)
+    # a traced threshold is taken as it is
+    assert jax.jit(soft_shrink)(jnp.asarray([0.5]), jnp.asarray(0.2)).shape == (1,)
+
+
 def _reference(x, mixer):
     """float64 NumPy AFNO on one field: ortho rfftn, hard-threshold modes, per-block MLP."""
     c = lambda p: np.asarray(p[0]) + 1j * np.asarray(p[1])  # noqa: E731
