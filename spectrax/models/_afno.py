@@ -27,7 +27,13 @@ from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
 
 def patchify(x: Float[Array, " C *spatial"], patch: int) -> Float[Array, " Cp *tokens"]:
     """Non-overlapping ``patch^d`` patches folded into channels: ``(C, *n) -> (C p^d, *n/p)``."""
+    patch = check_positive_int("patch", patch)
     c, spatial = x.shape[0], x.shape[1:]
+    if any(n % patch for n in spatial):
+        raise ValueError(
+            f"`x` spatial shape {tuple(spatial)} must be a multiple of patch={patch} on every "
+            f"axis; got x.shape={x.shape}."
+        )
     d = len(spatial)
     shape = [c]
     for n in spatial:
@@ -42,8 +48,15 @@ def unpatchify(
     y: Float[Array, " Cp *tokens"], patch: int, channels: int
 ) -> Float[Array, " C *spatial"]:
     """Inverse of :func:`patchify`."""
+    patch = check_positive_int("patch", patch)
+    channels = check_positive_int("channels", channels)
     tokens = y.shape[1:]
     d = len(tokens)
+    if y.shape[0] != channels * patch**d:
+        raise ValueError(
+            f"`y` has {y.shape[0]} channels (y.shape={y.shape}); expected channels * patch^d = "
+            f"{channels} * {patch}^{d} = {channels * patch**d}."
+        )
     z = y.reshape(channels, *(patch,) * d, *tokens)
     perm = [0]
     for i in range(d):

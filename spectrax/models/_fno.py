@@ -38,6 +38,15 @@ def grid_channels(
     the grid is refined, the right choice for periodic data); ``endpoint=True`` samples
     ``linspace(0, 1, n)`` (data that includes both boundaries, e.g. Darcy).
     """
+    try:
+        spatial_shape = tuple(spatial_shape)
+    except TypeError:
+        raise ValueError(
+            f"`spatial_shape` must be a sequence of ints, one per axis; got {spatial_shape!r}."
+        ) from None
+    spatial_shape = [
+        check_positive_int(f"spatial_shape[{i}]", n) for i, n in enumerate(spatial_shape)
+    ]
     axes = [np.linspace(0.0, 1.0, n) if endpoint else np.arange(n) / n for n in spatial_shape]
     mesh = np.meshgrid(*axes, indexing="ij")
     return jnp.asarray(np.stack(mesh), dtype)

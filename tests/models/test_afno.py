@@ -80,3 +80,17 @@ def test_positional_grid_must_be_a_bool(key, flag, library_errors):
         lambda: AFNO(1, 2, 1, 8, 2, 1, positional_grid=np.bool_(0), key=key)
     )
     assert model.embed.in_channels == 2
+
+
+def test_patchify_and_unpatchify_name_bad_arguments(library_errors):
+    # these failed in a bare reshape ("cannot reshape array") or with ZeroDivisionError
+    with pytest.raises(ValueError, match=r"`x` spatial shape \(8,\) must be a multiple of"):
+        patchify(jnp.ones((2, 8)), 3)
+    with pytest.raises(ValueError, match="`patch` must be an integer >= 1; got 0"):
+        patchify(jnp.ones((2, 8)), 0)
+    with pytest.raises(
+        ValueError, match=r"`y` has 5 channels.*channels \* patch\^d = 2 \* 2\^1 = 4"
+    ):
+        unpatchify(jnp.ones((5, 4)), 2, 2)
+    with pytest.raises(ValueError, match="`channels` must be an integer >= 1; got 0"):
+        unpatchify(jnp.ones((4, 4)), 2, 0)

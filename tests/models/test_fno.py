@@ -240,3 +240,13 @@ def test_padding_refuses_bools(key, padding, library_errors):
     # a bool was read as a fraction: padding=True padded every axis by 100%, silently
     with pytest.raises(ValueError, match=r"`padding` must be a finite non-negative fraction"):
         _abstract(2, 2, 1, 8, 4, padding=padding, key=key)
+
+
+def test_grid_channels_names_a_bad_shape(library_errors):
+    # an int failed with "'int' object is not iterable"; a zero size gave an empty grid
+    with pytest.raises(
+        ValueError, match=r"`spatial_shape` must be a sequence of ints, one per axis; got 4"
+    ):
+        grid_channels(4)
+    with pytest.raises(ValueError, match=r"`spatial_shape\[0\]` must be an integer >= 1; got 0"):
+        grid_channels((0, 4))
