@@ -64,6 +64,12 @@ def tucker_reconstruct(
     k = core.ndim
     if len(factors) != k:
         raise ValueError(f"Tucker core has {k} axes but {len(factors)} factors were given.")
+    for j, u in enumerate(factors):
+        if u.ndim != 2 or u.shape[1] != core.shape[j]:
+            raise ValueError(
+                f"`factors[{j}]` must be (n_{j}, {core.shape[j]}): its columns are axis {j} of "
+                f"the core {core.shape}; got factors[{j}].shape={u.shape}."
+            )
     letters = string.ascii_letters
     r_idx, n_idx = letters[:k], letters[k : 2 * k]
     spec = r_idx + "," + ",".join(n_idx[j] + r_idx[j] for j in range(k)) + "->" + n_idx
@@ -81,6 +87,15 @@ def cp_reconstruct(factors: Sequence[Complex[Array, "_ R"]]) -> Complex[Array, "
         ``(n_1, ..., n_k)``.
     """
     k = len(factors)
+    if k == 0:
+        raise ValueError("`factors` must hold at least one factor (n_j, R); got none.")
+    r = factors[0].shape[-1] if factors[0].ndim else None
+    for j, u in enumerate(factors):
+        if u.ndim != 2 or u.shape[1] != r:
+            raise ValueError(
+                f"`factors[{j}]` must be (n_{j}, R) with R = {r}, the columns of factors[0]; "
+                f"got factors[{j}].shape={u.shape}."
+            )
     letters = string.ascii_letters
     n_idx = letters[:k]
     spec = ",".join(n_idx[j] + "z" for j in range(k)) + "->" + n_idx

@@ -90,6 +90,17 @@ def test_reconstruct_against_numpy_einsum(x64):
     )
 
 
+def test_reconstruct_names_a_factor_that_does_not_fit(library_errors):
+    # einsum failed with "Size of label 'b' for operand 2 (3) does not match previous terms"
+    core = jnp.ones((2, 3), jnp.complex64)
+    with pytest.raises(ValueError, match=r"`factors\[1\]` must be \(n_1, 3\).*shape=\(5, 2\)"):
+        tucker_reconstruct(core, [jnp.ones((4, 2), jnp.complex64), jnp.ones((5, 2), jnp.complex64)])
+    with pytest.raises(ValueError, match=r"`factors\[1\]` must be \(n_1, R\) with R = 2.*\(5, 3\)"):
+        cp_reconstruct([jnp.ones((4, 2), jnp.complex64), jnp.ones((5, 3), jnp.complex64)])
+    with pytest.raises(ValueError, match="at least one factor"):
+        cp_reconstruct([])
+
+
 @pytest.mark.parametrize("factorization", ["tucker", "cp"])
 def test_parameter_counts_closed_forms_and_rank_fraction(key, factorization):
     width, modes = 32, (12, 12)
