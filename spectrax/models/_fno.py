@@ -294,7 +294,12 @@ def spatiotemporal_fno(
     Other keyword arguments go to :class:`FNO`.
     """
     d = check_positive_int("num_space_dims", num_space_dims) + 1
-    padding = (0.0,) * (d - 1) + (float(time_padding),)
+    if "padding" in kwargs:
+        raise ValueError(
+            f"`padding` is set by `time_padding` here (space is periodic, not padded); got "
+            f"padding={kwargs['padding']!r}. Pass time_padding=..., or build an FNO directly."
+        )
+    padding = (0.0,) * (d - 1) + (time_padding,)  # checked by FNO (a bool is refused there)
     return FNO(
         d, in_channels, out_channels, width, modes, num_layers, padding=padding, key=key, **kwargs
     )

@@ -250,3 +250,14 @@ def test_grid_channels_names_a_bad_shape(library_errors):
         grid_channels(4)
     with pytest.raises(ValueError, match=r"`spatial_shape\[0\]` must be an integer >= 1; got 0"):
         grid_channels((0, 4))
+
+
+def test_spatiotemporal_fno_names_bad_padding(key, library_errors):
+    # time_padding=True padded time by 100% (float(True)); padding= failed with Python's
+    # "got multiple values for keyword argument 'padding'"
+    with pytest.raises(ValueError, match=r"`padding` must be a finite non-negative fraction"):
+        eqx.filter_eval_shape(
+            lambda: spatiotemporal_fno(2, 1, 1, 4, 2, 1, time_padding=True, key=key)
+        )
+    with pytest.raises(ValueError, match=r"`padding` is set by `time_padding`"):
+        eqx.filter_eval_shape(lambda: spatiotemporal_fno(2, 1, 1, 4, 2, 1, padding=0.1, key=key))
