@@ -32,6 +32,22 @@ def test_one_layer_fno_is_resolution_invariant(x64, key):
     assert_close(f(a64)[:, ::2, ::2], f(a), jnp.float64)
 
 
+def test_grid_channels_make_the_resolution_change_first_order(x64, key):
+    """What the docstring says of super-resolution with the grid channels: the sawtooth
+    coordinate is not band-limited, so even a linear FNO's output moves between resolutions,
+    by O(1/n): it halves each time the grid is refined (without the grid it is exact,
+    test_one_layer_fno_is_resolution_invariant)."""
+    model = FNO(1, 1, 1, 4, 3, 1, activation="identity", dtype=jnp.float64, key=key)
+    f = eqx.filter_jit(model)
+    y16, y32, y64 = (
+        f(jnp.asarray(np.sin(2 * np.pi * np.arange(n) / n)[None])) for n in (16, 32, 64)
+    )
+    d1 = float(jnp.max(jnp.abs(y32[:, ::2] - y16)))
+    d2 = float(jnp.max(jnp.abs(y64[:, ::2] - y32)))
+    assert d1 > 1e-3 * float(jnp.max(jnp.abs(y16))), d1
+    assert 0.35 < d2 / d1 < 0.65, (d1, d2)
+
+
 def _np_gelu(x):
     return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
 
