@@ -112,6 +112,23 @@ class SSMBlock(eqx.Module):
         z = jax.nn.glu(jax.vmap(self.mix)(jax.nn.gelu(z)), axis=-1)
         return (h + self.dropout(z, key=key, inference=inference)).astype(x.dtype)
 
+    def init_state(self) -> Array:
+        """Zero recurrent state of the block's layer, for :meth:`step`."""
+        if not hasattr(self.ssm, "step"):
+            raise ValueError(
+                f"`step` needs a state-space layer (s4, s4d, s5); this block holds a "
+                f"{type(self.ssm).__name__}, which has no recurrent mode."
+            )
+        return self.ssm.init_state()
+
+    def step(self, x_t: Float[Array, " H"], state: Array) -> tuple[Float[Array, " H"], Array]:
+        """One time step of :meth:`__call__` (dropout off), in the parameters' dtype."""
+        self.init_state()  # the error for a layer without a recurrent mode
+        h = x_t.astype(self.mix.weight.dtype)
+        z, state = self.ssm.step(self.norm(h), state)
+        z = jax.nn.glu(self.mix(jax.nn.gelu(z.astype(h.dtype))), axis=-1)
+        return (h + z).astype(x_t.dtype), state
+
 
 class SSMSequenceModel(eqx.Module):
     """A deep state-space sequence model for classification or sequence-to-sequence regression.
@@ -292,6 +309,58 @@ class SSMSequenceModel(eqx.Module):
             return self.decoder(h)
         y = jax.vmap(self.decoder)(h)
         return y if mask is None else jnp.where(mask[:, None], y, jnp.zeros((), y.dtype))
+
+    def init_state(self) -> tuple[Array, ...]:
+        """Zero state for :meth:`step`: one state per block (see the layers' ``init_state``)."""
+        self._check_step_model()
+        return tuple(block.init_state() for block in self.blocks)
+
+    def step(
+        self, x_t: Float[Array, " D"], state: tuple[Array, ...]
+    ) -> tuple[Float[Array, " d_output"], tuple[Array, ...]]:
+        """One time step of the model in recurrent mode, for autoregressive generation.
+
+        Feeding ``x[0], x[1], ...`` from :meth:`init_state` returns, at step ``t``, row ``t`` of
+        ``model(x)`` with ``pooling="none"`` (or ``model(x[: t + 1])`` with ``"last"``), to
+        round-off: the layers' convolution and recurrent modes agree. Dropout is off.
+
+        Computes in the parameters' dtype (build the model with ``dtype=jnp.float64`` to
+        compare with a float64 call in float64). Needs causal state-space layers (``"s4"``,
+        ``"s4d"``, ``"s5"``; not Hyena, not bidirectional) and ``pooling`` ``"none"`` or
+        ``"last"``.
+
+        Args:
+            x_t: one step of the input, ``(d_input,)``.
+            state: the state from :meth:`init_state` or the previous ``step``.
+
+        Returns:
+            ``(y_t, state)``: ``y_t`` of shape ``(d_output,)`` and the next state.
+        """
+        self._check_step_model()
+        check_real_float("x_t", x_t)
+        if x_t.shape != (self.encoder.in_features,):
+            raise ValueError(
+                f"`x_t` must be one time step of shape (d_input,) = "
+                f"({self.encoder.in_features},); got x_t.shape={x_t.shape}."
+            )
+        if not isinstance(state, (tuple, list)) or len(state) != len(self.blocks):
+            raise ValueError(
+                f"`state` must be a tuple of {len(self.blocks)} block states (see init_state()); "
+                f"got {type(state).__name__} {jax.tree.map(jnp.shape, state)}."
+            )
+        h = self.encoder(x_t.astype(self.encoder.weight.dtype))
+        new_state = []
+        for block, s in zip(self.blocks, state, strict=True):
+            h, s = block.step(h, s)
+            new_state.append(s)
+        return self.decoder(self.norm(h)).astype(x_t.dtype), tuple(new_state)
+
+    def _check_step_model(self) -> None:
+        if self.pooling == "mean":
+            raise ValueError(
+                "`step` returns one output per step, which pooling='mean' does not have; build "
+                "the model with pooling='none' (sequence output) or 'last' for decoding."
+            )
 
     def _check_mask(self, mask: Any, x_shape: tuple[int, ...]) -> Array:
         """``mask`` as a boolean ``(L,)`` array, or an error naming it."""

@@ -295,3 +295,39 @@ def test_mask_errors_and_empty_mask(key, library_errors):
     )
     with pytest.raises(ValueError, match=r"`mask` needs causal layers.*S4D.*bidirectional"):
         bidir(x, mask=jnp.ones(5, bool))
+
+
+@pytest.mark.parametrize("layer,layer_kwargs", [("s4d", {}), ("s5", {"mode": "conv"})])
+def test_step_equals_the_convolution_mode(layer, layer_kwargs, key, x64):
+    """Generation token by token (``init_state``/``step``) gives the rows of the sequence call
+    (convolution mode), and with ``pooling="last"`` the call on each prefix."""
+    x = jax.random.normal(jax.random.key(1), (8, 3), jnp.float64)
+    kwargs = dict(layer=layer, state_size=4, layer_kwargs=layer_kwargs, dtype=jnp.float64)
+    seq = SSMSequenceModel(3, 2, 4, 2, pooling="none", key=key, **kwargs)
+
+    def run(model):
+        def body(state, x_t):
+            y_t, state = model.step(x_t, state)
+            return state, y_t
+
+        return jax.lax.scan(body, model.init_state(), x)[1]
+
+    ys = eqx.filter_jit(run)(seq)
+    assert ys.dtype == jnp.float64
+    assert_close(ys, seq(x), rtol=1e-10)
+    # the same parameters (same key) pooled by "last": step t answers the prefix x[: t + 1]
+    last = SSMSequenceModel(3, 2, 4, 2, pooling="last", key=key, **kwargs)
+    assert_close(ys[4], eqx.filter_jit(lambda m, x: m(x))(last, x[:5]), rtol=1e-10)
+
+
+def test_step_errors(key, library_errors):
+    with pytest.raises(ValueError, match="pooling='mean'"):
+        SSMSequenceModel(3, 2, 4, 1, state_size=2, key=key).init_state()
+    hyena = SSMSequenceModel(3, 2, 4, 1, layer="hyena", max_len=8, pooling="none", key=key)
+    with pytest.raises(ValueError, match="HyenaOperator.*no recurrent mode"):
+        hyena.init_state()
+    model = SSMSequenceModel(3, 2, 4, 1, state_size=2, pooling="none", key=key)
+    with pytest.raises(ValueError, match=r"x_t.*\(3,\).*\(4,\)"):
+        model.step(jnp.ones(4), model.init_state())
+    with pytest.raises(ValueError, match="tuple of 1 block states"):
+        model.step(jnp.ones(3), ())
