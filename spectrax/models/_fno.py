@@ -37,6 +37,11 @@ def grid_channels(
     ``endpoint=False`` samples the unit torus (``j / n``: the same points refine consistently when
     the grid is refined, the right choice for periodic data); ``endpoint=True`` samples
     ``linspace(0, 1, n)`` (data that includes both boundaries, e.g. Darcy).
+
+    Computed in float32 (float64 for ``dtype=float64``) and rounded to ``dtype``. Built from
+    ``iota`` rather than as a NumPy constant: under ``jax.vmap`` JAX's concatenate of a batch
+    sharded over an Explicit mesh axis (``jax.make_mesh``'s default) with a constant fails
+    ("Resource axis ... is not found in mesh: ()").
     """
     try:
         spatial_shape = tuple(spatial_shape)
@@ -44,12 +49,12 @@ def grid_channels(
         raise ValueError(
             f"`spatial_shape` must be a sequence of ints, one per axis; got {spatial_shape!r}."
         ) from None
-    spatial_shape = [
-        check_positive_int(f"spatial_shape[{i}]", n) for i, n in enumerate(spatial_shape)
-    ]
-    axes = [np.linspace(0.0, 1.0, n) if endpoint else np.arange(n) / n for n in spatial_shape]
-    mesh = np.meshgrid(*axes, indexing="ij")
-    return jnp.asarray(np.stack(mesh), dtype)
+    shape = tuple(check_positive_int(f"spatial_shape[{i}]", n) for i, n in enumerate(spatial_shape))
+    wide = jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
+    # endpoint with n = 1: linspace(0, 1, 1) = [0]
+    scale = [max(n - 1, 1) if endpoint else n for n in shape]
+    axes = [jax.lax.broadcasted_iota(wide, shape, i) / s for i, s in enumerate(scale)]
+    return jnp.stack(axes).astype(dtype)
 
 
 def _as_padding(padding, d: int) -> tuple[float, ...]:

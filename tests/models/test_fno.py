@@ -121,6 +121,25 @@ def test_grid_channels():
     assert g.shape == (2, 4, 3)
     np.testing.assert_allclose(g[0, :, 0], [0, 0.25, 0.5, 0.75])
     np.testing.assert_allclose(grid_channels((3,), endpoint=True)[0], [0, 0.5, 1.0])
+    assert_close(grid_channels((1, 5), endpoint=True)[0], jnp.zeros((1, 5)), rtol=0.0)
+
+
+def test_batch_sharded_over_an_explicit_mesh(key):
+    """``jax.make_mesh``'s default (Explicit axes) with a batch sharded over ``data``: the grid
+    channels were NumPy constants, and JAX's concatenate under vmap failed on them ("Resource
+    axis: data ... is not found in mesh: ()"); the result equals the unsharded one."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    mesh = jax.make_mesh((4,), ("data",), devices=jax.devices()[:4])
+    model = FNO(2, 1, 1, 4, 3, 1, projection_channels=4, key=key)
+    a = jax.random.normal(jax.random.key(1), (4, 1, 8, 8))
+    grad = eqx.filter_jit(eqx.filter_grad(lambda m, a: jnp.sum(jax.vmap(m)(a) ** 2)))
+    expected = grad(model, a)
+    with jax.set_mesh(mesh):
+        sharded = jax.device_put(a, NamedSharding(mesh, PartitionSpec("data")))
+        got = grad(model, sharded)
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        assert_close(g, e, rtol=1e-5)
 
 
 @eqx.filter_jit
