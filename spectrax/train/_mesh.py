@@ -24,6 +24,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from spectrax._checks import check_choice
 from spectrax.train._config import Config, ConfigError, MeshConfig
 
 __all__ = [
@@ -37,6 +38,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# how shard_model places parameters (`mesh.params` of a config)
+MODES = ("replicated", "fsdp")
 
 
 def _env_int(name: str, *, minimum: int) -> int | None:
@@ -190,8 +194,21 @@ def _param_spec(
 
 
 def shard_model(tree: Any, mesh: Mesh, mode: str) -> Any:
-    """Place every array of ``tree`` on ``mesh``: replicated, or FSDP-style over ``model``."""
-    size = mesh.shape["model"]
+    """Place every array of ``tree`` on ``mesh``: replicated, or FSDP-style over ``model``.
+
+    Args:
+        tree: any pytree (a model, an optimizer state); non-array leaves stay as they are.
+        mesh: the device mesh; ``"fsdp"`` needs a ``model`` axis.
+        mode: ``"replicated"`` (a copy on every device) or ``"fsdp"`` (each array's largest
+            axis divisible by the ``model`` axis size split over it; the others replicated),
+            as ``mesh.params`` of the config.
+    """
+    check_choice("mode", mode, MODES)
+    if mode == "fsdp" and "model" not in mesh.shape:
+        raise ValueError(
+            f"`mesh` must have a 'model' axis for mode='fsdp'; got axes {tuple(mesh.axis_names)}."
+        )
+    size = mesh.shape.get("model", 1)
 
     def place(x):
         if not eqx.is_array(x):

@@ -170,6 +170,21 @@ def test_fsdp_shards_parameters_over_model_axis():
     assert replicated["w"].sharding.spec == PartitionSpec()
 
 
+def test_shard_model_refuses_an_unknown_mode_and_a_mesh_without_model(library_errors):
+    """A typo ("replicate") sharded every parameter FSDP-style without a word, and a mesh
+    without a ``model`` axis raised a bare KeyError."""
+    mesh = jax.make_mesh((4, 2), ("data", "model"), devices=jax.devices()[:8])
+    tree = {"w": np.ones((3, 8), np.float32)}
+    with pytest.raises(
+        ValueError, match=r"`mode` must be one of \['replicated', 'fsdp'\]; got 'replicate'"
+    ):
+        shard_model(tree, mesh, "replicate")
+    flat = jax.make_mesh((8,), ("batch",), devices=jax.devices()[:8])
+    with pytest.raises(ValueError, match=r"`mesh` must have a 'model' axis.*\('batch',\)"):
+        shard_model(tree, flat, "fsdp")
+    assert shard_model(tree, flat, "replicated")["w"].sharding.spec == PartitionSpec()
+
+
 def _assert_stopped_by_signal_at(config, workdir, step):
     """Train; the run stops at ``step`` with exactly that checkpoint and every train record up
     to it in the log."""
