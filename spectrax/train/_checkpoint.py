@@ -44,6 +44,11 @@ def tree_digest(tree: Any) -> str:
     return h.hexdigest()
 
 
+def _leaf_paths(tree: Any) -> list[str]:
+    """The path of every leaf (array, or ``jax.ShapeDtypeStruct`` of a skeleton), in order."""
+    return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
 def _strip_spec(text: str) -> str:
     """An Orbax/TensorStore message without its TensorStore spec (a long JSON dump, given as
     ``[tensorstore_spec=...]`` or ``See full TensorStore details: <... TensorStore({...})>``)
@@ -102,6 +107,7 @@ class Checkpointer:
             "step": int(step),
             "config": self.config_dict,
             "digest": digest,
+            "arrays": _leaf_paths(state),
             **(extra or {}),
         }
         self._manager.save(
@@ -152,6 +158,18 @@ class Checkpointer:
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} was written by another config; "
                 "refusing to load it. Differences (checkpoint != this run): " + "; ".join(diffs)
+            )
+        saved = meta.get("arrays")  # absent in checkpoints written before it was recorded
+        if saved is not None and saved != _leaf_paths(target):
+            have = set(_leaf_paths(target))
+            missing = [p for p in saved if p not in have]
+            extra = sorted(have - set(saved))
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} holds {len(saved)} arrays; the target "
+                f"holds {len(have)}: missing in the target {missing[:8]}, not in the checkpoint "
+                f"{extra[:8]}. A skeleton from eqx.filter_eval_shape has jax.ShapeDtypeStruct "
+                "leaves, which eqx.is_array and eqx.is_inexact_array filter out: keep them with "
+                "eqx.filter(skeleton, lambda x: isinstance(x, jax.ShapeDtypeStruct))."
             )
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:

@@ -148,6 +148,24 @@ def test_mismatched_tree_is_refused(tmp_path):
     ckpt.close()
 
 
+def test_target_missing_arrays_is_refused_naming_them_not_as_damage(tmp_path, key):
+    """A target without some of the saved arrays (here every one: ``eqx.is_array`` is False
+    for the ``jax.ShapeDtypeStruct`` leaves of an ``eqx.filter_eval_shape`` skeleton) restored
+    nothing and was then reported as a damaged checkpoint."""
+    make = lambda k: eqx.nn.Linear(3, 2, key=k)  # noqa: E731
+    ckpt = Checkpointer(tmp_path, keep=2, config_dict={})
+    ckpt.save(1, eqx.filter(make(key), eqx.is_array))
+    empty = eqx.filter(eqx.filter_eval_shape(make, key), eqx.is_array)
+    with pytest.raises(CheckpointError, match=r"target.*missing.*\.weight.*\.bias") as info:
+        ckpt.restore(empty)
+    assert "damaged" not in str(info.value)
+    is_struct = lambda x: isinstance(x, jax.ShapeDtypeStruct)  # noqa: E731
+    skeleton = eqx.filter(eqx.filter_eval_shape(make, key), is_struct)
+    restored, _ = ckpt.restore(skeleton)  # ShapeDtypeStruct leaves are a valid target
+    assert_close(restored.weight, make(key).weight, rtol=0.0)
+    ckpt.close()
+
+
 def test_digest_ignores_static_fields_but_not_values(key):
     import equinox as eqx
     import jax
