@@ -271,9 +271,16 @@ def validate_config(config: Config) -> Config:
     if not (
         dataclasses.is_dataclass(config.task) and callable(getattr(config.task, "build", None))
     ):
+        built = callable(getattr(config.task, "init_model", None))
         raise ConfigError(
-            "`task` must be a frozen dataclass with a build() method; "
-            f"got {type(config.task).__name__}."
+            "`task` must be a frozen dataclass with a build() method that returns the task (its "
+            f"fields are the `task.*` keys); got {type(config.task).__name__}."
+            + (
+                " To train a task object as it is, wrap it: @dataclasses.dataclass(frozen=True) "
+                "class MyTask: def build(self): return task"
+                if built
+                else ""
+            )
         )
 
     # the run directory is runs/<name>-<time>: a name is one path component

@@ -162,3 +162,19 @@ def test_seed_fits_a_prng_key(library_errors):
     with pytest.raises(ConfigError, match=r"`seed`"):
         load_config(TOY, [f"seed={2**63}"])
     assert load_config(TOY, [f"seed={2**63 - 1}"]).seed == 2**63 - 1
+
+
+def test_a_built_task_in_place_of_its_dataclass_says_how_to_wrap_it(library_errors):
+    """A Task object (what build() returns) passed as ``task`` was refused without saying that
+    a ``build()`` wrapper is what is wanted."""
+    import numpy as np
+
+    from spectrax.train import SequenceClassificationTask, validate_config
+
+    x = np.zeros((4, 6, 1), np.float32)
+    y = np.zeros((4,), np.int32)
+    task = SequenceClassificationTask(lambda k: None, (x, y), (x, y))
+    with pytest.raises(
+        ConfigError, match=r"got SequenceClassificationTask.*wrap it.*build\(self\)"
+    ):
+        validate_config(Config(name="mine", task=task))
