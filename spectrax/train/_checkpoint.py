@@ -80,14 +80,35 @@ class Checkpointer:
 
     Args:
         directory: where step folders live (created).
-        keep: how many recent checkpoints to keep.
+        keep: how many recent checkpoints to keep (default 3, as ``checkpoint.keep``).
         config_dict: :func:`spectrax.train.config_to_dict` of the run; stored with every save
-            and compared on restore.
+            and compared on restore (default ``{}``: no config to compare).
+
+    Outside :func:`spectrax.train.train`, an Equinox model and its Optax state restore into a
+    skeleton from ``eqx.filter_eval_shape`` (no arrays computed), whose leaves are
+    ``jax.ShapeDtypeStruct``::
+
+        ckpt = Checkpointer(directory)
+        ckpt.save(step, {"model": eqx.filter(model, eqx.is_array), "opt": opt_state})
+        # in a fresh process:
+        is_struct = lambda x: isinstance(x, jax.ShapeDtypeStruct)
+        params, static = eqx.partition(eqx.filter_eval_shape(make_model, key), is_struct)
+        opt_skeleton = eqx.filter_eval_shape(optimizer.init, params)
+        state, meta = ckpt.restore({"model": params, "opt": opt_skeleton})
+        model, opt_state = eqx.combine(state["model"], static), state["opt"]
     """
 
-    def __init__(self, directory: str | Path, *, keep: int, config_dict: dict[str, Any]):
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        keep: int = 3,
+        config_dict: dict[str, Any] | None = None,
+    ):
+        if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
+            raise ValueError(f"`keep` must be an integer >= 1; got {keep!r}.")
         self.directory = Path(directory).resolve()
-        self.config_dict = config_dict
+        self.config_dict = {} if config_dict is None else config_dict
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "meta")

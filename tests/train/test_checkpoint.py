@@ -166,6 +166,31 @@ def test_target_missing_arrays_is_refused_naming_them_not_as_damage(tmp_path, ke
     ckpt.close()
 
 
+def test_standalone_use_restores_an_equinox_model_and_optax_state(tmp_path, key):
+    """The docstring's recipe: defaults for ``keep`` and ``config_dict`` (both were required),
+    and a fresh skeleton from ``eqx.filter_eval_shape`` restores model and optimizer state."""
+    import optax
+
+    make = lambda k: eqx.nn.MLP(2, 1, 4, 1, key=k)  # noqa: E731
+    model, optimizer = make(key), optax.adam(1e-2)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    ckpt = Checkpointer(tmp_path)
+    ckpt.save(7, {"model": eqx.filter(model, eqx.is_array), "opt": opt_state})
+    is_struct = lambda x: isinstance(x, jax.ShapeDtypeStruct)  # noqa: E731
+    params, static = eqx.partition(eqx.filter_eval_shape(make, jax.random.key(9)), is_struct)
+    skeleton = {"model": params, "opt": eqx.filter_eval_shape(optimizer.init, params)}
+    state, meta = ckpt.restore(skeleton)
+    assert meta["step"] == 7
+    restored = eqx.combine(state["model"], static)
+    assert tree_digest(eqx.filter(restored, eqx.is_array)) == tree_digest(
+        eqx.filter(model, eqx.is_array)
+    )
+    assert tree_digest(state["opt"]) == tree_digest(opt_state)
+    ckpt.close()
+    with pytest.raises(ValueError, match=r"`keep` must be an integer >= 1; got 0"):
+        Checkpointer(tmp_path, keep=0)
+
+
 def test_digest_ignores_static_fields_but_not_values(key):
     import equinox as eqx
     import jax
