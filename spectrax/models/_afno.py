@@ -28,26 +28,30 @@ from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
 def patchify(x: Float[Array, " C *spatial"], patch: int) -> Float[Array, " Cp *tokens"]:
     """Non-overlapping ``patch^d`` patches folded into channels: ``(C, *n) -> (C p^d, *n/p)``."""
     patch = check_positive_int("patch", patch)
-    c, spatial = x.shape[0], x.shape[1:]
+    spatial = x.shape[1:]
     if any(n % patch for n in spatial):
         raise ValueError(
             f"`x` spatial shape {tuple(spatial)} must be a multiple of patch={patch} on every "
             f"axis; got x.shape={x.shape}."
         )
     d = len(spatial)
-    shape = [c]
-    for n in spatial:
-        shape += [n // patch, patch]
-    y = x.reshape(shape)
+    # One axis split or merged per reshape: under vmap, JAX's sharding rule for a batch sharded
+    # over an Explicit mesh axis takes those, not several at once.
+    y = x
+    for i, n in enumerate(spatial):  # (C, t1, p1, ..., n_i, ...)
+        y = y.reshape(*y.shape[: 1 + 2 * i], n // patch, patch, *y.shape[2 + 2 * i :])
     # (C, t1, p1, t2, p2, ...) -> (C, p1, p2, ..., t1, t2, ...)
     perm = [0] + [2 + 2 * i for i in range(d)] + [1 + 2 * i for i in range(d)]
-    return y.transpose(perm).reshape(c * patch**d, *(n // patch for n in spatial))
+    y = y.transpose(perm)
+    for _ in range(d):  # (C, p1, p2, ...) -> (C p1, p2, ...) -> ...
+        y = y.reshape(y.shape[0] * y.shape[1], *y.shape[2:])
+    return y
 
 
 def unpatchify(
     y: Float[Array, " Cp *tokens"], patch: int, channels: int
 ) -> Float[Array, " C *spatial"]:
-    """Inverse of :func:`patchify`."""
+    """Inverse of :func:`patchify` (one axis split or merged per reshape, as there)."""
     patch = check_positive_int("patch", patch)
     channels = check_positive_int("channels", channels)
     tokens = y.shape[1:]
@@ -57,11 +61,16 @@ def unpatchify(
             f"`y` has {y.shape[0]} channels (y.shape={y.shape}); expected channels * patch^d = "
             f"{channels} * {patch}^{d} = {channels * patch**d}."
         )
-    z = y.reshape(channels, *(patch,) * d, *tokens)
+    z = y
+    for _ in range(d):  # (C p^d, t...) -> (C p^(d-1), p_d, t...) -> ... -> (C, p1, ..., pd, t...)
+        z = z.reshape(z.shape[0] // patch, patch, *z.shape[1:])
     perm = [0]
     for i in range(d):
         perm += [1 + d + i, 1 + i]
-    return z.transpose(perm).reshape(channels, *(t * patch for t in tokens))
+    z = z.transpose(perm)  # (C, t1, p1, t2, p2, ...)
+    for i in range(d):
+        z = z.reshape(*z.shape[: 1 + i], z.shape[1 + i] * z.shape[2 + i], *z.shape[3 + i :])
+    return z
 
 
 class AFNOBlock(eqx.Module):

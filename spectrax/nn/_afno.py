@@ -77,14 +77,21 @@ def afno_mix(
     cdtype = complex_dtype(real)
     x_hat = truncate_modes(jnp.fft.rfftn(x.astype(real), axes=axes, norm="ortho"), modes)
     kept = x_hat.shape[1:]
-    z = x_hat.reshape(nb, bs, -1)
+    # One axis split or merged per reshape: under vmap, JAX's sharding rule for a batch sharded
+    # over an Explicit mesh axis takes those, not several at once.
+    z = x_hat
+    for _ in range(d - 1):  # (C, k1, k2, ...) -> (C, k1 k2, ...) -> ... -> (C, M)
+        z = z.reshape(z.shape[0], z.shape[1] * z.shape[2], *z.shape[3:])
+    z = z.reshape(nb, bs, z.shape[-1])
     h = _block_linear(z, w1.astype(cdtype), b1.astype(cdtype))
     h = jax.lax.complex(jax.nn.relu(h.real), jax.nn.relu(h.imag))
     o = _block_linear(h, w2.astype(cdtype), b2.astype(cdtype))
     o = jax.lax.complex(
         soft_shrink(o.real, sparsity_threshold), soft_shrink(o.imag, sparsity_threshold)
     )
-    o = o.reshape(nb * bs, *kept)
+    o = o.reshape(nb * bs, o.shape[-1])
+    for i in range(d - 1):  # (C, M) -> (C, k1, M / k1) -> ... -> (C, *kept)
+        o = o.reshape(*o.shape[: 1 + i], kept[i], o.shape[-1] // kept[i])
     y = jnp.fft.irfftn(pad_modes(o, spatial), s=spatial, axes=axes, norm="ortho")
     return y.astype(out_dtype) + x.astype(out_dtype)
 

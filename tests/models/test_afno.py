@@ -94,3 +94,20 @@ def test_patchify_and_unpatchify_name_bad_arguments(library_errors):
         unpatchify(jnp.ones((5, 4)), 2, 2)
     with pytest.raises(ValueError, match="`channels` must be an integer >= 1; got 0"):
         unpatchify(jnp.ones((4, 4)), 2, 0)
+
+
+def test_batch_sharded_over_an_explicit_mesh(key):
+    """``jax.make_mesh``'s default (Explicit axes), batch sharded over ``data``: the patch
+    reshapes split several axes at once, which JAX's sharding rule refused under vmap ("This
+    reshape is not supported"); the gradient equals the unsharded one."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    mesh = jax.make_mesh((4,), ("data",), devices=jax.devices()[:4])
+    model = AFNO(2, 1, 1, 8, 2, 1, patch_size=2, num_blocks=2, key=key)
+    a = jax.random.normal(jax.random.key(1), (4, 1, 8, 8))
+    grad = eqx.filter_jit(eqx.filter_grad(lambda m, a: jnp.sum(jax.vmap(m)(a) ** 2)))
+    expected = grad(model, a)
+    with jax.set_mesh(mesh):
+        got = grad(model, jax.device_put(a, NamedSharding(mesh, PartitionSpec("data"))))
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        assert_close(g, e, rtol=1e-5)
