@@ -11,13 +11,14 @@ so one function validates every section.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.util
 import math
 import re
 import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -330,11 +331,26 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
         key = key.strip()
         valid = flat_keys(config)
         if key not in valid:
+            near = _near_keys(key, valid)
+            hint = f" did you mean {' or '.join(f'`{k}`' for k in near)}?" if near else ""
             raise ConfigError(
-                f"unknown config key `{key}`; valid keys: {', '.join(sorted(valid))}."
+                f"unknown config key `{key}`;{hint} valid keys: {', '.join(sorted(valid))}."
             )
         config = _replace_path(config, key.split("."), key, text)
     return validate_config(config)
+
+
+def _near_keys(key: str, valid: Iterable[str]) -> list[str]:
+    """Valid keys a mistyped ``key`` probably meant: the closest spelling of its last component
+    in the same section, a close spelling of the whole key (a mistyped section), and keys with
+    the same last component (a key given without its section, e.g. ``learning_rate``)."""
+    valid = sorted(valid)
+    section, _, leaf = key.rpartition(".")
+    same = {k.rpartition(".")[2]: k for k in valid if k.rpartition(".")[0] == section}
+    near = [same[m] for m in difflib.get_close_matches(leaf, list(same), n=1, cutoff=0.75)]
+    near += difflib.get_close_matches(key, valid, n=1, cutoff=0.9)
+    near += [k for k in valid if k.rpartition(".")[2] == leaf]
+    return list(dict.fromkeys(near))[:3]
 
 
 def _replace_path(obj: Any, path: list[str], key: str, text: str) -> Any:

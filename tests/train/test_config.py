@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 from pathlib import Path
 
@@ -50,6 +51,27 @@ def test_overrides_are_typed(base):
 def test_unknown_key_lists_valid_keys(base):
     with pytest.raises(ConfigError, match=r"unknown config key `optim\.lr`.*optim\.learning_rate"):
         apply_overrides(base, ["optim.lr=1e-3"])
+
+
+@pytest.mark.parametrize(
+    ("override", "meant"),
+    [
+        ("optim.learning_rte=1e-3", "optim.learning_rate"),  # a typo
+        ("learning_rate=1e-3", "optim.learning_rate"),  # the section left out
+        ("loop.numsteps=3", "loop.num_steps"),
+        ("optm.learning_rate=1e-3", "optim.learning_rate"),  # a typo in the section
+    ],
+)
+def test_unknown_key_suggests_the_one_meant(base, override, meant):
+    with pytest.raises(ConfigError, match=rf"; did you mean `{re.escape(meant)}`\? valid keys:"):
+        apply_overrides(base, [override])
+
+
+@pytest.mark.parametrize("key", ["zzz", "optim.lr"])
+def test_unknown_key_far_from_every_key_gets_no_suggestion(base, key):
+    # "optim.lr" shares "optim." with "optim.b1": compared whole, that looked close
+    with pytest.raises(ConfigError, match=rf"unknown config key `{re.escape(key)}`; valid keys:"):
+        apply_overrides(base, [f"{key}=1"])
 
 
 @pytest.mark.parametrize(
