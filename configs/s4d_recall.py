@@ -5,8 +5,9 @@ Space Models" (S4D), on ``spectrax.data.delayed_recall``: a model whose memory i
 ``min_lag`` stays at chance (``1 / num_classes``). The SSM parameters (Λ, B, log dt) train in
 their own optimizer group (``optim.ssm_learning_rate``, no weight decay). ``task.layer`` swaps
 the S4D layers for S4, S5 or Hyena operators (Poli et al., 2023; ``max_len`` is the sequence
-length; it wants ``optim.learning_rate=3e-3``). Hyena has no SSM group: all its parameters,
-the implicit filters' included, train in the default group with its weight decay.
+length; it wants ``optim.learning_rate=3e-3``). Hyena's implicit filters train in the SSM group
+(``optim.ssm_learning_rate``, no weight decay), as in the reference code; its projections, short
+filters and skips in the default group.
 """
 
 from __future__ import annotations

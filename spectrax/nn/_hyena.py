@@ -9,6 +9,7 @@ convolution and the gating in one kernel.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -217,6 +218,16 @@ class HyenaFilter(eqx.Module):
             (float64 for float64 parameters) at ``Precision.HIGHEST``: ``omega`` multiplies
             matmul errors.
         key: PRNG key (keyword-only).
+
+    Optimizer group: :func:`~spectrax.nn.ssm_param_labels` labels all of the filter's arrays
+    (``ssm_params``: the FFN's weights and biases, ``out_weight``, ``omega``) ``"ssm"``, so
+    ``spectrax train`` trains them with ``optim.ssm_learning_rate`` and no weight decay, as the
+    reference code does: its ``HyenaFilter`` gives every parameter of the FFN (the sine
+    frequency included) its own ``lr`` and ``wd`` (weight decay 0 in its configs, e.g.
+    associative recall with the model's learning rate and ``wd: 0.0`` against a weight decay of
+    0.1 elsewhere). The positional encoding and the window have no parameters here; the reference
+    registers them with ``lr_pos_emb`` (1e-5 or 0) and ``modulation_lr=0`` (frozen) and no
+    weight decay.
     """
 
     weights: tuple[Float[Array, "W D"], ...]
@@ -230,6 +241,7 @@ class HyenaFilter(eqx.Module):
     decay_min: float = eqx.field(static=True)
     decay_max: float = eqx.field(static=True)
     shift: float = eqx.field(static=True)
+    ssm_params: ClassVar[frozenset[str]] = frozenset({"weights", "biases", "out_weight", "omega"})
 
     def __init__(
         self,

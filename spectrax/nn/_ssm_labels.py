@@ -1,4 +1,4 @@
-"""Optax parameter groups for state-space layers."""
+"""Optax parameter groups for state-space layers and Hyena's implicit filters."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from typing import Any
 import equinox as eqx
 import jax
 
+from spectrax.nn._hyena import HyenaFilter
 from spectrax.nn._ssm import S4, S4D, S5
 
-SSM_LAYERS = (S4, S4D, S5)
+# Modules whose `ssm_params` (names of array fields) go to the "ssm" group.
+SSM_LAYERS = (S4, S4D, S5, HyenaFilter)
 
 
 def _label_layer(layer: Any) -> Any:
@@ -23,11 +25,17 @@ def _label_layer(layer: Any) -> Any:
 
 
 def ssm_param_labels(model: Any) -> Any:
-    """A pytree like ``model`` with ``"ssm"`` at the state-space parameters of every S4, S4D and
-    S5 layer (Λ, B, log dt, and S4's low-rank ``P``) and ``"default"`` at every other array.
+    """A pytree like ``model`` with ``"ssm"`` at the parameters that define a long convolution
+    kernel and ``"default"`` at every other array.
 
-    Gu, Goel & Ré, 2022 (S4) and Smith et al., 2023 (S5) train these with their own (smaller)
-    learning rate and no weight decay; use with ``optax.multi_transform``::
+    ``"ssm"`` holds the state-space parameters of every S4, S4D and S5 layer (Λ, B, log dt, and
+    S4's low-rank ``P``) and every parameter of a :class:`~spectrax.nn.HyenaFilter` (its FFN's
+    weights and biases, output map and sine frequency; the rest of a
+    :class:`~spectrax.nn.HyenaOperator`, its projections, short filter and skip ``D``, is
+    ``"default"``). Gu, Goel & Ré, 2022 (S4) and Smith et al., 2023 (S5) train the SSM parameters
+    with their own (smaller) learning rate and no weight decay; the Hyena reference code (Poli et
+    al., 2023, "Hyena Hierarchy") gives the implicit filter's FFN its own learning rate and
+    weight decay, 0 in its configs. Use with ``optax.multi_transform``::
 
         params = eqx.filter(model, eqx.is_array)
         labels = ssm_param_labels(params)

@@ -50,12 +50,13 @@ def _f(default: Any, **checks: Any) -> Any:
 class OptimConfig:
     """AdamW with linear warmup, a decay schedule, global-norm clipping and parameter groups.
 
-    Parameters labelled ``"ssm"`` (``spectrax.nn.ssm_param_labels``: Λ, B, log_dt of SSM layers)
-    use ``ssm_learning_rate`` and no weight decay; all others use ``learning_rate`` and
-    ``weight_decay``. Both follow the same shape after ``warmup_steps`` of linear warmup:
-    ``schedule="cosine"`` (default) decays to ``final_lr_fraction`` of the peak at
-    ``loop.num_steps``; ``schedule="step"`` multiplies the rate by ``step_factor`` every
-    ``step_every`` steps (the FNO paper's schedule: 0.5 every 100 epochs).
+    Parameters labelled ``"ssm"`` (``spectrax.nn.ssm_param_labels``: Λ, B, log_dt of SSM layers,
+    and the FFN of Hyena's implicit filters) use ``ssm_learning_rate`` and no weight decay; all
+    others use ``learning_rate`` and ``weight_decay``. Both follow the same shape after
+    ``warmup_steps`` of linear warmup: ``schedule="cosine"`` (default) decays to
+    ``final_lr_fraction`` of the peak at ``loop.num_steps``; ``schedule="step"`` multiplies the
+    rate by ``step_factor`` every ``step_every`` steps (the FNO paper's schedule: 0.5 every 100
+    epochs).
     """
 
     learning_rate: float = _f(1e-3, min=0.0, min_open=True)

@@ -93,7 +93,8 @@ def make_optimizer(config: Config, labels: Any) -> optax.GradientTransformation:
     """Global-norm clipping, then AdamW per group: ``"default"`` with ``optim.learning_rate``
     and ``optim.weight_decay``; ``"ssm"`` with ``optim.ssm_learning_rate`` and no weight decay
     (Gu et al., 2022, "Efficiently Modeling Long Sequences with Structured State Spaces": the
-    SSM parameters train with a smaller rate and no decay)."""
+    SSM parameters train with a smaller rate and no decay; Poli et al., 2023, "Hyena Hierarchy":
+    the reference code trains the implicit filter's FFN with its own rate and no decay)."""
     o = config.optim
     _warn_inert_schedule(config)
     groups = {

@@ -37,7 +37,8 @@ class Task(Protocol):
         plots(model, outdir): task-specific figures written to ``outdir``; returns their paths.
         param_labels(params): optimizer group per parameter leaf (``"default"`` or ``"ssm"``),
             or ``None`` for the library's labelling (``spectrax.nn.ssm_param_labels``: the
-            Λ, B and log_dt of SSM layers in ``"ssm"``, everything else ``"default"``).
+            Λ, B and log_dt of SSM layers and the parameters of Hyena's implicit filters in
+            ``"ssm"``, everything else ``"default"``).
     """
 
     def init_model(self, key: Any) -> Any: ...

@@ -412,3 +412,34 @@ def test_num_frequencies_below_half_max_len(library_errors):
     f = HyenaFilter(2, 2, order=4, key=key)  # no bands: the FFN reads t alone
     assert f.num_frequencies == 0 and f.weights[0].shape == (4, 1)
     assert np.all(np.isfinite(np.asarray(_filter(f, 2))))
+
+
+def test_param_labels_put_the_implicit_filter_in_the_ssm_group():
+    """ssm_param_labels labelled every Hyena parameter "default", so the implicit filter's FFN
+    trained with the default group's weight decay; the reference code (Poli et al., 2023) trains
+    it with its own learning rate and none. Now the filter's arrays (FFN weights, biases, output
+    map, sine frequency) are "ssm" and the operator's projections, short filter and skip D stay
+    "default"; with a zero gradient only the "default" leaves move (weight decay)."""
+    from spectrax.nn import ssm_param_labels
+
+    params = eqx.filter(_op(), eqx.is_array)
+    labels = ssm_param_labels(params)
+    assert jax.tree.structure(labels) == jax.tree.structure(params)
+    filter_labels = jax.tree.leaves(labels.filter)
+    assert len(filter_labels) == 2 * len(params.filter.weights) + 2
+    assert set(filter_labels) == {"ssm"}
+    rest = eqx.tree_at(lambda m: m.filter, labels, None)
+    assert set(jax.tree.leaves(rest)) == {"default"}
+    opt = optax.multi_transform(
+        {"ssm": optax.adam(1e-2), "default": optax.adamw(1e-2, weight_decay=0.5)}, lambda _: labels
+    )
+
+    @eqx.filter_jit  # one compile, not one per leaf and optax op
+    def update(params):
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 count with floats
+            zeros = jax.tree.map(jnp.zeros_like, params)
+            return opt.update(zeros, opt.init(params), params)[0]
+
+    updates = update(params)
+    assert all(float(jnp.max(jnp.abs(u))) == 0.0 for u in jax.tree.leaves(updates.filter))
+    assert float(jnp.min(jnp.abs(updates.in_weight))) > 0.0
