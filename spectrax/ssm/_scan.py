@@ -110,6 +110,8 @@ def _dense_combine(left, right):
 
 
 def _dense_assoc(a, b, x0):
+    if b.shape[0] == 0:  # no steps: nothing to fold x0 into (b.at[0] would be out of bounds)
+        return b
     b = b.at[0].add(a @ x0)
     mats = jnp.broadcast_to(a, (b.shape[0],) + a.shape)
     return jax.lax.associative_scan(_dense_combine, (mats, b))[1]

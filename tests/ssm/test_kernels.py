@@ -699,3 +699,14 @@ def test_zoh_input_factor_is_dt_where_lambda_dt_underflows(x64, real):
         _, gamma = jax.jit(discretize_diagonal)(jnp.asarray(lam, cdt), jnp.asarray(dt, real))
         assert gamma.dtype == cdt
         np.testing.assert_allclose(np.asarray(gamma), np.full(lam.shape, dt), rtol=4 * tol(real))
+
+
+@pytest.mark.parametrize("method", ["associative", "sequential"])
+def test_scans_of_zero_steps_are_empty(method):
+    """L = 0 gives (0, N) states in both forms (the dense associative scan folded x0 into b[0],
+    an IndexError on an empty sequence, where the sequential one returned (0, N))."""
+    x0 = jnp.ones((3,), jnp.float32)
+    out = scan_dense(0.5 * jnp.eye(3), jnp.zeros((0, 3)), x0, method=method)
+    assert out.shape == (0, 3) and out.dtype == jnp.float32
+    out = scan_diagonal(jnp.full((1, 3), 0.5), jnp.zeros((0, 3)), x0, method=method)
+    assert out.shape == (0, 3) and out.dtype == jnp.float32
