@@ -223,8 +223,8 @@ def ptd(
             f"`A` must be real (ptd perturbs a real state matrix); got dtype {np.asarray(A).dtype}."
         )
     a = np.asarray(A, np.float64)
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise ValueError(f"`A` must be a square (N, N) matrix; got shape {a.shape}.")
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] == 0:
+        raise ValueError(f"`A` must be a square (N, N) matrix with N >= 1; got shape {a.shape}.")
     if not np.all(np.isfinite(a)):
         raise ValueError("`A` must be finite; got a matrix with inf or NaN entries.")
     # > 0: eps = 0 would diagonalise A itself, the ill-posed problem PTD exists to avoid.

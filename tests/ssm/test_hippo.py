@@ -195,6 +195,9 @@ def test_ptd_validates_inputs(library_errors):
         ptd(a.astype(np.complex128) + 1e-3j, 1e-2, key)  # would silently drop the imaginary part
     with pytest.raises(ValueError, match="`A` must be finite"):
         ptd(np.where(np.eye(4) > 0, np.nan, a), 1e-2, key)
+    # N = 0 failed in NumPy's cond (LinAlgError, after a divide-by-zero warning scaling E)
+    with pytest.raises(ValueError, match=r"`A`.*N >= 1.*\(0, 0\)"):
+        ptd(np.zeros((0, 0)), 1e-2, key)
 
 
 # --- what the translated measures remember -----------------------------------------------------
