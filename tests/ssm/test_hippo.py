@@ -113,6 +113,24 @@ def test_legs_online_projection_converges_with_N():
     assert errors[2] < 1e-5, errors
 
 
+def test_legs_online_is_exact_for_polynomials_of_degree_below_n():
+    """HiPPO's projection property: for u a polynomial of degree < N the LegS state is u's
+    Legendre coefficients on [0, t] exactly, so only the O(dt^2) time-stepping error remains."""
+    coef = np.array([1.0, -2.0, 0.0, 3.0])  # 1 - 2t + 3t^3, degree 3
+    nodes, weights = legendre.leggauss(16)
+    x = np.linspace(0.0, 1.0, 101)
+    for n, f in ((4, coef), (6, coef), (4, np.append(coef, 5.0))):  # the last: degree 4 = N
+        c = _legs_online(lambda t, f=f: np.polynomial.polynomial.polyval(t, f), n, 4000)
+        r = np.sqrt(2.0 * np.arange(n) + 1.0)
+        u = np.polynomial.polynomial.polyval(0.5 * (nodes + 1.0), f)
+        exact = 0.5 * (weights * u) @ (legendre.legvander(nodes, n - 1) * r)
+        recon = legendre.legval(2.0 * x - 1.0, c * r) - np.polynomial.polynomial.polyval(x, f)
+        if len(f) <= n:  # measured 3.5e-8 (coefficients) and 1.4e-7 (reconstruction)
+            assert np.max(np.abs(c - exact)) < 1e-6 and np.max(np.abs(recon)) < 1e-6
+        else:  # degree N is outside the span: measured 7.1e-2
+            assert np.max(np.abs(recon)) > 1e-2
+
+
 def test_s4d_inits_closed_forms():
     lam, b = s4d_lin(8)
     np.testing.assert_allclose(lam, -0.5 + 1j * np.pi * np.arange(4))
@@ -336,3 +354,26 @@ def test_fout_even_n_has_a_dead_last_state(n):
         ref = _periodic(6.0 - 2.0 * y)
         err = np.max(np.abs(_fourier_basis(n - 1, y).T @ xs[-1, :-1] - ref)) / np.max(np.abs(ref))
         assert err < 0.05, err  # measured before this fix: 0.41 (driven last cosine)
+
+
+@pytest.mark.usefixtures("x64")
+def test_lagt_state_is_the_laguerre_projection():
+    """hippo's docstring: LagT's state is x_n(t) = ∫_0^t u(s) L_n(t - s) e^{-(t - s)/2} ds (the
+    ODE is exact here, no end-point approximation), so it matches quadrature to O(dt^2)."""
+    from scipy.special import eval_laguerre
+
+    t_end, n = 6.0, 8
+    nodes, weights = legendre.leggauss(200)
+    lag = 0.5 * t_end * (nodes + 1.0)
+    basis = np.stack([eval_laguerre(k, lag) * np.exp(-lag / 2.0) for k in range(n)])
+    proj = basis @ (0.5 * t_end * weights * _smooth(t_end - lag))
+
+    def error(a, b, dt):
+        c = _run_hippo(a, b, _smooth, t_end, dt)[-1]
+        return np.max(np.abs(c - proj)) / np.max(np.abs(proj))
+
+    a, b = hippo("lagt", n)
+    assert error(a, b, 1e-3) < 2e-6  # measured 1.8e-7 (1.8e-5 at dt = 1e-2: second order)
+    # The untilted measure e^{-(t - s)} (diagonal -1, HiPPO 2020's LagT): 0.33; B halved: 0.5.
+    assert not error(a - 0.5 * np.eye(n), b, 1e-2) < 0.1
+    assert not error(a, 0.5 * b, 1e-2) < 0.1
