@@ -76,10 +76,11 @@ def hippo(measure: str, N: int) -> tuple[Float[np.ndarray, "N N"], Float[np.ndar
     LegS is the scaled measure (uniform on ``[0, t]``): the time-varying ODE ``x' = (A x +
     B u)/t`` holds ``x_n(t) = 1/t ∫_0^t u(s) √(2n+1) P_n(2s/t - 1) ds``, exactly for a ``u``
     that is a polynomial of degree ``< N`` (HiPPO's projection property). As a time-invariant
-    SSM (S4) its state is a projection on exponentially warped Legendre polynomials (Gu et al.,
-    2023). LagT: ``x_n(t) = ∫_{-∞}^t u(s) L_n(t - s) e^{-(t - s)/2} ds`` (Laguerre polynomials,
-    the orthonormal functions ``L_n(y) e^{-y/2}`` of the lag; the ODE is exact, with no end-point
-    approximation), so ``u(t - y) ≈ Σ_n x_n(t) L_n(y) e^{-y/2}``.
+    SSM (S4) its impulse response is ``e^{tA} B = √(2n+1) e^{-t} P_n(2e^{-t} - 1)``, Legendre
+    polynomials warped by ``e^{-t}`` (Gu et al., 2023, S4-LegS). LagT: ``x_n(t) =
+    ∫_{-∞}^t u(s) L_n(t - s) e^{-(t - s)/2} ds`` (Laguerre polynomials; ``L_n(y) e^{-y/2}`` are
+    orthonormal in the lag ``y``, and the ODE is exact, with no end-point approximation), so
+    ``u(t - y) ≈ Σ_n x_n(t) L_n(y) e^{-y/2}``.
 
     What the state of ``x' = A x + B u`` (from ``x = 0``) holds, for the translated measures
     (window ``[t - 2, t]``, uniform weight ``1/2``):
