@@ -60,6 +60,11 @@ def vandermonde_kernel(
             f"{Lambda_bar.shape=}, {W.shape=}."
         ) from None
     dtype = result_dtype(Lambda_bar.dtype, W.dtype)  # explicit: also under strict promotion
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise TypeError(
+            f"`Lambda_bar` or `W` must be floating-point or complex; got {Lambda_bar.dtype=}, "
+            f"{W.dtype=}."
+        )
     if not jnp.issubdtype(dtype, jnp.complexfloating):
         # a negative real eigenvalue has no real logarithm: work in the complex plane
         dtype = complex_dtype(jnp.finfo(dtype).dtype)
@@ -119,6 +124,11 @@ def dense_kernel(
             f"leading dims; got {A_bar.shape=}, {B_bar.shape=}, {C.shape=}."
         )
     dtype = result_dtype(A_bar.dtype, B_bar.dtype, C.dtype)
+    if not jnp.issubdtype(dtype, jnp.inexact):  # booleans would sum with `or`
+        raise TypeError(
+            f"`A_bar`, `B_bar` or `C` must be floating-point or complex; got {A_bar.dtype=}, "
+            f"{B_bar.dtype=}, {C.dtype=}."
+        )
     # explicit broadcasting (also under rank-promotion="raise"); the scan carry keeps one shape
     a = jnp.broadcast_to(A_bar.astype(dtype), lead + (n, n))
     b = jnp.broadcast_to(B_bar.astype(dtype), lead + (n,))

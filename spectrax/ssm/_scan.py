@@ -40,12 +40,24 @@ def _diag_assoc(a, b, x0):
 _DIAG: dict[str, Callable] = {"associative": _diag_assoc, "sequential": _diag_seq}
 
 
-def _state_dtype(a, bu, x0):
+def _state_dtype(a, bu, x0, a_name):
     """The states' dtype: the standard promotion of the inputs' dtypes, also under strict
     promotion (complex if the transition or the input is, so a real Bu keeps the imaginary part
     of a complex Λ̄; never narrower than any input, so a float64 Λ̄ or x0 with a float32 Bu
-    computes in float64)."""
-    return result_dtype(*(x.dtype for x in (a, bu, x0) if x is not None))
+    computes in float64). Integer or boolean inputs alone are refused: booleans would run
+    ``a & x | b``, not a linear recurrence."""
+    dtype = result_dtype(*(x.dtype for x in (a, bu, x0) if x is not None))
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        got = ", ".join(
+            f"{name}.dtype={x.dtype}"
+            for name, x in ((a_name, a), ("Bu", bu), ("x0", x0))
+            if x is not None
+        )
+        raise TypeError(
+            f"`{a_name}`, `Bu` and `x0` must include a floating-point or complex array (the "
+            f"states are inexact); got {got}."
+        )
+    return dtype
 
 
 def scan_diagonal(
@@ -90,7 +102,7 @@ def scan_diagonal(
             f"leading dims broadcastable to Bu's; got Lambda_bar.shape={Lambda_bar.shape}, "
             f"Bu.shape={Bu.shape}."
         )
-    dtype = _state_dtype(Lambda_bar, Bu, x0)
+    dtype = _state_dtype(Lambda_bar, Bu, x0, "Lambda_bar")
     a = jnp.broadcast_to(Lambda_bar.astype(dtype), Bu.shape)
     if x0 is None:
         x0 = jnp.zeros(Bu.shape[:-2] + Bu.shape[-1:], dtype)
@@ -144,7 +156,7 @@ def scan_dense(
     check_choice("method", method, SCAN_METHODS)
     if A_bar.shape != (Bu.shape[-1],) * 2 or Bu.ndim != 2:
         raise ValueError(f"expected A_bar (N, N) and Bu (L, N); got {A_bar.shape=}, {Bu.shape=}.")
-    dtype = _state_dtype(A_bar, Bu, x0)
+    dtype = _state_dtype(A_bar, Bu, x0, "A_bar")
     if x0 is None:
         x0 = jnp.zeros(Bu.shape[-1:], dtype)
     elif x0.shape != Bu.shape[-1:]:

@@ -774,3 +774,25 @@ def test_discretize_with_one_step_per_system_matches_scipy(method):
         ra, rb = reference(np.diag(lam[i]), np.eye(4), dt[i])
         assert_close(lam_bar[i], np.diag(ra), rtol=1e-13, what=f"Lambda_bar[{i}]")
         assert_close(gamma[i], np.diag(rb), rtol=1e-13, what=f"gamma[{i}]")
+
+
+def test_integer_or_boolean_only_inputs_are_refused_by_name(library_errors):
+    """Scans and power-sum kernels need an inexact dtype: boolean inputs alone ran
+    x = a & x | b (not a linear recurrence) and integers an integer one; the Vandermonde
+    kernel failed in finfo ('not inexact') without naming an argument."""
+    i3, b3 = jnp.ones((1, 3), jnp.int32), jnp.ones((4, 3), bool)
+    for method in ("associative", "sequential"):
+        with pytest.raises(TypeError, match=r"`Lambda_bar`.*Bu.dtype=bool"):
+            scan_diagonal(jnp.ones((1, 3), bool), b3, method=method)
+        with pytest.raises(TypeError, match=r"`Lambda_bar`.*int32"):
+            scan_diagonal(i3, jnp.ones((4, 3), jnp.int32), method=method)
+        with pytest.raises(TypeError, match=r"`A_bar`.*int32"):
+            scan_dense(jnp.eye(3, dtype=jnp.int32), jnp.ones((4, 3), jnp.int32), method=method)
+    with pytest.raises(TypeError, match=r"`Lambda_bar` or `W`.*int32"):
+        vandermonde_kernel(i3, i3, 4)
+    with pytest.raises(TypeError, match=r"`A_bar`, `B_bar` or `C`.*bool"):
+        dense_kernel(jnp.eye(3, dtype=bool), jnp.ones(3, bool), jnp.ones(3, bool), 4)
+    # one inexact input is enough: an integer Bu with a float Λ̄ computes in float32
+    got = scan_diagonal(jnp.full((1, 3), 0.5), jnp.ones((4, 3), jnp.int32))
+    assert got.dtype == jnp.float32
+    assert_close(got[:, 0], [1.0, 1.5, 1.75, 1.875], jnp.float32)
