@@ -10,7 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
-from spectrax._checks import check_choice, check_float_dtype, check_positive_float, complex_dtype
+from spectrax._checks import (
+    check_choice,
+    check_float_dtype,
+    check_positive_float,
+    complex_dtype,
+    result_dtype,
+)
 
 DISCRETIZATIONS = ("zoh", "bilinear")
 
@@ -201,6 +207,10 @@ def discretize_dense(
             when concrete, not under ``jit``).
         method: ``"zoh"`` or ``"bilinear"``.
 
+    Returns:
+        ``(A_bar, B_bar)`` in the wider precision of ``A`` and an array ``dt`` (a Python float
+        ``dt`` takes ``A``'s), as :func:`discretize_diagonal`.
+
     Raises:
         ValueError: on a bad ``method``, misshapen ``A``, ``B`` or ``dt``, or a concrete
             ``dt`` that is not finite and ``> 0``; TypeError on a non-floating ``A``/``B``,
@@ -223,7 +233,10 @@ def discretize_dense(
             )
     if A.dtype != B.dtype:
         raise TypeError(f"`A` and `B` must share a dtype; got {A.dtype} and {B.dtype}.")
-    dt = _as_dt(dt)
+    dt_in, dt = dt, _as_dt(dt)
+    if _wider(dt_in, dt, jnp.finfo(A.dtype).dtype):  # a float64 dt array is not narrowed
+        A = A.astype(result_dtype(A.dtype, dt.dtype))
+        B = B.astype(A.dtype)
     if dt.ndim and dt.shape != A.shape[:-2]:
         raise ValueError(
             f"`dt` must be a scalar or one step per system, shape A.shape[:-2]={A.shape[:-2]}; "

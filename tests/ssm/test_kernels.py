@@ -359,7 +359,7 @@ def test_zoh_at_a_zero_eigenvalue_is_the_integrator(x64):
 
 def test_a_float64_dt_is_not_narrowed(x64):
     """A float64 dt array with a complex64 Lambda computes in complex128 (a Python float dt
-    takes Lambda's precision), for the diagonal discretisation and the DPLR kernel."""
+    takes Lambda's precision), for the diagonal and dense discretisations and the DPLR kernel."""
     lam, p, b, _ = (jnp.asarray(x) for x in nplr("legs", 4))
     lam32 = lam.astype(jnp.complex64)
     assert discretize_diagonal(lam32, 0.1)[1].dtype == jnp.complex64
@@ -370,6 +370,17 @@ def test_a_float64_dt_is_not_narrowed(x64):
     args = (lam32, p.astype(jnp.float32), b.astype(jnp.float32), c)
     assert dplr_kernel(*args, 0.1, 8).dtype == jnp.complex64
     assert dplr_kernel(*args, jnp.full((2,), 0.1, jnp.float64), 8).dtype == jnp.complex128
+    # discretize_dense likewise (it cast a float64 dt to A's float32: 1e-8 steps lost 1e-9)
+    a32, b32 = jnp.asarray([[-1.0]], jnp.float32), jnp.asarray([[1.0]], jnp.float32)
+    assert discretize_dense(a32, b32, 0.1)[0].dtype == jnp.float32
+    step = 0.1 + 1e-9  # not a float32 number
+    for method in ("zoh", "bilinear"):
+        a_bar, b_bar = discretize_dense(a32, b32, jnp.asarray(step, jnp.float64), method)
+        assert a_bar.dtype == b_bar.dtype == jnp.float64
+        want = np.exp(-step) if method == "zoh" else (1.0 - step / 2) / (1.0 + step / 2)
+        assert abs(float(a_bar[0, 0]) - want) < 1e-15, method
+    c64 = discretize_dense(a32.astype(jnp.complex64), b32.astype(jnp.complex64), jnp.asarray(step))
+    assert c64[0].dtype == c64[1].dtype == jnp.complex128
 
 
 def test_dplr_kernel_checks_dt(library_errors):
