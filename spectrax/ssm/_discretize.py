@@ -66,10 +66,11 @@ def _as_dt(dt) -> Array:
 
 def _wider(dt_in, dt: Array, real_dtype) -> bool:
     """Whether the step ``dt_in`` (``dt`` as an array) is a float array wider than
-    ``real_dtype`` (a Python number takes the other inputs' precision)."""
-    return not isinstance(dt_in, (int, float)) and (
-        jnp.finfo(dt.dtype).bits > jnp.finfo(real_dtype).bits
-    )
+    ``real_dtype`` (a Python number takes the other inputs' precision, and so does a weakly
+    typed array: what a Python float becomes under ``jit``, so jitted and eager calls agree)."""
+    if isinstance(dt_in, (int, float)) or getattr(dt_in, "weak_type", False):
+        return False
+    return jnp.finfo(dt.dtype).bits > jnp.finfo(real_dtype).bits
 
 
 def _as_complex(x: Array) -> Array:
@@ -100,7 +101,7 @@ def discretize_diagonal(
         ``(Lambda_bar, gamma)``: the discrete eigenvalues and the input factor, with
         ``B̄ = gamma[..., :, None] * B`` (or ``gamma * B`` for a diagonal-per-channel ``B``).
         Both complex, broadcast shape, in the wider precision of ``Lambda`` and an array ``dt``
-        (a Python float ``dt`` takes ``Lambda``'s).
+        (a Python float ``dt``, weakly typed under ``jit``, takes ``Lambda``'s).
     """
     lam, dt = _diagonal_args(Lambda, dt, method)  # checks `method` first
     return _DIAG[method](lam, dt)
@@ -194,7 +195,7 @@ _DENSE: dict[str, Callable] = {"zoh": _dense_zoh, "bilinear": _dense_bilinear}
 def discretize_dense(
     A: Inexact[Array, "*batch N N"],
     B: Inexact[Array, "*batch N H"],
-    dt: Float[Array, "*batch"] | float,
+    dt: Float[Array, "*batch"] | Float[Array, ""] | float,
     method: str = "zoh",
 ) -> tuple[Inexact[Array, "*batch N N"], Inexact[Array, "*batch N H"]]:
     """Discretise a dense system ``x' = A x + B u`` (ZOH through one block matrix exponential;

@@ -145,7 +145,7 @@ def dplr_kernel(
     P: Inexact[Array, "r N"],
     B: Inexact[Array, " N"],
     C: Inexact[Array, "*batch N"],
-    dt: Float[Array, "*batch"] | float,
+    dt: Float[Array, "*batch"] | Float[Array, ""] | float,
     length: int,
 ) -> Inexact[Array, "*batch L"]:
     """Convolution kernel of the bilinear discretisation of ``A = diag(Λ) - P^T P̄`` (DPLR).

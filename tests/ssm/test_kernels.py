@@ -379,7 +379,9 @@ def test_a_float64_dt_is_not_narrowed(x64):
         assert a_bar.dtype == b_bar.dtype == jnp.float64
         want = np.exp(-step) if method == "zoh" else (1.0 - step / 2) / (1.0 + step / 2)
         assert abs(float(a_bar[0, 0]) - want) < 1e-15, method
-    c64 = discretize_dense(a32.astype(jnp.complex64), b32.astype(jnp.complex64), jnp.asarray(step))
+    c64 = discretize_dense(
+        a32.astype(jnp.complex64), b32.astype(jnp.complex64), jnp.asarray(step, jnp.float64)
+    )
     assert c64[0].dtype == c64[1].dtype == jnp.complex128
 
 
@@ -807,3 +809,22 @@ def test_integer_or_boolean_only_inputs_are_refused_by_name(library_errors):
     got = scan_diagonal(jnp.full((1, 3), 0.5), jnp.ones((4, 3), jnp.int32))
     assert got.dtype == jnp.float32
     assert_close(got[:, 0], [1.0, 1.5, 1.75, 1.875], jnp.float32)
+
+
+def test_a_python_float_dt_gives_the_same_dtype_under_jit(x64):
+    """Under jit a Python float dt arrives as a weakly typed float64 tracer; it was taken for a
+    float64 array and widened complex64 to complex128 (eager: complex64), so jit(f) != f."""
+    lam, p, b, _ = (jnp.asarray(x) for x in nplr("legs", 4))
+    lam32 = lam.astype(jnp.complex64)
+    a32, b32 = jnp.diag(lam32), b.astype(jnp.float32)
+    c = jnp.ones((2, 4), jnp.complex64)
+    calls = {
+        "discretize_diagonal": lambda dt: discretize_diagonal(lam32, dt)[1],
+        "log_discrete_eigenvalues": lambda dt: log_discrete_eigenvalues(lam32, dt, "bilinear"),
+        "discretize_dense": lambda dt: discretize_dense(a32, a32, dt, "bilinear")[0],
+        "dplr_kernel": lambda dt: dplr_kernel(lam32, p.astype(jnp.float32), b32, c, dt, 8),
+    }
+    for name, f in calls.items():
+        eager, jitted = f(0.1), jax.jit(f)(0.1)
+        assert eager.dtype == jitted.dtype == jnp.complex64, (name, eager.dtype, jitted.dtype)
+        assert_close(jitted, eager, jnp.complex64, what=name)
