@@ -471,18 +471,43 @@ class S5(eqx.Module):
 
     Smith, Warrington & Linderman, 2023, "Simplified State Space Layers for Sequence Modeling".
     ``x' = Λ x + B u``, ``y = 2 Re(C x) + D ⊙ u`` with ``B (P/2, H)``, ``C (H, P/2)`` complex
-    (conjugate symmetry), a step per state ``exp(log_dt)``. ``Λ`` is HiPPO-LegS's NPLR diagonal
-    and ``B`` random, projected onto its eigenvectors (``V^* B``); ``C`` is drawn directly in
-    the eigenbasis (circular complex normal: the same distribution as ``C V``). The default
-    mode is the parallel scan, which also accepts per-step ``dt`` (irregular sampling);
-    ``"conv"`` builds the ``(H, H, L)`` MIMO kernel (memory ``H^2 L``).
+    (conjugate symmetry), a step per state ``exp(log_dt)``. The default mode is the parallel
+    scan, which also accepts per-step ``dt`` (irregular sampling); ``"conv"`` builds the
+    ``(H, H, L)`` MIMO kernel (memory ``H^2 L``).
+
+    Initialisation, S5's block-diagonal HiPPO-N: ``Λ`` is the diagonal of HiPPO-LegS's NPLR
+    form at size ``P/J`` (the eigenvalues of its normal part ``S = A + p p^T``), the ``P/(2J)``
+    with positive imaginary part, repeated for each of the ``J = blocks`` blocks (timescales
+    repeat across blocks; ``J = 1`` is one HiPPO-N of size ``P``). ``B = V^* b`` for a random
+    real ``b (P, H)`` and block-diagonal ``V`` (``J`` copies of the eigenvectors of ``S``): each
+    block's states are driven by their own rows of ``b``. ``C`` is drawn directly in the
+    eigenbasis (circular complex normal: the law of ``C V`` for a real ``C``).
+
+    Against the reference code (lindermanlab/S5: ``s5/ssm_init.py``, ``s5/ssm.py``,
+    ``s5/train.py``, where ``--blocks`` defaults to 8 and the LRA scripts use 3 to 16):
+
+    - ``Λ``: the reference keeps each block's eigenvalues with *negative* imaginary part, their
+      conjugates here: the same law of real systems (``V^* b``, ``b`` real, conjugates up to a
+      phase per state, which the circular law of ``C`` absorbs). ``Re Λ = -exp(log_Lambda_re)``
+      stays negative here; the reference learns ``Re Λ`` itself (optionally clipped).
+    - ``b``: the reference draws ``lecun_normal`` of shape ``(P, H)``, which JAX reads as
+      fan-in ``P``: truncated normal, std ``1/√P``. Here ``N(0, 1/H)`` (the fan-in of
+      ``u ∈ R^H``): ``√(P/H)`` times the reference's scale (equal for ``P = H``).
+    - ``C``: the reference default (``trunc_standard_normal``) has real and imaginary parts each
+      truncated normal with std ``1/√P``, then ``C̃ = C V``: ``E|C̃|² = 2/P``. Here ``1/P`` (std
+      ``1/√2`` times the reference's). Its other options give ``E|C̃|² = 2/(P H)``
+      (``lecun_normal``: fan-in ``P H`` for the ``(H, P, 2)`` draw) and 1 (``complex_normal``).
+    - ``dt``: per state (``P/2`` log-uniform steps in ``[dt_min, dt_max]``) in both, not per
+      block. ``D``: ``N(0, 1)`` in both.
 
     Args:
         channels: ``H``. state_size: ``P`` (even). disc, bidirectional, dt_min, dt_max, dtype,
         key: as :class:`S4D`, ``dtype`` with its dtype rule (the output in ``x``'s dtype,
         computed in float64 if ``x`` or the parameters are, else in float32; a per-step ``dt``
         is cast to that compute dtype). mode: ``"scan"`` (default), ``"conv"`` or
-        ``"recurrent"``.
+        ``"recurrent"``. blocks: ``J`` (default 1), the number of HiPPO-N blocks of the
+        initialisation; it must split ``P`` into blocks of even size ``P/J`` (whole conjugate
+        pairs in each block). Only the initial values depend on it.
     """
 
     log_Lambda_re: Float[Array, " M"]
@@ -509,11 +534,13 @@ class S5(eqx.Module):
         bidirectional: bool = False,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
+        blocks: int = 1,
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
         self.channels = check_positive_int("channels", channels)
         self.state_size = check_positive_int("state_size", state_size)
+        blocks = check_positive_int("blocks", blocks)
         check_choice("disc", disc, DISCRETIZATIONS)
         check_choice("mode", mode, MODES)
         _check_dt_range(dt_min, dt_max)
@@ -522,23 +549,32 @@ class S5(eqx.Module):
             raise ValueError(
                 f"`state_size` must be even (conjugate pairs, P // 2 kept); got {state_size}."
             )
+        if state_size % (2 * blocks):
+            raise ValueError(
+                "`blocks` must split `state_size` into blocks of even size (state_size / blocks "
+                f"an even integer: whole conjugate pairs per block); got blocks={blocks}, "
+                f"state_size={state_size}."
+            )
         self.disc, self.mode, self.bidirectional = disc, mode, bool(bidirectional)
-        lam, _, _, v = nplr("legs", state_size)
-        keep = np.argsort(lam.imag)[state_size // 2 :]
+        size = state_size // blocks
+        lam, _, _, v = nplr("legs", size)
+        keep = np.argsort(lam.imag)[size // 2 :]
         h = self.channels
         kb, kc, kcb, kdt, kd = jax.random.split(key, 5)
         # B = V^H b for a random b, projected in jnp (not NumPy) so the module also builds under
         # jit and eqx.filter_eval_shape (a checkpoint's abstract skeleton): the fixed
         # eigenvectors are constants, real and imaginary parts are two real matmuls.
+        # V^* is block-diagonal, J copies of one block's (P/(2J), P/J) rows; kron with I_1 is
+        # exact, so blocks=1 gives the single-block parameters bit for bit.
         b = jax.random.normal(kb, (state_size, h))
-        vk = v.conj().T[keep]  # (P/2, P)
+        vk = np.kron(np.eye(blocks), v.conj().T[keep])  # (P/2, P)
         hi = jax.lax.Precision.HIGHEST
         b_re = jnp.matmul(jnp.asarray(vk.real, b.dtype), b, precision=hi)
         b_im = jnp.matmul(jnp.asarray(vk.imag, b.dtype), b, precision=hi)
-        self.log_Lambda_re = jnp.asarray(np.log(-lam.real[keep]), dtype)
-        self.Lambda_im = jnp.asarray(lam.imag[keep], dtype)
+        self.log_Lambda_re = jnp.asarray(np.tile(np.log(-lam.real[keep]), blocks), dtype)
+        self.Lambda_im = jnp.asarray(np.tile(lam.imag[keep], blocks), dtype)
         self.B = (jnp.stack([b_re, b_im], axis=-1) / math.sqrt(h)).astype(dtype)
-        m = keep.shape[0]
+        m = state_size // 2
         std = 1.0 / math.sqrt(state_size)
         self.C = _complex_normal(kc, (h, m), std, dtype)
         self.C_back = _complex_normal(kcb, (h, m), std, dtype) if bidirectional else None
