@@ -13,5 +13,13 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "theory_checks.ip
 @pytest.mark.slow
 def test_theory_notebook_runs(tmp_path, monkeypatch):
     outputs = run_notebook(NOTEBOOK, tmp_path, monkeypatch)
-    for marker in ("spectral bias:", "lambda_1 / lambda_41", "DFT of kernel", "decay bound"):
+    markers = (
+        "spectral bias:",
+        "lambda_1 / lambda_41",
+        "DFT of kernel",
+        "decay bound",
+        "max reconstruction error",
+        "exact 32-term projection",
+    )
+    for marker in markers:
         assert marker in outputs, marker
