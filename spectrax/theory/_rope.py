@@ -110,7 +110,10 @@ def rope_base_lower_bound(context_length: int, head_dim: int, *, rtol: float = 1
     ``2 (1 + rtol)^j`` upward from 2 and returning its first base that holds: the smallest
     base to within ``rtol``, unless the criterion holds only on an interval narrower than one
     grid step. At ``d = 128`` this gives 4.3e3 / 2.9e4 / 8.4e4 for 1K / 4K / 8K tokens, the
-    values of Men et al.'s Figure 1.
+    scale of the bounds Men et al. report for these lengths. Digit-for-digit agreement with
+    another search is not to be expected: as the criterion is not monotone, the first base
+    that holds depends on the grid (at 2K tokens the first passing point of the 1% grid,
+    1.16e4, is an isolated one: 1.01 times it fails).
 
     Args:
         context_length: the longest relative distance ``L``, ``>= 1``.
