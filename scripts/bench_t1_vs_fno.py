@@ -7,8 +7,10 @@ Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential E
 (``configs/burgers_fno.py``, nu = 0.1) with the same width, modes and number of layers, trained
 by ``spectrax.train`` with the config's AdamW schedule for ``--steps`` steps each.
 
-Three models: the FNO, T1 on the raw spectrum, and T1 with the spectrum standardised per mode
-by the training data (``in_scale`` / ``out_scale`` from ``spectral_scale``).
+Four models: the FNO, T1 on the raw spectrum with the per-mode init (``init="per_mode"``), T1
+with the paper's variance-preserving init (``init="variance_preserving"`` at the training
+resolution), and T1 with the spectrum standardised per mode by the training data (``in_scale``
+/ ``out_scale`` from ``spectral_scale``).
 
 Writes ``benchmarks/t1-vs-fno-<platform>.json``: test relative L2, parameter counts (real
 scalars; a complex weight counts two) and the median wall time of one jitted train step
@@ -110,13 +112,17 @@ def main() -> None:
     @dataclasses.dataclass(frozen=True)
     class BurgersT1(type(fno_config.task)):
         """The Burgers task of ``configs/burgers_fno.py`` with a Transform-Once model, its
-        spectrum standardised per mode by the training data (``spectral_scale``) or not."""
+        spectrum standardised per mode by the training data (``spectral_scale``) or not, and
+        initialised per mode or variance-preserving (``init``)."""
 
         standardize: bool = False
+        init: str = "per_mode"
 
         def build(self):
             task = super().build()
             scales = {}
+            if self.init == "variance_preserving":
+                scales = {"init": self.init, "resolution": self.resolution}
             if self.standardize:
                 x, y = task.train
                 scales = {
@@ -132,8 +138,13 @@ def main() -> None:
 
     fields = dataclasses.asdict(fno_config.task)
     runs = [("fno", fno_config)]
-    for name, standardize in (("t1", False), ("t1_standardized", True)):
-        task = BurgersT1(**fields, standardize=standardize)
+    variants = (
+        ("t1", False, "per_mode"),
+        ("t1_variance_preserving", False, "variance_preserving"),
+        ("t1_standardized", True, "per_mode"),
+    )
+    for name, standardize, init in variants:
+        task = BurgersT1(**fields, standardize=standardize, init=init)
         runs.append((name, dataclasses.replace(fno_config, name=f"burgers_{name}", task=task)))
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     models = {}

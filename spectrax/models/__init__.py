@@ -11,7 +11,13 @@ from spectrax.models._ssm_model import (
     SSMBlock,
     SSMSequenceModel,
 )
-from spectrax.models._t1 import T1Layer, TransformOnce, select_modes, spectral_scale
+from spectrax.models._t1 import (
+    T1Layer,
+    TransformOnce,
+    select_modes,
+    spectral_scale,
+    white_noise_gain,
+)
 
 __all__: list[str] = [
     "AFNO",
@@ -35,4 +41,5 @@ __all__: list[str] = [
     "spectral_scale",
     "spatiotemporal_fno",
     "unpatchify",
+    "white_noise_gain",
 ]

@@ -16,7 +16,9 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_choice,
     check_float_dtype,
+    check_grid_shape,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -152,6 +154,44 @@ def _as_scale(name: str, value, channels: int, kept: tuple[int, ...]):
     return tuple(tuple(float(t) for t in row) for row in v.reshape(channels, -1))
 
 
+INITS = ("per_mode", "variance_preserving")
+
+
+def white_noise_gain(resolution: Sequence[int], modes: Sequence[int]) -> float:
+    """``Var(y) / Var(x)`` of ``x -> irfftn(W . truncate(rfftn(x)))`` at ``resolution``, for
+    white noise ``x`` and independent circular complex weights with ``E|W_k|^2 = 1``, in the
+    model's transforms (``norm="forward"``, FNO-convention ``modes``, kept Nyquist halved).
+
+    Every kept coefficient of white noise of variance ``s^2`` on ``N`` points has power
+    ``s^2 / N`` (a kept Nyquist one a quarter of it, halved on input); on output a coefficient
+    with nonzero last-axis frequency is counted for both signs (``2x``), one on the frequency-0
+    plane of the last axis, or on its Nyquist plane, only through its Hermitian part (``1/2x``;
+    the Nyquist plane's doubling on output makes up the input halving). So the gain is
+    ``prod_axes(sum of per-axis factors) / N``; in 1-d ``(1/2 + 2 (m - 1)) / n`` without a kept
+    Nyquist. It is what truncation and the Hermitian projection lose of the field's variance.
+
+    Args:
+        resolution: the grid, ``d`` positive ints.
+        modes: kept modes per axis (int or ``d`` ints), as :class:`TransformOnce`'s; the grid
+            must hold them.
+
+    Returns:
+        The gain, a Python float in ``(0, 1]``.
+    """
+    resolution = check_grid_shape("resolution", resolution, len(tuple(resolution)))
+    modes = check_modes(modes, len(resolution))
+    check_grid("the `resolution`", resolution, modes)
+    n, m = resolution[-1], modes[-1]
+    factors = np.full(m, 2.0)
+    factors[0] = 0.5
+    if n % 2 == 0 and m == n // 2 + 1:
+        factors[-1] = 0.5
+    total = float(factors.sum())
+    for n, m in zip(resolution[:-1], modes[:-1], strict=True):
+        total *= 2 * m - (0.75 if n % 2 == 0 and m == n // 2 else 0.0)
+    return total / float(np.prod(resolution))
+
+
 def _split(act: Callable[[Array], Array], z: Array) -> Array:
     """A real activation applied to real and imaginary parts separately."""
     return jax.lax.complex(act(z.real), act(z.imag))
@@ -161,11 +201,31 @@ class T1Layer(eqx.Module):
     """One frequency-domain layer: ``z + act(M (W z) + b)``: ``W`` mixes channels per mode,
     ``M`` mixes the kept modes (shared by channels), ``act`` is split into real/imaginary parts."""
 
-    channel_weight: Float[Array, "2 Co Ci M"]
-    mode_weight: Float[Array, "2 M M2"]
-    bias: Float[Array, "2 Co M"]
+    channel_weight: Float[Array, "2 W W M"]
+    mode_weight: Float[Array, "2 M M"]
+    bias: Float[Array, "2 W M"]
 
-    def __call__(self, z: Complex[Array, "Ci M"], act) -> Complex[Array, "Co M"]:
+    def __check_init__(self):
+        cw, mw, b = (tuple(a.shape) for a in (self.channel_weight, self.mode_weight, self.bias))
+        ok = len(cw) == 4 and cw[0] == 2 and cw[1] == cw[2]
+        ok = ok and mw == (2, cw[3], cw[3]) and b == (2, cw[1], cw[3])
+        if not ok:
+            raise ValueError(
+                "T1Layer weights must be real (real, imag) pairs of shapes channel_weight "
+                "(2, W, W, M), mode_weight (2, M, M), bias (2, W, M) (the layer is residual, so "
+                f"it keeps W channels and M modes); got channel_weight {cw}, mode_weight {mw}, "
+                f"bias {b}."
+            )
+
+    def __call__(self, z: Complex[Array, "W M"], act) -> Complex[Array, "W M"]:
+        """Apply the layer to the kept spectrum ``z`` ``(W, M)`` (complex); ``act`` is a real
+        activation, applied to real and imaginary parts."""
+        want = self.channel_weight.shape[2:]
+        if not jnp.iscomplexobj(z) or z.shape != want:
+            raise ValueError(
+                f"`z` must be a complex (W, M) = {want} spectrum; got shape {z.shape}, "
+                f"dtype {z.dtype}."
+            )
         u = jnp.einsum("oim,im->om", as_complex(self.channel_weight).astype(z.dtype), z)
         v = jnp.einsum("mn,on->om", as_complex(self.mode_weight).astype(z.dtype), u)
         return z + _split(act, v + as_complex(self.bias).astype(z.dtype))
@@ -186,22 +246,40 @@ class TransformOnce(eqx.Module):
     (fixed, not trained; :func:`spectral_scale` computes them from training data).
 
     Initialisation (the paper's point that real-valued default inits do not transfer to complex
-    spectra): every complex weight has ``E|W|^2 = 1 / fan_in`` (real and imaginary parts each
-    ``1 / (2 fan_in)``), biases start at zero. So the encoder, the decoder and each layer's
-    channel map keep the per-mode power ``E|c_k|^2``, and the mode map keeps its mean over the
-    kept modes. The model as a whole does not keep the field's variance:
+    spectra). With ``init="per_mode"`` (default) every complex weight has ``E|W|^2 = 1 / fan_in``
+    (real and imaginary parts each ``1 / (2 fan_in)``), biases start at zero. So the encoder, the
+    decoder and each layer's channel map keep the per-mode power ``E|c_k|^2``, and the mode map
+    keeps its mean over the kept modes: a band-limited field the kept modes hold comes out with
+    its variance (``num_layers=0``). The model as a whole does not keep a general field's
+    variance:
 
     - each :class:`T1Layer` is residual, ``z + act(M W z + b)``, and adds its branch's power:
       with ``activation="identity"`` every layer doubles ``E|z|^2``;
     - along the last axis the inverse rfft keeps only the Hermitian part of the frequency-0
       plane (and of a kept Nyquist one), which the complex weights have made complex: half the
       power of those coefficients is lost;
-    - the truncation drops everything outside ``modes``, and no factor makes up for it.
+    - the truncation drops everything outside ``modes``.
 
     With ``num_layers=0``, unit white noise on 64 points with 8 kept modes in 1-d comes out
     with variance ``(1/2 + 2 * 7) / 64 = 14.5/64`` in expectation (frequency 0 at half power,
-    frequencies 1..7 counted for both signs). Choose ``modes`` with :func:`select_modes`
-    (frequency selection by spectral energy of the training data).
+    frequencies 1..7 counted for both signs): :func:`white_noise_gain`.
+
+    ``init="variance_preserving"`` is the paper's variance-preserving initialisation: the
+    weights acting on the ``m`` kept of ``N`` components get their variance multiplied by
+    ``N / m`` (the paper's reduced-order argument, Poli et al., 2022, Sec. 3), so that white
+    noise at the training ``resolution`` keeps its variance through truncation and inverse. The
+    model transforms once, so the loss happens once and the factor is applied once, to the
+    decoder, and exactly: ``1 / white_noise_gain(resolution, modes)`` in place of ``N / m``
+    (``64 / 14.5`` above rather than ``64 / 8``), which accounts for both signs and the
+    Hermitian projection. With ``num_layers=0`` unit white noise at ``resolution`` then comes
+    out with unit variance in expectation; each residual layer still adds its branch's power as
+    above. (Putting the factor on every layer's channel map, as the reference code does, would
+    compound it ``num_layers`` times between one truncation and one inverse.) It answers the
+    same question as ``in_scale``/``out_scale`` (the output's magnitude), so the two are not
+    combined.
+
+    Choose ``modes`` with :func:`select_modes` (frequency selection by spectral energy of the
+    training data).
 
     Args:
         num_spatial_dims: ``d``.
@@ -212,6 +290,10 @@ class TransformOnce(eqx.Module):
         activation: real activation applied to real and imaginary parts (default ``"gelu"``).
         in_scale, out_scale: optional positive per-mode scales broadcastable to
             ``(C_in, *kept)`` and ``(C_out, *kept)`` (default: none, i.e. ones).
+        init: ``"per_mode"`` (default) or ``"variance_preserving"`` (the paper's; needs
+            ``resolution``, excludes ``in_scale``/``out_scale``).
+        resolution: the grid (int or ``d`` ints) the variance-preserving init is computed for,
+            the training grid; it must hold ``modes``. Only with ``init="variance_preserving"``.
         dtype: parameter dtype (float32).
         key: PRNG key (keyword-only).
     """
@@ -239,6 +321,8 @@ class TransformOnce(eqx.Module):
         activation: str | Callable[[Array], Array] = "gelu",
         in_scale=None,
         out_scale=None,
+        init: str = "per_mode",
+        resolution: int | Sequence[int] | None = None,
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
@@ -254,6 +338,31 @@ class TransformOnce(eqx.Module):
         m = int(np.prod(kept))
         self.in_scale = _as_scale("in_scale", in_scale, self.in_channels, kept)
         self.out_scale = _as_scale("out_scale", out_scale, self.out_channels, kept)
+        check_choice("init", init, INITS)
+        decoder_gain = 1.0
+        if init == "variance_preserving":
+            if resolution is None:
+                raise ValueError(
+                    "`init='variance_preserving'` needs `resolution`, the grid the model is "
+                    "initialised for (the training grid): the variance truncation loses depends "
+                    "on it."
+                )
+            if in_scale is not None or out_scale is not None:
+                raise ValueError(
+                    "`init='variance_preserving'` scales the decoder for white noise at "
+                    "`resolution`; `in_scale`/`out_scale` standardise the spectrum instead. "
+                    "Choose one: got in_scale and/or out_scale with init='variance_preserving'."
+                )
+            if isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool):
+                resolution = (resolution,) * d
+            resolution = check_grid_shape("resolution", resolution, d)
+            check_grid("the `resolution`", resolution, self.modes)
+            decoder_gain = 1.0 / white_noise_gain(resolution, self.modes)
+        elif resolution is not None:
+            raise ValueError(
+                f"`resolution` applies only to init='variance_preserving'; got "
+                f"resolution={resolution!r} with init={init!r}."
+            )
         keys = jax.random.split(key, 2 * num_layers + 2)
         self.encoder = complex_normal(
             keys[0], (width, in_channels, m), 1 / math.sqrt(in_channels), dtype
@@ -269,7 +378,7 @@ class TransformOnce(eqx.Module):
             for i in range(num_layers)
         )
         self.decoder = complex_normal(
-            keys[-1], (out_channels, width, m), 1 / math.sqrt(width), dtype
+            keys[-1], (out_channels, width, m), math.sqrt(decoder_gain) / math.sqrt(width), dtype
         )
 
     def __call__(

@@ -1,6 +1,6 @@
 """Transform-Once: a float64 NumPy reference of the frequency-domain network, frequency
-selection, per-mode spectral standardisation, variance-preserving init, resolution change,
-errors, smoke training vs FNO."""
+selection, per-mode spectral standardisation, per-mode and variance-preserving inits,
+resolution change, errors, smoke training vs FNO."""
 
 import equinox as eqx
 import jax
@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectrax.models import TransformOnce, select_modes, spectral_scale
+from spectrax.models import T1Layer, TransformOnce, select_modes, spectral_scale, white_noise_gain
+from spectrax.nn._spectral_conv import kept_shape
 from tests.helpers import assert_close
 from tests.models.smoke import loss_decreases
 from tests.nn.test_spectral_conv import band_limited_field
@@ -192,7 +193,7 @@ def test_scale_errors(key):
         TransformOnce(1, 2, 3, 4, 5, 1, out_scale=np.zeros((3, 5)), key=key)
 
 
-def test_variance_preserving_init():
+def test_per_mode_init_keeps_band_limited_variance():
     """For a band-limited input with unit-variance coefficients, each complex map keeps
     E|c|^2, so the output field's variance matches the input's (to sampling error)."""
     key = jax.random.key(5)
@@ -224,8 +225,8 @@ def test_init_variance_of_the_whole_model():
     assert abs(v1 / v0 - 2) < 0.2, v1 / v0
 
 
-def test_layer_init_is_variance_preserving():
-    """The T1 layers' complex maps start with E|W|^2 = 1 / fan_in (Poli et al., 2022): fan-in
+def test_layer_init_keeps_per_mode_power():
+    """The T1 layers' complex maps start with E|W|^2 = 1 / fan_in (init="per_mode"): fan-in
     ``width`` for the channel map, the number of kept modes for the mode map; real and
     imaginary parts each 1 / (2 fan_in), mean zero. Measured over 128 models (more than 10^4
     entries per map, standard error <= 1%), so a std off by sqrt(2) (a factor 2 here) fails
@@ -282,3 +283,102 @@ def test_t1_loss_decreases():
     t1 = TransformOnce(1, 1, 1, 8, 6, 2, key=jax.random.key(1))
     first, last = loss_decreases(t1, (32,), steps=20)
     assert last < 0.5 * first, (first, last)
+
+
+@pytest.mark.parametrize(
+    "resolution, modes", [((8,), (5,)), ((7,), (4,)), ((6, 8), (3, 5)), ((4, 4, 6), (2, 1, 4))]
+)
+def test_white_noise_gain_is_the_expectation_over_the_models_linear_map(x64, resolution, modes):
+    """The closed form against brute force on the model's own transforms: with one channel,
+    encoder 1 and a decoder holding one unit (or imaginary unit) coefficient at kept mode k,
+    the model is a real N x N matrix A_k; for white noise of unit variance and independent
+    circular weights of unit power, E Var(y) = sum_k (|A_k|_F^2 + |A_ik|_F^2) / 2 / N
+    (cross terms have zero mean). Covers odd and even grids and a kept Nyquist frequency on the
+    last and on a leading axis (the halving on input, the doubling on output)."""
+    d = len(resolution)
+    n = int(np.prod(resolution))
+    model = TransformOnce(d, 1, 1, 1, modes, 0, dtype=jnp.float64, key=jax.random.key(0))
+    m = int(np.prod(kept_shape(modes)))
+    one = jnp.zeros((2, 1, 1, m), jnp.float64).at[0].set(1.0)
+    model = eqx.tree_at(lambda t: t.encoder, model, one)
+    eye = jnp.eye(n, dtype=jnp.float64).reshape(n, 1, *resolution)
+
+    def frob2(decoder):
+        a = jax.vmap(eqx.tree_at(lambda t: t.decoder, model, decoder))(eye)
+        return jnp.sum(a**2)
+
+    units = jnp.eye(m, dtype=jnp.float64).reshape(m, 1, 1, m)
+    zero = jnp.zeros_like(units)
+    real = jax.vmap(frob2)(jnp.stack([units, zero], 1))
+    imag = jax.vmap(frob2)(jnp.stack([zero, units], 1))
+    brute = float(jnp.sum(real + imag)) / 2 / n
+    assert abs(white_noise_gain(resolution, modes) / brute - 1) < 1e-12
+
+
+def test_variance_preserving_init_keeps_white_noise_variance():
+    """init="variance_preserving" (the T1 paper's): the decoder's power is 1 / gain times the
+    per-mode init's, and with no layers unit white noise at the training resolution comes out
+    with unit variance (256 models, standard error about 3%); per-mode init gives the gain."""
+    n_models, width = 256, 8
+    make = lambda k, **kw: TransformOnce(1, 1, 1, width, 8, 0, key=k, **kw)  # noqa: E731
+    keys = jax.random.split(jax.random.key(11), n_models)
+    vp = eqx.filter_vmap(lambda k: make(k, init="variance_preserving", resolution=64))(keys)
+    plain = eqx.filter_vmap(make)(keys)
+    gain = white_noise_gain((64,), (8,))
+    assert gain == 14.5 / 64
+    # same draws, decoder scaled by 1/sqrt(gain), everything else identical
+    assert_close(vp.decoder, plain.decoder / gain**0.5, rtol=1e-6)
+    assert_close(vp.encoder, plain.encoder, rtol=0)
+    x = jax.random.normal(jax.random.key(12), (n_models, 16, 1, 64))
+    run = eqx.filter_jit(eqx.filter_vmap(lambda m, u: jnp.mean(jax.vmap(m)(u) ** 2)))
+    v_vp, v_plain = float(jnp.mean(run(vp, x))), float(jnp.mean(run(plain, x)))
+    assert abs(v_vp - 1) < 0.12, v_vp
+    assert abs(v_plain / gain - 1) < 0.12, v_plain
+
+
+def test_variance_preserving_init_2d_and_errors(key):
+    vp = TransformOnce(
+        2, 1, 1, 4, (3, 5), 1, init="variance_preserving", resolution=(6, 8), key=key
+    )
+    plain = TransformOnce(2, 1, 1, 4, (3, 5), 1, key=key)
+    gain = white_noise_gain((6, 8), (3, 5))
+    assert_close(vp.decoder, plain.decoder / gain**0.5, rtol=1e-6)
+    # an int resolution is repeated over the axes
+    square = TransformOnce(2, 1, 1, 4, 3, 1, init="variance_preserving", resolution=8, key=key)
+    ref = TransformOnce(2, 1, 1, 4, 3, 1, init="variance_preserving", resolution=(8, 8), key=key)
+    assert_close(square.decoder, ref.decoder, rtol=0)
+    with pytest.raises(ValueError, match="needs `resolution`"):
+        TransformOnce(1, 1, 1, 4, 3, 1, init="variance_preserving", key=key)
+    with pytest.raises(ValueError, match="Choose one"):
+        TransformOnce(
+            1, 1, 1, 4, 3, 1, init="variance_preserving", resolution=8, in_scale=1.0, key=key
+        )
+    with pytest.raises(ValueError, match="applies only to init='variance_preserving'"):
+        TransformOnce(1, 1, 1, 4, 3, 1, resolution=8, key=key)
+    with pytest.raises(ValueError, match="too many for the `resolution`"):
+        TransformOnce(1, 1, 1, 4, 5, 1, init="variance_preserving", resolution=6, key=key)
+    with pytest.raises(ValueError, match="`resolution` must have one entry per spatial axis"):
+        TransformOnce(2, 1, 1, 4, 3, 1, init="variance_preserving", resolution=(8,), key=key)
+    with pytest.raises(ValueError, match="`init` must be one of"):
+        TransformOnce(1, 1, 1, 4, 3, 1, init="vp", key=key)
+
+
+def test_t1_layer_checks_shapes(key, library_errors):
+    model = TransformOnce(1, 1, 1, 4, 3, 1, key=key)
+    layer = model.layers[0]
+    with pytest.raises(ValueError, match=r"complex \(W, M\) = \(4, 3\)"):
+        layer(jnp.ones((4, 3), jnp.complex64)[:3], jax.nn.gelu)
+    with pytest.raises(ValueError, match="complex"):
+        layer(jnp.ones((4, 3), jnp.float32), jax.nn.gelu)
+    with pytest.raises(ValueError, match=r"mode_weight \(2, M, M\)"):
+        T1Layer(
+            channel_weight=jnp.zeros((2, 4, 4, 3)),
+            mode_weight=jnp.zeros((2, 3, 2)),
+            bias=jnp.zeros((2, 4, 3)),
+        )
+    with pytest.raises(ValueError, match="keeps W channels"):
+        T1Layer(
+            channel_weight=jnp.zeros((2, 5, 4, 3)),
+            mode_weight=jnp.zeros((2, 3, 3)),
+            bias=jnp.zeros((2, 5, 3)),
+        )
