@@ -7,10 +7,12 @@ Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential E
 (``configs/burgers_fno.py``, nu = 0.1) with the same width, modes and number of layers, trained
 by ``spectrax.train`` with the config's AdamW schedule for ``--steps`` steps each.
 
-Four models: the FNO, T1 on the raw spectrum with the per-mode init (``init="per_mode"``), T1
-with the paper's variance-preserving init (``init="variance_preserving"`` at the training
-resolution), and T1 with the spectrum standardised per mode by the training data (``in_scale``
-/ ``out_scale`` from ``spectral_scale``).
+Five models: the FNO; T1 on the raw rfft spectrum with the per-mode init (``init="per_mode"``);
+T1 with the paper's variance-preserving init (``init="variance_preserving"`` at the training
+resolution); T1 with the spectrum standardised per mode by the training data (``in_scale`` /
+``out_scale`` from ``spectral_scale``); and the paper's T1, ``transform="dct"`` with the
+variance-preserving init, keeping ``2 * modes`` cosines (about the band of ``modes`` Fourier
+frequencies, and about the same parameter count with real weights).
 
 Writes ``benchmarks/t1-vs-fno-<platform>.json``: test relative L2, parameter counts (real
 scalars; a complex weight counts two) and the median wall time of one jitted train step
@@ -117,12 +119,14 @@ def main() -> None:
 
         standardize: bool = False
         init: str = "per_mode"
+        transform: str = "rfft"
 
         def build(self):
             task = super().build()
-            scales = {}
+            modes = 2 * self.modes if self.transform == "dct" else self.modes
+            scales = {"transform": self.transform}
             if self.init == "variance_preserving":
-                scales = {"init": self.init, "resolution": self.resolution}
+                scales |= {"init": self.init, "resolution": self.resolution}
             if self.standardize:
                 x, y = task.train
                 scales = {
@@ -132,19 +136,20 @@ def main() -> None:
             return dataclasses.replace(
                 task,
                 make_model=lambda key: TransformOnce(
-                    1, 1, 1, self.width, self.modes, self.num_layers, **scales, key=key
+                    1, 1, 1, self.width, modes, self.num_layers, **scales, key=key
                 ),
             )
 
     fields = dataclasses.asdict(fno_config.task)
     runs = [("fno", fno_config)]
     variants = (
-        ("t1", False, "per_mode"),
-        ("t1_variance_preserving", False, "variance_preserving"),
-        ("t1_standardized", True, "per_mode"),
+        ("t1", False, "per_mode", "rfft"),
+        ("t1_variance_preserving", False, "variance_preserving", "rfft"),
+        ("t1_standardized", True, "per_mode", "rfft"),
+        ("t1_dct_variance_preserving", False, "variance_preserving", "dct"),
     )
-    for name, standardize, init in variants:
-        task = BurgersT1(**fields, standardize=standardize, init=init)
+    for name, standardize, init, transform in variants:
+        task = BurgersT1(**fields, standardize=standardize, init=init, transform=transform)
         runs.append((name, dataclasses.replace(fno_config, name=f"burgers_{name}", task=task)))
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     models = {}
@@ -152,8 +157,18 @@ def main() -> None:
         start = time.perf_counter()
         result = train(config, workdir=pathlib.Path(args.workdir) / stamp / name)
         seconds = time.perf_counter() - start
+        task = config.task
+        variant = {}
+        if isinstance(task, BurgersT1):
+            variant = {
+                "transform": task.transform,
+                "modes": 2 * task.modes if task.transform == "dct" else task.modes,
+                "init": task.init,
+                "standardized": task.standardize,
+            }
         models[name] = {
             "model": type(result.model).__name__,
+            **variant,
             "num_params": num_params(result.model),
             "train_step_seconds_median": step_seconds(config, args.repeats),
             "train_seconds_including_compile_and_eval": round(seconds, 1),

@@ -119,6 +119,9 @@ CASES: dict[str, Case] = {
     "TransformOnce": Case(  # T1Layer
         lambda k: TransformOnce(1, 1, 1, 4, 3, 1, key=k), (1, 8), nnx=False
     ),
+    "TransformOnceDCT": Case(  # real T1Layer
+        lambda k: TransformOnce(1, 1, 1, 4, 3, 1, transform="dct", key=k), (1, 8), nnx=False
+    ),
 }
 for _name in ("CPWeight", "TuckerWeight"):  # factorised weights: the dense complex tensor
     CASES[_name] = Case(CASES[_name].build, None, lambda m, _: m.complex())

@@ -37,26 +37,76 @@ from spectrax.nn._spectral_conv import (
     kept_shape,
     nyquist_weights,
 )
-from spectrax.transforms import truncate_modes
+from spectrax.transforms import dct, idct, truncate_modes
+
+TRANSFORMS = ("rfft", "dct")
+
+
+def _np_dct(u: np.ndarray, axis: int) -> np.ndarray:
+    """Orthonormal DCT-II along ``axis`` in float64 on the host (as :func:`spectrax.dct`)."""
+    n = u.shape[axis]
+    k, j = np.arange(n)[:, None], np.arange(n)[None, :]
+    mat = np.sqrt(2.0 / n) * np.cos(np.pi * k * (2 * j + 1) / (2 * n))
+    mat[0] /= np.sqrt(2.0)
+    return np.moveaxis(np.tensordot(mat, u, axes=([1], [axis])), 0, axis)
+
+
+def _check_dct_grid(name: str, spatial: Sequence[int], modes: Sequence[int]) -> None:
+    for i, (n, m) in enumerate(zip(spatial, modes, strict=True)):
+        if m > n:
+            raise ValueError(
+                f"`modes[{i}]`={m} is too many for {name} spatial shape {tuple(spatial)}: axis {i} "
+                f"of size {n} holds at most {n} cosine modes (transform='dct'). Use a finer grid "
+                f"or fewer modes (modes <= {n})."
+            )
+
+
+def _forward_dct(x, modes, axes):
+    """The first ``modes`` DCT-II coefficients per axis, scaled by ``1/sqrt(n)`` per axis: the
+    cosine coefficients of the function the cell-centred samples come from, on any grid."""
+    for ax, m in zip(axes, modes, strict=True):
+        n = x.shape[ax]
+        x = jax.lax.slice_in_dim(dct(x, axis=ax), 0, m, axis=ax) / math.sqrt(n)
+    return x
+
+
+def _inverse_dct(y, out_shape, axes):
+    """The cosine series ``y`` at the cell centres of ``out_shape`` (inverse of
+    :func:`_forward_dct` on a grid holding the modes)."""
+    for ax, n in zip(axes, out_shape, strict=True):
+        pad = [(0, 0)] * y.ndim
+        pad[ax] = (0, n - y.shape[ax])
+        y = idct(jnp.pad(y, pad), axis=ax) * math.sqrt(n)
+    return y
+
+
+def _check_transform(transform: str) -> str:
+    check_choice("transform", transform, TRANSFORMS)
+    return transform
 
 
 def select_modes(
     fields: Float[Array, "B C *spatial"] | np.ndarray,
     num_spatial_dims: int,
     energy: float = 0.99,
+    *,
+    transform: str = "rfft",
 ) -> tuple[int, ...]:
     """T1 frequency selection: the smallest ``modes`` keeping ``energy`` of the data's spectrum.
 
     The mean power ``E|c_k|^2`` of the Fourier coefficients of ``fields`` (over batch and
     channels) is accumulated over the FNO-convention block ``|k_j| < m`` (both signs on all but
     the last axis) for ``m = 1, 2, ...`` (clipped per axis to what the grid holds); the first
-    ``m`` whose block holds ``energy`` of the total power is returned, one entry per axis. Runs on
-    the host (the result is a static hyperparameter).
+    ``m`` whose block holds ``energy`` of the total power is returned, one entry per axis. With
+    ``transform="dct"`` the coefficients are the orthonormal DCT-II's and the block is
+    ``k_j < m`` (cosine modes are non-negative). Runs on the host (the result is a static
+    hyperparameter).
 
     Args:
         fields: training inputs ``(B, C, *spatial)``.
         num_spatial_dims: ``d``.
         energy: fraction in (0, 1] of the power to keep (default 0.99).
+        transform: ``"rfft"`` (default) or ``"dct"``, as the model's.
 
     Returns:
         ``modes`` for :class:`TransformOnce`.
@@ -71,10 +121,17 @@ def select_modes(
         raise ValueError(f"`fields` must be (B, C, *spatial) with {d} spatial axes; got {u.shape}.")
     spatial = u.shape[2:]
     axes = tuple(range(2, 2 + d))
-    power = np.mean(np.abs(np.fft.fftn(u, axes=axes) / np.prod(spatial)) ** 2, axis=(0, 1))
-    freqs = np.meshgrid(*[np.abs(np.fft.fftfreq(n, 1.0 / n)) for n in spatial], indexing="ij")
+    if _check_transform(transform) == "dct":
+        for ax in axes:
+            u = _np_dct(u, ax)
+        power = np.mean(u**2, axis=(0, 1))
+        freqs = np.meshgrid(*[np.arange(n, dtype=float) for n in spatial], indexing="ij")
+        limits = list(spatial)
+    else:
+        power = np.mean(np.abs(np.fft.fftn(u, axes=axes) / np.prod(spatial)) ** 2, axis=(0, 1))
+        freqs = np.meshgrid(*[np.abs(np.fft.fftfreq(n, 1.0 / n)) for n in spatial], indexing="ij")
+        limits = [n // 2 for n in spatial[:-1]] + [spatial[-1] // 2 + 1]
     total = power.sum()
-    limits = [n // 2 for n in spatial[:-1]] + [spatial[-1] // 2 + 1]
     for m in range(1, max(limits) + 1):
         modes = tuple(min(m, lim) for lim in limits)
         inside = np.ones(power.shape, bool)
@@ -90,6 +147,7 @@ def spectral_scale(
     modes: int | Sequence[int],
     *,
     floor: float = 1e-3,
+    transform: str = "rfft",
 ) -> np.ndarray:
     """Root-mean-square magnitude of each kept Fourier coefficient of ``fields``, per channel.
 
@@ -102,24 +160,35 @@ def spectral_scale(
     the kept band (for smooth fields the highest kept modes would otherwise sit in the nearly
     linear range of the activation and get vanishing gradients). A kept Nyquist coefficient (2m = n
     on a leading axis, m = n/2 + 1 on the last) is halved, as the model's transform holds it
-    (:func:`spectrax.nn.nyquist_weights`). Runs on the host.
+    (:func:`spectrax.nn.nyquist_weights`). With ``transform="dct"`` the coefficients are the
+    model's DCT ones (orthonormal DCT-II divided by ``sqrt(n)`` per axis, first ``m`` per axis).
+    Runs on the host.
 
     Args:
         fields: ``(B, C, *spatial)`` training inputs or targets.
         modes: kept modes per axis (int or ``d`` ints), as the model's.
         floor: relative lower bound, in (0, 1].
+        transform: ``"rfft"`` (default) or ``"dct"``, as the model's.
 
     Returns:
-        float64 NumPy array of shape ``(C, *kept)``.
+        float64 NumPy array of shape ``(C, *kept)`` (``(C, *modes)`` for the DCT).
     """
     u = np.asarray(fields, np.float64)
     if u.ndim < 3:
         raise ValueError(f"`fields` must be (B, C, *spatial); got shape {u.shape}.")
     d = u.ndim - 2
     modes = check_modes(modes, d)
-    check_grid("`fields`", u.shape[2:], modes)
+    _check_transform(transform)
     if check_positive_float("floor", floor) > 1:
         raise ValueError(f"`floor` must be in (0, 1]; got {floor}.")
+    if transform == "dct":
+        _check_dct_grid("`fields`", u.shape[2:], modes)
+        for i, m in enumerate(modes):
+            u = np.take(_np_dct(u, 2 + i), np.arange(m), axis=2 + i) / np.sqrt(u.shape[2 + i])
+        rms = np.sqrt(np.mean(u**2, 0))
+        top = rms.reshape(rms.shape[0], -1).max(axis=1).reshape((-1,) + (1,) * d)
+        return np.maximum(rms, floor * np.where(top > 0, top, 1.0))
+    check_grid("`fields`", u.shape[2:], modes)
     power = np.mean(np.abs(np.fft.rfftn(u, axes=tuple(range(2, 2 + d)), norm="forward")) ** 2, 0)
     # the kept block in the model's layout (the power is accumulated in float64 on the host; a
     # scale needs no more than float32 from here)
@@ -157,7 +226,9 @@ def _as_scale(name: str, value, channels: int, kept: tuple[int, ...]):
 INITS = ("per_mode", "variance_preserving")
 
 
-def white_noise_gain(resolution: Sequence[int], modes: Sequence[int]) -> float:
+def white_noise_gain(
+    resolution: Sequence[int], modes: int | Sequence[int], *, transform: str = "rfft"
+) -> float:
     """``Var(y) / Var(x)`` of ``x -> irfftn(W . truncate(rfftn(x)))`` at ``resolution``, for
     white noise ``x`` and independent circular complex weights with ``E|W_k|^2 = 1``, in the
     model's transforms (``norm="forward"``, FNO-convention ``modes``, kept Nyquist halved).
@@ -169,17 +240,23 @@ def white_noise_gain(resolution: Sequence[int], modes: Sequence[int]) -> float:
     the Nyquist plane's doubling on output makes up the input halving). So the gain is
     ``prod_axes(sum of per-axis factors) / N``; in 1-d ``(1/2 + 2 (m - 1)) / n`` without a kept
     Nyquist. It is what truncation and the Hermitian projection lose of the field's variance.
+    With ``transform="dct"`` (orthonormal, real weights of unit power) it is the paper's
+    ``m / N``: ``prod(modes) / prod(resolution)``.
 
     Args:
         resolution: the grid, ``d`` positive ints.
         modes: kept modes per axis (int or ``d`` ints), as :class:`TransformOnce`'s; the grid
             must hold them.
+        transform: ``"rfft"`` (default) or ``"dct"``, as the model's.
 
     Returns:
         The gain, a Python float in ``(0, 1]``.
     """
     resolution = check_grid_shape("resolution", resolution, len(tuple(resolution)))
     modes = check_modes(modes, len(resolution))
+    if _check_transform(transform) == "dct":
+        _check_dct_grid("the `resolution`", resolution, modes)
+        return float(np.prod(modes)) / float(np.prod(resolution))
     check_grid("the `resolution`", resolution, modes)
     n, m = resolution[-1], modes[-1]
     factors = np.full(m, 2.0)
@@ -199,33 +276,47 @@ def _split(act: Callable[[Array], Array], z: Array) -> Array:
 
 class T1Layer(eqx.Module):
     """One frequency-domain layer: ``z + act(M (W z) + b)``: ``W`` mixes channels per mode,
-    ``M`` mixes the kept modes (shared by channels), ``act`` is split into real/imaginary parts."""
+    ``M`` mixes the kept modes (shared by channels). Complex (``transform="rfft"``: weights
+    stored as (real, imag) pairs, ``act`` applied to real and imaginary parts) or real
+    (``transform="dct"``: real weights, a real spectrum)."""
 
-    channel_weight: Float[Array, "2 W W M"]
-    mode_weight: Float[Array, "2 M M"]
-    bias: Float[Array, "2 W M"]
+    channel_weight: Float[Array, "*pair W W M"]
+    mode_weight: Float[Array, "*pair M M"]
+    bias: Float[Array, "*pair W M"]
 
     def __check_init__(self):
         cw, mw, b = (tuple(a.shape) for a in (self.channel_weight, self.mode_weight, self.bias))
-        ok = len(cw) == 4 and cw[0] == 2 and cw[1] == cw[2]
-        ok = ok and mw == (2, cw[3], cw[3]) and b == (2, cw[1], cw[3])
+        pair = cw[:1] if len(cw) == 4 and cw[0] == 2 else ()
+        core = cw[len(pair) :]
+        ok = len(core) == 3 and core[0] == core[1]
+        ok = ok and mw == (*pair, core[-1], core[-1]) and b == (*pair, core[0], core[-1])
         if not ok:
             raise ValueError(
-                "T1Layer weights must be real (real, imag) pairs of shapes channel_weight "
-                "(2, W, W, M), mode_weight (2, M, M), bias (2, W, M) (the layer is residual, so "
-                f"it keeps W channels and M modes); got channel_weight {cw}, mode_weight {mw}, "
-                f"bias {b}."
+                "T1Layer weights must be channel_weight (W, W, M), mode_weight (M, M) and bias "
+                "(W, M), all real, or all with a leading 2 (real, imag) for a complex layer (the "
+                f"layer is residual, so it keeps W channels and M modes); got channel_weight {cw}, "
+                f"mode_weight {mw}, bias {b}."
             )
 
-    def __call__(self, z: Complex[Array, "W M"], act) -> Complex[Array, "W M"]:
-        """Apply the layer to the kept spectrum ``z`` ``(W, M)`` (complex); ``act`` is a real
-        activation, applied to real and imaginary parts."""
-        want = self.channel_weight.shape[2:]
-        if not jnp.iscomplexobj(z) or z.shape != want:
+    @property
+    def is_complex(self) -> bool:
+        return self.channel_weight.ndim == 4
+
+    def __call__(self, z: Complex[Array, "W M"] | Float[Array, "W M"], act) -> Array:
+        """Apply the layer to the kept spectrum ``z`` ``(W, M)`` (complex for a complex layer,
+        real floating point for a real one); ``act`` is a real activation."""
+        want = self.channel_weight.shape[-3:-1][:1] + self.channel_weight.shape[-1:]
+        kind = "complex" if self.is_complex else "real floating-point"
+        ok_dtype = jnp.iscomplexobj(z) if self.is_complex else jnp.issubdtype(z.dtype, jnp.floating)
+        if not ok_dtype or z.shape != want:
             raise ValueError(
-                f"`z` must be a complex (W, M) = {want} spectrum; got shape {z.shape}, "
+                f"`z` must be a {kind} (W, M) = {want} spectrum; got shape {z.shape}, "
                 f"dtype {z.dtype}."
             )
+        if not self.is_complex:
+            u = jnp.einsum("oim,im->om", self.channel_weight.astype(z.dtype), z)
+            v = jnp.einsum("mn,on->om", self.mode_weight.astype(z.dtype), u)
+            return z + act(v + self.bias.astype(z.dtype))
         u = jnp.einsum("oim,im->om", as_complex(self.channel_weight).astype(z.dtype), z)
         v = jnp.einsum("mn,on->om", as_complex(self.mode_weight).astype(z.dtype), u)
         return z + _split(act, v + as_complex(self.bias).astype(z.dtype))
@@ -244,6 +335,15 @@ class TransformOnce(eqx.Module):
     at any resolution holding ``modes``). Optionally the spectrum is standardised per mode:
     ``in_scale`` divides the input coefficients and ``out_scale`` multiplies the decoder's output
     (fixed, not trained; :func:`spectral_scale` computes them from training data).
+
+    ``transform="dct"`` is the real transform the paper chooses for T1: the orthonormal DCT-II
+    along every axis, the first ``modes[j]`` cosines per axis (``m <= n``; ``prod(modes)``
+    coefficients), divided by ``sqrt(n)`` per axis, real weights, biases and activations
+    throughout, and the cosine series evaluated at the output grid by the DCT-III. It reads a
+    field as samples at the cell centres ``(j + 1/2) / n`` of ``[0, 1]^d`` (even extension: no
+    wrap-around jump, so it suits non-periodic fields) and, like the rfft, applies at any
+    resolution holding ``modes``. The rfft's ``m`` frequencies span about what ``2m`` cosines
+    do.
 
     Initialisation (the paper's point that real-valued default inits do not transfer to complex
     spectra). With ``init="per_mode"`` (default) every complex weight has ``E|W|^2 = 1 / fan_in``
@@ -271,7 +371,8 @@ class TransformOnce(eqx.Module):
     model transforms once, so the loss happens once and the factor is applied once, to the
     decoder, and exactly: ``1 / white_noise_gain(resolution, modes)`` in place of ``N / m``
     (``64 / 14.5`` above rather than ``64 / 8``), which accounts for both signs and the
-    Hermitian projection. With ``num_layers=0`` unit white noise at ``resolution`` then comes
+    Hermitian projection (for the DCT it is exactly ``N / m``; real weights there have
+    ``E W^2 = 1 / fan_in``). With ``num_layers=0`` unit white noise at ``resolution`` then comes
     out with unit variance in expectation; each residual layer still adds its branch's power as
     above. (Putting the factor on every layer's channel map, as the reference code does, would
     compound it ``num_layers`` times between one truncation and one inverse.) It answers the
@@ -285,22 +386,24 @@ class TransformOnce(eqx.Module):
         num_spatial_dims: ``d``.
         in_channels, out_channels: ``C_in``, ``C_out``.
         width: channels of the hidden spectrum.
-        modes: kept modes per axis (FNO convention).
+        modes: kept modes per axis (FNO convention; the first ``m`` cosines with the DCT).
         num_layers: number of :class:`T1Layer` (default 4).
         activation: real activation applied to real and imaginary parts (default ``"gelu"``).
         in_scale, out_scale: optional positive per-mode scales broadcastable to
-            ``(C_in, *kept)`` and ``(C_out, *kept)`` (default: none, i.e. ones).
+            ``(C_in, *kept)`` and ``(C_out, *kept)`` (``kept = modes`` with the DCT; default:
+            none, i.e. ones); :func:`spectral_scale` with the same ``transform`` builds them.
         init: ``"per_mode"`` (default) or ``"variance_preserving"`` (the paper's; needs
             ``resolution``, excludes ``in_scale``/``out_scale``).
         resolution: the grid (int or ``d`` ints) the variance-preserving init is computed for,
             the training grid; it must hold ``modes``. Only with ``init="variance_preserving"``.
+        transform: ``"rfft"`` (default) or ``"dct"`` (real; see above).
         dtype: parameter dtype (float32).
         key: PRNG key (keyword-only).
     """
 
-    encoder: Float[Array, "2 W Ci M"]
+    encoder: Float[Array, "*pair W Ci M"]
     layers: tuple[T1Layer, ...]
-    decoder: Float[Array, "2 Co W M"]
+    decoder: Float[Array, "*pair Co W M"]
     num_spatial_dims: int = eqx.field(static=True)
     in_channels: int = eqx.field(static=True)
     out_channels: int = eqx.field(static=True)
@@ -308,6 +411,7 @@ class TransformOnce(eqx.Module):
     activation: Callable[[Array], Array] = eqx.field(static=True)
     in_scale: tuple[tuple[float, ...], ...] | None = eqx.field(static=True)
     out_scale: tuple[tuple[float, ...], ...] | None = eqx.field(static=True)
+    transform: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -323,6 +427,7 @@ class TransformOnce(eqx.Module):
         out_scale=None,
         init: str = "per_mode",
         resolution: int | Sequence[int] | None = None,
+        transform: str = "rfft",
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
@@ -334,7 +439,8 @@ class TransformOnce(eqx.Module):
         self.modes = check_modes(modes, d)
         check_float_dtype("dtype", dtype)  # complex weights are stored as real pairs
         self.activation = get_activation(activation)
-        kept = kept_shape(self.modes)
+        self.transform = _check_transform(transform)
+        kept = self.modes if transform == "dct" else kept_shape(self.modes)
         m = int(np.prod(kept))
         self.in_scale = _as_scale("in_scale", in_scale, self.in_channels, kept)
         self.out_scale = _as_scale("out_scale", out_scale, self.out_channels, kept)
@@ -356,28 +462,33 @@ class TransformOnce(eqx.Module):
             if isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool):
                 resolution = (resolution,) * d
             resolution = check_grid_shape("resolution", resolution, d)
-            check_grid("the `resolution`", resolution, self.modes)
-            decoder_gain = 1.0 / white_noise_gain(resolution, self.modes)
+            decoder_gain = 1.0 / white_noise_gain(resolution, self.modes, transform=transform)
         elif resolution is not None:
             raise ValueError(
                 f"`resolution` applies only to init='variance_preserving'; got "
                 f"resolution={resolution!r} with init={init!r}."
             )
         keys = jax.random.split(key, 2 * num_layers + 2)
-        self.encoder = complex_normal(
-            keys[0], (width, in_channels, m), 1 / math.sqrt(in_channels), dtype
-        )
+        if transform == "dct":  # real weights with E W^2 = std^2
+
+            def normal(k, shape, std, dtype):
+                return std * jax.random.normal(k, shape, dtype)
+
+            pair = ()
+        else:  # complex weights, stored as (real, imag) pairs, with E|W|^2 = std^2
+            normal, pair = complex_normal, (2,)
+        self.encoder = normal(keys[0], (width, in_channels, m), 1 / math.sqrt(in_channels), dtype)
         self.layers = tuple(
             T1Layer(
-                channel_weight=complex_normal(
+                channel_weight=normal(
                     keys[1 + 2 * i], (width, width, m), 1 / math.sqrt(width), dtype
                 ),
-                mode_weight=complex_normal(keys[2 + 2 * i], (m, m), 1 / math.sqrt(m), dtype),
-                bias=jnp.zeros((2, width, m), dtype),
+                mode_weight=normal(keys[2 + 2 * i], (m, m), 1 / math.sqrt(m), dtype),
+                bias=jnp.zeros((*pair, width, m), dtype),
             )
             for i in range(num_layers)
         )
-        self.decoder = complex_normal(
+        self.decoder = normal(
             keys[-1], (out_channels, width, m), math.sqrt(decoder_gain) / math.sqrt(width), dtype
         )
 
@@ -391,12 +502,15 @@ class TransformOnce(eqx.Module):
         check_field("x", x, self.in_channels, self.num_spatial_dims)
         spatial = tuple(x.shape[1:])
         out_shape = check_out_shape(out_shape, spatial)
-        check_grid("the input", spatial, self.modes)
-        check_grid("the output", out_shape, self.modes)
+        grid_check = _check_dct_grid if self.transform == "dct" else check_grid
+        grid_check("the input", spatial, self.modes)
+        grid_check("the output", out_shape, self.modes)
         # float64 if the input or the parameters are (never narrowed), else float32
         real = compute_dtype(x.dtype, self.encoder.dtype)
-        cdtype = complex_dtype(real)
         axes = tuple(range(1, 1 + self.num_spatial_dims))
+        if self.transform == "dct":
+            return self._call_dct(x.astype(real), out_shape, axes)
+        cdtype = complex_dtype(real)
         c = _forward_rfft(x.astype(real), self.modes, axes)
         kept = c.shape[1:]
         c = c.reshape(c.shape[0], -1)
@@ -409,3 +523,17 @@ class TransformOnce(eqx.Module):
         if self.out_scale is not None:
             y = y * jnp.asarray(self.out_scale, real).astype(cdtype)
         return _inverse_rfft(y.reshape(y.shape[0], *kept), out_shape, axes)
+
+    def _call_dct(self, x, out_shape, axes):
+        real = x.dtype
+        c = _forward_dct(x, self.modes, axes)
+        c = c.reshape(c.shape[0], -1)
+        if self.in_scale is not None:
+            c = c / jnp.asarray(self.in_scale, real)
+        z = jnp.einsum("wim,im->wm", self.encoder.astype(real), c)
+        for layer in self.layers:
+            z = layer(z, self.activation)
+        y = jnp.einsum("owm,wm->om", self.decoder.astype(real), z)
+        if self.out_scale is not None:
+            y = y * jnp.asarray(self.out_scale, real)
+        return _inverse_dct(y.reshape(y.shape[0], *self.modes), out_shape, axes)

@@ -370,7 +370,10 @@ def test_t1_layer_checks_shapes(key, library_errors):
         layer(jnp.ones((4, 3), jnp.complex64)[:3], jax.nn.gelu)
     with pytest.raises(ValueError, match="complex"):
         layer(jnp.ones((4, 3), jnp.float32), jax.nn.gelu)
-    with pytest.raises(ValueError, match=r"mode_weight \(2, M, M\)"):
+    real = TransformOnce(1, 1, 1, 4, 3, 1, transform="dct", key=key).layers[0]
+    with pytest.raises(ValueError, match=r"real floating-point \(W, M\)"):
+        real(jnp.ones((4, 3), jnp.complex64), jax.nn.gelu)
+    with pytest.raises(ValueError, match=r"mode_weight \(M, M\)"):
         T1Layer(
             channel_weight=jnp.zeros((2, 4, 4, 3)),
             mode_weight=jnp.zeros((2, 3, 2)),
@@ -382,3 +385,121 @@ def test_t1_layer_checks_shapes(key, library_errors):
             mode_weight=jnp.zeros((2, 3, 3)),
             bias=jnp.zeros((2, 5, 3)),
         )
+
+
+def _dct_reference(model, x, out_shape):
+    """float64 T1 with transform="dct" via scipy: orthonormal DCT-II per axis divided by
+    sqrt(n), first m per axis; real layers z + gelu(M W z + b); orthonormal DCT-III times
+    sqrt(n) on the output grid (the cosine series at its cell centres)."""
+    from scipy.fft import dctn, idctn
+
+    d = x.ndim - 1
+    axes = tuple(range(1, 1 + d))
+    n_in, n_out = np.prod(x.shape[1:]), np.prod(out_shape)
+    c = dctn(x, type=2, axes=axes, norm="ortho")[
+        (slice(None),) + tuple(slice(m) for m in model.modes)
+    ]
+    c = c.reshape(c.shape[0], -1) / np.sqrt(n_in)
+    act = lambda v: np.asarray(jax.nn.gelu(jnp.asarray(v)))  # noqa: E731
+    z = np.einsum("wim,im->wm", np.asarray(model.encoder), c)
+    for layer in model.layers:
+        v = np.einsum(
+            "mn,on->om",
+            np.asarray(layer.mode_weight),
+            np.einsum("oim,im->om", np.asarray(layer.channel_weight), z),
+        )
+        z = z + act(v + np.asarray(layer.bias))
+    y = np.einsum("owm,wm->om", np.asarray(model.decoder), z).reshape(-1, *model.modes)
+    full = np.zeros((y.shape[0], *out_shape))
+    full[(slice(None),) + tuple(slice(m) for m in model.modes)] = y
+    return idctn(full, type=2, axes=axes, norm="ortho") * np.sqrt(n_out)
+
+
+@pytest.mark.parametrize("modes, grid, out", [((5,), (12,), (20,)), ((3, 4), (6, 5), (9, 8))])
+def test_dct_matches_float64_scipy_reference_and_resolution(x64, key, modes, grid, out):
+    """transform="dct" (the T1 paper's default, real throughout) equals a scipy float64
+    reference on the input grid and on a finer and a coarser output grid, including modes = n
+    on an axis (every cosine kept)."""
+    d = len(modes)
+    model = TransformOnce(d, 2, 3, 4, modes, 2, transform="dct", dtype=jnp.float64, key=key)
+    model = eqx.tree_at(
+        lambda t: [layer.bias for layer in t.layers],
+        model,
+        [0.3 * jnp.ones_like(layer.bias) for layer in model.layers],
+    )
+    assert model.encoder.shape == (4, 2, int(np.prod(modes)))
+    x = jax.random.normal(key, (2, *grid), jnp.float64)
+    f = jax.jit(lambda u, o: model(u, o), static_argnums=1)
+    for shape in (grid, out, tuple(modes)):
+        assert_close(f(x, shape), _dct_reference(model, np.asarray(x), shape), jnp.float64)
+
+
+def test_dct_is_the_same_function_on_every_grid(x64, key):
+    """A cosine series (k < m) sampled at the cell centres of 10 and of 17 points gives the
+    same output function: mapped from either grid onto the other, the outputs agree."""
+    modes = (4, 3)
+    model = TransformOnce(2, 1, 2, 4, modes, 2, transform="dct", dtype=jnp.float64, key=key)
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=modes)
+
+    def field(n0, n1):
+        x0, x1 = (np.arange(n0) + 0.5) / n0, (np.arange(n1) + 0.5) / n1
+        c0 = np.cos(np.pi * np.arange(modes[0])[:, None] * x0[None])
+        c1 = np.cos(np.pi * np.arange(modes[1])[:, None] * x1[None])
+        return jnp.asarray(np.einsum("jk,ja,kb->ab", a, c0, c1)[None])
+
+    f = jax.jit(lambda u, o=None: model(u, o), static_argnums=1)
+    assert_close(f(field(10, 10), (17, 17)), f(field(17, 17)), jnp.float64)
+    assert_close(f(field(17, 17), (10, 10)), f(field(10, 10)), jnp.float64)
+
+
+def test_dct_white_noise_gain_and_variance_preserving_init(x64, key):
+    """For the orthonormal DCT the gain is the paper's m / N, checked by brute force over the
+    model's own linear map (real unit decoder entries: E Var = sum_k |A_k|_F^2 / N); the
+    variance-preserving decoder is the per-mode one times sqrt(N / m)."""
+    grid, modes = (6, 5), (3, 4)
+    n, m = 30, 12
+    assert white_noise_gain(grid, modes, transform="dct") == m / n
+    model = TransformOnce(2, 1, 1, 1, modes, 0, transform="dct", dtype=jnp.float64, key=key)
+    model = eqx.tree_at(lambda t: t.encoder, model, jnp.ones((1, 1, m), jnp.float64))
+    eye = jnp.eye(n, dtype=jnp.float64).reshape(n, 1, *grid)
+
+    def frob2(decoder):
+        return jnp.sum(jax.vmap(eqx.tree_at(lambda t: t.decoder, model, decoder))(eye) ** 2)
+
+    brute = float(jnp.sum(jax.vmap(frob2)(jnp.eye(m, dtype=jnp.float64).reshape(m, 1, 1, m))))
+    assert abs(brute / n / (m / n) - 1) < 1e-12
+    vp = TransformOnce(
+        2, 1, 1, 4, modes, 1, transform="dct", init="variance_preserving", resolution=grid, key=key
+    )
+    plain = TransformOnce(2, 1, 1, 4, modes, 1, transform="dct", key=key)
+    assert_close(vp.decoder, plain.decoder * (n / m) ** 0.5, rtol=1e-6)
+
+
+def test_dct_frequency_selection_and_scales(x64):
+    """select_modes and spectral_scale with transform="dct" read the model's cosine
+    coefficients: a field cos(pi 2 x) + 0.1 cos(pi 5 x) at cell centres needs m = 3 for 99% of
+    its energy, 6 for all of it; its scales are 1/sqrt(2) and 0.1/sqrt(2) (forward-scaled
+    orthonormal DCT-II) at k = 2, 5 and the floor elsewhere."""
+    n = 32
+    x = (np.arange(n) + 0.5) / n
+    u = (np.cos(2 * np.pi * x) + 0.1 * np.cos(5 * np.pi * x))[None, None]
+    assert select_modes(u, 1, 0.99, transform="dct") == (3,)
+    assert select_modes(u, 1, 1.0, transform="dct") == (6,)
+    scale = spectral_scale(u, 8, transform="dct")
+    assert scale.shape == (1, 8)
+    np.testing.assert_allclose(scale[0, [2, 5]], [2**-0.5, 0.1 * 2**-0.5], rtol=1e-12)
+    np.testing.assert_allclose(np.delete(scale[0], [2, 5]), 1e-3 * 2**-0.5, rtol=1e-9)
+
+
+def test_dct_errors(key, library_errors):
+    model = TransformOnce(1, 1, 1, 4, 6, 1, transform="dct", key=key)
+    model(jnp.ones((1, 6)))  # every cosine of a 6-point grid
+    with pytest.raises(ValueError, match="at most 5 cosine modes"):
+        model(jnp.ones((1, 5)))
+    with pytest.raises(ValueError, match="at most 5 cosine modes"):
+        model(jnp.ones((1, 8)), (5,))
+    with pytest.raises(ValueError, match="`transform` must be one of"):
+        TransformOnce(1, 1, 1, 4, 3, 1, transform="fft", key=key)
+    with pytest.raises(ValueError, match="at most 5 cosine modes"):
+        white_noise_gain((5,), 6, transform="dct")

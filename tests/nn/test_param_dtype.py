@@ -46,6 +46,9 @@ BUILDERS = {
     "PointwiseLinear": lambda dtype, key: PointwiseLinear(2, 3, dtype=dtype, key=key),
     "FNO": lambda dtype, key: FNO(1, 1, 1, 4, 3, 1, dtype=dtype, key=key),
     "TransformOnce": lambda dtype, key: TransformOnce(1, 1, 1, 4, 3, 1, dtype=dtype, key=key),
+    "TransformOnceDCT": lambda dtype, key: TransformOnce(
+        1, 1, 1, 4, 3, 1, transform="dct", dtype=dtype, key=key
+    ),
     "AFNOMixer": lambda dtype, key: AFNOMixer(1, 4, 3, num_blocks=2, dtype=dtype, key=key),
     "Butterfly": lambda dtype, key: Butterfly(4, dtype=dtype, key=key),
     "ChannelLayerNorm": lambda dtype, key: ChannelLayerNorm(3, dtype=dtype),
