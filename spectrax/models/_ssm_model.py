@@ -324,10 +324,15 @@ class SSMSequenceModel(eqx.Module):
         ``model(x)`` with ``pooling="none"`` (or ``model(x[: t + 1])`` with ``"last"``), to
         round-off: the layers' convolution and recurrent modes agree. Dropout is off.
 
-        Computes in the parameters' dtype (build the model with ``dtype=jnp.float64`` to
-        compare with a float64 call in float64). Needs causal state-space layers (``"s4"``,
-        ``"s4d"``, ``"s5"``; not Hyena, not bidirectional) and ``pooling`` ``"none"`` or
-        ``"last"``.
+        The dtype rule of :meth:`__call__`: computes in the parameters' dtype, float64 for a
+        float64 ``x_t`` (the parameters are widened for the step), and returns ``y_t`` in that
+        dtype (not ``x_t``'s: a bfloat16 ``x_t`` into a float32 model gives float32). The state
+        keeps :meth:`init_state`'s dtype (complex128 for float64 parameters, else complex64),
+        so ``lax.scan`` can carry it: with a float64 ``x_t`` into a float32 model each step
+        computes in float64 but the state between steps is rounded to complex64 (about 1e-7
+        relative); build the model with ``dtype=jnp.float64`` to match a float64 call to
+        float64 round-off. Needs causal state-space layers (``"s4"``, ``"s4d"``, ``"s5"``; not
+        Hyena, not bidirectional) and ``pooling`` ``"none"`` or ``"last"``.
 
         Args:
             x_t: one step of the input, ``(d_input,)``.
@@ -348,12 +353,22 @@ class SSMSequenceModel(eqx.Module):
                 f"`state` must be a tuple of {len(self.blocks)} block states (see init_state()); "
                 f"got {type(state).__name__} {jax.tree.map(jnp.shape, state)}."
             )
-        h = self.encoder(x_t.astype(self.encoder.weight.dtype))
+        zero = self.init_state()
+        for i, (s, z) in enumerate(zip(state, zero, strict=True)):
+            if jnp.result_type(s) != z.dtype:
+                raise TypeError(
+                    f"`state[{i}]` must have dtype {z.dtype}, as init_state() returns for these "
+                    f"parameters; got {jnp.result_type(s)}. Start from model.init_state()."
+                )
+        wide = widen_to_input(self, x_t.dtype)  # a float64 input computes in float64
+        h = wide.encoder(x_t.astype(wide.encoder.weight.dtype))
         new_state = []
-        for block, s in zip(self.blocks, state, strict=True):
-            h, s = block.step(h, s)
-            new_state.append(s)
-        return self.decoder(self.norm(h)).astype(x_t.dtype), tuple(new_state)
+        for block, s, z in zip(wide.blocks, state, zero, strict=True):
+            # the widened layers step a state of their own dtype; it is stored back in
+            # init_state()'s, so the carry of a scan keeps its type
+            h, s = block.step(h, jnp.asarray(s).astype(block.init_state().dtype))
+            new_state.append(s.astype(z.dtype))
+        return wide.decoder(wide.norm(h)), tuple(new_state)
 
     def _check_step_model(self) -> None:
         if self.pooling == "mean":

@@ -331,3 +331,38 @@ def test_step_errors(key, library_errors):
         model.step(jnp.ones(4), model.init_state())
     with pytest.raises(ValueError, match="tuple of 1 block states"):
         model.step(jnp.ones(3), ())
+
+
+def test_step_follows_the_dtype_rule_of_the_call(key, x64):
+    """``step`` returned ``x_t``'s dtype (a bfloat16 step of a float32 model answered in
+    bfloat16) and computed a float64 ``x_t`` in the parameters' dtype, where ``__call__``
+    computes in and returns the parameters' dtype, float64 for a float64 input. Now the two
+    agree for every parameter x input mix, and the state keeps init_state()'s dtype (the carry
+    of a scan)."""
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((4, 3)))  # float64
+    model32 = SSMSequenceModel(3, 2, 4, 1, state_size=2, pooling="none", key=key)
+
+    def cast(tree, dtype):  # in NumPy: nothing to compile
+        return jax.tree.map(
+            lambda v: jnp.asarray(np.asarray(v).astype(dtype)) if eqx.is_inexact_array(v) else v,
+            tree,
+        )
+
+    for param in (jnp.bfloat16, jnp.float32, jnp.float64):
+        model = cast(model32, param)  # the parameters stored in that dtype
+        zero = model.init_state()
+        assert zero[0].dtype == (jnp.complex128 if param == jnp.float64 else jnp.complex64)
+        for inp in (jnp.bfloat16, jnp.float32, jnp.float64):
+            u = cast(x, inp)
+            # dtypes only (nothing compiles): the call's and one step's from init_state()
+            want = eqx.filter_eval_shape(lambda m, v: m(v), model, u)
+            y_t, state = eqx.filter_eval_shape(lambda m, v: m.step(v, m.init_state()), model, u[0])
+            assert y_t.dtype == want.dtype == (jnp.float64 if inp == jnp.float64 else param)
+            assert [s.dtype for s in state] == [s.dtype for s in zero]
+    # a float64 step of a float32 model computes in float64: from the zero state its first
+    # output is the float64 call's first row to round-off (a float32 step is ~1e-7 off)
+    y0, want = eqx.filter_jit(lambda m, v: [m.step(v[0], m.init_state())[0], m(v[:1])[0]])(
+        model32, x
+    )
+    assert y0.dtype == jnp.float64
+    assert_close(y0, want, rtol=1e-10)
