@@ -20,6 +20,7 @@ from spectrax._checks import (
     check_choice,
     check_float_dtype,
     check_grid_shape,
+    check_inexact,
     check_positive_int,
     check_real_float,
     complex_dtype,
@@ -246,7 +247,8 @@ def spectral_conv(
 
     Args:
         x: real field ``(*batch, C_in, n_1, ..., n_d)``, ``d = len(modes)``.
-        weight: complex ``(C_out, C_in, 2 m_1, ..., 2 m_{d-1}, m_d)``; the frequency layout of
+        weight: complex (complex64 or complex128; a real weight is refused, cast a real
+            multiplier explicitly) ``(C_out, C_in, 2 m_1, ..., 2 m_{d-1}, m_d)``; the layout of
             :func:`spectrax.transforms.truncate_modes` (on all but the last axis, frequencies
             ``0..m-1`` then ``-m..-1``; on the last, ``0..m-1``).
         modes: kept modes ``(m_1, ..., m_d)``.
@@ -264,10 +266,18 @@ def spectral_conv(
     """
     check_real_float("x", x)
     check_choice("impl", impl, IMPLS)
-    if not jnp.issubdtype(jnp.result_type(weight), jnp.inexact):
+    # A real weight would be accepted as W + 0i: a zero-phase multiplier whose gradient drops
+    # its imaginary part, so a trained real weight could never learn a phase. Refused; a real
+    # multiplier meant as such (e.g. -k^2, the second derivative) is cast explicitly.
+    if isinstance(weight, (jax.Array, np.ndarray)):
+        w_dtype = jnp.result_type(weight)
+    else:
+        w_dtype = check_inexact("weight", weight)  # a list, None, ...: names the argument
+    if not jnp.issubdtype(w_dtype, jnp.complexfloating):
         raise TypeError(
-            f"`weight` must be a complex (complex64 or complex128) array; got dtype "
-            f"{jnp.result_type(weight)}."
+            f"`weight` must be a complex (complex64 or complex128) array; got dtype {w_dtype}. "
+            "A real multiplier (zero phase) is `weight.astype(jnp.complex64)`; a weight stored "
+            "as real and imaginary parts is `jax.lax.complex(re, im)`."
         )
     if isinstance(modes, (int, np.integer)):
         raise ValueError(

@@ -475,3 +475,16 @@ def test_forward_and_gradients_match_direct_dft_sums(x64, key, impl, shape, mode
         assert_close(y, y_ref, jnp.float64, what=f"{out_shape}")
         for name, g, h in zip(("x", "re W", "im W"), got, want, strict=True):
             assert_close(g, h, jnp.float64, what=f"{out_shape} d/d{name}")
+
+
+def test_real_weight_is_refused(key, library_errors):
+    """A real weight was taken as W + 0i without a word, though documented as complex: a zero
+    phase multiplier whose gradient loses its imaginary part, so trained as such it could never
+    learn a phase. It is refused, naming the argument, its dtype and the cast."""
+    w = SpectralConv(1, 3, 2, 4, key=key).weight.complex()  # (2, 3, 4)
+    x = jnp.ones((3, 16))
+    for real in (w.real, np.asarray(w.real)):
+        with pytest.raises(TypeError, match=r"`weight` must be a complex.*got dtype float32.*"):
+            spectral_conv(x, real, (4,))
+    with pytest.raises(TypeError, match=r"`weight` must be a jax.Array.*got list"):
+        spectral_conv(x, w.real.tolist(), (4,))
