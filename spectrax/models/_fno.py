@@ -183,7 +183,9 @@ class FNO(eqx.Module):
             ``expansion * width`` (neuraloperator's "channel MLP"); default None, the original
             FNO (``0`` also means no MLP).
         factorization: ``"dense"``, ``"tucker"`` or ``"cp"`` spectral weights (TFNO).
-        rank: rank for factorised weights (int, or fraction of dense parameters; default 0.1).
+        rank: rank for factorised weights (int, or fraction of dense parameters, with a floor
+            of rank 1 that a small layer's budget may not hold; default 0.1; see
+            :class:`~spectrax.nn.SpectralConv`).
         impl: spectral path, ``"auto"`` (default), ``"rfft"`` or ``"dft"`` (see
             :func:`spectrax.nn.spectral_conv`).
         dtype: parameter dtype (float32).

@@ -341,8 +341,13 @@ class SpectralConv(eqx.Module):
         in_channels, out_channels: ``C_in``, ``C_out``.
         modes: kept modes per axis (an int for all axes).
         factorization: ``"dense"`` (default), ``"tucker"`` or ``"cp"``.
-        rank: for factorised weights: an int rank, or a float in (0, 1] (default 0.1): at most
-            that fraction of the dense parameter count.
+        rank: for factorised weights: an int rank, or a float ``f`` in (0, 1] (default 0.1):
+            the largest rank (Tucker: ranks ``floor(a n_j)`` at the largest common ``a``)
+            whose parameter count is at most ``f`` times the dense one (:func:`cp_rank`,
+            :func:`tucker_ranks`), but never below rank 1 on any axis, whose count
+            (CP ``2 sum(shape)``, Tucker ``2 (1 + sum(shape))`` for the weight shape
+            ``(C_out, C_in, *kept)``) can exceed that budget on a small layer, and even the
+            dense count (e.g. ``C_in = C_out = 1`` with one mode: 6 or 8 against 2).
         impl: ``"auto"`` (default), ``"rfft"`` or ``"dft"`` (kept modes only); see
             :func:`spectral_conv` and :func:`resolve_impl`.
         dtype: parameter dtype, default float32.

@@ -199,3 +199,24 @@ def test_rank_edge_cases(key):
         assert tucker_num_params(shape, tucker_ranks(shape, f)) <= f * dense
     counts = [tucker_num_params(shape, tucker_ranks(shape, f)) for f in (0.1, 0.3, 0.6, 1.0)]
     assert counts == sorted(counts) and counts[0] < counts[-1]
+
+
+def test_rank_fraction_at_the_budget_boundary_and_the_rank_one_floor(key):
+    """The documented count at the boundary: a fraction whose budget rank 1 fills exactly
+    keeps rank 1 (``<=``); just below it the rank-1 floor exceeds the budget; a one-mode layer's
+    rank-1 weight exceeds even the dense count (SpectralConv's `rank` doc states the floor)."""
+    shape = (2, 2, 4)  # a 1-d layer, C_in = C_out = 2, 4 modes: dense 2 * 16 = 32
+    dense = dense_num_params(shape)
+    assert dense == 32
+    # CP rank 1: 2 * (2 + 2 + 4) = 16 = 0.5 * dense; Tucker ones: 2 * (1 + 8) = 18 = 0.5625 dense
+    for f, per in ((0.5, cp_num_params(shape, 1)), (0.5625, tucker_num_params(shape, (1,) * 3))):
+        assert per == f * dense
+    assert cp_rank(shape, 0.5) == 1 and cp_rank(shape, 1.0) == 2  # 2 * 2 * 8 = 32 = dense
+    assert tucker_ranks(shape, 0.5625) == (1, 1, 1)
+    for f in (0.49, 0.5):  # below the boundary: the floor, over budget
+        assert tucker_ranks(shape, f) == (1, 1, 1) and 18 > f * dense
+    assert cp_rank(shape, 0.49) == 1 and cp_num_params(shape, 1) > 0.49 * dense
+    make = functools.partial(eqx.filter_eval_shape, SpectralConv, 1, 1, 1, 1, key=key)
+    assert make().num_params == 2
+    assert make(factorization="cp", rank=0.1).num_params == 6 == 2 * (1 + 1 + 1)
+    assert make(factorization="tucker", rank=0.1).num_params == 8 == 2 * (1 + 3)
