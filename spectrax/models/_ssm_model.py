@@ -122,12 +122,23 @@ class SSMBlock(eqx.Module):
         return self.ssm.init_state()
 
     def step(self, x_t: Float[Array, " H"], state: Array) -> tuple[Float[Array, " H"], Array]:
-        """One time step of :meth:`__call__` (dropout off), in the parameters' dtype."""
-        self.init_state()  # the error for a layer without a recurrent mode
-        h = x_t.astype(self.mix.weight.dtype)
-        z, state = self.ssm.step(self.norm(h), state)
-        z = jax.nn.glu(self.mix(jax.nn.gelu(z.astype(h.dtype))), axis=-1)
-        return (h + z).astype(x_t.dtype), state
+        """One time step of :meth:`__call__` (dropout off), with its dtype rule: computes in the
+        parameters' dtype, float64 for a float64 ``x_t`` (the parameters are widened for the
+        step), and returns ``x_t``'s dtype. The state keeps :meth:`init_state`'s dtype, so a
+        float64 step of a float32 block rounds it to complex64 for the next step."""
+        zero = self.init_state()  # also the error for a layer without a recurrent mode
+        if jnp.result_type(state) != zero.dtype:
+            raise TypeError(
+                f"`state` must have dtype {zero.dtype}, as init_state() returns for these "
+                f"parameters; got {jnp.result_type(state)}. Start from init_state()."
+            )
+        wide = widen_to_input(self, x_t.dtype)  # a float64 input computes in float64
+        h = x_t.astype(wide.mix.weight.dtype)
+        # the widened layer steps a state of its own dtype; it is stored back in init_state()'s
+        state = jnp.asarray(state).astype(wide.ssm.init_state().dtype)
+        z, state = wide.ssm.step(wide.norm(h), state)
+        z = jax.nn.glu(wide.mix(jax.nn.gelu(z.astype(h.dtype))), axis=-1)
+        return (h + z).astype(x_t.dtype), state.astype(zero.dtype)
 
 
 class SSMSequenceModel(eqx.Module):
@@ -353,8 +364,7 @@ class SSMSequenceModel(eqx.Module):
                 f"`state` must be a tuple of {len(self.blocks)} block states (see init_state()); "
                 f"got {type(state).__name__} {jax.tree.map(jnp.shape, state)}."
             )
-        zero = self.init_state()
-        for i, (s, z) in enumerate(zip(state, zero, strict=True)):
+        for i, (s, z) in enumerate(zip(state, self.init_state(), strict=True)):
             if jnp.result_type(s) != z.dtype:
                 raise TypeError(
                     f"`state[{i}]` must have dtype {z.dtype}, as init_state() returns for these "
@@ -363,11 +373,9 @@ class SSMSequenceModel(eqx.Module):
         wide = widen_to_input(self, x_t.dtype)  # a float64 input computes in float64
         h = wide.encoder(x_t.astype(wide.encoder.weight.dtype))
         new_state = []
-        for block, s, z in zip(wide.blocks, state, zero, strict=True):
-            # the widened layers step a state of their own dtype; it is stored back in
-            # init_state()'s, so the carry of a scan keeps its type
-            h, s = block.step(h, jnp.asarray(s).astype(block.init_state().dtype))
-            new_state.append(s.astype(z.dtype))
+        for block, s in zip(self.blocks, state, strict=True):
+            h, s = block.step(h, s)  # widens itself for a float64 h; the state keeps its dtype
+            new_state.append(s)
         return wide.decoder(wide.norm(h)), tuple(new_state)
 
     def _check_step_model(self) -> None:

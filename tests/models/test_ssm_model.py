@@ -366,3 +366,25 @@ def test_step_follows_the_dtype_rule_of_the_call(key, x64):
     )
     assert y0.dtype == jnp.float64
     assert_close(y0, want, rtol=1e-10)
+
+
+def test_block_step_computes_a_float64_input_in_float64(key, x64):
+    """SSMBlock.step cast a float64 ``x_t`` to the parameters' float32 (narrowed silently),
+    where SSMBlock.__call__ widens the parameters. From the zero state one step of the float32
+    block now equals that of the block stored in float64, to float64 round-off; the state
+    keeps init_state()'s complex64."""
+    model = SSMSequenceModel(3, 2, 4, 1, state_size=2, pooling="none", key=key)
+    block = model.blocks[0]
+    wide = jax.tree.map(lambda v: v.astype(jnp.float64) if eqx.is_inexact_array(v) else v, block)
+    x_t = jnp.asarray(np.random.default_rng(2).standard_normal(4))  # float64
+    (y, state), (y_wide, _) = eqx.filter_jit(
+        lambda b, w, u: [b.step(u, b.init_state()), w.step(u, w.init_state())]
+    )(block, wide, x_t)
+    assert y.dtype == jnp.float64 and state.dtype == jnp.complex64
+    assert_close(y, y_wide, rtol=1e-12)
+    # a state of another dtype is refused by name (it would be narrowed to init_state()'s)
+    wide_state = tuple(s.astype(jnp.complex128) for s in model.init_state())
+    with pytest.raises(TypeError, match=r"`state\[0\]` must have dtype complex64.*complex128"):
+        model.step(jnp.ones(3), wide_state)
+    with pytest.raises(TypeError, match=r"`state` must have dtype complex64.*complex128"):
+        block.step(x_t, wide_state[0])
