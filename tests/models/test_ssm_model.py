@@ -67,13 +67,27 @@ def test_errors(key, library_errors):
 
 
 def test_hyena_blocks_are_hyena_operators(key):
-    from spectrax.nn import HyenaOperator
+    from spectrax.nn import HyenaOperator, ssm_param_labels
 
     model = SSMSequenceModel(
-        3, 2, 8, 2, layer="hyena", max_len=32, layer_kwargs={"order": 3}, key=key
+        3,
+        2,
+        8,
+        2,
+        layer="hyena",
+        max_len=32,
+        layer_kwargs={"order": 3, "layout": "reference"},
+        key=key,
     )
     assert all(isinstance(b.ssm, HyenaOperator) and b.ssm.order == 3 for b in model.blocks)
     assert all(b.ssm.max_len == 32 for b in model.blocks)
+    # the reference code's layout: 3 gates, 2 long convolutions
+    assert all(b.ssm.D.shape == (2, 8) and b.ssm.filter.channels == 16 for b in model.blocks)
+    # its implicit filters train in the "ssm" optimizer group, the rest of the operator not
+    labels = ssm_param_labels(eqx.filter(model, eqx.is_array))
+    for block in labels.blocks:
+        assert set(jax.tree.leaves(block.ssm.filter)) == {"ssm"}
+        assert set(jax.tree.leaves(eqx.tree_at(lambda m: m.filter, block.ssm, None))) == {"default"}
     # Grad flows into the implicit filters through every block.
     x = jax.random.normal(jax.random.key(1), (32, 3))
     grads = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.sum(m(x) ** 2)))(model)

@@ -31,8 +31,10 @@ def _cast(tree, dtype):
 
 
 @functools.cache
-def _op(dtype=jnp.float32, order=2, impl="auto"):
-    op = HyenaOperator(H, MAX_LEN, order=order, impl=impl, key=jax.random.key(3), **KW)
+def _op(dtype=jnp.float32, order=2, impl="auto", layout="paper"):
+    op = HyenaOperator(
+        H, MAX_LEN, order=order, impl=impl, layout=layout, key=jax.random.key(3), **KW
+    )
     return op if dtype == jnp.float32 else _cast(op, dtype)
 
 
@@ -47,11 +49,13 @@ def _x(length=MAX_LEN, dtype=jnp.float32, seed=1, shape=None):
 
 
 def _reference(op: HyenaOperator, x) -> np.ndarray:
-    """The operator in float64 numpy, every convolution an explicit sum over lags."""
+    """The operator in float64 numpy, every convolution an explicit lower-triangular Toeplitz
+    matrix."""
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), eqx.filter(op, eqx.is_array))
     f = op.filter
     x = np.asarray(x, np.float64)
     length, n = x.shape[0], op.order
+    m = n if op.layout == "paper" else n - 1  # long convolutions
     # Implicit filters: (t, cos 2 pi k l / max_len, sin ...) -> sine FFN -> exponential window.
     lag = np.arange(length)
     t = lag / (op.max_len - 1)
@@ -59,30 +63,42 @@ def _reference(op: HyenaOperator, x) -> np.ndarray:
     a = np.concatenate([t[:, None], np.cos(phase), np.sin(phase)], axis=1)
     for w, b in zip(p.filter.weights, p.filter.biases, strict=True):
         a = np.sin(p.filter.omega * (a @ w.T + b))
-    alpha = np.linspace(f.decay_min, f.decay_max, n * H)
-    # channel c = i * n + j of the filter bank is channel i of the j-th convolution
+    alpha = np.linspace(f.decay_min, f.decay_max, m * H)
+    # channel c = i * m + j of the filter bank is channel i of the j-th convolution
     h = ((a @ p.filter.out_weight.T) * np.exp(-np.outer(t, alpha))).T
-    h = h.reshape(H, n, length).transpose(1, 0, 2)
+    h = h.reshape(H, m, length).transpose(1, 0, 2)
     # Projection, then the short causal depthwise convolution.
     z = x @ p.in_weight.T + p.in_bias
     zs = np.tile(p.short_bias, (length, 1))
     for i in range(length):
         for s in range(min(i + 1, p.short_kernel.shape[1])):
             zs[i] += p.short_kernel[:, s] * z[i - s]
-    parts = zs.T.reshape(n + 1, H, length)
-    # Recurrence with lower-triangular Toeplitz matrices T[c, i, j] = h[c, i - j].
-    v = parts[n]
-    for k in range(n):
-        diff = lag[:, None] - lag[None, :]
-        toeplitz = np.where(diff >= 0, h[k][:, np.maximum(diff, 0)], 0.0)
-        v = parts[k] * (np.einsum("cij,cj->ci", toeplitz, v) + p.D[k][:, None] * v)
-    return (p.out_weight @ v + p.out_bias[:, None]).T
+    x_gate, v = zs.T.reshape(n + 1, H, length)[:n], zs.T[-H:]  # x^1 .. x^N and v
+    # S^k = T(h^k) + diag(D^k), T[c, i, j] = h[c, i - j] below the diagonal, 0 above.
+    diff = lag[:, None] - lag[None, :]
+    s = [
+        np.where(diff >= 0, h[k][:, np.maximum(diff, 0)], 0.0)
+        + p.D[k][:, None, None] * np.eye(length)
+        for k in range(m)
+    ]
+    if op.layout == "paper":  # y = x^N S^N ( .. x^2 S^2 (x^1 S^1 v))
+        y = v
+        for k in range(n):
+            y = x_gate[k] * np.einsum("cij,cj->ci", s[k], y)
+    else:  # y = x^1 S^{N-1} (x^2 S^{N-2} ( .. x^{N-1} S^1 (x^N v)))
+        y = x_gate[n - 1] * v
+        for k in range(n - 1):
+            y = x_gate[n - 2 - k] * np.einsum("cij,cj->ci", s[k], y)
+    return (p.out_weight @ y + p.out_bias[:, None]).T
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize(("order", "length"), [(2, MAX_LEN), (3, 17)])
-def test_operator_matches_explicit_convolution_float64(order, length):
-    op = _op(jnp.float64, order)
+@pytest.mark.parametrize(
+    ("layout", "order", "length"),
+    [("paper", 2, MAX_LEN), ("paper", 3, 17), ("reference", 2, MAX_LEN), ("reference", 3, 17)],
+)
+def test_operator_matches_explicit_convolution_float64(layout, order, length):
+    op = _op(jnp.float64, order, layout=layout)
     x = _x(length, jnp.float64)
     y = _run(op, x)
     assert y.shape == (length, H) and y.dtype == jnp.float64
@@ -95,8 +111,9 @@ def test_operator_matches_explicit_convolution_float32():
 
 
 @pytest.mark.usefixtures("x64")
-def test_causal_jacobian():
-    op, x = _op(jnp.float64), _x(16, jnp.float64)
+@pytest.mark.parametrize("layout", ["paper", "reference"])
+def test_causal_jacobian(layout):
+    op, x = _op(jnp.float64, layout=layout), _x(16, jnp.float64)
     jac = eqx.filter_jit(lambda m, u: jax.jacrev(m)(u))(op, x)  # (L_out, H_out, L_in, H_in)
     lag = np.arange(16)[:, None] - np.arange(16)[None, :]  # t - s
     per_pair = np.abs(np.asarray(jac)).max(axis=(1, 3))
@@ -443,3 +460,62 @@ def test_param_labels_put_the_implicit_filter_in_the_ssm_group():
     updates = update(params)
     assert all(float(jnp.max(jnp.abs(u))) == 0.0 for u in jax.tree.leaves(updates.filter))
     assert float(jnp.min(jnp.abs(updates.in_weight))) > 0.0
+
+
+def test_reference_layout_parameters_and_gradients():
+    """layout="reference" (the reference code's): N gates, N - 1 long convolutions, so the
+    filter bank has (N - 1) H channels and D is (N - 1, H); the projections still have
+    (N + 1) H outputs. The gradients through jit and vmap are finite and nonzero."""
+    op = _op(order=3, layout="reference")
+    assert op.filter.channels == 2 * H and op.D.shape == (2, H)
+    assert op.in_weight.shape == (4 * H, H) and op.short_kernel.shape[0] == 4 * H
+    xs = _x(shape=(2, MAX_LEN, H))
+    grads = eqx.filter_jit(eqx.filter_grad(lambda m, u: jnp.sum(jnp.sin(jax.vmap(m)(u)))))(op, xs)
+    leaves = [np.asarray(g) for g in jax.tree.leaves(eqx.filter(grads, eqx.is_array))]
+    assert all(np.all(np.isfinite(g)) and np.max(np.abs(g)) > 0 for g in leaves)
+
+
+def test_reference_layout_pallas_interpret_matches_xla():
+    # The pre-gate x^N v is outside the kernel; the N - 1 gates after it are fused (post_gate).
+    x = _x(8)
+    pallas, xla = _op(impl="pallas", layout="reference"), _op(impl="xla", layout="reference")
+    assert_close(_run(pallas, x), _run(xla, x), rtol=1e-5)
+
+
+def test_paper_layout_draws_the_parameters_it_drew_before_the_option():
+    """layout="paper" (the default) keeps the parameters of the same key: rebuilt here from
+    the key the way the operator drew them before ``layout`` existed. layout="reference" shares
+    every draw but the filter's channel count and D's rows."""
+    key = jax.random.key(3)
+    k_in, k_inb, k_s, k_sb, k_f, k_d, k_out, k_outb = jax.random.split(key, 8)
+    p, n = 3 * H, 2
+
+    def uniform(k, shape, fan_in):
+        return jax.random.uniform(k, shape, jnp.float32, -(fan_in**-0.5), fan_in**-0.5)
+
+    expected = {
+        "in_weight": uniform(k_in, (p, H), H),
+        "in_bias": uniform(k_inb, (p,), H),
+        "short_kernel": uniform(k_s, (p, 3), 3),
+        "short_bias": uniform(k_sb, (p,), 3),
+        "out_weight": uniform(k_out, (H, H), H),
+        "out_bias": uniform(k_outb, (H,), H),
+    }
+    paper, reference = _op(), _op(layout="reference")
+    for name, want in expected.items():
+        np.testing.assert_array_equal(getattr(paper, name), want, err_msg=name)
+        np.testing.assert_array_equal(getattr(reference, name), want, err_msg=name)
+    np.testing.assert_array_equal(paper.D, jax.random.normal(k_d, (n, H)))
+    np.testing.assert_array_equal(reference.D, jax.random.normal(k_d, (n - 1, H)))
+    for op, m in ((paper, n), (reference, n - 1)):
+        f = HyenaFilter(m * H, MAX_LEN, order=8, num_frequencies=3, key=k_f)
+        assert jax.tree.structure(op.filter) == jax.tree.structure(f)
+        for got, want in zip(jax.tree.leaves(op.filter), jax.tree.leaves(f), strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_layout_errors(library_errors):
+    with pytest.raises(ValueError, match=r"`layout`='reference' needs `order` >= 2.*got order=1"):
+        HyenaOperator(H, MAX_LEN, order=1, layout="reference", key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"`layout` must be one of \['paper', 'reference'\]"):
+        HyenaOperator(H, MAX_LEN, layout="referense", key=jax.random.key(0))
