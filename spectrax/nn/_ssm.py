@@ -96,6 +96,20 @@ def _check_step(x_t: Array, state: Array, channels: int, zero_state: Array) -> N
         )
 
 
+def _widened_step(layer, x_t: Array, state: Array, body: Callable) -> tuple[Array, Array]:
+    """A layer's :meth:`step` under its ``__call__`` dtype rule: checks ``x_t`` and ``state``,
+    runs ``body(layer, x_t, state)`` on the layer widened to float64 for a float64 ``x_t`` (as
+    ``__call__`` widens for a float64 sequence), and returns ``y_t`` in ``x_t``'s dtype and the
+    new state in :meth:`init_state`'s dtype, so ``lax.scan`` can carry it (a float64 step of a
+    float32 layer rounds the state to complex64 between steps)."""
+    _no_step_if_bidirectional(layer)
+    zero = layer.init_state()
+    _check_step(x_t, state, layer.channels, zero)
+    wide = widen_to_input(layer, x_t.dtype)
+    y, new = body(wide, x_t, jnp.asarray(state).astype(wide.init_state().dtype))
+    return y.astype(x_t.dtype), new.astype(zero.dtype)
+
+
 def _check_dt_range(dt_min: float, dt_max: float) -> None:
     ok = all(
         isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
@@ -294,15 +308,16 @@ class S4D(eqx.Module):
     def step(
         self, x_t: Float[Array, " H"], state: Complex[Array, "H M"]
     ) -> tuple[Float[Array, " H"], Complex[Array, "H M"]]:
-        """One recurrent step: ``x = Λ̄ x + B̄ u``, ``y = 2 Re(C x) + D u``."""
-        _no_step_if_bidirectional(self)
-        _check_step(x_t, state, self.channels, self.init_state())
+        """One recurrent step: ``x = Λ̄ x + B̄ u``, ``y = 2 Re(C x) + D u``; computes in float64
+        for a float64 ``x_t``, as ``__call__`` (the state keeps :meth:`init_state`'s dtype)."""
+        return _widened_step(self, x_t, state, S4D._step)
+
+    def _step(self, x_t: Array, state: Array) -> tuple[Array, Array]:
         lam_bar, b_bar = self.discrete()
         u = x_t.astype(_f32(self.D).dtype)
         state = lam_bar * state + b_bar * u[:, None].astype(b_bar.dtype)
         y = 2.0 * jnp.real(jnp.sum(_to_complex(self.C) * state, axis=-1)).astype(u.dtype)
-        y = y + _f32(self.D) * u
-        return y.astype(x_t.dtype), state
+        return y + _f32(self.D) * u, state
 
 
 class S4(eqx.Module):
@@ -453,17 +468,17 @@ class S4(eqx.Module):
     def step(
         self, x_t: Float[Array, " H"], state: Complex[Array, "H N"]
     ) -> tuple[Float[Array, " H"], Complex[Array, "H N"]]:
-        """One recurrent step with the dense discrete matrices (``O(H N^2)``)."""
-        _no_step_if_bidirectional(self)
-        _check_step(x_t, state, self.channels, self.init_state())
+        """One recurrent step with the dense discrete matrices (``O(H N^2)``); computes in
+        float64 for a float64 ``x_t``, as ``__call__`` (the state keeps :meth:`init_state`'s
+        dtype)."""
+        return _widened_step(self, x_t, state, S4._step)
+
+    def _step(self, x_t: Array, state: Array) -> tuple[Array, Array]:
         a_bar, b_bar = self.discrete()
         u = x_t.astype(_f32(self.D).dtype)
         state = jnp.einsum("hij,hj->hi", a_bar, state) + b_bar * u[:, None].astype(b_bar.dtype)
-        y = (
-            jnp.real(jnp.sum(_to_complex(self.C) * state, axis=-1)).astype(u.dtype)
-            + _f32(self.D) * u
-        )
-        return y.astype(x_t.dtype), state
+        y = jnp.real(jnp.sum(_to_complex(self.C) * state, axis=-1)).astype(u.dtype)
+        return y + _f32(self.D) * u, state
 
 
 class S5(eqx.Module):
@@ -661,13 +676,17 @@ class S5(eqx.Module):
     def step(
         self, x_t: Float[Array, " H"], state: Complex[Array, " M"], dt=None
     ) -> tuple[Float[Array, " H"], Complex[Array, " M"]]:
-        """One recurrent step; ``dt`` an optional scalar scale of the step, as in ``__call__``."""
-        _no_step_if_bidirectional(self)
-        _check_step(x_t, state, self.channels, self.init_state())
+        """One recurrent step; ``dt`` an optional scalar scale of the step, as in ``__call__``.
+        Computes in float64 for a float64 ``x_t``, as ``__call__`` (the state keeps
+        :meth:`init_state`'s dtype)."""
         if dt is not None:
             dt = _check_dt_steps(dt, (), "a scalar")
-        lam_bar, gamma = self.discrete(None if dt is None else jnp.reshape(dt, (1,)))
-        u = x_t.astype(_f32(self.D).dtype)
-        state = lam_bar[0] * state + gamma[0] * (_to_complex(self.B) @ u.astype(gamma.dtype))
-        y = 2.0 * jnp.real(_to_complex(self.C) @ state).astype(u.dtype) + _f32(self.D) * u
-        return y.astype(x_t.dtype), state
+
+        def body(layer, x_t, state):
+            lam_bar, gamma = layer.discrete(None if dt is None else jnp.reshape(dt, (1,)))
+            u = x_t.astype(_f32(layer.D).dtype)
+            state = lam_bar[0] * state + gamma[0] * (_to_complex(layer.B) @ u.astype(gamma.dtype))
+            y = 2.0 * jnp.real(_to_complex(layer.C) @ state).astype(u.dtype)
+            return y + _f32(layer.D) * u, state
+
+        return _widened_step(self, x_t, state, body)

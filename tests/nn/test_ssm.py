@@ -564,3 +564,19 @@ def test_s5_blocks_build_under_eval_shape_and_jit():
     assert skeleton.B.shape == (4, 3, 2) and skeleton.Lambda_im.shape == (4,)
     eager, jitted = build(jax.random.key(0)), eqx.filter_jit(build)(jax.random.key(0))
     assert_close(jitted.B, eager.B, jnp.float32, what="B, jit vs eager")
+
+
+@pytest.mark.parametrize("name", ["s4-legs", "s4d-legs", "s5"])
+def test_float64_step_of_a_float32_layer_computes_in_float64(name, x64):
+    """step follows __call__'s dtype rule: a float64 x_t widens float32 parameters (it was cast
+    down to float32, 1e-8 relative off the float64 call). From the zero state one step is the
+    float64 call on a length-1 sequence to float64 round-off, returned as float64; the state
+    stays complex64 (init_state()'s dtype) so lax.scan can carry it. S5 with a step scale too."""
+    layer = _make(name, "zoh", jnp.float32)
+    x = jax.random.normal(jax.random.key(3), (3,), jnp.float64)
+    y_t, state = eqx.filter_jit(lambda m, u, s: m.step(u, s))(layer, x, layer.init_state())
+    assert y_t.dtype == jnp.float64 and state.dtype == jnp.complex64
+    assert_close(y_t, layer(x[None], mode="recurrent")[0], jnp.float64)
+    if name == "s5":
+        y_dt, _ = layer.step(x, layer.init_state(), 0.5)
+        assert_close(y_dt, layer(x[None], dt=jnp.asarray([0.5]), mode="recurrent")[0], jnp.float64)
