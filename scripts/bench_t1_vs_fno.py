@@ -7,12 +7,13 @@ Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential E
 (``configs/burgers_fno.py``, nu = 0.1) with the same width, modes and number of layers, trained
 by ``spectrax.train`` with the config's AdamW schedule for ``--steps`` steps each.
 
-Five models: the FNO; T1 on the raw rfft spectrum with the per-mode init (``init="per_mode"``);
-T1 with the paper's variance-preserving init (``init="variance_preserving"`` at the training
-resolution); T1 with the spectrum standardised per mode by the training data (``in_scale`` /
-``out_scale`` from ``spectral_scale``); and the paper's T1, ``transform="dct"`` with the
-variance-preserving init, keeping ``2 * modes`` cosines (about the band of ``modes`` Fourier
-frequencies, and about the same parameter count with real weights).
+Seven models: the FNO, and T1 with each transform (``"rfft"``, and the paper's ``"dct"``
+keeping ``2 * modes`` cosines: about the band of ``modes`` Fourier frequencies, and about the
+same parameter count with real weights) in three variants: on the raw spectrum with the
+per-mode init (``init="per_mode"``), with the paper's variance-preserving init
+(``init="variance_preserving"`` at the training resolution), and with the spectrum
+standardised per mode by the training data (``in_scale`` / ``out_scale`` from
+``spectral_scale``).
 
 Writes ``benchmarks/t1-vs-fno-<platform>.json``: test relative L2, parameter counts (real
 scalars; a complex weight counts two) and the median wall time of one jitted train step
@@ -129,9 +130,9 @@ def main() -> None:
                 scales |= {"init": self.init, "resolution": self.resolution}
             if self.standardize:
                 x, y = task.train
-                scales = {
-                    "in_scale": spectral_scale(x[:, None], self.modes),
-                    "out_scale": spectral_scale(y[:, None], self.modes),
+                scales |= {
+                    "in_scale": spectral_scale(x[:, None], modes, transform=self.transform),
+                    "out_scale": spectral_scale(y[:, None], modes, transform=self.transform),
                 }
             return dataclasses.replace(
                 task,
@@ -146,7 +147,9 @@ def main() -> None:
         ("t1", False, "per_mode", "rfft"),
         ("t1_variance_preserving", False, "variance_preserving", "rfft"),
         ("t1_standardized", True, "per_mode", "rfft"),
+        ("t1_dct", False, "per_mode", "dct"),
         ("t1_dct_variance_preserving", False, "variance_preserving", "dct"),
+        ("t1_dct_standardized", True, "per_mode", "dct"),
     )
     for name, standardize, init, transform in variants:
         task = BurgersT1(**fields, standardize=standardize, init=init, transform=transform)
