@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -43,7 +44,7 @@ _TEMP_NAME = re.compile(r".+-[0-9a-f]{20}\.[a-z0-9_]+\.tmp")
 _STALE_SECONDS = 3600.0
 
 
-def _source_files(generator: Callable[..., Any]) -> list[Path]:
+def _source_files(module_name: str) -> list[Path]:
     """The source files a generator's numbers depend on: every module of ``spectrax.data`` (its
     generators call one another, and a user's generator typically wraps one of them) and the
     shared argument checks, plus, for a generator defined elsewhere, the file of its module
@@ -51,19 +52,18 @@ def _source_files(generator: Callable[..., Any]) -> list[Path]:
     Only spectrax's files when the module has no source file (e.g. a notebook)."""
     files = [f for f in _DATA_DIR.glob("*.py") if f.name != "_cache.py"]
     files = sorted([*files, _DATA_DIR.parent / "_checks.py"])
-    module_name = getattr(generator, "__module__", None) or ""
     if module_name == "spectrax.data" or module_name.startswith("spectrax.data."):
         return files
     file = getattr(sys.modules.get(module_name), "__file__", None)
     return [Path(file), *files] if file else files
 
 
-def _source_digest(generator: Callable[..., Any]) -> str | None:
+def _source_digest(module_name: str) -> str | None:
     """A hash of :func:`_source_files`, so editing a generator (or upgrading spectrax) never
     reads back data the old code drew; ``None`` when no source file can be read."""
     digest = hashlib.sha256()
     found = False
-    for path in _source_files(generator):
+    for path in _source_files(module_name):
         try:
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
             found = True
@@ -132,6 +132,63 @@ def _function_identity(fn: Any, seen: set[int] | None = None) -> Any:
     return {"code": _code_digest(code), "captured": captured}
 
 
+def _instance_state(owner: Any, name: str) -> Any:
+    """The attributes of the object a generator method or callable instance reads its state
+    from, as key values; a class (a classmethod's owner) or module by its name."""
+    if isinstance(owner, (type, types.ModuleType)):
+        return getattr(owner, "__qualname__", owner.__name__)
+    state = getattr(owner, "__dict__", None)
+    if state is None:
+        raise TypeError(
+            f"cannot key the cache on the state of the {type(owner).__name__} instance the "
+            f"generator {name} belongs to (it has no __dict__); pass a plain function, or "
+            f"functools.partial of one, with its values as arguments."
+        )
+    out = {}
+    for attr, value in sorted(state.items()):
+        try:
+            out[attr] = _canonical(attr, value)
+        except TypeError:
+            raise TypeError(
+                f"cannot key the cache on attribute `{attr}` ({type(value).__name__}) of the "
+                f"{type(owner).__name__} instance the generator {name} belongs to; pass it as an "
+                f"argument of the generator (None, bool, int, float, str, tuples/lists of "
+                f"those, or arrays) so that it is part of the key."
+            ) from None
+    return out
+
+
+def _generator_identity(generator: Any) -> tuple[str, str, Any]:
+    """``(module, qualified name, identity)`` of a generator for the cache key. A plain
+    function is keyed by :func:`_function_identity`; a ``functools.partial`` by its function
+    and the arguments it holds; a bound method and a callable instance by their function and
+    the state of their object (:func:`_instance_state`): that state changes the numbers as
+    much as an argument does, so data drawn with other values are never read back."""
+    if isinstance(generator, functools.partial):
+        module, qualname, inner = _generator_identity(generator.func)
+        held = {
+            "args": [
+                _canonical(f"{qualname} argument {i}", a) for i, a in enumerate(generator.args)
+            ],
+            "keywords": {k: _canonical(k, v) for k, v in sorted(generator.keywords.items())},
+        }
+        return module, qualname, {"partial": inner, **held}
+    if inspect.ismethod(generator):
+        fn = generator.__func__
+        qualname = f"{fn.__module__}.{fn.__qualname__}"
+        state = _instance_state(generator.__self__, qualname)
+        return fn.__module__, fn.__qualname__, {"method": _function_identity(fn), "self": state}
+    if isinstance(generator, type) or hasattr(inspect.unwrap(generator), "__code__"):
+        return generator.__module__, generator.__qualname__, _function_identity(generator)
+    if isinstance(generator, types.BuiltinFunctionType):  # C code: no state, no bytecode
+        return generator.__module__ or "", generator.__qualname__, None
+    cls = type(generator)
+    qualname = f"{cls.__module__}.{cls.__qualname__}"
+    state = _instance_state(generator, qualname)
+    call = cls.__call__
+    return cls.__module__, cls.__qualname__, {"call": _function_identity(call), "self": state}
+
+
 def _jax_config() -> dict[str, Any]:
     """What the generated numbers depend on besides the arguments: ``split(key, N)[i]`` (the
     key of sample i) changes with ``jax_threefry_partitionable``, default integer and float
@@ -172,6 +229,8 @@ def _canonical(name: str, value: Any) -> Any:
         # NumPy maps any other class (dict, a user's class) to the object dtype: not a key
         if dtype is not None and (dtype != np.dtype(object) or value in (object, np.object_)):
             return {"dtype": str(dtype)}
+    if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+        return {"prng_key": _key_data(value)}  # e.g. a key held by a functools.partial
     if isinstance(value, (np.ndarray, jax.Array)):
         arr = np.asarray(value)
         return {
@@ -213,7 +272,8 @@ def cache_path(
     bytecode and the values its closure captured, so data drawn under another configuration
     or by other code (another lambda, a function redefined in a notebook, a closure over
     another value) are never read back."""
-    name = f"{generator.__module__}.{generator.__qualname__}"
+    module, qualname, identity = _generator_identity(generator)
+    name = f"{module}.{qualname}"
     try:
         bound = inspect.signature(generator).bind(key, *args, **kwargs)
     except TypeError as err:
@@ -227,14 +287,14 @@ def cache_path(
         "version": CACHE_VERSION,
         "jax_config": _jax_config(),
         "generator": name,
-        "source": _source_digest(generator),
-        "function": _function_identity(generator),
+        "source": _source_digest(module),
+        "function": identity,
         "key": _key_data(key),
         "params": {k: _canonical(k, v) for k, v in sorted(params.items())},
     }
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
     root = default_cache_dir() if cache_dir is None else Path(cache_dir)
-    return root / f"{generator.__name__}-{digest}.npz"
+    return root / f"{qualname.rsplit('.', 1)[-1]}-{digest}.npz"
 
 
 def _write(fh, arrays: tuple[np.ndarray, ...]) -> None:
@@ -290,7 +350,10 @@ def cached(
 
     Args:
         generator: a dataset function returning a tuple of arrays, e.g.
-            :func:`burgers_dataset`; its parameters must be plain Python values or arrays.
+            :func:`burgers_dataset`; its parameters must be plain Python values or arrays. A
+            ``functools.partial``, a bound method or a callable instance is keyed by the values
+            it holds (the partial's arguments, the instance's attributes), which must be of
+            those kinds too.
         key: the PRNG key passed to ``generator``.
         *args, **kwargs: passed to ``generator`` and hashed into the file name.
         cache_dir: directory override.
@@ -322,7 +385,7 @@ def cached(
             stacklevel=2,
         )
         return arrays
-    logger.info("cached %s to %s", generator.__name__, path)
+    logger.info("cached %s to %s", path.name.rsplit("-", 1)[0], path)
     return arrays
 
 

@@ -13,23 +13,18 @@ import pytest
 from spectrax.data import burgers_dataset, cache_path, cached, default_cache_dir
 
 
-class Counter:
-    """A tiny generator that records how often it really ran."""
+@pytest.fixture
+def gen():
+    """A tiny generator that records how often it really ran (a function attribute: not part
+    of the key, as an instance's state would be)."""
 
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, key, num_samples, resolution=4, *, scale=1.0):
-        self.calls += 1
+    def counter(key, num_samples, resolution=4, *, scale=1.0):
+        counter.calls += 1
         x = jax.random.normal(key, (num_samples, resolution), jnp.float32) * scale
         return x, 2 * x
 
-
-@pytest.fixture
-def gen():
-    g = Counter()
-    g.__name__ = g.__qualname__ = "counter"
-    return g
+    counter.calls = 0
+    return counter
 
 
 def test_miss_then_hit(tmp_path, key, gen):
@@ -235,7 +230,7 @@ def test_spectrax_generators_keyed_by_the_data_package(tmp_path, key, monkeypatc
         assert cache_path(burgers_dataset, key, 2, 16, cache_dir=tmp_path) != base, module
         monkeypatch.undo()
     assert cache_path(burgers_dataset, key, 2, 16, cache_dir=tmp_path) == base
-    assert _cache._source_digest(burgers_dataset) is not None
+    assert _cache._source_digest(burgers_dataset.__module__) is not None
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.int8, jnp.bool_])
@@ -411,3 +406,60 @@ def test_numpy_bool_parameter_keyed_as_bool(tmp_path, key):
     a = cache_path(grf_periodic, key, 8, zero_mean=np.bool_(True), cache_dir=tmp_path)
     assert a == cache_path(grf_periodic, key, 8, zero_mean=True, cache_dir=tmp_path)
     assert a != cache_path(grf_periodic, key, 8, zero_mean=False, cache_dir=tmp_path)
+
+
+def _draw_scaled(key, n, scale=1.0, shift=0.0, noise=None):
+    key = key if noise is None else noise
+    return (scale * jax.random.normal(key, (n,), jnp.float32) + shift,)
+
+
+class ScaledGenerator:
+    """A generator whose numbers depend on its instance's state."""
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    def __call__(self, key, n):
+        return _draw_scaled(key, n, self.scale)
+
+    def draw(self, key, n):
+        return _draw_scaled(key, n, self.scale)
+
+
+def test_partial_method_and_instance_keyed_by_what_they_hold(tmp_path, key):
+    """A functools.partial, a bound method and a callable instance are keyed by the values they
+    hold: a bound method ignored its instance's state (another scale read back the first
+    scale's data), a partial and an instance failed with an AttributeError (no __qualname__)."""
+    import functools
+
+    def data(gen):
+        return cached(gen, key, 3, cache_dir=tmp_path)[0]
+
+    for make in (
+        lambda s: functools.partial(_draw_scaled, scale=s),
+        lambda s: functools.partial(_draw_scaled, shift=0.0, scale=s),
+        lambda s: ScaledGenerator(s).draw,
+        ScaledGenerator,
+    ):
+        np.testing.assert_allclose(data(make(3.0)), 3.0 * data(make(1.0)), rtol=1e-6)
+    # a PRNG key held as a value (here by a partial) is keyed by its data
+    held = [functools.partial(_draw_scaled, noise=jax.random.key(i)) for i in (0, 0, 1)]
+    paths = [cache_path(p, key, 3, cache_dir=tmp_path) for p in held]
+    assert paths[0] == paths[1] != paths[2]
+    assert cache_path(ScaledGenerator(2.0), key, 3, cache_dir=tmp_path).name.startswith(
+        "ScaledGenerator-"
+    )
+
+
+def test_instance_state_that_cannot_be_keyed(tmp_path, key, library_errors):
+    with pytest.raises(TypeError, match="attribute `scale` .*ScaledGenerator instance"):
+        cached(ScaledGenerator({"s": 1}), key, 3, cache_dir=tmp_path)
+
+    class Slotted:
+        __slots__ = ("scale",)
+
+        def __call__(self, key, n):
+            return _draw_scaled(key, n)
+
+    with pytest.raises(TypeError, match="Slotted instance .*no __dict__"):
+        cached(Slotted(), key, 3, cache_dir=tmp_path)
