@@ -13,7 +13,13 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int
 
-from spectrax._checks import _describe, check_positive_int, check_real_float, compute_dtype
+from spectrax._checks import (
+    _describe,
+    check_positive_int,
+    check_real_float,
+    compute_dtype,
+    result_dtype,
+)
 from spectrax.theory._ntk import check_params
 
 
@@ -158,12 +164,18 @@ def spectral_bias_curve(
             )
         return out
 
+    def sq_error(pred):
+        # `f`'s output and `y` may differ in dtype (a float32 model fitted to float64 targets):
+        # the residual takes their standard promotion explicitly, so strict promotion works too
+        dt = result_dtype(pred.dtype, y.dtype)
+        return jnp.mean((pred.astype(dt) - y.astype(dt)) ** 2)
+
     def loss_fn(p):
-        return jnp.mean((predict(p) - y) ** 2)
+        return sq_error(predict(p))
 
     def record(p):
         pred = predict(p)
-        return jnp.mean((pred - y) ** 2), frequency_errors(pred, y, k)
+        return sq_error(pred), frequency_errors(pred, y, k)
 
     @jax.jit
     def run_chunk(p, state):

@@ -197,3 +197,27 @@ def test_optimizer_must_be_a_gradient_transformation(library_errors):
             spectral_bias_curve(
                 lambda p, xi: p * xi, jnp.ones(()), x, x, frequencies=[1], steps=1, optimizer=bad
             )
+
+
+def test_targets_of_another_dtype_than_the_model(x64):
+    """A float32 model fitted to float64 targets (or a bfloat16 one to float32 targets) raised
+    a TypePromotionError naming no argument under strict promotion; the residual now takes the
+    standard promotion of the two, so the curve equals the one standard promotion gives."""
+    x = _grid(16)[:, None]
+
+    def model(p, xi):
+        feats = jnp.concatenate([jnp.sin(2 * jnp.pi * xi), jnp.cos(2 * jnp.pi * 3 * xi)])
+        return p @ feats.astype(p.dtype)
+
+    for p_dtype, y_dtype in ((jnp.float32, jnp.float64), (jnp.bfloat16, jnp.float32)):
+        y = (jnp.sin(2 * jnp.pi * x[:, 0]) + 0.5 * jnp.cos(6 * jnp.pi * x[:, 0])).astype(y_dtype)
+        args = (model, jnp.zeros(2, p_dtype), x, y)
+        kwargs = dict(frequencies=[1, 3], steps=3, optimizer=optax.sgd(0.2))
+        curve = spectral_bias_curve(*args, **kwargs)  # the tests run with strict promotion
+        assert curve.loss.dtype == y_dtype
+        assert float(curve.loss[-1]) < float(curve.loss[0])
+        if p_dtype == jnp.float32:  # one reference run is enough (each run compiles twice)
+            with jax.numpy_dtype_promotion("standard"):
+                want = spectral_bias_curve(*args, **kwargs)
+            assert_close(curve.loss, want.loss, jnp.float32)
+            assert_close(curve.errors, want.errors, jnp.float32)
