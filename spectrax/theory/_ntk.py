@@ -187,16 +187,21 @@ def gd_residuals(
             f"`residual0` must have shape ({ntk.shape[0]},) to match `ntk`; got {residual0.shape}."
         )
     # a concrete rate is checked here; a traced one (jit/vmap over rates) is the caller's
+    # NumPy complex scalars are np.number but not real: they go to the dtype check below
+    real_number = (int, float, np.integer, np.floating)
     if isinstance(learning_rate, bool) or not (
-        isinstance(learning_rate, (int, float, np.number)) or hasattr(learning_rate, "dtype")
+        isinstance(learning_rate, real_number) or hasattr(learning_rate, "dtype")
     ):
         raise TypeError(f"`learning_rate` must be a real number; got {learning_rate!r}.")
     steps = check_positive_int("steps", steps, minimum=0)
     dtype = compute_dtype(ntk.dtype, residual0.dtype)
-    if isinstance(learning_rate, (int, float, np.number)):
-        if not (learning_rate > 0 and math.isfinite(learning_rate)):
+    if isinstance(learning_rate, real_number):
+        try:
+            lr = float(learning_rate)  # weakly typed: takes the kernel's dtype
+        except OverflowError:  # an int beyond float range
+            lr = math.inf
+        if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"`learning_rate` must be > 0 and finite; got {learning_rate!r}.")
-        lr = float(learning_rate)  # weakly typed: takes the kernel's dtype
     else:
         if not jnp.issubdtype(learning_rate.dtype, jnp.floating):
             raise TypeError(
