@@ -72,6 +72,10 @@ def _jacobian(f: Callable, params: Any, x: Array) -> Array:
             f"`f` must return a real floating-point array; got dtype {out.dtype}. For a complex "
             "output, return its real and imaginary parts stacked."
         )
+    if math.prod(out.shape) == 0:
+        raise ValueError(
+            f"`f` must return at least one value per example; got an output of shape {out.shape}."
+        )
     jac = jax.vmap(jax.jacrev(f), in_axes=(None, 0))(params, x)
     n = x.shape[0]
     # Each Jacobian leaf has shape (N, *out, *leaf_shape), leaves in the order of `params`.

@@ -350,3 +350,10 @@ def test_a_complex_or_overflowing_rate_is_refused(library_errors):
     with pytest.raises(ValueError, match=r"`learning_rate` must be > 0 and finite; got 1000"):
         gd_residuals(ntk, r0, 10**400, 2)
     assert_close(gd_residuals(ntk, r0, np.float32(0.5), 1)[1], 0.75 * r0)
+
+
+def test_an_empty_output_is_refused(library_errors):
+    """An `f` returning shape (0,) per example failed in the Jacobian's reshape with a bare
+    ZeroDivisionError."""
+    with pytest.raises(ValueError, match=r"`f` must return at least one value.*\(0,\)"):
+        empirical_ntk(lambda p, x: p[:0] * x[:0], jnp.ones(3), jnp.ones((4, 3)))
