@@ -30,9 +30,13 @@ def _check_head_dim(head_dim) -> int:
 def _check_base(base) -> float:
     if isinstance(base, bool) or not isinstance(base, (int, float, np.integer, np.floating)):
         raise TypeError(f"`base` must be a real number > 1; got {base!r}.")
-    if not math.isfinite(float(base)) or float(base) <= 1.0:
+    try:
+        value = float(base)
+    except OverflowError:  # an int beyond float range
+        value = math.inf
+    if not math.isfinite(value) or value <= 1.0:
         raise ValueError(f"`base` must be a finite number > 1; got {base!r}.")
-    return float(base)
+    return value
 
 
 def _theta(base: float, d: int) -> np.ndarray:
