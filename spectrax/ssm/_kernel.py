@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Inexact
 
-from spectrax._checks import check_positive_int, complex_dtype, result_dtype
+from spectrax._checks import check_inexact, check_positive_int, complex_dtype, result_dtype
 from spectrax.ssm._discretize import _as_dt, _wider
 
 
@@ -291,7 +291,10 @@ def _resolvent(A: Array, B: Array, s: Array) -> Array:
     return jnp.linalg.solve(m, jnp.broadcast_to(b[None], (s.shape[0],) + b.shape))
 
 
-def _check_system(A, B, C):
+def _check_system(A, B, C, *others):
+    """``A, B, C`` cast to one complex dtype: complex128 if any of them or of ``others`` (the
+    evaluation points, ``D``) is a 64-bit array, else complex64. A Python number or a weakly
+    typed array (a Python float under ``jit``) takes the others' precision."""
     n = A.shape[-1]
     ok = A.ndim in (1, 2) and (A.ndim == 1 or A.shape == (n, n))
     ok = ok and B.ndim in (1, 2) and B.shape[0] == n and C.ndim in (1, 2) and C.shape[-1] == n
@@ -300,7 +303,8 @@ def _check_system(A, B, C):
             "expected A (N, N) or diagonal (N,), B (N,) or (N, H_in), C (N,) or (H_out, N); got "
             f"{A.shape=}, {B.shape=}, {C.shape=}."
         )
-    wide = any(jnp.dtype(x.dtype) in (jnp.float64, jnp.complex128) for x in (A, B, C))
+    others = [x for x in others if hasattr(x, "dtype") and not getattr(x, "weak_type", False)]
+    wide = any(jnp.dtype(x.dtype) in (jnp.float64, jnp.complex128) for x in (A, B, C, *others))
     dtype = complex_dtype(jnp.float64 if wide else jnp.float32)
     return A.astype(dtype), B.astype(dtype), C.astype(dtype)
 
@@ -312,6 +316,8 @@ def _check_points(name: str, points) -> None:
             f"{getattr(points, 'shape', type(points).__name__)} (wrap one point as "
             f"jnp.array([{name}]))."
         )
+    # a boolean or integer array was cast to complex silently (True is the point 1 + 0j)
+    check_inexact(name, points)
 
 
 def _apply_c(C: Array, X: Array, B: Array, D) -> Array:
@@ -349,10 +355,11 @@ def transfer_continuous(
         s: ``(S,)`` complex frequencies.
 
     Returns:
-        ``(S,)`` for a SISO system, else ``(S, H_out, H_in)`` (squeezing vector B/C axes).
+        ``(S,)`` for a SISO system, else ``(S, H_out, H_in)`` (squeezing vector B/C axes);
+        complex128 if any array argument (``s`` and ``D`` included) is 64-bit, else complex64.
     """
-    a, b, c = _check_system(A, B, C)
     _check_points("s", s)
+    a, b, c = _check_system(A, B, C, s, D)
     return _apply_c(c, _resolvent(a, b, s.astype(a.dtype)), B, D)
 
 
@@ -370,8 +377,8 @@ def transfer_discrete(
     DFT of the length-``L`` kernel once ``Ā^L`` is negligible (exactly, with
     ``C`` replaced by ``C (I - Ā^L)``). Shapes as :func:`transfer_continuous`.
     """
-    a, b, c = _check_system(A_bar, B_bar, C)
     _check_points("z", z)
+    a, b, c = _check_system(A_bar, B_bar, C, z, D)
     zz = z.astype(a.dtype)
     x = _resolvent(a, b, zz) * zz[:, None, None]
     return _apply_c(c, x, B_bar, D)

@@ -182,6 +182,38 @@ def test_kernel_fft_is_transfer_function_at_roots_of_unity(method, key):
     assert_close(jnp.fft.fft(k_fast), h_fast, rtol=1e-11)
 
 
+@pytest.mark.usefixtures("x64", "library_errors")
+def test_transfer_functions_keep_float64_points_and_refuse_integer_ones():
+    """complex128 points (or a float64 D) with a float32 system were cast down to complex64
+    (1.7e-8 relative off the float64 value, silently); boolean or integer points were cast to
+    complex (True evaluated H at 1)."""
+    a, b = jnp.asarray([-0.5, -2.0], jnp.float32), jnp.ones(2, jnp.float32)
+    c = jnp.asarray([1.0, 3.0], jnp.float32)  # every system entry exact in float32
+    s = jnp.asarray([0.1j, 1.3 + 0.7j, -0.3 + 2.9j])
+    sn = np.asarray(s)
+    want = 1.0 / (sn + 0.5) + 3.0 / (sn + 2.0)
+    for a_ in (a, jnp.diag(a)):
+        h = transfer_continuous(a_, b, c, None, s)
+        assert h.dtype == jnp.complex128
+        assert_close(h, want, rtol=1e-14)
+    h = transfer_continuous(a, b, c, jnp.asarray(0.1, jnp.float64), s.astype(jnp.complex64))
+    assert h.dtype == jnp.complex128  # D is float64
+    z = jnp.asarray(np.exp(1j * np.asarray([0.3, 1.1, 2.9])))
+    zn = np.asarray(z)
+    # H(z) = z C (zI - A)^-1 B for the discrete system with A_bar = diag(0.25, -0.5)
+    a_bar = jnp.asarray([0.25, -0.5], jnp.float32)
+    h = transfer_discrete(a_bar, b, c, None, z)
+    assert h.dtype == jnp.complex128
+    assert_close(h, zn / (zn - 0.25) + 3.0 * zn / (zn + 0.5), rtol=1e-14)
+    # a Python float D takes the system's precision
+    assert transfer_continuous(a, b, c, 0.1, s.astype(jnp.complex64)).dtype == jnp.complex64
+    for bad in (jnp.ones(2, bool), jnp.arange(2)):
+        with pytest.raises(TypeError, match=r"`s` must be a floating-point or complex array"):
+            transfer_continuous(a, b, c, None, bad)
+        with pytest.raises(TypeError, match=r"`z` must be a floating-point or complex array"):
+            transfer_discrete(a_bar, b, c, None, bad)
+
+
 @pytest.mark.usefixtures("x64")
 def test_transfer_continuous_diagonal_dense_and_mimo(key):
     lam, _, b, v = nplr("legs", 6)
