@@ -73,10 +73,12 @@ def legs_reconstruct(
     newest sample, ``s = 0`` the oldest).
 
     Args:
-        coefficients: ``(*batch, N)``. s: ``(S,)`` relative times.
+        coefficients: ``(*batch, N)``. s: ``(S,)`` relative times in ``[0, 1]`` (outside it the
+            series is extrapolated, and ``P_n(2s - 1)`` grows geometrically with ``n``).
 
     Returns:
-        ``(*batch, S)``.
+        ``(*batch, S)``, in float32 (float64 if either input is float64; half precision is
+        widened, so this is not the dtype of a half-precision :func:`legs_memory` state).
     """
     check_real_float("coefficients", coefficients)
     check_real_float("s", s)

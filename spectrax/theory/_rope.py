@@ -51,8 +51,13 @@ def rope_decay_curve(base: float, head_dim: int, max_distance: int) -> Float[np.
     turns negative, RoPE makes a token prefer dissimilar tokens over similar ones at that
     distance.
 
+    Args:
+        base: the RoPE base, a finite real number ``> 1``.
+        head_dim: ``d``, even, ``>= 4``.
+        max_distance: the largest relative distance ``m``, an integer ``>= 1``.
+
     Returns:
-        ``(max_distance + 1,)`` float64.
+        ``(max_distance + 1,)`` float64 (computed in NumPy float64, whatever JAX's x64 setting).
     """
     d = _check_head_dim(head_dim)
     theta = _theta(_check_base(base), d)

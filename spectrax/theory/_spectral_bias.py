@@ -110,7 +110,8 @@ def spectral_bias_curve(
     frequency as training proceeds.
 
     The points ``x`` must sample one period of ``y`` uniformly (so the DFT of the fit over
-    the ``N`` points is its Fourier series). Under the NTK view the frequency ``k`` is learned
+    the ``N`` points gives its Fourier coefficients, up to aliasing of frequencies above
+    ``N/2``). Under the NTK view the frequency ``k`` is learned
     at a rate set by the kernel's eigenvalue there (:func:`gd_residuals`); a ReLU/tanh MLP's
     eigenvalues fall with frequency, Fourier features and SIREN flatten the fall. The loss
     minimised is the mean squared error ``mean(r²)``, twice the loss of :func:`gd_residuals`:
@@ -121,7 +122,8 @@ def spectral_bias_curve(
         f: ``f(params, x_i) -> scalar`` on one example.
         params: initial parameters, a pytree of real float arrays (partition an Equinox model
             first, as for :func:`~spectrax.theory.empirical_ntk`).
-        x: ``(N, ...)`` inputs. y: ``(N,)`` targets.
+        x: ``(N, ...)`` inputs. y: ``(N,)`` targets, real floating-point (of any float dtype:
+            the residual ``f(params, x_i) - y_i`` takes the standard promotion of the two).
         frequencies: the DFT bins to track, integers in ``[0, N//2]``.
         steps: number of optimizer steps, ``>= 1``.
         optimizer: an Optax transformation (e.g. ``optax.adam(1e-3)``).
