@@ -118,11 +118,13 @@ def rope_base_lower_bound(context_length: int, head_dim: int, *, rtol: float = 1
     while a somewhat larger one fails), so the bound is found by scanning the geometric grid
     ``2 (1 + rtol)^j`` upward from 2 and returning its first base that holds: the smallest
     base to within ``rtol``, unless the criterion holds only on an interval narrower than one
-    grid step. At ``d = 128`` this gives 4.3e3 / 2.9e4 / 8.4e4 for 1K / 4K / 8K tokens, the
-    scale of the bounds Men et al. report for these lengths. Digit-for-digit agreement with
-    another search is not to be expected: as the criterion is not monotone, the first base
-    that holds depends on the grid (at 2K tokens the first passing point of the 1% grid,
-    1.16e4, is an isolated one: 1.01 times it fails).
+    grid step, or already holds at 2: then 2.0 is returned though smaller bases hold too (at
+    ``context_length = 1`` every base ``> 1`` holds; at 2 tokens and ``d = 128`` every base
+    from about 1.68 on, measured). At ``d = 128`` this gives 4.3e3 / 2.9e4 / 8.4e4 for
+    1K / 4K / 8K tokens, the scale of the bounds Men et al. report for these lengths.
+    Digit-for-digit agreement with another search is not to be expected: as the criterion is
+    not monotone, the first base that holds depends on the grid (at 2K tokens the first
+    passing point of the 1% grid, 1.16e4, is an isolated one: 1.01 times it fails).
 
     Args:
         context_length: the longest relative distance ``L``, ``>= 1``.
