@@ -110,7 +110,9 @@ def empirical_ntk(
     Returns:
         ``(N1, N2)`` for scalar (or single-element) outputs, else ``(N1, N2, O, O)`` with
         ``O = prod(out)``
-        (the kernel between output components). Computed as an explicit Jacobian product:
+        (the kernel between output components). In float32, or float64 if any leaf of
+        ``params`` is (the Jacobian takes the parameters' dtype, whatever ``x`` and the output
+        are; half-precision leaves are widened). Computed as an explicit Jacobian product:
         memory ``O((N1 + N2) · O · P)``, meant for the analysis of small and medium models.
     """
     _check_batch("x1", x1)
