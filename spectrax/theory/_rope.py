@@ -217,6 +217,8 @@ def rope_angle_error(
     if dtype == np.float64:  # exact reference type: JAX may run with x64 off
         computed = np.outer(pos.astype(np.float64), _theta(b, d))
     else:
-        theta = jnp.asarray(_theta(b, d).astype(np.float32)).astype(dtype)
+        # rounded once, in NumPy (ml_dtypes for bfloat16), as rope_frequencies rounds: through
+        # float32 first, a half-precision theta could land one ulp off (double rounding)
+        theta = jnp.asarray(_theta(b, d).astype(dtype))
         computed = jnp.asarray(pos.astype(np.int32)).astype(dtype)[:, None] * theta[None, :]
     return np.abs(np.asarray(computed).astype(np.float64) - exact).max(axis=1)

@@ -96,14 +96,23 @@ def test_bad_inputs_are_named(library_errors):
 
 def test_angle_error_against_numpy_rounding():
     # the angles an implementation in float32 / bfloat16 forms: theta rounded from float64 once,
-    # the position converted, one rounded product; NumPy (ml_dtypes for bfloat16) as reference
-    pos = np.array([0, 3, 255, 257, 1001, 4097, 65535, 2**20 + 1])
-    theta = 5e5 ** (-np.arange(0, 64, 2) / 64)
-    exact = np.outer(pos.astype(np.float64), theta)
-    for dtype in (np.float32, jnp.bfloat16):
+    # the position converted, one rounded product; NumPy (ml_dtypes for bfloat16) as reference.
+    # The last two bases have a theta that rounding through float32 first moved by one ulp of
+    # the half-precision type (it did: errors off by 1.8e-3 rad at position 58 in float16).
+    positions = np.array([0, 3, 29, 58, 95, 116, 190, 251, 255, 257, 464, 1001, 4097, 2**20 + 1])
+    cases = [
+        (5e5, 64, np.float32),
+        (5e5, 64, jnp.bfloat16),
+        (52.14560603156215, 128, np.float16),
+        (20.874350143042022, 64, jnp.bfloat16),
+    ]
+    for base, d, dtype in cases:
+        pos = positions[positions <= 65504] if dtype == np.float16 else positions
+        theta = base ** (-np.arange(0, d, 2) / d)
+        exact = np.outer(pos.astype(np.float64), theta)
         computed = pos.astype(dtype)[:, None] * theta.astype(dtype)[None, :]
         want = np.abs(computed.astype(np.float64) - exact).max(axis=1)
-        np.testing.assert_array_equal(rope_angle_error(5e5, 64, pos, dtype), want)
+        np.testing.assert_array_equal(rope_angle_error(base, d, pos, dtype), want)
 
 
 def test_lower_bound_error_says_how_far_it_scanned(library_errors):
