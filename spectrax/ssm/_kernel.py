@@ -291,10 +291,13 @@ def _resolvent(A: Array, B: Array, s: Array) -> Array:
     return jnp.linalg.solve(m, jnp.broadcast_to(b[None], (s.shape[0],) + b.shape))
 
 
-def _check_system(A, B, C, *others):
+def _check_system(A, B, C, *others, names=("A", "B", "C")):
     """``A, B, C`` cast to one complex dtype: complex128 if any of them or of ``others`` (the
     evaluation points, ``D``) is a 64-bit array, else complex64. A Python number or a weakly
     typed array (a Python float under ``jit``) takes the others' precision."""
+    # a list failed at `.shape`; a boolean matrix was cast to complex silently
+    for name, x in zip(names, (A, B, C), strict=True):
+        check_inexact(name, x)
     n = A.shape[-1]
     ok = A.ndim in (1, 2) and (A.ndim == 1 or A.shape == (n, n))
     ok = ok and B.ndim in (1, 2) and B.shape[0] == n and C.ndim in (1, 2) and C.shape[-1] == n
@@ -324,6 +327,8 @@ def _apply_c(C: Array, X: Array, B: Array, D) -> Array:
     y = jnp.einsum("on,snh->soh", C.reshape(-1, C.shape[-1]), X)
     squeeze = (1 if C.ndim == 1 else 0, 2 if B.ndim == 1 else 0)
     if D is not None:
+        if isinstance(D, bool) or not isinstance(D, (int, float, complex)):
+            check_inexact("D", D)  # a boolean D was added as 1 or 0 silently
         d = jnp.asarray(D)
         want = y.shape[1:]  # (H_out, H_in), 1 where B or C is a vector
         squeezed = tuple(w for i, w in enumerate(want) if not squeeze[i])
@@ -378,7 +383,7 @@ def transfer_discrete(
     ``C`` replaced by ``C (I - Ā^L)``). Shapes as :func:`transfer_continuous`.
     """
     _check_points("z", z)
-    a, b, c = _check_system(A_bar, B_bar, C, z, D)
+    a, b, c = _check_system(A_bar, B_bar, C, z, D, names=("A_bar", "B_bar", "C"))
     zz = z.astype(a.dtype)
     x = _resolvent(a, b, zz) * zz[:, None, None]
     return _apply_c(c, x, B_bar, D)

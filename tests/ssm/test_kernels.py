@@ -214,6 +214,29 @@ def test_transfer_functions_keep_float64_points_and_refuse_integer_ones():
             transfer_discrete(a_bar, b, c, None, bad)
 
 
+@pytest.mark.usefixtures("library_errors")
+def test_transfer_functions_name_a_boolean_or_listed_system():
+    """A boolean A, B, C or D was cast to complex silently (A = [True, False] evaluated the
+    system with poles at 1 and 0); a list failed at `.shape` with an AttributeError."""
+    a, v, s = jnp.asarray([-1.0, -2.0]), jnp.ones(2), jnp.asarray([1j, 2j])
+    flags = jnp.asarray([True, False])
+    for i, name in enumerate("ABC"):
+        args = [a, v, v]
+        args[i] = flags
+        with pytest.raises(TypeError, match=rf"`{name}` must be .*floating-point or complex"):
+            transfer_continuous(*args, None, s)
+    with pytest.raises(TypeError, match=r"`A_bar` must be a jax.Array or NumPy array"):
+        transfer_discrete([0.5, 0.25], v, v, None, s)
+    for d in (True, jnp.asarray(True)):
+        with pytest.raises(TypeError, match=r"`D` must be"):
+            transfer_continuous(a, v, v, d, s)
+    # numbers are still fine: a Python float, a Python int
+    sn = np.asarray(s)
+    for d in (0.5, 1):
+        want = 1.0 / (sn + 1.0) + 1.0 / (sn + 2.0) + d
+        assert_close(transfer_continuous(a, v, v, d, s), want, jnp.complex64)
+
+
 @pytest.mark.usefixtures("x64")
 def test_transfer_continuous_diagonal_dense_and_mimo(key):
     lam, _, b, v = nplr("legs", 6)
