@@ -39,7 +39,8 @@ class BurgersFNO:
     num_train: int = dataclasses.field(default=512, metadata={"min": 1})
     num_test: int = dataclasses.field(default=128, metadata={"min": 1})
     resolution: int = dataclasses.field(default=128, metadata={"min": 1})
-    data_seed: int = 0
+    # jax.random.key takes a C long
+    data_seed: int = dataclasses.field(default=0, metadata={"min": 0, "max": 2**63 - 1})
     nu: float = dataclasses.field(default=0.1, metadata={"min": 0.0, "min_open": True})
     width: int = dataclasses.field(default=32, metadata={"min": 1})
     modes: int = dataclasses.field(default=16, metadata={"min": 1})

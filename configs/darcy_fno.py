@@ -94,7 +94,8 @@ class DarcyFNO:
     num_test: int = dataclasses.field(default=100, metadata={"min": 1})
     resolution: int = dataclasses.field(default=85, metadata={"min": 1})
     solver_resolution: int = dataclasses.field(default=421, metadata={"min": 1})
-    data_seed: int = 0
+    # jax.random.key takes a C long
+    data_seed: int = dataclasses.field(default=0, metadata={"min": 0, "max": 2**63 - 1})
     # the coefficient's low value (the paper's text: 3; its MATLAB generator's demo: 4) and the
     # solver's face conductivities (the MATLAB generator: arithmetic means)
     a_low: float = dataclasses.field(default=3.0, metadata={"min": 0.0, "min_open": True})

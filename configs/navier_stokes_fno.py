@@ -86,7 +86,8 @@ class NavierStokesFNO:
     t_in: int = dataclasses.field(default=10, metadata={"min": 1})
     t_out: int = dataclasses.field(default=40, metadata={"min": 1})
     dt: float = dataclasses.field(default=5e-2, metadata={"min": 0.0, "min_open": True})
-    data_seed: int = 0
+    # jax.random.key takes a C long
+    data_seed: int = dataclasses.field(default=0, metadata={"min": 0, "max": 2**63 - 1})
     width: int = dataclasses.field(default=20, metadata={"min": 1})
     modes: int = dataclasses.field(default=12, metadata={"min": 1})
     num_layers: int = dataclasses.field(default=4, metadata={"min": 1})

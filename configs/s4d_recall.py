@@ -32,7 +32,8 @@ class DelayedRecallS4D:
     length: int = dataclasses.field(default=64, metadata={"min": 1})
     min_lag: int = dataclasses.field(default=32, metadata={"min": 1})
     num_classes: int = dataclasses.field(default=4, metadata={"min": 1})
-    data_seed: int = 0
+    # jax.random.key takes a C long
+    data_seed: int = dataclasses.field(default=0, metadata={"min": 0, "max": 2**63 - 1})
     d_model: int = dataclasses.field(default=32, metadata={"min": 1})
     n_layers: int = dataclasses.field(default=2, metadata={"min": 1})
     state_size: int = dataclasses.field(default=32, metadata={"min": 2})

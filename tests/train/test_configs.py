@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectrax.train import load_config, read_metrics, train
+from spectrax.train import ConfigError, load_config, read_metrics, train
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.py"))
 # Smoke variants whose few full-batch steps reliably lower the training loss (the recall
@@ -81,6 +81,16 @@ def test_default_variant_has_the_paper_sizes(name):
     for field, value in PAPER_SIZES[name].items():
         assert getattr(config.task, field) == value, field
     assert config.max_test_error is not None
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("seed", ["-1", str(2**63)])
+def test_data_seed_out_of_range_is_a_config_error(path, seed):
+    # `task.data_seed` had no range: 2**63 reached jax.random.key inside build() and crashed the
+    # run (OverflowError, exit 5, traceback); -1 ran although `seed=-1` is refused
+    with pytest.raises(ConfigError, match=rf"`task.data_seed` must be .*; got {seed}\."):
+        load_config(str(path), [f"task.data_seed={seed}"], variant="smoke")
+    assert load_config(str(path), [f"task.data_seed={2**63 - 1}"], variant="smoke")
 
 
 def test_darcy_standardisation_options(tmp_path, monkeypatch, key):
