@@ -130,6 +130,16 @@ def test_signal_exit_code_and_eval_of_a_python_run(tmp_path, capsys):
     assert "was not started by `spectrax train`" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text", ["[]", '"run"', '{"source": [1]}', '{"source": {"file": 3}}'])
+def test_eval_of_a_damaged_config_json_is_refused(tmp_path, capsys, text):
+    # config.json holding valid JSON that is not a run's record crashed eval with an
+    # AttributeError/TypeError traceback and exit status 1
+    (tmp_path / "config.json").write_text(text)
+    assert main(["eval", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path} is not a run directory" in err and "config.json" in err
+
+
 @pytest.mark.slow
 def test_default_train_from_fresh_install(tmp_path):
     """Plain ``spectrax train``: generates and caches the Burgers data, trains the FNO, prints a

@@ -139,6 +139,24 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory written by `spectrax train`")
 
 
+def _recorded_source(stored: object) -> dict | None:
+    """The ``source`` of a run's config.json (``{}`` if none recorded), or ``None`` if the
+    JSON is not what ``spectrax train`` writes (a damaged or foreign file)."""
+    if not isinstance(stored, dict):
+        return None
+    src = stored.get("source") or {}
+    if not isinstance(src, dict):
+        return None
+    overrides = src.get("overrides", [])
+    ok = (
+        isinstance(src.get("file", ""), str)
+        and isinstance(src.get("variant", ""), str)
+        and isinstance(overrides, list)
+        and all(isinstance(o, str) for o in overrides)
+    )
+    return src if ok else None
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     from spectrax.train._checkpoint import CheckpointError
     from spectrax.train._config import ConfigError, load_config
@@ -151,7 +169,15 @@ def _run_eval(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         print(f"error: {run} is not a run directory ({err}).", file=sys.stderr)
         return 2
-    src = stored.get("source") or {}
+    src = _recorded_source(stored)
+    if src is None:
+        print(
+            f"error: {run} is not a run directory (its config.json is not the record "
+            "`spectrax train` writes: an object whose `source` holds the config file, variant "
+            "and override strings).",
+            file=sys.stderr,
+        )
+        return 2
     if "file" not in src:
         print(
             f"error: {run} was not started by `spectrax train` (its config.json records no "
