@@ -330,7 +330,15 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
             raise ConfigError(f"override {item!r} is not of the form key=value.")
         key, text = item.split("=", 1)
         key = key.strip()
+        if not key:
+            raise ConfigError(f"override {item!r} has no key before '='; expected key=value.")
         valid = flat_keys(config)
+        section = [k for k in sorted(valid) if k.startswith(key + ".")]
+        if section:
+            raise ConfigError(
+                f"`{key}` is a section, not a key; set one of its keys: "
+                f"{', '.join(f'`{k}`' for k in section)}."
+            )
         if key not in valid:
             near = _near_keys(key, valid)
             hint = f" did you mean {' or '.join(f'`{k}`' for k in near)}?" if near else ""

@@ -88,6 +88,9 @@ def test_unknown_key_far_from_every_key_gets_no_suggestion(base, key):
         ("loop.batch_size=0", r"`loop\.batch_size` must be >= 1"),
         ("mesh.params=zero3", r"`mesh\.params` must be one of \['replicated', 'fsdp'\]"),
         ("loop.num_steps", r"not of the form key=value"),
+        # these read "unknown config key ``" and "unknown config key `optim`"
+        ("=3", r"override '=3' has no key before '='; expected key=value"),
+        ("optim=3", r"`optim` is a section, not a key; set one of its keys: `optim\.b1`, "),
         ("loop.eval_every=100", r"`loop\.eval_every` \(100\) exceeds `loop\.num_steps`"),
     ],
 )
