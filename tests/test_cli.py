@@ -140,6 +140,32 @@ def test_eval_of_a_damaged_config_json_is_refused(tmp_path, capsys, text):
     assert f"error: {tmp_path} is not a run directory" in err and "config.json" in err
 
 
+def test_ctrl_c_ends_train_and_eval_at_once_outside_the_loop(tmp_path, monkeypatch):
+    # Python's KeyboardInterrupt waits for the running XLA computation: a Ctrl-C while the data
+    # were generated took effect only when they were done (112 s for darcy_fno's default data)
+    import signal
+
+    from spectrax.train import _loop
+
+    seen = []
+    for name in ("_setup", "evaluate_run"):
+        original = getattr(_loop, name)
+
+        def spy(*args, _original=original, _name=name, **kwargs):
+            seen.append((_name, signal.getsignal(signal.SIGINT)))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(_loop, name, spy)
+    before = signal.getsignal(signal.SIGINT)
+    wd = tmp_path / "r"
+    argv = ["train", TOY, "loop.num_steps=2", "max_test_error=none", "output.plots=false"]
+    assert main([*argv, "--no-progress", "--workdir", str(wd)]) == 0
+    assert main(["eval", str(wd)]) == 0
+    assert {n for n, _ in seen} == {"_setup", "evaluate_run"}
+    assert {h for _, h in seen} == {signal.SIG_DFL}
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 @pytest.mark.slow
 def test_default_train_from_fresh_install(tmp_path):
     """Plain ``spectrax train``: generates and caches the Burgers data, trains the FNO, prints a

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -86,6 +89,26 @@ def _log_info() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+@contextlib.contextmanager
+def _ctrl_c_ends_at_once():
+    """SIGINT ends the process at once (exit 130, as SIGTERM gives 143) instead of raising
+    KeyboardInterrupt: Python raises it only between bytecodes, so a Ctrl-C while the data are
+    generated (one XLA computation, minutes for Darcy or Navier-Stokes) waited for the whole
+    computation. The training loop installs its own handler (save the step and stop, exit 4)
+    and puts this one back after. Only replaces Python's default handler, in the main thread."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from spectrax.train._checkpoint import CheckpointError
     from spectrax.train._config import ConfigError, load_config, resolve_config_path
@@ -105,7 +128,8 @@ def _run_train(args: argparse.Namespace) -> int:
         from spectrax.train._loop import train
 
         # an empty --workdir (e.g. an unset "$WD") means the default, not the current folder
-        result = train(config, workdir=args.workdir or None, resume=args.resume, source=source)
+        with _ctrl_c_ends_at_once():
+            result = train(config, workdir=args.workdir or None, resume=args.resume, source=source)
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -190,7 +214,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         config = load_config(
             src["file"], src.get("overrides", []), variant=src.get("variant", "default")
         )
-        metrics = evaluate_run(config, run)
+        with _ctrl_c_ends_at_once():
+            metrics = evaluate_run(config, run)
     except (ConfigError, CheckpointError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
