@@ -90,10 +90,14 @@ def benchmarks() -> dict[str, Path]:
 
 
 def _first_doc_line(path: Path) -> str:
+    """The first sentence of a script's docstring on one line (it may wrap over several)."""
     import ast
+    import re
 
-    doc = ast.get_docstring(ast.parse(path.read_text()))
-    return doc.splitlines()[0] if doc else ""
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    text = " ".join(doc.split("\n\n")[0].split())
+    sentence = re.match(r"(.+?\.)(?:\s|$)", text)
+    return sentence.group(1) if sentence else text
 
 
 def _add_bench_args(p: argparse.ArgumentParser) -> None:

@@ -235,6 +235,19 @@ def test_bench_lists_runs_and_refuses_unknown_names(tmp_path, capsys):
     assert result["platform"] == "cpu" and result["jax"]
 
 
+def test_bench_listing_gives_whole_first_sentences(tmp_path):
+    # the listing cut a wrapped first sentence at the line end ("... DFT paths) against a")
+    from spectrax.cli import _first_doc_line
+
+    script = tmp_path / "bench_x.py"
+    script.write_text('"""Benchmark A against B\nand C, on the GPU. More.\n\nDetails."""\n')
+    assert _first_doc_line(script) == "Benchmark A against B and C, on the GPU."
+    script.write_text('"""No full stop\nhere\n\nDetails."""\n')
+    assert _first_doc_line(script) == "No full stop here"
+    script.write_text("x = 1\n")
+    assert _first_doc_line(script) == ""
+
+
 def test_bench_passes_on_a_scripts_exit_message(tmp_path, capsys, monkeypatch):
     """A benchmark that stops with ``SystemExit("why")`` exits 1 with its message shown, as
     running the script directly would; ``SystemExit(3)`` keeps its status."""
