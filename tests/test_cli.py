@@ -235,6 +235,17 @@ def test_bench_lists_runs_and_refuses_unknown_names(tmp_path, capsys):
     assert result["platform"] == "cpu" and result["jax"]
 
 
+def test_python_dash_m_spectrax_is_the_command(monkeypatch, capsys):
+    # `python -m spectrax` failed: "No module named spectrax.__main__"
+    import runpy
+
+    monkeypatch.setattr("sys.argv", ["spectrax", "train", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("spectrax", run_name="__main__", alter_sys=True)
+    assert exit_info.value.code == 0
+    assert "usage: spectrax train" in capsys.readouterr().out
+
+
 def test_bench_listing_gives_whole_first_sentences(tmp_path):
     # the listing cut a wrapped first sentence at the line end ("... DFT paths) against a")
     from spectrax.cli import _first_doc_line
