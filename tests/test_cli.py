@@ -121,7 +121,10 @@ def test_signal_exit_code_and_eval_of_a_python_run(tmp_path, capsys):
     code = main(["train", TOY, "task.sigterm_after=7", "--workdir", str(wd), "--no-progress"])
     assert code == 4
     out = capsys.readouterr().out
-    assert "stopped: signal at step 7" in out and "--resume" in out
+    assert "stopped: signal at step 7" in out
+    # the resume line is the command to run (it read `spectrax train ... --workdir W --resume`)
+    again = f"spectrax train {TOY} task.sigterm_after=7 --no-progress --workdir {wd} --resume"
+    assert f"continue with: {again}\n" in out
     from spectrax.train import load_config, train
 
     py = tmp_path / "py"

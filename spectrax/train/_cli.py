@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -116,6 +117,7 @@ def _run_train(args: argparse.Namespace) -> int:
     _log_info()
     try:
         name, overrides = _split_config_arg(args)
+        given = list(overrides)  # as typed, for the resume line
         if args.no_progress:
             overrides.append("output.progress=false")
         variant = "smoke" if args.smoke else "default"
@@ -147,7 +149,9 @@ def _run_train(args: argparse.Namespace) -> int:
     if result.stopped == "nonfinite":
         return 3
     if result.stopped == "signal":
-        print(f"continue with: spectrax train ... --workdir {result.workdir} --resume")
+        options = ["--smoke"] * args.smoke + ["--no-progress"] * args.no_progress
+        again = ["spectrax", "train", name, *given, *options, "--workdir", str(result.workdir)]
+        print(f"continue with: {shlex.join(again)} --resume")
         return 4
     if result.passed is not None:
         verdict = "pass" if result.passed else "FAIL"
