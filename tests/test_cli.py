@@ -336,3 +336,23 @@ def test_orphaned_orbax_read_coroutines_are_dropped_and_nothing_else(monkeypatch
     finally:
         for c in reads:
             c.close()
+
+
+def test_variant_option_selects_any_listed_variant(tmp_path, capsys):
+    """--variant reaches every variant a config lists (navier_stokes_fno's smoke_recurrent was
+    reachable from Python only); --smoke is --variant smoke; a variant the file does not list,
+    or --smoke with another --variant, fails before any work; the variant is recorded for
+    eval and repeated in the resume line."""
+    wd = tmp_path / "run"
+    # exit 0 or 1 (the toy's threshold after 10 steps): the smoke variant's 10 steps, not 60
+    assert main(["train", TOY, "--variant", "smoke", "--no-progress", "--workdir", str(wd)]) < 2
+    assert "stopped: completed at step 10" in capsys.readouterr().out
+    assert main(["eval", str(wd)]) == 0
+    bad = tmp_path / "bad"
+    assert main(["train", TOY, "--variant", "tiny", "--workdir", str(bad)]) == 2
+    assert "`variant` must be one of ['default', 'smoke']; got 'tiny'" in capsys.readouterr().err
+    assert main(["train", TOY, "--smoke", "--variant", "default", "--workdir", str(bad)]) == 2
+    assert "--smoke selects the 'smoke' variant" in capsys.readouterr().err
+    assert not bad.exists()
+    args = build_parser().parse_args(["train", TOY, "seed=1", "--variant", "smoke"])
+    assert _split_config_arg(args) == (TOY, ["seed=1"]) and args.variant == "smoke"

@@ -30,6 +30,12 @@ def _add_options(p: argparse.ArgumentParser, *, defaults: bool = True) -> None:
     p.add_argument(
         "--smoke", action="store_true", help="the config's tiny smoke variant (what CI runs)", **kw
     )
+    p.add_argument(
+        "--variant",
+        help="a variant the config file lists in VARIANTS (default: 'default'; --smoke is "
+        "--variant smoke)",
+        **kw,
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar", **kw)
 
 
@@ -110,6 +116,16 @@ def _ctrl_c_ends_at_once():
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _variant(args: argparse.Namespace) -> str:
+    """The config variant ``--smoke`` / ``--variant`` select (a ConfigError if they disagree)."""
+    from spectrax.train._config import ConfigError
+
+    variant = getattr(args, "variant", None)
+    if args.smoke and variant not in (None, "smoke"):
+        raise ConfigError(f"--smoke selects the 'smoke' variant; got also --variant {variant!r}.")
+    return "smoke" if args.smoke else (variant or "default")
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from spectrax.train._checkpoint import CheckpointError
     from spectrax.train._config import ConfigError, load_config, resolve_config_path
@@ -120,7 +136,7 @@ def _run_train(args: argparse.Namespace) -> int:
         given = list(overrides)  # as typed, for the resume line
         if args.no_progress:
             overrides.append("output.progress=false")
-        variant = "smoke" if args.smoke else "default"
+        variant = _variant(args)
         config = load_config(name, overrides, variant=variant)
         source = {
             "file": str(resolve_config_path(name)),
@@ -150,6 +166,8 @@ def _run_train(args: argparse.Namespace) -> int:
         return 3
     if result.stopped == "signal":
         options = ["--smoke"] * args.smoke + ["--no-progress"] * args.no_progress
+        if args.variant is not None and not args.smoke:
+            options += ["--variant", args.variant]
         again = ["spectrax", "train", name, *given, *options, "--workdir", str(result.workdir)]
         print(f"continue with: {shlex.join(again)} --resume")
         return 4
