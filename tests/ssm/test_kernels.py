@@ -423,8 +423,10 @@ def test_a_float64_dt_is_not_narrowed(x64):
     assert wide[0].dtype == wide[1].dtype == jnp.complex128
     c = jnp.ones((2, lam.shape[-1]), jnp.complex64)
     args = (lam32, p.astype(jnp.float32), b.astype(jnp.float32), c)
-    assert dplr_kernel(*args, 0.1, 8).dtype == jnp.complex64
-    assert dplr_kernel(*args, jnp.full((2,), 0.1, jnp.float64), 8).dtype == jnp.complex128
+    # dtypes only: traced, not run (eager, the kernel dispatches op by op)
+    kernel = lambda dt: jax.eval_shape(lambda *a: dplr_kernel(*a, dt, 8), *args)  # noqa: E731
+    assert kernel(0.1).dtype == jnp.complex64
+    assert kernel(jnp.full((2,), 0.1, jnp.float64)).dtype == jnp.complex128
     # discretize_dense likewise (it cast a float64 dt to A's float32: 1e-9 of a step was lost);
     # bilinear only: the dtype rule is shared with ZOH, and eager expm is slow under the hook
     a32, b32 = jnp.asarray([[-1.0]], jnp.float32), jnp.asarray([[1.0]], jnp.float32)
