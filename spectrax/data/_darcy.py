@@ -206,19 +206,20 @@ def _check_grid(name: str, x) -> None:
 
 
 def _check_positive_coefficient(a) -> None:
-    """ValueError naming ``a`` unless every node value is > 0 (NaN included): the equation is
-    elliptic only for a > 0; a zero or NaN ``a`` ran ``max_iter`` iterations into a NaN
-    residual, and a sign change made the system indefinite."""
-    if bool(jnp.min(a) > 0):  # one scalar to the host; the whole `a` only to report
+    """ValueError naming ``a`` unless every node value is finite and > 0 (NaN included): the
+    equation is elliptic only for 0 < a < inf; a zero, NaN or inf ``a`` gave a NaN residual
+    reported as non-convergence, and a sign change made the system indefinite."""
+    # one scalar to the host; the whole `a` only to report
+    if bool(jnp.logical_and(jnp.min(a) > 0, jnp.max(a) < jnp.inf)):
         return
     values = np.asarray(a, np.float64)
-    bad = ~(values > 0)
+    bad = ~((values > 0) & np.isfinite(values))
     if np.any(bad):
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
-            f"`a` must be positive at every node (the equation is elliptic only for a > 0); got "
-            f"a{list(where)} = {values[where]:g} ({int(bad.sum())} of {values.size} nodes "
-            f"not > 0)."
+            f"`a` must be positive and finite at every node (the equation is elliptic only for "
+            f"0 < a < inf); got a{list(where)} = {values[where]:g} ({int(bad.sum())} of "
+            f"{values.size} nodes not in (0, inf))."
         )
 
 
@@ -288,9 +289,9 @@ def darcy_solve(
     relative error of 1e-6 in float32, at 85 and at 421 nodes alike).
 
     Args:
-        a: coefficient at the nodes, shape ``(*batch, s, s)``, ``s >= 3``, positive (a
-            ValueError otherwise; under ``jit`` this is not checked and a non-positive ``a``
-            gives garbage).
+        a: coefficient at the nodes, shape ``(*batch, s, s)``, ``s >= 3``, positive and finite
+            (a ValueError otherwise; under ``jit`` this is not checked and a non-positive or
+            infinite ``a`` gives garbage).
         f: right-hand side, a Python or NumPy scalar or node values ``(*batch', s, s)`` whose
             leading dimensions broadcast with ``a``'s (boundary entries are ignored), finite (a
             ValueError otherwise; not checked under ``jit``). Default ``1.0`` as in the FNO

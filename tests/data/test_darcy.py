@@ -261,12 +261,14 @@ def test_float64_rhs_is_not_narrowed(key, x64):
     assert darcy_solve(a.astype(jnp.float16), 1.0).dtype == jnp.float16
 
 
-@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
 def test_non_positive_coefficient_named(bad, library_errors):
-    """A zero or NaN node of `a` ran max_iter iterations into a NaN residual (a RuntimeError
-    about convergence) and a negative one made the system indefinite, answered silently."""
+    """A zero, NaN or inf node of `a` gave a NaN residual (a RuntimeError saying "after
+    max_iter=2000 iterations ... Raise `max_iter`") and a negative one made the system
+    indefinite, answered silently."""
     a = jnp.ones((2, 9, 9), jnp.float32).at[1, 4, 5].set(bad)
-    with pytest.raises(ValueError, match=r"`a` must be positive at every node.*a\[1, 4, 5\]"):
+    match = r"`a` must be positive and finite at every node.*a\[1, 4, 5\] = " + f"{bad:g}"
+    with pytest.raises(ValueError, match=match):
         darcy_solve(a)
 
 
