@@ -33,7 +33,9 @@ FACE_MEANS = ("harmonic", "arithmetic")
 
 def _face(a, b, face_mean: str):
     if face_mean == "harmonic":
-        return 2.0 * a * b / (a + b)
+        # 2 a b / (a + b), without forming a b: in float32 it underflows to 0 for a, b below
+        # about 1e-19 and overflows above 1e19, turning a merely rescaled problem into NaN.
+        return 2.0 * a * (b / (a + b))
     return 0.5 * (a + b)
 
 

@@ -11,7 +11,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from spectrax.data import darcy_dataset, darcy_operator, darcy_solve, grf_neumann
-from tests.helpers import rel_err
+from tests.helpers import assert_close, rel_err
 
 # Measured: max error 5.5e-3 (s=33), 1.4e-3 (65); observed order 2.000; float64 residual 4e-12.
 MANUFACTURED_ORDER = (1.9, 2.1)
@@ -301,3 +301,14 @@ def test_numpy_scalar_rhs_as_python_float(f):
     u = darcy_solve(a, f)
     assert u.dtype == jnp.float32
     np.testing.assert_array_equal(u, darcy_solve(a, 2.0))
+
+
+@pytest.mark.parametrize("scale", [1e-25, 1e25])
+def test_rescaled_coefficient_rescales_the_solution(key, scale):
+    """-div((c a) grad(u / c)) = f: in float32 the harmonic face mean 2 a b / (a + b) formed
+    a b, which underflows for a ~ 1e-20 (a low permeability in SI units) and overflows for
+    a ~ 1e20, so those solves gave NaN and a "did not converge" error."""
+    a = _fno_coefficient(key, 9, jnp.float32)
+    u = darcy_solve(a)
+    scaled = darcy_solve(a * jnp.float32(scale))
+    assert_close(scaled * jnp.float32(scale), u, rtol=1e-5)
