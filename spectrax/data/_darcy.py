@@ -167,9 +167,19 @@ def _check_converged(info, tol: float, max_iter: int, lead: tuple, contrast, wha
         more = f" and {idx.size - 5} more" if idx.size > 5 else ""
         return f" for {idx.size} of {residual.size} {what} ({shown}{more})", idx[0]
 
-    stalled = ~(residual <= tol)  # NaN (e.g. from a non-positive `a`) counts as stalled
+    stalled = ~(residual <= tol)  # NaN (an overflow) counts as stalled
     if np.any(stalled):
         text, i = where(stalled)
+        if not np.isfinite(residual[i]):
+            # the loop stops at a NaN residual (iterations < max_iter); more would not help
+            raise RuntimeError(
+                f"the Darcy solve broke down{text}: the conjugate-gradient residual is "
+                f"{residual[i]} after {int(info['iterations'][i])} iterations "
+                f"(max_iter={max_iter}): the iteration left the {residual.dtype} range (u "
+                f"grows like f / a; max(a) / min(a) = {contrast(i):.3g}), which more "
+                f"iterations do not fix. Rescale `a` and `f` towards 1, or solve in float64 "
+                f"(jax.enable_x64)."
+            )
         raise RuntimeError(
             f"the Darcy solve did not converge{text}: after max_iter={max_iter} "
             f"conjugate-gradient iterations the relative residual ||A u - f|| / ||f|| is "

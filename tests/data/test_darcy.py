@@ -312,3 +312,13 @@ def test_rescaled_coefficient_rescales_the_solution(key, scale):
     u = darcy_solve(a)
     scaled = darcy_solve(a * jnp.float32(scale))
     assert_close(scaled * jnp.float32(scale), u, rtol=1e-5)
+
+
+def test_overflow_is_reported_as_a_breakdown(key, library_errors):
+    """a ~ 1e-35 in float32 puts u ~ f / a beyond the float32 range: the loop stops at a NaN
+    residual (here after 148 iterations), which was reported as "did not converge: after
+    max_iter=2000 iterations ... Raise `max_iter`"."""
+    a = _fno_coefficient(key, 9, jnp.float32) * jnp.float32(1e-35)
+    with pytest.raises(RuntimeError, match=r"broke down: .* is nan after \d+ iterations") as err:
+        darcy_solve(a)
+    assert "Raise `max_iter`" not in str(err.value)
