@@ -330,8 +330,11 @@ def darcy_solve(
             before ``tol`` (the message gives the residual reached and the problem's index).
             A ``RuntimeWarning`` says when the iteration met ``tol`` but the returned ``u``'s
             residual is above ``10 tol`` plus its round-off bound (rounding errors of a
-            high-contrast problem). Under ``jax.jit`` (or ``vmap``, ``grad``) neither check
+            high-contrast problem). Under ``jax.jit`` (or ``vmap``, ``jvp``) neither check
             can run: ``u`` is returned as computed, whether or not it converged.
+
+    Differentiation: forward mode (``jax.jvp``, ``jax.jacfwd``) runs through the iteration;
+    reverse mode (``jax.grad``) raises a ValueError, as ``lax.while_loop`` has no transpose.
     """
     _check_grid("a", a)
     if isinstance(f, (int, float, np.integer, np.floating)) and not isinstance(f, bool):
