@@ -39,7 +39,9 @@ def init_opt_state(optimizer: optax.GradientTransformation, model: Any) -> Train
 
 
 def _all_finite(tree: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    """Whether every floating or complex array leaf of ``tree`` is finite (others are ignored:
+    an optimizer state holds integer counts)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if eqx.is_inexact_array(x)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
@@ -51,7 +53,9 @@ def make_train_step(
 ) -> Callable[[Any, TrainState, Any], tuple[Any, TrainState, dict[str, jax.Array]]]:
     """One pure jitted step ``(model, opt_state, batch) -> (model, opt_state, metrics)``.
 
-    A non-finite loss, gradient or updated parameter leaves the parameters and the Optax state
+    A non-finite loss, gradient, updated parameter or updated Optax state (Adam's second moment
+    overflows for a finite gradient above ``sqrt(finfo.max)``, 1.8e19 in float32, while its
+    update stays finite) leaves the parameters and the Optax state
     untouched and increments the guard's counters (``consecutive`` resets on the next finite
     step), all on device: the host reads them from ``metrics`` at its logging cadence.
 
@@ -85,9 +89,13 @@ def make_train_step(
         with jax.numpy_dtype_promotion("standard"):
             updates, inner = optimizer.update(grads, opt_state.inner, params)
         new_params = optax.apply_updates(params, updates)
-        # the updated parameters too: finite gradients can still give a non-finite update (an
-        # overflowing step, a bad optimizer setting), which must not reach a checkpoint
-        finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_params)
+        # the updated parameters and Optax state too: finite gradients can still give a
+        # non-finite update (an overflowing step, a bad optimizer setting) or state (an inf
+        # second moment, which freezes its parameter for good: every later update is m / inf),
+        # neither of which may reach a checkpoint
+        finite = (
+            jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_params) & _all_finite(inner)
+        )
         old_guard = opt_state.guard
         halted = (
             jnp.asarray(False) if max_nonfinite is None else old_guard.consecutive >= max_nonfinite

@@ -127,6 +127,28 @@ def test_nonfinite_update_with_finite_gradients_is_skipped(setup):
     chex.assert_trees_all_equal(eqx.filter(new, eqx.is_array), eqx.filter(model, eqx.is_array))
 
 
+def test_nonfinite_optimizer_state_with_finite_update_is_skipped():
+    """A finite float32 gradient of 1e20 squares to inf in Adam's second moment while the
+    update m / sqrt(inf) is a finite 0: committing that state would freeze the parameter for
+    good (and checkpoint an inf)."""
+    model = {"w": jnp.ones(3)}
+    optimizer = optax.adam(1e-3)
+
+    def loss(m, b):
+        return jnp.sum(m["w"] * b), {}
+
+    step = make_train_step(loss, optimizer)
+    state = init_opt_state(optimizer, model)
+    new, new_state, m = step(model, state, jnp.asarray([1e20, 1.0, 1.0]))
+    assert int(m["skipped"]) == 1 and int(m["nonfinite_total"]) == 1
+    chex.assert_trees_all_equal(new, model)
+    chex.assert_trees_all_equal(new_state.inner, state.inner)
+    # the next finite batch trains every parameter
+    new, _, m = step(new, new_state, jnp.ones(3))
+    assert int(m["skipped"]) == 0 and int(m["nonfinite_consecutive"]) == 0
+    assert bool(np.all(np.asarray(new["w"]) < 1.0))
+
+
 def test_step_does_not_retrace(setup):
     model, optimizer, batch = setup
     traces = []
