@@ -53,9 +53,10 @@ def make_train_step(
 ) -> Callable[[Any, TrainState, Any], tuple[Any, TrainState, dict[str, jax.Array]]]:
     """One pure jitted step ``(model, opt_state, batch) -> (model, opt_state, metrics)``.
 
-    A non-finite loss, gradient, updated parameter or updated Optax state (Adam's second moment
-    overflows for a finite gradient above ``sqrt(finfo.max)``, 1.8e19 in float32, while its
-    update stays finite) leaves the parameters and the Optax state
+    A non-finite loss, gradient, gradient norm (a float32 norm overflows once the gradient's
+    entries pass about ``1.8e19 / sqrt(n)``), updated parameter or updated Optax state (Adam's
+    second moment overflows for a finite gradient above ``sqrt(finfo.max)``, 1.8e19 in float32,
+    while its update stays finite) leaves the parameters and the Optax state
     untouched and increments the guard's counters (``consecutive`` resets on the next finite
     step), all on device: the host reads them from ``metrics`` at its logging cadence.
 
@@ -84,6 +85,7 @@ def make_train_step(
             return loss_fn(eqx.combine(p, static), batch)
 
         (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        grad_norm = optax.tree.norm(grads)
         # Optax mixes Python floats with int32 step counts (bias correction, schedules): run
         # it under standard promotion even when the caller asked for strict.
         with jax.numpy_dtype_promotion("standard"):
@@ -93,8 +95,15 @@ def make_train_step(
         # non-finite update (an overflowing step, a bad optimizer setting) or state (an inf
         # second moment, which freezes its parameter for good: every later update is m / inf),
         # neither of which may reach a checkpoint
+        # a global norm that overflows (finite entries above sqrt(finfo.max) / sqrt(n)) is
+        # non-finite too: global-norm clipping would divide by it and silently apply a zero
+        # update that still advances the Optax state
         finite = (
-            jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_params) & _all_finite(inner)
+            jnp.isfinite(loss)
+            & jnp.isfinite(grad_norm)
+            & _all_finite(grads)
+            & _all_finite(new_params)
+            & _all_finite(inner)
         )
         old_guard = opt_state.guard
         halted = (
@@ -113,7 +122,7 @@ def make_train_step(
         )
         metrics = {
             "loss": loss,
-            "grad_norm": optax.tree.norm(grads),
+            "grad_norm": grad_norm,
             "skipped": (~apply).astype(jnp.int32),
             "halted": halted.astype(jnp.int32),
             "nonfinite_consecutive": guard.consecutive,

@@ -149,6 +149,24 @@ def test_nonfinite_optimizer_state_with_finite_update_is_skipped():
     assert bool(np.all(np.asarray(new["w"]) < 1.0))
 
 
+def test_gradient_whose_norm_overflows_is_skipped():
+    """Finite float32 entries of 3e19 have a global norm of inf: clipping by it would apply a
+    silent zero update (and advance Adam's count and moments) that the guard did not count."""
+    model = {"w": jnp.ones(3)}
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+
+    def loss(m, b):
+        return jnp.sum(m["w"] * b), {}
+
+    step = make_train_step(loss, optimizer)
+    state = init_opt_state(optimizer, model)
+    new, new_state, m = step(model, state, jnp.asarray([3e19, 1.0, 1.0]))
+    assert not bool(jnp.isfinite(m["grad_norm"]))
+    assert int(m["skipped"]) == 1 and int(m["nonfinite_total"]) == 1
+    chex.assert_trees_all_equal(new, model)
+    chex.assert_trees_all_equal(new_state.inner, state.inner)
+
+
 def test_step_does_not_retrace(setup):
     model, optimizer, batch = setup
     traces = []
