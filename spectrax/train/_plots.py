@@ -20,9 +20,14 @@ def new_figure(**kwargs: Any) -> Any:
     return Figure(**kwargs)
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def plot_loss_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
     """Training loss (and every ``eval`` metric) against step: log scale when every plotted
-    value is positive (a custom loss may be zero or negative), else linear."""
+    value is positive (a custom loss may be zero or negative), else linear. Non-finite values
+    (logged as ``null``) are left out."""
     fig = new_figure(figsize=(6, 4))
     ax = fig.subplots()
     train = [r for r in records if r["split"] == "train" and r.get("loss") is not None]
@@ -31,7 +36,8 @@ def plot_loss_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
     evals = [r for r in records if r["split"] == "eval"]
     keys = sorted({k for r in evals for k in r if k not in ("step", "split")})
     for k in keys:
-        pts = [(r["step"], r[k]) for r in evals if isinstance(r.get(k), float) and r[k] > 0]
+        # every logged number, zero and negative ones included (they select a linear scale)
+        pts = [(r["step"], r[k]) for r in evals if _is_number(r.get(k))]
         if pts:
             ax.plot(*zip(*pts, strict=True), "o-", label=f"eval {k}")
     values = [v for line in ax.lines for v in line.get_ydata()]

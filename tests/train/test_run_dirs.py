@@ -141,6 +141,39 @@ def test_loss_curves_plot_any_logged_values_without_warnings(tmp_path, losses):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _plotted_loss_curves(records, path, monkeypatch):
+    """The axes ``plot_loss_curves`` drew ``records`` on (the figure is captured as made)."""
+    from spectrax.train import _plots
+
+    made, original = [], _plots.new_figure
+
+    def capture(**kwargs):
+        made.append(original(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(_plots, "new_figure", capture)
+    _plots.plot_loss_curves(records, path)
+    (fig,) = made
+    return fig.axes[0]
+
+
+def test_loss_curves_keep_zero_and_negative_eval_values(tmp_path, monkeypatch):
+    """A classifier's test_error reaching 0.0 (or a negative metric) is a logged value: it
+    stays on the curve and selects the linear scale; only null (non-finite) is left out."""
+    records = [
+        {"step": 10, "split": "train", "loss": 0.5},
+        {"step": 10, "split": "eval", "test_error": 0.25, "score": -1.0},
+        {"step": 20, "split": "train", "loss": 0.1},
+        {"step": 20, "split": "eval", "test_error": 0.0, "score": None},
+    ]
+    ax = _plotted_loss_curves(records, tmp_path / "loss.png", monkeypatch)
+    lines = {line.get_label(): line for line in ax.lines}
+    assert list(lines["eval test_error"].get_xdata()) == [10, 20]
+    assert list(lines["eval test_error"].get_ydata()) == [0.25, 0.0]
+    assert list(lines["eval score"].get_ydata()) == [-1.0]
+    assert ax.get_yscale() == "linear"
+
+
 def test_plots_leave_the_callers_pyplot_backend_and_figures_alone(tmp_path):
     """Training from a notebook must not switch its pyplot backend (inline) to Agg, nor close or
     add figures: the run's PNGs are drawn outside pyplot."""
