@@ -27,12 +27,15 @@ def _is_number(v: Any) -> bool:
 def plot_loss_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
     """Training loss (and every ``eval`` metric) against step: log scale when every plotted
     value is positive (a custom loss may be zero or negative), else linear. Non-finite values
-    (logged as ``null``) are left out."""
+    (logged as ``null``) are left out; a curve of a single point is drawn as a marker."""
     fig = new_figure(figsize=(6, 4))
     ax = fig.subplots()
     train = [r for r in records if r["split"] == "train" and r.get("loss") is not None]
     if train:
-        ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
+        # a plain line through one point (a run of one logged step) draws nothing
+        marker = "o" if len(train) == 1 else None
+        steps, losses = [r["step"] for r in train], [r["loss"] for r in train]
+        ax.plot(steps, losses, marker=marker, label="train loss")
     evals = [r for r in records if r["split"] == "eval"]
     keys = sorted({k for r in evals for k in r if k not in ("step", "split")})
     for k in keys:

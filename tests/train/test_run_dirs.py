@@ -174,6 +174,18 @@ def test_loss_curves_keep_zero_and_negative_eval_values(tmp_path, monkeypatch):
     assert ax.get_yscale() == "linear"
 
 
+def test_a_single_finite_train_loss_is_drawn_as_a_marker(tmp_path, monkeypatch):
+    """A run with one logged step (or one finite loss before NaN) has a one-point curve: a
+    line without a marker draws nothing there."""
+    records = [
+        {"step": 1, "split": "train", "loss": 0.5},
+        {"step": 2, "split": "train", "loss": None},
+    ]
+    (line,) = _plotted_loss_curves(records, tmp_path / "loss.png", monkeypatch).lines
+    assert list(line.get_ydata()) == [0.5]
+    assert line.get_marker() not in ("None", "", " ", None)
+
+
 def test_plots_leave_the_callers_pyplot_backend_and_figures_alone(tmp_path):
     """Training from a notebook must not switch its pyplot backend (inline) to Agg, nor close or
     add figures: the run's PNGs are drawn outside pyplot."""
