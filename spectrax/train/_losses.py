@@ -2,8 +2,9 @@
 relative Sobolev ``H^s`` (the last two by Parseval).
 
 Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential Equations"
-(relative L2); Liu, Cao, Chen, Ji, Li, Anandkumar (2024), "Spectral-Refiner: Accurate Fine-Tuning
-of Spatiotemporal Fourier Neural Operator for Turbulent Flows" (negative Sobolev ``H^{-s}`` loss).
+(relative L2); Cao, Brarda, Li & Xi (2024, ICLR 2025; arXiv:2405.17211), "Spectral-Refiner:
+Accurate Fine-Tuning of Spatiotemporal Fourier Neural Operator for Turbulent Flows" (negative
+Sobolev ``H^{-s}`` loss).
 
 Every loss takes ``num_spatial_dims`` as a required keyword: a default would silently compute a
 1-d loss along the last axis of a 2-d or 3-d field. Each norm has the zero subgradient where it
@@ -186,9 +187,11 @@ def sobolev_loss(
 ) -> Float[Array, "..."]:
     """Relative Sobolev ``H^s`` error by Parseval, ``||e||_{H^s} / ||target||_{H^s}`` (any real s).
 
-    Negative ``s`` (the Spectral-Refiner loss, Liu et al., 2024) weights mode ``k`` by
-    ``(1 + |k|^2)^s`` (``|k|^{2s}``, mean dropped, with ``homogeneous=True``): large scales dominate
-    and high-frequency noise in the target is damped. Norms by
+    Negative ``s`` weights mode ``k`` by ``(1 + |k|^2)^s`` (``|k|^{2s}``, mean dropped, with
+    ``homogeneous=True``): large scales dominate and high-frequency noise in the target is
+    damped. Spectral-Refiner (Cao, Brarda, Li & Xi, 2024) fine-tunes with a negative Sobolev
+    (``H^{-1}``) norm evaluated by Parseval, there of the PDE residual in an a posteriori error
+    estimator; here the same kind of norm measures the prediction error against data. Norms by
     :func:`spectrax.transforms.sobolev_norm`, summed over channels. Arguments, return, errors
     and a zero-norm target as :func:`relative_lp_loss`.
     """
