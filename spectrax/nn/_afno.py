@@ -65,7 +65,7 @@ def afno_mix(
 
     Computed in float64 when ``x`` or the weights are 64-bit (the other is widened, never
     narrowed), and returned in that dtype; else computed in float32 (there is no half-precision
-    FFT) and returned in ``x``'s dtype.
+    FFT), residual included, and rounded once to ``x``'s dtype.
     """
     _check_mix_args(x, w1, b1, w2, b2, modes)
     d = len(modes)
@@ -93,7 +93,9 @@ def afno_mix(
     for i in range(d - 1):  # (C, M) -> (C, k1, M / k1) -> ... -> (C, *kept)
         o = o.reshape(*o.shape[: 1 + i], kept[i], o.shape[-1] // kept[i])
     y = jnp.fft.irfftn(pad_modes(o, spatial), s=spatial, axes=axes, norm="ortho")
-    return y.astype(out_dtype) + x.astype(out_dtype)
+    # The residual is added in the working dtype and the sum rounded once: rounding the
+    # spectral branch to half precision first loses the digits the sum cancels.
+    return (y + x.astype(real)).astype(out_dtype)
 
 
 def _check_mix_args(x, w1, b1, w2, b2, modes) -> None:
