@@ -139,7 +139,8 @@ class AFNOMixer(eqx.Module):
         modes: kept modes per axis (mode truncation; FNO convention, both signs on all but the
             last axis). The paper's ``hard_thresholding_fraction`` is ``modes / (n // 2)``.
         num_blocks: number of diagonal blocks (default 8; must divide ``C``).
-        hidden_factor: hidden size of each block MLP relative to the block size (default 1).
+        hidden_factor: hidden size of each block MLP relative to the block size (default 1):
+            ``ceil(hidden_factor * block_size)`` channels.
         sparsity_threshold: soft-shrink ``lambda`` (default 0.01).
         dtype: parameter dtype (float32).
         key: PRNG key (keyword-only).
@@ -191,7 +192,9 @@ class AFNOMixer(eqx.Module):
         check_float_dtype("dtype", dtype)
         self.sparsity_threshold = float(sparsity_threshold)
         bs = channels // num_blocks
-        bh = max(1, int(math.ceil(check_positive_float("hidden_factor", hidden_factor) * bs)))
+        hidden = check_positive_float("hidden_factor", hidden_factor) * bs
+        # rounded before the ceiling: 1.1 * 50 is 55.00000000000001 in binary floating point
+        bh = max(1, math.ceil(round(hidden, 9)))
         k1, k2, k3, k4 = jax.random.split(key, 4)
         self.w1 = 0.02 * jax.random.normal(k1, (2, num_blocks, bs, bh), dtype)
         self.b1 = 0.02 * jax.random.normal(k2, (2, num_blocks, bh), dtype)

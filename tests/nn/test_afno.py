@@ -146,3 +146,12 @@ def test_half_precision_input_is_rounded_once(dtype):
     err = np.abs(np.asarray(out, np.float64) - ref)
     info = jnp.finfo(dtype)
     assert np.all(err <= float(info.eps) / 2 * np.abs(ref) + float(info.smallest_subnormal))
+
+
+@pytest.mark.parametrize("factor, block, hidden", [(1.1, 50, 55), (0.28, 25, 7), (1.5, 3, 5)])
+def test_hidden_size_is_the_ceiling_of_the_exact_product(factor, block, hidden):
+    # 1.1 * 50 is 55.00000000000001 in floating point: the block MLP got 56 hidden channels
+    mixer = eqx.filter_eval_shape(
+        AFNOMixer, 1, block, 4, num_blocks=1, hidden_factor=factor, key=jax.random.key(0)
+    )
+    assert mixer.w1.shape == (2, 1, block, hidden) and mixer.w2.shape == (2, 1, hidden, block)
