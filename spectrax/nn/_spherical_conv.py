@@ -49,9 +49,10 @@ def spherical_conv(
         output_shape: ``(nlat_out, nlon_out)`` of the output grid, default that of ``x``.
 
     Returns:
-        ``(C_out, *output_shape)`` in ``x``'s dtype. The computation runs in ``x``'s dtype,
-        half precision in float32 (rounded once, at the end); ``weight`` is cast to it, so a
-        float64 ``weight`` with a float32 ``x`` computes in float32.
+        ``(C_out, *output_shape)``, computed in and returned as float64 when ``x`` or
+        ``weight`` is float64 (the other is widened, never narrowed, as in
+        :func:`~spectrax.nn.spectral_conv`); else computed in float32 and returned in ``x``'s
+        dtype (half precision is rounded once, at the end).
     """
     check_real_float("x", x)
     check_real_float("weight", weight)
@@ -83,9 +84,10 @@ def spherical_conv(
         )
     output_shape = (int(output_shape[0]), int(output_shape[1]))
     check_sphere_grid("`output_shape`", output_shape, l_max, source=" (from `weight`'s last axis)")
-    # Half precision computes in float32 and is rounded once, at the end; the weight is cast
-    # to x's working dtype (a float64 weight with a float32 x computes in float32).
-    work = compute_dtype(x.dtype)
+    # Half precision computes in float32 and is rounded once, at the end; a float64 x or
+    # weight computes in float64 (a float64 SphericalConv is not narrowed by a float32 input).
+    work = compute_dtype(x.dtype, weight.dtype)
+    out_dtype = work if work == jnp.float64 else x.dtype
     coeffs = sht(x.astype(work), l_max)  # (C_in, H)
     # Mix on a (degree, order) grid, one (C_out, C_in) matrix per degree, rather than
     # expanding the weight to every order: that would be a (C_out, C_in, (l_max + 1)^2) array,
@@ -97,7 +99,7 @@ def spherical_conv(
         "oil,ilm->olm", weight.astype(work), blocks, precision=jax.lax.Precision.HIGHEST
     )
     mixed = jnp.take(mixed.reshape(mixed.shape[0], -1), from_grid, axis=-1)  # (C_out, H)
-    return isht(mixed, *output_shape).astype(x.dtype)
+    return isht(mixed, *output_shape).astype(out_dtype)
 
 
 @functools.lru_cache(maxsize=32)
