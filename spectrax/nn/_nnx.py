@@ -123,7 +123,9 @@ class NNXToEqx(eqx.Module):
     ``jax.lax.stop_gradient``, so their gradient is zero. Filter trainable leaves with
     ``eqx.filter(model, eqx.is_inexact_array)`` as for any Equinox module (an optimizer with
     weight decay would still shrink float batch statistics: mask them out of the decay);
-    :meth:`to_nnx` returns the NNX module with the current values.
+    :meth:`to_nnx` returns the NNX module with the current values. The wrapper holds a copy of
+    ``module``'s state: later changes to ``module`` (e.g. an ``nnx.Optimizer`` step on it) do
+    not reach the wrapper.
     """
 
     graphdef: Any = eqx.field(static=True)
@@ -134,7 +136,9 @@ class NNXToEqx(eqx.Module):
             raise TypeError(
                 f"NNXToEqx: module must be a flax.nnx.Module, got {type(module).__name__}"
             )
-        self.graphdef, self.state = nnx.split(module)
+        # clone: split alone keeps the module's own Variable objects, so training or editing
+        # `module` afterwards would change this (immutable) wrapper's values as well.
+        self.graphdef, self.state = nnx.split(nnx.clone(module))
 
     def to_nnx(self) -> nnx.Module:
         """The NNX module with the current values (a new object; the wrapper is unchanged)."""

@@ -341,3 +341,20 @@ def test_round_trip_eqx_to_nnx_of_nnx_to_eqx():
     for g, w in zip(got, want, strict=True):
         assert_close(g, w, jnp.float32, what="gradient through the round trip")
     assert type(wrapped.module) is NNXToEqx
+
+
+def test_nnx_to_eqx_holds_a_copy_of_the_module_state():
+    """The wrapper is a value: training the NNX module it was built from does not change it.
+    nnx.split kept the module's Variable objects, so an optimizer step on the original moved
+    the wrapper's output by 0.4 (SGD, lr 0.1, on a Linear(3, 2))."""
+    x = jnp.ones(3)
+    module = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+    wrapper = NNXToEqx(module)
+    before = np.asarray(wrapper(x))
+    with _optax_promotion():
+        opt = nnx.Optimizer(module, optax.sgd(0.1), wrt=nnx.Param)
+        opt.update(module, nnx.grad(lambda m: jnp.sum(m(x)))(module))
+    assert np.max(np.abs(np.asarray(module(x)) - before)) > 0.1  # the original did train
+    np.testing.assert_array_equal(np.asarray(wrapper(x)), before)
+    module.bias[...] = module.bias[...] + 1.0  # nor does an in-place edit reach it
+    np.testing.assert_array_equal(np.asarray(wrapper(x)), before)
