@@ -102,7 +102,9 @@ class AFNO(eqx.Module):
         width: embedding channels (divisible by ``num_blocks``).
         modes: kept token-grid modes per axis (mode truncation).
         num_layers: number of blocks (default 4).
-        patch_size: patch edge (default 1: one token per grid point, an operator).
+        patch_size: patch edge (default 1: one token per grid point). The mixers' biases and
+            soft-shrink act on ortho-normalised coefficients (see :func:`~spectrax.nn.afno_mix`),
+            so unlike the FNO the trained model is tied to its token grid's size.
         num_blocks: diagonal blocks of the mixer MLP (default 8).
         mlp_ratio: hidden size of the channel MLPs relative to ``width`` (default 2).
         sparsity_threshold: soft-shrink ``lambda`` (default 0.01).

@@ -63,6 +63,12 @@ def afno_mix(
     ``S_lambda`` is the soft-shrink of real and imaginary parts. Frequencies outside ``modes`` are
     dropped (hard thresholding). Transforms use ``norm="ortho"`` as in the paper.
 
+    Resolution: on ``n`` points the ortho coefficients of a band-limited field are ``sqrt(n)``
+    times its Fourier-series coefficients. The MLP without biases and with ``lambda = 0`` is
+    positively homogeneous, so it then gives the same field on every grid that holds ``modes``
+    (to rounding); the biases and ``lambda`` act at a fixed scale, so with them the mixer is a
+    different map on a different grid (as in the paper, which trains and evaluates at one).
+
     Computed in float64 when ``x`` or the weights are 64-bit (the other is widened, never
     narrowed), and returned in that dtype; else computed in float32 (there is no half-precision
     FFT), residual included, and rounded once to ``x``'s dtype.
@@ -137,7 +143,8 @@ class AFNOMixer(eqx.Module):
         num_spatial_dims: ``d``.
         channels: ``C``, split into ``num_blocks`` blocks of ``C // num_blocks`` channels.
         modes: kept modes per axis (mode truncation; FNO convention, both signs on all but the
-            last axis). The paper's ``hard_thresholding_fraction`` is ``modes / (n // 2)``.
+            last axis). The paper's ``hard_thresholding_fraction`` ``f`` keeps
+            ``int(f * (n // 2 + 1))`` modes per axis.
         num_blocks: number of diagonal blocks (default 8; must divide ``C``).
         hidden_factor: hidden size of each block MLP relative to the block size (default 1):
             ``ceil(hidden_factor * block_size)`` channels.

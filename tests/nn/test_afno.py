@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from spectrax.nn import AFNOMixer, afno_mix, soft_shrink
-from tests.helpers import assert_close
+from tests.helpers import assert_close, rel_err
 
 
 def test_soft_shrink_closed_form():
@@ -155,3 +155,25 @@ def test_hidden_size_is_the_ceiling_of_the_exact_product(factor, block, hidden):
         AFNOMixer, 1, block, 4, num_blocks=1, hidden_factor=factor, key=jax.random.key(0)
     )
     assert mixer.w1.shape == (2, 1, block, hidden) and mixer.w2.shape == (2, 1, hidden, block)
+
+
+def test_resolution_dependence_comes_from_the_biases_and_threshold_only(x64):
+    """A band-limited field on 16 and on 64 points: without biases and with lambda = 0 the
+    mixer gives the same field on both grids (the ortho scaling cancels through the positively
+    homogeneous MLP); with biases it does not (as documented: the test can fail)."""
+    key = jax.random.key(6)
+    mixer = AFNOMixer(1, 4, 5, num_blocks=2, sparsity_threshold=0.0, dtype=jnp.float64, key=key)
+    mixer = jax.tree.map(lambda p: 25.0 * p, mixer)
+    homogeneous = eqx.tree_at(
+        lambda m: (m.b1, m.b2), mixer, (jnp.zeros_like(mixer.b1), jnp.zeros_like(mixer.b2))
+    )
+    coeffs = jax.random.normal(key, (4, 4), jnp.float64)
+
+    def field(n):  # sum of cos(2 pi k t) for k = 1..4
+        t = jnp.arange(n, dtype=jnp.float64) / n
+        return coeffs @ jnp.cos(2 * jnp.pi * jnp.arange(1.0, 5.0)[:, None] * t[None])
+
+    call = eqx.filter_jit(lambda m, u: m(u))
+    coarse, fine = field(16), field(64)
+    assert_close(call(homogeneous, coarse), call(homogeneous, fine)[:, ::4], jnp.float64)
+    assert rel_err(call(mixer, coarse), call(mixer, fine)[:, ::4]) > 1e-2
