@@ -75,6 +75,11 @@ class EqxToNNX(nnx.Module):
     """
 
     def __init__(self, module: Any, *, trainable: Callable[[Any], bool] = eqx.is_inexact_array):
+        if not callable(trainable):
+            raise TypeError(
+                "`trainable` must be a predicate on an array leaf (e.g. eqx.is_inexact_array); "
+                f"got {type(trainable).__name__} {trainable!r}."
+            )
         # Flatten through nnx.Variable nodes (an NNXToEqx inside `module` holds its state in
         # them): the tree structure keeps them, and no Variable is left in a static attribute,
         # which NNX refuses ("Found data ... assigned to static attribute").

@@ -358,3 +358,9 @@ def test_nnx_to_eqx_holds_a_copy_of_the_module_state():
     np.testing.assert_array_equal(np.asarray(wrapper(x)), before)
     module.bias[...] = module.bias[...] + 1.0  # nor does an in-place edit reach it
     np.testing.assert_array_equal(np.asarray(wrapper(x)), before)
+
+
+def test_eqx_to_nnx_names_a_trainable_that_is_not_a_predicate(library_errors):
+    # trainable=True failed inside the leaf loop with "'bool' object is not callable"
+    with pytest.raises(TypeError, match=r"`trainable` must be a predicate.*got bool True"):
+        EqxToNNX(SpectralConv(1, 1, 4, 2, key=jax.random.key(0)), trainable=True)
