@@ -79,6 +79,11 @@ def mesh_shape(mesh_config: MeshConfig, num_devices: int) -> tuple[int, int]:
         raise ConfigError(
             "`mesh.data` must be -1 (every device the model axis leaves) or >= 1; got 0."
         )
+    if m > num_devices:  # no `mesh.data` helps: the model axis alone needs more devices
+        raise ConfigError(
+            f"`mesh.model` ({m}) needs {m} devices; {num_devices} available. Use a model axis "
+            f"of at most {num_devices}."
+        )
     if mesh_config.data == -1 and num_devices % m:
         raise ConfigError(
             f"`mesh.model` ({m}) must divide the number of devices ({num_devices}) when "

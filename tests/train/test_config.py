@@ -123,6 +123,16 @@ def test_batch_must_divide_data_axis(base):
     assert dict(mesh.shape) == {"data": 2, "model": 3} and mesh.devices.size == 6
     with pytest.raises(ConfigError, match=r"`mesh\.data` x `mesh\.model` = 3 x 3 needs 9 devices"):
         make_mesh(apply_overrides(base, ["mesh.data=3", "mesh.model=3", "loop.batch_size=9"]))
+    # a model axis larger than the machine: setting `mesh.data` cannot help, so it is not offered
+    n = jax.device_count()
+    for data in (-1, 1):
+        over = apply_overrides(base, [f"mesh.model={2 * n}", f"mesh.data={data}"])
+        with pytest.raises(
+            ConfigError,
+            match=rf"`mesh\.model` \({2 * n}\) needs {2 * n} devices; {n} available\. "
+            rf"Use a model axis of at most {n}\.$",
+        ):
+            make_mesh(over)
 
 
 def test_mesh_must_hold_a_device_of_every_process(base, library_errors):
