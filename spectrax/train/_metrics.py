@@ -32,12 +32,21 @@ def _tensorboard_writer(logdir: Path, purge_step: int | None) -> Any:
     return None
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (str, bool)):
+def _number(v: Any) -> bool | int | float | str:
+    """A metric as a Python scalar: a boolean (Python, NumPy or JAX) as ``bool``, an integer as
+    ``int``, anything else numeric as ``float`` (non-finite values kept); strings as they are."""
+    if isinstance(v, str):
         return v
-    if np.issubdtype(np.asarray(v).dtype, np.integer):
-        return int(v)
-    v = float(v)
+    a = np.asarray(v)
+    if a.dtype == np.bool_:
+        return bool(a)
+    if np.issubdtype(a.dtype, np.integer):
+        return int(a)
+    return float(a)
+
+
+def _jsonable(v: Any) -> Any:
+    v = _number(v)
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
@@ -45,7 +54,8 @@ class MetricWriter:
     """Appends one JSON object per record to ``<workdir>/metrics.jsonl``.
 
     A resumed run truncates records past ``resume_step`` first, so the file reads as if the run
-    had never stopped. Non-finite values are written as ``null``. With ``enabled=False`` (the
+    had never stopped. Non-finite values are written as ``null`` (TensorBoard gets them as they
+    are), booleans as ``true`` / ``false`` whatever their array type. With ``enabled=False`` (the
     non-primary processes of a multi-host run) nothing is written.
     """
 
@@ -78,17 +88,22 @@ class MetricWriter:
     def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        values = {k: _number(v) for k, v in metrics.items()}
         record = {
             "step": int(step),
             "split": split,
-            **{k: _jsonable(v) for k, v in metrics.items()},
+            **{
+                k: None if isinstance(v, float) and not math.isfinite(v) else v
+                for k, v in values.items()
+            },
         }
         with self.path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         if self._tb is not None:
-            for k, v in record.items():
-                if k not in ("step", "split") and isinstance(v, float):
-                    self._tb.add_scalar(f"{split}/{k}", v, int(step))
+            # every number, counters and flags included; TensorBoard shows NaN and inf as such
+            for k, v in values.items():
+                if not isinstance(v, str):
+                    self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
 
     def close(self) -> None:
         if self._tb is not None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
@@ -246,11 +248,33 @@ def test_tensorboard_events_when_a_writer_library_exists(tmp_path, monkeypatch):
     from spectrax.train import MetricWriter
 
     writer = MetricWriter(tmp_path, tensorboard=True)
-    writer.write(3, "train", {"loss": np.float32(0.5), "skipped": np.int32(0)})
+    metrics = {"loss": np.float32(0.5), "skipped": np.int32(2), "halted": jnp.bool_(True)}
+    writer.write(3, "train", {**metrics, "grad_norm": np.float32(np.nan), "ok": np.True_})
     writer.close()
-    assert calls[0] == ("init", str(tmp_path / "tensorboard"), None)
-    assert ("train/loss", 0.5, 3) in calls and calls[-1] == ("close",)
-    assert read_metrics(tmp_path) == [{"step": 3, "split": "train", "loss": 0.5, "skipped": 0}]
+    assert calls[0] == ("init", str(tmp_path / "tensorboard"), None) and calls[-1] == ("close",)
+    # every number reaches TensorBoard: counters, flags and a NaN too (JSON gets null)
+    logged = {tag: (value, step) for tag, value, step in calls[1:-1]}
+    assert logged.keys() == {
+        "train/loss",
+        "train/skipped",
+        "train/halted",
+        "train/grad_norm",
+        "train/ok",
+    }
+    assert logged["train/loss"] == (0.5, 3) and logged["train/skipped"] == (2.0, 3)
+    assert logged["train/halted"] == (1.0, 3) and math.isnan(logged["train/grad_norm"][0])
+    # NumPy and JAX booleans are JSON booleans, as Python's are
+    assert read_metrics(tmp_path) == [
+        {
+            "step": 3,
+            "split": "train",
+            "loss": 0.5,
+            "skipped": 2,
+            "halted": True,
+            "grad_norm": None,
+            "ok": True,
+        }
+    ]
     # A run resumed from step 2 has TensorBoard purge the events it logged after it (step 3).
     calls.clear()
     MetricWriter(tmp_path, tensorboard=True, resume_step=2).close()
