@@ -35,7 +35,7 @@ from spectrax.nn._spectral_conv import SpectralConv, nyquist_weights, resolve_im
 from spectrax.nn._spherical_conv import SphericalConv, spherical_conv
 from spectrax.nn._ssm import MODES as SSM_MODES
 from spectrax.nn._ssm import S4, S4D, S5
-from spectrax.nn._ssm_labels import ssm_param_labels
+from spectrax.nn._ssm_labels import frozen_param_mask, ssm_param_labels
 
 __all__: list[str] = [
     "Butterfly",
@@ -44,6 +44,7 @@ __all__: list[str] = [
     "S5",
     "SSM_MODES",
     "ssm_param_labels",
+    "frozen_param_mask",
     "HyenaFilter",
     "HyenaOperator",
     "hyena_recurrence",

@@ -132,7 +132,8 @@ class FourierFeatures(eqx.Module):
         trainable: learn ``B`` (default False, as in the paper). When False, ``__call__`` wraps
             ``B`` in ``jax.lax.stop_gradient``, so its gradient is exactly zero and gradient-based
             optimisers without weight decay leave it unchanged. Decoupled weight decay (AdamW)
-            still shrinks it: mask it out (``optax.masked``) or ``eqx.partition`` it away.
+            would still shrink it: :func:`~spectrax.nn.frozen_param_mask` marks it, for
+            ``optax.masked``; ``spectrax.train`` leaves it unchanged.
         dtype: dtype of ``B`` (float32).
         key: PRNG key (keyword-only).
     """

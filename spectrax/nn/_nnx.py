@@ -127,7 +127,8 @@ class NNXToEqx(eqx.Module):
     (``nnx.BatchStat`` running statistics, RNG state) enter the forward pass through
     ``jax.lax.stop_gradient``, so their gradient is zero. Filter trainable leaves with
     ``eqx.filter(model, eqx.is_inexact_array)`` as for any Equinox module (an optimizer with
-    weight decay would still shrink float batch statistics: mask them out of the decay);
+    weight decay would still shrink float batch statistics: :func:`~spectrax.nn.frozen_param_mask`
+    marks them, for ``optax.masked``; ``spectrax.train`` leaves them unchanged);
     :meth:`to_nnx` returns the NNX module with the current values. The wrapper holds a copy of
     ``module``'s state: later changes to ``module`` (e.g. an ``nnx.Optimizer`` step on it) do
     not reach the wrapper.

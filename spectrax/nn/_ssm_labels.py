@@ -1,4 +1,5 @@
-"""Optax parameter groups for state-space layers and Hyena's implicit filters."""
+"""Optax parameter groups: state-space layers and Hyena's implicit filters, and the arrays a
+module holds fixed."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ from typing import Any
 
 import equinox as eqx
 import jax
+from flax import nnx
 
+from spectrax.nn._fourier_features import FourierFeatures
 from spectrax.nn._hyena import HyenaFilter
+from spectrax.nn._nnx import NNXToEqx
 from spectrax.nn._ssm import S4, S4D, S5
 
 # Modules whose `ssm_params` (names of array fields) go to the "ssm" group.
@@ -57,3 +61,44 @@ def ssm_param_labels(model: Any) -> Any:
         model,
         is_leaf=lambda node: isinstance(node, SSM_LAYERS),
     )
+
+
+def _mask_of(node: Any, frozen: bool) -> Any:
+    return jax.tree.map(lambda leaf: frozen if eqx.is_array(leaf) else None, node)
+
+
+def frozen_param_mask(model: Any) -> Any:
+    """A pytree like ``model`` with ``True`` at the arrays its modules hold fixed, ``False`` at
+    every other array (``None`` at leaves that are not arrays, as in ``eqx.filter``).
+
+    Fixed arrays enter the forward pass through ``jax.lax.stop_gradient``, so their gradient is
+    zero, but decoupled weight decay (AdamW) would still shrink them: the random frequencies ``B``
+    of a :class:`~spectrax.nn.FourierFeatures` with ``trainable=False`` (Tancik et al., 2020:
+    fixed features; shrinking ``B`` lowers the bandwidth ``sigma``), and the variables of a
+    wrapped NNX module (:class:`~spectrax.nn.NNXToEqx`) that are not ``nnx.Param`` (batch
+    statistics). ``spectrax.train`` gives them an optimizer group that never changes them; with
+    your own optimizer::
+
+        params = eqx.filter(model, eqx.is_inexact_array)
+        trained = jax.tree.map(lambda frozen: not frozen, frozen_param_mask(params))
+        opt = optax.masked(optax.adamw(1e-3, weight_decay=0.1), trained)
+
+    Works on a model or on its filtered parameters, with the same result.
+    """
+
+    def mark(node: Any) -> Any:
+        if isinstance(node, FourierFeatures):
+            return _mask_of(node, not node.trainable)
+        if isinstance(node, NNXToEqx):
+            return jax.tree.map(
+                lambda v: (
+                    _mask_of(v, not isinstance(v, nnx.Param))
+                    if isinstance(v, nnx.Variable)
+                    else _mask_of(v, False)
+                ),
+                node,
+                is_leaf=lambda v: isinstance(v, nnx.Variable),
+            )
+        return _mask_of(node, False)
+
+    return jax.tree.map(mark, model, is_leaf=lambda n: isinstance(n, (FourierFeatures, NNXToEqx)))

@@ -52,7 +52,8 @@ class OptimConfig:
 
     Parameters labelled ``"ssm"`` (``spectrax.nn.ssm_param_labels``: Λ, B, log_dt of SSM layers,
     and the FFN of Hyena's implicit filters) use ``ssm_learning_rate`` and no weight decay; all
-    others use ``learning_rate`` and ``weight_decay``. Both follow the same shape after
+    others use ``learning_rate`` and ``weight_decay``, except arrays a module holds fixed
+    (``spectrax.nn.frozen_param_mask``), which nothing changes. Both follow the same shape after
     ``warmup_steps`` of linear warmup: ``schedule="cosine"`` (default) decays to
     ``final_lr_fraction`` of the peak at ``loop.num_steps``; ``schedule="step"`` multiplies the
     rate by ``step_factor`` every ``step_every`` steps (the FNO paper's schedule: 0.5 every 100

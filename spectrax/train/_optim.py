@@ -9,11 +9,12 @@ from typing import Any
 import jax
 import optax
 
+from spectrax.nn import frozen_param_mask, ssm_param_labels
 from spectrax.train._config import Config
 
 __all__ = ["make_optimizer", "make_schedule", "param_labels"]
 
-GROUPS = ("default", "ssm")
+GROUPS = ("default", "ssm", "frozen")
 
 logger = logging.getLogger(__name__)
 
@@ -73,20 +74,18 @@ def make_schedule(peak: float, config: Config) -> optax.Schedule:
 
 def param_labels(params: Any, task: Any = None) -> Any:
     """One group label per array leaf: the task's own labels if it gives them, else
-    ``spectrax.nn.ssm_param_labels`` when that exists, else ``"default"`` everywhere."""
+    ``spectrax.nn.ssm_param_labels``; then ``"frozen"`` at the arrays a module holds fixed
+    (``spectrax.nn.frozen_param_mask``: e.g. non-trainable Fourier feature frequencies), which
+    no update, weight decay included, may change."""
     labels = None
     if task is not None and hasattr(task, "param_labels"):
         labels = task.param_labels(params)
     if labels is None:
-        try:
-            from spectrax.nn import ssm_param_labels  # type: ignore[attr-defined]
-        except ImportError:
-            ssm_param_labels = None
-        if ssm_param_labels is not None:
-            labels = ssm_param_labels(params)
-    if labels is None:
-        return jax.tree.map(lambda _: "default", params)
-    return labels
+        labels = ssm_param_labels(params)
+    frozen = frozen_param_mask(params)
+    if not any(jax.tree.leaves(frozen)):
+        return labels  # no "frozen" group: the optimizer state keeps its former structure
+    return jax.tree.map(lambda label, fixed: "frozen" if fixed else label, labels, frozen)
 
 
 def make_optimizer(config: Config, labels: Any) -> optax.GradientTransformation:
@@ -94,7 +93,8 @@ def make_optimizer(config: Config, labels: Any) -> optax.GradientTransformation:
     and ``optim.weight_decay``; ``"ssm"`` with ``optim.ssm_learning_rate`` and no weight decay
     (Gu et al., 2022, "Efficiently Modeling Long Sequences with Structured State Spaces": the
     SSM parameters train with a smaller rate and no decay; Poli et al., 2023, "Hyena Hierarchy":
-    the reference code trains the implicit filter's FFN with its own rate and no decay)."""
+    the reference code trains the implicit filter's FFN with its own rate and no decay);
+    ``"frozen"``, when ``labels`` has it, with no update at all."""
     o = config.optim
     _warn_inert_schedule(config)
     groups = {
@@ -103,6 +103,8 @@ def make_optimizer(config: Config, labels: Any) -> optax.GradientTransformation:
         ),
         "ssm": optax.adam(make_schedule(o.ssm_learning_rate, config), b1=o.b1, b2=o.b2),
     }
+    if "frozen" in jax.tree.leaves(labels):
+        groups["frozen"] = optax.set_to_zero()
     # A labels pytree may itself be callable (an Equinox module): optax must not call it.
     return optax.chain(
         optax.clip_by_global_norm(o.clip_norm), optax.multi_transform(groups, lambda _: labels)

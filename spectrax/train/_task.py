@@ -38,7 +38,8 @@ class Task(Protocol):
         param_labels(params): optimizer group per parameter leaf (``"default"`` or ``"ssm"``),
             or ``None`` for the library's labelling (``spectrax.nn.ssm_param_labels``: the
             Λ, B and log_dt of SSM layers and the parameters of Hyena's implicit filters in
-            ``"ssm"``, everything else ``"default"``).
+            ``"ssm"``, everything else ``"default"``). Either way the arrays a module holds
+            fixed (``spectrax.nn.frozen_param_mask``) are then labelled ``"frozen"``.
     """
 
     def init_model(self, key: Any) -> Any: ...

@@ -297,3 +297,46 @@ def test_ssm_model_parameters_get_the_ssm_group(key, standard_promotion):
     # Zero gradients: weight decay moves exactly the "default" group.
     for label, u in zip(flat, jax.tree.leaves(updates), strict=True):
         assert (label == "ssm") == bool(np.all(np.asarray(u) == 0)), label
+
+
+def test_arrays_held_fixed_get_no_update_weight_decay_included(key, standard_promotion):
+    """Fixed Fourier-feature frequencies and NNX batch statistics have zero gradients, but
+    AdamW's decoupled decay shrank them (lowering the features' bandwidth sigma step by step):
+    they get the "frozen" group, which never changes them."""
+    from flax import nnx
+
+    from spectrax.nn import FourierFeatures, NNXToEqx, frozen_param_mask
+    from spectrax.train._optim import param_labels
+
+    k1, k2, k3 = jax.random.split(key, 3)
+    bn = NNXToEqx(nnx.BatchNorm(3, rngs=nnx.Rngs(0)))
+    model = (
+        FourierFeatures(2, 4, key=k1),  # fixed B (the paper's features)
+        FourierFeatures(2, 4, trainable=True, key=k2),
+        eqx.nn.Linear(8, 3, key=k3),
+        bn,
+    )
+    params = eqx.filter(model, eqx.is_inexact_array)
+    mask = frozen_param_mask(params)
+    assert jax.tree.structure(mask) == jax.tree.structure(params)
+    assert jax.tree.leaves(frozen_param_mask(model)) == jax.tree.leaves(mask)
+    labels = param_labels(params)
+    expected = ["frozen", "default", "default", "default"]  # B, B, Linear weight and bias
+    expected += [
+        "default" if isinstance(v, nnx.Param) else "frozen"  # BatchNorm: scale/bias vs stats
+        for v in jax.tree.leaves(bn.state, is_leaf=lambda v: isinstance(v, nnx.Variable))
+    ]
+    assert jax.tree.leaves(labels) == expected and expected.count("frozen") == 3
+    config = apply_overrides(load_config(TOY), ["optim.weight_decay=0.5", "optim.warmup_steps=0"])
+    opt = make_optimizer(config, labels)
+    params = jax.tree.map(jnp.ones_like, params)  # nonzero everywhere: decay shows
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.1), params)
+    updates, _ = opt.update(grads, opt.init(params), params)
+    for label, u in zip(expected, jax.tree.leaves(updates), strict=True):
+        assert (label == "frozen") == bool(np.all(np.asarray(u) == 0)), label
+    # without fixed arrays the labels and the optimizer state are as before: no "frozen" group
+    plain = eqx.filter(model[1:3], eqx.is_inexact_array)
+    assert "frozen" not in jax.tree.leaves(param_labels(plain))
+    state = make_optimizer(config, param_labels(plain)).init(plain)
+    inner = state[1].inner_states  # the multi_transform after clipping
+    assert set(inner) == {"default", "ssm"}
