@@ -312,7 +312,20 @@ def spatiotemporal_fno(
             f"`padding` is set by `time_padding` here (space is periodic, not padded); got "
             f"padding={kwargs['padding']!r}. Pass time_padding=..., or build an FNO directly."
         )
-    padding = (0.0,) * (d - 1) + (time_padding,)  # checked by FNO (a bool is refused there)
+    # checked here: FNO would name its own `padding` and quote the tuple built from it
+    if isinstance(time_padding, (bool, np.bool_)) or not isinstance(
+        time_padding, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(
+            f"`time_padding` must be a finite non-negative fraction of the time axis; got "
+            f"{time_padding!r}."
+        )
+    if not (time_padding >= 0 and math.isfinite(time_padding)):
+        raise ValueError(
+            f"`time_padding` must be a finite non-negative fraction of the time axis; got "
+            f"{time_padding}."
+        )
+    padding = (0.0,) * (d - 1) + (float(time_padding),)
     return FNO(
         d, in_channels, out_channels, width, modes, num_layers, padding=padding, key=key, **kwargs
     )

@@ -290,9 +290,15 @@ def test_grid_channels_names_a_bad_shape(library_errors):
 def test_spatiotemporal_fno_names_bad_padding(key, library_errors):
     # time_padding=True padded time by 100% (float(True)); padding= failed with Python's
     # "got multiple values for keyword argument 'padding'"
-    with pytest.raises(ValueError, match=r"`padding` must be a finite non-negative fraction"):
-        eqx.filter_eval_shape(
-            lambda: spatiotemporal_fno(2, 1, 1, 4, 2, 1, time_padding=True, key=key)
-        )
+    # and the refusal named `padding`, an argument the caller did not pass, quoting the tuple
+    # (0.0, 0.0, True) built from time_padding
+    for bad in (True, -0.1, float("nan"), "0.25", (0.25,)):
+        with pytest.raises(
+            ValueError,
+            match=r"`time_padding` must be a finite non-negative fraction of the time axis; got ",
+        ):
+            eqx.filter_eval_shape(
+                lambda b=bad: spatiotemporal_fno(2, 1, 1, 4, 2, 1, time_padding=b, key=key)
+            )
     with pytest.raises(ValueError, match=r"`padding` is set by `time_padding`"):
         eqx.filter_eval_shape(lambda: spatiotemporal_fno(2, 1, 1, 4, 2, 1, padding=0.1, key=key))
