@@ -63,8 +63,13 @@ def _as_padding(padding, d: int) -> tuple[float, ...]:
         padding = (padding,) * d
     try:
         padding = tuple(padding)
-        # a bool is an int to float(): padding=True would pad by 100%
-        if any(isinstance(p, (bool, np.bool_)) for p in padding):
+        # a bool is an int to float(): padding=True would pad by 100%; a string "0.25" would
+        # be parsed by float()
+        if any(
+            isinstance(p, (bool, np.bool_))
+            or not isinstance(p, (int, float, np.integer, np.floating))
+            for p in padding
+        ):
             raise TypeError
         padding = tuple(float(p) for p in padding)
     except (TypeError, ValueError):

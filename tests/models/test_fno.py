@@ -270,9 +270,10 @@ def test_grid_flags_must_be_bools(key, flag, library_errors):
     assert model.lifting.in_channels == 2
 
 
-@pytest.mark.parametrize("padding", [True, (0.25, False)])
+@pytest.mark.parametrize("padding", [True, (0.25, False), ("0.25", "0.5"), (0.25, None)])
 def test_padding_refuses_bools(key, padding, library_errors):
-    # a bool was read as a fraction: padding=True padded every axis by 100%, silently
+    # a bool was read as a fraction: padding=True padded every axis by 100%, silently; strings
+    # were parsed by float(): ("0.25", "0.5") built a model padded by (0.25, 0.5)
     with pytest.raises(ValueError, match=r"`padding` must be a finite non-negative fraction"):
         _abstract(2, 2, 1, 8, 4, padding=padding, key=key)
 
