@@ -171,6 +171,8 @@ def pad_modes(
             f"`x_trunc` spatial axes {kept}: every axis but the last must have even length "
             "(2*modes), as produced by truncate_modes."
         )
+    # the kept modes come from x_trunc: a grid too coarse for them is `spatial_shape`'s fault
+    check_grid("the `spatial_shape`", spatial_shape, modes)
     _check_modes(modes, spatial_shape)
     if in_shape is not None:
         in_shape = _check_in_shape(in_shape, modes)

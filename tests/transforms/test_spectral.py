@@ -264,8 +264,17 @@ def test_errors(key, library_errors):
         truncate_modes(x_hat, (3, 3, 3))
     with pytest.raises(ValueError, match=r"`x_trunc` spatial axes \(3, 4\).*even length"):
         pad_modes(jnp.zeros((3, 4), jnp.complex64), (16, 12))
-    with pytest.raises(ValueError, match=r"`modes\[1\]`=8 .* size 12"):
+    # pad_modes has no `modes` argument: the grid too coarse for x_trunc's kept modes is named
+    with pytest.raises(
+        ValueError,
+        match=r"`modes\[1\]`=8 is too many for the `spatial_shape` spatial shape \(16, 12\): "
+        r"axis 1 of size 12 holds at most 7 modes",
+    ):
         pad_modes(jnp.zeros((4, 8), jnp.complex64), (16, 12))
+    with pytest.raises(
+        ValueError, match=r"too many for the `spatial_shape` spatial shape \(3, 8\)"
+    ):
+        pad_modes(jnp.zeros((4, 5), jnp.complex64), (3, 8))
     with pytest.raises(TypeError, match=r"`u` must be a real floating-point array"):
         spectral_derivative(jnp.zeros(8, jnp.int32), 1)
     with pytest.raises(ValueError, match=r"`orders` must be non-negative"):
