@@ -298,7 +298,7 @@ def spectral_conv(
     spatial = tuple(x.shape[x.ndim - d :])
     out_shape = check_out_shape(out_shape, spatial)
     check_grid("the input", spatial, modes)
-    check_grid("the output", out_shape, modes)
+    check_grid("the `out_shape`", out_shape, modes)
     impl = resolve_impl(impl, spatial, modes)
     real = compute_dtype(x.dtype, jnp.finfo(weight.dtype).dtype)
     axes = tuple(range(x.ndim - d, x.ndim))

@@ -367,7 +367,12 @@ def test_errors(key, library_errors):
     conv = SpectralConv(2, 3, 2, (4, 4), key=key)
     with pytest.raises(ValueError, match="too many"):
         conv(jnp.ones((3, 6, 16)))
-    with pytest.raises(ValueError, match="too many"):
+    # the refusal of an output grid too coarse for the kept modes names the argument
+    with pytest.raises(
+        ValueError,
+        match=r"`modes\[1\]`=4 is too many for the `out_shape` spatial shape \(16, 4\): axis 1 "
+        r"of size 4 holds at most 3 modes",
+    ):
         conv(jnp.ones((3, 16, 16)), (16, 4))
     with pytest.raises(ValueError, match="channels"):
         conv(jnp.ones((2, 16, 16)))
