@@ -17,6 +17,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_bool,
     check_choice,
     check_float_dtype,
     check_grid_shape,
@@ -121,7 +122,21 @@ def nyquist_weights(n: int, m: int, *, last: bool = True) -> np.ndarray | None:
     samples the same function as on a finer grid. On the last axis irfft counts the Nyquist bin
     once but every other nonzero frequency twice (both signs), so the inverse multiplies it back
     by 2 there. Without the halving the Nyquist term would be doubled on every finer grid.
+
+    ``n`` and ``m`` are positive ints with ``m`` at most the axis' limit (``n//2 + 1`` on the last
+    axis, ``n//2`` on a leading one), ``last`` a bool; else a ValueError/TypeError naming them.
     """
+    n = check_positive_int("n", n)
+    m = check_positive_int("m", m)
+    last = check_bool("last", last)
+    limit = n // 2 + 1 if last else n // 2
+    if m > limit:
+        raise ValueError(
+            f"`m`={m} is too many modes for an axis of `n`={n} points (last={last}): expected "
+            f"1 <= m <= {limit} ("
+            + ("n//2+1 on the last, rfft, axis" if last else "n//2, both signs kept")
+            + ")."
+        )
     if last:
         if n % 2 or m != n // 2 + 1:
             return None

@@ -9,7 +9,13 @@ import pytest
 import scipy.signal
 from jax.test_util import check_grads
 
-from spectrax.nn import DenseWeight, SpectralConv, resolve_impl, spectral_conv
+from spectrax.nn import (
+    DenseWeight,
+    SpectralConv,
+    nyquist_weights,
+    resolve_impl,
+    spectral_conv,
+)
 from tests.helpers import assert_close
 
 
@@ -493,3 +499,23 @@ def test_real_weight_is_refused(key, library_errors):
             spectral_conv(x, real, (4,))
     with pytest.raises(TypeError, match=r"`weight` must be a jax.Array.*got list"):
         spectral_conv(x, w.real.tolist(), (4,))
+
+
+def test_nyquist_weights_values_and_bad_arguments(library_errors):
+    """The halved bin on each kind of axis, and nothing on odd grids or below the limit. Bad
+    arguments were answered: m above the limit gave None (all ones, for modes the axis cannot
+    hold), n = 0 gave [0.5], last="no" was taken as True."""
+    np.testing.assert_array_equal(nyquist_weights(8, 5), [1, 1, 1, 1, 0.5])
+    np.testing.assert_array_equal(nyquist_weights(8, 4, last=False), [1, 1, 1, 1, 0.5, 1, 1, 1])
+    assert nyquist_weights(8, 4) is None and nyquist_weights(9, 5) is None
+    assert nyquist_weights(8, 3, last=False) is None and nyquist_weights(9, 4, last=False) is None
+    with pytest.raises(ValueError, match=r"`m`=6 is too many modes for an axis of `n`=8 points"):
+        nyquist_weights(8, 6)
+    with pytest.raises(ValueError, match=r"`m`=5 .* `n`=8 .*expected 1 <= m <= 4"):
+        nyquist_weights(8, 5, last=False)
+    with pytest.raises(ValueError, match=r"`n` must be an integer >= 1; got 0"):
+        nyquist_weights(0, 1)
+    with pytest.raises(ValueError, match=r"`m` must be an integer >= 1; got 5.0"):
+        nyquist_weights(8, 5.0)
+    with pytest.raises(TypeError, match=r"`last` must be a Python bool"):
+        nyquist_weights(8, 5, last="no")
