@@ -18,6 +18,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
     check_bool,
+    check_float_dtype,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -38,7 +39,8 @@ def grid_channels(
     the grid is refined, the right choice for periodic data); ``endpoint=True`` samples
     ``linspace(0, 1, n)`` (data that includes both boundaries, e.g. Darcy).
 
-    Computed in float32 (float64 for ``dtype=float64``) and rounded to ``dtype``. Built from
+    Computed in float32 (float64 for ``dtype=float64``) and rounded to ``dtype``, a real
+    floating-point type (a TypeError names it otherwise; ``endpoint`` must be a bool). Built from
     ``iota`` rather than as a NumPy constant: under ``jax.vmap`` JAX's concatenate of a batch
     sharded over an Explicit mesh axis (``jax.make_mesh``'s default) with a constant fails
     ("Resource axis ... is not found in mesh: ()").
@@ -50,6 +52,10 @@ def grid_channels(
             f"`spatial_shape` must be a sequence of ints, one per axis; got {spatial_shape!r}."
         ) from None
     shape = tuple(check_positive_int(f"spatial_shape[{i}]", n) for i, n in enumerate(spatial_shape))
+    # taken by truthiness, endpoint="False" sampled linspace(0, 1, n); an integer dtype
+    # truncated every coordinate below 1 to 0
+    endpoint = check_bool("endpoint", endpoint)
+    dtype = check_float_dtype("dtype", dtype)
     wide = jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
     # endpoint with n = 1: linspace(0, 1, 1) = [0]
     scale = [max(n - 1, 1) if endpoint else n for n in shape]

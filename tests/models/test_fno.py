@@ -286,6 +286,13 @@ def test_grid_channels_names_a_bad_shape(library_errors):
         grid_channels(4)
     with pytest.raises(ValueError, match=r"`spatial_shape\[0\]` must be an integer >= 1; got 0"):
         grid_channels((0, 4))
+    # endpoint="False" was taken as True (linspace(0, 1, n)); an integer dtype truncated the
+    # coordinates j / n < 1 to 0, a complex one was accepted
+    with pytest.raises(TypeError, match=r"`endpoint` must be a Python bool; got "):
+        grid_channels((4,), endpoint="False")
+    for bad in (jnp.int32, jnp.complex64):
+        with pytest.raises(TypeError, match=r"`dtype` must be a real floating-point type"):
+            grid_channels((4,), dtype=bad)
 
 
 def test_spatiotemporal_fno_names_bad_padding(key, library_errors):
