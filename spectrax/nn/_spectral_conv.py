@@ -217,7 +217,8 @@ AUTO_DFT_MAX_FRACTION = 0.5
 def resolve_impl(impl: str, spatial: Sequence[int], modes: Sequence[int]) -> str:
     """The path ``impl`` means on grid ``spatial`` with ``modes`` kept: itself, or for ``"auto"``
     ``"dft"`` when every axis keeps at most ``AUTO_DFT_MAX_FRACTION`` of its spectrum (``2m`` of
-    ``n`` entries; ``m`` of ``n//2 + 1`` on the last axis), else ``"rfft"``.
+    ``n`` entries; ``m`` of ``n//2 + 1`` on the last axis), else ``"rfft"``. ``spatial`` must
+    hold ``modes`` (:func:`spectral_conv`'s limits), else a ValueError names the argument.
 
     The matrix products cost ``O(n m)`` per axis against the FFT's ``O(n log n)``, but they run
     at matrix-unit speed and never touch the dropped modes; ``scripts/bench_spectral_conv.py``
@@ -228,14 +229,17 @@ def resolve_impl(impl: str, spatial: Sequence[int], modes: Sequence[int]) -> str
     float32-exact, or take ``impl="rfft"``.
     """
     check_choice("impl", impl, IMPLS)
+    # a grid of size 0 divided by zero below, modes the grid cannot hold (or 2.5 modes) were
+    # answered as if they were a choice
+    try:
+        d = len(modes)
+    except TypeError:
+        raise ValueError(f"`modes` must be one int per spatial axis; got {modes!r}.") from None
+    modes = check_modes(modes, d)
+    spatial = check_grid_shape("spatial", spatial, len(modes), f", like `modes` {modes}")
+    check_grid("the `spatial`", spatial, modes)
     if impl != "auto":
         return impl
-    d = len(modes)
-    if len(spatial) != d:
-        raise ValueError(
-            f"`spatial` {tuple(spatial)} and `modes` {tuple(modes)} must have one entry per "
-            "spatial axis each."
-        )
     fractions = [
         (m / (n // 2 + 1)) if i == d - 1 else (2 * m / n)
         for i, (n, m) in enumerate(zip(spatial, modes, strict=True))

@@ -277,11 +277,25 @@ def test_auto_impl_rule(spatial, modes, want):
     assert resolve_impl("dft", spatial, modes) == "dft"
 
 
-def test_auto_impl_rule_errors():
+def test_auto_impl_rule_errors(library_errors):
     with pytest.raises(ValueError, match="one entry per spatial axis"):
         resolve_impl("auto", (64, 64), (8,))
     with pytest.raises(ValueError, match="impl"):
         resolve_impl("fastest", (64,), (8,))
+    # a zero-size axis raised ZeroDivisionError; 9 modes on 8 points, 2.5 or 0 modes, a
+    # fractional grid size were answered with a path
+    with pytest.raises(ValueError, match=r"`spatial\[0\]` must be an integer >= 1; got 0"):
+        resolve_impl("auto", (0, 8), (1, 2))
+    with pytest.raises(ValueError, match=r"`modes\[0\]`=9 is too many for the `spatial` spatial"):
+        resolve_impl("auto", (8, 8), (9, 2))
+    with pytest.raises(ValueError, match=r"`modes\[0\]` must be an integer >= 1; got 2.5"):
+        resolve_impl("dft", (8,), (2.5,))
+    with pytest.raises(ValueError, match=r"`modes\[0\]` must be an integer >= 1; got 0"):
+        resolve_impl("auto", (8,), (0,))
+    with pytest.raises(ValueError, match=r"`spatial\[0\]` must be an integer >= 1; got 8.5"):
+        resolve_impl("auto", (8.5,), (2,))
+    with pytest.raises(ValueError, match=r"`modes` must be one int per spatial axis; got 4"):
+        resolve_impl("auto", (8,), 4)
 
 
 def test_auto_is_the_default_and_equals_both_paths(key):
