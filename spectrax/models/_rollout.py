@@ -58,7 +58,14 @@ def rollout(
     # Taken by truthiness, residual="False" would add the last snapshot to every output.
     remat = check_bool("remat", remat)
     residual = check_bool("residual", residual)
-    history = jnp.asarray(history)
+    # jnp.asarray's own refusal ("None is not a valid value for jnp.array") named nothing
+    try:
+        history = jnp.asarray(history)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`history` must be an array of snapshots (C, *spatial); got {type(history).__name__}"
+            f" {history!r:.80}."
+        ) from None
     if history.ndim < 2:
         raise ValueError(
             f"`history` must be snapshots (C, *spatial) with at least one spatial axis; got "

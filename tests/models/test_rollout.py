@@ -90,6 +90,10 @@ def test_errors(key, library_errors):
         rollout(lambda w: w[-1:], h, 0)
     with pytest.raises(ValueError, match="history"):
         rollout(lambda w: w[-1:], jnp.ones((4,)), 2)
+    # JAX's "None is not a valid value for jnp.array" named no argument
+    for bad in (None, "abc", [[1.0, 2.0], [3.0]]):
+        with pytest.raises(TypeError, match=r"`history` must be an array of snapshots"):
+            rollout(lambda w: w[-1:], bad, 2)
     with pytest.raises(ValueError, match="`window` must be snapshots"):
         next_snapshots(lambda w: w[-1:], jnp.ones((4,)), residual=True)
     with pytest.raises(ValueError, match="1 <= k <= 2"):
