@@ -104,7 +104,17 @@ def truncate_modes(
     if x_hat.ndim < d:
         raise ValueError(f"`x_hat` has {x_hat.ndim} axes, fewer than len(modes)={d}.")
     full = tuple(x_hat.shape[-d:-1]) + (2 * (x_hat.shape[-1] - 1),)
-    # The last axis length n_d is ambiguous from its rfft length; check against the even case.
+    # The last axis length n_d is ambiguous from its rfft length (2L - 2 or 2L - 1 points give
+    # L frequencies; the limit is L either way): say so rather than name one grid size.
+    rfft_len = x_hat.shape[-1]
+    m_last = modes[-1]
+    if isinstance(m_last, (int, np.integer)) and not isinstance(m_last, bool) and m_last > rfft_len:
+        raise ValueError(
+            f"`modes[{d - 1}]`={m_last} is more than the {rfft_len} frequencies of the last (rfft) "
+            f"axis of `x_hat` (shape {tuple(x_hat.shape)}, a grid of "
+            + " or ".join(str(n) for n in sorted({max(2 * rfft_len - 2, 1), 2 * rfft_len - 1}))
+            + f" points): expected 1 <= modes[{d - 1}] <= {rfft_len}."
+        )
     _check_modes(modes, full)
     out = x_hat[..., : modes[-1]]
     for i in range(d - 1):

@@ -260,6 +260,13 @@ def test_errors(key, library_errors):
     x_hat = jnp.fft.rfftn(jax.random.normal(key, (16, 12)), axes=(0, 1))
     with pytest.raises(ValueError, match=r"`modes\[0\]`=9 is out of range .* size 16.*<= 8"):
         truncate_modes(x_hat, (9, 3))
+    # the rfft axis of 5 frequencies came from 8 or 9 points: the error named "size 8" alone
+    with pytest.raises(
+        ValueError,
+        match=r"`modes\[1\]`=6 is more than the 5 frequencies of the last \(rfft\) axis of "
+        r"`x_hat` \(shape \(6, 5\), a grid of 8 or 9 points\): expected 1 <= modes\[1\] <= 5",
+    ):
+        truncate_modes(jnp.fft.rfftn(jnp.ones((6, 9))), (2, 6))
     with pytest.raises(ValueError, match=r"`x_hat` has 2 axes, fewer than len\(modes\)=3"):
         truncate_modes(x_hat, (3, 3, 3))
     with pytest.raises(ValueError, match=r"`x_trunc` spatial axes \(3, 4\).*even length"):
