@@ -504,7 +504,7 @@ class TransformOnce(eqx.Module):
         out_shape = check_out_shape(out_shape, spatial)
         grid_check = _check_dct_grid if self.transform == "dct" else check_grid
         grid_check("the input", spatial, self.modes)
-        grid_check("the output", out_shape, self.modes)
+        grid_check("the `out_shape`", out_shape, self.modes)
         # float64 if the input or the parameters are (never narrowed), else float32
         real = compute_dtype(x.dtype, self.encoder.dtype)
         axes = tuple(range(1, 1 + self.num_spatial_dims))

@@ -59,6 +59,12 @@ def test_nyquist_mode_and_out_shape(x64, key, library_errors):
     assert_close(f(x, (16,))[:, ::2], f(x), jnp.float64)
     with pytest.raises(ValueError, match="out_shape"):
         model(x, (16, 16))
+    # an output grid too coarse for the kept modes names the argument, for each transform
+    with pytest.raises(ValueError, match=r"`modes\[0\]`=5 is too many for the `out_shape` spatial"):
+        model(x, (6,))
+    dct_model = TransformOnce(1, 1, 2, 4, 5, 2, transform="dct", dtype=jnp.float64, key=key)
+    with pytest.raises(ValueError, match=r"`modes\[0\]`=5 is too many for the `out_shape` spatial"):
+        dct_model(x, (4,))
 
 
 @pytest.mark.parametrize("modes, coarse", [((4, 3), (8, 8)), ((3, 2, 3), (6, 4, 8))])
