@@ -169,12 +169,23 @@ def log_discrete_eigenvalues(
     return _DIAG_LOG[method](lam, dt)
 
 
+# jax.scipy.linalg.expm returns NaN, silently, for a matrix that needs more squarings than its
+# max_squarings (default 16: ||M||_1 >= 2^17 θ, θ = 3.93 in float32 and 5.37 in float64), e.g.
+# S4-LegS's ZOH at N = 256 beyond dt ≈ 3.4 (||A||_1 ≈ 1e5). 24 moves the limit to ||A dt||_1 ≈
+# 1.3e8 (float32; S4-LegS N = 256 up to dt ≈ 1e3). A bound, not a count: only the squarings a
+# matrix needs change its value, but batched (vmapped) matrices run all 24, and reverse mode
+# keeps each as a residual (about a third more memory than 16).
+_EXPM_MAX_SQUARINGS = 24
+
+
 def _dense_zoh(a, b, dt):
     n = a.shape[-1]
     # exp([[A, B], [0, 0]] dt) = [[Ā, B̄], [0, I]]: no inverse of A needed.
     top = jnp.concatenate([a, b], axis=-1) * dt
     bottom = jnp.zeros(top.shape[:-2] + (b.shape[-1], n + b.shape[-1]), top.dtype)
-    m = jax.scipy.linalg.expm(jnp.concatenate([top, bottom], axis=-2))
+    m = jax.scipy.linalg.expm(
+        jnp.concatenate([top, bottom], axis=-2), max_squarings=_EXPM_MAX_SQUARINGS
+    )
     return m[..., :n, :n], m[..., :n, n:]
 
 
@@ -210,7 +221,9 @@ def discretize_dense(
 
     Returns:
         ``(A_bar, B_bar)`` in the wider precision of ``A`` and an array ``dt`` (a Python float
-        ``dt`` takes ``A``'s), as :func:`discretize_diagonal`.
+        ``dt`` takes ``A``'s), as :func:`discretize_diagonal`. ZOH is NaN beyond
+        ``||[A, B] dt||_1 ≈ 1.3e8`` (float32; 1.8e8 in float64), where the scaling-and-squaring
+        exponential would need more than 24 squarings.
 
     Raises:
         ValueError: on a bad ``method``, misshapen ``A``, ``B`` or ``dt``, or a concrete

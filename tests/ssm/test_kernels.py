@@ -13,6 +13,7 @@ from spectrax.ssm import (
     discretize_dense,
     discretize_diagonal,
     dplr_kernel,
+    hippo,
     init_log_dt,
     log_discrete_eigenvalues,
     nplr,
@@ -64,6 +65,22 @@ def test_discretize_dense_zoh_is_expm_and_integral(key):
     a_bil, _ = discretize_dense(jnp.asarray(a), jnp.asarray(b), jnp.asarray(0.2), "bilinear")
     ref = np.linalg.solve(np.eye(4) - 0.1 * a, np.eye(4) + 0.1 * a)
     assert_close(a_bil, ref, jnp.float64)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_discretize_dense_zoh_at_a_large_norm_step(dtype, x64):
+    """ZOH of HiPPO-LegS (N = 16, ||A||_1 = 264) at dt = 1e4: ||A dt||_1 ≈ 2.6e6 needs 18 or 19
+    squarings, beyond jax's default 16, and Ā, B̄ came back NaN (for S4-LegS at N = 256 already
+    beyond dt ≈ 3.4). The system has decayed: Ā ≈ 0 and B̄ = A^{-1}(Ā - I) B ≈ -A^{-1} B."""
+    a, b = hippo("legs", 16)
+    dense = jax.jit(discretize_dense, static_argnums=3)  # eager expm dispatches many small ops
+    a_bar, b_bar = dense(jnp.asarray(a, dtype), jnp.asarray(b[:, None], dtype), 1e4, "zoh")
+    m = scipy.linalg.expm(1e4 * np.block([[a, b[:, None]], [np.zeros((1, 17))]]))
+    assert np.all(np.isfinite(np.asarray(a_bar))) and np.all(np.isfinite(np.asarray(b_bar)))
+    assert np.max(np.abs(np.asarray(a_bar, np.float64) - m[:16, :16])) < 1e-6
+    # 18-19 squarings, each adding its rounding: 3e-11 in float64, 1.5e-6 in float32
+    assert_close(b_bar, m[:16, 16:], rtol={jnp.float32: 2e-5, jnp.float64: 2e-10}[dtype])
+    assert_close(m[:16, 16:], -np.linalg.solve(a, b[:, None]), rtol=1e-12)
 
 
 def test_init_log_dt_range(key):
