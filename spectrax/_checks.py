@@ -65,6 +65,13 @@ def check_inexact(name: str, x: Any) -> np.dtype:
     return _array_dtype(name, x, jnp.inexact, "floating-point or complex", what, False)
 
 
+def check_array(name: str, x: Any) -> None:
+    """Raise TypeError unless ``x`` is an array (``jax.Array``, a tracer, or NumPy) of any dtype
+    (the caller checks the dtype, e.g. after promotion with the other inputs): a list failed at
+    ``.ndim`` or ``.shape`` with an AttributeError that names nothing."""
+    _array_dtype(name, x, np.generic, "numeric", "array", False)
+
+
 def check_bool(name: str, value: Any, why: str = "") -> bool:
     """``value`` as a bool if it is a Python or NumPy bool, else a TypeError naming ``name``:
     ``bool()`` would take ``"False"`` as True and a JAX array only outside ``jit``."""

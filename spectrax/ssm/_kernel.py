@@ -11,7 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Inexact
 
-from spectrax._checks import check_inexact, check_positive_int, complex_dtype, result_dtype
+from spectrax._checks import (
+    check_array,
+    check_inexact,
+    check_positive_int,
+    complex_dtype,
+    result_dtype,
+)
 from spectrax.ssm._discretize import _as_dt, _wider
 
 
@@ -48,6 +54,10 @@ def vandermonde_kernel(
     """
     length = check_positive_int("length", length)
     chunk = min(check_positive_int("chunk", chunk), length)
+    check_array("Lambda_bar", Lambda_bar)
+    check_array("W", W)
+    if log_Lambda_bar is not None:
+        check_array("log_Lambda_bar", log_Lambda_bar)
     if Lambda_bar.ndim != W.ndim:
         raise ValueError(
             f"`Lambda_bar` and `W` must have the same rank; got {Lambda_bar.shape=}, {W.shape=}."
@@ -110,6 +120,8 @@ def dense_kernel(
     the kernel of a dense system for which no structured algorithm applies (S4 with ZOH).
     The leading dims of ``A_bar``, ``B_bar`` and ``C`` broadcast together."""
     length = check_positive_int("length", length)
+    for name, x in (("A_bar", A_bar), ("B_bar", B_bar), ("C", C)):
+        check_array(name, x)
     n = A_bar.shape[-1] if A_bar.ndim else 0
     lead = None
     if A_bar.ndim >= 2 and A_bar.shape[-2] == n and B_bar.ndim >= 1 and C.ndim >= 1:
@@ -170,6 +182,8 @@ def dplr_kernel(
         the complex kernel ``C Ā^l B̄``, shape ``(..., L)``; a real system's is ``Re`` of it.
     """
     length = check_positive_int("length", length)
+    for name, x in (("Lambda", Lambda), ("P", P), ("B", B), ("C", C)):
+        check_array(name, x)
     n = Lambda.shape[-1] if Lambda.ndim == 1 else -1  # one (N,) diagonal shared by all channels
     if n < 0 or P.ndim != 2 or P.shape[-1] != n or B.shape != (n,) or C.shape[-1:] != (n,):
         raise ValueError(

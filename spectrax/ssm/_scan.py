@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Inexact
 
-from spectrax._checks import check_choice, result_dtype
+from spectrax._checks import check_array, check_choice, result_dtype
 
 SCAN_METHODS = ("associative", "sequential")
 
@@ -38,6 +38,12 @@ def _diag_assoc(a, b, x0):
 
 
 _DIAG: dict[str, Callable] = {"associative": _diag_assoc, "sequential": _diag_seq}
+
+
+def _check_arrays(*named) -> None:
+    for name, x in named:
+        if x is not None or name != "x0":
+            check_array(name, x)
 
 
 def _state_dtype(a, bu, x0, a_name):
@@ -90,6 +96,7 @@ def scan_diagonal(
     with a bfloat16 ``Bu`` computes in float32.
     """
     check_choice("method", method, SCAN_METHODS)
+    _check_arrays(("Lambda_bar", Lambda_bar), ("Bu", Bu), ("x0", x0))
     if Bu.ndim < 2:
         raise ValueError(f"`Bu` must have shape (..., L, N); got Bu.shape={Bu.shape}.")
     try:
@@ -154,6 +161,7 @@ def scan_dense(
     ``Bu`` and ``x0``.
     """
     check_choice("method", method, SCAN_METHODS)
+    _check_arrays(("A_bar", A_bar), ("Bu", Bu), ("x0", x0))
     if A_bar.shape != (Bu.shape[-1],) * 2 or Bu.ndim != 2:
         raise ValueError(f"expected A_bar (N, N) and Bu (L, N); got {A_bar.shape=}, {Bu.shape=}.")
     dtype = _state_dtype(A_bar, Bu, x0, "A_bar")

@@ -883,6 +883,29 @@ def test_integer_or_boolean_only_inputs_are_refused_by_name(library_errors):
     assert_close(got[:, 0], [1.0, 1.5, 1.75, 1.875], jnp.float32)
 
 
+def test_lists_are_refused_by_name(library_errors):
+    """The kernels and scans failed on a list at `.ndim` or `.shape` with an AttributeError
+    that named no argument."""
+    v, lam = [1.0, 1.0], jnp.asarray([0.5, 0.25])
+    cases = [
+        ("Lambda_bar", lambda: vandermonde_kernel(v, lam, 4)),
+        ("W", lambda: vandermonde_kernel(lam, v, 4)),
+        ("log_Lambda_bar", lambda: vandermonde_kernel(lam, lam, 4, log_Lambda_bar=v)),
+        ("A_bar", lambda: dense_kernel([v, v], lam, lam, 4)),
+        ("C", lambda: dense_kernel(jnp.eye(2), lam, v, 4)),
+        ("Lambda", lambda: dplr_kernel(v, lam[None], lam, lam, 0.1, 4)),
+        ("P", lambda: dplr_kernel(lam, [v], lam, lam, 0.1, 4)),
+        ("Lambda_bar", lambda: scan_diagonal([v], jnp.ones((3, 2)))),
+        ("Bu", lambda: scan_diagonal(lam[None], [v, v])),
+        ("x0", lambda: scan_diagonal(lam[None], jnp.ones((3, 2)), v)),
+        ("A_bar", lambda: scan_dense([v, v], jnp.ones((3, 2)))),
+        ("Bu", lambda: scan_dense(jnp.eye(2), [v])),
+    ]
+    for name, call in cases:
+        with pytest.raises(TypeError, match=rf"`{name}` must be a jax.Array or NumPy array.*list"):
+            call()
+
+
 def test_a_python_float_dt_gives_the_same_dtype_under_jit(x64):
     """Under jit a Python float dt arrives as a weakly typed float64 tracer; it was taken for a
     float64 array and widened complex64 to complex128 (eager: complex64), so jit(f) != f."""
