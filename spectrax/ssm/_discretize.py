@@ -221,7 +221,8 @@ def discretize_dense(
 
     Returns:
         ``(A_bar, B_bar)`` in the wider precision of ``A`` and an array ``dt`` (a Python float
-        ``dt`` takes ``A``'s), as :func:`discretize_diagonal`. ZOH is NaN beyond
+        ``dt`` takes ``A``'s), at least float32 (half precision computes in float32), as
+        :func:`discretize_diagonal`. ZOH is NaN beyond
         ``||[A, B] dt||_1 ≈ 1.3e8`` (float32; 1.8e8 in float64), where the scaling-and-squaring
         exponential would need more than 24 squarings.
 
@@ -247,6 +248,10 @@ def discretize_dense(
             )
     if A.dtype != B.dtype:
         raise TypeError(f"`A` and `B` must share a dtype; got {A.dtype} and {B.dtype}.")
+    if jnp.finfo(A.dtype).bits < 32:
+        # half precision computes in float32 (jax's expm and LU refuse float16 and bfloat16
+        # with errors that name neither argument), as discretize_diagonal's complex64
+        A, B = A.astype(jnp.float32), B.astype(jnp.float32)
     dt_in, dt = dt, _as_dt(dt)
     if _wider(dt_in, dt, jnp.finfo(A.dtype).dtype):  # a float64 dt array is not narrowed
         A = A.astype(result_dtype(A.dtype, dt.dtype))

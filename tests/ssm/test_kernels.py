@@ -906,6 +906,22 @@ def test_lists_are_refused_by_name(library_errors):
             call()
 
 
+@pytest.mark.parametrize("method", DISCS)
+@pytest.mark.parametrize("half", [jnp.bfloat16, jnp.float16])
+def test_discretize_dense_computes_half_precision_in_float32(method, half):
+    """A bfloat16 or float16 system failed inside jax (expm: 'A.dtype=bfloat16 is not
+    supported'; LU: NotImplementedError 'Unsupported dtype float16') naming neither argument;
+    it computes in float32, as discretize_diagonal, on the values as given."""
+    a = (jnp.diag(jnp.asarray([-1.0, -2.0, -0.5])) + 0.25 * jnp.ones((3, 3))).astype(half)
+    b = jnp.asarray([[1.0], [0.5], [-1.0]], half)
+    dense = jax.jit(discretize_dense, static_argnums=3)  # eager expm dispatches many small ops
+    a_bar, b_bar = dense(a, b, 0.1, method)
+    ref_a, ref_b = dense(a.astype(jnp.float32), b.astype(jnp.float32), 0.1, method)
+    assert a_bar.dtype == b_bar.dtype == jnp.float32
+    assert_close(a_bar, ref_a, jnp.float32)
+    assert_close(b_bar, ref_b, jnp.float32)
+
+
 def test_a_python_float_dt_gives_the_same_dtype_under_jit(x64):
     """Under jit a Python float dt arrives as a weakly typed float64 tracer; it was taken for a
     float64 array and widened complex64 to complex128 (eager: complex64), so jit(f) != f."""
