@@ -129,10 +129,14 @@ def _check_dt_steps(dt, shape: tuple, what: str) -> Array:
     if dt.shape != shape:
         raise ValueError(f"`dt` must be {what} {shape}; got shape {dt.shape}.")
     if not isinstance(dt, jax.core.Tracer):
-        v = np.asarray(dt)
-        if not np.all(np.isfinite(v) & (v > 0)):
+        v = np.asarray(dt, np.float64)
+        bad = ~(np.isfinite(v) & (v > 0))
+        if np.any(bad):
+            first = float(v[bad].ravel()[0])
+            where = f" at step {int(np.flatnonzero(bad.ravel())[0])}" if v.ndim else ""
             raise ValueError(
-                "`dt` must be finite and positive at every step; got a value that is not."
+                f"`dt` must be finite and positive at every step; got {first!r}{where} "
+                f"({int(np.count_nonzero(bad))} of {v.size} steps)."
             )
     return dt
 
