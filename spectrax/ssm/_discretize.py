@@ -58,7 +58,7 @@ def _as_dt(dt) -> Array:
         bad = ~(np.isfinite(v) & (v > 0))
         if np.any(bad):
             raise ValueError(
-                f"`dt` must be finite and > 0 (positive steps); got {v[bad].ravel()[0]!r} "
+                f"`dt` must be finite and > 0 (positive steps); got {float(v[bad].ravel()[0])!r} "
                 f"(at {int(np.count_nonzero(bad))} of {v.size} entries)."
             )
     return dt

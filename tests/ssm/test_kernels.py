@@ -524,7 +524,8 @@ def test_discretize_dense_validates_inputs(library_errors):
     for bad in (0.0, -0.1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match=r"`dt` must be finite and > 0"):
             discretize_dense(a, b, bad)
-    with pytest.raises(ValueError, match=r"`dt` must be finite and > 0.*-1.0.*1 of 2"):
+    # the plain number (it printed NumPy's repr, np.float64(-1.0))
+    with pytest.raises(ValueError, match=r"`dt` must be finite and > 0.*got -1\.0 \(at 1 of 2"):
         discretize_dense(
             jnp.broadcast_to(a, (2, 3, 3)), jnp.ones((2, 3, 1)), jnp.asarray([1.0, -1])
         )
