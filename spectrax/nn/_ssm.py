@@ -271,29 +271,28 @@ class S4D(eqx.Module):
         lam_bar, gamma = discretize_diagonal(lam, jnp.exp(_f32(self.log_dt))[:, None], self.disc)
         return lam_bar, gamma * _to_complex(self.B)
 
-    def _log_lambda_bar(self) -> Complex[Array, "H M"]:
-        """``log Λ̄`` from ``Λ`` and ``dt`` (exact digits for slow modes; see
-        :func:`~spectrax.ssm.log_discrete_eigenvalues`)."""
+    def _log_lambda_bar(self) -> tuple[Complex[Array, "H M"], Array]:
+        """``(log ±Λ̄, negated)`` from ``Λ`` and ``dt`` (exact digits for slow modes, and for
+        a ``Λ̄`` near -1; see :func:`~spectrax.ssm.log_discrete_eigenvalues`)."""
         lam = jax.lax.complex(-jnp.exp(_f32(self.log_Lambda_re)), _f32(self.Lambda_im))
         dt = jnp.exp(_f32(self.log_dt))[:, None]
-        return log_discrete_eigenvalues(lam, dt, self.disc)
+        return log_discrete_eigenvalues(lam, dt, self.disc, half_turn=True)
 
     def kernel(self, length: int, *, backward: bool = False) -> Float[Array, "H L"]:
         """The real convolution kernel ``K[h, l] = 2 Re(C_h Λ̄_h^l B̄_h)``, ``(H, L)``."""
         _check_backward(self, backward)
+        return self._kernel(self.C_back if backward else self.C, length)
+
+    def _kernel(self, c: Array, length: int) -> Array:
         lam_bar, b_bar = self.discrete()
-        c = _to_complex(self.C_back if backward else self.C)
-        log_lam = self._log_lambda_bar()
-        return 2.0 * jnp.real(
-            vandermonde_kernel(lam_bar, c * b_bar, length, log_Lambda_bar=log_lam)
+        log_lam, negated = self._log_lambda_bar()
+        k = vandermonde_kernel(
+            lam_bar, _to_complex(c) * b_bar, length, log_Lambda_bar=log_lam, negated=negated
         )
+        return 2.0 * jnp.real(k)
 
     def _conv(self, x: Array, c: Array) -> Array:
-        lam_bar, b_bar = self.discrete()
-        w = _to_complex(c) * b_bar
-        log_lam = self._log_lambda_bar()
-        k = 2.0 * jnp.real(vandermonde_kernel(lam_bar, w, x.shape[0], log_Lambda_bar=log_lam))
-        return fft_conv(x.T, k).T
+        return fft_conv(x.T, self._kernel(c, x.shape[0])).T
 
     def _scan(self, x: Array, c: Array, method: str) -> Array:
         lam_bar, b_bar = self.discrete()
@@ -611,31 +610,32 @@ class S5(eqx.Module):
             step = step * dt.astype(step.dtype)[:, None]
         return discretize_diagonal(lam[None, :], step, self.disc)
 
-    def _log_lambda_bar(self) -> Complex[Array, "1 M"]:
-        """``log Λ̄`` ``(1, P/2)`` from ``Λ`` and ``dt`` (exact digits for slow modes; see
-        :func:`~spectrax.ssm.log_discrete_eigenvalues`)."""
+    def _log_lambda_bar(self) -> tuple[Complex[Array, "1 M"], Array]:
+        """``(log ±Λ̄, negated)``, each ``(1, P/2)``, from ``Λ`` and ``dt`` (exact digits for
+        slow modes, and for a ``Λ̄`` near -1; see :func:`~spectrax.ssm.log_discrete_eigenvalues`)."""
         lam = jax.lax.complex(-jnp.exp(_f32(self.log_Lambda_re)), _f32(self.Lambda_im))
         step = jnp.exp(_f32(self.log_dt))[None, :]
-        return log_discrete_eigenvalues(lam[None, :], step, self.disc)
+        return log_discrete_eigenvalues(lam[None, :], step, self.disc, half_turn=True)
 
     def kernel(self, length: int, *, backward: bool = False) -> Float[Array, "H H L"]:
         """The real MIMO kernel ``K[:, :, l] = 2 Re(C Λ̄^l B̄)``, ``(H_out, H_in, L)``."""
         _check_backward(self, backward)
+        return self._kernel(self.C_back if backward else self.C, length)
+
+    def _kernel(self, c: Array, length: int) -> Array:
         lam_bar, gamma = self.discrete()
         b_bar = gamma[0][:, None] * _to_complex(self.B)
-        c = _to_complex(self.C_back if backward else self.C)
-        w = c[:, None, :] * b_bar.T[None, :, :]  # (H, H, M)
-        log_lam = self._log_lambda_bar()[None]
-        return 2.0 * jnp.real(vandermonde_kernel(lam_bar[None], w, length, log_Lambda_bar=log_lam))
+        w = _to_complex(c)[:, None, :] * b_bar.T[None, :, :]  # (H, H, M)
+        log_lam, negated = self._log_lambda_bar()
+        k = vandermonde_kernel(
+            lam_bar[None], w, length, log_Lambda_bar=log_lam[None], negated=negated[None]
+        )
+        return 2.0 * jnp.real(k)
 
     def _conv(self, x: Array, c: Array, dt) -> Array:
         if dt is not None:
             raise ValueError("per-step `dt` needs mode='scan' or 'recurrent'; got mode='conv'.")
-        lam_bar, gamma = self.discrete()
-        b_bar = gamma[0][:, None] * _to_complex(self.B)
-        w = _to_complex(c)[:, None, :] * b_bar.T[None, :, :]
-        log_lam = self._log_lambda_bar()[None]
-        k = 2.0 * jnp.real(vandermonde_kernel(lam_bar[None], w, x.shape[0], log_Lambda_bar=log_lam))
+        k = self._kernel(c, x.shape[0])
         return jnp.sum(fft_conv(x.T[None, :, :], k), axis=1).T
 
     def _scan(self, x: Array, c: Array, dt, method: str) -> Array:

@@ -9,7 +9,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Inexact
+from jaxtyping import Array, Bool, Float, Inexact
 
 from spectrax._checks import (
     check_array,
@@ -28,6 +28,7 @@ def vandermonde_kernel(
     *,
     chunk: int = 1024,
     log_Lambda_bar: Inexact[Array, "*#batch N"] | None = None,
+    negated: Bool[Array, "*#batch N"] | None = None,
 ) -> Inexact[Array, "*batch L"]:
     """``K[..., l] = Σ_n W[..., n] Λ̄[..., n]^l`` for ``l < length`` (diagonal SSM kernel).
 
@@ -48,6 +49,10 @@ def vandermonde_kernel(
             used for the powers in place of ``log(Lambda_bar)``, which loses the digits of a
             slow mode's ``Λ̄`` rounded near 1 (about 15x less error in float32 at
             ``dt = 1e-3``).
+        negated: with ``log_Lambda_bar``, where ``log_Lambda_bar`` is ``log(-Λ̄)``: the powers
+            are ``(-1)^l exp(l log(-Λ̄))`` there (``log_discrete_eigenvalues(...,
+            half_turn=True)`` gives both). The error of ``exp(l log Λ̄)`` grows with ``l`` times
+            the phase, which is near ``π`` for a ``Λ̄`` near -1 (bilinear at ``|Λ dt| > 2``).
 
     Returns:
         complex ``(broadcast batch, L)``.
@@ -58,6 +63,16 @@ def vandermonde_kernel(
     check_array("W", W)
     if log_Lambda_bar is not None:
         check_array("log_Lambda_bar", log_Lambda_bar)
+    if negated is not None:
+        check_array("negated", negated)
+        if log_Lambda_bar is None or negated.shape != log_Lambda_bar.shape:
+            raise ValueError(
+                "`negated` needs `log_Lambda_bar` and its shape (it marks where that is "
+                f"log(-Λ̄)); got negated.shape={negated.shape}, log_Lambda_bar.shape="
+                f"{None if log_Lambda_bar is None else log_Lambda_bar.shape}."
+            )
+        if negated.dtype != jnp.bool_:
+            raise TypeError(f"`negated` must be a boolean array; got dtype {negated.dtype}.")
     if Lambda_bar.ndim != W.ndim:
         raise ValueError(
             f"`Lambda_bar` and `W` must have the same rank; got {Lambda_bar.shape=}, {W.shape=}."
@@ -100,9 +115,15 @@ def vandermonde_kernel(
     real = jnp.real(log_lam).dtype
     steps = jnp.arange(chunk, dtype=real)
 
+    flip = None if negated is None else jnp.broadcast_to(negated, shape)[..., None, :]
+    lift = (1,) * (len(shape) - 1) + (chunk, 1)
+
     def block(c):
         l = (steps + (c * chunk).astype(real)).astype(dtype)
-        powers = jnp.exp(log_lam[..., None, :] * l.reshape((1,) * (len(shape) - 1) + (chunk, 1)))
+        powers = jnp.exp(log_lam[..., None, :] * l.reshape(lift))
+        if flip is not None:  # (-1)^l where the log is log(-Λ̄): exact, unlike l π
+            odd = ((jnp.arange(chunk) + c * chunk) % 2 == 1).reshape(lift)
+            powers = jnp.where(flip & odd, -powers, powers)
         return jnp.einsum("...ln,...n->...l", powers, w)
 
     blocks = jax.lax.map(block, jnp.arange(n_chunks))

@@ -584,3 +584,18 @@ def test_float64_step_of_a_float32_layer_computes_in_float64(name, x64):
     if name == "s5":
         y_dt, _ = layer.step(x, layer.init_state(), 0.5)
         assert_close(y_dt, layer(x[None], dt=jnp.asarray([0.5]), mode="recurrent")[0], jnp.float64)
+
+
+@pytest.mark.parametrize("name", ["s4d-inv", "s5"])
+def test_float32_kernel_of_modes_near_minus_one(name, x64):
+    """Bilinear at dt = 1: the fast modes' Λ̄ lie near -1 (|Λ dt| >> 2), where the powers
+    exp(l log Λ̄) rounded l π ulps: the float32 kernel (L = 2048) was 3.6e-5 (S4D-Inv) and
+    2.7e-5 (S5) from the float64 one of the same parameters; from log(-Λ̄) and an exact
+    (-1)^l, 1.9e-6 and 1.5e-6."""
+    cls, kw = LAYERS[name]
+    layer = cls(2, 32, disc="bilinear", dt_min=1.0, dt_max=1.0, key=jax.random.key(0), **kw)
+    kernel = eqx.filter_jit(lambda m: m.kernel(2048))
+    wide = jax.tree_util.tree_map(
+        lambda p: p.astype(jnp.float64) if eqx.is_inexact_array(p) else p, layer
+    )
+    assert_close(kernel(layer), kernel(wide), rtol=1e-5)

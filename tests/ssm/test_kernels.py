@@ -923,6 +923,38 @@ def test_discretize_dense_computes_half_precision_in_float32(method, half):
     assert_close(b_bar, ref_b, jnp.float32)
 
 
+@pytest.mark.parametrize("method", DISCS)
+def test_half_turn_logs_and_their_powers(x64, method):
+    """log_discrete_eigenvalues(..., half_turn=True) is log(-Λ̄) exactly where Re Λ̄ < 0, its
+    phase within [-π/2, π/2]; vandermonde_kernel's `negated` puts (-1)^l back. Modes on both
+    sides of |Λ dt/2| = 1 (bilinear) and of cos(Im Λ dt) = 0 (ZOH), and Λ = 0."""
+    lam = jnp.asarray([0.0, -0.5 + 1.0j, -0.5 + 30.0j, -0.1 - 45.0j, -3.0, -50.0 + 2.0j])
+    dt = jnp.asarray(0.1)
+    lam_bar, _ = discretize_diagonal(lam, dt, method)
+    log_abs, negated = log_discrete_eigenvalues(lam, dt, method, half_turn=True)
+    assert negated.dtype == jnp.bool_
+    np.testing.assert_array_equal(negated, np.asarray(jnp.real(lam_bar)) < 0)
+    assert np.any(negated) and not np.all(negated)
+    assert float(jnp.max(jnp.abs(jnp.imag(log_abs)))) <= np.pi / 2 + 1e-12
+    assert_close(jnp.where(negated, -1.0, 1.0) * jnp.exp(log_abs), lam_bar, jnp.float64)
+    w = jnp.asarray(np.random.default_rng(0).standard_normal(6) + 0j)
+    got = vandermonde_kernel(lam_bar, w, 9, log_Lambda_bar=log_abs, negated=negated)
+    powers = np.asarray(lam_bar)[None, :] ** np.arange(9)[:, None]
+    assert_close(got, powers @ np.asarray(w), jnp.float64)
+
+
+def test_negated_needs_a_log_of_its_shape(library_errors):
+    lam, neg = jnp.asarray([0.5, -0.5]), jnp.asarray([False, True])
+    with pytest.raises(ValueError, match=r"`negated` needs `log_Lambda_bar`"):
+        vandermonde_kernel(lam, lam, 4, negated=neg)
+    with pytest.raises(ValueError, match=r"`negated` needs.*negated.shape=\(1,\)"):
+        vandermonde_kernel(lam, lam, 4, log_Lambda_bar=lam, negated=neg[:1])
+    with pytest.raises(TypeError, match=r"`negated` must be a boolean array; got dtype int32"):
+        vandermonde_kernel(lam, lam, 4, log_Lambda_bar=lam, negated=jnp.asarray([0, 1]))
+    with pytest.raises(TypeError, match=r"`half_turn` must be a Python bool"):
+        log_discrete_eigenvalues(lam, 0.1, half_turn="yes")
+
+
 def test_a_python_float_dt_gives_the_same_dtype_under_jit(x64):
     """Under jit a Python float dt arrives as a weakly typed float64 tracer; it was taken for a
     float64 array and widened complex64 to complex128 (eager: complex64), so jit(f) != f."""
