@@ -111,20 +111,34 @@ def vandermonde_kernel(
         log_lam = jnp.where(jnp.real(log_lam) == -jnp.inf, jnp.log(tiny), log_lam)
     log_lam = jnp.broadcast_to(log_lam, shape)
     w = jnp.broadcast_to(W.astype(dtype), shape)
+    if negated is not None:
+        chunk += chunk % 2  # even: every block starts at an even step (see below)
     n_chunks = math.ceil(length / chunk)
     real = jnp.real(log_lam).dtype
     steps = jnp.arange(chunk, dtype=real)
 
-    flip = None if negated is None else jnp.broadcast_to(negated, shape)[..., None, :]
     lift = (1,) * (len(shape) - 1) + (chunk, 1)
 
     def block(c):
         l = (steps + (c * chunk).astype(real)).astype(dtype)
         powers = jnp.exp(log_lam[..., None, :] * l.reshape(lift))
-        if flip is not None:  # (-1)^l where the log is log(-Λ̄): exact, unlike l π
-            odd = ((jnp.arange(chunk) + c * chunk) % 2 == 1).reshape(lift)
-            powers = jnp.where(flip & odd, -powers, powers)
         return jnp.einsum("...ln,...n->...l", powers, w)
+
+    if negated is not None:
+        # (-1)^l where the log is log(-Λ̄), exact (unlike l π): even steps sum W e^{l a}, odd
+        # steps the same with W negated at the flipped modes. A block computes its even and odd
+        # steps as two rows (an even chunk starts at an even l): one matvec's work, no select
+        # per power.
+        steps = jnp.arange(chunk, dtype=real).reshape(chunk // 2, 2).T  # (2, chunk/2): parity
+        flip = jnp.broadcast_to(negated, shape)
+        w = jnp.stack([w, jnp.where(flip, -w, w)], axis=-2)  # (..., 2, N)
+        lift = (1,) * (len(shape) - 1) + (2, chunk // 2, 1)
+
+        def block(c):
+            l = (steps + (c * chunk).astype(real)).astype(dtype)
+            powers = jnp.exp(log_lam[..., None, None, :] * l.reshape(lift))
+            rows = jnp.einsum("...pln,...pn->...pl", powers, w)  # (..., 2, chunk/2)
+            return jnp.swapaxes(rows, -1, -2).reshape(rows.shape[:-2] + (chunk,))
 
     blocks = jax.lax.map(block, jnp.arange(n_chunks))
     out = jnp.moveaxis(blocks, 0, -2).reshape(shape[:-1] + (n_chunks * chunk,))

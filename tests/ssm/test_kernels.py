@@ -937,10 +937,14 @@ def test_half_turn_logs_and_their_powers(x64, method):
     assert np.any(negated) and not np.all(negated)
     assert float(jnp.max(jnp.abs(jnp.imag(log_abs)))) <= np.pi / 2 + 1e-12
     assert_close(jnp.where(negated, -1.0, 1.0) * jnp.exp(log_abs), lam_bar, jnp.float64)
-    w = jnp.asarray(np.random.default_rng(0).standard_normal(6) + 0j)
-    got = vandermonde_kernel(lam_bar, w, 9, log_Lambda_bar=log_abs, negated=negated)
+    w = jnp.asarray(np.random.default_rng(0).standard_normal((2, 6)) + 0j)  # a batch of two
     powers = np.asarray(lam_bar)[None, :] ** np.arange(9)[:, None]
-    assert_close(got, powers @ np.asarray(w), jnp.float64)
+    # blocks of odd and even sizes, one or several: every block starts at an even step
+    for chunk in (1, 3, 4, 1024):
+        got = vandermonde_kernel(
+            lam_bar[None], w, 9, chunk=chunk, log_Lambda_bar=log_abs[None], negated=negated[None]
+        )
+        assert_close(got, np.asarray(w) @ powers.T, jnp.float64)
 
 
 def test_negated_needs_a_log_of_its_shape(library_errors):
