@@ -116,6 +116,33 @@ def _reference_layout(z: Float[Array, "P H L"]) -> tuple[Array, Array]:
 _LAYOUTS = {"paper": (0, _paper_layout), "reference": (1, _reference_layout)}
 
 
+# What the Pallas kernels read (spectrax.kernels.fft_conv._pallas.SUPPORTED_DTYPES).
+_PALLAS_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
+
+
+def _check_pallas_dtypes(inputs: dict[str, Array], dtype) -> None:
+    """TypeError naming the inputs of :func:`hyena_recurrence` that would reach the Pallas
+    kernels in a dtype they do not support: the convolutions run on ``dtype`` (float64 when any
+    input is, a half-precision ``v``'s own) with the filters in their own dtype. Raised inside
+    fft_conv instead, the error named its ``u`` or ``k``, not an argument of this function."""
+    cast = "or cast them to float32 or bfloat16"
+    if jnp.dtype(dtype) not in _PALLAS_DTYPES:
+        # a half-precision v sets the dtype alone; float64 comes from any of the inputs
+        names = [n for n, a in inputs.items() if jnp.dtype(a.dtype) == jnp.dtype(dtype)]
+        names = names if dtype == jnp.float64 else ["v"]
+        raise TypeError(
+            f"hyena_recurrence(impl='pallas') computes in {jnp.dtype(dtype)} because {names} "
+            f"are {jnp.dtype(dtype)}; the Pallas kernels support float32 and bfloat16. Use "
+            f"impl='xla' or impl='auto', {cast}."
+        )
+    if jnp.dtype(inputs["filters"].dtype) not in _PALLAS_DTYPES:
+        raise TypeError(
+            f"hyena_recurrence(impl='pallas') reads ['filters'] in their dtype "
+            f"{jnp.dtype(inputs['filters'].dtype)}; the Pallas kernels support float32 and "
+            f"bfloat16. Use impl='xla' or impl='auto', {cast}."
+        )
+
+
 def hyena_recurrence(
     v: Float[Array, "H L"],
     gates: Float[Array, "N H L"],
@@ -136,6 +163,8 @@ def hyena_recurrence(
         v: ``(H, L)``. gates: ``(N, H, L)``, ``x^1 .. x^N``. filters: ``(N, H, K)``, ``K <= L``.
         skip: ``(N, H)``. impl: :func:`spectrax.fft_conv`'s ``impl``; the gate ``x^n`` is its
             ``post_gate`` (fused into the Pallas kernel), the skip term is added outside.
+            ``"pallas"`` needs the computation and the filters in float32 or bfloat16 (a
+            TypeError names the inputs that are not).
 
     Returns:
         ``(H, L)`` in ``v``'s dtype, as :func:`spectrax.fft_conv` returns its ``u``'s: ``v`` is
@@ -181,13 +210,8 @@ def hyena_recurrence(
     # intermediates z^n are the kernels' input and output, the hot path's memory traffic.
     half = jnp.dtype(v.dtype).itemsize < 4
     dtype = v.dtype if half else compute_dtype(*(a.dtype for a in inputs.values()))
-    if impl == "pallas" and dtype == jnp.float64:
-        wide = [name for name, a in inputs.items() if a.dtype == dtype]
-        raise TypeError(
-            f"hyena_recurrence(impl='pallas') computes in float64 because {wide} are float64; "
-            "the Pallas kernels support float32 and bfloat16. Use impl='xla' or impl='auto', "
-            "or cast the float64 inputs."
-        )
+    if impl == "pallas":
+        _check_pallas_dtypes(inputs, dtype)
     # The filters keep their dtype: fft_conv computes each convolution in the wider of z's and
     # the filter's (a float32 filter bank of a bfloat16 model stays float32).
     z, gates, skip = (a.astype(dtype) for a in (v, gates, skip))
@@ -384,7 +408,7 @@ class HyenaOperator(eqx.Module):
         short_filter: size of the short causal convolution (3, the paper's).
         num_frequencies, decay_min, decay_max, omega: as :class:`HyenaFilter`.
         impl: :func:`spectrax.fft_conv` implementation, ``"auto"`` (default), ``"xla"`` or
-            ``"pallas"``.
+            ``"pallas"`` (float32 or bfloat16 ``dtype`` only: a TypeError names ``dtype``).
         dtype: parameter and compute dtype (float32); a bfloat16 model computes its
             projections in bfloat16, its filters in float32, and its recurrence
             (:func:`hyena_recurrence`) with float32 convolutions rounded to bfloat16 after each
@@ -448,6 +472,13 @@ class HyenaOperator(eqx.Module):
         filter_order = check_positive_int("filter_order", filter_order)
         check_choice("impl", impl, IMPLS)
         check_float_dtype("dtype", dtype)
+        if impl == "pallas" and jnp.dtype(dtype) not in _PALLAS_DTYPES:
+            # it computes in its parameters' dtype: every call would fail inside fft_conv
+            raise TypeError(
+                f"`impl`='pallas' runs the Pallas kernels, which support float32 and bfloat16; "
+                f"got dtype={jnp.dtype(dtype)}. Use dtype=jnp.float32 or jnp.bfloat16, or "
+                "impl='xla' or impl='auto'."
+            )
         self.impl = impl
         h, p = self.d_model, (self.order + 1) * self.d_model
         k_in, k_inb, k_s, k_sb, k_f, k_d, k_out, k_outb = jax.random.split(key, 8)

@@ -401,6 +401,26 @@ def test_recurrence_pallas_float64_error_names_the_float64_input(library_errors)
         hyena_recurrence(*args, impl="pallas")
 
 
+@pytest.mark.usefixtures("x64")
+def test_recurrence_pallas_half_and_filter_dtypes_are_named(library_errors):
+    """impl='pallas' with a float16 v, or float16/float64 filters on a bfloat16 v, failed inside
+    fft_conv with "`u` has dtype float16" or "`k` has dtype ...": names of fft_conv's arguments,
+    not of hyena_recurrence's. HyenaOperator(dtype=float16 or float64, impl='pallas') was built
+    and then failed on every call the same way."""
+    f16, f32, b16, f64 = jnp.float16, jnp.float32, jnp.bfloat16, jnp.float64
+    cases = [
+        ((f16, f16, f32, f16), r"computes in float16 because \['v'\] are float16"),
+        ((f32, f32, f16, f32), r"reads \['filters'\] in their dtype float16"),
+        ((b16, b16, f64, b16), r"reads \['filters'\] in their dtype float64"),
+    ]
+    for dtypes, message in cases:
+        with pytest.raises(TypeError, match=r"impl='pallas'.*" + message + ".*impl='xla'"):
+            hyena_recurrence(*_recurrence_args(dtypes), impl="pallas")
+    for dtype in (f16, f64):
+        with pytest.raises(TypeError, match=rf"`impl`='pallas'.*got dtype={jnp.dtype(dtype)}"):
+            HyenaOperator(H, MAX_LEN, impl="pallas", dtype=dtype, key=jax.random.key(0), **KW)
+
+
 def test_num_frequencies_below_half_max_len(library_errors):
     """num_frequencies >= max_len / 2 was accepted: at integer positions the band k = max_len / 2
     has a sine that is 0 everywhere, and k, max_len - k repeat each other, so the FFN's input had
