@@ -14,6 +14,7 @@ from jaxtyping import Array, Complex, Float
 from spectrax._checks import (
     broadcast_leading,
     check_choice,
+    check_inexact,
     check_positive_int,
     check_real_float,
     complex_dtype,
@@ -141,6 +142,9 @@ def check_args(
                 f"Expected the same causal, or rebuild it with fft_conv_filter(k, length=L, "
                 f"causal={causal})."
             )
+        # a list failed with "'list' object has no attribute 'ndim'"; an integer or bool
+        # "spectrum" was taken as complex, though no rfft gives one
+        check_inexact("k.k_f", k.k_f)
         bins = k.fft_size // 2 + 1
         if k.k_f.ndim < 1 or k.k_f.shape[-1] != bins:
             raise ValueError(
