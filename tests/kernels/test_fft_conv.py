@@ -181,6 +181,55 @@ def test_grad_matches_finite_differences(key, x64):
     )
 
 
+def _irfft_shapes(fn, *args) -> list[tuple[int, ...]]:
+    """Output shapes of every inverse real FFT in ``fn``'s jaxpr (nested jaxprs included)."""
+    import jax.extend
+
+    shapes = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "fft" and eqn.params["fft_type"] == jax.lax.FftType.IRFFT:
+                shapes.append(tuple(eqn.outvars[0].aval.shape))
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (list, tuple)) else [value]:
+                    if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                        walk(sub.jaxpr)
+                    elif isinstance(sub, jax.extend.core.Jaxpr):
+                        walk(sub)
+
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return sorted(shapes)
+
+
+def test_backward_sums_broadcast_dims_before_the_inverse_fft(key):
+    """The backward pass sums the cotangent over the dimensions a filter (or input) was
+    broadcast along in the frequency domain, then inverts once per row it has: a (H, K) filter
+    under a (B, H, L) input took B * H inverse FFTs for its gradient instead of H (backward
+    1.5-1.8x slower on CPU for B=16, H=64, L=4096)."""
+    batch, h, length = 4, 3, 16
+    u, k = _inputs(key, (batch, h, length), (h, 5), jnp.float32)
+    n = spectrax.transforms.conv_fft_size(length, 5)
+
+    def loss(u, k):
+        return jnp.sum(spectrax.fft_conv(u, k, impl="xla") ** 2)
+
+    # forward y and du: one per output row; dk: one per filter row
+    want = [(1, h, n), (batch, h, n), (batch, h, n)]
+    assert _irfft_shapes(jax.grad(loss, argnums=(0, 1)), u, k) == want
+    # a shared input under a bank of filters, time-domain and frequency-domain filters
+    x = u[0, 0]
+    k_f = fft_conv_filter(k, length).k_f
+
+    def loss_f(x, k_f):
+        filt = SpectralFilter(k_f, length, 5, True)
+        return jnp.sum(spectrax.fft_conv(x, filt, impl="xla") ** 2)
+
+    # y (H rows), du (1 row), and for a time-domain filter dk (H rows)
+    assert _irfft_shapes(jax.grad(loss, argnums=0), x, k) == [(1, n), (h, n), (h, n)]
+    assert _irfft_shapes(jax.grad(loss_f, argnums=0), x, k_f) == [(1, n), (h, n)]
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_grad_dtypes_follow_inputs(key, dtype):
     u, k = _inputs(key, (2, 32), (8,), dtype)

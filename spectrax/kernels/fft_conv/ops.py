@@ -222,10 +222,14 @@ def _conv_time_bwd(causal, meta, res, g):
     n = conv_fft_size(length, ksize, causal=causal)
     real = jnp.real(u_f).dtype
     g_f = jnp.fft.rfft(g.astype(real), n=n)
-    du = jnp.fft.irfft(g_f * jnp.conj(k_f), n=n)[..., :length]
-    dk = jnp.fft.irfft(g_f * jnp.conj(u_f), n=n)[..., :ksize]
-    du = _sum_to(du, tuple(u_shape[:-1]) + (length,)).astype(u_dtype)
-    dk = _sum_to(dk, tuple(k_shape[:-1]) + (ksize,)).astype(k_dtype)
+    # Summed over the broadcast dimensions in the frequency domain (the inverse transform is
+    # linear): one inverse FFT per row of u or k, not one per row of the output (a (H, K)
+    # filter under a (B, H, L) input took B times the inverse FFTs its gradient needs).
+    bins = g_f.shape[-1]
+    du_f = _sum_to(g_f * jnp.conj(k_f), tuple(u_shape[:-1]) + (bins,))
+    dk_f = _sum_to(g_f * jnp.conj(u_f), tuple(k_shape[:-1]) + (bins,))
+    du = jnp.fft.irfft(du_f, n=n)[..., :length].astype(u_dtype)
+    dk = jnp.fft.irfft(dk_f, n=n)[..., :ksize].astype(k_dtype)
     return du, dk
 
 
@@ -266,8 +270,9 @@ def _conv_freq_bwd(n, meta, res, g):
     length = u_shape[-1]
     real = jnp.real(u_f).dtype
     g_f = jnp.fft.rfft(g.astype(real), n=n)
-    du = jnp.fft.irfft(g_f * jnp.conj(k_f.astype(u_f.dtype)), n=n)[..., :length]
-    du = _sum_to(du, tuple(u_shape[:-1]) + (length,)).astype(u_dtype)
+    # summed over broadcast dimensions before the inverse FFT, as in _conv_time_bwd
+    du_f = _sum_to(g_f * jnp.conj(k_f.astype(u_f.dtype)), tuple(u_shape[:-1]) + (g_f.shape[-1],))
+    du = jnp.fft.irfft(du_f, n=n)[..., :length].astype(u_dtype)
     # Cotangent of k_f under JAX's convention for complex inputs (the transpose of the linear
     # map k_f -> irfft(u_f * k_f)): irfft's transpose is conj(w/n * rfft(g)), w the bin weights.
     weights = (_rfft_bin_weights(n, real) / n).astype(u_f.dtype)
