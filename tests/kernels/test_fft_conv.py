@@ -469,6 +469,35 @@ def test_registered_impl_is_selectable_by_name(monkeypatch, library_errors):
         register_impl("other", None, lambda u, k, causal: True)
 
 
+def test_reference_takes_the_gates(key, x64):
+    """fft_conv_reference, the forward-mode fallback fft_conv's docstring points to, had no
+    pre_gate / post_gate: a gated fft_conv (Hyena's) had no reference with its signature to
+    take jax.jvp or jax.jacfwd through."""
+    rng = np.random.default_rng(0)  # NumPy draws: jax.random in float64 compiles for ~1 s
+    u, k, pre, post = (
+        jnp.asarray(rng.standard_normal(s)) for s in ((2, 3, 19), (3, 6), (19,), (2, 1, 19))
+    )
+    ref = jax.jit(fft_conv_reference)  # jitted: op-by-op dispatch compiles every op
+    got = ref(u, k, pre_gate=pre, post_gate=post)
+    want = np.asarray(post) * direct_conv(np.asarray(pre) * np.asarray(u), k)
+    assert_close(got, want, rtol=1e-12)
+    assert_close(spectrax.fft_conv(u, k, pre_gate=pre, post_gate=post), got, rtol=1e-12)
+    # forward mode: linear in the gate, so the tangent along the gate is the output itself;
+    # a gate with more leading dimensions than u and k enlarges the output, as in fft_conv
+    x, h = u[0, 0], k[0]
+    y, tangent = jax.jit(jax.jvp, static_argnums=0)(
+        lambda g: fft_conv_reference(x, h, post_gate=g), (post,), (post,)
+    )
+    assert_close(y, np.asarray(post) * direct_conv(x, h), rtol=1e-12)
+    assert_close(tangent, y, rtol=1e-12)
+    # half precision: computed in float32, returned in u's dtype
+    b = [np.asarray(a.astype(jnp.bfloat16)) for a in (u, k, pre, post)]
+    got = ref(*(jnp.asarray(a) for a in b[:2]), pre_gate=b[2], post_gate=b[3])
+    assert got.dtype == jnp.bfloat16
+    f64 = [a.astype(np.float64) for a in b]
+    assert_close(got, f64[3] * direct_conv(f64[2] * f64[0], f64[1]), jnp.bfloat16)
+
+
 def test_reference_validates_like_fft_conv(key, library_errors):
     """fft_conv_reference (public, the forward-mode fallback) took any array: a complex `u`
     lost its imaginary part and came back complex, an integer one was truncated, and a
@@ -482,3 +511,5 @@ def test_reference_validates_like_fft_conv(key, library_errors):
         fft_conv_reference(u, k, causal=False)
     with pytest.raises(TypeError, match=r"`k` must be a time-domain filter.*SpectralFilter"):
         fft_conv_reference(u, spectrax.kernels.fft_conv.fft_conv_filter(k, 16))
+    with pytest.raises(ValueError, match=r"`post_gate` must have shape \(\.\.\., L=16\)"):
+        fft_conv_reference(u, k, post_gate=u[:8])
