@@ -78,8 +78,9 @@ class LoopConfig:
     """Steps, batch size and the cadence of logging and evaluation.
 
     ``max_nonfinite``: that many non-finite updates in a row stop the run (each one is skipped
-    inside the jitted step). The host reads the guard's counters every ``log_every`` steps;
-    the steps between the limit and that read change nothing (the step halts itself).
+    inside the jitted step). The host reads the guard's counters (and logs the pending train
+    metrics) every ``log_every`` steps and at each evaluation step, before the evaluation; the
+    steps between the limit and that read change nothing (the step halts itself).
     """
 
     num_steps: int = _f(1000, min=1)

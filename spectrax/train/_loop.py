@@ -425,7 +425,12 @@ def train(
             pending.append((step, metrics))
             bar.update(1)
             due = bool(config.checkpoint.every and step % config.checkpoint.every == 0)
-            at_log = step % loop.log_every == 0 or step == loop.num_steps
+            eval_now = bool(
+                loop.eval_every and step % loop.eval_every == 0 and step != loop.num_steps
+            )
+            # an evaluation step flushes too: its eval record follows the train records of the
+            # steps before it, as after a stop and resume at that step
+            at_log = step % loop.log_every == 0 or step == loop.num_steps or eval_now
             # Several processes must save and stop at one step (the save is a collective): they
             # compare flags at the log and checkpoint steps, where the host waits anyway.
             signal_now = _agreed_signal(flag["signal"]) if at_log or due or not multi else None
@@ -448,7 +453,7 @@ def train(
                     stopped = "nonfinite"
                     report_nonfinite(step)
                     break
-            if loop.eval_every and step % loop.eval_every == 0 and step != loop.num_steps:
+            if eval_now:
                 writer.write(step, "eval", task.evaluate(model))
             if flag["signal"] and not save and not multi:
                 # the signal came during the log flush or the eval above: still save this step

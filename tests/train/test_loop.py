@@ -99,9 +99,10 @@ def test_persistent_nan_stops_with_checkpoint_intact(tmp_path):
 
 
 def test_signal_after_the_guard_tripped_stops_without_saving_halted_steps(tmp_path):
-    """The limit is reached at step 16; SIGTERM arrives in the eval at step 18, before the
-    host has read the counters (log_every=10): the run stops as non-finite and does not
-    checkpoint step 18 (a checkpoint whose every resumed step would halt)."""
+    """The limit is reached at step 16; SIGTERM is due in the eval at step 18, where the host
+    reads the counters (an eval step flushes the log; log_every=10): the run stops as
+    non-finite and does not checkpoint step 18 (a checkpoint whose every resumed step would
+    halt)."""
     config = load_config(
         TOY,
         [
@@ -215,6 +216,24 @@ def test_resuming_a_finished_run_logs_its_final_eval_once(tmp_path):
     assert again.step == first.step == 10 and again.metrics == first.metrics
     evals = [r for r in read_metrics(tmp_path) if r["split"] == "eval"]
     assert [r["step"] for r in evals] == [10]
+
+
+def test_eval_records_follow_the_train_records_of_their_step(tmp_path):
+    """An evaluation off the log cadence (eval_every=3, log_every=4) is logged after the train
+    records of the steps up to it, in the order a run stopped and resumed at that step writes."""
+    config = load_config(
+        TOY,
+        ["loop.num_steps=6", "loop.log_every=4", "loop.eval_every=3", "output.plots=false"],
+        variant="smoke",
+    )
+    train(config, workdir=tmp_path)
+    order = [(r["step"], r["split"]) for r in read_metrics(tmp_path)]
+    assert order == [(1, "train"), (2, "train"), (3, "train"), (3, "eval")] + [
+        (4, "train"),
+        (5, "train"),
+        (6, "train"),
+        (6, "eval"),
+    ]
 
 
 def test_signal_during_eval_still_saves(tmp_path):
