@@ -4,8 +4,8 @@ validation that runs before any work.
 A config is a :class:`Config` of frozen dataclass sections. The ``task`` section is any frozen
 dataclass with a ``build() -> Task`` method (see :mod:`spectrax.train._task`); its fields are
 overridable like the others (``task.width=32``). Ranges live in field metadata
-(``min``/``max``/``min_open``/``max_open``/``choices``; a bounded number must also be finite)
-so one function validates every section.
+(``min``/``max``/``min_open``/``max_open``/``choices``; a bounded number must also be finite;
+on a tuple field they hold for each item) so one function validates every section.
 """
 
 from __future__ import annotations
@@ -169,7 +169,22 @@ def flat_keys(config: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_args(tp):  # tuple[int, float], not "tuple"
+        return str(tp).replace("typing.", "")
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _tuple_items(tp: Any, n: int) -> list[Any] | None:
+    """The item types of an ``n``-tuple annotated ``tp`` (``tuple``, ``tuple[X, ...]`` or
+    ``tuple[X, Y]``), or ``None`` if a fixed-length annotation has another length."""
+    args = typing.get_args(tp)
+    if not args:
+        return [Any] * n
+    if len(args) == 2 and args[1] is Ellipsis:
+        return [args[0]] * n
+    if args == ((),):  # tuple[()]
+        args = ()
+    return list(args) if len(args) == n else None
 
 
 def _parse_scalar(key: str, text: str, tp: Any) -> Any:
@@ -188,8 +203,16 @@ def _parse_scalar(key: str, text: str, tp: Any) -> Any:
         raise ConfigError(f"`{key}` expects {_type_name(tp)}; got {text!r}.")
     if typing.get_origin(tp) is tuple:
         parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
-        inner = args[0] if args else str
-        return tuple(_parse_scalar(key, p.strip(), inner) for p in parts)
+        inner = _tuple_items(tp, len(parts))
+        if inner is None:
+            raise ConfigError(
+                f"`{key}` expects {len(args)} comma-separated values ({_type_name(tp)}); "
+                f"got {len(parts)} in {text!r}."
+            )
+        return tuple(
+            _parse_scalar(key, p.strip(), str if t is Any else t)
+            for p, t in zip(parts, inner, strict=True)
+        )
     if tp is bool:
         lowered = text.lower()
         if lowered in ("true", "1", "yes"):
@@ -231,7 +254,11 @@ def _check_type(key: str, value: Any, tp: Any) -> None:
     if tp is type(None):
         ok = value is None
     elif origin is tuple:
-        ok = isinstance(value, tuple)
+        items = _tuple_items(tp, len(value)) if isinstance(value, tuple) else None
+        ok = items is not None
+        if ok:
+            for i, (v, t) in enumerate(zip(value, items, strict=True)):
+                _check_type(f"{key}[{i}]", v, t)
     elif tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif tp is int:
@@ -248,6 +275,11 @@ def _check_type(key: str, value: Any, tp: Any) -> None:
 
 def _check_range(key: str, value: Any, meta: Mapping[str, Any]) -> None:
     if value is None:
+        return
+    if isinstance(value, tuple) and value not in meta.get("choices", ()):
+        # the range and the choices of a tuple field hold for each of its items
+        for i, v in enumerate(value):
+            _check_range(f"{key}[{i}]", v, meta)
         return
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"`{key}` must be one of {list(meta['choices'])}; got {value!r}.")

@@ -213,3 +213,31 @@ def test_a_built_task_in_place_of_its_dataclass_says_how_to_wrap_it(library_erro
         ConfigError, match=r"got SequenceClassificationTask.*wrap it.*build\(self\)"
     ):
         validate_config(Config(name="mine", task=task))
+
+
+@dataclasses.dataclass(frozen=True)
+class _TupleTask:
+    modes: tuple[int, ...] = dataclasses.field(default=(8, 8), metadata={"min": 1})
+    pair: tuple[int, float] = (1, 2.0)
+
+    def build(self):
+        raise NotImplementedError
+
+
+def test_tuple_fields_are_checked_item_by_item(library_errors):
+    """A range on a tuple field holds for each item (it crashed validation with a TypeError from
+    math.isfinite), items are type-checked, and a fixed-length tuple parses each position with
+    its own type and refuses another length."""
+    from spectrax.train import validate_config
+
+    config = validate_config(Config(name="t", task=_TupleTask()))
+    with pytest.raises(ConfigError, match=r"`task.modes\[1\]` must be >= 1; got 0"):
+        apply_overrides(config, ["task.modes=(4,0)"])
+    assert apply_overrides(config, ["task.modes=[4, 6, 2]"]).task.modes == (4, 6, 2)
+    with pytest.raises(ConfigError, match=r"`task.modes\[0\]` must be int; got 'a'"):
+        validate_config(Config(name="t", task=_TupleTask(modes=("a",))))
+    assert apply_overrides(config, ["task.pair=(3,2.5)"]).task.pair == (3, 2.5)
+    with pytest.raises(ConfigError, match=r"`task.pair` expects 2 comma-separated values"):
+        apply_overrides(config, ["task.pair=(1,2,3)"])
+    with pytest.raises(ConfigError, match=r"`task.pair` must be tuple\[int, float\]; got \(1,\)"):
+        validate_config(Config(name="t", task=_TupleTask(pair=(1,))))
