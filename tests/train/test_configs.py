@@ -121,6 +121,20 @@ def test_darcy_standardisation_options(tmp_path, monkeypatch, key):
         ).task.build()
 
 
+def test_darcy_contrast_the_solver_cannot_take_is_a_config_error(tmp_path, monkeypatch):
+    """`task.a_low=1e300` passes validation; the solver's breakdown at that contrast was a
+    RuntimeError (exit 5, "crashed") instead of a config error naming the key (exit 2)."""
+    monkeypatch.setenv("SPECTRAX_CACHE", str(tmp_path / "cache"))
+    config = load_config(
+        "darcy_fno",
+        ["task.a_low=1e300", "task.num_train=8", "task.num_test=1", "loop.batch_size=8"],
+        variant="smoke",
+    )
+    with pytest.raises(ConfigError, match=r"`task.a_low`=1e\+300 .*nearer 12"):
+        train(config, workdir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_recall_config_with_hyena_layers_learns(tmp_path):
     """``task.layer=hyena`` swaps the S4D layers of the recall config for Hyena operators: at the
