@@ -12,6 +12,7 @@ import dataclasses
 import functools
 
 import jax
+import numpy as np
 
 from spectrax.train import (
     CheckpointConfig,
@@ -56,6 +57,14 @@ class BurgersFNO:
         a, u = cached(
             burgers_dataset, jax.random.key(self.data_seed), n, self.resolution, nu=self.nu
         )
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(u))):
+            # else every step is skipped as non-finite and the run stops with exit 3, as if
+            # the model had diverged
+            raise ValueError(
+                f"`task.nu`={self.nu} is too small for the solver's fixed step (dt=5e-3) on its "
+                "grid of >= 1024 points: the solutions hold NaN or inf; expected a larger nu "
+                "(the default, the paper's, is 0.1; 3e-3 still gives finite data here)."
+            )
         return FieldRegressionTask(
             make_model=lambda key: FNO(
                 1,

@@ -135,6 +135,20 @@ def test_darcy_contrast_the_solver_cannot_take_is_a_config_error(tmp_path, monke
     assert not (tmp_path / "run").exists()
 
 
+def test_burgers_viscosity_the_solver_cannot_take_is_a_config_error(tmp_path, monkeypatch):
+    """`task.nu=1e-6` passes validation but the solver returns NaN solutions: every step was
+    then skipped and the run stopped as non-finite (exit 3, as if the model had diverged)."""
+    monkeypatch.setenv("SPECTRAX_CACHE", str(tmp_path / "cache"))
+    config = load_config(
+        "burgers_fno",
+        ["task.nu=1e-6", "task.num_train=8", "task.num_test=1", "loop.batch_size=8"],
+        variant="smoke",
+    )
+    with pytest.raises(ConfigError, match=r"`task.nu`=1e-06 is too small.*NaN"):
+        train(config, workdir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_recall_config_with_hyena_layers_learns(tmp_path):
     """``task.layer=hyena`` swaps the S4D layers of the recall config for Hyena operators: at the
