@@ -350,6 +350,10 @@ class SequenceClassificationTask:
         needs_key: the model takes ``key=`` in training (dropout): the loop then adds one PRNG
             key per example to each batch, drawn from the run's key and the step (so a resumed
             run draws the same ones); evaluation calls the model without a key.
+
+    Raises:
+        ValueError: arrays of the wrong rank or non-integer labels, a negative label, or test
+            sequences with other channels than the training ones (their lengths may differ).
     """
 
     make_model: Callable[[Any], Any]
@@ -366,6 +370,19 @@ class SequenceClassificationTask:
                     f"`{name}` must be x (B, L, H) and integer labels y (B,); got "
                     f"{x.shape} and {y.shape} {y.dtype}."
                 )
+            if y.size and int(y.min()) < 0:
+                # the cross-entropy reads label -1 as the last class (an index from the end)
+                # while the accuracy counts it wrong: a silently different task
+                raise ValueError(
+                    f"`{name}` labels must be class indices >= 0; got {int(y.min())} (at "
+                    f"example {int(np.argmin(y))})."
+                )
+        if self.train[0].shape[2] != self.test[0].shape[2]:
+            raise ValueError(
+                f"`test` sequences must have the channels H of `train` "
+                f"({self.train[0].shape[2]}); got {self.test[0].shape[2]} "
+                f"(train x {self.train[0].shape}, test x {self.test[0].shape})."
+            )
 
     def init_model(self, key):
         """``make_model(key)``, checked by tracing it on one test sequence (shapes only): it

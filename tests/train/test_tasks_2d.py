@@ -244,3 +244,24 @@ def test_sequence_task_init_model_checks_the_logits_shape():
         ValueError, match=r"returns 2 logits .* labels run to 2; expected at least 3"
     ):
         few.init_model(jax.random.key(0))
+
+
+def test_sequence_task_refuses_negative_labels_and_other_test_channels(library_errors):
+    """Label -1 trained as the last class (optax's cross-entropy indexes from the end) while the
+    accuracy counted it wrong; test sequences with other channels failed only in evaluation."""
+    x, y = np.zeros((4, 6, 2), np.float32), np.array([0, 1, -1, 1], np.int32)
+    args = dict(make_model=lambda key: None, test=(x, np.zeros(4, np.int32)))
+    with pytest.raises(ValueError, match=r"`train` labels must be class indices >= 0; got -1"):
+        SequenceClassificationTask(train=(x, y), **args)
+    with pytest.raises(ValueError, match=r"channels H of `train` \(2\); got 3"):
+        SequenceClassificationTask(
+            make_model=lambda key: None,
+            train=(x, np.zeros(4, np.int32)),
+            test=(np.zeros((4, 6, 3), np.float32), np.zeros(4, np.int32)),
+        )
+    # another length is allowed (evaluation on longer sequences)
+    SequenceClassificationTask(
+        make_model=lambda key: None,
+        train=(x, np.zeros(4, np.int32)),
+        test=(np.zeros((4, 9, 2), np.float32), np.zeros(4, np.int32)),
+    )
