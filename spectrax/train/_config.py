@@ -414,11 +414,17 @@ def config_to_dict(config: Any) -> dict[str, Any]:
         value = getattr(config, name)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             out[name] = config_to_dict(value)
-        elif isinstance(value, tuple):
-            out[name] = list(value)
         else:
-            out[name] = value
+            out[name] = _as_json(value)
     return out
+
+
+def _as_json(value: Any) -> Any:
+    """Tuples as lists at every depth: a checkpoint stores the dict as JSON, and a tuple left
+    inside a list would differ from its stored copy (the run could not resume its own)."""
+    if isinstance(value, (tuple, list)):
+        return [_as_json(v) for v in value]
+    return value
 
 
 def config_differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -241,3 +241,22 @@ def test_tuple_fields_are_checked_item_by_item(library_errors):
         apply_overrides(config, ["task.pair=(1,2,3)"])
     with pytest.raises(ConfigError, match=r"`task.pair` must be tuple\[int, float\]; got \(1,\)"):
         validate_config(Config(name="t", task=_TupleTask(pair=(1,))))
+
+
+@dataclasses.dataclass(frozen=True)
+class _NestedTupleTask:
+    blocks: tuple[tuple[int, int], ...] = ((1, 2), (3, 4))
+
+    def build(self):
+        raise NotImplementedError
+
+
+def test_a_nested_tuple_field_equals_its_json_copy():
+    """A checkpoint stores config_to_dict as JSON; an inner tuple left as a tuple differed from
+    its stored list, so a run with such a field refused its own checkpoint (resume and eval)."""
+    import json
+
+    config = Config(name="t", task=_NestedTupleTask())
+    as_dict = config_to_dict(config)
+    assert as_dict["task"]["blocks"] == [[1, 2], [3, 4]]
+    assert config_differences(json.loads(json.dumps(as_dict)), as_dict) == []
