@@ -42,6 +42,11 @@ class ConfigError(ValueError):
     """A config key, value or combination is invalid; the message names the key."""
 
 
+# Step counts that enter the jitted step as int32 (Optax's count, the schedules, the guard):
+# a larger one passed validation and then overflowed at the first step.
+_INT32_MAX = 2**31 - 1
+
+
 def _f(default: Any, **checks: Any) -> Any:
     return dataclasses.field(default=default, metadata=checks)
 
@@ -65,7 +70,7 @@ class OptimConfig:
     warmup_steps: int = _f(0, min=0)
     schedule: str = _f("cosine", choices=("cosine", "step"))
     final_lr_fraction: float = _f(0.01, min=0.0, max=1.0)
-    step_every: int = _f(1000, min=1)
+    step_every: int = _f(1000, min=1, max=_INT32_MAX)
     step_factor: float = _f(0.5, min=0.0, max=1.0, min_open=True)
     weight_decay: float = _f(1e-4, min=0.0)
     clip_norm: float = _f(1.0, min=0.0, min_open=True)
@@ -83,11 +88,11 @@ class LoopConfig:
     steps between the limit and that read change nothing (the step halts itself).
     """
 
-    num_steps: int = _f(1000, min=1)
+    num_steps: int = _f(1000, min=1, max=_INT32_MAX)
     batch_size: int = _f(32, min=1)
     log_every: int = _f(20, min=1)
     eval_every: int = _f(0, min=0)
-    max_nonfinite: int = _f(10, min=1)
+    max_nonfinite: int = _f(10, min=1, max=_INT32_MAX)
 
 
 @dataclasses.dataclass(frozen=True)

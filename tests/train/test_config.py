@@ -260,3 +260,12 @@ def test_a_nested_tuple_field_equals_its_json_copy():
     as_dict = config_to_dict(config)
     assert as_dict["task"]["blocks"] == [[1, 2], [3, 4]]
     assert config_differences(json.loads(json.dumps(as_dict)), as_dict) == []
+
+
+@pytest.mark.parametrize("key", ["loop.num_steps", "loop.max_nonfinite", "optim.step_every"])
+def test_step_counts_fit_the_int32_of_the_jitted_step(base, key, library_errors):
+    """2**31 passed validation and then crashed the first step with an OverflowError (the
+    guard's limit and the step schedule are int32 inside the jitted step)."""
+    with pytest.raises(ConfigError, match=rf"`{key}` must be <= 2147483647; got 2147483648"):
+        apply_overrides(base, [f"{key}=2147483648"])
+    assert flat_keys(apply_overrides(base, [f"{key}=2147483647"]))[key] == 2**31 - 1
