@@ -45,6 +45,7 @@ class ConfigError(ValueError):
 # Step counts that enter the jitted step as int32 (Optax's count, the schedules, the guard):
 # a larger one passed validation and then overflowed at the first step.
 _INT32_MAX = 2**31 - 1
+_MAX_NAME = 200
 
 
 def _f(default: Any, **checks: Any) -> Any:
@@ -331,6 +332,13 @@ def validate_config(config: Config) -> Config:
         raise ConfigError(
             f"`name` must be letters, digits, '_', '.' or '-' (not starting with '.', '_' or "
             f"'-'; it names the run directory); got {config.name!r}."
+        )
+    if len(config.name) > _MAX_NAME:
+        # runs/<name>-<timestamp>[-n] must fit a file name (255 bytes on common file systems):
+        # a longer one failed with OSError once the data were built
+        raise ConfigError(
+            f"`name` must be at most {_MAX_NAME} characters (it names the run directory "
+            f"<name>-<timestamp>); got {len(config.name)}."
         )
 
     def walk(obj: Any, prefix: str) -> None:

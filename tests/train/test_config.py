@@ -193,6 +193,14 @@ def test_name_is_one_path_component(bad, library_errors):
     assert load_config(TOY, ["name=my_run-2.b"]).name == "my_run-2.b"
 
 
+def test_name_fits_a_file_name(library_errors):
+    """A 250-character name passed validation and then failed to create the run directory
+    (OSError: file name too long) after the data were built."""
+    with pytest.raises(ConfigError, match=r"`name` must be at most 200 characters.*got 201"):
+        load_config(TOY, ["name=" + "a" * 201])
+    assert load_config(TOY, ["name=" + "a" * 200]).name == "a" * 200
+
+
 def test_seed_fits_a_prng_key(library_errors):
     with pytest.raises(ConfigError, match=r"`seed`"):
         load_config(TOY, [f"seed={2**63}"])
