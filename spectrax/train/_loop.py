@@ -269,8 +269,9 @@ def train(
 
     Args:
         config: a validated :class:`Config`.
-        workdir: run directory (default ``config.output.workdir`` or ``runs/<name>-<time>``;
-            with ``resume`` and no directory, the newest ``runs/<name>-*``).
+        workdir: run directory (default ``config.output.workdir``, ``~`` expanded, or
+            ``runs/<name>-<time>``; with ``resume`` and no directory, the newest
+            ``runs/<name>-*``).
         resume: continue from the directory's latest checkpoint (a fresh start if it has
             none), also on another mesh (``mesh.*`` may differ). Without it, a directory that
             already holds checkpoints is refused.
@@ -293,7 +294,8 @@ def train(
     validate_config(config)
     maybe_initialize_distributed()
     if workdir is None and config.output.workdir:
-        workdir = config.output.workdir
+        # a config value reaches no shell: `~` is the home folder here, not a folder named "~"
+        workdir = Path(config.output.workdir).expanduser()
     if workdir is None and jax.process_count() > 1:
         raise ConfigError(
             f"a run over {jax.process_count()} processes needs one run directory for all of "

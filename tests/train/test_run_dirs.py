@@ -234,3 +234,17 @@ def test_a_workdir_that_is_a_file_is_a_config_error_before_the_data(tmp_path, mo
         ):
             train(load_config(TOY), workdir=workdir, resume=resume)
     assert afile.read_text() == "keep me"
+
+
+def test_a_home_relative_workdir_in_the_config_lands_in_home(tmp_path, monkeypatch):
+    """`output.workdir=~/run` (a config value, which no shell expands) created a folder named
+    "~" in the current directory instead of a run in the home folder."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    config = load_config(
+        TOY, ["output.workdir=~/run", "loop.num_steps=2", "output.plots=false"], variant="smoke"
+    )
+    result = train(config)
+    assert result.workdir == tmp_path / "home" / "run"
+    assert (tmp_path / "home" / "run" / "report.md").is_file()
+    assert not (tmp_path / "~").exists()
