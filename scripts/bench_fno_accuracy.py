@@ -8,11 +8,13 @@ Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential E
 - ``darcy`` (Table 4): FNO-2d on Darcy flow, 1000 train / 100 test at s = 85 (solved at 421),
   12 modes, width 32: 0.0108. Config ``configs/darcy_fno.py``.
 - ``navier_stokes`` (Table 3): FNO-2d on vorticity at nu = 1e-3, 64 x 64, 10 snapshots in,
-  the next 40 out, N = 1000 train: 0.0128. Config ``configs/navier_stokes_fno.py`` (a direct
-  map 10 -> 40 snapshots, not the paper's recurrent rollout: see its docstring).
+  the next 40 out, N = 1000 train: 0.0128. Config ``configs/navier_stokes_fno.py`` (by default
+  the paper's one-step model tested by the 40-step rollout, trained by teacher forcing;
+  ``--set task.formulation=recurrent`` or ``direct`` for the others: see its docstring).
 
 Data come from the project's own solvers, never downloaded; they are generated into a fresh
-cache directory under the work directory, so the data-generation time is measured every run.
+cache directory under the work directory, so the data-generation time is measured every run
+(unless that directory holds a cache already: the record then says ``data_read_from_cache``).
 Writes ``benchmarks/fno-<problem>-accuracy-<platform>.json`` with the device, versions, date,
 sizes, data-generation and training times, the test relative L2 error and the paper's value.
 
