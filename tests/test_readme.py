@@ -2,6 +2,7 @@
 
 import pathlib
 import re
+import shlex
 
 import pytest
 
@@ -31,3 +32,35 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     cmd = re.search(r"# 2\. .*\n.*?&& (pip install .*)\n", readme).group(1).strip()
     assert cmd in ci, f"README test command {cmd!r} is not in .ci/run"
+
+
+def _train_commands(text):
+    """Every ``spectrax train ...`` of README's bash blocks, without the comment: ``train ...``."""
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            m = re.search(r"(?:^|&& )spectrax (train\b[^#]*)", line)
+            if m:
+                found.append(m.group(1).strip())
+    return found
+
+
+TRAIN_COMMANDS = _train_commands((ROOT / "README.md").read_text())
+
+
+def test_readme_has_train_commands():
+    assert len(TRAIN_COMMANDS) >= 10, TRAIN_COMMANDS
+
+
+# Each command line is parsed as `spectrax train` parses it and its config loaded and validated
+# (config name, variant and every key=value override), without building data or a model: a
+# renamed config key or variant would otherwise leave README showing a command that exits 2.
+@pytest.mark.parametrize("command", TRAIN_COMMANDS)
+def test_readme_train_command_is_a_valid_config(command):
+    from spectrax.cli import build_parser
+    from spectrax.train import load_config
+    from spectrax.train._cli import _split_config_arg, _variant
+
+    args = build_parser().parse_args(shlex.split(command))
+    name, overrides = _split_config_arg(args)
+    load_config(name, overrides, variant=_variant(args))
