@@ -11,8 +11,8 @@ from spectrax.data import fno_forcing, grf_periodic, navier_stokes_dataset, navi
 from spectrax.data._navier_stokes import _advection
 from tests.helpers import rel_err
 
-# Measured in float64: 2e-14 for both decays and 4e-16 for the shear flow; the bound leaves
-# room for round-off growth over more steps.
+# Measured in float64: 4e-16 (Taylor-Green), 2e-14 (the |k|^2 = 25 shell) and 1.6e-15 for the
+# shear flow; the bound leaves room for round-off growth over more steps.
 EXACT_RTOL_X64 = 1e-11
 # float32 runs of the same flows: measured about 1e-7.
 EXACT_RTOL_X32 = 1e-5
