@@ -1,5 +1,7 @@
-"""README's Python examples run as written, and its test command is the one CI runs."""
+"""README's Python examples run as written (with the shapes their comments state), its
+`spectrax train` lines are valid configs, and its test command is the one CI runs."""
 
+import ast
 import pathlib
 import re
 import shlex
@@ -16,14 +18,47 @@ def _python_blocks(text):
 BLOCKS = _python_blocks((ROOT / "README.md").read_text())
 
 
+# `name = ...  # (8, 1, 256) ...` (or `a, u = ...  # (64, 1024): ...`): a one-line assignment
+# whose comment starts with a shape of integers (not a map such as `# (2,) -> (128,)`).
+_SHAPE_COMMENT = re.compile(
+    r"^(?P<names>\w+(?:, \w+)*) = .*?\s+# \((?P<shape>\d+(?:, \d+)*,?)\)(?! ->)"
+)
+
+
+def _with_shape_checks(src):
+    """``src`` with an assert after each assignment whose comment states the result's shape
+    (on the same line, so tracebacks keep README's line numbers), and how many were added."""
+    lines, count = [], 0
+    for line in src.splitlines():
+        m = _SHAPE_COMMENT.match(line)
+        code = line.split("  #", 1)[0]
+        if m:
+            try:
+                ast.parse(code)  # a whole statement on this line
+            except SyntaxError:
+                m = None
+        if m:
+            shape = tuple(int(d) for d in m["shape"].split(",") if d.strip())
+            checks = [
+                f"assert tuple({n}.shape) == {shape!r}, ({n!r}, {n}.shape)"
+                for n in m["names"].split(", ")
+            ]
+            line = "; ".join([code, *checks])
+            count += 1
+        lines.append(line)
+    return "\n".join(lines) + "\n", count
+
+
 def test_readme_has_python_examples():
     assert len(BLOCKS) >= 1, "README has no python example"
+    # the shape comments are checked, not just present (14 lines when this was written)
+    assert sum(_with_shape_checks(b)[1] for b in BLOCKS) >= 14
 
 
 # one test per block: each runs on its own, and the parallel runner spreads them out
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_python_example_runs(index):
-    src = BLOCKS[index]
+    src, _ = _with_shape_checks(BLOCKS[index])
     exec(compile(src, f"README.md[python block {index}]", "exec"), {"__name__": "readme"})
 
 
