@@ -40,6 +40,53 @@ def _make_layer(
     return SSM_LAYER_TYPES[layer](d_model, state_size, dtype=dtype, key=key, **layer_kwargs)
 
 
+def _check_block_args(
+    layer: Any, dropout: Any, layer_kwargs: Any, max_len: Any, dtype: Any
+) -> None:
+    """The arguments :class:`SSMBlock` and :class:`SSMSequenceModel` share, or an error naming
+    the one that is wrong."""
+    check_choice("layer", layer, LAYER_TYPES)
+    check_float_dtype("dtype", dtype)
+    if layer == "hyena":
+        if max_len is None:
+            raise ValueError(
+                "`max_len` is required with layer='hyena' (the longest sequence the model "
+                "takes; it sizes the implicit filters); got max_len=None."
+            )
+        check_positive_int("max_len", max_len)
+    elif max_len is not None:
+        raise ValueError(
+            f"`max_len` applies only to layer='hyena' (state-space layers take any length); "
+            f"got max_len={max_len!r} with layer={layer!r}."
+        )
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`dropout` must be a number in [0, 1); got {dropout!r}.")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
+    if layer_kwargs is not None and not isinstance(layer_kwargs, Mapping):
+        raise TypeError(
+            "`layer_kwargs` must be a dict of keyword arguments of the layer (e.g. "
+            f"{{'init': 'lin'}}); got {type(layer_kwargs).__name__} {layer_kwargs!r}."
+        )
+    reserved = {"max_len", "dtype", "key", "channels", "d_model", "state_size"}
+    clash = sorted(reserved & set(layer_kwargs or {}))
+    if clash:
+        raise ValueError(
+            f"`layer_kwargs` must not set {clash}: the model passes them to every layer "
+            f"(give them as SSMSequenceModel arguments); got keys {sorted(layer_kwargs)}."
+        )
+
+
+def _check_dropout_key(rate: Any, key: Any, inference: bool) -> None:
+    # a rate traced with the module (jax.jit of the whole pytree) counts as nonzero, as Equinox's
+    # Dropout counts it
+    if not inference and key is None and (not isinstance(rate, (int, float)) or rate > 0):
+        raise ValueError(
+            f"`key` is required with inference=False: the blocks apply dropout={rate}. Pass "
+            "key=... to train, or leave inference unset (or True) to evaluate."
+        )
+
+
 def _pool_mean(y: Float[Array, "L H"], mask: Bool[Array, " L"] | None) -> Float[Array, " H"]:
     if mask is None:
         return jnp.mean(y, axis=0)
@@ -78,6 +125,16 @@ class SSMBlock(eqx.Module):
 
     Computes in the parameters' dtype (float64 for a float64 input: the parameters are widened
     for the call) and returns ``x``'s dtype.
+
+    Args:
+        layer: ``"s4"``, ``"s4d"``, ``"s5"`` or ``"hyena"``. d_model: channels ``H``.
+        state_size: ``N`` (``P`` for S5; unused by Hyena). dropout: rate in ``[0, 1)``.
+        layer_kwargs: extra keyword arguments of the layer (a dict, or ``None``).
+        dtype: parameter dtype. max_len: Hyena's longest sequence (required with
+            ``layer="hyena"``, ``None`` otherwise). key: PRNG key.
+
+    Call with ``x`` ``(L, H)``, ``key`` (dropout's PRNG key, or ``None``) and ``inference``
+    (``True`` turns dropout off; ``False`` with ``dropout > 0`` needs ``key``).
     """
 
     norm: eqx.nn.LayerNorm
@@ -91,13 +148,16 @@ class SSMBlock(eqx.Module):
         d_model: int,
         state_size: int,
         dropout: float,
-        layer_kwargs: dict[str, Any],
+        layer_kwargs: Mapping[str, Any] | None,
         dtype,
         *,
         max_len: int | None = None,
         key: PRNGKeyArray,
     ):
+        check_positive_int("d_model", d_model)
+        _check_block_args(layer, dropout, layer_kwargs, max_len, dtype)
         k_ssm, k_mix = jax.random.split(key)
+        layer_kwargs = dict(layer_kwargs or {})
         self.norm = eqx.nn.LayerNorm(d_model, dtype=dtype)
         self.ssm = _make_layer(layer, d_model, state_size, max_len, layer_kwargs, dtype, k_ssm)
         self.mix = eqx.nn.Linear(d_model, 2 * d_model, dtype=dtype, key=k_mix)
@@ -106,6 +166,14 @@ class SSMBlock(eqx.Module):
     def __call__(
         self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None, inference: bool
     ) -> Float[Array, "L H"]:
+        check_real_float("x", x)
+        h_in = self.mix.in_features
+        if x.ndim != 2 or x.shape[1] != h_in or x.shape[0] < 1:
+            raise ValueError(
+                f"expected one sequence (L, H) with L >= 1 and H=d_model={h_in}; got "
+                f"x.shape={x.shape}. Batch with jax.vmap."
+            )
+        _check_dropout_key(self.dropout.p, key, inference)
         self = widen_to_input(self, x.dtype)  # a float64 input computes in float64
         h = x.astype(self.mix.weight.dtype)
         z = self.ssm(jax.vmap(self.norm)(h)).astype(h.dtype)
@@ -200,39 +268,8 @@ class SSMSequenceModel(eqx.Module):
             ("n_layers", n_layers),
         ):
             check_positive_int(name, value)
-        check_choice("layer", layer, LAYER_TYPES)
         check_choice("pooling", pooling, tuple(POOLINGS))
-        check_float_dtype("dtype", dtype)
-        if layer == "hyena":
-            if max_len is None:
-                raise ValueError(
-                    "`max_len` is required with layer='hyena' (the longest sequence the model "
-                    "takes; it sizes the implicit filters); got max_len=None."
-                )
-            check_positive_int("max_len", max_len)
-        elif max_len is not None:
-            raise ValueError(
-                f"`max_len` applies only to layer='hyena' (state-space layers take any length); "
-                f"got max_len={max_len!r} with layer={layer!r}."
-            )
-        if isinstance(dropout, bool) or not isinstance(
-            dropout, (int, float, np.integer, np.floating)
-        ):
-            raise TypeError(f"`dropout` must be a number in [0, 1); got {dropout!r}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
-        if layer_kwargs is not None and not isinstance(layer_kwargs, Mapping):
-            raise TypeError(
-                "`layer_kwargs` must be a dict of keyword arguments of the layer (e.g. "
-                f"{{'init': 'lin'}}); got {type(layer_kwargs).__name__} {layer_kwargs!r}."
-            )
-        reserved = {"max_len", "dtype", "key", "channels", "d_model", "state_size"}
-        clash = sorted(reserved & set(layer_kwargs or {}))
-        if clash:
-            raise ValueError(
-                f"`layer_kwargs` must not set {clash}: the model passes them to every layer "
-                f"(give them as SSMSequenceModel arguments); got keys {sorted(layer_kwargs)}."
-            )
+        _check_block_args(layer, dropout, layer_kwargs, max_len, dtype)
         keys = jax.random.split(key, n_layers + 2)
         self.encoder = eqx.nn.Linear(d_input, d_model, dtype=dtype, key=keys[0])
         self.blocks = tuple(
@@ -300,12 +337,7 @@ class SSMSequenceModel(eqx.Module):
             mask = self._check_mask(mask, x.shape)
             x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))
         inference = key is None if inference is None else inference
-        rate = self.blocks[0].dropout.p
-        if not inference and key is None and rate > 0:
-            raise ValueError(
-                f"`key` is required with inference=False: the blocks apply dropout={rate}. Pass "
-                "key=... to train, or leave inference unset (or True) to evaluate."
-            )
+        _check_dropout_key(self.blocks[0].dropout.p, key, inference)
         keys = (
             [None] * len(self.blocks)
             if key is None

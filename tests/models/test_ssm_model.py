@@ -402,3 +402,35 @@ def test_block_step_computes_a_float64_input_in_float64(key, x64):
         model.step(jnp.ones(3), wide_state)
     with pytest.raises(TypeError, match=r"`state` must have dtype complex64.*complex128"):
         block.step(x_t, wide_state[0])
+
+
+def test_block_errors_name_the_argument(key, library_errors):
+    """SSMBlock (public) checked nothing itself: layer="lstm" raised KeyError('lstm'), dropout=1.5
+    built a block that scaled by 1 / (1 - 1.5) < 0, layer_kwargs=None failed in ``**``, training
+    without a key raised Equinox's "Dropout requires a key", and a wrong (L, H) or an integer x
+    failed inside LayerNorm or was cast silently."""
+    from spectrax.models import SSMBlock
+
+    f32 = jnp.float32
+    with pytest.raises(ValueError, match=r"`layer`.*'lstm'"):
+        SSMBlock("lstm", 4, 4, 0.0, {}, f32, key=key)
+    with pytest.raises(ValueError, match=r"`dropout` must be in \[0, 1\); got 1.5"):
+        SSMBlock("s4d", 4, 4, 1.5, {}, f32, key=key)
+    with pytest.raises(TypeError, match=r"`dropout` must be a number.*'0.1'"):
+        SSMBlock("s4d", 4, 4, "0.1", {}, f32, key=key)
+    with pytest.raises(ValueError, match=r"`max_len` applies only to layer='hyena'.*max_len=8"):
+        SSMBlock("s4d", 4, 4, 0.0, {}, f32, max_len=8, key=key)
+    with pytest.raises(ValueError, match=r"`max_len` is required with layer='hyena'"):
+        SSMBlock("hyena", 4, 4, 0.0, {}, f32, key=key)
+    with pytest.raises(ValueError, match=r"`layer_kwargs` must not set \['dtype'\]"):
+        SSMBlock("s4d", 4, 4, 0.0, {"dtype": f32}, f32, key=key)
+    block = SSMBlock("s4d", 4, 4, 0.5, None, f32, key=key)  # None: no extra arguments
+    x = jnp.ones((5, 4))
+    with pytest.raises(ValueError, match=r"`key` is required with inference=False.*dropout=0.5"):
+        block(x, key=None, inference=False)
+    with pytest.raises(ValueError, match=r"\(L, H\).*d_model=4.*x.shape=\(5, 3\)"):
+        block(jnp.ones((5, 3)), key=None, inference=True)
+    with pytest.raises(ValueError, match=r"\(L, H\).*x.shape=\(4,\)"):
+        block(jnp.ones(4), key=None, inference=True)
+    with pytest.raises(TypeError, match=r"`x` must be a real floating-point array.*int32"):
+        block(jnp.ones((5, 4), jnp.int32), key=None, inference=True)
