@@ -16,6 +16,7 @@ from spectrax._checks import (
     check_float_dtype,
     check_positive_int,
     check_real_float,
+    compute_dtype,
     widen_to_input,
 )
 from spectrax.nn import S4, S4D, S5, HyenaOperator
@@ -90,9 +91,13 @@ def _check_dropout_key(rate: Any, key: Any, inference: bool) -> None:
 def _pool_mean(y: Float[Array, "L H"], mask: Bool[Array, " L"] | None) -> Float[Array, " H"]:
     if mask is None:
         return jnp.mean(y, axis=0)
-    # 0 / 0 = NaN for an all-False mask: the mean of no steps
-    count = jnp.sum(mask).astype(y.dtype)
-    return jnp.sum(jnp.where(mask[:, None], y, 0.0), axis=0) / count
+    # Sum and count in float32 (float64 for float64), rounded once, as jnp.mean does: in half
+    # precision the count is inexact past 256 steps (bfloat16) and the sum overflows past 65504
+    # (float16). 0 / 0 = NaN for an all-False mask: the mean of no steps.
+    acc = compute_dtype(y.dtype)
+    count = jnp.sum(mask, dtype=acc)
+    total = jnp.sum(jnp.where(mask[:, None], y, jnp.zeros((), y.dtype)), axis=0, dtype=acc)
+    return (total / count).astype(y.dtype)
 
 
 def _pool_last(y: Float[Array, "L H"], mask: Bool[Array, " L"] | None) -> Float[Array, " H"]:

@@ -9,7 +9,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from spectrax.data import delayed_recall
-from spectrax.models import SSMSequenceModel
+from spectrax.models import POOLINGS, SSMSequenceModel
 from spectrax.nn import ssm_param_labels
 from tests.helpers import assert_close, rel_err
 
@@ -434,3 +434,26 @@ def test_block_errors_name_the_argument(key, library_errors):
         block(jnp.ones(4), key=None, inference=True)
     with pytest.raises(TypeError, match=r"`x` must be a real floating-point array.*int32"):
         block(jnp.ones((5, 4), jnp.int32), key=None, inference=True)
+
+
+def test_masked_mean_pooling_sums_and_counts_in_float32(x64):
+    """Masked "mean" pooling summed and counted in the features' dtype: a float16 sum past 65504
+    overflowed to inf, and a bfloat16 count is inexact past 256 steps (3000 -> 3008), so the
+    masked mean was up to 1 ulp off where jnp.mean of the valid steps is half an ulp (float32
+    accumulation, rounded once). Float64 is the exact mean over the valid steps."""
+    pool = POOLINGS["mean"]
+    rng = np.random.default_rng(0)
+    mask = jnp.asarray(np.arange(3005) < 3000)
+    y = rng.standard_normal((3005, 8)) + 1.0
+    want = y[:3000].mean(axis=0)
+    y16 = y.astype(jnp.bfloat16)
+    want16 = y16[:3000].astype(np.float64).mean(axis=0)  # the exact mean of the rounded steps
+    got = np.asarray(pool(jnp.asarray(y16), mask), np.float64)
+    assert np.max(np.abs(got - want16) / np.abs(want16)) <= 2.0**-8  # half a bfloat16 ulp
+    halves = jnp.full((40_000, 2), 2.0, jnp.float16)
+    np.testing.assert_array_equal(
+        np.asarray(pool(halves, jnp.asarray(np.arange(40_000) < 35_000))), 2.0
+    )
+    got64 = pool(jnp.asarray(y), mask)  # float64: the mean over the valid steps to round-off
+    assert got64.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(got64), want, rtol=1e-13)
