@@ -93,11 +93,13 @@ def _pool_mean(y: Float[Array, "L H"], mask: Bool[Array, " L"] | None) -> Float[
         return jnp.mean(y, axis=0)
     # Sum and count in float32 (float64 for float64), rounded once, as jnp.mean does: in half
     # precision the count is inexact past 256 steps (bfloat16) and the sum overflows past 65504
-    # (float16). 0 / 0 = NaN for an all-False mask: the mean of no steps.
+    # (float16). NaN for an all-False mask (the mean of no steps), through a safe division: a
+    # 0 / 0 would send a NaN cotangent back even where the loss drops the row.
     acc = compute_dtype(y.dtype)
     count = jnp.sum(mask, dtype=acc)
     total = jnp.sum(jnp.where(mask[:, None], y, jnp.zeros((), y.dtype)), axis=0, dtype=acc)
-    return (total / count).astype(y.dtype)
+    mean = total / jnp.maximum(count, jnp.ones((), acc))
+    return jnp.where(count > 0, mean, jnp.full((), jnp.nan, acc)).astype(y.dtype)
 
 
 def _pool_last(y: Float[Array, "L H"], mask: Bool[Array, " L"] | None) -> Float[Array, " H"]:
@@ -316,7 +318,8 @@ class SSMSequenceModel(eqx.Module):
                 of the unpadded sequence ``x[:n]`` (to round-off). Padding elsewhere (at the
                 start, or holes) is pooled out but still read by the layers as zero inputs.
                 An all-``False`` mask with ``"mean"`` or ``"last"`` raises a ValueError when
-                the mask is concrete; under ``jit``/``vmap`` it returns NaN (nothing to pool).
+                the mask is concrete; under ``jit``/``vmap`` it returns NaN (nothing to pool),
+                with gradients that stay finite where the loss drops that row (``jnp.where``).
                 Not with bidirectional layers (``layer_kwargs={"bidirectional": True}``), whose
                 backward pass carries the padding into every step. ``None`` (default): all
                 steps are valid.
@@ -354,7 +357,13 @@ class SSMSequenceModel(eqx.Module):
             h = block(h, key=k, inference=inference)
         h = POOLINGS[self.pooling](jax.vmap(self.norm)(h), mask)
         if h.ndim == 1:
-            return self.decoder(h)
+            if mask is None:
+                return self.decoder(h)
+            # An empty sequence answers NaN, but the decoder reads zeros: its weight gradient
+            # (ct x h) would be NaN, even where the loss drops the row, for the whole batch.
+            empty = ~jnp.any(mask)
+            y = self.decoder(jnp.where(empty, jnp.zeros((), h.dtype), h))
+            return jnp.where(empty, jnp.full((), jnp.nan, y.dtype), y)
         y = jax.vmap(self.decoder)(h)
         return y if mask is None else jnp.where(mask[:, None], y, jnp.zeros((), y.dtype))
 

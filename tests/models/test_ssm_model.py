@@ -457,3 +457,33 @@ def test_masked_mean_pooling_sums_and_counts_in_float32(x64):
     got64 = pool(jnp.asarray(y), mask)  # float64: the mean over the valid steps to round-off
     assert got64.dtype == jnp.float64
     np.testing.assert_allclose(np.asarray(got64), want, rtol=1e-13)
+
+
+def test_empty_row_is_nan_but_its_gradient_can_be_dropped(key):
+    """Under vmap an all-False mask answers NaN, and the gradient of a loss that drops that row
+    (jnp.where) was NaN for the whole batch: the decoder's weight gradient is ct x h with the
+    NaN pooled h (and mean pooling's 0 / 0 sent a NaN cotangent). Now it is the gradient with
+    any other content in the dropped row."""
+    models = [
+        SSMSequenceModel(2, 3, 4, 1, state_size=4, pooling=p, key=key) for p in ("mean", "last")
+    ]
+    xs, masks, _ = _padded_batch(copies=2)
+    empty = np.asarray(masks).copy()
+    empty[1] = False  # row 1 empty (built in NumPy: eager jnp ops compile one program each)
+    keep = np.array([True, False])
+
+    def flat_grad(m, k):
+        def loss(m):
+            y = jax.vmap(lambda a, b: m(a, mask=b))(xs, k)
+            return jnp.sum(jnp.where(keep[:, None], jnp.sin(y), 0.0)), y
+
+        g, y = eqx.filter_grad(loss, has_aux=True)(m)
+        return ravel_pytree(eqx.filter(g, eqx.is_array))[0], y
+
+    run = eqx.filter_jit(lambda ms, k: [flat_grad(m, k) for m in ms])
+    # the same program twice: row 1 empty, then row 1 valid (dropped by the loss either way)
+    for (g, y), (g_full, _) in zip(run(models, empty), run(models, masks), strict=True):
+        g, y, g_full = np.asarray(g), np.asarray(y), np.asarray(g_full)
+        assert np.all(np.isnan(y[1])) and np.all(np.isfinite(y[0]))
+        assert np.all(np.isfinite(g)) and np.max(np.abs(g_full)) > 0.0
+        np.testing.assert_allclose(g, g_full, rtol=1e-6, atol=1e-7 * np.max(np.abs(g_full)))
