@@ -6,8 +6,10 @@
   sets its own level in XLA_FLAGS keeps it.
 - Strict dtype promotion and rank promotion errors: silent upcasts or broadcasts are bugs.
 - jaxtyping shape/dtype annotations checked at run time on the whole package (beartype).
+- JAX's caches cleared after each test module (see `_fresh_caches_per_module`).
 """
 
+import gc
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -62,3 +64,14 @@ def library_errors():
         yield
     finally:
         jaxtyping.config.update("jaxtyping_disable", False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_caches_per_module():
+    """Drop JAX's compilation and tracing caches after each test module. A worker process runs
+    hundreds of modules; with everything they compiled still held, each later compile ran
+    slower (README's SSM example took 20.7 s after two SSM modules in the same process, 12.8 s
+    alone), and the suite took 14m17 on 2 cores instead of 10m43 with this."""
+    yield
+    jax.clear_caches()
+    gc.collect()
