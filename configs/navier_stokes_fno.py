@@ -109,23 +109,27 @@ class NavierStokesFNO:
         recurrent = self.formulation != "direct"
         n = self.num_train + self.num_test
         steps = self.t_in + self.t_out
-        _, w = cached(
-            navier_stokes_dataset,
-            jax.random.key(self.data_seed),
-            n,
-            self.resolution,
-            nu=self.nu,
-            t_final=float(steps),
-            num_snapshots=steps,
-            dt=self.dt,
-            solver_resolution=self.solver_resolution,
+        message = (
+            f"`task.dt`={self.dt} is unstable for nu={self.nu} at {self.solver_resolution} "
+            f"points: the trajectories hold NaN or inf; expected a smaller step (0.05 is "
+            f"stable for nu=1e-3 at 64 points)."
         )
-        if not np.all(np.isfinite(w)):
-            raise ValueError(
-                f"`task.dt`={self.dt} is unstable for nu={self.nu} at {self.solver_resolution} "
-                f"points: the trajectories hold NaN or inf; expected a smaller step (0.05 is "
-                f"stable for nu=1e-3 at 64 points)."
+        try:
+            _, w = cached(
+                navier_stokes_dataset,
+                jax.random.key(self.data_seed),
+                n,
+                self.resolution,
+                nu=self.nu,
+                t_final=float(steps),
+                num_snapshots=steps,
+                dt=self.dt,
+                solver_resolution=self.solver_resolution,
             )
+        except RuntimeError as err:  # the solver refuses NaN trajectories
+            raise ValueError(message) from err
+        if not np.all(np.isfinite(w)):  # data cached before the solver checked
+            raise ValueError(message)
         a, u = w[:, : self.t_in], w[:, self.t_in :]
         return FieldRegressionTask(
             make_model=lambda key: FNO(

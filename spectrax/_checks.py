@@ -192,3 +192,17 @@ def check_positive_float(name: str, value) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"`{name}` must be a finite number > 0; got {value}.")
     return float(value)
+
+
+def raise_if_not_finite(what: str, x: Any, fix: str) -> None:
+    """RuntimeError if the concrete array ``x`` (a solver's output) holds NaN or inf, saying how
+    many of its leading-axis rows do and ``fix``; nothing under a trace, where no value exists.
+    A solver that blows up on its parameters must not hand NaN data on (to a disk cache, a
+    training run that then skips every step as if the model had diverged)."""
+    if isinstance(x, jax.core.Tracer) or bool(jnp.all(jnp.isfinite(x))):
+        return
+    rows = np.asarray(~jnp.all(jnp.isfinite(x.reshape((x.shape[0], -1))), axis=-1))
+    raise RuntimeError(
+        f"{what}: {int(rows.sum())} of {rows.size} hold NaN or inf (first: index "
+        f"{int(np.argmax(rows))}). {fix}"
+    )

@@ -15,6 +15,7 @@ from spectrax._checks import (
     check_positive_int,
     check_real_float,
     complex_dtype,
+    raise_if_not_finite,
 )
 from spectrax.data._etdrk4 import etdrk4_coefficients, etdrk4_integrate, num_steps_for
 from spectrax.data._grf import _check_params, grf_periodic
@@ -93,6 +94,10 @@ def burgers_solve(
 
     Returns:
         ``u(., t_final)`` at the same points, same shape and dtype as ``u0``.
+
+    Raises:
+        RuntimeError: (outside a trace) a solution holds NaN or inf: ``nu`` too small for the
+            grid or ``dt`` too large.
     """
     check_real_float("u0", u0)
     if u0.ndim < 1 or u0.shape[-1] < 4:
@@ -101,7 +106,22 @@ def burgers_solve(
     t_final = check_positive_float("t_final", t_final)
     dt = check_positive_float("dt", dt)
     dtype = jnp.float64 if u0.dtype == jnp.float64 else jnp.float32
-    return _solve(u0.astype(dtype), nu, t_final, dt).astype(u0.dtype)
+    u = _solve(u0.astype(dtype), nu, t_final, dt)
+    # rows: the batch flattened, one row per solution
+    raise_if_not_finite(
+        "burgers_solve: the solutions",
+        u.reshape((-1, u.shape[-1])),
+        _fix(nu, dt, f"the grid of {u.shape[-1]} points", "more points in `u0`"),
+    )
+    return u.astype(u0.dtype)
+
+
+def _fix(nu: float, dt: float, grid: str, finer: str) -> str:
+    return (
+        f"`nu`={nu} is too small for {grid} (fronts have width ~ nu / |u|, which the grid must "
+        f"resolve) or `dt`={dt} too large for the advection; expected a larger `nu`, a smaller "
+        f"`dt` or a finer grid ({finer})."
+    )
 
 
 @functools.partial(
@@ -163,6 +183,10 @@ def burgers_dataset(
     Returns:
         ``(a, u)``: float32 arrays of shape ``(num_samples, resolution)``, the initial condition
         and the solution at ``t_final``.
+
+    Raises:
+        RuntimeError: (outside a trace) a solution holds NaN or inf: ``nu`` too small for the
+            solver grid (e.g. 1e-6 at 1024 points) or ``dt`` too large.
     """
     num_samples = check_positive_int("num_samples", num_samples)
     resolution = check_positive_int("resolution", resolution, minimum=4)
@@ -190,5 +214,10 @@ def burgers_dataset(
         dt,
         grf,
         min(batch_size, num_samples),
+    )
+    raise_if_not_finite(
+        "burgers_dataset: the solutions",
+        u,
+        _fix(nu, dt, f"the solver grid of {solver_resolution} points", "`solver_resolution`"),
     )
     return a.astype(jnp.float32), u.astype(jnp.float32)

@@ -250,3 +250,17 @@ def test_non_finite_parameters_rejected(kwargs, match, library_errors):
     """nu = inf returned NaN and t_final = inf raised a bare OverflowError."""
     with pytest.raises(ValueError, match=match):
         burgers_solve(jnp.zeros((8,)), **kwargs)
+
+
+def test_solutions_the_grid_cannot_resolve_are_refused(key):
+    """At nu = 1e-6 the fronts are far thinner than the 1024-point grid and the solver blows up:
+    the dataset returned NaN solutions (and `cached` wrote them to disk); now a RuntimeError
+    names nu, dt and the grid. Under a trace no value exists, so the NaN passes through."""
+    with pytest.raises(RuntimeError, match=r"4 of 4 hold NaN.*`nu`=1e-06.*1024 points.*`dt`"):
+        burgers_dataset(key, 4, 64, nu=1e-6)
+    u0 = 100.0 * jnp.sin(jnp.linspace(0.0, 2 * jnp.pi, 64, endpoint=False))
+    with pytest.raises(RuntimeError, match=r"burgers_solve.*2 of 3 hold NaN.*index 1"):
+        burgers_solve(jnp.stack([0.0 * u0, u0, u0]), nu=1e-6)
+    assert bool(jnp.all(jnp.isfinite(burgers_solve(u0 / 100.0, nu=1e-1))))
+    _, u = jax.jit(lambda k: burgers_dataset(k, 2, 64, nu=1e-6))(key)
+    assert not bool(jnp.any(jnp.isfinite(u)))

@@ -216,3 +216,14 @@ def test_float64_forcing_is_not_narrowed(x64):
 def test_non_finite_parameters_rejected(kwargs, match, library_errors):
     with pytest.raises(ValueError, match=match):
         navier_stokes_solve(jnp.zeros((8, 8)), **kwargs)
+
+
+def test_unstable_steps_are_refused(key):
+    """A step too large for the flow blew up into NaN trajectories that the dataset returned as
+    data; now a RuntimeError names dt, nu and the grid (outside a trace)."""
+    kw = dict(nu=1e-3, t_final=1.0, num_snapshots=1, dt=0.5)
+    with pytest.raises(RuntimeError, match=r"2 of 2 hold NaN.*`dt`=0.5 is unstable.*16 x 16"):
+        navier_stokes_dataset(key, 2, 16, sigma=1e3, **kw)
+    w0 = grf_periodic(key, (16, 16), sigma=1e3)
+    with pytest.raises(RuntimeError, match=r"navier_stokes_solve.*1 of 1 hold NaN.*`dt`=0.5"):
+        navier_stokes_solve(w0, **kw)
