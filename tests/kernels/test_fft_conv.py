@@ -513,3 +513,28 @@ def test_reference_validates_like_fft_conv(key, library_errors):
         fft_conv_reference(u, spectrax.kernels.fft_conv.fft_conv_filter(k, 16))
     with pytest.raises(ValueError, match=r"`post_gate` must have shape \(\.\.\., L=16\)"):
         fft_conv_reference(u, k, post_gate=u[:8])
+
+
+def test_a_jax_without_pallas_imports_and_convolves():
+    """A JAX build without ``jax.experimental.pallas``: the package imports, ``import *`` works
+    (``__all__`` named the missing Pallas functions: AttributeError), and impl="auto" runs XLA."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['jax.experimental.pallas'] = None\n"
+        "import jax, jax.numpy as jnp\n"
+        "from spectrax.kernels.fft_conv import *\n"
+        "import spectrax.kernels.fft_conv as m\n"
+        "assert 'fft_conv_pallas' not in m.__all__ and 'pallas' not in available_impls()\n"
+        "y = fft_conv(jnp.ones((2, 8)), jnp.ones((2, 4)))\n"
+        "assert y.shape == (2, 8) and float(y[0, -1]) == 4.0, y\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
