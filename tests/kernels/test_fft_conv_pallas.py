@@ -17,9 +17,11 @@ import pytest
 from jax.experimental.pallas import tpu as pltpu
 
 from spectrax.kernels.fft_conv import fft_conv, fft_conv_filter, pallas_status
+from spectrax.kernels.fft_conv import gpu as fft_conv_gpu
+from spectrax.kernels.fft_conv import tpu as fft_conv_tpu
 from spectrax.kernels.fft_conv._pallas import fft_conv_pallas, pallas_plan, supports
 from spectrax.kernels.fft_conv.gpu import GpuBlockSizes
-from spectrax.kernels.fft_conv.monarch import MAX_LENGTH, band_mask
+from spectrax.kernels.fft_conv.monarch import MAX_LENGTH, band_mask, filter_spectrum, to_tiles
 from spectrax.kernels.fft_conv.outer import LONG_MAX_LENGTH
 from spectrax.kernels.fft_conv.tpu import TpuBlockSizes
 from tests.helpers import assert_close, tol
@@ -439,6 +441,40 @@ def test_fft_conv_pallas_validates_its_arguments():
         TpuBlockSizes(block_rows=0)
     with pytest.raises(ValueError, match=r"`num_warps` must be a power of two.*got 3"):
         GpuBlockSizes(num_warps=3)
+
+
+@pytest.mark.usefixtures("library_errors")
+@pytest.mark.parametrize("family, interpret", [("gpu", True), ("tpu", pltpu.InterpretParams())])
+def test_kernel_wrappers_check_operands_against_the_plan(family, interpret):
+    """The kernel calls refuse operands that do not fit their plan. Pallas itself did not: a
+    spectrum with fewer rows than the tiles ran, every row with the first row's filter (block
+    reads clamped in interpret mode; out of bounds on hardware), and tiles of another plan
+    were read in part."""
+    mod = {"gpu": fft_conv_gpu, "tpu": fft_conv_tpu}[family]
+    conv, xcorr, cconv = (getattr(mod, f"{op}_{family}") for op in ("conv", "xcorr", "cconv"))
+    planner = getattr(mod, f"{family}_plan")
+    plan = planner(100, causal=True)
+    x = to_tiles(jax.random.normal(jax.random.key(0), (1, 3, 100)), plan)
+    kr, ki = filter_spectrum(jax.random.normal(jax.random.key(1), (3, 10)), plan)
+    run = {"interpret": interpret}
+    with pytest.raises(ValueError, match=r"`kr` must be the filter spectrum \(3, "):
+        conv(x, kr[:1], ki[:1], plan, **run)
+    other = planner(3000, causal=True)
+    with pytest.raises(ValueError, match=r"`x` must be row tiles .*got x.shape=\(1, 3, "):
+        conv(x, kr, ki, other, **run)
+    with pytest.raises(ValueError, match=r"`post` must have shape \(1, 3, "):
+        conv(x, kr, ki, plan, post=x[:, :2], **run)
+    with pytest.raises(ValueError, match=r"`b` must have shape"):
+        xcorr(x, x[:1, :1], plan, plan.m_out, **run)
+    with pytest.raises(ValueError, match=r"`out_rows` must be an integer in \[1, m_out="):
+        xcorr(x, x, plan, plan.m_out + 1, **run)
+    with pytest.raises(ValueError, match=r"`plan` .* must be circular"):
+        cconv(x, x, kr, ki, plan, **run)
+    circ = planner(512, causal=False)
+    xc = jnp.zeros((1, 3, circ.n1, circ.n2))
+    kc = jnp.zeros((1, circ.n1, circ.n2))
+    with pytest.raises(ValueError, match=r"`kr` must be the filter spectrum \(3, "):
+        cconv(xc, xc, kc, kc, circ, **run)
 
 
 def _bench_script():

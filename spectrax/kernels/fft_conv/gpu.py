@@ -94,6 +94,66 @@ class GpuBlockSizes:
         return cls(num_warps=8 if plan.n1 * plan.n2 >= GPU_MAX_FFT else 4, num_stages=1)
 
 
+def check_tiles(plan: MonarchPlan, tiles, spectra=()) -> tuple[int, int]:
+    """Check the operands of a kernel call against its ``plan``; returns ``(Bo, R)``.
+
+    ``tiles`` are ``(name, array, rows)`` that must be ``(Bo, R, rows, N2)``, all with the
+    first one's ``(Bo, R)`` (``None`` arrays are skipped); ``spectra`` are ``(name, array)``
+    that must be ``(R, N1, cols)``. Pallas does not catch a mismatch: a block index past a
+    short spectrum is clamped (every row silently gets the first rows' filter in interpret
+    mode; an out-of-bounds read on hardware) and a tile of another plan is read in part.
+    """
+    what = f"for the plan N1={plan.n1}, N2={plan.n2}, m_in={plan.m_in}"
+    lead = None
+    for name, x, rows in tiles:
+        if x is None:
+            continue
+        shape = tuple(x.shape)
+        if lead is None:
+            if len(shape) != 4 or shape[2:] != (rows, plan.n2):
+                raise ValueError(
+                    f"`{name}` must be row tiles (Bo, R, {rows}, {plan.n2}) {what}; got "
+                    f"{name}.shape={shape}."
+                )
+            lead = shape[:2]
+        elif shape != (*lead, rows, plan.n2):
+            raise ValueError(
+                f"`{name}` must have shape {(*lead, rows, plan.n2)} (Bo, R, {rows}, N2) {what}; "
+                f"got {name}.shape={shape}."
+            )
+    for name, x in spectra:
+        want = (lead[1], plan.n1, plan.spectrum_cols)
+        if tuple(x.shape) != want:
+            raise ValueError(
+                f"`{name}` must be the filter spectrum {want} (R, N1, cols) {what}, one per "
+                f"row of the tiles; got {name}.shape={tuple(x.shape)}."
+            )
+    return lead
+
+
+def check_out_rows(plan: MonarchPlan, out_rows) -> int:
+    """``1 <= out_rows <= m_out`` (rows of a correlation kernel's output)."""
+    if (
+        isinstance(out_rows, bool)
+        or not isinstance(out_rows, int)
+        or not 1 <= out_rows <= plan.m_out
+    ):
+        raise ValueError(
+            f"`out_rows` must be an integer in [1, m_out={plan.m_out}]; got {out_rows!r}."
+        )
+    return out_rows
+
+
+def check_circular_tiles(plan: MonarchPlan, xr, xi, kr, ki) -> tuple[int, int]:
+    """Operands of a complex-row kernel: a circular plan, ``(Bo, R, N1, N2)`` tiles."""
+    if plan.causal:
+        raise ValueError(
+            "`plan` of a complex-row (three-level inner) kernel must be circular; got a causal "
+            f"plan for L={plan.length}."
+        )
+    return check_tiles(plan, [("xr", xr, plan.n1), ("xi", xi, plan.n1)], [("kr", kr), ("ki", ki)])
+
+
 def load_factors(refs) -> MonarchFactors:
     return MonarchFactors(*(r[...] for r in refs))
 
@@ -187,7 +247,11 @@ def conv_gpu(
     Returns:
         ``(Bo, R, m_out, N2)``.
     """
-    nb, nr = x.shape[0], x.shape[1]
+    nb, nr = check_tiles(
+        plan,
+        [("x", x, plan.m_in), ("pre", pre, plan.m_in), ("post", post, plan.m_out)],
+        [("kr", kr), ("ki", ki)],
+    )
     block_sizes = block_sizes or GpuBlockSizes.get_default(plan)
     fac = monarch_factors(plan)
     row_in = pl.BlockSpec((None, None, plan.m_in, plan.n2), lambda b, r: (b, r, 0, 0))
@@ -236,7 +300,8 @@ def xcorr_gpu(
 ) -> jax.Array:
     """Row-wise circular cross-correlation ``irfft(rfft(a) conj(rfft(b)))``, first
     ``out_rows`` rows: ``(Bo, R, m_in, N2)`` x2 -> ``(Bo, R, out_rows, N2)`` float32."""
-    nb, nr = a.shape[0], a.shape[1]
+    nb, nr = check_tiles(plan, [("a", a, plan.m_in), ("b", b, plan.m_in)])
+    check_out_rows(plan, out_rows)
     block_sizes = block_sizes or GpuBlockSizes.get_default(plan)
     fac = monarch_factors(plan, m_out=out_rows)
     row_in = pl.BlockSpec((None, None, plan.m_in, plan.n2), lambda i, r: (i, r, 0, 0))
@@ -277,7 +342,7 @@ def cconv_gpu(
     Returns:
         ``(yr, yi)``, each ``(Bo, R, N1, N2)`` float32.
     """
-    nb, nr = xr.shape[0], xr.shape[1]
+    nb, nr = check_circular_tiles(plan, xr, xi, kr, ki)
     block_sizes = block_sizes or GpuBlockSizes.get_default(plan)
     fac = monarch_factors(plan)
     row = pl.BlockSpec((None, None, plan.n1, plan.n2), lambda b, r: (b, r, 0, 0))

@@ -22,7 +22,14 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from spectrax._checks import check_positive_int
-from spectrax.kernels.fft_conv.gpu import cconv_rows, conv_rows, xcorr_rows
+from spectrax.kernels.fft_conv.gpu import (
+    cconv_rows,
+    check_circular_tiles,
+    check_out_rows,
+    check_tiles,
+    conv_rows,
+    xcorr_rows,
+)
 from spectrax.kernels.fft_conv.monarch import (
     MonarchPlan,
     monarch_factors,
@@ -129,7 +136,11 @@ def conv_tpu(
     ``(Bo, R, m_in|m_out, N2)``; returns ``(Bo, R, m_out, N2)``. ``interpret``: ``False``,
     or ``pltpu.InterpretParams()`` (or ``True``) to run on CPU.
     """
-    nb, nr = x.shape[0], x.shape[1]
+    nb, nr = check_tiles(
+        plan,
+        [("x", x, plan.m_in), ("pre", pre, plan.m_in), ("post", post, plan.m_out)],
+        [("kr", kr), ("ki", ki)],
+    )
     rb = (block_sizes or TpuBlockSizes.get_default(plan, nr)).block_rows
     has_pre, has_post = pre is not None, post is not None
     args = [_pad_rows(x, 1, rb)]
@@ -181,7 +192,8 @@ def xcorr_tpu(
 ) -> jax.Array:
     """Row-wise circular cross-correlation on the TPU kernel (see
     :func:`spectrax.kernels.fft_conv.gpu.xcorr_gpu`)."""
-    nb, nr = a.shape[0], a.shape[1]
+    nb, nr = check_tiles(plan, [("a", a, plan.m_in), ("b", b, plan.m_in)])
+    check_out_rows(plan, out_rows)
     rb = (block_sizes or TpuBlockSizes.get_default(plan, nr)).block_rows
     args = [_pad_rows(a, 1, rb), _pad_rows(b, 1, rb)]
 
@@ -218,7 +230,7 @@ def cconv_tpu(
 ) -> tuple[jax.Array, jax.Array]:
     """Complex row-wise circular convolution on the TPU kernel (see
     :func:`spectrax.kernels.fft_conv.gpu.cconv_gpu`): ``(Bo, R, N1, N2)`` pairs in and out."""
-    nb, nr = xr.shape[0], xr.shape[1]
+    nb, nr = check_circular_tiles(plan, xr, xi, kr, ki)
     rb = (block_sizes or TpuBlockSizes.get_default(plan, nr)).block_rows
     args = [_pad_rows(xr, 1, rb), _pad_rows(xi, 1, rb), _pad_rows(kr, 0, rb), _pad_rows(ki, 0, rb)]
 
