@@ -68,6 +68,23 @@ def test_monarch_conv_equals_float64_convolution(length, ksize, causal):
     assert_close(y, np_conv(u, k, causal), jnp.float32)
 
 
+@pytest.mark.usefixtures("library_errors")
+def test_monarch_conv_refuses_arguments_of_another_convolution():
+    """A given plan was used whatever ``causal`` said (a circular plan under causal=True gave
+    the circular convolution, silently), and a filter longer than ``u`` was convolved."""
+    u = jnp.ones((1, 128))
+    with pytest.raises(ValueError, match=r"`plan` must be a causal plan .*causal=True; got"):
+        monarch_conv(u, u, causal=True, plan=plan_monarch(128, causal=False))
+    with pytest.raises(ValueError, match=r"`plan` must be a circular plan of size L"):
+        monarch_conv(u, u, causal=False, plan=plan_monarch(128, causal=True))
+    with pytest.raises(ValueError, match=r"`plan` must be a causal plan .*L=2000"):
+        monarch_conv(jnp.ones((1, 2000)), u, plan=plan_monarch(128, causal=True))
+    with pytest.raises(ValueError, match=r"`k` must have 1 <= K <= L=100 .*\(1, 128\)"):
+        monarch_conv(u[:, :100], u)
+    with pytest.raises(ValueError, match=r"`u` has length L=100, which has no two-level"):
+        monarch_conv(u[:, :100], u[:, :100], causal=False)
+
+
 def test_xcorr_tile_is_the_filter_gradient_correlation():
     length, ksize = 300, 20
     plan = plan_monarch(length, causal=True)

@@ -405,14 +405,32 @@ def monarch_conv(
     """FFT convolution as DFT matrix products: equals ``fft_conv(u, k, causal=causal)``.
 
     Plain-jnp reference of what the Pallas kernels compute (same plan, same factors, same
-    order of operations); ``u`` and ``k`` must have equal leading shapes. Output float32.
+    order of operations); ``u`` and ``k`` must have equal leading shapes and ``K <= L``. A
+    given ``plan`` must be one of this convolution: ``causal`` as here, covering ``L``
+    (``padded_length >= L``; a circular plan has ``fft_size == L``). Output float32.
     """
-    length = u.shape[-1]
-    plan = plan or plan_monarch(length, causal=causal)
-    if plan is None:
+    length, ksize = u.shape[-1], k.shape[-1]
+    if not 1 <= ksize <= length:
         raise ValueError(
-            f"no two-level DFT plan for L={length}, causal={causal}; expected 1 <= L <= "
-            f"{MAX_LENGTH} (and L a multiple of 128 when causal=False)."
+            f"`k` must have 1 <= K <= L={length} taps (L: the length of `u`); got {k.shape=}."
+        )
+    if plan is None:
+        plan = plan_monarch(length, causal=causal)
+        if plan is None:
+            raise ValueError(
+                f"`u` has length L={length}, which has no two-level DFT plan for "
+                f"causal={causal}; expected 1 <= L <= {MAX_LENGTH} (and L a multiple of 128 "
+                "when causal=False)."
+            )
+    elif (
+        plan.causal != causal
+        or plan.padded_length < length
+        or (not causal and plan.fft_size != length)
+    ):
+        kind = "causal plan with padded_length >= L" if causal else "circular plan of size L"
+        raise ValueError(
+            f"`plan` must be a {kind} (L={length}, the length of `u`) for causal={causal}; got "
+            f"{plan}."
         )
     fac = monarch_factors(plan)
     kr, ki = filter_spectrum(k, plan)
