@@ -58,8 +58,8 @@ def gaunt_coefficients(
 ) -> Float[np.ndarray, "harmonic1 harmonic2 harmonic_out"]:
     """Real Gaunt coefficients ``G[a, b, c] = ∫ Y_a Y_b Y_c dΩ`` over the unit sphere.
 
-    Luo, Chen, Zhang & He, 2024, "Enabling Efficient Equivariant Operations in the Fourier Basis
-    via Gaunt Tensor Products" (ICLR). ``Y`` are the real orthonormal harmonics of
+    Luo, Chen & Krishnapriyan, 2024, "Enabling Efficient Equivariant Operations in the Fourier
+    Basis via Gaunt Tensor Products" (ICLR). ``Y`` are the real orthonormal harmonics of
     :func:`~spectrax.transforms.real_sph_harm` in its flat order (``a = l^2 + l + m``);
     ``G[:, :, c]`` projects the product of two spherical functions back onto ``Y_c``. For each
     degree triple ``(l1, l2, l3)`` the block of ``G`` is the (real-basis) Clebsch–Gordan block
@@ -107,8 +107,8 @@ def gaunt_product(
 ) -> Float[Array, "*batch harmonic_out"]:
     """The Gaunt tensor product ``z_c = Σ_ab G[a, b, c] x1_a x2_b`` in ``O(L^3)``.
 
-    Luo, Chen, Zhang & He, 2024, "Enabling Efficient Equivariant Operations in the Fourier Basis
-    via Gaunt Tensor Products": with :func:`gaunt_coefficients` ``G``, ``z`` holds the
+    Luo, Chen & Krishnapriyan, 2024, "Enabling Efficient Equivariant Operations in the Fourier
+    Basis via Gaunt Tensor Products" (ICLR): with :func:`gaunt_coefficients` ``G``, ``z`` holds the
     spherical harmonic coefficients (up to ``l_max_out``) of the pointwise product of the two
     functions ``f1 = Σ x1_a Y_a`` and ``f2 = Σ x2_b Y_b``, so it is computed as that product
     on the sphere: ``z = sht(isht(x1) * isht(x2))`` on the grid of :func:`gaunt_grid`, which
