@@ -49,6 +49,20 @@ def test_legendre_at_high_degree_matches_scipy(x64):
     assert np.all(p0[1::2] == 0.0)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_legendre_endpoints_are_exact_at_high_degree(x64, dtype):
+    """P_k(1) = 1 and P_k(-1) = (-1)^k exactly to degree 1000: the recurrence in the form
+    P_{k+1} = x P_k + k/(k+1) (x P_k - P_{k-1}) has no rounding there. The rounded-ratio form
+    (2k+1)/(k+1) x P_k - k/(k+1) P_{k-1} drifted: here by 5.4e-6 in float32 and 1.4e-13 in
+    float64, by 4.1e-4 in float32 for a 34-point input. Inside (-1, 1) the error is unchanged
+    or smaller (3e-13 at degree 1000 in float64, against a long-double recurrence)."""
+    n = 1000
+    got = np.asarray(legendre(n, jnp.asarray([1.0, -1.0], dtype)), np.float64)
+    k = np.arange(n + 1)
+    np.testing.assert_array_equal(got[:, 0], np.ones(n + 1))
+    np.testing.assert_array_equal(got[:, 1], (-1.0) ** k)
+
+
 def test_legendre_orthogonality_by_gauss_legendre(x64):
     n = 20
     nodes, weights = gauss_legendre(n + 1)  # exact to degree 2n + 1 >= deg(P_j P_k)
