@@ -7,6 +7,7 @@ contour-integral evaluation of the phi-function coefficients of Kassam & Trefeth
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -41,9 +42,48 @@ def etdrk4_coefficients(
     Args:
         L: the diagonal of the linear operator (NumPy, real or complex).
         h: time step.
-        dtype: the complex dtype of the state.
-        num_points: contour points (64 gives float64 accuracy for the |hL| of PDE spectra).
+        dtype: the complex dtype of the state (a real one is accepted for a real ``L``).
+        num_points: contour points, an even integer >= 16 (64 gives float64 accuracy for the
+            |hL| of PDE spectra). The points sit at angles ``pi (2j + 1) / num_points``, off
+            the real axis; an odd count would put one at ``-1``, so that ``hL = 1`` divided by
+            a round-off-sized ``LR`` (``f1 = -2e14`` instead of ``0.44`` at ``h = 1`` with 63
+            points). Fewer than 16 lose digits: measured relative error 2.4e-5 with 8 points,
+            1.5e-9 with 12, 3e-14 with 16 (``|hL| <= 20``).
+
+    Raises:
+        ValueError: ``num_points`` odd or < 16, ``h`` or ``L`` not finite.
+        TypeError: ``dtype`` not floating-point, or real for a complex ``L`` (that would drop
+            the imaginary parts of every coefficient).
     """
+    if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)):
+        raise TypeError(f"`num_points` must be an int; got {type(num_points).__name__}.")
+    if num_points < 16 or num_points % 2:
+        raise ValueError(
+            f"`num_points` must be an even integer >= 16; got {num_points}. An odd count puts a "
+            "contour point on hL = 1's removable singularity; fewer than 16 lose digits. "
+            "The default, 64, gives float64 accuracy."
+        )
+    if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`h` must be a Python float; got {type(h).__name__} {h!r}.")
+    if not math.isfinite(h):
+        raise ValueError(f"`h` must be a finite time step; got {h}.")
+    L = np.asarray(L)
+    if not np.issubdtype(L.dtype, np.number) or L.dtype == np.bool_:
+        raise TypeError(f"`L` must be a real or complex NumPy array; got dtype {L.dtype}.")
+    bad = L.size - np.count_nonzero(np.isfinite(L))
+    if bad:
+        raise ValueError(f"`L` must be finite; got {bad} inf/NaN entries (L.shape={L.shape}).")
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"`dtype` must be a complex floating dtype; got {dtype!r}.") from None
+    if not jnp.issubdtype(dtype, jnp.inexact) or (
+        np.iscomplexobj(L) and not jnp.issubdtype(dtype, jnp.complexfloating)
+    ):
+        raise TypeError(
+            f"`dtype` must be a complex floating dtype (a real one only for a real `L`); got "
+            f"{dtype} for `L` of dtype {L.dtype}."
+        )
     hL = np.asarray(L, np.complex128) * h
     r = np.exp(2j * np.pi * (np.arange(num_points) + 0.5) / num_points)
     LR = hL[..., None] + r
@@ -52,11 +92,11 @@ def etdrk4_coefficients(
     f1 = h * np.mean((-4 - LR + eLR * (4 - 3 * LR + LR**2)) / LR**3, axis=-1)
     f2 = h * np.mean((2 + LR + eLR * (-2 + LR)) / LR**3, axis=-1)
     f3 = h * np.mean((-4 - 3 * LR - LR**2 + eLR * (4 - LR)) / LR**3, axis=-1)
+    arrays = (np.exp(hL), np.exp(hL / 2), Q, f1, f2, f3)
     if np.isrealobj(L):
         # For real L the circle average is real up to round-off.
-        Q, f1, f2, f3 = (c.real for c in (Q, f1, f2, f3))
-    arrays = (np.exp(hL), np.exp(hL / 2), Q, f1, f2, f3)
-    return ETDRK4Coefficients(*(jnp.asarray(np.asarray(a, np.complex128), dtype) for a in arrays))
+        arrays = tuple(a.real for a in arrays)
+    return ETDRK4Coefficients(*(jnp.asarray(a, dtype) for a in arrays))
 
 
 def etdrk4_step(

@@ -4,6 +4,7 @@ Trefethen, 2005)."""
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from spectrax.data._etdrk4 import etdrk4_coefficients, etdrk4_integrate, num_steps_for
 
@@ -50,3 +51,29 @@ def test_coefficients_match_closed_forms(x64):
     # limits at hL = 0: Q = h / 2, f1 = h / 6, f2 = h / 6, f3 = h / 6
     for name, limit in (("Q", h / 2), ("f1", h / 6), ("f2", h / 6), ("f3", h / 6)):
         np.testing.assert_allclose(np.asarray(getattr(c, name))[3], limit, rtol=1e-13)
+
+
+def test_coefficients_refuse_bad_contours_and_dtypes():
+    """An odd number of contour points put one at r = -1, on the removable singularity of
+    hL = 1 (63 points: f1 = -2.1e14 instead of 2e - 5 = 0.44); too few points lost digits
+    (8: relative error 2.4e-5); a complex L cast to a real dtype lost its imaginary parts with
+    only a ComplexWarning; a NaN step gave NaN coefficients. All are refused, naming the
+    argument."""
+    L = np.array([1.0, -2.0])
+    with pytest.raises(ValueError, match=r"`num_points` must be an even integer >= 16; got 63"):
+        etdrk4_coefficients(L, 1.0, jnp.complex64, num_points=63)
+    with pytest.raises(ValueError, match=r"`num_points` .* got 8"):
+        etdrk4_coefficients(L, 1.0, jnp.complex64, num_points=8)
+    with pytest.raises(TypeError, match=r"`dtype` must be a complex .* got float32 for `L`"):
+        etdrk4_coefficients(np.array([1j, -2.0]), 1.0, jnp.float32)
+    with pytest.raises(ValueError, match=r"`h` must be a finite time step; got nan"):
+        etdrk4_coefficients(L, float("nan"), jnp.complex64)
+    with pytest.raises(ValueError, match=r"`L` must be finite; got 1 inf/NaN"):
+        etdrk4_coefficients(np.array([-np.inf, 1.0]), 0.1, jnp.complex64)
+    # a real L may use a real dtype: no ComplexWarning, the same numbers
+    real = etdrk4_coefficients(L, 1.0, jnp.float32)
+    cplx = etdrk4_coefficients(L, 1.0, jnp.complex64)
+    for a, b in zip(real, cplx, strict=True):
+        assert a.dtype == jnp.float32
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b).real)
+    np.testing.assert_allclose(np.asarray(real.f1)[0], 2 * np.e - 5, rtol=1e-6)
