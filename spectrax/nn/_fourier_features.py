@@ -134,7 +134,7 @@ class FourierFeatures(eqx.Module):
             optimisers without weight decay leave it unchanged. Decoupled weight decay (AdamW)
             would still shrink it: :func:`~spectrax.nn.frozen_param_mask` marks it, for
             ``optax.masked``; ``spectrax.train`` leaves it unchanged.
-        dtype: dtype of ``B`` (float32).
+        dtype: dtype of ``B`` (float32); half precision is drawn in float32 and rounded once.
         key: PRNG key (keyword-only).
     """
 
@@ -159,7 +159,12 @@ class FourierFeatures(eqx.Module):
         self.sigma = check_positive_float("sigma", sigma)
         self.trainable = check_bool("trainable", trainable)
         dtype = check_float_dtype("dtype", dtype)
-        self.B = self.sigma * jax.random.normal(key, (num_features, in_features), dtype)
+        # Drawn in float32 (float64) and rounded once: jax.random.normal in bfloat16 takes only
+        # 128 distinct values, none beyond 2.89 sigma, so that FourierFeatures(1, 256) had 111
+        # distinct frequencies (145 duplicated features) instead of 227.
+        real = compute_dtype(dtype)
+        B = self.sigma * jax.random.normal(key, (num_features, in_features), real)
+        self.B = B.astype(dtype)
 
     def __call__(self, x: Float[Array, " D"]) -> Float[Array, " E"]:
         """``(D,) -> (2F,)``: cosines then sines; batch with ``jax.vmap``."""

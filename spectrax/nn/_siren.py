@@ -20,6 +20,7 @@ from spectrax._checks import (
     check_positive_float,
     check_positive_int,
     check_real_float,
+    compute_dtype,
     module_compute_dtype,
 )
 
@@ -83,7 +84,9 @@ def siren_weight_bound(in_features: int, omega_0: float, is_first: bool) -> floa
 
 
 def _uniform(key, shape, bound, dtype) -> Array:
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
+    # Drawn in float32 (float64) and rounded once: jax.random.uniform in bfloat16 takes only 128
+    # equally spaced values (float16: 1024), coarser than bfloat16 itself near zero.
+    return jax.random.uniform(key, shape, compute_dtype(dtype), -bound, bound).astype(dtype)
 
 
 class SineLayer(eqx.Module):
@@ -100,7 +103,7 @@ class SineLayer(eqx.Module):
         in_features, out_features: ``D_in``, ``D_out``.
         omega_0: frequency scale (default 30.0, the paper's choice).
         is_first: use the first-layer weight init (default False).
-        dtype: parameter dtype (float32).
+        dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.
         key: PRNG key (keyword-only).
 
     The output is in ``dtype`` (float64 for a float64 ``x``: the parameters are widened for the

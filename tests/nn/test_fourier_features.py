@@ -183,3 +183,17 @@ def test_call_names_a_non_array_x(key, library_errors):
         ff([0.1, 0.2])
     with pytest.raises(TypeError, match=r"`x` must be a real floating-point array.*int32"):
         ff(jnp.ones(2, jnp.int32))
+
+
+def test_half_precision_B_is_the_float32_draw_rounded_once(key):
+    """jax.random.normal in bfloat16 takes 128 distinct values and none beyond 2.89 sigma: a
+    (256, 1) bfloat16 B had 111 distinct frequencies, i.e. 145 duplicated features. B is now
+    drawn in float32 and rounded once (227 distinct, as many as bfloat16 can hold)."""
+    ref = FourierFeatures(1, 256, key=key).B
+    for dtype in (jnp.bfloat16, jnp.float16):
+        B = FourierFeatures(1, 256, dtype=dtype, key=key).B
+        assert B.dtype == dtype
+        np.testing.assert_array_equal(
+            np.asarray(B, np.float32), np.asarray(ref.astype(dtype), np.float32)
+        )
+    assert len(np.unique(np.asarray(FourierFeatures(1, 256, dtype=jnp.bfloat16, key=key).B))) > 200

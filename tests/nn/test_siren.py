@@ -215,3 +215,16 @@ def test_is_first_must_be_a_bool(key, is_first, library_errors):
     with pytest.raises(TypeError, match=r"`is_first` must be a Python bool; got "):
         siren_weight_bound(2, 30.0, is_first)
     assert SineLayer(2, 3, is_first=np.bool_(True), key=key).is_first is True
+
+
+def test_half_precision_init_is_the_float32_draw_rounded_once(key):
+    """jax.random.uniform in bfloat16 takes only 128 equally spaced values; the weights and
+    biases are now drawn in float32 and rounded once, as the parameters of every other dtype."""
+    ref = Siren(2, 16, 1, 1, key=key)
+    for dtype in (jnp.bfloat16, jnp.float16):
+        half = Siren(2, 16, 1, 1, dtype=dtype, key=key)
+        for a, b in zip(jax.tree.leaves(half), jax.tree.leaves(ref), strict=True):
+            assert a.dtype == dtype
+            np.testing.assert_array_equal(
+                np.asarray(a, np.float32), np.asarray(b.astype(dtype), np.float32)
+            )
