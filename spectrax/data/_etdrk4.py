@@ -29,15 +29,57 @@ class ETDRK4Coefficients(NamedTuple):
     f3: jax.Array
 
 
+# |hL| above which the closed forms are used. The contour points hL + r are rounded to
+# float64, an absolute error of |hL| eps that exp turns into a relative one: the contour
+# average lost 6.6e-10 at hL = 1e8 i and 4.3e-8 at 1e10 i (dispersive spectra). The closed
+# forms lose at most 7e-16 on |hL| = 4 (their cancellation, ~eps / |hL|^3, matters below 1).
+_CLOSED_FORM_ABOVE = 4.0
+
+
+def _contour_phis(z: np.ndarray, num_points: int) -> np.ndarray:
+    """``(4, n)``: Q, f1, f2, f3 over ``h`` at ``z = hL``, averaged over ``num_points`` points of
+    the unit circle around each ``z`` (Kassam & Trefethen, 2005), accurate near ``z = 0``."""
+    r = np.exp(2j * np.pi * (np.arange(num_points) + 0.5) / num_points)
+    LR = z[:, None] + r
+    eLR = np.exp(LR)
+    return np.stack(
+        [
+            np.mean((np.exp(LR / 2) - 1) / LR, axis=-1),
+            np.mean((-4 - LR + eLR * (4 - 3 * LR + LR**2)) / LR**3, axis=-1),
+            np.mean((2 + LR + eLR * (-2 + LR)) / LR**3, axis=-1),
+            np.mean((-4 - 3 * LR - LR**2 + eLR * (4 - LR)) / LR**3, axis=-1),
+        ]
+    )
+
+
+def _closed_form_phis(z: np.ndarray) -> np.ndarray:
+    """``(4, n)``: Q, f1, f2, f3 over ``h`` at ``z = hL`` by the closed forms of Cox & Matthews
+    (2002), in powers of ``w = 1/z`` so that no power of a large ``z`` overflows."""
+    w = 1.0 / z
+    ez = np.exp(z)
+    return np.stack(
+        [
+            (np.exp(z / 2) - 1) * w,
+            -4 * w**3 - w**2 + ez * (4 * w**3 - 3 * w**2 + w),
+            2 * w**3 + w**2 + ez * (w**2 - 2 * w**3),
+            -4 * w**3 - 3 * w**2 - w + ez * (4 * w**3 - w**2),
+        ]
+    )
+
+
 def etdrk4_coefficients(
     L: np.ndarray, h: float, dtype, *, num_points: int = 64
 ) -> ETDRK4Coefficients:
     """ETDRK4 coefficients for the diagonal linear operator ``L`` and step ``h``.
 
-    The phi-functions are averaged over ``num_points`` points of a unit circle around each
-    ``h L`` (Kassam & Trefethen, 2005), which avoids the cancellation of the closed forms near
-    ``h L = 0``; computed in float64 NumPy at trace time, then cast to ``dtype`` (complex for
-    the Fourier-space state of a real field).
+    Where ``|h L| <= 4`` the phi-functions are averaged over ``num_points`` points of a unit
+    circle around ``h L`` (Kassam & Trefethen, 2005), which avoids the cancellation of the
+    closed forms near ``h L = 0``; above, the closed forms (Cox & Matthews, 2002) are used, as
+    the contour average loses ``|h L| eps`` (4e-8 relative at ``h L = 1e10 i``). Computed in
+    float64 NumPy at trace time, then cast to ``dtype`` (complex for the Fourier-space state of
+    a real field). Measured relative error against long-double Taylor series and closed forms:
+    <= 3e-16 for ``|h L| > 4``; <= 4e-12 below, the worst where ``h L`` nearly meets a contour
+    point (``h L = -1 + 0.03i``), 5e-14 on the real axis.
 
     Args:
         L: the diagonal of the linear operator (NumPy, real or complex).
@@ -85,13 +127,12 @@ def etdrk4_coefficients(
             f"{dtype} for `L` of dtype {L.dtype}."
         )
     hL = np.asarray(L, np.complex128) * h
-    r = np.exp(2j * np.pi * (np.arange(num_points) + 0.5) / num_points)
-    LR = hL[..., None] + r
-    eLR = np.exp(LR)
-    Q = h * np.mean((np.exp(LR / 2) - 1) / LR, axis=-1)
-    f1 = h * np.mean((-4 - LR + eLR * (4 - 3 * LR + LR**2)) / LR**3, axis=-1)
-    f2 = h * np.mean((2 + LR + eLR * (-2 + LR)) / LR**3, axis=-1)
-    f3 = h * np.mean((-4 - 3 * LR - LR**2 + eLR * (4 - LR)) / LR**3, axis=-1)
+    z = hL.ravel()
+    phis = np.empty((4, z.size), np.complex128)
+    near = np.abs(z) <= _CLOSED_FORM_ABOVE
+    phis[:, near] = _contour_phis(z[near], num_points)
+    phis[:, ~near] = _closed_form_phis(z[~near])
+    Q, f1, f2, f3 = (h * p.reshape(hL.shape) for p in phis)
     arrays = (np.exp(hL), np.exp(hL / 2), Q, f1, f2, f3)
     if np.isrealobj(L):
         # For real L the circle average is real up to round-off.

@@ -77,3 +77,21 @@ def test_coefficients_refuse_bad_contours_and_dtypes():
         assert a.dtype == jnp.float32
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b).real)
     np.testing.assert_allclose(np.asarray(real.f1)[0], 2 * np.e - 5, rtol=1e-6)
+
+
+def test_coefficients_at_large_imaginary_hL_match_closed_forms(x64):
+    """Dispersive spectra (L = i c k^3) reach |hL| in the millions. The contour points hL + r
+    are rounded to float64 (an absolute error |hL| eps, which exp makes relative), so the
+    contour average was off by 5.6e-12 at hL = 1e6 i, 6.6e-10 at 1e8 i and 4.3e-8 at 1e10 i;
+    above |hL| = 4 the closed forms (accurate to 5e-16 there, against long double) are used."""
+    h = 1.0
+    z = np.array([1e6j, 1e8j, 1e10j, -3e3 + 1e9j])
+    c = etdrk4_coefficients(z / h, h, jnp.complex128)
+    closed = {
+        "Q": h * (np.exp(z / 2) - 1) / z,
+        "f1": h * (-4 - z + np.exp(z) * (4 - 3 * z + z**2)) / z**3,
+        "f2": h * (2 + z + np.exp(z) * (z - 2)) / z**3,
+        "f3": h * (-4 - 3 * z - z**2 + np.exp(z) * (4 - z)) / z**3,
+    }
+    for name, value in closed.items():
+        np.testing.assert_allclose(np.asarray(getattr(c, name)), value, rtol=1e-14, err_msg=name)
