@@ -371,7 +371,14 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
     Raises:
         ConfigError: unknown key (the message lists the valid ones), unparsable or out-of-range
             value.
+        TypeError: ``overrides`` is one string rather than a sequence of them.
     """
+    if isinstance(overrides, (str, bytes)):
+        # iterated, a string gave one "override" per character: "override 'l' is not ..."
+        raise TypeError(
+            f"`overrides` must be a sequence of key=value strings; got the single string "
+            f"{overrides!r}. Pass a list: [{overrides!r}]."
+        )
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value.")

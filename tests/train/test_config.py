@@ -277,3 +277,14 @@ def test_step_counts_fit_the_int32_of_the_jitted_step(base, key, library_errors)
     with pytest.raises(ConfigError, match=rf"`{key}` must be <= 2147483647; got 2147483648"):
         apply_overrides(base, [f"{key}=2147483648"])
     assert flat_keys(apply_overrides(base, [f"{key}=2147483647"]))[key] == 2**31 - 1
+
+
+def test_a_single_string_of_overrides_is_refused_naming_the_argument(base):
+    """A string is a sequence of characters: ``load_config(name, "loop.num_steps=3")`` failed
+    with "override 'l' is not of the form key=value", naming neither the argument nor the fix."""
+    for call in (
+        lambda: apply_overrides(base, "loop.num_steps=3"),
+        lambda: load_config(TOY, "loop.num_steps=3"),
+    ):
+        with pytest.raises(TypeError, match=r"`overrides`.*single string.*\['loop\.num_steps=3'\]"):
+            call()
