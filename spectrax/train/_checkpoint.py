@@ -121,7 +121,10 @@ class Checkpointer:
         return list(self._manager.all_steps())
 
     def save(self, step: int, state: Any, *, extra: dict[str, Any] | None = None) -> None:
-        """Save ``state`` (a pytree of arrays) as ``step``; returns once the save is durable."""
+        """Save ``state`` (a pytree of arrays) as ``step`` (an integer >= 0); returns once the
+        save is durable."""
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ValueError(f"`step` must be an integer >= 0; got {step!r}.")
         # Hashing gathers every array to this host: single-process runs only.
         digest = tree_digest(state) if jax.process_count() == 1 else None
         meta = {
@@ -165,14 +168,21 @@ class Checkpointer:
         of ``target``.
 
         Raises:
-            CheckpointError: no checkpoint; a config that differs from this run's (the
-                differing keys are listed); arrays that do not match ``target`` or whose
-                digest differs from the one recorded at save time (single-process runs: the
-                digest is neither written nor checked over several processes).
+            CheckpointError: no checkpoint (at ``step``, if given); a config that differs from
+                this run's (the differing keys are listed); arrays that do not match
+                ``target`` or whose digest differs from the one recorded at save time
+                (single-process runs: the digest is neither written nor checked over several
+                processes).
         """
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"no checkpoint in {self.directory}.")
+        if step not in self.all_steps():
+            # read as a damaged checkpoint, with advice to move a folder that does not exist
+            raise CheckpointError(
+                f"no checkpoint at `step`={step!r} in {self.directory}; expected one of the "
+                f"saved steps {self.all_steps()}."
+            )
         meta = self.read_meta(step)
         diffs = config_differences(meta.get("config", {}), self.config_dict)
         if diffs:

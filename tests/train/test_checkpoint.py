@@ -232,3 +232,18 @@ def test_resume_on_another_mesh(tmp_path, caplog):
             assert_close(np.asarray(a), np.asarray(b), what=name)
     assert moved["one"].model.weight.sharding.spec == PartitionSpec(None, None, "model")
     assert len(moved["fsdp6"].model.weight.sharding.device_set) == 1
+
+
+def test_a_step_that_was_never_saved_is_refused_listing_the_saved_ones(tmp_path):
+    """``restore(target, step=7)`` with only step 3 saved called checkpoint 7 "damaged or
+    incomplete" and advised moving its (non-existent) folder; a negative step was saved."""
+    ckpt = Checkpointer(tmp_path, keep=2)
+    state = {"w": jnp.ones(3)}
+    ckpt.save(3, state)
+    with pytest.raises(CheckpointError, match=r"no checkpoint at `step`=7.*saved steps \[3\]") as e:
+        ckpt.restore(state, step=7)
+    assert "damaged" not in str(e.value)
+    with pytest.raises(ValueError, match=r"`step` must be an integer >= 0; got -1"):
+        ckpt.save(-1, state)
+    assert ckpt.all_steps() == [3]
+    ckpt.close()
