@@ -93,7 +93,7 @@ def delayed_copy(
     (cycles per step, ``0 < cutoff <= 0.5``) and scaled to unit RMS per channel.
 
     Args:
-        key: PRNG key. num: number of sequences ``B``. length: ``L``.
+        key: PRNG key. num: number of sequences ``B``. length: ``L > delay``.
         delay: the shift, ``>= 0``. channels: ``H``. cutoff: the band edge.
         dtype: real float dtype of ``u`` and ``y`` (float32). Half precision (bfloat16,
             float16) is drawn and filtered in float32 (XLA has no half-precision FFT) and
@@ -110,6 +110,13 @@ def delayed_copy(
     if not cutoff <= 0.5:
         raise ValueError(f"`cutoff` must be in (0, 0.5] cycles per step; got {cutoff!r}.")
     dtype = _check_dtype(dtype)
+    if delay >= length:
+        # every target was the zero padding: a task with nothing to copy, returned silently
+        raise ValueError(
+            f"`delay`={delay} must be less than `length`={length} (else every target y[t] = "
+            f"u[t - delay] is the zero padding); expected length > delay, e.g. length="
+            f"{delay + 1} or more, or a smaller delay (the default is 256)."
+        )
     work = compute_dtype(dtype)
     white = jax.random.normal(key, (num, length, channels), work)
     spec = jnp.fft.rfft(white, axis=1)

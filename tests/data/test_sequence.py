@@ -80,3 +80,13 @@ def test_bad_dtype_named(task, library_errors):
 def test_cutoff_type_named(library_errors):
     with pytest.raises(TypeError, match="`cutoff` must be a Python float; got str"):
         delayed_copy(jax.random.key(0), 2, 16, cutoff="0.1")
+
+
+def test_delayed_copy_refuses_a_delay_that_leaves_nothing_to_copy(library_errors):
+    """With the default delay of 256, any length <= 256 gave all-zero targets, silently."""
+    with pytest.raises(ValueError, match=r"`delay`=256 must be less than `length`=200"):
+        delayed_copy(jax.random.key(0), 2, 200)
+    with pytest.raises(ValueError, match=r"`delay`=16 must be less than `length`=16"):
+        delayed_copy(jax.random.key(0), 2, 16, delay=16)
+    u, y = delayed_copy(jax.random.key(0), 2, 16, delay=15)  # one step left to copy
+    np.testing.assert_array_equal(y[:, 15], u[:, 0])
