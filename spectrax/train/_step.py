@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -45,6 +45,42 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
+# the metrics the step adds itself; a loss-function metric of the same name replaced them, and
+# the loop reads `skipped` and `halted` to guard the run
+_STEP_METRICS = (
+    "grad_norm",
+    "skipped",
+    "halted",
+    "nonfinite_consecutive",
+    "nonfinite_total",
+)
+
+
+def _check_metrics(aux: Any) -> None:
+    """Trace-time check of ``loss_fn``'s metrics: a dict of scalars whose names are not the
+    step's own. A vector metric passed the step and crashed the metric writer at the first log
+    step, after training had started, with "only 0-dimensional arrays can be converted"."""
+    if not isinstance(aux, Mapping):
+        raise TypeError(
+            "`loss_fn` must return (loss, metrics) with metrics a dict of scalars; got metrics "
+            f"of type {type(aux).__name__}."
+        )
+    for name, value in aux.items():
+        if not isinstance(name, str):
+            raise TypeError(f"`loss_fn` metric names must be strings; got {name!r}.")
+        if name in _STEP_METRICS:
+            raise ValueError(
+                f"`loss_fn` metric {name!r} has the name of one the step computes itself "
+                f"({', '.join(_STEP_METRICS)}); rename it."
+            )
+        shape = jnp.shape(value)
+        if shape != ():
+            raise ValueError(
+                f"`loss_fn` metric {name!r} must be a scalar; got shape {shape}. Reduce it "
+                "(e.g. jnp.mean) or return one scalar per entry under its own name."
+            )
+
+
 def make_train_step(
     loss_fn: Callable[[Any, Any], tuple[jax.Array, dict[str, jax.Array]]],
     optimizer: optax.GradientTransformation,
@@ -61,7 +97,9 @@ def make_train_step(
     step), all on device: the host reads them from ``metrics`` at its logging cadence.
 
     Args:
-        loss_fn: ``(model, batch) -> (scalar loss, dict of scalar metrics)``.
+        loss_fn: ``(model, batch) -> (scalar loss, dict of scalar metrics)``; a metric that is
+            not a scalar, or is named as one of the step's own (below, ``loss`` excepted),
+            fails at the first call.
         optimizer: an Optax transformation over the model's inexact arrays.
         max_nonfinite: once the guard has counted this many non-finite updates in a row, the
             step changes nothing at all (parameters, Optax state and counters stay as they
@@ -85,6 +123,7 @@ def make_train_step(
             return loss_fn(eqx.combine(p, static), batch)
 
         (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        _check_metrics(aux)
         grad_norm = optax.tree.norm(grads)
         # Optax mixes Python floats with int32 step counts (bias correction, schedules): run
         # it under standard promotion even when the caller asked for strict.

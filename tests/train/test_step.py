@@ -340,3 +340,24 @@ def test_arrays_held_fixed_get_no_update_weight_decay_included(key, standard_pro
     state = make_optimizer(config, param_labels(plain)).init(plain)
     inner = state[1].inner_states  # the multi_transform after clipping
     assert set(inner) == {"default", "ssm"}
+
+
+def test_loss_fn_metrics_must_be_named_scalars(setup, library_errors):
+    """A vector metric passed the step and crashed the metric writer at the first log step
+    ("only 0-dimensional arrays can be converted to Python scalars", naming no metric); a
+    metric named ``skipped`` replaced the guard's flag that the loop reads."""
+    model, optimizer, batch = setup
+    state = init_opt_state(optimizer, model)
+
+    def per_output(model, batch):
+        loss, _ = _loss(model, batch)
+        return loss, {"mse_per_output": jnp.mean((jax.vmap(model)(batch["x"]) - 1) ** 2, 0)}
+
+    with pytest.raises(ValueError, match=r"metric 'mse_per_output' must be a scalar; got shape"):
+        make_train_step(per_output, optimizer)(model, state, batch)
+    clash = lambda m, b: (_loss(m, b)[0], {"skipped": jnp.asarray(0)})  # noqa: E731
+    with pytest.raises(ValueError, match=r"metric 'skipped' has the name of one the step"):
+        make_train_step(clash, optimizer)(model, state, batch)
+    as_list = lambda m, b: (_loss(m, b)[0], [1.0])  # noqa: E731
+    with pytest.raises(TypeError, match=r"metrics a dict of scalars; got metrics of type list"):
+        make_train_step(as_list, optimizer)(model, state, batch)
