@@ -38,6 +38,8 @@ def _number(v: Any) -> bool | int | float | str:
     if isinstance(v, str):
         return v
     a = np.asarray(v)
+    if np.iscomplexobj(a):  # float() kept the real part with only a warning
+        raise TypeError(f"a complex metric has no single real value; got {a!r}.")
     if a.dtype == np.bool_:
         return bool(a)
     if np.issubdtype(a.dtype, np.integer):
@@ -86,9 +88,28 @@ class MetricWriter:
             logger.info("no TensorBoard writer library installed; writing metrics.jsonl only")
 
     def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+        """Append the record ``{"step": step, "split": split, **metrics}``.
+
+        Args:
+            step: the training step. split: ``"train"`` or ``"eval"`` (any string).
+            metrics: name -> a real scalar (Python, NumPy or 0-d JAX) or a string.
+        """
         if not self.enabled:
             return
-        values = {k: _number(v) for k, v in metrics.items()}
+        values = {}
+        for k, v in metrics.items():
+            if k in ("step", "split"):
+                raise ValueError(f"metric name {k!r} is the record's own key; rename the metric.")
+            try:
+                values[k] = _number(v)
+            except (TypeError, ValueError) as err:
+                # a vector (or complex) metric failed as "only 0-dimensional arrays can be
+                # converted to Python scalars", naming neither the metric nor its shape
+                raise TypeError(
+                    f"metric {k!r} must be a real scalar or a string; got "
+                    f"{type(v).__name__} of shape {np.shape(v)}. Reduce it (e.g. its mean) or "
+                    "log one scalar per entry under its own name."
+                ) from err
         record = {
             "step": int(step),
             "split": split,

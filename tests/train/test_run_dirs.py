@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import spectrax.train._loop as loop_module
@@ -248,3 +249,21 @@ def test_a_home_relative_workdir_in_the_config_lands_in_home(tmp_path, monkeypat
     assert result.workdir == tmp_path / "home" / "run"
     assert (tmp_path / "home" / "run" / "report.md").is_file()
     assert not (tmp_path / "~").exists()
+
+
+def test_metric_writer_names_a_metric_that_is_not_a_scalar(tmp_path):
+    """A vector metric (from a task's own ``evaluate``) failed with "only 0-dimensional arrays
+    can be converted to Python scalars", naming no metric; a complex one was written as its real
+    part; a metric named ``step`` replaced the record's step."""
+    writer = MetricWriter(tmp_path, tensorboard=False)
+    with pytest.raises(TypeError, match=r"metric 'per_class' must be a real scalar.*shape \(3,\)"):
+        writer.write(1, "eval", {"per_class": np.ones(3)})
+    with pytest.raises(TypeError, match=r"metric 'z' must be a real scalar"):
+        writer.write(1, "eval", {"z": np.complex64(1 + 2j)})
+    with pytest.raises(ValueError, match=r"metric name 'step' is the record's own key"):
+        writer.write(1, "eval", {"step": 7})
+    writer.write(1, "eval", {"acc": np.float32(0.5), "ok": np.bool_(True), "tag": "x"})
+    writer.close()
+    assert read_metrics(tmp_path) == [
+        {"step": 1, "split": "eval", "acc": 0.5, "ok": True, "tag": "x"}
+    ]
