@@ -62,7 +62,14 @@ def delayed_recall(
     """
     num = check_positive_int("num", num)
     min_lag = check_positive_int("min_lag", min_lag)
-    length = check_positive_int("length", length, minimum=min_lag + 1)
+    length = check_positive_int("length", length)
+    if length <= min_lag:
+        # "`length` must be an integer >= 257" named neither min_lag nor its default of 256
+        raise ValueError(
+            f"`length`={length} must exceed `min_lag`={min_lag} (the signal token sits at least "
+            f"min_lag steps before the end); expected length >= {min_lag + 1}, or a smaller "
+            "min_lag (the default is 256)."
+        )
     num_classes = check_positive_int("num_classes", num_classes, minimum=2)
     num_noise = check_positive_int("num_noise", num_noise)
     dtype = _check_dtype(dtype)

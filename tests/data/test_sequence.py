@@ -31,8 +31,11 @@ def test_delayed_copy_is_a_delay():
 
 
 def test_errors(library_errors):
-    with pytest.raises(ValueError, match="length"):
-        delayed_recall(jax.random.key(0), 4, 100, min_lag=256)
+    # the message names min_lag, whose default of 256 is what a short length runs into
+    with pytest.raises(ValueError, match=r"`length`=100 must exceed `min_lag`=256"):
+        delayed_recall(jax.random.key(0), 4, 100)
+    with pytest.raises(ValueError, match=r"`length` must be an integer >= 1; got 0"):
+        delayed_recall(jax.random.key(0), 4, 0)
     with pytest.raises(ValueError, match="num_classes"):
         delayed_recall(jax.random.key(0), 4, 300, num_classes=1)
     with pytest.raises(ValueError, match="cutoff"):
