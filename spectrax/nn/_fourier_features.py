@@ -25,6 +25,7 @@ from spectrax._checks import (
     compute_dtype,
     lift_rank,
 )
+from spectrax._random import normal
 
 
 def fourier_features(x: Float[Array, "... D"], B: Float[Array, "F D"]) -> Float[Array, "... 2*F"]:
@@ -162,9 +163,7 @@ class FourierFeatures(eqx.Module):
         # Drawn in float32 (float64) and rounded once: jax.random.normal in bfloat16 takes only
         # 128 distinct values, none beyond 2.89 sigma, so that FourierFeatures(1, 256) had 111
         # distinct frequencies (145 duplicated features) instead of 227.
-        real = compute_dtype(dtype)
-        B = self.sigma * jax.random.normal(key, (num_features, in_features), real)
-        self.B = B.astype(dtype)
+        self.B = normal(key, (num_features, in_features), dtype, self.sigma)
 
     def __call__(self, x: Float[Array, " D"]) -> Float[Array, " E"]:
         """``(D,) -> (2F,)``: cosines then sines; batch with ``jax.vmap``."""

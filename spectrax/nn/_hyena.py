@@ -26,6 +26,7 @@ from spectrax._checks import (
     compute_dtype,
     widen_to_input,
 )
+from spectrax._random import normal, uniform
 from spectrax.kernels.fft_conv import IMPLS, fft_conv
 
 # The reference code's ExponentialModulation: the window of the fastest channel falls to
@@ -43,7 +44,7 @@ def _uniform(key: PRNGKeyArray, shape: tuple[int, ...], fan_in: int, dtype) -> A
     """PyTorch's default ``nn.Linear`` / ``nn.Conv1d`` init, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``
     (what the reference implementation uses everywhere)."""
     bound = 1.0 / math.sqrt(fan_in)
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return uniform(key, shape, dtype, -bound, bound)
 
 
 def _check_num_frequencies(num_frequencies: int | None, max_len: int) -> int:
@@ -497,7 +498,7 @@ class HyenaOperator(eqx.Module):
             dtype=dtype,
             key=k_f,
         )
-        self.D = jax.random.normal(k_d, (n_convs, h), dtype)
+        self.D = normal(k_d, (n_convs, h), dtype)
         self.out_weight = _uniform(k_out, (h, h), h, dtype)
         self.out_bias = _uniform(k_outb, (h,), h, dtype)
 

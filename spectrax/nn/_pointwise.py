@@ -18,6 +18,7 @@ from spectrax._checks import (
     check_real_float,
     module_compute_dtype,
 )
+from spectrax._random import uniform
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "gelu": jax.nn.gelu,
@@ -112,10 +113,8 @@ class PointwiseLinear(eqx.Module):
         check_float_dtype("dtype", dtype)
         wkey, bkey = jax.random.split(key)
         lim = 1.0 / math.sqrt(in_channels)
-        self.weight = jax.random.uniform(wkey, (out_channels, in_channels), dtype, -lim, lim)
-        self.bias = (
-            jax.random.uniform(bkey, (out_channels,), dtype, -lim, lim) if use_bias else None
-        )
+        self.weight = uniform(wkey, (out_channels, in_channels), dtype, -lim, lim)
+        self.bias = uniform(bkey, (out_channels,), dtype, -lim, lim) if use_bias else None
 
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
         check_real_float("x", x)

@@ -23,6 +23,7 @@ from spectrax._checks import (
     compute_dtype,
     module_compute_dtype,
 )
+from spectrax._random import uniform
 
 
 def sine_layer(
@@ -95,9 +96,7 @@ def siren_weight_bound(in_features: int, omega_0: float, is_first: bool) -> floa
 
 
 def _uniform(key, shape, bound, dtype) -> Array:
-    # Drawn in float32 (float64) and rounded once: jax.random.uniform in bfloat16 takes only 128
-    # equally spaced values (float16: 1024), coarser than bfloat16 itself near zero.
-    return jax.random.uniform(key, shape, compute_dtype(dtype), -bound, bound).astype(dtype)
+    return uniform(key, shape, dtype, -bound, bound)
 
 
 class SineLayer(eqx.Module):
