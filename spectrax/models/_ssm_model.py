@@ -19,6 +19,7 @@ from spectrax._checks import (
     compute_dtype,
     widen_to_input,
 )
+from spectrax._random import linear
 from spectrax.nn import S4, S4D, S5, HyenaOperator
 
 SSM_LAYER_TYPES: dict[str, Callable[..., eqx.Module]] = {"s4": S4, "s4d": S4D, "s5": S5}
@@ -167,7 +168,7 @@ class SSMBlock(eqx.Module):
         layer_kwargs = dict(layer_kwargs or {})
         self.norm = eqx.nn.LayerNorm(d_model, dtype=dtype)
         self.ssm = _make_layer(layer, d_model, state_size, max_len, layer_kwargs, dtype, k_ssm)
-        self.mix = eqx.nn.Linear(d_model, 2 * d_model, dtype=dtype, key=k_mix)
+        self.mix = linear(d_model, 2 * d_model, dtype=dtype, key=k_mix)
         self.dropout = eqx.nn.Dropout(dropout)
 
     def __call__(
@@ -278,7 +279,7 @@ class SSMSequenceModel(eqx.Module):
         check_choice("pooling", pooling, tuple(POOLINGS))
         _check_block_args(layer, dropout, layer_kwargs, max_len, dtype)
         keys = jax.random.split(key, n_layers + 2)
-        self.encoder = eqx.nn.Linear(d_input, d_model, dtype=dtype, key=keys[0])
+        self.encoder = linear(d_input, d_model, dtype=dtype, key=keys[0])
         self.blocks = tuple(
             SSMBlock(
                 layer,
@@ -293,7 +294,7 @@ class SSMSequenceModel(eqx.Module):
             for k in keys[2:]
         )
         self.norm = eqx.nn.LayerNorm(d_model, dtype=dtype)
-        self.decoder = eqx.nn.Linear(d_model, d_output, dtype=dtype, key=keys[1])
+        self.decoder = linear(d_model, d_output, dtype=dtype, key=keys[1])
         self.pooling = pooling
         self.max_len = max_len
 

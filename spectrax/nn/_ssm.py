@@ -27,6 +27,7 @@ from spectrax._checks import (
     complex_dtype,
     widen_to_input,
 )
+from spectrax._random import normal
 from spectrax.kernels.fft_conv import fft_conv
 from spectrax.ssm import (
     DIAGONAL_INITS,
@@ -150,7 +151,7 @@ def _check_backward(layer, backward: bool) -> None:
 
 
 def _complex_normal(key, shape, std, dtype) -> Array:
-    return (std / math.sqrt(2.0)) * jax.random.normal(key, shape + (2,), dtype)
+    return normal(key, shape + (2,), dtype, std / math.sqrt(2.0))
 
 
 def _bidirectional(fn: Callable[[Array, Array], Array], x: Array, c: Array, c_back) -> Array:
@@ -262,7 +263,7 @@ class S4D(eqx.Module):
         self.B = _from_complex(np.tile(b, (h, 1)), dtype)
         self.C = _complex_normal(kc, (h, m), 1.0, dtype)
         self.C_back = _complex_normal(kb, (h, m), 1.0, dtype) if bidirectional else None
-        self.D = jax.random.normal(kd, (h,), dtype)
+        self.D = normal(kd, (h,), dtype)
         self.log_dt = init_log_dt(kdt, (h,), dt_min, dt_max, dtype)
 
     def discrete(self) -> tuple[Complex[Array, "H M"], Complex[Array, "H M"]]:
@@ -405,7 +406,7 @@ class S4(eqx.Module):
         self.B = _from_complex(vh @ b, dtype)
         self.C = _complex_normal(kc, (h, n), 1.0, dtype)
         self.C_back = _complex_normal(kb, (h, n), 1.0, dtype) if bidirectional else None
-        self.D = jax.random.normal(kd, (h,), dtype)
+        self.D = normal(kd, (h,), dtype)
         self.log_dt = init_log_dt(kdt, (h,), dt_min, dt_max, dtype)
 
     def _lambda(self) -> Complex[Array, " N"]:
@@ -596,7 +597,7 @@ class S5(eqx.Module):
         std = 1.0 / math.sqrt(state_size)
         self.C = _complex_normal(kc, (h, m), std, dtype)
         self.C_back = _complex_normal(kcb, (h, m), std, dtype) if bidirectional else None
-        self.D = jax.random.normal(kd, (h,), dtype)
+        self.D = normal(kd, (h,), dtype)
         self.log_dt = init_log_dt(kdt, (m,), dt_min, dt_max, dtype)
 
     def discrete(

@@ -18,6 +18,7 @@ from spectrax._checks import (
     complex_dtype,
     result_dtype,
 )
+from spectrax._random import uniform
 
 DISCRETIZATIONS = ("zoh", "bilinear")
 
@@ -319,4 +320,4 @@ def init_log_dt(
     if hi < lo:
         raise ValueError(f"expected dt_min <= dt_max; got dt_min={lo}, dt_max={hi}.")
     dtype = check_float_dtype("dtype", dtype)
-    return jax.random.uniform(key, shape, dtype, math.log(lo), math.log(hi))
+    return uniform(key, shape, dtype, math.log(lo), math.log(hi))

@@ -75,11 +75,6 @@ def test_non_float_parameter_dtype_is_named(name, dtype, library_errors):
 
 
 _LATER = (
-    "S4",
-    "S4D",
-    "S5",
-    "SSMSequenceModel",
-    "init_log_dt",
     "AFNOMixer",
     "CPWeight",
     "DenseWeight",
