@@ -25,6 +25,7 @@ from spectrax._checks import (
     complex_dtype,
     compute_dtype,
 )
+from spectrax._random import normal as random_normal
 from spectrax.nn._factorized import as_complex, complex_normal
 from spectrax.nn._pointwise import get_activation
 from spectrax.nn._spectral_conv import (
@@ -472,7 +473,7 @@ class TransformOnce(eqx.Module):
         if transform == "dct":  # real weights with E W^2 = std^2
 
             def normal(k, shape, std, dtype):
-                return std * jax.random.normal(k, shape, dtype)
+                return random_normal(k, shape, dtype, std)
 
             pair = ()
         else:  # complex weights, stored as (real, imag) pairs, with E|W|^2 = std^2

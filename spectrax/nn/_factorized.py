@@ -28,6 +28,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from spectrax._checks import check_float_dtype
+from spectrax._random import normal
 
 RankLike = float | int | np.number | Sequence | np.ndarray  # sequence entries checked at run time
 """A factorised weight's ``rank``: an int, a float fraction in (0, 1], Tucker ranks per axis,
@@ -46,7 +47,7 @@ def complex_normal(key: PRNGKeyArray, shape: Sequence[int], std: float, dtype) -
     """Stacked (real, imag) complex Gaussian with ``E|z|^2 = std^2``; shape ``(2, *shape)``.
     ``dtype`` (the weight classes' argument) must be real: the pair holds the complex parts."""
     dtype = check_float_dtype("dtype", dtype)
-    return (std / math.sqrt(2.0)) * jax.random.normal(key, (2, *shape), dtype)
+    return normal(key, (2, *shape), dtype, std / math.sqrt(2.0))
 
 
 def tucker_reconstruct(

@@ -18,6 +18,7 @@ from spectrax._checks import (
     check_real_float,
     compute_dtype,
 )
+from spectrax._random import normal
 from spectrax.transforms import isht, sht
 from spectrax.transforms._polynomials import flat_degrees, flat_orders
 from spectrax.transforms._sht import check_sphere_grid
@@ -154,7 +155,7 @@ class SphericalConv(eqx.Module):
         self.l_max = check_positive_int("l_max", l_max, minimum=0)
         shape = (out_channels, in_channels, self.l_max + 1)
         dtype = check_float_dtype("dtype", dtype)
-        self.weight = jax.random.normal(key, shape, dtype) * math.sqrt(1.0 / in_channels)
+        self.weight = normal(key, shape, dtype, math.sqrt(1.0 / in_channels))
 
     def __call__(
         self, x: Float[Array, "C_in nlat nlon"], output_shape: tuple[int, int] | None = None

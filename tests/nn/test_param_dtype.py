@@ -74,21 +74,7 @@ def test_non_float_parameter_dtype_is_named(name, dtype, library_errors):
         BUILDERS[name](dtype, jax.random.key(0))
 
 
-_LATER = (
-    "AFNOMixer",
-    "CPWeight",
-    "DenseWeight",
-    "FNO",
-    "SFNO",
-    "SpectralConv",
-    "SphericalConv",
-    "TransformOnce",
-    "TransformOnceDCT",
-    "TuckerWeight",
-)  # not yet drawn in float32
-
-
-@pytest.mark.parametrize("name", sorted(set(BUILDERS) - set(_LATER)))
+@pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_half_precision_parameters_are_the_float32_ones_rounded_once(name):
     """Half-precision parameters are accepted and equal the float32 module's, rounded once.
     jax.random drawn in bfloat16 takes only 128 distinct values (a normal none beyond 2.89
