@@ -110,7 +110,7 @@ class AFNO(eqx.Module):
         sparsity_threshold: soft-shrink ``lambda`` (default 0.01).
         activation: channel-MLP activation (default ``"gelu"``).
         positional_grid: append grid coordinates as input channels (default True).
-        dtype: parameter dtype (float32).
+        dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.
         key: PRNG key (keyword-only).
     """
 

@@ -200,7 +200,7 @@ class FNO(eqx.Module):
             :class:`~spectrax.nn.SpectralConv`).
         impl: spectral path, ``"auto"`` (default), ``"rfft"`` or ``"dft"`` (see
             :func:`spectrax.nn.spectral_conv`).
-        dtype: parameter dtype (float32).
+        dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.
         key: PRNG key (keyword-only).
     """
 

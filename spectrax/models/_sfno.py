@@ -78,7 +78,8 @@ class SFNO(eqx.Module):
         activation: name in ``spectrax.nn.ACTIVATIONS`` or a callable (default ``"gelu"``).
         channel_mlp_expansion: if set, each block ends with a residual channel MLP of hidden size
             ``expansion * width``; default None.
-        dtype: parameter dtype (float32). key: PRNG key (keyword-only).
+        dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.
+        key: PRNG key (keyword-only).
     """
 
     lifting: PointwiseLinear

@@ -398,7 +398,7 @@ class TransformOnce(eqx.Module):
         resolution: the grid (int or ``d`` ints) the variance-preserving init is computed for,
             the training grid; it must hold ``modes``. Only with ``init="variance_preserving"``.
         transform: ``"rfft"`` (default) or ``"dct"`` (real; see above).
-        dtype: parameter dtype (float32).
+        dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.
         key: PRNG key (keyword-only).
     """
 

@@ -150,7 +150,7 @@ class AFNOMixer(eqx.Module):
         hidden_factor: hidden size of each block MLP relative to the block size (default 1):
             ``ceil(hidden_factor * block_size)`` channels.
         sparsity_threshold: soft-shrink ``lambda`` (default 0.01).
-        dtype: parameter dtype (float32).
+        dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.
         key: PRNG key (keyword-only).
 
     Parameters are complex, stored as (real, imag) pairs on a leading axis of 2, initialised as in

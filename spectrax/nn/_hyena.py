@@ -257,7 +257,8 @@ class HyenaFilter(eqx.Module):
         omega: initial sine frequency (default 1.0, the reference's ``w``; the paper's language
             models use 14, Table A.4).
         shift: constant added to the window (default 0.0, the reference's).
-        dtype: parameter dtype (float32). The filter is computed and returned in float32
+        dtype: parameter dtype (float32; half precision is drawn in float32 and rounded once).
+            The filter is computed and returned in float32
             (float64 for float64 parameters) at ``Precision.HIGHEST``: ``omega`` multiplies
             matmul errors.
         key: PRNG key (keyword-only).
@@ -410,7 +411,8 @@ class HyenaOperator(eqx.Module):
         num_frequencies, decay_min, decay_max, omega: as :class:`HyenaFilter`.
         impl: :func:`spectrax.fft_conv` implementation, ``"auto"`` (default), ``"xla"`` or
             ``"pallas"`` (float32 or bfloat16 ``dtype`` only: a TypeError names ``dtype``).
-        dtype: parameter and compute dtype (float32); a bfloat16 model computes its
+        dtype: parameter and compute dtype (float32; half-precision parameters are drawn in
+            float32 and rounded once); a bfloat16 model computes its
             projections in bfloat16, its filters in float32, and its recurrence
             (:func:`hyena_recurrence`) with float32 convolutions rounded to bfloat16 after each
             step. The input is cast to this dtype, except that a float64 input computes in

@@ -89,7 +89,7 @@ class PointwiseLinear(eqx.Module):
     Args:
         in_channels, out_channels: channel counts.
         use_bias: add a per-channel bias (default True).
-        dtype: parameter dtype (float32).
+        dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.
         key: PRNG key (keyword-only).
     """
 

@@ -369,7 +369,7 @@ class SpectralConv(eqx.Module):
             dense count (e.g. ``C_in = C_out = 1`` with one mode: 6 or 8 against 2).
         impl: ``"auto"`` (default), ``"rfft"`` or ``"dft"`` (kept modes only); see
             :func:`spectral_conv` and :func:`resolve_impl`.
-        dtype: parameter dtype, default float32.
+        dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.
         key: PRNG key (keyword-only).
 
     Initialisation: complex Gaussian with ``E|W|^2 = 1 / C_in`` so that for inputs with unit

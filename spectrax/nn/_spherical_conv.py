@@ -131,7 +131,8 @@ class SphericalConv(eqx.Module):
     Args:
         in_channels, out_channels: channel counts.
         l_max: highest degree kept, ``>= 0``.
-        dtype: parameter dtype (float32). key: PRNG key (keyword-only).
+        dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.
+        key: PRNG key (keyword-only).
 
     Call with ``(in_channels, nlat, nlon)`` and an optional ``output_shape``.
     """

@@ -203,7 +203,8 @@ class S4D(eqx.Module):
         mode: ``"conv"`` (default), ``"scan"`` or ``"recurrent"``.
         bidirectional: add a backward read-out of the same system on reversed time.
         dt_min, dt_max: log-uniform range of the initial steps (1e-3, 1e-1).
-        dtype: parameter dtype (float32). Dtype rule, shared by :class:`S4` and :class:`S5`:
+        dtype: parameter dtype (float32; half precision is drawn in float32 and rounded once).
+            Dtype rule, shared by :class:`S4` and :class:`S5`:
             ``__call__`` returns ``(L, H)`` in ``x``'s dtype, computed in float64 if ``x`` or
             the parameters are float64 (the parameters are widened for the call), else in
             float32 (half-precision parameters and inputs alike: the complex arithmetic needs

@@ -310,7 +310,8 @@ def init_log_dt(
     dt_max: float = 1e-1,
     dtype=jnp.float32,
 ) -> Float[Array, "..."]:
-    """``log dt`` with ``dt`` log-uniform in ``[dt_min, dt_max]`` (S4/S4D/S5 initialisation).
+    """``log dt`` with ``dt`` log-uniform in ``[dt_min, dt_max]`` (S4/S4D/S5 initialisation),
+    drawn in float32 (float64) and rounded once to ``dtype``.
 
     Raises TypeError unless ``dt_min`` and ``dt_max`` are real numbers and ``dtype`` is a
     floating-point type, ValueError unless ``0 < dt_min <= dt_max < inf``.
