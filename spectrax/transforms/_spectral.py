@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Complex, Float
+from jaxtyping import Array, ArrayLike, Complex, Float
 
 from spectrax._checks import (
     check_bool,
@@ -22,23 +22,23 @@ from spectrax._checks import (
 )
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+        v, (bool, np.bool_)
+    )
+
+
 def _as_tuple(name: str, value, ndim: int) -> tuple:
     """``value`` (a real number, or one per spatial axis) as ``ndim`` Python numbers, else a
-    TypeError/ValueError naming ``name``: a bool would be read as 1 or 0, a string or a JAX
-    array failed inside NumPy with a message that named nothing."""
-
-    def is_number(v) -> bool:
-        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
-            v, (bool, np.bool_)
-        )
-
-    if is_number(value):
+    TypeError/ValueError naming ``name``: a bool would be read as 1 or 0, a string failed inside
+    NumPy with a message that named nothing."""
+    if _is_number(value):
         return (value,) * ndim
     try:
         values = tuple(value) if not isinstance(value, str) else None
     except TypeError:
         values = None
-    if values is None or not all(is_number(v) for v in values):
+    if values is None or not all(_is_number(v) for v in values):
         raise TypeError(
             f"`{name}` must be a real number or a sequence of {ndim} real numbers (Python or "
             f"NumPy, one per spatial axis); got {value!r}."
@@ -46,6 +46,90 @@ def _as_tuple(name: str, value, ndim: int) -> tuple:
     if len(values) != ndim:
         raise ValueError(f"`{name}` must have one entry per spatial axis ({ndim}); got {values}.")
     return values
+
+
+Lengths = ArrayLike | Sequence[ArrayLike]
+"""Domain lengths: a real number, one per spatial axis, or a real JAX/NumPy array of shape
+``()`` or ``(d,)`` (traced or concrete)."""
+
+
+def _is_real_jax(v) -> bool:
+    return isinstance(v, jax.Array) and (
+        jnp.issubdtype(v.dtype, jnp.floating) or jnp.issubdtype(v.dtype, jnp.integer)
+    )
+
+
+def _concrete(v) -> np.ndarray | None:
+    """The value of a JAX array, or None under a trace (jit, grad, vmap)."""
+    try:
+        return np.asarray(v)
+    except jax.errors.TracerArrayConversionError:
+        return None
+
+
+def _lengths(lengths, ndim: int) -> tuple:
+    """``lengths`` as ``ndim`` entries, each a Python/NumPy number (the path taken before JAX
+    arrays were accepted, bit-identical) or a 0-d real JAX array (possibly traced). Concrete
+    entries must be positive and finite (a ValueError naming ``lengths[i]``); a traced one cannot
+    be checked at trace time and is taken as given."""
+    name = "lengths"
+    if isinstance(lengths, np.ndarray) and lengths.ndim == 0:
+        lengths = lengths[()]
+    if isinstance(lengths, jax.Array):
+        if not _is_real_jax(lengths):
+            raise TypeError(
+                f"`{name}` must be a real (integer or floating-point) array; got dtype "
+                f"{lengths.dtype}."
+            )
+        if lengths.ndim == 0:
+            values = (lengths,) * ndim
+        elif lengths.shape == (ndim,):
+            values = tuple(lengths[i] for i in range(ndim))
+        else:
+            raise ValueError(
+                f"`{name}` must be a scalar or have one entry per spatial axis, shape () or "
+                f"({ndim},); got an array of shape {lengths.shape}."
+            )
+    elif isinstance(lengths, (list, tuple)) and any(isinstance(v, jax.Array) for v in lengths):
+        if not all(_is_number(v) or (_is_real_jax(v) and v.ndim == 0) for v in lengths):
+            raise TypeError(
+                f"`{name}` must be a real number or a sequence of {ndim} real numbers (Python, "
+                f"NumPy or 0-d JAX arrays, one per spatial axis); got {lengths!r}."
+            )
+        if len(lengths) != ndim:
+            raise ValueError(
+                f"`{name}` must have one entry per spatial axis ({ndim}); got {len(lengths)}."
+            )
+        values = tuple(lengths)
+    else:
+        values = _as_tuple(name, lengths, ndim)
+    for i, ell in enumerate(values):
+        v = _concrete(ell) if isinstance(ell, jax.Array) else ell
+        if v is not None and not (np.isfinite(v) and v > 0):
+            got = float(v) if isinstance(ell, jax.Array) else v
+            raise ValueError(f"`{name}[{i}]` must be positive and finite; got {got}.")
+    return values
+
+
+def _length_dtype(values: tuple, dtype) -> np.dtype:
+    """The real dtype to compute in: ``dtype`` (a field's), widened to float64 by a float64 JAX
+    length (strongly typed: a Python float under ``jax.grad`` is weak and widens nothing), at
+    least float32; a float32 length never narrows it."""
+    wide = dtype == jnp.float64 or any(
+        isinstance(v, jax.Array) and v.dtype == jnp.float64 and not jax.typeof(v).weak_type
+        for v in values
+    )
+    return np.dtype(jnp.float64 if wide else jnp.float32)
+
+
+def _volume(values: tuple, real) -> float | Array:
+    """``prod(lengths)``: a Python float for numbers (as before), else an array of ``real``."""
+    if not any(isinstance(v, jax.Array) for v in values):
+        return float(np.prod(values))
+    vol = jnp.ones((), real)
+    for v in values:
+        vol = vol * jnp.asarray(v).astype(real)
+    return vol
 
 
 def _grid(name: str, value) -> tuple[int, ...]:
@@ -252,7 +336,7 @@ def check_grid(name: str, spatial: Sequence[int], modes: Sequence[int]) -> None:
 
 
 def wavenumbers(
-    spatial_shape: Sequence[int], lengths: float | Sequence[float] = 1.0, *, dtype=jnp.float32
+    spatial_shape: Sequence[int], lengths: Lengths = 1.0, *, dtype=jnp.float32
 ) -> tuple[Array, ...]:
     """Angular wavenumbers ``2*pi*k/length`` on the ``rfftn`` grid of ``spatial_shape``.
 
@@ -260,17 +344,31 @@ def wavenumbers(
     shape ``(1, .., n_i, .., 1)`` (the last axis ``n_d//2+1``). Frequencies follow
     ``fftfreq``/``rfftfreq`` order. ``dtype`` is a real floating-point type (a TypeError
     names it otherwise: integer wavenumbers would be truncated).
+
+    ``lengths`` is a real number, one per spatial axis, or a real JAX/NumPy array of shape
+    ``()`` or ``(d,)``; a JAX array may be traced, so ``jax.grad``/``jax.vmap``/``jax.jit`` see
+    the domain length. Concrete lengths must be positive and finite (a ValueError names the
+    entry); a traced length cannot be checked at trace time and is used as given. Python and
+    NumPy numbers are divided in float64 NumPy and cast to ``dtype``; a JAX length is divided
+    in float64 if it or ``dtype`` is float64 (a strongly typed float64 length, x64 mode), else
+    in float32, then cast to ``dtype``.
     """
     spatial_shape = _grid("spatial_shape", spatial_shape)
     dtype = check_float_dtype("dtype", dtype)
+    return _wavenumbers(spatial_shape, _lengths(lengths, len(spatial_shape)), dtype)
+
+
+def _wavenumbers(spatial_shape: tuple[int, ...], lengths: tuple, dtype) -> tuple[Array, ...]:
+    """:func:`wavenumbers` for a checked shape and :func:`_lengths` output."""
     d = len(spatial_shape)
-    lengths = _as_tuple("lengths", lengths, d)
     ks = []
-    for i, (n, ell) in enumerate(zip(spatial_shape, lengths, strict=False)):
-        if not (np.isfinite(ell) and ell > 0):
-            raise ValueError(f"`lengths[{i}]` must be positive and finite; got {ell}.")
+    for i, (n, ell) in enumerate(zip(spatial_shape, lengths, strict=True)):
         f = np.fft.rfftfreq(n, d=1.0 / n) if i == d - 1 else np.fft.fftfreq(n, d=1.0 / n)
-        k = jnp.asarray(2 * np.pi * f / ell, dtype=dtype)
+        if isinstance(ell, jax.Array):
+            wide = _length_dtype((ell,), dtype)
+            k = (jnp.asarray(2 * np.pi * f, wide) / ell.astype(wide)).astype(dtype)
+        else:
+            k = jnp.asarray(2 * np.pi * f / ell, dtype=dtype)
         shape = [1] * d
         shape[i] = k.shape[0]
         ks.append(k.reshape(shape))
@@ -281,7 +379,7 @@ def spectral_derivative(
     u: Float[Array, "*batch ..."],
     orders: int | Sequence[int],
     *,
-    lengths: float | Sequence[float] = 1.0,
+    lengths: Lengths = 1.0,
 ) -> Float[Array, "*batch ..."]:
     """Partial derivative of a periodic field: multiply by ``(i k)^order`` in Fourier space.
 
@@ -289,10 +387,14 @@ def spectral_derivative(
         u: real field sampled on a uniform periodic grid; its last ``len(orders)`` axes are
             spatial.
         orders: derivative order per spatial axis (an int means the last axis only).
-        lengths: domain length per spatial axis (default 1: the unit interval/square/cube).
+        lengths: domain length per spatial axis (default 1: the unit interval/square/cube): a
+            real number, one per axis, or a real JAX/NumPy array of shape ``()`` or ``(d,)``,
+            possibly traced (differentiate or ``vmap`` with respect to it). Concrete values must
+            be positive and finite; a traced one is not checked. See :func:`wavenumbers`.
 
     Returns:
-        The derivative, same shape and dtype as ``u``. Exact (to rounding) for trigonometric
+        The derivative, same shape and dtype as ``u`` (computed in float64 if ``u`` or a
+        strongly typed JAX length is float64, else float32). Exact (to rounding) for trigonometric
         polynomials resolved by the grid; the Nyquist mode of an axis of even length
         differentiated an odd number of times is set to 0 (Nyquist content of the other axes
         is differentiated like any other mode).
@@ -320,9 +422,10 @@ def spectral_derivative(
     spatial = u.shape[-d:]
     axes = tuple(range(u.ndim - d, u.ndim))
     in_dtype = u.dtype
-    real = jnp.float64 if in_dtype == jnp.float64 else jnp.float32
+    lengths = _lengths(lengths, d)
+    real = _length_dtype(lengths, in_dtype)
     u_hat = jnp.fft.rfftn(u.astype(real), axes=axes)
-    ks = wavenumbers(spatial, lengths, dtype=real)
+    ks = _wavenumbers(spatial, lengths, real)
     mult = jnp.ones(spatial[:-1] + (spatial[-1] // 2 + 1,), u_hat.dtype)
     for k, o, n in zip(ks, orders, spatial, strict=True):
         if not o:
@@ -344,7 +447,7 @@ def sobolev_norm(
     s: float,
     *,
     num_spatial_dims: int = 1,
-    lengths: float | Sequence[float] = 1.0,
+    lengths: Lengths = 1.0,
     homogeneous: bool = False,
     squared: bool = False,
 ) -> Float[Array, "*batch"]:
@@ -360,13 +463,18 @@ def sobolev_norm(
         u: real field; its last ``num_spatial_dims`` axes are spatial.
         s: smoothness index (negative allowed).
         num_spatial_dims: number of trailing spatial axes.
-        lengths: domain length per spatial axis.
+        lengths: domain length per spatial axis: a real number, one per axis, or a real
+            JAX/NumPy array of shape ``()`` or ``(d,)``, possibly traced (``jax.grad`` with
+            respect to the domain size, ``jax.vmap`` over sizes). Concrete values must be
+            positive and finite; a traced one is not checked. See :func:`wavenumbers`.
         homogeneous: use ``|k|^(2s)`` and drop the mean.
         squared: return the squared norm. Otherwise the gradient at ``u = 0`` is zero (a
             subgradient) rather than NaN.
 
     Returns:
-        One value per leading index, dtype float32 (float64 for float64 input).
+        One value per leading index, dtype float32 (float64 for float64 input, or for a
+        strongly typed float64 JAX length in x64 mode; a float32 length never narrows a float64
+        field).
     """
     check_real_float("u", u)
     # a Python or NumPy number is checked here; a JAX scalar (possibly traced, e.g. d/ds) passes
@@ -385,12 +493,12 @@ def sobolev_norm(
         )
     spatial = u.shape[-d:]
     axes = tuple(range(u.ndim - d, u.ndim))
-    real = jnp.float64 if u.dtype == jnp.float64 else jnp.float32
+    lengths_t = _lengths(lengths, d)
+    real = _length_dtype(lengths_t, u.dtype)
     n_total = float(np.prod(spatial))
-    lengths_t = _as_tuple("lengths", lengths, d)
-    volume = float(np.prod(lengths_t))
+    volume = _volume(lengths_t, real)
     c = jnp.fft.rfftn(u.astype(real), axes=axes) / n_total
-    ks = wavenumbers(spatial, lengths_t, dtype=real)
+    ks = _wavenumbers(spatial, lengths_t, real)
     k2 = jnp.zeros(spatial[:-1] + (spatial[-1] // 2 + 1,), real)
     for k in ks:
         k2 = k2 + k**2

@@ -518,13 +518,14 @@ def test_sobolev_norm_refuses_a_complex_s(library_errors):
 
 
 def test_bools_and_non_numbers_are_not_orders_or_lengths(library_errors):
-    """orders=True was a first derivative and lengths=True a unit domain, silently; a string,
-    None or a JAX array as lengths failed inside NumPy with a message naming nothing."""
+    """orders=True was a first derivative and lengths=True a unit domain, silently; a string or
+    None as lengths failed inside NumPy with a message naming nothing. (A real JAX array is a
+    length now: see test_lengths_may_be_jax_arrays.)"""
     u = jnp.ones((4, 8))
     for bad in (True, np.bool_(False)):
         with pytest.raises(TypeError, match=r"`orders` must be non-negative integers; got"):
             spectral_derivative(u, bad)
-    for bad in (True, "a", None, jnp.asarray(2.0), (1.0, "b"), (1.0, False)):
+    for bad in (True, "a", None, (1.0, "b"), (1.0, False), (1.0, jnp.asarray(True))):
         with pytest.raises(TypeError, match=r"`lengths` must be a real number or a sequence"):
             spectral_derivative(u, (1, 1), lengths=bad)
         with pytest.raises(TypeError, match=r"`lengths` must be a real number or a sequence"):
@@ -565,3 +566,103 @@ def test_wavenumbers_refuse_a_non_floating_dtype(library_errors):
             wavenumbers((8,), dtype=dtype)
     (k,) = wavenumbers((8,), dtype=jnp.bfloat16)
     assert k.dtype == jnp.bfloat16
+
+
+def _sin_norm_sq(length, k, s):
+    """``||sin(2 pi k x / L)||_{H^s}^2 = L/2 (1 + kappa^2)^s``, ``kappa = 2 pi k / L``, and its
+    derivative in ``L`` with the samples held fixed (``d kappa / dL = -kappa / L``)."""
+    kap2 = (2 * np.pi * k / length) ** 2
+    q = 0.5 * length * (1 + kap2) ** s
+    dq = 0.5 * (1 + kap2) ** s - s * kap2 * (1 + kap2) ** (s - 1)
+    return q, dq
+
+
+def test_sobolev_norm_grad_in_the_length_closed_form(x64):
+    """lengths was refused as a JAX array, so d/dL of a norm could not be taken."""
+    n, k, ell, s = 16, 3, 1.7, -0.5
+    row = np.sin(2 * np.pi * k * np.arange(n) / n)
+    q, dq = _sin_norm_sq(ell, k, s)
+    g = jax.jit(jax.grad(lambda L: sobolev_norm(jnp.asarray(row), s, lengths=L)))(jnp.float64(ell))
+    assert g.dtype == jnp.float64
+    assert_close(g, dq / (2 * np.sqrt(q)), jnp.float64)
+    # 2-d, one length per axis as a (2,) array; the field is constant along y, so the squared
+    # norm is Ly times the 1-d one
+    ly = 0.6
+    u2 = jnp.asarray(np.repeat(row[:, None], 4, axis=1))
+    g2 = jax.jit(
+        jax.grad(lambda L: sobolev_norm(u2, s, num_spatial_dims=2, lengths=L, squared=True))
+    )(jnp.asarray([ell, ly]))
+    assert_close(g2, np.array([ly * dq, q]), jnp.float64)
+
+
+def test_lengths_may_be_jax_arrays():
+    """A traced length under jit equals the eager Python-float result; vmap over lengths equals a
+    loop; a concrete JAX length gives the same numbers as a Python one."""
+    u = jnp.asarray(np.sin(2 * np.pi * np.arange(8)[:, None] / 8) + np.cos(np.arange(6) / 3.0))
+    ells = [1.5, 0.5, 4.0]
+
+    def apply(L):
+        return (
+            sobolev_norm(u, -1.0, num_spatial_dims=2, lengths=(L, 2.0)),
+            spectral_derivative(u, (1, 2), lengths=(L, 2.0)),
+        )
+
+    jitted = jax.jit(apply)
+    for got, w in zip(jitted(jnp.float32(ells[0])), apply(ells[0]), strict=True):
+        assert got.dtype == w.dtype
+        assert_close(got, w, jnp.float32)
+    batched = jax.jit(jax.vmap(apply))(jnp.asarray(ells))
+    for i, ell in enumerate(ells):
+        for b, w in zip(batched, jitted(jnp.float32(ell)), strict=True):
+            assert_close(b[i], w, jnp.float32)
+    (k,) = wavenumbers((8,), jnp.float32(1.5))  # concrete JAX length: same numbers as Python
+    assert_close(k, wavenumbers((8,), 1.5)[0], jnp.float32)
+
+
+def test_length_dtypes(x64):
+    """A float64 length computes in float64; a float32 length does not narrow a float64 field."""
+    u32 = jnp.sin(jnp.arange(8, dtype=jnp.float32))
+    u64 = u32.astype(jnp.float64)
+    l64, l32 = jnp.float64(1.3), jnp.float32(1.3)
+
+    def dtype(f, *args):  # traced only: the dtype is decided at trace time
+        return jax.eval_shape(f, *args).dtype
+
+    assert dtype(lambda u, L: sobolev_norm(u, 1.0, lengths=L), u32, l64) == jnp.float64
+    assert dtype(lambda u, L: sobolev_norm(u, 1.0, lengths=L), u64, l32) == jnp.float64
+    assert dtype(lambda u, L: sobolev_norm(u, 1.0, lengths=L), u32, l32) == jnp.float32
+    # a Python float under grad is weakly typed: it does not widen a float32 field
+    assert dtype(jax.grad(lambda L: sobolev_norm(u32, 1.0, lengths=L)), 1.3) == jnp.float64
+    assert dtype(lambda L: sobolev_norm(u32, 1.0, lengths=L), 1.3) == jnp.float32
+    assert dtype(lambda u, L: spectral_derivative(u, 1, lengths=L), u32, l64) == jnp.float32
+    (k,) = wavenumbers((8,), l32, dtype=jnp.float64)
+    assert k.dtype == jnp.float64
+    assert_close(k, 2 * np.pi * np.arange(5) / np.float64(np.float32(1.3)), jnp.float64)
+
+
+def test_bad_jax_lengths_are_named(library_errors):
+    u = jnp.ones((4, 8))
+    for bad, i, got in [
+        (jnp.asarray(-1.0), 0, "-1.0"),
+        (jnp.asarray([1.0, jnp.nan]), 1, "nan"),
+        ((1.0, jnp.asarray(0.0)), 1, "0.0"),
+        (jnp.asarray([2, 0]), 1, "0.0"),
+    ]:
+        with pytest.raises(
+            ValueError, match=rf"`lengths\[{i}\]` must be positive and finite; got {got}"
+        ):
+            sobolev_norm(u, 1.0, num_spatial_dims=2, lengths=bad)
+        with pytest.raises(
+            ValueError, match=rf"`lengths\[{i}\]` must be positive and finite; got {got}"
+        ):
+            spectral_derivative(u, (1, 1), lengths=bad)
+    with pytest.raises(
+        ValueError,
+        match=r"`lengths` must be a scalar or have one entry per "
+        r"spatial axis, shape \(\) or \(2,\); got an array of shape \(3,\)",
+    ):
+        wavenumbers((4, 8), jnp.ones(3))
+    with pytest.raises(TypeError, match=r"`lengths` must be a real .*array; got dtype complex64"):
+        sobolev_norm(u, 1.0, lengths=jnp.asarray(1j))
+    with pytest.raises(TypeError, match=r"`lengths` must be a real .*array; got dtype bool"):
+        sobolev_norm(u, 1.0, lengths=jnp.asarray(True))
