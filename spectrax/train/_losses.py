@@ -154,7 +154,7 @@ def h1_loss(
     target: Float[ArrayLike, "..."],
     *,
     num_spatial_dims: int,
-    lengths: float | Sequence[float] = 1.0,
+    lengths: ArrayLike | Sequence[ArrayLike] = 1.0,
     reduction: str = "mean",
 ) -> Float[Array, "..."]:
     """Relative H1 error ``||e||_{H1} / ||target||_{H1}`` with ``||u||_{H1}^2 = ||u||^2 +
@@ -165,8 +165,11 @@ def h1_loss(
     holds is weighted by ``1 + |k|^2``, the Nyquist (checkerboard) mode of an even axis included.
     (Derivatives from :func:`~spectrax.transforms.spectral_derivative` would drop that mode from
     the seminorm, so a grid-scale error would count as pure L2.) Fields are taken as periodic on
-    a box of side ``lengths``; the grid quadrature weight cancels. Arguments, return, errors
-    and a zero-norm target as :func:`relative_lp_loss`.
+    a box of side ``lengths`` (a number, one per spatial axis, or a real JAX array of shape
+    ``()`` or ``(d,)`` that may be traced: ``jax.grad`` with respect to the domain size, ``jax.
+    vmap`` over sizes; concrete values must be positive and finite, a traced one is not checked;
+    dtypes as :func:`spectrax.transforms.sobolev_norm`); the grid quadrature weight cancels.
+    Arguments, return, errors and a zero-norm target as :func:`relative_lp_loss`.
     """
     d = _check_pair(pred, target, num_spatial_dims)
     pred, target = _real(pred, target)
@@ -181,7 +184,7 @@ def sobolev_loss(
     *,
     num_spatial_dims: int,
     s: float = -1.0,
-    lengths: float | Sequence[float] = 1.0,
+    lengths: ArrayLike | Sequence[ArrayLike] = 1.0,
     homogeneous: bool = False,
     reduction: str = "mean",
 ) -> Float[Array, "..."]:
@@ -192,8 +195,9 @@ def sobolev_loss(
     damped. Spectral-Refiner (Cao, Brarda, Li & Xi, 2024) fine-tunes with a negative Sobolev
     (``H^{-1}``) norm evaluated by Parseval, there of the PDE residual in an a posteriori error
     estimator; here the same kind of norm measures the prediction error against data. Norms by
-    :func:`spectrax.transforms.sobolev_norm`, summed over channels. Arguments, return, errors
-    and a zero-norm target as :func:`relative_lp_loss`.
+    :func:`spectrax.transforms.sobolev_norm`, summed over channels; ``lengths`` as in
+    :func:`h1_loss` (JAX arrays, traced or not, accepted). Arguments, return, errors and a
+    zero-norm target as :func:`relative_lp_loss`.
     """
     d = _check_pair(pred, target, num_spatial_dims)
     pred, target = _real(pred, target)

@@ -355,3 +355,42 @@ def test_sobolev_and_h1_match_direct_dft_sums_2d(x64, shape):
         assert_close(got, want, jnp.float64, what=f"s={s} homogeneous={hom}")
         if s == 1.0:
             assert_close(h1_loss(jnp.asarray(t + e), jnp.asarray(t), **kw), want, jnp.float64)
+
+
+def test_h1_loss_grad_in_the_length_closed_form(x64):
+    """lengths was refused as a JAX array: no d/dL of a loss, no vmap over domain sizes.
+    target sin(2 pi k x / L) and error a sin(2 pi m x / L) on a fixed grid: the relative H1
+    error is a sqrt(g), g = (1 + kappa_m^2) / (1 + kappa_k^2), kappa_j = 2 pi j / L."""
+    n, k, m, a, ell = 16, 1, 3, 0.1, 1.7
+    t = np.sin(2 * np.pi * k * _x(n))[None, None]
+    e = a * np.sin(2 * np.pi * m * _x(n))[None, None]
+    km2, kk2 = (2 * np.pi * m / ell) ** 2, (2 * np.pi * k / ell) ** 2
+    g = (1 + km2) / (1 + kk2)
+    dg = (-2 * km2 / ell * (1 + kk2) + (1 + km2) * 2 * kk2 / ell) / (1 + kk2) ** 2
+    t, e = jnp.asarray(t), jnp.asarray(e)
+    loss, grad = jax.jit(jax.value_and_grad(lambda L: h1_1(t + e, t, lengths=L)))(jnp.float64(ell))
+    assert_close(loss, a * np.sqrt(g), jnp.float64)
+    assert_close(grad, a * dg / (2 * np.sqrt(g)), jnp.float64)
+
+
+def test_losses_vmap_and_jit_over_lengths():
+    """vmap over a batch of domain lengths (one per axis) equals a loop of jitted calls; the
+    traced length gives the Python-float result (the closure compiles it as a constant)."""
+    rng = np.random.default_rng(0)
+    t = jnp.asarray(rng.normal(size=(2, 1, 8, 6)), jnp.float32)
+    p = t + jnp.asarray(0.1 * rng.normal(size=(2, 1, 8, 6)), jnp.float32)
+
+    def losses(L):
+        return (
+            h1_loss(p, t, num_spatial_dims=2, lengths=L),
+            sobolev_loss(p, t, num_spatial_dims=2, s=-1.0, lengths=L, homogeneous=True),
+        )
+
+    ells = jnp.asarray([[1.0, 2.0], [0.5, 3.0]])
+    batched = jax.jit(jax.vmap(losses))(ells)
+    jitted = jax.jit(losses)
+    for i in range(2):
+        for b, w in zip(batched, jitted(ells[i]), strict=True):
+            assert_close(b[i], w, jnp.float32)
+    for got, w in zip(jitted(ells[1]), jax.jit(lambda: losses((0.5, 3.0)))(), strict=True):
+        assert_close(got, w, jnp.float32)
