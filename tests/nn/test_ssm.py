@@ -322,15 +322,25 @@ def test_float64_input_computes_in_float64(name, x64):
     layer = _make(name, "zoh", jnp.float32)
     wide = jax.tree.map(lambda v: v.astype(jnp.float64) if eqx.is_inexact_array(v) else v, layer)
     x = jax.random.normal(jax.random.key(1), (32, 3), jnp.float64)
-    run = eqx.filter_jit(lambda m, u, mode: m(u, mode=mode))  # eager scans dispatch per op
+
+    @eqx.filter_jit  # one program for every call: eager scans dispatch per op
+    def run(layer, wide, x):
+        outs = {}
+        for mode in MODES:
+            outs[mode] = (
+                layer(x, mode=mode),
+                wide(x, mode=mode),
+                layer(x.astype(jnp.float32), mode=mode),
+            )
+        return outs, eqx.filter_grad(lambda m: jnp.sum(m(x) ** 2))(layer)
+
+    outs, grads = run(layer, wide, x)
     for mode in MODES:
-        y = run(layer, x, mode)
+        y, ref, narrow = outs[mode]
         assert y.dtype == jnp.float64
-        ref = run(wide, x, mode)
         assert rel_err(y, ref) < 1e-12, mode
-        narrow = run(layer, x.astype(jnp.float32), mode).astype(jnp.float64)
+        narrow = narrow.astype(jnp.float64)
         assert rel_err(narrow, ref) > 1e-10, mode  # the check can fail
-    grads = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.sum(m(x) ** 2)))(layer)
     assert grads.D.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(grads.D)))
 
 
