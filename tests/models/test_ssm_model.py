@@ -157,11 +157,12 @@ def test_float64_input_computes_in_float64(layer, key, x64):
     model = SSMSequenceModel(3, 2, 8, 2, layer=layer, state_size=4, max_len=max_len, key=key)
     wide = jax.tree.map(lambda v: v.astype(jnp.float64) if eqx.is_inexact_array(v) else v, model)
     x = jax.random.normal(jax.random.key(1), (16, 3), jnp.float64)
-    call = eqx.filter_jit(lambda m, x: m(x))  # compiled, not dispatched op by op
-    y, y_wide = call(model, x), call(wide, x)
+    # one compiled program, not dispatched op by op
+    call = eqx.filter_jit(lambda m, w, x: (m(x), w(x), m(x.astype(jnp.float32))))
+    y, y_wide, narrow = call(model, wide, x)
     assert y.dtype == jnp.float64
     assert float(jnp.max(jnp.abs(y - y_wide))) < 1e-12 * float(jnp.max(jnp.abs(y)))
-    narrow = call(model, x.astype(jnp.float32)).astype(jnp.float64)
+    narrow = narrow.astype(jnp.float64)
     assert float(jnp.max(jnp.abs(narrow - y_wide))) > 1e-10 * float(jnp.max(jnp.abs(y)))
 
 
