@@ -25,18 +25,27 @@ def _heat_pairs(key, n, l_max, nlat, nlon, t=0.02):
 
 def test_shapes_grids_and_gradients():
     model = SFNO(2, 3, 8, 5, num_layers=2, projection_channels=16, key=jax.random.key(0))
+    with_mlp = SFNO(2, 3, 8, 5, 2, channel_mlp_expansion=0.5, key=jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (4, 2, 6, 12))
-    y = eqx.filter_jit(lambda m, v: jax.vmap(m)(v))(model, x)
+    fine = jax.random.normal(jax.random.key(2), (2, 16, 32))
+
+    @eqx.filter_jit  # one compiled program for every call below
+    def run(model, with_mlp, x, fine):
+        def loss(m):
+            y = jax.vmap(m)(x)
+            return jnp.mean(y**2), y
+
+        grads, y = eqx.filter_grad(loss, has_aux=True)(model)
+        return y, model(fine), grads, with_mlp(x[0])
+
+    y, y_fine, grads, y_mlp = run(model, with_mlp, x, fine)
     assert y.shape == (4, 3, 6, 12) and y.dtype == jnp.float32
     # The same model on a finer grid (the weights are per degree, not per grid point).
-    fine = jax.random.normal(jax.random.key(2), (2, 16, 32))
-    assert eqx.filter_jit(model)(fine).shape == (3, 16, 32)
-    grads = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.mean(jax.vmap(m)(x) ** 2)))(model)
+    assert y_fine.shape == (3, 16, 32)
     leaves = jax.tree.leaves(eqx.filter(grads, eqx.is_array))
     assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
-    with_mlp = SFNO(2, 3, 8, 5, 2, channel_mlp_expansion=0.5, key=jax.random.key(0))
     assert with_mlp.blocks[0].mlp is not None
-    assert eqx.filter_jit(with_mlp)(x[0]).shape == (3, 6, 12)
+    assert y_mlp.shape == (3, 6, 12)
 
 
 def _random_rotation(rng):
