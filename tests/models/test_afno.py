@@ -23,11 +23,15 @@ def test_patchify_round_trip_and_layout():
 def test_jit_vmap_gradients_and_patches(key):
     model = AFNO(2, 2, 1, 8, (2, 2), 2, patch_size=2, num_blocks=2, key=key)
     x = jax.random.normal(key, (2, 2, 8, 12))
-    f = eqx.filter_jit(lambda m, u: jax.vmap(m)(u))
-    out = f(model, x)
+
+    @eqx.filter_jit  # one compiled program: vmapped, single-example and gradient
+    def run(model, x):
+        grads = eqx.filter_grad(lambda m: jnp.sum(jax.vmap(m)(x) ** 2))(model)
+        return jax.vmap(model)(x), model(x[1]), grads
+
+    out, single, grads = run(model, x)
     assert out.shape == (2, 1, 8, 12)
-    assert_close(out[1], eqx.filter_jit(lambda m, u: m(u))(model, x[1]), jnp.float32)
-    grads = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.sum(jax.vmap(m)(x) ** 2)))(model)
+    assert_close(out[1], single, jnp.float32)
     leaves = jax.tree.leaves(grads)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
     assert all(float(jnp.max(jnp.abs(g))) > 0 for g in leaves)
