@@ -14,6 +14,7 @@ import numpy as np
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
 from spectrax._checks import check_bool, check_choice, check_inexact, compute_dtype
+from spectrax._random import normal
 from spectrax.nn._factorized import as_complex
 from spectrax.transforms._butterfly import (
     _check_size,
@@ -36,10 +37,10 @@ def haar_blocks(
     """
     if complex:
         kr, ki = jax.random.split(key)
-        re, im = (jax.random.normal(k, (*shape, 2, 2), dtype) for k in (kr, ki))
+        re, im = (normal(k, (*shape, 2, 2), dtype) for k in (kr, ki))
         g = jax.lax.complex(re, im)
     else:
-        g = jax.random.normal(key, (*shape, 2, 2), dtype)
+        g = normal(key, (*shape, 2, 2), dtype)
     q, r = jnp.linalg.qr(g)
     d = jnp.diagonal(r, axis1=-2, axis2=-1)
     return q * (d / jnp.abs(d).astype(d.dtype))[..., None, :]
