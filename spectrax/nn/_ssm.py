@@ -9,6 +9,7 @@ floats.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import ClassVar
@@ -154,6 +155,44 @@ def _complex_normal(key, shape, std, dtype) -> Array:
     return normal(key, shape + (2,), dtype, std / math.sqrt(2.0))
 
 
+# The random parameters of a layer are drawn by one jitted program per size and dtype: eagerly,
+# every draw, split and scaling compiled on its own (S5: 13 compilations, about 1.2 s on a 2-core
+# CPU, for one layer). The operations and their order are those of the eager code, so the bits
+# are the same; nested in an outer jit or eqx.filter_eval_shape it is inlined.
+_STATIC_DRAW = ("h", "m", "bidirectional", "dt_min", "dt_max", "dtype")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC_DRAW)
+def _draw_readout(key, *, h, m, bidirectional, dt_min, dt_max, dtype):
+    """S4/S4D: ``(C, C_back, D, log_dt)`` from ``key``; ``C`` and ``C_back`` ``(h, m, 2)``."""
+    kc, kb, kdt, kd = jax.random.split(key, 4)
+    c = _complex_normal(kc, (h, m), 1.0, dtype)
+    c_back = _complex_normal(kb, (h, m), 1.0, dtype) if bidirectional else None
+    return c, c_back, normal(kd, (h,), dtype), init_log_dt(kdt, (h,), dt_min, dt_max, dtype)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC_DRAW)
+def _draw_s5(key, vk_re, vk_im, *, h, m, bidirectional, dt_min, dt_max, dtype):
+    """S5: ``(B, C, C_back, D, log_dt)`` from ``key``, ``B = V^H b`` for the fixed rows
+    ``vk_re + i vk_im`` of ``V^H``, ``(m, 2m)``, in the default float dtype."""
+    kb, kc, kcb, kdt, kd = jax.random.split(key, 5)
+    # V^H b in jnp (not NumPy) so the module also builds under jit and eqx.filter_eval_shape (a
+    # checkpoint's abstract skeleton); real and imaginary parts are two real matmuls. Drawn flat
+    # and reshaped: the same bits, compiled faster (see spectrax._random).
+    b = jax.random.normal(kb, (2 * m * h,)).reshape(2 * m, h)
+    hi = jax.lax.Precision.HIGHEST
+    b_re = jnp.matmul(vk_re, b, precision=hi)
+    b_im = jnp.matmul(vk_im, b, precision=hi)
+    std = 1.0 / math.sqrt(2 * m)
+    return (
+        (jnp.stack([b_re, b_im], axis=-1) / math.sqrt(h)).astype(dtype),
+        _complex_normal(kc, (h, m), std, dtype),
+        _complex_normal(kcb, (h, m), std, dtype) if bidirectional else None,
+        normal(kd, (h,), dtype),
+        init_log_dt(kdt, (m,), dt_min, dt_max, dtype),
+    )
+
+
 def _bidirectional(fn: Callable[[Array, Array], Array], x: Array, c: Array, c_back) -> Array:
     """``fn(x, c)`` plus, if there is a backward read-out, the same system run on reversed time."""
     y = fn(x, c)
@@ -253,19 +292,23 @@ class S4D(eqx.Module):
         check_choice("disc", disc, DISCRETIZATIONS)
         check_choice("mode", mode, MODES)
         _check_dt_range(dt_min, dt_max)
-        check_float_dtype("dtype", dtype)
+        dtype = check_float_dtype("dtype", dtype)
         self.disc, self.mode, self.bidirectional = disc, mode, bool(bidirectional)
         lam, b = DIAGONAL_INITS[init](state_size)
         m = lam.shape[0]
         h = self.channels
-        kc, kb, kdt, kd = jax.random.split(key, 4)
         self.log_Lambda_re = jnp.asarray(np.tile(np.log(-lam.real), (h, 1)), dtype)
         self.Lambda_im = jnp.asarray(np.tile(lam.imag, (h, 1)), dtype)
         self.B = _from_complex(np.tile(b, (h, 1)), dtype)
-        self.C = _complex_normal(kc, (h, m), 1.0, dtype)
-        self.C_back = _complex_normal(kb, (h, m), 1.0, dtype) if bidirectional else None
-        self.D = normal(kd, (h,), dtype)
-        self.log_dt = init_log_dt(kdt, (h,), dt_min, dt_max, dtype)
+        self.C, self.C_back, self.D, self.log_dt = _draw_readout(
+            key,
+            h=h,
+            m=m,
+            bidirectional=self.bidirectional,
+            dt_min=float(dt_min),
+            dt_max=float(dt_max),
+            dtype=dtype,
+        )
 
     def discrete(self) -> tuple[Complex[Array, "H M"], Complex[Array, "H M"]]:
         """``(Λ̄, B̄)``, each ``(H, N // 2)``."""
@@ -392,12 +435,11 @@ class S4(eqx.Module):
         check_choice("disc", disc, DISCRETIZATIONS)
         check_choice("mode", mode, MODES)
         _check_dt_range(dt_min, dt_max)
-        check_float_dtype("dtype", dtype)
+        dtype = check_float_dtype("dtype", dtype)
         self.disc, self.mode, self.bidirectional = disc, mode, bool(bidirectional)
         lam, p, b, v = nplr(measure, state_size)
         vh = v.conj().T
         h, n = self.channels, self.state_size
-        kc, kb, kdt, kd = jax.random.split(key, 4)
         # Re Λ = -exp(log_Lambda_re) < 0 whatever training does (the official S4's "exp" real
         # transform). LegT/LagT/FouT start at Re Λ = 0, which the log cannot hold: they start at
         # -1e-4, a stability margin far inside any step's resolution.
@@ -405,10 +447,15 @@ class S4(eqx.Module):
         self.Lambda_im = jnp.asarray(lam.imag, dtype)
         self.P = _from_complex((vh @ p.T).T, dtype)
         self.B = _from_complex(vh @ b, dtype)
-        self.C = _complex_normal(kc, (h, n), 1.0, dtype)
-        self.C_back = _complex_normal(kb, (h, n), 1.0, dtype) if bidirectional else None
-        self.D = normal(kd, (h,), dtype)
-        self.log_dt = init_log_dt(kdt, (h,), dt_min, dt_max, dtype)
+        self.C, self.C_back, self.D, self.log_dt = _draw_readout(
+            key,
+            h=h,
+            m=n,
+            bidirectional=self.bidirectional,
+            dt_min=float(dt_min),
+            dt_max=float(dt_max),
+            dtype=dtype,
+        )
 
     def _lambda(self) -> Complex[Array, " N"]:
         return jax.lax.complex(-jnp.exp(_f32(self.log_Lambda_re)), _f32(self.Lambda_im))
@@ -564,7 +611,7 @@ class S5(eqx.Module):
         check_choice("disc", disc, DISCRETIZATIONS)
         check_choice("mode", mode, MODES)
         _check_dt_range(dt_min, dt_max)
-        check_float_dtype("dtype", dtype)
+        dtype = check_float_dtype("dtype", dtype)
         if state_size % 2:
             raise ValueError(
                 f"`state_size` must be even (conjugate pairs, P // 2 kept); got {state_size}."
@@ -579,27 +626,23 @@ class S5(eqx.Module):
         size = state_size // blocks
         lam, _, _, v = nplr("legs", size)
         keep = np.argsort(lam.imag)[size // 2 :]
-        h = self.channels
-        kb, kc, kcb, kdt, kd = jax.random.split(key, 5)
-        # B = V^H b for a random b, projected in jnp (not NumPy) so the module also builds under
-        # jit and eqx.filter_eval_shape (a checkpoint's abstract skeleton): the fixed
-        # eigenvectors are constants, real and imaginary parts are two real matmuls.
         # V^* is block-diagonal, J copies of one block's (P/(2J), P/J) rows; kron with I_1 is
         # exact, so blocks=1 gives the single-block parameters bit for bit.
-        b = jax.random.normal(kb, (state_size, h))
         vk = np.kron(np.eye(blocks), v.conj().T[keep])  # (P/2, P)
-        hi = jax.lax.Precision.HIGHEST
-        b_re = jnp.matmul(jnp.asarray(vk.real, b.dtype), b, precision=hi)
-        b_im = jnp.matmul(jnp.asarray(vk.imag, b.dtype), b, precision=hi)
+        real = jax.dtypes.canonicalize_dtype(float)  # the default float dtype, of the draw b
         self.log_Lambda_re = jnp.asarray(np.tile(np.log(-lam.real[keep]), blocks), dtype)
         self.Lambda_im = jnp.asarray(np.tile(lam.imag[keep], blocks), dtype)
-        self.B = (jnp.stack([b_re, b_im], axis=-1) / math.sqrt(h)).astype(dtype)
-        m = state_size // 2
-        std = 1.0 / math.sqrt(state_size)
-        self.C = _complex_normal(kc, (h, m), std, dtype)
-        self.C_back = _complex_normal(kcb, (h, m), std, dtype) if bidirectional else None
-        self.D = normal(kd, (h,), dtype)
-        self.log_dt = init_log_dt(kdt, (m,), dt_min, dt_max, dtype)
+        self.B, self.C, self.C_back, self.D, self.log_dt = _draw_s5(
+            key,
+            jnp.asarray(vk.real, real),
+            jnp.asarray(vk.imag, real),
+            h=self.channels,
+            m=state_size // 2,
+            bidirectional=self.bidirectional,
+            dt_min=float(dt_min),
+            dt_max=float(dt_max),
+            dtype=dtype,
+        )
 
     def discrete(
         self, dt: Float[Array, " L"] | None = None
