@@ -1,6 +1,8 @@
 """Parameter draws: float32/float64 are jax.random's own draws bit for bit (existing seeds and
 checkpoints reproduce); half precision is the float32 draw rounded once."""
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -12,13 +14,15 @@ from spectrax._random import linear, normal, uniform
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_full_precision_draws_are_jax_random_in_that_dtype(dtype, x64):
-    key = jax.random.key(3)
-    got = normal(key, (64,), dtype, 0.5)
+    """Multi-dimensional (drawn flat and reshaped, jitted) and with a scale that is not a power
+    of two (XLA once folded it into the draw's own sqrt(2): last bits differed)."""
+    key, shape, std = jax.random.key(3), (4, 3, 5), 1.0 / math.sqrt(2.0)
+    got = normal(key, shape, dtype, std)
     assert got.dtype == dtype
-    np.testing.assert_array_equal(got, 0.5 * jax.random.normal(key, (64,), dtype))
-    got = uniform(key, (64,), dtype, -0.25, 2.0)
+    np.testing.assert_array_equal(got, std * jax.random.normal(key, shape, dtype))
+    got = uniform(key, shape, dtype, -0.3, 2.1)
     assert got.dtype == dtype
-    np.testing.assert_array_equal(got, jax.random.uniform(key, (64,), dtype, -0.25, 2.0))
+    np.testing.assert_array_equal(got, jax.random.uniform(key, shape, dtype, -0.3, 2.1))
     lin, ref = linear(3, 5, dtype=dtype, key=key), eqx.nn.Linear(3, 5, dtype=dtype, key=key)
     for a, b in zip(jax.tree.leaves(lin), jax.tree.leaves(ref), strict=True):
         assert a.dtype == dtype
