@@ -56,6 +56,7 @@ from spectrax.nn import (
     RoPE,
     Siren,
     SphericalLocationEncoder,
+    TTWeight,
     TuckerWeight,
 )
 from tests.helpers import assert_close
@@ -84,6 +85,7 @@ CASES: dict[str, Case] = {
     "S5": Case(lambda k: S5(2, 4, key=k), (8, 2)),
     "CPWeight": Case(lambda k: CPWeight((2, 3, 3), 2, std=1.0, key=k), None),
     "TuckerWeight": Case(lambda k: TuckerWeight((2, 3, 3), 0.5, std=1.0, key=k), None),
+    "TTWeight": Case(lambda k: TTWeight((2, 3, 3), 0.5, std=1.0, key=k), None),
     "FourierFeatures": Case(
         lambda k: FourierFeatures(2, 4, sigma=1.0, trainable=True, key=k), (2,)
     ),
@@ -123,7 +125,11 @@ CASES: dict[str, Case] = {
         lambda k: TransformOnce(1, 1, 1, 4, 3, 1, transform="dct", key=k), (1, 8), nnx=False
     ),
 }
-for _name in ("CPWeight", "TuckerWeight"):  # factorised weights: the dense complex tensor
+for _name in (
+    "CPWeight",
+    "TuckerWeight",
+    "TTWeight",
+):  # factorised weights: the dense complex tensor
     CASES[_name] = Case(CASES[_name].build, None, lambda m, _: m.complex())
 
 

@@ -194,7 +194,8 @@ class FNO(eqx.Module):
         channel_mlp_expansion: if set, each block ends with a residual channel MLP of hidden size
             ``expansion * width`` (neuraloperator's "channel MLP"); default None, the original
             FNO (``0`` also means no MLP).
-        factorization: ``"dense"``, ``"tucker"`` or ``"cp"`` spectral weights (TFNO).
+        factorization: ``"dense"``, ``"tucker"``, ``"cp"`` or ``"tt"`` (tensor train) spectral
+            weights (TFNO).
         rank: rank for factorised weights (int, or fraction of dense parameters, with a floor
             of rank 1 that a small layer's budget may not hold; default 0.1; see
             :class:`~spectrax.nn.SpectralConv`).

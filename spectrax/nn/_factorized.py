@@ -1,8 +1,9 @@
-"""Spectral weights of a Fourier layer: dense, Tucker- and CP-factorised (TFNO).
+"""Spectral weights of a Fourier layer: dense, Tucker-, CP- and tensor-train-factorised (TFNO).
 
 Kossaifi, Kovachki, Azizzadenesheli, Anandkumar (2023), "Multi-Grid Tensorized Fourier Neural
 Operator for High-Resolution PDEs" (TFNO): the complex weight tensor ``W[o, i, k_1, ..., k_d]`` of
 a spectral convolution is stored as a low-rank tensor decomposition and reconstructed before use.
+The tensor train is Oseledets (2011), "Tensor-Train Decomposition", SIAM J. Sci. Comput. 33(5).
 
 Every weight module here exposes the same two things, so :class:`~spectrax.nn.SpectralConv` can
 hold any of them:
@@ -17,6 +18,7 @@ optimizers, weight decay and checkpoints only ever see real float arrays.
 
 from __future__ import annotations
 
+import functools
 import math
 import string
 from collections.abc import Sequence
@@ -32,7 +34,7 @@ from spectrax._random import normal
 
 RankLike = float | int | np.number | Sequence | np.ndarray  # sequence entries checked at run time
 """A factorised weight's ``rank``: an int, a float fraction in (0, 1], Tucker ranks per axis,
-or NumPy scalars / arrays of those."""
+TT ranks ``(1, r_1, ..., r_{k-1}, 1)``, or NumPy scalars / arrays of those."""
 
 
 def as_complex(pair: Float[Array, " 2 *rest"]) -> Complex[Array, "*rest"]:
@@ -177,6 +179,107 @@ def tucker_ranks(shape: Sequence[int], rank: RankLike) -> tuple[int, ...]:
     return ranks_at(lo)
 
 
+def tt_reconstruct(cores: Sequence[Complex[Array, "_ _ _"]]) -> Complex[Array, "..."]:
+    """Dense tensor of a tensor-train (TT) decomposition (Oseledets, 2011):
+    ``W[i_1, ..., i_k] = G_1[:, i_1, :] G_2[:, i_2, :] ... G_k[:, i_k, :]``.
+
+    Args:
+        cores: ``k`` arrays, ``G_j`` of shape ``(r_{j-1}, n_j, r_j)`` with ``r_0 = r_k = 1``.
+
+    Returns:
+        ``(n_1, ..., n_k)``.
+    """
+    k = len(cores)
+    if k == 0:
+        raise ValueError("`cores` must hold at least one core (r_{j-1}, n_j, r_j); got none.")
+    prev = 1
+    for j, g in enumerate(cores):
+        last = 1 if j == k - 1 else "r_" + str(j + 1)
+        if g.ndim != 3 or g.shape[0] != prev or (j == k - 1 and g.shape[2] != 1):
+            raise ValueError(
+                f"`cores[{j}]` must be ({prev}, n_{j}, {last}): its first axis is the last of "
+                f"cores[{j - 1}] (1 for the first core), the last core ends in 1; got "
+                f"cores[{j}].shape={g.shape}."
+            )
+        prev = g.shape[2]
+    # Left to right: the partial product is (n_1 ... n_j, r_j), one matrix product per core.
+    out = cores[0].reshape(cores[0].shape[1], cores[0].shape[2])
+    for g in cores[1:]:
+        out = (out @ g.reshape(g.shape[0], -1)).reshape(-1, g.shape[2])
+    return out.reshape(tuple(g.shape[1] for g in cores))
+
+
+def tt_num_params(shape: Sequence[int], ranks: Sequence[int]) -> int:
+    """Real parameters of a TT decomposition with ranks ``(1, r_1, ..., r_{k-1}, 1)``:
+    ``2 sum_j r_{j-1} n_j r_j``."""
+    shape, ranks = tuple(int(n) for n in shape), tuple(int(r) for r in ranks)
+    if len(ranks) != len(shape) + 1:
+        raise ValueError(
+            f"`ranks` must be (1, r_1, ..., r_{{k-1}}, 1), {len(shape) + 1} entries for the "
+            f"{len(shape)} axes of `shape` {shape}; got {ranks}."
+        )
+    return 2 * sum(ranks[j] * n * ranks[j + 1] for j, n in enumerate(shape))
+
+
+def tt_max_ranks(shape: Sequence[int]) -> tuple[int, ...]:
+    """Full TT ranks of a tensor of ``shape``: ``r_j = min(n_1 ... n_j, n_{j+1} ... n_k)``, the
+    ranks of its unfoldings, at which a TT represents every tensor exactly (TT-SVD)."""
+    shape = tuple(int(n) for n in shape)
+    inner = tuple(
+        min(int(np.prod(shape[: j + 1])), int(np.prod(shape[j + 1 :])))
+        for j in range(len(shape) - 1)
+    )
+    return (1, *inner, 1)
+
+
+def tt_ranks(shape: Sequence[int], rank: RankLike) -> tuple[int, ...]:
+    """TT ranks ``(1, r_1, ..., r_{k-1}, 1)`` from explicit ranks, one int for all, or a fraction
+    ``f`` in (0, 1] of the dense parameter count.
+
+    An int ``r`` gives ``r_j = min(r, rmax_j)`` with ``rmax_j`` the full ranks
+    (:func:`tt_max_ranks`). A sequence is the ``k + 1`` ranks in the convention of TensorLy and
+    neuraloperator, ``1`` at both ends, ``1 <= r_j <= rmax_j`` between. A fraction gives
+    ``r_j = min(r, rmax_j)`` with the largest ``r >= 1`` that keeps
+    ``tt_num_params <= f * dense_num_params`` (the count grows with ``r``); all ones when even
+    that exceeds the budget.
+    """
+    shape = tuple(int(n) for n in shape)
+    rmax = tt_max_ranks(shape)
+    if isinstance(rank, np.ndarray):  # a NumPy array of ranks, or a 0-d one holding the rank
+        rank = rank.item() if rank.ndim == 0 else rank.tolist()
+
+    def clipped(r: int) -> tuple[int, ...]:
+        return tuple(min(r, m) for m in rmax)
+
+    if isinstance(rank, (int, np.integer)) and not isinstance(rank, bool):
+        if rank < 1:
+            raise ValueError(f"`rank` must be a positive int or a fraction in (0, 1]; got {rank}.")
+        return clipped(int(rank))
+    if isinstance(rank, Sequence) and not isinstance(rank, str):
+        ranks = tuple(rank)
+        if (
+            len(ranks) != len(shape) + 1
+            or any(isinstance(r, bool) or not isinstance(r, (int, np.integer)) for r in ranks)
+            or any(r < 1 or r > m for r, m in zip(ranks, rmax, strict=False))
+        ):
+            raise ValueError(
+                f"`rank` as a sequence needs the {len(shape) + 1} integer TT ranks "
+                f"(1, r_1, ..., r_{len(shape) - 1}, 1) of the weight {shape}, each at most the "
+                f"full rank {rmax}; got {ranks}."
+            )
+        return tuple(int(r) for r in ranks)
+    frac = _check_fraction(rank)
+    budget = frac * dense_num_params(shape)
+    lo, hi = 1, max(rmax)  # the largest r in [lo, hi] within budget, by bisection on integers
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if tt_num_params(shape, clipped(mid)) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return clipped(lo)
+
+
 def _check_fraction(rank) -> float:
     if isinstance(rank, bool) or not isinstance(rank, (float, np.floating)) or not 0 < rank <= 1:
         raise ValueError(
@@ -291,3 +394,66 @@ class CPWeight(eqx.Module):
     @property
     def num_params(self) -> int:
         return int(sum(f.size for f in self.factors))
+
+
+# One jitted program draws every core (eagerly, the key split and each core's shape compiled
+# on their own); under an outer jit or eqx.filter_eval_shape it is inlined. `std` is static: a
+# layer's shapes fix it (1 / sqrt(C_in) and the ranks) and complex_normal takes a Python float.
+@functools.partial(jax.jit, static_argnames=("std", "shapes", "dtype"))
+def _draw_tt_cores(
+    key, *, std: float, shapes: tuple[tuple[int, ...], ...], dtype
+) -> tuple[Array, ...]:
+    keys = jax.random.split(key, len(shapes))
+    return tuple(complex_normal(k, s, std, dtype) for k, s in zip(keys, shapes, strict=True))
+
+
+class TTWeight(eqx.Module):
+    """Tensor-train (TT) factorised complex spectral weight (TFNO, Kossaifi et al., 2023).
+
+    Oseledets (2011), "Tensor-Train Decomposition", SIAM J. Sci. Comput. 33(5); the fourth
+    weight form of Kossaifi, Kovachki, Azizzadenesheli, Anandkumar (2023), "Multi-Grid
+    Tensorized Fourier Neural Operator for High-Resolution PDEs" (neuraloperator's
+    ``factorization="tt"``). ``W[i_1, ..., i_k] = G_1[:, i_1, :] ... G_k[:, i_k, :]`` over all
+    ``k = d + 2`` axes ``(C_out, C_in, *kept)`` in that order, core ``G_j`` of shape
+    ``(r_{j-1}, n_j, r_j)`` with ``r_0 = r_k = 1`` (:func:`tt_ranks`); reconstructed by
+    :func:`tt_reconstruct` before use, as the Tucker and CP weights are.
+
+    Initialisation: i.i.d. complex Gaussian cores, each with ``E|G_j|^2 = (std^2 / (r_1 ...
+    r_{k-1}))^(1/k)``. An entry of ``W`` is a sum of ``r_1 ... r_{k-1}`` products of ``k``
+    independent zero-mean core entries, uncorrelated with each other, so ``E|W|^2 = std^2``
+    exactly, as for a dense weight; the equal split over the cores (as :class:`CPWeight`) keeps
+    their gradients on one scale.
+
+    Attributes:
+        cores: ``k`` arrays, ``(2, r_{j-1}, n_j, r_j)``.
+    """
+
+    cores: tuple[Float[Array, "2 r_prev n r_next"], ...]
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        rank: RankLike,
+        *,
+        std: float,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        shape = tuple(int(n) for n in shape)
+        ranks = tt_ranks(shape, rank)
+        dtype = check_float_dtype("dtype", dtype)
+        core_std = (std**2 / math.prod(ranks)) ** (1.0 / (2 * len(shape)))
+        core_shapes = tuple((ranks[j], n, ranks[j + 1]) for j, n in enumerate(shape))
+        self.cores = _draw_tt_cores(key, std=float(core_std), shapes=core_shapes, dtype=dtype)
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        """``(1, r_1, ..., r_{k-1}, 1)``."""
+        return (1, *(int(g.shape[-1]) for g in self.cores))
+
+    def complex(self) -> Complex[Array, "C_out C_in *kept"]:
+        return tt_reconstruct([as_complex(g) for g in self.cores])
+
+    @property
+    def num_params(self) -> int:
+        return int(sum(g.size for g in self.cores))

@@ -28,7 +28,7 @@ from spectrax._checks import (
     compute_dtype,
     widen_to_input,
 )
-from spectrax.nn._factorized import CPWeight, DenseWeight, RankLike, TuckerWeight
+from spectrax.nn._factorized import CPWeight, DenseWeight, RankLike, TTWeight, TuckerWeight
 from spectrax.transforms import pad_modes, truncate_modes
 from spectrax.transforms._spectral import check_grid
 
@@ -337,6 +337,7 @@ _FACTORIZATIONS: dict[str, Callable[..., eqx.Module]] = {
     "dense": lambda shape, rank, **kw: DenseWeight(shape, **kw),
     "tucker": TuckerWeight,
     "cp": CPWeight,
+    "tt": TTWeight,
 }
 
 
@@ -352,21 +353,23 @@ class SpectralConv(eqx.Module):
     is frequency ``j`` and index ``m + j`` is frequency ``j - m`` (negative); on the last (rfft)
     axis index ``j`` is frequency ``j``. Frequencies are in cycles per domain (angular wavenumber
     ``2 pi j / length``). Dense storage is :class:`DenseWeight` (real and imaginary parts stacked
-    on a leading axis of 2); ``factorization="tucker"``/``"cp"`` store :class:`TuckerWeight` /
-    :class:`CPWeight` instead, with ``rank`` an int or a fraction of the dense parameter count.
+    on a leading axis of 2); ``factorization="tucker"``/``"cp"``/``"tt"`` store
+    :class:`TuckerWeight` / :class:`CPWeight` / :class:`TTWeight` (tensor train, Oseledets 2011)
+    instead, with ``rank`` an int or a fraction of the dense parameter count.
 
     Args:
         num_spatial_dims: ``d`` in 1, 2, 3 (any positive ``d`` works).
         in_channels, out_channels: ``C_in``, ``C_out``.
         modes: kept modes per axis (an int for all axes).
-        factorization: ``"dense"`` (default), ``"tucker"`` or ``"cp"``.
+        factorization: ``"dense"`` (default), ``"tucker"``, ``"cp"`` or ``"tt"``.
         rank: for factorised weights: an int rank, or a float ``f`` in (0, 1] (default 0.1):
-            the largest rank (Tucker: ranks ``floor(a n_j)`` at the largest common ``a``)
-            whose parameter count is at most ``f`` times the dense one (:func:`cp_rank`,
-            :func:`tucker_ranks`), but never below rank 1 on any axis, whose count
-            (CP ``2 sum(shape)``, Tucker ``2 (1 + sum(shape))`` for the weight shape
+            the largest rank (Tucker: ranks ``floor(a n_j)`` at the largest common ``a``; TT:
+            one rank ``r`` clipped to each full rank) whose parameter count is at most ``f``
+            times the dense one (:func:`cp_rank`, :func:`tucker_ranks`, :func:`tt_ranks`), but
+            never below rank 1 on any axis, whose count (CP ``2 sum(shape)``, Tucker
+            ``2 (1 + sum(shape))``, TT ``2 sum(shape)`` for the weight shape
             ``(C_out, C_in, *kept)``) can exceed that budget on a small layer, and even the
-            dense count (e.g. ``C_in = C_out = 1`` with one mode: 6 or 8 against 2).
+            dense count (e.g. ``C_in = C_out = 1`` with one mode: 6, 8 or 6 against 2).
         impl: ``"auto"`` (default), ``"rfft"`` or ``"dft"`` (kept modes only); see
             :func:`spectral_conv` and :func:`resolve_impl`.
         dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.
@@ -376,7 +379,7 @@ class SpectralConv(eqx.Module):
     coefficient variance the kept output coefficients keep unit variance.
     """
 
-    weight: DenseWeight | TuckerWeight | CPWeight
+    weight: DenseWeight | TuckerWeight | CPWeight | TTWeight
     num_spatial_dims: int = eqx.field(static=True)
     in_channels: int = eqx.field(static=True)
     out_channels: int = eqx.field(static=True)
@@ -414,7 +417,7 @@ class SpectralConv(eqx.Module):
         """Apply to one field ``(C_in, *spatial)``; ``out_shape`` (default ``spatial``) is the
         output grid. Batch with ``jax.vmap``."""
         check_field("x", x, self.in_channels, self.num_spatial_dims)
-        # a float64 input widens the stored factors before the (Tucker/CP) reconstruction, so
+        # a float64 input widens the stored factors before the (Tucker/CP/TT) reconstruction, so
         # the dense weight is complex128, not a complex64 product widened afterwards
         weight = widen_to_input(self.weight, x.dtype).complex()
         return spectral_conv(x, weight, self.modes, out_shape, impl=self.impl)

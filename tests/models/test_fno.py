@@ -191,11 +191,12 @@ def test_domain_padding_and_variants(key):
         2, 2, 1, 8, (4, 4), 2, padding=(0.5, 0.2), channel_mlp_expansion=0.5, key=key
     )
     assert _shape(padded, (2, 12, 10)) == (1, 12, 10)
-    tfno = _abstract(2, 2, 1, 16, (4, 4), 2, factorization="tucker", rank=0.1, key=key)
     dense = _abstract(2, 2, 1, 16, (4, 4), 2, key=key)
-    for b, bd in zip(tfno.blocks, dense.blocks, strict=False):
-        assert b.conv.num_params <= 0.1 * bd.conv.num_params
-    assert _shape(tfno, (2, 12, 10)) == (1, 12, 10)
+    for factorization in ("tucker", "cp", "tt"):
+        tfno = _abstract(2, 2, 1, 16, (4, 4), 2, factorization=factorization, rank=0.1, key=key)
+        for b, bd in zip(tfno.blocks, dense.blocks, strict=False):
+            assert b.conv.num_params <= 0.1 * bd.conv.num_params
+        assert _shape(tfno, (2, 12, 10)) == (1, 12, 10)
 
 
 def test_spatiotemporal_fno_pads_time_only(key):
@@ -204,6 +205,11 @@ def test_spatiotemporal_fno_pads_time_only(key):
     )
     assert model.num_spatial_dims == 3 and model.padding == (0.0, 0.0, 0.5)
     assert _shape(model, (3, 8, 8, 4)) == (1, 8, 8, 4)
+    tt = eqx.filter_eval_shape(
+        spatiotemporal_fno, 2, 3, 1, 8, (3, 3, 2), 2, factorization="tt", rank=0.3, key=key
+    )
+    assert [len(b.conv.weight.cores) for b in tt.blocks] == [5, 5]  # (C_out, C_in, x, y, t)
+    assert _shape(tt, (3, 8, 8, 4)) == (1, 8, 8, 4)
 
 
 def test_errors(key, library_errors):
@@ -247,6 +253,13 @@ def test_half_precision_parameters_run(key):
 
 def test_fno_loss_decreases():
     model = FNO(1, 1, 1, 16, 6, 2, key=jax.random.key(1))
+    first, last = loss_decreases(model, (32,), steps=20)
+    assert last < 0.5 * first, (first, last)
+
+
+def test_tensor_train_fno_loss_decreases():
+    model = FNO(1, 1, 1, 16, 6, 2, factorization="tt", rank=0.3, key=jax.random.key(1))
+    assert all(b.conv.num_params <= 0.3 * 2 * 16 * 16 * 6 for b in model.blocks)
     first, last = loss_decreases(model, (32,), steps=20)
     assert last < 0.5 * first, (first, last)
 

@@ -151,7 +151,7 @@ def test_rank_errors(key):
         SpectralConv(1, 4, 4, 6, factorization="cp", rank=0, key=key)
 
 
-@pytest.mark.parametrize("factorization", ["tucker", "cp"])
+@pytest.mark.parametrize("factorization", ["tucker", "cp", "tt"])
 def test_float64_input_reconstructs_weight_in_float64(x64, key, factorization):
     # float32 factors, float64 input: the factors are widened before the reconstruction, so the
     # output matches a conv whose factors were float64 all along to float64 precision (a

@@ -28,6 +28,7 @@ from spectrax.nn import (
     SpectralConv,
     SphericalConv,
     SphericalLocationEncoder,
+    TTWeight,
     TuckerWeight,
 )
 from spectrax.ssm import init_log_dt
@@ -57,6 +58,7 @@ BUILDERS = {
     "DenseWeight": lambda dtype, key: DenseWeight((2, 2, 3), std=1.0, dtype=dtype, key=key),
     "CPWeight": lambda dtype, key: CPWeight((2, 2, 3), 2, std=1.0, dtype=dtype, key=key),
     "TuckerWeight": lambda dtype, key: TuckerWeight((2, 2, 3), 0.5, std=1.0, dtype=dtype, key=key),
+    "TTWeight": lambda dtype, key: TTWeight((2, 2, 3), 0.5, std=1.0, dtype=dtype, key=key),
     "SphericalLocationEncoder": lambda dtype, key: SphericalLocationEncoder(
         2, 4, 1, dtype=dtype, key=key
     ),
