@@ -2,6 +2,8 @@
 short filters (overlap-save chunks), frequency-sparse filters and long sequences (the
 three-level plan), forward and gradients, GPU and TPU kernel families."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,6 +25,8 @@ from spectrax.kernels.fft_conv.outer import (
     LONG_MAX_LENGTH,
     OuterPlan,
     outer_conv_reference,
+    outer_forward,
+    outer_inverse,
     plan_outer,
 )
 from spectrax.kernels.fft_conv.tpu import tpu_plan
@@ -283,6 +287,27 @@ def test_long_plans_cover_one_million_and_beyond():
     assert isinstance(pallas_plan(8192, 8192, backend="gpu"), OuterPlan)
     assert isinstance(pallas_plan(8192, 8192, backend="tpu"), MonarchPlan)
     assert pallas_plan(1 << 20, 64).fft_size == 2 * MIN_CHUNK  # a short filter still chunks
+
+
+def _largest_constant_bytes(hlo: str) -> int:
+    """Bytes of the largest ``stablehlo.constant`` in a lowered program's text."""
+    pattern = r"stablehlo\.constant dense<[^>]*>\s*:\s*tensor<((?:\d+x)*)[a-z]+(\d+)>"
+    sizes = [0]
+    for dims, bits in re.findall(pattern, hlo):
+        count = int(np.prod([int(d) for d in dims.split("x") if d]))
+        sizes.append(count * max(1, int(bits) // 8))
+    return max(sizes)
+
+
+@pytest.mark.parametrize("family", ["gpu", "tpu"])
+def test_outer_step_embeds_no_twiddle_table(family):
+    """The outer factors are built in the program: a NumPy table of (P/2+1) x M twiddles was
+    a 17 MB constant (each of real and imaginary part) at L = 2^22 on both plans."""
+    plan = pallas_plan(LONG_MAX_LENGTH, LONG_MAX_LENGTH, backend=family)
+    u = jax.ShapeDtypeStruct((1, LONG_MAX_LENGTH), jnp.float32)
+    hlo = jax.jit(lambda u: outer_inverse(*outer_forward(u, plan), plan)).lower(u).as_text()
+    assert "stablehlo.constant" in hlo  # (the pattern below reads this program's constants)
+    assert _largest_constant_bytes(hlo) <= 1024
 
 
 @pytest.mark.parametrize("family, interpret", FAMILIES)

@@ -27,7 +27,8 @@ bodies of the Pallas kernels (:mod:`spectrax.kernels.fft_conv.gpu`,
 
 Also here: complex-input rows (:func:`monarch_forward_complex`, :func:`monarch_inverse_complex`),
 the inner transforms of the three-level plan for long sequences
-(:mod:`spectrax.kernels.fft_conv.outer`); frequency-sparse plans (``MonarchPlan.cols``: only
+(:mod:`spectrax.kernels.fft_conv.outer`) and their roots of unity built in the program
+(:func:`unit_roots`); frequency-sparse plans (``MonarchPlan.cols``: only
 the spectrum columns of a low band are computed, see :func:`band_mask`); and three matmul
 precisions (:data:`PRECISIONS`).
 
@@ -173,6 +174,39 @@ def _dft(n: int) -> np.ndarray:
     j = np.arange(n)
     # (j * k) mod n keeps the angle small and the factor exact to float64 rounding
     return np.exp(-2j * np.pi * ((j[:, None] * j[None, :]) % n) / n)
+
+
+def unit_roots(e: Array, n: int) -> tuple[Array, Array]:
+    """``exp(-2 pi i e / n)`` for an integer array ``e >= 0``, built in the program (no table).
+
+    The exponent is reduced exactly in int32 (``e mod n``, then to a quadrant and to an angle
+    ``theta <= pi / 4`` by the symmetries ``exp(-i pi/2) = -i`` and ``cos(pi/2 - t) = sin(t)``), so
+    float32 ``cos`` / ``sin`` only see a small angle: the error stays at the level of a rounded
+    float64 table (about one float32 ulp; a large angle such as ``2 pi (N/2 - 1) / N`` in float32
+    costs several), which :func:`~spectrax.kernels.fft_conv.outer` relies on for its
+    ``(P/2 + 1) x M`` twiddles (tens of MB as a constant at ``L = 2^22``).
+
+    Args:
+        e: int32 exponents, ``0 <= e < 2^29`` (``4 (e mod n)`` must fit int32).
+        n: the root's order, ``1 <= n < 2^29``.
+
+    Returns:
+        ``(real, imag)``, float32, of ``e``'s shape.
+    """
+    e = e.astype(jnp.int32) % n
+    four = 4 * e
+    quad = four // n
+    r = four - quad * n  # the angle within the quadrant is (pi / 2) * r / n, r in [0, n)
+    flip = 2 * r > n
+    r = jnp.where(flip, n - r, r)  # (pi / 2) * r / n <= pi / 4
+    theta = r.astype(jnp.float32) * jnp.float32(math.pi / (2 * n))
+    c, s = jnp.cos(theta), jnp.sin(theta)
+    c, s = jnp.where(flip, s, c), jnp.where(flip, c, s)
+    # cos and sin of the whole angle: a quarter turn maps (c, s) to (-s, c)
+    first, second, third = quad == 1, quad == 2, quad == 3
+    cos = jnp.where(first, -s, jnp.where(second, -c, jnp.where(third, s, c)))
+    sin = jnp.where(first, c, jnp.where(second, -s, jnp.where(third, -c, s)))
+    return cos, -sin
 
 
 def monarch_factors(plan: MonarchPlan, m_out: int | None = None) -> MonarchFactors:

@@ -18,7 +18,8 @@ padding is folded into the outer factor (only the first ``P/2`` input rows are r
 first ``P/2`` output rows, which hold ``y[:L]``, are produced).
 
 The outer steps are float32 matrix products of size ``P`` written in jnp (XLA fuses the
-twiddles into them): they read the input once and write ``(P/2 + 1) / P`` of a complex
+twiddles into them; the factors and twiddles are computed in the program from integer iotas,
+not embedded as constants): they read the input once and write ``(P/2 + 1) / P`` of a complex
 ``N``-point array, so this path moves several times the bytes of the two-level kernel: it
 trades bandwidth for supporting any length up to :data:`LONG_MAX_LENGTH`.
 """
@@ -30,7 +31,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from spectrax.kernels.fft_conv.monarch import (
     MonarchFactors,
@@ -38,6 +38,7 @@ from spectrax.kernels.fft_conv.monarch import (
     monarch_cconv_tile,
     monarch_factors,
     monarch_forward_complex,
+    unit_roots,
 )
 
 # Default inner (two-level, circular) transform size: 2^16 points, dense factors of 256 x 256
@@ -107,37 +108,49 @@ def plan_outer(length: int, *, causal: bool, inner_plan, inner_size: int = INNER
     return OuterPlan(length, causal, p, inner)
 
 
-def _outer_factors(plan: OuterPlan) -> tuple[np.ndarray, ...]:
+def _iota(shape: tuple[int, int], axis: int) -> jax.Array:
+    return jax.lax.broadcasted_iota(jnp.int32, shape, axis)
+
+
+def outer_twiddles(plan: OuterPlan) -> tuple[jax.Array, jax.Array]:
+    """Twiddles ``exp(-2 pi i kp m / N)``, ``(P/2+1, M)`` float32 (real, imag).
+
+    Built in the program from integer iotas (:func:`~spectrax.kernels.fft_conv.monarch.unit_roots`;
+    ``kp m < N / 2`` is exact in int32) rather than embedded as a constant: as a table it is
+    34 MB at ``L = 2^22`` (GPU and TPU plans), carried by every lowered program and compile."""
+    shape = (plan.spectrum_rows, plan.m)
+    return unit_roots(_iota(shape, 0) * _iota(shape, 1), plan.fft_size)
+
+
+def _outer_factors(plan: OuterPlan) -> tuple[tuple[jax.Array, jax.Array], ...]:
     """Forward ``(P/2+1, rows_in)`` DFT rows, twiddles ``(P/2+1, M)``, and the inverse
-    ``(rows_in, P/2+1)`` real-output combination (weights 1, 2, .., 2, 1 over ``P``)."""
-    p, m, n = plan.p, plan.m, plan.fft_size
-    kp = np.arange(plan.spectrum_rows)
-    rows = np.arange(plan.rows_in)
-    fwd = np.exp(-2j * np.pi * ((kp[:, None] * rows[None, :]) % p) / p)
-    tw = np.exp(-2j * np.pi * ((kp[:, None] * np.arange(m)[None, :]) % n) / n)
-    weight = np.where((kp == 0) | (kp == p // 2), 1.0, 2.0) / p
-    inv = weight[None, :] * np.exp(2j * np.pi * ((rows[:, None] * kp[None, :]) % p) / p)
-    return fwd, tw, inv
+    ``(rows_in, P/2+1)`` real-output combination (weights 1, 2, .., 2, 1 over ``P``), each
+    float32 (real, imag), built in the program."""
+    p = plan.p
+    shape = (plan.spectrum_rows, plan.rows_in)
+    fwd = unit_roots(_iota(shape, 0) * _iota(shape, 1), p)
+    shape = (plan.rows_in, plan.spectrum_rows)
+    kp = _iota(shape, 1)
+    weight = jnp.where((kp == 0) | (kp == p // 2), 1.0, 2.0).astype(jnp.float32) / p
+    cr, ci = unit_roots(_iota(shape, 0) * kp, p)
+    inv = (weight * cr, -weight * ci)  # conjugate roots: the inverse transform
+    return fwd, outer_twiddles(plan), inv
 
 
-def _f32(a: np.ndarray, ndim: int | None = None) -> tuple[jax.Array, jax.Array]:
-    """float32 (real, imag), with leading unit axes up to ``ndim`` (explicit broadcasting)."""
-    shape = (1,) * ((ndim or a.ndim) - a.ndim) + a.shape
-    return (
-        jnp.asarray(a.real.reshape(shape), jnp.float32),
-        jnp.asarray(a.imag.reshape(shape), jnp.float32),
-    )
+def _lift(a: tuple[jax.Array, jax.Array], ndim: int) -> tuple[jax.Array, jax.Array]:
+    """Leading unit axes up to ``ndim`` (explicit broadcasting: rank promotion is strict)."""
+    return tuple(x.reshape((1,) * (ndim - x.ndim) + x.shape) for x in a)
 
 
 def outer_forward(x: jax.Array, plan: OuterPlan) -> tuple[jax.Array, jax.Array]:
     """Real ``(..., L)`` -> twiddled outer spectrum rows ``(..., P/2+1, M)`` (real, imag)."""
-    fwd, tw, _ = _outer_factors(plan)
+    (fr, fi), tw, _ = _outer_factors(plan)
     pad = plan.rows_in * plan.m - x.shape[-1]
     x = x.astype(jnp.float32)
     if pad:
         x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)])
     a = x.reshape(*x.shape[:-1], plan.rows_in, plan.m)
-    (fr, fi), (tr, ti) = _f32(fwd), _f32(tw, a.ndim)
+    tr, ti = _lift(tw, a.ndim)
     br = jnp.einsum("kp,...pm->...km", fr, a, precision=_HIGHEST)
     bi = jnp.einsum("kp,...pm->...km", fi, a, precision=_HIGHEST)
     return br * tr - bi * ti, br * ti + bi * tr
@@ -146,8 +159,8 @@ def outer_forward(x: jax.Array, plan: OuterPlan) -> tuple[jax.Array, jax.Array]:
 def outer_inverse(zr: jax.Array, zi: jax.Array, plan: OuterPlan) -> jax.Array:
     """Inner-inverted rows ``(..., P/2+1, M)`` -> real ``(..., L)`` (conjugate twiddles,
     then the real-output combination of the outer rows)."""
-    _, tw, inv = _outer_factors(plan)
-    (tr, ti), (cr, ci) = _f32(tw, zr.ndim), _f32(inv)
+    _, tw, (cr, ci) = _outer_factors(plan)
+    tr, ti = _lift(tw, zr.ndim)
     zr, zi = zr * tr + zi * ti, zi * tr - zr * ti
     y = jnp.einsum("pk,...km->...pm", cr, zr, precision=_HIGHEST) - jnp.einsum(
         "pk,...km->...pm", ci, zi, precision=_HIGHEST
