@@ -5,6 +5,7 @@ three-level plan), forward and gradients, GPU and TPU kernel families."""
 import re
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -323,6 +324,40 @@ def test_long_forward_and_gradients_equal_xla(family, interpret):
     assert_close(pallas(u, k), np_filtered_conv(u, k, 2 * length), jnp.float32)
     shapes = [(1, 2, length), (2, length), (1, 2, length), (2, length), (1, 2, length)]
     _grads_equal(pallas, _xla, shapes, bound=tol(jnp.float32))
+
+
+def _pallas_calls(fn, *args) -> int:
+    """``pallas_call`` equations in the jaxpr of ``fn(*args)``, nested jaxprs included."""
+
+    def count(jaxpr):
+        n = 0
+        for eqn in jaxpr.eqns:
+            n += eqn.primitive.name == "pallas_call"
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                n += count(sub)
+        return n
+
+    return count(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def test_long_filter_gradient_sums_over_the_batch_before_inverting():
+    """A filter shared by Bo = 2 batch rows (L = 8193 > GPU_MAX_FFT: P = 4 around 8192-point
+    kernels): its gradient equals XLA's and is summed over the batch in the frequency domain,
+    one inverse per filter row, so the backward runs one kernel (du) besides the forward's."""
+    length = GPU_MAX_FFT + 1
+
+    def pallas(u, k, **gates):
+        return fft_conv_pallas(u, k, interpret=True, precision="f32", chunk=0, **gates)
+
+    u, k, w = _arrays([(2, 1, length), (1, length), (2, 1, length)], seed=3, scale_last=True)
+
+    def grad_k(conv):
+        return jax.grad(lambda k: jnp.sum(w * conv(u, k)))
+
+    got, want = jax.jit(lambda k: (grad_k(pallas)(k), grad_k(_xla)(k)))(k)
+    assert_close(got, want, jnp.float32, what="dk")
+    # before: 3 (dk ran the kernel on every batch row, then summed)
+    assert _pallas_calls(grad_k(pallas), k) == 2
 
 
 def test_long_bfloat16_through_fft_conv():

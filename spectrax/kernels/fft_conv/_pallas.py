@@ -20,7 +20,9 @@ Three paths, chosen per call (:func:`fft_conv_pallas`):
   drops from ``O(L sqrt(L))`` to ``O(L sqrt(C))`` matmul work (frames are gathered by XLA,
   reading the input twice);
 * **long** (beyond one program, up to ``LONG_MAX_LENGTH``): the three-level plan of
-  :mod:`spectrax.kernels.fft_conv.outer` (an XLA outer step around complex-row kernels).
+  :mod:`spectrax.kernels.fft_conv.outer` (an XLA outer step around complex-row kernels);
+  the gradient of a filter shared over a batch sums the spectra over the batch before its
+  one inverse per filter row (:func:`~spectrax.kernels.fft_conv.outer.outer_correlation_sum`).
 
 Frequency-sparse filters (``bandwidth``) compute only the kept spectrum columns of the
 two-level plan (:func:`~spectrax.kernels.fft_conv.monarch.band_mask` gives the exact mask).
@@ -62,6 +64,7 @@ from spectrax.kernels.fft_conv.outer import (
     INNER_SIZE,
     LONG_MAX_LENGTH,
     OuterPlan,
+    outer_correlation_sum,
     outer_forward,
     outer_inverse,
     outer_spectrum,
@@ -266,11 +269,16 @@ def _kernel_backward(x, k, gates, kr, ki, g, cfg: _Config):
         dv = dv * pre.astype(f32)
         v = v * pre.astype(f32)
     if isinstance(cfg.plan, OuterPlan):
-        # dk = corr(g, v)[:K]: the same kernel with v's spectrum (one per batch and channel row)
+        # dk = corr(g, v)[:K], summed over the Bo batch rows that share the filter
         nb, nr, length = v.shape
-        vr, vi = _long_spectrum(v.reshape(nb * nr, length), cfg.plan)
-        dk = conv(g.reshape(1, nb * nr, length), vr, vi, conj_filter=True)
-        dk = jnp.sum(dk.reshape(nb, nr, length)[..., : cfg.ksize], axis=0)
+        if nb > 1:
+            # the products of the spectra summed over the batch first (XLA), one inverse per
+            # filter row: the kernel would run its inverse on every batch row
+            vr, vi = outer_spectrum(v, cfg.plan)
+            dk = outer_correlation_sum(g, vr, vi, cfg.plan, cfg.precision)[..., : cfg.ksize]
+        else:  # one batch row: the convolution kernel with v's spectrum, conjugated
+            vr, vi = _long_spectrum(v.reshape(nr, length), cfg.plan)
+            dk = conv(g, vr, vi, conj_filter=True)[0, :, : cfg.ksize]
     else:
         dk = ker.xcorr(g, v, cfg.plan, ker.out_rows(cfg.plan, cfg.ksize), **run)
         dk = jnp.sum(from_tiles(dk, cfg.ksize), axis=0)

@@ -38,6 +38,7 @@ from spectrax.kernels.fft_conv.monarch import (
     monarch_cconv_tile,
     monarch_factors,
     monarch_forward_complex,
+    monarch_inverse_complex,
     unit_roots,
 )
 
@@ -173,12 +174,46 @@ def to_inner_tiles(br: jax.Array, plan: OuterPlan) -> jax.Array:
     return br.reshape(*br.shape[:-1], plan.inner.n1, plan.inner.n2)
 
 
-def outer_spectrum(k: jax.Array, plan: OuterPlan) -> tuple[jax.Array, jax.Array]:
+def outer_spectrum(
+    k: jax.Array, plan: OuterPlan, precision: str = "f32"
+) -> tuple[jax.Array, jax.Array]:
     """Filter spectrum in the kernel's order: ``(..., K)`` -> ``(..., P/2+1, N1, cols)``
-    (real, imag), with ``X[kp + P (k1 + N1 k2)]`` at ``[kp, k1, k2]``; float32."""
+    (real, imag), with ``X[kp + P (k1 + N1 k2)]`` at ``[kp, k1, k2]``; float32 (inner
+    matmuls at ``precision``, one of :data:`~spectrax.kernels.fft_conv.monarch.PRECISIONS`)."""
     br, bi = outer_forward(k, plan)
     fac: MonarchFactors = monarch_factors(plan.inner)
-    return monarch_forward_complex(to_inner_tiles(br, plan), to_inner_tiles(bi, plan), fac)
+    tiles = to_inner_tiles(br, plan), to_inner_tiles(bi, plan)
+    return monarch_forward_complex(*tiles, fac, precision)
+
+
+def outer_correlation_sum(
+    a: jax.Array,
+    br: jax.Array,
+    bi: jax.Array,
+    plan: OuterPlan,
+    precision: str = "f32",
+) -> jax.Array:
+    """``sum_i corr(a[i], b[i])``: circular cross-correlations ``irfft(A conj(B))`` on the
+    three-level plan, summed over the leading axis in the frequency domain.
+
+    Summing the spectra first (the inverse is linear) takes one inverse transform per row of
+    the result instead of one per row of ``a``: the filter gradient of a filter shared over a
+    batch (as :func:`spectrax.kernels.fft_conv.ops.fft_conv`'s XLA backward does).
+
+    Args:
+        a: ``(Bo, ..., L)`` real.
+        br, bi: the spectrum of ``b`` (``(Bo, ..., L)`` real) from :func:`outer_spectrum`.
+        precision: matmul precision of ``a``'s inner transform and of the inverse.
+
+    Returns:
+        ``(..., L)`` float32 (its first ``K`` samples: ``corr(a, b)[:K]`` for a causal plan).
+    """
+    ar, ai = outer_spectrum(a, plan, precision)
+    zr = jnp.sum(ar * br + ai * bi, axis=0)
+    zi = jnp.sum(ai * br - ar * bi, axis=0)
+    yr, yi = monarch_inverse_complex(zr, zi, monarch_factors(plan.inner), precision)
+    shape = yr.shape[:-2] + (plan.m,)
+    return outer_inverse(yr.reshape(shape), yi.reshape(shape), plan)
 
 
 def outer_conv_reference(u: jax.Array, k: jax.Array, plan: OuterPlan) -> jax.Array:
