@@ -30,7 +30,7 @@ from spectrax.kernels.fft_conv.outer import (
     outer_inverse,
     plan_outer,
 )
-from spectrax.kernels.fft_conv.tpu import tpu_plan
+from spectrax.kernels.fft_conv.tpu import TpuBlockSizes, tpu_plan
 from tests.helpers import assert_close, rel_err, tol
 
 FAMILIES = [
@@ -326,18 +326,17 @@ def test_long_forward_and_gradients_equal_xla(family, interpret):
     _grads_equal(pallas, _xla, shapes, bound=tol(jnp.float32))
 
 
-def _pallas_calls(fn, *args) -> int:
-    """``pallas_call`` equations in the jaxpr of ``fn(*args)``, nested jaxprs included."""
+def _pallas_outputs(fn, *args) -> list[list[tuple[int, ...]]]:
+    """Output shapes of each ``pallas_call`` in the jaxpr of ``fn(*args)``, one list a call."""
 
-    def count(jaxpr):
-        n = 0
+    def walk(jaxpr):
         for eqn in jaxpr.eqns:
-            n += eqn.primitive.name == "pallas_call"
+            if eqn.primitive.name == "pallas_call":
+                yield [tuple(v.aval.shape) for v in eqn.outvars]
             for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-                n += count(sub)
-        return n
+                yield from walk(sub)
 
-    return count(jax.make_jaxpr(fn)(*args).jaxpr)
+    return list(walk(jax.make_jaxpr(fn)(*args).jaxpr))
 
 
 def test_long_filter_gradient_sums_over_the_batch_before_inverting():
@@ -357,7 +356,28 @@ def test_long_filter_gradient_sums_over_the_batch_before_inverting():
     got, want = jax.jit(lambda k: (grad_k(pallas)(k), grad_k(_xla)(k)))(k)
     assert_close(got, want, jnp.float32, what="dk")
     # before: 3 (dk ran the kernel on every batch row, then summed)
-    assert _pallas_calls(grad_k(pallas), k) == 2
+    assert len(_pallas_outputs(grad_k(pallas), k)) == 2
+
+
+def test_tpu_filter_gradient_sums_over_the_batch_on_chip():
+    """Two-level TPU plan, a filter shared by Bo = 2 rows, 3 channel rows in blocks of 2 (one
+    padded): dk equals XLA's, and the correlation kernel accumulates over the batch and writes
+    one (R, rows, N2) tile instead of (Bo, R, rows, N2)."""
+    u, k, w = _arrays([(2, 3, 1000), (3, 1000), (2, 3, 1000)], seed=4, scale_last=True)
+
+    def pallas(u, k):
+        blocks = TpuBlockSizes(block_rows=2)
+        run = dict(interpret=pltpu.InterpretParams(), precision="f32", block_sizes=blocks)
+        return fft_conv_pallas(u, k, backend="tpu", **run)
+
+    def grad_k(conv):
+        return jax.grad(lambda k: jnp.sum(w * conv(u, k)))
+
+    got, want = jax.jit(lambda k: (grad_k(pallas)(k), grad_k(_xla)(k)))(k)
+    assert_close(got, want, jnp.float32, what="dk")
+    calls = _pallas_outputs(grad_k(pallas), k)
+    # forward and du: (Bo, R, m_out, N2); dk: (R, rows, N2) (before: (Bo, R, rows, N2))
+    assert sorted(len(out[0]) for out in calls) == [3, 4, 4], calls
 
 
 def test_long_bfloat16_through_fft_conv():

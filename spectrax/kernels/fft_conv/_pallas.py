@@ -4,8 +4,10 @@ The forward pass is one fused kernel (gates, transform, product, inverse). The b
 runs the same kernels: ``du = corr(g', k)`` is the convolution kernel with the conjugated
 filter spectrum, and ``dk = corr(g', v)[:K]`` is a correlation kernel that transforms both
 operands on chip and computes only the ``ceil(K / N2)`` output rows a short filter needs
-(``g' = post * g``, ``v = pre * u``). The gradient of the output gate needs the ungated
-convolution, which the backward recomputes with the forward kernel instead of storing it.
+(``g' = post * g``, ``v = pre * u``); on TPU it sums the products over the batch on chip and
+inverts once per filter row (a GPU's batch rows are parallel programs: each inverts its own).
+The gradient of the output gate needs the ungated convolution, which the backward recomputes
+with the forward kernel instead of storing it.
 Second and higher derivatives: the forward and backward kernels are each a ``custom_jvp``
 whose tangent is that of a ``jnp.fft`` reference of the same map, so grad of grad and
 ``jax.hessian`` run the kernels for the first derivatives and XLA for the rest.
@@ -77,6 +79,7 @@ from spectrax.kernels.fft_conv.tpu import (
     conv_tpu,
     tpu_out_rows,
     tpu_plan,
+    xcorr_sum_tpu,
     xcorr_tpu,
 )
 
@@ -100,6 +103,8 @@ class _Kernels:
     col_pow2: bool
     # inner transform size of the three-level plan (at most what one program holds)
     inner_size: int
+    # correlations summed over the batch in the kernel (None: xcorr, then a sum in XLA)
+    xcorr_sum: Callable[..., jax.Array] | None = None
 
     def outer_plan(self, length: int, causal: bool) -> OuterPlan | None:
         return plan_outer(length, causal=causal, inner_plan=self.plan, inner_size=self.inner_size)
@@ -129,6 +134,7 @@ KERNELS: dict[str, _Kernels] = {
         128,
         False,
         INNER_SIZE,
+        xcorr_sum_tpu,
     ),
 }
 
@@ -280,8 +286,11 @@ def _kernel_backward(x, k, gates, kr, ki, g, cfg: _Config):
             vr, vi = _long_spectrum(v.reshape(nr, length), cfg.plan)
             dk = conv(g, vr, vi, conj_filter=True)[0, :, : cfg.ksize]
     else:
-        dk = ker.xcorr(g, v, cfg.plan, ker.out_rows(cfg.plan, cfg.ksize), **run)
-        dk = jnp.sum(from_tiles(dk, cfg.ksize), axis=0)
+        rows = ker.out_rows(cfg.plan, cfg.ksize)
+        if ker.xcorr_sum is not None:  # TPU: summed over the batch on chip, one inverse a row
+            dk = from_tiles(ker.xcorr_sum(g, v, cfg.plan, rows, **run), cfg.ksize)
+        else:  # GPU: the batch rows are parallel programs, each inverts its own product
+            dk = jnp.sum(from_tiles(ker.xcorr(g, v, cfg.plan, rows, **run), cfg.ksize), axis=0)
     return dv.astype(x.dtype), dk.astype(k.dtype), d_gates
 
 

@@ -6,7 +6,8 @@ inside the kernel (real and imaginary parts are separate float32 arrays), the la
 every product is a float32-accumulated MXU matmul. A program holds ``block_rows`` channel rows
 (a ``fori_loop`` walks them) so the DFT factors and twiddles, whose block index never
 changes, are copied into VMEM once and stay there across the grid; the filter spectrum
-block is reused over the batch axis (the innermost grid axis is the batch).
+block is reused over the batch axis (the innermost grid axis is the batch), and the filter
+gradient's correlation accumulates over it in VMEM (:func:`xcorr_sum_tpu`).
 
 Tested in TPU interpret mode on CPU (``interpret=pltpu.InterpretParams()``); its speed on a
 TPU has not been measured (no TPU was available), and the defaults are heuristics.
@@ -20,6 +21,7 @@ import math
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import tpu as pltpu
 
 from spectrax._checks import check_positive_int
 from spectrax.kernels.fft_conv.gpu import (
@@ -28,11 +30,14 @@ from spectrax.kernels.fft_conv.gpu import (
     check_out_rows,
     check_tiles,
     conv_rows,
+    load_factors,
     xcorr_rows,
 )
 from spectrax.kernels.fft_conv.monarch import (
     MonarchPlan,
     monarch_factors,
+    monarch_forward,
+    monarch_inverse_real,
     plan_monarch,
 )
 
@@ -214,6 +219,75 @@ def xcorr_tpu(
         interpret,
     )
     return out[:, :nr]
+
+
+def xcorr_sum_tpu(
+    a: jax.Array,
+    b: jax.Array,
+    plan: MonarchPlan,
+    out_rows: int,
+    *,
+    block_sizes: TpuBlockSizes | None = None,
+    interpret=False,
+    precision: str = "f32",
+) -> jax.Array:
+    """Row-wise circular cross-correlations summed over the batch on the TPU kernel:
+    ``sum_b irfft(rfft(a[b]) conj(rfft(b[b])))``, first ``out_rows`` rows,
+    ``(Bo, R, m_in, N2)`` x2 -> ``(R, out_rows, N2)`` float32 (a shared filter's gradient).
+
+    The batch is the innermost grid axis, which a TPU walks in order: the products of the
+    spectra accumulate in VMEM over the batch and are inverted once per row at its last step
+    (the inverse is linear), so the inverse runs ``R`` times instead of ``Bo * R``
+    (:func:`xcorr_tpu` inverts every row; the sum is then taken outside).
+    """
+    nb, nr = check_tiles(plan, [("a", a, plan.m_in), ("b", b, plan.m_in)])
+    check_out_rows(plan, out_rows)
+    rb = (block_sizes or TpuBlockSizes.get_default(plan, nr)).block_rows
+    a, b = _pad_rows(a, 1, rb), _pad_rows(b, 1, rb)
+    rows = a.shape[1]
+    fac = monarch_factors(plan, m_out=out_rows)
+    tile = pl.BlockSpec((None, rb, plan.m_in, plan.n2), lambda r, i: (i, r, 0, 0))
+    f32 = jnp.float32
+
+    def kernel(a_ref, b_ref, *refs):
+        fac_refs, out, acc_r, acc_i = refs[:8], refs[8], refs[9], refs[10]
+        step = pl.program_id(1)
+
+        @pl.when(step == 0)
+        def _():
+            acc_r[...] = jnp.zeros(acc_r.shape, f32)
+            acc_i[...] = jnp.zeros(acc_i.shape, f32)
+
+        def accumulate(j, carry):
+            f = load_factors(fac_refs)
+            xr, xi = monarch_forward(a_ref[j], f, precision)
+            yr, yi = monarch_forward(b_ref[j], f, precision)
+            acc_r[j] += xr * yr + xi * yi
+            acc_i[j] += xi * yr - xr * yi
+            return carry
+
+        jax.lax.fori_loop(0, rb, accumulate, 0)
+
+        @pl.when(step == nb - 1)
+        def _():
+            def invert(j, carry):
+                f = load_factors(fac_refs)
+                out[j] = monarch_inverse_real(acc_r[j], acc_i[j], f, precision)
+                return carry
+
+            jax.lax.fori_loop(0, rb, invert, 0)
+
+    scratch = pltpu.VMEM((rb, plan.n1, plan.spectrum_cols), f32)
+    out = pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((rows, out_rows, plan.n2), f32),
+        grid=(rows // rb, nb),
+        in_specs=[tile, tile, *(pl.BlockSpec(f.shape, lambda r, i: (0, 0)) for f in fac)],
+        out_specs=pl.BlockSpec((rb, out_rows, plan.n2), lambda r, i: (r, 0, 0)),
+        scratch_shapes=[scratch, scratch],
+        interpret=interpret,
+    )(a, b, *fac)
+    return out[:nr]
 
 
 def cconv_tpu(
