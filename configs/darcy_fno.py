@@ -106,6 +106,14 @@ class DarcyFNO:
     modes: int = dataclasses.field(default=12, metadata={"min": 1})
     num_layers: int = dataclasses.field(default=4, metadata={"min": 1})
     projection_channels: int = dataclasses.field(default=128, metadata={"min": 1})
+    # TFNO (Kossaifi et al., 2023): "dense", or a factorised spectral weight with `rank` the
+    # fraction of the dense parameters it may use
+    factorization: str = dataclasses.field(
+        default="dense", metadata={"choices": ("dense", "tucker", "cp", "tt")}
+    )
+    rank: float = dataclasses.field(
+        default=0.1, metadata={"min": 0.0, "max": 1.0, "min_open": True}
+    )
     # the paper's code pads 9 points at s = 85
     padding: float = dataclasses.field(default=9 / 85, metadata={"min": 0.0})
     normalize: str = dataclasses.field(
@@ -165,6 +173,8 @@ class DarcyFNO:
                 self.modes,
                 self.num_layers,
                 projection_channels=self.projection_channels,
+                factorization=self.factorization,
+                rank=self.rank,
                 grid_endpoint=True,
                 padding=self.padding,
                 key=key,

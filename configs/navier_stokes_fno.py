@@ -92,6 +92,14 @@ class NavierStokesFNO:
     modes: int = dataclasses.field(default=12, metadata={"min": 1})
     num_layers: int = dataclasses.field(default=4, metadata={"min": 1})
     projection_channels: int = dataclasses.field(default=128, metadata={"min": 1})
+    # TFNO (Kossaifi et al., 2023): "dense", or a factorised spectral weight with `rank` the
+    # fraction of the dense parameters it may use
+    factorization: str = dataclasses.field(
+        default="dense", metadata={"choices": ("dense", "tucker", "cp", "tt")}
+    )
+    rank: float = dataclasses.field(
+        default=0.1, metadata={"min": 0.0, "max": 1.0, "min_open": True}
+    )
     formulation: str = dataclasses.field(
         default="teacher_forcing", metadata={"choices": FORMULATIONS}
     )
@@ -140,6 +148,8 @@ class NavierStokesFNO:
                 self.modes,
                 self.num_layers,
                 projection_channels=self.projection_channels,
+                factorization=self.factorization,
+                rank=self.rank,
                 key=key,
             ),
             train=(a[: self.num_train], u[: self.num_train]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -170,3 +171,35 @@ def test_recall_config_with_hyena_layers_learns(tmp_path):
     )
     result = train(config, workdir=tmp_path / "run", devices=jax.devices()[:1])
     assert result.passed, result.metrics
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in CONFIGS if p.stem.endswith("_fno")], ids=lambda p: p.stem
+)
+def test_fno_configs_take_a_factorised_spectral_weight(path, tmp_path, monkeypatch, key):
+    """`task.factorization` / `task.rank` reach the FNO (TFNO weights from the command line)."""
+    from spectrax.nn import DenseWeight, SpectralConv, TTWeight, TuckerWeight
+
+    monkeypatch.setenv("SPECTRAX_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ConfigError, match="`task.factorization`"):
+        load_config(str(path), ["task.factorization=svd"], variant="smoke")
+    with pytest.raises(ConfigError, match="`task.rank`"):
+        load_config(str(path), ["task.rank=0"], variant="smoke")
+
+    def weights(overrides):
+        task = load_config(str(path), overrides, variant="smoke").task.build()
+        model = eqx.filter_eval_shape(task.init_model, key)
+        convs = [
+            m
+            for m in jax.tree.leaves(model, is_leaf=lambda m: isinstance(m, SpectralConv))
+            if isinstance(m, SpectralConv)
+        ]
+        assert convs
+        return [c.weight for c in convs]
+
+    assert all(isinstance(w, DenseWeight) for w in weights([]))
+    dense = sum(w.num_params for w in weights([]))
+    for name, cls in (("tucker", TuckerWeight), ("tt", TTWeight)):
+        got = weights([f"task.factorization={name}", "task.rank=0.3"])
+        assert all(isinstance(w, cls) for w in got)
+        assert sum(w.num_params for w in got) <= 0.3 * dense
