@@ -162,6 +162,25 @@ def test_dplr_kernel_float32(key):
     assert_close(k, ref, rtol=1e-4)
 
 
+def test_dplr_kernel_float32_near_a_resonance(key):
+    """LegT's diagonal part has Re Λ = 0: its poles lie on the unit circle, and at some (L, dt)
+    one falls within rounding of a root of unity. The Woodbury correction then cancels a huge
+    Cauchy term; before the pole was taken out of the sums, float32 kept 2 digits here
+    (relative error 5e-3 to 1e-2, depending on C; 10 to 25 at L = 16384, dt = 1e-2) where it is
+    now about 2e-6. The reference is
+    float64 on the same float32-rounded inputs: the algorithm's error alone."""
+    with jax.enable_x64(True):
+        sys64 = _dplr_system("legt", 16, 1, key)
+    sys32 = [x.astype(jnp.complex64) for x in sys64]
+    dt = jnp.asarray([0.1], jnp.float32)
+    k = jax.jit(dplr_kernel, static_argnums=5)(*sys32, dt, 4096)
+    with jax.enable_x64(True):
+        rounded = [x.astype(jnp.complex128) for x in sys32]
+        ref = jax.jit(dplr_kernel, static_argnums=5)(*rounded, dt.astype(jnp.float64), 4096)
+    assert k.dtype == jnp.complex64
+    assert_close(k, ref, rtol=1e-4)
+
+
 @pytest.mark.usefixtures("x64")
 def test_dplr_kernel_promotes_a_real_lambda(key):
     """A real Lambda with complex P, B, C is promoted, not the reverse (which would drop their
