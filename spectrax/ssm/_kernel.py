@@ -319,12 +319,14 @@ def dplr_kernel(
 
 def _det(rows: list[list[Array]]) -> Array:
     """Determinant of a small matrix given as rows of equally shaped arrays (a batch of
-    matrices), by cofactor expansion along the first row: sizes 2 to 4 here (DPLR rank 1 or 2),
+    matrices), by cofactor expansion along the first row for sizes up to 4 (DPLR rank 1 or 2),
     where batched LU of tiny matrices is far slower on CPU, forward and backward."""
     if len(rows) == 1:
         return rows[0][0]
     if len(rows) == 2:
         return rows[0][0] * rows[1][1] - rows[0][1] * rows[1][0]
+    if len(rows) > 4:  # rank >= 3: cofactor expansion grows factorially; batched LU instead
+        return jnp.linalg.det(jnp.stack([jnp.stack(row, axis=-1) for row in rows], axis=-2))
     total = None
     for j, head in enumerate(rows[0]):
         minor = _det([row[:j] + row[j + 1 :] for row in rows[1:]])

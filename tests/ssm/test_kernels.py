@@ -144,6 +144,25 @@ def test_dplr_kernel_equals_naive_power_sum(measure, length, key):
     assert_close(k, ref, rtol=1e-10, what=f"{measure} L={length}")
 
 
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_dplr_kernel_of_any_rank_equals_naive_power_sum(rank, key):
+    """Ranks 1 and 2 (the HiPPO measures') run a closed-form determinant, higher ranks an LU."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    lam = _stable_diag(k1, (6,))
+    p = 0.3 * _rand_complex(k2, (rank, 6))
+    b = _rand_complex(k3, (6,))
+    c = _rand_complex(jax.random.key(9), (2, 6))
+    dt = jnp.asarray([0.05, 0.4])
+    k = jax.jit(dplr_kernel, static_argnums=5)(lam, p, b, c, dt, 40)
+    a = jnp.diag(lam) - p.T @ jnp.conj(p)
+    a_bar, b_bar = discretize_dense(
+        jnp.broadcast_to(a, (2, 6, 6)), jnp.broadcast_to(b[:, None], (2, 6, 1)), dt, "bilinear"
+    )
+    ref = dense_kernel(a_bar, b_bar[..., 0], c, 40)
+    assert_close(k, ref, rtol=1e-10, what=f"rank {rank}")
+
+
 def test_dplr_kernel_float32(key):
     with jax.enable_x64(True):
         lam, p, b, c = _dplr_system("legs", 16, 2, key)
