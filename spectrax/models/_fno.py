@@ -181,7 +181,8 @@ class FNO(eqx.Module):
         modes: kept modes per axis, int or ``d`` ints (paper: 16 for 1d, 12 for 2d/3d).
         num_layers: number of Fourier layers ``L`` (default 4).
         projection_channels: hidden channels of the projection MLP (default 128).
-        activation: name in ``spectrax.nn.ACTIVATIONS`` or a callable (default ``"gelu"``).
+        activation: name in ``spectrax.nn.ACTIVATIONS`` or a callable (default ``"gelu"``,
+            JAX's tanh approximation; ``"gelu_exact"``: the erf form, PyTorch's and neuralop's).
         positional_grid: append the grid coordinates as ``d`` input channels (default True).
         grid_endpoint: grid on ``linspace(0, 1, n)`` rather than ``j / n`` (see
             :func:`grid_channels`).

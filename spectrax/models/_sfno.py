@@ -75,7 +75,8 @@ class SFNO(eqx.Module):
         l_max: highest harmonic degree of the spectral layers.
         num_layers: number of blocks (default 4).
         projection_channels: hidden channels of the projection MLP (default 128).
-        activation: name in ``spectrax.nn.ACTIVATIONS`` or a callable (default ``"gelu"``).
+        activation: name in ``spectrax.nn.ACTIVATIONS`` or a callable (default ``"gelu"``,
+            JAX's tanh approximation; ``"gelu_exact"``: the erf form, PyTorch's and neuralop's).
         channel_mlp_expansion: if set, each block ends with a residual channel MLP of hidden size
             ``expansion * width``; default None.
         dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from spectrax.nn import ChannelLayerNorm, ChannelMLP, PointwiseLinear, pointwise_linear
+from tests.helpers import assert_close
 
 _W, _B = jnp.ones((3, 2)), jnp.ones(3)
 
@@ -87,3 +88,20 @@ def test_channel_layer_norm_call_errors(library_errors):
         norm(jnp.ones((3, 5), jnp.complex64))
     with pytest.raises(TypeError, match=r"`x` must be a jax.Array or NumPy array"):
         norm([[1.0], [2.0], [3.0]])
+
+
+@pytest.mark.usefixtures("x64")
+def test_activation_names(library_errors):
+    """ "gelu" is JAX's tanh approximation; "gelu_exact" the erf form (PyTorch, neuraloperator)."""
+    import math
+
+    from spectrax.nn import ACTIVATIONS
+    from spectrax.nn._pointwise import get_activation
+
+    x = jnp.linspace(-4.0, 4.0, 81)
+    exact = jnp.asarray([0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))) for v in x.tolist()])
+    assert_close(get_activation("gelu_exact")(x), exact, rtol=1e-14)
+    approx = ACTIVATIONS["gelu"](x)
+    assert 1e-4 < float(jnp.max(jnp.abs(approx - exact))) < 1e-3  # the tanh form, not the erf
+    with pytest.raises(ValueError, match=r"`activation` must be .*'gelu_exact'.*got 'gelu_erf'"):
+        get_activation("gelu_erf")
