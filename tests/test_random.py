@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectrax._random import linear, normal, uniform
+from spectrax._random import linear, normal, normals, uniform, uniforms
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
@@ -49,3 +49,25 @@ def test_half_precision_draws_are_the_float32_draw_rounded_once(dtype):
     for a, b in zip(jax.tree.leaves(lin), jax.tree.leaves(ref), strict=True):
         assert a.dtype == dtype
         np.testing.assert_array_equal(as32(a), as32(b.astype(dtype)))
+
+
+@pytest.mark.parametrize("partitionable", [True, False])
+def test_batched_draws_are_the_single_draws(partitionable, x64):
+    """normals/uniforms draw several keys and sizes as one (a prefix of the longest draw, keys
+    under jax.vmap): the bits of one draw each; other Threefry modes draw one by one."""
+    keys = list(jax.random.split(jax.random.key(5), 3))
+    shapes, stds, bounds = (
+        [(4, 3), (7,), (2, 2, 2)],
+        [0.5, 1.0 / 3.0, 2.0],
+        [(-1.0, 1.0), (0.0, 3.0), (-2.0, 0.7)],
+    )
+    with jax.threefry_partitionable(partitionable):
+        for dtype in (jnp.float32, jnp.float64):
+            got = normals(keys, shapes, dtype, stds)
+            for g, k, s, std in zip(got, keys, shapes, stds, strict=True):
+                assert g.dtype == dtype
+                np.testing.assert_array_equal(g, normal(k, s, dtype, std))
+            got = uniforms(keys, shapes, dtype, bounds)
+            for g, k, s, (lo, hi) in zip(got, keys, shapes, bounds, strict=True):
+                assert g.dtype == dtype
+                np.testing.assert_array_equal(g, uniform(k, s, dtype, lo, hi))
