@@ -19,7 +19,7 @@ from spectrax._checks import (
     check_real_float,
     module_compute_dtype,
 )
-from spectrax._random import uniform
+from spectrax._random import from_params, uniforms
 
 # Activations by name. "gelu" is jax.nn.gelu (the tanh approximation, JAX's default);
 # "gelu_exact" is the erf form, PyTorch's default and the one the FNO paper's code and
@@ -86,6 +86,33 @@ def _linear_last(x: Float[Array, "*spatial C_in"], weight, bias) -> Float[Array,
     return y + bias.astype(x.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
 
 
+def _linear_params(keys, layers, dtype) -> list[Array | None]:
+    """``[weight, bias or None, ...]`` of linear layers ``layers = ((in, out, use_bias), ...)``,
+    each ``U(+-1/sqrt(in))`` from the halves of its key split in two, as one draw
+    (``spectrax._random.uniforms``: the bits of a draw each)."""
+    halves = jax.vmap(jax.random.split)(jnp.stack(keys))
+    draw_keys, shapes, bounds, slots = [], [], [], []
+    for (c_in, c_out, use_bias), (wkey, bkey) in zip(layers, halves, strict=True):
+        lim = 1.0 / math.sqrt(c_in)
+        draw_keys += [wkey, bkey] if use_bias else [wkey]
+        shapes += [(c_out, c_in), (c_out,)] if use_bias else [(c_out, c_in)]
+        bounds += [(-lim, lim)] * (2 if use_bias else 1)
+        slots += [True, use_bias]
+    draws = iter(uniforms(draw_keys, shapes, dtype, bounds))
+    return [next(draws) if drawn else None for drawn in slots]
+
+
+# One jitted program per size and dtype for a layer's split and draws (eagerly a PointwiseLinear
+# was 4 XLA compilations, a ChannelMLP 6), and one draw for all its arrays.
+@functools.partial(jax.jit, static_argnames=("layers", "dtype"))
+def draw_linear_layers(key, *, layers: tuple[tuple[int, int, bool], ...], dtype) -> list:
+    """The ``(weight, bias)`` pairs of ``len(layers)`` layers from ``key`` split as ChannelMLP
+    splits it; one layer: from ``key`` itself, as PointwiseLinear draws."""
+    keys = [key] if len(layers) == 1 else list(jax.random.split(key, len(layers)))
+    params = _linear_params(keys, layers, dtype)
+    return [tuple(params[2 * i : 2 * i + 2]) for i in range(len(layers))]
+
+
 class PointwiseLinear(eqx.Module):
     """A 1x1 convolution: the same affine channel map at every grid point of ``(C_in, *spatial)``.
 
@@ -115,11 +142,10 @@ class PointwiseLinear(eqx.Module):
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
         use_bias = check_bool("use_bias", use_bias)
-        check_float_dtype("dtype", dtype)
-        wkey, bkey = jax.random.split(key)
-        lim = 1.0 / math.sqrt(in_channels)
-        self.weight = uniform(wkey, (out_channels, in_channels), dtype, -lim, lim)
-        self.bias = uniform(bkey, (out_channels,), dtype, -lim, lim) if use_bias else None
+        dtype = check_float_dtype("dtype", dtype)
+        ((self.weight, self.bias),) = draw_linear_layers(
+            key, layers=((self.in_channels, self.out_channels, use_bias),), dtype=dtype
+        )
 
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
         check_real_float("x", x)
@@ -152,9 +178,18 @@ class ChannelMLP(eqx.Module):
         in_channels = check_positive_int("in_channels", in_channels)
         hidden_channels = check_positive_int("hidden_channels", hidden_channels)
         out_channels = check_positive_int("out_channels", out_channels)
-        k1, k2 = jax.random.split(key)
-        self.fc1 = PointwiseLinear(in_channels, hidden_channels, dtype=dtype, key=k1)
-        self.fc2 = PointwiseLinear(hidden_channels, out_channels, dtype=dtype, key=k2)
+        dtype = check_float_dtype("dtype", dtype)
+        sizes = ((in_channels, hidden_channels, True), (hidden_channels, out_channels, True))
+        self.fc1, self.fc2 = (
+            from_params(
+                functools.partial(PointwiseLinear, c_in, c_out, dtype=dtype, key=key),
+                lambda m: (m.weight, m.bias),
+                params,
+            )
+            for (c_in, c_out, _), params in zip(
+                sizes, draw_linear_layers(key, layers=sizes, dtype=dtype), strict=True
+            )
+        )
         self.activation = get_activation(activation)
 
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:

@@ -1,11 +1,15 @@
 """Pointwise channel maps (1x1 convolution, channel MLP, channel layer norm): input checks."""
 
+import math
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
+from spectrax._random import uniform
 from spectrax.nn import ChannelLayerNorm, ChannelMLP, PointwiseLinear, pointwise_linear
-from tests.helpers import assert_close
+from tests.helpers import assert_close, count_compiles
 
 _W, _B = jnp.ones((3, 2)), jnp.ones(3)
 
@@ -93,8 +97,6 @@ def test_channel_layer_norm_call_errors(library_errors):
 @pytest.mark.usefixtures("x64")
 def test_activation_names(library_errors):
     """ "gelu" is JAX's tanh approximation; "gelu_exact" the erf form (PyTorch, neuraloperator)."""
-    import math
-
     from spectrax.nn import ACTIVATIONS
     from spectrax.nn._pointwise import get_activation
 
@@ -105,3 +107,21 @@ def test_activation_names(library_errors):
     assert 1e-4 < float(jnp.max(jnp.abs(approx - exact))) < 1e-3  # the tanh form, not the erf
     with pytest.raises(ValueError, match=r"`activation` must be .*'gelu_exact'.*got 'gelu_erf'"):
         get_activation("gelu_erf")
+
+
+def test_channel_mlp_is_drawn_in_one_program_with_the_eager_bits():
+    """fc1 and fc2 are PointwiseLinear's U(+-1/sqrt(C_in)) draws from the halves of the two
+    halves of the key, drawn in one compiled program (eagerly: 6 compilations)."""
+    key = jax.random.key(4)
+    with count_compiles() as n:
+        mlp = ChannelMLP(5, 11, 3, key=key)
+    assert n[0] == 1
+    for layer, k, (c_in, c_out) in zip(
+        (mlp.fc1, mlp.fc2), jax.random.split(key), ((5, 11), (11, 3)), strict=True
+    ):
+        wkey, bkey = jax.random.split(k)
+        lim = 1.0 / math.sqrt(c_in)
+        np.testing.assert_array_equal(
+            layer.weight, uniform(wkey, (c_out, c_in), jnp.float32, -lim, lim)
+        )
+        np.testing.assert_array_equal(layer.bias, uniform(bkey, (c_out,), jnp.float32, -lim, lim))
