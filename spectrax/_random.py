@@ -125,12 +125,24 @@ def uniform(
     return _uniform(key, minval, maxval, shape=tuple(int(n) for n in shape), dtype=dtype)
 
 
+@functools.partial(jax.jit, static_argnames=("in_features", "out_features", "dtype"))
+def _linear_params(key, *, in_features: int, out_features: int, dtype: Any) -> list[Array]:
+    # eqx.nn.Linear's split and bounds; one program and one draw (eagerly: 4 compilations)
+    lim = 1 / math.sqrt(in_features)
+    shapes = [(out_features, in_features), (out_features,)]
+    return uniforms(list(jax.random.split(key, 2)), shapes, dtype, [(-lim, lim)] * 2)
+
+
 def linear(in_features: int, out_features: int, *, dtype: Any, key: PRNGKeyArray) -> eqx.nn.Linear:
     """``eqx.nn.Linear(in_features, out_features)`` with ``dtype`` parameters drawn in float32
-    (float64) and rounded once (Equinox draws a half-precision Linear in that dtype directly)."""
-    lin = eqx.nn.Linear(in_features, out_features, dtype=compute_dtype(dtype), key=key)
-    rounded = (lin.weight.astype(dtype), lin.bias.astype(dtype))
-    return eqx.tree_at(lambda m: (m.weight, m.bias), lin, rounded)
+    (float64) and rounded once (Equinox draws a half-precision Linear in that dtype directly);
+    in float32/float64 Equinox's own parameters, bit for bit."""
+    in_features, out_features = int(in_features), int(out_features)
+    params = _linear_params(key, in_features=in_features, out_features=out_features, dtype=dtype)
+    build = functools.partial(
+        eqx.nn.Linear, in_features, out_features, dtype=compute_dtype(dtype), key=key
+    )
+    return from_params(build, lambda m: (m.weight, m.bias), tuple(params))
 
 
 def from_params(build: Callable[[], T], where: Callable[[T], Any], params: Any) -> T:
