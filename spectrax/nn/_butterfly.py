@@ -7,6 +7,8 @@ Butterfly Factorizations".
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -14,7 +16,7 @@ import numpy as np
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
 from spectrax._checks import check_bool, check_choice, check_inexact, compute_dtype
-from spectrax._random import normal
+from spectrax._random import normal, normals
 from spectrax.nn._factorized import as_complex
 from spectrax.transforms._butterfly import (
     _check_size,
@@ -36,8 +38,7 @@ def haar_blocks(
     ``dtype`` is the real precision (float32 or float64); complex blocks are complex64/128.
     """
     if complex:
-        kr, ki = jax.random.split(key)
-        re, im = (normal(k, (*shape, 2, 2), dtype) for k in (kr, ki))
+        re, im = normals(list(jax.random.split(key)), [(*shape, 2, 2)] * 2, dtype, [1.0, 1.0])
         g = jax.lax.complex(re, im)
     else:
         g = normal(key, (*shape, 2, 2), dtype)
@@ -72,6 +73,18 @@ def _fft(key, n, complex, increasing_stride, dtype):
 
 # init name -> f(key, n, complex, increasing_stride, real_dtype) -> (log2 n, n/2, 2, 2) twiddle
 INITS = {"random": _random, "identity": _identity, "hadamard": _hadamard, "fft": _fft}
+
+
+@functools.partial(jax.jit, static_argnames=("init", "n", "complex", "increasing_stride", "dtype"))
+def _twiddle(key, *, init: str, n: int, complex: bool, increasing_stride: bool, dtype):
+    """The stored twiddle, built in float32/float64 and rounded once to ``dtype``: one jitted
+    program per configuration (eagerly every draw, QR and product compiled on its own: 7 XLA
+    compilations for Butterfly(64), 14 complex), with the eager ops' bits."""
+    real = compute_dtype(dtype)
+    tw = INITS[init](key, n, complex, increasing_stride, real)
+    if complex:
+        tw = jnp.stack([jnp.real(tw), jnp.imag(tw)]).astype(real)
+    return tw.astype(dtype)
 
 
 class Butterfly(eqx.Module):
@@ -143,11 +156,14 @@ class Butterfly(eqx.Module):
             )
         dtype = real_dtype
         # Build in float32/float64, store in `dtype` (one rounding for half precision).
-        real = compute_dtype(dtype)
-        tw = INITS[init](key, self.n, self.complex, self.increasing_stride, real)
-        if self.complex:
-            tw = jnp.stack([jnp.real(tw), jnp.imag(tw)]).astype(real)
-        self.twiddle = tw.astype(dtype)
+        self.twiddle = _twiddle(
+            key,
+            init=init,
+            n=self.n,
+            complex=self.complex,
+            increasing_stride=self.increasing_stride,
+            dtype=dtype,
+        )
 
     def as_twiddle(self) -> Inexact[Array, "K M 2 2"]:
         """The twiddle for :func:`~spectrax.transforms.butterfly_multiply`: real, or complex

@@ -13,7 +13,7 @@ from jax.test_util import check_grads
 
 from spectrax.nn._butterfly import Butterfly
 from spectrax.transforms._butterfly import bit_reversal_permutation
-from tests.helpers import assert_close
+from tests.helpers import assert_close, count_compiles
 
 
 def _dft(n):
@@ -169,3 +169,11 @@ def test_errors(key, library_errors):
         b(jnp.zeros((2, 8)))
     with pytest.raises(TypeError, match=r"`x` must be a floating-point or complex.*int32"):
         b(jnp.zeros(8, jnp.int32))
+
+
+def test_complex_random_init_is_one_program():
+    """The twiddle compiles as one program (eagerly 14 compilations for a complex
+    Butterfly(64), most of its construction time); test_random_init_is_orthogonal checks it."""
+    with count_compiles() as n:
+        b = Butterfly(8, complex=True, key=jax.random.key(6))
+    assert n[0] == 1 and b.twiddle.shape == (2, 3, 4, 2, 2)
