@@ -27,7 +27,7 @@ from spectrax._checks import (
     compute_dtype,
     widen_to_input,
 )
-from spectrax._random import normal, uniform
+from spectrax._random import normal, uniform, uniforms
 from spectrax.kernels.fft_conv import IMPLS, fft_conv
 
 # The reference code's ExponentialModulation: the window of the fastest channel falls to
@@ -50,16 +50,27 @@ def _uniform(key: PRNGKeyArray, shape: tuple[int, ...], fan_in: int, dtype) -> A
 
 # The random parameters are drawn by one jitted program per size and dtype (eagerly, every
 # draw compiled on its own: 17 compilations, about 1.6 s on a 2-core CPU, for one
-# HyenaOperator). The same draws in the same order give the same bits; under an outer jit or
-# eqx.filter_eval_shape the program is inlined.
+# HyenaOperator), and the uniform ones as one draw (a copy of the Threefry hash each made the
+# programs slow to compile: 2.6 s and 1.3 s). The same draws from the same keys give the same
+# bits; under an outer jit or eqx.filter_eval_shape the program is inlined.
+def _uniforms(keys, shapes, fan_ins, dtype) -> list[Array]:
+    """:func:`_uniform` of every ``(key, shape, fan_in)`` as one draw (``uniforms``: the bits of
+    a draw each)."""
+    bounds = [(-1.0 / math.sqrt(f), 1.0 / math.sqrt(f)) for f in fan_ins]
+    return uniforms(list(keys), shapes, dtype, bounds)
+
+
 @functools.partial(jax.jit, static_argnames=("sizes", "channels", "dtype"))
 def _draw_filter(key, *, sizes: tuple[int, ...], channels: int, dtype):
     """HyenaFilter's ``(weights, biases, out_weight)`` for the MLP widths ``sizes``."""
     keys = jax.random.split(key, 2 * len(sizes) - 1)
-    pairs = list(enumerate(zip(sizes[:-1], sizes[1:], strict=True)))
-    weights = tuple(_uniform(keys[2 * i], (d_out, d_in), d_in, dtype) for i, (d_in, d_out) in pairs)
-    biases = tuple(_uniform(keys[2 * i + 1], (d_out,), d_in, dtype) for i, (d_in, d_out) in pairs)
-    return weights, biases, _uniform(keys[-1], (channels, sizes[-1]), sizes[-1], dtype)
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    shapes = [(d_out, d_in) for d_in, d_out in pairs] + [(d_out,) for _, d_out in pairs]
+    fan_ins = [d_in for d_in, _ in pairs] * 2 + [sizes[-1]]
+    order = [2 * i for i in range(len(pairs))] + [2 * i + 1 for i in range(len(pairs))] + [-1]
+    draws = _uniforms([keys[i] for i in order], shapes + [(channels, sizes[-1])], fan_ins, dtype)
+    n = len(pairs)
+    return tuple(draws[:n]), tuple(draws[n : 2 * n]), draws[-1]
 
 
 @functools.partial(jax.jit, static_argnames=("h", "order", "short_filter", "n_convs", "dtype"))
@@ -68,15 +79,13 @@ def _draw_operator(key, *, h: int, order: int, short_filter: int, n_convs: int, 
     out_weight, out_bias)``."""
     p = (order + 1) * h
     k_in, k_inb, k_s, k_sb, k_f, k_d, k_out, k_outb = jax.random.split(key, 8)
-    return k_f, (
-        _uniform(k_in, (p, h), h, dtype),
-        _uniform(k_inb, (p,), h, dtype),
-        _uniform(k_s, (p, short_filter), short_filter, dtype),
-        _uniform(k_sb, (p,), short_filter, dtype),
-        normal(k_d, (n_convs, h), dtype),
-        _uniform(k_out, (h, h), h, dtype),
-        _uniform(k_outb, (h,), h, dtype),
+    w_in, b_in, w_s, b_s, w_out, b_out = _uniforms(
+        (k_in, k_inb, k_s, k_sb, k_out, k_outb),
+        [(p, h), (p,), (p, short_filter), (p,), (h, h), (h,)],
+        [h, h, short_filter, short_filter, h, h],
+        dtype,
     )
+    return k_f, (w_in, b_in, w_s, b_s, normal(k_d, (n_convs, h), dtype), w_out, b_out)
 
 
 def _check_num_frequencies(num_frequencies: int | None, max_len: int) -> int:

@@ -545,3 +545,14 @@ def test_layout_errors(library_errors):
         HyenaOperator(H, MAX_LEN, order=1, layout="reference", key=jax.random.key(0))
     with pytest.raises(ValueError, match=r"`layout` must be one of \['paper', 'reference'\]"):
         HyenaOperator(H, MAX_LEN, layout="referense", key=jax.random.key(0))
+
+
+def test_operator_draws_its_uniform_parameters_as_one_draw():
+    """The operator's six uniform arrays, and the filter's seven, are one draw each (plus D's
+    normal): every draw is a copy of the Threefry hash to compile, and ten made the two
+    construction programs take 1.4 s to compile on a 2-core CPU (0.7 s as three)."""
+
+    def build(k):
+        return jax.tree.leaves(eqx.filter(HyenaOperator(4, 16, key=k), eqx.is_array))
+
+    assert str(jax.make_jaxpr(build)(jax.random.key(0))).count("random_bits") == 3
