@@ -111,6 +111,21 @@ def uniforms(
     return _batched(_uniform, keys, shapes, dtype, [b[0] for b in bounds], [b[1] for b in bounds])
 
 
+@functools.partial(jax.jit, static_argnames=("shapes", "dtype"))
+def _split_normals(key, stds, *, shapes, dtype) -> list[Array]:
+    return normals(list(jax.random.split(key, len(shapes))), shapes, dtype, list(stds))
+
+
+def split_normals(
+    key: PRNGKeyArray, shapes: Sequence[Sequence[int]], dtype: Any, stds: Sequence[float]
+) -> list[Array]:
+    """``normal(k, shape, dtype, std)`` for the keys ``k`` of ``jax.random.split(key,
+    len(shapes))`` in order, as one jitted program per shapes and dtype and one draw (eagerly
+    the split and every draw compiled on its own); the same bits."""
+    shapes = tuple(tuple(int(n) for n in shape) for shape in shapes)
+    return _split_normals(key, tuple(float(s) for s in stds), shapes=shapes, dtype=dtype)
+
+
 def normal(key: PRNGKeyArray, shape: Sequence[int], dtype: Any, std: float = 1.0) -> Array:
     """``std * N(0, 1)`` of ``shape`` in ``dtype`` (real floating), drawn in float32 (float64)
     and rounded once."""

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectrax._random import linear, normal, normals, uniform, uniforms
+from spectrax._random import linear, normal, normals, split_normals, uniform, uniforms
+from spectrax.nn import AFNOMixer, CPWeight, TuckerWeight
 from tests.helpers import count_compiles
 
 
@@ -81,3 +82,30 @@ def test_linear_is_one_program():
     with count_compiles() as n:
         lin = linear(7, 13, dtype=jnp.float32, key=key)
     assert n[0] == 1 and lin.weight.shape == (13, 7)  # its bits: the first test
+
+
+def test_split_normals_is_one_program_with_the_split_keys_draws():
+    """TuckerWeight, CPWeight, AFNOMixer and TransformOnce draw their weights with it: the
+    draws from the keys of one split, in order, one compilation (eagerly one per draw)."""
+    key, shapes, stds = jax.random.key(8), [(2, 3), (5,), (1, 2, 2)], [0.7, 0.02, 3.0]
+    with count_compiles() as n:
+        got = split_normals(key, shapes, jnp.float32, stds)
+    assert n[0] == 1
+    for g, k, shape, std in zip(got, jax.random.split(key, 3), shapes, stds, strict=True):
+        np.testing.assert_array_equal(g, normal(k, shape, jnp.float32, std))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda k: TuckerWeight((3, 4, 7), 0.5, std=1.0, key=k),
+        lambda k: CPWeight((3, 4, 7), 2, std=1.0, key=k),
+        lambda k: AFNOMixer(1, 6, 7, num_blocks=3, key=k),
+    ],
+    ids=["TuckerWeight", "CPWeight", "AFNOMixer"],
+)
+def test_split_normals_modules_compile_once(build):
+    """Eagerly 8, 4 and 4 compilations (the split and every draw)."""
+    with count_compiles() as n:
+        build(jax.random.key(2))
+    assert n[0] == 1

@@ -25,8 +25,8 @@ from spectrax._checks import (
     complex_dtype,
     compute_dtype,
 )
-from spectrax._random import normal as random_normal
-from spectrax.nn._factorized import as_complex, complex_normal
+from spectrax._random import split_normals
+from spectrax.nn._factorized import as_complex
 from spectrax.nn._pointwise import get_activation
 from spectrax.nn._spectral_conv import (
     _forward_rfft,
@@ -438,7 +438,7 @@ class TransformOnce(eqx.Module):
         width = check_positive_int("width", width)
         num_layers = check_positive_int("num_layers", num_layers, minimum=0)
         self.modes = check_modes(modes, d)
-        check_float_dtype("dtype", dtype)  # complex weights are stored as real pairs
+        dtype = check_float_dtype("dtype", dtype)  # complex weights are stored as real pairs
         self.activation = get_activation(activation)
         self.transform = _check_transform(transform)
         kept = self.modes if transform == "dct" else kept_shape(self.modes)
@@ -469,28 +469,37 @@ class TransformOnce(eqx.Module):
                 f"`resolution` applies only to init='variance_preserving'; got "
                 f"resolution={resolution!r} with init={init!r}."
             )
-        keys = jax.random.split(key, 2 * num_layers + 2)
         if transform == "dct":  # real weights with E W^2 = std^2
 
-            def normal(k, shape, std, dtype):
-                return random_normal(k, shape, dtype, std)
+            def scaled(std):
+                return std
 
             pair = ()
-        else:  # complex weights, stored as (real, imag) pairs, with E|W|^2 = std^2
-            normal, pair = complex_normal, (2,)
-        self.encoder = normal(keys[0], (width, in_channels, m), 1 / math.sqrt(in_channels), dtype)
+        else:  # complex (real, imag) pairs with E|W|^2 = std^2, as complex_normal draws them
+
+            def scaled(std):
+                return std / math.sqrt(2.0)
+
+            pair = (2,)
+        shapes = [(*pair, width, in_channels, m)]
+        stds = [1 / math.sqrt(in_channels)]
+        for _ in range(num_layers):
+            shapes += [(*pair, width, width, m), (*pair, m, m)]
+            stds += [1 / math.sqrt(width), 1 / math.sqrt(m)]
+        shapes.append((*pair, out_channels, width, m))
+        stds.append(math.sqrt(decoder_gain) / math.sqrt(width))
+        # every weight from its split key, as one jitted program and one draw (eagerly: 9 XLA
+        # compilations for TransformOnce(1, 1, 1, 32, 16))
+        self.encoder, *weights, self.decoder = split_normals(
+            key, shapes, dtype, [scaled(s) for s in stds]
+        )
         self.layers = tuple(
             T1Layer(
-                channel_weight=normal(
-                    keys[1 + 2 * i], (width, width, m), 1 / math.sqrt(width), dtype
-                ),
-                mode_weight=normal(keys[2 + 2 * i], (m, m), 1 / math.sqrt(m), dtype),
+                channel_weight=weights[2 * i],
+                mode_weight=weights[2 * i + 1],
                 bias=jnp.zeros((*pair, width, m), dtype),
             )
             for i in range(num_layers)
-        )
-        self.decoder = normal(
-            keys[-1], (out_channels, width, m), math.sqrt(decoder_gain) / math.sqrt(width), dtype
         )
 
     def __call__(

@@ -24,7 +24,7 @@ from spectrax._checks import (
     complex_dtype,
     compute_dtype,
 )
-from spectrax._random import normal
+from spectrax._random import split_normals
 from spectrax.nn._factorized import as_complex
 from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
 from spectrax.transforms import pad_modes, truncate_modes
@@ -203,11 +203,11 @@ class AFNOMixer(eqx.Module):
         hidden = check_positive_float("hidden_factor", hidden_factor) * bs
         # rounded before the ceiling: 1.1 * 50 is 55.00000000000001 in binary floating point
         bh = max(1, math.ceil(round(hidden, 9)))
-        k1, k2, k3, k4 = jax.random.split(key, 4)
-        self.w1 = normal(k1, (2, num_blocks, bs, bh), dtype, 0.02)
-        self.b1 = normal(k2, (2, num_blocks, bh), dtype, 0.02)
-        self.w2 = normal(k3, (2, num_blocks, bh, bs), dtype, 0.02)
-        self.b2 = normal(k4, (2, num_blocks, bs), dtype, 0.02)
+        shapes = [(2, num_blocks, bs, bh), (2, num_blocks, bh), (2, num_blocks, bh, bs)]
+        shapes.append((2, num_blocks, bs))
+        self.w1, self.b1, self.w2, self.b2 = split_normals(
+            key, shapes, check_float_dtype("dtype", dtype), [0.02] * 4
+        )
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
         check_real_float("x", x)

@@ -30,7 +30,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from spectrax._checks import check_float_dtype
-from spectrax._random import normal
+from spectrax._random import normal, split_normals
 
 RankLike = float | int | np.number | Sequence | np.ndarray  # sequence entries checked at run time
 """A factorised weight's ``rank``: an int, a float fraction in (0, 1], Tucker ranks per axis,
@@ -336,12 +336,15 @@ class TuckerWeight(eqx.Module):
     ):
         shape = tuple(int(n) for n in shape)
         ranks = tucker_ranks(shape, rank)
-        keys = jax.random.split(key, len(shape) + 1)
-        self.core = complex_normal(keys[0], ranks, std, dtype)
-        self.factors = tuple(
-            complex_normal(k, (n, r), 1.0 / math.sqrt(r), dtype)
-            for k, n, r in zip(keys[1:], shape, ranks, strict=False)
+        dtype = check_float_dtype("dtype", dtype)
+        # complex_normal of the core and each factor from the split keys, as one draw
+        self.core, *factors = split_normals(
+            key,
+            [(2, *ranks)] + [(2, n, r) for n, r in zip(shape, ranks, strict=True)],
+            dtype,
+            [std / math.sqrt(2.0)] + [1.0 / math.sqrt(r) / math.sqrt(2.0) for r in ranks],
         )
+        self.factors = tuple(factors)
 
     @property
     def ranks(self) -> tuple[int, ...]:
@@ -378,10 +381,15 @@ class CPWeight(eqx.Module):
     ):
         shape = tuple(int(n) for n in shape)
         r = cp_rank(shape, rank)
-        keys = jax.random.split(key, len(shape))
         factor_std = (std**2 / r) ** (1.0 / (2 * len(shape)))
+        # complex_normal of each factor from the split keys, as one draw
         self.factors = tuple(
-            complex_normal(k, (n, r), factor_std, dtype) for k, n in zip(keys, shape, strict=False)
+            split_normals(
+                key,
+                [(2, n, r) for n in shape],
+                check_float_dtype("dtype", dtype),
+                [factor_std / math.sqrt(2.0)] * len(shape),
+            )
         )
 
     @property
