@@ -106,6 +106,7 @@ def test_split_normals_is_one_program_with_the_split_keys_draws():
 )
 def test_split_normals_modules_compile_once(build):
     """Eagerly 8, 4 and 4 compilations (the split and every draw)."""
+    key = jax.random.key(2)
     with count_compiles() as n:
-        build(jax.random.key(2))
+        build(key)
     assert n[0] == 1
