@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Real
@@ -34,6 +35,32 @@ def _check_head_dim(name: str, head_dim) -> int:
     return int(head_dim)
 
 
+def _check_base_or_array(base: Any) -> float | Array:
+    """A Python / NumPy number as :func:`_check_base`; or a real floating-point JAX scalar, traced
+    (``jax.grad`` or ``jax.vmap`` over the base) or concrete (its value is checked then)."""
+    if isinstance(base, jax.Array):  # tracers included
+        if base.shape != () or not jnp.issubdtype(base.dtype, jnp.floating):
+            raise TypeError(
+                "`base` must be a Python float or a real floating-point JAX scalar; got an "
+                f"array of shape {base.shape} and dtype {base.dtype}."
+            )
+        if not isinstance(base, jax.core.Tracer):
+            _check_base(float(base))
+        return base
+    return _check_base(base)
+
+
+def _theta(head_dim: int, base: float | Array, dtype) -> Array:
+    """``base^(-2i/head_dim)`` in ``dtype``: a Python base in float64 NumPy, rounded once; a JAX
+    base in float32, or float64 if ``base`` or ``dtype`` is (differentiable in ``base``)."""
+    if not isinstance(base, jax.Array):
+        i = np.arange(head_dim // 2, dtype=np.float64)
+        return jnp.asarray(base ** (-2.0 * i / head_dim), dtype)
+    wide = jnp.float64 if jnp.float64 in (jnp.dtype(base.dtype), jnp.dtype(dtype)) else jnp.float32
+    i = jnp.arange(head_dim // 2, dtype=wide)
+    return jnp.power(base.astype(wide), (-2.0 / head_dim) * i).astype(dtype)
+
+
 def _check_base(base: Any) -> float:
     base = check_positive_float("base", base)
     if base <= 1.0:
@@ -43,31 +70,37 @@ def _check_base(base: Any) -> float:
     return base
 
 
-def rope_frequencies(head_dim: int, base: float = 10000.0, dtype=jnp.float32) -> Float[Array, " M"]:
+def rope_frequencies(
+    head_dim: int, base: float | Float[Array, ""] = 10000.0, dtype=jnp.float32
+) -> Float[Array, " M"]:
     """RoPE rotation frequencies ``theta_i = base^(-2i/head_dim)``, ``i = 0 .. head_dim/2 - 1``.
 
-    Su et al. (2021), eq. 15. Computed in float64 NumPy and rounded once to ``dtype``.
+    Su et al. (2021), eq. 15. For a Python ``base``, computed in float64 NumPy and rounded once
+    to ``dtype``. A JAX scalar ``base`` may be traced (``jax.grad`` with respect to the base,
+    ``jax.vmap`` over bases): then ``theta`` is computed in float32, or float64 if ``base`` or
+    ``dtype`` is (float32: relative error up to about ``1e-6`` at ``i = D/2 - 1``; pass a float64
+    base under ``jax.enable_x64`` for theory checks).
 
     Args:
         head_dim: ``D``, even.
-        base: the base, > 1 (default 10000.0, the paper's).
+        base: the base, > 1 (default 10000.0, the paper's): a Python float or a real
+            floating-point JAX scalar.
         dtype: output dtype, real floating-point (default float32).
 
     Returns:
         ``(D/2,)``, decreasing from ``theta_0 = 1`` to ``base^(-(D-2)/D)``.
     """
     head_dim = _check_head_dim("head_dim", head_dim)
-    base = _check_base(base)
+    base = _check_base_or_array(base)
     dtype = check_float_dtype("dtype", dtype)
-    i = np.arange(head_dim // 2, dtype=np.float64)
-    return jnp.asarray(base ** (-2.0 * i / head_dim), dtype)
+    return _theta(head_dim, base, dtype)
 
 
 def apply_rope(
     x: Float[Array, "*batch L D"],
     positions: Real[Array, " L"] | None = None,
     *,
-    base: float = 10000.0,
+    base: float | Float[Array, ""] = 10000.0,
 ) -> Float[Array, "*batch L D"]:
     """Rotate each feature pair of ``x`` by ``position * theta_i`` (RoPE, Su et al. 2021).
 
@@ -81,7 +114,8 @@ def apply_rope(
     Args:
         x: ``(*batch, L, D)`` with ``D`` even; any leading dimensions (heads, batch).
         positions: ``(L,)`` integer or real positions (default ``arange(L)``).
-        base: ``theta_i = base^(-2i/D)``, > 1 (default 10000.0).
+        base: ``theta_i = base^(-2i/D)``, > 1 (default 10000.0); a Python float, or a real
+            floating-point JAX scalar that may be traced (see :func:`rope_frequencies`).
 
     Returns:
         ``(*batch, L, D)`` in ``x``'s dtype.

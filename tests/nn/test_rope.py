@@ -159,3 +159,31 @@ def test_apply_rope_names_x_and_positions(library_errors):
     for bad in ("abc", [None, 1, 2]):
         with pytest.raises(TypeError, match=r"`positions` must be an integer or real"):
             apply_rope(jnp.ones((3, 4)), bad)
+
+
+@pytest.mark.usefixtures("x64")
+def test_base_can_be_traced():
+    """A JAX scalar base: jax.grad with respect to it (d theta_i / d base = -(2i/D) theta_i /
+    base) and jax.vmap over bases, equal to Python-float bases (it had to be a Python float)."""
+    d, base = 16, 500.0
+    i = np.arange(d // 2)
+    theta = base ** (-2.0 * i / d)
+    jac = jax.jacrev(lambda b: rope_frequencies(d, b, jnp.float64))(jnp.float64(base))
+    assert_close(jac, jnp.asarray(-(2.0 * i / d) * theta / base), rtol=1e-13)
+    bases = jnp.asarray([10.0, 1e4, 1e6])
+    x = jax.random.normal(jax.random.key(0), (5, d), jnp.float64)
+    got = jax.vmap(lambda b: apply_rope(x, base=b))(bases)
+    for row, b in zip(got, bases.tolist(), strict=True):
+        assert_close(row, apply_rope(x, base=b), rtol=1e-13)
+    # float32: the JAX path's power against the float64 table rounded once
+    f32 = jax.jit(rope_frequencies, static_argnums=0)(128, jnp.float32(1e4))
+    assert_close(f32, rope_frequencies(128, 1e4), rtol=3e-6)
+
+
+def test_array_base_is_checked(library_errors):
+    with pytest.raises(TypeError, match=r"`base` must be .*JAX scalar; got .*\(2,\)"):
+        rope_frequencies(8, jnp.ones(2) * 100.0)
+    with pytest.raises(TypeError, match=r"`base` must be .*JAX scalar; got .*int32"):
+        apply_rope(jnp.ones((3, 8)), base=jnp.int32(100))
+    with pytest.raises(ValueError, match=r"`base` must be > 1"):
+        rope_frequencies(8, jnp.float32(0.5))
