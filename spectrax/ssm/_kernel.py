@@ -263,14 +263,20 @@ def dplr_kernel(
     # z = 1 (k = 0) is K̂(1) = C (Σ_{l<L} Ā^l) B̄, the geometric sum from the same doubling as
     # Ā^L: there the Cauchy denominators are -Λ_n, which vanish for measures with a zero
     # eigenvalue (FouT, odd-N LegT), and A itself may be singular (even-N FouT).
-    real = jnp.real(lam).dtype
     m = length - 1
-    k = jnp.arange(1, length, dtype=real)
-    z = jnp.exp((-2j * jnp.pi / length) * k.astype(cdt))
-    z_ = z.reshape((1,) * lead + (m, 1))
+    # 1 - z and (1 + z)/2 at z = exp(-iθ), θ = 2πk/L, from the half angle in float64 (constants
+    # of L): 1 - z = 2 sin²(θ/2) + i sin θ. Formed from a rounded z, 1 - z keeps no digit of its
+    # real part at small k (cos θ rounds to 1 in float32 for k < L/5800), and (1 - z)/dt,
+    # large for a small dt, is what a pole near z cancels against.
+    half_angle = np.pi * np.arange(1, length) / length
+    sin_full = np.sin(2.0 * half_angle)
+    one_minus = jnp.asarray(2.0 * np.sin(half_angle) ** 2 + 1j * sin_full, cdt)
+    half = jnp.asarray(np.cos(half_angle) ** 2 - 0.5j * sin_full, cdt)
     dt_ = dt.astype(cdt).reshape(dt.shape + (1, 1))
-    den = (1.0 - z_) / dt_ - 0.5 * (1.0 + z_) * lam.reshape((1,) * lead + (1, n))
-    half = (0.5 * (1.0 + z)).reshape((1,) * lead + (m, 1))
+    den = one_minus.reshape((1,) * lead + (m, 1)) / dt_ - half.reshape(
+        (1,) * lead + (m, 1)
+    ) * lam.reshape((1,) * lead + (1, n))
+    half = half.reshape((1,) * lead + (m, 1))
     # Numerators of the Cauchy sums: x_a y_b with x = (c̃, p̄_1..p̄_r), y = (b, p_1..p_r), the
     # y_{b >= 1} columns scaled by (1 + z)/2 after the sum.
     rank = p.shape[0]

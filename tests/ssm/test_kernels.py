@@ -200,6 +200,30 @@ def test_dplr_kernel_float32_near_a_resonance(key):
     assert_close(k, ref, rtol=1e-4)
 
 
+def _dplr_float32_error(measure, n, length, dts, key):
+    """Relative error of each channel's float32 DPLR kernel against float64 on the same
+    float32-rounded inputs (the algorithm's error alone)."""
+    with jax.enable_x64(True):
+        sys64 = _dplr_system(measure, n, len(dts), key)
+    sys32 = [x.astype(jnp.complex64) for x in sys64]
+    dt = jnp.asarray(dts, jnp.float32)
+    k = jax.jit(dplr_kernel, static_argnums=5)(*sys32, dt, length)
+    assert k.dtype == jnp.complex64
+    with jax.enable_x64(True):
+        rounded = [x.astype(jnp.complex128) for x in sys32]
+        ref = jax.jit(dplr_kernel, static_argnums=5)(*rounded, dt.astype(jnp.float64), length)
+        return [rel_err(k[i], ref[i]) for i in range(len(dts))]
+
+
+def test_dplr_kernel_float32_at_small_steps(key):
+    """``1 - z`` at the roots of unity near 1 (small k): formed from a rounded ``z`` in float32
+    its real part was 0 for k < L/5800, and ``(1 - z)/dt`` is what a pole near z cancels
+    against. LegT, N = 16, L = 4096 was 7e-5 (dt = 1e-3) and 1.8e-5 (dt = 1e-2) from float64;
+    from the half angle in float64 it is 2e-6 and 5e-7."""
+    errs = _dplr_float32_error("legt", 16, 4096, [1e-3, 1e-2], key)
+    assert max(errs) < 1e-5, errs
+
+
 @pytest.mark.usefixtures("x64")
 def test_dplr_kernel_promotes_a_real_lambda(key):
     """A real Lambda with complex P, B, C is promoted, not the reverse (which would drop their
