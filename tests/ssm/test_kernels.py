@@ -233,6 +233,15 @@ def test_dplr_kernel_float32_far_from_normal(key):
     assert max(errs) < 1e-5, errs
 
 
+def test_dplr_kernel_float32_powers_near_minus_identity(key):
+    """FouT at N = 256, dt = 0.1 has modes with ``Ā`` near -1, where ``Ā - I`` is larger than
+    ``Ā``: squaring the difference there (as everywhere) put the float32 kernel 3.6e-3 from
+    float64; squaring whichever of ``Ā^(2^j)`` and ``Ā^(2^j) - I`` is smaller, 5.6e-4 (as close
+    as squaring ``Ā`` alone, 5.9e-4, which lost LagT's digits)."""
+    errs = _dplr_float32_error("fout", 256, 4096, [0.1], key)
+    assert max(errs) < 1.5e-3, errs
+
+
 @pytest.mark.usefixtures("x64")
 def test_dplr_kernel_promotes_a_real_lambda(key):
     """A real Lambda with complex P, B, C is promoted, not the reverse (which would drop their
