@@ -225,8 +225,9 @@ def test_dplr_kernel_float32_at_small_steps(key):
 
 
 def test_dplr_kernel_float32_far_from_normal(key):
-    """``C (I - Ā^L)`` and the geometric sum by repeated squaring of ``Ā - I``, not of ``Ā``:
-    Ā rounded as a matrix near I loses the digits of ``dt A``, and LagT's far-from-normal ``Ā``
+    """``C (I - Ā^L)`` and the geometric sum by repeated squaring that holds each power as
+    ``Ā^(2^j) - I`` where that is the smaller (near I), not as ``Ā^(2^j)``: Ā rounded as a matrix
+    near I loses the digits of ``dt A``, and LagT's far-from-normal ``Ā``
     carries that rounding through its powers growing with L. LagT, N = 32, L = 2048 was 4e-5
     (dt = 1e-3) and 4e-4 (dt = 1e-2) from float64; now 7e-7 and 2e-6."""
     errs = _dplr_float32_error("lagt", 32, 2048, [1e-3, 1e-2], key)
