@@ -1,0 +1,233 @@
+"""Cross-check spectrax's AFNO token mixer against PhysicsNeMo's ``AFNO2DLayer`` (PyTorch) with
+the same weights.
+
+``physicsnemo.nn.module.afno_layers.AFNO2DLayer`` (NVIDIA PhysicsNeMo, formerly Modulus) is the
+AFNO filter of Guibas et al., 2022, "Adaptive Fourier Neural Operators: Efficient Token Mixers
+for Transformers", as used in FourCastNet (Pathak et al., 2022): ``rfft2`` (``norm="ortho"``),
+a block-diagonal complex MLP ``W2 ReLU(W1 z + b1) + b2`` on the kept modes (ReLU on real and
+imaginary parts apart), soft-shrink of real and imaginary parts, ``irfft2``, plus the input.
+This script copies one set of weights into it and into :func:`spectrax.nn.afno_mix` /
+:class:`spectrax.nn.AFNOMixer` and records the largest difference of their outputs.
+
+Weight layout. Both store ``w1 (2, num_blocks, block_size, hidden)``, ``b1 (2, num_blocks,
+hidden)``, ``w2 (2, num_blocks, hidden, block_size)``, ``b2 (2, num_blocks, block_size)`` with
+real and imaginary parts on the leading axis, and split channels ``C = num_blocks *
+block_size`` the same way, so the arrays are copied as they are. PhysicsNeMo takes fields
+``(B, H, W, C)``, spectrax ``(C, H, W)``.
+
+Kept modes. PhysicsNeMo keeps, with ``t = H // 2 + 1`` and ``k = int(t *
+hard_thresholding_fraction)``, rows ``t - k .. t + k - 1`` of the ``rfft2`` output (frequency
+order ``0, 1, .., -1``) and columns ``0 .. k - 1``. spectrax keeps the FNO corners ``|k_1| <
+m_1``, ``0 <= k_2 < m_2``. At fraction 1 and ``W <= H`` both keep every mode (spectrax's
+``modes = (H // 2, W // 2 + 1)``); the script also runs the two cases where they differ.
+
+Where they differ the script asks the mathematics: with identity blocks (``W1 = W2 = I``,
+``b1 = beta (1 + i)``, ``b2 = -beta (1 + i)``, ``beta`` above every coefficient, ``lambda = 0``)
+the MLP is the identity on every kept mode, so a field whose frequencies all lie in the kept
+set must come back doubled (spectral path plus residual); the record gives each library's error
+against ``2 x``.
+
+Precision. PhysicsNeMo casts the input to float32 and its parameters are float32; spectrax runs
+in float64 with the same (float32-rounded) weights, so agreement is float32 rounding.
+
+Runs only where ``torch`` and ``physicsnemo`` import (a separate environment: they are not
+spectrax dependencies), e.g.::
+
+    python -m venv /tmp/xval-venv && /tmp/xval-venv/bin/pip install torch nvidia-physicsnemo
+    /tmp/xval-venv/bin/pip install -e .
+    /tmp/xval-venv/bin/python scripts/check_physicsnemo_afno.py
+
+and writes ``benchmarks/physicsnemo-afno-equivalence-<platform>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from spectrax.nn import afno_mix  # noqa: E402
+
+
+def rel_err(a, b) -> float:
+    """``max |a - b| / max |b|`` (b the reference)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def band_limited(rng, shape, top) -> np.ndarray:
+    """A random real field on ``shape`` with frequencies ``|k_1| <= top[0]``, ``0 <= k_2 <=
+    top[1]`` (inside the kept set, below both Nyquist frequencies)."""
+    k1, k2 = np.meshgrid(np.arange(-top[0], top[0] + 1), np.arange(top[1] + 1), indexing="ij")
+    ks = np.stack([k1.ravel(), k2.ravel()], -1)
+    c = rng.normal(size=len(ks)) + 1j * rng.normal(size=len(ks))
+    grid = np.stack(np.meshgrid(*[np.arange(n) / n for n in shape], indexing="ij"), -1)
+    return np.real(np.exp(2j * np.pi * grid @ ks.T) @ c)
+
+
+class Check:
+    def __init__(self, torch, layer_cls, seed: int):
+        self.torch, self.layer_cls = torch, layer_cls
+        self.rng = np.random.default_rng(seed)
+        self.rows: list[dict] = []
+
+    def run_pair(self, params, x, fraction, modes, lam, num_blocks, factor):
+        """Both layers with ``params = (w1, b1, w2, b2)`` (stacked real/imag) on ``x (B, C, H,
+        W)``; returns ``(y_physicsnemo, y_spectrax)`` as ``(B, C, H, W)``."""
+        torch = self.torch
+        c = x.shape[1]
+        layer = self.layer_cls(
+            hidden_size=c,
+            num_blocks=num_blocks,
+            sparsity_threshold=lam,
+            hard_thresholding_fraction=fraction,
+            hidden_size_factor=factor,
+        )
+        params32 = [np.asarray(p, np.float32) for p in params]
+        for name, p in zip(("w1", "b1", "w2", "b2"), params32, strict=True):
+            setattr(layer, name, torch.nn.Parameter(torch.from_numpy(p)))
+        with torch.no_grad():
+            y_t = layer(torch.from_numpy(np.moveaxis(x, 1, -1).copy())).numpy()
+        y_t = np.moveaxis(y_t, -1, 1)
+        w1, b1, w2, b2 = (jnp.asarray(p[0] + 1j * p[1], jnp.complex128) for p in params32)
+        y_s = jax.vmap(lambda v: afno_mix(v, w1, b1, w2, b2, modes, lam))(jnp.asarray(x))
+        return y_t, np.asarray(y_s)
+
+    def case(self, shape, fraction, modes, *, note=None, c=16, num_blocks=4, factor=1, lam=0.01):
+        bs = c // num_blocks
+        bh = bs * factor
+        shapes = [(2, num_blocks, bs, bh), (2, num_blocks, bh), (2, num_blocks, bh, bs)]
+        shapes.append((2, num_blocks, bs))
+        # scale 0.3 rather than the init's 0.02, so that the MLP, the biases and the soft-shrink
+        # all matter against O(1)-per-mode ortho coefficients
+        params = [0.3 * self.rng.normal(size=s) for s in shapes]
+        x = self.rng.normal(size=(2, c, *shape))
+        y_t, y_s = self.run_pair(params, x, fraction, modes, lam, num_blocks, factor)
+        t = shape[0] // 2 + 1
+        k = int(t * fraction)
+        row = dict(
+            case="AFNO2DLayer vs afno_mix",
+            spatial=list(shape),
+            channels=c,
+            num_blocks=num_blocks,
+            hidden_size_factor=factor,
+            sparsity_threshold=lam,
+            hard_thresholding_fraction=fraction,
+            physicsnemo_kept_rows=[t - k, min(t + k, shape[0]) - 1],
+            physicsnemo_kept_cols=min(k, shape[1] // 2 + 1),
+            spectrax_modes=list(modes),
+            max_rel_err=rel_err(y_s, y_t),
+            max_rel_err_spectral_path=rel_err(y_s - x, y_t - x),
+        )
+        row.update(self.arbiter(shape, fraction, modes, c, num_blocks))
+        if note:
+            row["note"] = note
+        self.rows.append(row)
+
+    def arbiter(self, shape, fraction, modes, c, num_blocks) -> dict:
+        """Each library's error against ``2 x`` with identity blocks on a field whose frequencies
+        lie inside spectrax's ``modes``, below the Nyquist ones."""
+        bs = c // num_blocks
+        eye = np.broadcast_to(np.eye(bs), (num_blocks, bs, bs))
+        zero = np.zeros_like(eye)
+        top = (modes[0] - 1, min(modes[1] - 1, shape[1] // 2 - 1))
+        x = np.stack([band_limited(self.rng, shape, top) for _ in range(c)])[None]
+        beta = 10.0 * np.abs(np.fft.rfft2(x, norm="ortho")).max()
+        b = np.full((2, num_blocks, bs), beta)
+        params = [np.stack([eye, zero]), b, np.stack([eye, zero]), -b]
+        y_t, y_s = self.run_pair(params, x, fraction, modes, 0.0, num_blocks, 1)
+        return dict(
+            identity_band_limited_err_spectrax=rel_err(y_s, 2 * x),
+            identity_band_limited_err_physicsnemo=rel_err(y_t, 2 * x),
+        )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        import physicsnemo
+        import torch
+        from physicsnemo.nn.module.afno_layers import AFNO2DLayer
+    except ImportError as e:
+        print(
+            f"check_physicsnemo_afno: skipped, torch and physicsnemo are not importable here "
+            f"({e}); install them in a separate environment (see this script's docstring)."
+        )
+        return 0
+    check = Check(torch, AFNO2DLayer, args.seed)
+    # every mode kept (fraction 1, W <= H)
+    check.case((16, 16), 1.0, (8, 9))
+    check.case((24, 16), 1.0, (12, 9), factor=2)
+    check.case((16, 12), 1.0, (8, 7), num_blocks=2, lam=0.0)
+    # W > H at fraction 1: the reference sizes the last axis' band by H
+    check.case(
+        (16, 32),
+        1.0,
+        (8, 17),
+        note=(
+            "physicsnemo keeps int(fraction * (H // 2 + 1)) = 9 of the 17 rfft columns of a "
+            "W = 32 axis at fraction 1 (total_modes is computed from H for both axes): "
+            "frequencies 9..16 of the last axis are dropped"
+        ),
+    )
+    # fraction < 1: the reference keeps a band around the leading axis' Nyquist frequency
+    check.case(
+        (16, 16),
+        0.5,
+        (4, 4),
+        note=(
+            "at hard_thresholding_fraction < 1 physicsnemo keeps rows t - k .. t + k - 1 "
+            "(t = H // 2 + 1) of the unshifted rfft2 output, i.e. frequencies 5..8, -7..-4 on "
+            "the leading axis (the highest ones), and columns 0..k - 1 (the lowest) on the last; "
+            "spectrax keeps the lowest |k_1| < 4, k_2 < 4"
+        ),
+    )
+
+    dev = jax.devices()[0]
+    record = {
+        "check": "spectrax afno_mix / AFNOMixer vs physicsnemo AFNO2DLayer, same weights",
+        "device": dev.device_kind,
+        "platform": dev.platform,
+        "jax": jax.__version__,
+        "torch": torch.__version__,
+        "physicsnemo": physicsnemo.__version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "precision": (
+            "physicsnemo computes in float32 (float32 parameters, input cast to float32); "
+            "spectrax in float64 with the same float32-rounded weights"
+        ),
+        "error": (
+            "max |spectrax - physicsnemo| / max |physicsnemo| over the batch, on the output "
+            "(max_rel_err) and on the output less the residual input (max_rel_err_spectral_path)"
+        ),
+        "arbiter": (
+            "identity blocks (W1 = W2 = I, b1 = -b2 = beta (1 + i) with beta above every "
+            "coefficient, lambda = 0) on a random field whose frequencies lie in spectrax's kept "
+            "modes, below the Nyquist ones: the MLP is the identity there, so the exact output "
+            "is 2 x"
+        ),
+        "rows": check.rows,
+    }
+    for r in check.rows:
+        print(json.dumps(r))
+    out = args.out or Path("benchmarks") / f"physicsnemo-afno-equivalence-{dev.platform}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
