@@ -7,7 +7,9 @@ for Transformers", as used in FourCastNet (Pathak et al., 2022): ``rfft2`` (``no
 a block-diagonal complex MLP ``W2 ReLU(W1 z + b1) + b2`` on the kept modes (ReLU on real and
 imaginary parts apart), soft-shrink of real and imaginary parts, ``irfft2``, plus the input.
 This script copies one set of weights into it and into :func:`spectrax.nn.afno_mix` /
-:class:`spectrax.nn.AFNOMixer` and records the largest difference of their outputs.
+:class:`spectrax.nn.AFNOMixer` and records the largest difference of their outputs; then the
+same for the whole network, PhysicsNeMo's ``AFNO`` against :class:`spectrax.models.AFNO` (see
+:meth:`Check.model` for the mapping).
 
 Weight layout. Both store ``w1 (2, num_blocks, block_size, hidden)``, ``b1 (2, num_blocks,
 hidden)``, ``w2 (2, num_blocks, hidden, block_size)``, ``b2 (2, num_blocks, block_size)`` with
@@ -52,10 +54,12 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+import equinox as eqx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from spectrax.nn import afno_mix  # noqa: E402
+from spectrax.models import AFNO  # noqa: E402
+from spectrax.nn import ChannelLayerNorm, afno_mix  # noqa: E402
 
 
 def rel_err(a, b) -> float:
@@ -75,8 +79,8 @@ def band_limited(rng, shape, top) -> np.ndarray:
 
 
 class Check:
-    def __init__(self, torch, layer_cls, seed: int):
-        self.torch, self.layer_cls = torch, layer_cls
+    def __init__(self, torch, layer_cls, model_cls, seed: int):
+        self.torch, self.layer_cls, self.model_cls = torch, layer_cls, model_cls
         self.rng = np.random.default_rng(seed)
         self.rows: list[dict] = []
 
@@ -150,6 +154,125 @@ class Check:
             identity_band_limited_err_physicsnemo=rel_err(y_t, 2 * x),
         )
 
+    def model(self, shape, patch, *, width=16, depth=2, num_blocks=4, ci=3, co=2, eps=1e-6):
+        """The whole network: patch embedding (PhysicsNeMo's strided ``Conv2d`` is spectrax's
+        ``patchify`` + linear), ``depth`` blocks ``y = AFNO(LN x) + x; y + MLP(LN y)`` (the
+        AFNO layer adds its own input too: PhysicsNeMo's ``double_skip``), a linear head and
+        the inverse of the patching. PhysicsNeMo's learned position embedding is set to zero
+        (spectrax has none; ``positional_grid=False``), its head has no bias (spectrax's is set
+        to zero) and its channel order after the head is ``(p1, p2, C_out)`` where spectrax's is
+        ``(C_out, p1, p2)``. Every parameter is random (LayerNorm scales ``1 + N(0, 0.1)``)."""
+        torch = self.torch
+        h, w = shape[0] // patch, shape[1] // patch
+        model_t = self.model_cls(
+            inp_shape=list(shape),
+            in_channels=ci,
+            out_channels=co,
+            patch_size=[patch, patch],
+            embed_dim=width,
+            depth=depth,
+            mlp_ratio=2.0,
+            num_blocks=num_blocks,
+        )
+        params = {}
+        for name, p in model_t.named_parameters():
+            v = 0.3 * self.rng.normal(size=tuple(p.shape))
+            if name == "pos_embed":
+                v = np.zeros(p.shape)
+            elif name.endswith(("norm1.weight", "norm2.weight")):
+                v = 1.0 + v / 3.0
+            params[name] = np.asarray(v, np.float32)
+            p.data = torch.from_numpy(params[name])
+        model_s = AFNO(
+            2,
+            ci,
+            co,
+            width,
+            (h // 2, w // 2 + 1),
+            depth,
+            patch_size=patch,
+            num_blocks=num_blocks,
+            mlp_ratio=2.0,
+            activation="gelu_exact",
+            positional_grid=False,
+            key=jax.random.key(0),
+        )
+        f64 = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
+        head = params["head.weight"].reshape(patch, patch, co, width).transpose(2, 0, 1, 3)
+        blocks = []
+        for i, blk in enumerate(model_s.blocks):
+            q = f"blocks.{i}."
+            blk = eqx.tree_at(
+                lambda b: (b.norm1, b.norm2),
+                blk,
+                (ChannelLayerNorm(width, eps=eps), ChannelLayerNorm(width, eps=eps)),
+            )
+            blocks.append(
+                eqx.tree_at(
+                    lambda b: (
+                        b.norm1.scale,
+                        b.norm1.shift,
+                        b.norm2.scale,
+                        b.norm2.shift,
+                        b.mixer.w1,
+                        b.mixer.b1,
+                        b.mixer.w2,
+                        b.mixer.b2,
+                        b.mlp.fc1.weight,
+                        b.mlp.fc1.bias,
+                        b.mlp.fc2.weight,
+                        b.mlp.fc2.bias,
+                    ),
+                    blk,
+                    tuple(
+                        f64[q + n]
+                        for n in (
+                            "norm1.weight",
+                            "norm1.bias",
+                            "norm2.weight",
+                            "norm2.bias",
+                            "filter.w1",
+                            "filter.b1",
+                            "filter.w2",
+                            "filter.b2",
+                            "mlp.fc1.weight",
+                            "mlp.fc1.bias",
+                            "mlp.fc2.weight",
+                            "mlp.fc2.bias",
+                        )
+                    ),
+                )
+            )
+        model_s = eqx.tree_at(
+            lambda m: (m.embed.weight, m.embed.bias, m.blocks, m.head.weight, m.head.bias),
+            model_s,
+            (
+                f64["patch_embed.proj.weight"].reshape(width, ci * patch * patch),
+                f64["patch_embed.proj.bias"],
+                tuple(blocks),
+                jnp.asarray(head.reshape(co * patch * patch, width), jnp.float64),
+                jnp.zeros(co * patch * patch, jnp.float64),
+            ),
+        )
+        x = self.rng.normal(size=(2, ci, *shape))
+        with torch.no_grad():
+            y_t = model_t(torch.from_numpy(x.astype(np.float32))).double().numpy()
+        y_s = np.asarray(jax.vmap(model_s)(jnp.asarray(x)))
+        self.rows.append(
+            dict(
+                case="physicsnemo AFNO vs spectrax AFNO"
+                + ("" if eps == 1e-6 else f", spectrax LayerNorm eps {eps}"),
+                spatial=list(shape),
+                patch_size=patch,
+                width=width,
+                depth=depth,
+                num_blocks=num_blocks,
+                channels=[ci, co],
+                spectrax_modes=[h // 2, w // 2 + 1],
+                max_rel_err=rel_err(y_s, y_t),
+            )
+        )
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -159,6 +282,7 @@ def main(argv=None):
     try:
         import physicsnemo
         import torch
+        from physicsnemo.models.afno import AFNO as TorchAFNO
         from physicsnemo.nn.module.afno_layers import AFNO2DLayer
     except ImportError as e:
         print(
@@ -166,7 +290,7 @@ def main(argv=None):
             f"({e}); install them in a separate environment (see this script's docstring)."
         )
         return 0
-    check = Check(torch, AFNO2DLayer, args.seed)
+    check = Check(torch, AFNO2DLayer, TorchAFNO, args.seed)
     # every mode kept (fraction 1, W <= H)
     check.case((16, 16), 1.0, (8, 9))
     check.case((24, 16), 1.0, (12, 9), factor=2)
@@ -194,10 +318,16 @@ def main(argv=None):
             "spectrax keeps the lowest |k_1| < 4, k_2 < 4"
         ),
     )
+    check.model((32, 32), 4)
+    check.model((32, 16), 2)
+    check.model((32, 32), 4, eps=1e-5)  # spectrax's default LayerNorm eps
 
     dev = jax.devices()[0]
     record = {
-        "check": "spectrax afno_mix / AFNOMixer vs physicsnemo AFNO2DLayer, same weights",
+        "check": (
+            "spectrax afno_mix vs physicsnemo AFNO2DLayer, and spectrax AFNO vs physicsnemo "
+            "AFNO, same weights"
+        ),
         "device": dev.device_kind,
         "platform": dev.platform,
         "jax": jax.__version__,
