@@ -127,7 +127,7 @@ class Check:
         self.rng = np.random.default_rng(seed)
         self.rows: list[dict] = []
 
-    def transforms(self, nlat: int, nlon: int, l_max: int, batch: int = 3):
+    def transforms(self, nlat: int, nlon: int, l_max: int, batch: int = 3, dtype=np.float64):
         torch, th = self.torch, self.th
         size = l_max + 1
         fwd = th.RealSHT(nlat, nlon, lmax=size, mmax=size, grid="legendre-gauss", csphase=False)
@@ -138,14 +138,15 @@ class Check:
         lats, _ = th.quadrature.precompute_latitudes(nlat, grid="legendre-gauss")
         c = self.rng.normal(size=(batch, size * size))
         f = synthesis(c, theta[:, None], phi[None, :])  # band-limited: sht(f) == c exactly
+        ctype = np.complex64 if dtype == np.float32 else np.complex128
         with torch.no_grad():
-            a_t = fwd(torch.from_numpy(f)).numpy()
-            f_t = inv(torch.from_numpy(to_torch(c))).numpy()
-        c_s = np.asarray(sht(jnp.asarray(f), l_max))
-        f_s = np.asarray(isht(jnp.asarray(c), nlat, nlon))
+            a_t = fwd(torch.from_numpy(f.astype(dtype))).numpy()
+            f_t = inv(torch.from_numpy(to_torch(c).astype(ctype))).numpy()
+        c_s = np.asarray(sht(jnp.asarray(f, dtype), l_max))
+        f_s = np.asarray(isht(jnp.asarray(c, dtype), nlat, nlon))
         self.rows.append(
             dict(
-                case="sht / isht (float64)",
+                case=f"sht / isht ({np.dtype(dtype).name})",
                 nlat=nlat,
                 nlon=nlon,
                 l_max=l_max,
@@ -246,6 +247,8 @@ def main(argv=None):
     check.transforms(16, 32, 15)
     check.transforms(32, 64, 20)  # l_max below the grid's limit
     check.transforms(48, 96, 47)
+    check.transforms(16, 32, 15, dtype=np.float32)
+    check.transforms(48, 96, 47, dtype=np.float32)
     check.conv((16, 32), (16, 32), 15)
     check.conv((16, 32), (16, 32), 9)
     check.conv((16, 32), (24, 48), 15)  # a finer output grid
@@ -261,7 +264,8 @@ def main(argv=None):
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "precision": (
-            "transforms float64 on both sides; SpectralConvS2 computes in float32 with complex64 "
+            "transforms float64 on both sides (and float32 on both sides in the float32 rows); "
+            "SpectralConvS2 computes in float32 with complex64 "
             "weights, so the convolution agrees to float32 rounding"
         ),
         "error": "max |spectrax - torch_harmonics| / max |torch_harmonics| over the batch",
