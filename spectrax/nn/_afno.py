@@ -144,14 +144,16 @@ class AFNOMixer(eqx.Module):
         num_spatial_dims: ``d``.
         channels: ``C``, split into ``num_blocks`` blocks of ``C // num_blocks`` channels.
         modes: kept modes per axis (mode truncation; FNO convention, both signs on all but the
-            last axis). The reference code's ``hard_thresholding_fraction=1`` (its default, and
-            FourCastNet's) keeps every mode: ``modes = (n_1 // 2, ..., n_d // 2 + 1)``. For
-            ``f < 1`` it keeps ``k = int(f * (n_1 // 2 + 1))`` frequencies on both axes, counted
-            from the first axis' size, and on the first axis the ``2 k`` around its Nyquist
-            frequency (rows ``t - k .. t + k - 1`` of the unshifted spectrum, ``t = n_1 // 2 +
-            1``), not the lowest; ``modes = (k, k)`` is the low-pass truncation
-            (``scripts/check_physicsnemo_afno.py`` records both against PhysicsNeMo's
-            ``AFNO2DLayer``).
+            last axis). The 2-d reference code's ``hard_thresholding_fraction`` ``f`` keeps
+            ``k = int(f * (n_1 // 2 + 1))`` frequencies on both axes, counted from the first
+            axis' size: at ``f = 1`` (its default, and FourCastNet's) that is every mode when
+            ``n_2 <= n_1``, here ``modes = (n_1 // 2, n_2 // 2 + 1)`` for an even ``n_1`` (on an
+            odd axis ``n = 2 M + 1``, ``modes <= M`` keeps ``-M..M-1``: frequency ``+M`` is out
+            of reach of this convention). For ``f < 1`` it keeps, on the first axis, the ``2 k``
+            around the Nyquist frequency (rows ``t - k .. t + k - 1`` of the unshifted spectrum,
+            ``t = n_1 // 2 + 1``), not the lowest; ``modes = (k, k)`` is the low-pass
+            truncation (``scripts/check_physicsnemo_afno.py`` records these against
+            PhysicsNeMo's ``AFNO2DLayer``).
         num_blocks: number of diagonal blocks (default 8; must divide ``C``).
         hidden_factor: hidden size of each block MLP relative to the block size (default 1):
             ``ceil(hidden_factor * block_size)`` channels.
