@@ -558,10 +558,6 @@ def fft_conv_pallas(
         k = jnp.broadcast_to(k, lead + (ksize,))
         j = 0
     nb, nr = math.prod(lead[:j]), math.prod(lead[j:])
-    k = k.reshape(nr, ksize)
-
-    def rows(x):
-        return jnp.broadcast_to(x, lead + (length,)).reshape(nb, nr, length)
 
     def default_blocks(plan):
         inner = plan.inner if isinstance(plan, OuterPlan) else plan
@@ -572,6 +568,21 @@ def fft_conv_pallas(
         return ker.block_sizes.get_default(inner)
 
     cfg = _Config(family, plan, ksize, default_blocks(plan), interpret, precision)
+    return _run(u, k, gates, cfg=cfg, path=path, chunk=chunk, lead=lead, split=(nb, nr))
+
+
+# One program per call: an eager call dispatches it once rather than op by op around the
+# kernels (the three-level path's outer steps and twiddles are dozens of ops); under an outer
+# jit it is inlined.
+@functools.partial(jax.jit, static_argnames=("cfg", "path", "chunk", "lead", "split"))
+def _run(u, k, gates, *, cfg: _Config, path: str, chunk, lead: tuple[int, ...], split):
+    nb, nr = split
+    plan, length = cfg.plan, u.shape[-1]
+    k = k.reshape(nr, cfg.ksize)
+
+    def rows(x):
+        return jnp.broadcast_to(x, lead + (length,)).reshape(nb, nr, length)
+
     if path == "chunked":  # short filter: overlap-save frames through the two-level kernel
         x = {n: to_tiles(_frames(rows(g), chunk), plan) for n, g in (("u", u), *gates.items())}
         y = _conv(x.pop("u"), k, x, cfg)
