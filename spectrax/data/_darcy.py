@@ -406,6 +406,20 @@ def _generate(key, num_samples, s_fine, stride, values, grf, tol, max_iter, batc
     return jax.lax.map(one, keys, batch_size=batch_size)
 
 
+def _check_coefficient(name: str, value) -> float:
+    """A coefficient value the float32 field ``a`` holds: finite, > 0, and between float32's
+    smallest normal number and its largest (1e300 was cast to inf, with a NumPy overflow
+    warning, and 1e-50 to 0, a singular solve)."""
+    value = check_positive_float(name, value)
+    info = np.finfo(np.float32)
+    if not float(info.tiny) <= value <= float(info.max):
+        raise ValueError(
+            f"`{name}`={value} does not fit the float32 coefficient field: expected "
+            f"{float(info.tiny):.3g} <= {name} <= {float(info.max):.3g} (the paper: 12 and 3)."
+        )
+    return value
+
+
 def darcy_dataset(
     key: PRNGKeyArray,
     num_samples: int,
@@ -440,7 +454,7 @@ def darcy_dataset(
         resolution: output nodes per side (boundary included), ``>= 3``.
         solver_resolution: internal nodes per side (default ``resolution``); ``solver_resolution
             - 1`` must be a multiple of ``resolution - 1``.
-        a_high, a_low: the two coefficient values.
+        a_high, a_low: the two coefficient values (finite, within float32's normal range).
         alpha, tau: covariance of ``g`` (only its sign matters, so no amplitude).
         tol: relative residual at which the solve stops (as in :func:`darcy_solve`),
             ``0 < tol < 1``.
@@ -468,8 +482,8 @@ def darcy_dataset(
             f"`resolution - 1`={resolution - 1} so that the output nodes are solver nodes "
             f"(e.g. resolution 85 from solver_resolution 421)."
         )
-    a_high = check_positive_float("a_high", a_high)
-    a_low = check_positive_float("a_low", a_low)
+    a_high = _check_coefficient("a_high", a_high)
+    a_low = _check_coefficient("a_low", a_low)
     tol = _check_tol(tol)
     max_iter = check_positive_int("max_iter", max_iter)
     batch_size = check_positive_int("batch_size", batch_size)

@@ -157,6 +157,10 @@ def test_dataset_properties(key):
         (dict(resolution=9, solver_resolution=20), "resolution - 1"),
         (dict(a_low=0.0), "a_low"),
         (dict(a_high=float("inf")), "`a_high` must be a finite number"),
+        # float32 coefficient field: 1e300 was cast to inf (a NumPy overflow warning) and
+        # 1e-50 to 0 (a singular solve)
+        (dict(a_low=1e300), r"`a_low`=1e\+300 does not fit the float32 coefficient"),
+        (dict(a_high=1e-50), r"`a_high`=1e-50 does not fit the float32 coefficient"),
         (dict(resolution=2), "resolution"),
         (dict(face_mean="geometric"), "face_mean"),
     ],

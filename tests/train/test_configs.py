@@ -123,15 +123,19 @@ def test_darcy_standardisation_options(tmp_path, monkeypatch, key):
 
 
 def test_darcy_contrast_the_solver_cannot_take_is_a_config_error(tmp_path, monkeypatch):
-    """`task.a_low=1e300` passes validation; the solver's breakdown at that contrast was a
-    RuntimeError (exit 5, "crashed") instead of a config error naming the key (exit 2)."""
+    """`task.a_low=1e30` passes validation; the solver's breakdown at that contrast was a
+    RuntimeError (exit 5, "crashed") instead of a config error naming the key (exit 2). A value
+    beyond float32 (the coefficient field's dtype), 1e300, is refused when the config loads (it
+    was cast to inf with a NumPy overflow warning)."""
     monkeypatch.setenv("SPECTRAX_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ConfigError, match=r"`task.a_low`"):
+        load_config("darcy_fno", ["task.a_low=1e300"], variant="smoke")
     config = load_config(
         "darcy_fno",
-        ["task.a_low=1e300", "task.num_train=8", "task.num_test=1", "loop.batch_size=8"],
+        ["task.a_low=1e30", "task.num_train=8", "task.num_test=1", "loop.batch_size=8"],
         variant="smoke",
     )
-    with pytest.raises(ConfigError, match=r"`task.a_low`=1e\+300 .*nearer 12"):
+    with pytest.raises(ConfigError, match=r"`task.a_low`=1e\+30 .*nearer 12"):
         train(config, workdir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
