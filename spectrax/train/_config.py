@@ -466,14 +466,23 @@ _SECTION_NAMES = frozenset(f.name for f in dataclasses.fields(Config))
 
 
 def resolve_config_path(name_or_path: str) -> Path:
-    """A config file from a path, or a bare name looked up in ``./configs`` and in the
-    ``configs/`` folder of the source checkout. A path (a ``.py`` name or one with a folder)
-    that does not exist is an error, never a bundled config of the same name."""
+    """A config file from a path, or a bare name looked up in ``./configs``, in the
+    ``configs/`` folder of the source checkout and in the installed package's
+    ``spectrax/configs/`` (a wheel holds them there). A path (a ``.py`` name or one with a
+    folder) that does not exist is an error, never a bundled config of the same name."""
     p = Path(name_or_path)
-    # once each: run from the checkout, ./configs is the checkout's configs/
+    here = Path(__file__).resolve()
+    # once each: run from the checkout, ./configs is the checkout's configs/. The installed
+    # spectrax/configs/ comes before the checkout's, which it is installed from: a checkout
+    # (editable install) has no spectrax/configs/, and beside an installed package
+    # (site-packages/configs) a configs/ folder would not be spectrax's
     roots = list(
         dict.fromkeys(
-            [(Path.cwd() / "configs").resolve(), Path(__file__).resolve().parents[2] / "configs"]
+            [
+                (Path.cwd() / "configs").resolve(),
+                here.parents[1] / "configs",
+                here.parents[2] / "configs",
+            ]
         )
     )
     if p.suffix == ".py" or len(p.parts) > 1:
@@ -493,9 +502,9 @@ def resolve_config_path(name_or_path: str) -> Path:
     hint = (
         ""
         if available
-        else " The configs ship in the repository's configs/ folder, not in a built package: "
-        "install from a clone with `pip install -e .`, run from a folder that holds configs/, "
-        "or pass the path of a config file."
+        else " The configs ship in the repository's configs/ folder and, installed, in "
+        "spectrax/configs/ (neither was found: an incomplete installation?): reinstall, run "
+        "from a folder that holds configs/, or pass the path of a config file."
     )
     if "." in stem and stem.split(".", 1)[0] in _SECTION_NAMES:
         # `spectrax train optim.learning_rate` (the value forgotten): read as the config name
