@@ -51,6 +51,11 @@ class BurgersFNO:
     projection_channels: int = dataclasses.field(default=64, metadata={"min": 1})
     # TFNO (Kossaifi et al., 2023): "dense", or a factorised spectral weight with `rank` the
     # fraction of the dense parameters it may use
+    # a GroupNorm on each Fourier block's spectral path (and channel MLP): neuraloperator's
+    # norm="group_norm" / "instance_norm"; "none" is the original FNO
+    norm: str = dataclasses.field(
+        default="none", metadata={"choices": ("none", "group", "instance")}
+    )
     factorization: str = dataclasses.field(
         default="dense", metadata={"choices": ("dense", "tucker", "cp", "tt")}
     )
@@ -88,6 +93,7 @@ class BurgersFNO:
                 self.modes,
                 self.num_layers,
                 projection_channels=self.projection_channels,
+                norm=None if self.norm == "none" else self.norm,
                 factorization=self.factorization,
                 rank=self.rank,
                 key=key,

@@ -102,6 +102,23 @@ CASES: dict[str, Case] = {
         (1, 8),
         nnx=False,
     ),
+    # GroupNorm, in both of a block's places
+    "FNONorm": Case(
+        lambda k: FNO(
+            1,
+            1,
+            1,
+            4,
+            3,
+            1,
+            projection_channels=8,
+            channel_mlp_expansion=0.5,
+            norm="instance",
+            key=k,
+        ),
+        (1, 8),
+        nnx=False,
+    ),
     # SFNOBlock, SphericalConv
     "SFNO": Case(lambda k: SFNO(1, 1, 4, 3, 1, projection_channels=8, key=k), (1, 4, 8), nnx=False),
     # SSMBlock, HyenaOperator, HyenaFilter

@@ -24,7 +24,7 @@ from spectrax._checks import (
     check_real_float,
     module_compute_dtype,
 )
-from spectrax.nn import ChannelMLP, PointwiseLinear, SpectralConv
+from spectrax.nn import ChannelMLP, GroupNorm, PointwiseLinear, SpectralConv
 from spectrax.nn._factorized import RankLike
 from spectrax.nn._pointwise import get_activation
 from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
@@ -86,13 +86,36 @@ def _as_padding(padding, d: int) -> tuple[float, ...]:
     return padding
 
 
+NORMS = (None, "group", "instance")
+
+
+def check_norm(norm) -> str | None:
+    """``norm`` as one of :data:`NORMS`, or a ValueError naming it."""
+    if norm is None or (isinstance(norm, str) and norm in NORMS):
+        return norm
+    raise ValueError(f"`norm` must be None, 'group' or 'instance'; got {norm!r}.")
+
+
+def block_norms(width: int, norm: str | None, with_mlp: bool, dtype) -> tuple[GroupNorm, ...]:
+    """The block's normalisations: none, or one :class:`~spectrax.nn.GroupNorm` (one group for
+    ``"group"``, ``width`` for ``"instance"``) on the spectral path and one more on the output
+    of a channel MLP."""
+    if check_norm(norm) is None:
+        return ()
+    groups = 1 if norm == "group" else width
+    return tuple(GroupNorm(groups, width, dtype=dtype) for _ in range(2 if with_mlp else 1))
+
+
 class FNOBlock(eqx.Module):
-    """One Fourier layer: ``y = SpectralConv(x) + W x`` (pointwise skip), then, if a channel MLP
-    is used, ``y = act(y); y = y + MLP(y)``. The activation after the block is the caller's."""
+    """One Fourier layer: ``y = N(SpectralConv(x)) + W x`` (pointwise skip), then, if a channel
+    MLP is used, ``y = N'(act(y) + MLP(act(y)))``; ``N``, ``N'`` are the identity unless ``norm``
+    (``"group"`` or ``"instance"``, :class:`~spectrax.nn.GroupNorm`; where neuraloperator's
+    ``norm`` acts). The activation after the block is the caller's."""
 
     conv: SpectralConv
     skip: PointwiseLinear
     mlp: ChannelMLP | None
+    norms: tuple[GroupNorm, ...]
     activation: Callable[[Array], Array] = eqx.field(static=True)
 
     def __init__(
@@ -108,6 +131,7 @@ class FNOBlock(eqx.Module):
         impl: str,
         dtype,
         key: PRNGKeyArray,
+        norm: str | None = None,
     ):
         # checked here: SpectralConv would name its own `in_channels`
         width = check_positive_int("width", width)
@@ -126,9 +150,10 @@ class FNOBlock(eqx.Module):
         self.skip = PointwiseLinear(width, width, use_bias=False, dtype=dtype, key=ks)
         self.activation = get_activation(activation)
         self.mlp = block_channel_mlp(width, channel_mlp_expansion, activation, dtype, km)
+        self.norms = block_norms(width, norm, self.mlp is not None, dtype)
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
-        return block_tail(self.conv(x), x, self.skip, self.mlp, self.activation)
+        return block_tail(self.conv(x), x, self.skip, self.mlp, self.activation, self.norms)
 
 
 def block_channel_mlp(
@@ -142,14 +167,20 @@ def block_channel_mlp(
     return ChannelMLP(width, hidden, width, activation=activation, dtype=dtype, key=key)
 
 
-def block_tail(spectral: Array, x: Array, skip, mlp, activation) -> Array:
-    """``y = spectral + skip(x)``, then with an MLP ``y = act(y); y + MLP(y)``. The spectral path
-    computes in float32 (XLA has no half-precision FFT); the block keeps its input's dtype (the
-    pointwise layers compute in their parameters' dtype, so each path is cast back to it)."""
-    y = spectral.astype(x.dtype) + skip(x).astype(x.dtype)
+def block_tail(spectral: Array, x: Array, skip, mlp, activation, norms=()) -> Array:
+    """``y = N(spectral) + skip(x)``, then with an MLP ``y = act(y); N'(y + MLP(y))``, with
+    ``N, N' = norms`` (none: identities). The spectral path computes in float32 (XLA has no
+    half-precision FFT); the block keeps its input's dtype (the pointwise layers compute in
+    their parameters' dtype, so each path is cast back to it)."""
+    spectral = spectral.astype(x.dtype)
+    if norms:
+        spectral = norms[0](spectral)
+    y = spectral + skip(x).astype(x.dtype)
     if mlp is not None:
         y = activation(y)
         y = y + mlp(y).astype(y.dtype)
+        if len(norms) > 1:
+            y = norms[1](y)
     return y
 
 
@@ -195,6 +226,10 @@ class FNO(eqx.Module):
         channel_mlp_expansion: if set, each block ends with a residual channel MLP of hidden size
             ``expansion * width`` (neuraloperator's "channel MLP"); default None, the original
             FNO (``0`` also means no MLP).
+        norm: normalise each block's spectral output, and a channel MLP's output, with a
+            :class:`~spectrax.nn.GroupNorm`: ``"group"`` over channels and space (one group,
+            neuraloperator's ``"group_norm"``), ``"instance"`` per channel over space
+            (``"instance_norm"``), or None (default, the original FNO).
         factorization: ``"dense"``, ``"tucker"``, ``"cp"`` or ``"tt"`` (tensor train) spectral
             weights (TFNO).
         rank: rank for factorised weights (int, or fraction of dense parameters, with a floor
@@ -233,6 +268,7 @@ class FNO(eqx.Module):
         grid_endpoint: bool = False,
         padding: float | Sequence[float] = 0.0,
         channel_mlp_expansion: float | None = None,
+        norm: str | None = None,
         factorization: str = "dense",
         rank: RankLike = 0.1,
         impl: str = "auto",
@@ -250,6 +286,7 @@ class FNO(eqx.Module):
         self.positional_grid = check_bool("positional_grid", positional_grid)
         self.grid_endpoint = check_bool("grid_endpoint", grid_endpoint)
         self.padding = _as_padding(padding, d)
+        norm = check_norm(norm)
         keys = jax.random.split(key, num_layers + 2)
         lift_in = in_channels + (d if positional_grid else 0)
         self.lifting = PointwiseLinear(lift_in, width, dtype=dtype, key=keys[0])
@@ -265,6 +302,7 @@ class FNO(eqx.Module):
                 impl=impl,
                 dtype=dtype,
                 key=k,
+                norm=norm,
             )
             for k in keys[1:-1]
         )

@@ -30,6 +30,7 @@ from spectrax.nn._pointwise import (
     ACTIVATIONS,
     ChannelLayerNorm,
     ChannelMLP,
+    GroupNorm,
     PointwiseLinear,
     pointwise_linear,
 )
@@ -59,6 +60,7 @@ __all__: list[str] = [
     "ChannelLayerNorm",
     "ChannelMLP",
     "DenseWeight",
+    "GroupNorm",
     "EqxBuffer",
     "EqxToNNX",
     "NNXToEqx",

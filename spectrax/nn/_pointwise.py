@@ -237,3 +237,57 @@ class ChannelLayerNorm(eqx.Module):
         return y * self.scale.reshape(shape).astype(x.dtype) + self.shift.reshape(shape).astype(
             x.dtype
         )
+
+
+class GroupNorm(eqx.Module):
+    """Group norm on fields ``(C, *spatial)``: the channels split into ``groups`` groups of
+    ``C / groups``, each normalised to zero mean and unit variance over its channels and every
+    grid point, then a per-channel scale and shift (Wu & He, 2018, "Group Normalization").
+
+    ``groups=1`` normalises the whole field (neuraloperator's ``"group_norm"``, PyTorch's
+    ``GroupNorm(1, C)``); ``groups=C`` each channel over the grid, an instance norm. Means
+    over the grid are those of the function for a band-limited field on a fine enough grid, so
+    the layer maps the same function to the same function on any such grid.
+
+    Args:
+        groups: number of groups, dividing ``channels``.
+        channels: ``C``.
+        eps: added to the variance, a finite number ``> 0`` (default 1e-5).
+        dtype: parameter dtype (float32).
+
+    Returns the input's dtype; half precision is normalised in float32 and rounded once, a
+    float64 input in float64.
+    """
+
+    scale: Float[Array, " C"]
+    shift: Float[Array, " C"]
+    groups: int = eqx.field(static=True)
+    eps: float = eqx.field(static=True)
+
+    def __init__(self, groups: int, channels: int, *, eps: float = 1e-5, dtype=jnp.float32):
+        groups = check_positive_int("groups", groups)
+        channels = check_positive_int("channels", channels)
+        if channels % groups:
+            raise ValueError(
+                f"`groups`={groups} must divide `channels`={channels} (1 for one group over all "
+                f"channels, {channels} for an instance norm)."
+            )
+        self.groups = groups
+        self.eps = check_positive_float("eps", eps)
+        dtype = check_float_dtype("dtype", dtype)
+        self.scale = jnp.ones((channels,), dtype)
+        self.shift = jnp.zeros((channels,), dtype)
+
+    def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
+        check_real_float("x", x)
+        channels = self.scale.shape[0]
+        if x.ndim < 1 or x.shape[0] != channels:
+            raise ValueError(f"`x` must have {channels} channels on axis 0; got x.shape={x.shape}.")
+        work = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
+        h = x.astype(work).reshape(self.groups, -1)
+        mean = jnp.mean(h, axis=1, keepdims=True)
+        var = jnp.mean(jnp.square(h - mean), axis=1, keepdims=True)
+        y = ((h - mean) * jax.lax.rsqrt(var + jnp.asarray(self.eps, work))).reshape(x.shape)
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        y = y * self.scale.reshape(shape).astype(work) + self.shift.reshape(shape).astype(work)
+        return y.astype(x.dtype)

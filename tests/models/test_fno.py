@@ -32,6 +32,59 @@ def test_one_layer_fno_is_resolution_invariant(x64, key):
     assert_close(f(a64)[:, ::2, ::2], f(a), jnp.float64)
 
 
+@pytest.mark.parametrize("norm", ["group", "instance"])
+def test_normalised_fno_matches_numpy_and_stays_grid_free(x64, key, norm):
+    """``norm`` normalises each block's spectral output (neuraloperator's ``norm="group_norm"``
+    / ``"instance_norm"``) and, with a channel MLP, the block's residual MLP output: against
+    NumPy, and (means and variances over the grid being exact for band-limited fields) the
+    one-block model stays resolution invariant."""
+    model = FNO(
+        1,
+        1,
+        2,
+        4,
+        3,
+        2,
+        positional_grid=False,
+        norm=norm,
+        channel_mlp_expansion=0.5,
+        activation="identity",
+        dtype=jnp.float64,
+        key=key,
+    )
+    t = np.arange(32) / 32
+    x = np.stack([np.sin(2 * np.pi * t) + 0.3 * np.cos(4 * np.pi * t) + 0.2])
+    groups = 1 if norm == "group" else 4
+
+    def gn(h, layer):
+        g = h.reshape(groups, -1)
+        g = (g - g.mean(1, keepdims=True)) / np.sqrt(g.var(1, keepdims=True) + 1e-5)
+        return (
+            g.reshape(h.shape) * np.asarray(layer.scale)[:, None] + np.asarray(layer.shift)[:, None]
+        )
+
+    def lin(layer, h):
+        bias = 0.0 if layer.bias is None else np.asarray(layer.bias)[:, None]
+        return np.asarray(layer.weight) @ h + bias
+
+    h = lin(model.lifting, x)
+    for block in model.blocks:
+        w = np.asarray(block.conv.weight.complex())
+        hh = np.fft.rfft(h, norm="forward")[:, :3]
+        spec = np.fft.irfft(np.einsum("oik,ik->ok", w, hh), n=32, norm="forward")
+        y = gn(spec, block.norms[0]) + lin(block.skip, h)
+        y = y + lin(block.mlp.fc2, lin(block.mlp.fc1, y))
+        h = gn(y, block.norms[1])
+    ref = lin(model.projection.fc2, lin(model.projection.fc1, h))
+    f = eqx.filter_jit(model)
+    assert_close(f(jnp.asarray(x)), ref, rtol=1e-11)
+    one = FNO(1, 1, 2, 4, 3, 1, positional_grid=False, norm=norm, dtype=jnp.float64, key=key)
+    fine = np.stack([np.sin(2 * np.pi * np.arange(64) / 64)])
+    assert_close(
+        eqx.filter_jit(one)(jnp.asarray(fine))[:, ::2], one(jnp.asarray(fine[:, ::2])), rtol=1e-11
+    )
+
+
 def test_grid_channels_make_the_resolution_change_first_order(x64, key):
     """What the docstring says of super-resolution with the grid channels: the sawtooth
     coordinate is not band-limited, so even a linear FNO's output moves between resolutions,
@@ -237,6 +290,10 @@ def test_errors(key, library_errors):
         _abstract(1, 2, 1, 8, 4.0, key=key)
     with pytest.raises(ValueError, match="`projection_channels` must be an integer >= 1; got 0"):
         _abstract(1, 2, 1, 8, 4, projection_channels=0, key=key)
+    with pytest.raises(
+        ValueError, match=r"`norm` must be None, 'group' or 'instance'; got 'batch'"
+    ):
+        _abstract(1, 2, 1, 8, 4, norm="batch", key=key)
 
 
 def test_half_precision_parameters_run(key):

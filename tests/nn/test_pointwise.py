@@ -2,13 +2,20 @@
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from spectrax._random import uniform
-from spectrax.nn import ChannelLayerNorm, ChannelMLP, PointwiseLinear, pointwise_linear
+from spectrax.nn import (
+    ChannelLayerNorm,
+    ChannelMLP,
+    GroupNorm,
+    PointwiseLinear,
+    pointwise_linear,
+)
 from tests.helpers import assert_close, count_compiles
 
 _W, _B = jnp.ones((3, 2)), jnp.ones(3)
@@ -125,3 +132,73 @@ def test_channel_mlp_is_drawn_in_one_program_with_the_eager_bits():
             layer.weight, uniform(wkey, (c_out, c_in), jnp.float32, -lim, lim)
         )
         np.testing.assert_array_equal(layer.bias, uniform(bkey, (c_out,), jnp.float32, -lim, lim))
+
+
+@pytest.mark.parametrize("groups", [1, 2, 6])
+def test_group_norm_matches_a_float64_numpy_reference(x64, groups):
+    """Each group of C / G channels is normalised over its channels and every grid point
+    (G = 1: a layer norm over channels and space; G = C: an instance norm), then scaled and
+    shifted per channel."""
+    rng = np.random.default_rng(groups)
+    x = rng.normal(size=(6, 5, 4)) * 3.0 + 1.0
+    scale, shift = rng.normal(size=6), rng.normal(size=6)
+    norm = eqx.tree_at(
+        lambda m: (m.scale, m.shift),
+        GroupNorm(groups, 6, dtype=jnp.float64),
+        (jnp.asarray(scale), jnp.asarray(shift)),
+    )
+    g = x.reshape(groups, -1)
+    ref = ((g - g.mean(1, keepdims=True)) / np.sqrt(g.var(1, keepdims=True) + 1e-5)).reshape(
+        x.shape
+    )
+    ref = ref * scale[:, None, None] + shift[:, None, None]
+    y = norm(jnp.asarray(x))
+    assert y.dtype == jnp.float64
+    assert_close(y, ref, rtol=1e-12)
+
+
+def test_group_norm_is_grid_free_on_band_limited_fields(x64):
+    """Mean and variance over the grid are those of the function for a band-limited field on a
+    fine enough grid, so the norm maps the same function to the same function on any grid."""
+    norm = GroupNorm(2, 4, dtype=jnp.float64)
+
+    def field(n):
+        t = np.arange(n) / n
+        rows = [np.cos(2 * np.pi * k * t) + 0.5 * k for k in range(1, 5)]
+        return jnp.asarray(np.stack(rows))
+
+    assert_close(norm(field(32))[:, ::2], norm(field(16)), rtol=1e-12)
+
+
+def test_group_norm_dtypes():
+    """The input's dtype out (a residual-stream layer); half precision is normalised in float32
+    and rounded once."""
+    x = jax.random.normal(jax.random.key(0), (4, 16)) * 5.0 + 3.0
+    norm = GroupNorm(1, 4)
+    y16 = norm(x.astype(jnp.bfloat16))
+    assert y16.dtype == jnp.bfloat16
+    assert_close(y16, norm(x.astype(jnp.bfloat16).astype(jnp.float32)), jnp.bfloat16)
+    assert GroupNorm(1, 4, dtype=jnp.bfloat16)(x).dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, match",
+    [
+        ((4, 6), {}, ValueError, r"`groups`=4 must divide `channels`=6"),
+        ((0, 6), {}, ValueError, r"`groups` must be an integer >= 1; got 0"),
+        ((1, 0), {}, ValueError, r"`channels` must be an integer >= 1; got 0"),
+        ((1, 6), {"eps": 0.0}, ValueError, r"`eps` must be a finite number > 0"),
+        ((1, 6), {"dtype": jnp.int32}, TypeError, r"`dtype` must be a real floating-point"),
+    ],
+)
+def test_group_norm_constructor_errors(args, kwargs, error, match, library_errors):
+    with pytest.raises(error, match=match):
+        GroupNorm(*args, **kwargs)
+
+
+def test_group_norm_call_errors(library_errors):
+    norm = GroupNorm(2, 4)
+    with pytest.raises(ValueError, match=r"`x` must have 4 channels on axis 0.*\(2, 5\)"):
+        norm(jnp.ones((2, 5)))
+    with pytest.raises(TypeError, match=r"`x` must be a real floating-point array.*complex64"):
+        norm(jnp.ones((4, 5), jnp.complex64))

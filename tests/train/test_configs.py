@@ -185,7 +185,9 @@ def test_recall_config_with_hyena_layers_learns(tmp_path):
     "path", [p for p in CONFIGS if p.stem.endswith("_fno")], ids=lambda p: p.stem
 )
 def test_fno_configs_take_a_factorised_spectral_weight(path, tmp_path, monkeypatch, key):
-    """`task.factorization` / `task.rank` reach the FNO (TFNO weights from the command line)."""
+    """`task.factorization` / `task.rank` reach the FNO (TFNO weights from the command line), and
+    `task.norm` its blocks."""
+    from spectrax.models import FNOBlock
     from spectrax.nn import DenseWeight, SpectralConv, TTWeight, TuckerWeight
 
     monkeypatch.setenv("SPECTRAX_CACHE", str(tmp_path / "cache"))
@@ -206,6 +208,17 @@ def test_fno_configs_take_a_factorised_spectral_weight(path, tmp_path, monkeypat
         return [c.weight for c in convs]
 
     assert all(isinstance(w, DenseWeight) for w in weights([]))
+    with pytest.raises(ConfigError, match="`task.norm`"):
+        load_config(str(path), ["task.norm=batch"], variant="smoke")
+    task = load_config(str(path), ["task.norm=instance"], variant="smoke").task.build()
+    blocks = [
+        m
+        for m in jax.tree.leaves(
+            eqx.filter_eval_shape(task.init_model, key), is_leaf=lambda m: isinstance(m, FNOBlock)
+        )
+        if isinstance(m, FNOBlock)
+    ]
+    assert blocks and all(b.norms and b.norms[0].groups == b.skip.weight.shape[0] for b in blocks)
     dense = sum(w.num_params for w in weights([]))
     for name, cls in (("tucker", TuckerWeight), ("tt", TTWeight)):
         got = weights([f"task.factorization={name}", "task.rank=0.3"])
