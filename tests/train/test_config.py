@@ -177,13 +177,18 @@ def test_unknown_config_and_variant(library_errors, monkeypatch):
 
 
 def test_no_configs_folder_says_where_configs_live(tmp_path, monkeypatch, library_errors):
-    """A built (non-editable) install has no configs/ beside the package: the error says so."""
+    """An installation without spectrax/configs/ (a wheel holds them there), run from a folder
+    without configs/: the error says where configs live; with the folder, they are found."""
     import spectrax.train._config as config_module
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(config_module, "__file__", str(tmp_path / "site" / "spectrax" / "x.py"))
-    with pytest.raises(ConfigError, match=r"available: none\. .*pip install -e \."):
+    module = tmp_path / "site" / "spectrax" / "train" / "_config.py"
+    monkeypatch.setattr(config_module, "__file__", str(module))
+    with pytest.raises(ConfigError, match=r"available: none\. .*installed, in spectrax/configs/"):
         load_config("burgers_fno")
+    (tmp_path / "site" / "spectrax" / "configs").mkdir(parents=True)
+    (tmp_path / "site" / "spectrax" / "configs" / "toy.py").write_text(Path(TOY).read_text())
+    assert load_config("toy").name == load_config(TOY).name
 
 
 @pytest.mark.parametrize("bad", ["../escaped", "a/b", "", ".hidden", "with space"])
