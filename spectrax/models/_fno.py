@@ -212,6 +212,10 @@ class FNO(eqx.Module):
         modes: kept modes per axis, int or ``d`` ints (paper: 16 for 1d, 12 for 2d/3d).
         num_layers: number of Fourier layers ``L`` (default 4).
         projection_channels: hidden channels of the projection MLP (default 128).
+        lifting_channels: None (default): the lifting is one pointwise linear map (Li et al.'s
+            ``fc0``); an int: a two-layer channel MLP ``C_in (+ d) -> lifting_channels ->
+            width`` with the model's activation (neuraloperator's lifting, whose hidden size is
+            ``lifting_channel_ratio * width``).
         activation: name in ``spectrax.nn.ACTIVATIONS`` or a callable (default ``"gelu"``,
             JAX's tanh approximation; ``"gelu_exact"``: the erf form, PyTorch's and neuralop's).
         positional_grid: append the grid coordinates as ``d`` input channels (default True).
@@ -241,7 +245,7 @@ class FNO(eqx.Module):
         key: PRNG key (keyword-only).
     """
 
-    lifting: PointwiseLinear
+    lifting: PointwiseLinear | ChannelMLP
     blocks: tuple[FNOBlock, ...]
     projection: ChannelMLP
     num_spatial_dims: int = eqx.field(static=True)
@@ -263,6 +267,7 @@ class FNO(eqx.Module):
         num_layers: int = 4,
         *,
         projection_channels: int = 128,
+        lifting_channels: int | None = None,
         activation: str | Callable[[Array], Array] = "gelu",
         positional_grid: bool = True,
         grid_endpoint: bool = False,
@@ -289,7 +294,13 @@ class FNO(eqx.Module):
         norm = check_norm(norm)
         keys = jax.random.split(key, num_layers + 2)
         lift_in = in_channels + (d if positional_grid else 0)
-        self.lifting = PointwiseLinear(lift_in, width, dtype=dtype, key=keys[0])
+        if lifting_channels is None:
+            self.lifting = PointwiseLinear(lift_in, width, dtype=dtype, key=keys[0])
+        else:
+            lifting_channels = check_positive_int("lifting_channels", lifting_channels)
+            self.lifting = ChannelMLP(
+                lift_in, lifting_channels, width, activation=activation, dtype=dtype, key=keys[0]
+            )
         self.blocks = tuple(
             FNOBlock(
                 d,
@@ -322,7 +333,7 @@ class FNO(eqx.Module):
         check_field("x", x, self.in_channels, self.num_spatial_dims)
         spatial = x.shape[1:]
         # the parameters' dtype; float64 input computes (and returns) float64
-        dtype = module_compute_dtype(x.dtype, self.lifting.weight.dtype)
+        dtype = module_compute_dtype(x.dtype, self.projection.fc1.weight.dtype)
         x = x.astype(dtype)
         if self.positional_grid:
             grid = grid_channels(spatial, endpoint=self.grid_endpoint, dtype=dtype)

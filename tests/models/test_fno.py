@@ -113,8 +113,14 @@ def _np_fno_2d(model, x):
     n1, n2 = x.shape[1:]
     g1, g2 = np.meshgrid(np.arange(n1) / n1, np.arange(n2) / n2, indexing="ij")
     h = np.concatenate([x, g1[None], g2[None]])
-    h = np.einsum("oi,ixy->oxy", f64(model.lifting.weight), h)
-    h = h + f64(model.lifting.bias)[:, None, None]
+
+    def linear(layer, h):
+        return np.einsum("oi,ixy->oxy", f64(layer.weight), h) + f64(layer.bias)[:, None, None]
+
+    if hasattr(model.lifting, "fc1"):  # a lifting MLP (lifting_channels)
+        h = linear(model.lifting.fc2, _np_gelu(linear(model.lifting.fc1, h)))
+    else:
+        h = linear(model.lifting, h)
     p1, p2 = (round(p * n) for p, n in zip(model.padding, (n1, n2), strict=True))
     h = np.pad(h, ((0, 0), (0, p1), (0, p2)))
     m1, m2 = model.modes
@@ -134,11 +140,14 @@ def _np_fno_2d(model, x):
     return np.einsum("oi,ixy->oxy", f64(fc2.weight), h) + f64(fc2.bias)[:, None, None]
 
 
-@pytest.mark.parametrize("param_dtype", [jnp.float64, jnp.float32])
-def test_padded_fno_matches_a_float64_numpy_reference(x64, key, param_dtype):
+@pytest.mark.parametrize(
+    "param_dtype, lifting_channels", [(jnp.float64, None), (jnp.float32, None), (jnp.float64, 5)]
+)
+def test_padded_fno_matches_a_float64_numpy_reference(x64, key, param_dtype, lifting_channels):
     """Values, not shapes: padding side, crop, skip path, activations and the kept frequencies
     against an independent NumPy FNO. float32 parameters with a float64 input compute in float64
-    (the parameters are widened, the input is not narrowed)."""
+    (the parameters are widened, the input is not narrowed). ``lifting_channels``: the lifting
+    is a two-layer channel MLP (neuraloperator's)."""
     model = FNO(
         2,
         2,
@@ -148,9 +157,12 @@ def test_padded_fno_matches_a_float64_numpy_reference(x64, key, param_dtype):
         3,
         projection_channels=8,
         padding=(0.25, 0.5),
+        lifting_channels=lifting_channels,
         dtype=param_dtype,
         key=key,
     )
+    if lifting_channels is not None:  # the MLP, not the paper's one linear map
+        assert model.lifting.fc1.weight.shape == (lifting_channels, 2 + 2)
     x = np.random.default_rng(1).normal(size=(2, 12, 10))
     y = eqx.filter_jit(model)(jnp.asarray(x))
     assert y.dtype == jnp.float64
@@ -290,6 +302,8 @@ def test_errors(key, library_errors):
         _abstract(1, 2, 1, 8, 4.0, key=key)
     with pytest.raises(ValueError, match="`projection_channels` must be an integer >= 1; got 0"):
         _abstract(1, 2, 1, 8, 4, projection_channels=0, key=key)
+    with pytest.raises(ValueError, match="`lifting_channels` must be an integer >= 1; got 0"):
+        _abstract(1, 2, 1, 8, 4, lifting_channels=0, key=key)
     with pytest.raises(
         ValueError, match=r"`norm` must be None, 'group' or 'instance'; got 'batch'"
     ):
