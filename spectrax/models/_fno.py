@@ -24,7 +24,7 @@ from spectrax._checks import (
     check_real_float,
     module_compute_dtype,
 )
-from spectrax.nn import ChannelMLP, GroupNorm, PointwiseLinear, SpectralConv
+from spectrax.nn import ChannelMLP, GroupNorm, PointwiseLinear, SoftGating, SpectralConv
 from spectrax.nn._factorized import RankLike
 from spectrax.nn._pointwise import get_activation
 from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
@@ -106,14 +106,29 @@ def block_norms(width: int, norm: str | None, with_mlp: bool, dtype) -> tuple[Gr
     return tuple(GroupNorm(groups, width, dtype=dtype) for _ in range(2 if with_mlp else 1))
 
 
+SKIPS = ("linear", "soft_gating", "identity")
+
+
+def block_skip(width: int, skip: str, dtype, key) -> PointwiseLinear | SoftGating | None:
+    """The block's skip path: ``"linear"`` a pointwise linear map (the paper's ``W``),
+    ``"soft_gating"`` a per-channel scale (:class:`~spectrax.nn.SoftGating`), ``"identity"``
+    none (None: ``x`` itself)."""
+    if not (isinstance(skip, str) and skip in SKIPS):
+        raise ValueError(f"`skip` must be 'linear', 'soft_gating' or 'identity'; got {skip!r}.")
+    if skip == "linear":
+        return PointwiseLinear(width, width, use_bias=False, dtype=dtype, key=key)
+    return SoftGating(width, dtype=dtype) if skip == "soft_gating" else None
+
+
 class FNOBlock(eqx.Module):
-    """One Fourier layer: ``y = N(SpectralConv(x)) + W x`` (pointwise skip), then, if a channel
-    MLP is used, ``y = N'(act(y) + MLP(act(y)))``; ``N``, ``N'`` are the identity unless ``norm``
-    (``"group"`` or ``"instance"``, :class:`~spectrax.nn.GroupNorm`; where neuraloperator's
-    ``norm`` acts). The activation after the block is the caller's."""
+    """One Fourier layer: ``y = N(SpectralConv(x)) + S(x)``, then, if a channel MLP is used,
+    ``y = N'(act(y) + MLP(act(y)))``. ``S`` is the skip path: ``W x`` (pointwise linear, the
+    paper's), a per-channel scale or ``x`` (``skip``); ``N``, ``N'`` are the identity unless
+    ``norm`` (``"group"`` or ``"instance"``, :class:`~spectrax.nn.GroupNorm`; where
+    neuraloperator's ``norm`` acts). The activation after the block is the caller's."""
 
     conv: SpectralConv
-    skip: PointwiseLinear
+    skip: PointwiseLinear | SoftGating | None
     mlp: ChannelMLP | None
     norms: tuple[GroupNorm, ...]
     activation: Callable[[Array], Array] = eqx.field(static=True)
@@ -132,6 +147,7 @@ class FNOBlock(eqx.Module):
         dtype,
         key: PRNGKeyArray,
         norm: str | None = None,
+        skip: str = "linear",
     ):
         # checked here: SpectralConv would name its own `in_channels`
         width = check_positive_int("width", width)
@@ -147,7 +163,7 @@ class FNOBlock(eqx.Module):
             dtype=dtype,
             key=kc,
         )
-        self.skip = PointwiseLinear(width, width, use_bias=False, dtype=dtype, key=ks)
+        self.skip = block_skip(width, skip, dtype, ks)
         self.activation = get_activation(activation)
         self.mlp = block_channel_mlp(width, channel_mlp_expansion, activation, dtype, km)
         self.norms = block_norms(width, norm, self.mlp is not None, dtype)
@@ -168,14 +184,14 @@ def block_channel_mlp(
 
 
 def block_tail(spectral: Array, x: Array, skip, mlp, activation, norms=()) -> Array:
-    """``y = N(spectral) + skip(x)``, then with an MLP ``y = act(y); N'(y + MLP(y))``, with
-    ``N, N' = norms`` (none: identities). The spectral path computes in float32 (XLA has no
-    half-precision FFT); the block keeps its input's dtype (the pointwise layers compute in
-    their parameters' dtype, so each path is cast back to it)."""
+    """``y = N(spectral) + skip(x)`` (``skip`` None: ``x``), then with an MLP ``y = act(y);
+    N'(y + MLP(y))``, with ``N, N' = norms`` (none: identities). The spectral path computes in
+    float32 (XLA has no half-precision FFT); the block keeps its input's dtype (the pointwise
+    layers compute in their parameters' dtype, so each path is cast back to it)."""
     spectral = spectral.astype(x.dtype)
     if norms:
         spectral = norms[0](spectral)
-    y = spectral + skip(x).astype(x.dtype)
+    y = spectral + (x if skip is None else skip(x).astype(x.dtype))
     if mlp is not None:
         y = activation(y)
         y = y + mlp(y).astype(y.dtype)
@@ -230,6 +246,9 @@ class FNO(eqx.Module):
         channel_mlp_expansion: if set, each block ends with a residual channel MLP of hidden size
             ``expansion * width`` (neuraloperator's "channel MLP"); default None, the original
             FNO (``0`` also means no MLP).
+        skip: each block's skip path: ``"linear"`` (default, the paper's pointwise ``W x``),
+            ``"soft_gating"`` (a per-channel scale, :class:`~spectrax.nn.SoftGating`) or
+            ``"identity"`` (``x``); neuraloperator's ``fno_skip``.
         norm: normalise each block's spectral output, and a channel MLP's output, with a
             :class:`~spectrax.nn.GroupNorm`: ``"group"`` over channels and space (one group,
             neuraloperator's ``"group_norm"``), ``"instance"`` per channel over space
@@ -274,6 +293,7 @@ class FNO(eqx.Module):
         padding: float | Sequence[float] = 0.0,
         channel_mlp_expansion: float | None = None,
         norm: str | None = None,
+        skip: str = "linear",
         factorization: str = "dense",
         rank: RankLike = 0.1,
         impl: str = "auto",
@@ -314,6 +334,7 @@ class FNO(eqx.Module):
                 dtype=dtype,
                 key=k,
                 norm=norm,
+                skip=skip,
             )
             for k in keys[1:-1]
         )

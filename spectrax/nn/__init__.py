@@ -32,6 +32,7 @@ from spectrax.nn._pointwise import (
     ChannelMLP,
     GroupNorm,
     PointwiseLinear,
+    SoftGating,
     pointwise_linear,
 )
 from spectrax.nn._rope import RoPE, apply_rope, rope_frequencies
@@ -65,6 +66,7 @@ __all__: list[str] = [
     "EqxToNNX",
     "NNXToEqx",
     "PointwiseLinear",
+    "SoftGating",
     "SpectralConv",
     "TTWeight",
     "TuckerWeight",

@@ -156,6 +156,35 @@ class PointwiseLinear(eqx.Module):
         return pointwise_linear(x, self.weight, self.bias)
 
 
+class SoftGating(eqx.Module):
+    """A per-channel scale, ``y[c] = w[c] x[c]`` at every grid point (``w`` starts at 1): the
+    cheapest skip connection of an operator block (neuraloperator's ``"soft-gating"`` skip,
+    Kossaifi et al., 2023, "Multi-Grid Tensorized Fourier Neural Operator for High-Resolution
+    PDEs").
+
+    Args:
+        channels: ``C``.
+        dtype: parameter dtype (float32).
+
+    Computed in and returned as the parameters' dtype (float64 for a float64 input), like
+    :class:`PointwiseLinear`.
+    """
+
+    weight: Float[Array, " C"]
+
+    def __init__(self, channels: int, *, dtype=jnp.float32):
+        channels = check_positive_int("channels", channels)
+        self.weight = jnp.ones((channels,), check_float_dtype("dtype", dtype))
+
+    def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
+        check_real_float("x", x)
+        channels = self.weight.shape[0]
+        if x.ndim < 1 or x.shape[0] != channels:
+            raise ValueError(f"`x` must have {channels} channels on axis 0; got x.shape={x.shape}.")
+        dtype = module_compute_dtype(x.dtype, self.weight.dtype)
+        return x.astype(dtype) * self.weight.astype(dtype).reshape((-1,) + (1,) * (x.ndim - 1))
+
+
 class ChannelMLP(eqx.Module):
     """Two pointwise linear maps with an activation between: ``C_in -> hidden -> C_out``."""
 

@@ -85,6 +85,28 @@ def test_normalised_fno_matches_numpy_and_stays_grid_free(x64, key, norm):
     )
 
 
+def test_block_skip_paths(x64, key):
+    """``skip``: the paper's pointwise ``W x``, a per-channel scale (neuraloperator's soft
+    gating) or ``x`` itself, added to the spectral path."""
+    x = jax.random.normal(key, (4, 16), jnp.float64)
+    kwargs = dict(channel_mlp_expansion=None, activation="gelu", factorization="dense", rank=0.1)
+    kwargs |= dict(impl="auto", dtype=jnp.float64, key=key)
+    for skip in ("linear", "soft_gating", "identity"):
+        block = FNOBlock(1, 4, (3,), skip=skip, **kwargs)
+        diff = block(x) - block.conv(x)
+        if skip == "linear":
+            assert_close(diff, block.skip.weight @ x, rtol=1e-13)
+        elif skip == "soft_gating":
+            gate = jnp.asarray([0.5, -1.0, 2.0, 3.0], jnp.float64)
+            block = eqx.tree_at(lambda b: b.skip.weight, block, gate)
+            assert_close(block(x) - block.conv(x), gate[:, None] * x, rtol=1e-13)
+        else:
+            assert block.skip is None
+            assert_close(diff, x, rtol=1e-13)
+    model = FNO(1, 1, 1, 4, 3, 2, skip="soft_gating", key=key)
+    assert all(b.skip.weight.shape == (4,) for b in model.blocks)
+
+
 def test_grid_channels_make_the_resolution_change_first_order(x64, key):
     """What the docstring says of super-resolution with the grid channels: the sawtooth
     coordinate is not band-limited, so even a linear FNO's output moves between resolutions,
@@ -304,6 +326,8 @@ def test_errors(key, library_errors):
         _abstract(1, 2, 1, 8, 4, projection_channels=0, key=key)
     with pytest.raises(ValueError, match="`lifting_channels` must be an integer >= 1; got 0"):
         _abstract(1, 2, 1, 8, 4, lifting_channels=0, key=key)
+    with pytest.raises(ValueError, match=r"`skip` must be 'linear', 'soft_gating' or 'identity'"):
+        _abstract(1, 2, 1, 8, 4, skip="soft-gating", key=key)
     with pytest.raises(
         ValueError, match=r"`norm` must be None, 'group' or 'instance'; got 'batch'"
     ):

@@ -14,6 +14,7 @@ from spectrax.nn import (
     ChannelMLP,
     GroupNorm,
     PointwiseLinear,
+    SoftGating,
     pointwise_linear,
 )
 from tests.helpers import assert_close, count_compiles
@@ -202,3 +203,17 @@ def test_group_norm_call_errors(library_errors):
         norm(jnp.ones((2, 5)))
     with pytest.raises(TypeError, match=r"`x` must be a real floating-point array.*complex64"):
         norm(jnp.ones((4, 5), jnp.complex64))
+
+
+def test_soft_gating(library_errors):
+    """A per-channel scale starting at 1, in the parameters' dtype (float64 for float64 input)."""
+    x = jax.random.normal(jax.random.key(0), (3, 5))
+    gate = SoftGating(3)
+    assert_close(gate(x), x, jnp.float32)
+    gate = eqx.tree_at(lambda g: g.weight, gate, jnp.asarray([2.0, -1.0, 0.5]))
+    assert_close(gate(x), jnp.asarray([2.0, -1.0, 0.5])[:, None] * x, jnp.float32)
+    assert SoftGating(3, dtype=jnp.bfloat16)(x).dtype == jnp.bfloat16
+    with pytest.raises(ValueError, match=r"`x` must have 3 channels on axis 0.*\(2, 5\)"):
+        gate(jnp.ones((2, 5)))
+    with pytest.raises(ValueError, match=r"`channels` must be an integer >= 1; got 0"):
+        SoftGating(0)
