@@ -102,7 +102,7 @@ CASES: dict[str, Case] = {
         (1, 8),
         nnx=False,
     ),
-    # GroupNorm, in both of a block's places; SoftGating
+    # GroupNorm, in both of a block's places; SoftGating; depthwise spectral weights
     "FNONorm": Case(
         lambda k: FNO(
             1,
@@ -115,6 +115,7 @@ CASES: dict[str, Case] = {
             channel_mlp_expansion=0.5,
             norm="instance",
             skip="soft_gating",
+            separable=True,
             key=k,
         ),
         (1, 8),

@@ -148,6 +148,7 @@ class FNOBlock(eqx.Module):
         key: PRNGKeyArray,
         norm: str | None = None,
         skip: str = "linear",
+        separable: bool = False,
     ):
         # checked here: SpectralConv would name its own `in_channels`
         width = check_positive_int("width", width)
@@ -160,6 +161,7 @@ class FNOBlock(eqx.Module):
             factorization=factorization,
             rank=rank,
             impl=impl,
+            separable=separable,
             dtype=dtype,
             key=kc,
         )
@@ -260,6 +262,9 @@ class FNO(eqx.Module):
             :class:`~spectrax.nn.SpectralConv`).
         impl: spectral path, ``"auto"`` (default), ``"rfft"`` or ``"dft"`` (see
             :func:`spectrax.nn.spectral_conv`).
+        separable: depthwise spectral weights ``(width, *kept)``, no channel mixing in the
+            Fourier layers (neuraloperator's ``separable``; the skip path still mixes, unless
+            ``skip`` is not ``"linear"``): ``width`` times fewer spectral parameters.
         dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.
         key: PRNG key (keyword-only).
     """
@@ -294,6 +299,7 @@ class FNO(eqx.Module):
         channel_mlp_expansion: float | None = None,
         norm: str | None = None,
         skip: str = "linear",
+        separable: bool = False,
         factorization: str = "dense",
         rank: RankLike = 0.1,
         impl: str = "auto",
@@ -335,6 +341,7 @@ class FNO(eqx.Module):
                 key=k,
                 norm=norm,
                 skip=skip,
+                separable=separable,
             )
             for k in keys[1:-1]
         )

@@ -269,7 +269,9 @@ def spectral_conv(
         weight: complex (complex64 or complex128; a real weight is refused, cast a real
             multiplier explicitly) ``(C_out, C_in, 2 m_1, ..., 2 m_{d-1}, m_d)``; the layout of
             :func:`spectrax.transforms.truncate_modes` (on all but the last axis, frequencies
-            ``0..m-1`` then ``-m..-1``; on the last, ``0..m-1``).
+            ``0..m-1`` then ``-m..-1``; on the last, ``0..m-1``). A ``(C_in, *kept)`` weight is
+            depthwise: ``y[c] = W[c] x̂[c]``, no channel mixing (neuraloperator's
+            ``separable=True``), the dense weight with it on the diagonal.
         modes: kept modes ``(m_1, ..., m_d)``.
         out_shape: output grid, default the input grid; must hold the kept modes.
         impl: ``"rfft"`` (full FFT then slicing), ``"dft"`` (only the kept modes, as truncated
@@ -309,10 +311,12 @@ def spectral_conv(
             f"`x` must be (*batch, C_in, {d} spatial axes) for {d} modes; got x.shape={x.shape}."
         )
     want = (x.shape[-d - 1], *kept_shape(modes))
-    if weight.ndim != d + 2 or tuple(weight.shape[1:]) != want:
+    depthwise = weight.ndim == d + 1
+    if tuple(weight.shape[0 if depthwise else 1 :]) != want or weight.ndim not in (d + 1, d + 2):
         raise ValueError(
             f"`weight` must be (C_out, C_in, *kept modes) = (C_out, {', '.join(map(str, want))}) "
-            f"for x with {want[0]} channels and modes {modes}; got weight.shape={weight.shape}."
+            f"or, depthwise, (C_in, *kept modes) = {want} for x with {want[0]} channels and "
+            f"modes {modes}; got weight.shape={weight.shape}."
         )
     spatial = tuple(x.shape[x.ndim - d :])
     out_shape = check_out_shape(out_shape, spatial)
@@ -326,10 +330,13 @@ def spectral_conv(
     w = weight.astype(complex_dtype(real))
     # Channel axis sits just before the spatial ones; leading batch axes pass through.
     lead = x_hat.shape[: x.ndim - d]
-    y_hat = jnp.einsum(
-        "...ik,oik->...ok", x_hat.reshape(*lead, -1), w.reshape(w.shape[0], w.shape[1], -1)
-    )
-    y_hat = y_hat.reshape(*y_hat.shape[:-1], *x_hat.shape[x.ndim - d :])
+    if depthwise:
+        y_hat = x_hat * w.reshape((1,) * len(lead[:-1]) + w.shape)
+    else:
+        y_hat = jnp.einsum(
+            "...ik,oik->...ok", x_hat.reshape(*lead, -1), w.reshape(w.shape[0], w.shape[1], -1)
+        )
+        y_hat = y_hat.reshape(*y_hat.shape[:-1], *x_hat.shape[x.ndim - d :])
     return inverse(y_hat, out_shape, axes)
 
 
@@ -372,11 +379,14 @@ class SpectralConv(eqx.Module):
             dense count (e.g. ``C_in = C_out = 1`` with one mode: 6, 8 or 6 against 2).
         impl: ``"auto"`` (default), ``"rfft"`` or ``"dft"`` (kept modes only); see
             :func:`spectral_conv` and :func:`resolve_impl`.
+        separable: a depthwise weight ``W[c, k]`` of shape ``(C, *kept)``, no channel mixing
+            (neuraloperator's ``separable=True``; ``C_out`` must equal ``C_in``): ``C_in`` times
+            fewer parameters; factorised as the dense one is.
         dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.
         key: PRNG key (keyword-only).
 
-    Initialisation: complex Gaussian with ``E|W|^2 = 1 / C_in`` so that for inputs with unit
-    coefficient variance the kept output coefficients keep unit variance.
+    Initialisation: complex Gaussian with ``E|W|^2 = 1 / C_in`` (separable: 1) so that for
+    inputs with unit coefficient variance the kept output coefficients keep unit variance.
     """
 
     weight: DenseWeight | TuckerWeight | CPWeight | TTWeight
@@ -396,6 +406,7 @@ class SpectralConv(eqx.Module):
         factorization: str = "dense",
         rank: RankLike = 0.1,
         impl: str = "auto",
+        separable: bool = False,
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
@@ -407,8 +418,17 @@ class SpectralConv(eqx.Module):
         check_choice("impl", impl, IMPLS)
         check_float_dtype("dtype", dtype)  # complex weights are stored as real pairs
         self.impl = impl
-        shape = (self.out_channels, self.in_channels, *kept_shape(self.modes))
-        std = 1.0 / math.sqrt(self.in_channels)
+        if check_bool("separable", separable):
+            if self.out_channels != self.in_channels:
+                raise ValueError(
+                    f"`separable=True` needs `out_channels` = `in_channels` (a depthwise weight "
+                    f"maps each channel to itself); got in_channels={self.in_channels}, "
+                    f"out_channels={self.out_channels}."
+                )
+            shape, std = (self.in_channels, *kept_shape(self.modes)), 1.0
+        else:
+            shape = (self.out_channels, self.in_channels, *kept_shape(self.modes))
+            std = 1.0 / math.sqrt(self.in_channels)
         self.weight = _FACTORIZATIONS[factorization](shape, rank, std=std, dtype=dtype, key=key)
 
     def __call__(

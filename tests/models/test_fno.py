@@ -105,6 +105,8 @@ def test_block_skip_paths(x64, key):
             assert_close(diff, x, rtol=1e-13)
     model = FNO(1, 1, 1, 4, 3, 2, skip="soft_gating", key=key)
     assert all(b.skip.weight.shape == (4,) for b in model.blocks)
+    separable = FNO(1, 1, 1, 4, 3, 2, separable=True, key=key)
+    assert [b.conv.num_params for b in separable.blocks] == [2 * 4 * 3] * 2
 
 
 def test_grid_channels_make_the_resolution_change_first_order(x64, key):

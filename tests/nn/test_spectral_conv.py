@@ -533,3 +533,34 @@ def test_nyquist_weights_values_and_bad_arguments(library_errors):
         nyquist_weights(8, 5.0)
     with pytest.raises(TypeError, match=r"`last` must be a Python bool"):
         nyquist_weights(8, 5, last="no")
+
+
+@pytest.mark.parametrize("impl", ["rfft", "dft"])
+def test_depthwise_weight_is_the_diagonal_dense_one(x64, key, impl):
+    """A ``(C, *kept)`` weight (``separable=True``, neuraloperator's depthwise spectral conv)
+    mixes no channels: equal to the dense ``(C, C, *kept)`` weight with it on the diagonal."""
+    kw, kx = jax.random.split(key)
+    w = jax.lax.complex(
+        jax.random.normal(kw, (3, 8, 4), jnp.float64), jax.random.normal(kx, (3, 8, 4), jnp.float64)
+    )
+    dense = jnp.einsum("ij,ikl->ijkl", jnp.eye(3, dtype=w.dtype), w)
+    x = jax.random.normal(kx, (2, 3, 12, 10), jnp.float64)
+    got = spectral_conv(x, w, (4, 4), (16, 10), impl=impl)
+    assert_close(got, spectral_conv(x, dense, (4, 4), (16, 10), impl=impl), rtol=1e-13)
+
+
+def test_separable_layer(key, library_errors):
+    """``separable=True`` stores ``(C, *kept)`` (dense: 2 C prod(kept) real numbers; factorised
+    too), initialised with ``E|W|^2 = 1`` (each output mode is one input mode times W), and
+    needs as many output channels as input ones."""
+    conv = SpectralConv(2, 6, 6, (5, 4), separable=True, key=key)
+    assert conv.weight.complex().shape == (6, 10, 4)
+    assert conv.num_params == 2 * 6 * 10 * 4
+    np.testing.assert_allclose(float(jnp.mean(jnp.abs(conv.weight.complex()) ** 2)), 1.0, rtol=0.15)
+    assert conv(jnp.ones((6, 16, 12))).shape == (6, 16, 12)
+    tucker = SpectralConv(2, 6, 6, (5, 4), separable=True, factorization="tucker", key=key)
+    assert tucker.weight.complex().shape == (6, 10, 4) and tucker.num_params < conv.num_params
+    with pytest.raises(ValueError, match=r"`separable=True` needs `out_channels` = `in_channels`"):
+        SpectralConv(2, 6, 4, (5, 4), separable=True, key=key)
+    with pytest.raises(ValueError, match=r"`weight` must be \(C_out, C_in, \*kept modes\) .* or"):
+        spectral_conv(jnp.ones((3, 8)), jnp.ones((2, 4), jnp.complex64), (4,))
