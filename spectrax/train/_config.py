@@ -473,18 +473,12 @@ def resolve_config_path(name_or_path: str) -> Path:
     p = Path(name_or_path)
     here = Path(__file__).resolve()
     # once each: run from the checkout, ./configs is the checkout's configs/. The installed
-    # spectrax/configs/ comes before the checkout's, which it is installed from: a checkout
-    # (editable install) has no spectrax/configs/, and beside an installed package
-    # (site-packages/configs) a configs/ folder would not be spectrax's
-    roots = list(
-        dict.fromkeys(
-            [
-                (Path.cwd() / "configs").resolve(),
-                here.parents[1] / "configs",
-                here.parents[2] / "configs",
-            ]
-        )
-    )
+    # spectrax/configs/ (a wheel's); the checkout's configs/ only in a checkout (beside an
+    # installed package, site-packages/configs is another distribution's)
+    roots = [(Path.cwd() / "configs").resolve(), here.parents[1] / "configs"]
+    if (here.parents[2] / "pyproject.toml").is_file():
+        roots.append(here.parents[2] / "configs")
+    roots = list(dict.fromkeys(roots))
     if p.suffix == ".py" or len(p.parts) > 1:
         if p.is_file():
             return p.resolve()
@@ -494,7 +488,7 @@ def resolve_config_path(name_or_path: str) -> Path:
     stem = name_or_path
     for root in roots:
         cand = root / f"{stem}.py"
-        if cand.exists():
+        if cand.exists() and stem != "__init__":  # the package file of spectrax/configs
             return cand.resolve()
     available = sorted(
         {c.stem for r in roots if r.is_dir() for c in r.glob("*.py") if c.stem != "__init__"}

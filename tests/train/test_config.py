@@ -191,6 +191,29 @@ def test_no_configs_folder_says_where_configs_live(tmp_path, monkeypatch, librar
     assert load_config("toy").name == load_config(TOY).name
 
 
+def test_an_installed_package_reads_no_foreign_configs_folder(tmp_path, monkeypatch):
+    """Installed (no pyproject.toml above the package), the configs/ folder beside spectrax in
+    site-packages belongs to another distribution: its files were run by name and listed as
+    available. `__init__` (the package file of spectrax/configs) is no config name either."""
+    import spectrax.train._config as config_module
+
+    monkeypatch.chdir(tmp_path)
+    site = tmp_path / "site"
+    monkeypatch.setattr(config_module, "__file__", str(site / "spectrax" / "train" / "_config.py"))
+    (site / "configs").mkdir(parents=True)
+    (site / "configs" / "mnist.py").write_text(Path(TOY).read_text())
+    (site / "spectrax" / "configs").mkdir(parents=True)
+    (site / "spectrax" / "configs" / "__init__.py").write_text('"""configs"""\n')
+    (site / "spectrax" / "configs" / "toy.py").write_text(Path(TOY).read_text())
+    with pytest.raises(ConfigError, match=r"config 'mnist' not found.*available: toy\."):
+        load_config("mnist")
+    with pytest.raises(ConfigError, match=r"config '__init__' not found"):
+        load_config("__init__")
+    assert load_config("toy").name == load_config(TOY).name
+    (site / "pyproject.toml").write_text("")  # a checkout: its configs/ is spectrax's
+    assert load_config("mnist").name == load_config(TOY).name
+
+
 @pytest.mark.parametrize("bad", ["../escaped", "a/b", "", ".hidden", "with space"])
 def test_name_is_one_path_component(bad, library_errors):
     with pytest.raises(ConfigError, match=r"`name` must be letters"):
