@@ -30,22 +30,36 @@ def test_the_wheel_ships_the_configs_and_py_typed(tmp_path):
     non-editable install said "config 'burgers_fno' not found; available: none" (the configs
     lived only in the checkout's configs/ folder)."""
     import os
+    import shutil
     import subprocess
     import sys
     import zipfile
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
+    # built from a copy of what the wheel is made of: setuptools builds in place and ships
+    # whatever an earlier build left in build/lib (a deleted config, say)
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(root / name, src / name)
+    for name in ("spectrax", "configs"):
+        shutil.copytree(
+            root / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(root)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(src)],
         check=True,
         capture_output=True,
         timeout=300,
     )
     (wheel,) = tmp_path.glob("spectrax-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    configs = sorted(p.name for p in (root / "configs").glob("*.py") if p.stem != "__init__")
-    assert configs and {f"spectrax/configs/{c}" for c in configs} <= names
+    configs = sorted(p.name for p in (root / "configs").glob("*.py"))
+    assert "__init__.py" in configs and len(configs) > 1
+    assert {n for n in names if n.startswith("spectrax/configs/")} == {
+        f"spectrax/configs/{c}" for c in configs
+    }
     assert "spectrax/py.typed" in names
     packages = {p.parent.relative_to(root).as_posix() for p in root.glob("spectrax/**/__init__.py")}
     assert {f"{p}/__init__.py" for p in packages} <= names
