@@ -98,9 +98,10 @@ class DarcyFNO:
     data_seed: int = dataclasses.field(default=0, metadata={"min": 0, "max": 2**63 - 1})
     # the coefficient's low value (the paper's text: 3; its MATLAB generator's demo: 4) and the
     # solver's face conductivities (the MATLAB generator: arithmetic means)
-    # (at most float32's largest number: the coefficient field is float32)
+    # (within float32's normal range, from its smallest normal number to its largest: the
+    # coefficient field is float32)
     a_low: float = dataclasses.field(
-        default=3.0, metadata={"min": 0.0, "min_open": True, "max": 3.4028234663852886e38}
+        default=3.0, metadata={"min": 1.1754943508222875e-38, "max": 3.4028234663852886e38}
     )
     face_mean: str = dataclasses.field(
         default="harmonic", metadata={"choices": ("harmonic", "arithmetic")}

@@ -254,7 +254,8 @@ class FNO(eqx.Module):
         norm: normalise each block's spectral output, and a channel MLP's output, with a
             :class:`~spectrax.nn.GroupNorm`: ``"group"`` over channels and space (one group,
             neuraloperator's ``"group_norm"``), ``"instance"`` per channel over space
-            (``"instance_norm"``), or None (default, the original FNO).
+            (its ``"instance_norm"``, which learns no scale and shift; both norms here learn a
+            per-channel scale and shift), or None (default, the original FNO).
         factorization: ``"dense"``, ``"tucker"``, ``"cp"`` or ``"tt"`` (tensor train) spectral
             weights (TFNO).
         rank: rank for factorised weights (int, or fraction of dense parameters, with a floor

@@ -312,6 +312,12 @@ class GroupNorm(eqx.Module):
         channels = self.scale.shape[0]
         if x.ndim < 1 or x.shape[0] != channels:
             raise ValueError(f"`x` must have {channels} channels on axis 0; got x.shape={x.shape}.")
+        if x.size == self.groups:
+            raise ValueError(
+                f"`x` holds one value per group (x.shape={x.shape}, groups={self.groups}): its "
+                "variance is 0 and the output would be the shift alone; expected a field "
+                "(C, *spatial) with grid points, or fewer groups."
+            )
         work = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
         h = x.astype(work).reshape(self.groups, -1)
         mean = jnp.mean(h, axis=1, keepdims=True)

@@ -132,8 +132,9 @@ def test_darcy_contrast_the_solver_cannot_take_is_a_config_error(tmp_path, monke
     beyond float32 (the coefficient field's dtype), 1e300, is refused when the config loads (it
     was cast to inf with a NumPy overflow warning)."""
     monkeypatch.setenv("SPECTRAX_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(ConfigError, match=r"`task.a_low`"):
-        load_config("darcy_fno", ["task.a_low=1e300"], variant="smoke")
+    for value in ("1e300", "1e-50"):
+        with pytest.raises(ConfigError, match=r"`task.a_low`"):
+            load_config("darcy_fno", [f"task.a_low={value}"], variant="smoke")
     config = load_config(
         "darcy_fno",
         ["task.a_low=1e30", "task.num_train=8", "task.num_test=1", "loop.batch_size=8"],
