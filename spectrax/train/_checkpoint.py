@@ -83,6 +83,9 @@ class Checkpointer:
         keep: how many recent checkpoints to keep (default 3, as ``checkpoint.keep``).
         config_dict: :func:`spectrax.train.config_to_dict` of the run; stored with every save
             and compared on restore (default ``{}``: no config to compare).
+        config_defaults: the config's field defaults (``config_defaults`` of
+            ``spectrax.train._config``): a key the stored config lacks (a field added since it
+            was written) is no difference where this run holds its default.
 
     Outside :func:`spectrax.train.train`, an Equinox model and its Optax state restore into a
     skeleton from ``eqx.filter_eval_shape`` (no arrays computed), whose leaves are
@@ -104,11 +107,13 @@ class Checkpointer:
         *,
         keep: int = 3,
         config_dict: dict[str, Any] | None = None,
+        config_defaults: dict[str, Any] | None = None,
     ):
         if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
             raise ValueError(f"`keep` must be an integer >= 1; got {keep!r}.")
         self.directory = Path(directory).resolve()
         self.config_dict = {} if config_dict is None else config_dict
+        self.config_defaults = config_defaults
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "meta")
@@ -184,7 +189,9 @@ class Checkpointer:
                 f"saved steps {self.all_steps()}."
             )
         meta = self.read_meta(step)
-        diffs = config_differences(meta.get("config", {}), self.config_dict)
+        diffs = config_differences(
+            meta.get("config", {}), self.config_dict, defaults=self.config_defaults
+        )
         if diffs:
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} was written by another config; "

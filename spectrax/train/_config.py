@@ -31,6 +31,7 @@ __all__ = [
     "OptimConfig",
     "OutputConfig",
     "apply_overrides",
+    "config_defaults",
     "config_to_dict",
     "flat_keys",
     "load_config",
@@ -447,16 +448,45 @@ def _as_json(value: Any) -> Any:
     return value
 
 
-def config_differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Keys whose values differ between two :func:`config_to_dict` results (sections in
-    ``OUTPUT_SECTIONS`` and ``PLACEMENT_SECTIONS`` are ignored at the top level)."""
+def config_defaults(config: Any) -> dict[str, Any]:
+    """Each field's declared default, nested as :func:`config_to_dict` nests the values (a
+    field without a default is left out)."""
+    out: dict[str, Any] = {}
+    for name, (field, _) in _fields(config).items():
+        value = getattr(config, name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out[name] = config_defaults(value)
+        elif field.default is not dataclasses.MISSING:
+            out[name] = _as_json(field.default)
+        elif field.default_factory is not dataclasses.MISSING:
+            out[name] = _as_json(field.default_factory())
+    return out
+
+
+def config_differences(
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+    prefix: str = "",
+    *,
+    defaults: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Keys whose values differ between two :func:`config_to_dict` results, ``a`` the stored
+    one (sections in ``OUTPUT_SECTIONS`` and ``PLACEMENT_SECTIONS`` are ignored at the top
+    level). With ``defaults`` (:func:`config_defaults` of ``b``'s config), a key ``a`` lacks
+    whose value in ``b`` is its default is no difference: a field added since ``a`` was
+    written, at the value that keeps the old behaviour."""
     diffs = []
+    defaults = {} if defaults is None else defaults
     for k in sorted(set(a) | set(b)):
         if not prefix and k in OUTPUT_SECTIONS + PLACEMENT_SECTIONS:
             continue
         va, vb = a.get(k), b.get(k)
         if isinstance(va, Mapping) and isinstance(vb, Mapping):
-            diffs += config_differences(va, vb, prefix + k + ".")
+            sub = defaults.get(k)
+            sub = sub if isinstance(sub, Mapping) else None
+            diffs += config_differences(va, vb, prefix + k + ".", defaults=sub)
+        elif k not in a and k in b and k in defaults and vb == defaults[k]:
+            continue
         elif va != vb:
             diffs.append(f"{prefix}{k}: {va!r} != {vb!r}")
     return diffs

@@ -19,7 +19,13 @@ import jax
 import numpy as np
 
 from spectrax.train._checkpoint import Checkpointer, CheckpointError
-from spectrax.train._config import Config, ConfigError, config_to_dict, validate_config
+from spectrax.train._config import (
+    Config,
+    ConfigError,
+    config_defaults,
+    config_to_dict,
+    validate_config,
+)
 from spectrax.train._mesh import (
     batch_from_rows,
     batch_rows,
@@ -312,7 +318,12 @@ def train(
     primary = _is_primary()
     cfg_dict = config_to_dict(config)
     workdir.mkdir(parents=True, exist_ok=True)
-    ckpt = Checkpointer(workdir / "checkpoints", keep=config.checkpoint.keep, config_dict=cfg_dict)
+    ckpt = Checkpointer(
+        workdir / "checkpoints",
+        keep=config.checkpoint.keep,
+        config_dict=cfg_dict,
+        config_defaults=config_defaults(config),
+    )
     start = 0
     if primary and source is None and resume:
         # read before a log without a checkpoint is set aside with its config.json
@@ -589,6 +600,7 @@ def evaluate_run(
         Path(workdir) / "checkpoints",
         keep=config.checkpoint.keep,
         config_dict=cfg_dict,
+        config_defaults=config_defaults(config),
     )
     try:
         restored, meta = ckpt.restore(_checkpoint_state(model, opt_state, rng))

@@ -247,3 +247,64 @@ def test_a_step_that_was_never_saved_is_refused_listing_the_saved_ones(tmp_path)
         ckpt.save(-1, state)
     assert ckpt.all_steps() == [3]
     ckpt.close()
+
+
+def test_a_field_added_since_the_checkpoint_at_its_default_resumes(tmp_path):
+    """A checkpoint from before a config field existed (the FNO configs' `task.norm`, added
+    with the default "none") was refused as written by another config (`task.norm: None !=
+    'none'`): a key the checkpoint lacks is the same config when this run holds its default;
+    any other value is still refused."""
+    from spectrax.train._config import config_differences
+
+    old = {"__class__": "C", "task": {"__class__": "T", "width": 8}}
+    new = {"__class__": "C", "task": {"__class__": "T", "width": 8, "norm": "none"}}
+    defaults = {"task": {"width": 32, "norm": "none"}}
+    assert config_differences(old, new) == ["task.norm: None != 'none'"]
+    assert config_differences(old, new, defaults=defaults) == []
+    changed = {**new, "task": {**new["task"], "norm": "group"}}
+    assert config_differences(old, changed, defaults=defaults) == ["task.norm: None != 'group'"]
+    # a key this run lacks (a checkpoint from a newer version) is still a difference
+    assert config_differences(new, old, defaults=defaults) == ["task.norm: 'none' != None"]
+
+    state = {"w": jnp.arange(3.0)}
+    ckpt = Checkpointer(tmp_path, config_dict=old)
+    ckpt.save(1, state)
+    ckpt.close()
+    with pytest.raises(CheckpointError, match="another config.*task.norm"):
+        Checkpointer(tmp_path, config_dict=new).restore(state)
+    restored, _ = Checkpointer(tmp_path, config_dict=new, config_defaults=defaults).restore(state)
+    np.testing.assert_array_equal(np.asarray(restored["w"]), np.arange(3.0))
+
+
+def test_config_defaults_mirror_the_config(toy_run):
+    """`config_defaults` holds each field's declared default where `config_to_dict` holds its
+    value (the loop hands it to the Checkpointer)."""
+    from spectrax.train._config import config_defaults, config_to_dict
+
+    config, _ = toy_run
+    values, defaults = config_to_dict(config), config_defaults(config)
+    assert defaults["optim"]["clip_norm"] == 1.0 and defaults["loop"]["max_nonfinite"] == 10
+    assert set(defaults["optim"]) == set(values["optim"]) - {"__class__"}
+
+
+def test_resume_of_a_run_from_before_a_config_field_existed(toy_run, tmp_path):
+    """End to end: the stored config lacks a field this run holds at its default (as an FNO
+    run from before `task.norm`): `train(resume=True)` and `evaluate_run` accept it."""
+    import json
+
+    config, wd = _copy_run(toy_run, tmp_path)
+    metas = [p for p in (wd / "checkpoints").rglob("*") if p.is_file() and p.parent.name == "meta"]
+    edited = 0
+    for path in metas:
+        try:
+            meta = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(meta, dict) and "config" in meta:
+            del meta["config"]["optim"]["clip_norm"]  # at its default, 1.0, in this run
+            path.write_text(json.dumps(meta))
+            edited += 1
+    assert edited and config.optim.clip_norm == 1.0
+    evaluate_run(config, wd)
+    more = apply_overrides(config, ["loop.num_steps=60"])
+    assert train(more, workdir=wd, resume=True).step == 60
