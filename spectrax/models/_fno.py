@@ -255,7 +255,9 @@ class FNO(eqx.Module):
             :class:`~spectrax.nn.GroupNorm`: ``"group"`` over channels and space (one group,
             neuraloperator's ``"group_norm"``), ``"instance"`` per channel over space
             (its ``"instance_norm"``, which learns no scale and shift; both norms here learn a
-            per-channel scale and shift), or None (default, the original FNO).
+            per-channel scale and shift), or None (default, the original FNO). On the
+            ``burgers_fno`` config (2000 steps, CPU) the test error was 0.0029 without a norm,
+            0.0084 with ``"group"`` and 0.059 with ``"instance"`` (one run each).
         factorization: ``"dense"``, ``"tucker"``, ``"cp"`` or ``"tt"`` (tensor train) spectral
             weights (TFNO).
         rank: rank for factorised weights (int, or fraction of dense parameters, with a floor
