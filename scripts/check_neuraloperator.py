@@ -9,7 +9,8 @@ of weights into both libraries and records the largest difference of their outpu
    output grid (``out_shape`` / ``output_shape``).
 2. The whole ``FNO`` (grid channels, lifting, Fourier layers with linear skip, projection MLP,
    domain padding) where the two architectures coincide (neuraloperator without channel MLP,
-   ``lifting_channel_ratio=0``; spectrax with exact GELU).
+   ``lifting_channel_ratio=0``; spectrax with exact GELU), and with neuraloperator's lifting
+   MLP, soft-gating skips and separable (depthwise) spectral weights.
 
 Weight layout. neuraloperator's weight is ``(C_in, C_out, *modes)`` with every leading mode axis
 in ``fftshift`` order (index ``j`` is frequency ``j - m``); spectrax's ``weight.complex()`` is
@@ -216,7 +217,20 @@ class Check:
             )
         )
 
-    def fno(self, spatial, modes, *, width=8, layers=3, padding=0.0, exact_gelu=True, batch=2):
+    def fno(
+        self,
+        spatial,
+        modes,
+        *,
+        width=8,
+        layers=3,
+        padding=0.0,
+        exact_gelu=True,
+        batch=2,
+        lifting_ratio=0,
+        skip="linear",
+        separable=False,
+    ):
         """The whole FNO. neuraloperator pads ``round(p n)`` zeros on both ends of an axis,
         spectrax ``round(p n)`` at the end: the Fourier layers and pointwise maps commute with a
         circular shift, so spectrax's padding ``2 p`` is neuraloperator's ``p`` exactly where
@@ -226,7 +240,11 @@ class Check:
         twice between layers (after ``conv + skip``, and again after the channel-MLP / norm
         step, which runs even when both are off); the original FNO and spectrax apply it once.
         The spectrax model is built with ``gelu(gelu(.))`` between layers and a projection with
-        one GELU to match it: the same public modules, a different activation."""
+        one GELU to match it: the same public modules, a different activation.
+
+        ``lifting_ratio`` (neuraloperator's ``lifting_channel_ratio``: a two-layer lifting MLP,
+        spectrax's ``lifting_channels``), ``skip="soft_gating"`` (its ``fno_skip="soft-gating"``)
+        and ``separable`` (depthwise spectral weights) are compared with random weights."""
         torch = self.torch
         from neuralop.models import FNO as TorchFNO
 
@@ -239,9 +257,11 @@ class Check:
             out_channels=co,
             hidden_channels=width,
             n_layers=layers,
-            lifting_channel_ratio=0,
+            lifting_channel_ratio=lifting_ratio,
             projection_channel_ratio=2,
             use_channel_mlp=False,
+            fno_skip="soft-gating" if skip == "soft_gating" else "linear",
+            separable=separable,
             **kw,
         ).double()
         gelu = functools.partial(jax.nn.gelu, approximate=not exact_gelu)
@@ -255,6 +275,9 @@ class Check:
             projection_channels=2 * width,
             activation=lambda h: gelu(gelu(h)),  # twice between layers, as neuraloperator
             padding=2 * padding,
+            lifting_channels=lifting_ratio * width if lifting_ratio else None,
+            skip=skip,
+            separable=separable,
             dtype=jnp.float64,
             key=jax.random.key(0),
         )
@@ -268,6 +291,9 @@ class Check:
                 w = self.rng.normal(size=shape) + 1j * self.rng.normal(size=shape)
                 conv.weight.tensor = torch.nn.Parameter(torch.from_numpy(w / np.sqrt(width)))
                 conv.bias.zero_()  # spectrax's spectral convolution has no bias
+            if skip == "soft_gating":  # ones at init: random, so that the check can fail
+                for gate in model_t.fno_blocks.fno_skips:
+                    gate.weight.copy_(torch.from_numpy(self.rng.normal(size=gate.weight.shape)))
         params = {n: p.detach().numpy() for n, p in model_t.named_parameters()}
 
         def linear(prefix):
@@ -276,21 +302,47 @@ class Check:
             bias = None if bias is None else jnp.asarray(bias)
             return jnp.asarray(params[prefix + ".weight"][..., 0]), bias
 
+        def spectral(k):
+            w = params[f"fno_blocks.convs.{k}.weight.tensor"]
+            if separable:  # (C, *modes): no channel swap
+                return pair(np.fft.ifftshift(w, axes=tuple(range(1, d))))
+            return pair(to_spectrax_layout(w, d))
+
+        def skip_weight(k):
+            if skip == "soft_gating":
+                return jnp.asarray(params[f"fno_blocks.fno_skips.{k}.weight"].reshape(-1))
+            return linear(f"fno_blocks.fno_skips.{k}.conv")[0]
+
         blocks = tuple(
             eqx.tree_at(
                 lambda blk: (blk.conv.weight.weight, blk.skip.weight),
                 blk,
-                (
-                    pair(to_spectrax_layout(params[f"fno_blocks.convs.{k}.weight.tensor"], d)),
-                    linear(f"fno_blocks.fno_skips.{k}.conv")[0],
-                ),
+                (spectral(k), skip_weight(k)),
             )
             for k, blk in enumerate(model_s.blocks)
         )
+        if lifting_ratio:  # one GELU inside the lifting MLP, as neuraloperator's
+            lift = ChannelMLP(
+                ci + d,
+                lifting_ratio * width,
+                width,
+                activation=gelu,
+                dtype=jnp.float64,
+                key=jax.random.key(2),
+            )
+            (w1, b1), (w2, b2) = linear("lifting.fcs.0"), linear("lifting.fcs.1")
+            lift = eqx.tree_at(
+                lambda m: (m.fc1.weight, m.fc1.bias, m.fc2.weight, m.fc2.bias),
+                lift,
+                (w1, b1, w2, b2),
+            )
+            model_s = eqx.tree_at(lambda m: m.lifting, model_s, lift)
+        if not lifting_ratio:
+            model_s = eqx.tree_at(
+                lambda m: (m.lifting.weight, m.lifting.bias), model_s, linear("lifting.fcs.0")
+            )
         model_s = eqx.tree_at(
             lambda m: (
-                m.lifting.weight,
-                m.lifting.bias,
                 m.blocks,
                 m.projection.fc1.weight,
                 m.projection.fc1.bias,
@@ -299,7 +351,6 @@ class Check:
             ),
             model_s,
             (
-                *linear("lifting.fcs.0"),
                 blocks,
                 *linear("projection.fcs.0"),
                 *linear("projection.fcs.1"),
@@ -311,7 +362,11 @@ class Check:
         y_s = np.asarray(jax.vmap(model_s)(jnp.asarray(x)))
         self.rows.append(
             dict(
-                case=f"FNO {d}d" + (", spectrax default tanh-GELU" if not exact_gelu else ""),
+                case=f"FNO {d}d"
+                + (", spectrax default tanh-GELU" if not exact_gelu else "")
+                + (f", lifting MLP (ratio {lifting_ratio})" if lifting_ratio else "")
+                + (", soft-gating skip" if skip == "soft_gating" else "")
+                + (", separable" if separable else ""),
                 spatial=list(spatial),
                 modes=list(modes),
                 neuralop_n_modes=n_modes(modes),
@@ -381,6 +436,10 @@ def main(argv=None):
     check.fno((16, 12, 10), (4, 3, 3), layers=2)
     check.fno((40, 32), (6, 5), padding=0.125)
     check.fno((32, 24), (6, 5), exact_gelu=False)
+    check.fno((32, 24), (6, 5), lifting_ratio=2)
+    check.fno((32, 24), (6, 5), skip="soft_gating")
+    check.fno((32, 24), (6, 5), separable=True)
+    check.fno((64,), (12,), lifting_ratio=2, skip="soft_gating", separable=True)
 
     dev = jax.devices()[0]
     record = {
