@@ -113,6 +113,14 @@ def draw_linear_layers(key, *, layers: tuple[tuple[int, int, bool], ...], dtype)
     return [tuple(params[2 * i : 2 * i + 2]) for i in range(len(layers))]
 
 
+def check_channel_field(x, channels: int) -> None:
+    """A TypeError unless ``x`` is a real floating-point array, a ValueError unless its axis 0
+    holds ``channels`` channels (a field ``(C, *spatial)``); both name ``x``."""
+    check_real_float("x", x)
+    if x.ndim < 1 or x.shape[0] != channels:
+        raise ValueError(f"`x` must have {channels} channels on axis 0; got x.shape={x.shape}.")
+
+
 class PointwiseLinear(eqx.Module):
     """A 1x1 convolution: the same affine channel map at every grid point of ``(C_in, *spatial)``.
 
@@ -148,11 +156,7 @@ class PointwiseLinear(eqx.Module):
         )
 
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
-        check_real_float("x", x)
-        if x.ndim < 1 or x.shape[0] != self.in_channels:
-            raise ValueError(
-                f"`x` must have {self.in_channels} channels on axis 0; got x.shape={x.shape}."
-            )
+        check_channel_field(x, self.in_channels)
         return pointwise_linear(x, self.weight, self.bias)
 
 
@@ -177,10 +181,7 @@ class SoftGating(eqx.Module):
         self.weight = jnp.ones((channels,), check_float_dtype("dtype", dtype))
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
-        check_real_float("x", x)
-        channels = self.weight.shape[0]
-        if x.ndim < 1 or x.shape[0] != channels:
-            raise ValueError(f"`x` must have {channels} channels on axis 0; got x.shape={x.shape}.")
+        check_channel_field(x, self.weight.shape[0])
         dtype = module_compute_dtype(x.dtype, self.weight.dtype)
         return x.astype(dtype) * self.weight.astype(dtype).reshape((-1,) + (1,) * (x.ndim - 1))
 
@@ -222,11 +223,7 @@ class ChannelMLP(eqx.Module):
         self.activation = get_activation(activation)
 
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
-        check_real_float("x", x)
-        if x.ndim < 1 or x.shape[0] != self.fc1.in_channels:
-            raise ValueError(
-                f"`x` must have {self.fc1.in_channels} channels on axis 0; got x.shape={x.shape}."
-            )
+        check_channel_field(x, self.fc1.in_channels)
         # Channels minor throughout, so the wide hidden layer is never transposed.
         h = jnp.moveaxis(x.astype(module_compute_dtype(x.dtype, self.fc1.weight.dtype)), 0, -1)
         h = self.activation(_linear_last(h, self.fc1.weight, self.fc1.bias))
@@ -255,10 +252,7 @@ class ChannelLayerNorm(eqx.Module):
         self.shift = jnp.zeros((channels,), dtype)
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
-        check_real_float("x", x)
-        channels = self.scale.shape[0]
-        if x.ndim < 1 or x.shape[0] != channels:
-            raise ValueError(f"`x` must have {channels} channels on axis 0; got x.shape={x.shape}.")
+        check_channel_field(x, self.scale.shape[0])
         mean = jnp.mean(x, axis=0, keepdims=True)
         var = jnp.var(x, axis=0, keepdims=True)
         shape = (-1,) + (1,) * (x.ndim - 1)
@@ -308,10 +302,7 @@ class GroupNorm(eqx.Module):
         self.shift = jnp.zeros((channels,), dtype)
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
-        check_real_float("x", x)
-        channels = self.scale.shape[0]
-        if x.ndim < 1 or x.shape[0] != channels:
-            raise ValueError(f"`x` must have {channels} channels on axis 0; got x.shape={x.shape}.")
+        check_channel_field(x, self.scale.shape[0])
         if x.size == self.groups:
             raise ValueError(
                 f"`x` holds one value per group (x.shape={x.shape}, groups={self.groups}): its "
