@@ -125,8 +125,8 @@ class FNOBlock(eqx.Module):
     ``y = act(y) + MLP(act(y))``, and ``N'(y)``. ``S`` is the skip path: ``W x`` (pointwise
     linear, the paper's), a per-channel scale or ``x`` (``skip``); ``N``, ``N'`` are the
     identity unless ``norm`` (``"group"`` or ``"instance"``, :class:`~spectrax.nn.GroupNorm`,
-    in the two places of neuraloperator's ``norm``; it also activates between them). The
-    activation after the block is the caller's."""
+    in the two places of neuraloperator's ``norm``, which also applies the activation between
+    the two). The activation after the block is the caller's."""
 
     conv: SpectralConv
     skip: PointwiseLinear | SoftGating | None
