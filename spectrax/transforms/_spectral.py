@@ -185,6 +185,10 @@ def truncate_modes(
     if isinstance(modes, (int, np.integer)):
         raise TypeError(f"`modes` must be one int per spatial axis, e.g. ({modes},); got {modes}.")
     d = len(modes)
+    if d == 0:  # modes[-1] below was a bare IndexError
+        raise ValueError(
+            f"`modes` must give one mode count per spatial axis (at least one axis); got {modes!r}."
+        )
     if x_hat.ndim < d:
         raise ValueError(f"`x_hat` has {x_hat.ndim} axes, fewer than len(modes)={d}.")
     full = tuple(x_hat.shape[-d:-1]) + (2 * (x_hat.shape[-1] - 1),)

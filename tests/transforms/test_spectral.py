@@ -666,3 +666,11 @@ def test_bad_jax_lengths_are_named(library_errors):
         sobolev_norm(u, 1.0, lengths=jnp.asarray(1j))
     with pytest.raises(TypeError, match=r"`lengths` must be a real .*array; got dtype bool"):
         sobolev_norm(u, 1.0, lengths=jnp.asarray(True))
+
+
+def test_empty_modes_are_refused(library_errors):
+    """No spatial axis is an error naming `modes` (it was a bare IndexError from modes[-1])."""
+    x_hat = jnp.ones((4, 5), jnp.complex64)
+    for modes in ((), []):
+        with pytest.raises(ValueError, match=r"`modes` must give one mode count per spatial axis"):
+            truncate_modes(x_hat, modes)
