@@ -486,6 +486,13 @@ def sobolev_norm(
         raise TypeError(f"`s` must be a real number; got {s!r}.")
     if isinstance(s, (int, float, np.number)) and not math.isfinite(s):
         raise ValueError(f"`s` must be finite; got {s}.")
+    # an array s broadcast against the weight of the last (rfft) axis: per-mode exponents, or a
+    # bare broadcasting error from inside the power
+    if np.ndim(s) != 0:
+        raise ValueError(
+            f"`s` must be one smoothness index, a scalar; got an array of shape {np.shape(s)}. "
+            "For several indices call once per s (or jax.vmap over a scalar s)."
+        )
     d = check_positive_int("num_spatial_dims", num_spatial_dims)
     homogeneous = check_bool("homogeneous", homogeneous, " (it picks the weight at trace time)")
     squared = check_bool("squared", squared)

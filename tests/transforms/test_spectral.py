@@ -674,3 +674,15 @@ def test_empty_modes_are_refused(library_errors):
     for modes in ((), []):
         with pytest.raises(ValueError, match=r"`modes` must give one mode count per spatial axis"):
             truncate_modes(x_hat, modes)
+
+
+def test_sobolev_norm_refuses_an_array_s(library_errors):
+    """An array `s` broadcast against the last (rfft) axis: one of its length gave per-mode
+    exponents, a number silently; another length failed inside the power, naming nothing."""
+    u = jnp.sin(2 * jnp.pi * jnp.arange(8, dtype=jnp.float32) / 8)
+    for bad in (jnp.asarray([1.0, 2.0, 3.0, 4.0, 5.0]), np.ones(2), jnp.ones((1,))):
+        with pytest.raises(ValueError, match=r"`s` must be one smoothness index, a scalar"):
+            sobolev_norm(u, bad)
+    # a 0-d array is a scalar, also a traced one
+    s = jnp.asarray(1.0)
+    assert_close(jax.jit(sobolev_norm)(u, s), sobolev_norm(u, 1.0), jnp.float32)
