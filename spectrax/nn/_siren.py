@@ -36,9 +36,9 @@ def sine_layer(
     """``sin(omega_0 (W x + b))``: one SIREN layer (the bias sits inside the frequency scaling,
     as in the paper's reference code).
 
-    ``omega_0`` is a finite number ``> 0`` (a Python or NumPy number, checked here), or a
-    real floating-point JAX scalar, e.g. traced to differentiate with respect to it (only its
-    shape and dtype are checked).
+    ``omega_0`` is a finite number ``> 0``: a Python or NumPy number, or a real floating-point
+    JAX scalar, e.g. traced to differentiate with respect to it (a concrete one is checked as a
+    number; of a traced one only the shape and dtype).
 
     The result is in the parameters' dtype (a half-precision policy stays half precision), or
     float64 when ``x`` is float64 (the parameters are widened, never the input narrowed). For
@@ -85,7 +85,8 @@ def _affine(weight: Array, x: Array, bias: Array, dtype) -> Array:
 
 def _check_omega(name: str, omega_0):
     """A Python/NumPy ``omega_0`` as a finite float > 0; a JAX array must be a real
-    floating-point scalar (its value may be traced, so it is not checked)."""
+    floating-point scalar, finite and > 0 where its value is concrete (a traced one, e.g. under
+    ``jax.grad``, cannot be checked)."""
     if isinstance(omega_0, jax.Array):
         check_real_float(name, omega_0)
         if omega_0.shape != ():
@@ -93,6 +94,9 @@ def _check_omega(name: str, omega_0):
                 f"`{name}` must be a scalar (one frequency scale for the layer); got an array "
                 f"of shape {omega_0.shape}."
             )
+        if not isinstance(omega_0, jax.core.Tracer):
+            # a concrete NaN, 0 or negative scale gave NaN, zero or sign-flipped features
+            check_positive_float(name, float(omega_0))
         return omega_0
     if isinstance(omega_0, np.ndarray) and omega_0.shape == ():
         omega_0 = omega_0[()]

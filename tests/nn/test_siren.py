@@ -206,6 +206,9 @@ def test_errors(key, library_errors):
         (jnp.ones(4), ValueError, r"`omega_0` must be a scalar.*shape \(4,\)"),
         (jnp.asarray(30), TypeError, r"`omega_0` must be a real floating-point array.*int32"),
         ("30", TypeError, r"`omega_0` must be a Python float"),
+        # a concrete JAX scale is checked as a number (it gave NaN or sign-flipped features)
+        (jnp.asarray(float("nan")), ValueError, r"`omega_0` must be a finite number > 0; got nan"),
+        (jnp.asarray(-30.0), ValueError, r"`omega_0` must be a finite number > 0; got -30.0"),
     ],
 )
 def test_sine_layer_refuses_bad_omega_0(omega_0, error, match, library_errors):
