@@ -52,8 +52,8 @@ GPU_MAX_FFT = 1 << 13
 
 def gpu_plan(length: int, *, causal: bool) -> MonarchPlan | None:
     """Plan with power-of-two tiles of at least 16 (Triton / tensor-core MMA shapes) and at
-    most :data:`GPU_MAX_FFT` points (``L <= 4096`` causal, ``256 <= L <= 8192`` circular: a
-    circular plan has ``N1 = L / N2`` rows, and both must be at least 16)."""
+    most :data:`GPU_MAX_FFT` points (``L <= 4096`` causal; circular, ``L`` a power of two from
+    256 to 8192: a circular plan has ``N1 = L / N2`` rows, both powers of two of at least 16)."""
     plan = plan_monarch(length, causal=causal, min_n2=16, min_rows=16, pow2=True)
     if plan is None or plan.fft_size > GPU_MAX_FFT:
         return None
