@@ -6,6 +6,7 @@ import importlib
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,11 @@ class MetricWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            # written beside and renamed over: a write that fails part-way (a full disk, a
+            # kill) would otherwise leave the log truncated, the run's history lost
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            os.replace(tmp, self.path)
         elif resume_step is None:
             self.path.write_text("")
         purge = None if resume_step is None else resume_step + 1

@@ -71,6 +71,38 @@ def test_cut_short_log_line_is_dropped_on_resume_and_damage_elsewhere_is_named(t
         read_metrics(path)
 
 
+def test_a_resume_whose_log_rewrite_fails_keeps_the_log(tmp_path, monkeypatch):
+    """A resume rewrites metrics.jsonl without the records past its checkpoint: a write that
+    fails part-way (a full disk) must leave the old log whole, not truncated."""
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": s, "split": "train", "loss": 0.5}) + "\n" for s in (1, 2, 3)]
+    path.write_text("".join(lines))
+    real_open = Path.open
+
+    def open_then_fail(self, mode="r", *args, **kwargs):
+        fh = real_open(self, mode, *args, **kwargs)
+        if "w" not in mode:
+            return fh
+
+        class Full:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                fh.close()
+
+            def write(self, data):
+                raise OSError(28, "No space left on device")
+
+        return Full()
+
+    monkeypatch.setattr(Path, "open", open_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        MetricWriter(tmp_path, tensorboard=False, resume_step=2)
+    monkeypatch.undo()
+    assert path.read_text() == "".join(lines)
+
+
 def test_python_resume_keeps_the_recorded_source_for_eval(tmp_path, capsys):
     from spectrax.cli import main
 
