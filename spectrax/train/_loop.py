@@ -138,11 +138,17 @@ def _set_aside_metrics(workdir: Path, resume: bool) -> None:
     config_json = workdir / "config.json"
     if config_json.is_file():
         config_json.rename(config_json.with_name(f"config.json.before-{stamp}"))
+    # and its TensorBoard events: left in place, the new run's curves were drawn over the old
+    # run's (a fresh log has no purge step to drop them)
+    events = workdir / "tensorboard"
+    if events.is_dir():
+        events.rename(events.with_name(f"tensorboard.before-{stamp}"))
     logger.warning(
         "%s has no checkpoint to resume from: starting over; old log kept as %s (its config "
-        "as config.json.before-%s)",
+        "as config.json.before-%s, its TensorBoard events as tensorboard.before-%s)",
         workdir,
         kept.name,
+        stamp,
         stamp,
     )
 

@@ -45,6 +45,8 @@ def test_fresh_run_refuses_a_directory_with_a_log_and_resume_keeps_it(tmp_path):
     assert log.read_text() == old and not (tmp_path / "config.json").exists()
     old_config = json.dumps({"config": {"name": "the old run"}})
     (tmp_path / "config.json").write_text(old_config)
+    (tmp_path / "tensorboard").mkdir()
+    (tmp_path / "tensorboard" / "events.out.tfevents.1").write_text("old run")
     result = train(config, workdir=tmp_path, resume=True)  # no checkpoint: starts over
     assert result.step == 5
     (kept,) = tmp_path.glob("metrics.jsonl.before-*")
@@ -53,6 +55,11 @@ def test_fresh_run_refuses_a_directory_with_a_log_and_resume_keeps_it(tmp_path):
     (kept_config,) = tmp_path.glob("config.json.before-*")
     assert kept_config.read_text() == old_config
     assert kept_config.name.split("before-")[1] == kept.name.split("before-")[1]
+    # and its TensorBoard events (the new run's curves are not drawn over the old run's)
+    (kept_events,) = tmp_path.glob("tensorboard.before-*")
+    assert kept_events.name.split("before-")[1] == kept.name.split("before-")[1]
+    assert (kept_events / "events.out.tfevents.1").read_text() == "old run"
+    assert not (tmp_path / "tensorboard" / "events.out.tfevents.1").exists()
     assert json.loads((tmp_path / "config.json").read_text())["config"]["name"] == "toy"
     assert [r["step"] for r in read_metrics(tmp_path) if r["split"] == "train"] == [1, 2, 3, 4, 5]
 
