@@ -244,6 +244,27 @@ def _refuse_held_checkpoints_early(workdir: Path) -> None:
         raise _held_metrics_error(workdir)
 
 
+def _damaged_log_error(workdir: Path, err: ValueError) -> CheckpointError:
+    return CheckpointError(
+        f"cannot resume the log of {workdir}: {err}. Repair or delete that line; the log is "
+        "left as it is."
+    )
+
+
+def _check_log_early(workdir: Path) -> None:
+    """A resumed run's log, read before the data are built (minutes for some tasks) where a
+    checkpoint will have it rewritten: a damaged line is a bad run directory, not a crash after
+    the restore. On every process, as :func:`_refuse_held_checkpoints_early`."""
+    ckpts = workdir / "checkpoints"
+    if not (ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())):
+        return
+    if (workdir / "metrics.jsonl").is_file():
+        try:
+            read_metrics(workdir)
+        except ValueError as err:
+            raise _damaged_log_error(workdir, err) from err
+
+
 def _check_workdir_path(workdir: Path) -> None:
     """A run directory that is a file, or lies under one, cannot be created: say so before the
     data are built (minutes for some tasks), not as a crash when the outputs are written."""
@@ -317,6 +338,8 @@ def train(
         _check_workdir_path(Path(workdir))
     if workdir is not None and not resume:
         _refuse_held_checkpoints_early(Path(workdir))
+    if workdir is not None and resume:
+        _check_log_early(Path(workdir))
     mesh, task, model, optimizer, opt_state, rng = _setup(config, devices)
     if workdir is None:
         workdir = (latest_workdir(config) if resume else None) or _new_workdir(config)
@@ -370,12 +393,16 @@ def train(
     sharding = batch_sharding(mesh)
     # the rows of each batch this process's devices hold (all of them with one process)
     rows = batch_rows(sharding, loop.batch_size)
-    writer = MetricWriter(
-        workdir,
-        tensorboard=config.output.tensorboard,
-        resume_step=start if start else None,
-        enabled=primary,
-    )
+    try:
+        writer = MetricWriter(
+            workdir,
+            tensorboard=config.output.tensorboard,
+            resume_step=start if start else None,
+            enabled=primary,
+        )
+    except ValueError as err:  # a damaged line before the last one: read_metrics names it
+        ckpt.close()
+        raise _damaged_log_error(workdir, err) from err
     num_train = task.num_train()
     stopped, step, last_saved = "completed", start, start if start else -1
     # the guard's running count lives in the optimizer state: a resumed run continues it

@@ -78,6 +78,20 @@ def test_cut_short_log_line_is_dropped_on_resume_and_damage_elsewhere_is_named(t
         read_metrics(path)
 
 
+def test_a_resume_with_a_damaged_log_is_a_checkpoint_error_and_keeps_the_log(tmp_path):
+    """A damaged line inside metrics.jsonl is a bad run directory (exit 2), not a crash after
+    the restore; said before the data are built, and the log is left alone."""
+    config = load_config(TOY, ["output.plots=false"])
+    (tmp_path / "checkpoints" / "5").mkdir(parents=True)  # the folder names are read first
+    log = tmp_path / "metrics.jsonl"
+    good = json.dumps({"step": 5, "split": "train", "loss": 0.5})
+    damaged = "{oops\n" + good + "\n"
+    log.write_text(damaged)
+    with pytest.raises(CheckpointError, match=r"metrics.jsonl line 1 is not a JSON record"):
+        train(config, workdir=tmp_path, resume=True)
+    assert log.read_text() == damaged
+
+
 def test_a_resume_whose_log_rewrite_fails_keeps_the_log(tmp_path, monkeypatch):
     """A resume rewrites metrics.jsonl without the records past its checkpoint: a write that
     fails part-way (a full disk) must leave the old log whole, not truncated."""
