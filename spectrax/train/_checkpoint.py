@@ -49,6 +49,15 @@ def _leaf_paths(tree: Any) -> list[str]:
     return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
+def _leaf_dtypes(tree: Any) -> list[str]:
+    """The dtype name of every leaf (a Python scalar's as NumPy reads it), in the order of
+    :func:`_leaf_paths`."""
+    return [
+        str(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
+        for x in jax.tree_util.tree_leaves(tree)
+    ]
+
+
 def _strip_spec(text: str) -> str:
     """An Orbax/TensorStore message without its TensorStore spec (a long JSON dump, given as
     ``[tensorstore_spec=...]`` or ``See full TensorStore details: <... TensorStore({...})>``)
@@ -137,6 +146,7 @@ class Checkpointer:
             "config": self.config_dict,
             "digest": digest,
             "arrays": _leaf_paths(state),
+            "dtypes": _leaf_dtypes(state),
             **(extra or {}),
         }
         self._manager.save(
@@ -208,6 +218,23 @@ class Checkpointer:
                 f"{extra[:8]}. A skeleton from eqx.filter_eval_shape has jax.ShapeDtypeStruct "
                 "leaves, which eqx.is_array and eqx.is_inexact_array filter out: keep them with "
                 "eqx.filter(skeleton, lambda x: isinstance(x, jax.ShapeDtypeStruct))."
+            )
+        saved_dtypes = meta.get("dtypes")  # absent in checkpoints from before it was recorded
+        dtypes = _leaf_dtypes(target)
+        if saved_dtypes is not None and len(saved_dtypes) == len(dtypes) and saved_dtypes != dtypes:
+            # Orbax casts to the target's dtype, and the cast arrays then failed the digest:
+            # reported as damage, with advice to move a sound checkpoint away
+            differ = [
+                f"{p}: {a} != {b}"
+                for p, a, b in zip(_leaf_paths(target), saved_dtypes, dtypes, strict=True)
+                if a != b
+            ]
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} holds arrays of other dtypes than the "
+                f"target (checkpoint != target): {'; '.join(differ[:8])}"
+                + (f" (and {len(differ) - 8} more)" if len(differ) > 8 else "")
+                + ". A float64 checkpoint comes from a run with JAX_ENABLE_X64 (jax_enable_x64) "
+                "on: restore it with the same setting."
             )
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:

@@ -148,6 +148,21 @@ def test_mismatched_tree_is_refused(tmp_path):
     ckpt.close()
 
 
+def test_a_checkpoint_of_other_dtypes_is_refused_naming_them_not_as_damage(tmp_path, x64):
+    """A float64 checkpoint (a run with x64 on) restored into float32 arrays: Orbax cast them,
+    the cast arrays failed the digest, and a sound checkpoint was reported as damaged (with
+    advice to move it away)."""
+    ckpt = Checkpointer(tmp_path, keep=2, config_dict={})
+    ckpt.save(1, {"w": jnp.ones(3, jnp.float64), "n": jnp.zeros((), jnp.int32)})
+    target = {"w": jnp.ones(3, jnp.float32), "n": jnp.zeros((), jnp.int32)}
+    with pytest.raises(CheckpointError, match=r"other dtypes.*\['w'\]: float64 != float32") as info:
+        ckpt.restore(target)
+    assert "damaged" not in str(info.value) and "'n'" not in str(info.value)
+    restored, _ = ckpt.restore({"w": jnp.zeros(3, jnp.float64), "n": target["n"]})
+    assert restored["w"].dtype == jnp.float64
+    ckpt.close()
+
+
 def test_target_missing_arrays_is_refused_naming_them_not_as_damage(tmp_path, key):
     """A target without some of the saved arrays (here every one: ``eqx.is_array`` is False
     for the ``jax.ShapeDtypeStruct`` leaves of an ``eqx.filter_eval_shape`` skeleton) restored
