@@ -184,7 +184,8 @@ class Checkpointer:
 
         Raises:
             CheckpointError: no checkpoint (at ``step``, if given); a config that differs from
-                this run's (the differing keys are listed); arrays that do not match
+                this run's (the differing keys are listed; not checked without a
+                ``config_dict``); arrays that do not match
                 ``target`` or whose digest differs from the one recorded at save time
                 (single-process runs: the digest is neither written nor checked over several
                 processes).
@@ -199,8 +200,14 @@ class Checkpointer:
                 f"saved steps {self.all_steps()}."
             )
         meta = self.read_meta(step)
-        diffs = config_differences(
-            meta.get("config", {}), self.config_dict, defaults=self.config_defaults
+        # no config of its own (the default): nothing to compare; every key of a train() run's
+        # checkpoint differed from the empty dict, and such a checkpoint could not be loaded
+        diffs = (
+            config_differences(
+                meta.get("config", {}), self.config_dict, defaults=self.config_defaults
+            )
+            if self.config_dict
+            else []
         )
         if diffs:
             raise CheckpointError(

@@ -15,6 +15,7 @@ from spectrax.train import (
     Checkpointer,
     CheckpointError,
     apply_overrides,
+    config_to_dict,
     evaluate_run,
     load_config,
     train,
@@ -204,6 +205,23 @@ def test_standalone_use_restores_an_equinox_model_and_optax_state(tmp_path, key)
     ckpt.close()
     with pytest.raises(ValueError, match=r"`keep` must be an integer >= 1; got 0"):
         Checkpointer(tmp_path, keep=0)
+
+
+def test_a_checkpointer_without_a_config_loads_a_runs_checkpoint(tmp_path):
+    """``config_dict`` defaults to "no config to compare": a checkpoint that train() wrote with
+    its config loads into a notebook's ``Checkpointer(directory)``; it was refused as written
+    by another config, every key differing from the empty dict. A config given is compared."""
+    config = config_to_dict(load_config(TOY))
+    Checkpointer(tmp_path, config_dict=config).save(3, {"w": jnp.arange(3.0)})
+    ckpt = Checkpointer(tmp_path)
+    state, meta = ckpt.restore({"w": jnp.zeros(3)})
+    assert_close(state["w"], jnp.arange(3.0), rtol=0.0)
+    assert meta["config"] == config
+    ckpt.close()
+    other = Checkpointer(tmp_path, config_dict={**config, "seed": 1})
+    with pytest.raises(CheckpointError, match=r"another config.*seed: 0 != 1"):
+        other.restore({"w": jnp.zeros(3)})
+    other.close()
 
 
 def test_digest_ignores_static_fields_but_not_values(key):
