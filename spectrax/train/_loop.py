@@ -387,6 +387,8 @@ def train(
         (workdir / "config.json").write_text(
             json.dumps({"config": cfg_dict, "source": source or {}}, indent=2, default=str)
         )
+        if not start:  # a resumed run said so above; a long run is watched from its start
+            logger.info("run %s: writing to %s", config.name, workdir)
 
     loop = config.loop
     step_fn = make_train_step(task.loss, optimizer, max_nonfinite=loop.max_nonfinite)

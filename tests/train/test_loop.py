@@ -62,8 +62,11 @@ def test_run_writes_outputs_and_reaches_threshold(toy_run):
 def test_injected_nan_is_skipped_and_counted(tmp_path, caplog):
     poisoned = 5
     config = load_config(TOY, [f"task.nan_examples={poisoned}", "loop.num_steps=24"])
-    with caplog.at_level(logging.WARNING, logger="spectrax.train._loop"):
+    with caplog.at_level(logging.INFO, logger="spectrax.train._loop"):
         result = train(config, workdir=tmp_path)
+    # where the run writes is said when it starts, before the first step's warning
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0] == f"run {config.name}: writing to {tmp_path}", said[:2]
     expected = [s + 1 for s in range(24) if poisoned in batch_indices(0, s, 64, 8)]
     # said while the run goes on (the log has no progress bar), naming the steps
     warned = [r.getMessage() for r in caplog.records if "non-finite" in r.getMessage()]
