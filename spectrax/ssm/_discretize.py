@@ -142,11 +142,24 @@ def _diag_zoh_log(lam, dt):
     return jax.lax.complex(jnp.real(z), phase)
 
 
+def _log_zero_at_minus_one(w, inner):
+    """``2 artanh(inner)``, and ``-inf`` (``Λ̄ = 0``) where ``w = Λ dt/2`` is exactly -1: there
+    artanh's derivative is infinite, and the zero cotangent the kernel sends back (it takes
+    ``Λ̄ = 0`` as the smallest normal number) made NaN gradients in every parameter (S4D-Lin's
+    real mode ``Λ = -1/2`` at ``dt = 4``). Its imaginary part is 0, not artanh's NaN. The
+    gradient through the log is ``l Λ̄^l = 0`` there, so at that one point it lacks the ``l = 1``
+    term ``dΛ̄`` that a scan's gradient has: finite, not exact."""
+    zero = w == -1
+    out = 2 * jnp.arctanh(jnp.where(zero, jnp.zeros_like(inner), inner))
+    return jnp.where(zero, jnp.asarray(-jnp.inf, out.dtype), out)
+
+
 def _diag_bilinear_log(lam, dt):
     # log((1 + z) / (1 - z)) = 2 artanh(z), z = Λ dt / 2, without forming the ratio: artanh keeps
     # the relative precision of a slow mode's decay rate, which log1p(z) - log1p(-z) cancels
     # away once |Im z| is not small; its phase lies in (-π, π]
-    return 2 * jnp.arctanh(0.5 * dt * lam)
+    w = 0.5 * dt * lam
+    return _log_zero_at_minus_one(w, w)
 
 
 _DIAG_LOG: dict[str, Callable] = {"zoh": _diag_zoh_log, "bilinear": _diag_bilinear_log}
@@ -168,7 +181,7 @@ def _diag_bilinear_log_half(lam, dt):
     w = 0.5 * dt * lam
     flip = jnp.abs(w) > 1
     inner = jnp.where(flip, 1.0 / jnp.where(flip, w, 2.0), jnp.where(flip, 0.0, w))
-    return 2 * jnp.arctanh(inner), flip
+    return _log_zero_at_minus_one(w, inner), flip
 
 
 _DIAG_LOG_HALF: dict[str, Callable] = {

@@ -796,6 +796,37 @@ def test_a_zero_discrete_eigenvalue_from_its_log_contributes_at_l0_only(x64):
     assert_close(vandermonde_kernel(lam_bar, w, 4), want, jnp.float64)
 
 
+def test_gradient_is_finite_where_a_bilinear_eigenvalue_is_zero():
+    """S4D-Lin's real mode Λ = -1/2 at dt = 4 (bilinear, Λ dt = -2, Λ̄ = 0): artanh's infinite
+    derivative there times the kernel's zero cotangent made NaN gradients in Λ and dt (S4D's
+    default conv mode, every parameter of the layer after one step); the log is -inf + 0j, not
+    -inf + NaN j."""
+    lam = jnp.asarray([-0.5 + 0j, -0.5 + 0.1j], jnp.complex64)
+    dt = jnp.asarray([4.0, 4.0], jnp.float32)
+
+    @jax.jit
+    def grads(lam, dt):
+        def loss(lam, dt):
+            total = 0.0
+            for half_turn in (False, True):
+                out = log_discrete_eigenvalues(lam, dt, "bilinear", half_turn=half_turn)
+                log_bar, negated = out if half_turn else (out, None)
+                lam_bar = discretize_diagonal(lam, dt, "bilinear")[0]
+                w = jnp.ones(2, jnp.complex64)
+                k = vandermonde_kernel(lam_bar, w, 6, log_Lambda_bar=log_bar, negated=negated)
+                total = total + jnp.sum(jnp.abs(k) ** 2)
+            return total
+
+        return jax.grad(loss, argnums=(0, 1))(lam, dt)
+
+    for half_turn in (False, True):
+        out = log_discrete_eigenvalues(lam, dt, "bilinear", half_turn=half_turn)
+        log_bar = out[0] if half_turn else out
+        assert jnp.real(log_bar[0]) == -jnp.inf and jnp.imag(log_bar[0]) == 0
+    for g in grads(lam, dt):
+        assert bool(jnp.all(jnp.isfinite(g))), g
+
+
 def test_log_lambda_bar_shape_is_checked(library_errors):
     lam = jnp.full((4,), 0.9 + 0.1j, jnp.complex64)
     with pytest.raises(ValueError, match=r"`log_Lambda_bar` must have the shape of `Lambda_bar`"):
