@@ -247,10 +247,11 @@ class S4D(eqx.Module):
             ``__call__`` returns ``(L, H)`` in ``x``'s dtype, computed in float64 if ``x`` or
             the parameters are float64 (the parameters are widened for the call), else in
             float32 (half-precision parameters and inputs alike: the complex arithmetic needs
-            32 bits), and rounded to ``x``'s dtype once. :meth:`step` computes in the
-            parameters' dtype, at least float32 (the state's: ``init_state()`` is complex64 or
-            complex128), so a float64 ``x_t`` to float32 parameters is rounded to float32
-            first; it returns ``y_t`` in ``x_t``'s dtype.
+            32 bits), and rounded to ``x``'s dtype once. :meth:`step` follows the same rule
+            (float64 for a float64 ``x_t``: the parameters are widened for the step) and
+            returns ``y_t`` in ``x_t``'s dtype; the state keeps :meth:`init_state`'s dtype
+            (complex64, or complex128 for float64 parameters), so a float64 step of float32
+            parameters rounds the state to complex64 between steps.
         key: PRNG key (keyword-only).
     """
 
