@@ -17,6 +17,17 @@ from jaxtyping import Array, Float
 from spectrax._checks import check_bool, check_positive_int
 
 
+def _check_floating(name: str, snapshots: Array) -> None:
+    """TypeError naming ``name`` unless the snapshots are floating point (real or complex): the
+    predictions are cast to their dtype, so integer snapshots truncated every prediction."""
+    if not jnp.issubdtype(snapshots.dtype, jnp.inexact):
+        raise TypeError(
+            f"`{name}` must hold floating-point snapshots (the predictions are cast to its "
+            f"dtype, which would truncate them); got dtype {snapshots.dtype}. Cast it first, "
+            f"e.g. `{name}.astype(jnp.float32)`."
+        )
+
+
 def rollout(
     model: Callable[[Array], Array],
     history: Float[Array, " C *spatial"],
@@ -50,7 +61,9 @@ def rollout(
     Raises:
         ValueError: ``num_steps < 1``, a ``history`` without a spatial axis, or a ``model``
             whose output is not ``(k, *spatial)`` with ``1 <= k <= C``.
-        TypeError: non-bool ``remat``/``residual``; a ``model`` that does not return one array,
+        TypeError: non-bool ``remat``/``residual``; an integer or bool ``history`` (the
+            predictions, cast to its dtype, would be truncated); a ``model`` that does not
+            return one array,
             or returns complex snapshots for a real ``history`` (the cast would drop the
             imaginary part).
     """
@@ -71,6 +84,7 @@ def rollout(
             f"`history` must be snapshots (C, *spatial) with at least one spatial axis; got "
             f"shape {history.shape}."
         )
+    _check_floating("history", history)
     # Wrapped in lambdas: jax hashes the callables it is given, and a module holding tracers
     # (under grad) is unhashable.
     out = jax.eval_shape(lambda h: model(h), history)
@@ -98,6 +112,8 @@ def next_snapshots(
             f"`window` must be snapshots (C, *spatial) with at least one spatial axis; got "
             f"shape {jnp.shape(window)}."
         )
+    if residual:  # the increment is added in the window's dtype
+        _check_floating("window", jnp.asarray(window))
     out = model(window)
     if not residual:
         return out

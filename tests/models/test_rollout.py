@@ -354,3 +354,21 @@ def test_task_flags_must_be_bools(flag, library_errors):
     kw[flag] = np.bool_(flag in ("channel_axis", "rollout"))  # a NumPy bool is a bool
     task = FieldRegressionTask(lambda k: None, (a, u), (a, u), **kw)
     assert task.num_train() == 4 and getattr(task, flag) is bool(kw[flag])
+
+
+def test_integer_snapshots_are_refused(library_errors):
+    """The predictions are cast to the history's dtype: an int32 history truncated every one
+    (0.5 * 4 = 2, then 1, then 0) and a residual step added the increment in int32, silently."""
+    h = jnp.array([[1, 2, 3, 4]], jnp.int32)
+    half = lambda w: 0.5 * w[-1:].astype(jnp.float32)  # noqa: E731
+    with pytest.raises(TypeError, match=r"`history` must hold floating-point .* got dtype int32"):
+        rollout(half, h, 3)
+    with pytest.raises(TypeError, match=r"`window` must hold floating-point .* got dtype int32"):
+        next_snapshots(half, h, residual=True)
+    # floating point (real or complex) is unchanged; without residual the output is the model's
+    assert_close(
+        rollout(half, h.astype(jnp.float32), 2),
+        jnp.array([[0.5, 1, 1.5, 2], [0.25, 0.5, 0.75, 1]]),
+        jnp.float32,
+    )
+    assert next_snapshots(half, h).dtype == jnp.float32
