@@ -245,7 +245,8 @@ def white_noise_gain(
     ``m / N``: ``prod(modes) / prod(resolution)``.
 
     Args:
-        resolution: the grid, ``d`` positive ints.
+        resolution: the grid, ``d`` positive ints (an int ``n``: ``n`` on every axis of
+            ``modes``, as :class:`TransformOnce`'s ``resolution``).
         modes: kept modes per axis (int or ``d`` ints), as :class:`TransformOnce`'s; the grid
             must hold them.
         transform: ``"rfft"`` (default) or ``"dct"``, as the model's.
@@ -253,7 +254,18 @@ def white_noise_gain(
     Returns:
         The gain, a Python float in ``(0, 1]``.
     """
-    resolution = check_grid_shape("resolution", resolution, len(tuple(resolution)))
+    if isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool):
+        # as TransformOnce's `resolution`: n on every axis of `modes`
+        d = len(modes) if np.ndim(modes) == 1 else 1
+        resolution = (resolution,) * d  # a bad `modes` is named by check_modes below
+    try:
+        ndim = len(resolution)
+    except TypeError:  # was "'NoneType' object is not iterable", naming nothing
+        raise ValueError(
+            f"`resolution` must be the grid, an int n or d ints (n_1, ..., n_d); got "
+            f"{resolution!r}."
+        ) from None
+    resolution = check_grid_shape("resolution", resolution, ndim)
     modes = check_modes(modes, len(resolution))
     if _check_transform(transform) == "dct":
         _check_dct_grid("the `resolution`", resolution, modes)

@@ -514,3 +514,15 @@ def test_dct_errors(key, library_errors):
         TransformOnce(1, 1, 1, 4, 3, 1, transform="fft", key=key)
     with pytest.raises(ValueError, match="at most 5 cosine modes"):
         white_noise_gain((5,), 6, transform="dct")
+
+
+def test_white_noise_gain_takes_an_int_resolution_and_names_a_bad_one(library_errors):
+    """An int resolution, as TransformOnce's, is n on every axis of `modes`; None or an int
+    failed in tuple() with "'int' object is not iterable", naming no argument."""
+    assert white_noise_gain(64, 8) == white_noise_gain((64,), (8,)) == 14.5 / 64
+    assert white_noise_gain(16, (3, 5)) == white_noise_gain((16, 16), (3, 5))
+    assert white_noise_gain(16, np.array([3, 5])) == white_noise_gain((16, 16), (3, 5))
+    with pytest.raises(ValueError, match=r"`resolution` must be the grid.* got None"):
+        white_noise_gain(None, 8)
+    with pytest.raises(ValueError, match=r"`modes`"):
+        white_noise_gain(16, None)
