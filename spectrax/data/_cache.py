@@ -250,7 +250,9 @@ def _key_data(key) -> list[Any]:
         impl = str(jax.random.key_impl(key))
         data = np.asarray(jax.random.key_data(key))
     else:
-        impl = "raw"
+        # a raw uint32 key means whatever jax_default_prng_impl says: rbg and unsafe_rbg keys
+        # are both (4,) uint32 words whose split and fold_in differ
+        impl = f"raw:{jax.config.jax_default_prng_impl}"
         data = np.asarray(key)
     return [impl, data.dtype.str, data.ravel().tolist()]
 
@@ -267,7 +269,8 @@ def cache_path(
     The name also depends on the JAX major.minor version, the default backend's platform
     (``jax.default_backend()``: data drawn on a GPU are not read back on a CPU), on the
     ``jax_enable_x64`` and
-    ``jax_threefry_partitionable`` flags in effect, on the source code of the generator's
+    ``jax_threefry_partitionable`` flags in effect (and, for a raw ``uint32`` key, on
+    ``jax_default_prng_impl``, which says how it is split), on the source code of the generator's
     module and of the whole ``spectrax.data`` package (which a user's generator may wrap), its
     bytecode and the values its closure captured, so data drawn under another configuration
     or by other code (another lambda, a function redefined in a notebook, a closure over

@@ -169,6 +169,28 @@ def test_keyed_by_jax_configuration(tmp_path, monkeypatch, key, gen):
     assert cache_path(gen, key, 3, cache_dir=tmp_path) == base  # the flags are restored
 
 
+def test_raw_key_keyed_by_the_default_prng_implementation(tmp_path, key):
+    """A raw uint32 key is read by jax_default_prng_impl: under "rbg" and "unsafe_rbg" it is
+    the same (4,) words, but split and fold_in give other keys, so other data; both read one
+    file before (the key was keyed as "raw" and its words only)."""
+
+    def draw(key, n):
+        return (jax.random.normal(jax.random.fold_in(key, 1), (n,)),)
+
+    before = jax.config.jax_default_prng_impl
+    paths, data = {}, {}
+    try:
+        for impl in ("rbg", "unsafe_rbg"):
+            jax.config.update("jax_default_prng_impl", impl)
+            raw = jax.random.PRNGKey(0)
+            paths[impl] = cache_path(draw, raw, 3, cache_dir=tmp_path)
+            data[impl] = cached(draw, raw, 3, cache_dir=tmp_path)[0]
+    finally:
+        jax.config.update("jax_default_prng_impl", before)
+    assert paths["rbg"] != paths["unsafe_rbg"]
+    assert not np.array_equal(data["rbg"], data["unsafe_rbg"])  # a hit would return rbg's
+
+
 def test_keyed_by_platform(tmp_path, monkeypatch, key, gen):
     """GPU matmuls (TF32) and FFTs round differently from the CPU's, and a thresholded field
     (Darcy's coefficient) can flip nodes with them: each platform has its own file."""
