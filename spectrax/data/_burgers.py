@@ -100,6 +100,9 @@ def burgers_solve(
             grid or ``dt`` too large.
     """
     check_real_float("u0", u0)
+    # a NumPy float64 u0 outside 64-bit mode is float32, as any JAX input (not an astype to
+    # float64 that JAX truncates with a warning)
+    u0 = jnp.asarray(u0)
     if u0.ndim < 1 or u0.shape[-1] < 4:
         raise ValueError(f"`u0` must have shape (*batch, n) with n >= 4; got {u0.shape=}.")
     nu = check_positive_float("nu", nu)

@@ -337,6 +337,9 @@ def darcy_solve(
     reverse mode (``jax.grad``) raises a ValueError, as ``lax.while_loop`` has no transpose.
     """
     _check_grid("a", a)
+    # a NumPy float64 `a` is float32 outside 64-bit mode, as any input: it took the float64
+    # default tol (1e-11) for a float32 solve (twice the iterations) and JAX's truncation warning
+    a = jnp.asarray(a)
     if isinstance(f, (int, float, np.integer, np.floating)) and not isinstance(f, bool):
         if not math.isfinite(f):  # a NaN ran max_iter iterations into "did not converge"
             raise ValueError(f"`f` must be finite; got {f}.")

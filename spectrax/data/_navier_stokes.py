@@ -149,6 +149,7 @@ def navier_stokes_solve(
         RuntimeError: (outside a trace) a trajectory holds NaN or inf: ``dt`` unstable.
     """
     check_real_float("w0", w0)
+    w0 = jnp.asarray(w0)  # a NumPy float64 w0 is float32 outside 64-bit mode, as any input
     if w0.ndim < 2 or w0.shape[-1] != w0.shape[-2] or w0.shape[-1] < 4:
         raise ValueError(f"`w0` must have shape (*batch, n, n) with n >= 4; got {w0.shape=}.")
     nu = check_positive_float("nu", nu)

@@ -1,6 +1,8 @@
 """Burgers: the ETDRK4 pseudo-spectral solver against the Cole–Hopf exact solution, its
 fourth-order time convergence, conservation, and the dataset generator."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -264,3 +266,15 @@ def test_solutions_the_grid_cannot_resolve_are_refused(key):
     assert bool(jnp.all(jnp.isfinite(burgers_solve(u0 / 100.0, nu=1e-1))))
     _, u = jax.jit(lambda k: burgers_dataset(k, 2, 64, nu=1e-6))(key)
     assert not bool(jnp.any(jnp.isfinite(u)))
+
+
+def test_numpy_float64_input_outside_x64_solves_without_warnings(library_errors):
+    """Outside 64-bit mode a NumPy float64 u0 is float32, as any JAX input; the result was
+    cast back with astype(float64), which JAX truncates with a UserWarning."""
+    assert not jax.config.jax_enable_x64
+    u0 = np.sin(2 * np.pi * np.arange(16) / 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        u = burgers_solve(u0, t_final=0.1)
+    assert u.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(u), burgers_solve(jnp.asarray(u0), t_final=0.1))

@@ -2,6 +2,7 @@
 sparse (SciPy) solve of an independently assembled matrix, and the dataset generator."""
 
 import re
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -326,3 +327,15 @@ def test_overflow_is_reported_as_a_breakdown(key, library_errors):
     with pytest.raises(RuntimeError, match=r"broke down: .* is nan after \d+ iterations") as err:
         darcy_solve(a)
     assert "Raise `max_iter`" not in str(err.value)
+
+
+def test_numpy_float64_coefficient_outside_x64_is_a_float32_solve(key, library_errors):
+    """Outside 64-bit mode a NumPy float64 `a` is float32, as any JAX input: it was solved in
+    float32 to float64's default tol (1e-11: 26 iterations instead of 14 at 85 nodes) and
+    JAX warned that float64 was truncated. Now it is the float32 solve, bit for bit."""
+    assert not jax.config.jax_enable_x64
+    a = np.where(np.asarray(grf_neumann(key, 17)) >= 0, 12.0, 3.0)  # float64 NumPy
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        u = darcy_solve(a)
+    np.testing.assert_array_equal(np.asarray(u), np.asarray(darcy_solve(jnp.asarray(a))))

@@ -1,6 +1,8 @@
 """Navier–Stokes (vorticity, torus): Taylor–Green-type exact decays, an exact forced shear
 flow, fourth-order time convergence, conservation, and the dataset generator."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -227,3 +229,16 @@ def test_unstable_steps_are_refused(key):
     w0 = grf_periodic(key, (16, 16), sigma=1e3)
     with pytest.raises(RuntimeError, match=r"navier_stokes_solve.*1 of 1 hold NaN.*`dt`=0.5"):
         navier_stokes_solve(w0, **kw)
+
+
+def test_numpy_float64_input_outside_x64_solves_without_warnings(library_errors):
+    """Outside 64-bit mode a NumPy float64 w0 is float32, as any JAX input; it was cast to
+    float64 (with the named forcing), which JAX truncates with a UserWarning."""
+    assert not jax.config.jax_enable_x64
+    x = np.arange(8) / 8
+    w0 = np.sin(2 * np.pi * x)[:, None] * np.cos(2 * np.pi * x)[None, :]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        w = navier_stokes_solve(w0, t_final=0.1)
+    assert w.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(w), navier_stokes_solve(jnp.asarray(w0), t_final=0.1))
