@@ -25,8 +25,9 @@ __all__ = ["EqxBuffer", "EqxToNNX", "NNXToEqx"]
 
 
 class EqxBuffer(nnx.Variable):
-    """A non-trainable array of a wrapped Equinox module (integer or boolean leaves, or any leaf
-    the ``trainable`` filter of :class:`EqxToNNX` rejects). ``nnx.Optimizer(..., wrt=nnx.Param)``
+    """A non-trainable array of a wrapped Equinox module (integer or boolean leaves, arrays the
+    module holds fixed, or any leaf the ``trainable`` filter of :class:`EqxToNNX` rejects).
+    ``nnx.Optimizer(..., wrt=nnx.Param)``
     leaves it alone."""
 
 
@@ -40,6 +41,17 @@ def _in_nnx_param(module: Any) -> list[bool]:
         else:
             flags.append(True)
     return flags
+
+
+def _frozen_leaves(module: Any, treedef: Any) -> list[bool]:
+    """Per leaf of ``module`` (in ``treedef`` order): ``True`` where
+    :func:`~spectrax.nn.frozen_param_mask` marks an array the module holds fixed (the ``B`` of a
+    ``FourierFeatures(trainable=False)``, the variables of a wrapped NNX module that are not
+    ``nnx.Param``), else ``False``."""
+    # imported here: _ssm_labels imports NNXToEqx from this module
+    from spectrax.nn._ssm_labels import frozen_param_mask
+
+    return [m is True for m in treedef.flatten_up_to(frozen_param_mask(module))]
 
 
 class EqxToNNX(nnx.Module):
@@ -65,7 +77,11 @@ class EqxToNNX(nnx.Module):
             train; integer and boolean arrays do not). An array held by an NNX variable
             inside ``module`` (an :class:`NNXToEqx` in it) keeps its role: in an ``nnx.Param``
             it follows ``trainable``, in any other variable (batch statistics, RNG state) it is
-            an :class:`EqxBuffer`. ``EqxToNNX(NNXToEqx(m))`` computes as ``m``; prefer ``m``.
+            an :class:`EqxBuffer`. So is every array the module holds fixed,
+            :func:`~spectrax.nn.frozen_param_mask` (the frequencies ``B`` of a
+            ``FourierFeatures(trainable=False)``): an ``nnx.Param`` there would have its
+            gradient zero but still shrink under AdamW's weight decay.
+            ``EqxToNNX(NNXToEqx(m))`` computes as ``m``; prefer ``m``.
 
     Calling the wrapper calls the Equinox module with the same arguments (one unbatched example,
     as for every spectrax module; batch with ``jax.vmap`` or ``nnx.vmap``). The :attr:`module`
@@ -87,11 +103,14 @@ class EqxToNNX(nnx.Module):
         self.treedef = treedef
         is_array = [eqx.is_array(x) for x in leaves]
         self.static = tuple(None if a else x for x, a in zip(leaves, is_array, strict=True))
+        # An array the module holds fixed (behind stop_gradient) is a buffer whatever
+        # `trainable` says: as an nnx.Param, AdamW's decoupled weight decay would shrink it.
+        frozen = _frozen_leaves(module, treedef)
         in_param = _in_nnx_param(module)
         self.leaves = nnx.List(
             [
-                nnx.Param(x) if trainable(x) and param else EqxBuffer(x)
-                for x, a, param in zip(leaves, is_array, in_param, strict=True)
+                nnx.Param(x) if trainable(x) and param and not fixed else EqxBuffer(x)
+                for x, a, param, fixed in zip(leaves, is_array, in_param, frozen, strict=True)
                 if a
             ]
         )

@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from spectrax.models import FNO
-from spectrax.nn import EqxBuffer, EqxToNNX, NNXToEqx, SpectralConv
+from spectrax.nn import EqxBuffer, EqxToNNX, FourierFeatures, NNXToEqx, SpectralConv
 from tests.helpers import assert_close
 
 L = 32
@@ -187,6 +187,24 @@ def test_integer_leaves_are_buffers_and_stay_fixed():
     # d/dw[2] of w[2] * 1 is 1; sgd moves only that entry, the index is untouched.
     np.testing.assert_allclose(np.asarray(module.module.weight), [1.0, 2.0, 2.9], rtol=1e-6)
     assert int(module.module.index) == 2
+
+
+def test_fixed_fourier_features_stay_fixed_under_adamw():
+    """A FourierFeatures(trainable=False) holds its frequencies B fixed (stop_gradient), but
+    EqxToNNX stored B as an nnx.Param, so AdamW's decoupled weight decay shrank it (by 0.3 in
+    three steps of lr 1e-2, decay 0.5): the bandwidth sigma of the fixed features drifted. B is
+    now an EqxBuffer, as frozen_param_mask marks it; a trainable B is still an nnx.Param."""
+    fixed = FourierFeatures(2, 4, trainable=False, key=jax.random.key(0))
+    module = EqxToNNX(fixed)
+    assert isinstance(module.leaves[0], EqxBuffer)
+    trained = FourierFeatures(2, 4, trainable=True, key=jax.random.key(0))
+    assert isinstance(EqxToNNX(trained).leaves[0], nnx.Param)
+    with _optax_promotion():
+        optimizer = nnx.Optimizer(module, optax.adamw(1e-2, weight_decay=0.5), wrt=nnx.Param)
+        x = jnp.asarray([0.3, -0.2])
+        grads = nnx.grad(lambda m: jnp.sum(m(x)), argnums=nnx.DiffState(0, nnx.Param))(module)
+        optimizer.update(module, grads)
+    np.testing.assert_array_equal(np.asarray(module.module.B), np.asarray(fixed.B))
 
 
 def test_float64_module_under_x64(x64):
