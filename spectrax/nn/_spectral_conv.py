@@ -26,6 +26,7 @@ from spectrax._checks import (
     check_real_float,
     complex_dtype,
     compute_dtype,
+    module_compute_dtype,
     widen_to_input,
 )
 from spectrax.nn._factorized import CPWeight, DenseWeight, RankLike, TTWeight, TuckerWeight
@@ -382,7 +383,8 @@ class SpectralConv(eqx.Module):
         separable: a depthwise weight ``W[c, k]`` of shape ``(C, *kept)``, no channel mixing
             (neuraloperator's ``separable=True``; ``C_out`` must equal ``C_in``): ``C_in`` times
             fewer parameters; factorised as the dense one is.
-        dtype: parameter dtype (float32); half precision is drawn in float32 and rounded once.
+        dtype: parameter dtype (float32), also the output's (float64 for a float64 input);
+            half precision is drawn in float32 and rounded once, and the FFTs run in float32.
         key: PRNG key (keyword-only).
 
     Initialisation: complex Gaussian with ``E|W|^2 = 1 / C_in`` (separable: 1) so that for
@@ -435,12 +437,18 @@ class SpectralConv(eqx.Module):
         self, x: Float[Array, " C_in *spatial"], out_shape: Sequence[int] | None = None
     ) -> Float[Array, " C_out *spatial_out"]:
         """Apply to one field ``(C_in, *spatial)``; ``out_shape`` (default ``spatial``) is the
-        output grid. Batch with ``jax.vmap``."""
+        output grid. Batch with ``jax.vmap``. Computes in float32 (float64 for a float64 input
+        or float64 parameters) and returns the parameters' dtype, or float64 for a float64
+        input."""
         check_field("x", x, self.in_channels, self.num_spatial_dims)
         # a float64 input widens the stored factors before the (Tucker/CP/TT) reconstruction, so
         # the dense weight is complex128, not a complex64 product widened afterwards
         weight = widen_to_input(self.weight, x.dtype).complex()
-        return spectral_conv(x, weight, self.modes, out_shape, impl=self.impl)
+        y = spectral_conv(x, weight, self.modes, out_shape, impl=self.impl)
+        # a channel map returns its parameters' dtype (a bfloat16 policy stays bfloat16; the
+        # FFTs ran in float32), float64 for a float64 input
+        param_dtype = jax.tree_util.tree_leaves(self.weight)[0].dtype
+        return y.astype(module_compute_dtype(x.dtype, param_dtype))
 
     @property
     def num_params(self) -> int:

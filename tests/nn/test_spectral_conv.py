@@ -346,14 +346,19 @@ def test_64_bit_weight_or_input_computes_in_float64(x64, key, impl):
 
 @pytest.mark.parametrize("impl", ["rfft", "dft"])
 def test_float32_and_half_precision_compute_in_float32(key, impl):
-    """Half-precision inputs or parameters compute in (and return) float32, as float32 ones."""
+    """Half-precision inputs or parameters compute in float32 (no half-precision FFT) and the
+    layer returns its parameters' dtype, as README states for the channel maps: bfloat16
+    parameters returned float32, so a bfloat16 policy left the layer in float32."""
     x = jax.random.normal(key, (3, 8, 10)).astype(jnp.bfloat16)
     conv = SpectralConv(2, 3, 2, (3, 4), impl=impl, key=key)
     half = SpectralConv(2, 3, 2, (3, 4), impl=impl, dtype=jnp.bfloat16, key=key)
     got = conv(x)
     assert got.dtype == jnp.float32
     assert_close(got, conv(x.astype(jnp.float32)), jnp.float32)  # widened exactly
-    assert half(x).dtype == half(x.astype(jnp.float32)).dtype == jnp.float32
+    assert half(x).dtype == half(x.astype(jnp.float32)).dtype == jnp.bfloat16
+    # the float32 result rounded once
+    want = spectral_conv(x, half.weight.complex(), (3, 4), impl=impl).astype(jnp.bfloat16)
+    np.testing.assert_array_equal(np.asarray(half(x), np.float32), np.asarray(want, np.float32))
 
 
 @pytest.mark.parametrize("impl", ["rfft", "dft"])
