@@ -45,6 +45,10 @@ def check_modes(modes: int | Sequence[int], num_spatial_dims: int) -> tuple[int,
             f"`modes` must be an int or one int per spatial axis ({num_spatial_dims}); got "
             f"{modes!r}."
         ) from None
+    if not modes:  # kept_shape's modes[-1] was a bare IndexError, resolve_impl's max() another
+        raise ValueError(
+            f"`modes` must give one mode count per spatial axis (at least one axis); got {modes}."
+        )
     if len(modes) != num_spatial_dims:
         raise ValueError(
             f"`modes` must be an int or one int per spatial axis ({num_spatial_dims}); got {modes}."
@@ -320,6 +324,11 @@ def spectral_conv(
             f"modes {modes}; got weight.shape={weight.shape}."
         )
     spatial = tuple(x.shape[x.ndim - d :])
+    if min(spatial) < 1:  # else reported as resolve_impl's `spatial`
+        raise ValueError(
+            f"`x` has an empty spatial axis (x.shape={x.shape}, the last {d} axes spatial); "
+            "expected at least one grid point per axis."
+        )
     out_shape = check_out_shape(out_shape, spatial)
     check_grid("the input", spatial, modes)
     check_grid("the `out_shape`", out_shape, modes)

@@ -428,6 +428,14 @@ def test_errors(key, library_errors):
         spectral_conv(x, w, 4)
     with pytest.raises(ValueError, match="modes"):
         spectral_conv(x, w, (4, 0))
+    # no modes at all was a bare IndexError (spectral_conv) or max() of nothing (resolve_impl); an
+    # empty spatial axis of x was reported as resolve_impl's `spatial`
+    with pytest.raises(ValueError, match=r"`modes` must give one mode count per spatial axis"):
+        spectral_conv(x, w[:, :, 0, 0], ())
+    with pytest.raises(ValueError, match=r"`modes` must give one mode count per spatial axis"):
+        resolve_impl("auto", (), ())
+    with pytest.raises(ValueError, match=r"`x` has an empty spatial axis"):
+        spectral_conv(jnp.ones((3, 0)), w[:, :, 0, :1], (1,))
     with pytest.raises(ValueError, match="`x`"):
         spectral_conv(jnp.ones((16, 16)), w, (4, 4))
     with pytest.raises(ValueError, match="out_shape"):
