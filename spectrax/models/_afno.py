@@ -99,7 +99,8 @@ class AFNO(eqx.Module):
     Args:
         num_spatial_dims: ``d``.
         in_channels, out_channels: ``C_in``, ``C_out``.
-        width: embedding channels (divisible by ``num_blocks``).
+        width: embedding channels, at least 2 (the blocks layer-normalise over them), divisible
+            by ``num_blocks``.
         modes: kept token-grid modes per axis (mode truncation).
         num_layers: number of blocks (default 4).
         patch_size: patch edge (default 1: one token per grid point). The mixers' biases and
@@ -146,7 +147,8 @@ class AFNO(eqx.Module):
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
         self.patch_size = check_positive_int("patch_size", patch_size)
-        width = check_positive_int("width", width)
+        # the blocks' layer norms act over the width channels: over one, they output a constant
+        width = check_positive_int("width", width, minimum=2)
         num_layers = check_positive_int("num_layers", num_layers)
         num_blocks = check_positive_int("num_blocks", num_blocks)
         if width % num_blocks:

@@ -234,7 +234,7 @@ class ChannelLayerNorm(eqx.Module):
     """Layer norm over the channel axis at every grid point, with per-channel scale and shift.
 
     Args:
-        channels: ``C``.
+        channels: ``C >= 2`` (over one channel the variance is 0 and the output the shift).
         eps: added to the variance, a finite number ``> 0`` (default 1e-5): a constant field
             has variance 0.
         dtype: parameter dtype (float32); the input is normalised in its own dtype.
@@ -246,6 +246,12 @@ class ChannelLayerNorm(eqx.Module):
 
     def __init__(self, channels: int, *, eps: float = 1e-5, dtype=jnp.float32):
         channels = check_positive_int("channels", channels)
+        if channels == 1:  # as GroupNorm refuses one value per group
+            raise ValueError(
+                "`channels`=1: a layer norm over one channel sees variance 0 at every grid "
+                "point and returns its shift whatever the input; expected channels >= 2 "
+                "(GroupNorm(1, 1) normalises one channel over the grid)."
+            )
         self.eps = check_positive_float("eps", eps)
         dtype = check_float_dtype("dtype", dtype)
         self.scale = jnp.ones((channels,), dtype)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from spectrax._random import uniform
+from spectrax.models import AFNO
 from spectrax.nn import (
     ChannelLayerNorm,
     ChannelMLP,
@@ -87,6 +88,15 @@ def test_channel_mlp_names_its_own_arguments(library_errors):
 def test_channel_layer_norm_constructor_errors(kwargs, error, match, library_errors):
     with pytest.raises(error, match=match):
         ChannelLayerNorm(3, **kwargs)
+
+
+def test_channel_layer_norm_refuses_one_channel(library_errors):
+    """ChannelLayerNorm(1) returned its shift for every input (zero variance over one channel),
+    and so did every AFNO block of width 1; both are refused by name."""
+    with pytest.raises(ValueError, match=r"`channels`=1: a layer norm over one channel"):
+        ChannelLayerNorm(1)
+    with pytest.raises(ValueError, match=r"`width` must be an integer >= 2; got 1"):
+        AFNO(1, 1, 1, 1, 3, 1, num_blocks=1, key=jax.random.key(0))
 
 
 def test_channel_layer_norm_call_errors(library_errors):
