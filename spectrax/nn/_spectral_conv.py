@@ -309,7 +309,10 @@ def spectral_conv(
         raise ValueError(
             f"`modes` must be one int per spatial axis, e.g. (m,) * d; got the int {modes}."
         )
-    d = len(modes)
+    try:  # None or a 0-d array: a bare "len() of unsized object"
+        d = len(modes)
+    except TypeError:
+        raise ValueError(f"`modes` must be one int per spatial axis; got {modes!r}.") from None
     modes = check_modes(modes, d)
     if x.ndim < d + 1:
         raise ValueError(

@@ -434,6 +434,9 @@ def test_errors(key, library_errors):
         spectral_conv(x, w[:, :, 0, 0], ())
     with pytest.raises(ValueError, match=r"`modes` must give one mode count per spatial axis"):
         resolve_impl("auto", (), ())
+    for bad in (None, np.array(4)):  # len() of them was a bare TypeError
+        with pytest.raises(ValueError, match=r"`modes` must be one int per spatial axis; got"):
+            spectral_conv(x, w, bad)
     with pytest.raises(ValueError, match=r"`x` has an empty spatial axis"):
         spectral_conv(jnp.ones((3, 0)), w[:, :, 0, :1], (1,))
     with pytest.raises(ValueError, match="`x`"):
