@@ -12,6 +12,10 @@ hold any of them:
   :func:`spectrax.transforms.truncate_modes`: ``2 m_1, ..., 2 m_{d-1}, m_d``);
 - ``num_params``: the number of real parameters (a complex number counts as two).
 
+Each is built from the weight ``shape``, a keyword ``std`` (a finite number > 0, else a
+ValueError/TypeError naming it: the reconstructed entries have ``E|W|^2 = std^2``), a ``dtype``
+and a ``key``; the factorised ones also from a ``rank``.
+
 Complex parameters are stored as real arrays with a leading axis of length 2 (real, imaginary), so
 optimizers, weight decay and checkpoints only ever see real float arrays.
 """
@@ -29,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from spectrax._checks import check_float_dtype
+from spectrax._checks import check_float_dtype, check_positive_float
 from spectrax._random import normal, split_normals
 
 RankLike = float | int | np.number | Sequence | np.ndarray  # sequence entries checked at run time
@@ -300,6 +304,7 @@ class DenseWeight(eqx.Module):
     weight: Float[Array, "2 C_out C_in *kept"]
 
     def __init__(self, shape: Sequence[int], *, std: float, dtype=jnp.float32, key: PRNGKeyArray):
+        std = check_positive_float("std", std)
         self.weight = complex_normal(key, tuple(shape), std, dtype)
 
     def complex(self) -> Complex[Array, "C_out C_in *kept"]:
@@ -335,6 +340,7 @@ class TuckerWeight(eqx.Module):
         key: PRNGKeyArray,
     ):
         shape = tuple(int(n) for n in shape)
+        std = check_positive_float("std", std)
         ranks = tucker_ranks(shape, rank)
         dtype = check_float_dtype("dtype", dtype)
         # complex_normal of the core and each factor from the split keys, as one draw
@@ -387,6 +393,7 @@ class CPWeight(eqx.Module):
         key: PRNGKeyArray,
     ):
         shape = tuple(int(n) for n in shape)
+        std = check_positive_float("std", std)
         r = cp_rank(shape, rank)
         factor_std = (std**2 / r) ** (1.0 / (2 * len(shape)))
         # complex_normal of each factor from the split keys, as one draw
@@ -455,6 +462,7 @@ class TTWeight(eqx.Module):
         key: PRNGKeyArray,
     ):
         shape = tuple(int(n) for n in shape)
+        std = check_positive_float("std", std)
         ranks = tt_ranks(shape, rank)
         dtype = check_float_dtype("dtype", dtype)
         core_std = (std**2 / math.prod(ranks)) ** (1.0 / (2 * len(shape)))

@@ -11,7 +11,9 @@ import pytest
 
 from spectrax.nn import (
     CPWeight,
+    DenseWeight,
     SpectralConv,
+    TTWeight,
     TuckerWeight,
     cp_num_params,
     cp_rank,
@@ -149,6 +151,21 @@ def test_rank_errors(key):
         SpectralConv(1, 4, 4, 6, factorization="tucker", rank=(2, 2), key=key)
     with pytest.raises(ValueError, match="rank"):
         SpectralConv(1, 4, 4, 6, factorization="cp", rank=0, key=key)
+
+
+@pytest.mark.parametrize("std", [float("nan"), float("inf"), 0.0, -1.0, "1", None])
+def test_weight_std_is_checked(key, std, library_errors):
+    """A NaN or infinite `std` gave NaN/inf weights silently; a string or None a bare TypeError
+    from arithmetic inside the constructor. Each weight class names `std`."""
+    builders = (
+        lambda: DenseWeight((2, 3), std=std, key=key),
+        lambda: TuckerWeight((2, 3), 0.5, std=std, key=key),
+        lambda: CPWeight((2, 3), 1, std=std, key=key),
+        lambda: TTWeight((2, 3), 1, std=std, key=key),
+    )
+    for build in builders:
+        with pytest.raises((TypeError, ValueError), match=r"`std` must be"):
+            build()
 
 
 @pytest.mark.parametrize("factorization", ["tucker", "cp", "tt"])
