@@ -12,9 +12,10 @@ hold any of them:
   :func:`spectrax.transforms.truncate_modes`: ``2 m_1, ..., 2 m_{d-1}, m_d``);
 - ``num_params``: the number of real parameters (a complex number counts as two).
 
-Each is built from the weight ``shape``, a keyword ``std`` (a finite number > 0, else a
-ValueError/TypeError naming it: the reconstructed entries have ``E|W|^2 = std^2``), a ``dtype``
-and a ``key``; the factorised ones also from a ``rank``.
+Each is built from the weight ``shape`` (positive ints, at least one axis), a keyword ``std``
+(a finite number > 0: the reconstructed entries have ``E|W|^2 = std^2``), a ``dtype`` and a
+``key``, the factorised ones also from a ``rank``; a bad argument is a ValueError/TypeError
+naming it.
 
 Complex parameters are stored as real arrays with a leading axis of length 2 (real, imaginary), so
 optimizers, weight decay and checkpoints only ever see real float arrays.
@@ -33,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from spectrax._checks import check_float_dtype, check_positive_float
+from spectrax._checks import check_float_dtype, check_positive_float, check_positive_int
 from spectrax._random import normal, split_normals
 
 RankLike = float | int | np.number | Sequence | np.ndarray  # sequence entries checked at run time
@@ -109,6 +110,22 @@ def cp_reconstruct(factors: Sequence[Complex[Array, "_ R"]]) -> Complex[Array, "
     return jnp.einsum(spec, *factors)
 
 
+def _weight_shape(shape) -> tuple[int, ...]:
+    """``shape`` as a tuple of positive ints (at least one axis), or a ValueError naming it: a
+    negative or fractional size was truncated by ``int()`` into another weight shape, an empty
+    one divided by zero."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ValueError(
+            f"`shape` must be a sequence of positive ints, e.g. (C_out, C_in, *kept); got "
+            f"{shape!r}."
+        ) from None
+    if not dims:
+        raise ValueError("`shape` must have at least one axis; got ().")
+    return tuple(check_positive_int(f"shape[{i}]", n) for i, n in enumerate(dims))
+
+
 def dense_num_params(shape: Sequence[int]) -> int:
     """Real parameters of a dense complex tensor of ``shape``: ``2 prod(shape)``."""
     return 2 * int(np.prod(shape))
@@ -130,6 +147,7 @@ def cp_rank(shape: Sequence[int], rank: RankLike) -> int:
     A fraction ``f`` gives the largest ``R >= 1`` with ``cp_num_params <= f * dense_num_params``
     (``R = 1`` when even that exceeds the budget).
     """
+    shape = _weight_shape(shape)
     if isinstance(rank, np.ndarray) and rank.ndim == 0:
         rank = rank.item()
     if isinstance(rank, (int, np.integer)) and not isinstance(rank, bool):
@@ -148,7 +166,7 @@ def tucker_ranks(shape: Sequence[int], rank: RankLike) -> tuple[int, ...]:
     keeps ``tucker_num_params <= f * dense_num_params`` (found by bisection; the count is monotone
     in ``a``); all ones when even that exceeds the budget.
     """
-    shape = tuple(int(n) for n in shape)
+    shape = _weight_shape(shape)
     if isinstance(rank, np.ndarray):  # a NumPy array of ranks, or a 0-d one holding the rank
         rank = rank.item() if rank.ndim == 0 else rank.tolist()
     if isinstance(rank, (int, np.integer)) and not isinstance(rank, bool):
@@ -228,7 +246,7 @@ def tt_num_params(shape: Sequence[int], ranks: Sequence[int]) -> int:
 def tt_max_ranks(shape: Sequence[int]) -> tuple[int, ...]:
     """Full TT ranks of a tensor of ``shape``: ``r_j = min(n_1 ... n_j, n_{j+1} ... n_k)``, the
     ranks of its unfoldings, at which a TT represents every tensor exactly (TT-SVD)."""
-    shape = tuple(int(n) for n in shape)
+    shape = _weight_shape(shape)
     inner = tuple(
         min(int(np.prod(shape[: j + 1])), int(np.prod(shape[j + 1 :])))
         for j in range(len(shape) - 1)
@@ -247,7 +265,7 @@ def tt_ranks(shape: Sequence[int], rank: RankLike) -> tuple[int, ...]:
     ``tt_num_params <= f * dense_num_params`` (the count grows with ``r``); all ones when even
     that exceeds the budget.
     """
-    shape = tuple(int(n) for n in shape)
+    shape = _weight_shape(shape)
     rmax = tt_max_ranks(shape)
     if isinstance(rank, np.ndarray):  # a NumPy array of ranks, or a 0-d one holding the rank
         rank = rank.item() if rank.ndim == 0 else rank.tolist()
@@ -305,7 +323,7 @@ class DenseWeight(eqx.Module):
 
     def __init__(self, shape: Sequence[int], *, std: float, dtype=jnp.float32, key: PRNGKeyArray):
         std = check_positive_float("std", std)
-        self.weight = complex_normal(key, tuple(shape), std, dtype)
+        self.weight = complex_normal(key, _weight_shape(shape), std, dtype)
 
     def complex(self) -> Complex[Array, "C_out C_in *kept"]:
         return as_complex(self.weight)
@@ -339,7 +357,7 @@ class TuckerWeight(eqx.Module):
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
-        shape = tuple(int(n) for n in shape)
+        shape = _weight_shape(shape)
         std = check_positive_float("std", std)
         ranks = tucker_ranks(shape, rank)
         dtype = check_float_dtype("dtype", dtype)
@@ -392,7 +410,7 @@ class CPWeight(eqx.Module):
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
-        shape = tuple(int(n) for n in shape)
+        shape = _weight_shape(shape)
         std = check_positive_float("std", std)
         r = cp_rank(shape, rank)
         factor_std = (std**2 / r) ** (1.0 / (2 * len(shape)))
@@ -461,7 +479,7 @@ class TTWeight(eqx.Module):
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
-        shape = tuple(int(n) for n in shape)
+        shape = _weight_shape(shape)
         std = check_positive_float("std", std)
         ranks = tt_ranks(shape, rank)
         dtype = check_float_dtype("dtype", dtype)

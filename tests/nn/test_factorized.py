@@ -19,6 +19,7 @@ from spectrax.nn import (
     cp_rank,
     cp_reconstruct,
     dense_num_params,
+    tt_ranks,
     tucker_num_params,
     tucker_ranks,
     tucker_reconstruct,
@@ -165,6 +166,25 @@ def test_weight_std_is_checked(key, std, library_errors):
     )
     for build in builders:
         with pytest.raises((TypeError, ValueError), match=r"`std` must be"):
+            build()
+
+
+@pytest.mark.parametrize("shape", [(2, -1), (2.5, 3), (2, 0), (), 5])
+def test_weight_shape_is_checked(key, shape, library_errors):
+    """A negative or fractional size was truncated by int() into another weight: TuckerWeight
+    and CPWeight((2, -1)) reconstructed a (2, 1) tensor, (2.5, 3) a (2, 3) one, silently; an
+    empty shape divided by zero (CP, TT) or failed inside einsum (Tucker)."""
+    builders = (
+        lambda: DenseWeight(shape, std=1.0, key=key),
+        lambda: TuckerWeight(shape, 0.5, std=1.0, key=key),
+        lambda: CPWeight(shape, 1, std=1.0, key=key),
+        lambda: TTWeight(shape, 1, std=1.0, key=key),
+        lambda: cp_rank(shape, 0.5),
+        lambda: tucker_ranks(shape, 0.5),
+        lambda: tt_ranks(shape, 0.5),
+    )
+    for build in builders:
+        with pytest.raises(ValueError, match=r"`shape(\[\d\])?` must"):
             build()
 
 
