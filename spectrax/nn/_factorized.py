@@ -137,8 +137,14 @@ def cp_num_params(shape: Sequence[int], rank: int) -> int:
 
 
 def tucker_num_params(shape: Sequence[int], ranks: Sequence[int]) -> int:
-    """Real parameters of a Tucker decomposition: ``2 (prod(ranks) + sum(n_j r_j))``."""
-    return 2 * (int(np.prod(ranks)) + int(sum(n * r for n, r in zip(shape, ranks, strict=False))))
+    """Real parameters of a Tucker decomposition: ``2 (prod(ranks) + sum(n_j r_j))``, one rank
+    per axis of ``shape`` (else a ValueError naming ``ranks``)."""
+    shape, ranks = tuple(shape), tuple(ranks)
+    if len(ranks) != len(shape):  # zip cut the longer one: (2, 3, 4) with (1, 1) counted 12
+        raise ValueError(
+            f"`ranks` must hold one rank per axis of `shape` {shape} ({len(shape)}); got {ranks}."
+        )
+    return 2 * (int(np.prod(ranks)) + int(sum(n * r for n, r in zip(shape, ranks, strict=True))))
 
 
 def cp_rank(shape: Sequence[int], rank: RankLike) -> int:

@@ -188,6 +188,13 @@ def test_weight_shape_is_checked(key, shape, library_errors):
             build()
 
 
+def test_tucker_num_params_needs_one_rank_per_axis(library_errors):
+    """zip() cut the longer argument: (2, 3, 4) with ranks (1, 1) counted 12 parameters."""
+    assert tucker_num_params((2, 3, 4), (1, 1, 1)) == 2 * (1 + 9)
+    with pytest.raises(ValueError, match=r"`ranks` must hold one rank per axis of `shape`"):
+        tucker_num_params((2, 3, 4), (1, 1))
+
+
 @pytest.mark.parametrize("factorization", ["tucker", "cp", "tt"])
 def test_float64_input_reconstructs_weight_in_float64(x64, key, factorization):
     # float32 factors, float64 input: the factors are widened before the reconstruction, so the
