@@ -151,6 +151,10 @@ OUTPUT_SECTIONS = ("output", "checkpoint", "max_test_error")
 # Where the computation runs: checkpoints hold whole arrays, so a run may resume on another mesh
 # (fewer devices, FSDP instead of replicated), equal to the uninterrupted run to float rounding.
 PLACEMENT_SECTIONS = ("mesh",)
+# When the host logs and evaluates: neither changes the parameters (the guard halts the step
+# itself; the host only notices it at a log step), so a resumed run may log or evaluate at
+# another rate.
+MONITORING_KEYS = ("loop.log_every", "loop.eval_every")
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -472,13 +476,16 @@ def config_differences(
 ) -> list[str]:
     """Keys whose values differ between two :func:`config_to_dict` results, ``a`` the stored
     one (sections in ``OUTPUT_SECTIONS`` and ``PLACEMENT_SECTIONS`` are ignored at the top
-    level). With ``defaults`` (:func:`config_defaults` of ``b``'s config), a key ``a`` lacks
-    whose value in ``b`` is its default is no difference: a field added since ``a`` was
-    written, at the value that keeps the old behaviour."""
+    level, and the keys in ``MONITORING_KEYS``). With ``defaults`` (:func:`config_defaults`
+    of ``b``'s config), a key ``a`` lacks whose value in ``b`` is its default is no
+    difference: a field added since ``a`` was written, at the value that keeps the old
+    behaviour."""
     diffs = []
     defaults = {} if defaults is None else defaults
     for k in sorted(set(a) | set(b)):
         if not prefix and k in OUTPUT_SECTIONS + PLACEMENT_SECTIONS:
+            continue
+        if prefix + k in MONITORING_KEYS:
             continue
         va, vb = a.get(k), b.get(k)
         if isinstance(va, Mapping) and isinstance(vb, Mapping):

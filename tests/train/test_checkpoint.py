@@ -56,6 +56,22 @@ def test_other_config_is_refused_naming_the_keys(toy_run, tmp_path):
         evaluate_run(other, wd)
 
 
+def test_a_resume_may_log_and_evaluate_at_another_rate(toy_run, tmp_path):
+    """`loop.log_every` and `loop.eval_every` change when the host reads metrics, not the
+    parameters: a run resumed with other values continues (it was refused as another config);
+    a setting that changes the computation still is refused."""
+    config, wd = _copy_run(toy_run, tmp_path)
+    other = apply_overrides(config, ["loop.log_every=7", "loop.eval_every=9"])
+    assert (other.loop.log_every, other.loop.eval_every) != (
+        config.loop.log_every,
+        config.loop.eval_every,
+    )
+    again = train(other, workdir=wd, resume=True)
+    assert again.step == config.loop.num_steps and again.stopped == "completed"
+    with pytest.raises(CheckpointError, match=r"another config.*loop\.batch_size"):
+        train(apply_overrides(other, ["loop.batch_size=16"]), workdir=wd, resume=True)
+
+
 def test_existing_run_needs_resume(toy_run, tmp_path, monkeypatch):
     config, wd = _copy_run(toy_run, tmp_path)
     with pytest.raises(CheckpointError, match="already holds checkpoints.*--resume"):
