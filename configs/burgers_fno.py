@@ -3,8 +3,8 @@
 Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential Equations":
 ``a = u(., 0) -> u(., 1)`` for ``u_t + (u^2/2)_x = 0.1 u_xx`` on the periodic unit interval,
 data from the project's ETDRK4 solver (``spectrax.data.burgers_dataset``), generated once and
-cached. Sized for a 2-core CPU: this config, evaluated only at the end, trains in 22.7 s to a
-test relative L2 of 0.0034 (the FNO row of ``benchmarks/t1-vs-fno-cpu.json``); generating the
+cached. Sized for a 2-core CPU: this config, evaluated only at the end, trains in 34.8 s to a
+test relative L2 of 0.0029 (the FNO row of ``benchmarks/t1-vs-fno-cpu.json``); generating the
 data alone took 7 s (timed once, not recorded). ``variant="smoke"`` is the CI run.
 """
 
