@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import re
 import signal
 import threading
@@ -151,6 +152,15 @@ def _set_aside_metrics(workdir: Path, resume: bool) -> None:
         stamp,
         stamp,
     )
+
+
+def _write_replacing(path: Path, text: str) -> None:
+    """Written beside and renamed over: a write that fails part-way (a full disk, a kill) leaves
+    the old file whole (a resumed run's config.json, which `spectrax eval` rebuilds the config
+    from, was truncated in place)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _stored_source(workdir: Path) -> dict[str, Any]:
@@ -384,8 +394,9 @@ def train(
             ckpt.close()
             raise
     if primary:
-        (workdir / "config.json").write_text(
-            json.dumps({"config": cfg_dict, "source": source or {}}, indent=2, default=str)
+        _write_replacing(
+            workdir / "config.json",
+            json.dumps({"config": cfg_dict, "source": source or {}}, indent=2, default=str),
         )
         if not start:  # a resumed run said so above; a long run is watched from its start
             logger.info("run %s: writing to %s", config.name, workdir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -70,6 +71,26 @@ def test_a_resume_may_log_and_evaluate_at_another_rate(toy_run, tmp_path):
     assert again.step == config.loop.num_steps and again.stopped == "completed"
     with pytest.raises(CheckpointError, match=r"another config.*loop\.batch_size"):
         train(apply_overrides(other, ["loop.batch_size=16"]), workdir=wd, resume=True)
+
+
+def test_a_resume_whose_config_write_fails_keeps_config_json(toy_run, tmp_path, monkeypatch):
+    """A resume rewrites config.json (the config `spectrax eval` rebuilds): a write that fails
+    part-way (a full disk) must leave the old file whole, not truncated."""
+    config, wd = _copy_run(toy_run, tmp_path)
+    before = (wd / "config.json").read_text()
+    real_write = Path.write_text
+
+    def write_half_then_fail(self, data, *args, **kwargs):
+        if not self.name.startswith("config.json"):
+            return real_write(self, data, *args, **kwargs)
+        real_write(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", write_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        train(config, workdir=wd, resume=True)
+    monkeypatch.undo()
+    assert (wd / "config.json").read_text() == before
 
 
 def test_existing_run_needs_resume(toy_run, tmp_path, monkeypatch):
