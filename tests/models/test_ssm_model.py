@@ -104,15 +104,18 @@ def test_hyena_blocks_are_hyena_operators(key):
 LENGTH, MIN_LAG, CLASSES = 288, 256, 4
 
 
+@pytest.fixture(scope="module")
+def recall_data():
+    """The training and held-out sets, built once for both layers (the same keys)."""
+    train = delayed_recall(jax.random.key(1), 2048, LENGTH, min_lag=MIN_LAG, num_classes=CLASSES)
+    test = delayed_recall(jax.random.key(2), 512, LENGTH, min_lag=MIN_LAG, num_classes=CLASSES)
+    return train, test
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("layer", "state", "steps"), [("s4d", 16, 300), ("s5", 32, 400)])
-def test_learns_recall_256_steps_back(layer, state, steps):
-    x_train, y_train = delayed_recall(
-        jax.random.key(1), 2048, LENGTH, min_lag=MIN_LAG, num_classes=CLASSES
-    )
-    x_test, y_test = delayed_recall(
-        jax.random.key(2), 512, LENGTH, min_lag=MIN_LAG, num_classes=CLASSES
-    )
+def test_learns_recall_256_steps_back(layer, state, steps, recall_data):
+    (x_train, y_train), (x_test, y_test) = recall_data
     model = SSMSequenceModel(
         x_train.shape[-1],
         CLASSES,
@@ -134,7 +137,9 @@ def test_learns_recall_256_steps_back(layer, state, steps):
         logits = jax.vmap(m)(x)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-    @eqx.filter_jit
+    # The step runs hundreds of times: compiled with XLA's backend optimisation (the suite's
+    # conftest turns it off, which halves compile time but doubles this loop's run time).
+    @eqx.filter_jit(compiler_options={"xla_backend_optimization_level": 2})
     def step(m, state, x, y):
         loss, grads = eqx.filter_value_and_grad(loss_fn)(m, x, y)
         updates, state = opt.update(grads, state, eqx.filter(m, eqx.is_array))
