@@ -96,7 +96,10 @@ def test_encoder_fits_a_nonlinear_field_beyond_the_linear_readout():
     def loss_fn(m):
         return jnp.mean((jax.vmap(m)(x_train)[:, 0] - y_train) ** 2)
 
-    @eqx.filter_jit  # the 1000 steps in one program: no per-step dispatch from Python
+    # The 1000 steps in one program (no per-step dispatch from Python), compiled with XLA's
+    # backend optimisation: the suite's conftest turns it off (shorter compiles), which made
+    # this loop run about twice as long.
+    @eqx.filter_jit(compiler_options={"xla_backend_optimization_level": 2})
     def train(model, state):
         params, static = eqx.partition(model, eqx.is_array)
 
