@@ -274,14 +274,17 @@ def test_bfloat16_parameters_every_mode_and_step(cls):
         half,
     )
     x = jax.random.normal(jax.random.key(2), (16, 2)).astype(jnp.bfloat16)
-    run = eqx.filter_jit(lambda m, u, mode: m(u, mode=mode))  # eager scans dispatch per op
-    for mode in ("conv", "scan", "recurrent"):
-        y = run(half, x, mode)
+
+    @eqx.filter_jit  # one program per layer: eager, the scans and the step dispatch per op
+    def run(m, u):
+        return {mode: m(u, mode=mode) for mode in MODES}, m.step(u[0], m.init_state())
+
+    outs, (y_t, state) = run(half, x)
+    refs, (ref_t, _) = run(full, x.astype(jnp.float32))
+    for mode in MODES:
+        y = outs[mode]
         assert y.dtype == jnp.bfloat16 and y.shape == (16, 2)
-        ref = run(full, x.astype(jnp.float32), mode)
-        assert rel_err(y.astype(jnp.float32), ref) < 1e-2, mode
-    y_t, state = half.step(x[0], half.init_state())
-    ref_t, _ = full.step(x[0].astype(jnp.float32), full.init_state())
+        assert rel_err(y.astype(jnp.float32), refs[mode]) < 1e-2, mode
     assert y_t.dtype == jnp.bfloat16 and state.dtype == jnp.complex64
     assert rel_err(y_t.astype(jnp.float32), ref_t) < 1e-2
 
