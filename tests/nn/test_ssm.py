@@ -595,12 +595,21 @@ def test_float64_step_of_a_float32_layer_computes_in_float64(name, x64):
     stays complex64 (init_state()'s dtype) so lax.scan can carry it. S5 with a step scale too."""
     layer = _make(name, "zoh", jnp.float32)
     x = jax.random.normal(jax.random.key(3), (3,), jnp.float64)
-    y_t, state = eqx.filter_jit(lambda m, u, s: m.step(u, s))(layer, x, layer.init_state())
+
+    @eqx.filter_jit  # one program (eager, the recurrent call dispatches op by op)
+    def run(m, u, s):
+        out = {"step": m.step(u, s), "call": m(u[None], mode="recurrent")[0]}
+        if name == "s5":  # with a step scale too
+            out["step_dt"] = m.step(u, s, 0.5)[0]
+            out["call_dt"] = m(u[None], dt=jnp.asarray([0.5]), mode="recurrent")[0]
+        return out
+
+    out = run(layer, x, layer.init_state())
+    y_t, state = out["step"]
     assert y_t.dtype == jnp.float64 and state.dtype == jnp.complex64
-    assert_close(y_t, layer(x[None], mode="recurrent")[0], jnp.float64)
+    assert_close(y_t, out["call"], jnp.float64)
     if name == "s5":
-        y_dt, _ = layer.step(x, layer.init_state(), 0.5)
-        assert_close(y_dt, layer(x[None], dt=jnp.asarray([0.5]), mode="recurrent")[0], jnp.float64)
+        assert_close(out["step_dt"], out["call_dt"], jnp.float64)
 
 
 @pytest.mark.parametrize("name", ["s4d-inv", "s5"])
