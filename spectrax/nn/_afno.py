@@ -30,16 +30,40 @@ from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
 from spectrax.transforms import pad_modes, truncate_modes
 
 
-def soft_shrink(x: Float[Array, "..."], threshold: float) -> Float[Array, "..."]:
+def soft_shrink(
+    x: Float[Array, "..."],
+    threshold: float | np.floating | Float[Array, ""] | Float[np.ndarray, ""],
+) -> Float[Array, "..."]:
     """``sign(x) max(|x| - threshold, 0)``: the proximal map of the L1 norm (sparsity).
 
-    ``threshold`` is a finite number ``>= 0`` (checked when it is a Python or NumPy number; a
-    JAX scalar, e.g. a traced one, is used as it is)."""
-    if isinstance(threshold, (int, float, np.integer, np.floating)) and not (
-        threshold >= 0 and math.isfinite(threshold)
-    ):
-        raise ValueError(f"`threshold` must be a finite number >= 0; got {threshold}.")
+    ``threshold`` is a finite number ``>= 0``: a Python or NumPy number (0-d arrays included),
+    or a real JAX scalar, checked where its value is concrete (a traced one, e.g. under
+    ``jax.grad``, is used as it is)."""
+    _check_threshold(threshold)
     return jnp.sign(x) * jax.nn.relu(jnp.abs(x) - jnp.asarray(threshold, x.dtype))
+
+
+def _check_threshold(threshold) -> None:
+    """``threshold`` one finite number ``>= 0`` where its value is known (a negative one pushed
+    values away from zero, 0.5 -> 0.6; a per-element array broadcast silently)."""
+    if isinstance(threshold, (jax.Array, np.ndarray)):
+        if threshold.shape != () or not (
+            jnp.issubdtype(threshold.dtype, jnp.floating)
+            or jnp.issubdtype(threshold.dtype, jnp.integer)
+        ):
+            raise ValueError(
+                "`threshold` must be one real number (a scalar); got an array of shape "
+                f"{threshold.shape} and dtype {threshold.dtype}."
+            )
+        if isinstance(threshold, jax.core.Tracer):
+            return
+        threshold = float(threshold)
+    if isinstance(threshold, bool) or not isinstance(
+        threshold, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"`threshold` must be a real number; got {threshold!r}.")
+    if not (threshold >= 0 and math.isfinite(threshold)):
+        raise ValueError(f"`threshold` must be a finite number >= 0; got {threshold}.")
 
 
 def _block_linear(z: Complex[Array, "nb bs M"], w, b) -> Complex[Array, "nb bo M"]:

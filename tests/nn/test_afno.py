@@ -18,13 +18,45 @@ def test_soft_shrink_closed_form():
     )
 
 
-@pytest.mark.parametrize("threshold", [-0.1, float("nan"), float("inf")])
+@pytest.mark.parametrize(
+    "threshold",
+    [
+        -0.1,
+        float("nan"),
+        float("inf"),
+        np.float32(-0.1),
+        np.array(-0.1),  # 0-d NumPy arrays were not checked
+        np.array(float("nan"), np.float32),
+        jnp.asarray(-0.1),  # neither were concrete JAX scalars
+    ],
+)
 def test_soft_shrink_refuses_a_negative_or_non_finite_threshold(threshold, library_errors):
     # a negative threshold pushed values away from zero (0.5 -> 0.6), silently
     with pytest.raises(ValueError, match="`threshold` must be a finite number >= 0; got"):
         soft_shrink(jnp.asarray([0.5, -0.5]), threshold)
     # a traced threshold is taken as it is
     assert jax.jit(soft_shrink)(jnp.asarray([0.5]), jnp.asarray(0.2)).shape == (1,)
+
+
+@pytest.mark.parametrize("threshold", [np.array([0.1, 0.2]), jnp.asarray([0.1, 0.2])])
+def test_soft_shrink_refuses_a_non_scalar_threshold(threshold, library_errors):
+    # a (2,) threshold broadcast against x: per-element thresholds, silently
+    with pytest.raises(ValueError, match=r"`threshold` must be one real number.*shape \(2,\)"):
+        soft_shrink(jnp.asarray([0.5, -0.5]), threshold)
+
+
+def test_soft_shrink_takes_numpy_and_jax_scalars():
+    x = jnp.asarray([-0.5, 0.1, 0.5])
+    want = soft_shrink(x, 0.2)
+    for t in (np.float32(0.2), np.array(0.2), jnp.asarray(0.2)):
+        np.testing.assert_allclose(soft_shrink(x, t), want, atol=1e-7)
+    np.testing.assert_array_equal(soft_shrink(x, 0.0), x)
+
+
+def test_soft_shrink_refuses_a_non_number(library_errors):
+    x = jnp.asarray([-0.5, 0.1, 0.5])
+    with pytest.raises(TypeError, match="`threshold` must be a real number; got '0.2'"):
+        soft_shrink(x, "0.2")
 
 
 def _reference(x, mixer):
