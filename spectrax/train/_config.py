@@ -494,11 +494,26 @@ def config_differences(
             diffs += config_differences(va, vb, prefix + k + ".", defaults=sub)
         elif k not in a and k in b and k in defaults and vb == defaults[k]:
             continue
+        elif k == "__class__" and _class_id(va) == _class_id(vb):
+            continue
         elif va != vb:
             diffs.append(f"{prefix}{k}: {va!r} != {vb!r}")
     return diffs
 
 
+def _class_id(recorded: Any) -> Any:
+    """A recorded ``module.Qualname`` as ``file.Qualname``: a config file's classes are named
+    after the module it was loaded as, ``spectrax_config_<stem>`` by :func:`load_config` (the
+    CLI) and ``configs.<stem>`` (or any package path) when imported, one config either way (a
+    checkpoint the CLI wrote was refused by the same config imported)."""
+    if not isinstance(recorded, str) or "." not in recorded:
+        return recorded
+    qual = recorded.rsplit(".", 1)[1]
+    module = recorded.rsplit(".", 1)[0].rsplit(".", 1)[-1]
+    return f"{module.removeprefix(_CONFIG_MODULE_PREFIX)}.{qual}"
+
+
+_CONFIG_MODULE_PREFIX = "spectrax_config_"
 _SECTION_NAMES = frozenset(f.name for f in dataclasses.fields(Config))
 
 
@@ -558,7 +573,7 @@ def load_config(
         variant: ``"default"`` or ``"smoke"`` (every config has both).
     """
     path = resolve_config_path(name_or_path)
-    spec = importlib.util.spec_from_file_location(f"spectrax_config_{path.stem}", path)
+    spec = importlib.util.spec_from_file_location(f"{_CONFIG_MODULE_PREFIX}{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

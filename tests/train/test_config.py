@@ -316,3 +316,32 @@ def test_a_single_string_of_overrides_is_refused_naming_the_argument(base):
     ):
         with pytest.raises(TypeError, match=r"`overrides`.*single string.*\['loop\.num_steps=3'\]"):
             call()
+
+
+def test_a_config_file_is_one_config_whether_loaded_or_imported():
+    """The CLI loads a config file as module ``spectrax_config_<stem>``; imported, it is
+    ``configs.<stem>``: the recorded task class differed, so a checkpoint the CLI wrote was
+    refused by the same config imported (``Checkpointer(..., config_dict=...)``)."""
+    import importlib.util
+    import sys
+
+    from spectrax.train import validate_config
+
+    loaded = config_to_dict(load_config("burgers_fno", variant="smoke"))
+    path = Path(__file__).resolve().parents[2] / "configs" / "burgers_fno.py"
+    spec = importlib.util.spec_from_file_location("configs.burgers_fno", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        imported = config_to_dict(validate_config(module.get_config("smoke")))
+    finally:
+        del sys.modules[spec.name]
+    assert loaded["task"]["__class__"] != imported["task"]["__class__"]
+    assert config_differences(loaded, imported) == []
+    # another file's class, or another class of the file, is still another config
+    for other in ("configs.darcy_fno.BurgersFNO", "spectrax_config_burgers_fno.Other"):
+        moved = {**imported, "task": {**imported["task"], "__class__": other}}
+        assert config_differences(loaded, moved) == [
+            f"task.__class__: {loaded['task']['__class__']!r} != {other!r}"
+        ]
