@@ -12,9 +12,12 @@ from spectrax.ssm import (
     hippo,
     nplr,
     ptd,
+    ptd_legs,
+    ptd_slots,
     s4d_inv,
     s4d_legs,
     s4d_lin,
+    s4d_ptd,
     transfer_continuous,
 )
 from tests.helpers import rel_err
@@ -229,6 +232,101 @@ def test_ptd_validates_inputs(library_errors):
     # N = 0 failed in NumPy's cond (LinAlgError, after a divide-by-zero warning scaling E)
     with pytest.raises(ValueError, match=r"`A`.*N >= 1.*\(0, 0\)"):
         ptd(np.zeros((0, 0)), 1e-2, key)
+
+
+@pytest.mark.usefixtures("x64")
+def test_ptd_steps_lower_the_condition_number_at_fixed_norm():
+    # n = 14, the size of ptd_legs(16) below (one compilation); measured cond(V) 6.9e3 -> 6.4e2
+    # (key 1, eps = 0.1, 20 steps).
+    a = hippo("legs", 14)[0]
+    key = jax.random.key(1)
+    lam0, v0, cond0 = ptd(a, 0.1, key)
+    lam1, v1, cond1 = ptd(a, 0.1, key, steps=20)
+    assert cond1 < 0.5 * cond0, (cond0, cond1)
+    assert cond1 == pytest.approx(np.linalg.cond(v1))
+    e = v1 @ np.diag(lam1) @ np.linalg.inv(v1) - a  # the optimised perturbation, rebuilt
+    assert abs(np.linalg.norm(e, 2) - 0.1) < 1e-9, np.linalg.norm(e, 2)  # backward error = eps
+    assert np.allclose(np.linalg.norm(v1, axis=0), 1.0)
+    assert np.array_equal(ptd(a, 0.1, key, steps=20)[0], lam1)  # deterministic
+
+
+def _slot_system(lam, bt, ct, s):
+    """Transfer function of slots read out as 2 Re(c x): slots plus their conjugates."""
+    both = lambda z: jnp.asarray(np.concatenate([z, np.conj(z)]))  # noqa: E731
+    return np.asarray(transfer_continuous(both(lam), both(bt), both(ct), None, jnp.asarray(s)))
+
+
+@pytest.mark.usefixtures("x64")
+def test_ptd_slots_are_the_real_system_exactly():
+    # The half weight on real eigenvalues' slots: without it, each real mode counts twice.
+    lam, v, ae, b = ptd_legs(16, steps=10)
+    n = len(lam)
+    r = int(np.sum(lam.imag == 0))
+    assert n + r == 16 and r >= 1, (n, r)
+    lam_s, w, cols = ptd_slots(lam, v)
+    assert lam_s.shape == (8,) and w.shape == (8, n) and cols.shape == (n, 8)
+    real = lam_s.imag == 0
+    assert np.all(w[real].imag == 0) and np.all(cols[:, real].imag == 0)
+    c = np.asarray(jax.random.normal(jax.random.key(0), (n,)), np.float64)
+    s = 1j * np.linspace(-30.0, 30.0, 61) + 0.1
+    h_dense = np.asarray(
+        transfer_continuous(jnp.asarray(ae), jnp.asarray(b), jnp.asarray(c), None, jnp.asarray(s))
+    )
+    h_slots = _slot_system(lam_s, w @ b, c @ cols, s)
+    assert rel_err(h_slots, h_dense) < 1e-10, rel_err(h_slots, h_dense)
+    bt, lam_i = s4d_ptd(16, steps=10)[1], s4d_ptd(16, steps=10)[0]
+    assert np.array_equal(lam_i, lam_s) and np.allclose(bt, w @ b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.usefixtures("x64")
+def test_s4d_ptd_transfer_function_is_close_to_legs_unlike_s4d_legs():
+    # The paper's claim at N = 64, eps = 0.1: relative sup distance to HiPPO-LegS(n) on
+    # s = i w, |w| <= 100, same real C: the default init (150 steps, n = 62) 3.0e-2 (absolute
+    # 6.9e-2; the paper's bound (2 ln n + 4) eps = 1.23); S4D-LegS 3.09. Here the random E
+    # (steps = 0, no compilation: fast): 1.0e-2.
+    lam, v, _, _ = ptd_legs(PTD_N, steps=0)
+    n = len(lam)
+    a, b = hippo("legs", n)
+    c = np.asarray(jax.random.normal(jax.random.key(3), (n,)), np.float64)
+    s = 1j * np.linspace(-100.0, 100.0, 401)
+    h_ref = np.asarray(
+        transfer_continuous(jnp.asarray(a), jnp.asarray(b), jnp.asarray(c), None, jnp.asarray(s))
+    )
+    lam_s, w, cols = ptd_slots(lam, v)
+    h = _slot_system(lam_s, w @ b, c @ cols, s)
+    d_ptd = np.max(np.abs(h - h_ref)) / np.max(np.abs(h_ref))
+    assert np.max(np.abs(h - h_ref)) < (2 * np.log(n) + 4) * 0.1
+    a64, b64 = hippo("legs", PTD_N)
+    c64 = np.asarray(jax.random.normal(jax.random.key(3), (PTD_N,)), np.float64)
+    h64 = np.asarray(
+        transfer_continuous(
+            jnp.asarray(a64), jnp.asarray(b64), jnp.asarray(c64), None, jnp.asarray(s)
+        )
+    )
+    lam_l, _, _, v_l = nplr("legs", PTD_N)
+    d_legs = _tf_distance(lam_l, v_l.conj().T @ b64, c64 @ v_l, h64, s)
+    assert d_ptd < 0.06 and d_legs > 1.0 and d_ptd < d_legs / 30, (d_ptd, d_legs)
+    assert np.all(lam.real < 0)
+
+
+def test_s4d_ptd_validates_inputs(library_errors):
+    with pytest.raises(ValueError, match="even"):
+        s4d_ptd(7)
+    with pytest.raises(ValueError, match="`steps`.*-1"):
+        s4d_ptd(8, steps=-1)
+    with pytest.raises(ValueError, match="`steps`"):
+        ptd(hippo("legs", 4)[0], 0.1, jax.random.key(0), steps=1.5)
+    with pytest.raises(ValueError, match="`seed`.*-2"):
+        s4d_ptd(8, seed=-2)
+    with pytest.raises(TypeError, match="`eps`"):
+        s4d_ptd(8, eps="0.1")
+    with pytest.raises(ValueError, match="`eps`"):
+        s4d_ptd(8, eps=0.0)
+    # A perturbation as large as LegS itself moves eigenvalues into the right half-plane.
+    with pytest.raises(ValueError, match=r"`eps` is too large.*Re = "):
+        s4d_ptd(8, eps=30.0, steps=0)
+    lam, b = s4d_ptd(2, steps=0)  # one real mode (n = 1) at half weight of B
+    assert lam.shape == (1,) and lam.imag[0] == 0 and b[0] == 0.5
 
 
 # --- what the translated measures remember -----------------------------------------------------
