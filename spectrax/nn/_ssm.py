@@ -39,6 +39,8 @@ from spectrax.ssm import (
     init_log_dt,
     log_discrete_eigenvalues,
     nplr,
+    ptd_legs,
+    ptd_slots,
     scan_dense,
     scan_diagonal,
     vandermonde_kernel,
@@ -171,23 +173,43 @@ def _draw_readout(key, *, h, m, bidirectional, dt_min, dt_max, dtype):
     return c, c_back, normal(kd, (h,), dtype), init_log_dt(kdt, (h,), dt_min, dt_max, dtype)
 
 
+def _stack_matmul(x, y_re, y_im, *, left: bool) -> Array:
+    """A complex matrix ``y_re + i y_im`` times a real ``x`` (``y x``, or ``x y`` if not
+    ``left``), as ``(..., 2)`` real and imaginary parts: two real matmuls."""
+    hi = jax.lax.Precision.HIGHEST
+    mm = (
+        (lambda y: jnp.matmul(y, x, precision=hi))
+        if left
+        else (lambda y: jnp.matmul(x, y, precision=hi))
+    )
+    return jnp.stack([mm(y_re), mm(y_im)], axis=-1)
+
+
 @functools.partial(jax.jit, static_argnames=_STATIC_DRAW)
-def _draw_s5(key, vk_re, vk_im, *, h, m, bidirectional, dt_min, dt_max, dtype):
-    """S5: ``(B, C, C_back, D, log_dt)`` from ``key``, ``B = V^H b`` for the fixed rows
-    ``vk_re + i vk_im`` of ``V^H``, ``(m, 2m)``, in the default float dtype."""
+def _draw_s5(key, vk_re, vk_im, vc_re, vc_im, *, h, m, bidirectional, dt_min, dt_max, dtype):
+    """S5: ``(B, C, C_back, D, log_dt)`` from ``key``, ``B = W b`` for the fixed rows
+    ``vk_re + i vk_im`` ``(m, n)`` (``V^H`` for HiPPO, ``n = 2m``; PTD's ``Ṽ^{-1}`` slots) and a
+    real ``b (n, h)`` in the default float dtype. ``C``: drawn in the eigenbasis when
+    ``vc_re`` is None, else ``c V`` for the fixed columns ``vc_re + i vc_im`` ``(n, m)`` and a
+    real ``c (h, n)`` of variance ``1/(2m)`` (``E|C̃|² = 1/(2m)`` for unit columns)."""
     kb, kc, kcb, kdt, kd = jax.random.split(key, 5)
-    # V^H b in jnp (not NumPy) so the module also builds under jit and eqx.filter_eval_shape (a
+    # W b in jnp (not NumPy) so the module also builds under jit and eqx.filter_eval_shape (a
     # checkpoint's abstract skeleton); real and imaginary parts are two real matmuls. Drawn flat
     # and reshaped: the same bits, compiled faster (see spectrax._random).
-    b = jax.random.normal(kb, (2 * m * h,)).reshape(2 * m, h)
-    hi = jax.lax.Precision.HIGHEST
-    b_re = jnp.matmul(vk_re, b, precision=hi)
-    b_im = jnp.matmul(vk_im, b, precision=hi)
+    n = vk_re.shape[1]
+    b = jax.random.normal(kb, (n * h,)).reshape(n, h)
     std = 1.0 / math.sqrt(2 * m)
+
+    def readout(k):
+        if vc_re is None:
+            return _complex_normal(k, (h, m), std, dtype)
+        c = jax.random.normal(k, (h * n,)).reshape(h, n)
+        return (_stack_matmul(c, vc_re, vc_im, left=False) * std).astype(dtype)
+
     return (
-        (jnp.stack([b_re, b_im], axis=-1) / math.sqrt(h)).astype(dtype),
-        _complex_normal(kc, (h, m), std, dtype),
-        _complex_normal(kcb, (h, m), std, dtype) if bidirectional else None,
+        (_stack_matmul(b, vk_re, vk_im, left=True) / math.sqrt(h)).astype(dtype),
+        readout(kc),
+        readout(kcb) if bidirectional else None,
         normal(kd, (h,), dtype),
         init_log_dt(kdt, (m,), dt_min, dt_max, dtype),
     )
@@ -237,7 +259,15 @@ class S4D(eqx.Module):
 
     Args:
         channels: ``H``. state_size: ``N`` (even).
-        init: ``"legs"`` | ``"lin"`` | ``"inv"`` (S4D-LegS/Lin/Inv; default ``"legs"``).
+        init: ``"legs"`` | ``"lin"`` | ``"inv"`` | ``"ptd"`` (S4D-LegS/Lin/Inv; default
+            ``"legs"``), or S4D-PTD (Yu, Mahoney & Erichson, 2024: the perturb-then-diagonalise
+            HiPPO-LegS of :func:`~spectrax.ssm.s4d_ptd`, its transfer function 3e-2 from
+            LegS's where S4D-LegS's is 3.1 away at N = 64; real eigenvalues in slots at half
+            weight of ``B``, on which ``C`` acts through its real part). ``C`` is drawn in the
+            eigenbasis for every init: for PTD, whose ``|B̃|`` reaches 1.9e4 at N = 64, the
+            initial kernel is then about 100x larger than S4D-LegS's (rms 6.1 against 0.053,
+            measured at N = 64, ``L = 1024``): the slots' terms do not cancel as they do for a
+            ``C = c Ṽ`` with ``c`` real (rms 0.018).
         disc: ``"zoh"`` (default) or ``"bilinear"``.
         mode: ``"conv"`` (default), ``"scan"`` or ``"recurrent"``.
         bidirectional: add a backward read-out of the same system on reversed time.
@@ -534,6 +564,24 @@ class S4(eqx.Module):
         return y + _f32(self.D) * u, state
 
 
+def _s5_hippo(size: int) -> tuple[np.ndarray, np.ndarray, None]:
+    """HiPPO-N: the ``size // 2`` eigenvalues of LegS's normal part with positive imaginary
+    part and the rows of ``V^*`` (unitary ``V``); ``C`` is drawn in the eigenbasis."""
+    lam, _, _, v = nplr("legs", size)
+    keep = np.argsort(lam.imag)[size // 2 :]
+    return lam[keep], v.conj().T[keep], None
+
+
+def _s5_ptd(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PTD: the slots of the perturbed LegS (:func:`~spectrax.ssm.ptd_slots`), ``B = Ṽ^{-1} b``
+    (``Ṽ`` is not unitary) and ``C = c Ṽ`` for real ``b``, ``c``."""
+    lam, v, _, _ = ptd_legs(size)
+    return ptd_slots(lam, v)
+
+
+_S5_INITS: dict[str, Callable[[int], tuple]] = {"hippo": _s5_hippo, "ptd": _s5_ptd}
+
+
 class S5(eqx.Module):
     """Simplified state-space layer: one MIMO diagonal system of ``P // 2`` complex states.
 
@@ -576,6 +624,17 @@ class S5(eqx.Module):
         ``"recurrent"``. blocks: ``J`` (default 1), the number of HiPPO-N blocks of the
         initialisation; it must split ``P`` into blocks of even size ``P/J`` (whole conjugate
         pairs in each block). Only the initial values depend on it.
+        init: ``"hippo"`` (default, the HiPPO-N above) or ``"ptd"`` (S5-PTD, Yu, Mahoney &
+            Erichson, 2024): per block, ``Λ`` the slots of the perturb-then-diagonalise
+            HiPPO-LegS ``Ã = A_n + E = Ṽ Λ̃ Ṽ^{-1}`` of :func:`~spectrax.ssm.ptd_legs` (size
+            ``n = P/J - r`` for its ``r`` real eigenvalues), ``B = Ṽ^{-1} b`` (``Ṽ`` is not
+            unitary: not ``Ṽ^*``) for a real ``b (J n, H)`` of the same law, with half the
+            weight on real eigenvalues' slots (:func:`~spectrax.ssm.ptd_slots`), and
+            ``C = c Ṽ`` for a real ``c (H, J n)`` with variance ``1/P`` (``E|C̃|² = 1/P``, as
+            above): the layer is exactly the real system ``(Ã, b, c)`` (each block). Its
+            initial kernel is larger than HiPPO-N's (rms 0.089 against 0.0017 at P = H = 64,
+            ``L = 1024``): the dense LegS dynamics' transient growth, which the normal part
+            lacks. Float32 kernel against float64 at init: 3e-7 relative (measured).
     """
 
     log_Lambda_re: Float[Array, " M"]
@@ -603,12 +662,14 @@ class S5(eqx.Module):
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         blocks: int = 1,
+        init: str = "hippo",
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
         self.channels = check_positive_int("channels", channels)
         self.state_size = check_positive_int("state_size", state_size)
         blocks = check_positive_int("blocks", blocks)
+        check_choice("init", init, tuple(_S5_INITS))
         check_choice("disc", disc, DISCRETIZATIONS)
         check_choice("mode", mode, MODES)
         _check_dt_range(dt_min, dt_max)
@@ -625,18 +686,20 @@ class S5(eqx.Module):
             )
         self.disc, self.mode, self.bidirectional = disc, mode, bool(bidirectional)
         size = state_size // blocks
-        lam, _, _, v = nplr("legs", size)
-        keep = np.argsort(lam.imag)[size // 2 :]
-        # V^* is block-diagonal, J copies of one block's (P/(2J), P/J) rows; kron with I_1 is
-        # exact, so blocks=1 gives the single-block parameters bit for bit.
-        vk = np.kron(np.eye(blocks), v.conj().T[keep])  # (P/2, P)
+        lam, w, cols = _S5_INITS[init](size)
+        # The block-diagonal maps are J copies of one block's; kron with I_1 is exact, so
+        # blocks=1 gives the single-block parameters bit for bit.
+        vk = np.kron(np.eye(blocks), w)  # (P/2, J n)
+        vc = None if cols is None else np.kron(np.eye(blocks), cols)  # (J n, P/2)
         real = jax.dtypes.canonicalize_dtype(float)  # the default float dtype, of the draw b
-        self.log_Lambda_re = jnp.asarray(np.tile(np.log(-lam.real[keep]), blocks), dtype)
-        self.Lambda_im = jnp.asarray(np.tile(lam.imag[keep], blocks), dtype)
+        self.log_Lambda_re = jnp.asarray(np.tile(np.log(-lam.real), blocks), dtype)
+        self.Lambda_im = jnp.asarray(np.tile(lam.imag, blocks), dtype)
         self.B, self.C, self.C_back, self.D, self.log_dt = _draw_s5(
             key,
             jnp.asarray(vk.real, real),
             jnp.asarray(vk.imag, real),
+            None if vc is None else jnp.asarray(vc.real, real),
+            None if vc is None else jnp.asarray(vc.imag, real),
             h=self.channels,
             m=state_size // 2,
             bidirectional=self.bidirectional,

@@ -12,7 +12,7 @@ import scipy.linalg
 from jax.test_util import check_grads
 
 from spectrax.nn import S4, S4D, S5, ssm_param_labels
-from spectrax.ssm import hippo, nplr
+from spectrax.ssm import dense_kernel, discretize_dense, hippo, nplr, ptd_legs, ptd_slots
 from tests.helpers import assert_close, rel_err
 
 LAYERS = {
@@ -625,3 +625,93 @@ def test_float32_kernel_of_modes_near_minus_one(name, x64):
         lambda p: p.astype(jnp.float64) if eqx.is_inexact_array(p) else p, layer
     )
     assert_close(kernel(layer), kernel(wide), rtol=1e-5)
+
+
+# --- PTD init (Yu, Mahoney & Erichson, 2024): the layers are the perturbed LegS exactly --------
+# N = 16 (n = 14 with r = 2 real eigenvalues): one cached PTD, shared by these tests.
+
+
+def _real_readout(c_slots: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The real ``c`` of a slot read-out ``2 Re(c̃ x)``: ``c V_slots = c̃`` on pairs' slots and
+    ``Re c̃`` on real ones (one real equation per real slot, two per pair: n in all)."""
+    pair = cols[0].imag != 0  # real slots have exactly real eigenvectors
+    mat = np.concatenate([cols.real, cols[:, pair].imag], axis=1)  # (n, n)
+    rhs = np.concatenate([c_slots.real, c_slots[..., pair].imag], axis=-1)
+    return np.linalg.solve(mat.T, rhs.T).T
+
+
+def _dense_ptd_kernel(ae, b, c, dt, length):
+    a_bar, b_bar = discretize_dense(jnp.asarray(ae), jnp.asarray(b), dt, "zoh")
+    return np.asarray(dense_kernel(a_bar, b_bar.T, jnp.asarray(c)[:, None, :], length))
+
+
+@pytest.mark.usefixtures("x64")
+def test_s4d_ptd_is_the_perturbed_legs_system():
+    # Fails with a full-weight B on the real eigenvalues' slots (they would count twice).
+    layer = S4D(3, 16, init="ptd", dtype=jnp.float64, key=jax.random.key(1))
+    lam, v, ae, b = ptd_legs(16)
+    _, _, cols = ptd_slots(lam, v)
+    c_slots = np.asarray(layer.C[..., 0]) + 1j * np.asarray(layer.C[..., 1])
+    c = _real_readout(c_slots, cols)  # (H, n)
+    dts = np.exp(np.asarray(layer.log_dt))
+    k = np.asarray(layer.kernel(48))
+    for h in range(3):
+        ref = _dense_ptd_kernel(ae, b[:, None], c[h : h + 1], float(dts[h]), 48)[0, 0]
+        assert rel_err(k[h], ref) < 1e-9, (h, rel_err(k[h], ref))
+
+
+@pytest.mark.usefixtures("x64")
+def test_s5_ptd_is_the_perturbed_legs_system_per_block():
+    # Fails with a full-weight B on real slots. One dt for all states, so each block is one
+    # dense system (ae, b_j, c_j) discretised with it; b_j and c_j read back from B and C.
+    layer = S5(2, 32, blocks=2, init="ptd", dtype=jnp.float64, key=jax.random.key(2))
+    layer = eqx.tree_at(lambda m: m.log_dt, layer, jnp.full((16,), np.log(0.05)))
+    lam, v, ae, _ = ptd_legs(16)
+    lam_s, w, cols = ptd_slots(lam, v)
+    assert np.array_equal(np.asarray(layer.Lambda_im), np.tile(lam_s.imag, 2))
+    bt = np.asarray(layer.B[..., 0]) + 1j * np.asarray(layer.B[..., 1])  # (P/2, H)
+    ct = np.asarray(layer.C[..., 0]) + 1j * np.asarray(layer.C[..., 1])  # (H, P/2)
+    pair = lam_s.imag != 0
+    ref = 0.0
+    for j in range(2):
+        sl = slice(8 * j, 8 * j + 8)
+        c = _real_readout(ct[:, sl], cols)  # (H, n)
+        # B̃ = W b with W's real slots' rows real: n real equations for the real b (n, H)
+        mat = np.concatenate([w.real, w[pair].imag])
+        b = np.linalg.solve(mat, np.concatenate([bt[sl].real, bt[sl][pair].imag]))
+        assert rel_err(w @ b, bt[sl]) < 1e-12
+        ref = ref + _dense_ptd_kernel(ae, b, c, 0.05, 40)
+    assert rel_err(np.asarray(layer.kernel(40)), ref) < 1e-9, rel_err(layer.kernel(40), ref)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("cls", [S4D, S5])
+def test_ptd_layers_modes_agree_and_differentiate(cls):
+    # conv == recurrent (the scan shares the recurrent's discretisation, tested above for HiPPO)
+    layer = cls(2, 16, init="ptd", dtype=jnp.float64, key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (12, 2), jnp.float64)
+    y_conv = layer(x, mode="conv")
+    assert rel_err(layer(x, mode="recurrent"), y_conv) < 1e-10
+    grads = jax.grad(lambda b: jnp.sum(eqx.tree_at(lambda m: m.B, layer, b).kernel(12) ** 2))
+    assert bool(jnp.all(jnp.isfinite(grads(layer.B))))
+    # Float32 kernel (the float64 parameters rounded) against float64; measured at N = 16:
+    # S4D 3.0e-7, S5 1.7e-7 (at N = 64: 2.1e-7, 3.1e-7; with S4D's C set to c Ṽ for a real c,
+    # whose slots cancel, 4.2e-5: the conditioning cond(Ṽ) = 5.8e3 times rounding).
+    f32 = jax.tree.map(lambda p: p.astype(jnp.float32) if eqx.is_array(p) else p, layer)
+    assert rel_err(f32.kernel(48), layer.kernel(48)) < 3e-6
+
+
+def test_ptd_init_errors_and_abstract_build(library_errors):
+    with pytest.raises(ValueError, match="`init`.*'hippo'"):
+        S5(2, 16, init="legs", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="`init`.*'ptd'"):
+        S4D(2, 16, init="ptdd", key=jax.random.key(0))
+    # Checkpoint skeletons build layers abstractly: the PTD is computed concretely all the same.
+    for cls in (S4D, S5):
+        shape = eqx.filter_eval_shape(
+            lambda k, cls=cls: cls(2, 16, init="ptd", key=k), jax.random.key(0)
+        )
+        built = cls(2, 16, init="ptd", key=jax.random.key(0))
+        assert jax.tree.map(lambda a: a.shape, shape) == jax.tree.map(jnp.shape, built)
+        jitted = eqx.filter_jit(lambda k, cls=cls: cls(2, 16, init="ptd", key=k))(jax.random.key(0))
+        assert rel_err(jitted.B, built.B) < 1e-6
