@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import operator
 import re
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,23 @@ def _short_cause(err: BaseException, limit: int = 400) -> str:
     return text[: limit // 3] + " ... " + text[-(limit - limit // 3) :]
 
 
+def _check_step(step: Any) -> int:
+    """``step`` as a Python int: an int, a NumPy integer or a 0-d integer array (an optimizer's
+    step counter, e.g. optax's ``count``, is a JAX int32 scalar), >= 0. Orbax stores whatever it
+    is given as the step, so a NumPy integer came back from ``latest_step``."""
+    try:
+        boolean = isinstance(step, bool) or np.dtype(getattr(step, "dtype", int)) == np.bool_
+        value = None if boolean else operator.index(step)
+    except TypeError:
+        value = None
+    if value is None or value < 0:
+        raise ValueError(
+            f"`step` must be an integer >= 0; got {step!r}. Pass an int, a NumPy integer or a "
+            "0-d integer array."
+        )
+    return value
+
+
 class Checkpointer:
     """Keep-last-k Orbax checkpoints of ``{"state": arrays, "meta": json}`` under ``directory``.
 
@@ -134,11 +152,13 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
-    def save(self, step: int, state: Any, *, extra: dict[str, Any] | None = None) -> None:
-        """Save ``state`` (a pytree of arrays) as ``step`` (an integer >= 0); returns once the
-        save is durable."""
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-            raise ValueError(f"`step` must be an integer >= 0; got {step!r}.")
+    def save(
+        self, step: int | np.integer | jax.Array, state: Any, *, extra: dict[str, Any] | None = None
+    ) -> None:
+        """Save ``state`` (a pytree of arrays) as ``step`` (an integer >= 0: an int, a NumPy
+        integer or a 0-d integer array such as optax's step ``count``); returns once the save is
+        durable."""
+        step = _check_step(step)
         # Hashing gathers every array to this host: single-process runs only.
         digest = tree_digest(state) if jax.process_count() == 1 else None
         meta = {
@@ -178,7 +198,9 @@ class Checkpointer:
                 f"cannot be read ({type(err).__name__}: {err}).{self._earlier_hint(step)}"
             ) from err
 
-    def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+    def restore(
+        self, target: Any, step: int | np.integer | jax.Array | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         """Restore ``step`` (default: latest) into the structure, shapes, dtypes and shardings
         of ``target``.
 
@@ -190,7 +212,7 @@ class Checkpointer:
                 (single-process runs: the digest is neither written nor checked over several
                 processes).
         """
-        step = self.latest_step() if step is None else step
+        step = self.latest_step() if step is None else _check_step(step)
         if step is None:
             raise CheckpointError(f"no checkpoint in {self.directory}.")
         if step not in self.all_steps():

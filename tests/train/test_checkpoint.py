@@ -319,6 +319,21 @@ def test_a_step_that_was_never_saved_is_refused_listing_the_saved_ones(tmp_path)
     ckpt.close()
 
 
+def test_an_integer_array_step_is_saved_as_an_int(tmp_path):
+    """An optimizer's step counter (optax's ``count``, a 0-d int32 JAX array) was refused as "not
+    an integer", and a NumPy integer step came back from ``latest_step`` as ``np.int64``."""
+    ckpt = Checkpointer(tmp_path, keep=3)
+    state = {"w": jnp.ones(3)}
+    ckpt.save(jnp.asarray(4, jnp.int32), state)
+    ckpt.save(np.int64(5), state)
+    assert ckpt.all_steps() == [4, 5] and type(ckpt.latest_step()) is int
+    assert ckpt.restore(state, step=jnp.asarray(4))[1]["step"] == 4
+    for bad in (jnp.asarray(4.0), jnp.asarray(True), jnp.arange(2)):
+        with pytest.raises(ValueError, match=r"`step` must be an integer >= 0; got "):
+            ckpt.save(bad, state)
+    ckpt.close()
+
+
 def test_a_field_added_since_the_checkpoint_at_its_default_resumes(tmp_path):
     """A checkpoint from before a config field existed (the FNO configs' `task.norm`, added
     with the default "none") was refused as written by another config (`task.norm: None !=
