@@ -81,6 +81,31 @@ def _check_metrics(aux: Any) -> None:
             )
 
 
+def _check_loss_output(out: Any) -> tuple[Any, Any]:
+    """Trace-time check that ``loss_fn`` returned ``(scalar loss, metrics)``. A bare loss failed
+    inside ``jax.value_and_grad`` with "expected function with aux output to return a
+    two-element tuple, but got ... LinearizeTracer", naming neither ``loss_fn`` nor the fix."""
+    if not (isinstance(out, tuple) and len(out) == 2):
+        got = (
+            f"a tuple of {len(out)}"
+            if isinstance(out, tuple)
+            else f"one array of shape {jnp.shape(out)}"
+            if hasattr(out, "shape")
+            else type(out).__name__
+        )
+        raise TypeError(
+            "`loss_fn` must return (loss, metrics): a scalar loss and a dict of scalar metrics "
+            f"({{}} for none); got {got}. E.g. `return loss, {{}}`."
+        )
+    shape = jnp.shape(out[0])
+    if shape != ():
+        raise ValueError(
+            f"`loss_fn` must return a scalar loss; got shape {shape}. Reduce it (e.g. jnp.mean "
+            "over the batch)."
+        )
+    return out
+
+
 def make_train_step(
     loss_fn: Callable[[Any, Any], tuple[jax.Array, dict[str, jax.Array]]],
     optimizer: optax.GradientTransformation,
@@ -120,7 +145,7 @@ def make_train_step(
         params, static = eqx.partition(model, eqx.is_inexact_array)
 
         def objective(p):
-            return loss_fn(eqx.combine(p, static), batch)
+            return _check_loss_output(loss_fn(eqx.combine(p, static), batch))
 
         (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
         _check_metrics(aux)

@@ -367,3 +367,20 @@ def test_loss_fn_metrics_must_be_named_scalars(setup, library_errors):
     as_list = lambda m, b: (_loss(m, b)[0], [1.0])  # noqa: E731
     with pytest.raises(TypeError, match=r"metrics a dict of scalars; got metrics of type list"):
         make_train_step(as_list, optimizer)(model, state, batch)
+
+
+def test_loss_fn_that_returns_a_bare_loss_is_refused_naming_the_fix(setup, library_errors):
+    """A loss function returning only the loss (no metrics dict) failed inside jax.value_and_grad
+    with "expected function with aux output to return a two-element tuple, but got ...
+    LinearizeTracer"; a per-example loss vector with "Gradient only defined for scalar-output
+    functions"."""
+    model, optimizer, batch = setup
+    state = init_opt_state(optimizer, model)
+    bare = lambda m, b: _loss(m, b)[0]  # noqa: E731
+    with pytest.raises(
+        TypeError, match=r"`loss_fn` must return \(loss, metrics\).*got one array of shape \(\)"
+    ):
+        make_train_step(bare, optimizer)(model, state, batch)
+    per_example = lambda m, b: (jnp.mean((jax.vmap(m)(b["x"]) - b["y"]) ** 2, 1), {})  # noqa: E731
+    with pytest.raises(ValueError, match=r"`loss_fn` must return a scalar loss; got shape \(8,\)"):
+        make_train_step(per_example, optimizer)(model, state, batch)
