@@ -142,6 +142,15 @@ def make_train_step(
 
     @eqx.filter_jit
     def step(model, opt_state: TrainState, batch):
+        # Optax's own state (optimizer.init(params)) failed with "'tuple' object has no
+        # attribute 'inner'"
+        if not isinstance(opt_state, TrainState):
+            raise TypeError(
+                "`opt_state` must be the state of init_opt_state(optimizer, model) (Optax's "
+                f"state and the step's non-finite guard counters); got {type(opt_state).__name__}"
+                ". Build it with spectrax.train.init_opt_state(optimizer, model), not "
+                "optimizer.init."
+            )
         params, static = eqx.partition(model, eqx.is_inexact_array)
 
         def objective(p):

@@ -384,3 +384,12 @@ def test_loss_fn_that_returns_a_bare_loss_is_refused_naming_the_fix(setup, libra
     per_example = lambda m, b: (jnp.mean((jax.vmap(m)(b["x"]) - b["y"]) ** 2, 1), {})  # noqa: E731
     with pytest.raises(ValueError, match=r"`loss_fn` must return a scalar loss; got shape \(8,\)"):
         make_train_step(per_example, optimizer)(model, state, batch)
+
+
+def test_optax_state_in_place_of_init_opt_state_is_refused_naming_the_fix(setup, library_errors):
+    """``optimizer.init(params)`` passed as the step's state failed with "'tuple' object has no
+    attribute 'inner'"."""
+    model, optimizer, batch = setup
+    optax_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    with pytest.raises(TypeError, match=r"`opt_state` must be the state of init_opt_state.*tuple"):
+        make_train_step(_loss, optimizer)(model, optax_state, batch)
