@@ -376,13 +376,21 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
     Raises:
         ConfigError: unknown key (the message lists the valid ones), unparsable or out-of-range
             value.
-        TypeError: ``overrides`` is one string rather than a sequence of them.
+        TypeError: ``overrides`` is one string or a dict rather than a sequence of strings.
     """
     if isinstance(overrides, (str, bytes)):
         # iterated, a string gave one "override" per character: "override 'l' is not ..."
         raise TypeError(
             f"`overrides` must be a sequence of key=value strings; got the single string "
             f"{overrides!r}. Pass a list: [{overrides!r}]."
+        )
+    if isinstance(overrides, Mapping):
+        # iterated, a dict gave its keys: "override 'loop.num_steps' is not of the form key=value"
+        example = [f"{k}={v}" for k, v in list(overrides.items())[:2]]
+        raise TypeError(
+            "`overrides` must be a sequence of key=value strings; got a "
+            f"{type(overrides).__name__}. Pass a list, e.g. {example} "
+            "([f'{k}={v}' for k, v in overrides.items()])."
         )
     for item in overrides:
         if "=" not in item:

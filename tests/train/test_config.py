@@ -318,6 +318,17 @@ def test_a_single_string_of_overrides_is_refused_naming_the_argument(base):
             call()
 
 
+def test_a_dict_of_overrides_is_refused_naming_the_argument(base, library_errors):
+    """Iterated, a dict gives its keys: ``load_config(name, {"loop.num_steps": 3})`` failed with
+    "override 'loop.num_steps' is not of the form key=value", naming neither argument nor fix."""
+    for call in (
+        lambda: apply_overrides(base, {"loop.num_steps": 3}),
+        lambda: load_config(TOY, {"loop.num_steps": 3}),
+    ):
+        with pytest.raises(TypeError, match=r"`overrides`.*got a dict.*\['loop\.num_steps=3'\]"):
+            call()
+
+
 def test_a_config_file_is_one_config_whether_loaded_or_imported():
     """The CLI loads a config file as module ``spectrax_config_<stem>``; imported, it is
     ``configs.<stem>``: the recorded task class differed, so a checkpoint the CLI wrote was
