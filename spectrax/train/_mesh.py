@@ -101,6 +101,13 @@ def mesh_shape(mesh_config: MeshConfig, num_devices: int) -> tuple[int, int]:
 def make_mesh(config: Config, devices: list | None = None) -> Mesh:
     """The config's mesh over ``devices`` (default: all), checking that ``loop.batch_size``
     divides evenly over the ``data`` axis."""
+    if not isinstance(config, Config):
+        # a MeshConfig failed with "'MeshConfig' object has no attribute 'mesh'"
+        raise TypeError(
+            "`config` must be the whole Config (make_mesh reads its `mesh` and "
+            f"`loop.batch_size`); got {type(config).__name__}. Pass e.g. "
+            "dataclasses.replace(config, mesh=MeshConfig(...))."
+        )
     devices = list(jax.devices() if devices is None else devices)
     d, m = mesh_shape(config.mesh, len(devices))
     if config.loop.batch_size % d:

@@ -13,6 +13,7 @@ import pytest
 from spectrax.train import (
     Config,
     ConfigError,
+    MeshConfig,
     apply_overrides,
     config_to_dict,
     load_config,
@@ -133,6 +134,13 @@ def test_batch_must_divide_data_axis(base):
             rf"Use a model axis of at most {n}\.$",
         ):
             make_mesh(over)
+
+
+def test_make_mesh_of_a_mesh_config_is_refused_naming_the_argument(library_errors):
+    """``make_mesh(MeshConfig(...))`` failed with "'MeshConfig' object has no attribute
+    'mesh'"."""
+    with pytest.raises(TypeError, match=r"`config` must be the whole Config.*got MeshConfig"):
+        make_mesh(MeshConfig(data=1))
 
 
 def test_mesh_must_hold_a_device_of_every_process(base, library_errors):
