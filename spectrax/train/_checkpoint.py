@@ -156,9 +156,18 @@ class Checkpointer:
         self, step: int | np.integer | jax.Array, state: Any, *, extra: dict[str, Any] | None = None
     ) -> None:
         """Save ``state`` (a pytree of arrays) as ``step`` (an integer >= 0: an int, a NumPy
-        integer or a 0-d integer array such as optax's step ``count``); returns once the save is
-        durable."""
+        integer or a 0-d integer array such as optax's step ``count``), after every step already
+        saved in the directory; returns once the save is durable."""
         step = _check_step(step)
+        later = [s for s in self.all_steps() if s >= step]
+        if later:
+            # Saved after step 9, step 7 made keep-last-k delete step 8 (retention follows save
+            # order), and latest_step() said 7 in this process but 9 in the next one.
+            raise ValueError(
+                f"`step`={step} is not after the checkpoints already in {self.directory} (steps "
+                f"{sorted(later)}); steps must increase. Save into another directory (a new "
+                "run), or restore the latest checkpoint and continue from its step."
+            )
         # Hashing gathers every array to this host: single-process runs only.
         digest = tree_digest(state) if jax.process_count() == 1 else None
         meta = {

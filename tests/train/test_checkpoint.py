@@ -334,6 +334,21 @@ def test_an_integer_array_step_is_saved_as_an_int(tmp_path):
     ckpt.close()
 
 
+def test_a_step_not_after_the_saved_ones_is_refused(tmp_path):
+    """Saving step 7 after steps 8 and 9 (keep=2) deleted step 8, the newer one, and
+    ``latest_step()`` said 7 in this process but 9 in a fresh one; saving an existing step
+    again failed with Orbax's own StepAlreadyExistsError."""
+    ckpt = Checkpointer(tmp_path, keep=2)
+    state = {"w": jnp.ones(3)}
+    for step in (8, 9):
+        ckpt.save(step, state)
+    for step, later in ((7, r"\[8, 9\]"), (9, r"\[9\]")):
+        with pytest.raises(ValueError, match=rf"`step`={step} is not after .*\(steps {later}\)"):
+            ckpt.save(step, state)
+    assert ckpt.all_steps() == [8, 9] and ckpt.latest_step() == 9
+    ckpt.close()
+
+
 def test_a_field_added_since_the_checkpoint_at_its_default_resumes(tmp_path):
     """A checkpoint from before a config field existed (the FNO configs' `task.norm`, added
     with the default "none") was refused as written by another config (`task.norm: None !=
