@@ -12,6 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from spectrax._checks import check_positive_int
+
 __all__ = ["Task", "batch_indices"]
 
 
@@ -64,7 +66,16 @@ def batch_indices(seed: int, step: int, num_examples: int, batch_size: int) -> n
     ``(seed, e)``; a batch that crosses an epoch boundary continues into the next permutation.
     No iterator state exists beyond ``step``, so a resumed run draws the same batches as an
     uninterrupted one.
+
+    Raises:
+        ValueError: a negative ``seed`` or ``step``, ``num_examples`` or ``batch_size`` below 1
+            (a batch size of 0 gave empty batches, a negative step NumPy's "expected
+            non-negative integer"), or ``batch_size > num_examples``.
     """
+    seed = check_positive_int("seed", seed, minimum=0)
+    step = check_positive_int("step", step, minimum=0)
+    num_examples = check_positive_int("num_examples", num_examples)
+    batch_size = check_positive_int("batch_size", batch_size)
     if batch_size > num_examples:
         raise ValueError(
             f"`loop.batch_size` ({batch_size}) exceeds the number of training examples "

@@ -285,6 +285,23 @@ def test_batch_order_is_pure_and_covers_each_epoch():
         batch_indices(0, 0, 20, 30)
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((0, 0, 20, 0), r"`batch_size` must be an integer >= 1; got 0"),  # was an empty batch
+        ((0, -1, 20, 6), r"`step` must be an integer >= 0; got -1"),
+        ((-3, 0, 20, 6), r"`seed` must be an integer >= 0; got -3"),
+        ((0, 0, 20.0, 6), r"`num_examples` must be an integer >= 1; got 20.0"),
+    ],
+)
+def test_batch_indices_refuses_bad_arguments_naming_them(args, message, library_errors):
+    """``batch_indices`` is public (a loop of one's own can draw train()'s batches): a batch size
+    of 0 returned empty batches, a negative step or seed failed with NumPy's "expected
+    non-negative integer", a float count with "seed must be integer"."""
+    with pytest.raises(ValueError, match=message):
+        batch_indices(*args)
+
+
 def test_ssm_model_parameters_get_the_ssm_group(key, standard_promotion):
     from spectrax.models import SSMSequenceModel
     from spectrax.train._optim import param_labels
