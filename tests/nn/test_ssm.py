@@ -694,11 +694,21 @@ def test_ptd_layers_modes_agree_and_differentiate(cls):
     assert rel_err(layer(x, mode="recurrent"), y_conv) < 1e-10
     grads = jax.grad(lambda b: jnp.sum(eqx.tree_at(lambda m: m.B, layer, b).kernel(12) ** 2))
     assert bool(jnp.all(jnp.isfinite(grads(layer.B))))
-    # Float32 kernel (the float64 parameters rounded) against float64; measured at N = 16:
-    # S4D 3.0e-7, S5 1.7e-7 (at N = 64: 2.1e-7, 3.1e-7; with S4D's C set to c Ṽ for a real c,
-    # whose slots cancel, 4.2e-5: the conditioning cond(Ṽ) = 5.8e3 times rounding).
+    # Float32 kernel (the float64 parameters rounded) against float64; measured at N = 16,
+    # keys 0-3: S4D 6.8e-6 to 8.8e-6 (C = c Ṽ: the slots' large terms cancel, so rounding is
+    # amplified by up to cond(Ṽ)), S5 9e-8 to 7.4e-7.
     f32 = jax.tree.map(lambda p: p.astype(jnp.float32) if eqx.is_array(p) else p, layer)
-    assert rel_err(f32.kernel(48), layer.kernel(48)) < 3e-6
+    assert rel_err(f32.kernel(48), layer.kernel(48)) < (3e-5 if cls is S4D else 3e-6)
+
+
+@pytest.mark.usefixtures("x64")
+def test_s4d_ptd_reads_out_a_real_system():
+    # C = c Ṽ for a real c: the slots' large B̃ cancel. Drawn in the eigenbasis (as for the
+    # other inits), C made the initial kernel about 100x S4D-LegS's (N = 64: rms 6.1 vs 0.06).
+    ptd = S4D(16, 16, init="ptd", dtype=jnp.float64, key=jax.random.key(3))
+    legs = S4D(16, 16, init="legs", dtype=jnp.float64, key=jax.random.key(3))
+    rms = lambda layer: float(jnp.sqrt(jnp.mean(layer.kernel(256) ** 2)))  # noqa: E731
+    assert rms(ptd) < 2.0 * rms(legs), (rms(ptd), rms(legs))
 
 
 def test_ptd_init_errors_and_abstract_build(library_errors):
