@@ -182,6 +182,29 @@ def test_recall_config_with_hyena_layers_learns(tmp_path):
     assert result.passed, result.metrics
 
 
+def test_recall_config_takes_the_ptd_init(tmp_path, key):
+    """`task.ssm_init=ptd` builds S4D / S5 layers with init="ptd" (measured at the default
+    config's sizes, 400 steps: test error 0.0 for both, as their default inits); S4 and Hyena,
+    which have no such init, refuse it before the run directory is written (exit 2)."""
+    from spectrax.nn import S4D, S5
+
+    def layers(overrides, cls):
+        task = load_config("s4d_recall", overrides, variant="smoke").task.build()
+        leaves = jax.tree.leaves(task.init_model(key), is_leaf=lambda m: isinstance(m, cls))
+        return [m for m in leaves if isinstance(m, cls)]
+
+    for layer, cls in (("s4d", S4D), ("s5", S5)):
+        ptd = layers([f"task.layer={layer}", "task.ssm_init=ptd"], cls)
+        plain = layers([f"task.layer={layer}"], cls)
+        assert ptd and len(ptd) == len(plain)
+        # the PTD eigenvalues, not the default's (S4D-LegS and HiPPO-N: all Re = -1/2)
+        assert not np.allclose(ptd[0].log_Lambda_re, plain[0].log_Lambda_re)
+    config = load_config("s4d_recall", ["task.layer=s4", "task.ssm_init=ptd"], variant="smoke")
+    with pytest.raises(ConfigError, match=r"`task.ssm_init`='ptd' applies to layer='s4d' or"):
+        train(config, workdir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     "path", [p for p in CONFIGS if p.stem.endswith("_fno")], ids=lambda p: p.stem
 )
