@@ -241,9 +241,18 @@ class Checkpointer:
             else []
         )
         if diffs:
+            longer = any(d.startswith("loop.num_steps:") for d in diffs)
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} was written by another config; "
-                "refusing to load it. Differences (checkpoint != this run): " + "; ".join(diffs)
+                "refusing to load it. Differences (checkpoint != this run): "
+                + "; ".join(diffs)
+                + (
+                    ". A run continues for another number of steps only with "
+                    "optim.schedule=step and a warmup shorter than both runs (the cosine "
+                    "schedule's rate at every step depends on loop.num_steps)"
+                    if longer
+                    else ""
+                )
             )
         saved = meta.get("arrays")  # absent in checkpoints written before it was recorded
         if saved is not None and saved != _leaf_paths(target):

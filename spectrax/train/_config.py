@@ -481,25 +481,31 @@ def config_differences(
     prefix: str = "",
     *,
     defaults: Mapping[str, Any] | None = None,
+    _free: tuple[str, ...] | None = None,
 ) -> list[str]:
     """Keys whose values differ between two :func:`config_to_dict` results, ``a`` the stored
     one (sections in ``OUTPUT_SECTIONS`` and ``PLACEMENT_SECTIONS`` are ignored at the top
-    level, and the keys in ``MONITORING_KEYS``). With ``defaults`` (:func:`config_defaults`
-    of ``b``'s config), a key ``a`` lacks whose value in ``b`` is its default is no
-    difference: a field added since ``a`` was written, at the value that keeps the old
-    behaviour."""
+    level, and the keys in ``MONITORING_KEYS``; ``loop.num_steps`` too where both use a
+    ``"step"`` schedule with a warmup shorter than both runs: every step's rate is then the
+    same, so a run resumed with a larger ``num_steps`` continues exactly). With ``defaults``
+    (:func:`config_defaults` of ``b``'s config), a key ``a`` lacks whose value in ``b`` is
+    its default is no difference: a field added since ``a`` was written, at the value that
+    keeps the old behaviour."""
     diffs = []
     defaults = {} if defaults is None else defaults
+    free = _free
+    if free is None:  # the top level: which keys no section may differ in
+        free = MONITORING_KEYS + (("loop.num_steps",) if _same_schedule(a, b) else ())
     for k in sorted(set(a) | set(b)):
         if not prefix and k in OUTPUT_SECTIONS + PLACEMENT_SECTIONS:
             continue
-        if prefix + k in MONITORING_KEYS:
+        if prefix + k in free:
             continue
         va, vb = a.get(k), b.get(k)
         if isinstance(va, Mapping) and isinstance(vb, Mapping):
             sub = defaults.get(k)
             sub = sub if isinstance(sub, Mapping) else None
-            diffs += config_differences(va, vb, prefix + k + ".", defaults=sub)
+            diffs += config_differences(va, vb, prefix + k + ".", defaults=sub, _free=free)
         elif k not in a and k in b and k in defaults and vb == defaults[k]:
             continue
         elif k == "__class__" and _class_id(va) == _class_id(vb):
@@ -507,6 +513,23 @@ def config_differences(
         elif va != vb:
             diffs.append(f"{prefix}{k}: {va!r} != {vb!r}")
     return diffs
+
+
+def _same_schedule(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether ``loop.num_steps`` may differ between two configs with every step's learning
+    rate the same: a ``"step"`` schedule (its decay counts steps from the warmup, whatever the
+    run's length) whose warmup is shorter than both runs (a warmup as long as the run is
+    shortened to it). The cosine schedule's rate at every step depends on the length."""
+    try:
+        oa, ob = a["optim"], b["optim"]
+        steps = min(a["loop"]["num_steps"], b["loop"]["num_steps"])
+        return (
+            oa.get("schedule") == ob.get("schedule") == "step"
+            and oa.get("warmup_steps") == ob.get("warmup_steps")
+            and oa["warmup_steps"] < steps
+        )
+    except (KeyError, TypeError):
+        return False
 
 
 def _class_id(recorded: Any) -> Any:

@@ -73,6 +73,29 @@ def test_a_resume_may_log_and_evaluate_at_another_rate(toy_run, tmp_path):
         train(apply_overrides(other, ["loop.batch_size=16"]), workdir=wd, resume=True)
 
 
+def test_a_step_schedule_run_continues_for_longer_exactly(tmp_path):
+    """With optim.schedule=step (and a warmup shorter than both runs) every step's rate is the
+    same whatever loop.num_steps: a run resumed with more steps equals the uninterrupted run
+    bit for bit (it was refused as another config). The cosine schedule still refuses, saying
+    why."""
+    over = ["optim.schedule=step", "optim.step_every=4", "checkpoint.every=6"]
+    short = load_config(TOY, [*over, "loop.num_steps=6"], variant="smoke")
+    long = apply_overrides(short, ["loop.num_steps=10"])
+    one = jax.devices()[:1]
+    train(short, workdir=tmp_path / "a", devices=one)
+    resumed = train(long, workdir=tmp_path / "a", resume=True, devices=one)
+    whole = train(long, workdir=tmp_path / "b", devices=one)
+    assert resumed.step == whole.step == 10
+    for x, y in zip(jax.tree.leaves(resumed.model), jax.tree.leaves(whole.model), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    cosine = load_config(TOY, ["checkpoint.every=6", "loop.num_steps=6"], variant="smoke")
+    train(cosine, workdir=tmp_path / "c", devices=one)
+    with pytest.raises(
+        CheckpointError, match=r"loop\.num_steps: 6 != 10.*only with optim\.schedule=step"
+    ):
+        train(apply_overrides(cosine, ["loop.num_steps=10"]), workdir=tmp_path / "c", resume=True)
+
+
 def test_a_resume_whose_config_write_fails_keeps_config_json(toy_run, tmp_path, monkeypatch):
     """A resume rewrites config.json (the config `spectrax eval` rebuilds): a write that fails
     part-way (a full disk) must leave the old file whole, not truncated."""
