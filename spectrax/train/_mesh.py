@@ -98,21 +98,24 @@ def mesh_shape(mesh_config: MeshConfig, num_devices: int) -> tuple[int, int]:
     return d, m
 
 
-def make_mesh(config: Config, devices: list | None = None) -> Mesh:
-    """The config's mesh over ``devices`` (default: all), checking that ``loop.batch_size``
-    divides evenly over the ``data`` axis."""
-    if not isinstance(config, Config):
-        # a MeshConfig failed with "'MeshConfig' object has no attribute 'mesh'"
+def make_mesh(config: Config | MeshConfig, devices: list | None = None) -> Mesh:
+    """The config's mesh over ``devices`` (default: all): a whole :class:`Config`, checking
+    that ``loop.batch_size`` divides evenly over the ``data`` axis, or a :class:`MeshConfig`
+    alone (a mesh for your own loop, no batch size to check)."""
+    if isinstance(config, Config):
+        mesh_config, batch_size = config.mesh, config.loop.batch_size
+    elif isinstance(config, MeshConfig):
+        mesh_config, batch_size = config, None
+    else:
         raise TypeError(
-            "`config` must be the whole Config (make_mesh reads its `mesh` and "
-            f"`loop.batch_size`); got {type(config).__name__}. Pass e.g. "
-            "dataclasses.replace(config, mesh=MeshConfig(...))."
+            "`config` must be a Config or a MeshConfig (make_mesh reads the mesh axes); got "
+            f"{type(config).__name__}."
         )
     devices = list(jax.devices() if devices is None else devices)
-    d, m = mesh_shape(config.mesh, len(devices))
-    if config.loop.batch_size % d:
+    d, m = mesh_shape(mesh_config, len(devices))
+    if batch_size is not None and batch_size % d:
         raise ConfigError(
-            f"`loop.batch_size` ({config.loop.batch_size}) must be divisible by the data axis "
+            f"`loop.batch_size` ({batch_size}) must be divisible by the data axis "
             f"(`mesh.data` = {d}); use a multiple of {d}."
         )
     used = devices[: d * m]

@@ -136,11 +136,17 @@ def test_batch_must_divide_data_axis(base):
             make_mesh(over)
 
 
-def test_make_mesh_of_a_mesh_config_is_refused_naming_the_argument(library_errors):
-    """``make_mesh(MeshConfig(...))`` failed with "'MeshConfig' object has no attribute
-    'mesh'"."""
-    with pytest.raises(TypeError, match=r"`config` must be the whole Config.*got MeshConfig"):
-        make_mesh(MeshConfig(data=1))
+def test_make_mesh_takes_a_mesh_config_alone(library_errors):
+    """A mesh for one's own loop, without a task: ``make_mesh(MeshConfig(...))`` failed with
+    "'MeshConfig' object has no attribute 'mesh'"."""
+    devices = jax.devices()
+    mesh = make_mesh(MeshConfig(data=-1, model=2), devices)
+    assert dict(mesh.shape) == {"data": len(devices) // 2, "model": 2}
+    assert mesh.devices.size == len(devices)
+    with pytest.raises(ConfigError, match=r"`mesh.model`"):
+        make_mesh(MeshConfig(model=3 * len(devices)), devices)
+    with pytest.raises(TypeError, match=r"`config` must be a Config or a MeshConfig.*got dict"):
+        make_mesh({"data": 1})
 
 
 def test_mesh_must_hold_a_device_of_every_process(base, library_errors):
