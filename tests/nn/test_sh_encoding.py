@@ -160,3 +160,14 @@ def test_errors(library_errors):
         model(jnp.ones((5, 2)))
     with pytest.raises(ValueError, match="l_max"):
         SphericalLocationEncoder(-1, 8, 1, key=jax.random.key(0))
+
+
+def test_a_latitude_beyond_90_degrees_is_refused(library_errors):
+    """(lat, lon) in the other order: a longitude of 120 read as a latitude folded over the pole
+    into another point, silently. Concrete values are checked; traced ones cannot be."""
+    points = jnp.asarray([[10.0, 45.0], [48.0, 120.0], [0.0, -90.0]])  # the 2nd swapped
+    with pytest.raises(ValueError, match=r"1 latitude\(s\) beyond, up to 120.*swapped"):
+        spherical_harmonic_encoding(points, 2)
+    ok = jnp.asarray([[200.0, 90.0], [-170.0, -90.0]])  # poles, any longitude
+    assert spherical_harmonic_encoding(ok, 2).shape == (2, 9)
+    assert jax.jit(spherical_harmonic_encoding, static_argnums=1)(points, 2).shape == (3, 9)
