@@ -379,6 +379,18 @@ def _wavenumbers(spatial_shape: tuple[int, ...], lengths: tuple, dtype) -> tuple
     return tuple(ks)
 
 
+def _check_spatial_sizes(u_shape: tuple[int, ...], d: int) -> tuple[int, ...]:
+    """The last ``d`` axes of ``u``, or a ValueError naming ``u`` if one has length 0 (a
+    zero-length FFT failed in XLA's lowering with a verifier error that names nothing)."""
+    spatial = tuple(u_shape[-d:])
+    if 0 in spatial:
+        raise ValueError(
+            f"`u` has shape {u_shape}, a spatial axis of length 0 (the last {d} axes are "
+            "spatial); expected every spatial axis to hold at least 1 grid point."
+        )
+    return spatial
+
+
 def spectral_derivative(
     u: Float[Array, "*batch ..."],
     orders: int | Sequence[int],
@@ -423,7 +435,7 @@ def spectral_derivative(
     d = len(orders)
     if u.ndim < d:
         raise ValueError(f"`u` has shape {u.shape}, fewer axes than len(orders)={d}.")
-    spatial = u.shape[-d:]
+    spatial = _check_spatial_sizes(u.shape, d)
     axes = tuple(range(u.ndim - d, u.ndim))
     in_dtype = u.dtype
     lengths = _lengths(lengths, d)
@@ -502,7 +514,7 @@ def sobolev_norm(
             f"(shape {u.shape}): expected 1 <= num_spatial_dims <= u.ndim, the trailing spatial "
             "axes."
         )
-    spatial = u.shape[-d:]
+    spatial = _check_spatial_sizes(u.shape, d)
     axes = tuple(range(u.ndim - d, u.ndim))
     lengths_t = _lengths(lengths, d)
     real = _length_dtype(lengths_t, u.dtype)

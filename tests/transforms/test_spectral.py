@@ -686,3 +686,15 @@ def test_sobolev_norm_refuses_an_array_s(library_errors):
     # a 0-d array is a scalar, also a traced one
     s = jnp.asarray(1.0)
     assert_close(jax.jit(sobolev_norm)(u, s), sobolev_norm(u, 1.0), jnp.float32)
+
+
+def test_zero_length_spatial_axis_is_named(library_errors):
+    """A spatial axis of length 0 is refused naming `u` (it failed in XLA's lowering with a
+    verifier error about tensor<0xcomplex<f32>>); a length-0 batch axis is not spatial."""
+    for u, d in [(jnp.ones(0), 1), (jnp.ones((0, 8)), 2), (jnp.ones((4, 0)), 1)]:
+        with pytest.raises(ValueError, match=r"`u` has shape .*a spatial axis of length 0"):
+            spectral_derivative(u, (1,) * d)
+        with pytest.raises(ValueError, match=r"`u` has shape .*a spatial axis of length 0"):
+            sobolev_norm(u, 1.0, num_spatial_dims=d)
+    assert spectral_derivative(jnp.ones((0, 8)), 1).shape == (0, 8)
+    assert sobolev_norm(jnp.ones((0, 8)), 1.0).shape == (0,)
