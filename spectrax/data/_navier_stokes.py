@@ -28,7 +28,9 @@ __all__ = ["fno_forcing", "navier_stokes_dataset", "navier_stokes_solve"]
 
 def fno_forcing(n: int) -> np.ndarray:
     """The forcing of Li et al. (2021, FNO), ``0.1 (sin 2 pi (x + y) + cos 2 pi (x + y))``, at
-    the grid points ``(i, j) / n`` (float64 NumPy, shape ``(n, n)``)."""
+    the grid points ``(i, j) / n`` (float64 NumPy, shape ``(n, n)``); ``n`` an integer >= 1,
+    else a ValueError naming it."""
+    n = check_positive_int("n", n)
     x = np.arange(n) / n
     z = x[:, None] + x[None, :]
     return 0.1 * (np.sin(2 * np.pi * z) + np.cos(2 * np.pi * z))

@@ -242,3 +242,11 @@ def test_numpy_float64_input_outside_x64_solves_without_warnings(library_errors)
         w = navier_stokes_solve(w0, t_final=0.1)
     assert w.dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(w), navier_stokes_solve(jnp.asarray(w0), t_final=0.1))
+
+
+@pytest.mark.parametrize("n", [0, -1, 8.0, True])
+def test_fno_forcing_refuses_a_bad_size(n, library_errors):
+    """n=0 and n=-1 returned an empty (0, 0) forcing and 8.0 a float grid, silently."""
+    with pytest.raises(ValueError, match=rf"`n` must be an integer >= 1; got {n!r}"):
+        fno_forcing(n)
+    assert fno_forcing(np.int64(3)).shape == (3, 3)
