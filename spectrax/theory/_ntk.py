@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Inexact
 
-from spectrax._checks import check_positive_int, check_real_float, compute_dtype
+from spectrax._checks import _describe, check_positive_int, check_real_float, compute_dtype
 
 
 def _check_batch(name: str, x: Any) -> None:
@@ -29,6 +29,15 @@ _PARTITION_HINT = (
     "Partition a model first, e.g. `params, static = eqx.partition(model, "
     "eqx.is_inexact_array)` and `f = lambda p, x: eqx.combine(p, static)(x)`."
 )
+
+
+def check_f(f: Any) -> None:
+    """TypeError naming ``f`` unless it is callable (JAX's own 'Expected a callable value, got
+    3' names no argument)."""
+    if not callable(f):
+        raise TypeError(
+            f"`f` must be a callable f(params, x) -> y on one example; got {_describe(f)}."
+        )
 
 
 def check_params(params: Any) -> list:
@@ -115,6 +124,7 @@ def empirical_ntk(
         are; half-precision leaves are widened). Computed as an explicit Jacobian product:
         memory ``O((N1 + N2) · O · P)``, meant for the analysis of small and medium models.
     """
+    check_f(f)
     _check_batch("x1", x1)
     if x2 is not None:  # checked before any Jacobian is computed
         _check_batch("x2", x2)

@@ -20,7 +20,7 @@ from spectrax._checks import (
     compute_dtype,
     result_dtype,
 )
-from spectrax.theory._ntk import check_params
+from spectrax.theory._ntk import check_f, check_params
 
 
 def _check_frequencies(frequencies: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
@@ -132,6 +132,7 @@ def spectral_bias_curve(
     Returns:
         A :class:`SpectralBiasCurve` with ``steps // record_every + 1`` records.
     """
+    check_f(f)
     steps = check_positive_int("steps", steps)
     record_every = check_positive_int("record_every", record_every)
     if steps % record_every:

@@ -221,3 +221,16 @@ def test_targets_of_another_dtype_than_the_model(x64):
                 want = spectral_bias_curve(*args, **kwargs)
             assert_close(curve.loss, want.loss, jnp.float32)
             assert_close(curve.errors, want.errors, jnp.float32)
+
+
+def test_f_must_be_callable(library_errors):
+    """`f` swapped with `params` (or a non-callable) failed inside JAX with "Expected a callable
+    value, got ...", naming no argument."""
+    x = _grid(16)
+    f = lambda p, xi: p * xi  # noqa: E731
+    with pytest.raises(TypeError, match=r"`f` must be a callable f\(params, x\).*got ArrayImpl"):
+        spectral_bias_curve(
+            jnp.ones(()), f, x, x, frequencies=[1], steps=1, optimizer=optax.sgd(0.1)
+        )
+    with pytest.raises(TypeError, match=r"`f` must be a callable f\(params, x\).*got int 3"):
+        empirical_ntk(3, jnp.ones(()), x)
