@@ -206,3 +206,32 @@ def raise_if_not_finite(what: str, x: Any, fix: str) -> None:
         f"{what}: {int(rows.sum())} of {rows.size} hold NaN or inf (first: index "
         f"{int(np.argmax(rows))}). {fix}"
     )
+
+
+def check_key(name: str, key: Any) -> None:
+    """Raise unless ``key`` is one PRNG key: a typed key array of shape ``()``
+    (``jax.random.key``) or a raw ``uint32`` key of shape ``(k,)`` (``jax.random.PRNGKey``),
+    tracers included. A TypeError or ValueError names ``name``: an int seed failed in JAX with
+    "invalid PRNG key data ... Got 0" and a batch of keys with "normal accepts a single key",
+    naming no argument."""
+    if not isinstance(key, (jax.Array, np.ndarray)):
+        raise TypeError(
+            f"`{name}` must be a PRNG key, e.g. `jax.random.key(0)`; got {_describe(key)}."
+        )
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(
+                f"`{name}` must be a single PRNG key (shape ()); got a key array of shape "
+                f"{key.shape}. For a batch, jax.vmap over the keys."
+            )
+        return
+    if key.dtype != np.uint32:
+        raise TypeError(
+            f"`{name}` must be a PRNG key, e.g. `jax.random.key(0)`; got an array of dtype "
+            f"{key.dtype} and shape {key.shape}."
+        )
+    if key.ndim != 1:
+        raise ValueError(
+            f"`{name}` must be a single PRNG key; got raw uint32 key data of shape {key.shape} "
+            "(one key is (2,) for jax.random.PRNGKey). For a batch, jax.vmap over the keys."
+        )

@@ -11,6 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_key,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -191,6 +192,7 @@ def burgers_dataset(
         RuntimeError: (outside a trace) a solution holds NaN or inf: ``nu`` too small for the
             solver grid (e.g. 1e-6 at 1024 points) or ``dt`` too large.
     """
+    check_key("key", key)
     num_samples = check_positive_int("num_samples", num_samples)
     resolution = check_positive_int("resolution", resolution, minimum=4)
     if solver_resolution is None:

@@ -14,6 +14,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
     broadcast_leading,
+    check_key,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -475,6 +476,7 @@ def darcy_dataset(
             samples whose solution's residual is above ``10 tol`` plus its round-off bound, as
             in :func:`darcy_solve`. Under ``jax.jit`` neither check runs.
     """
+    check_key("key", key)
     num_samples = check_positive_int("num_samples", num_samples)
     resolution = check_positive_int("resolution", resolution, minimum=3)
     solver_resolution = resolution if solver_resolution is None else solver_resolution

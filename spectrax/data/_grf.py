@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_bool, check_positive_int
+from spectrax._checks import check_bool, check_key, check_positive_int
 
 __all__ = ["grf_neumann", "grf_periodic", "grf_periodic_std"]
 
@@ -146,6 +146,7 @@ def grf_periodic(
         Array of shape ``shape`` (``(n,)`` for an int) and dtype ``dtype``. ``vmap`` over keys
         for a batch.
     """
+    check_key("key", key)
     shape = _check_shape(shape)
     _check_params(alpha, tau, sigma, zero_mean)
     dtype = _float_dtype(dtype)
@@ -200,6 +201,7 @@ def grf_neumann(
         Array of shape ``(resolution, resolution)``, the cosine sum evaluated with
         ``Precision.HIGHEST`` matrix products (no TF32 rounding on GPUs).
     """
+    check_key("key", key)
     s = check_positive_int("resolution", resolution, minimum=2)
     m = s if num_modes is None else check_positive_int("num_modes", num_modes)
     _check_params(alpha, tau, sigma, zero_mean)

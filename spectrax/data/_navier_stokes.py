@@ -11,6 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_key,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -254,6 +255,7 @@ def navier_stokes_dataset(
         ``(w0, w)``: float32, shapes ``(num_samples, resolution, resolution)`` and
         ``(num_samples, num_snapshots, resolution, resolution)``.
     """
+    check_key("key", key)
     num_samples = check_positive_int("num_samples", num_samples)
     resolution = check_positive_int("resolution", resolution, minimum=4)
     solver_resolution = resolution if solver_resolution is None else solver_resolution

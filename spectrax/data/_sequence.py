@@ -14,6 +14,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from spectrax._checks import (
     check_float_dtype,
+    check_key,
     check_positive_float,
     check_positive_int,
     compute_dtype,
@@ -60,6 +61,7 @@ def delayed_recall(
         ``(x, y)``: one-hot inputs ``(B, L, num_classes + num_noise)`` (signal tokens first)
         and int32 labels ``(B,)`` in ``[0, num_classes)``.
     """
+    check_key("key", key)
     num = check_positive_int("num", num)
     min_lag = check_positive_int("min_lag", min_lag)
     length = check_positive_int("length", length)
@@ -109,6 +111,7 @@ def delayed_copy(
     Returns:
         ``(u, y)``, each ``(B, L, channels)``.
     """
+    check_key("key", key)
     num = check_positive_int("num", num)
     length = check_positive_int("length", length)
     delay = check_positive_int("delay", delay, minimum=0)

@@ -6,7 +6,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectrax.data import grf_neumann, grf_periodic
+from spectrax.data import (
+    burgers_dataset,
+    darcy_dataset,
+    delayed_copy,
+    delayed_recall,
+    grf_neumann,
+    grf_periodic,
+    navier_stokes_dataset,
+)
 from spectrax.data._grf import grf_periodic_std
 
 
@@ -226,3 +234,38 @@ def test_zero_mean_must_be_a_bool(key, bad, library_errors):
     np.testing.assert_array_equal(
         grf_periodic(key, 8, zero_mean=np.bool_(False)), grf_periodic(key, 8, zero_mean=False)
     )
+
+
+_KEYED = [
+    ("grf_periodic", lambda k: grf_periodic(k, (8,))),
+    ("grf_neumann", lambda k: grf_neumann(k, 8)),
+    ("delayed_recall", lambda k: delayed_recall(k, 2, 8, min_lag=4)),
+    ("delayed_copy", lambda k: delayed_copy(k, 2, 8, delay=2)),
+    ("burgers_dataset", lambda k: burgers_dataset(k, 1, 8)),
+    ("darcy_dataset", lambda k: darcy_dataset(k, 1, 5)),
+    ("navier_stokes_dataset", lambda k: navier_stokes_dataset(k, 1, 8)),
+]
+
+
+@pytest.mark.parametrize("name,call", _KEYED, ids=[n for n, _ in _KEYED])
+def test_key_must_be_one_prng_key(name, call, key, library_errors):
+    """An int seed failed in JAX with "invalid PRNG key data ... Got 0", a float array with
+    "expected key_data.dtype = uint32" and a batch of keys with "normal accepts a single key",
+    none naming `key`."""
+    with pytest.raises(TypeError, match=r"`key` must be a PRNG key.*got int 0"):
+        call(0)
+    with pytest.raises(TypeError, match=r"`key` must be a PRNG key.*dtype float32"):
+        call(jnp.zeros(2))
+    with pytest.raises(ValueError, match=r"`key` must be a single PRNG key.*shape \(3,\)"):
+        call(jax.random.split(key, 3))
+    with pytest.raises(ValueError, match=r"`key` must be a single PRNG key.*shape \(3, 2\)"):
+        call(jax.random.split(jax.random.PRNGKey(0), 3))
+
+
+def test_keys_that_are_accepted(key):
+    """A raw uint32 key (jax.random.PRNGKey), a traced key under jit and vmap over keys."""
+    raw = grf_periodic(jax.random.PRNGKey(0), (8,))
+    assert raw.shape == (8,)
+    jitted = jax.jit(lambda k: grf_periodic(k, (8,)))(key)
+    assert bool(jnp.all(jitted == grf_periodic(key, (8,))))
+    assert jax.vmap(lambda k: grf_periodic(k, (8,)))(jax.random.split(key, 3)).shape == (3, 8)
