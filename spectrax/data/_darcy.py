@@ -215,7 +215,9 @@ def _solve(a, f, tol, max_iter, face_mean):
 def _check_grid(name: str, x) -> None:
     check_real_float(name, x)
     if x.ndim < 2 or x.shape[-1] != x.shape[-2] or x.shape[-1] < 3:
-        raise ValueError(f"`{name}` must have shape (*batch, s, s) with s >= 3; got {x.shape=}.")
+        raise ValueError(
+            f"`{name}` must have shape (*batch, s, s) with s >= 3; got {name}.shape={x.shape}."
+        )
 
 
 def _check_positive_coefficient(a) -> None:

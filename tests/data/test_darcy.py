@@ -339,3 +339,12 @@ def test_numpy_float64_coefficient_outside_x64_is_a_float32_solve(key, library_e
         warnings.simplefilter("error")
         u = darcy_solve(a)
     np.testing.assert_array_equal(np.asarray(u), np.asarray(darcy_solve(jnp.asarray(a))))
+
+
+def test_grid_error_quotes_the_argument_shape(library_errors):
+    """The grid check quoted its local variable ("`u` must have shape ...; got x.shape=(5, 4)"),
+    a name the caller never used."""
+    with pytest.raises(ValueError, match=r"`a` must have shape .*; got a\.shape=\(5, 4\)\."):
+        darcy_solve(jnp.ones((5, 4)))
+    with pytest.raises(ValueError, match=r"`u` must have shape .*; got u\.shape=\(2, 2\)\."):
+        darcy_operator(jnp.ones((5, 5)), jnp.ones((2, 2)))
