@@ -22,6 +22,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from spectrax._checks import _describe, check_key
+
 __all__ = ["cache_path", "cached", "default_cache_dir"]
 
 logger = logging.getLogger(__name__)
@@ -275,6 +277,17 @@ def cache_path(
     bytecode and the values its closure captured, so data drawn under another configuration
     or by other code (another lambda, a function redefined in a notebook, a closure over
     another value) are never read back."""
+    if not callable(generator):
+        raise TypeError(
+            "`generator` must be a dataset function called as generator(key, *args, **kwargs), "
+            f"e.g. burgers_dataset; got {_describe(generator)}."
+        )
+    check_key("key", key)
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(
+            "`cache_dir` must be a directory path (str or os.PathLike), or None for "
+            f"default_cache_dir(); got {_describe(cache_dir)}."
+        )
     module, qualname, identity = _generator_identity(generator)
     name = f"{module}.{qualname}"
     try:

@@ -485,3 +485,20 @@ def test_instance_state_that_cannot_be_keyed(tmp_path, key, library_errors):
 
     with pytest.raises(TypeError, match="Slotted instance .*no __dict__"):
         cached(Slotted(), key, 3, cache_dir=tmp_path)
+
+
+def test_bad_generator_key_and_cache_dir_are_named(tmp_path, key, gen, library_errors):
+    """An int seed was hashed into a file name and then failed in JAX with "invalid PRNG key
+    data"; a non-callable generator was refused as "cannot key the cache on the state of the
+    int instance"; an int cache_dir failed in pathlib with "expected str, bytes or
+    os.PathLike object, not int"."""
+    for call in (cache_path, cached):
+        with pytest.raises(TypeError, match=r"`key` must be a PRNG key.*got int 0"):
+            call(gen, 0, 4, cache_dir=tmp_path)
+        with pytest.raises(ValueError, match=r"`key` must be a single PRNG key.*shape \(2,\)"):
+            call(gen, jax.random.split(key, 2), 4, cache_dir=tmp_path)
+        with pytest.raises(TypeError, match=r"`generator` must be a dataset function.*got int 3"):
+            call(3, key, 4, cache_dir=tmp_path)
+        with pytest.raises(TypeError, match=r"`cache_dir` must be a directory path.*got int 3"):
+            call(gen, key, 4, cache_dir=3)
+    assert not list(tmp_path.iterdir())
