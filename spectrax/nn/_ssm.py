@@ -169,14 +169,14 @@ def _draw_readout(key, vc_re=None, vc_im=None, *, h, m, bidirectional, dt_min, d
     """S4/S4D: ``(C, C_back, D, log_dt)`` from ``key``; ``C`` and ``C_back`` ``(h, m, 2)``,
     drawn in the eigenbasis (``E|C̃|² = 1``), or, given the fixed columns ``vc_re + i vc_im``
     ``(n, m)`` of a non-unitary eigenbasis (S4D-PTD), ``c Ṽ`` for a real standard normal
-    ``c (h, n)`` (``E|C̃|² = 1`` for unit columns)."""
+    ``c (h, n)`` drawn in the columns' dtype (``E|C̃|² = 1`` for unit columns)."""
     kc, kb, kdt, kd = jax.random.split(key, 4)
 
     def readout(k):
         if vc_re is None:
             return _complex_normal(k, (h, m), 1.0, dtype)
         n = vc_re.shape[0]
-        c = jax.random.normal(k, (h * n,)).reshape(h, n)
+        c = jax.random.normal(k, (h * n,), vc_re.dtype).reshape(h, n)
         return _stack_matmul(c, vc_re, vc_im, left=False).astype(dtype)
 
     c = readout(kc)
@@ -349,9 +349,11 @@ class S4D(eqx.Module):
             # B̃ (up to 1.9e4 at N = 64) as the read-out of a real system does; its initial
             # kernel was about 100x S4D-LegS's (rms 6.1 vs 0.06 at N = 64, L = 1024; with
             # C = c Ṽ: 0.020).
-            real = jax.dtypes.canonicalize_dtype(float)
+            # c and Ṽ in float32 (float64 for float64 parameters), not the default float
+            # dtype: the same C with jax_enable_x64 on or off, as the other inits' draws.
+            wide = jnp.float64 if dtype == jnp.float64 else jnp.float32
             cols = ptd_slots(*ptd_legs(state_size)[:2])[2]
-            cols = (jnp.asarray(cols.real, real), jnp.asarray(cols.imag, real))
+            cols = (jnp.asarray(cols.real, wide), jnp.asarray(cols.imag, wide))
         self.C, self.C_back, self.D, self.log_dt = _draw_readout(
             key,
             *(cols or ()),
