@@ -387,7 +387,8 @@ def ptd_slots(
 
     Args:
         Lambda, V: as returned by :func:`ptd` (real eigenvalues with a zero imaginary part and
-            real eigenvectors, conjugate pairs with conjugate eigenvectors).
+            real eigenvectors, conjugate pairs with conjugate eigenvectors); a ``Lambda``
+            whose non-real values are not conjugate pairs raises ``ValueError``.
 
     Returns:
         ``(Λ_slots (M,), W (M, n), V_slots (n, M))``, ``M = (n + r)/2`` for ``r`` real
@@ -397,6 +398,7 @@ def ptd_slots(
     """
     lam = np.asarray(Lambda, np.complex128)
     v = np.asarray(V, np.complex128)
+    _check_conjugate_pairs(lam)
     keep = np.flatnonzero(lam.imag >= 0.0)
     keep = keep[np.argsort(lam.imag[keep], kind="stable")]
     real = lam.imag[keep] == 0.0
@@ -405,6 +407,22 @@ def ptd_slots(
     cols = v[:, keep]
     cols[:, real] = cols[:, real].real
     return lam[keep], w, cols
+
+
+def _check_conjugate_pairs(lam: np.ndarray) -> None:
+    # A real eigenvalue with a stray imaginary part (e.g. +1e-17, not LAPACK's exact 0) would
+    # take a full-weight pair slot, and its mirror (-1e-17) none: a silently different system.
+    up = np.sort_complex(lam[lam.imag > 0.0])
+    down = np.sort_complex(np.conj(lam[lam.imag < 0.0]))
+    scale = np.max(np.abs(lam), initial=0.0)
+    if up.shape != down.shape or not np.allclose(up, down, rtol=0.0, atol=1e-12 * scale):
+        raise ValueError(
+            "`Lambda` must be the eigenvalues of a real matrix: real ones with an exactly zero "
+            "imaginary part, the others in conjugate pairs; got "
+            f"{up.size} with positive and {down.size} with negative imaginary part"
+            + ("" if up.shape != down.shape else " that are not conjugates")
+            + f" (smallest |Im| {np.min(np.abs(lam.imag[lam.imag != 0]), initial=np.inf):.3g})."
+        )
 
 
 def s4d_ptd(

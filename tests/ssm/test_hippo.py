@@ -488,3 +488,16 @@ def test_lagt_state_is_the_laguerre_projection():
     # The untilted measure e^{-(t - s)} (diagonal -1, HiPPO 2020's LagT): 0.33; B halved: 0.5.
     assert not error(a - 0.5 * np.eye(n), b, 1e-2) < 0.1
     assert not error(a, 0.5 * b, 1e-2) < 0.1
+
+
+def test_ptd_slots_rejects_eigenvalues_that_are_not_conjugate_pairs(library_errors):
+    # A real eigenvalue with a stray +-1e-17 imaginary part took a full-weight pair slot and its
+    # mirror none (7 slots for 8, silently a different system); now an error naming `Lambda`.
+    lam = np.array([-1.0, -2.0, -0.5 + 3.0j, -0.5 - 3.0j])
+    v = np.eye(4, dtype=np.complex128)
+    assert ptd_slots(lam, v)[0].shape == (3,)
+    for bad in (lam + np.array([1e-17j, -1e-17j, 0, 0]), lam + np.array([1e-17j, 0, 0, 0])):
+        with pytest.raises(ValueError, match=r"`Lambda`.*conjugate pairs.*positive"):
+            ptd_slots(bad, v)
+    with pytest.raises(ValueError, match=r"`Lambda`.*not conjugates"):
+        ptd_slots(np.array([-1.0, -0.5 + 3.0j, -0.6 - 3.0j]), np.eye(3, dtype=np.complex128))
