@@ -274,8 +274,8 @@ def ptd(
     after each step, keeping the best ``E`` met. It runs in float64 on the CPU whatever the
     caller's settings and is deterministic. Measured for LegS at N = 64 (median over keys 0 to
     4; ``steps = 150``, about 1 s on a 2-core CPU; a step costs ``O(N^3)``), ``cond(V)``
-    before -> after: eps = 1e-2: 6.2e5 -> 6.4e4; 1e-1: 6.2e4 -> 8.0e3; 1: 7.9e3 -> 7.9e2
-    (ratios 0.013 to 0.27 by key; it levels off well before 150 steps: 300 gave the same).
+    before -> after: eps = 1e-2: 7.6e5 -> 6.7e4; 1e-1: 1.2e5 -> 7.1e3; 1: 1.1e4 -> 8.1e2
+    (ratios 0.011 to 0.15 by key; it levels off well before 150 steps: 300 gave the same).
     Either way a real ``A + E`` keeps a few real eigenvalues besides its conjugate pairs (2 to
     6 for LegS at N = 64), and the largest entries of ``V^{-1} B`` are of the order of
     ``cond(V)``: a diagonal layer's per-mode terms cancel to its kernel with up to about
@@ -286,8 +286,8 @@ def ptd(
     Args:
         A: real ``(N, N)`` state matrix (e.g. ``hippo("legs", N)[0]``).
         eps: spectral norm of the perturbation, a finite Python float ``> 0``.
-        key: PRNG key for the initial ``E`` (standard Gaussian entries, in the default float
-            dtype, rescaled).
+        key: PRNG key for the initial ``E`` (standard Gaussian entries drawn in float64
+            whatever ``jax_enable_x64``, rescaled).
         steps: optimisation steps, an integer ``>= 0`` (default 0: the random ``E``).
 
     Returns:
@@ -317,7 +317,9 @@ def _check_real_square(A) -> np.ndarray:
 
 
 def _perturbation(a: np.ndarray, eps: float, key, steps: int) -> np.ndarray:
-    e = np.array(jax.random.normal(key, a.shape), np.float64)
+    # Drawn in float64 whatever the caller's jax_enable_x64: the same E from the same key.
+    with jax.enable_x64(True), jax.ensure_compile_time_eval():
+        e = np.array(jax.random.normal(key, a.shape, jnp.float64), np.float64)
     e *= eps / np.linalg.norm(e, 2)
     return _minimise_condition(a, e, eps, steps) if steps else e
 

@@ -501,3 +501,15 @@ def test_ptd_slots_rejects_eigenvalues_that_are_not_conjugate_pairs(library_erro
             ptd_slots(bad, v)
     with pytest.raises(ValueError, match=r"`Lambda`.*not conjugates"):
         ptd_slots(np.array([-1.0, -0.5 + 3.0j, -0.6 - 3.0j]), np.eye(3, dtype=np.complex128))
+
+
+def test_ptd_does_not_depend_on_x64():
+    # E was drawn in the default float dtype: float32 normals with x64 off, float64 with it on,
+    # so the same key gave another perturbation (cond(V) 1.4e3 vs 2.2e3 at n = 14, eps = 0.1).
+    a = hippo("legs", 6)[0]
+    lam_off, v_off, cond_off = ptd(a, 0.1, jax.random.key(0))
+    assert jnp.ones(2).dtype == jnp.float32  # the float64 draw does not leak x64 mode
+    with jax.enable_x64(True):
+        lam_on, v_on, cond_on = ptd(a, 0.1, jax.random.key(0))
+    assert np.array_equal(lam_off, lam_on) and np.array_equal(v_off, v_on)
+    assert cond_off == cond_on
