@@ -400,6 +400,11 @@ def ptd_slots(
     """
     lam = np.asarray(Lambda, np.complex128)
     v = np.asarray(V, np.complex128)
+    if lam.ndim != 1 or lam.size == 0 or v.shape != (lam.size, lam.size):
+        raise ValueError(
+            "`Lambda` must be (n,) eigenvalues and `V` the (n, n) eigenvectors in its columns, "
+            f"n >= 1; got Lambda.shape={lam.shape}, V.shape={v.shape}."
+        )
     _check_conjugate_pairs(lam)
     keep = np.flatnonzero(lam.imag >= 0.0)
     keep = keep[np.argsort(lam.imag[keep], kind="stable")]

@@ -499,6 +499,10 @@ def test_ptd_slots_rejects_eigenvalues_that_are_not_conjugate_pairs(library_erro
     for bad in (lam + np.array([1e-17j, -1e-17j, 0, 0]), lam + np.array([1e-17j, 0, 0, 0])):
         with pytest.raises(ValueError, match=r"`Lambda`.*conjugate pairs.*positive"):
             ptd_slots(bad, v)
+    for bad_lam, bad_v in ((lam, np.eye(3)), (lam[:, None], v), (lam[:0], v[:0, :0])):
+        # a V of another size failed in NumPy's inv or indexing, naming neither argument
+        with pytest.raises(ValueError, match=r"`Lambda` must be \(n,\).*`V` the \(n, n\)"):
+            ptd_slots(bad_lam, bad_v)
     with pytest.raises(ValueError, match=r"`Lambda`.*not conjugates"):
         ptd_slots(np.array([-1.0, -0.5 + 3.0j, -0.6 - 3.0j]), np.eye(3, dtype=np.complex128))
 
