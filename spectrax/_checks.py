@@ -120,6 +120,16 @@ def check_float_dtype(name: str, dtype: Any) -> np.dtype:
     return d
 
 
+def check_x64_dtype(name: str, dtype: Any) -> np.dtype:
+    """``dtype`` if JAX can produce it in the current mode, else a TypeError naming ``name``:
+    float64 (or int64, complex128) outside 64-bit mode would be narrowed to 32 bits with only a
+    warning."""
+    d = jnp.dtype(dtype)
+    if jax.dtypes.canonicalize_dtype(d) != d:
+        raise TypeError(f"`{name}`={d} needs 64-bit mode: wrap the call in jax.enable_x64(True).")
+    return d
+
+
 def widen_to_input(module: Any, x_dtype: Any) -> Any:
     """``module`` with its floating-point arrays widened to float64 when the input is float64,
     else ``module`` itself: the :func:`module_compute_dtype` rule for a module that computes in

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_bool, check_key, check_positive_int
+from spectrax._checks import check_bool, check_key, check_positive_int, check_x64_dtype
 
 __all__ = ["grf_neumann", "grf_periodic", "grf_periodic_std"]
 
@@ -63,9 +63,7 @@ def _float_dtype(dtype) -> np.dtype:
     dtype = jnp.dtype(dtype)
     if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
         raise TypeError(f"`dtype` must be float32 or float64; got {dtype}.")
-    if jax.dtypes.canonicalize_dtype(dtype) != dtype:
-        raise TypeError("`dtype`=float64 needs 64-bit mode: wrap the call in jax.enable_x64(True).")
-    return dtype
+    return check_x64_dtype("dtype", dtype)
 
 
 def _check_shape(shape) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ from spectrax._checks import (
     check_inexact,
     check_positive_int,
     check_real_float,
+    check_x64_dtype,
     lift_rank,
 )
 
@@ -166,7 +167,10 @@ def _check_modes(modes: Sequence[int], spatial: Sequence[int]) -> tuple[int, ...
 
 
 def truncate_modes(
-    x_hat: Complex[Array, "*batch ..."], modes: Sequence[int]
+    x_hat: Complex[Array, "*batch ..."],
+    modes: int | Sequence[int],
+    *,
+    num_spatial_dims: int | None = None,
 ) -> Complex[Array, "*batch ..."]:
     """Keep the lowest ``modes`` frequencies of an ``rfftn`` spectrum over its last ``d`` axes.
 
@@ -176,15 +180,40 @@ def truncate_modes(
 
     Args:
         x_hat: ``jnp.fft.rfftn(x, axes=last d axes)``, shape ``(*batch, n_1, ..., n_d//2+1)``.
-        modes: ``d`` positive integers, ``m_i <= n_i//2`` (``m_d <= n_d//2+1``).
+        modes: ``d`` positive integers, ``m_i <= n_i//2`` (``m_d <= n_d//2+1``), or one int,
+            the same on every spatial axis, together with ``num_spatial_dims`` (as
+            :class:`~spectrax.models.FNO`'s ``modes``). An int alone is refused (a TypeError):
+            ``x_hat`` may carry batch axes, so its rank does not say how many axes are spatial.
+        num_spatial_dims: ``d``, the number of trailing spatial axes; needed with an int
+            ``modes``, optional (and checked against ``len(modes)``) otherwise.
 
     Returns:
         Shape ``(*batch, 2 m_1, ..., 2 m_{d-1}, m_d)``.
     """
     check_inexact("x_hat", x_hat)
-    if isinstance(modes, (int, np.integer)):
-        raise TypeError(f"`modes` must be one int per spatial axis, e.g. ({modes},); got {modes}.")
+    if num_spatial_dims is not None:
+        num_spatial_dims = check_positive_int("num_spatial_dims", num_spatial_dims)
+    if isinstance(modes, (int, np.integer)) and not isinstance(modes, (bool, np.bool_)):
+        if num_spatial_dims is None:
+            raise TypeError(
+                f"`modes` must be one int per spatial axis, e.g. ({modes},) in 1-d or "
+                f"({modes}, {modes}) in 2-d, or an int with `num_spatial_dims`; got {modes} alone "
+                "(`x_hat` may carry batch axes, so its rank does not say how many are spatial)."
+            )
+        modes = (modes,) * num_spatial_dims
+    try:
+        modes = tuple(modes)
+    except TypeError:
+        raise TypeError(
+            f"`modes` must be one int per spatial axis, or an int with `num_spatial_dims`; got "
+            f"{modes!r}."
+        ) from None
     d = len(modes)
+    if num_spatial_dims is not None and d != num_spatial_dims:
+        raise ValueError(
+            f"`modes` {modes} has {d} entries but `num_spatial_dims`={num_spatial_dims}; give one "
+            "mode count per spatial axis (or an int, the same on every axis)."
+        )
     if d == 0:  # modes[-1] below was a bare IndexError
         raise ValueError(
             f"`modes` must give one mode count per spatial axis (at least one axis); got {modes!r}."
@@ -220,7 +249,7 @@ def pad_modes(
     x_trunc: Complex[Array, "*batch ..."],
     spatial_shape: Sequence[int],
     *,
-    in_shape: Sequence[int] | None = None,
+    in_shape: int | Sequence[int] | None = None,
 ) -> Complex[Array, "*batch ..."]:
     """Inverse of :func:`truncate_modes`: zero-pad kept modes to the rfft grid of ``spatial_shape``.
 
@@ -250,14 +279,23 @@ def pad_modes(
     Args:
         x_trunc: kept modes, shape ``(*batch, 2 m_1, ..., 2 m_{d-1}, m_d)`` (the
             :func:`truncate_modes` layout).
-        spatial_shape: output grid ``s``, ``d`` sizes.
-        in_shape: input grid ``s0`` of the kept spectrum, ``d`` sizes, each able to hold the
-            kept modes; ``None`` copies the bins unchanged.
+        spatial_shape: output grid ``s``, ``d`` sizes (a sequence, also in 1-d: ``x_trunc``
+            may carry batch axes, so an int could not say how many axes are spatial; a
+            ValueError says so).
+        in_shape: input grid ``s0`` of the kept spectrum, ``d`` sizes (or one int, the same on
+            every axis), each able to hold the kept modes; ``None`` copies the bins unchanged.
 
     Returns:
         Shape ``(*batch, s_1, ..., s_{d-1}, s_d//2 + 1)``, dtype of ``x_trunc``.
     """
     check_inexact("x_trunc", x_trunc)
+    if isinstance(spatial_shape, (int, np.integer)) and not isinstance(spatial_shape, bool):
+        n = spatial_shape
+        raise ValueError(
+            f"`spatial_shape` must be a sequence of ints, one per spatial axis, e.g. ({n},) for a "
+            f"1-d grid or ({n}, {n}) for 2-d; got {n} alone (`x_trunc` may carry batch axes, so "
+            "its rank does not say how many axes are spatial)."
+        )
     spatial_shape = _grid("spatial_shape", spatial_shape)
     d = len(spatial_shape)
     if x_trunc.ndim < d:
@@ -318,7 +356,9 @@ def pad_modes(
     return out
 
 
-def _check_in_shape(in_shape: Sequence[int], modes: Sequence[int]) -> tuple[int, ...]:
+def _check_in_shape(in_shape: int | Sequence[int], modes: Sequence[int]) -> tuple[int, ...]:
+    if isinstance(in_shape, (int, np.integer)) and not isinstance(in_shape, bool):
+        in_shape = (in_shape,) * len(modes)  # d is known from spatial_shape: the same per axis
     shape = check_grid_shape("in_shape", in_shape, len(modes))
     check_grid("the `in_shape`", shape, modes)
     return shape
@@ -340,14 +380,16 @@ def check_grid(name: str, spatial: Sequence[int], modes: Sequence[int]) -> None:
 
 
 def wavenumbers(
-    spatial_shape: Sequence[int], lengths: Lengths = 1.0, *, dtype=jnp.float32
+    spatial_shape: int | Sequence[int], lengths: Lengths = 1.0, *, dtype=jnp.float32
 ) -> tuple[Array, ...]:
     """Angular wavenumbers ``2*pi*k/length`` on the ``rfftn`` grid of ``spatial_shape``.
 
     Returns one array per axis, shaped to broadcast against the rfftn spectrum: axis ``i`` has
-    shape ``(1, .., n_i, .., 1)`` (the last axis ``n_d//2+1``). Frequencies follow
-    ``fftfreq``/``rfftfreq`` order. ``dtype`` is a real floating-point type (a TypeError
-    names it otherwise: integer wavenumbers would be truncated).
+    shape ``(1, .., n_i, .., 1)`` (the last axis ``n_d//2+1``). An int ``spatial_shape`` ``n``
+    is the 1-d grid ``(n,)``. Frequencies follow ``fftfreq``/``rfftfreq`` order. ``dtype`` is a
+    real floating-point type JAX can produce in the current mode (a TypeError names it
+    otherwise: integer wavenumbers would be truncated, and float64 outside ``jax_enable_x64``
+    narrowed to float32 with only a warning).
 
     ``lengths`` is a real number, one per spatial axis, or a real JAX/NumPy array of shape
     ``()`` or ``(d,)``; a JAX array may be traced, so ``jax.grad``/``jax.vmap``/``jax.jit`` see
@@ -357,8 +399,10 @@ def wavenumbers(
     in float64 if it or ``dtype`` is float64 (a strongly typed float64 length, x64 mode), else
     in float32, then cast to ``dtype``.
     """
+    if isinstance(spatial_shape, (int, np.integer)) and not isinstance(spatial_shape, bool):
+        spatial_shape = (spatial_shape,)  # as np.fft.rfftfreq(n): there is no other axis count
     spatial_shape = _grid("spatial_shape", spatial_shape)
-    dtype = check_float_dtype("dtype", dtype)
+    dtype = check_x64_dtype("dtype", check_float_dtype("dtype", dtype))
     return _wavenumbers(spatial_shape, _lengths(lengths, len(spatial_shape)), dtype)
 
 

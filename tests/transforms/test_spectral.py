@@ -491,7 +491,9 @@ def test_helpers_name_bad_arguments(library_errors):
     t = jnp.zeros((4, 3), jnp.complex64)
     with pytest.raises(ValueError, match=r"`spatial_shape\[1\]` must be an integer >= 1; got 16.5"):
         pad_modes(t, (16, 16.5))
-    with pytest.raises(ValueError, match=r"`spatial_shape` must be a sequence of ints; got 16"):
+    with pytest.raises(
+        ValueError, match=r"`spatial_shape` must be a sequence of ints.*e.g. \(16,\) for a 1-d"
+    ):
         pad_modes(t, 16)
     with pytest.raises(ValueError, match=r"`modes\[0\]` must be an integer >= 1; got 2.5"):
         truncate_modes(jnp.fft.rfft(u), (2.5,))
@@ -698,3 +700,46 @@ def test_zero_length_spatial_axis_is_named(library_errors):
             sobolev_norm(u, 1.0, num_spatial_dims=d)
     assert spectral_derivative(jnp.ones((0, 8)), 1).shape == (0, 8)
     assert sobolev_norm(jnp.ones((0, 8)), 1.0).shape == (0,)
+
+
+def test_int_modes_and_sizes_mean_the_same_on_every_axis(key, library_errors):
+    # FNO / SpectralConv take an int `modes`; the helpers refused it. Where the number of spatial
+    # axes is known (num_spatial_dims, spatial_shape) an int is the same on every axis.
+    x = jax.random.normal(key, (3, 16, 12))
+    x_hat = jnp.fft.rfftn(x, axes=(1, 2))
+    t = truncate_modes(x_hat, 4, num_spatial_dims=2)
+    np.testing.assert_array_equal(np.asarray(t), np.asarray(truncate_modes(x_hat, (4, 4))))
+    assert t.shape == (3, 8, 4)
+    # the kept bins are the FNO corners of a float64 NumPy spectrum
+    ref = np.fft.rfftn(np.asarray(x, np.float64), axes=(1, 2))
+    ref = np.concatenate([ref[:, :4, :4], ref[:, -4:, :4]], axis=1)
+    np.testing.assert_allclose(np.asarray(t), ref, rtol=0, atol=1e-4)
+    assert pad_modes(t, (16, 12), in_shape=16).shape == (3, 16, 7)
+    np.testing.assert_array_equal(
+        np.asarray(pad_modes(t, (20, 12), in_shape=(16, 16))),
+        np.asarray(pad_modes(t, (20, 12), in_shape=16)),
+    )
+    (k,) = wavenumbers(8, 2.0)  # an int grid is the 1-d grid (n,), as np.fft.rfftfreq(n)
+    np.testing.assert_allclose(np.asarray(k), 2 * np.pi * np.fft.rfftfreq(8, 1 / 8) / 2.0, 1e-6)
+    # an int alone cannot say how many axes of x_hat are spatial: the error says what to pass
+    with pytest.raises(TypeError, match=r"e\.g\. \(4,\) in 1-d or \(4, 4\) in 2-d.*num_spatial"):
+        truncate_modes(x_hat, 4)
+    with pytest.raises(
+        ValueError, match=r"`modes` \(4, 4\) has 2 entries but `num_spatial_dims`=3"
+    ):
+        truncate_modes(x_hat, (4, 4), num_spatial_dims=3)
+    with pytest.raises(ValueError, match=r"`num_spatial_dims` must be an integer >= 1; got 0"):
+        truncate_modes(x_hat, 4, num_spatial_dims=0)
+    with pytest.raises(
+        ValueError, match=r"`modes\[0\]`=4 is too many for the `in_shape` spatial shape \(7, 7\)"
+    ):
+        pad_modes(t, (20, 12), in_shape=7)
+
+
+def test_wavenumbers_float64_needs_x64(library_errors):
+    # float64 outside 64-bit mode came back float32 with only a warning (the GRFs raise)
+    with pytest.raises(TypeError, match=r"`dtype`=float64 needs 64-bit mode.*enable_x64"):
+        wavenumbers((8,), dtype=jnp.float64)
+    with jax.enable_x64(True):
+        (k,) = wavenumbers((8,), dtype=jnp.float64)
+        assert k.dtype == jnp.float64
