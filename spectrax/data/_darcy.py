@@ -288,7 +288,7 @@ def darcy_operator(
 
 def darcy_solve(
     a: Float[Array, "*Ba X Y"],
-    f: float | np.number | Float[Array, "*Bf X Y"] = 1.0,
+    f: float | np.number | Float[Array, ""] | Float[np.ndarray, ""] | Float[Array, "*Bf X Y"] = 1.0,
     *,
     tol: float | None = None,
     max_iter: int = 2000,
@@ -307,7 +307,8 @@ def darcy_solve(
         a: coefficient at the nodes, shape ``(*batch, s, s)``, ``s >= 3``, positive and finite
             (a ValueError otherwise; under ``jit`` this is not checked and a non-positive or
             infinite ``a`` gives garbage).
-        f: right-hand side, a Python or NumPy scalar or node values ``(*batch', s, s)`` whose
+        f: right-hand side, a Python or NumPy scalar, a 0-d array (JAX or NumPy, possibly
+            traced: the same value at every node) or node values ``(*batch', s, s)`` whose
             leading dimensions broadcast with ``a``'s (boundary entries are ignored), finite (a
             ValueError otherwise; not checked under ``jit``). Default ``1.0`` as in the FNO
             benchmark.
@@ -325,8 +326,8 @@ def darcy_solve(
 
     Returns:
         ``u`` at the nodes, shape ``(*broadcast batch, s, s)``, zero on the boundary. Computed
-        in float64 if ``a`` or an array ``f`` is float64 (else float32) and returned in the
-        promotion of their dtypes (``a``'s for a scalar ``f``).
+        in float64 if ``a`` or an array ``f`` (0-d included) is float64 (else float32) and
+        returned in the promotion of their dtypes (``a``'s for a Python or NumPy scalar ``f``).
 
     Raises:
         RuntimeError: called outside ``jit``, when a problem reaches ``max_iter`` iterations
@@ -350,6 +351,8 @@ def darcy_solve(
         f = jnp.full(a.shape[-2:], float(f), dtype)
     else:
         check_real_float("f", f)
+        if f.ndim == 0:  # a 0-d array (jnp.asarray(1.0), a traced scalar): the same at every node
+            f = jnp.broadcast_to(jnp.asarray(f), a.shape[-2:])
         if f.ndim < 2 or f.shape[-2:] != a.shape[-2:]:
             raise ValueError(f"`f` must end with the grid shape {a.shape[-2:]}; got {f.shape=}.")
         f = jnp.asarray(f)  # a NumPy float64 f is float32 outside 64-bit mode, as any input

@@ -308,6 +308,22 @@ def test_numpy_scalar_rhs_as_python_float(f):
     np.testing.assert_array_equal(u, darcy_solve(a, 2.0))
 
 
+def test_zero_dim_array_rhs_is_broadcast_to_the_grid(key, x64):
+    """A 0-d array `f` (the standard problem f = 1, as jnp.asarray(1.0)) was refused with
+    "`f` must end with the grid shape"; it is the same at every node, also traced (vmap over f)."""
+    a = _fno_coefficient(key, 9, jnp.float64)
+    ones = darcy_solve(a, jnp.ones((9, 9), jnp.float64))
+    for f in (jnp.asarray(1.0, jnp.float64), np.asarray(1.0)):
+        u = darcy_solve(a, f)
+        assert u.dtype == jnp.float64
+        np.testing.assert_allclose(u, ones, rtol=1e-12, atol=1e-16)
+    u32 = darcy_solve(a.astype(jnp.float32), jnp.asarray(1.0, jnp.float32))
+    assert u32.dtype == jnp.float32
+    # linear in f: a batch of scalars under vmap (a traced 0-d f)
+    us = jax.vmap(lambda c: darcy_solve(a, c))(jnp.asarray([1.0, -3.0], jnp.float64))
+    np.testing.assert_allclose(us, np.stack([ones, -3 * ones]), rtol=1e-9, atol=1e-14)
+
+
 @pytest.mark.parametrize("scale", [1e-25, 1e25])
 def test_rescaled_coefficient_rescales_the_solution(key, scale):
     """-div((c a) grad(u / c)) = f: in float32 the harmonic face mean 2 a b / (a + b) formed
