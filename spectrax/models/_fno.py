@@ -384,25 +384,61 @@ class FNO(eqx.Module):
 
 
 def spatiotemporal_fno(
-    num_space_dims: int,
-    in_channels: int,
-    out_channels: int,
-    width: int,
-    modes: int | Sequence[int],
+    num_spatial_dims: int | None = None,
+    in_channels: int | None = None,
+    out_channels: int | None = None,
+    width: int | None = None,
+    modes: int | Sequence[int] | None = None,
     num_layers: int = 4,
     *,
     time_padding: float = 0.25,
     key: PRNGKeyArray,
+    num_space_dims: int | None = None,
     **kwargs,
 ) -> FNO:
-    """A space-time FNO: an :class:`FNO` whose last axis is time (``num_space_dims + 1`` axes).
+    """A space-time FNO: an :class:`FNO` whose last axis is time (``num_spatial_dims + 1`` axes).
 
     Li et al. (2021), section 5.3 ("FNO-3d"): the input field ``(C_in, *space, T)`` holds, e.g.,
     the first ``T_in`` vorticity snapshots repeated along the time axis; time is not periodic, so
     it is zero-padded by ``time_padding`` of its length (space is periodic and not padded).
-    Other keyword arguments go to :class:`FNO`.
+
+    Args:
+        num_spatial_dims: the number of space axes, time not counted (2 for ``(x, y, t)``); the
+            returned :class:`FNO` has ``num_spatial_dims + 1`` axes (its own
+            ``num_spatial_dims`` attribute counts time). ``num_space_dims=`` is the same
+            argument under its earlier name (give one of the two; both is a TypeError).
+        in_channels, out_channels, width, num_layers: as :class:`FNO`.
+        modes: an int (every axis, time included) or ``num_spatial_dims + 1`` ints, space
+            first, time last.
+        time_padding: zero padding of the time axis, a fraction of its length (default 0.25).
+        key: PRNG key.
+        **kwargs: other keyword arguments of :class:`FNO` (not ``padding``).
     """
-    d = check_positive_int("num_space_dims", num_space_dims) + 1
+    if num_space_dims is not None:
+        if num_spatial_dims is not None:
+            raise TypeError(
+                f"give the number of space axes once: `num_spatial_dims`={num_spatial_dims!r} "
+                f"and `num_space_dims`={num_space_dims!r} (its earlier name) were both passed."
+            )
+        num_spatial_dims = num_space_dims
+    missing = [
+        name
+        for name, value in (
+            ("num_spatial_dims", num_spatial_dims),
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("width", width),
+            ("modes", modes),
+        )
+        if value is None
+    ]
+    if missing:
+        raise TypeError(
+            "spatiotemporal_fno() missing required argument(s): "
+            + ", ".join(f"`{m}`" for m in missing)
+            + "."
+        )
+    d = check_positive_int("num_spatial_dims", num_spatial_dims) + 1
     if "padding" in kwargs:
         raise ValueError(
             f"`padding` is set by `time_padding` here (space is periodic, not padded); got "

@@ -407,6 +407,27 @@ def test_grid_channels_names_a_bad_shape(library_errors):
             grid_channels((4,), dtype=bad)
 
 
+def test_spatiotemporal_fno_takes_num_spatial_dims_as_fno_does(key, library_errors):
+    # only `num_space_dims=` was accepted by keyword, where FNO says `num_spatial_dims=`
+    kw = dict(in_channels=1, out_channels=1, width=4, modes=2, num_layers=1, key=key)
+    new = spatiotemporal_fno(num_spatial_dims=2, **kw)
+    old = spatiotemporal_fno(num_space_dims=2, **kw)  # the earlier name keeps working
+    pos = spatiotemporal_fno(2, 1, 1, 4, 2, 1, key=key)
+    assert new.num_spatial_dims == 3 and new.padding == (0.0, 0.0, 0.25)  # 2 space axes + time
+    for other in (old, pos):
+        for p, q in zip(jax.tree.leaves(new), jax.tree.leaves(other), strict=True):
+            np.testing.assert_array_equal(np.asarray(p), np.asarray(q))
+    for both in (2, 3):
+        with pytest.raises(TypeError, match=r"`num_spatial_dims`=2 and `num_space_dims`="):
+            spatiotemporal_fno(num_spatial_dims=2, num_space_dims=both, **kw)
+    with pytest.raises(TypeError, match=r"`num_space_dims`=3 \(its earlier name\) were both"):
+        spatiotemporal_fno(2, num_space_dims=3, **kw)
+    with pytest.raises(TypeError, match=r"missing required argument\(s\): `num_spatial_dims`"):
+        spatiotemporal_fno(**kw)
+    with pytest.raises(TypeError, match=r"missing required argument\(s\): `width`, `modes`"):
+        spatiotemporal_fno(2, 1, 1, key=key)
+
+
 def test_spatiotemporal_fno_names_bad_padding(key, library_errors):
     # time_padding=True padded time by 100% (float(True)); padding= failed with Python's
     # "got multiple values for keyword argument 'padding'"
