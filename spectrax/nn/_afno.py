@@ -78,7 +78,7 @@ def afno_mix(
     b1: Complex[Array, "nb bh"],
     w2: Complex[Array, "nb bh bs"],
     b2: Complex[Array, "nb bs"],
-    modes: Sequence[int],
+    modes: int | Sequence[int],
     sparsity_threshold: float,
 ) -> Float[Array, " C *spatial"]:
     """AFNO token mixing of one field: ``irfftn(S_lambda(MLP(truncate(rfftn(x))))) + x``.
@@ -86,7 +86,8 @@ def afno_mix(
     The MLP is block-diagonal over channels (``C = nb * bs``), shared by all kept modes,
     ``z -> W2 ReLU(W1 z + b1) + b2`` with ReLU applied to real and imaginary parts separately;
     ``S_lambda`` is the soft-shrink of real and imaginary parts. Frequencies outside ``modes`` are
-    dropped (hard thresholding). Transforms use ``norm="ortho"`` as in the paper.
+    dropped (hard thresholding). Transforms use ``norm="ortho"`` as in the paper. ``modes``: one
+    int per spatial axis of ``x``, or an int, the same on every axis (as :class:`AFNOMixer`).
 
     Resolution: on ``n`` points the ortho coefficients of a band-limited field are ``sqrt(n)``
     times its Fourier-series coefficients. The MLP without biases and with ``lambda = 0`` is
@@ -98,7 +99,7 @@ def afno_mix(
     narrowed), and returned in that dtype; else computed in float32 (there is no half-precision
     FFT), residual included, and rounded once to ``x``'s dtype.
     """
-    _check_mix_args(x, w1, b1, w2, b2, modes)
+    modes = _check_mix_args(x, w1, b1, w2, b2, modes)
     d = len(modes)
     spatial = x.shape[1:]
     axes = tuple(range(1, 1 + d))
@@ -129,13 +130,14 @@ def afno_mix(
     return (y + x.astype(real)).astype(out_dtype)
 
 
-def _check_mix_args(x, w1, b1, w2, b2, modes) -> None:
-    """ValueErrors naming the argument of :func:`afno_mix` whose shape does not fit."""
+def _check_mix_args(x, w1, b1, w2, b2, modes) -> tuple[int, ...]:
+    """``modes`` as a tuple, or ValueErrors naming the argument of :func:`afno_mix` whose shape
+    does not fit."""
     check_real_float("x", x)
-    if isinstance(modes, (int, np.integer)):
-        raise ValueError(
-            f"`modes` must be one int per spatial axis, e.g. (m,) * d; got the int {modes}."
-        )
+    if isinstance(modes, (int, np.integer)) and not isinstance(modes, bool):
+        # x is one field (C, *spatial): its rank gives the number of spatial axes
+        modes = check_modes(modes, max(x.ndim - 1, 1))
+    modes = tuple(modes)
     for name, w in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)):
         check_inexact(name, w)
     d = len(modes)
@@ -158,7 +160,9 @@ def _check_mix_args(x, w1, b1, w2, b2, modes) -> None:
                 f"`{name}` must have shape {want} to match `w1` {w1.shape} (num_blocks, "
                 f"block_size, hidden); got {name}.shape={w.shape}."
             )
-    check_grid("the input", x.shape[1:], check_modes(modes, d))
+    modes = check_modes(modes, d)
+    check_grid("the input", x.shape[1:], modes)
+    return modes
 
 
 class AFNOMixer(eqx.Module):

@@ -125,6 +125,19 @@ def test_errors(key, library_errors):
         jax.eval_shape(mixer, jax.ShapeDtypeStruct((4, 16), jnp.float32))
 
 
+def test_afno_mix_int_modes_are_the_same_on_every_axis(key):
+    # an int was refused ("one int per spatial axis"), though x is one field (C, *spatial), whose
+    # rank says how many axes are spatial, and AFNOMixer / AFNO take an int
+    ks = jax.random.split(key, 5)
+    x = jax.random.normal(ks[0], (4, 8, 6))
+    c = lambda k, *s: jax.lax.complex(*jax.random.normal(k, (2, *s)))  # noqa: E731
+    w = (c(ks[1], 2, 2, 3), c(ks[2], 2, 3), c(ks[3], 2, 3, 2), c(ks[4], 2, 2))
+    got = afno_mix(x, *w, 3, 0.01)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(afno_mix(x, *w, (3, 3), 0.01)))
+    # and the mixing acts: not the identity residual
+    assert float(jnp.max(jnp.abs(got - x))) > 1e-2
+
+
 def _cz(*shape):
     return jnp.zeros(shape, jnp.complex64)
 
@@ -140,7 +153,7 @@ def _cz(*shape):
         ((8, 16), (2, 4, 3), (2, 3), (2, 3, 4), (2, 3), (3,), r"`b2`.*\(2, 4\)"),
         ((8, 16), (2, 4, 3), (2, 3), (2, 3, 4), (2, 4), (3, 3), r"`x`.*2 spatial axes"),
         ((8, 16), (2, 4, 3), (2, 3), (2, 3, 4), (2, 4), (10,), "too many"),
-        ((8, 16), (2, 4, 3), (2, 3), (2, 3, 4), (2, 4), 3, "one int per spatial axis"),
+        ((8, 16, 16), (2, 4, 3), (2, 3), (2, 3, 4), (2, 4), 9, r"`modes\[0\]`=9 is too many"),
     ],
 )
 def test_afno_mix_checks_its_shapes(x_shape, w1, b1, w2, b2, modes, match, library_errors):
