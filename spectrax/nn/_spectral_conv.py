@@ -477,6 +477,13 @@ def check_field(name: str, x, channels: int, num_spatial_dims: int) -> None:
             f"{name}.shape={shape}. Batch with jax.vmap."
         )
     if shape[0] != channels:
+        hint = ""
+        if shape[-1] == channels:  # the natural mistake: a channels-last (*spatial, C) field
+            hint = (
+                f" It looks channels-last (*spatial, C): fields are channels-first (C, *spatial);"
+                f" pass jnp.moveaxis({name}, -1, 0)."
+            )
         raise ValueError(
             f"`{name}` has {shape[0]} channels (axis 0 of shape {shape}); expected {channels}."
+            + hint
         )

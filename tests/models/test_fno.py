@@ -304,8 +304,12 @@ def test_spatiotemporal_fno_pads_time_only(key):
 
 def test_errors(key, library_errors):
     model = _abstract(2, 2, 1, 8, (4, 4), 1, key=key)
-    with pytest.raises(ValueError, match="channels"):
+    with pytest.raises(ValueError, match="channels") as err:
         _shape(model, (3, 16, 16))
+    assert "channels-last" not in str(err.value)
+    # a channels-last field said only "has 16 channels ...; expected 2"
+    with pytest.raises(ValueError, match=r"looks channels-last.*jnp\.moveaxis\(x, -1, 0\)"):
+        _shape(model, (16, 16, 2))
     with pytest.raises(ValueError, match="spatial axes"):
         _shape(model, (2, 16))
     with pytest.raises(ValueError, match="too many"):
