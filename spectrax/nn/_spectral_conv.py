@@ -24,6 +24,7 @@ from spectrax._checks import (
     check_inexact,
     check_positive_int,
     check_real_float,
+    check_x64_dtype,
     complex_dtype,
     compute_dtype,
     module_compute_dtype,
@@ -430,7 +431,8 @@ class SpectralConv(eqx.Module):
         self.modes = check_modes(modes, self.num_spatial_dims)
         check_choice("factorization", factorization, tuple(_FACTORIZATIONS))
         check_choice("impl", impl, IMPLS)
-        check_float_dtype("dtype", dtype)  # complex weights are stored as real pairs
+        # complex weights are stored as real pairs; float64 outside x64 was a float32 layer
+        check_x64_dtype("dtype", check_float_dtype("dtype", dtype))
         self.impl = impl
         if check_bool("separable", separable):
             if self.out_channels != self.in_channels:

@@ -447,3 +447,26 @@ def test_spatiotemporal_fno_names_bad_padding(key, library_errors):
             )
     with pytest.raises(ValueError, match=r"`padding` is set by `time_padding`"):
         eqx.filter_eval_shape(lambda: spatiotemporal_fno(2, 1, 1, 4, 2, 1, padding=0.1, key=key))
+
+
+def test_float64_parameters_need_x64(key, library_errors):
+    # dtype=float64 outside 64-bit mode built a float32 model with only JAX's truncation
+    # warning (as wavenumbers and unlike the GRFs, which raise)
+    from spectrax.models import AFNO, SFNO, TransformOnce
+    from spectrax.nn import SpectralConv
+
+    builds = {
+        "FNO": lambda: FNO(1, 1, 1, 4, 2, 1, dtype=jnp.float64, key=key),
+        "AFNO": lambda: AFNO(1, 1, 1, 4, 2, 1, num_blocks=1, dtype=jnp.float64, key=key),
+        "TransformOnce": lambda: TransformOnce(1, 1, 1, 4, 2, 1, dtype=jnp.float64, key=key),
+        "SFNO": lambda: SFNO(1, 1, 4, 3, 1, dtype=jnp.float64, key=key),
+        "SpectralConv": lambda: SpectralConv(1, 1, 1, 2, dtype=jnp.float64, key=key),
+    }
+    for build in builds.values():
+        with pytest.raises(TypeError, match=r"`dtype`=float64 needs 64-bit mode"):
+            eqx.filter_eval_shape(build)
+    with jax.enable_x64(True):
+        for name, build in builds.items():
+            model = eqx.filter_eval_shape(build)
+            dtypes = {leaf.dtype for leaf in jax.tree.leaves(model) if hasattr(leaf, "dtype")}
+            assert dtypes == {jnp.dtype(jnp.float64)}, (name, dtypes)
