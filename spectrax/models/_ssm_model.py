@@ -14,6 +14,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 from spectrax._checks import (
     check_choice,
     check_float_dtype,
+    check_key,
     check_positive_int,
     check_real_float,
     compute_dtype,
@@ -164,6 +165,7 @@ class SSMBlock(eqx.Module):
     ):
         check_positive_int("d_model", d_model)
         _check_block_args(layer, dropout, layer_kwargs, max_len, dtype)
+        check_key("key", key)
         k_ssm, k_mix = jax.random.split(key)
         layer_kwargs = dict(layer_kwargs or {})
         self.norm = eqx.nn.LayerNorm(d_model, dtype=dtype)
@@ -278,6 +280,7 @@ class SSMSequenceModel(eqx.Module):
             check_positive_int(name, value)
         check_choice("pooling", pooling, tuple(POOLINGS))
         _check_block_args(layer, dropout, layer_kwargs, max_len, dtype)
+        check_key("key", key)
         keys = jax.random.split(key, n_layers + 2)
         self.encoder = linear(d_input, d_model, dtype=dtype, key=keys[0])
         self.blocks = tuple(
@@ -345,6 +348,8 @@ class SSMSequenceModel(eqx.Module):
         if mask is not None:
             mask = self._check_mask(mask, x.shape)
             x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))
+        if key is not None:
+            check_key("key", key)  # dropout's key: an int seed failed in jax.random.split
         inference = key is None if inference is None else inference
         _check_dropout_key(self.blocks[0].dropout.p, key, inference)
         keys = (

@@ -21,6 +21,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from spectrax._checks import (
     check_choice,
     check_float_dtype,
+    check_key,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -362,6 +363,7 @@ class HyenaFilter(eqx.Module):
             raise ValueError(f"`shift` must be finite; got {shift!r}.")
         self.shift = float(shift)
         dtype = check_float_dtype("dtype", dtype)
+        check_key("key", key)
         sizes = (1 + 2 * self.num_frequencies,) + (self.order,) * (_INNER_LAYERS + 1)
         self.weights, self.biases, self.out_weight = _draw_filter(
             key, sizes=sizes, channels=self.channels, dtype=dtype
@@ -517,6 +519,7 @@ class HyenaOperator(eqx.Module):
                 "impl='xla' or impl='auto'."
             )
         self.impl = impl
+        check_key("key", key)
         h = self.d_model
         k_f, draws = _draw_operator(
             key, h=h, order=self.order, short_filter=short_filter, n_convs=n_convs, dtype=dtype

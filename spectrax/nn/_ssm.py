@@ -23,6 +23,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 from spectrax._checks import (
     check_choice,
     check_float_dtype,
+    check_key,
     check_positive_int,
     check_real_float,
     complex_dtype,
@@ -336,6 +337,7 @@ class S4D(eqx.Module):
         check_choice("mode", mode, MODES)
         _check_dt_range(dt_min, dt_max)
         dtype = check_float_dtype("dtype", dtype)
+        check_key("key", key)
         self.disc, self.mode, self.bidirectional = disc, mode, bool(bidirectional)
         lam, b = DIAGONAL_INITS[init](state_size)
         m = lam.shape[0]
@@ -491,6 +493,7 @@ class S4(eqx.Module):
         check_choice("mode", mode, MODES)
         _check_dt_range(dt_min, dt_max)
         dtype = check_float_dtype("dtype", dtype)
+        check_key("key", key)
         self.disc, self.mode, self.bidirectional = disc, mode, bool(bidirectional)
         lam, p, b, v = nplr(measure, state_size)
         vh = v.conj().T
@@ -702,6 +705,7 @@ class S5(eqx.Module):
         check_choice("mode", mode, MODES)
         _check_dt_range(dt_min, dt_max)
         dtype = check_float_dtype("dtype", dtype)
+        check_key("key", key)
         if state_size % 2:
             raise ValueError(
                 f"`state_size` must be even (conjugate pairs, P // 2 kept); got {state_size}."

@@ -14,6 +14,7 @@ from spectrax._checks import (
     check_bool,
     check_choice,
     check_float_dtype,
+    check_key,
     check_positive_float,
     complex_dtype,
     result_dtype,
@@ -334,4 +335,5 @@ def init_log_dt(
     if hi < lo:
         raise ValueError(f"expected dt_min <= dt_max; got dt_min={lo}, dt_max={hi}.")
     dtype = check_float_dtype("dtype", dtype)
+    check_key("key", key)
     return uniform(key, shape, dtype, math.log(lo), math.log(hi))

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Complex, Float, PRNGKeyArray
 
-from spectrax._checks import check_choice, check_positive_float, check_positive_int
+from spectrax._checks import check_choice, check_key, check_positive_float, check_positive_int
 
 
 def _legs(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -299,6 +299,7 @@ def ptd(
     # > 0: eps = 0 would diagonalise A itself, the ill-posed problem PTD exists to avoid.
     eps = check_positive_float("eps", eps)  # finite and > 0
     steps = check_positive_int("steps", steps, minimum=0)
+    check_key("key", key)  # an int seed failed in jax.random with a message naming nothing
     lam, v, _ = _ptd_decomposition(a, _perturbation(a, eps, key, steps))
     return lam, v, float(np.linalg.cond(v))
 

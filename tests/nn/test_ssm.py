@@ -231,6 +231,36 @@ def test_errors(library_errors):
         s5.step(jnp.ones((3,)), s5.init_state(), jnp.ones(3))
 
 
+def test_sequence_constructors_name_a_bad_key(library_errors):
+    # An int seed failed inside jax.random ("invalid PRNG key data ... Got 0") and a batch of
+    # keys in jax.random.split, naming no argument; each now fails before any draw.
+    from spectrax.models import SSMSequenceModel
+    from spectrax.nn import HyenaFilter, HyenaOperator
+    from spectrax.ssm import init_log_dt, ptd
+
+    builds = {
+        "S4": lambda k: S4(3, 4, key=k),
+        "S4D": lambda k: S4D(3, 4, key=k),
+        "S5": lambda k: S5(3, 4, key=k),
+        "HyenaFilter": lambda k: HyenaFilter(3, 8, key=k),
+        "HyenaOperator": lambda k: HyenaOperator(3, 8, key=k),
+        "SSMSequenceModel": lambda k: SSMSequenceModel(2, 2, 4, 1, key=k),
+        "init_log_dt": lambda k: init_log_dt(k, (3,)),
+        "ptd": lambda k: ptd(hippo("legs", 4)[0], 0.1, k),
+    }
+    for build in builds.values():
+        with pytest.raises(TypeError, match=r"`key` must be a PRNG key.*int 0"):
+            build(0)
+        with pytest.raises(ValueError, match=r"`key` must be a single PRNG key.*\(2,\)"):
+            build(jax.random.split(jax.random.key(0)))
+    # dropout's key; an abstract model: the check comes before any parameter is read
+    model = eqx.filter_eval_shape(
+        lambda k: SSMSequenceModel(2, 2, 4, 1, dropout=0.1, key=k), jax.random.key(0)
+    )
+    with pytest.raises(TypeError, match="`key` must be a PRNG key"):
+        model(jnp.ones((5, 2)), key=1)
+
+
 @pytest.mark.parametrize("name", ["s4-legs", "s4d-legs", "s5"])
 def test_step_refuses_a_state_of_another_dtype(name, library_errors):
     """A real state (e.g. jnp.zeros of init_state's shape) was accepted and came back complex,
