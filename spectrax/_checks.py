@@ -96,11 +96,18 @@ def result_dtype(*dtypes: Any) -> np.dtype:
         return jnp.dtype(jnp.result_type(*dtypes))
 
 
+def _is_float64(dtype: Any) -> bool:
+    """Whether ``dtype`` is float64 as JAX computes it: a NumPy float64 input without
+    ``jax_enable_x64`` is float32 in JAX (widening a module to float64 for it only warned
+    "Explicitly requested dtype float64 ... not available", once per parameter)."""
+    return jax.dtypes.canonicalize_dtype(dtype) == jnp.float64
+
+
 def module_compute_dtype(x_dtype: Any, param_dtype: Any) -> np.dtype:
     """The dtype a module with ``param_dtype`` parameters computes an input in: its parameters'
     (a half-precision policy stays half precision), or float64 when the input is float64 (a
     float64 input is never narrowed silently; the parameters are widened for the call)."""
-    if jnp.dtype(x_dtype) == jnp.float64:
+    if _is_float64(x_dtype):
         return jnp.dtype(jnp.float64)
     return jnp.dtype(param_dtype)
 
@@ -135,7 +142,7 @@ def widen_to_input(module: Any, x_dtype: Any) -> Any:
     else ``module`` itself: the :func:`module_compute_dtype` rule for a module that computes in
     its parameters' dtype (widening is differentiable, so gradients reach the stored
     parameters in their own dtype)."""
-    if jnp.dtype(x_dtype) != jnp.float64:
+    if not _is_float64(x_dtype):
         return module
 
     def widen(leaf: Any) -> Any:

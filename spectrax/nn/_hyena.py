@@ -547,6 +547,7 @@ class HyenaOperator(eqx.Module):
                 f"1 <= L <= max_len={self.max_len}; got x.shape={x.shape}. Batch with jax.vmap; "
                 "build the operator with a larger max_len for longer sequences."
             )
+        x = jnp.asarray(x)  # a NumPy float64 x is float32 without x64: the output's dtype too
         self = widen_to_input(self, x.dtype)  # a float64 input computes in float64
         length, h, n = x.shape[0], self.d_model, self.order
         m = self.D.shape[0]  # long convolutions: n ("paper") or n - 1 ("reference")

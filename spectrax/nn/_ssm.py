@@ -110,6 +110,7 @@ def _widened_step(layer, x_t: Array, state: Array, body: Callable) -> tuple[Arra
     _no_step_if_bidirectional(layer)
     zero = layer.init_state()
     _check_step(x_t, state, layer.channels, zero)
+    x_t = jnp.asarray(x_t)  # NumPy float64 is float32 without x64, as in __call__
     wide = widen_to_input(layer, x_t.dtype)
     y, new = body(wide, x_t, jnp.asarray(state).astype(wide.init_state().dtype))
     return y.astype(x_t.dtype), new.astype(zero.dtype)
@@ -248,6 +249,7 @@ def _apply_siso(layer, x: Array, mode: str | None) -> Array:
     through the layer's ``_conv(u, c)`` or ``_scan(u, c, method)``, plus the backward read-out
     when there is one."""
     _check_sequence(x, layer.channels)
+    x = jnp.asarray(x)  # a NumPy float64 x is float32 without x64: the output's dtype too
     mode = layer.mode if mode is None else mode
     check_choice("mode", mode, MODES)
     layer = widen_to_input(layer, x.dtype)  # a float64 input computes in float64
@@ -795,6 +797,7 @@ class S5(eqx.Module):
         """Apply the layer to ``(L, H)``. ``dt``: optional positive per-step scale of the
         learned steps (e.g. time increments of irregularly sampled inputs)."""
         _check_sequence(x, self.channels)
+        x = jnp.asarray(x)  # a NumPy float64 x is float32 without x64: the output's dtype too
         mode = self.mode if mode is None else mode
         check_choice("mode", mode, MODES)
         if dt is not None:

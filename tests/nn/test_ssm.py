@@ -261,6 +261,31 @@ def test_sequence_constructors_name_a_bad_key(library_errors):
         model(jnp.ones((5, 2)), key=1)
 
 
+@pytest.mark.parametrize("name", ["s4d-legs", "s5", "hyena"])
+def test_numpy_float64_input_without_x64_computes_float32_silently(name, library_errors):
+    # Without x64 a NumPy float64 array (np.random's default) is float32 in JAX; the layers
+    # widened themselves to "float64" for it anyway: 7 to 16 warnings ("Explicitly requested
+    # dtype float64 ... not available") per call (SSMSequenceModel's blocks too), and the same
+    # float32 result. Eager calls: under jit the input is float32 on entry.
+    import warnings
+
+    from spectrax.nn import HyenaOperator
+
+    x = np.random.default_rng(0).standard_normal((6, 3))  # float64
+    if name == "hyena":
+        layer = HyenaOperator(3, 6, filter_order=4, key=jax.random.key(0))
+    else:
+        layer = _make(name, "zoh", jnp.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = layer(x)
+        if hasattr(layer, "step"):
+            y_t, _ = layer.step(x[0], layer.init_state())
+            assert y_t.dtype == jnp.float32
+    assert y.dtype == jnp.float32
+    np.testing.assert_array_equal(y, layer(jnp.asarray(x, jnp.float32)))
+
+
 @pytest.mark.parametrize("name", ["s4-legs", "s4d-legs", "s5"])
 def test_step_refuses_a_state_of_another_dtype(name, library_errors):
     """A real state (e.g. jnp.zeros of init_state's shape) was accepted and came back complex,
