@@ -22,6 +22,7 @@ from spectrax._checks import (
 )
 from spectrax._random import linear
 from spectrax.nn import S4, S4D, S5, HyenaOperator
+from spectrax.nn._ssm import sequence_hint
 
 SSM_LAYER_TYPES: dict[str, Callable[..., eqx.Module]] = {"s4": S4, "s4d": S4D, "s5": S5}
 # Sequence mixers a block can hold: the state-space layers, and the Hyena long convolution
@@ -181,7 +182,7 @@ class SSMBlock(eqx.Module):
         if x.ndim != 2 or x.shape[1] != h_in or x.shape[0] < 1:
             raise ValueError(
                 f"expected one sequence (L, H) with L >= 1 and H=d_model={h_in}; got "
-                f"x.shape={x.shape}. Batch with jax.vmap."
+                f"x.shape={x.shape}. {sequence_hint(x.shape, h_in)}"
             )
         _check_dropout_key(self.dropout.p, key, inference)
         self = widen_to_input(self, x.dtype)  # a float64 input computes in float64
@@ -338,7 +339,8 @@ class SSMSequenceModel(eqx.Module):
         if x.ndim != 2 or x.shape[1] != self.encoder.in_features or x.shape[0] < 1:
             raise ValueError(
                 f"expected one sequence (L, d_input) with L >= 1 and "
-                f"d_input={self.encoder.in_features}; got x.shape={x.shape}. Batch with jax.vmap."
+                f"d_input={self.encoder.in_features}; got x.shape={x.shape}. "
+                f"{sequence_hint(x.shape, self.encoder.in_features)}"
             )
         if self.max_len is not None and x.shape[0] > self.max_len:
             raise ValueError(

@@ -30,6 +30,7 @@ from spectrax._checks import (
 )
 from spectrax._random import normal, uniform, uniforms
 from spectrax.kernels.fft_conv import IMPLS, fft_conv
+from spectrax.nn._ssm import sequence_hint
 
 # The reference code's ExponentialModulation: the window of the fastest channel falls to
 # `target` = 1e-2 at t = 0.3 ("fast_decay_pct"), that of the slowest at t = 1.5
@@ -544,8 +545,9 @@ class HyenaOperator(eqx.Module):
         if x.ndim != 2 or x.shape[1] != self.d_model or not 1 <= x.shape[0] <= self.max_len:
             raise ValueError(
                 f"`x` must be one sequence of shape (L, H) with H=d_model={self.d_model} and "
-                f"1 <= L <= max_len={self.max_len}; got x.shape={x.shape}. Batch with jax.vmap; "
-                "build the operator with a larger max_len for longer sequences."
+                f"1 <= L <= max_len={self.max_len}; got x.shape={x.shape}. "
+                f"{sequence_hint(x.shape, self.d_model)} Build the operator with a larger "
+                "max_len for longer sequences."
             )
         x = jnp.asarray(x)  # a NumPy float64 x is float32 without x64: the output's dtype too
         self = widen_to_input(self, x.dtype)  # a float64 input computes in float64

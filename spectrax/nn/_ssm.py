@@ -71,12 +71,21 @@ def _from_complex(z: np.ndarray, dtype) -> Array:
     return jnp.asarray(np.stack([z.real, z.imag], axis=-1), dtype)
 
 
+def sequence_hint(shape: tuple[int, ...], channels: int, name: str = "x") -> str:
+    """The fix for a sequence of the wrong ``shape``: its transpose for a channels-first
+    ``(H, L)`` one (the axis order of :func:`spectrax.fft_conv` and of fields), else
+    ``jax.vmap`` for a batch."""
+    if len(shape) == 2 and shape[0] == channels != shape[1]:
+        return f"It looks channels-first (H, L); sequences are time-major (L, H): pass {name}.T."
+    return "Batch with jax.vmap."
+
+
 def _check_sequence(x: Array, channels: int) -> None:
     check_real_float("x", x)
     if x.ndim != 2 or x.shape[1] != channels or x.shape[0] < 1:
         raise ValueError(
             f"expected one sequence of shape (L, H) with L >= 1 and H={channels}; got "
-            f"x.shape={x.shape}. Batch with jax.vmap."
+            f"x.shape={x.shape}. {sequence_hint(x.shape, channels)}"
         )
 
 

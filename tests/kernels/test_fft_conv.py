@@ -344,6 +344,16 @@ def test_errors_name_the_argument(key, library_errors):
         fft_conv_filter(jnp.ones((30,), jnp.float32), 16)
 
 
+def test_time_major_input_is_named_as_such(key, library_errors):
+    # u (L, H) as the nn layers take it, with k (H, K): the error said only "truncate the
+    # filter", which does not fix it; it now says which axis is convolved and how to swap.
+    u, k = jnp.ones((64, 4), jnp.float32), jnp.ones((4, 32), jnp.float32)
+    with pytest.raises(ValueError, match=r"K=32 > L=4.*last axis.*swapaxes\(u, -1, -2\)"):
+        spectrax.fft_conv(u, k)
+    with pytest.raises(ValueError, match=r"K=17 > L=16;.*sequence length\)\.$"):
+        spectrax.fft_conv(jnp.ones((2, 16), jnp.float32), k[:, :17])  # no axis to swap
+
+
 def test_gates_must_broadcast_with_the_output(key, library_errors):
     """A gate is checked against the output's leading dims (u and k broadcast), not only
     u's: u (1, L) with k (3, K) gives (3, L), so a (2, L) gate is refused by name."""

@@ -286,6 +286,28 @@ def test_numpy_float64_input_without_x64_computes_float32_silently(name, library
     np.testing.assert_array_equal(y, layer(jnp.asarray(x, jnp.float32)))
 
 
+def test_channels_first_sequences_are_named_as_such(library_errors):
+    # (H, L), the axis order of fft_conv and of fields, said "Batch with jax.vmap".
+    from spectrax.models import SSMSequenceModel
+    from spectrax.nn import HyenaOperator
+
+    # abstract layers: the shape check comes before any parameter is read
+    builds = {
+        "s4d": lambda k: S4D(3, 4, key=k),
+        "hyena": lambda k: HyenaOperator(3, 8, key=k),
+        "model": lambda k: SSMSequenceModel(3, 2, 4, 1, key=k),
+    }
+    layers = {n: eqx.filter_eval_shape(b, jax.random.key(0)) for n, b in builds.items()}
+    for layer in layers.values():
+        with pytest.raises(ValueError, match=r"got x\.shape=\(3, 8\)\. It looks channels-first"):
+            layer(jnp.ones((3, 8)))
+        with pytest.raises(ValueError, match=r"\(2, 8, 3\)\. Batch with jax\.vmap"):
+            layer(jnp.ones((2, 8, 3)))
+    block = layers["model"].blocks[0]
+    with pytest.raises(ValueError, match=r"\(4, 8\)\. It looks channels-first.*pass x\.T"):
+        block(jnp.ones((4, 8)), key=None, inference=True)
+
+
 @pytest.mark.parametrize("name", ["s4-legs", "s4d-legs", "s5"])
 def test_step_refuses_a_state_of_another_dtype(name, library_errors):
     """A real state (e.g. jnp.zeros of init_state's shape) was accepted and came back complex,

@@ -97,7 +97,9 @@ def fft_conv_filter(
     return SpectralFilter(k_f=k_f, length=length, kernel_size=int(k.shape[-1]), causal=causal)
 
 
-def check_lengths(length: int, ksize: int, causal: bool, long_name: str = "u") -> None:
+def check_lengths(
+    length: int, ksize: int, causal: bool, long_name: str = "u", hint: str = ""
+) -> None:
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError(f"`causal` must be a bool; got {causal!r}.")
     if length < 1 or ksize < 1:
@@ -105,7 +107,7 @@ def check_lengths(length: int, ksize: int, causal: bool, long_name: str = "u") -
     if causal and ksize > length:
         raise ValueError(
             f"`k` is longer than `{long_name}`: K={ksize} > L={length}; expected K <= L "
-            "(truncate the filter to the sequence length)."
+            "(truncate the filter to the sequence length)." + hint
         )
     if not causal and ksize != length:
         raise ValueError(
@@ -158,7 +160,14 @@ def check_args(
         check_real_float("k", k)
         if k.ndim < 1:
             raise ValueError(f"`k` must have shape (..., K); got a scalar of shape {k.shape}.")
-        check_lengths(length, k.shape[-1], causal)
+        hint = ""
+        if u.ndim >= 2 and u.shape[-2] >= k.shape[-1] > length:
+            # the natural mistake: a time-major (L, H) sequence, as the nn layers take it
+            hint = (
+                f" fft_conv convolves along the last axis of `u` (..., L), here of size {length}; "
+                f"if `u` {tuple(u.shape)} is time-major (..., L, H), pass jnp.swapaxes(u, -1, -2)."
+            )
+        check_lengths(length, k.shape[-1], causal, hint=hint)
         k_lead = tuple(k.shape[:-1])
     out_lead = broadcast_leading("u", u.shape[:-1], "k", k_lead)
     for name, gate in (("pre_gate", pre_gate), ("post_gate", post_gate)):
