@@ -447,7 +447,8 @@ class HyenaOperator(eqx.Module):
         short_filter: size of the short causal convolution (3, the paper's).
         num_frequencies, decay_min, decay_max, omega: as :class:`HyenaFilter`.
         impl: :func:`spectrax.fft_conv` implementation, ``"auto"`` (default), ``"xla"`` or
-            ``"pallas"`` (float32 or bfloat16 ``dtype`` only: a TypeError names ``dtype``).
+            ``"pallas"`` (float32 or bfloat16 ``dtype`` only: a TypeError names ``dtype``; a
+            float64 ``x``, computed in float64, is refused by name too).
         dtype: parameter and compute dtype (float32; half-precision parameters are drawn in
             float32 and rounded once); a bfloat16 model computes its
             projections in bfloat16, its filters in float32, and its recurrence
@@ -550,6 +551,13 @@ class HyenaOperator(eqx.Module):
                 "max_len for longer sequences."
             )
         x = jnp.asarray(x)  # a NumPy float64 x is float32 without x64: the output's dtype too
+        if self.impl == "pallas" and x.dtype == jnp.float64:
+            # it would compute in float64, and hyena_recurrence's error named its own arguments
+            raise TypeError(
+                "`x` is float64, which this operator computes in float64, and impl='pallas' "
+                "runs the Pallas kernels, which support float32 and bfloat16. Cast x to float32, "
+                "or build the operator with impl='auto' or 'xla'."
+            )
         self = widen_to_input(self, x.dtype)  # a float64 input computes in float64
         length, h, n = x.shape[0], self.d_model, self.order
         m = self.D.shape[0]  # long convolutions: n ("paper") or n - 1 ("reference")

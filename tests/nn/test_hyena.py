@@ -425,6 +425,13 @@ def test_recurrence_pallas_half_and_filter_dtypes_are_named(library_errors):
     for dtype in (f16, f64):
         with pytest.raises(TypeError, match=rf"`impl`='pallas'.*got dtype={jnp.dtype(dtype)}"):
             HyenaOperator(H, MAX_LEN, impl="pallas", dtype=dtype, key=jax.random.key(0), **KW)
+    # a float32 operator computes a float64 x in float64: the error named hyena_recurrence's
+    # ['v', 'gates', 'filters', 'skip'], none of them an argument of the operator
+    op = eqx.filter_eval_shape(
+        lambda k: HyenaOperator(H, MAX_LEN, impl="pallas", key=k, **KW), jax.random.key(0)
+    )
+    with pytest.raises(TypeError, match=r"`x` is float64.*impl='pallas'.*Cast x to float32"):
+        op(jnp.ones((MAX_LEN, H), f64))
 
 
 def test_num_frequencies_below_half_max_len(library_errors):
