@@ -293,7 +293,11 @@ class S4D(eqx.Module):
             against S4D-LegS's 0.06 (N = H = 64, ``L = 1024``; a ``C`` drawn in the eigenbasis
             gave 6.1), float32 kernel 5.4e-5 from float64 (median channel; S4D-LegS 3.3e-5).
         disc: ``"zoh"`` (default) or ``"bilinear"``.
-        mode: ``"conv"`` (default), ``"scan"`` or ``"recurrent"``.
+        mode: ``"conv"`` (default), ``"scan"`` or ``"recurrent"``. ``"conv"`` runs
+            :func:`spectrax.fft_conv`, a ``custom_vjp``: reverse mode and second derivatives
+            (``jax.grad``, ``jax.hessian``) work, but ``jax.jvp`` / ``jax.jacfwd`` of a
+            ``"conv"`` call raise (as for :class:`S4` and :class:`S5` in ``"conv"`` mode, and
+            :class:`~spectrax.nn.HyenaOperator`); ``"scan"`` supports forward mode.
         bidirectional: add a backward read-out of the same system on reversed time.
         dt_min, dt_max: log-uniform range of the initial steps (1e-3, 1e-1).
         dtype: parameter dtype (float32; half precision is drawn in float32 and rounded once).

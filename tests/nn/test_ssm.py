@@ -308,6 +308,17 @@ def test_channels_first_sequences_are_named_as_such(library_errors):
         block(jnp.ones((4, 8)), key=None, inference=True)
 
 
+def test_forward_mode_runs_in_scan_mode_only():
+    # S4D's documented contract: "conv" is fft_conv's custom_vjp (reverse mode only), "scan"
+    # takes jax.jacfwd, and the two Jacobians are the same linear map.
+    layer = _make("s4d-legs", "zoh", jnp.float32)
+    x = jnp.ones((5, 3))
+    j_scan = jax.jit(jax.jacfwd(lambda x: layer(x, mode="scan")))(x)
+    assert_close(j_scan, jax.jit(jax.jacrev(lambda x: layer(x, mode="conv")))(x), rtol=1e-5)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.eval_shape(jax.jacfwd(lambda x: layer(x, mode="conv")), x)
+
+
 @pytest.mark.parametrize("name", ["s4-legs", "s4d-legs", "s5"])
 def test_step_refuses_a_state_of_another_dtype(name, library_errors):
     """A real state (e.g. jnp.zeros of init_state's shape) was accepted and came back complex,
