@@ -419,6 +419,12 @@ class SSMSequenceModel(eqx.Module):
                 f"got {type(state).__name__} {jax.tree.map(jnp.shape, state)}."
             )
         for i, (s, z) in enumerate(zip(state, self.init_state(), strict=True)):
+            # named here: the block's own error said `state`, not which of the tuple's entries
+            if tuple(jnp.shape(s)) != z.shape:
+                raise ValueError(
+                    f"`state[{i}]` must have shape {z.shape}, as init_state()[{i}] (block {i}'s "
+                    f"layer state); got {tuple(jnp.shape(s))}. Start from model.init_state()."
+                )
             if jnp.result_type(s) != z.dtype:
                 raise TypeError(
                     f"`state[{i}]` must have dtype {z.dtype}, as init_state() returns for these "

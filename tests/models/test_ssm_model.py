@@ -361,6 +361,9 @@ def test_step_errors(key, library_errors):
         model.step(jnp.ones(4), model.init_state())
     with pytest.raises(ValueError, match="tuple of 1 block states"):
         model.step(jnp.ones(3), ())
+    # which entry of the tuple is wrong (the block's error said only `state`)
+    with pytest.raises(ValueError, match=r"`state\[0\]` must have shape \(4, 1\).*got \(4, 2\)"):
+        model.step(jnp.ones(3), (jnp.zeros((4, 2), jnp.complex64),))
 
 
 def test_step_follows_the_dtype_rule_of_the_call(key, x64):
