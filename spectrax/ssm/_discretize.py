@@ -288,10 +288,12 @@ def discretize_dense(
     if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
         raise ValueError(f"`A` must be square, shape (..., N, N); got A.shape={A.shape}.")
     if B.ndim != A.ndim or B.shape[:-2] != A.shape[:-2] or B.shape[-2] != A.shape[-1]:
+        vector = B.shape == A.shape[:-1]  # hippo's B: one input, without its column axis
         raise ValueError(
             f"`B` must be (..., N, H) with A's leading dimensions and N = A.shape[-1] = "
             f"{A.shape[-1]} rows, i.e. {A.shape[:-1]} + (H,); got B.shape={B.shape} "
             f"(A.shape={A.shape})."
+            + (" For a single-input B (N,), as hippo returns, pass B[..., None]." if vector else "")
         )
     for name, x in (("A", A), ("B", B)):
         if not jnp.issubdtype(x.dtype, jnp.inexact):

@@ -591,7 +591,8 @@ def test_discretize_dense_validates_inputs(library_errors):
     a, b = -jnp.eye(3), jnp.ones((3, 1))
     with pytest.raises(ValueError, match=r"`A` must be square.*A.shape=\(3,\)"):
         discretize_dense(jnp.ones(3), b, 0.1)
-    with pytest.raises(ValueError, match=r"`B`.*3 rows.*B.shape=\(3,\)"):
+    # hippo's B is a vector (N,): the error says how to make it a column
+    with pytest.raises(ValueError, match=r"`B`.*3 rows.*B.shape=\(3,\).*pass B\[\.\.\., None\]"):
         discretize_dense(a, jnp.ones(3), 0.1)
     with pytest.raises(ValueError, match=r"`B`.*B.shape=\(2, 1\)"):
         discretize_dense(a, jnp.ones((2, 1)), 0.1)
