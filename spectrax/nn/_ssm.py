@@ -27,6 +27,7 @@ from spectrax._checks import (
     check_positive_int,
     check_real_float,
     complex_dtype,
+    compute_dtype,
     widen_to_input,
 )
 from spectrax._random import normal
@@ -211,7 +212,8 @@ def _stack_matmul(x, y_re, y_im, *, left: bool) -> Array:
 def _draw_s5(key, vk_re, vk_im, vc_re, vc_im, *, h, m, bidirectional, dt_min, dt_max, dtype):
     """S5: ``(B, C, C_back, D, log_dt)`` from ``key``, ``B = W b`` for the fixed rows
     ``vk_re + i vk_im`` ``(m, n)`` (``V^H`` for HiPPO, ``n = 2m``; PTD's ``Ṽ^{-1}`` slots) and a
-    real ``b (n, h)`` in the default float dtype. ``C``: drawn in the eigenbasis when
+    real ``b (n, h)`` in the dtype of ``vk_re`` (float32, float64 for float64 parameters,
+    whatever ``jax_enable_x64``). ``C``: drawn in the eigenbasis when
     ``vc_re`` is None, else ``c V`` for the fixed columns ``vc_re + i vc_im`` ``(n, m)`` and a
     real ``c (h, n)`` of variance ``1/(2m)`` (``E|C̃|² = 1/(2m)`` for unit columns)."""
     kb, kc, kcb, kdt, kd = jax.random.split(key, 5)
@@ -219,13 +221,13 @@ def _draw_s5(key, vk_re, vk_im, vc_re, vc_im, *, h, m, bidirectional, dt_min, dt
     # checkpoint's abstract skeleton); real and imaginary parts are two real matmuls. Drawn flat
     # and reshaped: the same bits, compiled faster (see spectrax._random).
     n = vk_re.shape[1]
-    b = jax.random.normal(kb, (n * h,)).reshape(n, h)
+    b = jax.random.normal(kb, (n * h,), vk_re.dtype).reshape(n, h)
     std = 1.0 / math.sqrt(2 * m)
 
     def readout(k):
         if vc_re is None:
             return _complex_normal(k, (h, m), std, dtype)
-        c = jax.random.normal(k, (h * n,)).reshape(h, n)
+        c = jax.random.normal(k, (h * n,), vc_re.dtype).reshape(h, n)
         return (_stack_matmul(c, vc_re, vc_im, left=False) * std).astype(dtype)
 
     return (
@@ -738,7 +740,9 @@ class S5(eqx.Module):
         # blocks=1 gives the single-block parameters bit for bit.
         vk = np.kron(np.eye(blocks), w)  # (P/2, J n)
         vc = None if cols is None else np.kron(np.eye(blocks), cols)  # (J n, P/2)
-        real = jax.dtypes.canonicalize_dtype(float)  # the default float dtype, of the draw b
+        # b and c drawn in float32 (float64 for float64 parameters), not the default float
+        # dtype: a float32 layer's parameters do not depend on jax_enable_x64
+        real = compute_dtype(dtype)
         self.log_Lambda_re = jnp.asarray(np.tile(np.log(-lam.real), blocks), dtype)
         self.Lambda_im = jnp.asarray(np.tile(lam.imag, blocks), dtype)
         self.B, self.C, self.C_back, self.D, self.log_dt = _draw_s5(

@@ -815,12 +815,22 @@ def test_ptd_init_errors_and_abstract_build(library_errors):
         assert rel_err(jitted.B, built.B) < 1e-6
 
 
-def test_s4d_ptd_parameters_do_not_depend_on_x64():
-    # c was drawn in the default float dtype: with jax_enable_x64 on, a float32 layer's C came
-    # from float64 normals, other bits (max difference 2.4 at N = 16), unlike every other init.
-    off = S4D(4, 16, init="ptd", key=jax.random.key(5))
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda k: S4D(4, 16, init="ptd", key=k),
+        lambda k: S5(4, 16, key=k),
+        lambda k: S5(4, 16, init="ptd", key=k),
+    ],
+    ids=["s4d-ptd", "s5-hippo", "s5-ptd"],
+)
+def test_float32_ssm_parameters_do_not_depend_on_x64(build):
+    # c (S4D-PTD) and S5's b and c were drawn in the default float dtype: with jax_enable_x64 on,
+    # a float32 layer's B and C came from float64 normals, other bits (S4D-PTD's C: max
+    # difference 2.4 at N = 16), unlike every other init.
+    off = build(jax.random.key(5))
     with jax.enable_x64(True):
-        on = S4D(4, 16, init="ptd", key=jax.random.key(5))
+        on = build(jax.random.key(5))
     for name in ("log_Lambda_re", "Lambda_im", "B", "C", "D", "log_dt"):
         assert getattr(on, name).dtype == jnp.float32
         assert np.array_equal(np.asarray(getattr(on, name)), np.asarray(getattr(off, name))), name
