@@ -112,10 +112,13 @@ def module_compute_dtype(x_dtype: Any, param_dtype: Any) -> np.dtype:
     return jnp.dtype(param_dtype)
 
 
-def check_float_dtype(name: str, dtype: Any) -> np.dtype:
+def check_float_dtype(name: str, dtype: Any, *, x64: bool = True) -> np.dtype:
     """``dtype`` as a NumPy dtype if it is a real floating-point type, else a TypeError naming
     ``name`` (a module's parameter ``dtype``: an integer or complex one would fail later, inside
-    ``jax.random``, with a message that does not name the argument)."""
+    ``jax.random``, with a message that does not name the argument). With ``x64`` (default) it
+    must also be one JAX can produce now (:func:`check_x64_dtype`): float64 outside 64-bit mode
+    built float32 arrays with only JAX's truncation warnings; ``x64=False`` for a caller that
+    computes a float64 request in NumPy."""
     try:
         d = jnp.dtype(dtype)
     except TypeError:
@@ -124,7 +127,7 @@ def check_float_dtype(name: str, dtype: Any) -> np.dtype:
         ) from None
     if not jnp.issubdtype(d, jnp.floating):
         raise TypeError(f"`{name}` must be a real floating-point type (e.g. jnp.float32); got {d}.")
-    return d
+    return check_x64_dtype(name, d) if x64 else d
 
 
 def check_x64_dtype(name: str, dtype: Any) -> np.dtype:

@@ -17,7 +17,6 @@ from spectrax._checks import (
     check_key,
     check_positive_float,
     check_positive_int,
-    check_x64_dtype,
     compute_dtype,
 )
 
@@ -25,7 +24,7 @@ from spectrax._checks import (
 def _check_dtype(dtype):
     """``dtype`` as a real floating-point dtype JAX can produce in the current mode: float64
     outside 64-bit mode would be narrowed to float32 with only a warning."""
-    return check_x64_dtype("dtype", check_float_dtype("dtype", dtype))
+    return check_float_dtype("dtype", dtype)
 
 
 def delayed_recall(

@@ -19,7 +19,6 @@ from spectrax._checks import (
     check_positive_float,
     check_positive_int,
     check_real_float,
-    check_x64_dtype,
     module_compute_dtype,
 )
 from spectrax.models._fno import grid_channels
@@ -146,7 +145,7 @@ class AFNO(eqx.Module):
         key: PRNGKeyArray,
     ):
         d = self.num_spatial_dims = check_positive_int("num_spatial_dims", num_spatial_dims)
-        check_x64_dtype("dtype", check_float_dtype("dtype", dtype))  # float64 needs x64 mode
+        check_float_dtype("dtype", dtype)  # float64 needs x64 mode
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
         self.patch_size = check_positive_int("patch_size", patch_size)

@@ -22,7 +22,6 @@ from spectrax._checks import (
     check_positive_float,
     check_positive_int,
     check_real_float,
-    check_x64_dtype,
     module_compute_dtype,
 )
 from spectrax.nn import ChannelMLP, GroupNorm, PointwiseLinear, SoftGating, SpectralConv
@@ -313,7 +312,7 @@ class FNO(eqx.Module):
         key: PRNGKeyArray,
     ):
         d = self.num_spatial_dims = check_positive_int("num_spatial_dims", num_spatial_dims)
-        check_x64_dtype("dtype", check_float_dtype("dtype", dtype))  # float64 needs x64 mode
+        check_float_dtype("dtype", dtype)  # float64 needs x64 mode
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
         width = check_positive_int("width", width)

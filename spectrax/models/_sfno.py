@@ -17,7 +17,6 @@ from spectrax._checks import (
     check_float_dtype,
     check_positive_int,
     check_real_float,
-    check_x64_dtype,
 )
 from spectrax.models._fno import block_channel_mlp, block_tail
 from spectrax.nn import ChannelMLP, PointwiseLinear, SphericalConv
@@ -110,7 +109,7 @@ class SFNO(eqx.Module):
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
-        check_x64_dtype("dtype", check_float_dtype("dtype", dtype))  # float64 needs x64 mode
+        check_float_dtype("dtype", dtype)  # float64 needs x64 mode
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
         width = check_positive_int("width", width)

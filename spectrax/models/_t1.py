@@ -22,7 +22,6 @@ from spectrax._checks import (
     check_positive_float,
     check_positive_int,
     check_real_float,
-    check_x64_dtype,
     complex_dtype,
     compute_dtype,
 )
@@ -452,7 +451,6 @@ class TransformOnce(eqx.Module):
         num_layers = check_positive_int("num_layers", num_layers, minimum=0)
         self.modes = check_modes(modes, d)
         dtype = check_float_dtype("dtype", dtype)  # complex weights are stored as real pairs
-        check_x64_dtype("dtype", dtype)  # float64 outside x64 mode was a float32 model
         self.activation = get_activation(activation)
         self.transform = _check_transform(transform)
         kept = self.modes if transform == "dct" else kept_shape(self.modes)

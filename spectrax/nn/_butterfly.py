@@ -15,7 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
-from spectrax._checks import check_bool, check_choice, check_inexact, compute_dtype
+from spectrax._checks import (
+    check_bool,
+    check_choice,
+    check_inexact,
+    check_x64_dtype,
+    compute_dtype,
+)
 from spectrax._random import normal, normals
 from spectrax.nn._factorized import as_complex
 from spectrax.transforms._butterfly import (
@@ -154,7 +160,7 @@ class Butterfly(eqx.Module):
                 f"twiddles are stored as real and imaginary parts); got "
                 f"{repr(dtype) if real_dtype is None else real_dtype}."
             )
-        dtype = real_dtype
+        dtype = check_x64_dtype("dtype", real_dtype)
         # Build in float32/float64, store in `dtype` (one rounding for half precision).
         self.twiddle = _twiddle(
             key,

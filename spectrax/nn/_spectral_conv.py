@@ -24,7 +24,6 @@ from spectrax._checks import (
     check_inexact,
     check_positive_int,
     check_real_float,
-    check_x64_dtype,
     complex_dtype,
     compute_dtype,
     module_compute_dtype,
@@ -432,7 +431,7 @@ class SpectralConv(eqx.Module):
         check_choice("factorization", factorization, tuple(_FACTORIZATIONS))
         check_choice("impl", impl, IMPLS)
         # complex weights are stored as real pairs; float64 outside x64 was a float32 layer
-        check_x64_dtype("dtype", check_float_dtype("dtype", dtype))
+        check_float_dtype("dtype", dtype)
         self.impl = impl
         if check_bool("separable", separable):
             if self.out_channels != self.in_channels:

@@ -212,7 +212,7 @@ def rope_angle_error(
         raise ValueError(
             f"`positions` must be a 1-d array of integers in [0, 2^31); got {positions!r}."
         )
-    dtype = check_float_dtype("dtype", dtype)
+    dtype = check_float_dtype("dtype", dtype, x64=False)  # float64 is computed in NumPy
     exact = np.outer(pos.astype(np.float64), _theta(b, d))
     if dtype == np.float64:  # exact reference type: JAX may run with x64 off
         computed = np.outer(pos.astype(np.float64), _theta(b, d))

@@ -18,7 +18,6 @@ from spectrax._checks import (
     check_inexact,
     check_positive_int,
     check_real_float,
-    check_x64_dtype,
     lift_rank,
 )
 
@@ -402,7 +401,7 @@ def wavenumbers(
     if isinstance(spatial_shape, (int, np.integer)) and not isinstance(spatial_shape, bool):
         spatial_shape = (spatial_shape,)  # as np.fft.rfftfreq(n): there is no other axis count
     spatial_shape = _grid("spatial_shape", spatial_shape)
-    dtype = check_x64_dtype("dtype", check_float_dtype("dtype", dtype))
+    dtype = check_float_dtype("dtype", dtype)
     return _wavenumbers(spatial_shape, _lengths(lengths, len(spatial_shape)), dtype)
 
 

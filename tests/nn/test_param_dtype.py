@@ -77,6 +77,15 @@ def test_non_float_parameter_dtype_is_named(name, dtype, library_errors):
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_float64_parameters_outside_x64_are_refused(name, library_errors):
+    """dtype=float64 with jax_enable_x64 off built float32 parameters with only JAX's truncation
+    warnings (every module but the operator models, which checked it themselves)."""
+    assert not jax.config.jax_enable_x64
+    with pytest.raises(TypeError, match=r"`dtype`=float64 needs 64-bit mode"):
+        BUILDERS[name](jnp.float64, jax.random.key(0))
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_half_precision_parameters_are_the_float32_ones_rounded_once(name):
     """Half-precision parameters are accepted and equal the float32 module's, rounded once.
     jax.random drawn in bfloat16 takes only 128 distinct values (a normal none beyond 2.89
