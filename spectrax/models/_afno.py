@@ -21,6 +21,7 @@ from spectrax._checks import (
     check_real_float,
     module_compute_dtype,
 )
+from spectrax._compile import compiled_call
 from spectrax.models._fno import grid_channels
 from spectrax.nn import AFNOMixer, ChannelLayerNorm, ChannelMLP, PointwiseLinear
 from spectrax.nn._spectral_conv import check_field, check_grid, check_modes
@@ -185,6 +186,7 @@ class AFNO(eqx.Module):
         )
         self.head = PointwiseLinear(width, out_channels * patch_size**d, dtype=dtype, key=keys[-1])
 
+    @compiled_call
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
         """Map one field ``(C_in, *spatial)`` to ``(C_out, *spatial)``; batch with ``jax.vmap``."""
         check_real_float("x", x)

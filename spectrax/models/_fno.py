@@ -24,6 +24,7 @@ from spectrax._checks import (
     check_real_float,
     module_compute_dtype,
 )
+from spectrax._compile import compiled_call
 from spectrax.nn import ChannelMLP, GroupNorm, PointwiseLinear, SoftGating, SpectralConv
 from spectrax.nn._factorized import RankLike
 from spectrax.nn._pointwise import get_activation
@@ -360,6 +361,7 @@ class FNO(eqx.Module):
             key=keys[-1],
         )
 
+    @compiled_call
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
         """Map one input field ``(C_in, *spatial)`` to ``(C_out, *spatial)``; batch with
         ``jax.vmap``."""

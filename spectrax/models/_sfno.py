@@ -18,6 +18,7 @@ from spectrax._checks import (
     check_positive_int,
     check_real_float,
 )
+from spectrax._compile import compiled_call
 from spectrax.models._fno import block_channel_mlp, block_tail
 from spectrax.nn import ChannelMLP, PointwiseLinear, SphericalConv
 from spectrax.nn._pointwise import get_activation
@@ -134,6 +135,7 @@ class SFNO(eqx.Module):
             width, projection_channels, out_channels, activation=activation, dtype=dtype, key=kp
         )
 
+    @compiled_call
     def __call__(self, x: Float[Array, "C_in nlat nlon"]) -> Float[Array, "C_out nlat nlon"]:
         """``(in_channels, nlat, nlon) -> (out_channels, nlat, nlon)``, one sample."""
         check_real_float("x", x)

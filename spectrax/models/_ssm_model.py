@@ -20,6 +20,7 @@ from spectrax._checks import (
     compute_dtype,
     widen_to_input,
 )
+from spectrax._compile import compiled_call
 from spectrax._random import linear
 from spectrax.nn import S4, S4D, S5, HyenaOperator
 from spectrax.nn._ssm import sequence_hint
@@ -220,6 +221,12 @@ class SSMBlock(eqx.Module):
         return (h + z).astype(x_t.dtype), state.astype(zero.dtype)
 
 
+def _precheck_call(model, x=None, *args, mask=None, key=None, inference=None, **kwargs) -> None:
+    """``SSMSequenceModel.__call__``'s checks on the arguments as given, before tracing."""
+    if mask is not None and hasattr(x, "shape"):  # else the call's own checks name `x`
+        model._check_call(x, mask, key, inference)
+
+
 class SSMSequenceModel(eqx.Module):
     """A deep state-space sequence model for classification or sequence-to-sequence regression.
 
@@ -302,6 +309,7 @@ class SSMSequenceModel(eqx.Module):
         self.pooling = pooling
         self.max_len = max_len
 
+    @compiled_call(precheck=_precheck_call)
     def __call__(
         self,
         x: Float[Array, "L D"],
@@ -335,25 +343,10 @@ class SSMSequenceModel(eqx.Module):
         Returns:
             ``(d_output,)``, or ``(L, d_output)`` with ``pooling="none"``.
         """
-        check_real_float("x", x)
-        if x.ndim != 2 or x.shape[1] != self.encoder.in_features or x.shape[0] < 1:
-            raise ValueError(
-                f"expected one sequence (L, d_input) with L >= 1 and "
-                f"d_input={self.encoder.in_features}; got x.shape={x.shape}. "
-                f"{sequence_hint(x.shape, self.encoder.in_features)}"
-            )
-        if self.max_len is not None and x.shape[0] > self.max_len:
-            raise ValueError(
-                f"`x` has L={x.shape[0]} steps; this Hyena model takes at most "
-                f"max_len={self.max_len} (got x.shape={x.shape})."
-            )
+        mask = self._check_call(x, mask, key, inference)
         if mask is not None:
-            mask = self._check_mask(mask, x.shape)
             x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))
-        if key is not None:
-            check_key("key", key)  # dropout's key: an int seed failed in jax.random.split
         inference = key is None if inference is None else inference
-        _check_dropout_key(self.blocks[0].dropout.p, key, inference)
         keys = (
             [None] * len(self.blocks)
             if key is None
@@ -437,6 +430,29 @@ class SSMSequenceModel(eqx.Module):
             h, s = block.step(h, s)  # widens itself for a float64 h; the state keeps its dtype
             new_state.append(s)
         return wide.decoder(wide.norm(h)), tuple(new_state)
+
+    def _check_call(self, x: Any, mask: Any, key: Any, inference: Any) -> Array | None:
+        """The checks of :meth:`__call__`, also made before it is traced (by
+        ``_precheck_call``), where an all-False ``mask`` is concrete: ``mask`` as an array."""
+        check_real_float("x", x)
+        if x.ndim != 2 or x.shape[1] != self.encoder.in_features or x.shape[0] < 1:
+            raise ValueError(
+                f"expected one sequence (L, d_input) with L >= 1 and "
+                f"d_input={self.encoder.in_features}; got x.shape={x.shape}. "
+                f"{sequence_hint(x.shape, self.encoder.in_features)}"
+            )
+        if self.max_len is not None and x.shape[0] > self.max_len:
+            raise ValueError(
+                f"`x` has L={x.shape[0]} steps; this Hyena model takes at most "
+                f"max_len={self.max_len} (got x.shape={x.shape})."
+            )
+        if mask is not None:
+            mask = self._check_mask(mask, x.shape)
+        if key is not None:
+            check_key("key", key)  # dropout's key: an int seed failed in jax.random.split
+        inference = key is None if inference is None else inference
+        _check_dropout_key(self.blocks[0].dropout.p, key, inference)
+        return mask
 
     def _check_step_model(self) -> None:
         if self.pooling == "mean":

@@ -25,6 +25,7 @@ from spectrax._checks import (
     complex_dtype,
     compute_dtype,
 )
+from spectrax._compile import compiled_call
 from spectrax._random import split_normals
 from spectrax.nn._factorized import as_complex
 from spectrax.nn._pointwise import get_activation
@@ -514,6 +515,7 @@ class TransformOnce(eqx.Module):
             for i in range(num_layers)
         )
 
+    @compiled_call
     def __call__(
         self, x: Float[Array, " C_in *spatial"], out_shape: Sequence[int] | None = None
     ) -> Float[Array, " C_out *spatial_out"]:

@@ -28,6 +28,7 @@ from spectrax._checks import (
     compute_dtype,
     widen_to_input,
 )
+from spectrax._compile import compiled_call
 from spectrax._random import normal, uniform, uniforms
 from spectrax.kernels.fft_conv import IMPLS, fft_conv
 from spectrax.nn._ssm import sequence_hint
@@ -540,6 +541,7 @@ class HyenaOperator(eqx.Module):
             key=k_f,
         )
 
+    @compiled_call
     def __call__(self, x: Float[Array, "L H"]) -> Float[Array, "L H"]:
         """Apply the operator to one sequence ``(L, H)``, ``L <= max_len``."""
         check_real_float("x", x)

@@ -30,6 +30,7 @@ from spectrax._checks import (
     compute_dtype,
     widen_to_input,
 )
+from spectrax._compile import compiled_call
 from spectrax._random import normal
 from spectrax.kernels.fft_conv import fft_conv
 from spectrax.ssm import (
@@ -155,6 +156,16 @@ def _check_dt_steps(dt, shape: tuple, what: str) -> Array:
                 f"({int(np.count_nonzero(bad))} of {v.size} steps)."
             )
     return dt
+
+
+def _s5_precheck(layer, x=None, *args, dt=None, mode=None, **kwargs) -> None:
+    """The checks of ``S5.__call__`` made before it is traced: ``dt``'s values (finite, > 0)
+    are seen only here, where they are concrete (in the same order as the call's checks)."""
+    if x is None or dt is None:
+        return
+    _check_sequence(x, layer.channels)
+    check_choice("mode", layer.mode if mode is None else mode, MODES)
+    _check_dt_steps(dt, (np.shape(x)[0],), "(L,)")
 
 
 def _check_backward(layer, backward: bool) -> None:
@@ -419,6 +430,7 @@ class S4D(eqx.Module):
         states = scan_diagonal(lam_bar[:, None, :], bu, method=method)
         return 2.0 * jnp.real(jnp.einsum("hlm,hm->lh", states, _to_complex(c)))
 
+    @compiled_call
     def __call__(self, x: Float[Array, "L H"], *, mode: str | None = None) -> Float[Array, "L H"]:
         """Apply the layer to one sequence ``(L, H)`` (``mode`` overrides the layer's)."""
         return _apply_siso(self, x, mode)
@@ -584,6 +596,7 @@ class S4(eqx.Module):
         states = jax.vmap(lambda a, b: scan_dense(a, b, method=method))(a_bar, bu)
         return jnp.real(jnp.einsum("hln,hn->lh", states, _to_complex(c)))
 
+    @compiled_call
     def __call__(self, x: Float[Array, "L H"], *, mode: str | None = None) -> Float[Array, "L H"]:
         """Apply the layer to one sequence ``(L, H)`` (``mode`` overrides the layer's)."""
         return _apply_siso(self, x, mode)
@@ -804,6 +817,7 @@ class S5(eqx.Module):
         states = scan_diagonal(lam_bar, bu, method=method)
         return 2.0 * jnp.real(states @ _to_complex(c).T)
 
+    @compiled_call(precheck=_s5_precheck)
     def __call__(
         self,
         x: Float[Array, "L H"],
