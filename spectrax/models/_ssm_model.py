@@ -373,6 +373,7 @@ class SSMSequenceModel(eqx.Module):
         self._check_step_model()
         return tuple(block.init_state() for block in self.blocks)
 
+    @compiled_call
     def step(
         self, x_t: Float[Array, " D"], state: tuple[Array, ...]
     ) -> tuple[Float[Array, " d_output"], tuple[Array, ...]]:
