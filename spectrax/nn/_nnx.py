@@ -14,6 +14,7 @@ same arrays, so outputs and gradients equal the unwrapped ones bit for bit.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -84,8 +85,11 @@ class EqxToNNX(nnx.Module):
             ``EqxToNNX(NNXToEqx(m))`` computes as ``m``; prefer ``m``.
 
     Calling the wrapper calls the Equinox module with the same arguments (one unbatched example,
-    as for every spectrax module; batch with ``jax.vmap`` or ``nnx.vmap``). The :attr:`module`
-    property returns the Equinox module holding the current values, e.g. after training.
+    as for every spectrax module; batch with ``jax.vmap`` or ``nnx.vmap``), and so does a call
+    of any public method of the module through the wrapper (``wrapper.step(x_t, state)`` and
+    ``wrapper.init_state()`` of an :class:`~spectrax.models.SSMSequenceModel`), with the
+    current values. The :attr:`module` property returns the Equinox module holding the
+    current values, e.g. after training; read its other attributes there.
     Non-array leaves (activation functions, static fields) are kept as they are and must be
     hashable, as every static attribute of an NNX module.
     """
@@ -124,6 +128,29 @@ class EqxToNNX(nnx.Module):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for a name the wrapper itself lacks: the wrapped module's public methods
+        # (e.g. SSMSequenceModel.step / init_state, a layer's kernel), bound at call time to
+        # the current values, so an NNX optimizer step in between is seen. Arrays and other
+        # attributes stay on `.module`: a stored copy would go stale as the variables train.
+        if name.startswith("_") or name in {"treedef", "static", "leaves"}:
+            raise AttributeError(name)
+        module = self.module
+        attr = inspect.getattr_static(type(module), name, None)
+        if not inspect.isfunction(attr):  # a field, a submodule, a property, nothing
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute {name!r}: it passes through the "
+                f"wrapped {type(module).__name__}'s methods only; read other attributes "
+                f"from `.module` (e.g. wrapper.module.{name})."
+            )
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return getattr(self.module, name)(*args, **kwargs)
+
+        method.__name__ = name
+        method.__doc__ = getattr(attr, "__doc__", None)
+        return method
 
 
 class NNXToEqx(eqx.Module):

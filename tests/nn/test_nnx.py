@@ -382,3 +382,42 @@ def test_eqx_to_nnx_names_a_trainable_that_is_not_a_predicate(library_errors):
     # trainable=True failed inside the leaf loop with "'bool' object is not callable"
     with pytest.raises(TypeError, match=r"`trainable` must be a predicate.*got bool True"):
         EqxToNNX(SpectralConv(1, 1, 4, 2, key=jax.random.key(0)), trainable=True)
+
+
+def test_eqx_to_nnx_passes_the_modules_methods_through_with_current_values():
+    """``wrapper.step`` / ``wrapper.init_state`` of a wrapped SSMSequenceModel decode token by
+    token as the Equinox model does, with the values after an NNX optimizer step (they raised
+    AttributeError: only ``__call__`` passed through); fields stay on ``.module``."""
+    from spectrax.models import SSMSequenceModel
+
+    model = SSMSequenceModel(
+        2, 3, d_model=4, n_layers=1, state_size=4, pooling="none", key=jax.random.key(0)
+    )
+    wrapper = EqxToNNX(model)
+    x = jax.random.normal(jax.random.key(1), (5, 2))
+
+    def decode(step, state):
+        ys = []
+        for x_t in x:
+            y, state = step(x_t, state)
+            ys.append(y)
+        return jnp.stack(ys)
+
+    got = decode(wrapper.step, wrapper.init_state())
+    assert_close(got, decode(model.step, model.init_state()), rtol=1e-6)
+    assert_close(got, model(x), rtol=1e-4)
+    assert "recurrent mode" in wrapper.step.__doc__
+
+    with _optax_promotion():
+        opt = nnx.Optimizer(wrapper, optax.sgd(0.5), wrt=nnx.Param)
+        opt.update(wrapper, nnx.grad(lambda w: jnp.sum(w(x) ** 2))(wrapper))
+    trained = wrapper.module
+    after = decode(wrapper.step, wrapper.init_state())
+    assert float(jnp.max(jnp.abs(after - got))) > 1e-3  # the step sees the trained values
+    assert_close(after, decode(trained.step, trained.init_state()), rtol=1e-6)
+
+    with pytest.raises(AttributeError, match=r"methods only.*wrapper\.module\.encoder"):
+        wrapper.encoder  # noqa: B018
+    with pytest.raises(AttributeError):
+        wrapper.no_such_method  # noqa: B018
+    assert not hasattr(wrapper, "pooling")  # a field: read it from .module
