@@ -23,7 +23,7 @@ from spectrax._checks import (
 from spectrax._compile import compiled_call
 from spectrax._random import linear
 from spectrax.nn import S4, S4D, S5, HyenaOperator
-from spectrax.nn._ssm import sequence_hint
+from spectrax.nn._ssm import _check_dt_steps, sequence_hint
 
 SSM_LAYER_TYPES: dict[str, Callable[..., eqx.Module]] = {"s4": S4, "s4d": S4D, "s5": S5}
 # Sequence mixers a block can hold: the state-space layers, and the Hyena long convolution
@@ -145,7 +145,8 @@ class SSMBlock(eqx.Module):
             ``layer="hyena"``, ``None`` otherwise). key: PRNG key.
 
     Call with ``x`` ``(L, H)``, ``key`` (dropout's PRNG key, or ``None``) and ``inference``
-    (``True`` turns dropout off; ``False`` with ``dropout > 0`` needs ``key``).
+    (``True`` turns dropout off; ``False`` with ``dropout > 0`` needs ``key``), and for an S5
+    block optionally ``dt``, S5's per-step scale ``(L,)`` (irregular sampling).
     """
 
     norm: eqx.nn.LayerNorm
@@ -176,7 +177,12 @@ class SSMBlock(eqx.Module):
         self.dropout = eqx.nn.Dropout(dropout)
 
     def __call__(
-        self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None, inference: bool
+        self,
+        x: Float[Array, "L H"],
+        *,
+        key: PRNGKeyArray | None,
+        inference: bool,
+        dt: Float[Array, " L"] | None = None,
     ) -> Float[Array, "L H"]:
         check_real_float("x", x)
         h_in = self.mix.in_features
@@ -186,9 +192,11 @@ class SSMBlock(eqx.Module):
                 f"x.shape={x.shape}. {sequence_hint(x.shape, h_in)}"
             )
         _check_dropout_key(self.dropout.p, key, inference)
+        _check_block_dt(self.ssm, dt)
         self = widen_to_input(self, x.dtype)  # a float64 input computes in float64
         h = x.astype(self.mix.weight.dtype)
-        z = self.ssm(jax.vmap(self.norm)(h)).astype(h.dtype)
+        u = jax.vmap(self.norm)(h)
+        z = (self.ssm(u) if dt is None else self.ssm(u, dt=dt)).astype(h.dtype)
         z = jax.nn.glu(jax.vmap(self.mix)(jax.nn.gelu(z)), axis=-1)
         return (h + self.dropout(z, key=key, inference=inference)).astype(x.dtype)
 
@@ -201,12 +209,16 @@ class SSMBlock(eqx.Module):
             )
         return self.ssm.init_state()
 
-    def step(self, x_t: Float[Array, " H"], state: Array) -> tuple[Float[Array, " H"], Array]:
+    def step(
+        self, x_t: Float[Array, " H"], state: Array, dt: Float[Array, ""] | None = None
+    ) -> tuple[Float[Array, " H"], Array]:
         """One time step of :meth:`__call__` (dropout off), with its dtype rule: computes in the
         parameters' dtype, float64 for a float64 ``x_t`` (the parameters are widened for the
         step), and returns ``x_t``'s dtype. The state keeps :meth:`init_state`'s dtype, so a
-        float64 step of a float32 block rounds it to complex64 for the next step."""
+        float64 step of a float32 block rounds it to complex64 for the next step. ``dt``: an S5
+        block's scale of this step (a scalar), as ``dt[t]`` of :meth:`__call__`."""
         zero = self.init_state()  # also the error for a layer without a recurrent mode
+        _check_block_dt(self.ssm, dt)
         if jnp.result_type(state) != zero.dtype:
             raise TypeError(
                 f"`state` must have dtype {zero.dtype}, as init_state() returns for these "
@@ -216,15 +228,34 @@ class SSMBlock(eqx.Module):
         h = x_t.astype(wide.mix.weight.dtype)
         # the widened layer steps a state of its own dtype; it is stored back in init_state()'s
         state = jnp.asarray(state).astype(wide.ssm.init_state().dtype)
-        z, state = wide.ssm.step(wide.norm(h), state)
+        u = wide.norm(h)
+        z, state = wide.ssm.step(u, state) if dt is None else wide.ssm.step(u, state, dt=dt)
         z = jax.nn.glu(wide.mix(jax.nn.gelu(z.astype(h.dtype))), axis=-1)
         return (h + z).astype(x_t.dtype), state.astype(zero.dtype)
 
 
-def _precheck_call(model, x=None, *args, mask=None, key=None, inference=None, **kwargs) -> None:
+def _check_block_dt(layer: eqx.Module, dt: Any) -> None:
+    if dt is not None and not isinstance(layer, S5):
+        raise ValueError(
+            "`dt` (a per-step time scale, for irregularly sampled sequences) needs S5 layers "
+            f"(layer='s5'), whose discretisation takes it; this model's layers are "
+            f"{type(layer).__name__}. Drop `dt`, or build the model with layer='s5'."
+        )
+
+
+def _precheck_call(
+    model, x=None, *args, dt=None, mask=None, key=None, inference=None, **kwargs
+) -> None:
     """``SSMSequenceModel.__call__``'s checks on the arguments as given, before tracing."""
-    if mask is not None and hasattr(x, "shape"):  # else the call's own checks name `x`
-        model._check_call(x, mask, key, inference)
+    if (mask is not None or dt is not None) and hasattr(x, "shape"):
+        model._check_call(x, mask, key, inference, dt)  # else the call's own checks name `x`
+
+
+def _precheck_step(model, x_t=None, state=None, dt=None, **kwargs) -> None:
+    """``SSMSequenceModel.step``'s check of a concrete ``dt`` (finite, > 0), before tracing."""
+    if dt is not None:
+        _check_block_dt(model.blocks[0].ssm, dt)
+        _check_dt_steps(dt, (), "a scalar")
 
 
 class SSMSequenceModel(eqx.Module):
@@ -252,8 +283,9 @@ class SSMSequenceModel(eqx.Module):
             input's dtype, and each block casts back to the model's dtype). key: PRNG key.
 
     Call with one sequence ``(L, d_input)``; returns ``(d_output,)`` or, with
-    ``pooling="none"``, ``(L, d_output)``. Pass ``key`` for dropout when training, and ``mask``
-    for padded sequences of different lengths (see :meth:`__call__`).
+    ``pooling="none"``, ``(L, d_output)``. Pass ``key`` for dropout when training, ``mask``
+    for padded sequences of different lengths, and with S5 layers ``dt`` for irregularly
+    sampled sequences (see :meth:`__call__`).
     """
 
     encoder: eqx.nn.Linear
@@ -314,6 +346,7 @@ class SSMSequenceModel(eqx.Module):
         self,
         x: Float[Array, "L D"],
         *,
+        dt: Float[Array, " L"] | None = None,
         mask: Bool[Array, " L"] | None = None,
         key: PRNGKeyArray | None = None,
         inference: bool | None = None,
@@ -322,6 +355,12 @@ class SSMSequenceModel(eqx.Module):
 
         Args:
             x: ``(L, d_input)``, real floating point, ``L >= 1`` (``L <= max_len`` for Hyena).
+            dt: S5 layers only (``layer="s5"``): a positive per-step scale ``(L,)`` of every
+                block's step, for irregularly sampled sequences (Smith et al., 2023, Sec. 6.3):
+                block ``b``'s step at time ``k`` is ``exp(log_dt_b) * dt[k]``, e.g. the time
+                between observations ``k - 1`` and ``k`` in the units the steps were
+                initialised for. Finite and positive at every step, padded ones included
+                (pad with ones); with scan mode only. ``None`` (default): every step is 1.
             mask: optional boolean ``(L,)``, ``True`` at valid steps, ``False`` at padding:
                 sequences of different lengths padded at the end to a common ``L`` (``jax.vmap``
                 over ``x`` and ``mask`` together). Padded inputs are replaced by zeros (so any
@@ -343,7 +382,7 @@ class SSMSequenceModel(eqx.Module):
         Returns:
             ``(d_output,)``, or ``(L, d_output)`` with ``pooling="none"``.
         """
-        mask = self._check_call(x, mask, key, inference)
+        mask = self._check_call(x, mask, key, inference, dt)
         if mask is not None:
             x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))
         inference = key is None if inference is None else inference
@@ -355,7 +394,7 @@ class SSMSequenceModel(eqx.Module):
         self = widen_to_input(self, x.dtype)  # a float64 input computes in float64
         h = jax.vmap(self.encoder)(x.astype(self.encoder.weight.dtype))
         for block, k in zip(self.blocks, keys, strict=True):
-            h = block(h, key=k, inference=inference)
+            h = block(h, key=k, inference=inference, dt=dt)
         h = POOLINGS[self.pooling](jax.vmap(self.norm)(h), mask)
         if h.ndim == 1:
             if mask is None:
@@ -373,9 +412,12 @@ class SSMSequenceModel(eqx.Module):
         self._check_step_model()
         return tuple(block.init_state() for block in self.blocks)
 
-    @compiled_call
+    @compiled_call(precheck=_precheck_step)
     def step(
-        self, x_t: Float[Array, " D"], state: tuple[Array, ...]
+        self,
+        x_t: Float[Array, " D"],
+        state: tuple[Array, ...],
+        dt: Float[Array, ""] | None = None,
     ) -> tuple[Float[Array, " d_output"], tuple[Array, ...]]:
         """One time step of the model in recurrent mode, for autoregressive generation.
 
@@ -396,6 +438,8 @@ class SSMSequenceModel(eqx.Module):
         Args:
             x_t: one step of the input, ``(d_input,)``.
             state: the state from :meth:`init_state` or the previous ``step``.
+            dt: S5 layers only: this step's positive scale, ``dt[t]`` of :meth:`__call__`
+                (``None``: 1).
 
         Returns:
             ``(y_t, state)``: ``y_t`` of shape ``(d_output,)`` and the next state.
@@ -428,13 +472,16 @@ class SSMSequenceModel(eqx.Module):
         h = wide.encoder(x_t.astype(wide.encoder.weight.dtype))
         new_state = []
         for block, s in zip(self.blocks, state, strict=True):
-            h, s = block.step(h, s)  # widens itself for a float64 h; the state keeps its dtype
+            h, s = block.step(h, s, dt)  # widens itself for a float64 h; the state keeps its dtype
             new_state.append(s)
         return wide.decoder(wide.norm(h)), tuple(new_state)
 
-    def _check_call(self, x: Any, mask: Any, key: Any, inference: Any) -> Array | None:
+    def _check_call(
+        self, x: Any, mask: Any, key: Any, inference: Any, dt: Any = None
+    ) -> Array | None:
         """The checks of :meth:`__call__`, also made before it is traced (by
-        ``_precheck_call``), where an all-False ``mask`` is concrete: ``mask`` as an array."""
+        ``_precheck_call``), where an all-False ``mask`` and ``dt``'s values are concrete:
+        ``mask`` as an array."""
         check_real_float("x", x)
         if x.ndim != 2 or x.shape[1] != self.encoder.in_features or x.shape[0] < 1:
             raise ValueError(
@@ -449,6 +496,9 @@ class SSMSequenceModel(eqx.Module):
             )
         if mask is not None:
             mask = self._check_mask(mask, x.shape)
+        if dt is not None:
+            _check_block_dt(self.blocks[0].ssm, dt)
+            _check_dt_steps(dt, x.shape[:1], "(L,)")
         if key is not None:
             check_key("key", key)  # dropout's key: an int seed failed in jax.random.split
         inference = key is None if inference is None else inference

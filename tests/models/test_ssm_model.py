@@ -506,3 +506,63 @@ def test_empty_row_is_nan_but_its_gradient_can_be_dropped(key):
         assert np.all(np.isnan(y[1])) and np.all(np.isfinite(y[0]))
         assert np.all(np.isfinite(g)) and np.max(np.abs(g_full)) > 0.0
         np.testing.assert_allclose(g, g_full, rtol=1e-6, atol=1e-7 * np.max(np.abs(g_full)))
+
+
+def test_s5_model_takes_per_step_dt(key, x64):
+    """``dt`` reaches every S5 block: a constant ``dt = c`` is the model whose every block has
+    ``log_dt + log c``; an irregular ``dt`` changes the output; ``step`` with ``dt[t]`` decodes
+    the call; padding at the end with ``mask`` is the unpadded call; the gradient reaches
+    ``dt``. (``dt`` was not an argument: irregular sampling needed the S5 layer alone.)"""
+    model = SSMSequenceModel(
+        2, 3, 6, 2, layer="s5", state_size=4, pooling="none", dtype=jnp.float64, key=key
+    )
+    x = jax.random.normal(jax.random.key(1), (12, 2), jnp.float64)
+    dt = jax.random.uniform(jax.random.key(2), (12,), jnp.float64, 1.0, 30.0)
+    c = 2.5
+    shifted = eqx.tree_at(
+        lambda m: [b.ssm.log_dt for b in m.blocks],
+        model,
+        [b.ssm.log_dt + np.log(c) for b in model.blocks],
+    )
+    assert_close(model(x, dt=jnp.full((12,), c)), shifted(x), rtol=1e-12)
+    assert_close(model(x, dt=jnp.ones(12)), model(x), rtol=1e-12)
+    y = model(x, dt=dt)
+    assert float(jnp.max(jnp.abs(y - model(x)))) > 1e-2
+
+    state, ys = model.init_state(), []
+    for t in range(12):
+        y_t, state = model.step(x[t], state, dt[t])
+        ys.append(y_t)
+    assert_close(jnp.stack(ys), y, rtol=1e-10)
+
+    n = 8
+    mask = jnp.arange(12) < n
+    padded = model(x.at[n:].set(jnp.nan), dt=dt.at[n:].set(1.0), mask=mask)
+    assert_close(padded[:n], model(x[:n], dt=dt[:n]), rtol=1e-10)
+
+    g = jax.jit(jax.grad(lambda d: jnp.sum(model(x, dt=d) ** 2)))(dt)
+    assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.max(jnp.abs(g))) > 0.0
+    batched = jax.vmap(lambda x, d: model(x, dt=d))(jnp.stack([x, x]), jnp.stack([dt, dt * 2]))
+    assert_close(batched[0], y, rtol=1e-12)
+
+
+def test_per_step_dt_errors_name_it(key, library_errors):
+    x = jnp.ones((6, 2))
+    s4d = SSMSequenceModel(2, 1, 4, 1, state_size=4, pooling="last", key=key)
+    with pytest.raises(ValueError, match=r"`dt`.*needs S5 layers.*layers are S4D"):
+        s4d(x, dt=jnp.ones(6))
+    with pytest.raises(ValueError, match=r"`dt`.*needs S5 layers"):
+        s4d.step(x[0], s4d.init_state(), 1.0)
+    s5 = SSMSequenceModel(2, 1, 4, 1, layer="s5", state_size=4, pooling="last", key=key)
+    with pytest.raises(ValueError, match=r"`dt` must be \(L,\) \(6,\); got shape \(5,\)"):
+        s5(x, dt=jnp.ones(5))
+    # concrete values are checked before the call is compiled, also under the eager compile
+    with pytest.raises(ValueError, match=r"`dt` must be finite and positive.*-1.0 at step 3"):
+        s5(x, dt=jnp.ones(6).at[3].set(-1.0))
+    with pytest.raises(ValueError, match=r"`dt` must be finite and positive.*0.0"):
+        s5.step(x[0], s5.init_state(), jnp.float32(0.0))
+    conv = SSMSequenceModel(
+        2, 1, 4, 1, layer="s5", state_size=4, layer_kwargs={"mode": "conv"}, key=key
+    )
+    with pytest.raises(ValueError, match=r"per-step `dt` needs mode='scan'"):
+        conv(x, dt=jnp.ones(6))
