@@ -87,7 +87,16 @@ def rollout(
     _check_floating("history", history)
     # Wrapped in lambdas: jax hashes the callables it is given, and a module holding tracers
     # (under grad) is unhashable.
-    out = jax.eval_shape(lambda h: model(h), history)
+    try:
+        out = jax.eval_shape(lambda h: model(h), history)
+    except (ValueError, TypeError) as e:
+        # the model's own message names its argument (`x`), not rollout's
+        e.add_note(
+            f"(raised by `model` on rollout's first window, `history` of shape "
+            f"{history.shape}; rollout takes one history (C, *spatial): batch with "
+            f"jax.vmap(lambda h: rollout(model, h, {num_steps}))(histories))"
+        )
+        raise
     k = _check_model_output(out, history, max_k=history.shape[0])
     call = lambda w: next_snapshots(model, w, residual=residual)  # noqa: E731
     step = jax.checkpoint(call) if remat else call

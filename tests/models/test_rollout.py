@@ -84,6 +84,18 @@ def test_vmap_over_histories(key):
         assert_close(batched[i], rollout(model, hs[i], 3), jnp.float32, rtol=1e-5)
 
 
+def test_a_batch_of_histories_is_named_as_rollouts_argument(key, library_errors):
+    """The model's error (naming its own `x`) says it came from rollout's `history` and how to
+    batch (it named only `x`, an argument the caller never passed)."""
+    model = FNO(1, 2, 1, 8, 4, 1, projection_channels=8, key=key)
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)`x` must be.*`history` of shape \(3, 2, 16\).*"
+        r"jax\.vmap\(lambda h: rollout\(model, h, 5\)\)",
+    ):
+        rollout(model, jnp.ones((3, 2, 16)), 5)
+
+
 def test_errors(key, library_errors):
     h = jnp.ones((2, 8))
     with pytest.raises(ValueError, match="num_steps"):
