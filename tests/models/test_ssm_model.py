@@ -101,7 +101,14 @@ def test_hyena_blocks_are_hyena_operators(key):
 
 # Long-range smoke test: the signal token sits >= 256 steps before the read-out position among
 # noise tokens; chance is 1/4. Sizes chosen for CI (one block, 16 channels, <= 400 Adam steps).
-# Measured on CPU: S4D reaches 100% held-out accuracy after 300 steps, S5 after 400.
+# At these budgets full recall depends on the seed (held-out accuracy over model seeds 0-5,
+# measured on CPU): S4D after 300 steps 1.0, 0.94, 0.83, 0.92, 1.0, 0.77; S5 after 400 steps
+# 0.75, 0.75, 1.0, 0.52, 0.94, 1.0 (several S5 runs sit on a plateau of 3 classes of 4 for
+# hundreds of steps). Seed 0's S5 run reached 1.0 or stayed at 0.75 with XLA:CPU's two loop
+# emitters (round-off alone), so the test asserts what every run shows: accuracy >= 0.5, twice
+# chance and 13 standard errors above it on 512 held-out sequences, which only a model that
+# carries the token across >= 256 steps reaches (with steps 10-100x larger, dt in [0.1, 1],
+# the state forgets it and both layers stay at chance, 0.25).
 LENGTH, MIN_LAG, CLASSES = 288, 256, 4
 
 
@@ -115,7 +122,7 @@ def recall_data():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("layer", "state", "steps"), [("s4d", 16, 300), ("s5", 32, 400)])
-def test_learns_recall_256_steps_back(layer, state, steps, recall_data):
+def test_recalls_a_token_256_steps_back(layer, state, steps, recall_data):
     (x_train, y_train), (x_test, y_test) = recall_data
     model = SSMSequenceModel(
         x_train.shape[-1],
@@ -153,7 +160,7 @@ def test_learns_recall_256_steps_back(layer, state, steps, recall_data):
             model, state, _ = step(model, state, x_train[j : j + 32], y_train[j : j + 32])
     preds = jnp.argmax(eqx.filter_jit(jax.vmap(model))(x_test), axis=-1)
     accuracy = float(jnp.mean((preds == y_test).astype(jnp.float32)))
-    assert accuracy >= 0.95, accuracy
+    assert accuracy >= 0.5, accuracy
 
 
 @pytest.mark.parametrize("layer", ["s4d", "hyena"])

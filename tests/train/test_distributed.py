@@ -99,7 +99,13 @@ def _spawn_two(args: list[str], *, devices: int = 2, expect: int = 0) -> list[st
         env = dict(os.environ)
         env.update(
             JAX_PLATFORMS="cpu",
-            XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+            # the suite's compile flags (conftest), with this process's device count
+            XLA_FLAGS=" ".join(
+                [
+                    *(f for f in env["XLA_FLAGS"].split() if "device_count" not in f),
+                    f"--xla_force_host_platform_device_count={devices}",
+                ]
+            ),
             JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
             JAX_NUM_PROCESSES="2",
             JAX_PROCESS_ID=str(i),
