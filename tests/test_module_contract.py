@@ -40,6 +40,7 @@ from spectrax.models import (
     SSMBlock,
     SSMSequenceModel,
     TransformOnce,
+    spatiotemporal_fno,
 )
 from spectrax.nn import (
     S4,
@@ -100,6 +101,12 @@ CASES: dict[str, Case] = {
     "FNO": Case(
         lambda k: FNO(1, 1, 1, 4, 3, 1, projection_channels=8, channel_mlp_expansion=0.5, key=k),
         (1, 8),
+        nnx=False,
+    ),
+    # an FNO over space and time (its own error for a field of the wrong rank)
+    "SpatiotemporalFNO": Case(
+        lambda k: spatiotemporal_fno(1, 1, 1, 4, 3, 1, projection_channels=8, key=k),
+        (1, 8, 6),
         nnx=False,
     ),
     # GroupNorm, in both of a block's places; SoftGating; depthwise spectral weights

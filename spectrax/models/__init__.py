@@ -1,7 +1,13 @@
 """spectrax.models"""
 
 from spectrax.models._afno import AFNO, AFNOBlock, patchify, unpatchify
-from spectrax.models._fno import FNO, FNOBlock, grid_channels, spatiotemporal_fno
+from spectrax.models._fno import (
+    FNO,
+    FNOBlock,
+    SpatiotemporalFNO,
+    grid_channels,
+    spatiotemporal_fno,
+)
 from spectrax.models._rollout import next_snapshots, rollout
 from spectrax.models._sfno import SFNO, SFNOBlock
 from spectrax.models._ssm_model import (
@@ -27,6 +33,7 @@ __all__: list[str] = [
     "LAYER_TYPES",
     "POOLINGS",
     "SFNO",
+    "SpatiotemporalFNO",
     "SFNOBlock",
     "SSMBlock",
     "SSMSequenceModel",

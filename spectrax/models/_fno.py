@@ -386,6 +386,35 @@ class FNO(eqx.Module):
         return self.projection(h)
 
 
+class SpatiotemporalFNO(FNO):
+    """An :class:`FNO` over space and time, time last: what :func:`spatiotemporal_fno` builds.
+
+    It computes as the :class:`FNO` it is (``isinstance(model, FNO)``; its
+    ``num_spatial_dims`` counts time); a field of the wrong rank is named as a space-time
+    field ``(C, *space, T)``, with the number of space axes the caller gave.
+    """
+
+    def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
+        """Map one space-time field ``(C_in, *space, T)`` to ``(C_out, *space, T)``; batch with
+        ``jax.vmap``."""
+        shape = tuple(getattr(x, "shape", ()))
+        d = self.num_spatial_dims
+        if shape and len(shape) != 1 + d:
+            axes = "axis" if d - 1 == 1 else "axes"
+            hint = (
+                "Batch with jax.vmap."
+                if len(shape) > 1 + d
+                else "Give the input a last time axis, e.g. the initial snapshots repeated over "
+                "the T output times (Li et al., 2021, section 5.3): "
+                "jnp.broadcast_to(x[..., None], (*x.shape, T))."
+            )
+            raise ValueError(
+                f"`x` must be one space-time field (C, *space, T): {d - 1} space {axes} and "
+                f"time last, {d} axes after the channels; got x.shape={shape}. {hint}"
+            )
+        return FNO.__call__(self, x)
+
+
 def spatiotemporal_fno(
     num_spatial_dims: int | None = None,
     in_channels: int | None = None,
@@ -398,8 +427,9 @@ def spatiotemporal_fno(
     key: PRNGKeyArray,
     num_space_dims: int | None = None,
     **kwargs,
-) -> FNO:
-    """A space-time FNO: an :class:`FNO` whose last axis is time (``num_spatial_dims + 1`` axes).
+) -> SpatiotemporalFNO:
+    """A space-time FNO: an :class:`FNO` whose last axis is time (``num_spatial_dims + 1`` axes),
+    as a :class:`SpatiotemporalFNO`.
 
     Li et al. (2021), section 5.3 ("FNO-3d"): the input field ``(C_in, *space, T)`` holds, e.g.,
     the first ``T_in`` vorticity snapshots repeated along the time axis; time is not periodic, so
@@ -461,6 +491,6 @@ def spatiotemporal_fno(
             f"{time_padding}."
         )
     padding = (0.0,) * (d - 1) + (float(time_padding),)
-    return FNO(
+    return SpatiotemporalFNO(
         d, in_channels, out_channels, width, modes, num_layers, padding=padding, key=key, **kwargs
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from spectrax.models import FNO, FNOBlock, grid_channels, spatiotemporal_fno
+from spectrax.models import FNO, FNOBlock, SpatiotemporalFNO, grid_channels, spatiotemporal_fno
 from tests.helpers import assert_close
 from tests.models.smoke import loss_decreases
 
@@ -470,3 +470,27 @@ def test_float64_parameters_need_x64(key, library_errors):
             model = eqx.filter_eval_shape(build)
             dtypes = {leaf.dtype for leaf in jax.tree.leaves(model) if hasattr(leaf, "dtype")}
             assert dtypes == {jnp.dtype(jnp.float64)}, (name, dtypes)
+
+
+def test_spatiotemporal_fno_names_space_and_time_in_its_rank_error(key, library_errors):
+    """A field without the time axis (or batched) is named as a space-time field with the
+    caller's number of space axes (FNO's message counted time among "2 spatial axes" for a
+    1-space-axis model); the model is an FNO and computes as one."""
+    model = spatiotemporal_fno(1, 1, 1, 4, 3, 1, projection_channels=8, key=key)
+    assert isinstance(model, FNO) and isinstance(model, SpatiotemporalFNO)
+    with pytest.raises(
+        ValueError,
+        match=r"space-time field \(C, \*space, T\): 1 space axis and time last.*"
+        r"x\.shape=\(1, 32\).*broadcast_to",
+    ):
+        model(jnp.ones((1, 32)))
+    with pytest.raises(ValueError, match=r"2 axes after the channels.*Batch with jax\.vmap"):
+        model(jnp.ones((4, 1, 32, 6)))
+    with pytest.raises(ValueError, match=r"has 2 channels"):  # FNO's own checks follow
+        model(jnp.ones((2, 32, 6)))
+    x = jax.random.normal(key, (1, 16, 6))
+    as_fno = FNO.__call__(model, x)
+    assert_close(model(x), as_fno, rtol=0.0)
+    two = spatiotemporal_fno(2, 1, 1, 4, 3, 1, projection_channels=8, key=key)
+    with pytest.raises(ValueError, match=r"2 space axes and time last, 3 axes"):
+        two(jnp.ones((1, 16, 16)))
