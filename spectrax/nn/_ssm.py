@@ -191,16 +191,16 @@ _STATIC_DRAW = ("h", "m", "bidirectional", "dt_min", "dt_max", "dtype")
 def _draw_readout(key, vc_re=None, vc_im=None, *, h, m, bidirectional, dt_min, dt_max, dtype):
     """S4/S4D: ``(C, C_back, D, log_dt)`` from ``key``; ``C`` and ``C_back`` ``(h, m, 2)``,
     drawn in the eigenbasis (``E|C̃|² = 1``), or, given the fixed columns ``vc_re + i vc_im``
-    ``(n, m)`` of a non-unitary eigenbasis (S4D-PTD), ``c Ṽ`` for a real standard normal
-    ``c (h, n)`` drawn in the columns' dtype (``E|C̃|² = 1`` for unit columns)."""
+    ``(n, m)`` of a non-unitary eigenbasis (S4D-PTD), the real read-out ``c (h, n)`` itself, a
+    standard normal drawn in the columns' dtype: the layer reads out with ``C̃ = c Ṽ``
+    (``E|C̃|² = 1`` for unit columns)."""
     kc, kb, kdt, kd = jax.random.split(key, 4)
 
     def readout(k):
         if vc_re is None:
             return _complex_normal(k, (h, m), 1.0, dtype)
         n = vc_re.shape[0]
-        c = jax.random.normal(k, (h * n,), vc_re.dtype).reshape(h, n)
-        return _stack_matmul(c, vc_re, vc_im, left=False).astype(dtype)
+        return jax.random.normal(k, (h * n,), vc_re.dtype).reshape(h, n).astype(dtype)
 
     c = readout(kc)
     c_back = readout(kb) if bidirectional else None
@@ -225,8 +225,9 @@ def _draw_s5(key, vk_re, vk_im, vc_re, vc_im, *, h, m, bidirectional, dt_min, dt
     ``vk_re + i vk_im`` ``(m, n)`` (``V^H`` for HiPPO, ``n = 2m``; PTD's ``Ṽ^{-1}`` slots) and a
     real ``b (n, h)`` in the dtype of ``vk_re`` (float32, float64 for float64 parameters,
     whatever ``jax_enable_x64``). ``C``: drawn in the eigenbasis when
-    ``vc_re`` is None, else ``c V`` for the fixed columns ``vc_re + i vc_im`` ``(n, m)`` and a
-    real ``c (h, n)`` of variance ``1/(2m)`` (``E|C̃|² = 1/(2m)`` for unit columns)."""
+    ``vc_re`` is None, else the real read-out ``c (h, n)`` of variance ``1/(2m)`` itself, in
+    ``vc_re``'s dtype, which the layer reads out as ``c V`` for the fixed columns
+    ``vc_re + i vc_im`` ``(n, m)`` (``E|C̃|² = 1/(2m)`` for unit columns)."""
     kb, kc, kcb, kdt, kd = jax.random.split(key, 5)
     # W b in jnp (not NumPy) so the module also builds under jit and eqx.filter_eval_shape (a
     # checkpoint's abstract skeleton); real and imaginary parts are two real matmuls. Drawn flat
@@ -239,7 +240,7 @@ def _draw_s5(key, vk_re, vk_im, vc_re, vc_im, *, h, m, bidirectional, dt_min, dt
         if vc_re is None:
             return _complex_normal(k, (h, m), std, dtype)
         c = jax.random.normal(k, (h * n,), vc_re.dtype).reshape(h, n)
-        return (_stack_matmul(c, vc_re, vc_im, left=False) * std).astype(dtype)
+        return (c * std).astype(dtype)  # the real read-out; C̃ = c Ṽ (S5._readout)
 
     return (
         (_stack_matmul(b, vk_re, vk_im, left=True) / math.sqrt(h)).astype(dtype),
@@ -300,11 +301,17 @@ class S4D(eqx.Module):
             HiPPO-LegS of :func:`~spectrax.ssm.s4d_ptd`, its transfer function 3e-2 from
             LegS's where S4D-LegS's is 3.1 away at N = 64; real eigenvalues in slots at half
             weight of ``B``, on which ``C`` acts through its real part). ``C`` is drawn in the
-            eigenbasis (``E|C̃|² = 1``) for the other inits; for PTD, ``C = c Ṽ`` for a real
-            standard normal ``c (H, n)``, so each channel is the real system ``(Ã, b, c)``: its
-            slots' large terms (``|B̃|`` up to 1.9e4 at N = 64) cancel, initial kernel rms 0.020
-            against S4D-LegS's 0.06 (N = H = 64, ``L = 1024``; a ``C`` drawn in the eigenbasis
-            gave 6.1), float32 kernel 5.4e-5 from float64 (median channel; S4D-LegS 3.3e-5).
+            eigenbasis (``E|C̃|² = 1``) for the other inits, stored as ``(H, N // 2, 2)``; for
+            PTD the parameter ``C`` (and ``C_back``) is a real ``c (H, n)``, standard normal at
+            init, read out as ``C̃ = c Ṽ`` (``Ṽ`` the fixed PTD eigenvector columns), so each
+            channel is the real system ``(Ã, b, c)``: its slots' large terms (``|B̃|`` up to
+            1.9e4 at N = 64) cancel, initial kernel rms 0.020 against S4D-LegS's 0.06
+            (N = H = 64, ``L = 1024``; a ``C`` drawn in the eigenbasis gave 6.1), float32
+            kernel 5.4e-5 from float64 (median channel; S4D-LegS 3.3e-5). ``c`` is trained in
+            that basis: trained as ``C̃`` itself, Adam's steps moved the cancelling products
+            ``C̃ B̃`` tens of times further than for LegS, and S4D-PTD stayed at chance on
+            delayed recall 256 steps back (measured by hand, 400 steps: 5 of 6 runs at
+            0.25-0.27, one 0.48) where the real basis learns it (0.73 to 1.0, seeds 0-3).
         disc: ``"zoh"`` (default) or ``"bilinear"``.
         mode: ``"conv"`` (default), ``"scan"`` or ``"recurrent"``. ``"conv"`` runs
             :func:`spectrax.fft_conv`, a ``custom_vjp``: reverse mode and second derivatives
@@ -329,8 +336,8 @@ class S4D(eqx.Module):
     log_Lambda_re: Float[Array, "H M"]
     Lambda_im: Float[Array, "H M"]
     B: Float[Array, "H M 2"]
-    C: Float[Array, "H M 2"]
-    C_back: Float[Array, "H M 2"] | None
+    C: Float[Array, "H M 2"] | Float[Array, "H n"]  # (H, n): init="ptd"'s real read-out c
+    C_back: Float[Array, "H M 2"] | Float[Array, "H n"] | None
     D: Float[Array, " H"]
     log_dt: Float[Array, " H"]
     channels: int = eqx.field(static=True)
@@ -417,9 +424,21 @@ class S4D(eqx.Module):
         lam_bar, b_bar = self.discrete()
         log_lam, negated = self._log_lambda_bar()
         k = vandermonde_kernel(
-            lam_bar, _to_complex(c) * b_bar, length, log_Lambda_bar=log_lam, negated=negated
+            lam_bar, self._readout(c) * b_bar, length, log_Lambda_bar=log_lam, negated=negated
         )
         return 2.0 * jnp.real(k)
+
+    def _readout(self, c: Array) -> Complex[Array, "H M"]:
+        """The slots' complex read-out ``C̃`` ``(H, N // 2)`` of ``C`` or ``C_back``: stored as
+        real and imaginary parts ``(H, N // 2, 2)``, or for ``init="ptd"`` as the real ``c``
+        ``(H, n)`` in the PTD eigenbasis, ``C̃ = c Ṽ`` (``Ṽ`` recomputed from the cached
+        :func:`~spectrax.ssm.ptd_legs`, a constant)."""
+        if c.ndim == 3:
+            return _to_complex(c)
+        c = _f32(c)
+        cols = ptd_slots(*ptd_legs(2 * self.Lambda_im.shape[-1])[:2])[2]
+        v_re, v_im = (jnp.asarray(part, c.dtype) for part in (cols.real, cols.imag))
+        return _to_complex(_stack_matmul(c, v_re, v_im, left=False))
 
     def _conv(self, x: Array, c: Array) -> Array:
         return fft_conv(x.T, self._kernel(c, x.shape[0])).T
@@ -428,7 +447,7 @@ class S4D(eqx.Module):
         lam_bar, b_bar = self.discrete()
         bu = b_bar[:, None, :] * x.T[:, :, None].astype(b_bar.dtype)  # (H, L, M)
         states = scan_diagonal(lam_bar[:, None, :], bu, method=method)
-        return 2.0 * jnp.real(jnp.einsum("hlm,hm->lh", states, _to_complex(c)))
+        return 2.0 * jnp.real(jnp.einsum("hlm,hm->lh", states, self._readout(c)))
 
     @compiled_call
     def __call__(self, x: Float[Array, "L H"], *, mode: str | None = None) -> Float[Array, "L H"]:
@@ -450,7 +469,7 @@ class S4D(eqx.Module):
         lam_bar, b_bar = self.discrete()
         u = x_t.astype(_f32(self.D).dtype)
         state = lam_bar * state + b_bar * u[:, None].astype(b_bar.dtype)
-        y = 2.0 * jnp.real(jnp.sum(_to_complex(self.C) * state, axis=-1)).astype(u.dtype)
+        y = 2.0 * jnp.real(jnp.sum(self._readout(self.C) * state, axis=-1)).astype(u.dtype)
         return y + _f32(self.D) * u, state
 
 
@@ -688,7 +707,9 @@ class S5(eqx.Module):
             unitary: not ``Ṽ^*``) for a real ``b (J n, H)`` of the same law, with half the
             weight on real eigenvalues' slots (:func:`~spectrax.ssm.ptd_slots`), and
             ``C = c Ṽ`` for a real ``c (H, J n)`` with variance ``1/P`` (``E|C̃|² = 1/P``, as
-            above): with one step ``dt`` for all states the layer is exactly the real system
+            above; the parameter ``C`` (and ``C_back``) is that real ``c``, trained in the
+            PTD eigenbasis, as :class:`S4D`'s with ``init="ptd"``, for the same reason): with
+            one step ``dt`` for all states the layer is exactly the real system
             ``(Ã, b, c)`` discretised with it (each block; float64 kernels to 1e-11 at
             P = 64). The initial steps differ per state (as for HiPPO-N), which discretises
             each slot with its own step: a different system from the dense one (its kernel
@@ -701,12 +722,13 @@ class S5(eqx.Module):
     log_Lambda_re: Float[Array, " M"]
     Lambda_im: Float[Array, " M"]
     B: Float[Array, "M H 2"]
-    C: Float[Array, "H M 2"]
-    C_back: Float[Array, "H M 2"] | None
+    C: Float[Array, "H M 2"] | Float[Array, "H n"]  # (H, J n): init="ptd"'s real read-out c
+    C_back: Float[Array, "H M 2"] | Float[Array, "H n"] | None
     D: Float[Array, " H"]
     log_dt: Float[Array, " M"]
     channels: int = eqx.field(static=True)
     state_size: int = eqx.field(static=True)
+    blocks: int = eqx.field(static=True)
     disc: str = eqx.field(static=True)
     mode: str = eqx.field(static=True)
     bidirectional: bool = eqx.field(static=True)
@@ -747,6 +769,7 @@ class S5(eqx.Module):
                 f"state_size={state_size}."
             )
         self.disc, self.mode, self.bidirectional = disc, mode, bool(bidirectional)
+        self.blocks = blocks
         size = state_size // blocks
         lam, w, cols = _S5_INITS[init](size)
         # The block-diagonal maps are J copies of one block's; kron with I_1 is exact, so
@@ -798,7 +821,7 @@ class S5(eqx.Module):
     def _kernel(self, c: Array, length: int) -> Array:
         lam_bar, gamma = self.discrete()
         b_bar = gamma[0][:, None] * _to_complex(self.B)
-        w = _to_complex(c)[:, None, :] * b_bar.T[None, :, :]  # (H, H, M)
+        w = self._readout(c)[:, None, :] * b_bar.T[None, :, :]  # (H, H, M)
         log_lam, negated = self._log_lambda_bar()
         k = vandermonde_kernel(
             lam_bar[None], w, length, log_Lambda_bar=log_lam[None], negated=negated[None]
@@ -815,7 +838,19 @@ class S5(eqx.Module):
         lam_bar, gamma = self.discrete(dt)
         bu = gamma * (x.astype(gamma.dtype) @ _to_complex(self.B).T)  # (L, M)
         states = scan_diagonal(lam_bar, bu, method=method)
-        return 2.0 * jnp.real(states @ _to_complex(c).T)
+        return 2.0 * jnp.real(states @ self._readout(c).T)
+
+    def _readout(self, c: Array) -> Complex[Array, "H M"]:
+        """The complex read-out ``C̃`` ``(H, P // 2)`` of ``C`` or ``C_back``: stored as real
+        and imaginary parts ``(H, P // 2, 2)``, or for ``init="ptd"`` as the real ``c``
+        ``(H, J n)`` in the block-diagonal PTD eigenbasis, ``C̃ = c Ṽ`` (``Ṽ`` recomputed
+        from the cached :func:`~spectrax.ssm.ptd_legs`, a constant)."""
+        if c.ndim == 3:
+            return _to_complex(c)
+        c = _f32(c)
+        cols = np.kron(np.eye(self.blocks), _s5_ptd(self.state_size // self.blocks)[2])
+        v_re, v_im = (jnp.asarray(part, c.dtype) for part in (cols.real, cols.imag))
+        return _to_complex(_stack_matmul(c, v_re, v_im, left=False))
 
     @compiled_call(precheck=_s5_precheck)
     def __call__(
@@ -865,7 +900,7 @@ class S5(eqx.Module):
             lam_bar, gamma = layer.discrete(None if dt is None else jnp.reshape(dt, (1,)))
             u = x_t.astype(_f32(layer.D).dtype)
             state = lam_bar[0] * state + gamma[0] * (_to_complex(layer.B) @ u.astype(gamma.dtype))
-            y = 2.0 * jnp.real(_to_complex(layer.C) @ state).astype(u.dtype)
+            y = 2.0 * jnp.real(layer._readout(layer.C) @ state).astype(u.dtype)
             return y + _f32(layer.D) * u, state
 
         return _widened_step(self, x_t, state, body)

@@ -719,15 +719,6 @@ def test_float32_kernel_of_modes_near_minus_one(name, x64):
 # N = 16 (n = 14 with r = 2 real eigenvalues): one cached PTD, shared by these tests.
 
 
-def _real_readout(c_slots: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """The real ``c`` of a slot read-out ``2 Re(c̃ x)``: ``c V_slots = c̃`` on pairs' slots and
-    ``Re c̃`` on real ones (one real equation per real slot, two per pair: n in all)."""
-    pair = cols[0].imag != 0  # real slots have exactly real eigenvectors
-    mat = np.concatenate([cols.real, cols[:, pair].imag], axis=1)  # (n, n)
-    rhs = np.concatenate([c_slots.real, c_slots[..., pair].imag], axis=-1)
-    return np.linalg.solve(mat.T, rhs.T).T
-
-
 def _dense_ptd_kernel(ae, b, c, dt, length):
     a_bar, b_bar = discretize_dense(jnp.asarray(ae), jnp.asarray(b), dt, "zoh")
     return np.asarray(dense_kernel(a_bar, b_bar.T, jnp.asarray(c)[:, None, :], length))
@@ -738,9 +729,8 @@ def test_s4d_ptd_is_the_perturbed_legs_system():
     # Fails with a full-weight B on the real eigenvalues' slots (they would count twice).
     layer = S4D(3, 16, init="ptd", dtype=jnp.float64, key=jax.random.key(1))
     lam, v, ae, b = ptd_legs(16)
-    _, _, cols = ptd_slots(lam, v)
-    c_slots = np.asarray(layer.C[..., 0]) + 1j * np.asarray(layer.C[..., 1])
-    c = _real_readout(c_slots, cols)  # (H, n)
+    c = np.asarray(layer.C)  # (H, n): the real read-out, trained in the PTD eigenbasis
+    assert c.shape == (3, 14)
     dts = np.exp(np.asarray(layer.log_dt))
     k = np.asarray(layer.kernel(48))
     for h in range(3):
@@ -758,12 +748,13 @@ def test_s5_ptd_is_the_perturbed_legs_system_per_block():
     lam_s, w, cols = ptd_slots(lam, v)
     assert np.array_equal(np.asarray(layer.Lambda_im), np.tile(lam_s.imag, 2))
     bt = np.asarray(layer.B[..., 0]) + 1j * np.asarray(layer.B[..., 1])  # (P/2, H)
-    ct = np.asarray(layer.C[..., 0]) + 1j * np.asarray(layer.C[..., 1])  # (H, P/2)
+    n = cols.shape[0]
+    assert layer.C.shape == (2, 2 * n)  # the real read-out, trained in the PTD eigenbasis
     pair = lam_s.imag != 0
     ref = 0.0
     for j in range(2):
         sl = slice(8 * j, 8 * j + 8)
-        c = _real_readout(ct[:, sl], cols)  # (H, n)
+        c = np.asarray(layer.C[:, n * j : n * j + n])  # (H, n)
         # B̃ = W b with W's real slots' rows real: n real equations for the real b (n, H)
         mat = np.concatenate([w.real, w[pair].imag])
         b = np.linalg.solve(mat, np.concatenate([bt[sl].real, bt[sl][pair].imag]))
