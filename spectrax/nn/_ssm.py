@@ -310,8 +310,9 @@ class S4D(eqx.Module):
             kernel 5.4e-5 from float64 (median channel; S4D-LegS 3.3e-5). ``c`` is trained in
             that basis: trained as ``C̃`` itself, Adam's steps moved the cancelling products
             ``C̃ B̃`` tens of times further than for LegS, and S4D-PTD stayed at chance on
-            delayed recall 256 steps back (measured by hand, 400 steps: 5 of 6 runs at
-            0.25-0.27, one 0.48) where the real basis learns it (0.73 to 1.0, seeds 0-3).
+            delayed recall 256 steps back (0.26-0.27 after 400 steps, seeds 0-3) where the real
+            basis learns it (0.72 to 1.0; ``benchmarks/recall-cpu.json`` and
+            ``recall-ptd-slot-readout-cpu.json``, ``scripts/bench_recall.py``).
         disc: ``"zoh"`` (default) or ``"bilinear"``.
         mode: ``"conv"`` (default), ``"scan"`` or ``"recurrent"``. ``"conv"`` runs
             :func:`spectrax.fft_conv`, a ``custom_vjp``: reverse mode and second derivatives
