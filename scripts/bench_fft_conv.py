@@ -23,18 +23,15 @@ script works and say nothing about kernel speed. Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import pathlib
-import platform
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import spectrax
-from spectrax._benchmark import copy_bandwidth, median_time
+from spectrax._benchmark import copy_bandwidth, median_time, provenance
 from spectrax.kernels.fft_conv import fft_conv, pallas_status
 from spectrax.kernels.fft_conv._pallas import (
     DEFAULT_PRECISION,
@@ -183,13 +180,9 @@ def main(argv=None) -> int:
         if length > LONG_MAX_LENGTH
     ]
     result = {
+        **provenance(),
         "device": device,
         "device_kind": dev.device_kind,
-        "backend": jax.default_backend(),
-        "jax": jax.__version__,
-        "spectrax": getattr(spectrax, "__version__", "unknown"),
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "pallas_status": pallas_status(),
         "copy_bandwidth_bytes_per_s": bw,
         "total_elements": args.total,

@@ -16,9 +16,7 @@ times the issue's H100 plain-vs-neuraloperator ratio.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 from pathlib import Path
 
 import equinox as eqx
@@ -27,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from spectrax._benchmark import time_interleaved
+from spectrax._benchmark import provenance, time_interleaved
 from spectrax.models import FNO
 from spectrax.nn import resolve_impl
 from spectrax.train import relative_lp_loss
@@ -265,11 +263,7 @@ def main(argv=None):
             print(f"{k + '_vs_neuraloperator (ESTIMATE)':45s} {v:6.2f}x")
     record = {
         "benchmark": "FNO-2d train step (forward, backward, Adam update), relative L2 loss",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "device": str(dev.device_kind),
-        "platform": dev.platform,
-        "host": platform.processor() or platform.machine(),
-        "jax_version": jax.__version__,
+        **provenance(),
         "sizes": {
             **cfg,
             "kept_modes": f"{cfg['modes']}+{cfg['modes']} x {cfg['modes']}",

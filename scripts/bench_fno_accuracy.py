@@ -36,7 +36,6 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,7 +43,7 @@ from typing import Any
 import jax
 import numpy as np
 
-import spectrax
+from spectrax._benchmark import provenance
 from spectrax.train import load_config, read_metrics, train
 
 
@@ -300,14 +299,7 @@ def main() -> None:
     record = {
         "benchmark": problem.title,
         "problem": args.problem,
-        "device": str(dev.device_kind),
-        "platform": dev.platform,
-        "num_devices": jax.device_count(),
-        "cpu_count": os.cpu_count(),
-        "jax": jax.__version__,
-        "spectrax": spectrax.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **provenance(),
         "config": f"configs/{problem.config}.py",
         "task": task_fields,
         "shapes": {

@@ -12,17 +12,15 @@ and the largest relative difference between the two.
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import json
-import platform
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spectrax._benchmark import time_interleaved
+from spectrax._benchmark import provenance, time_interleaved
 from spectrax.transforms import gaunt_coefficients, gaunt_grid, gaunt_product
 
 DEGREES = (2, 4, 6, 8, 10, 12)
@@ -81,12 +79,7 @@ def main(argv=None):
 
     record = {
         "benchmark": "Gaunt tensor product: through the sphere (sht/isht) vs dense Gaunt table",
-        "device": dev.device_kind,
-        "platform": dev.platform,
-        "num_devices": jax.device_count(),
-        "jax": jax.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **provenance(),
         "dtype": "float32",
         "timing": f"median of {args.repeats} jitted forward calls on a batch of {args.batch} "
         "pairs of degree L, output degree 2L, the two interleaved",

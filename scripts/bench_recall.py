@@ -16,11 +16,9 @@ Writes ``benchmarks/recall-<device>.json``. Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import pathlib
-import platform
 import time
 
 import equinox as eqx
@@ -28,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-import spectrax
+from spectrax._benchmark import provenance
 from spectrax.data import delayed_recall
 from spectrax.models import SSMSequenceModel
 from spectrax.nn import ssm_param_labels
@@ -123,12 +121,7 @@ def main(argv=None) -> int:
     on_cpu = jax.default_backend() == "cpu"
     result = {
         "benchmark": "delayed recall 256 steps back: held-out accuracy per SSM init and seed",
-        "device": dev.device_kind,
-        "platform": jax.default_backend(),
-        "host": platform.machine(),
-        "jax": jax.__version__,
-        "spectrax": spectrax.__version__,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **provenance(),
         "task": {
             "length": LENGTH,
             "min_lag": MIN_LAG,

@@ -12,16 +12,14 @@ Both paths run interleaved in one process on the same device; the JSON
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from spectrax._benchmark import time_interleaved
+from spectrax._benchmark import provenance, time_interleaved
 from spectrax.nn import SpectralConv, resolve_impl
 
 # (name, batch, channels, spatial, modes): the FNO papers' problems at their sizes, a few grids
@@ -92,12 +90,7 @@ def main(argv=None):
 
     record = {
         "benchmark": "SpectralConv forward + backward: rfft vs kept-modes DFT",
-        "device": dev.device_kind,
-        "platform": dev.platform,
-        "num_devices": jax.device_count(),
-        "jax": jax.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **provenance(),
         "timing": f"median of {args.repeats} jitted grad(sum(conv(x)**2)) calls (w.r.t. weights "
         "and input), the two paths interleaved",
         "rows": rows,

@@ -19,18 +19,15 @@ Writes ``benchmarks/ssm-<device>.json``. Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import pathlib
-import platform
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-import spectrax
-from spectrax._benchmark import copy_bandwidth, median_time
+from spectrax._benchmark import copy_bandwidth, median_time, provenance
 from spectrax.nn import S4, S4D, S5
 from spectrax.ssm import scan_diagonal
 
@@ -95,12 +92,7 @@ def main(argv=None) -> int:
     on_cpu = jax.default_backend() == "cpu"
     result = {
         "benchmark": "ssm layers (training throughput) and diagonal scan vs byte floor",
-        "device": dev.device_kind,
-        "platform": jax.default_backend(),
-        "host": platform.machine(),
-        "jax": jax.__version__,
-        "spectrax": spectrax.__version__,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **provenance(),
         "copy_bandwidth_bytes_per_s": bw,
         "note": (
             "CPU sizes on a 2-core machine that other jobs may share: ratios within "

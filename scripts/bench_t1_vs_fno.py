@@ -30,9 +30,7 @@ import argparse
 import dataclasses
 import datetime
 import json
-import os
 import pathlib
-import platform
 import time
 
 import equinox as eqx
@@ -40,8 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import spectrax
-from spectrax._benchmark import median_time
+from spectrax._benchmark import median_time, provenance
 from spectrax.models import TransformOnce, spectral_scale
 from spectrax.train import (
     init_opt_state,
@@ -183,14 +180,7 @@ def main() -> None:
     dev = jax.devices()[0]
     record = {
         "benchmark": "Transform-Once vs FNO-1d on Burgers (nu=0.1), same data and step budget",
-        "device": str(dev.device_kind),
-        "platform": dev.platform,
-        "num_devices": jax.device_count(),
-        "cpu_count": os.cpu_count(),
-        "jax": jax.__version__,
-        "spectrax": spectrax.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **provenance(),
         "data": {
             "num_train": args.num_train,
             "num_test": args.num_test,

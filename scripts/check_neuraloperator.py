@@ -43,10 +43,8 @@ and writes ``benchmarks/neuraloperator-equivalence-<platform>.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -58,6 +56,7 @@ import equinox as eqx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from spectrax._benchmark import provenance  # noqa: E402
 from spectrax.models import FNO  # noqa: E402
 from spectrax.nn import ChannelMLP, SpectralConv  # noqa: E402
 
@@ -444,13 +443,9 @@ def main(argv=None):
     dev = jax.devices()[0]
     record = {
         "check": "spectrax vs neuraloperator, same weights",
-        "device": dev.device_kind,
-        "platform": dev.platform,
-        "jax": jax.__version__,
+        **provenance(),
         "torch": torch.__version__,
         "neuraloperator": neuralop.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "precision": (
             "inputs and weights float64/complex128 on both sides; neuraloperator's SpectralConv "
             "holds its output spectrum in complex64 (torch.cfloat), so agreement is to float32 "

@@ -45,9 +45,7 @@ and writes ``benchmarks/physicsnemo-afno-equivalence-<platform>.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 from pathlib import Path
 
 import jax
@@ -58,6 +56,7 @@ import equinox as eqx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from spectrax._benchmark import provenance  # noqa: E402
 from spectrax.models import AFNO  # noqa: E402
 from spectrax.nn import ChannelLayerNorm, afno_mix  # noqa: E402
 
@@ -346,13 +345,9 @@ def main(argv=None):
             "spectrax afno_mix vs physicsnemo AFNO2DLayer, and spectrax AFNO vs physicsnemo "
             "AFNO, same weights"
         ),
-        "device": dev.device_kind,
-        "platform": dev.platform,
-        "jax": jax.__version__,
+        **provenance(),
         "torch": torch.__version__,
         "physicsnemo": physicsnemo.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "precision": (
             "physicsnemo computes in float32 (float32 parameters, input cast to float32); "
             "spectrax in float64 with the same float32-rounded weights"

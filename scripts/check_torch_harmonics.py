@@ -53,10 +53,8 @@ and writes ``benchmarks/torch-harmonics-equivalence-<platform>.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
-import platform
 from pathlib import Path
 
 import jax
@@ -66,6 +64,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from spectrax._benchmark import provenance  # noqa: E402
 from spectrax.nn import spherical_conv  # noqa: E402
 from spectrax.transforms import isht, real_sph_harm, sht, sphere_grid  # noqa: E402
 
@@ -256,13 +255,9 @@ def main(argv=None):
     dev = jax.devices()[0]
     record = {
         "check": "spectrax vs torch-harmonics, same inputs and weights",
-        "device": dev.device_kind,
-        "platform": dev.platform,
-        "jax": jax.__version__,
+        **provenance(),
         "torch": torch.__version__,
         "torch_harmonics": th.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "precision": (
             "transforms float64 on both sides (and float32 on both sides in the float32 rows); "
             "SpectralConvS2 computes in float32 with complex64 "

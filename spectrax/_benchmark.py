@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 
 
 def median_time(fn: Callable, *args, repeats: int) -> float:
@@ -43,3 +47,25 @@ def time_interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dic
             run()
             times[name].append(time.perf_counter() - t0)
     return {name: (statistics.median(t), t) for name, t in times.items()}
+
+
+def provenance() -> dict:
+    """Where and when a benchmark ran, the same keys in every record the scripts write:
+    ``device`` (the first device's kind), ``platform`` (cpu, gpu, tpu), ``num_devices``,
+    ``host`` (machine architecture), ``cpu_count``, ``python``, ``jax``, ``jaxlib``,
+    ``spectrax`` (versions) and ``date`` (UTC, ISO 8601)."""
+    from spectrax import __version__
+
+    dev = jax.devices()[0]
+    return {
+        "device": str(dev.device_kind),
+        "platform": dev.platform,
+        "num_devices": jax.device_count(),
+        "host": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "spectrax": __version__,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }

@@ -437,7 +437,7 @@ class S4D(eqx.Module):
         if c.ndim == 3:
             return _to_complex(c)
         c = _f32(c)
-        cols = ptd_slots(*ptd_legs(2 * self.Lambda_im.shape[-1])[:2])[2]
+        cols = ptd_slots(*ptd_legs(self.state_size)[:2])[2]
         v_re, v_im = (jnp.asarray(part, c.dtype) for part in (cols.real, cols.imag))
         return _to_complex(_stack_matmul(c, v_re, v_im, left=False))
 
