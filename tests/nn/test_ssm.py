@@ -605,9 +605,11 @@ def _s5_init_before_blocks(channels, state_size, key, dtype):
 
 @pytest.mark.parametrize(("channels", "state_size"), [(5, 16)])
 def test_s5_one_block_is_the_previous_initialisation(channels, state_size):
-    """blocks=1 (the default) gives bit-identical parameters to the code before ``blocks``."""
+    """blocks=1 (the default) gives bit-identical parameters to the code before ``blocks``.
+    The layer draws under ``jax.jit``, so the reference is jitted too: eager and jitted float32
+    matmuls may differ in the last bit (jaxlib 0.10.0: 3 of B's 80 entries by one ulp)."""
     key = jax.random.key(11)
-    want = _s5_init_before_blocks(channels, state_size, key, jnp.float32)
+    want = jax.jit(lambda k: _s5_init_before_blocks(channels, state_size, k, jnp.float32))(key)
     for layer in (S5(channels, state_size, key=key), S5(channels, state_size, blocks=1, key=key)):
         for name, w in zip(("log_Lambda_re", "Lambda_im", "B"), want, strict=True):
             got = getattr(layer, name)
