@@ -81,9 +81,11 @@ def check_bool(name: str, value: Any, why: str = "") -> bool:
 
 
 def compute_dtype(*dtypes: Any) -> np.dtype:
-    """float64 if any input is float64, else float32 (half precision computes in float32)."""
+    """float64 if any input is float64 as JAX computes it, else float32 (half precision computes
+    in float32). A NumPy float64 input without ``jax_enable_x64`` is float32 in JAX: taking its
+    raw dtype asked for float64 and drew JAX's "not available" truncation warning."""
     for d in dtypes:
-        if jnp.dtype(d) == jnp.float64:
+        if _is_float64(d):
             return jnp.dtype(jnp.float64)
     return jnp.dtype(jnp.float32)
 
@@ -101,6 +103,14 @@ def _is_float64(dtype: Any) -> bool:
     ``jax_enable_x64`` is float32 in JAX (widening a module to float64 for it only warned
     "Explicitly requested dtype float64 ... not available", once per parameter)."""
     return jax.dtypes.canonicalize_dtype(dtype) == jnp.float64
+
+
+def as_jax(x: Any) -> Any:
+    """``x`` as JAX computes it: a NumPy array (or scalar) becomes a JAX array, so its dtype is
+    canonical (a NumPy float64 array without ``jax_enable_x64`` is float32); anything else is
+    returned as it is. Call after validation, before reading ``x.dtype``: a raw float64 dtype
+    asks float64 of every cast and JAX truncates each with a warning."""
+    return jnp.asarray(x) if isinstance(x, (np.ndarray, np.generic)) else x
 
 
 def module_compute_dtype(x_dtype: Any, param_dtype: Any) -> np.dtype:
@@ -192,6 +202,17 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
 
 
 def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """``int(value)`` for an integer >= ``minimum`` (Python, NumPy, or a concrete 0-d JAX
+    integer array), else a ValueError naming ``name``; a traced value is refused saying why (a
+    size or count is fixed when a function is traced)."""
+    if isinstance(value, jax.core.Tracer):
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum} known when the computation is traced (a "
+            f"size or count); got a traced value {value!r}. An array passed through jax.jit or a "
+            "compiled model call is traced: pass Python ints, e.g. int(n)."
+        )
+    if isinstance(value, jax.Array) and value.ndim == 0 and jnp.issubdtype(value.dtype, np.integer):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
     return int(value)
@@ -206,9 +227,22 @@ def lift_rank(x, ndim: int):
 def check_positive_float(name: str, value) -> float:
     """``float(value)`` for a finite real number > 0; TypeError or ValueError naming ``name``
     otherwise (NaN and inf are refused: no caller has a use for them, and they surface later as
-    NaN output or an OverflowError far from the argument)."""
+    NaN output or an OverflowError far from the argument). A concrete 0-d real JAX array is
+    taken as its value; a traced one is refused (a hyperparameter is fixed, not traced)."""
+    if (
+        isinstance(value, jax.Array)
+        and not isinstance(value, jax.core.Tracer)
+        and value.ndim == 0
+        and jnp.issubdtype(value.dtype, np.number)
+        and not jnp.issubdtype(value.dtype, np.complexfloating)
+    ):
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`{name}` must be a Python float; got {type(value).__name__}.")
+        traced = isinstance(value, jax.core.Tracer)
+        why = " (a fixed hyperparameter: pass a concrete number, not a traced value)"
+        raise TypeError(
+            f"`{name}` must be a Python float{why if traced else ''}; got {_describe(value)}."
+        )
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"`{name}` must be a finite number > 0; got {value}.")
     return float(value)

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import equinox as eqx
+import jax
+import numpy as np
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +37,13 @@ def compiled_call(method: F | None = None, *, precheck: Callable[..., None] | No
     def call(self, *args, **kwargs):
         if precheck is not None:
             precheck(self, *args, **kwargs)
+        # NumPy integer scalars are sizes (an out_shape built with NumPy arithmetic):
+        # filter_jit would trace them as arrays, and a traced size fails every shape check
+        args, kwargs = jax.tree.map(_static_int, (args, kwargs))
         return jitted(self, *args, **kwargs)
 
     return call  # type: ignore[return-value]
+
+
+def _static_int(x: Any) -> Any:
+    return int(x) if isinstance(x, np.integer) else x

@@ -16,6 +16,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    as_jax,
     check_float_dtype,
     check_inexact,
     check_positive_float,
@@ -100,6 +101,7 @@ def afno_mix(
     FFT), residual included, and rounded once to ``x``'s dtype.
     """
     modes = _check_mix_args(x, w1, b1, w2, b2, modes)
+    x, w1, b1, w2, b2 = (as_jax(a) for a in (x, w1, b1, w2, b2))
     d = len(modes)
     spatial = x.shape[1:]
     axes = tuple(range(1, 1 + d))

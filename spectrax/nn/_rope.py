@@ -62,7 +62,12 @@ def _theta(head_dim: int, base: float | Array, dtype) -> Array:
 
 
 def _check_base(base: Any) -> float:
-    base = check_positive_float("base", base)
+    try:
+        base = check_positive_float("base", base)
+    except ValueError:  # NaN, inf, 0 or negative: say the whole range at once
+        raise ValueError(
+            f"`base` must be a finite number > 1 (frequencies base^(-2i/D) decrease); got {base}."
+        ) from None
     if base <= 1.0:
         # base 1 rotates every pair at the same rate, a base < 1 faster with i: neither is the
         # decreasing bank the bounds of spectrax.theory (which also need base > 1) assume

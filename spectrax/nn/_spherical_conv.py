@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    as_jax,
     check_float_dtype,
     check_positive_int,
     check_real_float,
@@ -87,6 +88,7 @@ def spherical_conv(
     check_sphere_grid("`output_shape`", output_shape, l_max, source=" (from `weight`'s last axis)")
     # Half precision computes in float32 and is rounded once, at the end; a float64 x or
     # weight computes in float64 (a float64 SphericalConv is not narrowed by a float32 input).
+    x, weight = as_jax(x), as_jax(weight)
     work = compute_dtype(x.dtype, weight.dtype)
     out_dtype = work if work == jnp.float64 else x.dtype
     coeffs = sht(x.astype(work), l_max)  # (C_in, H)

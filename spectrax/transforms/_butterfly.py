@@ -31,7 +31,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Inexact, Int
 
-from spectrax._checks import check_bool, check_choice, check_inexact, lift_rank, result_dtype
+from spectrax._checks import (
+    check_bool,
+    check_choice,
+    check_inexact,
+    check_x64_dtype,
+    lift_rank,
+    result_dtype,
+)
 
 FFT_NORMS = ("backward", "ortho", "forward")
 _STATIC = " (it picks the order of the factors at trace time)"
@@ -60,7 +67,8 @@ def _check_dtype(name: str, dtype, kind, what: str) -> np.dtype:
         raise TypeError(f"`{name}` must be a {what} dtype; got {dtype!r}.") from None
     if not jnp.issubdtype(d, kind):
         raise TypeError(f"`{name}` must be a {what} dtype; got {d}.")
-    return d
+    # float64 / complex128 outside 64-bit mode came back 32-bit with only JAX's warning
+    return check_x64_dtype(name, d)
 
 
 def _work_dtype(dtype) -> np.dtype:

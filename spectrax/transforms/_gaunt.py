@@ -11,7 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from spectrax._checks import check_positive_int, check_real_float, compute_dtype, result_dtype
+from spectrax._checks import (
+    as_jax,
+    check_positive_int,
+    check_real_float,
+    compute_dtype,
+    result_dtype,
+)
 from spectrax.transforms._sht import harmonic_degree, isht, sht, sphere_grid
 
 
@@ -156,6 +162,7 @@ def gaunt_product(
             "broadcast."
         ) from None
     nlat, nlon = gaunt_grid(l1, l2, l_max_out)
+    x1, x2 = as_jax(x1), as_jax(x2)
     dtype = result_dtype(x1.dtype, x2.dtype)  # explicit, documented promotion
     work = compute_dtype(dtype)
     f = isht(x1.astype(work), nlat, nlon) * isht(x2.astype(work), nlat, nlon)

@@ -12,6 +12,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Complex, Float
 
 from spectrax._checks import (
+    as_jax,
     check_bool,
     check_float_dtype,
     check_grid_shape,
@@ -312,6 +313,7 @@ def pad_modes(
     if in_shape is not None:
         in_shape = _check_in_shape(in_shape, modes)
     lead = x_trunc.shape[:-d]
+    x_trunc = as_jax(x_trunc)
     out = jnp.zeros(lead + spatial_shape[:-1] + (spatial_shape[-1] // 2 + 1,), x_trunc.dtype)
     # Scatter the 2^(d-1) frequency corners.
     for corner in np.ndindex(*(2,) * (d - 1)):
@@ -480,6 +482,7 @@ def spectral_derivative(
         raise ValueError(f"`u` has shape {u.shape}, fewer axes than len(orders)={d}.")
     spatial = _check_spatial_sizes(u.shape, d)
     axes = tuple(range(u.ndim - d, u.ndim))
+    u = as_jax(u)
     in_dtype = u.dtype
     lengths = _lengths(lengths, d)
     real = _length_dtype(lengths, in_dtype)
@@ -560,6 +563,7 @@ def sobolev_norm(
     spatial = _check_spatial_sizes(u.shape, d)
     axes = tuple(range(u.ndim - d, u.ndim))
     lengths_t = _lengths(lengths, d)
+    u = as_jax(u)
     real = _length_dtype(lengths_t, u.dtype)
     n_total = float(np.prod(spatial))
     volume = _volume(lengths_t, real)

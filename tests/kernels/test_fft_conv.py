@@ -1,5 +1,7 @@
 """spectrax.fft_conv: float64 NumPy references, transformations, custom_vjp gradients, errors."""
 
+import warnings
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -369,6 +371,43 @@ def test_gates_must_broadcast_with_the_output(key, library_errors):
     gate = jax.random.normal(jax.random.key(1), (2, 3, 8), jnp.float32)
     y = spectrax.fft_conv(u, k, post_gate=gate)
     assert_close(y, np.asarray(gate, np.float64) * direct_conv(u, k), jnp.float32)
+
+
+def test_gates_must_broadcast_with_each_other(library_errors):
+    """Each gate broadcast with the output of u and k, (pre (3, 1), post (2, 3) against ()),
+    but not with the other: the call passed validation and failed in JAX's broadcasting with a
+    message naming no argument. The second gate is checked against what the first made."""
+    u, k = jnp.ones((20,), jnp.float32), jnp.ones((3,), jnp.float32)
+    pre, post = jnp.ones((3, 1, 20), jnp.float32), jnp.ones((2, 3, 20), jnp.float32)
+    msg = r"`post_gate` \(2, 3\) do not broadcast.*\(3, 1\).*and with `pre_gate` \(3, 1\)"
+    for conv in (spectrax.fft_conv, fft_conv_xla, fft_conv_reference):
+        with pytest.raises(ValueError, match=msg):
+            conv(u, k, pre_gate=pre, post_gate=post)
+    # gates that broadcast with each other widen the output as before: (3, 1) with (3, 2)
+    y = spectrax.fft_conv(u, k, pre_gate=pre, post_gate=jnp.ones((3, 2, 20), jnp.float32))
+    assert y.shape == (3, 2, 20)
+
+
+def test_numpy_float64_without_x64_computes_as_float32(library_errors):
+    """A NumPy float64 array without jax_enable_x64 is float32 in JAX. Its raw dtype asked
+    float64 of every cast (JAX's "not available, truncated" warning from fft_conv_reference,
+    the gradient and the gated path); now each entry point gives the float32 result, silently.
+    (The test-time jaxtyping check is off, as for users: the annotations name jax.Array.)"""
+    assert not jax.config.jax_enable_x64
+    rng = np.random.default_rng(0)
+    u, k, gate = rng.standard_normal((2, 16)), rng.standard_normal((5,)), rng.standard_normal(16)
+    want = np.asarray(gate) * direct_conv(u, k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for y in (
+            spectrax.fft_conv(u, k, post_gate=gate),
+            spectrax.fft_conv(u, k, post_gate=gate, impl="xla"),
+            fft_conv_reference(u, k, post_gate=gate),
+        ):
+            assert y.dtype == jnp.float32
+            assert_close(y, want, jnp.float32)
+        g = jax.grad(lambda u: spectrax.fft_conv(u, k, pre_gate=gate).sum())(u)
+        assert g.dtype == jnp.float32
 
 
 def test_every_public_entry_point_validates(key, library_errors):

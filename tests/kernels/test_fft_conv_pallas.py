@@ -16,10 +16,20 @@ import numpy as np
 import pytest
 from jax.experimental.pallas import tpu as pltpu
 
-from spectrax.kernels.fft_conv import fft_conv, fft_conv_filter, pallas_status
+from spectrax.kernels.fft_conv import (
+    fft_conv,
+    fft_conv_filter,
+    fft_conv_reference,
+    pallas_status,
+)
 from spectrax.kernels.fft_conv import gpu as fft_conv_gpu
 from spectrax.kernels.fft_conv import tpu as fft_conv_tpu
-from spectrax.kernels.fft_conv._pallas import fft_conv_pallas, pallas_plan, supports
+from spectrax.kernels.fft_conv._pallas import (
+    _unsupported_reason,
+    fft_conv_pallas,
+    pallas_plan,
+    supports,
+)
 from spectrax.kernels.fft_conv.gpu import GpuBlockSizes
 from spectrax.kernels.fft_conv.monarch import MAX_LENGTH, band_mask, filter_spectrum, to_tiles
 from spectrax.kernels.fft_conv.outer import LONG_MAX_LENGTH
@@ -341,7 +351,7 @@ def test_auto_chooses_the_kernels_by_the_lowering_platform(monkeypatch, family, 
 
     monkeypatch.setattr(_pallas, "_platform", lambda: (family, True))
     u, k, w = _arrays([(2, 40), (2, 9), (2, 40)], seed=21)
-    assert supports(u, k, True)
+    assert all(_unsupported_reason(u, k, True, family) is None for family in ("gpu", "tpu"))
 
     def loss(impl):
         return lambda u, k: jnp.sum(w * fft_conv(u, k, impl=impl))
@@ -427,6 +437,19 @@ def test_gates_of_other_dtypes_reach_the_kernels_as_float32(x64, dtype):
 
 
 @pytest.mark.usefixtures("library_errors")
+def test_numpy_float64_without_x64_is_float32_for_the_kernels():
+    """Without jax_enable_x64 a NumPy float64 array is float32 in JAX: impl='pallas' refused it
+    ("`u` has dtype float64") and supports() said no, so impl='auto' would take XLA for it."""
+    assert not jax.config.jax_enable_x64
+    rng = np.random.default_rng(0)
+    u, k = rng.standard_normal((2, 64)), rng.standard_normal((2, 64))
+    assert all(_unsupported_reason(u, k, True, family) is None for family in ("gpu", "tpu"))
+    y = fft_conv_pallas(u, k, interpret=True)
+    assert y.dtype == jnp.float32
+    assert_close(y, fft_conv_reference(u, k), rtol=1e-4)
+
+
+@pytest.mark.usefixtures("library_errors")
 def test_fft_conv_pallas_validates_its_arguments():
     """Called directly (not through fft_conv), bad shapes and options raise named errors."""
     u, k = _arrays([(2, 16), (2, 16)])
@@ -438,6 +461,15 @@ def test_fft_conv_pallas_validates_its_arguments():
         fft_conv_pallas(u, jnp.ones((3, 4), jnp.float32), interpret=True)
     with pytest.raises(ValueError, match=r"`post_gate` \(3,\) do not broadcast"):
         fft_conv_pallas(u, k, post_gate=jnp.ones((3, 16), jnp.float32), interpret=True)
+    # each gate broadcasts with the output (), not with the other: failed in jnp.broadcast_shapes
+    with pytest.raises(ValueError, match=r"`post_gate` \(2, 3\).*and with `pre_gate` \(3, 1\)"):
+        fft_conv_pallas(
+            u[0],
+            k[0],
+            pre_gate=jnp.ones((3, 1, 16), jnp.float32),
+            post_gate=jnp.ones((2, 3, 16), jnp.float32),
+            interpret=True,
+        )
     with pytest.raises(TypeError, match=r"`block_sizes` for backend='tpu' must be a TpuBlockSizes"):
         fft_conv_pallas(u, k, backend="tpu", interpret=True, block_sizes=GpuBlockSizes())
     with pytest.raises(ValueError, match=r"`block_rows` must be an integer >= 1; got 0"):

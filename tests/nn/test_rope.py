@@ -139,6 +139,19 @@ def test_errors(library_errors):
             RoPE(8, base=base)
 
 
+def test_module_base_may_be_a_concrete_jax_scalar(library_errors):
+    """RoPE's base is static (a Python float): a concrete JAX scalar, which rope_frequencies and
+    apply_rope take, was refused with "must be a Python float; got ArrayImpl" and no value.
+    It is taken as its value; a traced one is refused, saying why."""
+    assert RoPE(8, base=jnp.float32(500.0)) == RoPE(8, base=500.0)
+    with pytest.raises(TypeError, match=r"`base` must be a Python float \(a fixed hyper.*traced"):
+        jax.jit(lambda b: RoPE(8, base=b))(500.0)
+    # NaN, 0 and negative bases said "> 0", then 0.5 "> 1": the whole range at once
+    for bad in (float("nan"), 0.0, -3.0):
+        with pytest.raises(ValueError, match=r"`base` must be a finite number > 1.*got"):
+            rope_frequencies(8, bad)
+
+
 def test_rope_frequencies_refuses_a_non_float_dtype(library_errors):
     # dtype=int32 used to truncate the frequencies to [1, 0, 0, 0] silently
     with pytest.raises(TypeError, match=r"`dtype` must be a real floating-point type.*int32"):

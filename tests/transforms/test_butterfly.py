@@ -263,6 +263,12 @@ def test_errors(library_errors):
         fft_twiddle(8, dtype=jnp.float32)
     with pytest.raises(TypeError, match=r"`dtype` must be a floating-point or complex dtype"):
         hadamard_twiddle(8, jnp.int32)
+    # outside 64-bit mode these came back complex64 / float32 with only JAX's truncation warning
+    assert not jax.config.jax_enable_x64
+    with pytest.raises(TypeError, match=r"`dtype`=complex128 needs 64-bit mode"):
+        fft_twiddle(8, dtype=jnp.complex128)
+    with pytest.raises(TypeError, match=r"`dtype`=float64 needs 64-bit mode"):
+        hadamard_twiddle(8, jnp.float64)
 
 
 @pytest.mark.parametrize("bad,got", [([1.0, 2.0], r"list \[1.0, 2.0\]"), (None, "NoneType None")])

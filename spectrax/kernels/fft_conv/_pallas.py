@@ -168,11 +168,10 @@ def _unsupported_reason(u, k, causal: bool, family: str) -> str | None:
             "spectrum in kernel order and needs the time-domain filter `k`"
         )
     for name, x in (("u", u), ("k", k)):
-        if jnp.dtype(x.dtype) not in SUPPORTED_DTYPES:
-            return (
-                f"`{name}` has dtype {jnp.dtype(x.dtype)}; impl='pallas' supports "
-                "float32 and bfloat16"
-            )
+        # as JAX computes it: a NumPy float64 array without jax_enable_x64 is float32
+        dtype = jax.dtypes.canonicalize_dtype(x.dtype)
+        if dtype not in SUPPORTED_DTYPES:
+            return f"`{name}` has dtype {dtype}; impl='pallas' supports float32 and bfloat16"
     length = u.shape[-1]
     ker = KERNELS[family]
     if ker.plan(length, causal=causal) is None and ker.outer_plan(length, causal) is None:
@@ -518,7 +517,7 @@ def fft_conv_pallas(
     family = backend or family
     if family not in KERNELS:
         raise ValueError(f"`backend` must be one of {sorted(KERNELS)}; got {backend!r}.")
-    check_args(u, k, causal, pre_gate=pre_gate, post_gate=post_gate)
+    u, k, pre_gate, post_gate = check_args(u, k, causal, pre_gate=pre_gate, post_gate=post_gate)
     if block_sizes is not None and not isinstance(block_sizes, KERNELS[family].block_sizes):
         raise TypeError(
             f"`block_sizes` for backend={family!r} must be a "

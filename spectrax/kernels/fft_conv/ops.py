@@ -123,10 +123,13 @@ def check_args(
     *,
     pre_gate: Array | None = None,
     post_gate: Array | None = None,
-) -> None:
+) -> tuple[Array, Array | SpectralFilter, Array | None, Array | None]:
     """Trace-time validation of :func:`fft_conv`'s arguments, shared by every implementation
     (each public entry point calls it): dtypes, lengths, a :class:`SpectralFilter`'s size, and
-    that ``u``, ``k`` and the gates broadcast together."""
+    that ``u``, ``k`` and the gates broadcast together. Returns ``(u, k, pre_gate, post_gate)``
+    with NumPy arrays as JAX arrays, in the dtype JAX gives them (a NumPy float64 array without
+    ``jax_enable_x64`` is float32, as under ``jit``; its raw dtype asked for float64 casts,
+    which JAX truncated with a warning, and impl="pallas" refused it)."""
     check_array("u", u)
     check_real_float("u", u)
     if u.ndim < 1:
@@ -170,6 +173,7 @@ def check_args(
         check_lengths(length, k.shape[-1], causal, hint=hint)
         k_lead = tuple(k.shape[:-1])
     out_lead = broadcast_leading("u", u.shape[:-1], "k", k_lead)
+    against = f"`u` {tuple(u.shape[:-1])} broadcast with `k` {k_lead}"
     for name, gate in (("pre_gate", pre_gate), ("post_gate", post_gate)):
         if gate is None:
             continue
@@ -178,15 +182,20 @@ def check_args(
         if gate.ndim < 1 or gate.shape[-1] != length:
             raise ValueError(f"`{name}` must have shape (..., L={length}); got {gate.shape}.")
         try:
-            np.broadcast_shapes(out_lead, tuple(gate.shape[:-1]))
+            lead = np.broadcast_shapes(out_lead, tuple(gate.shape[:-1]))
         except ValueError:
             raise ValueError(
                 f"leading dimensions of `{name}` {tuple(gate.shape[:-1])} do not broadcast "
-                f"against the output's {out_lead} (`u` {tuple(u.shape[:-1])} broadcast with "
-                f"`k` {k_lead}); expected a gate of shape (*lead, L={length}) whose lead "
-                f"broadcasts with {out_lead} (NumPy rules, as in "
-                f"`post_gate * conv(pre_gate * u, k)`), e.g. ({length},)."
+                f"against the output's {out_lead} ({against}); expected a gate of shape "
+                f"(*lead, L={length}) whose lead broadcasts with {out_lead} (NumPy rules, as "
+                f"in `post_gate * conv(pre_gate * u, k)`), e.g. ({length},)."
             ) from None
+        # the second gate must broadcast with what the first made of the output, too
+        out_lead, against = lead, f"{against} and with `{name}` {tuple(gate.shape[:-1])}"
+    return tuple(
+        jnp.asarray(x) if isinstance(x, (np.ndarray, np.generic)) else x
+        for x in (u, k, pre_gate, post_gate)
+    )
 
 
 def _sum_to(x: Array, shape: tuple[int, ...]) -> Array:
@@ -319,7 +328,7 @@ def fft_conv_xla(
     """The ``impl="xla"`` path: ``jnp.fft`` transforms with an FFT-correlation backward pass;
     gates (``y = post_gate * conv(pre_gate * u, k)``) are plain elementwise products.
     Arguments and result as in :func:`fft_conv`."""
-    check_args(u, k, causal, pre_gate=pre_gate, post_gate=post_gate)
+    u, k, pre_gate, post_gate = check_args(u, k, causal, pre_gate=pre_gate, post_gate=post_gate)
     if pre_gate is not None or post_gate is not None:
         # Gates in the compute dtype (float32 for half precision, as the Pallas kernels do):
         # the result is rounded to u's dtype once, at the end.
@@ -450,7 +459,7 @@ def fft_conv(
     """
     # the built-in names, and any registered with register_impl
     check_choice("impl", impl, tuple(dict.fromkeys((*IMPLS, *_IMPLEMENTATIONS))))
-    check_args(u, k, causal, pre_gate=pre_gate, post_gate=post_gate)
+    u, k, pre_gate, post_gate = check_args(u, k, causal, pre_gate=pre_gate, post_gate=post_gate)
     gates = {
         name: gate
         for name, gate in (("pre_gate", pre_gate), ("post_gate", post_gate))

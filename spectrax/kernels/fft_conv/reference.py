@@ -36,7 +36,7 @@ def fft_conv_reference(
             "SpectralFilter. Pass the filter itself, or use fft_conv."
         )
     # a complex input lost its imaginary part and an integer one was truncated, silently
-    check_args(u, k, causal, pre_gate=pre_gate, post_gate=post_gate)
+    u, k, pre_gate, post_gate = check_args(u, k, causal, pre_gate=pre_gate, post_gate=post_gate)
     gates = [g for g in (pre_gate, post_gate) if g is not None]
     length, ksize = u.shape[-1], k.shape[-1]
     real = compute_dtype(u.dtype, k.dtype, *(g.dtype for g in gates))
