@@ -14,8 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from spectrax import ssm
 from spectrax.models import TransformOnce
 from spectrax.nn import SphericalConv, afno_mix, spectral_conv
+from spectrax.nn._hyena import hyena_recurrence
 from spectrax.transforms import gaunt_product, pad_modes, sobolev_norm, spectral_derivative
 from tests.helpers import assert_close
 
@@ -32,6 +34,15 @@ _AFNO = [
 ]
 _SPHERE, _FIELD = SphericalConv(1, 1, 2, key=jax.random.key(0)), _RNG.standard_normal((1, 4, 7))
 
+_LAM = np.array([-0.5 + 1j, -0.2 + 3j])
+_CW = _RNG.standard_normal(2) + 1j * _RNG.standard_normal(2)
+_HIPPO = ssm.hippo("legs", 4)
+_NPLR = ssm.nplr("legs", 4)
+_DPLR = (_NPLR[0], (_NPLR[3].conj().T @ _NPLR[1].T).T, _NPLR[3].conj().T @ _NPLR[2])
+_C4 = _RNG.standard_normal((2, 4)) + 0j
+_BU = _RNG.standard_normal((5, 2))
+_HYENA = [_RNG.standard_normal(s) for s in ((2, 5), (1, 2, 5), (1, 2, 3), (1, 2))]
+
 # name -> f(as_input): the call, with its array inputs passed through as_input
 CALLS = {
     "spectral_conv": lambda a: spectral_conv(a(_X), _W, (3,)),
@@ -41,6 +52,18 @@ CALLS = {
     "pad_modes": lambda a: pad_modes(a(_X[:, :3] + 0.5j * _X[:, 3:6]), (8,)),
     "gaunt_product": lambda a: gaunt_product(a(_X[0, :4]), a(_X[1, :4])),
     "SphericalConv": lambda a: _SPHERE(a(_FIELD)),
+    "vandermonde_kernel": lambda a: ssm.vandermonde_kernel(a(np.exp(0.1 * _LAM)), a(_CW), 5),
+    "dense_kernel": lambda a: ssm.dense_kernel(a(0.5 * np.eye(2)), a(np.ones(2)), a(_BU[0]), 4),
+    "dplr_kernel": lambda a: ssm.dplr_kernel(*map(a, _DPLR), a(_C4), a(np.array([0.1, 0.2])), 4),
+    "transfer_continuous": lambda a: ssm.transfer_continuous(
+        *map(a, _HIPPO), a(np.ones(4)), None, a(np.array([1j, 2j]))
+    ),
+    "transfer_discrete": lambda a: ssm.transfer_discrete(
+        a(0.1 * _HIPPO[0]), a(_HIPPO[1]), a(np.ones(4)), 0.5, a(np.array([1 + 0j, -1 + 0j]))
+    ),
+    "scan_diagonal": lambda a: ssm.scan_diagonal(a(np.exp(0.1 * _LAM)[None]), a(_BU + 0j)),
+    "scan_dense": lambda a: ssm.scan_dense(a(0.5 * np.eye(2)), a(_BU)),
+    "hyena_recurrence": lambda a: hyena_recurrence(*map(a, _HYENA)),
 }
 
 

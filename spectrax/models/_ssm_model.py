@@ -360,7 +360,8 @@ class SSMSequenceModel(eqx.Module):
                 block ``b``'s step at time ``k`` is ``exp(log_dt_b) * dt[k]``, e.g. the time
                 between observations ``k - 1`` and ``k`` in the units the steps were
                 initialised for. Finite and positive at every step, padded ones included
-                (pad with ones); with scan mode only. ``None`` (default): every step is 1.
+                (pad with ones); in scan or recurrent mode (a per-step step has no single
+                convolution kernel: mode="conv" refuses it). ``None`` (default): every step is 1.
             mask: optional boolean ``(L,)``, ``True`` at valid steps, ``False`` at padding:
                 sequences of different lengths padded at the end to a common ``L`` (``jax.vmap``
                 over ``x`` and ``mask`` together). Padded inputs are replaced by zeros (so any

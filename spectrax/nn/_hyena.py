@@ -19,6 +19,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    as_jax,
     check_choice,
     check_float_dtype,
     check_key,
@@ -226,6 +227,8 @@ def hyena_recurrence(
     inputs = {"v": v, "gates": gates, "filters": filters, "skip": skip}
     for name, a in inputs.items():
         check_real_float(name, a)
+    inputs = {name: as_jax(a) for name, a in inputs.items()}
+    v, gates, filters, skip = inputs.values()
     if v.ndim != 2:
         raise ValueError(f"`v` must have shape (H, L); got v.shape={v.shape}.")
     n_gates = gates.shape[0] if gates.ndim == 3 else -1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -21,9 +21,11 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_bool,
     check_choice,
     check_float_dtype,
     check_key,
+    check_positive_float,
     check_positive_int,
     check_real_float,
     complex_dtype,
@@ -127,20 +129,41 @@ def _widened_step(layer, x_t: Array, state: Array, body: Callable) -> tuple[Arra
     return y.astype(x_t.dtype), new.astype(zero.dtype)
 
 
-def _check_dt_range(dt_min: float, dt_max: float) -> None:
-    ok = all(
-        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-        for v in (dt_min, dt_max)
-    )
-    if not (ok and 0 < dt_min <= dt_max < math.inf):
+def _check_init_fits(layer: Any, dtype: Any, what: str) -> None:
+    """A ValueError naming ``dtype`` if a concrete initial parameter of ``layer`` is not finite:
+    HiPPO's imaginary parts grow like N^2 (LegS 2.1e4 at N = 256, S4D-Inv 8.3e4 at N = 512), past
+    float16's largest number (65504), and became inf with only NumPy's cast warning; the output
+    was NaN. Skipped under a trace (``jax.jit``, ``eqx.filter_eval_shape``), where no value
+    exists."""
+    for name in ("log_Lambda_re", "Lambda_im", "P", "B", "C", "C_back", "D", "log_dt"):
+        a = getattr(layer, name, None)
+        if a is None or isinstance(a, jax.core.Tracer) or bool(jnp.all(jnp.isfinite(a))):
+            continue
         raise ValueError(
-            "`dt_min` and `dt_max` must be finite numbers with 0 < dt_min <= dt_max; got "
-            f"dt_min={dt_min!r}, dt_max={dt_max!r}."
+            f"`dtype`={jnp.dtype(dtype)} cannot hold the initial `{name}` of "
+            f"{type(layer).__name__}(state_size={layer.state_size}, {what}): values beyond its "
+            f"largest finite number {float(jnp.finfo(dtype).max):.6g} became inf. Use bfloat16 "
+            "(float32's range) or float32 parameters, or a smaller state_size."
         )
 
 
+def _check_dt_range(dt_min: Any, dt_max: Any) -> tuple[float, float]:
+    """``(dt_min, dt_max)`` as floats, as :func:`~spectrax.ssm.init_log_dt` takes them (Python,
+    NumPy or concrete JAX numbers); a type or range error names the argument."""
+    lo, hi = check_positive_float("dt_min", dt_min), check_positive_float("dt_max", dt_max)
+    if not lo <= hi:
+        raise ValueError(
+            "`dt_min` and `dt_max` must be finite numbers with 0 < dt_min <= dt_max; got "
+            f"dt_min={lo!r}, dt_max={hi!r}."
+        )
+    return lo, hi
+
+
 def _check_dt_steps(dt, shape: tuple, what: str) -> Array:
-    """S5's per-step scale: real, of ``shape``, and (when concrete) finite and > 0."""
+    """S5's per-step scale: real, of ``shape``, and (when concrete) finite and > 0. A Python
+    number is a float (``step(x_t, state, dt=2)``: an int array is refused, a literal is not)."""
+    if isinstance(dt, int) and not isinstance(dt, bool):
+        dt = float(dt)
     dt = jnp.asarray(dt)
     check_real_float("dt", dt)
     if dt.shape != shape:
@@ -371,10 +394,14 @@ class S4D(eqx.Module):
         check_choice("init", init, tuple(DIAGONAL_INITS))
         check_choice("disc", disc, DISCRETIZATIONS)
         check_choice("mode", mode, MODES)
-        _check_dt_range(dt_min, dt_max)
+        dt_min, dt_max = _check_dt_range(dt_min, dt_max)
         dtype = check_float_dtype("dtype", dtype)
         check_key("key", key)
-        self.disc, self.mode, self.bidirectional = disc, mode, bool(bidirectional)
+        self.disc, self.mode, self.bidirectional = (
+            disc,
+            mode,
+            check_bool("bidirectional", bidirectional),
+        )
         lam, b = DIAGONAL_INITS[init](state_size)
         m = lam.shape[0]
         h = self.channels
@@ -402,6 +429,7 @@ class S4D(eqx.Module):
             dt_max=float(dt_max),
             dtype=dtype,
         )
+        _check_init_fits(self, dtype, f"init={init!r}")
 
     def discrete(self) -> tuple[Complex[Array, "H M"], Complex[Array, "H M"]]:
         """``(Λ̄, B̄)``, each ``(H, N // 2)``."""
@@ -540,10 +568,14 @@ class S4(eqx.Module):
         check_choice("measure", measure, MEASURES)
         check_choice("disc", disc, DISCRETIZATIONS)
         check_choice("mode", mode, MODES)
-        _check_dt_range(dt_min, dt_max)
+        dt_min, dt_max = _check_dt_range(dt_min, dt_max)
         dtype = check_float_dtype("dtype", dtype)
         check_key("key", key)
-        self.disc, self.mode, self.bidirectional = disc, mode, bool(bidirectional)
+        self.disc, self.mode, self.bidirectional = (
+            disc,
+            mode,
+            check_bool("bidirectional", bidirectional),
+        )
         lam, p, b, v = nplr(measure, state_size)
         vh = v.conj().T
         h, n = self.channels, self.state_size
@@ -563,6 +595,7 @@ class S4(eqx.Module):
             dt_max=float(dt_max),
             dtype=dtype,
         )
+        _check_init_fits(self, dtype, f"measure={measure!r}")
 
     def _lambda(self) -> Complex[Array, " N"]:
         return jax.lax.complex(-jnp.exp(_f32(self.log_Lambda_re)), _f32(self.Lambda_im))
@@ -756,7 +789,7 @@ class S5(eqx.Module):
         check_choice("init", init, tuple(_S5_INITS))
         check_choice("disc", disc, DISCRETIZATIONS)
         check_choice("mode", mode, MODES)
-        _check_dt_range(dt_min, dt_max)
+        dt_min, dt_max = _check_dt_range(dt_min, dt_max)
         dtype = check_float_dtype("dtype", dtype)
         check_key("key", key)
         if state_size % 2:
@@ -769,7 +802,11 @@ class S5(eqx.Module):
                 f"an even integer: whole conjugate pairs per block); got blocks={blocks}, "
                 f"state_size={state_size}."
             )
-        self.disc, self.mode, self.bidirectional = disc, mode, bool(bidirectional)
+        self.disc, self.mode, self.bidirectional = (
+            disc,
+            mode,
+            check_bool("bidirectional", bidirectional),
+        )
         self.blocks = blocks
         size = state_size // blocks
         lam, w, cols = _S5_INITS[init](size)
@@ -795,6 +832,7 @@ class S5(eqx.Module):
             dt_max=float(dt_max),
             dtype=dtype,
         )
+        _check_init_fits(self, dtype, f"init={init!r}, blocks={blocks}")
 
     def discrete(
         self, dt: Float[Array, " L"] | None = None

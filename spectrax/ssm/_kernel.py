@@ -12,6 +12,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Inexact
 
 from spectrax._checks import (
+    as_jax,
     check_array,
     check_inexact,
     check_positive_int,
@@ -73,6 +74,11 @@ def vandermonde_kernel(
             )
         if negated.dtype != jnp.bool_:
             raise TypeError(f"`negated` must be a boolean array; got dtype {negated.dtype}.")
+    if Lambda_bar.ndim == 0 or W.ndim == 0:
+        raise ValueError(
+            f"`Lambda_bar` and `W` must have shape (..., N); got {Lambda_bar.shape=}, {W.shape=}."
+        )
+    Lambda_bar, W, log_Lambda_bar = as_jax(Lambda_bar), as_jax(W), as_jax(log_Lambda_bar)
     if Lambda_bar.ndim != W.ndim:
         raise ValueError(
             f"`Lambda_bar` and `W` must have the same rank; got {Lambda_bar.shape=}, {W.shape=}."
@@ -157,6 +163,7 @@ def dense_kernel(
     length = check_positive_int("length", length)
     for name, x in (("A_bar", A_bar), ("B_bar", B_bar), ("C", C)):
         check_array(name, x)
+    A_bar, B_bar, C = as_jax(A_bar), as_jax(B_bar), as_jax(C)
     n = A_bar.shape[-1] if A_bar.ndim else 0
     lead = None
     if A_bar.ndim >= 2 and A_bar.shape[-2] == n and B_bar.ndim >= 1 and C.ndim >= 1:
@@ -231,6 +238,7 @@ def dplr_kernel(
     length = check_positive_int("length", length)
     for name, x in (("Lambda", Lambda), ("P", P), ("B", B), ("C", C)):
         check_array(name, x)
+    Lambda, P, B, C = (as_jax(x) for x in (Lambda, P, B, C))
     n = Lambda.shape[-1] if Lambda.ndim == 1 else -1  # one (N,) diagonal shared by all channels
     if n < 0 or P.ndim != 2 or P.shape[-1] != n or B.shape != (n,) or C.shape[-1:] != (n,):
         raise ValueError(
@@ -413,7 +421,9 @@ def _check_system(A, B, C, *others, names=("A", "B", "C")):
     # a list failed at `.shape`; a boolean matrix was cast to complex silently
     for name, x in zip(names, (A, B, C), strict=True):
         check_inexact(name, x)
-    n = A.shape[-1]
+    A, B, C = as_jax(A), as_jax(B), as_jax(C)
+    others = [as_jax(x) for x in others]
+    n = A.shape[-1] if A.ndim else -1  # a 0-d A failed with an IndexError naming nothing
     ok = A.ndim in (1, 2) and (A.ndim == 1 or A.shape == (n, n))
     ok = ok and B.ndim in (1, 2) and B.shape[0] == n and C.ndim in (1, 2) and C.shape[-1] == n
     if not ok:

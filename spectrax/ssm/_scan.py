@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Inexact
 
-from spectrax._checks import check_array, check_choice, result_dtype
+from spectrax._checks import as_jax, check_array, check_choice, result_dtype
 
 SCAN_METHODS = ("associative", "sequential")
 
@@ -100,6 +100,7 @@ def scan_diagonal(
     """
     check_choice("method", method, SCAN_METHODS)
     _check_arrays(("Lambda_bar", Lambda_bar), ("Bu", Bu), ("x0", x0))
+    Lambda_bar, Bu, x0 = as_jax(Lambda_bar), as_jax(Bu), as_jax(x0)
     if Bu.ndim < 2:
         raise ValueError(f"`Bu` must have shape (..., L, N); got Bu.shape={Bu.shape}.")
     try:
@@ -165,7 +166,8 @@ def scan_dense(
     """
     check_choice("method", method, SCAN_METHODS)
     _check_arrays(("A_bar", A_bar), ("Bu", Bu), ("x0", x0))
-    if A_bar.shape != (Bu.shape[-1],) * 2 or Bu.ndim != 2:
+    A_bar, Bu, x0 = as_jax(A_bar), as_jax(Bu), as_jax(x0)
+    if Bu.ndim != 2 or A_bar.shape != (Bu.shape[-1],) * 2:
         raise ValueError(f"expected A_bar (N, N) and Bu (L, N); got {A_bar.shape=}, {Bu.shape=}.")
     dtype = _state_dtype(A_bar, Bu, x0, "A_bar")
     if x0 is None:

@@ -231,6 +231,48 @@ def test_errors(library_errors):
         s5.step(jnp.ones((3,)), s5.init_state(), jnp.ones(3))
 
 
+def test_constructor_arguments_are_checked_by_type(library_errors):
+    """bidirectional went through bool(): the string "False" built a bidirectional layer (whose
+    step then refused to run). dt_min / dt_max take what init_log_dt takes: a concrete JAX
+    scalar was refused as "must be finite numbers" although it was one."""
+    key = jax.random.key(0)
+    for cls in (S4, S4D, S5):
+        with pytest.raises(TypeError, match=r"`bidirectional` must be a Python bool; got str"):
+            cls(2, 4, bidirectional="False", key=key)
+        from_jax = cls(2, 4, dt_min=jnp.float32(1e-3), dt_max=jnp.float32(0.1), key=key)
+        want = cls(2, 4, dt_min=1e-3, dt_max=0.1, key=key).log_dt
+        np.testing.assert_array_equal(from_jax.log_dt, want)
+    with pytest.raises(TypeError, match=r"`dt_min` must be a Python float; got str"):
+        S4D(2, 4, dt_min="1e-3", key=key)
+    # S5.step's scalar dt: a Python int is a number (it said "Cast it first, e.g. dt.astype")
+    s5 = S5(2, 4, key=key)
+    x_t, state = jnp.ones((2,)), s5.init_state()
+    np.testing.assert_array_equal(s5.step(x_t, state, dt=2)[0], s5.step(x_t, state, dt=2.0)[0])
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "name"),
+    [
+        (S4D, {"init": "legs"}, "Lambda_im"),
+        (S4D, {"init": "inv"}, "Lambda_im"),
+        (S4, {"measure": "legs"}, "Lambda_im"),
+        (S5, {}, "Lambda_im"),
+    ],
+)
+def test_half_precision_parameters_that_overflow_are_refused(cls, kwargs, name, library_errors):
+    """HiPPO's imaginary parts grow like N^2: at N = 512 they pass float16's largest number
+    (65504) and became inf, with only NumPy's cast warning; every output was NaN. The layer
+    names the dtype and the parameter; bfloat16 (float32's range) holds them."""
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=rf"`dtype`=float16 cannot hold the initial `{name}`.*512"):
+        cls(1, 512, dtype=jnp.float16, key=key, **kwargs)
+    layer = cls(1, 512, dtype=jnp.bfloat16, key=key, **kwargs)
+    assert bool(jnp.all(jnp.isfinite(layer(jnp.ones((4, 1), jnp.bfloat16)))))
+    small = cls(1, 64, dtype=jnp.float16, key=key, **kwargs)  # fits: built as before
+    assert bool(jnp.all(jnp.isfinite(small(jnp.ones((4, 1), jnp.float16)))))
+
+
 def test_sequence_constructors_name_a_bad_key(library_errors):
     # An int seed failed inside jax.random ("invalid PRNG key data ... Got 0") and a batch of
     # keys in jax.random.split, naming no argument; each now fails before any draw.

@@ -696,6 +696,15 @@ def test_shape_mismatches_are_named(library_errors):
         scan_diagonal(jnp.ones((2, 1, 4), jnp.complex64), bu)  # batch 2 against 3
     with pytest.raises(ValueError, match=r"`Bu` must have shape \(\.\.\., L, N\)"):
         scan_diagonal(jnp.ones((4,), jnp.complex64), jnp.ones((4,), jnp.complex64))
+    # 0-d arrays failed with an IndexError (or "Too many indices") naming nothing
+    one = jnp.float32(1.0)
+    with pytest.raises(ValueError, match=r"expected A_bar \(N, N\) and Bu \(L, N\).*Bu.shape=\(\)"):
+        scan_dense(jnp.eye(2), one)
+    with pytest.raises(ValueError, match=r"`Lambda_bar` and `W` must have shape \(\.\.\., N\)"):
+        vandermonde_kernel(one, one, 4)
+    for transfer in (transfer_continuous, transfer_discrete):
+        with pytest.raises(ValueError, match=r"expected A \(N, N\) or diagonal.*A.shape=\(\)"):
+            transfer(-one, jnp.ones(1), jnp.ones(1), None, jnp.array([1j]))
     a = jnp.eye(4, dtype=jnp.complex64)
     with pytest.raises(ValueError, match=r"expected A_bar \(\.\.\., N, N\).*B_bar.shape=\(5,\)"):
         dense_kernel(a, jnp.ones(5, jnp.complex64), jnp.ones(4, jnp.complex64), 8)
