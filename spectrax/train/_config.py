@@ -46,6 +46,7 @@ class ConfigError(ValueError):
 # Step counts that enter the jitted step as int32 (Optax's count, the schedules, the guard):
 # a larger one passed validation and then overflowed at the first step.
 _INT32_MAX = 2**31 - 1
+_FLOAT32_MAX = 3.4028234663852886e38  # float(np.finfo(np.float32).max)
 _MAX_NAME = 200
 
 
@@ -67,14 +68,15 @@ class OptimConfig:
     epochs).
     """
 
-    learning_rate: float = _f(1e-3, min=0.0, min_open=True)
-    ssm_learning_rate: float = _f(1e-3, min=0.0, min_open=True)
+    # bounded by float32's largest number: 1e39 is inf in the step, which skipped every update
+    learning_rate: float = _f(1e-3, min=0.0, min_open=True, max=_FLOAT32_MAX)
+    ssm_learning_rate: float = _f(1e-3, min=0.0, min_open=True, max=_FLOAT32_MAX)
     warmup_steps: int = _f(0, min=0)
     schedule: str = _f("cosine", choices=("cosine", "step"))
     final_lr_fraction: float = _f(0.01, min=0.0, max=1.0)
     step_every: int = _f(1000, min=1, max=_INT32_MAX)
     step_factor: float = _f(0.5, min=0.0, max=1.0, min_open=True)
-    weight_decay: float = _f(1e-4, min=0.0)
+    weight_decay: float = _f(1e-4, min=0.0, max=_FLOAT32_MAX)
     clip_norm: float = _f(1.0, min=0.0, min_open=True)
     b1: float = _f(0.9, min=0.0, max=1.0, max_open=True)
     b2: float = _f(0.999, min=0.0, max=1.0, max_open=True)
@@ -137,7 +139,8 @@ class Config:
 
     name: str
     task: Any
-    seed: int = _f(0, min=0, max=2**63 - 1)  # jax.random.key takes a C long
+    # jax.random.key keeps 32 bits of a seed outside 64-bit mode: 2**32 + 5 gave seed 5's key
+    seed: int = _f(0, min=0, max=2**32 - 1)
     max_test_error: float | None = _f(None, min=0.0, min_open=True)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)

@@ -8,6 +8,7 @@ import types
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import pytest
 
 from spectrax.train import (
@@ -244,9 +245,26 @@ def test_name_fits_a_file_name(library_errors):
 
 
 def test_seed_fits_a_prng_key(library_errors):
-    with pytest.raises(ConfigError, match=r"`seed`"):
-        load_config(TOY, [f"seed={2**63}"])
-    assert load_config(TOY, [f"seed={2**63 - 1}"]).seed == 2**63 - 1
+    """Seeds up to 2**63 - 1 passed, but jax.random.key keeps 32 bits outside 64-bit mode:
+    seed=2**32 initialised the same model as seed=0. They are refused by name."""
+    for seed in (2**63, 2**32):
+        with pytest.raises(ConfigError, match=rf"`seed`.*got {seed}"):
+            load_config(TOY, [f"seed={seed}"])
+    assert load_config(TOY, [f"seed={2**32 - 1}"]).seed == 2**32 - 1
+    with jax.enable_x64(False):  # the collision the bound prevents
+        same = jax.random.key_data(jax.random.key(2**32 + 5)) == jax.random.key_data(
+            jax.random.key(5)
+        )
+        assert bool(jnp.all(same))
+
+
+def test_learning_rates_fit_float32(library_errors):
+    """optim.learning_rate=1e39 passed validation, was inf in the float32 step, and every
+    update was skipped as non-finite until the run stopped (exit 3)."""
+    for key in ("optim.learning_rate", "optim.ssm_learning_rate", "optim.weight_decay"):
+        with pytest.raises(ConfigError, match=rf"`{key}`.*got 1e\+39"):
+            load_config(TOY, [f"{key}=1e39"])
+    assert load_config(TOY, ["optim.learning_rate=1e38"]).optim.learning_rate == 1e38
 
 
 def test_a_built_task_in_place_of_its_dataclass_says_how_to_wrap_it(library_errors):
