@@ -3,9 +3,10 @@
 Li et al. (2021), "Fourier Neural Operator for Parametric Partial Differential Equations":
 ``a = u(., 0) -> u(., 1)`` for ``u_t + (u^2/2)_x = 0.1 u_xx`` on the periodic unit interval,
 data from the project's ETDRK4 solver (``spectrax.data.burgers_dataset``), generated once and
-cached. Sized for a 2-core CPU: this config, evaluated only at the end, trains in 34.8 s to a
-test relative L2 of 0.0029 (the FNO row of ``benchmarks/t1-vs-fno-cpu.json``); generating the
-data alone took 7 s (timed once, not recorded). ``variant="smoke"`` is the CI run.
+cached. Sized for a 2-core CPU: this config, evaluated only at the end, trains in 51.8 s to a
+test relative L2 of 0.0035 (the FNO row of ``benchmarks/t1-vs-fno-cpu.json``, on an AMD EPYC
+host; 0.0029 on an earlier host with the same code and data: XLA:CPU's rounding follows the CPU);
+generating the data alone took 7 s (timed once, not recorded). ``variant="smoke"`` is the CI run.
 """
 
 from __future__ import annotations
