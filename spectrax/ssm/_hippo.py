@@ -335,6 +335,35 @@ def _ptd_decomposition(a: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.nda
     return lam.astype(np.complex128), v.astype(np.complex128), ae
 
 
+def _canonical_gauge(
+    lam: np.ndarray, v: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(Λ, V)`` in an order and gauge fixed by ``A + E`` and ``b`` alone, not by LAPACK.
+
+    An eigenvector is defined up to a factor ``e^{iθ}`` (a sign if real), and LAPACK's choice
+    (unit norm, largest component real) and its eigenvalue order can differ between builds.
+    The layers store ``B̃ = Ṽ^{-1} b`` in the slots as a parameter but recompute ``Ṽ`` (for
+    ``C̃ = c Ṽ``) at load time, so a column with another phase would compute another model
+    from the same checkpoint. Here each column is turned so that ``(Ṽ^{-1} b)_j`` is real and
+    positive (a real eigenvector keeps real entries, a conjugate pair stays conjugate), and the
+    eigenvalues are ordered by imaginary, then real part."""
+    order = np.lexsort((lam.real, lam.imag))
+    lam, v = lam[order], v[:, order]
+    bt = np.linalg.solve(v, b.astype(np.complex128))
+    phase = np.ones_like(bt)
+    real = lam.imag == 0.0
+    phase[real] = np.where(bt[real].real < 0.0, -1.0, 1.0)
+    turn = ~real & (np.abs(bt) > 0.0)
+    phase[turn] = bt[turn] / np.abs(bt[turn])
+    v = v * phase[None, :]
+    # Sorted by imaginary part, a conjugate pair sits at mirrored positions of the non-real
+    # ones; their turned columns are conjugates up to rounding, made exact.
+    up, down = np.flatnonzero(lam.imag > 0.0), np.flatnonzero(lam.imag < 0.0)[::-1]
+    if up.size == down.size and np.array_equal(lam[down], np.conj(lam[up])):
+        v[:, down] = np.conj(v[:, up])
+    return lam, v
+
+
 # PTD of LegS as a layer initialisation (s4d_ptd, S5(init="ptd")).
 PTD_EPS = 0.1
 PTD_STEPS = 150
@@ -370,6 +399,7 @@ def _ptd_legs(N: int, eps: float, steps: int, seed: int):
                             f"eigenvalue of HiPPO-LegS (N={N}) to Re = {np.max(lam.real):.3g} "
                             ">= 0 (S4D/S5 need Re Λ < 0); use a smaller eps (e.g. 1e-1)."
                         )
+                    lam, v = _canonical_gauge(lam, v, b)
                     for x in (lam, v, ae, b):
                         x.setflags(write=False)  # cached
                     return lam, v, ae, b
@@ -402,8 +432,8 @@ def ptd_slots(
     Returns:
         ``(Λ_slots (M,), W (M, n), V_slots (n, M))``, ``M = (n + r)/2`` for ``r`` real
         eigenvalues: ``b̃ = W b`` (rows of ``V^{-1}``, halved and made exactly real on real
-        slots) and ``c̃ = c V_slots`` (columns of ``V``) for real ``b``, ``c``. Real slots first,
-        then pairs by increasing imaginary part.
+        slots) and ``c̃ = c V_slots`` (columns of ``V``) for real ``b``, ``c``. Real slots first
+        (by increasing real part), then pairs by increasing imaginary part.
     """
     lam = np.asarray(Lambda, np.complex128)
     v = np.asarray(V, np.complex128)
@@ -414,7 +444,7 @@ def ptd_slots(
         )
     _check_conjugate_pairs(lam)
     keep = np.flatnonzero(lam.imag >= 0.0)
-    keep = keep[np.argsort(lam.imag[keep], kind="stable")]
+    keep = keep[np.lexsort((lam.real[keep], lam.imag[keep]))]
     real = lam.imag[keep] == 0.0
     w = np.linalg.inv(v)[keep]
     w[real] = 0.5 * w[real].real  # real up to rounding: the left eigenvector of a real λ
@@ -497,8 +527,12 @@ def ptd_legs(
 
     Arguments as :func:`s4d_ptd`. Returns ``(Λ (n,), Ṽ (n, n), A_n + E (n, n), b_n (n,))``,
     ``A_n + E = Ṽ diag(Λ) Ṽ^{-1}`` (as :func:`ptd`) at the size ``n = N - r`` whose ``r``
-    real eigenvalues make :func:`ptd_slots` give ``N // 2`` slots. Read-only NumPy arrays,
-    computed once per argument tuple (cached), concrete even under an outer trace.
+    real eigenvalues make :func:`ptd_slots` give ``N // 2`` slots. Unlike :func:`ptd`'s
+    (LAPACK's), this ``Ṽ`` has a fixed gauge: each column is scaled by the unit factor (a sign
+    for a real one) that makes ``(Ṽ^{-1} b_n)_j`` real and positive, and ``Λ`` is ordered by
+    imaginary, then real part; a layer that stores ``B̃`` and recomputes ``Ṽ`` at load time
+    computes the same model whichever LAPACK build returns the eigenvectors. Read-only NumPy
+    arrays, computed once per argument tuple (cached), concrete even under an outer trace.
     """
     n = _check_even("N", N)
     eps = check_positive_float("eps", eps)

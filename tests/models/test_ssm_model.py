@@ -109,9 +109,9 @@ def test_hyena_blocks_are_hyena_operators(key):
 # chance and 13 standard errors above it on 512 held-out sequences, which only a model that
 # carries the token across >= 256 steps reaches (with steps 10-100x larger, dt in [0.1, 1],
 # the state forgets it and both layers stay at chance, 0.25). S4D-PTD after 400 steps: 0.75,
-# 0.77, 1.0, 0.73 (seeds 0-3) with its read-out trained in the PTD eigenbasis; with the read-out
-# trained in the slots it stayed at chance (0.26, 0.27, 0.27), as did S5-PTD (now 0.52, 0.69,
-# 0.65, 0.63, seeds 0-3: not asserted here, too close to 0.5).
+# 1.0, 0.74, 0.74 (seeds 0-3, benchmarks/recall-cpu.json) with its read-out trained in the PTD
+# eigenbasis; with the read-out trained in the slots it stayed at chance (0.26, 0.27, 0.27), as
+# did S5-PTD (now 0.50, 0.74, 0.50, 0.50, seeds 0-3: not asserted here, too close to 0.5).
 LENGTH, MIN_LAG, CLASSES = 288, 256, 4
 
 

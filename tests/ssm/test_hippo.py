@@ -533,3 +533,51 @@ def test_ptd_legs_does_not_depend_on_the_global_prng_settings():
     default = ptd_legs(8, steps=0, seed=3)
     for a, b in zip(other, default, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_ptd_legs_gauge_does_not_depend_on_lapacks_eigenvectors(monkeypatch):
+    # The layers store B~ = V~^-1 b in the slots and recompute V~ (C~ = c V~) at call time: a
+    # LAPACK build that returned the eigenvalues in another order, or an eigenvector with
+    # another phase (a real one with the other sign), computed another model from the same
+    # checkpoint. ptd_legs fixes the gauge: (V~^-1 b)_j real and positive, order by Im, Re.
+    from spectrax.nn import S4D, S5
+    from spectrax.ssm import _hippo
+
+    def build():
+        _hippo._ptd_legs.cache_clear()
+        s4d = S4D(2, 16, init="ptd", key=jax.random.key(0))
+        s5 = S5(2, 16, init="ptd", key=jax.random.key(1))
+        return ptd_legs(16), s4d, s5
+
+    # V~ is a constant of each compiled call: every call below has a length not compiled yet
+    # (the layers are causal, so a prefix of the input gives a prefix of the output)
+    x = jax.random.normal(jax.random.key(2), (24, 2))
+    (lam, v, _, b), s4d, s5 = build()
+    bt = np.linalg.solve(v, b)
+    assert np.all(bt.real > 0) and np.max(np.abs(bt.imag) / np.abs(bt)) < 1e-12
+    assert np.all(np.diff(lam.imag) >= 0) and np.all(np.diff(lam[lam.imag == 0].real) > 0)
+    y4, y5 = np.asarray(s4d(x)), np.asarray(s5(x))
+
+    lapack = _hippo._ptd_decomposition
+
+    def other_lapack(a, e):
+        # reversed order, columns turned by unit factors (conjugate columns by conjugate
+        # factors, real columns by -1), as another build may return them
+        lam_, v_, ae = lapack(a, e)
+        lam_, v_ = lam_[::-1], v_[:, ::-1]
+        turn = np.exp(1j * np.linspace(0.3, 2.9, lam_.size))
+        turn = np.where(lam_.imag == 0, -1.0, np.where(lam_.imag > 0, turn, np.conj(turn)))
+        return lam_, v_ * turn[None, :], ae
+
+    monkeypatch.setattr(_hippo, "_ptd_decomposition", other_lapack)
+    try:
+        (lam2, v2, _, _), s4d2, s52 = build()
+        np.testing.assert_array_equal(lam2, lam)
+        np.testing.assert_allclose(v2, v, rtol=0, atol=1e-12)
+        # the first layers' parameters (a checkpoint) called where LAPACK differs, and the
+        # layers initialised there
+        for n, (layer, y) in enumerate(((s4d, y4), (s5, y5), (s4d2, y4), (s52, y5))):
+            got = np.asarray(layer(x[: 20 - n]))
+            np.testing.assert_allclose(got, y[: 20 - n], rtol=1e-5, atol=1e-5)
+    finally:
+        _hippo._ptd_legs.cache_clear()
