@@ -92,6 +92,7 @@ def _lp_norm(x: Array, p: float, axes: tuple[int, ...]) -> Array:
         scale = jax.lax.stop_gradient(jnp.where(pos, m, 1.0))
         v = jnp.sum((a / scale) ** p, axis=axes, keepdims=True)
         norm = jnp.where(pos, scale * jnp.where(pos, v, 1.0) ** (1.0 / p), 0.0)
+        norm = jnp.where(jnp.isinf(m), m, norm)  # inf / inf in the rescaling read as NaN
     return jnp.squeeze(norm, axis=axes)
 
 
@@ -117,7 +118,8 @@ def relative_lp_loss(
     At ``pred == target`` the gradient is the zero subgradient (finite, for every ``p``).
     A target of zero norm has its denominator clamped to ``sqrt(tiny)`` of the dtype (1.1e-19
     in float32, 1.5e-154 in float64): that example's loss is 0 if ``pred`` is 0 too, else the
-    finite but huge ``||pred|| / sqrt(tiny)`` (never inf or NaN; it dominates a mean).
+    finite but huge ``||pred|| / sqrt(tiny)`` (never inf or NaN; it dominates a mean). An
+    infinite entry in ``pred`` (a diverged model) gives ``inf``, a NaN gives NaN.
 
     Args:
         pred, target: real arrays of the same shape.

@@ -54,6 +54,17 @@ def test_relative_lp_no_overflow_for_large_values():
     assert_close(got, np.float64(0.5), jnp.float32)
 
 
+def test_relative_lp_of_a_diverged_prediction_is_inf():
+    # An inf in pred made the max-rescaled sum inf / inf = NaN: the norm of a diverged
+    # prediction is inf, and a NaN stays NaN.
+    t = jnp.ones((2, 1, 8), jnp.float32)
+    pred = t.at[0, 0, 3].set(jnp.inf)
+    for p in (1.0, 2.0, 3.5, float("inf")):
+        got = np.asarray(lp1(pred, t, p=p, reduction="none"))
+        assert got[0] == np.inf and got[1] == 0.0, (p, got)
+    assert np.isnan(lp1(t.at[1, 0, 0].set(jnp.nan), t))
+
+
 def test_h1_and_sobolev_closed_forms_on_sinusoids(x64):
     n = 32
     x = _x(n)
