@@ -124,8 +124,9 @@ class DarcyFNO:
     rank: float = dataclasses.field(
         default=0.1, metadata={"min": 0.0, "max": 1.0, "min_open": True}
     )
-    # the paper's code pads 9 points at s = 85
-    padding: float = dataclasses.field(default=9 / 85, metadata={"min": 0.0})
+    # the paper's code pads 9 points at s = 85; at most the domain's own size (1.0 doubles
+    # each axis: a larger fraction only spends memory on zeros)
+    padding: float = dataclasses.field(default=9 / 85, metadata={"min": 0.0, "max": 1.0})
     normalize: str = dataclasses.field(
         default="scalar", metadata={"choices": ("scalar", "pointwise")}
     )

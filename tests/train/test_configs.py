@@ -99,6 +99,13 @@ def test_data_seed_out_of_range_is_a_config_error(path, seed):
     assert load_config(str(path), [f"task.data_seed={2**32 - 1}"], variant="smoke")
 
 
+def test_darcy_padding_is_bounded():
+    # `task.padding` had no upper bound: 1e6 asked the FNO for a grid a million times larger
+    with pytest.raises(ConfigError, match=r"`task.padding` must be .*1\.0.*; got 1000000\.0"):
+        load_config("darcy_fno", ["task.padding=1e6"], variant="smoke")
+    assert load_config("darcy_fno", ["task.padding=1.0"], variant="smoke").task.padding == 1.0
+
+
 def test_darcy_standardisation_options(tmp_path, monkeypatch, key):
     monkeypatch.setenv("SPECTRAX_CACHE", str(tmp_path / "cache"))
     scalar = load_config("darcy_fno", variant="smoke").task.build()
@@ -158,6 +165,13 @@ def test_burgers_viscosity_the_solver_cannot_take_is_a_config_error(tmp_path, mo
     with pytest.raises(ConfigError, match=r"`task.nu`=1e-06 is too small.*NaN"):
         train(config, workdir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+    # the other end: at nu = 1 the zero-mean solutions decay to round-off by t = 1 (e^-39)
+    small = ["task.num_train=8", "task.num_test=1", "loop.batch_size=8"]
+    config = load_config("burgers_fno", ["task.nu=1.0", *small], variant="smoke")
+    with pytest.raises(ConfigError, match=r"`task.nu`=1.0 is so large .* decayed to"):
+        train(config, workdir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    assert load_config("burgers_fno", ["task.nu=0.25", *small], variant="smoke").task.build()
 
 
 @pytest.mark.slow
