@@ -378,12 +378,18 @@ def train(
         start = int(meta["step"])
         logger.info("resumed %s at step %d", workdir, start)
         saved_mesh = meta.get("config", {}).get("mesh")
-        if saved_mesh is not None and saved_mesh != cfg_dict["mesh"]:
+        # the resolved mesh too: the same `mesh.*` (data=-1) on another number of devices
+        saved_used, used = meta.get("mesh_used"), _mesh_used(mesh)
+        if (saved_mesh is not None and saved_mesh != cfg_dict["mesh"]) or (
+            saved_used is not None and saved_used != used
+        ):
             logger.warning(
-                "resumed on another mesh (checkpoint: %s; now: %s): the run continues equal to "
-                "an uninterrupted one to float rounding, not bitwise",
+                "resumed on another mesh (checkpoint: %s, %s; now: %s, %s): the run continues "
+                "equal to an uninterrupted one to float rounding, not bitwise",
                 saved_mesh,
+                saved_used,
                 cfg_dict["mesh"],
+                used,
             )
     elif primary:
         if resume:
@@ -527,7 +533,9 @@ def train(
                     break
             if save:
                 ckpt.save(
-                    step, _checkpoint_state(model, opt_state, rng), extra=_position(config, step)
+                    step,
+                    _checkpoint_state(model, opt_state, rng),
+                    extra=_position(config, step, mesh),
                 )
                 last_saved = step
             if signal_now:
@@ -536,7 +544,9 @@ def train(
                 break
     bar.close()
     if stopped == "completed" and last_saved != step:
-        ckpt.save(step, _checkpoint_state(model, opt_state, rng), extra=_position(config, step))
+        ckpt.save(
+            step, _checkpoint_state(model, opt_state, rng), extra=_position(config, step, mesh)
+        )
     ckpt.close()
 
     final: dict[str, float] = {}
@@ -589,11 +599,17 @@ def _global_batch(task, idx: np.ndarray, sharding, rows: np.ndarray, rng, step: 
     return jax.device_put(batch, sharding)
 
 
-def _position(config: Config, step: int) -> dict[str, Any]:
+def _position(config: Config, step: int, mesh) -> dict[str, Any]:
     # The data order is a pure function of (seed, step): this is the whole iterator state.
     return {
-        "data_position": {"seed": config.seed, "step": step, "batch_size": config.loop.batch_size}
+        "data_position": {"seed": config.seed, "step": step, "batch_size": config.loop.batch_size},
+        "mesh_used": _mesh_used(mesh),
     }
+
+
+def _mesh_used(mesh) -> dict[str, int]:
+    # the mesh as resolved (mesh.data=-1 is all devices: the same config on another machine)
+    return {"devices": int(mesh.devices.size), **{k: int(v) for k, v in mesh.shape.items()}}
 
 
 def _write_report(config: Config, result: TrainResult, mesh) -> None:

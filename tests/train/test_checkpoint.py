@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -325,6 +326,23 @@ def test_resume_on_another_mesh(tmp_path, caplog):
             assert_close(np.asarray(a), np.asarray(b), what=name)
     assert moved["one"].model.weight.sharding.spec == PartitionSpec(None, None, "model")
     assert len(moved["fsdp6"].model.weight.sharding.device_set) == 1
+
+
+def test_resume_with_the_same_mesh_config_on_other_devices_says_so(tmp_path, caplog):
+    # mesh.data=-1 (all devices) resolves to 4 devices, then to 2: the same `mesh.*` values, so
+    # the check on the config alone was silent though the sums are ordered differently.
+    config = apply_overrides(load_config(TOY), ["loop.num_steps=10", "checkpoint.every=5"])
+    train(config, workdir=tmp_path / "run", devices=jax.devices()[:4])
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "10")
+    with caplog.at_level(logging.WARNING):
+        train(config, workdir=tmp_path / "run", resume=True, devices=jax.devices()[:4])
+    assert "resumed on another mesh" not in caplog.text
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "10")
+    with caplog.at_level(logging.WARNING):
+        result = train(config, workdir=tmp_path / "run", resume=True, devices=jax.devices()[:2])
+    assert result.step == 10
+    assert "resumed on another mesh" in caplog.text
+    assert "'devices': 4, 'data': 4" in caplog.text and "'devices': 2, 'data': 2" in caplog.text
 
 
 def test_a_step_that_was_never_saved_is_refused_listing_the_saved_ones(tmp_path):
