@@ -5,8 +5,9 @@
   emitter): the suite is bound by compile time (thousands of small programs); level 0 halved
   it, and the older emitter compiles a third faster again (the S4/S4D/S5 gradient, mode and
   PTD tests of tests/nn/test_ssm.py: 35.6 s -> 24.0 s on one core, two runs each); results
-  are the same to the tolerances tested. A run that sets either flag in XLA_FLAGS keeps its
-  own.
+  are the same to the tolerances tested. Code generation unsplit and Eigen single-threaded
+  (tests/models and tests/kernels/test_fft_conv.py with -n 2: 169 s -> 153 s on a 2-core AMD
+  EPYC). A run that sets any of these flags in XLA_FLAGS keeps its own.
 - Strict dtype promotion and rank promotion errors: silent upcasts or broadcasts are bugs.
 - jaxtyping shape/dtype annotations checked at run time on the whole package (beartype).
 - JAX's caches cleared after each test module (see `_fresh_caches_per_module`).
@@ -40,8 +41,16 @@ def _xla_knows(flag: str) -> bool:
     return False
 
 
-if "xla_cpu_use_fusion_emitters" not in _flags and _xla_knows("xla_cpu_use_fusion_emitters"):
-    _flags = (_flags + " --xla_cpu_use_fusion_emitters=false").strip()
+for _flag, _value in (
+    ("xla_cpu_use_fusion_emitters", "false"),
+    # one LLVM module per program, not split for parallel code generation (its default is 32
+    # parts; with two workers on two cores there are no idle threads to compile them on)
+    ("xla_cpu_parallel_codegen_split_count", "1"),
+    # Eigen's matmuls and FFTs on the calling thread: the two workers already fill the cores
+    ("xla_cpu_multi_thread_eigen", "false"),
+):
+    if _flag not in _flags and _xla_knows(_flag):
+        _flags = f"{_flags} --{_flag}={_value}".strip()
 os.environ["XLA_FLAGS"] = _flags
 
 import jax  # noqa: E402
