@@ -43,8 +43,8 @@ def _xla_knows(flag: str) -> bool:
 
 for _flag, _value in (
     ("xla_cpu_use_fusion_emitters", "false"),
-    # one LLVM module per program, not split for parallel code generation (its default is 32
-    # parts; with two workers on two cores there are no idle threads to compile them on)
+    # one LLVM module per program, not split into parts for parallel code generation (with two
+    # workers on two cores there are no idle threads to compile the parts on)
     ("xla_cpu_parallel_codegen_split_count", "1"),
     # Eigen's matmuls and FFTs on the calling thread: the two workers already fill the cores
     ("xla_cpu_multi_thread_eigen", "false"),
