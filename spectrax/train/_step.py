@@ -38,11 +38,39 @@ def init_opt_state(optimizer: optax.GradientTransformation, model: Any) -> Train
     return TrainState(inner, GuardState(zero, zero))
 
 
+# elements per concatenated group of `_all_finite` (4 MiB of float32): bounds the copy it makes
+_FINITE_GROUP = 1 << 20
+
+
 def _all_finite(tree: Any) -> jax.Array:
     """Whether every floating or complex array leaf of ``tree`` is finite (others are ignored:
-    an optimizer state holds integer counts)."""
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if eqx.is_inexact_array(x)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+    an optimizer state holds integer counts).
+
+    Leaves of at most ``_FINITE_GROUP`` elements are raveled and concatenated per dtype into groups
+    of at most that many elements, each group one ``isfinite`` reduction; a larger leaf is one
+    on its own: the copy stays within about one group per dtype, while one reduction per leaf
+    made XLA:CPU's compile time grow faster than the leaf count. Measured on a 2-core CPU
+    (jaxlib 0.10.2, ``benchmarks/step-compile-cpu.json``, XLA's default flags), per leaf
+    against grouped: the compile of the Hyena recall config's step (44 leaves, checked in the
+    new parameters and Adam's two moments) 13.3 s against 5.6 s, of a 40-layer MLP's step
+    (80 leaves) 15.4 s against 2.0 s, the step's run time unchanged; under the test suite's
+    flags (tests/conftest.py) a 100-layer MLP's (200 leaves) 405 s against 7.6 s.
+    """
+    leaves = [x for x in jax.tree.leaves(tree) if eqx.is_inexact_array(x)]
+    checks = [jnp.all(jnp.isfinite(x)) for x in leaves if x.size > _FINITE_GROUP]
+    groups: list[list[jax.Array]] = []
+    open_group: dict[Any, tuple[list[jax.Array], int]] = {}  # dtype -> (group, its size)
+    for x in leaves:
+        if x.size > _FINITE_GROUP:
+            continue
+        group, size = open_group.get(x.dtype, (None, 0))
+        if group is None or size + x.size > _FINITE_GROUP:
+            group, size = [], 0
+            groups.append(group)
+        group.append(jnp.ravel(x))
+        open_group[x.dtype] = (group, size + x.size)
+    checks += [jnp.all(jnp.isfinite(jnp.concatenate(group))) for group in groups]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
 
 
 # the metrics the step adds itself; a loss-function metric of the same name replaced them, and
@@ -170,11 +198,11 @@ def make_train_step(
         # neither of which may reach a checkpoint
         # a global norm that overflows (finite entries above sqrt(finfo.max) / sqrt(n)) is
         # non-finite too: global-norm clipping would divide by it and silently apply a zero
-        # update that still advances the Optax state
+        # update that still advances the Optax state. A NaN or inf gradient entry makes the
+        # norm NaN or inf, so the norm's check covers the gradients' own.
         finite = (
             jnp.isfinite(loss)
             & jnp.isfinite(grad_norm)
-            & _all_finite(grads)
             & _all_finite(new_params)
             & _all_finite(inner)
         )

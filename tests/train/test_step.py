@@ -172,6 +172,62 @@ def test_gradient_whose_norm_overflows_is_skipped():
     chex.assert_trees_all_equal(new_state.inner, state.inner)
 
 
+@pytest.mark.parametrize("group", [1, 7, 1 << 20])
+def test_all_finite_finds_any_bad_entry_in_any_group(monkeypatch, group):
+    """The guard's check, leaves grouped per dtype (groups of 7 elements, of one, and the
+    default): True for a finite tree; False for a NaN, +inf or -inf in any one entry of any
+    floating or complex leaf, small or above the group size; integer leaves ignored."""
+    from spectrax.train import _step
+
+    monkeypatch.setattr(_step, "_FINITE_GROUP", group)
+    rng = np.random.default_rng(0)
+    tree = {
+        "a": rng.normal(size=(3, 4)).astype(np.float32),
+        "b": rng.normal(size=(5,)).astype(np.float32),
+        "c": (rng.normal(size=(2, 3)) + 1j * rng.normal(size=(2, 3))).astype(np.complex64),
+        "d": rng.normal(size=(9,)).astype(jnp.bfloat16),
+        "e": rng.normal(size=()).astype(np.float32),
+        "n": np.array([2**31 - 1, -5], np.int32),
+    }
+    check = jax.jit(_step._all_finite)
+    assert bool(check(tree)) and bool(_step._all_finite(tree))
+    for name in "abcde":
+        for flat in sorted({0, tree[name].size // 2, tree[name].size - 1}):
+            for bad in (np.nan, np.inf, -np.inf, complex(0, np.inf)):
+                if name != "c" and isinstance(bad, complex):
+                    continue
+                broken = {k: np.array(v) for k, v in tree.items()}
+                broken[name].reshape(-1)[flat] = bad
+                assert not bool(check(broken)), (name, flat, bad)
+    assert bool(check({"n": tree["n"]})) and bool(check({}))
+
+
+def test_the_step_checks_small_leaves_in_groups(setup):
+    """The step's finite checks: a few reductions, not one per leaf of the parameters and of
+    Adam's moments. One per leaf made XLA's compile time grow faster than the leaf count (a
+    100-layer MLP's step: 405 s against 7.6 s grouped, see _all_finite)."""
+    _, _, batch = setup
+    keys = jax.random.split(jax.random.key(1), 30)
+    model = [eqx.nn.Linear(3, 3, key=k) for k in keys[:-1]] + [eqx.nn.Linear(3, 2, key=keys[-1])]
+
+    def loss(m, b):
+        h = b["x"]
+        for layer in m:
+            h = jax.vmap(layer)(h)
+        return jnp.mean((h - b["y"]) ** 2), {}
+
+    optimizer = optax.adam(1e-3)
+    text = (
+        make_train_step(loss, optimizer)
+        .lower(model, init_opt_state(optimizer, model), batch)
+        .as_text()
+    )
+    leaves = len(jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
+    assert leaves == 60
+    # is_finite lowers to stablehlo.is_finite, one per checked array
+    assert text.count("stablehlo.is_finite") <= 4, text.count("stablehlo.is_finite")
+
+
 def test_step_does_not_retrace(setup):
     model, optimizer, batch = setup
     traces = []
