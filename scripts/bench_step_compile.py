@@ -1,9 +1,10 @@
 """Compile time, step time and memory of the training step's NaN guard, grouped against per leaf.
 
 ``make_train_step`` checks that the new parameters and the new optimizer state are finite
-before it applies them. It checks small leaves concatenated per dtype in groups of
-``_FINITE_GROUP`` elements (``spectrax.train._step._all_finite``); before, it checked every
-leaf on its own, and XLA's compile time grew faster than the number of leaves. For each case
+before it applies them. It stacks leaves of one shape and dtype in groups of at most
+``_FINITE_GROUP`` elements and reduces each group once (``spectrax.train._step._all_finite``);
+before, it reduced every leaf on its own, and XLA's compile time grew faster than the number
+of leaves. For each case
 this script builds the step as ``spectrax train`` does (the config's task, model, optimizer
 groups and NaN guard) and measures, side by side in one run on one device:
 

@@ -174,9 +174,10 @@ def test_gradient_whose_norm_overflows_is_skipped():
 
 @pytest.mark.parametrize("group", [1, 7, 1 << 20])
 def test_all_finite_finds_any_bad_entry_in_any_group(monkeypatch, group):
-    """The guard's check, leaves grouped per dtype (groups of 7 elements, of one, and the
-    default): True for a finite tree; False for a NaN, +inf or -inf in any one entry of any
-    floating or complex leaf, small or above the group size; integer leaves ignored."""
+    """The guard's check, leaves stacked per shape and dtype (groups of at most 7 elements, of
+    one, and the default): True for a finite tree; False for a NaN, +inf or -inf in any one
+    entry of any floating or complex leaf, small or above the group size; integer leaves
+    ignored."""
     from spectrax.train import _step
 
     monkeypatch.setattr(_step, "_FINITE_GROUP", group)
@@ -203,8 +204,8 @@ def test_all_finite_finds_any_bad_entry_in_any_group(monkeypatch, group):
 
 
 def test_the_step_checks_small_leaves_in_groups(setup):
-    """The step's finite checks: a few reductions, not one per leaf of the parameters and of
-    Adam's moments. One per leaf made XLA's compile time grow faster than the leaf count (a
+    """The step's finite checks: one reduction per shape, not one per leaf of the parameters
+    and of Adam's moments. One per leaf made XLA's compile time grow faster than the leaf count (a
     100-layer MLP's step: 405 s against 7.6 s grouped, see _all_finite)."""
     _, _, batch = setup
     keys = jax.random.split(jax.random.key(1), 30)
@@ -226,6 +227,45 @@ def test_the_step_checks_small_leaves_in_groups(setup):
     assert leaves == 60
     # is_finite lowers to stablehlo.is_finite, one per checked array
     assert text.count("stablehlo.is_finite") <= 4, text.count("stablehlo.is_finite")
+
+
+def test_the_finite_checks_add_no_collective_under_fsdp(monkeypatch, key):
+    """With parameters FSDP-sharded over a 4-way ``model`` axis (``shard_model``), the guard's
+    grouped checks add no all-gather, collective-permute or all-to-all to the step: only
+    arrays of one shape, which share their sharding, are stacked (concatenating arrays of
+    different shapes made XLA gather them)."""
+    import re
+
+    from spectrax.train import MeshConfig, _step, make_mesh, shard_model
+
+    mesh = make_mesh(MeshConfig(data=2, model=4, params="fsdp"))
+    k1, k2, k3 = jax.random.split(key, 3)
+    model = [eqx.nn.Linear(8, 16, key=k1), eqx.nn.Linear(16, 12, key=k2)]
+    model.append(eqx.nn.Linear(12, 4, key=k3))
+
+    def loss(m, b):
+        h = b
+        for layer in m:
+            h = jnp.tanh(jax.vmap(layer)(h))
+        return jnp.mean(h**2), {}
+
+    optimizer = optax.adam(1e-3)
+    state = shard_model(init_opt_state(optimizer, model), mesh, "fsdp")
+    model = shard_model(model, mesh, "fsdp")
+    batch = jax.device_put(
+        jnp.ones((8, 8)), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    )
+
+    def collectives() -> dict:
+        text = make_train_step(loss, optimizer).lower(model, state, batch).lowered.compile()
+        ops = re.findall(
+            r"= \S+ (all-gather|collective-permute|all-to-all)(?:-start)?\(", text.as_text()
+        )
+        return {op: ops.count(op) for op in set(ops)}
+
+    with_checks = collectives()
+    monkeypatch.setattr(_step, "_all_finite", lambda tree: jnp.asarray(True))
+    assert with_checks == collectives()
 
 
 def test_step_does_not_retrace(setup):
