@@ -23,7 +23,6 @@ script works and say nothing about kernel speed. Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import pathlib
 
@@ -31,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spectrax._benchmark import copy_bandwidth, median_time, provenance
+from spectrax._benchmark import copy_bandwidth, median_time, provenance, record_path, write_record
 from spectrax.kernels.fft_conv import fft_conv, pallas_status
 from spectrax.kernels.fft_conv._pallas import (
     DEFAULT_PRECISION,
@@ -42,8 +41,6 @@ from spectrax.kernels.fft_conv._pallas import (
 )
 from spectrax.kernels.fft_conv.monarch import PRECISIONS, MonarchPlan, band_mask
 from spectrax.kernels.fft_conv.outer import LONG_MAX_LENGTH
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _peak_memory(compiled) -> int | None:
@@ -137,13 +134,6 @@ def bench_length(
     return row
 
 
-def _write(out: pathlib.Path, result: dict) -> None:
-    """Replace ``out`` in one step (a kill during the write leaves the previous file)."""
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
-
-
 def main(argv=None) -> int:
     on_cpu = jax.default_backend() == "cpu"
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -170,8 +160,7 @@ def main(argv=None) -> int:
 
     dev = jax.devices()[0]
     device = jax.default_backend() if on_cpu else dev.device_kind.replace(" ", "-").lower()
-    out = args.out or ROOT / "benchmarks" / f"fft_conv-{device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out or record_path(__file__, "fft_conv", device)
     bw = copy_bandwidth(min(4 * args.total, 1 << 28), args.repeats)
     rows = []
     skipped = [
@@ -217,7 +206,7 @@ def main(argv=None) -> int:
                     bandwidth=args.bandwidth,
                 )
             )
-            _write(out, result)  # after every row: a run cut off by a time limit keeps it
+            write_record(result, out)  # after every row: a run cut off by a time limit keeps it
 
     header = (
         f"{'L':>8} {'K':>8} {'dtype':>8} {'path':>9} {'prec':>7} {'B':>5} {'xla fwd':>10} "
@@ -243,7 +232,7 @@ def main(argv=None) -> int:
         lines.append(f"{s['L']:>8} skipped: {s['why']}")
     print("\n".join(lines))
 
-    _write(out, result)
+    write_record(result, out)
     print(f"wrote {out}")
     return 0
 

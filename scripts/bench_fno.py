@@ -16,7 +16,6 @@ times the issue's H100 plain-vs-neuraloperator ratio.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import equinox as eqx
@@ -25,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from spectrax._benchmark import provenance, time_interleaved
+from spectrax._benchmark import provenance, record_path, time_interleaved, write_record
 from spectrax.models import FNO
 from spectrax.nn import resolve_impl
 from spectrax.train import relative_lp_loss
@@ -279,11 +278,7 @@ def main(argv=None):
     }
     if estimate is not None:
         record["neuraloperator_estimate"] = estimate
-    out = args.out or Path(__file__).resolve().parents[1] / "benchmarks" / (
-        f"fno-train-step-{dev.platform}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    out = write_record(record, args.out or record_path(__file__, "fno-train-step"))
     for k, v in ratios.items():
         print(f"{k:45s} {v:6.2f}x")
     print(f"wrote {out}")

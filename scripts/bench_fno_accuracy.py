@@ -40,10 +40,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import numpy as np
 
-from spectrax._benchmark import provenance
+from spectrax._benchmark import provenance, record_path, write_record
 from spectrax.train import load_config, read_metrics, train
 
 
@@ -253,8 +252,7 @@ def main() -> None:
             "data_seconds": time.perf_counter() - start,
             "segments": [],
         }
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "bench_run.json").write_text(json.dumps(run, indent=2) + "\n")
+        write_record(run, workdir / "bench_run.json")
     data_seconds = run["data_seconds"]
     for seg in run["segments"]:
         if seg.get("seconds") is None:
@@ -265,17 +263,16 @@ def main() -> None:
             seg["seconds_estimated"] = "killed: counted to the last write of metrics.jsonl"
     segment = {"started": time.time(), "end_step": None, "seconds": None}
     run["segments"].append(segment)
-    (workdir / "bench_run.json").write_text(json.dumps(run, indent=2) + "\n")
+    write_record(run, workdir / "bench_run.json")
     start = time.perf_counter()
     # Reads the cache written above; continues from the latest checkpoint when resuming.
     result = train(config, workdir=workdir, resume=args.resume is not None)
     segment.update(end_step=result.step, seconds=time.perf_counter() - start)
-    (workdir / "bench_run.json").write_text(json.dumps(run, indent=2) + "\n")
+    write_record(run, workdir / "bench_run.json")
     seconds = sum(seg["seconds"] for seg in run["segments"])
     if result.stopped == "signal":
         print(f"stopped by a signal at step {result.step}; continue with --resume {workdir}")
         return
-    dev = jax.devices()[0]
     task_fields = dataclasses.asdict(config.task)
     records = read_metrics(workdir)
     train_losses = [r["loss"] for r in records if r["split"] == "train"]
@@ -335,9 +332,7 @@ def main() -> None:
         "meets_paper": bool(test_rel_l2 <= problem.paper_rel_l2),  # False when NaN (no eval)
         "stopped": result.stopped,
     }
-    out = pathlib.Path(args.out or f"benchmarks/fno-{args.problem}-accuracy-{dev.platform}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(record, args.out or record_path(__file__, f"fno-{args.problem}-accuracy"))
     print(json.dumps(record, indent=2))
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spectrax._benchmark import provenance, time_interleaved
+from spectrax._benchmark import provenance, record_path, time_interleaved, write_record
 from spectrax.transforms import gaunt_coefficients, gaunt_grid, gaunt_product
 
 DEGREES = (2, 4, 6, 8, 10, 12)
@@ -37,7 +36,6 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    dev = jax.devices()[0]
     rows = []
     for degree in DEGREES:
         n_in, n_out = (degree + 1) ** 2, (2 * degree + 1) ** 2
@@ -85,9 +83,7 @@ def main(argv=None):
         "pairs of degree L, output degree 2L, the two interleaved",
         "rows": rows,
     }
-    out = args.out or Path("benchmarks") / f"gaunt-{dev.platform}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    out = write_record(record, args.out or record_path(__file__, "gaunt"))
     print(f"wrote {out}")
 
 

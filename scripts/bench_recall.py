@@ -26,12 +26,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from spectrax._benchmark import provenance
+from spectrax._benchmark import provenance, record_path, write_record
 from spectrax.data import delayed_recall
 from spectrax.models import SSMSequenceModel
 from spectrax.nn import ssm_param_labels
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 LENGTH, MIN_LAG, CLASSES = 288, 256, 4
 STATE = {"s4": 16, "s4d": 16, "s5": 32}
 RUNS = ("s4d:legs", "s4d:ptd", "s5:hippo", "s5:ptd")
@@ -117,8 +116,6 @@ def main(argv=None) -> int:
                 row = run(layer, init, seed, sorted(set(args.steps)), data)
                 logging.info(json.dumps(row))
                 rows.append(row)
-    dev = jax.devices()[0]
-    on_cpu = jax.default_backend() == "cpu"
     result = {
         "benchmark": "delayed recall 256 steps back: held-out accuracy per SSM init and seed",
         **provenance(),
@@ -145,9 +142,7 @@ def main(argv=None) -> int:
         ).strip(),
         "rows": rows,
     }
-    out = args.out or ROOT / "benchmarks" / f"recall-{'cpu' if on_cpu else dev.platform}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_record(result, args.out or record_path(__file__, "recall"))
     logging.info("wrote %s", out)
     return 0
 

@@ -12,14 +12,13 @@ Both paths run interleaved in one process on the same device; the JSON
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from spectrax._benchmark import provenance, time_interleaved
+from spectrax._benchmark import provenance, record_path, time_interleaved, write_record
 from spectrax.nn import SpectralConv, resolve_impl
 
 # (name, batch, channels, spatial, modes): the FNO papers' problems at their sizes, a few grids
@@ -56,7 +55,6 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    dev = jax.devices()[0]
     rows = []
     for name, batch, channels, spatial, modes in CASES:
         key = jax.random.key(0)
@@ -95,9 +93,7 @@ def main(argv=None):
         "and input), the two paths interleaved",
         "rows": rows,
     }
-    out = args.out or Path("benchmarks") / f"spectral-conv-{dev.platform}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    out = write_record(record, args.out or record_path(__file__, "spectral-conv"))
     print(f"wrote {out}")
 
 

@@ -27,11 +27,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from spectrax._benchmark import copy_bandwidth, median_time, provenance
+from spectrax._benchmark import copy_bandwidth, median_time, provenance, record_path, write_record
 from spectrax.nn import S4, S4D, S5
 from spectrax.ssm import scan_diagonal
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _layers(channels: int, state: int) -> dict:
@@ -82,7 +80,6 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=pathlib.Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    dev = jax.devices()[0]
     bw = copy_bandwidth(1 << 26, args.repeats)
     rows = []
     for length in args.lengths:
@@ -102,9 +99,7 @@ def main(argv=None) -> int:
         ),
         "rows": rows,
     }
-    out = args.out or ROOT / "benchmarks" / f"ssm-{'cpu' if on_cpu else dev.platform}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_record(result, args.out or record_path(__file__, "ssm"))
     logging.info("wrote %s", out)
     return 0
 

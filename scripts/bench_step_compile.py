@@ -37,10 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from spectrax._benchmark import provenance, time_interleaved
+from spectrax._benchmark import provenance, record_path, time_interleaved, write_record
 from spectrax.train import _loop, _step, batch_sharding, init_opt_state, load_config
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # name -> (config, overrides); "mlp<depth>" cases are a plain MLP under Adam (below)
 CASES = {
@@ -160,9 +158,7 @@ def main(argv=None) -> int:
         ),
         "rows": rows,
     }
-    out = args.out or ROOT / "benchmarks" / f"step-compile-{'cpu' if on_cpu else 'gpu'}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_record(result, args.out or record_path(__file__, "step-compile"))
     logging.info("wrote %s", out)
     return 0
 

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spectrax._benchmark import median_time, provenance
+from spectrax._benchmark import median_time, provenance, record_path, write_record
 from spectrax.models import TransformOnce, spectral_scale
 from spectrax.train import (
     init_opt_state,
@@ -177,7 +177,6 @@ def main() -> None:
             "steps": result.step,
             "stopped": result.stopped,
         }
-    dev = jax.devices()[0]
     record = {
         "benchmark": "Transform-Once vs FNO-1d on Burgers (nu=0.1), same data and step budget",
         **provenance(),
@@ -199,9 +198,7 @@ def main() -> None:
         "band_limit_floor_rel_l2": band_limit_floor(fno_config.task.build().test[1], args.modes),
         "models": models,
     }
-    out = pathlib.Path(args.out or f"benchmarks/t1-vs-fno-{dev.platform}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(record, args.out or record_path(__file__, "t1-vs-fno"))
     print(json.dumps(record, indent=2))
 
 

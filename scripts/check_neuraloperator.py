@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 from pathlib import Path
 
@@ -56,7 +55,7 @@ import equinox as eqx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from spectrax._benchmark import provenance  # noqa: E402
+from spectrax._benchmark import provenance, record_path, write_record  # noqa: E402
 from spectrax.models import FNO  # noqa: E402
 from spectrax.nn import ChannelMLP, SpectralConv  # noqa: E402
 
@@ -440,7 +439,6 @@ def main(argv=None):
     check.fno((32, 24), (6, 5), separable=True)
     check.fno((64,), (12,), lifting_ratio=2, skip="soft_gating", separable=True)
 
-    dev = jax.devices()[0]
     record = {
         "check": "spectrax vs neuraloperator, same weights",
         **provenance(),
@@ -469,9 +467,7 @@ def main(argv=None):
             f"->{r['out_shape']}" if r.get("out_shape", r["spatial"]) != r["spatial"] else ""
         )
         print(f"{r['case']:40s} {shape:28s} modes {r['modes']}: {r['max_rel_err']:.2e}{extra}")
-    out = args.out or Path("benchmarks") / f"neuraloperator-equivalence-{dev.platform}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    out = write_record(record, args.out or record_path(__file__, "neuraloperator-equivalence"))
     print(f"wrote {out}")
     return 0
 

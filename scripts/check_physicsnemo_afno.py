@@ -56,7 +56,7 @@ import equinox as eqx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from spectrax._benchmark import provenance  # noqa: E402
+from spectrax._benchmark import provenance, record_path, write_record  # noqa: E402
 from spectrax.models import AFNO  # noqa: E402
 from spectrax.nn import ChannelLayerNorm, afno_mix  # noqa: E402
 
@@ -339,7 +339,6 @@ def main(argv=None):
     check.model((32, 16), 2)
     check.model((32, 32), 4, eps=1e-5)  # spectrax's default LayerNorm eps
 
-    dev = jax.devices()[0]
     record = {
         "check": (
             "spectrax afno_mix vs physicsnemo AFNO2DLayer, and spectrax AFNO vs physicsnemo "
@@ -366,9 +365,7 @@ def main(argv=None):
     }
     for r in check.rows:
         print(json.dumps(r))
-    out = args.out or Path("benchmarks") / f"physicsnemo-afno-equivalence-{dev.platform}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(record, args.out or record_path(__file__, "physicsnemo-afno-equivalence"))
     return 0
 
 

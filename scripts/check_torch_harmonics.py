@@ -64,7 +64,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from spectrax._benchmark import provenance  # noqa: E402
+from spectrax._benchmark import provenance, record_path, write_record  # noqa: E402
 from spectrax.nn import spherical_conv  # noqa: E402
 from spectrax.transforms import isht, real_sph_harm, sht, sphere_grid  # noqa: E402
 
@@ -252,7 +252,6 @@ def main(argv=None):
     check.conv((16, 32), (16, 32), 9)
     check.conv((16, 32), (24, 48), 15)  # a finer output grid
 
-    dev = jax.devices()[0]
     record = {
         "check": "spectrax vs torch-harmonics, same inputs and weights",
         **provenance(),
@@ -288,9 +287,7 @@ def main(argv=None):
     }
     for r in check.rows:
         print(json.dumps(r))
-    out = args.out or Path("benchmarks") / f"torch-harmonics-equivalence-{dev.platform}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(record, args.out or record_path(__file__, "torch-harmonics-equivalence"))
     return 0
 
 

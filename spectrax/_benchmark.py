@@ -1,8 +1,9 @@
-"""Timing helpers shared by the benchmark scripts in ``scripts/``."""
+"""Timing helpers and the record writer shared by the benchmark scripts in ``scripts/``."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -87,3 +88,25 @@ def provenance() -> dict:
         "spectrax": __version__,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def record_path(script: str | os.PathLike, stem: str, suffix: str | None = None) -> Path:
+    """Where a benchmark script writes its record by default: ``benchmarks/<stem>-<suffix>.json``
+    of the checkout whose ``scripts/`` folder holds ``script`` (pass ``__file__``), whatever the
+    working directory (``spectrax bench`` runs the scripts from anywhere). ``suffix`` defaults to
+    ``cpu`` on a CPU, else the platform (``gpu``, ``tpu``)."""
+    if suffix is None:
+        suffix = jax.devices()[0].platform
+    return Path(script).resolve().parents[1] / "benchmarks" / f"{stem}-{suffix}.json"
+
+
+def write_record(record: dict, out: str | os.PathLike) -> Path:
+    """Write ``record`` as indented JSON to ``out`` (its folder made if missing) and return the
+    path. The file is replaced in one step: a run killed during the write leaves the previous
+    record whole, never a truncated one."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(out)
+    return out
