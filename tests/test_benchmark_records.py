@@ -16,7 +16,8 @@ def test_default_record_lands_in_the_checkouts_benchmarks_folder(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     script = ROOT / "scripts" / "bench_gaunt.py"
     assert record_path(script, "gaunt") == ROOT / "benchmarks" / "gaunt-cpu.json"
-    assert record_path(str(script), "fft_conv", "h100") == ROOT / "benchmarks" / "fft_conv-h100.json"
+    h100 = ROOT / "benchmarks" / "fft_conv-h100.json"
+    assert record_path(str(script), "fft_conv", "h100") == h100
 
 
 def test_a_record_is_replaced_in_one_step(tmp_path, monkeypatch):

@@ -551,6 +551,14 @@ def sobolev_norm(
             f"`s` must be one smoothness index, a scalar; got an array of shape {np.shape(s)}. "
             "For several indices call once per s (or jax.vmap over a scalar s)."
         )
+    # a 0-d array passed the checks above: a complex one lost its imaginary part, a bool one
+    # was read as 0 or 1, and NaN or inf gave a NaN or inf norm
+    if isinstance(s, (np.ndarray, jax.Array)):
+        if not (jnp.issubdtype(s.dtype, jnp.floating) or jnp.issubdtype(s.dtype, jnp.integer)):
+            raise TypeError(f"`s` must be a real number; got a 0-d array of dtype {s.dtype}.")
+        value = _concrete(s) if isinstance(s, jax.Array) else s
+        if value is not None and not np.isfinite(value):
+            raise ValueError(f"`s` must be finite; got {value}.")
     d = check_positive_int("num_spatial_dims", num_spatial_dims)
     homogeneous = check_bool("homogeneous", homogeneous, " (it picks the weight at trace time)")
     squared = check_bool("squared", squared)

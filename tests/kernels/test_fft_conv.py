@@ -455,6 +455,9 @@ def test_spectral_filter_of_the_wrong_size_is_refused(key, library_errors):
         SpectralFilter(filt.k_f, 16, 0, True)
     with pytest.raises(TypeError, match=r"`causal` must be a bool; got 1"):
         SpectralFilter(filt.k_f, 16, 16, 1)
+    # as for an array k (causal=0 compared equal to the filter's False and passed)
+    with pytest.raises(TypeError, match=r"`causal` must be a bool; got 0"):
+        spectrax.fft_conv(u, filt, causal=0)
     # a spectrum that is not a floating-point or complex array is refused by name (a list
     # failed with "'list' object has no attribute 'ndim'", an int32 one was convolved)
     for k_f, got in (([1.0] * 9, "list"), (jnp.ones((2, 9), jnp.int32), "dtype int32")):

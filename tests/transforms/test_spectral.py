@@ -519,6 +519,27 @@ def test_sobolev_norm_refuses_a_complex_s(library_errors):
         sobolev_norm(jnp.ones((2, 8)), 1j)
 
 
+@pytest.mark.parametrize("to_array", [np.asarray, jnp.asarray], ids=["numpy", "jax"])
+def test_sobolev_norm_checks_a_0d_array_s_as_a_number(to_array, library_errors):
+    """A 0-d array s skipped the number checks: a complex one lost its imaginary part (the
+    s = 1 norm came back), True was read as 1, NaN and inf gave a NaN or inf norm."""
+    u = jnp.sin(2 * jnp.pi * jnp.arange(16.0) / 16)
+    for bad, dtype in ((1 + 2j, "complex"), (True, "bool")):
+        with pytest.raises(
+            TypeError,
+            match=rf"`s` must be a real number; got a 0-d array of "
+            rf"dtype {dtype}",
+        ):
+            sobolev_norm(u, to_array(bad))
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match=r"`s` must be finite; got -?(nan|inf)"):
+            sobolev_norm(u, to_array(np.float32(bad)))
+    # a real 0-d array (integer or float) is a smoothness index, as the same Python number
+    for good in (np.float32(0.5), np.int32(1)):
+        expected = sobolev_norm(u, float(good))
+        np.testing.assert_allclose(sobolev_norm(u, to_array(good)), expected, rtol=1e-6)
+
+
 def test_bools_and_non_numbers_are_not_orders_or_lengths(library_errors):
     """orders=True was a first derivative and lengths=True a unit domain, silently; a string or
     None as lengths failed inside NumPy with a message naming nothing. (A real JAX array is a

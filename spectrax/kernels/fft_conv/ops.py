@@ -136,6 +136,9 @@ def check_args(
         raise ValueError(f"`u` must have shape (..., L); got a scalar of shape {u.shape}.")
     length = u.shape[-1]
     if isinstance(k, SpectralFilter):
+        # the same check as for an array k (causal=1 compared equal to True and passed)
+        if not isinstance(causal, (bool, np.bool_)):
+            raise TypeError(f"`causal` must be a bool; got {causal!r}.")
         if k.length != length:
             raise ValueError(
                 f"`k` is a SpectralFilter built for length {k.length}; got `u` with L={length}. "
