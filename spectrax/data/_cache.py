@@ -223,15 +223,23 @@ def default_cache_dir() -> Path:
 
 
 def _canonical(name: str, value: Any) -> Any:
-    """A JSON-able, deterministic form of a parameter (arrays by content hash)."""
+    """A JSON-able, deterministic form of a parameter (arrays by content hash). Each kind of
+    value has a form of its own: a float is ``{"float": repr}`` (its bare repr was the string
+    ``"1.5"``'s key too), and a NumPy number names its dtype (``np.float32(1.5)`` is a strongly
+    typed float32 to JAX, a Python ``1.5`` a weak type that takes the other operand's dtype, so a
+    generator may return other data for each; they shared one key)."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, np.bool_):  # what the generators' bool checks accept
         return bool(value)
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, np.integer):
+        return {"numpy": str(value.dtype), "value": int(value)}
+    if isinstance(value, np.floating):
+        return {"numpy": str(value.dtype), "value": repr(float(value))}
+    if isinstance(value, int):
         return int(value)
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))
+    if isinstance(value, float):
+        return {"float": repr(float(value))}
     if isinstance(value, (tuple, list)):
         return [_canonical(name, v) for v in value]
     if isinstance(value, (np.dtype, type)):

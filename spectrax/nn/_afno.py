@@ -139,7 +139,13 @@ def _check_mix_args(x, w1, b1, w2, b2, modes) -> tuple[int, ...]:
     if isinstance(modes, (int, np.integer)) and not isinstance(modes, bool):
         # x is one field (C, *spatial): its rank gives the number of spatial axes
         modes = check_modes(modes, max(x.ndim - 1, 1))
-    modes = tuple(modes)
+    try:
+        modes = tuple(modes)
+    except TypeError:  # modes=None was a bare "'NoneType' object is not iterable"
+        raise ValueError(
+            f"`modes` must be an int or one int per spatial axis of `x` (shape {x.shape}: "
+            f"{max(x.ndim - 1, 1)}); got {modes!r}."
+        ) from None
     for name, w in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)):
         check_inexact(name, w)
     d = len(modes)

@@ -142,6 +142,24 @@ def test_dtype_parameters_key_the_cache(tmp_path, key):
         np.testing.assert_array_equal(x, y)
 
 
+def test_each_kind_of_number_has_its_own_key(tmp_path, key):
+    """A float's key was its repr, the string "1.5"'s key too; a NumPy scalar's key was its
+    value, a Python number's too, though JAX types np.float32(1.5) strongly and 1.5 weakly (a
+    generator's output dtype may follow): whichever call filled the cache served them all."""
+
+    def gen(key, scale):  # output dtype follows the argument's type, as JAX's weak types do
+        return (np.zeros(1, np.int32),) if isinstance(scale, str) else (np.asarray([scale]),)
+
+    values = [1.5, "1.5", np.float32(1.5), np.float64(1.5), 2, "2", np.int32(2), np.int64(2)]
+    paths = [cache_path(gen, key, v, cache_dir=tmp_path) for v in values]
+    assert len(set(paths)) == len(values)
+    # the same kind and value is the same key
+    assert cache_path(gen, key, np.float32(1.5), cache_dir=tmp_path) == paths[2]
+    assert cache_path(gen, key, 3.0 / 2, cache_dir=tmp_path) == paths[0]
+    got = [cached(gen, key, v, cache_dir=tmp_path)[0] for v in (np.float32(1.5), 1.5, "1.5")]
+    assert [a.dtype for a in got] == [np.float32, np.float64, np.int32]
+
+
 def test_unhashable_parameter(tmp_path, key, gen):
     with pytest.raises(TypeError, match="scale"):
         cache_path(gen, key, 2, scale=object(), cache_dir=tmp_path)

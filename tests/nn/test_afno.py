@@ -154,6 +154,17 @@ def _cz(*shape):
         ((8, 16), (2, 4, 3), (2, 3), (2, 3, 4), (2, 4), (3, 3), r"`x`.*2 spatial axes"),
         ((8, 16), (2, 4, 3), (2, 3), (2, 3, 4), (2, 4), (10,), "too many"),
         ((8, 16, 16), (2, 4, 3), (2, 3), (2, 3, 4), (2, 4), 9, r"`modes\[0\]`=9 is too many"),
+        # a bare "'NoneType' object is not iterable"
+        (
+            (8, 16, 16),
+            (2, 4, 3),
+            (2, 3),
+            (2, 3, 4),
+            (2, 4),
+            None,
+            r"`modes` must be an int.*2\); got None",
+        ),
+        ((8, 16), (2, 4, 3), (2, 3), (2, 3, 4), (2, 4), True, r"`modes` must be an int.*got True"),
     ],
 )
 def test_afno_mix_checks_its_shapes(x_shape, w1, b1, w2, b2, modes, match, library_errors):
