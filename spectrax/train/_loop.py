@@ -363,7 +363,7 @@ def train(
         config_dict=cfg_dict,
         config_defaults=config_defaults(config),
     )
-    start = 0
+    start, loop_steps = 0, config.loop.num_steps
     if primary and source is None and resume:
         # read before a log without a checkpoint is set aside with its config.json
         source = _stored_source(workdir)
@@ -376,6 +376,17 @@ def train(
         model = eqx.combine(restored["model"], static)
         opt_state, rng = restored["opt_state"], restored["rng"]
         start = int(meta["step"])
+        if start > loop_steps:
+            ckpt.close()
+            # it was accepted and reported "completed at step 10 of 6", and config.json then
+            # recorded a shorter run than its checkpoint holds (a step schedule lets the
+            # length differ; a cosine one is refused with the other config differences)
+            raise ConfigError(
+                f"`loop.num_steps`={loop_steps} is less than the step of the latest checkpoint "
+                f"in {workdir / 'checkpoints'} ({start}): a resumed run continues up to "
+                f"loop.num_steps, it cannot be shortened. Pass loop.num_steps >= {start}, or "
+                f"evaluate that checkpoint with `spectrax eval {workdir}`."
+            )
         logger.info("resumed %s at step %d", workdir, start)
         saved_mesh = meta.get("config", {}).get("mesh")
         # the resolved mesh too: the same `mesh.*` (data=-1) on another number of devices
@@ -468,6 +479,18 @@ def train(
         return host[-1][1]
 
     def report_nonfinite(step: int) -> None:
+        every = config.checkpoint.every
+        if last_saved > 0:
+            saved = f"the last checkpoint (step {last_saved}) is intact"
+        elif not every:
+            saved = "no checkpoint was written (checkpoint.every=0)"
+        elif step < every:
+            saved = f"no checkpoint was written (the first would have been at step {every})"
+        else:  # every due step before the trip saved one: this one is due, and withheld
+            saved = (
+                f"no checkpoint was written (the one due at step {step} is withheld: none is "
+                "written of halted steps)"
+            )
         logger.error(
             "stopping at step %d: %d non-finite updates in a row by step %d "
             "(loop.max_nonfinite=%d), and the steps after it changed nothing; %s",
@@ -475,9 +498,7 @@ def train(
             worst_run,
             tripped_at,
             loop.max_nonfinite,
-            f"the last checkpoint (step {last_saved}) is intact"
-            if last_saved > 0
-            else "no checkpoint was written (checkpoint.every=0 or none due yet)",
+            saved,
         )
 
     worst_run, tripped_at = 0, None

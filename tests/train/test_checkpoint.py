@@ -16,6 +16,7 @@ from jax.sharding import PartitionSpec
 from spectrax.train import (
     Checkpointer,
     CheckpointError,
+    ConfigError,
     apply_overrides,
     config_to_dict,
     evaluate_run,
@@ -89,6 +90,14 @@ def test_a_step_schedule_run_continues_for_longer_exactly(tmp_path):
     assert resumed.step == whole.step == 10
     for x, y in zip(jax.tree.leaves(resumed.model), jax.tree.leaves(whole.model), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # not shorter: it was accepted ("completed at step 10 of 6") and config.json then said 6
+    recorded = (tmp_path / "a" / "config.json").read_text()
+    with pytest.raises(
+        ConfigError, match=r"`loop\.num_steps`=6 is less than the step of the latest checkpoint"
+    ):
+        train(short, workdir=tmp_path / "a", resume=True, devices=one)
+    assert (tmp_path / "a" / "config.json").read_text() == recorded
+    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == ["10", "6"]
     cosine = load_config(TOY, ["checkpoint.every=6", "loop.num_steps=6"], variant="smoke")
     train(cosine, workdir=tmp_path / "c", devices=one)
     with pytest.raises(

@@ -101,6 +101,26 @@ def test_persistent_nan_stops_with_checkpoint_intact(tmp_path):
     assert "stopped: nonfinite at step 20" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.parametrize(
+    "every, said",
+    [
+        # the stop at step 5 is the checkpoint step: it said "checkpoint.every=0 or none due yet"
+        (5, "no checkpoint was written (the one due at step 5 is withheld"),
+        (10, "no checkpoint was written (the first would have been at step 10)"),
+        (0, "no checkpoint was written (checkpoint.every=0)"),
+    ],
+)
+def test_a_nonfinite_stop_says_why_no_checkpoint_was_written(tmp_path, caplog, every, said):
+    over = ["task.nan_after=0", "loop.max_nonfinite=2", "loop.log_every=5", "output.plots=false"]
+    config = load_config(TOY, [*over, f"checkpoint.every={every}"])
+    with caplog.at_level(logging.ERROR, logger="spectrax.train._loop"):
+        result = train(config, workdir=tmp_path)
+    assert result.stopped == "nonfinite" and result.step == 5
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert said in error, error
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
 def test_signal_after_the_guard_tripped_stops_without_saving_halted_steps(tmp_path):
     """The limit is reached at step 16; SIGTERM is due in the eval at step 18, where the host
     reads the counters (an eval step flushes the log; log_every=10): the run stops as
