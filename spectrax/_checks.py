@@ -72,6 +72,15 @@ def check_array(name: str, x: Any) -> None:
     _array_dtype(name, x, np.generic, "numeric", "array", False)
 
 
+def check_not_bool(name: str, x: Any) -> None:
+    """Raise TypeError if ``x`` is a boolean array: where integers are taken as numbers, a
+    boolean one read True as 1 silently (an eigenvalue of +1, say)."""
+    if jnp.result_type(x) == jnp.bool_:
+        raise TypeError(
+            f"`{name}` must be a numeric (floating-point or complex) array; got dtype bool."
+        )
+
+
 def check_bool(name: str, value: Any, why: str = "") -> bool:
     """``value`` as a bool if it is a Python or NumPy bool, else a TypeError naming ``name``:
     ``bool()`` would take ``"False"`` as True and a JAX array only outside ``jit``."""

@@ -218,6 +218,14 @@ class SSMBlock(eqx.Module):
         float64 step of a float32 block rounds it to complex64 for the next step. ``dt``: an S5
         block's scale of this step (a scalar), as ``dt[t]`` of :meth:`__call__`."""
         zero = self.init_state()  # also the error for a layer without a recurrent mode
+        # as __call__ and SSMSequenceModel.step: an integer x_t was stepped and the output
+        # truncated to integers, a wrong shape failed inside LayerNorm naming nothing
+        check_real_float("x_t", x_t)
+        if x_t.shape != (self.mix.in_features,):
+            raise ValueError(
+                f"`x_t` must be one time step of shape (H,) = (d_model,) = "
+                f"({self.mix.in_features},); got x_t.shape={x_t.shape}."
+            )
         _check_block_dt(self.ssm, dt)
         if jnp.result_type(state) != zero.dtype:
             raise TypeError(

@@ -15,6 +15,7 @@ from spectrax._checks import (
     check_choice,
     check_float_dtype,
     check_key,
+    check_not_bool,
     check_positive_float,
     complex_dtype,
     result_dtype,
@@ -114,7 +115,9 @@ def _diagonal_args(Lambda, dt, method: str):
     """Checked ``(Λ, dt)`` of a diagonal discretisation, both in the complex dtype of the
     wider of ``Λ`` and an array ``dt`` (a float64 dt array is not narrowed to complex64)."""
     check_choice("method", method, DISCRETIZATIONS)
-    lam = _as_complex(jnp.asarray(Lambda))
+    lam = jnp.asarray(Lambda)
+    check_not_bool("Lambda", lam)
+    lam = _as_complex(lam)
     dt_in, dt = dt, _as_dt(dt)
     if dt.ndim not in (0, lam.ndim):
         raise ValueError(

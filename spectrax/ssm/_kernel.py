@@ -15,6 +15,7 @@ from spectrax._checks import (
     as_jax,
     check_array,
     check_inexact,
+    check_not_bool,
     check_positive_int,
     complex_dtype,
     result_dtype,
@@ -79,6 +80,9 @@ def vandermonde_kernel(
             f"`Lambda_bar` and `W` must have shape (..., N); got {Lambda_bar.shape=}, {W.shape=}."
         )
     Lambda_bar, W, log_Lambda_bar = as_jax(Lambda_bar), as_jax(W), as_jax(log_Lambda_bar)
+    for name, x in (("Lambda_bar", Lambda_bar), ("W", W), ("log_Lambda_bar", log_Lambda_bar)):
+        if x is not None:
+            check_not_bool(name, x)
     if Lambda_bar.ndim != W.ndim:
         raise ValueError(
             f"`Lambda_bar` and `W` must have the same rank; got {Lambda_bar.shape=}, {W.shape=}."
@@ -224,7 +228,11 @@ def dplr_kernel(
     ``1.5e-5`` (LegS ``2e-6``); N = 256, LegS ``1e-4``, LegT ``1.5e-4``, LagT ``3e-4``, FouT
     ``6e-4`` (at dt = 0.1; before these three changes LagT reached ``8e-3``, and LegS, LegT
     and FouT ``1e-4`` to ``5e-4`` at dt = 1e-3). Float64 agrees with the naive ``C Ā^l B̄`` to
-    ``1e-11`` (N <= 64).
+    ``1e-11`` (N <= 64). Steps beyond S4's initial range (dt <= 0.1) cost float32 digits: at
+    N = 64, L = 1024 (max over 4 channels) LegS ``4e-5`` at dt = 1, ``1.3e-3`` at 10, ``2e-2`` at
+    100; LegT ``5e-5``, ``4e-4``, ``3e-2``; FouT ``2e-4`` to ``4e-4``; LagT below ``1e-4``
+    (bilinear ``Ā``'s eigenvalues near -1). For such steps compute in float64, or use the
+    layer's ``mode="scan"`` (float32 error below ``5e-6`` at N = 8, L = 16, dt up to 1e4).
 
     Args:
         Lambda: ``(N,)`` complex diagonal; P: ``(r, N)`` low-rank factor (complex);
@@ -239,6 +247,8 @@ def dplr_kernel(
     for name, x in (("Lambda", Lambda), ("P", P), ("B", B), ("C", C)):
         check_array(name, x)
     Lambda, P, B, C = (as_jax(x) for x in (Lambda, P, B, C))
+    for name, x in (("Lambda", Lambda), ("P", P), ("B", B), ("C", C)):
+        check_not_bool(name, x)
     n = Lambda.shape[-1] if Lambda.ndim == 1 else -1  # one (N,) diagonal shared by all channels
     if n < 0 or P.ndim != 2 or P.shape[-1] != n or B.shape != (n,) or C.shape[-1:] != (n,):
         raise ValueError(

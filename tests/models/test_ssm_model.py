@@ -9,7 +9,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from spectrax.data import delayed_recall
-from spectrax.models import POOLINGS, SSMSequenceModel
+from spectrax.models import POOLINGS, SSMBlock, SSMSequenceModel
 from spectrax.nn import ssm_param_labels
 from tests.helpers import assert_close, rel_err
 
@@ -377,6 +377,13 @@ def test_step_errors(key, library_errors):
     # which entry of the tuple is wrong (the block's error said only `state`)
     with pytest.raises(ValueError, match=r"`state\[0\]` must have shape \(4, 1\).*got \(4, 2\)"):
         model.step(jnp.ones(3), (jnp.zeros((4, 2), jnp.complex64),))
+    # a block's own step: an int32 x_t was stepped and the output truncated to integers, a
+    # wrong shape failed inside LayerNorm without naming x_t
+    block = SSMBlock("s4d", 3, 4, 0.0, None, jnp.float32, key=key)
+    with pytest.raises(TypeError, match=r"`x_t` must be a real floating-point array.*int32"):
+        block.step(jnp.array([1, 2, 3]), block.init_state())
+    with pytest.raises(ValueError, match=r"`x_t` must be one time step of shape.*\(3,\); got"):
+        block.step(jnp.ones(4), block.init_state())
 
 
 def test_step_follows_the_dtype_rule_of_the_call(key, x64):

@@ -1098,3 +1098,30 @@ def test_a_python_float_dt_gives_the_same_dtype_under_jit(x64):
     assert calls["discretize_diagonal"](0.1).dtype == jnp.complex64  # eager: Lambda's
     for name, f in calls.items():  # eval_shape traces as jit does: 0.1 is a weak float64 there
         assert jax.eval_shape(f, 0.1).dtype == jnp.complex64, name
+
+
+def test_boolean_arrays_are_not_eigenvalues_or_vectors(library_errors):
+    """Integers are taken as numbers; a boolean array was read as 0 and 1 silently (True an
+    unstable eigenvalue +1), where transfer_* and dense_kernel refuse it by name."""
+    t, f = jnp.array([True, False]), jnp.ones(2)
+    lam, p, c = -jnp.ones(2, jnp.complex64), jnp.ones((1, 2), jnp.complex64), jnp.ones((3, 2))
+    calls = {
+        "Lambda": [
+            lambda: discretize_diagonal(t, 0.1),
+            lambda: log_discrete_eigenvalues(t, 0.1),
+            lambda: dplr_kernel(t, p, f, c, 0.1, 4),
+        ],
+        "Lambda_bar": [lambda: vandermonde_kernel(t, f, 4)],
+        "W": [lambda: vandermonde_kernel(f, t, 4)],
+        "P": [lambda: dplr_kernel(lam, t[None], f, c, 0.1, 4)],
+        "B": [lambda: dplr_kernel(lam, p, t, c, 0.1, 4)],
+        "C": [lambda: dplr_kernel(lam, p, f, jnp.ones((3, 2), bool), 0.1, 4)],
+    }
+    for name, fns in calls.items():
+        for fn in fns:
+            with pytest.raises(TypeError, match=rf"`{name}` must be a numeric .*got dtype bool"):
+                fn()
+    # an integer diagonal is still a number
+    assert_close(
+        discretize_diagonal(jnp.array([-1, -2]), 0.1)[0], jnp.exp(-0.1 * jnp.arange(1.0, 3.0))
+    )
