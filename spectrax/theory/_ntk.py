@@ -219,9 +219,13 @@ def gd_residuals(
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"`learning_rate` must be > 0 and finite; got {learning_rate!r}.")
     else:
-        if not jnp.issubdtype(learning_rate.dtype, jnp.floating):
+        # an integer array is a number, as a Python or NumPy int is (jnp.array(1) was refused)
+        if not (
+            jnp.issubdtype(learning_rate.dtype, jnp.floating)
+            or jnp.issubdtype(learning_rate.dtype, jnp.integer)
+        ):
             raise TypeError(
-                f"`learning_rate` must be a real float; got an array of dtype "
+                f"`learning_rate` must be a real number; got an array of dtype "
                 f"{learning_rate.dtype}."
             )
         # one rate: an (N,) array would scale the eigenvalues entrywise, silently

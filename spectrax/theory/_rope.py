@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
@@ -28,6 +29,22 @@ def _check_head_dim(head_dim) -> int:
 
 
 def _check_base(base) -> float:
+    # a concrete 0-d array is its number, as spectrax.nn.rope_frequencies takes it (it was
+    # refused as "must be a real number > 1; got Array(10000., dtype=float32)")
+    if isinstance(base, (np.ndarray, jax.Array)) and base.ndim == 0:
+        if not (
+            jnp.issubdtype(base.dtype, jnp.floating) or jnp.issubdtype(base.dtype, jnp.integer)
+        ):
+            raise TypeError(
+                f"`base` must be a real number > 1; got an array of dtype {base.dtype}."
+            )
+        try:
+            base = base.item()
+        except jax.errors.ConcretizationTypeError:
+            raise TypeError(
+                "`base` must be a concrete number > 1 (these checks compute on the host); got a "
+                "traced array: call outside jit/grad/vmap."
+            ) from None
     if isinstance(base, bool) or not isinstance(base, (int, float, np.integer, np.floating)):
         raise TypeError(f"`base` must be a real number > 1; got {base!r}.")
     try:

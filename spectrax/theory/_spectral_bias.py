@@ -159,13 +159,25 @@ def spectral_bias_curve(
         )
 
     def predict(p):
-        out = jax.vmap(f, in_axes=(None, 0))(p, x)
-        if out.shape != y.shape:
-            raise ValueError(
-                f"`f` must return a scalar per example; over the batch it returned {out.shape}, "
-                f"expected {y.shape}."
-            )
-        return out
+        return jax.vmap(f, in_axes=(None, 0))(p, x)
+
+    # what `f` returns, before training: a tuple or dict was a bare AttributeError at `.shape`,
+    # an integer or complex output an error about an argument named `prediction`
+    out = jax.eval_shape(predict, params)
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise TypeError(
+            "`f` must return one real floating-point scalar per example; got "
+            f"{jax.tree_util.tree_structure(out)}."
+        )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(
+            f"`f` must return a real floating-point scalar per example; got dtype {out.dtype}."
+        )
+    if out.shape != y.shape:
+        raise ValueError(
+            f"`f` must return a scalar per example; over the batch it returned {out.shape}, "
+            f"expected {y.shape}."
+        )
 
     def sq_error(pred):
         # `f`'s output and `y` may differ in dtype (a float32 model fitted to float64 targets):

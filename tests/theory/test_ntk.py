@@ -345,8 +345,16 @@ def test_a_complex_or_overflowing_rate_is_refused(library_errors):
     is an np.number); an int too large for a float raised a bare OverflowError."""
     ntk, r0 = jnp.eye(2), jnp.ones(2)
     for rate in (np.complex64(0.1), np.complex128(0.1 + 0.1j), jnp.asarray(0.1 + 0j)):
-        with pytest.raises(TypeError, match=r"`learning_rate` must be a real float; got .*complex"):
+        with pytest.raises(
+            TypeError, match=r"`learning_rate` must be a real number; got .*complex"
+        ):
             gd_residuals(ntk, r0, rate, 2)
+    # an integer JAX rate is a number, as a Python or NumPy int is (it was refused); bool is not
+    np.testing.assert_array_equal(
+        gd_residuals(ntk, r0, jnp.array(1), 2), gd_residuals(ntk, r0, 1, 2)
+    )
+    with pytest.raises(TypeError, match=r"`learning_rate` must be a real number; got .*bool"):
+        gd_residuals(ntk, r0, jnp.array(True), 2)
     with pytest.raises(ValueError, match=r"`learning_rate` must be > 0 and finite; got 1000"):
         gd_residuals(ntk, r0, 10**400, 2)
     assert_close(gd_residuals(ntk, r0, np.float32(0.5), 1)[1], 0.75 * r0)

@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -21,6 +22,25 @@ def test_decay_curve_is_the_mean_cosine():
     expected = np.cos(m[:, None] * theta[None, :]).mean(axis=1)
     np.testing.assert_allclose(rope_decay_curve(base, d, 300), expected, rtol=0, atol=1e-14)
     assert rope_decay_curve(base, d, 300)[0] == 1.0
+
+
+def test_a_concrete_0d_array_base_is_its_number(library_errors):
+    """rope_frequencies takes a 0-d array base; these refused it with "must be a real number > 1;
+    got Array(10000., dtype=float32)"."""
+    want = rope_decay_curve(1e4, 16, 50)
+    for base in (jnp.float32(1e4), np.array(1e4), jnp.array(10000)):
+        np.testing.assert_array_equal(rope_decay_curve(base, 16, 50), want)
+    np.testing.assert_array_equal(
+        rope_angle_error(jnp.float32(500.0), 16, np.arange(64)),
+        rope_angle_error(500.0, 16, np.arange(64)),
+    )
+    for bad, dtype in ((jnp.array(True), "bool"), (jnp.array(1e4 + 0j), "complex64")):
+        with pytest.raises(TypeError, match=rf"`base` must be a real number > 1; got .*{dtype}"):
+            rope_decay_curve(bad, 16, 50)
+    with pytest.raises(ValueError, match=r"`base` must be a finite number > 1; got 1.0"):
+        rope_decay_curve(jnp.float32(1.0), 16, 50)
+    with pytest.raises(TypeError, match=r"`base` must be a concrete number"):
+        jax.jit(lambda b: rope_decay_curve(b, 16, 50))(jnp.float32(1e4))
 
 
 def test_lower_bound_is_the_smallest_grid_base():

@@ -125,6 +125,16 @@ def test_bad_inputs_are_named(library_errors):
         spectral_bias_curve(
             f, jnp.ones(()), x[:4], x, frequencies=[1], steps=2, optimizer=optax.sgd(0.1)
         )
+    # what `f` returns is named: a tuple was a bare AttributeError at `.shape`, an integer output
+    # an error about an argument `prediction` the caller never passed
+    for g, what in (
+        (lambda p, xi: (p * xi, p * xi), "got PyTreeDef"),
+        (lambda p, xi: jnp.round(p * xi).astype(jnp.int32), "got dtype int32"),
+    ):
+        with pytest.raises(TypeError, match=rf"`f` must return .*scalar per example; {what}"):
+            spectral_bias_curve(
+                g, jnp.ones(()), x, x, frequencies=[1], steps=1, optimizer=optax.sgd(0.1)
+            )
     with pytest.raises(ValueError, match="scalar per example"):
         spectral_bias_curve(
             lambda p, xi: p * jnp.ones(2) * xi,
