@@ -419,7 +419,7 @@ def train(
             logger.info("run %s: writing to %s", config.name, workdir)
 
     loop = config.loop
-    step_fn = make_train_step(task.loss, optimizer, max_nonfinite=loop.max_nonfinite)
+    step_fn = make_train_step(task.loss, optimizer, max_nonfinite=loop.max_nonfinite, mesh=mesh)
     sharding = batch_sharding(mesh)
     # the rows of each batch this process's devices hold (all of them with one process)
     rows = batch_rows(sharding, loop.batch_size)
@@ -540,7 +540,7 @@ def train(
                     report_nonfinite(step)
                     break
             if eval_now:
-                writer.write(step, "eval", task.evaluate(model))
+                writer.write(step, "eval", task.evaluate(_for_eval(model, mesh, config)))
             if flag["signal"] and not save and not multi:
                 # the signal came during the log flush or the eval above: still save this step
                 signal_now, save = flag["signal"], True
@@ -573,7 +573,7 @@ def train(
     final: dict[str, float] = {}
     passed = None
     if stopped == "completed":
-        final = task.evaluate(model)
+        final = task.evaluate(_for_eval(model, mesh, config))
         # a resumed run that had already finished has this record (do not log it twice)
         logged = (
             start == step
@@ -654,6 +654,16 @@ def _write_report(config: Config, result: TrainResult, mesh) -> None:
     (result.workdir / "report.md").write_text("\n".join(lines) + "\n")
 
 
+def _for_eval(model: Any, mesh: Any, config: Config) -> Any:
+    """The model as the tasks' evaluation runs it: whole on every device. FSDP-sharded
+    parameters made XLA partition the evaluation's forward pass, which replicates its FFTs
+    (openxla/xla#24) and, for an S4D model on CPU, failed in XLA's FFT with a layout
+    RET_CHECK; the training step gathers them in its own way (make_train_step's ``mesh``)."""
+    if config.mesh.params != "fsdp" or mesh.size == 1:
+        return model
+    return shard_model(model, mesh, "replicated")
+
+
 def evaluate_run(
     config: Config, workdir: str | Path, *, devices: list | None = None
 ) -> dict[str, float]:
@@ -691,8 +701,7 @@ def evaluate_run(
         ckpt.close()
     logger.info("evaluating %s, step %s", ckpts, meta.get("step"))
     model = eqx.combine(restored["model"], eqx.filter(model, eqx.is_array, inverse=True))
-    del mesh
-    return task.evaluate(model)
+    return task.evaluate(_for_eval(model, mesh, config))
 
 
 def params_digest(model: Any) -> str:

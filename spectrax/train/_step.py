@@ -9,6 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh, PartitionSpec
 
 from spectrax._checks import check_positive_int
 
@@ -144,6 +145,7 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     *,
     max_nonfinite: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable[[Any, TrainState, Any], tuple[Any, TrainState, dict[str, jax.Array]]]:
     """One pure jitted step ``(model, opt_state, batch) -> (model, opt_state, metrics)``.
 
@@ -164,6 +166,16 @@ def make_train_step(
             are, ``halted`` is 1) until the host, which reads the counters only at its logging
             cadence, stops the run: a finite update after the limit is never applied. ``None``
             (default): no limit.
+        mesh: the mesh the batch is sharded over (on its ``data`` axis, as
+            :func:`batch_sharding` lays it out). On more than one device the loss and its
+            gradient are computed per ``data`` shard under ``jax.shard_map`` and averaged over
+            the axis (``pmean``), the parameters gathered whole for it (FSDP keeps them sharded
+            between steps). XLA's SPMD partitioner replicates an FFT whose batch axes are
+            sharded (openxla/xla#24): without this every device all-gathered the global batch
+            and computed every FFT of it (and, with FSDP on CPU, an S4D model failed in XLA's
+            FFT with a layout RET_CHECK). ``loss_fn`` and its metrics must then be means over
+            the batch's examples, as the tasks' are. ``None`` (default): XLA partitions the
+            step from the inputs' shardings.
 
     Returns:
         The step. ``metrics`` holds ``loss``, ``grad_norm``, ``skipped`` (0/1: the update was
@@ -172,6 +184,13 @@ def make_train_step(
     """
     if max_nonfinite is not None:  # NumPy integers too; not bools, floats or 0
         max_nonfinite = check_positive_int("max_nonfinite", max_nonfinite)
+    if mesh is not None and not isinstance(mesh, Mesh):
+        raise TypeError(f"`mesh` must be a jax.sharding.Mesh or None; got {type(mesh).__name__}.")
+    if mesh is not None and "data" not in mesh.shape:
+        raise ValueError(
+            f"`mesh` must have a 'data' axis (the batch's); got axes {tuple(mesh.axis_names)}."
+        )
+    per_shard = mesh is not None and mesh.size > 1
 
     @eqx.filter_jit
     def step(model, opt_state: TrainState, batch):
@@ -186,10 +205,29 @@ def make_train_step(
             )
         params, static = eqx.partition(model, eqx.is_inexact_array)
 
-        def objective(p):
-            return _check_loss_output(loss_fn(eqx.combine(p, static), batch))
+        def loss_and_grad(p, b):
+            def objective(p):
+                return _check_loss_output(loss_fn(eqx.combine(p, static), b))
 
-        (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
+            return jax.value_and_grad(objective, has_aux=True)(p)
+
+        if per_shard:
+            # every mesh axis manual: the parameters whole (an all-gather of FSDP shards), the
+            # batch split over `data` (replicated over `model`); check_vma off because a
+            # custom_vjp's cotangent of a replicated input (fft_conv's filter) varies per shard
+            # until the pmean below, which averages it as the gradient of a mean
+            def local(p, b):
+                return jax.lax.pmean(loss_and_grad(p, b), "data")
+
+            (loss, aux), grads = jax.shard_map(
+                local,
+                mesh=mesh,
+                in_specs=(PartitionSpec(), PartitionSpec("data")),
+                out_specs=PartitionSpec(),
+                check_vma=False,
+            )(params, batch)
+        else:
+            (loss, aux), grads = loss_and_grad(params, batch)
         _check_metrics(aux)
         grad_norm = optax.tree.norm(grads)
         # Optax mixes Python floats with int32 step counts (bias correction, schedules): run

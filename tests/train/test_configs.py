@@ -264,3 +264,23 @@ def test_fno_configs_take_a_factorised_spectral_weight(path, tmp_path, monkeypat
         got = weights([f"task.factorization={name}", "task.rank=0.3"])
         assert all(isinstance(w, cls) for w in got)
         assert sum(w.num_params for w in got) <= 0.3 * dense
+
+
+def test_an_ssm_run_trains_and_evaluates_with_fsdp_parameters(tmp_path, monkeypatch):
+    """s4d_recall on a 4 x 2 mesh with FSDP parameters failed in XLA:CPU's FFT (a layout
+    RET_CHECK), in the step and again in the evaluation: both partitioned the S4D layer's FFTs
+    from the parameters' shardings. It trains and evaluates, equal to the one-device run to
+    float rounding."""
+    monkeypatch.setenv("SPECTRAX_CACHE", str(tmp_path / "cache"))
+    over = ["output.progress=false", "output.plots=false", "loop.num_steps=3"]
+    one = load_config("s4d_recall", over, variant="smoke")
+    fsdp = load_config("s4d_recall", [*over, "mesh.model=2", "mesh.params=fsdp"], variant="smoke")
+    ref = train(one, workdir=tmp_path / "one", devices=jax.devices()[:1])
+    result = train(fsdp, workdir=tmp_path / "fsdp", devices=jax.devices())
+    assert result.stopped == "completed" and result.step == 3
+    losses = [
+        [r["loss"] for r in read_metrics(tmp_path / name) if r["split"] == "train"]
+        for name in ("one", "fsdp")
+    ]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    assert result.metrics["test_error"] == ref.metrics["test_error"]

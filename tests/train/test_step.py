@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.sharding import PartitionSpec as P
 
 from spectrax.train import (
     ConfigError,
@@ -229,7 +230,8 @@ def test_the_step_checks_small_leaves_in_groups(setup):
     assert text.count("stablehlo.is_finite") <= 4, text.count("stablehlo.is_finite")
 
 
-def test_the_finite_checks_add_no_collective_under_fsdp(monkeypatch, key):
+@pytest.mark.parametrize("per_shard", [False, True], ids=["xla", "shard_map"])
+def test_the_finite_checks_add_no_collective_under_fsdp(monkeypatch, key, per_shard):
     """With parameters FSDP-sharded over a 4-way ``model`` axis (``shard_model``), the guard's
     grouped checks add no all-gather, collective-permute or all-to-all to the step: only
     arrays of one shape, which share their sharding, are stacked (concatenating arrays of
@@ -257,7 +259,8 @@ def test_the_finite_checks_add_no_collective_under_fsdp(monkeypatch, key):
     )
 
     def collectives() -> dict:
-        compiled = make_train_step(loss, optimizer).lower(model, state, batch).lowered.compile()
+        step = make_train_step(loss, optimizer, mesh=mesh if per_shard else None)
+        compiled = step.lower(model, state, batch).lowered.compile()
         ops = re.findall(
             r"= \S+ (all-gather|collective-permute|all-to-all)(?:-start)?\(", compiled.as_text()
         )
@@ -266,6 +269,54 @@ def test_the_finite_checks_add_no_collective_under_fsdp(monkeypatch, key):
     with_checks = collectives()
     monkeypatch.setattr(_step, "_all_finite", lambda tree: jnp.asarray(True))
     assert with_checks == collectives()
+
+
+@pytest.mark.parametrize("data, model_axis", [(8, 1), (4, 2)], ids=["data8", "fsdp4x2"])
+def test_a_sharded_step_keeps_its_ffts_on_the_local_batch(key, data, model_axis):
+    """XLA's SPMD partitioner replicates an FFT whose batch axes are sharded (openxla/xla#24):
+    each of 8 devices all-gathered the global batch of 16 and transformed all of it, and with
+    FSDP parameters an S4D step failed in XLA:CPU's FFT (a layout RET_CHECK). With the mesh,
+    the step computes per data shard: every FFT holds 16 / data examples, the batch is not
+    gathered, and the step equals the one-device step to float rounding."""
+    import re
+
+    from spectrax.nn import S4D
+    from spectrax.train import MeshConfig, make_mesh, shard_model
+
+    mode = "fsdp" if model_axis > 1 else "replicated"
+    mesh = make_mesh(MeshConfig(data=data, model=model_axis, params=mode))
+    layer = S4D(8, 8, key=key)
+    kx, ky = jax.random.split(jax.random.fold_in(key, 1))
+    x, y = jax.random.normal(kx, (16, 32, 8)), jax.random.normal(ky, (16, 32, 8))
+
+    def loss(m, b):
+        err = jnp.mean((jax.vmap(m)(b["x"]) - b["y"]) ** 2)
+        return err, {"mse": err}
+
+    optimizer = optax.adam(1e-2)
+    step = make_train_step(loss, optimizer, mesh=mesh)
+    batch = jax.device_put({"x": x, "y": y}, jax.sharding.NamedSharding(mesh, P("data")))
+    model = shard_model(layer, mesh, mode)
+    state = shard_model(init_opt_state(optimizer, layer), mesh, mode)
+    text = step.lower(model, state, batch).lowered.compile().as_text()
+    ffts = re.findall(r"= \S+\[(\d+),8,\d+\]\S* fft\(", text)
+    assert ffts and set(ffts) == {str(16 // data)}, ffts
+    # the only all-gathers are FSDP's parameters (none with replicated ones), not the batch
+    gathered = re.findall(r"= \S+?\[([\d,]*)\]\S* all-gather(?:-start)?\(", text)
+    assert all("16" not in shape.split(",") for shape in gathered), gathered
+    assert model_axis > 1 or not gathered
+    new, _, metrics = step(model, state, batch)
+    ref, _, ref_metrics = make_train_step(loss, optimizer)(
+        layer, init_opt_state(optimizer, layer), {"x": x, "y": y}
+    )
+    assert_close(metrics["loss"], ref_metrics["loss"], rtol=1e-6)
+    assert_close(metrics["grad_norm"], ref_metrics["grad_norm"], rtol=1e-5)
+    for a, b in zip(
+        jax.tree.leaves(eqx.filter(new, eqx.is_array)),
+        jax.tree.leaves(eqx.filter(ref, eqx.is_array)),
+        strict=True,
+    ):
+        assert_close(a, b, rtol=1e-5)
 
 
 def test_step_does_not_retrace(setup):
