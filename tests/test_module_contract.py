@@ -183,6 +183,21 @@ def test_every_public_module_class_is_covered():
     assert public <= covered, f"no contract case for {sorted(c.__name__ for c in public - covered)}"
 
 
+# NNXToEqx wraps an NNX module built from nnx.Rngs: it takes no key of its own
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c.keyed and n != "NNXToEqx"))
+def test_every_keyed_module_names_a_bad_key(name, library_errors):
+    """A key that is not one is refused by name: SineLayer, Siren, FourierFeatures,
+    PointwiseLinear, ChannelMLP, Butterfly, SphericalLocationEncoder, CPWeight, TTWeight, FNO,
+    AFNO, SFNO, TransformOnce and spatiotemporal_fno failed inside JAX ("stack requires ndarray
+    or scalar arguments", "unexpected PRNG key type", "invalid PRNG key data") naming nothing."""
+    case = CASES[name]
+    for bad, got in ((None, "NoneType None"), (0, "int 0")):
+        with pytest.raises(TypeError, match=rf"`key` must be a PRNG key.*got {got}"):
+            case.build(bad)
+    with pytest.raises(ValueError, match=r"`key` must be a single PRNG key"):
+        case.build(jax.random.split(jax.random.key(0), 2))
+
+
 def _params(module):
     return eqx.filter(module, eqx.is_inexact_array)
 

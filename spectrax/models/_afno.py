@@ -16,6 +16,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from spectrax._checks import (
     check_bool,
     check_float_dtype,
+    check_key,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -145,6 +146,7 @@ class AFNO(eqx.Module):
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
+        check_key("key", key)
         d = self.num_spatial_dims = check_positive_int("num_spatial_dims", num_spatial_dims)
         check_float_dtype("dtype", dtype)  # float64 needs x64 mode
         self.in_channels = check_positive_int("in_channels", in_channels)

@@ -19,6 +19,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from spectrax._checks import (
     check_bool,
     check_float_dtype,
+    check_key,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -152,6 +153,7 @@ class FNOBlock(eqx.Module):
         skip: str = "linear",
         separable: bool = False,
     ):
+        check_key("key", key)
         # checked here: SpectralConv would name its own `in_channels`
         width = check_positive_int("width", width)
         kc, ks, km = jax.random.split(key, 3)
@@ -313,6 +315,7 @@ class FNO(eqx.Module):
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
+        check_key("key", key)
         d = self.num_spatial_dims = check_positive_int("num_spatial_dims", num_spatial_dims)
         check_float_dtype("dtype", dtype)  # float64 needs x64 mode
         self.in_channels = check_positive_int("in_channels", in_channels)
@@ -448,6 +451,7 @@ def spatiotemporal_fno(
         key: PRNG key.
         **kwargs: other keyword arguments of :class:`FNO` (not ``padding``).
     """
+    check_key("key", key)
     if num_space_dims is not None:
         if num_spatial_dims is not None:
             raise TypeError(

@@ -15,6 +15,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
     check_float_dtype,
+    check_key,
     check_positive_int,
     check_real_float,
 )
@@ -44,6 +45,7 @@ class SFNOBlock(eqx.Module):
         dtype,
         key: PRNGKeyArray,
     ):
+        check_key("key", key)
         # checked here: SphericalConv would name its own `in_channels`
         width = check_positive_int("width", width)
         kc, ks, km = jax.random.split(key, 3)
@@ -110,6 +112,7 @@ class SFNO(eqx.Module):
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
+        check_key("key", key)
         check_float_dtype("dtype", dtype)  # float64 needs x64 mode
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)

@@ -19,6 +19,7 @@ from spectrax._checks import (
     check_choice,
     check_float_dtype,
     check_grid_shape,
+    check_key,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -445,6 +446,7 @@ class TransformOnce(eqx.Module):
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
+        check_key("key", key)
         d = self.num_spatial_dims = check_positive_int("num_spatial_dims", num_spatial_dims)
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)

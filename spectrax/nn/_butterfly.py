@@ -19,6 +19,7 @@ from spectrax._checks import (
     check_bool,
     check_choice,
     check_inexact,
+    check_key,
     check_x64_dtype,
     compute_dtype,
 )
@@ -150,6 +151,7 @@ class Butterfly(eqx.Module):
         self.complex = check_bool("complex", complex)
         self.increasing_stride = check_bool("increasing_stride", increasing_stride)
         check_choice("init", init, tuple(INITS))
+        check_key("key", key)
         try:
             real_dtype = jnp.dtype(dtype)
         except TypeError:  # not a dtype at all, e.g. "foo": name the argument all the same

@@ -34,7 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from spectrax._checks import check_float_dtype, check_positive_float, check_positive_int
+from spectrax._checks import (
+    check_float_dtype,
+    check_key,
+    check_positive_float,
+    check_positive_int,
+)
 from spectrax._random import normal, split_normals
 
 RankLike = float | int | np.number | Sequence | np.ndarray  # sequence entries checked at run time
@@ -329,6 +334,7 @@ class DenseWeight(eqx.Module):
 
     def __init__(self, shape: Sequence[int], *, std: float, dtype=jnp.float32, key: PRNGKeyArray):
         std = check_positive_float("std", std)
+        check_key("key", key)
         self.weight = complex_normal(key, _weight_shape(shape), std, dtype)
 
     def complex(self) -> Complex[Array, "C_out C_in *kept"]:
@@ -365,6 +371,7 @@ class TuckerWeight(eqx.Module):
     ):
         shape = _weight_shape(shape)
         std = check_positive_float("std", std)
+        check_key("key", key)
         ranks = tucker_ranks(shape, rank)
         dtype = check_float_dtype("dtype", dtype)
         # complex_normal of the core and each factor from the split keys, as one draw
@@ -418,6 +425,7 @@ class CPWeight(eqx.Module):
     ):
         shape = _weight_shape(shape)
         std = check_positive_float("std", std)
+        check_key("key", key)
         r = cp_rank(shape, rank)
         factor_std = (std**2 / r) ** (1.0 / (2 * len(shape)))
         # complex_normal of each factor from the split keys, as one draw
@@ -487,6 +495,7 @@ class TTWeight(eqx.Module):
     ):
         shape = _weight_shape(shape)
         std = check_positive_float("std", std)
+        check_key("key", key)
         ranks = tt_ranks(shape, rank)
         dtype = check_float_dtype("dtype", dtype)
         core_std = (std**2 / math.prod(ranks)) ** (1.0 / (2 * len(shape)))

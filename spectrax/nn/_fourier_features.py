@@ -19,6 +19,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from spectrax._checks import (
     check_bool,
     check_float_dtype,
+    check_key,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -160,6 +161,7 @@ class FourierFeatures(eqx.Module):
         self.sigma = check_positive_float("sigma", sigma)
         self.trainable = check_bool("trainable", trainable)
         dtype = check_float_dtype("dtype", dtype)
+        check_key("key", key)
         # Drawn in float32 (float64) and rounded once: jax.random.normal in bfloat16 takes only
         # 128 distinct values, none beyond 2.89 sigma, so that FourierFeatures(1, 256) had 111
         # distinct frequencies (145 duplicated features) instead of 227.

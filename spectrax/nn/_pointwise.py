@@ -14,6 +14,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from spectrax._checks import (
     check_bool,
     check_float_dtype,
+    check_key,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -151,6 +152,7 @@ class PointwiseLinear(eqx.Module):
         self.out_channels = check_positive_int("out_channels", out_channels)
         use_bias = check_bool("use_bias", use_bias)
         dtype = check_float_dtype("dtype", dtype)
+        check_key("key", key)
         ((self.weight, self.bias),) = draw_linear_layers(
             key, layers=((self.in_channels, self.out_channels, use_bias),), dtype=dtype
         )
@@ -209,6 +211,7 @@ class ChannelMLP(eqx.Module):
         hidden_channels = check_positive_int("hidden_channels", hidden_channels)
         out_channels = check_positive_int("out_channels", out_channels)
         dtype = check_float_dtype("dtype", dtype)
+        check_key("key", key)
         sizes = ((in_channels, hidden_channels, True), (hidden_channels, out_channels, True))
         self.fc1, self.fc2 = (
             from_params(

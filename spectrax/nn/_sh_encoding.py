@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_positive_int, check_real_float, compute_dtype
+from spectrax._checks import check_key, check_positive_int, check_real_float, compute_dtype
 from spectrax.nn._siren import Siren
 from spectrax.transforms import real_sph_harm
 
@@ -117,6 +117,7 @@ class SphericalLocationEncoder(eqx.Module):
         key: PRNGKeyArray,
     ):
         self.l_max = check_positive_int("l_max", l_max, minimum=0)
+        check_key("key", key)
         self.siren = Siren(
             (self.l_max + 1) ** 2,
             hidden_features,

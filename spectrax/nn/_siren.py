@@ -18,6 +18,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from spectrax._checks import (
     check_bool,
     check_float_dtype,
+    check_key,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -207,6 +208,7 @@ class SineLayer(eqx.Module):
         self.omega_0 = check_positive_float("omega_0", omega_0)
         self.is_first = check_bool("is_first", is_first)
         dtype = check_float_dtype("dtype", dtype)
+        check_key("key", key)
         bound = siren_weight_bound(in_features, self.omega_0, self.is_first)
         self.weight, self.bias = _draw_sine(
             key,
@@ -268,6 +270,7 @@ class Siren(eqx.Module):
         self.in_features = check_positive_int("in_features", in_features)
         hidden_features = check_positive_int("hidden_features", hidden_features)
         self.out_features = check_positive_int("out_features", out_features)
+        check_key("key", key)
         depth = check_positive_int("depth", depth)
         hidden_omega_0 = check_positive_float("hidden_omega_0", hidden_omega_0)
         dtype = check_float_dtype("dtype", dtype)
