@@ -415,3 +415,25 @@ def test_losses_vmap_and_jit_over_lengths():
             assert_close(b[i], w, jnp.float32)
     for got, w in zip(jitted(ells[1]), jax.jit(lambda: losses((0.5, 3.0)))(), strict=True):
         assert_close(got, w, jnp.float32)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-15, 1e15, 1e30])
+def test_relative_losses_do_not_depend_on_the_fields_scale(scale):
+    """The ratios are scale-free, in float32 too: the Lp denominator was clamped below sqrt(tiny)
+    (2.6e-11 for a relative error of 0.5 at 1e-30), and the squared Parseval sums of h1_loss and
+    sobolev_loss overflowed (NaN at 1e30) or underflowed (0, with no gradient, at 1e-30)."""
+    x = jnp.linspace(0.0, 1.0, 16, endpoint=False)
+    target = jnp.stack([jnp.sin(2 * jnp.pi * x), jnp.cos(4 * jnp.pi * x)])[:, None, :]
+    pred = target * jnp.asarray([[[1.5]], [[0.8]]]) + 0.1
+    losses = {
+        "lp": lambda p, t: relative_lp_loss(p, t, num_spatial_dims=1, reduction="none"),
+        "h1": lambda p, t: h1_loss(p, t, num_spatial_dims=1, reduction="none"),
+        "h-1": lambda p, t: sobolev_loss(p, t, s=-1.0, num_spatial_dims=1, reduction="none"),
+        "h2": lambda p, t: sobolev_loss(p, t, s=2.0, num_spatial_dims=1, reduction="none"),
+    }
+    s = jnp.float32(scale)
+    for name, loss in losses.items():
+        np.testing.assert_allclose(loss(pred * s, target * s), loss(pred, target), rtol=2e-5)
+        grad = jax.grad(lambda p: jnp.sum(loss(p, target * s)))(pred * s)  # noqa: B023
+        want = jax.grad(lambda p: jnp.sum(loss(p, target)))(pred)  # noqa: B023
+        assert_close(grad * s, want, rtol=5e-4, what=name)  # H2 weights reach 6e6
