@@ -164,6 +164,8 @@ class FieldRegressionTask:
                     f"`{name}` arrays a and u must share the batch and spatial axes; got "
                     f"{a.shape} and {u.shape}."
                 )
+            if a.shape[0] == 0:  # an empty test set trained, then failed at the evaluation
+                raise ValueError(f"`{name}` must hold at least one example; got {a.shape}.")
             shapes[name] = (a.shape[1:], u.shape[1:])
         if shapes["train"] != shapes["test"]:
             raise ValueError(
@@ -352,8 +354,9 @@ class SequenceClassificationTask:
             run draws the same ones); evaluation calls the model without a key.
 
     Raises:
-        ValueError: arrays of the wrong rank or non-integer labels, a negative label, or test
-            sequences with other channels than the training ones (their lengths may differ).
+        ValueError: arrays of the wrong rank or non-integer labels, a negative label, an empty
+            set, or test sequences with other channels than the training ones (their lengths
+            may differ).
     """
 
     make_model: Callable[[Any], Any]
@@ -364,7 +367,17 @@ class SequenceClassificationTask:
 
     def __post_init__(self) -> None:
         self.eval_batch = check_positive_int("eval_batch", self.eval_batch)
-        for name, (x, y) in (("train", self.train), ("test", self.test)):
+        for name, pair in (("train", self.train), ("test", self.test)):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"`{name}` must be a pair (x, y) of arrays; got {type(pair)}.")
+            # a list x failed at `.ndim` naming nothing
+            x, y = (np.asarray(v) if isinstance(v, (list, tuple)) else v for v in pair)
+            setattr(self, name, (x, y))
+            if not hasattr(x, "ndim") or not hasattr(y, "dtype"):
+                raise TypeError(
+                    f"`{name}` must be a pair of arrays (x, y); got {type(x).__name__} and "
+                    f"{type(y).__name__}."
+                )
             if x.ndim != 3 or y.shape != x.shape[:1] or not np.issubdtype(y.dtype, np.integer):
                 raise ValueError(
                     f"`{name}` must be x (B, L, H) and integer labels y (B,); got "
@@ -377,6 +390,8 @@ class SequenceClassificationTask:
                     f"`{name}` labels must be class indices >= 0; got {int(y.min())} (at "
                     f"example {int(np.argmin(y))})."
                 )
+            if x.shape[0] == 0:  # an empty test set failed in init_model at test[0][0]
+                raise ValueError(f"`{name}` must hold at least one example; got x {x.shape}.")
         if self.train[0].shape[2] != self.test[0].shape[2]:
             raise ValueError(
                 f"`test` sequences must have the channels H of `train` "

@@ -265,3 +265,25 @@ def test_sequence_task_refuses_negative_labels_and_other_test_channels(library_e
         train=(x, np.zeros(4, np.int32)),
         test=(np.zeros((4, 9, 2), np.float32), np.zeros(4, np.int32)),
     )
+
+
+def test_tasks_refuse_an_empty_set_and_name_a_list(library_errors):
+    """An empty test set trained, then failed at the first evaluation ("need at least one array
+    to concatenate", or IndexError at test[0][0]); a list x failed at `.ndim`."""
+    a = _fields((4, 8, 5))
+    with pytest.raises(ValueError, match=r"`test` must hold at least one example; got \(0, 8, 5\)"):
+        FieldRegressionTask(
+            make_model=lambda key: None, train=(a, a), test=(a[:0], a[:0]), num_spatial_dims=2
+        )
+    x, y = np.zeros((4, 6, 2), np.float32), np.zeros(4, np.int32)
+    with pytest.raises(
+        ValueError, match=r"`test` must hold at least one example; got x \(0, 6, 2\)"
+    ):
+        SequenceClassificationTask(make_model=lambda key: None, train=(x, y), test=(x[:0], y[:0]))
+    # nested lists are arrays
+    task = SequenceClassificationTask(
+        make_model=lambda key: None, train=(x.tolist(), y.tolist()), test=(x, y)
+    )
+    assert task.train[0].shape == (4, 6, 2)
+    with pytest.raises(TypeError, match=r"`train` must be a pair of arrays \(x, y\); got str"):
+        SequenceClassificationTask(make_model=lambda key: None, train=("x", y), test=(x, y))
