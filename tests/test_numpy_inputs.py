@@ -16,7 +16,17 @@ import pytest
 
 from spectrax import ssm
 from spectrax.models import TransformOnce
-from spectrax.nn import SphericalConv, afno_mix, spectral_conv
+from spectrax.nn import (
+    ChannelLayerNorm,
+    GroupNorm,
+    SphericalConv,
+    afno_mix,
+    apply_rope,
+    fourier_features,
+    positional_encoding,
+    spectral_conv,
+    spherical_harmonic_encoding,
+)
 from spectrax.nn._hyena import hyena_recurrence
 from spectrax.transforms import gaunt_product, pad_modes, sobolev_norm, spectral_derivative
 from tests.helpers import assert_close
@@ -64,6 +74,13 @@ CALLS = {
     "scan_diagonal": lambda a: ssm.scan_diagonal(a(np.exp(0.1 * _LAM)[None]), a(_BU + 0j)),
     "scan_dense": lambda a: ssm.scan_dense(a(0.5 * np.eye(2)), a(_BU)),
     "hyena_recurrence": lambda a: hyena_recurrence(*map(a, _HYENA)),
+    # these warned one to four times per call as well
+    "apply_rope": lambda a: apply_rope(a(_X[:, :4])),
+    "fourier_features": lambda a: fourier_features(a(_BU), a(_X[:, :2].T)),
+    "positional_encoding": lambda a: positional_encoding(a(_BU), 3),
+    "spherical_harmonic_encoding": lambda a: spherical_harmonic_encoding(a(_BU), 2),
+    "ChannelLayerNorm": lambda a: ChannelLayerNorm(2)(a(_X)),
+    "GroupNorm": lambda a: GroupNorm(1, 2)(a(_X)),
 }
 
 

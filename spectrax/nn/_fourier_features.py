@@ -17,6 +17,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    as_jax,
     check_bool,
     check_float_dtype,
     check_key,
@@ -51,6 +52,7 @@ def fourier_features(x: Float[Array, "... D"], B: Float[Array, "F D"]) -> Float[
     """
     check_real_float("x", x)
     check_real_float("B", B)
+    x, B = as_jax(x), as_jax(B)  # NumPy float64 without x64: JAX's float32, no truncation warning
     if B.ndim != 2:
         raise ValueError(f"`B` must be a matrix (F, D); got B.shape={B.shape}.")
     if x.ndim < 1 or x.shape[-1] != B.shape[1]:
@@ -93,6 +95,7 @@ def positional_encoding(
     (float32) or 1023 (float64), where ``2^(K-1) pi`` overflows, is refused.
     """
     check_real_float("x", x)
+    x = as_jax(x)  # NumPy float64 without x64: JAX's float32, no truncation warning
     num_frequencies = check_positive_int("num_frequencies", num_frequencies)
     include_input = check_bool("include_input", include_input)
     if x.ndim < 1:

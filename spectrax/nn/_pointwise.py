@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    as_jax,
     check_bool,
     check_float_dtype,
     check_key,
@@ -265,6 +266,7 @@ class ChannelLayerNorm(eqx.Module):
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
         check_channel_field(x, self.scale.shape[0])
+        x = as_jax(x)  # NumPy float64 without x64: JAX's float32, no truncation warning
         # in bfloat16, the statistics and x - mean cost digits on a field with a mean offset
         # (C = 64, mean 10, std 0.5: 0.078 off the float64 norm; one final rounding: 0.0078)
         work = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
@@ -318,6 +320,7 @@ class GroupNorm(eqx.Module):
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
         check_channel_field(x, self.scale.shape[0])
+        x = as_jax(x)  # NumPy float64 without x64: JAX's float32, no truncation warning
         if x.size == self.groups:
             raise ValueError(
                 f"`x` holds one value per group (x.shape={x.shape}, groups={self.groups}): its "

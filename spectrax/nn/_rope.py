@@ -16,6 +16,7 @@ from jaxtyping import Array, Float, Real
 
 from spectrax._checks import (
     _describe,
+    as_jax,
     check_float_dtype,
     check_positive_float,
     check_real_float,
@@ -134,6 +135,7 @@ def apply_rope(
     bounds on ``base`` from the decay of these rotations.
     """
     check_real_float("x", x)
+    x = as_jax(x)  # NumPy float64 without x64: JAX's float32, no truncation warning
     if x.ndim < 2:
         raise ValueError(f"`x` must be (*batch, L, D); got x.shape={x.shape}.")
     seq_len, head_dim = x.shape[-2], x.shape[-1]

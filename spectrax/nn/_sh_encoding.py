@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import check_key, check_positive_int, check_real_float, compute_dtype
+from spectrax._checks import as_jax, check_key, check_positive_int, check_real_float, compute_dtype
 from spectrax.nn._siren import Siren
 from spectrax.transforms import real_sph_harm
 
@@ -51,6 +51,7 @@ def spherical_harmonic_encoding(
         ``(..., (l_max + 1)^2)`` in ``lonlat``'s dtype (half precision computes in float32).
     """
     check_real_float("lonlat", lonlat)
+    lonlat = as_jax(lonlat)  # NumPy float64 without x64: JAX's float32, no truncation warning
     l_max = check_positive_int("l_max", l_max, minimum=0)
     if lonlat.ndim < 1 or lonlat.shape[-1] != 2:
         raise ValueError(
