@@ -101,6 +101,17 @@ class MetricWriter:
         """
         if not self.enabled:
             return
+        # step 2.7 was written as 2, a non-string split as it was
+        as_array = np.asarray(step) if not isinstance(step, (str, bytes)) else None
+        if (
+            as_array is None
+            or as_array.ndim != 0
+            or as_array.dtype == np.bool_
+            or not np.issubdtype(as_array.dtype, np.integer)
+        ):
+            raise TypeError(f"`step` must be an integer; got {type(step).__name__} {step!r}.")
+        if not isinstance(split, str):
+            raise TypeError(f"`split` must be a string (e.g. 'train'); got {split!r}.")
         values = {}
         for k, v in metrics.items():
             if k in ("step", "split"):

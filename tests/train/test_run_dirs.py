@@ -304,7 +304,7 @@ def test_a_home_relative_workdir_in_the_config_lands_in_home(tmp_path, monkeypat
     assert not (tmp_path / "~").exists()
 
 
-def test_metric_writer_names_a_metric_that_is_not_a_scalar(tmp_path):
+def test_metric_writer_names_a_metric_that_is_not_a_scalar(tmp_path, library_errors):
     """A vector metric (from a task's own ``evaluate``) failed with "only 0-dimensional arrays
     can be converted to Python scalars", naming no metric; a complex one was written as its real
     part; a metric named ``step`` replaced the record's step."""
@@ -315,7 +315,13 @@ def test_metric_writer_names_a_metric_that_is_not_a_scalar(tmp_path):
         writer.write(1, "eval", {"z": np.complex64(1 + 2j)})
     with pytest.raises(ValueError, match=r"metric name 'step' is the record's own key"):
         writer.write(1, "eval", {"step": 7})
-    writer.write(1, "eval", {"acc": np.float32(0.5), "ok": np.bool_(True), "tag": "x"})
+    # step 2.7 was written as step 2, a split 3 as 3
+    for step in (2.7, True, "2", np.ones(2, int)):
+        with pytest.raises(TypeError, match=r"`step` must be an integer; got"):
+            writer.write(step, "eval", {"acc": 0.5})
+    with pytest.raises(TypeError, match=r"`split` must be a string.*got 3"):
+        writer.write(1, 3, {"acc": 0.5})
+    writer.write(np.int64(1), "eval", {"acc": np.float32(0.5), "ok": np.bool_(True), "tag": "x"})
     writer.close()
     assert read_metrics(tmp_path) == [
         {"step": 1, "split": "eval", "acc": 0.5, "ok": True, "tag": "x"}
