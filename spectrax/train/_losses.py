@@ -117,6 +117,16 @@ def _scaled_pair(pred: Array, target: Array, d: int) -> tuple[Array, Array]:
     return (pred - target) / scale, target / scale
 
 
+def _nonfinite_norm(norm: Array, err: Array, d: int) -> Array:
+    """``norm`` of ``err`` per example, ``inf`` where ``err`` holds an infinite entry and NaN
+    where it holds a NaN, as :func:`relative_lp_loss` gives: the FFT of an infinite entry is
+    NaN, so a diverged prediction's Sobolev error read as NaN."""
+    axes = tuple(range(err.ndim - d - 1, err.ndim))
+    has_inf = jnp.any(jnp.isinf(err), axis=axes)
+    has_nan = jnp.any(jnp.isnan(err), axis=axes)
+    return jnp.where(has_nan, jnp.nan, jnp.where(has_inf, jnp.inf, norm))
+
+
 def relative_lp_loss(
     pred: Float[ArrayLike, "..."],
     target: Float[ArrayLike, "..."],
@@ -190,7 +200,7 @@ def h1_loss(
     d = _check_pair(pred, target, num_spatial_dims)
     pred, target = _real(pred, target)
     err, target = _scaled_pair(pred, target, d)
-    num = _safe_sqrt(_sobolev_sq(err, 1.0, d, lengths, False))
+    num = _nonfinite_norm(_safe_sqrt(_sobolev_sq(err, 1.0, d, lengths, False)), err, d)
     den = _safe_sqrt(_sobolev_sq(target, 1.0, d, lengths, False))
     return _ratio(num, den, reduction)
 
@@ -219,6 +229,6 @@ def sobolev_loss(
     d = _check_pair(pred, target, num_spatial_dims)
     pred, target = _real(pred, target)
     err, target = _scaled_pair(pred, target, d)
-    num = _safe_sqrt(_sobolev_sq(err, s, d, lengths, homogeneous))
+    num = _nonfinite_norm(_safe_sqrt(_sobolev_sq(err, s, d, lengths, homogeneous)), err, d)
     den = _safe_sqrt(_sobolev_sq(target, s, d, lengths, homogeneous))
     return _ratio(num, den, reduction)

@@ -65,6 +65,17 @@ def test_relative_lp_of_a_diverged_prediction_is_inf():
     assert np.isnan(lp1(t.at[1, 0, 0].set(jnp.nan), t))
 
 
+def test_h1_and_sobolev_of_a_diverged_prediction_are_inf_as_lp():
+    """The FFT of an infinite entry is NaN: h1_loss and sobolev_loss read a diverged prediction
+    as NaN, where their docstrings (and relative_lp_loss) say inf."""
+    t = jnp.stack([jnp.sin(jnp.arange(8.0)), jnp.cos(jnp.arange(8.0))])[:, None, :]
+    for loss in (h1_loss, functools.partial(sobolev_loss, s=-0.5)):
+        got = np.asarray(loss(t.at[0, 0, 3].set(jnp.inf), t, num_spatial_dims=1, reduction="none"))
+        assert got[0] == np.inf and got[1] == 0.0, got
+        got = np.asarray(loss(t.at[0, 0, 3].set(jnp.nan), t, num_spatial_dims=1, reduction="none"))
+        assert np.isnan(got[0]) and got[1] == 0.0, got
+
+
 def test_h1_and_sobolev_closed_forms_on_sinusoids(x64):
     n = 32
     x = _x(n)
