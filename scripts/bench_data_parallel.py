@@ -3,7 +3,8 @@ partitioning of the same step (``mesh=None``), on ``--devices`` devices.
 
 XLA's SPMD partitioner replicates an FFT whose batch axes are sharded (openxla/xla#24): every
 device all-gathers the global batch and transforms all of it. ``make_train_step`` given the mesh
-computes the loss and gradients per ``data`` shard under ``jax.shard_map`` and averages them.
+computes the loss and gradients per shard under ``jax.shard_map`` (the batch split over ``data``,
+and over ``model`` too where it divides over every device) and averages them.
 For each case this script builds the step as ``spectrax train`` does (the config's task, model,
 optimizer and NaN guard; ``mesh.model`` each of ``--models``, 1 with replicated parameters,
 more with FSDP; ``mesh.data`` the rest of the devices) and records,

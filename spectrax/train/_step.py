@@ -140,6 +140,17 @@ def _check_loss_output(out: Any) -> tuple[Any, Any]:
     return out
 
 
+def _batch_axes(mesh: Mesh, batch: Any) -> tuple[str, ...]:
+    """The mesh axes the per-shard step splits the batch over: ``data``, then every other axis
+    when the batch divides over all of them (``mesh.size``), else ``data`` alone (the other
+    axes then compute the same examples)."""
+    others = tuple(a for a in mesh.axis_names if a != "data")
+    leaves = jax.tree.leaves(batch)
+    if others and all(jnp.ndim(x) >= 1 and jnp.shape(x)[0] % mesh.size == 0 for x in leaves):
+        return ("data", *others)
+    return ("data",)
+
+
 def make_train_step(
     loss_fn: Callable[[Any, Any], tuple[jax.Array, dict[str, jax.Array]]],
     optimizer: optax.GradientTransformation,
@@ -168,9 +179,11 @@ def make_train_step(
             (default): no limit.
         mesh: the mesh the batch is sharded over (on its ``data`` axis, as
             :func:`batch_sharding` lays it out). On more than one device the loss and its
-            gradient are computed per ``data`` shard under ``jax.shard_map`` and averaged over
-            the axis (``pmean``), the parameters gathered whole for it (FSDP keeps them sharded
-            between steps). XLA's SPMD partitioner replicates an FFT whose batch axes are
+            gradient are computed per shard under ``jax.shard_map`` and averaged (``pmean``),
+            the parameters gathered whole for it (FSDP keeps them sharded between steps): the
+            batch is split over ``data`` and, when it divides over every device, over the
+            mesh's other axes too (each device then computes ``batch / mesh.size`` examples;
+            otherwise the devices of one ``data`` position compute the same ones). XLA's SPMD partitioner replicates an FFT whose batch axes are
             sharded (openxla/xla#24): without this every device all-gathered the global batch
             and computed every FFT of it (and, with FSDP on CPU, an S4D model failed in XLA's
             FFT with a layout RET_CHECK). ``loss_fn`` and its metrics must then be means over
@@ -213,16 +226,20 @@ def make_train_step(
 
         if per_shard:
             # every mesh axis manual: the parameters whole (an all-gather of FSDP shards), the
-            # batch split over `data` (replicated over `model`); check_vma off because a
-            # custom_vjp's cotangent of a replicated input (fft_conv's filter) varies per shard
-            # until the pmean below, which averages it as the gradient of a mean
+            # batch split over `data` and, where it divides, over the other axes too (which
+            # hold it replicated: taking a piece is a local slice, and no device repeats
+            # another's work); check_vma off because a custom_vjp's cotangent of a replicated
+            # input (fft_conv's filter) varies per shard until the pmean below, which
+            # averages it as the gradient of a mean
+            axes = _batch_axes(mesh, batch)
+
             def local(p, b):
-                return jax.lax.pmean(loss_and_grad(p, b), "data")
+                return jax.lax.pmean(loss_and_grad(p, b), axes)
 
             (loss, aux), grads = jax.shard_map(
                 local,
                 mesh=mesh,
-                in_specs=(PartitionSpec(), PartitionSpec("data")),
+                in_specs=(PartitionSpec(), PartitionSpec(axes)),
                 out_specs=PartitionSpec(),
                 check_vma=False,
             )(params, batch)

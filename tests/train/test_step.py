@@ -271,13 +271,22 @@ def test_the_finite_checks_add_no_collective_under_fsdp(monkeypatch, key, per_sh
     assert with_checks == collectives()
 
 
-@pytest.mark.parametrize("data, model_axis", [(8, 1), (4, 2)], ids=["data8", "fsdp4x2"])
-def test_a_sharded_step_keeps_its_ffts_on_the_local_batch(key, data, model_axis):
+@pytest.mark.parametrize(
+    "data, model_axis, batch_size, per_device",
+    [(8, 1, 16, 2), (4, 2, 16, 2), (4, 2, 12, 3)],
+    ids=["data8", "fsdp4x2", "fsdp4x2-batch12"],
+)
+def test_a_sharded_step_keeps_its_ffts_on_the_local_batch(
+    key, data, model_axis, batch_size, per_device
+):
     """XLA's SPMD partitioner replicates an FFT whose batch axes are sharded (openxla/xla#24):
     each of 8 devices all-gathered the global batch of 16 and transformed all of it, and with
     FSDP parameters an S4D step failed in XLA:CPU's FFT (a layout RET_CHECK). With the mesh,
-    the step computes per data shard: every FFT holds 16 / data examples, the batch is not
-    gathered, and the step equals the one-device step to float rounding."""
+    the step computes per shard: every FFT holds batch / 8 examples (the ``model`` axis splits
+    the data shard further when the batch divides over all 8 devices; batch 12 does not, so
+    each data shard's 3 examples are computed on both of its devices), the batch is neither
+    gathered nor moved between devices, and the step equals the one-device step to float
+    rounding."""
     import re
 
     from spectrax.nn import S4D
@@ -287,7 +296,8 @@ def test_a_sharded_step_keeps_its_ffts_on_the_local_batch(key, data, model_axis)
     mesh = make_mesh(MeshConfig(data=data, model=model_axis, params=mode))
     layer = S4D(8, 8, key=key)
     kx, ky = jax.random.split(jax.random.fold_in(key, 1))
-    x, y = jax.random.normal(kx, (16, 32, 8)), jax.random.normal(ky, (16, 32, 8))
+    x = jax.random.normal(kx, (batch_size, 32, 8))
+    y = jax.random.normal(ky, (batch_size, 32, 8))
 
     def loss(m, b):
         err = jnp.mean((jax.vmap(m)(b["x"]) - b["y"]) ** 2)
@@ -300,16 +310,19 @@ def test_a_sharded_step_keeps_its_ffts_on_the_local_batch(key, data, model_axis)
     state = shard_model(init_opt_state(optimizer, layer), mesh, mode)
     text = step.lower(model, state, batch).lowered.compile().as_text()
     ffts = re.findall(r"= \S+\[(\d+),8,\d+\]\S* fft\(", text)
-    assert ffts and set(ffts) == {str(16 // data)}, ffts
-    # the only all-gathers are FSDP's parameters (none with replicated ones), not the batch
+    assert ffts and set(ffts) == {str(per_device)}, ffts
+    # the only all-gathers are FSDP's parameters (none with replicated ones), not the batch,
+    # and nothing is permuted or exchanged (splitting a data shard over `model` is a slice)
     gathered = re.findall(r"= \S+?\[([\d,]*)\]\S* all-gather(?:-start)?\(", text)
-    assert all("16" not in shape.split(",") for shape in gathered), gathered
+    assert all(str(batch_size) not in shape.split(",") for shape in gathered), gathered
     assert model_axis > 1 or not gathered
+    assert not re.findall(r"= \S+ (collective-permute|all-to-all)(?:-start)?\(", text)
     new, _, metrics = step(model, state, batch)
     ref, _, ref_metrics = make_train_step(loss, optimizer)(
         layer, init_opt_state(optimizer, layer), {"x": x, "y": y}
     )
     assert_close(metrics["loss"], ref_metrics["loss"], rtol=1e-6)
+    assert_close(metrics["mse"], ref_metrics["mse"], rtol=1e-6)
     assert_close(metrics["grad_norm"], ref_metrics["grad_norm"], rtol=1e-5)
     for a, b in zip(
         jax.tree.leaves(eqx.filter(new, eqx.is_array)),
