@@ -285,9 +285,12 @@ class FieldRegressionTask:
         pred = self._predict_all(model).astype(np.float64)
         u = self.test[1].astype(np.float64)
         b = u.shape[0]
-        err = np.linalg.norm((pred - u).reshape(b, -1), axis=-1) / np.linalg.norm(
-            u.reshape(b, -1), axis=-1
-        )
+        den = np.linalg.norm(u.reshape(b, -1), axis=-1)
+        # a zero test target: its denominator clamped as relative_lp_loss does (in float64),
+        # so the error is 0 for a zero prediction, else finite and huge (it was a division
+        # by zero: NaN or inf and NumPy's warning)
+        den = np.where(den == 0, np.sqrt(np.finfo(np.float64).tiny), den)
+        err = np.linalg.norm((pred - u).reshape(b, -1), axis=-1) / den
         return {"test_error": float(err.mean()), "test_rel_l2_max": float(err.max())}
 
     def plots(self, model, outdir: Path) -> list[Path]:

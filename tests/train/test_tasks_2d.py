@@ -99,6 +99,40 @@ def test_relative_error_is_per_sample_over_all_axes():
     assert got["test_rel_l2_max"] == pytest.approx(np.max(want), rel=1e-5)
 
 
+@pytest.mark.filterwarnings("error")
+def test_a_zero_test_target_is_scored_as_the_training_loss_scores_it():
+    """A test example whose target is zero everywhere: the test error clamps its denominator as
+    ``relative_lp_loss`` does (0 for a zero prediction, else finite), where it divided by zero
+    (NaN for 0 / 0, inf otherwise, with NumPy's warning)."""
+    a = _fields((4, 8, 6))
+    u = a.copy()
+    u[1] = 0.0
+
+    def task_for(inputs):
+        return FieldRegressionTask(
+            make_model=lambda key: Scale(1.5),
+            train=(inputs, u),
+            test=(inputs, u),
+            num_spatial_dims=2,
+        )
+
+    # example 1's input (so its prediction) zero too: error 0 there, 0.5 elsewhere
+    zero_in = a.copy()
+    zero_in[1] = 0.0
+    task = task_for(zero_in)
+    got = task.evaluate(task.init_model(None))
+    assert got["test_error"] == pytest.approx(1.5 / 4, rel=1e-5)
+    assert got["test_rel_l2_max"] == pytest.approx(0.5, rel=1e-5)
+    # a nonzero prediction of the zero target: ||1.5 a[1]|| / sqrt(tiny), finite
+    task = task_for(a)
+    got = task.evaluate(task.init_model(None))
+    huge = np.linalg.norm(1.5 * a[1].astype(np.float64)) / np.sqrt(np.finfo(np.float64).tiny)
+    assert got["test_rel_l2_max"] == pytest.approx(huge, rel=1e-5)
+    assert got["test_error"] == pytest.approx((huge + 1.5) / 4, rel=1e-5)
+    _, metrics = task.loss(task.init_model(None), task.get_batch(np.arange(4)))
+    assert np.isfinite(float(metrics["train_rel_l2"]))
+
+
 def test_channels_with_grid_reach_the_model():
     a = _fields((5, 10, 4, 4))  # ten snapshots in
     u = _fields((5, 3, 4, 4), seed=1)  # three out
