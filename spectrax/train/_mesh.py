@@ -147,7 +147,13 @@ def batch_rows(sharding: jax.sharding.Sharding, batch_size: int) -> np.ndarray:
     (``mesh.data=3``, ``mesh.model=2`` over 2 processes of 3 devices each), the blocks of this
     process's positions, some held by both processes.
     """
-    index_map = sharding.addressable_devices_indices_map((batch_size,))
+    try:
+        index_map = sharding.addressable_devices_indices_map((batch_size,))
+    except ValueError as err:  # JAX's IndivisibleError
+        raise ValueError(
+            f"`batch_size` ({batch_size}) does not split evenly over the batch sharding's "
+            f"devices ({sharding}); use a multiple of the `data` axis size."
+        ) from err
     spans = {index[0].indices(batch_size)[:2] for index in index_map.values()}
     if not spans:
         return np.empty(0, dtype=np.int64)

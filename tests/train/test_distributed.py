@@ -238,6 +238,9 @@ def test_batch_from_rows_places_each_block_and_names_a_short_batch():
         np.testing.assert_array_equal(np.asarray(shard.data), local["a"][shard.index])
     with pytest.raises(ValueError, match=r"`task.get_batch` returned an array of shape \(7, 3\)"):
         mesh_module.batch_from_rows({"a": local["a"][:7]}, sharding, rows, 8)
+    # a batch the data axis does not divide: named (JAX's IndivisibleError did not name it)
+    with pytest.raises(ValueError, match=r"`batch_size` \(6\) does not split evenly"):
+        mesh_module.batch_rows(sharding, 6)
 
 
 def test_signal_to_one_process_stops_all_at_one_step(tmp_path):
