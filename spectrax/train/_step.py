@@ -183,10 +183,11 @@ def make_train_step(
             the parameters gathered whole for it (FSDP keeps them sharded between steps): the
             batch is split over ``data`` and, when it divides over every device, over the
             mesh's other axes too (each device then computes ``batch / mesh.size`` examples;
-            otherwise the devices of one ``data`` position compute the same ones). XLA's SPMD partitioner replicates an FFT whose batch axes are
-            sharded (openxla/xla#24): without this every device all-gathered the global batch
-            and computed every FFT of it (and, with FSDP on CPU, an S4D model failed in XLA's
-            FFT with a layout RET_CHECK). ``loss_fn`` and its metrics must then be means over
+            otherwise the devices of one ``data`` position compute the same ones). XLA's SPMD
+            partitioner replicates an FFT whose batch axes are sharded (openxla/xla#24):
+            without this every device all-gathered the global batch and computed every FFT of
+            it (and, with FSDP on CPU, an S4D model failed in XLA's FFT with a layout
+            RET_CHECK). ``loss_fn`` and its metrics must then be means over
             the batch's examples, as the tasks' are. ``None`` (default): XLA partitions the
             step from the inputs' shardings.
 
