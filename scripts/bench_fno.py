@@ -28,6 +28,7 @@ from spectrax._benchmark import provenance, record_path, time_interleaved, write
 from spectrax.models import FNO
 from spectrax.nn import resolve_impl
 from spectrax.train import relative_lp_loss
+from spectrax.train._step import compute_params
 
 PAPER = dict(batch=32, size=128, width=64, modes=16, layers=4)
 # The issue's H100 measurement at PAPER sizes, before any work here: plain jnp.fft FNO 11.9 ms,
@@ -45,7 +46,10 @@ def _data(cfg, seed=0):
     return jnp.asarray(a), jnp.asarray(u)
 
 
-def bench_spectrax(cfg, impl: str):
+def bench_spectrax(cfg, impl: str, compute_dtype=None):
+    """The spectrax FNO's step; ``compute_dtype=jnp.bfloat16``: mixed precision as
+    ``make_train_step(..., compute_dtype=)`` does it (bfloat16 forward and backward over float32
+    parameters and Adam state)."""
     model = FNO(
         2, 1, 1, cfg["width"], cfg["modes"], cfg["layers"], impl=impl, key=jax.random.key(0)
     )
@@ -57,6 +61,8 @@ def bench_spectrax(cfg, impl: str):
     @jax.jit
     def step(p, s, a, u):
         def loss_fn(p):
+            if compute_dtype is not None:
+                p = compute_params(p, compute_dtype)
             return relative_lp_loss(jax.vmap(eqx.combine(p, static))(a), u, num_spatial_dims=2)
 
         loss, g = jax.value_and_grad(loss_fn)(p)
@@ -218,9 +224,15 @@ def main(argv=None):
         else "CPU sizes (no accelerator), smaller than the issue's "
         "(batch 32, 128x128, width 64, 16 modes)"
     )
+    default_impl = resolve_impl("auto", (cfg["size"],) * 2, (cfg["modes"],) * 2)
     columns = {
         "spectrax_fno_rfft": bench_spectrax(cfg, "rfft"),
         "spectrax_fno_dft": bench_spectrax(cfg, "dft"),
+        # mixed precision (loop.compute_dtype=bfloat16): not the issue's like-for-like float32
+        # comparison, recorded beside it
+        f"spectrax_fno_{default_impl}_bf16_compute": bench_spectrax(
+            cfg, default_impl, jnp.bfloat16
+        ),
         "plain_jnp_fft_fno": bench_plain(cfg),
     }
     torch_res, torch_note = bench_neuraloperator(cfg)
@@ -268,9 +280,10 @@ def main(argv=None):
             "kept_modes": f"{cfg['modes']}+{cfg['modes']} x {cfg['modes']}",
             "note": sizes_note,
         },
-        "spectrax_default_impl": "auto, which resolves to "
-        + resolve_impl("auto", (cfg["size"],) * 2, (cfg["modes"],) * 2)
-        + " at these sizes",
+        "spectrax_default_impl": f"auto, which resolves to {default_impl} at these sizes",
+        "bf16_compute_column": "mixed precision (make_train_step's compute_dtype='bfloat16'): "
+        "bfloat16 forward and backward over float32 parameters and Adam state; every other "
+        "column, neuraloperator's included, is float32 throughout",
         "neuraloperator": torch_note,
         "results": results,
         "speedup_ratios": ratios,

@@ -90,6 +90,10 @@ class LoopConfig:
     inside the jitted step). The host reads the guard's counters (and logs the pending train
     metrics) every ``log_every`` steps and at each evaluation step, before the evaluation; the
     steps between the limit and that read change nothing (the step halts itself).
+
+    ``compute_dtype="bfloat16"``: mixed precision, the forward and backward pass with bfloat16
+    parameters over a float32 master copy (``make_train_step``'s ``compute_dtype``); the
+    optimizer, checkpoints and evaluation use the float32 parameters.
     """
 
     num_steps: int = _f(1000, min=1, max=_INT32_MAX)
@@ -97,6 +101,7 @@ class LoopConfig:
     log_every: int = _f(20, min=1)
     eval_every: int = _f(0, min=0)
     max_nonfinite: int = _f(10, min=1, max=_INT32_MAX)
+    compute_dtype: str = _f("float32", choices=("float32", "bfloat16"))
 
 
 @dataclasses.dataclass(frozen=True)

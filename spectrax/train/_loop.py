@@ -419,7 +419,13 @@ def train(
             logger.info("run %s: writing to %s", config.name, workdir)
 
     loop = config.loop
-    step_fn = make_train_step(task.loss, optimizer, max_nonfinite=loop.max_nonfinite, mesh=mesh)
+    step_fn = make_train_step(
+        task.loss,
+        optimizer,
+        max_nonfinite=loop.max_nonfinite,
+        mesh=mesh,
+        compute_dtype=loop.compute_dtype,
+    )
     sharding = batch_sharding(mesh)
     # the rows of each batch this process's devices hold (all of them with one process)
     rows = batch_rows(sharding, loop.batch_size)

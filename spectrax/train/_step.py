@@ -12,6 +12,7 @@ import optax
 from jax.sharding import Mesh, PartitionSpec
 
 from spectrax._checks import check_positive_int
+from spectrax.nn import frozen_param_mask, ssm_param_labels
 
 __all__ = ["GuardState", "TrainState", "init_opt_state", "make_train_step"]
 
@@ -140,6 +141,54 @@ def _check_loss_output(out: Any) -> tuple[Any, Any]:
     return out
 
 
+# compute dtypes of make_train_step (`loop.compute_dtype`); float16 would need loss scaling
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def _check_compute_dtype(compute_dtype: Any) -> jnp.dtype | None:
+    if compute_dtype is None:
+        return None
+    try:
+        dtype = jnp.dtype(compute_dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.name not in COMPUTE_DTYPES:
+        hint = (
+            " (float16 needs loss scaling, which the step does not do: use bfloat16)"
+            if dtype == jnp.float16
+            else ""
+        )
+        raise ValueError(
+            f"`compute_dtype` must be None or one of {COMPUTE_DTYPES}; got {compute_dtype!r}{hint}."
+        )
+    return None if dtype == jnp.float32 else dtype
+
+
+def compute_params(params: Any, dtype: Any) -> Any:
+    """``params`` as the step's mixed-precision forward pass uses them: every real floating
+    array wider than ``dtype`` cast to it, except the arrays that define an SSM or Hyena
+    long-convolution kernel (``ssm_param_labels``'s ``"ssm"``: Λ's imaginary parts run up to
+    about ``pi N``, where bfloat16's spacing is 0.25 to 2, so the kernel's frequencies would
+    move) and the arrays a module holds fixed (``frozen_param_mask``: S5's eigenvector
+    columns), which stay as they are; complex arrays too (there is no complex bfloat16).
+    Gradients through the cast come back in the parameters' own dtype."""
+    dtype = jnp.dtype(dtype)
+    labels = ssm_param_labels(params)
+    frozen = frozen_param_mask(params)
+
+    def cast(x, label, fixed):
+        if (
+            label == "ssm"
+            or fixed
+            or not jnp.issubdtype(x.dtype, jnp.floating)
+            or jnp.finfo(x.dtype).bits <= jnp.finfo(dtype).bits
+        ):
+            return x
+        return x.astype(dtype)
+
+    return jax.tree.map(cast, params, labels, frozen)
+
+
 def _batch_axes(mesh: Mesh, batch: Any) -> tuple[str, ...]:
     """The mesh axes the per-shard step splits the batch over: ``data``, then every other axis
     when the batch divides over all of them (``mesh.size``), else ``data`` alone (the other
@@ -157,6 +206,7 @@ def make_train_step(
     *,
     max_nonfinite: int | None = None,
     mesh: Mesh | None = None,
+    compute_dtype: Any = None,
 ) -> Callable[[Any, TrainState, Any], tuple[Any, TrainState, dict[str, jax.Array]]]:
     """One pure jitted step ``(model, opt_state, batch) -> (model, opt_state, metrics)``.
 
@@ -190,6 +240,14 @@ def make_train_step(
             RET_CHECK). ``loss_fn`` and its metrics must then be means over
             the batch's examples, as the tasks' are. ``None`` (default): XLA partitions the
             step from the inputs' shardings.
+        compute_dtype: ``"bfloat16"``: mixed precision. The loss and its gradient are
+            computed with the parameters cast to bfloat16 (:func:`compute_params`: the SSM
+            kernel parameters and fixed arrays stay float32), so the model's matrix products
+            and activations run in bfloat16 (its FFTs stay float32, as everywhere in
+            spectrax); the parameters, gradients and optimizer state stay float32 (the
+            float32 master copy is what is updated, checkpointed and evaluated). ``None`` or
+            ``"float32"`` (default): the parameters as they are. The loss function should
+            reduce in float32 (the tasks' losses do).
 
     Returns:
         The step. ``metrics`` holds ``loss``, ``grad_norm``, ``skipped`` (0/1: the update was
@@ -205,6 +263,7 @@ def make_train_step(
             f"`mesh` must have a 'data' axis (the batch's); got axes {tuple(mesh.axis_names)}."
         )
     per_shard = mesh is not None and mesh.size > 1
+    low = _check_compute_dtype(compute_dtype)
 
     @eqx.filter_jit
     def step(model, opt_state: TrainState, batch):
@@ -221,6 +280,8 @@ def make_train_step(
 
         def loss_and_grad(p, b):
             def objective(p):
+                if low is not None:
+                    p = compute_params(p, low)
                 return _check_loss_output(loss_fn(eqx.combine(p, static), b))
 
             return jax.value_and_grad(objective, has_aux=True)(p)

@@ -434,6 +434,10 @@ class SequenceClassificationTask:
             logits = jax.vmap(lambda x, k: model(x, key=k))(batch["x"], keys)
         else:
             logits = jax.vmap(model)(batch["x"])
+        # the softmax and its mean in float32 at least (bfloat16 logits of a mixed-precision
+        # step gave a bfloat16 loss: 8 bits of mantissa for the whole batch's mean)
+        if jnp.finfo(logits.dtype).bits < 32:
+            logits = logits.astype(jnp.float32)
         loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
         accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == batch["y"]).astype(logits.dtype))
         return loss, {"train_accuracy": accuracy}

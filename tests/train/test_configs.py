@@ -284,3 +284,27 @@ def test_an_ssm_run_trains_and_evaluates_with_fsdp_parameters(tmp_path, monkeypa
     ]
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
     assert result.metrics["test_error"] == ref.metrics["test_error"]
+
+
+def test_a_bfloat16_run_learns_as_the_float32_run(tmp_path, monkeypatch):
+    """``loop.compute_dtype=bfloat16``: the Burgers FNO smoke run's training losses follow the
+    float32 run's to bfloat16 rounding, it learns, its test error (float32 parameters) is
+    close, and the trained parameters are float32; another dtype is refused by name."""
+    monkeypatch.setenv("SPECTRAX_CACHE", str(tmp_path / "cache"))
+    over = ["output.progress=false", "output.plots=false"]
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        config = load_config("burgers_fno", [*over, f"loop.compute_dtype={dtype}"], variant="smoke")
+        result = train(config, workdir=tmp_path / dtype, devices=jax.devices()[:1])
+        losses = [r["loss"] for r in read_metrics(tmp_path / dtype) if r["split"] == "train"]
+        runs[dtype] = (config, result, losses)
+    (_, r32, l32), (_, r16, l16) = runs["float32"], runs["bfloat16"]
+    assert l16[-1] < l16[0]
+    np.testing.assert_allclose(l16, l32, rtol=5e-2)
+    assert l16 != l32  # the forward pass did run in bfloat16
+    assert r16.metrics["test_error"] == pytest.approx(r32.metrics["test_error"], rel=0.1)
+    leaves = jax.tree.leaves(eqx.filter(r16.model, eqx.is_inexact_array))
+    dtypes = {leaf.dtype for leaf in leaves}
+    assert dtypes == {jnp.dtype(jnp.float32)}
+    with pytest.raises(ConfigError, match=r"loop.compute_dtype.*float16"):
+        load_config("burgers_fno", ["loop.compute_dtype=float16"])

@@ -570,3 +570,124 @@ def test_optax_state_in_place_of_init_opt_state_is_refused_naming_the_fix(setup,
     optax_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
     with pytest.raises(TypeError, match=r"`opt_state` must be the state of init_opt_state.*tuple"):
         make_train_step(_loss, optimizer)(model, optax_state, batch)
+
+
+def test_a_bfloat16_step_computes_in_bfloat16_and_updates_float32_parameters(key):
+    """``compute_dtype="bfloat16"``: the FNO's matrix products run on bfloat16 operands (none
+    in the float32 step), its FFTs stay float32, the loss is the float32 loss to bfloat16
+    rounding (and differs from it: the cast took effect), the gradient points the same way,
+    and the updated parameters and Optax state stay float32; a few steps lower the loss."""
+    import re
+
+    from spectrax.models import FNO
+    from spectrax.train import relative_lp_loss
+
+    model = FNO(1, 1, 1, 16, 8, 2, projection_channels=32, impl="rfft", key=key)
+    # smooth fields (modes 1-4) and a smooth target: a shift plus a square
+    coef = jax.random.normal(jax.random.fold_in(key, 1), (8, 1, 4, 2))
+    t = (jnp.arange(64, dtype=jnp.float32) / 64)[None, :]
+    k = jnp.arange(1.0, 5.0)[:, None]
+    x = jnp.einsum("bck,kt->bct", coef[..., 0], jnp.sin(2 * jnp.pi * k * t)) + jnp.einsum(
+        "bck,kt->bct", coef[..., 1], jnp.cos(2 * jnp.pi * k * t)
+    )
+    batch = {"x": x, "y": jnp.roll(x, 5, axis=-1) + 0.2 * x**2}
+
+    def loss(m, b):
+        err = relative_lp_loss(jax.vmap(m)(b["x"]), b["y"], num_spatial_dims=1)
+        return err, {"rel": err}
+
+    optimizer = optax.adam(3e-3)
+    state = init_opt_state(optimizer, model)
+    steps = {d: make_train_step(loss, optimizer, compute_dtype=d) for d in (None, "bfloat16")}
+    # StableHLO (XLA:CPU fuses its dots into library calls that the compiled text hides)
+    texts = {d: s.lower(model, state, batch).lowered.as_text() for d, s in steps.items()}
+    dot = r"stablehlo.dot_general.*?: \(tensor<[\dx]*(\w+)>, tensor<[\dx]*(\w+)>\)"
+    kinds = {d: re.findall(dot, t) for d, t in texts.items()}
+    assert kinds[None] and ("bf16", "bf16") not in kinds[None], kinds[None]
+    assert ("bf16", "bf16") in kinds["bfloat16"], kinds["bfloat16"]
+    ffts = [line for line in texts["bfloat16"].splitlines() if "stablehlo.fft" in line]
+    assert ffts and not any("bf16" in line for line in ffts), ffts
+    (new32, _, m32), (new16, state16, m16) = (steps[d](model, state, batch) for d in steps)
+    assert m16["loss"].dtype == jnp.float32
+    assert_close(m16["loss"], m32["loss"], rtol=3e-2)
+    assert float(m16["loss"]) != float(m32["loss"])
+    for leaf in jax.tree.leaves((eqx.filter(new16, eqx.is_inexact_array), state16.inner)):
+        assert leaf.dtype in (jnp.float32, jnp.int32), leaf.dtype
+    # the update directions agree (Adam's first step is sign-like: compare the moved params)
+    d32 = jnp.concatenate(
+        [
+            (a - b).ravel()
+            for a, b in zip(
+                *(jax.tree.leaves(eqx.filter(t, eqx.is_inexact_array)) for t in (new32, model)),
+                strict=True,
+            )
+        ]
+    )
+    d16 = jnp.concatenate(
+        [
+            (a - b).ravel()
+            for a, b in zip(
+                *(jax.tree.leaves(eqx.filter(t, eqx.is_inexact_array)) for t in (new16, model)),
+                strict=True,
+            )
+        ]
+    )
+    assert float(jnp.dot(d32, d16) / (jnp.linalg.norm(d32) * jnp.linalg.norm(d16))) > 0.9
+    # 40 steps: the bfloat16 run learns as the float32 one does
+    final = {}
+    for d, step in steps.items():
+        m, s = model, state
+        for _ in range(40):
+            m, s, metrics = step(m, s, batch)
+        final[d] = float(metrics["loss"])
+    assert final[None] < 0.5 * float(m32["loss"])
+    assert final["bfloat16"] < 0.5 * float(m16["loss"])
+    assert 0.75 < final["bfloat16"] / final[None] < 1.33, final
+
+
+def test_the_bfloat16_step_keeps_the_ssm_kernel_parameters_in_float32(key):
+    """The arrays that define an SSM's convolution kernel (Λ, B, log dt) stay float32 in the
+    bfloat16 forward pass (Λ's imaginary parts up to about pi N would move by bfloat16's
+    spacing); the encoder, mixing and read-out weights are bfloat16; the task's
+    cross-entropy is float32."""
+    from spectrax.models import SSMSequenceModel
+    from spectrax.train import SequenceClassificationTask
+
+    model = SSMSequenceModel(3, 4, 16, 1, state_size=8, key=key)
+    x = np.asarray(jax.random.normal(key, (8, 32, 3)), np.float32)
+    y = np.arange(8) % 4
+    task = SequenceClassificationTask(make_model=lambda k: model, train=(x, y), test=(x, y))
+    seen = {}
+
+    def loss(m, b):
+        seen.update(
+            {
+                jax.tree_util.keystr(k): v.dtype
+                for k, v in jax.tree_util.tree_leaves_with_path(eqx.filter(m, eqx.is_inexact_array))
+            }
+        )
+        out = task.loss(m, b)
+        seen["loss"] = out[0].dtype
+        return out
+
+    optimizer = optax.adam(1e-3)
+    step = make_train_step(loss, optimizer, compute_dtype=jnp.bfloat16)
+    step(model, init_opt_state(optimizer, model), task.get_batch(np.arange(8)))
+    ssm = {k: v for k, v in seen.items() if ".ssm." in k}
+    assert ssm and {k for k, v in ssm.items() if v == jnp.float32} == {
+        ".blocks[0].ssm.log_Lambda_re",
+        ".blocks[0].ssm.Lambda_im",
+        ".blocks[0].ssm.B",
+        ".blocks[0].ssm.log_dt",
+    }, ssm
+    assert seen[".encoder.weight"] == jnp.bfloat16 and seen[".decoder.weight"] == jnp.bfloat16
+    assert seen["loss"] == jnp.float32
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [("float16", "float16 needs loss scaling"), ("int8", "got 'int8'"), (3, "got 3")],
+)
+def test_compute_dtype_must_be_float32_or_bfloat16(value, match):
+    with pytest.raises(ValueError, match=rf"`compute_dtype` must be None or one of .*{match}"):
+        make_train_step(_loss, optax.sgd(0.1), compute_dtype=value)
