@@ -15,12 +15,15 @@ same arrays, so outputs and gradients equal the unwrapped ones bit for bit.
 from __future__ import annotations
 
 import inspect
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
 import jax
 from flax import nnx
+
+from spectrax._checks import check_key
 
 __all__ = ["EqxBuffer", "EqxToNNX", "NNXToEqx"]
 
@@ -153,6 +156,14 @@ class EqxToNNX(nnx.Module):
         return method
 
 
+def _rng_streams(module: nnx.Module) -> list[str]:
+    """The names of ``module``'s RNG streams (the tags of its ``nnx.RngKey`` variables)."""
+    keys = jax.tree.leaves(
+        nnx.state(module, nnx.RngKey), is_leaf=lambda v: isinstance(v, nnx.Variable)
+    )
+    return sorted({v.tag for v in keys})
+
+
 class NNXToEqx(eqx.Module):
     """A Flax NNX module as an Equinox module: ``nnx.split`` state as pytree leaves.
 
@@ -178,6 +189,13 @@ class NNXToEqx(eqx.Module):
     :meth:`to_nnx` returns the NNX module with the current values. The wrapper holds a copy of
     ``module``'s state: later changes to ``module`` (e.g. an ``nnx.Optimizer`` step on it) do
     not reach the wrapper.
+
+    Randomness (dropout): as the module's RNG counters are discarded after each call, every
+    call without a key draws the same dropout mask. Pass ``key=`` (Equinox's convention, as
+    ``spectrax.train`` does for a task with ``needs_key``): each of the module's RNG streams is
+    reseeded for that call from ``key`` and the stream's name (``nnx.reseed``), so different
+    keys draw different masks and the same key the same one, under ``jit`` and ``vmap``.
+    ``key`` is not passed on to the NNX module; a module without RNG streams ignores it.
     """
 
     graphdef: Any = eqx.field(static=True)
@@ -198,7 +216,7 @@ class NNXToEqx(eqx.Module):
         # write batch statistics or RNG counters back into this (immutable) wrapper.
         return nnx.merge(self.graphdef, self.state, copy=True)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, key: Any = None, **kwargs: Any) -> Any:
         # Only nnx.Param variables train. The rest (batch statistics, RNG state) are float or
         # integer arrays too, so eqx.filter(model, eqx.is_inexact_array) picks the float ones;
         # without stop_gradient an optimizer would step on BatchNorm's running mean and var.
@@ -206,4 +224,12 @@ class NNXToEqx(eqx.Module):
         rest = jax.tree.map(
             lambda a: jax.lax.stop_gradient(a) if eqx.is_inexact_array(a) else a, rest
         )
-        return nnx.merge(self.graphdef, params, rest, copy=True)(*args, **kwargs)
+        module = nnx.merge(self.graphdef, params, rest, copy=True)
+        if key is not None:
+            check_key("key", key)
+            streams = _rng_streams(module)
+            if streams:
+                # one key per stream, from its name: adding a stream leaves the others' draws
+                seeds = {s: jax.random.fold_in(key, zlib.crc32(s.encode()) >> 1) for s in streams}
+                nnx.reseed(module, policy="match_shape", **seeds)
+        return module(*args, **kwargs)

@@ -310,6 +310,39 @@ def test_nnx_to_eqx_eager_calls_do_not_mutate_the_wrapper():
         np.testing.assert_array_equal(b, a)
 
 
+def test_nnx_to_eqx_takes_a_key_for_its_dropout():
+    """Without a key every call drew the same dropout mask (the RNG counter is discarded after
+    each call). ``key=`` reseeds the module's streams for the call: different keys draw
+    different masks, the same key the same one, eagerly, under jit and under vmap over keys;
+    the keep rate is the module's; a bad key is named; a module without RNG streams ignores
+    it."""
+    drop = NNXToEqx(nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=0)))
+    x = jnp.ones(4096)
+    k0, k1 = jax.random.key(0), jax.random.key(1)
+    a, b = drop(x, key=k0), drop(x, key=k1)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(drop(x, key=k0)))
+    assert bool(jnp.any(a != b))
+    assert 0.45 < float(jnp.mean(a != 0)) < 0.55
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(eqx.filter_jit(drop)(x, key=k0)))
+    keys = jax.random.split(k0, 3)
+    masks = jax.vmap(lambda k: drop(x, key=k) != 0)(keys)
+    assert len({tuple(np.asarray(m)) for m in masks}) == 3
+    np.testing.assert_array_equal(np.asarray(masks[1]), np.asarray(drop(x, key=keys[1]) != 0))
+    # a model with a dropout stream and parameters: the parameters' values do not change
+    model = nnx.Sequential(nnx.Linear(4, 64, rngs=nnx.Rngs(0)), nnx.Dropout(0.5, rngs=nnx.Rngs(3)))
+    wrapped = NNXToEqx(model)
+    y0, y1 = wrapped(jnp.ones(4), key=k0), wrapped(jnp.ones(4), key=k1)
+    assert bool(jnp.any((y0 == 0) != (y1 == 0)))
+    kept = (y0 != 0) & (y1 != 0)
+    np.testing.assert_array_equal(np.asarray(y0[kept]), np.asarray(y1[kept]))
+    linear = NNXToEqx(nnx.Linear(4, 2, rngs=nnx.Rngs(0)))
+    np.testing.assert_array_equal(
+        np.asarray(linear(jnp.ones(4), key=k0)), np.asarray(linear(jnp.ones(4)))
+    )
+    with pytest.raises(TypeError, match="`key` must be a PRNG key"):
+        drop(x, key=0)
+
+
 def test_nnx_to_eqx_trains_parameters_not_batch_statistics():
     """The documented recipe (eqx.filter(model, eqx.is_inexact_array), then optax) took gradient
     steps on BatchNorm's running mean and variance, float arrays like the parameters: after three
