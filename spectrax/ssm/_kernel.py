@@ -28,24 +28,28 @@ def vandermonde_kernel(
     W: Inexact[Array, "*#batch N"],
     length: int,
     *,
-    chunk: int = 1024,
+    chunk: int | None = None,
     log_Lambda_bar: Inexact[Array, "*#batch N"] | None = None,
     negated: Bool[Array, "*#batch N"] | None = None,
 ) -> Inexact[Array, "*batch L"]:
     """``K[..., l] = Σ_n W[..., n] Λ̄[..., n]^l`` for ``l < length`` (diagonal SSM kernel).
 
     Gu et al., 2022, "On the Parameterization and Initialization of Diagonal State Space
-    Models" (S4D's Vandermonde kernel). With ``W = C ⊙ B̄`` this is ``C Λ̄^l B̄``. Powers are
-    ``exp(l log Λ̄)`` (relative error about ``l`` ulps), computed ``chunk`` steps at a time under
-    ``lax.map`` so the ``N x L`` Vandermonde matrix is never materialised: peak memory is
-    ``N x chunk`` per batch element.
+    Models" (S4D's Vandermonde kernel). With ``W = C ⊙ B̄`` this is ``C Λ̄^l B̄``. With
+    ``l = c chunk + j`` (``j < chunk``) the powers are ``Λ̄^(c chunk) Λ̄^j``, each factor
+    ``exp`` of its step count times ``log Λ̄`` (relative error about ``l`` ulps, as
+    ``exp(l log Λ̄)``): ``N (chunk + L / chunk)`` exponentials instead of ``N L``, and the sum
+    over ``n`` one ``(L / chunk, N) @ (N, chunk)`` matrix product; the ``N x L`` Vandermonde
+    matrix is never materialised (memory ``N (chunk + L / chunk)`` plus the output, per batch
+    element).
 
     Args:
         Lambda_bar: discrete eigenvalues ``(..., N)``, complex (real input is promoted; an
             eigenvalue exactly 0 contributes at ``l = 0`` only).
         W: coefficients ``(..., N)``, same rank (broadcast explicitly), complex.
         length: kernel length ``L >= 1``.
-        chunk: time steps per block (``>= 1``).
+        chunk: time steps per block (``>= 1``); ``None`` (default): ``ceil(sqrt(L))``, the
+            fewest exponentials.
         log_Lambda_bar: ``log Λ̄`` from the continuous system
             (:func:`~spectrax.ssm.log_discrete_eigenvalues`), same shape as ``Lambda_bar``;
             used for the powers in place of ``log(Lambda_bar)``, which loses the digits of a
@@ -60,7 +64,8 @@ def vandermonde_kernel(
         complex ``(broadcast batch, L)``.
     """
     length = check_positive_int("length", length)
-    chunk = min(check_positive_int("chunk", chunk), length)
+    if chunk is not None:
+        chunk = min(check_positive_int("chunk", chunk), length)
     check_array("Lambda_bar", Lambda_bar)
     check_array("W", W)
     if log_Lambda_bar is not None:
@@ -121,38 +126,29 @@ def vandermonde_kernel(
         log_lam = jnp.where(jnp.real(log_lam) == -jnp.inf, jnp.log(tiny), log_lam)
     log_lam = jnp.broadcast_to(log_lam, shape)
     w = jnp.broadcast_to(W.astype(dtype), shape)
+    if chunk is None:
+        chunk = math.isqrt(length - 1) + 1  # ceil(sqrt(L)): the fewest exponentials
     if negated is not None:
         chunk += chunk % 2  # even: every block starts at an even step (see below)
     n_chunks = math.ceil(length / chunk)
     real = jnp.real(log_lam).dtype
-    steps = jnp.arange(chunk, dtype=real)
-
-    lift = (1,) * (len(shape) - 1) + (chunk, 1)
-
-    def block(c):
-        l = (steps + (c * chunk).astype(real)).astype(dtype)
-        powers = jnp.exp(log_lam[..., None, :] * l.reshape(lift))
-        return jnp.einsum("...ln,...n->...l", powers, w)
-
+    # l = c chunk + j: Λ̄^l = Λ̄^(c chunk) Λ̄^j, each factor one exponential of its exact step
+    # count, so N (chunk + L / chunk) exponentials where exp(l log Λ̄) took N L, and the sum
+    # over n is one matrix product per batch element, (L / chunk, N) @ (N, chunk)
+    lead = (1,) * (len(shape) - 1)  # explicit ranks (also under rank promotion "raise")
+    steps = jnp.arange(chunk, dtype=real).astype(dtype).reshape(lead + (chunk, 1))
+    starts = (jnp.arange(n_chunks, dtype=real) * chunk).astype(dtype)
+    inner = jnp.exp(log_lam[..., None, :] * steps)
+    outer = jnp.exp(log_lam[..., None, :] * starts.reshape(lead + (n_chunks, 1)))
+    outer = outer * w[..., None, :]
     if negated is not None:
-        # (-1)^l where the log is log(-Λ̄), exact (unlike l π): even steps sum W e^{l a}, odd
-        # steps the same with W negated at the flipped modes. A block computes its even and odd
-        # steps as two rows (an even chunk starts at an even l): one matvec's work, no select
-        # per power.
-        steps = jnp.arange(chunk, dtype=real).reshape(chunk // 2, 2).T  # (2, chunk/2): parity
-        flip = jnp.broadcast_to(negated, shape)
-        w = jnp.stack([w, jnp.where(flip, -w, w)], axis=-2)  # (..., 2, N)
-        lift = (1,) * (len(shape) - 1) + (2, chunk // 2, 1)
-
-        def block(c):
-            l = (steps + (c * chunk).astype(real)).astype(dtype)
-            powers = jnp.exp(log_lam[..., None, None, :] * l.reshape(lift))
-            rows = jnp.einsum("...pln,...pn->...pl", powers, w)  # (..., 2, chunk/2)
-            return jnp.swapaxes(rows, -1, -2).reshape(rows.shape[:-2] + (chunk,))
-
-    blocks = jax.lax.map(block, jnp.arange(n_chunks))
-    out = jnp.moveaxis(blocks, 0, -2).reshape(shape[:-1] + (n_chunks * chunk,))
-    return out[..., :length]
+        # (-1)^l where the log is log(-Λ̄), exact (unlike l π): every block starts at an even
+        # step, so the sign is (-1)^j, on the flipped modes only
+        odd = (jnp.arange(chunk) % 2 == 1).reshape(lead + (chunk, 1))
+        flip = jnp.broadcast_to(negated, shape)[..., None, :] & odd
+        inner = jnp.where(flip, -inner, inner)
+    blocks = jnp.einsum("...cn,...jn->...cj", outer, inner)
+    return blocks.reshape(shape[:-1] + (n_chunks * chunk,))[..., :length]
 
 
 def dense_kernel(
