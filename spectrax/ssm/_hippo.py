@@ -208,7 +208,6 @@ def _log_inverse_norm(e: jax.Array, a: jax.Array) -> jax.Array:
     return jnp.log(jnp.linalg.norm(jnp.linalg.inv(v)))
 
 
-@functools.partial(jax.jit, static_argnames=("eps", "lr"))
 def _ptd_step(e, m, u, t, a, *, eps, lr):
     """One Adam step (Kingma & Ba, 2015; betas 0.9, 0.999) on ``log κ_F``, then ``E`` rescaled
     to ``‖E‖_2 = eps``; the loss returned is that of the ``e`` passed in (inf if not finite)."""
@@ -223,29 +222,39 @@ def _ptd_step(e, m, u, t, a, *, eps, lr):
     return e * (eps / jnp.linalg.norm(e, 2)), m, u, jnp.where(ok, loss, jnp.inf)
 
 
+@functools.partial(jax.jit, static_argnames=("eps", "steps"))
+def _minimise(e, a, *, eps, steps):
+    """The ``steps`` Adam steps of :func:`_ptd_step` from ``e`` as one compiled loop, keeping
+    the first ``E`` of lowest loss met (the final one included)."""
+    zero = jnp.zeros_like(e)
+
+    def body(t, carry):
+        e, m, u, best, best_loss = carry
+        new, m, u, loss = _ptd_step(e, m, u, t.astype(e.dtype), a, eps=eps, lr=0.1 * eps)
+        better = loss < best_loss
+        best = jnp.where(better, e, best)
+        return new, m, u, best, jnp.where(better, loss, best_loss)
+
+    init = (e, zero, zero, e, jnp.asarray(jnp.inf, e.dtype))
+    e, _, _, best, best_loss = jax.lax.fori_loop(1, steps + 1, body, init)
+    return jnp.where(_log_inverse_norm(e, a) < best_loss, e, best)
+
+
 def _minimise_condition(a: np.ndarray, e: np.ndarray, eps: float, steps: int) -> np.ndarray:
     """The ``‖E‖_2 = eps`` perturbation of lowest ``κ_F(V)`` met in ``steps`` projected Adam
     steps from ``e`` (learning rate ``0.1 eps``), in float64 on the CPU whatever the caller's
     settings (evaluated now even under an outer trace: a layer built under ``jit`` or
-    ``eqx.filter_eval_shape`` still gets concrete values)."""
-    lr = 0.1 * eps
-    with (
-        jax.enable_x64(True),
-        jax.ensure_compile_time_eval(),
-        jax.default_device(jax.devices("cpu")[0]),  # a non-symmetric eig runs on the CPU
-    ):
-        aj = jnp.asarray(a, jnp.float64)
-        ej = jnp.asarray(e, jnp.float64)
-        m = u = jnp.zeros_like(ej)
-        best, best_loss = e, np.inf
-        for t in range(1, steps + 1):
-            new, m, u, loss = _ptd_step(ej, m, u, jnp.float64(t), aj, eps=eps, lr=lr)
-            if float(loss) < best_loss:
-                best, best_loss = np.asarray(ej, np.float64), float(loss)
-            ej = new
-        if float(_log_inverse_norm(ej, aj)) < best_loss:
-            best = np.asarray(ej, np.float64)
-    return best
+    ``eqx.filter_eval_shape`` still gets concrete values). One compiled loop per matrix size:
+    under ``jax.ensure_compile_time_eval`` every step ran op by op (47 compilations, 3.3 of the
+    5.3 s that ``s4d_ptd(64)`` took on a 2-core CPU)."""
+    cpu = jax.devices("cpu")[0]  # a non-symmetric eig runs on the CPU
+    with jax.enable_x64(True):
+        with jax.ensure_compile_time_eval():  # concrete inputs also under an outer trace
+            args = [jax.device_put(np.asarray(x, np.float64), cpu) for x in (e, a)]
+        # a compiled executable runs now, also under an outer trace (where a jit call would be
+        # staged into it; ensure_compile_time_eval evaluated the loop op by op instead)
+        run = _minimise.lower(*args, eps=eps, steps=steps).compile()
+        return np.asarray(run(*args), np.float64)
 
 
 def ptd(
@@ -273,7 +282,8 @@ def ptd(
     (``jax.lax.linalg.eig`` with ``enable_eigvec_derivs``), ``E`` rescaled to norm ``eps``
     after each step, keeping the best ``E`` met. It runs in float64 on the CPU whatever the
     caller's settings and is deterministic. Measured for LegS at N = 64 (median over keys 0 to
-    4; ``steps = 150``, about 1 s on a 2-core CPU; a step costs ``O(N^3)``), ``cond(V)``
+    4; ``steps = 150``, one compiled loop: 0.6 s to run after 2.4 s to trace and compile, on
+    a 2-core CPU; a step costs ``O(N^3)``), ``cond(V)``
     before -> after: eps = 1e-2: 7.6e5 -> 6.7e4; 1e-1: 1.2e5 -> 7.1e3; 1: 1.1e4 -> 8.1e2
     (ratios 0.011 to 0.15 by key; it levels off well before 150 steps: 300 gave the same).
     Either way a real ``A + E`` keeps a few real eigenvalues besides its conjugate pairs (2 to
@@ -493,8 +503,9 @@ def s4d_ptd(
     S4D-LegS. ``eps = 1e-2`` is closer (3.7e-3) but ``cond(Ṽ)`` is 6.5e4, and the paper's point
     is the conditioning: ``|b̃|`` reaches 1.9e4 at ``eps = 0.1`` (1.6e5 at 1e-2), and a float32
     kernel whose slots cancel to a dense system's (``C = c Ṽ``, ``c`` real) is 4e-5 from its
-    float64 value (``κ`` times rounding). First call about 1 to 2 s at N = 64 on a 2-core CPU
-    (the optimisation costs ``O(N^3)`` a step: 4.5 s at N = 128); cached after.
+    float64 value (``κ`` times rounding). First call in a process about 4.5 s at N = 64 on a
+    2-core CPU (measured 2026-12-07: tracing and compiling the optimisation loop about 2.4 s,
+    its 150 steps 0.6 s, ``O(N^3)`` each; 6 s at N = 128); cached after, in the process.
 
     ``Re Λ̃ < 0`` (checked: a too large ``eps`` raises) and spread over ``[-370, -0.8]`` at
     N = 64 (LegS's normal part: all ``-1/2``): with steps ``dt`` in ``[1e-3, 1e-1]`` (S4D's
