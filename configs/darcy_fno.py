@@ -37,6 +37,7 @@ import dataclasses
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from spectrax.train import (
@@ -83,6 +84,8 @@ class Standardized(eqx.Module):
                 f"and takes only the training grid {shape[1:]}."
             )
         y = self.model((x - self.in_mean.value) / self.in_std.value)
+        if jnp.finfo(y.dtype).bits < 32:  # a mixed-precision step's model returns bfloat16
+            y = y.astype(jnp.float32)
         return self.out_mean.value + self.out_std.value * y
 
 

@@ -12,7 +12,7 @@ import optax
 from jax.sharding import Mesh, PartitionSpec
 
 from spectrax._checks import check_positive_int
-from spectrax.nn import frozen_param_mask, ssm_param_labels
+from spectrax.nn import FourierFeatures, frozen_param_mask, ssm_param_labels
 
 __all__ = ["GuardState", "TrainState", "init_opt_state", "make_train_step"]
 
@@ -166,27 +166,40 @@ def _check_compute_dtype(compute_dtype: Any) -> jnp.dtype | None:
 
 def compute_params(params: Any, dtype: Any) -> Any:
     """``params`` as the step's mixed-precision forward pass uses them: every real floating
-    array wider than ``dtype`` cast to it, except the arrays that define an SSM or Hyena
-    long-convolution kernel (``ssm_param_labels``'s ``"ssm"``: Λ's imaginary parts run up to
-    about ``pi N``, where bfloat16's spacing is 0.25 to 2, so the kernel's frequencies would
-    move) and the arrays a module holds fixed (``frozen_param_mask``: S5's eigenvector
-    columns), which stay as they are; complex arrays too (there is no complex bfloat16).
-    Gradients through the cast come back in the parameters' own dtype."""
+    array wider than ``dtype`` cast to it, except frequencies, which stay as they are: the
+    arrays that define an SSM or Hyena long-convolution kernel (``ssm_param_labels``'s
+    ``"ssm"``: Λ's imaginary parts run up to about ``pi N``, where bfloat16's spacing is 0.25
+    to 2, so the kernel's frequencies would move), a ``FourierFeatures``' ``B`` (trainable or
+    not: at ``sigma = 10`` bfloat16 moved the features' phases by up to 0.4 rad), and the
+    other arrays a module holds fixed (``frozen_param_mask``: a wrapped NNX module's batch
+    statistics); complex arrays too (there is no complex bfloat16). Gradients through the cast
+    come back in the parameters' own dtype."""
     dtype = jnp.dtype(dtype)
     labels = ssm_param_labels(params)
     frozen = frozen_param_mask(params)
+    # True at every array of a FourierFeatures (its B)
+    features = jax.tree.map(
+        lambda node: (
+            jax.tree.map(lambda x: True, node)
+            if isinstance(node, FourierFeatures)
+            else (False if eqx.is_array(node) else None)
+        ),
+        params,
+        is_leaf=lambda node: isinstance(node, FourierFeatures),
+    )
 
-    def cast(x, label, fixed):
+    def cast(x, label, fixed, frequency):
         if (
             label == "ssm"
             or fixed
+            or frequency
             or not jnp.issubdtype(x.dtype, jnp.floating)
             or jnp.finfo(x.dtype).bits <= jnp.finfo(dtype).bits
         ):
             return x
         return x.astype(dtype)
 
-    return jax.tree.map(cast, params, labels, frozen)
+    return jax.tree.map(cast, params, labels, frozen, features)
 
 
 def _batch_axes(mesh: Mesh, batch: Any) -> tuple[str, ...]:

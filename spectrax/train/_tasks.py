@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from jaxtyping import Float
 
-from spectrax._checks import check_bool, check_positive_int
+from spectrax._checks import check_bool, check_positive_int, result_dtype
 from spectrax.models import next_snapshots, rollout
 from spectrax.train._losses import relative_lp_loss
 from spectrax.train._plots import new_figure, plot_field_predictions
@@ -243,7 +243,10 @@ class FieldRegressionTask:
             if not self.residual:
                 return out
             c_in = self.train[0].shape[1] if self.channel_axis else 1
-            return x[:, c_in - 1 : c_in].astype(out.dtype) + out  # last input field, broadcast
+            # the last input field, broadcast, added in the wider dtype (a bfloat16 increment
+            # of a mixed-precision step onto the float32 field, as next_snapshots does)
+            wide = result_dtype(x.dtype, out.dtype)
+            return x[:, c_in - 1 : c_in].astype(wide) + out.astype(wide)
         steps = self.train[1].shape[1]
         return jax.vmap(
             lambda h: rollout(model, h, steps, remat=self.remat, residual=self.residual)

@@ -321,3 +321,28 @@ def test_tasks_refuse_an_empty_set_and_name_a_list(library_errors):
     assert task.train[0].shape == (4, 6, 2)
     with pytest.raises(TypeError, match=r"`train` must be a pair of arrays \(x, y\); got str"):
         SequenceClassificationTask(make_model=lambda key: None, train=("x", y), test=(x, y))
+
+
+def test_a_bfloat16_increment_is_added_to_the_float32_field():
+    """``residual=True`` without rollout: a model computing in bfloat16 (a mixed-precision
+    step) returns the increment in bfloat16; it is added to the float32 input field in
+    float32 (the field was rounded to bfloat16 first: a 2.4e-3 relative error floor for an
+    exact increment of size 1e-2), as ``next_snapshots`` adds it for rollouts."""
+    a = _fields((4, 8, 6))
+    u = a + 1e-2 * np.sin(a)
+
+    class Increment(eqx.Module):
+        def __call__(self, x):
+            return (1e-2 * jnp.sin(x[:1])).astype(jnp.bfloat16)
+
+    task = FieldRegressionTask(
+        make_model=lambda key: Increment(),
+        train=(a, u),
+        test=(a, u),
+        num_spatial_dims=2,
+        residual=True,
+    )
+    pred = task.predict(task.init_model(None), jnp.asarray(a))
+    assert pred.dtype == jnp.float32
+    err = np.linalg.norm(np.asarray(pred) - u) / np.linalg.norm(u)
+    assert err < 1e-4, err  # the increment's own bfloat16 rounding; 2e-3 with the field's
