@@ -14,7 +14,14 @@ from spectrax.train._config import (
     load_config,
     validate_config,
 )
-from spectrax.train._loop import TrainResult, evaluate_run, params_digest, train
+from spectrax.train._loop import (
+    TrainResult,
+    evaluate_run,
+    load_model,
+    params_digest,
+    run_config,
+    train,
+)
 from spectrax.train._losses import h1_loss, relative_lp_loss, sobolev_loss
 from spectrax.train._mesh import batch_sharding, make_mesh, shard_model
 from spectrax.train._metrics import MetricWriter, read_metrics
@@ -53,6 +60,7 @@ __all__: list[str] = [
     "h1_loss",
     "init_opt_state",
     "load_config",
+    "load_model",
     "make_mesh",
     "make_optimizer",
     "make_schedule",
@@ -60,6 +68,7 @@ __all__: list[str] = [
     "params_digest",
     "read_metrics",
     "relative_lp_loss",
+    "run_config",
     "shard_model",
     "sobolev_loss",
     "train",

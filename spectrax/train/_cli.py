@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import shlex
 import signal
@@ -185,61 +184,22 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory written by `spectrax train`")
 
 
-def _recorded_source(stored: object) -> dict | None:
-    """The ``source`` of a run's config.json (``{}`` if none recorded), or ``None`` if the
-    JSON is not what ``spectrax train`` writes (a damaged or foreign file)."""
-    if not isinstance(stored, dict):
-        return None
-    src = stored.get("source") or {}
-    if not isinstance(src, dict):
-        return None
-    overrides = src.get("overrides", [])
-    ok = (
-        isinstance(src.get("file", ""), str)
-        and isinstance(src.get("variant", ""), str)
-        and isinstance(overrides, list)
-        and all(isinstance(o, str) for o in overrides)
-    )
-    return src if ok else None
-
-
 def _run_eval(args: argparse.Namespace) -> int:
     from spectrax.train._checkpoint import CheckpointError
-    from spectrax.train._config import ConfigError, load_config
-    from spectrax.train._loop import evaluate_run
+    from spectrax.train._config import ConfigError
+    from spectrax.train._loop import evaluate_run, run_config
 
     _log_info()
     run = Path(args.run_dir)
     try:
-        stored = json.loads((run / "config.json").read_text())
-    except (OSError, ValueError) as err:
-        print(f"error: {run} is not a run directory ({err}).", file=sys.stderr)
-        return 2
-    src = _recorded_source(stored)
-    if src is None:
-        print(
-            f"error: {run} is not a run directory (its config.json is not the record "
-            "`spectrax train` writes: an object whose `source` holds the config file, variant "
-            "and override strings).",
-            file=sys.stderr,
-        )
-        return 2
-    if "file" not in src:
-        print(
-            f"error: {run} was not started by `spectrax train` (its config.json records no "
-            "config file to rebuild the task from); evaluate it from Python with "
-            "spectrax.train.evaluate_run(config, run_dir).",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        config = load_config(
-            src["file"], src.get("overrides", []), variant=src.get("variant", "default")
-        )
+        config = run_config(run)
         with _ctrl_c_ends_at_once():
             metrics = evaluate_run(config, run)
     except (ConfigError, CheckpointError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        msg = str(err)
+        if "was not started by `spectrax train`" in msg:
+            msg += " Evaluate it from Python with spectrax.train.evaluate_run(config, run_dir)."
+        print(f"error: {msg}", file=sys.stderr)
         return 2
     for k, v in metrics.items():
         print(f"{k}: {v:.6g}")

@@ -25,6 +25,7 @@ from spectrax.train._config import (
     ConfigError,
     config_defaults,
     config_to_dict,
+    load_config,
     validate_config,
 )
 from spectrax.train._mesh import (
@@ -42,7 +43,15 @@ from spectrax.train._plots import plot_loss_curves
 from spectrax.train._step import init_opt_state, make_train_step
 from spectrax.train._task import batch_indices
 
-__all__ = ["TrainResult", "default_workdir", "evaluate_run", "params_digest", "train"]
+__all__ = [
+    "TrainResult",
+    "default_workdir",
+    "evaluate_run",
+    "load_model",
+    "params_digest",
+    "run_config",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -670,15 +679,12 @@ def _for_eval(model: Any, mesh: Any, config: Config) -> Any:
     return shard_model(model, mesh, "replicated")
 
 
-def evaluate_run(
-    config: Config, workdir: str | Path, *, devices: list | None = None
-) -> dict[str, float]:
-    """Restore the latest checkpoint of ``workdir`` (refused if written by another config) and
-    return the task's test metrics.
-
-    The config's mesh is used when it fits ``devices`` (default: all); otherwise (a run trained
-    on 8 devices, evaluated on a laptop) the model is evaluated on the first device alone.
-    """
+def _restore_run(
+    config: Config, workdir: str | Path, devices: list | None, step: int | None, what: str
+) -> tuple[Any, Any, Any, Config, dict]:
+    """``(model, task, mesh, config, meta)`` of ``workdir``'s checkpoint at ``step`` (default:
+    the latest), on the config's mesh over ``devices`` when it fits, else on the first device
+    alone (``config`` is then that one-device config)."""
     ckpts = Path(workdir) / "checkpoints"
     # before the task is built (minutes for some), and without creating a mistyped directory
     if not (ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())):
@@ -689,25 +695,113 @@ def evaluate_run(
     cfg_dict = config_to_dict(config)  # the training config: what the checkpoint records
     devices = list(jax.devices() if devices is None else devices)
     try:
-        mesh = make_mesh(config, devices)
+        make_mesh(config, devices)
     except ConfigError as err:
-        logger.warning("the run's mesh does not fit here (%s); evaluating on one device", err)
+        logger.warning("the run's mesh does not fit here (%s); %s on one device", err, what)
         devices = devices[:1]
         config = dataclasses.replace(config, mesh=dataclasses.replace(config.mesh, data=1, model=1))
     mesh, task, model, _, opt_state, rng = _setup(config, devices)
     ckpt = Checkpointer(
-        Path(workdir) / "checkpoints",
+        ckpts,
         keep=config.checkpoint.keep,
         config_dict=cfg_dict,
         config_defaults=config_defaults(config),
     )
     try:
-        restored, meta = ckpt.restore(_checkpoint_state(model, opt_state, rng))
+        restored, meta = ckpt.restore(_checkpoint_state(model, opt_state, rng), step)
     finally:
         ckpt.close()
-    logger.info("evaluating %s, step %s", ckpts, meta.get("step"))
+    logger.info("%s %s, step %s", what, ckpts, meta.get("step"))
     model = eqx.combine(restored["model"], eqx.filter(model, eqx.is_array, inverse=True))
+    return model, task, mesh, config, meta
+
+
+def evaluate_run(
+    config: Config, workdir: str | Path, *, devices: list | None = None
+) -> dict[str, float]:
+    """Restore the latest checkpoint of ``workdir`` (refused if written by another config) and
+    return the task's test metrics.
+
+    The config's mesh is used when it fits ``devices`` (default: all); otherwise (a run trained
+    on 8 devices, evaluated on a laptop) the model is evaluated on the first device alone.
+    """
+    model, task, mesh, config, _ = _restore_run(config, workdir, devices, None, "evaluating")
     return task.evaluate(_for_eval(model, mesh, config))
+
+
+def run_config(workdir: str | Path) -> Config:
+    """The config a run directory written by ``spectrax train`` was started with: its
+    ``config.json`` records the config file, variant and overrides, from which the config is
+    rebuilt (as ``spectrax eval`` does).
+
+    Raises:
+        ConfigError: not such a run directory (no or a damaged ``config.json``, or one of a run
+            started from Python, which records no config file: pass that run's config to
+            :func:`load_model` or :func:`evaluate_run` yourself).
+    """
+    run = Path(workdir)
+    try:
+        stored = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{run} is not a run directory ({err}).") from None
+    src = stored.get("source") if isinstance(stored, dict) else None
+    src = {} if src is None and isinstance(stored, dict) else src
+    overrides = src.get("overrides", []) if isinstance(src, dict) else None
+    if not (
+        isinstance(src, dict)
+        and isinstance(src.get("file", ""), str)
+        and isinstance(src.get("variant", ""), str)
+        and isinstance(overrides, list)
+        and all(isinstance(o, str) for o in overrides)
+    ):
+        raise ConfigError(
+            f"{run} is not a run directory (its config.json is not the record `spectrax "
+            "train` writes: an object whose `source` holds the config file, variant and "
+            "override strings)."
+        )
+    if "file" not in src:
+        raise ConfigError(
+            f"{run} was not started by `spectrax train` (its config.json records no config "
+            "file to rebuild the task from); pass the run's config yourself."
+        )
+    return load_config(src["file"], overrides, variant=src.get("variant", "default"))
+
+
+def load_model(
+    workdir: str | Path,
+    config: Config | None = None,
+    *,
+    step: int | None = None,
+    devices: list | None = None,
+) -> Any:
+    """The trained model of a run directory, restored from its checkpoint at ``step`` (default:
+    the latest), ready to call: ``model = load_model("runs/try"); jax.vmap(model)(x)``.
+
+    Args:
+        workdir: the run directory (``train``'s ``workdir``, ``spectrax train --workdir``).
+        config: the run's config; default :func:`run_config` of ``workdir`` (a run started
+            by ``spectrax train``). A checkpoint written by another config is refused, naming
+            the keys that differ.
+        step: a saved step (``Checkpointer(...).all_steps()``); default the latest.
+        devices: where to place it (default: the first device). The parameters are whole
+            (FSDP shards gathered) on these devices.
+
+    Returns:
+        The model (an Equinox module) as the run's task builds it, with the checkpoint's
+        parameters (float32 master copy of a mixed-precision run).
+
+    Raises:
+        CheckpointError: no checkpoint, none at ``step``, another config's or a damaged one.
+        ConfigError: ``config`` omitted and ``workdir`` not a ``spectrax train`` run.
+    """
+    if config is None:
+        config = run_config(workdir)
+    elif not isinstance(config, Config):
+        raise TypeError(f"`config` must be a Config or None; got {type(config).__name__}.")
+    if devices is None:
+        devices = jax.devices()[:1]
+    model, _, mesh, config, _ = _restore_run(config, workdir, devices, step, "loading")
+    return _for_eval(model, mesh, config)
 
 
 def params_digest(model: Any) -> str:

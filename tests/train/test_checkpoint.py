@@ -458,3 +458,40 @@ def test_resume_of_a_run_from_before_a_config_field_existed(toy_run, tmp_path):
     evaluate_run(config, wd)
     more = apply_overrides(config, ["loop.num_steps=60"])
     assert train(more, workdir=wd, resume=True).step == 60
+
+
+def test_load_model_restores_a_runs_model(toy_run, tmp_path):
+    """``load_model(run_dir)`` is the trained model (its config rebuilt from config.json, as
+    ``spectrax eval`` does), whole on one device and callable; ``step=`` an earlier one; a step
+    never saved, another config's checkpoint and a run directory that records no config file
+    are refused by name. Restoring needed the optimizer state and RNG of the checkpoint's
+    layout, which no public function built."""
+    import json
+
+    from spectrax.train import load_model, run_config
+
+    config, result = toy_run
+    assert config_to_dict(run_config(result.workdir)) == config_to_dict(config)
+    model = load_model(result.workdir)
+    want = jax.tree.leaves(eqx.filter(result.model, eqx.is_array))
+    got = jax.tree.leaves(eqx.filter(model, eqx.is_array))
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert len(a.sharding.device_set) == 1
+    earlier = load_model(result.workdir, config, step=20)
+    assert any(
+        not np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(jax.tree.leaves(eqx.filter(earlier, eqx.is_array)), want, strict=True)
+    )
+    with pytest.raises(CheckpointError, match=r"no checkpoint at `step`=7"):
+        load_model(result.workdir, config, step=7)
+    other = apply_overrides(config, ["optim.learning_rate=0.5"])
+    with pytest.raises(CheckpointError, match="optim.learning_rate"):
+        load_model(result.workdir, other)
+    _, wd = _copy_run(toy_run, tmp_path)
+    (wd / "config.json").write_text(json.dumps({"source": {}}))
+    with pytest.raises(ConfigError, match="was not started by `spectrax train`"):
+        load_model(wd)
+    with pytest.raises(ConfigError, match="is not a run directory"):
+        load_model(tmp_path / "nowhere")
