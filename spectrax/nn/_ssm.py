@@ -527,9 +527,12 @@ class S4(eqx.Module):
 
     Args:
         channels: ``H``. state_size: ``N``. measure: a HiPPO measure (``"legs"``, ``"legt"``,
-        ``"lagt"``, ``"fout"``). Others as :class:`S4D`, ``dtype`` with its dtype rule (the
-        output in ``x``'s dtype, computed in float64 if ``x`` or the parameters are, else in
-        float32).
+        ``"lagt"``, ``"fout"``; S4's own name for it). init: the same, under the name
+        :class:`S4D` and :class:`S5` use, so that ``layer_kwargs={"init": ...}`` of
+        :class:`~spectrax.models.SSMSequenceModel` fits every layer; give one of the two (both
+        only if equal). Others as :class:`S4D` (but the default ``disc`` is S4's
+        ``"bilinear"``), ``dtype`` with its dtype rule (the output in ``x``'s dtype, computed in
+        float64 if ``x`` or the parameters are, else in float32).
     """
 
     log_Lambda_re: Float[Array, " N"]
@@ -554,7 +557,7 @@ class S4(eqx.Module):
         channels: int,
         state_size: int = 64,
         *,
-        measure: str = "legs",
+        measure: str | None = None,
         disc: str = "bilinear",
         mode: str = "conv",
         bidirectional: bool = False,
@@ -562,9 +565,19 @@ class S4(eqx.Module):
         dt_max: float = 1e-1,
         dtype=jnp.float32,
         key: PRNGKeyArray,
+        init: str | None = None,
     ):
         self.channels = check_positive_int("channels", channels)
         self.state_size = check_positive_int("state_size", state_size)
+        if init is not None:
+            check_choice("init", init, MEASURES)
+            if measure is not None and measure != init:
+                raise ValueError(
+                    f"`measure` and `init` name the same thing (S4's HiPPO measure); got "
+                    f"measure={measure!r} and init={init!r}: give one of them."
+                )
+            measure = init
+        measure = "legs" if measure is None else measure
         check_choice("measure", measure, MEASURES)
         check_choice("disc", disc, DISCRETIZATIONS)
         check_choice("mode", mode, MODES)

@@ -869,3 +869,22 @@ def test_float32_ssm_parameters_do_not_depend_on_x64(build):
     for name in ("log_Lambda_re", "Lambda_im", "B", "C", "D", "log_dt"):
         assert getattr(on, name).dtype == jnp.float32
         assert np.array_equal(np.asarray(getattr(on, name)), np.asarray(getattr(off, name))), name
+
+
+def test_s4_takes_init_as_s4d_and_s5_do(key):
+    """``S4(init=...)`` is ``S4(measure=...)``, so one ``layer_kwargs={"init": ...}`` fits S4,
+    S4D and S5 in an SSMSequenceModel (S4 refused ``init``); both names at once only if equal."""
+    from spectrax.models import SSMSequenceModel
+
+    a, b = S4(4, 8, init="legt", key=key), S4(4, 8, measure="legt", key=key)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert not np.array_equal(np.asarray(a.Lambda_im), np.asarray(S4(4, 8, key=key).Lambda_im))
+    S4(4, 8, measure="legs", init="legs", key=key)
+    with pytest.raises(ValueError, match=r"`measure` and `init` name the same thing"):
+        S4(4, 8, measure="legs", init="legt", key=key)
+    with pytest.raises(ValueError, match=r"`init` must be one of"):
+        S4(4, 8, init="ptd", key=key)
+    for layer in ("s4", "s4d", "s5"):
+        kw = {"init": "legs"} if layer != "s5" else {"init": "hippo"}
+        SSMSequenceModel(3, 2, 8, 1, layer=layer, state_size=8, layer_kwargs=kw, key=key)
