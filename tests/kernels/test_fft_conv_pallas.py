@@ -616,3 +616,17 @@ def test_kernels_lower_for_their_hardware(family, platform, config):
     exported = export.export(jax.jit(grads), platforms=[platform], disabled_checks=checks)(u, k)
     text = exported.mlir_module()
     assert ("xla.gpu.triton" if family == "gpu" else "tpu_custom_call") in text
+
+
+def test_impl_pallas_on_a_cpu_warns_that_it_runs_the_emulator():
+    """``impl="pallas"`` where no kernel compiles (this CPU) ran the Pallas interpreter, about
+    6x slower than ``impl="xla"``, without a word: a UserWarning now says so and what to use;
+    ``interpret=True`` (asked for) is silent."""
+    import warnings
+
+    u, k = _arrays([(1, 2, 64), (2, 64)])
+    with pytest.warns(UserWarning, match=r"runs in interpret mode .* use impl='auto'"):
+        fft_conv(u, k, impl="pallas")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fft_conv_pallas(u, k, interpret=True)

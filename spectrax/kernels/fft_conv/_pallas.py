@@ -36,6 +36,7 @@ import dataclasses
 import functools
 import logging
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -526,7 +527,15 @@ def fft_conv_pallas(
     if interpret is None:
         interpret = not (compiled and family == _platform()[0])
         if interpret:
-            logger.info("fft_conv impl='pallas': running the %s kernel in interpret mode", family)
+            # asked for the fused kernel, given its emulator (about 6x slower than impl='xla'
+            # on a CPU): said once per trace, not silently
+            warnings.warn(
+                f"fft_conv(impl='pallas') on {jax.default_backend()}: the {family} Pallas kernel "
+                "runs in interpret mode (an emulator, several times slower than impl='xla'); "
+                "use impl='auto' (XLA here, the kernel where it compiles), or pass "
+                "interpret=True to ask for the emulator.",
+                stacklevel=2,
+            )
     reason = _unsupported_reason(u, k, causal, family)
     if reason is not None:
         error = TypeError if "dtype" in reason else ValueError
