@@ -114,10 +114,20 @@ class EqxToNNX(nnx.Module):
         # `trainable` says: as an nnx.Param, AdamW's decoupled weight decay would shrink it.
         frozen = _frozen_leaves(module, treedef)
         in_param = _in_nnx_param(module)
+        # each variable carries its SSM optimizer group (ssm_param_labels of an NNX state
+        # reads it): the NNX state holds the leaves in a list, without the layers' field names
+        from spectrax.nn._ssm_labels import ssm_param_labels
+
+        labels = iter(jax.tree.leaves(ssm_param_labels(module)))
+        groups = [next(labels) if a else None for a in is_array]
         self.leaves = nnx.List(
             [
-                nnx.Param(x) if trainable(x) and param and not fixed else EqxBuffer(x)
-                for x, a, param, fixed in zip(leaves, is_array, in_param, frozen, strict=True)
+                (nnx.Param if trainable(x) and param and not fixed else EqxBuffer)(
+                    x, ssm_label=group
+                )
+                for x, a, param, fixed, group in zip(
+                    leaves, is_array, in_param, frozen, groups, strict=True
+                )
                 if a
             ]
         )

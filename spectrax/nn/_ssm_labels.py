@@ -48,18 +48,37 @@ def ssm_param_labels(model: Any) -> Any:
             lambda _: labels)  # a labelled module is callable: optax must not call it
 
     Works on a model or on ``eqx.filter(model, eqx.is_array)``, with the same result: leaves that
-    are not arrays (and ``None`` leaves) are ``None`` in the labels.
+    are not arrays (and ``None`` leaves) are ``None`` in the labels. Also on the NNX state of a
+    Flax model holding spectrax layers in :class:`~spectrax.nn.EqxToNNX` (what
+    ``nnx.Optimizer`` passes an Optax transformation, ``nnx.state(model, nnx.Param)``): one
+    label per NNX variable, those of a wrapped layer's SSM parameters ``"ssm"``. Pass the
+    labels themselves, not this function: ``nnx.Optimizer`` updates with plain arrays, which
+    carry no label::
+
+        labels = ssm_param_labels(nnx.state(model, nnx.Param))
+        groups = {"ssm": optax.adam(1e-3), "default": optax.adamw(4e-3, weight_decay=0.05)}
+        opt = nnx.Optimizer(model, optax.multi_transform(groups, labels), wrt=nnx.Param)
     """
     # Non-array leaves (a dropout rate, an activation function) get None, as in
-    # eqx.filter(model, eqx.is_array): the labels of a model fit its filtered parameters.
+    # eqx.filter(model, eqx.is_array): the labels of a model fit its filtered parameters. An
+    # NNX variable carries the label EqxToNNX gave it. In an NNX state the label stands at the
+    # variable (a prefix of the tree, which optax.multi_transform takes, and the whole tree of
+    # the plain arrays nnx.Optimizer updates with); inside an Equinox model (an NNXToEqx's
+    # state) at the variable's array, the structure frozen_param_mask gives.
+    at_variable = isinstance(model, nnx.State)
+
+    def label(node: Any) -> Any:
+        if isinstance(node, SSM_LAYERS):
+            return _label_layer(node)
+        if isinstance(node, nnx.Variable):
+            group = node.get_metadata().get("ssm_label", "default")
+            if at_variable:
+                return group
+            return jax.tree.map(lambda leaf: group if eqx.is_array(leaf) else None, node)
+        return "default" if eqx.is_array(node) else None
+
     return jax.tree.map(
-        lambda node: (
-            _label_layer(node)
-            if isinstance(node, SSM_LAYERS)
-            else ("default" if eqx.is_array(node) else None)
-        ),
-        model,
-        is_leaf=lambda node: isinstance(node, SSM_LAYERS),
+        label, model, is_leaf=lambda node: isinstance(node, (*SSM_LAYERS, nnx.Variable))
     )
 
 

@@ -454,3 +454,35 @@ def test_eqx_to_nnx_passes_the_modules_methods_through_with_current_values():
     with pytest.raises(AttributeError):
         wrapper.no_such_method  # noqa: B018
     assert not hasattr(wrapper, "pooling")  # a field: read it from .module
+
+
+def test_ssm_param_labels_of_an_nnx_model_find_the_wrapped_ssm_parameters():
+    """``ssm_param_labels(nnx.state(model, nnx.Param))`` of a Flax model holding an S4D in an
+    EqxToNNX labelled every array ``"default"`` (the NNX state keeps the layer's arrays in a
+    list, without its field names), so the SSM group of the README's recipe got nothing. Each
+    variable now carries its label: with the SSM group frozen (learning rate 0) an
+    nnx.Optimizer step leaves Λ, B and log dt and moves the rest."""
+    from spectrax.nn import S4D, ssm_param_labels
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.ssm = EqxToNNX(S4D(4, 8, key=jax.random.key(0)))
+            self.lin = nnx.Linear(4, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return jax.vmap(self.lin)(self.ssm(x))
+
+    net = Net(nnx.Rngs(0))
+    labels = ssm_param_labels(nnx.state(net, nnx.Param))
+    layer = S4D(4, 8, key=jax.random.key(0))
+    assert jax.tree.leaves(labels) == ["default", "default"] + jax.tree.leaves(
+        ssm_param_labels(layer)
+    )
+    groups = {"ssm": optax.sgd(0.0), "default": optax.sgd(0.1)}
+    opt = nnx.Optimizer(net, optax.multi_transform(groups, labels), wrt=nnx.Param)
+    x = jax.random.normal(jax.random.key(1), (16, 4))
+    before = [np.asarray(v[...]) for v in net.ssm.leaves]
+    opt.update(net, nnx.grad(lambda m: jnp.mean(m(x) ** 2))(net))
+    after = [np.asarray(v[...]) for v in net.ssm.leaves]
+    moved = [not np.array_equal(b, a) for b, a in zip(before, after, strict=True)]
+    assert moved == [label == "default" for label in jax.tree.leaves(ssm_param_labels(layer))]
