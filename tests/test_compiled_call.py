@@ -75,3 +75,31 @@ def test_eager_decoding_is_one_program_per_token():
     with jax.disable_jit():
         ref, _ = model.step(x, state)
     np.testing.assert_allclose(np.asarray(y2), np.asarray(ref), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layer", ["S4", "S4D", "S5"])
+def test_a_layers_eager_step_is_one_program(layer, library_errors):
+    """``S4/S4D/S5.step`` outside jit: one compiled program, then none (each step compiled and
+    ran op by op: S4D 4.9 ms a step against 0.3 ms, measured by hand), equal to disable_jit's;
+    S5's ``dt`` is traced after its check (a new value compiles nothing; a negative one is
+    still refused by name)."""
+    from spectrax import nn
+
+    model = getattr(nn, layer)(4, 8, key=jax.random.key(0))
+    state = model.init_state()
+    x = jnp.ones(4)
+    kw = {"dt": 0.5} if layer == "S5" else {}
+    jnp.asarray(0.5)  # JAX's own one-time program for a Python float (dt's conversion)
+    _COMPILES.clear()
+    y, state = model.step(x, state, **kw)
+    assert len(_COMPILES) == 1, _COMPILES
+    _COMPILES.clear()
+    kw = {"dt": 0.25} if layer == "S5" else {}
+    y2, _ = model.step(x, state, **kw)
+    assert not _COMPILES
+    with jax.disable_jit():
+        ref, _ = model.step(x, state, **kw)
+    np.testing.assert_allclose(np.asarray(y2), np.asarray(ref), rtol=1e-5, atol=1e-6)
+    if layer == "S5":
+        with pytest.raises(ValueError, match=r"`dt` must be finite and positive"):
+            model.step(x, state, dt=-1.0)

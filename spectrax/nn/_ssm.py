@@ -487,11 +487,13 @@ class S4D(eqx.Module):
         """Zero state ``(H, N // 2)`` for :meth:`step`."""
         return jnp.zeros(self.Lambda_im.shape, complex_dtype(self.D.dtype))
 
+    @compiled_call
     def step(
         self, x_t: Float[Array, " H"], state: Complex[Array, "H M"]
     ) -> tuple[Float[Array, " H"], Complex[Array, "H M"]]:
         """One recurrent step: ``x = Λ̄ x + B̄ u``, ``y = 2 Re(C x) + D u``; computes in float64
-        for a float64 ``x_t``, as ``__call__`` (the state keeps :meth:`init_state`'s dtype)."""
+        for a float64 ``x_t``, as ``__call__`` (the state keeps :meth:`init_state`'s dtype).
+        An eager call is one compiled program, as ``__call__``."""
         return _widened_step(self, x_t, state, S4D._step)
 
     def _step(self, x_t: Array, state: Array) -> tuple[Array, Array]:
@@ -671,12 +673,13 @@ class S4(eqx.Module):
         """Zero state ``(H, N)`` for :meth:`step`."""
         return jnp.zeros((self.channels, self.state_size), complex_dtype(self.D.dtype))
 
+    @compiled_call
     def step(
         self, x_t: Float[Array, " H"], state: Complex[Array, "H N"]
     ) -> tuple[Float[Array, " H"], Complex[Array, "H N"]]:
         """One recurrent step with the dense discrete matrices (``O(H N^2)``); computes in
         float64 for a float64 ``x_t``, as ``__call__`` (the state keeps :meth:`init_state`'s
-        dtype)."""
+        dtype). An eager call is one compiled program, as ``__call__``."""
         return _widened_step(self, x_t, state, S4._step)
 
     def _step(self, x_t: Array, state: Array) -> tuple[Array, Array]:
@@ -944,10 +947,14 @@ class S5(eqx.Module):
     ) -> tuple[Float[Array, " H"], Complex[Array, " M"]]:
         """One recurrent step; ``dt`` an optional scalar scale of the step, as in ``__call__``.
         Computes in float64 for a float64 ``x_t``, as ``__call__`` (the state keeps
-        :meth:`init_state`'s dtype)."""
+        :meth:`init_state`'s dtype). An eager call is one compiled program, as ``__call__``
+        (``dt`` checked first, then traced: a new value is not a new compilation)."""
         if dt is not None:
             dt = _check_dt_steps(dt, (), "a scalar")
+        return self._compiled_step(x_t, state, dt)
 
+    @compiled_call
+    def _compiled_step(self, x_t: Array, state: Array, dt: Array | None) -> tuple[Array, Array]:
         def body(layer, x_t, state):
             lam_bar, gamma = layer.discrete(None if dt is None else jnp.reshape(dt, (1,)))
             u = x_t.astype(_f32(layer.D).dtype)
