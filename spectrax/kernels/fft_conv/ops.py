@@ -428,8 +428,9 @@ def fft_conv(
     summed over broadcast dimensions) through a ``jax.custom_vjp``; no autodiff through rfft.
     Reverse mode only: ``jax.grad``, ``jax.vjp`` and ``jax.jacrev`` work on every path;
     ``jax.jvp`` and ``jax.jacfwd`` of this function raise, as for any ``custom_vjp`` (use
-    :func:`fft_conv_reference` for forward mode). Second and higher derivatives (grad of
-    grad, ``jax.hessian`` = forward over reverse) work on every path; under the Pallas
+    :func:`spectrax.kernels.fft_conv.fft_conv_reference` for forward mode). Second and higher
+    derivatives (grad of grad, ``jax.hessian`` = forward over reverse) work on every path;
+    under the Pallas
     kernels (``impl="pallas"``, and ``"auto"`` on a GPU/TPU) the first derivatives run on the
     kernels and the derivatives of those run under ``jnp.fft``.
 
