@@ -259,12 +259,24 @@ class Checkpointer:
             have = set(_leaf_paths(target))
             missing = [p for p in saved if p not in have]
             extra = sorted(have - set(saved))
+            # the top-level entries the target lacks altogether (a run's optimizer state and
+            # RNG when only its model is asked for), and those it lacks arrays of
+            top = lambda path: path.split("]", 1)[0] + "]" if path.startswith("[") else path  # noqa: E731
+            present = {top(p) for p in have}
+            absent = sorted({top(p) for p in missing} - present)
+            hint = (
+                f" The target lacks the entries {absent} altogether: restore every entry the "
+                "checkpoint holds (for a training run's model alone, spectrax.train.load_model "
+                "does)."
+                if absent
+                else " A skeleton from eqx.filter_eval_shape has jax.ShapeDtypeStruct leaves, "
+                "which eqx.is_array and eqx.is_inexact_array filter out: keep them with "
+                "eqx.filter(skeleton, lambda x: isinstance(x, jax.ShapeDtypeStruct))."
+            )
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} holds {len(saved)} arrays; the target "
                 f"holds {len(have)}: missing in the target {missing[:8]}, not in the checkpoint "
-                f"{extra[:8]}. A skeleton from eqx.filter_eval_shape has jax.ShapeDtypeStruct "
-                "leaves, which eqx.is_array and eqx.is_inexact_array filter out: keep them with "
-                "eqx.filter(skeleton, lambda x: isinstance(x, jax.ShapeDtypeStruct))."
+                f"{extra[:8]}.{hint if missing else ''}"
             )
         saved_dtypes = meta.get("dtypes")  # absent in checkpoints from before it was recorded
         dtypes = _leaf_dtypes(target)
@@ -280,8 +292,13 @@ class Checkpointer:
                 f"checkpoint {self.directory / str(step)} holds arrays of other dtypes than the "
                 f"target (checkpoint != target): {'; '.join(differ[:8])}"
                 + (f" (and {len(differ) - 8} more)" if len(differ) > 8 else "")
-                + ". A float64 checkpoint comes from a run with JAX_ENABLE_X64 (jax_enable_x64) "
-                "on: restore it with the same setting."
+                + (
+                    ". A float64 checkpoint comes from a run with JAX_ENABLE_X64 (jax_enable_x64) "
+                    "on: restore it with the same setting."
+                    if any(t in d for d in differ for t in ("float64", "complex128", "int64"))
+                    else ". Give the target the checkpoint's dtypes (a PRNG key array is "
+                    "key<fry>, a raw key uint32)."
+                )
             )
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:

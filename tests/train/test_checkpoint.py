@@ -495,3 +495,25 @@ def test_load_model_restores_a_runs_model(toy_run, tmp_path):
         load_model(wd)
     with pytest.raises(ConfigError, match="is not a run directory"):
         load_model(tmp_path / "nowhere")
+
+
+def test_a_partial_target_is_told_what_it_lacks(toy_run, tmp_path):
+    """Restoring a run's checkpoint into its model alone was refused with a tip about
+    filtered skeletons, which was not the cause: the message names the entries the target
+    lacks and load_model. A dtype difference without float64 no longer blames x64."""
+    _, wd = _copy_run(toy_run, tmp_path)
+    model = eqx.filter(toy_run[1].model, eqx.is_array)
+    ckpt = Checkpointer(wd / "checkpoints", keep=3)
+    try:
+        with pytest.raises(CheckpointError, match=r"lacks the entries \[.*'opt_state'.*load_model"):
+            ckpt.restore({"model": model})
+    finally:
+        ckpt.close()
+    small = Checkpointer(tmp_path / "small", keep=1)
+    try:
+        small.save(1, {"n": jnp.arange(3, dtype=jnp.int32)})
+        with pytest.raises(CheckpointError, match="other dtypes") as err:
+            small.restore({"n": jnp.zeros(3, jnp.uint32)})
+        assert "JAX_ENABLE_X64" not in str(err.value) and "int32 != uint32" in str(err.value)
+    finally:
+        small.close()
