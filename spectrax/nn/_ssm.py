@@ -529,10 +529,12 @@ class S4(eqx.Module):
 
     Args:
         channels: ``H``. state_size: ``N``. measure: a HiPPO measure (``"legs"``, ``"legt"``,
-        ``"lagt"``, ``"fout"``; S4's own name for it). init: the same, under the name
-        :class:`S4D` and :class:`S5` use, so that ``layer_kwargs={"init": ...}`` of
-        :class:`~spectrax.models.SSMSequenceModel` fits every layer; give one of the two (both
-        only if equal). Others as :class:`S4D` (but the default ``disc`` is S4's
+        ``"lagt"``, ``"fout"``; S4's own name for it). init: the same, under the keyword
+        :class:`S4D` and :class:`S5` use for their initialisation, so that
+        ``layer_kwargs={"init": ...}`` of :class:`~spectrax.models.SSMSequenceModel` names it
+        for every layer (the values are each layer's own: S4 measures, S4D ``"legs"``, ``"lin"``,
+        ``"inv"``, ``"ptd"``, S5 ``"hippo"``, ``"ptd"``); give one of the two (both only if
+        equal). Others as :class:`S4D` (but the default ``disc`` is S4's
         ``"bilinear"``), ``dtype`` with its dtype rule (the output in ``x``'s dtype, computed in
         float64 if ``x`` or the parameters are, else in float32).
     """

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import operator
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -259,11 +260,14 @@ class Checkpointer:
             have = set(_leaf_paths(target))
             missing = [p for p in saved if p not in have]
             extra = sorted(have - set(saved))
-            # the top-level entries the target lacks altogether (a run's optimizer state and
-            # RNG when only its model is asked for), and those it lacks arrays of
-            top = lambda path: path.split("]", 1)[0] + "]" if path.startswith("[") else path  # noqa: E731
-            present = {top(p) for p in have}
-            absent = sorted({top(p) for p in missing} - present)
+            # the entries of a dict target that it lacks altogether (a run's optimizer state
+            # and RNG when only its model is asked for); any other gap (an entry present but
+            # short of arrays, a target that is not a dict) is the filtered skeleton's
+            absent = []
+            if isinstance(target, Mapping):
+                keys = {jax.tree_util.keystr((jax.tree_util.DictKey(k),)) for k in target}
+                tops = {p.split("]", 1)[0] + "]" for p in missing if p.startswith("[")}
+                absent = sorted(tops - keys)
             hint = (
                 f" The target lacks the entries {absent} altogether: restore every entry the "
                 "checkpoint holds (for a training run's model alone, spectrax.train.load_model "

@@ -697,7 +697,8 @@ def _restore_run(
     try:
         make_mesh(config, devices)
     except ConfigError as err:
-        logger.warning("the run's mesh does not fit here (%s); %s on one device", err, what)
+        log = logger.info if len(devices) == 1 else logger.warning  # one device asked for
+        log("the run's mesh does not fit here (%s); %s on one device", err, what)
         devices = devices[:1]
         config = dataclasses.replace(config, mesh=dataclasses.replace(config.mesh, data=1, model=1))
     mesh, task, model, _, opt_state, rng = _setup(config, devices)
@@ -783,8 +784,9 @@ def load_model(
             by ``spectrax train``). A checkpoint written by another config is refused, naming
             the keys that differ.
         step: a saved step (``Checkpointer(...).all_steps()``); default the latest.
-        devices: where to place it (default: the first device). The parameters are whole
-            (FSDP shards gathered) on these devices.
+        devices: where to place it (default: the first device): on the run's mesh when it
+            fits these devices, the parameters whole (FSDP shards gathered) on each of them;
+            otherwise on the first of them alone.
 
     Returns:
         The model (an Equinox module) as the run's task builds it, with the checkpoint's

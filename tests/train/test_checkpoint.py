@@ -517,3 +517,24 @@ def test_a_partial_target_is_told_what_it_lacks(toy_run, tmp_path):
         assert "JAX_ENABLE_X64" not in str(err.value) and "int32 != uint32" in str(err.value)
     finally:
         small.close()
+
+
+def test_a_filtered_skeleton_still_gets_the_skeleton_hint(tmp_path):
+    """An entry present but short of arrays (a skeleton filtered with eqx.is_array, which drops
+    its jax.ShapeDtypeStruct leaves), in a dict target or as the whole target: the message
+    points to the filtering, not to entries 'lacked altogether'."""
+    model = eqx.nn.MLP(2, 2, 4, 1, key=jax.random.key(0))
+    arrays = eqx.filter(model, eqx.is_array)
+    skeleton = eqx.filter(eqx.filter_eval_shape(lambda: model), eqx.is_array)
+    for name, state, target in (
+        ("dict", {"model": arrays}, {"model": skeleton}),
+        ("whole", arrays, skeleton),
+    ):
+        ckpt = Checkpointer(tmp_path / name, keep=1)
+        try:
+            ckpt.save(1, state)
+            with pytest.raises(CheckpointError, match="ShapeDtypeStruct") as err:
+                ckpt.restore(target)
+            assert "altogether" not in str(err.value)
+        finally:
+            ckpt.close()

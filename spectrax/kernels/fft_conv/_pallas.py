@@ -524,11 +524,15 @@ def fft_conv_pallas(
             f"`block_sizes` for backend={family!r} must be a "
             f"{KERNELS[family].block_sizes.__name__}; got {type(block_sizes).__name__}."
         )
+    reason = _unsupported_reason(u, k, causal, family)
+    if reason is not None:
+        error = TypeError if "dtype" in reason else ValueError
+        raise error(f"fft_conv(impl='pallas'): {reason}. Use impl='xla' or impl='auto'.")
     if interpret is None:
         interpret = not (compiled and family == _platform()[0])
         if interpret:
             # asked for the fused kernel, given its emulator (about 6x slower than impl='xla'
-            # on a CPU): said once per trace, not silently
+            # on a CPU): not silently (Python's default filter shows it once per process)
             warnings.warn(
                 f"fft_conv(impl='pallas') on {jax.default_backend()}: the {family} Pallas kernel "
                 "runs in interpret mode (an emulator, several times slower than impl='xla'); "
@@ -536,10 +540,6 @@ def fft_conv_pallas(
                 "interpret=True to ask for the emulator.",
                 stacklevel=2,
             )
-    reason = _unsupported_reason(u, k, causal, family)
-    if reason is not None:
-        error = TypeError if "dtype" in reason else ValueError
-        raise error(f"fft_conv(impl='pallas'): {reason}. Use impl='xla' or impl='auto'.")
     precision = check_precision(
         DEFAULT_PRECISION[jnp.dtype(u.dtype)] if precision is None else precision
     )
