@@ -4,7 +4,9 @@ partitioning of the same step (``mesh=None``), on ``--devices`` devices.
 XLA's SPMD partitioner replicates an FFT whose batch axes are sharded (openxla/xla#24): every
 device all-gathers the global batch and transforms all of it. ``make_train_step`` given the mesh
 computes the loss and gradients per shard under ``jax.shard_map`` (the batch split over ``data``,
-and over ``model`` too where it divides over every device) and averages them.
+and over ``model`` too where it divides over every device) and averages them; with FSDP
+parameters (``param_sharding="fsdp"``) each gradient split over ``model`` is reduce-scattered
+there, so each device receives only its shard of the mean.
 For each case this script builds the step as ``spectrax train`` does (the config's task, model,
 optimizer and NaN guard; ``mesh.model`` each of ``--models``, 1 with replicated parameters,
 more with FSDP; ``mesh.data`` the rest of the devices) and records,
@@ -13,7 +15,12 @@ side by side in one run:
 - ``fft_batch``: the leading extents of the compiled step's FFTs (the examples each device
   transforms; the global batch when they are replicated);
 - ``all_gathers``: the all-gather ops in the compiled step;
+- ``all_reduce_bytes``, ``reduce_scatter_bytes``: what those collectives leave on each device
+  (the results' bytes);
+- ``per_shard_allreduce`` (FSDP rows): the per-shard step that all-reduces the gradients whole
+  (``param_sharding="replicated"`` over FSDP parameters, the step before the reduce-scatter);
 - ``step_s``: the compiled step's median run time (the variants alternate);
+- ``step_xla_over_per_shard``, ``step_allreduce_over_per_shard``: the ratios of those times;
 - ``loss_rel_diff``: the two steps' losses against each other (float rounding);
 - ``xla_error``: where XLA's own partitioning fails to run (an S4D step with FSDP parameters on
   CPU: a layout RET_CHECK in XLA's FFT).
@@ -33,6 +40,8 @@ import os
 import pathlib
 import re
 import sys
+
+import numpy as np
 
 
 def _parse(argv):
@@ -54,7 +63,6 @@ def _parse(argv):
 
 def bench_case(name: str, model_ways: int, args) -> dict:
     import jax
-    import numpy as np
 
     from spectrax._benchmark import time_interleaved
     from spectrax.train import _loop, _step, batch_sharding, load_config
@@ -77,13 +85,20 @@ def bench_case(name: str, model_ways: int, args) -> dict:
     limit = config.loop.max_nonfinite
     row = {"case": name, "overrides": over, "devices": len(devices)}
     compiled, losses = {}, {}
-    for variant, step_mesh in (("per_shard", mesh), ("xla", None)):
-        step = _step.make_train_step(task.loss, optimizer, max_nonfinite=limit, mesh=step_mesh)
+    variants = [("per_shard", mesh, config.mesh.params), ("xla", None, "replicated")]
+    if config.mesh.params == "fsdp":  # the per-shard step as it was: gradients all-reduced whole
+        variants.insert(1, ("per_shard_allreduce", mesh, "replicated"))
+    for variant, step_mesh, params in variants:
+        step = _step.make_train_step(
+            task.loss, optimizer, max_nonfinite=limit, mesh=step_mesh, param_sharding=params
+        )
         lowered = step.lower(model, opt_state, batch)
         text = lowered.lowered.compile().as_text()  # XLA's program, partitioned
         ffts = re.findall(r"= \S+?\[(\d+)[,\]]\S* fft\(", text)
         row[f"{variant}_fft_batch"] = sorted({int(b) for b in ffts})
         row[f"{variant}_all_gathers"] = len(re.findall(r"= \S+ all-gather(?:-start)?\(", text))
+        for op in ("all-reduce", "reduce-scatter"):
+            row[f"{variant}_{op.replace('-', '_')}_bytes"] = _collective_bytes(text, op)
         try:
             fn = lowered.compile()
             losses[variant] = float(fn(model, opt_state, batch)[2]["loss"])
@@ -97,10 +112,32 @@ def bench_case(name: str, model_ways: int, args) -> dict:
     }
     for variant, (median, _) in time_interleaved(runs, args.repeats).items():
         row[f"{variant}_step_s"] = median
-    if len(compiled) == 2:
+    if "xla" in compiled:
         row["step_xla_over_per_shard"] = row["xla_step_s"] / row["per_shard_step_s"]
         row["loss_rel_diff"] = abs(losses["per_shard"] - losses["xla"]) / abs(losses["xla"])
+    if "per_shard_allreduce" in compiled:
+        row["step_allreduce_over_per_shard"] = (
+            row["per_shard_allreduce_step_s"] / row["per_shard_step_s"]
+        )
     return row
+
+
+# bytes per element of the HLO types a step's collectives carry
+_HLO_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s32": 4, "u32": 4, "f32": 4}
+_HLO_BYTES.update({"s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16})
+
+
+def _collective_bytes(text: str, op: str) -> int:
+    """Bytes of the results of the ``op`` collectives (``all-reduce``, ``reduce-scatter``) in
+    a compiled HLO module's text: per device, what each of them leaves there."""
+    total = 0
+    for line in text.splitlines():
+        if not re.search(rf" {op}(?:-start)?\(", line) or "=" not in line:
+            continue
+        result = line.split("=", 1)[1].split(f" {op}", 1)[0]
+        for dtype, dims in re.findall(r"(\w+)\[([\d,]*)\]", result):
+            total += int(np.prod([int(d) for d in dims.split(",") if d])) * _HLO_BYTES[dtype]
+    return total
 
 
 def main(argv=None) -> int:

@@ -433,6 +433,7 @@ def train(
         optimizer,
         max_nonfinite=loop.max_nonfinite,
         mesh=mesh,
+        param_sharding=config.mesh.params,
         compute_dtype=loop.compute_dtype,
     )
     sharding = batch_sharding(mesh)

@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, PartitionSpec
 
-from spectrax._checks import check_positive_int
+from spectrax._checks import check_choice, check_positive_int
 from spectrax.nn import FourierFeatures, frozen_param_mask, ssm_param_labels
+from spectrax.train._mesh import MODES, _param_spec
 
 __all__ = ["GuardState", "TrainState", "init_opt_state", "make_train_step"]
 
@@ -213,12 +214,47 @@ def _batch_axes(mesh: Mesh, batch: Any) -> tuple[str, ...]:
     return ("data",)
 
 
+def _model_axis(spec: PartitionSpec) -> int | None:
+    """The axis ``spec`` splits over the ``model`` mesh axis, or None."""
+    return next((k for k, name in enumerate(spec) if name == "model"), None)
+
+
+def _gather(x: jax.Array, spec: PartitionSpec) -> jax.Array:
+    """Inside the per-shard step: the whole parameter from this device's FSDP shard."""
+    k = _model_axis(spec)
+    return x if k is None else jax.lax.all_gather(x, "model", axis=k, tiled=True)
+
+
+def _reduce(g: jax.Array, spec: PartitionSpec, axes: tuple[str, ...], mesh: Mesh) -> jax.Array:
+    """Inside the per-shard step: the mean over the batch shards of one parameter's gradient,
+    left as this device's shard of it (``spec``). A parameter split over ``model`` gets a
+    reduce-scatter over ``model`` when the batch is split over it too (each device then
+    receives only its shard's sum, half an all-reduce's traffic), else the mean over the
+    batch's axes of a local slice (the ``model`` devices then computed the same gradient)."""
+    k = _model_axis(spec)
+    if k is None:
+        return jax.lax.pmean(g, axes)
+    if "model" in axes:
+        g = jax.lax.psum_scatter(g, "model", scatter_dimension=k, tiled=True)
+        rest = tuple(a for a in axes if a != "model")
+        if rest:
+            g = jax.lax.psum(g, rest)
+        count = 1
+        for a in axes:
+            count *= mesh.shape[a]
+        return g / jnp.asarray(count, g.dtype)
+    size = g.shape[k] // mesh.shape["model"]
+    g = jax.lax.dynamic_slice_in_dim(g, jax.lax.axis_index("model") * size, size, axis=k)
+    return jax.lax.pmean(g, axes)
+
+
 def make_train_step(
     loss_fn: Callable[[Any, Any], tuple[jax.Array, dict[str, jax.Array]]],
     optimizer: optax.GradientTransformation,
     *,
     max_nonfinite: int | None = None,
     mesh: Mesh | None = None,
+    param_sharding: str = "replicated",
     compute_dtype: Any = None,
 ) -> Callable[[Any, TrainState, Any], tuple[Any, TrainState, dict[str, jax.Array]]]:
     """One pure jitted step ``(model, opt_state, batch) -> (model, opt_state, metrics)``.
@@ -253,6 +289,15 @@ def make_train_step(
             RET_CHECK). ``loss_fn`` and its metrics must then be means over
             the batch's examples, as the tasks' are. ``None`` (default): XLA partitions the
             step from the inputs' shardings.
+        param_sharding: how the parameters lie on ``mesh`` (:func:`shard_model`'s ``mode``,
+            a config's ``mesh.params``): ``"replicated"`` (default) or ``"fsdp"``. With
+            ``"fsdp"`` the per-shard step gathers each parameter from its shards and hands
+            back each gradient as the device's shard of the mean, reduce-scattered over
+            ``model`` (each device receives a ``1/model`` part of it, where an all-reduce of
+            the whole gradient delivered all of it: per device, half the gradient traffic
+            over ``model`` and a ``1/model`` gradient to keep). Parameters laid out
+            otherwise still give the right step (XLA moves them to the stated layout first).
+            Unused without a mesh of more than one device.
         compute_dtype: ``"bfloat16"``: mixed precision. The loss and its gradient are
             computed with the parameters cast to bfloat16 (:func:`compute_params`: the SSM
             kernel parameters and fixed arrays stay float32), so the model's matrix products
@@ -274,6 +319,12 @@ def make_train_step(
     if mesh is not None and "data" not in mesh.shape:
         raise ValueError(
             f"`mesh` must have a 'data' axis (the batch's); got axes {tuple(mesh.axis_names)}."
+        )
+    check_choice("param_sharding", param_sharding, MODES)
+    if param_sharding == "fsdp" and mesh is not None and "model" not in mesh.shape:
+        raise ValueError(
+            "`param_sharding='fsdp'` needs a mesh with a 'model' axis; got axes "
+            f"{tuple(mesh.axis_names)}."
         )
     per_shard = mesh is not None and mesh.size > 1
     low = _check_compute_dtype(compute_dtype)
@@ -308,14 +359,20 @@ def make_train_step(
             # averages it as the gradient of a mean
             axes = _batch_axes(mesh, batch)
 
+            model_size = mesh.shape.get("model", 1)
+            specs = jax.tree.map(lambda x: _param_spec(x, model_size, param_sharding), params)
+
             def local(p, b):
-                return jax.lax.pmean(loss_and_grad(p, b), axes)
+                p = jax.tree.map(_gather, p, specs)
+                (loss, aux), g = loss_and_grad(p, b)
+                g = jax.tree.map(lambda x, s: _reduce(x, s, axes, mesh), g, specs)
+                return jax.lax.pmean((loss, aux), axes), g
 
             (loss, aux), grads = jax.shard_map(
                 local,
                 mesh=mesh,
-                in_specs=(PartitionSpec(), PartitionSpec(axes)),
-                out_specs=PartitionSpec(),
+                in_specs=(specs, PartitionSpec(axes)),
+                out_specs=(PartitionSpec(), specs),
                 check_vma=False,
             )(params, batch)
         else:

@@ -259,7 +259,9 @@ def test_the_finite_checks_add_no_collective_under_fsdp(monkeypatch, key, per_sh
     )
 
     def collectives() -> dict:
-        step = make_train_step(loss, optimizer, mesh=mesh if per_shard else None)
+        step = make_train_step(
+            loss, optimizer, mesh=mesh if per_shard else None, param_sharding="fsdp"
+        )
         compiled = step.lower(model, state, batch).lowered.compile()
         ops = re.findall(
             r"= \S+ (all-gather|collective-permute|all-to-all)(?:-start)?\(", compiled.as_text()
@@ -304,7 +306,7 @@ def test_a_sharded_step_keeps_its_ffts_on_the_local_batch(
         return err, {"mse": err}
 
     optimizer = optax.adam(1e-2)
-    step = make_train_step(loss, optimizer, mesh=mesh)
+    step = make_train_step(loss, optimizer, mesh=mesh, param_sharding=mode)
     batch = jax.device_put({"x": x, "y": y}, jax.sharding.NamedSharding(mesh, P("data")))
     model = shard_model(layer, mesh, mode)
     state = shard_model(init_opt_state(optimizer, layer), mesh, mode)
@@ -330,6 +332,78 @@ def test_a_sharded_step_keeps_its_ffts_on_the_local_batch(
         strict=True,
     ):
         assert_close(a, b, rtol=1e-5)
+
+
+def _collective_results(text: str, op: str) -> list[str]:
+    """The result shapes of the ``op`` collectives in a compiled module's text."""
+    import re
+
+    return re.findall(rf"= (\S+|\([^)]*\)) {op}(?:-start)?\(", text)
+
+
+@pytest.mark.parametrize("batch_size", [16, 12], ids=["batch16", "batch12"])
+def test_fsdp_gradients_come_back_as_each_devices_shard(key, batch_size):
+    """With FSDP parameters (``param_sharding="fsdp"``, a 4 x 2 mesh) the per-shard step
+    hands each device only its shard of every split gradient: a reduce-scatter over ``model``
+    when the batch is split over it too (batch 16; the mean over ``data`` then all-reduces the
+    shards alone), a local slice when it is not (batch 12: the two ``model`` devices of a data
+    shard computed the same gradient; the mean over ``data`` then all-reduces the shards
+    alone). The whole gradients were all-reduced before; the step
+    is the one-device step to float rounding either way, complex parameters included."""
+    from spectrax.train import MeshConfig, make_mesh, shard_model
+
+    mesh = make_mesh(MeshConfig(data=4, model=2, params="fsdp"))
+    k1, k2, k3 = jax.random.split(key, 3)
+    model = {
+        "w": jax.random.normal(k1, (6, 10)),
+        "c": jax.lax.complex(jax.random.normal(k2, (4, 6)), jax.random.normal(k3, (4, 6))),
+        "b": jnp.ones((3,)),  # 3 does not split over 2: replicated, averaged whole
+    }
+
+    def loss(m, b):
+        h = jnp.tanh(b @ m["w"].T)
+        z = jnp.abs(h.astype(m["c"].dtype) @ m["c"].T) ** 2
+        err = jnp.mean(z) + jnp.sum(m["b"] ** 2)
+        return err, {}
+
+    x = jax.random.normal(jax.random.fold_in(key, 1), (batch_size, 10))
+    optimizer = optax.sgd(0.1)
+    batch = jax.device_put(x, jax.sharding.NamedSharding(mesh, P("data")))
+    state = shard_model(init_opt_state(optimizer, model), mesh, "fsdp")
+    sharded = shard_model(model, mesh, "fsdp")
+    fsdp = make_train_step(loss, optimizer, mesh=mesh, param_sharding="fsdp")
+    whole = make_train_step(loss, optimizer, mesh=mesh)
+    fsdp_text = fsdp.lower(sharded, state, batch).lowered.compile().as_text()
+    whole_text = whole.lower(sharded, state, batch).lowered.compile().as_text()
+    scattered = _collective_results(fsdp_text, "reduce-scatter")
+    if batch_size == 16:
+        # w (6, 10) and c (4, 6) split on their last (largest) axes: shards (6, 5) and (4, 3)
+        assert len(scattered) == 2, scattered
+        assert any("f32[6,5]" in s for s in scattered), scattered
+        assert any("c64[4,3]" in s for s in scattered), scattered
+    else:
+        assert not scattered
+    # no whole split gradient is all-reduced any more (it was without param_sharding)
+    reduced = " ".join(_collective_results(fsdp_text, "all-reduce"))
+    assert "[6,10]" not in reduced and "[4,6]" not in reduced, reduced
+    assert "[6,10]" in " ".join(_collective_results(whole_text, "all-reduce"))
+    new, _, metrics = fsdp(sharded, state, batch)
+    assert new["w"].sharding.spec == P(None, "model")
+    ref, _, ref_metrics = make_train_step(loss, optimizer)(
+        model, init_opt_state(optimizer, model), x
+    )
+    assert_close(metrics["loss"], ref_metrics["loss"], rtol=1e-6)
+    assert_close(metrics["grad_norm"], ref_metrics["grad_norm"], rtol=1e-5)
+    for name in model:
+        assert_close(new[name], ref[name], rtol=1e-5, what=name)
+
+
+def test_param_sharding_is_checked(library_errors):
+    with pytest.raises(ValueError, match="param_sharding"):
+        make_train_step(lambda m, b: (0.0, {}), optax.sgd(0.1), param_sharding="zero3")
+    mesh = jax.make_mesh((8,), ("data",), devices=jax.devices()[:8])
+    with pytest.raises(ValueError, match="'model' axis"):
+        make_train_step(lambda m, b: (0.0, {}), optax.sgd(0.1), mesh=mesh, param_sharding="fsdp")
 
 
 def test_step_does_not_retrace(setup):
