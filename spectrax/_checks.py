@@ -128,7 +128,8 @@ def module_compute_dtype(x_dtype: Any, param_dtype: Any) -> np.dtype:
     float64 input is never narrowed silently; the parameters are widened for the call)."""
     if _is_float64(x_dtype):
         return jnp.dtype(jnp.float64)
-    return jnp.dtype(param_dtype)
+    # NumPy float64 parameters without x64 compute in JAX's float32 (no truncation warning)
+    return jax.dtypes.canonicalize_dtype(param_dtype)
 
 
 def check_float_dtype(name: str, dtype: Any, *, x64: bool = True) -> np.dtype:
@@ -233,6 +234,14 @@ def lift_rank(x, ndim: int):
     return x.reshape((1,) * (ndim - x.ndim) + tuple(x.shape)) if x.ndim < ndim else x
 
 
+def show_number(value: Any) -> str:
+    """``repr(value)`` for an error message, but a Python int too long to read (10**400: beyond
+    float's range) as its digit count."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        return f"an int of {len(str(abs(value)))} digits"
+    return repr(value)
+
+
 def check_positive_float(name: str, value) -> float:
     """``float(value)`` for a finite real number > 0; TypeError or ValueError naming ``name``
     otherwise (NaN and inf are refused: no caller has a use for them, and they surface later as
@@ -252,9 +261,27 @@ def check_positive_float(name: str, value) -> float:
         raise TypeError(
             f"`{name}` must be a Python float{why if traced else ''}; got {_describe(value)}."
         )
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"`{name}` must be a finite number > 0; got {value}.")
+    try:  # a Python int beyond float's range (10**400) is not a finite float either
+        finite = math.isfinite(value)
+    except OverflowError:
+        finite = False
+    if not (value > 0 and finite):
+        raise ValueError(f"`{name}` must be a finite number > 0; got {show_number(value)}.")
     return float(value)
+
+
+def check_finite(name: str, x: Any) -> None:
+    """ValueError naming ``name`` and its first NaN or inf entry unless the concrete array ``x``
+    is finite; nothing under a trace. A solver's NaN input otherwise came out as a NaN solution
+    blamed on its step size."""
+    if isinstance(x, jax.core.Tracer) or bool(jnp.all(jnp.isfinite(x))):
+        return
+    bad = ~np.isfinite(np.asarray(x))
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise ValueError(
+        f"`{name}` must be finite; got {name}{list(where)} = {np.asarray(x)[where]} "
+        f"({int(bad.sum())} of {bad.size} entries NaN or inf)."
+    )
 
 
 def raise_if_not_finite(what: str, x: Any, fix: str) -> None:

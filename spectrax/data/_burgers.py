@@ -11,6 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_finite,
     check_key,
     check_positive_float,
     check_positive_int,
@@ -106,6 +107,7 @@ def burgers_solve(
     u0 = jnp.asarray(u0)
     if u0.ndim < 1 or u0.shape[-1] < 4:
         raise ValueError(f"`u0` must have shape (*batch, n) with n >= 4; got {u0.shape=}.")
+    check_finite("u0", u0)
     nu = check_positive_float("nu", nu)
     t_final = check_positive_float("t_final", t_final)
     dt = check_positive_float("dt", dt)
@@ -175,7 +177,10 @@ def burgers_dataset(
     (compilation included).
 
     Args:
-        key: a PRNG key; sample ``i`` uses ``jax.random.split(key, num_samples)[i]``.
+        key: a PRNG key; sample ``i`` uses ``jax.random.split(key, num_samples)[i]``, which
+            does not depend on ``num_samples``: the first samples of a larger set are a
+            smaller set's, so draw a test set from a key other than its training set's (or
+            slice one draw, as the configs do).
         num_samples: number of pairs.
         resolution: output points per sample; must divide ``solver_resolution``.
         nu, t_final, dt: passed to :func:`burgers_solve`.

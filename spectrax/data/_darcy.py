@@ -458,7 +458,10 @@ def darcy_dataset(
     subsampled to 85 in 10 s (compilation included).
 
     Args:
-        key: a PRNG key; sample ``i`` uses ``jax.random.split(key, num_samples)[i]``.
+        key: a PRNG key; sample ``i`` uses ``jax.random.split(key, num_samples)[i]``, which
+            does not depend on ``num_samples``: the first samples of a larger set are a
+            smaller set's, so draw a test set from a key other than its training set's (or
+            slice one draw, as the configs do).
         num_samples: number of pairs.
         resolution: output nodes per side (boundary included), ``>= 3``.
         solver_resolution: internal nodes per side (default ``resolution``); ``solver_resolution

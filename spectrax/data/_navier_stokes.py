@@ -11,6 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_finite,
     check_key,
     check_positive_float,
     check_positive_int,
@@ -155,6 +156,7 @@ def navier_stokes_solve(
     w0 = jnp.asarray(w0)  # a NumPy float64 w0 is float32 outside 64-bit mode, as any input
     if w0.ndim < 2 or w0.shape[-1] != w0.shape[-2] or w0.shape[-1] < 4:
         raise ValueError(f"`w0` must have shape (*batch, n, n) with n >= 4; got {w0.shape=}.")
+    check_finite("w0", w0)
     nu = check_positive_float("nu", nu)
     t_final = check_positive_float("t_final", t_final)
     dt = check_positive_float("dt", dt)
@@ -243,7 +245,10 @@ def navier_stokes_dataset(
     raises a RuntimeError naming ``dt`` (outside a trace; under one it shows as NaN).
 
     Args:
-        key: a PRNG key; sample ``i`` uses ``jax.random.split(key, num_samples)[i]``.
+        key: a PRNG key; sample ``i`` uses ``jax.random.split(key, num_samples)[i]``, which
+            does not depend on ``num_samples``: the first samples of a larger set are a
+            smaller set's, so draw a test set from a key other than its training set's (or
+            slice one draw, as the configs do).
         num_samples: number of trajectories.
         resolution: output points per side; must divide ``solver_resolution``.
         nu, t_final, num_snapshots, dt: passed to :func:`navier_stokes_solve`.

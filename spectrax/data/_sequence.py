@@ -100,7 +100,8 @@ def delayed_copy(
 
     Args:
         key: PRNG key. num: number of sequences ``B``. length: ``L > delay``.
-        delay: the shift, ``>= 0``. channels: ``H``. cutoff: the band edge.
+        delay: the shift, ``>= 0``. channels: ``H``. cutoff: the band edge, at least
+            ``1 / length`` (the lowest frequency above 0).
         dtype: real float dtype of ``u`` and ``y`` (float32). Half precision (bfloat16,
             float16) is drawn and filtered in float32 (XLA has no half-precision FFT) and
             rounded once: the float32 data cast. float64 needs ``jax.enable_x64``.
@@ -123,6 +124,13 @@ def delayed_copy(
             f"`delay`={delay} must be less than `length`={length} (else every target y[t] = "
             f"u[t - delay] is the zero padding); expected length > delay, e.g. length="
             f"{delay + 1} or more, or a smaller delay (the default is 256)."
+        )
+    if cutoff < 1.0 / length:
+        # only the constant bin passed: after normalising, every input was ±1 throughout
+        raise ValueError(
+            f"`cutoff`={cutoff!r} keeps no frequency above 0 for `length`={length} (the lowest "
+            f"is 1/length = {1.0 / length:g} cycles per step): every input would be constant; "
+            f"expected cutoff >= {1.0 / length:g}, or a longer sequence."
         )
     work = compute_dtype(dtype)
     white = jax.random.normal(key, (num, length, channels), work)

@@ -22,6 +22,7 @@ from spectrax._checks import (
     check_real_float,
     compute_dtype,
     lift_rank,
+    show_number,
 )
 
 
@@ -37,12 +38,15 @@ def _check_head_dim(name: str, head_dim) -> int:
 
 
 def _check_base_or_array(base: Any) -> float | Array:
-    """A Python / NumPy number as :func:`_check_base`; or a real floating-point JAX scalar, traced
-    (``jax.grad`` or ``jax.vmap`` over the base) or concrete (its value is checked then)."""
+    """A Python / NumPy number as :func:`_check_base`; or a real JAX scalar, traced (``jax.grad``
+    or ``jax.vmap`` over the base) or concrete (its value is checked then); an integer one is
+    taken as a float (float32, float64 under x64)."""
     if isinstance(base, jax.Array):  # tracers included
+        if base.shape == () and jnp.issubdtype(base.dtype, jnp.integer):
+            base = base.astype(jax.dtypes.canonicalize_dtype(jnp.float64))
         if base.shape != () or not jnp.issubdtype(base.dtype, jnp.floating):
             raise TypeError(
-                "`base` must be a Python float or a real floating-point JAX scalar; got an "
+                "`base` must be a Python float or a real JAX scalar; got an "
                 f"array of shape {base.shape} and dtype {base.dtype}."
             )
         if not isinstance(base, jax.core.Tracer):
@@ -67,7 +71,8 @@ def _check_base(base: Any) -> float:
         base = check_positive_float("base", base)
     except ValueError:  # NaN, inf, 0 or negative: say the whole range at once
         raise ValueError(
-            f"`base` must be a finite number > 1 (frequencies base^(-2i/D) decrease); got {base}."
+            "`base` must be a finite number > 1 (frequencies base^(-2i/D) decrease); got "
+            f"{show_number(base)}."
         ) from None
     if base <= 1.0:
         # base 1 rotates every pair at the same rate, a base < 1 faster with i: neither is the
@@ -77,7 +82,7 @@ def _check_base(base: Any) -> float:
 
 
 def rope_frequencies(
-    head_dim: int, base: float | Float[Array, ""] = 10000.0, dtype=jnp.float32
+    head_dim: int, base: float | Real[Array, ""] = 10000.0, dtype=jnp.float32
 ) -> Float[Array, " M"]:
     """RoPE rotation frequencies ``theta_i = base^(-2i/head_dim)``, ``i = 0 .. head_dim/2 - 1``.
 
@@ -106,7 +111,7 @@ def apply_rope(
     x: Float[Array, "*batch L D"],
     positions: Real[Array, " L"] | None = None,
     *,
-    base: float | Float[Array, ""] = 10000.0,
+    base: float | Real[Array, ""] = 10000.0,
 ) -> Float[Array, "*batch L D"]:
     """Rotate each feature pair of ``x`` by ``position * theta_i`` (RoPE, Su et al. 2021).
 

@@ -40,8 +40,8 @@ def spherical_harmonic_encoding(
 
     Args:
         lonlat: ``(..., 2)``: longitude in degrees (any real; periodic), then latitude in
-            degrees in ``[-90, 90]`` (checked where the values are concrete; under ``jit``
-            values outside fold over the pole).
+            degrees in ``[-90, 90]``, both finite (checked where the values are concrete;
+            under ``jit`` values outside fold over the pole).
         l_max: highest degree, a static integer ``>= 0``. In float32 the features are accurate
             to about 1e-6 at ``l_max = 5`` and 1e-5 at ``l_max = 20`` (absolute; the largest
             feature is then ``Y_20,0`` at a pole, ``sqrt(41 / (4π)) = 1.8``); use float64
@@ -60,12 +60,18 @@ def spherical_harmonic_encoding(
         )
     if not isinstance(lonlat, jax.core.Tracer):
         # (lat, lon) passed in the other order: a longitude beyond ±90 folded over the pole
-        lat = np.abs(np.asarray(lonlat[..., 1], np.float64))
+        lon, lat = (np.asarray(lonlat[..., k], np.float64) for k in (0, 1))
+        if not (np.all(np.isfinite(lon)) and np.all(np.isfinite(lat))):
+            bad = int(np.count_nonzero(~(np.isfinite(lon) & np.isfinite(lat))))
+            raise ValueError(
+                f"`lonlat` must hold finite degrees; got NaN or inf in {bad} point(s)."
+            )
+        lat = np.abs(lat)
         if np.any(lat > 90.0):
             raise ValueError(
                 "`lonlat` must hold longitude then latitude in degrees, latitude in [-90, 90]; "
                 f"got {int(np.count_nonzero(lat > 90.0))} latitude(s) beyond, up to "
-                f"{float(np.nanmax(lat)):g} in magnitude (longitude and latitude swapped?)."
+                f"{float(np.max(lat)):g} in magnitude (longitude and latitude swapped?)."
             )
     work = compute_dtype(lonlat.dtype)
     rad = jnp.asarray(math.pi / 180.0, work)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
 
-from spectrax._checks import check_float_dtype, check_positive_int
+from spectrax._checks import check_float_dtype, check_positive_int, show_number
 
 
 def _check_head_dim(head_dim) -> int:
@@ -52,7 +52,7 @@ def _check_base(base) -> float:
     except OverflowError:  # an int beyond float range
         value = math.inf
     if not math.isfinite(value) or value <= 1.0:
-        raise ValueError(f"`base` must be a finite number > 1; got {base!r}.")
+        raise ValueError(f"`base` must be a finite number > 1; got {show_number(base)}.")
     return value
 
 

@@ -233,6 +233,7 @@ def truncate_modes(
             + f" points): expected 1 <= modes[{d - 1}] <= {rfft_len}."
         )
     _check_modes(modes, full)
+    x_hat = as_jax(x_hat)  # a JAX array in every dimension (1-d slices alone kept NumPy's)
     out = x_hat[..., : modes[-1]]
     for i in range(d - 1):
         axis = x_hat.ndim - d + i

@@ -278,3 +278,11 @@ def test_numpy_float64_input_outside_x64_solves_without_warnings(library_errors)
         u = burgers_solve(u0, t_final=0.1)
     assert u.dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(u), burgers_solve(jnp.asarray(u0), t_final=0.1))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_initial_condition_is_refused_naming_it(bad, library_errors):
+    """A NaN or inf in ``u0`` ran the whole solve and was reported as a NaN solution, blamed
+    on ``nu`` and ``dt``."""
+    with pytest.raises(ValueError, match=r"`u0` must be finite; got u0\[5\]"):
+        burgers_solve(jnp.sin(jnp.linspace(0.0, 6.0, 32)).at[5].set(bad))

@@ -240,7 +240,7 @@ _KEYED = [
     ("grf_periodic", lambda k: grf_periodic(k, (8,))),
     ("grf_neumann", lambda k: grf_neumann(k, 8)),
     ("delayed_recall", lambda k: delayed_recall(k, 2, 8, min_lag=4)),
-    ("delayed_copy", lambda k: delayed_copy(k, 2, 8, delay=2)),
+    ("delayed_copy", lambda k: delayed_copy(k, 2, 8, delay=2, cutoff=0.25)),
     ("burgers_dataset", lambda k: burgers_dataset(k, 1, 8)),
     ("darcy_dataset", lambda k: darcy_dataset(k, 1, 5)),
     ("navier_stokes_dataset", lambda k: navier_stokes_dataset(k, 1, 8)),

@@ -250,3 +250,11 @@ def test_fno_forcing_refuses_a_bad_size(n, library_errors):
     with pytest.raises(ValueError, match=rf"`n` must be an integer >= 1; got {n!r}"):
         fno_forcing(n)
     assert fno_forcing(np.int64(3)).shape == (3, 3)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_initial_condition_is_refused_naming_it(bad, library_errors):
+    """A NaN or inf in ``w0`` ran the whole solve and was reported as a NaN solution, blamed
+    on ``nu`` and ``dt``."""
+    with pytest.raises(ValueError, match=r"`w0` must be finite; got w0\[1, 2, 3\]"):
+        navier_stokes_solve(jnp.zeros((2, 16, 16)).at[1, 2, 3].set(bad))

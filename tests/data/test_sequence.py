@@ -85,11 +85,22 @@ def test_cutoff_type_named(library_errors):
         delayed_copy(jax.random.key(0), 2, 16, cutoff="0.1")
 
 
+def test_delayed_copy_refuses_a_cutoff_that_leaves_a_constant_input(library_errors):
+    """Below 1 / length only the constant frequency passed the filter: after normalising, every
+    input was +-1 at every step, a task with nothing to learn, returned silently."""
+    with pytest.raises(ValueError, match=r"`cutoff`=0.0001 keeps no frequency above 0 .* 0.1"):
+        delayed_copy(jax.random.key(0), 2, 10, delay=2, cutoff=1e-4)
+    with pytest.raises(ValueError, match=r"`cutoff`=0.05 .* `length`=16"):  # the default cutoff
+        delayed_copy(jax.random.key(0), 2, 16, delay=2)
+    u, _ = delayed_copy(jax.random.key(0), 2, 10, delay=2, cutoff=0.1)  # the lowest one kept
+    assert float(jnp.min(jnp.std(u, axis=1))) > 0.5
+
+
 def test_delayed_copy_refuses_a_delay_that_leaves_nothing_to_copy(library_errors):
     """With the default delay of 256, any length <= 256 gave all-zero targets, silently."""
     with pytest.raises(ValueError, match=r"`delay`=256 must be less than `length`=200"):
         delayed_copy(jax.random.key(0), 2, 200)
     with pytest.raises(ValueError, match=r"`delay`=16 must be less than `length`=16"):
         delayed_copy(jax.random.key(0), 2, 16, delay=16)
-    u, y = delayed_copy(jax.random.key(0), 2, 16, delay=15)  # one step left to copy
+    u, y = delayed_copy(jax.random.key(0), 2, 16, delay=15, cutoff=0.25)  # one step to copy
     np.testing.assert_array_equal(y[:, 15], u[:, 0])

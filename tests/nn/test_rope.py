@@ -196,7 +196,21 @@ def test_base_can_be_traced():
 def test_array_base_is_checked(library_errors):
     with pytest.raises(TypeError, match=r"`base` must be .*JAX scalar; got .*\(2,\)"):
         rope_frequencies(8, jnp.ones(2) * 100.0)
-    with pytest.raises(TypeError, match=r"`base` must be .*JAX scalar; got .*int32"):
-        apply_rope(jnp.ones((3, 8)), base=jnp.int32(100))
+    with pytest.raises(TypeError, match=r"`base` must be .*JAX scalar; got .*complex64"):
+        apply_rope(jnp.ones((3, 8)), base=jnp.complex64(100))
     with pytest.raises(ValueError, match=r"`base` must be > 1"):
         rope_frequencies(8, jnp.float32(0.5))
+
+
+def test_an_integer_jax_base_is_taken_as_a_float():
+    """``rope_frequencies(8, jnp.asarray(10000))`` was refused (integer dtype) while a Python int,
+    a NumPy int and ``spectrax.theory``'s functions took it."""
+    assert_close(rope_frequencies(8, jnp.asarray(10000)), rope_frequencies(8, 10000.0))
+    x = jax.random.normal(jax.random.key(0), (5, 8))
+    assert_close(apply_rope(x, base=jnp.asarray(500)), apply_rope(x, base=500.0))
+
+
+def test_a_base_beyond_float_range_is_refused_naming_it(library_errors):
+    """A Python int beyond float's range (10**400) raised a bare OverflowError."""
+    with pytest.raises(ValueError, match=r"`base` must be a finite number > 1.*401 digits"):
+        apply_rope(jnp.ones((2, 4)), base=10**400)

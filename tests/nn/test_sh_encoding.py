@@ -171,3 +171,12 @@ def test_a_latitude_beyond_90_degrees_is_refused(library_errors):
     ok = jnp.asarray([[200.0, 90.0], [-170.0, -90.0]])  # poles, any longitude
     assert spherical_harmonic_encoding(ok, 2).shape == (2, 9)
     assert jax.jit(spherical_harmonic_encoding, static_argnums=1)(points, 2).shape == (3, 9)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("column", [0, 1], ids=["longitude", "latitude"])
+def test_non_finite_coordinates_are_refused(bad, column, library_errors):
+    """A NaN latitude passed the range check (``NaN > 90`` is False) and gave NaN features."""
+    lonlat = jnp.asarray([[10.0, 20.0], [30.0, 40.0]]).at[1, column].set(bad)
+    with pytest.raises(ValueError, match=r"`lonlat` must hold finite degrees.*1 point"):
+        spherical_harmonic_encoding(lonlat, 2)

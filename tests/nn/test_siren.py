@@ -280,3 +280,14 @@ def test_half_precision_layer_keeps_float32_coordinates(key):
     w, b, x64_ = (np.asarray(a, np.float64) for a in (layer.weight, layer.bias, x))
     ref = np.sin(30.0 * (x64_ @ w.T + b))
     assert np.abs(np.asarray(y, np.float64) - ref).max() <= 2.0**-9 + 1e-5
+
+
+def test_numpy_float64_parameters_compute_in_float32_without_x64():
+    """A module's NumPy float64 parameters outside 64-bit mode compute in JAX's float32 (as any
+    JAX input): ``sine_layer`` on NumPy float64 arrays asked for float64 and JAX warned that it
+    truncates."""
+    from spectrax._checks import module_compute_dtype
+
+    assert module_compute_dtype(jnp.float32, np.float64) == jnp.float32
+    assert module_compute_dtype(np.float64, np.float64) == jnp.float32
+    assert module_compute_dtype(jnp.bfloat16, jnp.bfloat16) == jnp.bfloat16

@@ -96,7 +96,7 @@ def test_bad_inputs_are_named(library_errors):
         rope_aliasing_bound(100, 2)
     with pytest.raises(ValueError, match="`base` must be a finite number > 1"):
         rope_decay_curve(0.5, 64, 10)
-    with pytest.raises(ValueError, match="`base` must be a finite number > 1; got 1000"):
+    with pytest.raises(ValueError, match="finite number > 1; got an int of 401 digits"):
         rope_angle_error(10**400, 64, np.array([1]))  # was a bare OverflowError
     with pytest.raises(TypeError, match="`base` must be a real number"):
         rope_decay_curve("1e4", 64, 10)

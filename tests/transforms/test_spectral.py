@@ -764,3 +764,12 @@ def test_wavenumbers_float64_needs_x64(library_errors):
     with jax.enable_x64(True):
         (k,) = wavenumbers((8,), dtype=jnp.float64)
         assert k.dtype == jnp.float64
+
+
+def test_truncate_modes_returns_a_jax_array_in_every_dimension():
+    """A 1-d NumPy spectrum was only sliced and came back a NumPy complex128 array, a 2-d one a
+    JAX complex64 array."""
+    x = np.random.default_rng(0).standard_normal((8, 8))
+    for x_hat, modes in ((np.fft.rfft(x[0]), (3,)), (np.fft.rfft2(x), (2, 3))):
+        out = truncate_modes(x_hat, modes)
+        assert isinstance(out, jax.Array) and out.dtype == jnp.complex64, (type(out), out.dtype)
