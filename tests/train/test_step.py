@@ -348,20 +348,22 @@ def test_fsdp_gradients_come_back_as_each_devices_shard(key, batch_size):
     when the batch is split over it too (batch 16; the mean over ``data`` then all-reduces the
     shards alone), a local slice when it is not (batch 12: the two ``model`` devices of a data
     shard computed the same gradient; the mean over ``data`` then all-reduces the shards
-    alone). The whole gradients were all-reduced before; the step
+    alone). The split gradients of one dtype travel as one buffer (XLA:CPU does not combine
+    reduce-scatters). The whole gradients were all-reduced before; the step
     is the one-device step to float rounding either way, complex parameters included."""
     from spectrax.train import MeshConfig, make_mesh, shard_model
 
     mesh = make_mesh(MeshConfig(data=4, model=2, params="fsdp"))
-    k1, k2, k3 = jax.random.split(key, 3)
+    k1, k2, k3, k4 = jax.random.split(key, 4)
     model = {
         "w": jax.random.normal(k1, (6, 10)),
+        "v": jax.random.normal(k4, (6, 6)),
         "c": jax.lax.complex(jax.random.normal(k2, (4, 6)), jax.random.normal(k3, (4, 6))),
         "b": jnp.ones((3,)),  # 3 does not split over 2: replicated, averaged whole
     }
 
     def loss(m, b):
-        h = jnp.tanh(b @ m["w"].T)
+        h = jnp.tanh(b @ m["w"].T) @ m["v"].T
         z = jnp.abs(h.astype(m["c"].dtype) @ m["c"].T) ** 2
         err = jnp.mean(z) + jnp.sum(m["b"] ** 2)
         return err, {}
@@ -377,10 +379,9 @@ def test_fsdp_gradients_come_back_as_each_devices_shard(key, batch_size):
     whole_text = whole.lower(sharded, state, batch).lowered.compile().as_text()
     scattered = _collective_results(fsdp_text, "reduce-scatter")
     if batch_size == 16:
-        # w (6, 10) and c (4, 6) split on their last (largest) axes: shards (6, 5) and (4, 3)
-        assert len(scattered) == 2, scattered
-        assert any("f32[6,5]" in s for s in scattered), scattered
-        assert any("c64[4,3]" in s for s in scattered), scattered
+        # w (6, 10), v (6, 6) and c (4, 6) split on their last (largest) axes: shards (6, 5),
+        # (6, 3) and (4, 3), one buffer per dtype
+        assert sorted(s.split("{")[0] for s in scattered) == ["c64[1,12]", "f32[1,48]"], scattered
     else:
         assert not scattered
     # no whole split gradient is all-reduced any more (it was without param_sharding)
