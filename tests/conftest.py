@@ -17,6 +17,9 @@ import gc
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# `spectrax train` / `eval` called in-process would turn on JAX's persistent compilation cache
+# for the rest of the session (tests/test_cli.py tests it in a subprocess)
+os.environ.setdefault("SPECTRAX_COMPILATION_CACHE", "0")
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
     _flags = (_flags + " --xla_force_host_platform_device_count=8").strip()

@@ -356,3 +356,47 @@ def test_variant_option_selects_any_listed_variant(tmp_path, capsys):
     assert not bad.exists()
     args = build_parser().parse_args(["train", TOY, "seed=1", "--variant", "smoke"])
     assert _split_config_arg(args) == (TOY, ["seed=1"]) and args.variant == "smoke"
+
+
+def _compile_in_subprocess(env: dict[str, str]) -> str:
+    """Run ``spectrax.train._cli._compilation_cache`` and one jitted function in a fresh
+    process (the cache is process-wide JAX state); its printed return value."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from spectrax.train._cli import _compilation_cache\n"
+        "folder = _compilation_cache()\n"
+        "import jax, jax.numpy as jnp\n"
+        "jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((64, 64))).block_until_ready()\n"
+        "print(folder)\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SPECTRAX_", "JAX_COMP"))}
+    # every program cached, however fast it compiled (an environment setting JAX reads)
+    base.update({"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", **env})
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=base, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_train_and_eval_turn_on_jax_persistent_compilation_cache(tmp_path):
+    """``spectrax train`` / ``eval`` keep compiled programs under ``$SPECTRAX_CACHE/jax`` (a
+    rerun, resume or evaluation loads them instead of compiling again), unless told not to or
+    JAX's own cache folder is set, which is then left as it is."""
+    ours = tmp_path / "spectrax"
+    folder = _compile_in_subprocess({"SPECTRAX_CACHE": str(ours)})
+    assert folder == str(ours / "jax")
+    assert any((ours / "jax").iterdir())
+    off = tmp_path / "off"
+    assert (
+        _compile_in_subprocess({"SPECTRAX_CACHE": str(off), "SPECTRAX_COMPILATION_CACHE": "0"})
+        == "None"
+    )
+    assert not (off / "jax").exists()
+    theirs, mine = tmp_path / "theirs", tmp_path / "mine"
+    got = _compile_in_subprocess(
+        {"SPECTRAX_CACHE": str(mine), "JAX_COMPILATION_CACHE_DIR": str(theirs)}
+    )
+    assert got == "None" and any(theirs.iterdir()) and not (mine / "jax").exists()
