@@ -358,14 +358,16 @@ def test_variant_option_selects_any_listed_variant(tmp_path, capsys):
     assert _split_config_arg(args) == (TOY, ["seed=1"]) and args.variant == "smoke"
 
 
-def _compile_in_subprocess(env: dict[str, str]) -> str:
+def _compile_in_subprocess(env: dict[str, str], stderr: list | None = None) -> str:
     """Run ``spectrax.train._cli._compilation_cache`` and one jitted function in a fresh
-    process (the cache is process-wide JAX state); its printed return value."""
+    process (the cache is process-wide JAX state); its printed return value (its standard
+    error appended to ``stderr``)."""
     import os
     import subprocess
     import sys
 
     code = (
+        "import logging; logging.basicConfig()\n"
         "from spectrax.train._cli import _compilation_cache\n"
         "folder = _compilation_cache()\n"
         "import jax, jax.numpy as jnp\n"
@@ -378,6 +380,8 @@ def _compile_in_subprocess(env: dict[str, str]) -> str:
     out = subprocess.run(
         [sys.executable, "-c", code], env=base, capture_output=True, text=True, check=True
     )
+    if stderr is not None:
+        stderr.append(out.stderr)
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -400,3 +404,8 @@ def test_train_and_eval_turn_on_jax_persistent_compilation_cache(tmp_path):
         {"SPECTRAX_CACHE": str(mine), "JAX_COMPILATION_CACHE_DIR": str(theirs)}
     )
     assert got == "None" and any(theirs.iterdir()) and not (mine / "jax").exists()
+    # a folder that cannot be written: one warning, then no cache (JAX warned at every compile)
+    err: list[str] = []
+    assert _compile_in_subprocess({"SPECTRAX_CACHE": "/proc/spectrax-test"}, err) == "None"
+    assert "compilation cache off: cannot write to /proc/spectrax-test/jax" in err[0], err[0]
+    assert "persistent compilation cache" not in err[0], err[0]

@@ -118,7 +118,20 @@ def _compilation_cache() -> str | None:
 
     if jax.config.jax_compilation_cache_dir:
         return None
-    folder = str(default_cache_dir() / "jax")
+    folder = default_cache_dir() / "jax"
+    try:  # JAX warned at every compilation of a folder it could not create
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK | os.X_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        logging.getLogger(__name__).warning(
+            "compilation cache off: cannot write to %s (set SPECTRAX_CACHE to a writable "
+            "folder, or SPECTRAX_COMPILATION_CACHE=0)",
+            folder,
+        )
+        return None
+    folder = str(folder)
     jax.config.update("jax_compilation_cache_dir", folder)
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", _CACHE_MIN_COMPILE_SECS)
