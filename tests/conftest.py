@@ -2,10 +2,11 @@
 
 - 8 fake CPU devices (multi-device tests), CPU only.
 - XLA:CPU backend optimisation off and XLA:CPU's fusion emitters off (the older loop
-  emitter): the suite is bound by compile time (thousands of small programs); level 0 halved
-  it, and the older emitter compiles a third faster again (the S4/S4D/S5 gradient, mode and
-  PTD tests of tests/nn/test_ssm.py: 35.6 s -> 24.0 s on one core, two runs each); results
-  are the same to the tolerances tested. Code generation unsplit and Eigen single-threaded
+  emitter, where the jaxlib still has that flag: 0.10 does, 0.11 not): the suite is bound by
+  compile time (thousands of small programs); level 0 halved it, and the older emitter
+  compiles a third faster again (the S4/S4D/S5 gradient, mode and PTD tests of
+  tests/nn/test_ssm.py: 35.6 s -> 24.0 s on one core, two runs each); results are the same to
+  the tolerances tested. Code generation unsplit and Eigen single-threaded
   (tests/models and tests/kernels/test_fft_conv.py with -n 2: 169 s -> 153 s on a 2-core AMD
   EPYC). A run that sets any of these flags in XLA_FLAGS keeps its own.
 - Strict dtype promotion and rank promotion errors: silent upcasts or broadcasts are bugs.
@@ -27,33 +28,37 @@ if "xla_backend_optimization_level" not in _flags:
     _flags = (_flags + " --xla_backend_optimization_level=0").strip()
 
 
-def _xla_knows(flag: str) -> bool:
-    """Whether the installed jaxlib has this XLA flag (XLA aborts the process on an unknown
-    one, and a later jaxlib may drop it)."""
-    import mmap
-    from importlib.util import find_spec
-    from pathlib import Path
+def _xla_takes(flags: list[str]) -> bool:
+    """Whether the installed jaxlib starts with these XLA flags: XLA aborts the process on an
+    unknown one, and jaxlib 0.11 dropped ``xla_cpu_use_fusion_emitters`` (its name is still in
+    the library, so looking for it there said yes). Tried in a subprocess (about 1 s)."""
+    import subprocess
+    import sys
 
-    spec = find_spec("jaxlib")
-    if spec is None or spec.origin is None:
-        return False
-    for lib in Path(spec.origin).parent.glob("*.so"):
-        with open(lib, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            if m.find(flag.encode()) >= 0:
-                return True
-    return False
+    env = {**os.environ, "XLA_FLAGS": " ".join(flags), "JAX_PLATFORMS": "cpu"}
+    probe = "import jax; jax.devices()"
+    run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True)
+    return run.returncode == 0
 
 
-for _flag, _value in (
+_candidates = [
     ("xla_cpu_use_fusion_emitters", "false"),
     # one LLVM module per program, not split into parts for parallel code generation (with two
     # workers on two cores there are no idle threads to compile the parts on)
     ("xla_cpu_parallel_codegen_split_count", "1"),
     # Eigen's matmuls and FFTs on the calling thread: the two workers already fill the cores
     ("xla_cpu_multi_thread_eigen", "false"),
-):
-    if _flag not in _flags and _xla_knows(_flag):
-        _flags = f"{_flags} --{_flag}={_value}".strip()
+]
+_candidates = [f"--{flag}={value}" for flag, value in _candidates if flag not in _flags]
+# the flags a previous conftest (pytest-xdist's controller, for its workers) found usable
+_checked = os.environ.get("SPECTRAX_TEST_XLA_FLAGS")
+if _checked is None:
+    if _xla_takes([_flags, *_candidates]):
+        _checked = " ".join(_candidates)
+    else:  # one at a time
+        _checked = " ".join(f for f in _candidates if _xla_takes([_flags, f]))
+    os.environ["SPECTRAX_TEST_XLA_FLAGS"] = _checked
+_flags = f"{_flags} {_checked}".strip()
 os.environ["XLA_FLAGS"] = _flags
 
 import jax  # noqa: E402
