@@ -203,7 +203,8 @@ def batch_from_rows(
 def _param_spec(
     x: jax.Array | np.ndarray | np.generic, model_size: int, mode: str
 ) -> PartitionSpec:
-    if mode == "replicated" or model_size == 1 or x.ndim == 0:
+    if mode == "replicated" or model_size == 1 or x.ndim == 0 or x.size == 0:
+        # an empty array: nothing to save, and its gather in the step would be refused
         return PartitionSpec()
     # Largest axis that splits evenly: the biggest saving per parameter.
     for axis in sorted(range(x.ndim), key=lambda a: -x.shape[a]):

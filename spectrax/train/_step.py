@@ -226,18 +226,25 @@ def _gather(x: jax.Array, spec: PartitionSpec) -> jax.Array:
     return x if k is None else jax.lax.all_gather(x, "model", axis=k, tiled=True)
 
 
+# bytes of gradient packed into one reduce-scatter on a CPU mesh (a bound on the copy it makes)
+_SCATTER_BUCKET = 4 << 20
+
+
 def _reduce(grads: Any, specs: Any, axes: tuple[str, ...], mesh: Mesh) -> Any:
     """Inside the per-shard step: the mean over the batch shards of every gradient, each left
     as this device's shard of it (its ``specs`` entry).
 
     A gradient split over ``model`` is reduce-scattered over ``model`` when the batch is split
     over it too: each device receives only its shard's sum, half an all-reduce's traffic, and
-    the mean over ``data`` then all-reduces that shard alone. The split gradients of one dtype
-    travel as one buffer (one reduce-scatter: each as ``(model, -1)`` rows, concatenated), as
-    XLA:CPU does not combine reduce-scatters: one per array was 16% slower than the whole
-    gradients' single all-reduce on 8 fake CPU devices. When the batch is not split over
-    ``model`` (its devices computed the same gradient), each device takes its slice before
-    the mean. Gradients not split (``PartitionSpec()``) are averaged whole."""
+    the mean over ``data`` then all-reduces that shard alone. On a CPU mesh the split
+    gradients of one dtype travel packed, as ``(model, -1)`` rows concatenated into buckets of
+    at most ``_SCATTER_BUCKET`` bytes (an array beyond it alone): XLA:CPU does not combine
+    reduce-scatters, and one per array was 16% slower than the whole gradients' single
+    all-reduce on 8 fake CPU devices, while one buffer for all of them held a copy of the
+    whole gradient (twice the temporary memory of one per array). XLA combines them itself on
+    GPU and TPU, where each goes alone. When the batch is not split over ``model`` (its
+    devices computed the same gradient), each device takes its slice before the mean.
+    Gradients not split (``PartitionSpec()``) are averaged whole."""
     leaves, treedef = jax.tree.flatten(grads)
     spec_leaves = treedef.flatten_up_to(specs)
     m = mesh.shape.get("model", 1)
@@ -245,19 +252,40 @@ def _reduce(grads: Any, specs: Any, axes: tuple[str, ...], mesh: Mesh) -> Any:
     for a in axes:
         count *= mesh.shape[a]
     rest = tuple(a for a in axes if a != "model")
+
+    def mean(buf, k):  # this device's shard of the mean of `buf`, split on its axis k
+        buf = jax.lax.psum_scatter(buf, "model", scatter_dimension=k, tiled=True)
+        if rest:
+            buf = jax.lax.psum(buf, rest)
+        return buf / jnp.asarray(count, buf.dtype)
+
+    pack = mesh.devices.flat[0].platform == "cpu"
     out: list[Any] = list(leaves)
-    scatter: dict[Any, list[int]] = {}  # dtype -> indices of the split leaves to scatter
+    buckets: list[list[int]] = []
+    open_bucket: dict[Any, tuple[list[int], list[int]]] = {}  # dtype -> (indices, [bytes])
     for i, (g, spec) in enumerate(zip(leaves, spec_leaves, strict=True)):
         k = _model_axis(spec)
         if k is None:
             out[i] = jax.lax.pmean(g, axes)
-        elif "model" in axes:
-            scatter.setdefault(g.dtype, []).append(i)
-        else:
+        elif "model" not in axes:
             size = g.shape[k] // m
             g = jax.lax.dynamic_slice_in_dim(g, jax.lax.axis_index("model") * size, size, axis=k)
             out[i] = jax.lax.pmean(g, axes)
-    for indices in scatter.values():
+        elif not pack or g.nbytes >= _SCATTER_BUCKET:
+            out[i] = mean(g, k)
+        else:
+            indices, used = open_bucket.get(g.dtype, (None, [0]))
+            if indices is None or used[0] + g.nbytes > _SCATTER_BUCKET:
+                indices, used = [], [0]
+                buckets.append(indices)
+                open_bucket[g.dtype] = (indices, used)
+            indices.append(i)
+            used[0] += g.nbytes
+    for indices in buckets:
+        if len(indices) == 1:
+            i = indices[0]
+            out[i] = mean(leaves[i], _model_axis(spec_leaves[i]))
+            continue
         rows, shapes = [], []
         for i in indices:
             g, k = leaves[i], _model_axis(spec_leaves[i])
@@ -265,12 +293,7 @@ def _reduce(grads: Any, specs: Any, axes: tuple[str, ...], mesh: Mesh) -> Any:
             moved = jnp.moveaxis(g.reshape(split), k, 0)  # (model, *shard shape)
             shapes.append(moved.shape[1:])
             rows.append(moved.reshape(m, -1))
-        buf = jax.lax.psum_scatter(
-            jnp.concatenate(rows, axis=1), "model", scatter_dimension=0, tiled=True
-        )[0]
-        if rest:
-            buf = jax.lax.psum(buf, rest)
-        buf = buf / jnp.asarray(count, buf.dtype)
+        buf = mean(jnp.concatenate(rows, axis=1), 0)[0]
         at = 0
         for i, shard in zip(indices, shapes, strict=True):
             size = int(np.prod(shard))

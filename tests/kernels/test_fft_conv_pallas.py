@@ -335,6 +335,23 @@ def test_auto_keeps_xla_on_cpu():
     assert "interpret" in pallas_status()
 
 
+def _export_for(family: str, fn, platform: str, checks, *args):
+    """``jax.export`` of ``fn`` for ``platform`` from this CPU host. JAX 0.11's Triton lowering
+    reads the GPU's generation from a device ("No supported GPU devices found"): without one,
+    an abstract H100 says it (JAX 0.10 needs none; the context is harmless there)."""
+    from jax import export
+
+    if family != "gpu":
+        return export.export(fn, platforms=[platform], disabled_checks=checks)(*args)
+    h100 = jax.sharding.AbstractDevice(
+        device_kind="NVIDIA H100 80GB HBM3", num_cores=132, platform="gpu"
+    )
+    with jax.sharding.use_abstract_mesh(
+        jax.sharding.AbstractMesh((1,), ("x",), abstract_device=h100)
+    ):
+        return export.export(fn, platforms=[platform], disabled_checks=checks)(*args)
+
+
 @pytest.mark.parametrize(
     "family, platform, marker",
     [("gpu", "cuda", "xla.gpu.triton"), ("tpu", "tpu", "tpu_custom_call")],
@@ -372,7 +389,7 @@ def test_auto_chooses_the_kernels_by_the_lowering_platform(monkeypatch, family, 
         export.DisabledSafetyCheck.custom_call(t)
         for t in ("__gpu$xla.gpu.triton", "tpu_custom_call")
     ]
-    text = export.export(grad, platforms=[platform], disabled_checks=checks)(u, k).mlir_module()
+    text = _export_for(family, grad, platform, checks, u, k).mlir_module()
     assert marker in text and "stablehlo.fft" not in text
 
 
@@ -613,8 +630,7 @@ def test_kernels_lower_for_their_hardware(family, platform, config):
         export.DisabledSafetyCheck.custom_call(t)
         for t in ("__gpu$xla.gpu.triton", "tpu_custom_call")
     ]
-    exported = export.export(jax.jit(grads), platforms=[platform], disabled_checks=checks)(u, k)
-    text = exported.mlir_module()
+    text = _export_for(family, jax.jit(grads), platform, checks, u, k).mlir_module()
     assert ("xla.gpu.triton" if family == "gpu" else "tpu_custom_call") in text
 
 
