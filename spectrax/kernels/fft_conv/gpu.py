@@ -8,8 +8,8 @@ Mosaic GPU exposes ``wgmma`` and TMA more directly and can go further (explicit 
 pipelining), but its kernels are Hopper-only, need hand-managed shared-memory layouts and
 cannot be exercised without a GPU; the Triton path is the one that is portable and tested.
 JAX 0.11 deprecates the Pallas Triton backend (a ``DeprecationWarning``, id
-``jax-pallas-triton``, each time such a kernel is lowered for a GPU; it still compiles there,
-and spectrax pins ``jax < 0.12``); a Mosaic GPU port is the way forward once it can be
+``jax-pallas-triton``, each time such a kernel is lowered for a GPU; it still lowers in JAX
+0.12.1, and spectrax pins ``jax < 0.13``); a Mosaic GPU port is the way forward once it can be
 tested on a GPU.
 
 One program per (batch, channel) row: it loads the row's ``(m_in, N2)`` input tile (the
