@@ -3,7 +3,8 @@
 For each length L it measures, on one device in one run:
 
 - training throughput (tokens/s) of one layer ``(L, H) -> (L, H)``, vmapped over a batch,
-  forward + backward of a scalar loss w.r.t. every parameter, jitted, median of repeats:
+  forward + backward of a scalar loss w.r.t. every parameter, jitted, median of repeats, and
+  the compiled step's XLA temporary memory (``*_temp_bytes``):
   S4 in convolution mode (Cauchy/Woodbury DPLR kernel + FFT convolution), S4D in convolution
   mode (chunked Vandermonde kernel + FFT convolution), S5 in parallel-scan mode;
 - the diagonal complex recurrence ``x_k = Λ̄ x_{k-1} + b_k`` on ``(B, L, N)`` complex64 with
@@ -41,20 +42,25 @@ def _layers(channels: int, state: int) -> dict:
     }
 
 
-def _train_step(layer):
-    def loss(m, x):
-        return jnp.mean(jax.vmap(m)(x) ** 2)
+def _train_step(layer, x):
+    """The compiled gradient of a scalar loss w.r.t. every parameter, and the parameters."""
+    params, static = eqx.partition(layer, eqx.is_array)
 
-    return eqx.filter_jit(eqx.filter_grad(loss))
+    def loss(p, x):
+        return jnp.mean(jax.vmap(eqx.combine(p, static))(x) ** 2)
+
+    return jax.jit(jax.grad(loss)).lower(params, x).compile(), params
 
 
 def bench_length(length, batch, channels, state, repeats, bw) -> dict:
     x = jax.random.normal(jax.random.key(1), (batch, length, channels), jnp.float32)
     row = {"L": length, "B": batch, "H": channels, "N": state}
     for name, layer in _layers(channels, state).items():
-        t = median_time(_train_step(layer), layer, x, repeats=repeats)
+        step, params = _train_step(layer, x)
+        t = median_time(step, params, x, repeats=repeats)
         row[f"{name}_fwd_bwd_s"] = t
         row[f"{name}_tokens_per_s"] = batch * length / t
+        row[f"{name}_temp_bytes"] = int(step.memory_analysis().temp_size_in_bytes)
     n_states = state // 2
     lam_bar = jnp.full((batch, 1, n_states), 0.99 + 0.01j, jnp.complex64)
     bu = jax.lax.complex(x[..., :1].repeat(n_states, -1), x[..., :1].repeat(n_states, -1))

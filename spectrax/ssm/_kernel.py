@@ -212,7 +212,10 @@ def dplr_kernel(
     ``2/(1+z)`` prefactor so ``z = -1`` (even ``L``) is not singular, and ``z = 1`` as the
     geometric sum ``C (Σ_l Ā^l) B̄`` (no inverse of ``A``: even-N FouT's is singular). ``Ā^L``
     and that sum come from one doubling per channel (``O(N^3 log L)``); the Cauchy sums cost
-    ``O(L N r^2)`` and hold ``(..., L, N)`` in memory.
+    ``O(L N r^2)``; their ``(..., L, N)`` arrays are formed a block of frequencies at a time
+    once they pass about 2^20 elements on a CPU (2^24 on a GPU or TPU), each block recomputed
+    in the backward pass, so memory stays bounded as ``L`` grows (the official S4 uses a
+    dedicated Cauchy kernel for this).
 
     Accuracy: at each frequency the pole nearest ``z`` is taken out of the Cauchy sums and the
     Woodbury correction is formed as a ratio of small determinants that stays finite as that
@@ -288,13 +291,9 @@ def dplr_kernel(
     # large for a small dt, is what a pole near z cancels against.
     half_angle = np.pi * np.arange(1, length) / length
     sin_full = np.sin(2.0 * half_angle)
-    one_minus = jnp.asarray(2.0 * np.sin(half_angle) ** 2 + 1j * sin_full, cdt)
-    half = jnp.asarray(np.cos(half_angle) ** 2 - 0.5j * sin_full, cdt)
+    one_minus = 2.0 * np.sin(half_angle) ** 2 + 1j * sin_full
+    half = np.cos(half_angle) ** 2 - 0.5j * sin_full
     dt_ = dt.astype(cdt).reshape(dt.shape + (1, 1))
-    den = one_minus.reshape((1,) * lead + (m, 1)) / dt_ - half.reshape(
-        (1,) * lead + (m, 1)
-    ) * lam.reshape((1,) * lead + (1, n))
-    half = half.reshape((1,) * lead + (m, 1))
     # Numerators of the Cauchy sums: x_a y_b with x = (c̃, p̄_1..p̄_r), y = (b, p_1..p_r), the
     # y_{b >= 1} columns scaled by (1 + z)/2 after the sum.
     rank = p.shape[0]
@@ -308,37 +307,90 @@ def dplr_kernel(
     w = (x[..., :, None, :] * y.reshape(lifted + (1,) + y.shape)).reshape(
         x.shape[:-2] + ((1 + rank) ** 2, n)
     )
-    # The pole nearest each z is taken out of every sum. Near a resonance (a pole of the
-    # diagonal part close to a root of unity: LegT and LagT have Re Λ = 0) its term dominates
-    # k00, k01, k10 and k11 alike, and k00 - k01 (1 + k11)^{-1} k10 cancels it away: in float32
-    # a kernel came out wrong in its leading digit (LegT N = 16, L = 16384, dt = 1e-2). The term
-    # is rank one, x y / d, so the Woodbury form is a ratio of bordered determinants in which d
-    # enters linearly and nothing is large:
-    #   K̂ = det([[S, x*], [-y*, d]]) / det([[S_11, x*_1], [-y*_1, d]]),
-    # S = [[s00, s01], [s10, I + s11]] the sums without the pole, x*, y* its numerators
-    # (a bordered determinant is det([[S, x], [y, c]]) = c det S - y adj(S) x; the Woodbury
-    # form is det(S + x y/d) / det(S_11 + x_1 y_1/d)).
-    mag = jnp.real(den) ** 2 + jnp.imag(den) ** 2
-    near = jnp.argmin(mag, axis=-1)  # (..., L - 1)
-    pole = jnp.arange(n).reshape(lifted + (1, n)) == near[..., None]
-    # the inner `where` keeps an exact zero denominator (and its gradient) out of the sums
-    r = jnp.where(pole, 0.0, 1.0 / jnp.where(pole, 1.0, den))
-    d = jnp.take_along_axis(den, near[..., None], axis=-1)[..., 0]  # (..., L - 1)
-    # The sums share the denominators r: one product r @ W (r is read once; XLA otherwise
-    # recomputes the complex division inside every consumer, 6x slower on CPU).
-    sums = jnp.einsum("...ln,...qn->...lq", r, w).reshape(r.shape[:-1] + (1 + rank, 1 + rank))
-    scale = jnp.concatenate(
-        [jnp.ones(half.shape, cdt), jnp.broadcast_to(half, half.shape[:-1] + (rank,))], axis=-1
-    )  # (..., L - 1, 1 + r)
-    ident = jnp.pad(jnp.eye(rank, dtype=cdt), ((1, 0), (1, 0))).reshape(lifted + (1, size, size))
-    s_mat = sums * scale[..., None, :] + ident
-    x_pole = jnp.take_along_axis(x[..., None, :, :], near[..., None, None], axis=-1)[..., 0]
-    y_pole = jnp.moveaxis(y[:, near], 0, -1) * scale  # (..., L - 1, 1 + r)
-    bordered = [[s_mat[..., i, j] for j in range(size)] + [x_pole[..., i]] for i in range(size)] + [
-        [-y_pole[..., j] for j in range(size)] + [d]
-    ]
-    k_hat = _det([row[:] for row in bordered]) / _det([row[1:] for row in bordered[1:]])
+
+    def at(one_minus: Array, half: Array) -> Array:
+        """``K̂`` at the frequencies given by their ``1 - z`` and ``(1 + z)/2``, ``(..., F)``."""
+        f = one_minus.shape[0]
+        den = one_minus.reshape(lifted + (f, 1)) / dt_ - half.reshape(
+            lifted + (f, 1)
+        ) * lam.reshape(lifted + (1, n))
+        half = half.reshape(lifted + (f, 1))
+        # The pole nearest each z is taken out of every sum. Near a resonance (a pole of the
+        # diagonal part close to a root of unity: LegT and LagT have Re Λ = 0) its term
+        # dominates k00, k01, k10 and k11 alike, and k00 - k01 (1 + k11)^{-1} k10 cancels it
+        # away: in float32 a kernel came out wrong in its leading digit (LegT N = 16,
+        # L = 16384, dt = 1e-2). The term is rank one, x y / d, so the Woodbury form is a
+        # ratio of bordered determinants in which d enters linearly and nothing is large:
+        #   K̂ = det([[S, x*], [-y*, d]]) / det([[S_11, x*_1], [-y*_1, d]]),
+        # S = [[s00, s01], [s10, I + s11]] the sums without the pole, x*, y* its numerators
+        # (a bordered determinant is det([[S, x], [y, c]]) = c det S - y adj(S) x; the
+        # Woodbury form is det(S + x y/d) / det(S_11 + x_1 y_1/d)).
+        mag = jnp.real(den) ** 2 + jnp.imag(den) ** 2
+        near = jnp.argmin(mag, axis=-1)  # (..., F)
+        pole = jnp.arange(n).reshape(lifted + (1, n)) == near[..., None]
+        # the inner `where` keeps an exact zero denominator (and its gradient) out of the sums
+        r = jnp.where(pole, 0.0, 1.0 / jnp.where(pole, 1.0, den))
+        d = jnp.take_along_axis(den, near[..., None], axis=-1)[..., 0]  # (..., F)
+        # The sums share the denominators r: one product r @ W (r is read once; XLA otherwise
+        # recomputes the complex division inside every consumer, 6x slower on CPU).
+        sums = jnp.einsum("...ln,...qn->...lq", r, w).reshape(r.shape[:-1] + (size, size))
+        scale = jnp.concatenate(
+            [jnp.ones(half.shape, cdt), jnp.broadcast_to(half, half.shape[:-1] + (rank,))],
+            axis=-1,
+        )  # (..., F, 1 + r)
+        ident = jnp.pad(jnp.eye(rank, dtype=cdt), ((1, 0), (1, 0))).reshape(
+            lifted + (1, size, size)
+        )
+        s_mat = sums * scale[..., None, :] + ident
+        x_pole = jnp.take_along_axis(x[..., None, :, :], near[..., None, None], axis=-1)[..., 0]
+        y_pole = jnp.moveaxis(y[:, near], 0, -1) * scale  # (..., F, 1 + r)
+        bordered = [
+            [s_mat[..., i, j] for j in range(size)] + [x_pole[..., i]] for i in range(size)
+        ] + [[-y_pole[..., j] for j in range(size)] + [d]]
+        return _det([row[:] for row in bordered]) / _det([row[1:] for row in bordered[1:]])
+
+    # The sums hold (..., F, N) complex arrays, several of them kept for the backward pass:
+    # all L - 1 frequencies at once took 1.2 GB of XLA temporaries for H = 64, N = 64,
+    # L = 16384 (98 MB in blocks). Blocks of frequencies (`_frequency_block`), each recomputed
+    # in the backward pass (``jax.checkpoint``), bound that by the block; on a CPU they are no
+    # slower.
+    block = _frequency_block(m, math.prod(c_tilde.shape[:-1]) * n)
+    if block >= m:
+        k_hat = at(jnp.asarray(one_minus, cdt), jnp.asarray(half, cdt))
+    else:
+        blocks = -(-m // block)
+
+        def split(v: np.ndarray) -> Array:
+            # the last block padded with copies of the last frequency (finite), cut off below
+            v = np.concatenate([v, np.repeat(v[-1:], blocks * block - m)])
+            return jnp.asarray(v.reshape(blocks, block), cdt)
+
+        parts = jax.lax.map(
+            jax.checkpoint(lambda zs: at(*zs)), (split(one_minus), split(half))
+        )  # (blocks, ..., block)
+        k_hat = jnp.moveaxis(parts, 0, -2).reshape(parts.shape[1:-1] + (blocks * block,))
+        k_hat = k_hat[..., :m]
     return jnp.fft.ifft(jnp.concatenate([k_one[..., None], k_hat], axis=-1), axis=-1)
+
+
+# Elements (batch x frequencies x N) of each of the Cauchy sums' arrays per block of
+# frequencies in `dplr_kernel`. On a CPU 2^20 (8 MiB complex64): measured on a 2-core CPU
+# (S4 kernel forward + backward, interleaved), H = N = 32, L = 4096: 193 ms and 34 MiB of XLA
+# temporaries against 192 ms and 86 MiB in one block; H = N = 64, L = 16384: 1.93 s and 98 MiB
+# against 2.06 s and 1.2 GB. On a GPU or TPU (untimed there) 2^24, so that one block holds
+# every frequency up to sizes such as H = 256, N = 64, L = 1024 and only longer kernels, whose
+# arrays run into GBs, are split.
+_DPLR_BLOCK_ELEMENTS = {"cpu": 2**20}
+_DPLR_BLOCK_ELEMENTS_ACCELERATOR = 2**24
+
+
+def _frequency_block(frequencies: int, per_frequency: int) -> int:
+    """Frequencies per block of ``dplr_kernel``'s sums on the default backend: all of them when
+    they fit its element budget, else that budget's worth, at least 16."""
+    budget = _DPLR_BLOCK_ELEMENTS.get(jax.default_backend(), _DPLR_BLOCK_ELEMENTS_ACCELERATOR)
+    if frequencies * per_frequency <= budget:
+        return frequencies
+    return max(16, budget // per_frequency)
 
 
 def _det(rows: list[list[Array]]) -> Array:
