@@ -4,7 +4,8 @@ For each length L it measures, on one device in one run:
 
 - training throughput (tokens/s) of one layer ``(L, H) -> (L, H)``, vmapped over a batch,
   forward + backward of a scalar loss w.r.t. every parameter, jitted, median of repeats, and
-  the compiled step's XLA temporary memory (``*_temp_bytes``):
+  the compiled step's XLA temporary memory (``*_temp_bytes``; for S4 also with the DPLR
+  kernel's Cauchy sums in one block, as before 2026-12-07, ``s4_dplr_conv_one_block_*``):
   S4 in convolution mode (Cauchy/Woodbury DPLR kernel + FFT convolution), S4D in convolution
   mode (chunked Vandermonde kernel + FFT convolution), S5 in parallel-scan mode;
 - the diagonal complex recurrence ``x_k = Λ̄ x_{k-1} + b_k`` on ``(B, L, N)`` complex64 with
@@ -30,7 +31,7 @@ import jax.numpy as jnp
 
 from spectrax._benchmark import copy_bandwidth, median_time, provenance, record_path, write_record
 from spectrax.nn import S4, S4D, S5
-from spectrax.ssm import scan_diagonal
+from spectrax.ssm import _kernel, scan_diagonal
 
 
 def _layers(channels: int, state: int) -> dict:
@@ -52,6 +53,21 @@ def _train_step(layer, x):
     return jax.jit(jax.grad(loss)).lower(params, x).compile(), params
 
 
+def _one_block_temp_bytes(channels, state, x) -> int:
+    """XLA's temporary memory of the S4 step with the DPLR kernel's Cauchy sums over every
+    frequency in one block (``dplr_kernel`` before 2026-12-07): compiled, not run."""
+    budget = _kernel._DPLR_BLOCK_ELEMENTS.copy()
+    jax.clear_caches()  # the layer's inner jit would reuse the blocked trace
+    try:
+        _kernel._DPLR_BLOCK_ELEMENTS[jax.default_backend()] = 2**62
+        step, _ = _train_step(_layers(channels, state)["s4_dplr_conv"], x)
+        return int(step.memory_analysis().temp_size_in_bytes)
+    finally:
+        _kernel._DPLR_BLOCK_ELEMENTS.clear()
+        _kernel._DPLR_BLOCK_ELEMENTS.update(budget)
+        jax.clear_caches()
+
+
 def bench_length(length, batch, channels, state, repeats, bw) -> dict:
     x = jax.random.normal(jax.random.key(1), (batch, length, channels), jnp.float32)
     row = {"L": length, "B": batch, "H": channels, "N": state}
@@ -61,6 +77,7 @@ def bench_length(length, batch, channels, state, repeats, bw) -> dict:
         row[f"{name}_fwd_bwd_s"] = t
         row[f"{name}_tokens_per_s"] = batch * length / t
         row[f"{name}_temp_bytes"] = int(step.memory_analysis().temp_size_in_bytes)
+    row["s4_dplr_conv_one_block_temp_bytes"] = _one_block_temp_bytes(channels, state, x)
     n_states = state // 2
     lam_bar = jnp.full((batch, 1, n_states), 0.99 + 0.01j, jnp.complex64)
     bu = jax.lax.complex(x[..., :1].repeat(n_states, -1), x[..., :1].repeat(n_states, -1))
