@@ -65,6 +65,36 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 from jaxtyping import install_import_hook  # noqa: E402
 
+
+def _import_spectrax_dependencies() -> None:
+    """Import every module that spectrax's modules import at their top level, before the
+    jaxtyping hook below. While the hook runs a spectrax module it points Python's bytecode
+    cache at its own file names, so a library module first imported from inside spectrax (jax,
+    equinox, orbax, flax, ...: about 1,150 of them) was compiled from source in every test
+    process, about 3 s each on a 2-core CPU."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    names = set()
+    for path in (Path(__file__).resolve().parents[1] / "spectrax").rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            stmts = node.body if isinstance(node, ast.Try) else [node]
+            for stmt in stmts:
+                if isinstance(stmt, ast.Import):
+                    names.update(alias.name for alias in stmt.names)
+                elif isinstance(stmt, ast.ImportFrom) and stmt.level == 0 and stmt.module:
+                    names.add(stmt.module)
+    for name in sorted(names):
+        if name.split(".")[0] != "spectrax":
+            try:
+                importlib.import_module(name)
+            except ImportError:  # an optional dependency (spectrax guards its import)
+                pass
+
+
+_import_spectrax_dependencies()
+
 with install_import_hook("spectrax", "beartype.beartype"):
     # every subpackage, so each module is decorated (a module first imported after this
     # block would escape the check)
@@ -72,6 +102,7 @@ with install_import_hook("spectrax", "beartype.beartype"):
     import spectrax.data  # noqa: F401, E402
     import spectrax.models  # noqa: F401, E402
     import spectrax.nn  # noqa: F401, E402
+    import spectrax.nn._nnx  # noqa: F401, E402  (loaded on first use, not by spectrax.nn)
     import spectrax.ssm  # noqa: F401, E402
     import spectrax.theory  # noqa: F401, E402
     import spectrax.train  # noqa: F401, E402
