@@ -1,5 +1,7 @@
 """spectrax.nn"""
 
+from typing import TYPE_CHECKING
+
 from spectrax.nn._afno import AFNOMixer, afno_mix, soft_shrink
 from spectrax.nn._butterfly import Butterfly
 from spectrax.nn._factorized import (
@@ -25,7 +27,6 @@ from spectrax.nn._fourier_features import (
     positional_encoding,
 )
 from spectrax.nn._hyena import HyenaFilter, HyenaOperator, hyena_recurrence
-from spectrax.nn._nnx import EqxBuffer, EqxToNNX, NNXToEqx
 from spectrax.nn._pointwise import (
     ACTIVATIONS,
     ChannelLayerNorm,
@@ -102,3 +103,22 @@ __all__: list[str] = [
     "sine_layer",
     "siren_weight_bound",
 ]
+
+# The Flax NNX bridges import flax (about 0.5 s), so they load on first use: `import
+# spectrax.nn` (and `spectrax train`) do not pay for Flax unless a model uses it.
+_NNX_NAMES = ("EqxBuffer", "EqxToNNX", "NNXToEqx")
+
+if TYPE_CHECKING:
+    from spectrax.nn._nnx import EqxBuffer, EqxToNNX, NNXToEqx
+
+
+def __getattr__(name: str):
+    if name in _NNX_NAMES:
+        from spectrax.nn import _nnx
+
+        return getattr(_nnx, name)
+    raise AttributeError(f"module 'spectrax.nn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -24,6 +24,7 @@ import jax
 from flax import nnx
 
 from spectrax._checks import check_key
+from spectrax.nn._ssm_labels import frozen_param_mask
 
 __all__ = ["EqxBuffer", "EqxToNNX", "NNXToEqx"]
 
@@ -52,9 +53,6 @@ def _frozen_leaves(module: Any, treedef: Any) -> list[bool]:
     :func:`~spectrax.nn.frozen_param_mask` marks an array the module holds fixed (the ``B`` of a
     ``FourierFeatures(trainable=False)``, the variables of a wrapped NNX module that are not
     ``nnx.Param``), else ``False``."""
-    # imported here: _ssm_labels imports NNXToEqx from this module
-    from spectrax.nn._ssm_labels import frozen_param_mask
-
     return [m is True for m in treedef.flatten_up_to(frozen_param_mask(module))]
 
 

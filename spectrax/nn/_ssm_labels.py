@@ -3,19 +3,26 @@ module holds fixed."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import equinox as eqx
 import jax
-from flax import nnx
 
 from spectrax.nn._fourier_features import FourierFeatures
 from spectrax.nn._hyena import HyenaFilter
-from spectrax.nn._nnx import NNXToEqx
 from spectrax.nn._ssm import S4, S4D, S5
 
 # Modules whose `ssm_params` (names of array fields) go to the "ssm" group.
 SSM_LAYERS = (S4, S4D, S5, HyenaFilter)
+
+
+def _loaded(module: str, name: str) -> tuple[type, ...]:
+    """``(module.name,)`` if ``module`` is already imported, else ``()``: Flax NNX (and the
+    bridges of ``spectrax.nn._nnx``, which import it) load only when a model uses them, and
+    nothing is an instance of a class that was never imported."""
+    mod = sys.modules.get(module)
+    return (getattr(mod, name),) if mod is not None else ()
 
 
 def _label_layer(layer: Any) -> Any:
@@ -65,12 +72,13 @@ def ssm_param_labels(model: Any) -> Any:
     # variable (a prefix of the tree, which optax.multi_transform takes, and the whole tree of
     # the plain arrays nnx.Optimizer updates with); inside an Equinox model (an NNXToEqx's
     # state) at the variable's array, the structure frozen_param_mask gives.
-    at_variable = isinstance(model, nnx.State)
+    variable = _loaded("flax.nnx", "Variable")
+    at_variable = isinstance(model, _loaded("flax.nnx", "State"))
 
     def label(node: Any) -> Any:
         if isinstance(node, SSM_LAYERS):
             return _label_layer(node)
-        if isinstance(node, nnx.Variable):
+        if isinstance(node, variable):
             group = node.get_metadata().get("ssm_label", "default")
             if at_variable:
                 return group
@@ -78,7 +86,7 @@ def ssm_param_labels(model: Any) -> Any:
         return "default" if eqx.is_array(node) else None
 
     return jax.tree.map(
-        label, model, is_leaf=lambda node: isinstance(node, (*SSM_LAYERS, nnx.Variable))
+        label, model, is_leaf=lambda node: isinstance(node, (*SSM_LAYERS, *variable))
     )
 
 
@@ -105,10 +113,14 @@ def frozen_param_mask(model: Any) -> Any:
     Works on a model or on its filtered parameters, with the same result.
     """
 
+    wrapped = _loaded("spectrax.nn._nnx", "NNXToEqx")
+
     def mark(node: Any) -> Any:
         if isinstance(node, FourierFeatures):
             return _mask_of(node, not node.trainable)
-        if isinstance(node, NNXToEqx):
+        if isinstance(node, wrapped):
+            from flax import nnx  # imported already: spectrax.nn._nnx imports it
+
             return jax.tree.map(
                 lambda v: (
                     _mask_of(v, not isinstance(v, nnx.Param))
@@ -120,4 +132,4 @@ def frozen_param_mask(model: Any) -> Any:
             )
         return _mask_of(node, False)
 
-    return jax.tree.map(mark, model, is_leaf=lambda n: isinstance(n, (FourierFeatures, NNXToEqx)))
+    return jax.tree.map(mark, model, is_leaf=lambda n: isinstance(n, (FourierFeatures, *wrapped)))

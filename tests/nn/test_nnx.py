@@ -486,3 +486,32 @@ def test_ssm_param_labels_of_an_nnx_model_find_the_wrapped_ssm_parameters():
     after = [np.asarray(v[...]) for v in net.ssm.leaves]
     moved = [not np.array_equal(b, a) for b, a in zip(before, after, strict=True)]
     assert moved == [label == "default" for label in jax.tree.leaves(ssm_param_labels(layer))]
+
+
+def test_spectrax_loads_flax_only_when_a_model_uses_it():
+    """``import spectrax.nn`` (and the training CLI's imports) leave Flax unimported, about 0.5 s
+    of every start-up; the NNX bridges import it on first use, and the parameter labels of a
+    model without them need no Flax."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jax\n"
+        "import spectrax.nn, spectrax.models, spectrax.train\n"
+        "from spectrax.nn import S4D, frozen_param_mask, ssm_param_labels\n"
+        "layer = S4D(2, 4, key=jax.random.key(0))\n"
+        "labels, mask = ssm_param_labels(layer), frozen_param_mask(layer)\n"
+        "assert labels.log_dt == 'ssm' and mask.log_dt is False, (labels, mask)\n"
+        "assert 'flax' not in sys.modules, 'flax imported'\n"
+        "assert 'EqxToNNX' in dir(spectrax.nn)\n"
+        "from spectrax.nn import EqxToNNX\n"
+        "assert 'flax.nnx' in sys.modules and EqxToNNX.__module__ == 'spectrax.nn._nnx'\n"
+        "try:\n"
+        "    spectrax.nn.NoSuchLayer\n"
+        "except AttributeError as e:\n"
+        "    assert 'NoSuchLayer' in str(e)\n"
+        "else:\n"
+        "    raise AssertionError('no AttributeError')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
