@@ -71,7 +71,7 @@ def _import_spectrax_dependencies() -> None:
     jaxtyping hook below. While the hook runs a spectrax module it points Python's bytecode
     cache at its own file names, so a library module first imported from inside spectrax (jax,
     equinox, orbax, flax, ...: about 1,150 of them) was compiled from source in every test
-    process, about 3 s each on a 2-core CPU."""
+    process (collecting the suite: 24.5 s before, 22.7 s after, 2-core CPU)."""
     import ast
     import importlib
     from pathlib import Path
