@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import platform
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -194,51 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _is_late_loop_callback(unraisable) -> bool:
-    """An asyncio callback scheduled onto a loop that is already closed: after a refused
-    checkpoint, TensorStore's reads still in flight call back into the event loop Orbax ran the
-    restore on and closed when the first read failed. The error was reported; this is noise."""
-    exc = unraisable.exc_value
-    return (
-        isinstance(exc, RuntimeError)
-        and str(exc) == "Event loop is closed"
-        and any(
-            frame.f_code.co_name == "call_soon_threadsafe"
-            for frame, _ in traceback.walk_tb(unraisable.exc_traceback)
-        )
-    )
-
-
-def _is_orphaned_checkpoint_read(unraisable) -> bool:
-    """An Orbax read coroutine finalised unfinished: after a refused checkpoint (a truncated
-    array chunk) the reads of the other arrays are never awaited, and each one reports its own
-    failure with TensorStore's whole spec (dozens of lines per array). The restore's error was
-    reported; nothing awaits these."""
-    code = getattr(getattr(unraisable, "object", None), "cr_code", None)
-    return (
-        isinstance(unraisable.exc_value, Exception)
-        and code is not None
-        and f"{os.sep}orbax{os.sep}checkpoint{os.sep}" in code.co_filename
-    )
-
-
-def _quiet_late_loop_callbacks() -> None:
-    """Drop :func:`_is_late_loop_callback` and :func:`_is_orphaned_checkpoint_read` reports in
-    this process; others go to the hook in place before (installed once)."""
-    previous = sys.unraisablehook
-    if getattr(previous, "_spectrax", False):
-        return
-
-    def hook(unraisable):
-        if not (_is_late_loop_callback(unraisable) or _is_orphaned_checkpoint_read(unraisable)):
-            previous(unraisable)
-
-    hook._spectrax = True
-    sys.unraisablehook = hook
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_late_loop_callbacks()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -275,69 +275,6 @@ def test_bench_passes_on_a_scripts_exit_message(tmp_path, capsys, monkeypatch):
     assert cli.main(["bench", "stop"]) == 3
 
 
-def test_late_callbacks_into_a_closed_event_loop_are_dropped_and_nothing_else(monkeypatch):
-    """After a refused checkpoint, TensorStore's reads still in flight call back into the
-    event loop Orbax closed; the CLI drops exactly those reports (the error was printed)."""
-    import asyncio
-    import sys
-    import types
-
-    from spectrax import cli
-
-    loop = asyncio.new_event_loop()
-    loop.close()
-    try:
-        loop.call_soon_threadsafe(print)
-    except RuntimeError as err:
-        late = types.SimpleNamespace(exc_value=err, exc_traceback=err.__traceback__)
-    try:
-        raise RuntimeError("Event loop is closed")  # the same words, not from asyncio
-    except RuntimeError as err:
-        other = types.SimpleNamespace(exc_value=err, exc_traceback=err.__traceback__)
-    seen = []
-    monkeypatch.setattr(sys, "unraisablehook", seen.append)
-    cli._quiet_late_loop_callbacks()
-    hook = sys.unraisablehook
-    cli._quiet_late_loop_callbacks()
-    assert sys.unraisablehook is hook  # installed once
-    sys.unraisablehook(late)
-    sys.unraisablehook(other)
-    assert seen == [other]
-
-
-def test_orphaned_orbax_read_coroutines_are_dropped_and_nothing_else(monkeypatch):
-    """After a refused checkpoint (a truncated chunk), Orbax's reads of the other arrays are
-    finalised unawaited and each reports its error with TensorStore's whole spec; the CLI drops
-    those reports (the restore's error was printed), not a coroutine's from elsewhere."""
-    import os
-    import sys
-    import types
-
-    from spectrax import cli
-
-    def coroutine_from(filename):
-        namespace = {}
-        exec(compile("async def read():\n    pass\n", filename, "exec"), namespace)
-        return namespace["read"]()
-
-    orbax_file = os.path.join(os.sep, "venv", "orbax", "checkpoint", "_src", "serialization.py")
-    reads = [coroutine_from(orbax_file), coroutine_from(os.path.join(os.sep, "src", "mine.py"))]
-    try:
-        err = Exception("Encountered error while reading array index")
-        orphaned, other = (
-            types.SimpleNamespace(object=c, exc_value=err, exc_traceback=None) for c in reads
-        )
-        seen = []
-        monkeypatch.setattr(sys, "unraisablehook", seen.append)
-        cli._quiet_late_loop_callbacks()
-        sys.unraisablehook(orphaned)
-        sys.unraisablehook(other)
-        assert seen == [other]
-    finally:
-        for c in reads:
-            c.close()
-
-
 def test_variant_option_selects_any_listed_variant(tmp_path, capsys):
     """--variant reaches every variant a config lists (navier_stokes_fno's smoke_recurrent was
     reachable from Python only); --smoke is --variant smoke; a variant the file does not list,

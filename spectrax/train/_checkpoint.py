@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import operator
+import os
 import re
+import sys
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,50 @@ from spectrax.train._config import config_differences
 __all__ = ["CheckpointError", "Checkpointer", "tree_digest"]
 
 logger = logging.getLogger(__name__)
+
+
+def _is_late_loop_callback(unraisable) -> bool:
+    """An asyncio callback scheduled onto a loop that is already closed: after a refused
+    checkpoint, TensorStore's reads still in flight call back into the event loop Orbax ran the
+    restore on and closed when the first read failed. The error was reported; this is noise."""
+    exc = unraisable.exc_value
+    return (
+        isinstance(exc, RuntimeError)
+        and str(exc) == "Event loop is closed"
+        and any(
+            frame.f_code.co_name == "call_soon_threadsafe"
+            for frame, _ in traceback.walk_tb(unraisable.exc_traceback)
+        )
+    )
+
+
+def _is_orphaned_checkpoint_read(unraisable) -> bool:
+    """An Orbax read coroutine finalised unfinished: after a refused checkpoint (a truncated
+    array chunk) the reads of the other arrays are never awaited, and each one reports its own
+    failure with TensorStore's whole spec (dozens of lines per array). The restore's error was
+    reported; nothing awaits these."""
+    code = getattr(getattr(unraisable, "object", None), "cr_code", None)
+    return (
+        isinstance(unraisable.exc_value, Exception)
+        and code is not None
+        and f"{os.sep}orbax{os.sep}checkpoint{os.sep}" in code.co_filename
+    )
+
+
+def quiet_refused_read_reports() -> None:
+    """Drop :func:`_is_late_loop_callback` and :func:`_is_orphaned_checkpoint_read` reports in
+    this process; others go to the hook in place before (installed once, by the first refused
+    restore: they follow its :class:`CheckpointError`, after the caller has it)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_spectrax", False):
+        return
+
+    def hook(unraisable):
+        if not (_is_late_loop_callback(unraisable) or _is_orphaned_checkpoint_read(unraisable)):
+            previous(unraisable)
+
+    hook._spectrax = True
+    sys.unraisablehook = hook
 
 
 class CheckpointError(RuntimeError):
@@ -311,6 +358,7 @@ class Checkpointer:
             )
             state = out["state"]
         except Exception as err:
+            quiet_refused_read_reports()
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} is damaged or does not match this model "
                 f"({type(err).__name__}: {_short_cause(err)}).{self._earlier_hint(step)}"

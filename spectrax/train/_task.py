@@ -2,7 +2,7 @@
 
 A task owns its data and its model family; the loop owns optimisation, devices, checkpoints and
 outputs. Any object with these methods trains: see ``configs/burgers_fno.py`` for a PDE operator
-task and ``tests/train/toy.py`` for a minimal one.
+task and ``tests/train/toy_config.py`` for a minimal one.
 """
 
 from __future__ import annotations

@@ -165,9 +165,16 @@ def test_damaged_arrays_are_refused(toy_run, tmp_path):
     assert "to resume from step 40." in str(info.value)
 
 
-def test_truncated_arrays_are_refused_naming_the_cause(tmp_path):
+def test_truncated_arrays_are_refused_naming_the_cause(tmp_path, monkeypatch):
     """Array data cut short (a copy that ran out of disk): the message gives TensorStore's root
-    cause (which array, what was read) without the spec dump of Orbax's wrapper."""
+    cause (which array, what was read) without the spec dump of Orbax's wrapper, and the reads
+    still in flight report nothing after it (they printed a traceback into a closed event loop
+    under the Python API, which only the CLI dropped)."""
+    import gc
+    import sys
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
     ckpt = Checkpointer(tmp_path, keep=2, config_dict={})
     # random (incompressible) values: the array's chunk is the largest data file
     state = {"w": jax.random.normal(jax.random.key(0), (64, 64))}
@@ -182,7 +189,73 @@ def test_truncated_arrays_are_refused_naming_the_cause(tmp_path):
     assert 'Error reading "w/' in message and "value of size 100" in message, message
     # bounded without the checkpoint directory, whose length is pytest's
     assert len(message.replace(str(tmp_path.resolve()), "<dir>")) < 600, message
+    assert getattr(sys.unraisablehook, "_spectrax", False)  # installed by the refusal
     ckpt.close()
+    gc.collect()
+    assert seen == []
+
+
+def test_late_callbacks_into_a_closed_event_loop_are_dropped_and_nothing_else(monkeypatch):
+    """After a refused checkpoint, TensorStore's reads still in flight call back into the
+    event loop Orbax closed; a refused restore drops exactly those reports (it raised its error)."""
+    import asyncio
+    import sys
+    import types
+
+    from spectrax.train._checkpoint import quiet_refused_read_reports
+
+    loop = asyncio.new_event_loop()
+    loop.close()
+    try:
+        loop.call_soon_threadsafe(print)
+    except RuntimeError as err:
+        late = types.SimpleNamespace(exc_value=err, exc_traceback=err.__traceback__)
+    try:
+        raise RuntimeError("Event loop is closed")  # the same words, not from asyncio
+    except RuntimeError as err:
+        other = types.SimpleNamespace(exc_value=err, exc_traceback=err.__traceback__)
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    quiet_refused_read_reports()
+    hook = sys.unraisablehook
+    quiet_refused_read_reports()
+    assert sys.unraisablehook is hook  # installed once
+    sys.unraisablehook(late)
+    sys.unraisablehook(other)
+    assert seen == [other]
+
+
+def test_orphaned_orbax_read_coroutines_are_dropped_and_nothing_else(monkeypatch):
+    """After a refused checkpoint (a truncated chunk), Orbax's reads of the other arrays are
+    finalised unawaited and each reports its error with TensorStore's whole spec; a refused restore
+    drops those reports (its error was raised), not a coroutine's from elsewhere."""
+    import os
+    import sys
+    import types
+
+    from spectrax.train._checkpoint import quiet_refused_read_reports
+
+    def coroutine_from(filename):
+        namespace = {}
+        exec(compile("async def read():\n    pass\n", filename, "exec"), namespace)
+        return namespace["read"]()
+
+    orbax_file = os.path.join(os.sep, "venv", "orbax", "checkpoint", "_src", "serialization.py")
+    reads = [coroutine_from(orbax_file), coroutine_from(os.path.join(os.sep, "src", "mine.py"))]
+    try:
+        err = Exception("Encountered error while reading array index")
+        orphaned, other = (
+            types.SimpleNamespace(object=c, exc_value=err, exc_traceback=None) for c in reads
+        )
+        seen = []
+        monkeypatch.setattr(sys, "unraisablehook", seen.append)
+        quiet_refused_read_reports()
+        sys.unraisablehook(orphaned)
+        sys.unraisablehook(other)
+        assert seen == [other]
+    finally:
+        for c in reads:
+            c.close()
 
 
 def test_evaluating_a_directory_without_checkpoints_is_refused_untouched(tmp_path, monkeypatch):
