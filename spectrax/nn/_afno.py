@@ -93,8 +93,14 @@ def afno_mix(
     Resolution: on ``n`` points the ortho coefficients of a band-limited field are ``sqrt(n)``
     times its Fourier-series coefficients. The MLP without biases and with ``lambda = 0`` is
     positively homogeneous, so it then gives the same field on every grid that holds ``modes``
-    (to rounding); the biases and ``lambda`` act at a fixed scale, so with them the mixer is a
-    different map on a different grid (as in the paper, which trains and evaluates at one).
+    (to rounding), with one exception: a kept frequency that is the Nyquist frequency of an
+    even leading (not last) axis, ``modes[i] = n_i / 2``. That bin holds the whole cosine
+    ``cos(pi n_i x)`` on its grid but half of it on a finer one, and it is kept as it is, as in
+    the paper's code and PhysicsNeMo's ``AFNO2DLayer`` (``scripts/check_physicsnemo_afno.py``
+    checks the two agree), where :class:`SpectralConv` halves it (:func:`nyquist_weights`). On
+    the last axis irfft's single count of the Nyquist bin makes up for it. The biases and
+    ``lambda`` act at a fixed scale, so with them the mixer is a different map on a different
+    grid (as in the paper, which trains and evaluates at one).
 
     Computed in float64 when ``x`` or the weights are 64-bit (the other is widened, never
     narrowed), and returned in that dtype; else computed in float32 (there is no half-precision

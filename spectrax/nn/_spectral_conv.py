@@ -17,6 +17,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from spectrax._checks import (
+    check_array,
     check_bool,
     check_choice,
     check_float_dtype,
@@ -347,7 +348,10 @@ def spectral_conv(
         y_hat = x_hat * w.reshape((1,) * len(lead[:-1]) + w.shape)
     else:
         y_hat = jnp.einsum(
-            "...ik,oik->...ok", x_hat.reshape(*lead, -1), w.reshape(w.shape[0], w.shape[1], -1)
+            "...ik,oik->...ok",
+            # the kept modes' count spelled out: -1 cannot be inferred for an empty batch
+            x_hat.reshape(*lead, math.prod(x_hat.shape[x.ndim - d :])),
+            w.reshape(w.shape[0], w.shape[1], -1),
         )
         y_hat = y_hat.reshape(*y_hat.shape[:-1], *x_hat.shape[x.ndim - d :])
     return inverse(y_hat, out_shape, axes)
@@ -470,8 +474,10 @@ class SpectralConv(eqx.Module):
 
 def check_field(name: str, x, channels: int, num_spatial_dims: int) -> None:
     """Raise a ValueError unless ``x`` is one field ``(channels, *spatial)`` with
-    ``num_spatial_dims`` spatial axes."""
-    shape = tuple(getattr(x, "shape", ()))
+    ``num_spatial_dims`` spatial axes (a TypeError unless it is an array: a list read as
+    shape ``()``)."""
+    check_array(name, x)
+    shape = tuple(x.shape)
     if len(shape) != 1 + num_spatial_dims:
         raise ValueError(
             f"`{name}` must be one field (C, *spatial) with {num_spatial_dims} spatial axes; got "

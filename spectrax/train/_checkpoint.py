@@ -61,8 +61,9 @@ def _is_orphaned_checkpoint_read(unraisable) -> bool:
 
 def quiet_refused_read_reports() -> None:
     """Drop :func:`_is_late_loop_callback` and :func:`_is_orphaned_checkpoint_read` reports in
-    this process; others go to the hook in place before (installed once, by the first refused
-    restore: they follow its :class:`CheckpointError`, after the caller has it)."""
+    this process; others go to the hook in place before. Installed once, by the first restore
+    (the reports of a refused one come from other threads, before and after its
+    :class:`CheckpointError`)."""
     previous = sys.unraisablehook
     if getattr(previous, "_spectrax", False):
         return
@@ -352,13 +353,15 @@ class Checkpointer:
                 )
             )
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        # before the read: when one array's read fails, the others' may report into the closed
+        # event loop before the failure reaches this frame
+        quiet_refused_read_reports()
         try:
             out = self._manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
             )
             state = out["state"]
         except Exception as err:
-            quiet_refused_read_reports()
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} is damaged or does not match this model "
                 f"({type(err).__name__}: {_short_cause(err)}).{self._earlier_hint(step)}"

@@ -233,3 +233,30 @@ def test_resolution_dependence_comes_from_the_biases_and_threshold_only(x64):
     coarse, fine = field(16), field(64)
     assert_close(call(homogeneous, coarse), call(homogeneous, fine)[:, ::4], jnp.float64)
     assert rel_err(call(mixer, coarse), call(mixer, fine)[:, ::4]) > 1e-2
+
+
+def test_a_leading_axis_nyquist_bin_is_kept_whole_as_physicsnemo_does(x64):
+    """The documented exception to the resolution rule: with ``modes[0] = n/2`` on an even
+    leading axis, a field with content at that Nyquist frequency mixes to a different field on
+    a finer grid (the bin holds the whole cosine on its grid, half of it on a finer one); one
+    frequency below it the homogeneous mixer agrees across grids."""
+    key = jax.random.key(7)
+    mixer = AFNOMixer(
+        2, 4, (4, 2), num_blocks=2, sparsity_threshold=0.0, dtype=jnp.float64, key=key
+    )
+    mixer = jax.tree.map(lambda p: 25.0 * p, mixer)
+    mixer = eqx.tree_at(
+        lambda m: (m.b1, m.b2), mixer, (jnp.zeros_like(mixer.b1), jnp.zeros_like(mixer.b2))
+    )
+    a = jax.random.normal(key, (4, 2), jnp.float64)
+
+    def field(n, k):  # cos(2 pi y) + cos(2 pi k x) per channel, on n x 6 points
+        x, y = jnp.meshgrid(jnp.arange(n) / n, jnp.arange(6) / 6, indexing="ij")
+        low, high = jnp.cos(2 * jnp.pi * y)[None], jnp.cos(2 * jnp.pi * k * x)[None]
+        return a[:, :1, None] * low + a[:, 1:, None] * high
+
+    call = eqx.filter_jit(lambda m, u: m(u) - u)  # the spectral path, without the residual
+    below = call(mixer, field(16, 3))[:, ::2]
+    assert_close(call(mixer, field(8, 3)), below, jnp.float64)
+    at_nyquist = call(mixer, field(8, 4))
+    assert rel_err(at_nyquist, call(mixer, field(16, 4))[:, ::2]) > 0.1

@@ -580,3 +580,22 @@ def test_separable_layer(key, library_errors):
         SpectralConv(2, 6, 4, (5, 4), separable=True, key=key)
     with pytest.raises(ValueError, match=r"`weight` must be \(C_out, C_in, \*kept modes\) .* or"):
         spectral_conv(jnp.ones((3, 8)), jnp.ones((2, 4), jnp.complex64), (4,))
+
+
+@pytest.mark.parametrize("impl", ["rfft", "dft", "auto"])
+def test_empty_batch_with_a_dense_weight(impl):
+    """An empty batch gives an empty output for every weight layout: the dense (channel-mixing)
+    one failed with "ZeroDivisionError: integer modulo by zero" (a -1 in a reshape)."""
+    weight = jnp.ones((3, 2, 4), jnp.complex64)  # (C_out, C_in, kept)
+    y = spectral_conv(jnp.ones((0, 2, 8)), weight, (4,), impl=impl)
+    assert y.shape == (0, 3, 8)
+    depthwise = spectral_conv(jnp.ones((0, 2, 8)), weight[0], (4,), impl=impl)
+    assert depthwise.shape == (0, 2, 8)
+
+
+def test_a_list_input_is_refused_as_not_an_array(key, library_errors):
+    """A nested list was read as shape () and refused for its number of axes."""
+    layer = SpectralConv(1, 2, 2, 3, key=key)
+    with pytest.raises(TypeError, match=r"`x` must be a jax.Array or NumPy array.*got list"):
+        layer([[0.0] * 8] * 2)
+    assert layer(np.ones((2, 8), np.float32)).shape == (2, 8)

@@ -189,7 +189,7 @@ def test_truncated_arrays_are_refused_naming_the_cause(tmp_path, monkeypatch):
     assert 'Error reading "w/' in message and "value of size 100" in message, message
     # bounded without the checkpoint directory, whose length is pytest's
     assert len(message.replace(str(tmp_path.resolve()), "<dir>")) < 600, message
-    assert getattr(sys.unraisablehook, "_spectrax", False)  # installed by the refusal
+    assert getattr(sys.unraisablehook, "_spectrax", False)  # installed by the restore
     ckpt.close()
     gc.collect()
     assert seen == []
