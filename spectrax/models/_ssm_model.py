@@ -377,7 +377,8 @@ class SSMSequenceModel(eqx.Module):
                 ``"last"`` takes the last valid step, and ``"none"`` returns zeros at padded
                 steps. Every layer is causal, so with padding at the end the result equals that
                 of the unpadded sequence ``x[:n]`` (to round-off). Padding elsewhere (at the
-                start, or holes) is pooled out but still read by the layers as zero inputs.
+                start, or holes) is pooled out but still read by the layers: as the encoder's
+                output for a zero input (its bias).
                 An all-``False`` mask with ``"mean"`` or ``"last"`` raises a ValueError when
                 the mask is concrete; under ``jit``/``vmap`` it returns NaN (nothing to pool),
                 with gradients that stay finite where the loss drops that row (``jnp.where``).
