@@ -318,6 +318,11 @@ def cache_path(
     bound.apply_defaults()
     params = dict(bound.arguments)
     params.pop(next(iter(params)))
+    # a generator's **kwargs bind as one dict: each keyword is keyed by its own name (they
+    # cannot repeat a named parameter's)
+    for p in inspect.signature(generator).parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            params.update(params.pop(p.name, {}))
     spec = {
         "version": CACHE_VERSION,
         "jax_config": _jax_config(),
@@ -407,6 +412,13 @@ def cached(
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
             logger.warning("ignoring unreadable cache file %s (%s); regenerating", path, err)
     out = generator(key, *args, **kwargs)
+    if not isinstance(out, (tuple, np.ndarray, jax.Array)):
+        # a list of arrays was stacked into one array, a dict stored as an object array that
+        # could never be read back
+        raise TypeError(
+            f"`generator` {path.name.rsplit('-', 1)[0]} must return an array or a tuple of "
+            f"arrays; got {_describe(out)}."
+        )
     # np.array copies: a view of a JAX array is read-only, while what a hit reads is writable
     arrays = tuple(np.array(x) for x in (out if isinstance(out, tuple) else (out,)))
     try:

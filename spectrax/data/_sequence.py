@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from spectrax._checks import (
@@ -135,8 +136,11 @@ def delayed_copy(
     work = compute_dtype(dtype)
     white = jax.random.normal(key, (num, length, channels), work)
     spec = jnp.fft.rfft(white, axis=1)
-    freqs = jnp.fft.rfftfreq(length).astype(work)
-    mask = (freqs <= cutoff).astype(spec.dtype).reshape(1, -1, 1)
+    # k / L <= cutoff decided on the host in float64 (k / L correctly rounded, as is a decimal
+    # cutoff): in float32 k * f32(1 / L) rounded above a cutoff it equals (3/30 > 0.1), and
+    # the band edge then depended on jax_enable_x64
+    keep = np.arange(length // 2 + 1) / length <= cutoff
+    mask = jnp.asarray(keep.reshape(1, -1, 1), spec.dtype)
     u = jnp.fft.irfft(spec * mask, n=length, axis=1).astype(work)
     u = u / jnp.sqrt(jnp.mean(u * u, axis=1, keepdims=True) + jnp.asarray(1e-12, work))
     u = u.astype(dtype)

@@ -536,3 +536,45 @@ def test_bad_generator_key_and_cache_dir_are_named(tmp_path, key, gen, library_e
         with pytest.raises(TypeError, match=r"`cache_dir` must be a directory path.*got int 3"):
             call(gen, key, 4, cache_dir=3)
     assert not list(tmp_path.iterdir())
+
+
+def test_keyword_arguments_of_a_var_keyword_generator_are_keyed(tmp_path, key):
+    """A generator taking ``**kwargs`` failed with "cannot key the cache on `kw` of type dict"
+    (the keywords bind as one dict); each keyword is now keyed by its own name."""
+
+    def scaled(key, n, **kw):
+        scaled.calls.append(kw)  # a function attribute: not part of the key
+        return (jax.random.normal(key, (n,)) * kw.get("scale", 1.0),)
+
+    scaled.calls = calls = []
+
+    (a,) = cached(scaled, key, 3, scale=2.0, cache_dir=tmp_path)
+    (b,) = cached(scaled, key, 3, scale=2.0, cache_dir=tmp_path)
+    np.testing.assert_array_equal(a, b)
+    assert calls == [{"scale": 2.0}]  # the second call was a hit
+    np.testing.assert_allclose(cached(scaled, key, 3, cache_dir=tmp_path)[0], a / 2.0)
+    assert len(calls) == 2
+    names = {
+        cache_path(scaled, key, 3, cache_dir=tmp_path, **kw).name
+        for kw in ({}, {"scale": 2.0}, {"scale": 3.0}, {"shift": 2.0})
+    }
+    assert len(names) == 4
+
+
+def _as_list(key, n):
+    return [np.ones(n), np.arange(n)]
+
+
+def _as_dict(key, n):
+    return {"x": np.ones(n)}
+
+
+@pytest.mark.parametrize("generator", [_as_list, _as_dict], ids=["list", "dict"])
+def test_a_generator_returning_neither_an_array_nor_a_tuple_is_refused(tmp_path, key, generator):
+    """A list of arrays was stacked into one float64 array, a dict stored as an object array
+    that was never read back (regenerated on every call): refused, nothing written."""
+    with pytest.raises(
+        TypeError, match=r"must return an array or a tuple of arrays; got (list|dict)"
+    ):
+        cached(generator, key, 3, cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -104,3 +104,18 @@ def test_delayed_copy_refuses_a_delay_that_leaves_nothing_to_copy(library_errors
         delayed_copy(jax.random.key(0), 2, 16, delay=16)
     u, y = delayed_copy(jax.random.key(0), 2, 16, delay=15, cutoff=0.25)  # one step to copy
     np.testing.assert_array_equal(y[:, 15], u[:, 0])
+
+
+@pytest.mark.parametrize("length, cutoff", [(30, 0.1), (60, 0.05), (120, 0.2), (100, 0.05)])
+def test_delayed_copy_keeps_the_band_edge_and_ignores_x64(length, cutoff):
+    """The band is [0, cutoff] with its edge: k / L = cutoff was dropped when x64 was off
+    (k * float32(1 / L) rounded above the cutoff), so the same key gave other data with x64."""
+    key = jax.random.key(1)
+    u, _ = delayed_copy(key, 1, length, delay=0, cutoff=cutoff)
+    spectrum = np.abs(np.fft.rfft(np.asarray(u, np.float64)[0, :, 0]))
+    edge = round(cutoff * length)
+    assert spectrum[edge] > 1e-3 * spectrum.max()
+    assert np.all(spectrum[edge + 1 :] < 1e-5 * spectrum.max())
+    with jax.enable_x64(True):
+        u64, _ = delayed_copy(key, 1, length, delay=0, cutoff=cutoff)
+    np.testing.assert_array_equal(u, u64)
