@@ -25,7 +25,7 @@ from spectrax.train._loop import (
 from spectrax.train._losses import h1_loss, relative_lp_loss, sobolev_loss
 from spectrax.train._mesh import batch_sharding, make_mesh, shard_model
 from spectrax.train._metrics import MetricWriter, read_metrics
-from spectrax.train._optim import make_optimizer, make_schedule
+from spectrax.train._optim import make_optimizer, make_schedule, param_labels
 from spectrax.train._step import GuardState, TrainState, init_opt_state, make_train_step
 from spectrax.train._task import Task, batch_indices
 from spectrax.train._tasks import (
@@ -64,6 +64,7 @@ __all__: list[str] = [
     "make_mesh",
     "make_optimizer",
     "make_schedule",
+    "param_labels",
     "make_train_step",
     "params_digest",
     "read_metrics",

@@ -245,6 +245,13 @@ def _setup(config: Config, devices: list | None):
     params = eqx.filter(model, eqx.is_inexact_array)
     optimizer = make_optimizer(config, param_labels(params, task))
     opt_state = init_opt_state(optimizer, model)
+    if config.mesh.params == "fsdp" and mesh.shape["model"] == 1 and mesh.size > 1:
+        logger.warning(
+            "mesh.params=fsdp with a model axis of 1 device shards nothing: each of the %d "
+            "devices holds whole parameters and optimizer state, as with replicated; set "
+            "mesh.model to a divisor of the device count above 1 to split them",
+            mesh.size,
+        )
     model = shard_model(model, mesh, config.mesh.params)
     opt_state = shard_model(opt_state, mesh, config.mesh.params)
     rng = shard_model(jax.random.key_data(run_key), mesh, "replicated")

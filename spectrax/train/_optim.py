@@ -94,7 +94,8 @@ def make_optimizer(config: Config, labels: Any) -> optax.GradientTransformation:
     (Gu et al., 2022, "Efficiently Modeling Long Sequences with Structured State Spaces": the
     SSM parameters train with a smaller rate and no decay; Poli et al., 2023, "Hyena Hierarchy":
     the reference code trains the implicit filter's FFN with its own rate and no decay);
-    ``"frozen"``, when ``labels`` has it, with no update at all."""
+    ``"frozen"``, when ``labels`` has it, with no update at all. ``labels``: the group of
+    each parameter, a pytree of those names shaped as the parameters (:func:`param_labels`)."""
     o = config.optim
     _warn_inert_schedule(config)
     groups = {

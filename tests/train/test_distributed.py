@@ -262,3 +262,23 @@ def test_every_process_refuses_a_directory_with_another_runs_log(tmp_path):
     (wd / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 1.0}\n')
     outs = _launch_two(wd, expect=2)
     assert all("already holds a run's metrics.jsonl but no checkpoint" in out for out in outs)
+
+
+def test_fsdp_over_a_model_axis_of_one_says_it_shards_nothing(caplog):
+    """``mesh.params=fsdp`` with ``mesh.model=1`` ran replicated without a word, and the report
+    still said fsdp: a warning names it (not on one device, where nothing is split either)."""
+    import logging
+
+    config = load_config(TOY, ["mesh.params=fsdp", "mesh.model=1"])
+    with caplog.at_level(logging.WARNING, logger="spectrax.train._loop"):
+        _, _, model, *_ = _setup(config, jax.devices()[:4])
+    assert any(
+        "shards nothing" in r.getMessage() and "4 devices" in r.getMessage() for r in caplog.records
+    )
+    leaf = jax.tree.leaves(eqx.filter(model, eqx.is_array))[0]
+    assert leaf.sharding.is_fully_replicated
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="spectrax.train._loop"):
+        _setup(config, jax.devices()[:1])
+        _setup(load_config(TOY, ["mesh.params=fsdp", "mesh.model=2"]), jax.devices()[:4])
+    assert not any("shards nothing" in r.getMessage() for r in caplog.records)
