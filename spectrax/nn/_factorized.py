@@ -50,6 +50,14 @@ TT ranks ``(1, r_1, ..., r_{k-1}, 1)``, or NumPy scalars / arrays of those."""
 def as_complex(pair: Float[Array, " 2 *rest"]) -> Complex[Array, "*rest"]:
     """``pair[0] + i pair[1]``: a complex array from its stacked real and imaginary parts
     (complex64 for float32 and half-precision parameters, complex128 for float64)."""
+    if pair.ndim == 0 or pair.shape[0] != 2:
+        # pair[1] of a size-1 axis is clamped to pair[0] (imag = real): a weight swapped in with
+        # eqx.tree_at at another shape ran silently
+        raise ValueError(
+            "a complex spectral weight is stored as real and imaginary parts on a first axis of "
+            f"2, (2, ...); got shape {pair.shape}. Replace weights with arrays of the shape "
+            "they had."
+        )
     if pair.dtype != jnp.float64:
         pair = pair.astype(jnp.float32)
     return jax.lax.complex(pair[0], pair[1])

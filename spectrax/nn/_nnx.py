@@ -56,6 +56,34 @@ def _frozen_leaves(module: Any, treedef: Any) -> list[bool]:
     return [m is True for m in treedef.flatten_up_to(frozen_param_mask(module))]
 
 
+class _Structure:
+    """The tree structure of a wrapped module, as a static attribute that survives
+    ``copy.deepcopy`` (of the wrapper or of an NNX model holding it) and ``pickle``. A bare
+    PyTreeDef of an Equinox module does not: its copy failed at the wrapper's first call with
+    "'_Missing' object is not subscriptable". A deep copy shares it (it is immutable); pickle
+    stores the module with placeholder leaves and takes its structure back."""
+
+    def __init__(self, treedef: Any):
+        self.treedef = treedef
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Structure) and self.treedef == other.treedef
+
+    def __hash__(self) -> int:
+        return hash(self.treedef)
+
+    def __deepcopy__(self, memo: dict) -> _Structure:
+        return self
+
+    def __reduce__(self):
+        skeleton = jax.tree_util.tree_unflatten(self.treedef, [0] * self.treedef.num_leaves)
+        return _structure_of, (skeleton,)
+
+
+def _structure_of(skeleton: Any) -> _Structure:
+    return _Structure(jax.tree_util.tree_structure(skeleton))
+
+
 class EqxToNNX(nnx.Module):
     """An Equinox module as a Flax NNX module: its arrays become NNX variables.
 
@@ -105,7 +133,7 @@ class EqxToNNX(nnx.Module):
         # them): the tree structure keeps them, and no Variable is left in a static attribute,
         # which NNX refuses ("Found data ... assigned to static attribute").
         leaves, treedef = jax.tree_util.tree_flatten(module)
-        self.treedef = treedef
+        self.treedef = _Structure(treedef)
         is_array = [eqx.is_array(x) for x in leaves]
         self.static = tuple(None if a else x for x, a in zip(leaves, is_array, strict=True))
         # An array the module holds fixed (behind stop_gradient) is a buffer whatever
@@ -135,7 +163,7 @@ class EqxToNNX(nnx.Module):
         """The wrapped Equinox module, with the current values of the NNX variables."""
         values = iter(v[...] for v in self.leaves)
         leaves = [next(values) if x is None else x for x in self.static]
-        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+        return jax.tree_util.tree_unflatten(self.treedef.treedef, leaves)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)

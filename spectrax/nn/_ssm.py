@@ -67,6 +67,13 @@ def _f32(x: Array) -> Array:
 
 
 def _to_complex(x: Array) -> Array:
+    if x.ndim == 0 or x.shape[-1] != 2:
+        # x[..., 1] of a size-1 axis is clamped to x[..., 0] (imag = real) and a third entry
+        # ignored: a parameter swapped in with eqx.tree_at at another shape ran silently
+        raise ValueError(
+            "a complex SSM parameter is stored as real and imaginary parts on a last axis of 2, "
+            f"(..., 2); got shape {x.shape}. Replace parameters with arrays of the shape they had."
+        )
     x = _f32(x)
     return jax.lax.complex(x[..., 0], x[..., 1])
 

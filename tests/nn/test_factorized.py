@@ -264,3 +264,14 @@ def test_rank_fraction_at_the_budget_boundary_and_the_rank_one_floor(key):
     assert make().num_params == 2
     assert make(factorization="cp", rank=0.1).num_params == 6 == 2 * (1 + 1 + 1)
     assert make(factorization="tucker", rank=0.1).num_params == 8 == 2 * (1 + 3)
+
+
+def test_a_weight_swapped_in_without_its_pair_axis_is_refused(library_errors):
+    """A ``(1, ...)`` array in place of the stacked (real, imag) pair was read as imag = real
+    (the index clamped) without a word."""
+    weight = DenseWeight((3, 2, 3), std=1.0, key=jax.random.key(0))
+    broken = eqx.tree_at(lambda w: w.weight, weight, weight.weight[:1])
+    with pytest.raises(
+        ValueError, match=r"first axis of 2, \(2, \.\.\.\); got shape \(1, 3, 2, 3\)"
+    ):
+        broken.complex()

@@ -515,3 +515,38 @@ def test_spectrax_loads_flax_only_when_a_model_uses_it():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+class _SSMThenFeatures(nnx.Module):
+    """An NNX model of two wrapped layers, at module level so that pickle finds its class."""
+
+    def __init__(self):
+        from spectrax.nn import S4D
+
+        self.ssm = EqxToNNX(S4D(3, 4, key=jax.random.key(1)))
+        self.fixed = EqxToNNX(FourierFeatures(3, 2, trainable=False, key=jax.random.key(2)))
+
+    def __call__(self, x):
+        return jax.vmap(self.fixed)(self.ssm(x))
+
+
+def test_a_wrapper_survives_deepcopy_and_pickle_alone_and_inside_a_model():
+    """The wrapper kept the PyTreeDef of its Equinox module as a static attribute; a deep copy
+    or an unpickled copy (of the wrapper, or of an NNX model holding it) failed at its first
+    call with "'_Missing' object is not subscriptable"."""
+    import copy
+    import pickle
+
+    model = _SSMThenFeatures()
+    x = jax.random.normal(jax.random.key(0), (5, 3))
+    want = model(x)
+    for copied in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        np.testing.assert_array_equal(copied(x), want)
+        kinds = [type(v) for v in copied.ssm.leaves] + [type(v) for v in copied.fixed.leaves]
+        assert kinds == [type(v) for v in model.ssm.leaves] + [type(v) for v in model.fixed.leaves]
+    alone = pickle.loads(pickle.dumps(model.ssm))
+    np.testing.assert_array_equal(alone(x), model.ssm(x))
+    # a copy is independent: training the original leaves it unchanged
+    copied = copy.deepcopy(model)
+    model.ssm.leaves[0][...] = model.ssm.leaves[0][...] + 1.0
+    np.testing.assert_array_equal(copied(x), want)

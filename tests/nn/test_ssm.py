@@ -888,3 +888,16 @@ def test_s4_takes_init_as_s4d_and_s5_do(key):
     for layer in ("s4", "s4d", "s5"):
         kw = {"init": "legs"} if layer != "s5" else {"init": "hippo"}
         SSMSequenceModel(3, 2, 8, 1, layer=layer, state_size=8, layer_kwargs=kw, key=key)
+
+
+@pytest.mark.parametrize("cut", [slice(0, 1), slice(0, 3)], ids=["one", "three"])
+def test_a_complex_parameter_swapped_in_at_another_shape_is_refused(cut):
+    """``eqx.tree_at`` putting a ``(..., 1)`` or ``(..., 3)`` array where a ``(..., 2)``
+    (real, imag) pair was ran silently: a size-1 axis was read as both parts (the index
+    clamped), a third entry ignored."""
+    layer = S4D(3, 8, key=jax.random.key(0))
+    pair = jnp.concatenate([layer.B, layer.B], -1)[..., cut]
+    with pytest.raises(
+        ValueError, match=r"last axis of 2, \(\.\.\., 2\); got shape \(3, 4, [13]\)"
+    ):
+        eqx.tree_at(lambda m: m.B, layer, pair)(jnp.ones((8, 3)))
