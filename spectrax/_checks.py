@@ -4,12 +4,18 @@ Errors name the argument, what it got and what it expected."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+import types
+import typing
 from collections.abc import Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jaxtyping
 import numpy as np
 
 
@@ -325,3 +331,187 @@ def check_key(name: str, key: Any) -> None:
             f"`{name}` must be a single PRNG key; got raw uint32 key data of shape {key.shape} "
             "(one key is (2,) for jax.random.PRNGKey). For a batch, jax.vmap over the keys."
         )
+
+
+def check_parameters(*modules: Any) -> None:
+    """Raise ValueError unless every array field of each module still fits its jaxtyping
+    annotation, with the dimension names bound consistently across the fields in declaration
+    order (``H`` is one size in ``D: " H"`` and ``B: "H M 2"``); for Equinox's own
+    ``eqx.nn.Linear`` and ``eqx.nn.LayerNorm`` (no shape annotations), the shapes their static
+    fields give.
+
+    A layer's constructor sets its parameters' shapes; a parameter swapped in later with
+    ``eqx.tree_at`` (or taken from another layer) skips it. A wrong shape that broadcasts (a
+    bias of shape ``(1,)``, a scalar skip weight) gave a silently different layer, others a
+    bare IndexError or a shape error inside JAX. Called by every layer's forward pass: at trace
+    time under ``jax.jit``, on each eager call otherwise (about 100 us for a new set of field
+    shapes and dtypes, a few us for one that passed before). Elements of a tuple field
+    (per-factor weights, per-layer biases: their sizes differ) are each checked on their own.
+    The sizes are checked against each other, not against the layer's static fields. A layer
+    whose parameters another reads directly (``ChannelMLP``'s two ``PointwiseLinear``) is
+    checked by that one."""
+    for module in modules:
+        if isinstance(module, (eqx.nn.Linear, eqx.nn.LayerNorm)):
+            _check_equinox_layer(module)
+        else:
+            _check_parameters(module)
+
+
+def _check_equinox_layer(layer: Any) -> None:
+    if isinstance(layer, eqx.nn.Linear):
+        out, inp = (() if n == "scalar" else (n,) for n in (layer.out_features, layer.in_features))
+        sizes = f"out_features={layer.out_features}, in_features={layer.in_features}"
+        expected = {"weight": out + inp, "bias": out if layer.use_bias else None}
+    else:
+        sizes = f"shape={layer.shape}"
+        expected = {
+            "weight": layer.shape if layer.use_weight else None,
+            "bias": layer.shape if layer.use_bias else None,
+        }
+    for name, shape in expected.items():
+        value = getattr(layer, name)
+        got = getattr(value, "shape", None)
+        dtype = getattr(value, "dtype", None)
+        fits = (
+            value is None
+            if shape is None
+            else got is not None and tuple(got) == shape and jnp.issubdtype(dtype, jnp.inexact)
+        )
+        if not fits:
+            want = "None" if shape is None else f"a floating-point array of shape {shape}"
+            raise ValueError(
+                f"`{type(layer).__name__}.{name}` does not fit the layer: got "
+                f"{_value_words(value)}; expected {want} ({sizes}). A parameter replaced with "
+                "`eqx.tree_at` must keep the shape the constructor gave it; build a new layer "
+                "for other sizes."
+            )
+
+
+def _check_parameters(module: Any) -> None:
+    fields = _parameter_annotations(type(module))
+    if not fields:
+        return
+    # the shapes and dtypes passed before: jaxtyping's check takes about 100 us, an eager
+    # recurrent step a few hundred
+    signature = (type(module), *(_signature(getattr(module, name)) for name, _ in fields))
+    if signature in _FITTING:
+        return
+    abstract = lambda leaf: isinstance(leaf, jax.ShapeDtypeStruct)  # noqa: E731
+    if any(map(abstract, jax.tree.leaves(module))):
+        # an abstract module (eqx.filter_eval_shape of a constructor): jaxtyping checks
+        # arrays, so its fields are checked as the tracers of an abstract evaluation
+        dynamic, static = eqx.partition(module, abstract)
+        jax.eval_shape(lambda d: _check_fields(eqx.combine(d, static), fields), dynamic)
+    else:
+        _check_fields(module, fields)
+    if len(_FITTING) >= 4096:
+        _FITTING.clear()
+    _FITTING.add(signature)
+
+
+_FITTING: set[tuple] = set()
+
+
+def _signature(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple(map(_signature, value))
+    return type(value), getattr(value, "shape", None), getattr(value, "dtype", None)
+
+
+@jaxtyping.jaxtyped(typechecker=None)
+def _check_fields(module: Any, fields: tuple[tuple[str, Any], ...]) -> None:
+    checked = []
+    for name, annotation in fields:
+        value = getattr(module, name)
+        if not _fits(value, annotation):
+            before = (
+                f", its sizes agreeing with the fields before it ({', '.join(checked)})"
+                if checked
+                else ""
+            )
+            raise ValueError(
+                f"`{type(module).__name__}.{name}` does not fit the layer: got "
+                f"{_value_words(value)}; expected {_annotation_words(annotation)}{before}. A "
+                "parameter replaced with `eqx.tree_at` must keep the shape the constructor gave "
+                "it; build a new layer for other sizes."
+            )
+        checked.append(f"{name} {_value_words(value)}")
+
+
+def _value_words(value: Any) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, tuple):
+        inner = ", ".join(_value_words(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is None or dtype is None:
+        return _describe(value)
+    return f"{jnp.dtype(dtype).name}{list(shape)}"
+
+
+def _annotation_words(annotation: Any) -> str:
+    """``float["H M 2"] | None`` style text of a field's annotation."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_annotation_words(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "None"
+    if typing.get_origin(annotation) is tuple:
+        args = typing.get_args(annotation)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a tuple of {_annotation_words(args[0])}"
+        return "a tuple (" + ", ".join(_annotation_words(a) for a in args) + ")"
+    if _is_array_type(annotation):
+        kind = getattr(annotation.dtype, "__name__", "Shaped")
+        return f"{kind}[Array, {annotation.dim_str!r}]"
+    return repr(annotation)
+
+
+# not wrapped by the test suite's jaxtyping import hook: its own memo would unbind the sizes
+# between fields
+@typing.no_type_check
+def _fits(value: Any, annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if typing.get_origin(annotation) is tuple:
+        args = typing.get_args(annotation)
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            args = (args[0],) * len(value)
+        return len(args) == len(value) and all(map(_fits_alone, value, args))
+    if _is_array_type(annotation):
+        return isinstance(value, annotation)
+    return True  # not a parameter annotation (never reached: see _parameter_annotations)
+
+
+@jaxtyping.jaxtyped(typechecker=None)
+def _fits_alone(value: Any, annotation: Any) -> bool:
+    """``_fits`` with dimension names of its own (a tuple element)."""
+    return _fits(value, annotation)
+
+
+def _is_array_type(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, jaxtyping.AbstractArray)
+
+
+def _mentions_array_type(annotation: Any) -> bool:
+    return _is_array_type(annotation) or any(
+        _mentions_array_type(a) for a in typing.get_args(annotation)
+    )
+
+
+@functools.cache
+def _parameter_annotations(cls: type) -> tuple[tuple[str, Any], ...]:
+    """``(name, annotation)`` of ``cls``'s non-static dataclass fields annotated with jaxtyping
+    array types (alone, in a union, or in a tuple), in declaration order."""
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        (f.name, hints[f.name])
+        for f in dataclasses.fields(cls)
+        if not f.metadata.get("static", False)
+        and f.name in hints
+        and _mentions_array_type(hints[f.name])
+    )

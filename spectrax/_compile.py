@@ -8,7 +8,9 @@ module method in :func:`equinox.filter_jit` (arrays traced, everything else stat
 ``diffeqsolve`` is: under an outer ``jax.jit`` it is inlined, so a jitted training step compiles
 the same program as before; ``jax.disable_jit()`` turns it off for debugging.
 
-Checks that need concrete values (an all-False mask, a non-positive step) are made by the
+The module's own array fields are checked against their annotations first
+(:func:`~spectrax._checks.check_parameters`: a parameter swapped in at another shape). Checks
+that need concrete values (an all-False mask, a non-positive step) are made by the
 ``precheck`` given, on the raw arguments before tracing; the method's own checks of shapes and
 dtypes run at trace time, with the same messages.
 """
@@ -23,6 +25,8 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from spectrax._checks import check_parameters
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -35,6 +39,7 @@ def compiled_call(method: F | None = None, *, precheck: Callable[..., None] | No
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):
+        check_parameters(self)
         if precheck is not None:
             precheck(self, *args, **kwargs)
         # NumPy integer scalars are sizes (an out_shape built with NumPy arithmetic):

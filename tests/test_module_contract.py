@@ -17,6 +17,7 @@ jitted program per case keeps the sweep fast.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -304,3 +305,60 @@ def test_blocks_keep_the_input_dtype_with_other_parameter_dtypes():
     for name, y in apply(x).items():
         assert y.dtype == jnp.float32, f"{name}: output {y.dtype}, expected float32"
         assert bool(jnp.all(jnp.isfinite(y))), name
+
+
+def _field_of(path) -> str:
+    """The field a leaf's path ends in (past a tuple index: per-layer weights)."""
+    return [k.name for k in path if isinstance(k, jax.tree_util.GetAttrKey)][-1]
+
+
+# NNXToEqx holds an NNX module's state, whose shapes are Flax's to check
+@pytest.mark.parametrize("name", sorted(n for n in CASES if n != "NNXToEqx"))
+def test_every_parameter_swapped_in_at_another_shape_is_named(name):
+    """Each parameter replaced (``eqx.tree_at``) by a scalar of its dtype, a shape that
+    broadcasts against most (a scalar skip weight ran as one weight for every channel, others
+    failed in an IndexError or inside JAX), is refused on the call, naming the field and what
+    it got. Checked abstractly: the error comes at trace time."""
+    case = CASES[name]
+    module = case.build(jax.random.key(0))
+    x = jnp.zeros((2, 1) if case.shape is None else case.shape, jnp.float32)
+    leaves = jax.tree_util.tree_leaves_with_path(_params(module))
+    for path, leaf in leaves:
+        where = lambda m, path=path: functools.reduce(_step_into, path, m)  # noqa: E731
+        broken = eqx.tree_at(where, module, jnp.zeros((), leaf.dtype))
+        with pytest.raises(
+            ValueError,
+            match=rf"`\w+\.{_field_of(path)}` does not fit the layer: got \(?[^;]*{leaf.dtype}\[\]",
+        ):
+            eqx.filter_eval_shape(case.call, broken, x)
+
+
+def _step_into(node, key):
+    if isinstance(key, jax.tree_util.GetAttrKey):
+        return getattr(node, key.name)
+    return node[key.idx]
+
+
+def test_a_parameter_that_broadcasts_is_refused_and_one_of_the_same_shape_is_not():
+    """A ``(1,)`` bias or skip weight broadcast over the channels without a word; the same
+    shape in another dtype (a half-precision policy) or with other values passes, as does an
+    ensemble built and called under ``eqx.filter_vmap`` (per-member shapes at trace time)."""
+    key = jax.random.key(0)
+    layer = nn.PointwiseLinear(3, 4, key=key)
+    x = jnp.ones((3, 5))
+    with pytest.raises(ValueError, match=r"`PointwiseLinear.bias` .* got float32\[1\]"):
+        eqx.tree_at(lambda m: m.bias, layer, jnp.ones((1,)))(x)
+    s4d = S4D(4, 8, key=key)
+    with pytest.raises(ValueError, match=r"`S4D.D` .* got float32\[1\]; expected .*'H'"):
+        eqx.tree_at(lambda m: m.D, s4d, jnp.ones((1,)))(jnp.ones((6, 4)))
+    half = eqx.tree_at(lambda m: m.weight, layer, layer.weight.astype(jnp.bfloat16))
+    assert half(x).shape == (4, 5)
+    np.testing.assert_allclose(
+        eqx.tree_at(lambda m: m.D, s4d, 2 * s4d.D)(jnp.ones((6, 4))) - s4d(jnp.ones((6, 4))),
+        np.broadcast_to(np.asarray(s4d.D), (6, 4)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    ensemble = eqx.filter_vmap(lambda k: S4D(4, 8, key=k))(jax.random.split(key, 3))
+    out = eqx.filter_vmap(lambda m: m(jnp.ones((6, 4))))(ensemble)
+    assert out.shape == (3, 6, 4)

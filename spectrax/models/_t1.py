@@ -20,6 +20,7 @@ from spectrax._checks import (
     check_float_dtype,
     check_grid_shape,
     check_key,
+    check_parameters,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -320,6 +321,7 @@ class T1Layer(eqx.Module):
     def __call__(self, z: Complex[Array, "W M"] | Float[Array, "W M"], act) -> Array:
         """Apply the layer to the kept spectrum ``z`` ``(W, M)`` (complex for a complex layer,
         real floating point for a real one); ``act`` is a real activation."""
+        check_parameters(self)
         want = self.channel_weight.shape[-3:-1][:1] + self.channel_weight.shape[-1:]
         kind = "complex" if self.is_complex else "real floating-point"
         ok_dtype = jnp.iscomplexobj(z) if self.is_complex else jnp.issubdtype(z.dtype, jnp.floating)

@@ -19,6 +19,7 @@ from spectrax._checks import (
     as_jax,
     check_float_dtype,
     check_inexact,
+    check_parameters,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -260,6 +261,7 @@ class AFNOMixer(eqx.Module):
         )
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
+        check_parameters(self)
         check_real_float("x", x)
         check_field("x", x, self.channels, self.num_spatial_dims)
         check_grid("the input", x.shape[1:], self.modes)

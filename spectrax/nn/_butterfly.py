@@ -20,6 +20,7 @@ from spectrax._checks import (
     check_choice,
     check_inexact,
     check_key,
+    check_parameters,
     check_x64_dtype,
     compute_dtype,
 )
@@ -176,6 +177,7 @@ class Butterfly(eqx.Module):
     def as_twiddle(self) -> Inexact[Array, "K M 2 2"]:
         """The twiddle for :func:`~spectrax.transforms.butterfly_multiply`: real, or complex
         (complex64; complex128 for float64 parameters)."""
+        check_parameters(self)
         return as_complex(self.twiddle) if self.complex else self.twiddle
 
     def to_dense(self) -> Inexact[Array, "n n"]:

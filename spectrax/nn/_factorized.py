@@ -37,6 +37,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 from spectrax._checks import (
     check_float_dtype,
     check_key,
+    check_parameters,
     check_positive_float,
     check_positive_int,
 )
@@ -346,6 +347,7 @@ class DenseWeight(eqx.Module):
         self.weight = complex_normal(key, _weight_shape(shape), std, dtype)
 
     def complex(self) -> Complex[Array, "C_out C_in *kept"]:
+        check_parameters(self)
         return as_complex(self.weight)
 
     @property
@@ -396,6 +398,7 @@ class TuckerWeight(eqx.Module):
         return tuple(self.core.shape[1:])
 
     def complex(self) -> Complex[Array, "C_out C_in *kept"]:
+        check_parameters(self)
         return tucker_reconstruct(as_complex(self.core), [as_complex(f) for f in self.factors])
 
     @property
@@ -451,6 +454,7 @@ class CPWeight(eqx.Module):
         return int(self.factors[0].shape[-1])
 
     def complex(self) -> Complex[Array, "C_out C_in *kept"]:
+        check_parameters(self)
         return cp_reconstruct([as_complex(f) for f in self.factors])
 
     @property
@@ -516,6 +520,7 @@ class TTWeight(eqx.Module):
         return (1, *(int(g.shape[-1]) for g in self.cores))
 
     def complex(self) -> Complex[Array, "C_out C_in *kept"]:
+        check_parameters(self)
         return tt_reconstruct([as_complex(g) for g in self.cores])
 
     @property

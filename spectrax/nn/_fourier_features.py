@@ -21,6 +21,7 @@ from spectrax._checks import (
     check_bool,
     check_float_dtype,
     check_key,
+    check_parameters,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -172,6 +173,7 @@ class FourierFeatures(eqx.Module):
 
     def __call__(self, x: Float[Array, " D"]) -> Float[Array, " E"]:
         """``(D,) -> (2F,)``: cosines then sines; batch with ``jax.vmap``."""
+        check_parameters(self)
         check_real_float("x", x)
         if x.shape != (self.in_features,):
             raise ValueError(

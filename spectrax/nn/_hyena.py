@@ -23,6 +23,7 @@ from spectrax._checks import (
     check_choice,
     check_float_dtype,
     check_key,
+    check_parameters,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -399,6 +400,7 @@ class HyenaFilter(eqx.Module):
 
     def __call__(self, length: int) -> Float[Array, "H L"]:
         """The filters at ``t_0 .. t_{length-1}``, ``(channels, length)``, ``length <= max_len``."""
+        check_parameters(self)
         length = self._check_length(length)
         dtype = compute_dtype(self.out_weight.dtype)
         _, z = _positions(length, self.max_len, self.num_frequencies, dtype)

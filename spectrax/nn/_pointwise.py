@@ -16,6 +16,7 @@ from spectrax._checks import (
     check_bool,
     check_float_dtype,
     check_key,
+    check_parameters,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -159,6 +160,7 @@ class PointwiseLinear(eqx.Module):
         )
 
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
+        check_parameters(self)
         check_channel_field(x, self.in_channels)
         return pointwise_linear(x, self.weight, self.bias)
 
@@ -184,6 +186,7 @@ class SoftGating(eqx.Module):
         self.weight = jnp.ones((channels,), check_float_dtype("dtype", dtype))
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
+        check_parameters(self)
         check_channel_field(x, self.weight.shape[0])
         dtype = module_compute_dtype(x.dtype, self.weight.dtype)
         return x.astype(dtype) * self.weight.astype(dtype).reshape((-1,) + (1,) * (x.ndim - 1))
@@ -227,6 +230,7 @@ class ChannelMLP(eqx.Module):
         self.activation = get_activation(activation)
 
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
+        check_parameters(self.fc1, self.fc2)  # read here, not through their calls
         check_channel_field(x, self.fc1.in_channels)
         # Channels minor throughout, so the wide hidden layer is never transposed.
         h = jnp.moveaxis(x.astype(module_compute_dtype(x.dtype, self.fc1.weight.dtype)), 0, -1)
@@ -265,6 +269,7 @@ class ChannelLayerNorm(eqx.Module):
         self.shift = jnp.zeros((channels,), dtype)
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
+        check_parameters(self)
         check_channel_field(x, self.scale.shape[0])
         x = as_jax(x)  # NumPy float64 without x64: JAX's float32, no truncation warning
         # in bfloat16, the statistics and x - mean cost digits on a field with a mean offset
@@ -319,6 +324,7 @@ class GroupNorm(eqx.Module):
         self.shift = jnp.zeros((channels,), dtype)
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
+        check_parameters(self)
         check_channel_field(x, self.scale.shape[0])
         x = as_jax(x)  # NumPy float64 without x64: JAX's float32, no truncation warning
         if x.size == self.groups:

@@ -19,6 +19,7 @@ from spectrax._checks import (
     check_bool,
     check_float_dtype,
     check_key,
+    check_parameters,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -219,6 +220,7 @@ class SineLayer(eqx.Module):
         )
 
     def __call__(self, x: Float[Array, " D_in"]) -> Float[Array, " D_out"]:
+        check_parameters(self)
         check_real_float("x", x)
         if x.shape != (self.in_features,):
             raise ValueError(
@@ -298,6 +300,7 @@ class Siren(eqx.Module):
         )
 
     def __call__(self, x: Float[Array, " D"]) -> Float[Array, " O"]:
+        check_parameters(self)
         check_real_float("x", x)
         if x.shape != (self.in_features,):
             raise ValueError(

@@ -15,6 +15,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from spectrax._checks import (
     as_jax,
     check_float_dtype,
+    check_parameters,
     check_positive_int,
     check_real_float,
     compute_dtype,
@@ -163,4 +164,5 @@ class SphericalConv(eqx.Module):
     def __call__(
         self, x: Float[Array, "C_in nlat nlon"], output_shape: tuple[int, int] | None = None
     ) -> Float[Array, "C_out nlat_out nlon_out"]:
+        check_parameters(self)
         return spherical_conv(x, self.weight, output_shape)

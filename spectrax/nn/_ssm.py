@@ -25,6 +25,7 @@ from spectrax._checks import (
     check_choice,
     check_float_dtype,
     check_key,
+    check_parameters,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -440,6 +441,7 @@ class S4D(eqx.Module):
 
     def discrete(self) -> tuple[Complex[Array, "H M"], Complex[Array, "H M"]]:
         """``(Λ̄, B̄)``, each ``(H, N // 2)``."""
+        check_parameters(self)
         lam = jax.lax.complex(-jnp.exp(_f32(self.log_Lambda_re)), _f32(self.Lambda_im))
         lam_bar, gamma = discretize_diagonal(lam, jnp.exp(_f32(self.log_dt))[:, None], self.disc)
         return lam_bar, gamma * _to_complex(self.B)
@@ -632,6 +634,7 @@ class S4(eqx.Module):
 
     def discrete(self) -> tuple[Complex[Array, "H N N"], Complex[Array, "H N"]]:
         """Per-channel ``(Ā, B̄)``: ``(H, N, N)`` and ``(H, N)``."""
+        check_parameters(self)
         a, b = self.continuous()
         h, n = self.channels, self.state_size
         a_bar, b_bar = discretize_dense(
@@ -864,6 +867,7 @@ class S5(eqx.Module):
     ) -> tuple[Complex[Array, "T M"], Complex[Array, "T M"]]:
         """``(Λ̄, γ)`` with ``B̄ = γ[:, None] * B``: ``(1, P/2)``, or ``(L, P/2)`` when the
         per-step scale ``dt`` (the step at time ``k`` is ``exp(log_dt) * dt[k]``) is given."""
+        check_parameters(self)
         lam = jax.lax.complex(-jnp.exp(_f32(self.log_Lambda_re)), _f32(self.Lambda_im))
         step = jnp.exp(_f32(self.log_dt))[None, :]
         if dt is not None:
@@ -958,6 +962,7 @@ class S5(eqx.Module):
         Computes in float64 for a float64 ``x_t``, as ``__call__`` (the state keeps
         :meth:`init_state`'s dtype). An eager call is one compiled program, as ``__call__``
         (``dt`` checked first, then traced: a new value is not a new compilation)."""
+        check_parameters(self)
         if dt is not None:
             dt = _check_dt_steps(dt, (), "a scalar")
         return self._compiled_step(x_t, state, dt)

@@ -272,6 +272,8 @@ def test_a_weight_swapped_in_without_its_pair_axis_is_refused(library_errors):
     weight = DenseWeight((3, 2, 3), std=1.0, key=jax.random.key(0))
     broken = eqx.tree_at(lambda w: w.weight, weight, weight.weight[:1])
     with pytest.raises(
-        ValueError, match=r"first axis of 2, \(2, \.\.\.\); got shape \(1, 3, 2, 3\)"
+        ValueError,
+        match=r"`DenseWeight.weight` does not fit the layer: got float32\[1, 3, 2, 3\]; "
+        r"expected Float\[Array, '2 C_out C_in \*kept'\]\. A parameter replaced",
     ):
         broken.complex()
