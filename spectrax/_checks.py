@@ -347,7 +347,8 @@ def check_parameters(*modules: Any) -> None:
     time under ``jax.jit``, on each eager call otherwise (about 100 us for a new set of field
     shapes and dtypes, a few us for one that passed before). Elements of a tuple field
     (per-factor weights, per-layer biases: their sizes differ) are each checked on their own.
-    The sizes are checked against each other, not against the layer's static fields. A layer
+    The sizes are checked against each other and, for a layer whose class lists them in
+    ``parameter_dims`` (``{"H": "channels"}``), against its static fields first. A layer
     whose parameters another reads directly (``ChannelMLP``'s two ``PointwiseLinear``) is
     checked by that one."""
     for module in modules:
@@ -393,7 +394,12 @@ def _check_parameters(module: Any) -> None:
         return
     # the shapes and dtypes passed before: jaxtyping's check takes about 100 us, an eager
     # recurrent step a few hundred
-    signature = (type(module), *(_signature(getattr(module, name)) for name, _ in fields))
+    bound = {dim: getattr(module, attr) for dim, attr in _bound_dims(type(module)).items()}
+    signature = (
+        type(module),
+        tuple(bound.items()),
+        *(_signature(getattr(module, name)) for name, _ in fields),
+    )
     if signature in _FITTING:
         return
     abstract = lambda leaf: isinstance(leaf, jax.ShapeDtypeStruct)  # noqa: E731
@@ -401,9 +407,9 @@ def _check_parameters(module: Any) -> None:
         # an abstract module (eqx.filter_eval_shape of a constructor): jaxtyping checks
         # arrays, so its fields are checked as the tracers of an abstract evaluation
         dynamic, static = eqx.partition(module, abstract)
-        jax.eval_shape(lambda d: _check_fields(eqx.combine(d, static), fields), dynamic)
+        jax.eval_shape(lambda d: _check_fields(eqx.combine(d, static), fields, bound), dynamic)
     else:
-        _check_fields(module, fields)
+        _check_fields(module, fields, bound)
     if len(_FITTING) >= 4096:
         _FITTING.clear()
     _FITTING.add(signature)
@@ -418,16 +424,29 @@ def _signature(value: Any) -> Any:
     return type(value), getattr(value, "shape", None), getattr(value, "dtype", None)
 
 
+def _bound_dims(cls: type) -> dict[str, str]:
+    """``{dimension name: static field}`` of a layer whose sizes its configuration gives (its
+    ``parameter_dims``), so a parameter is checked against it and not only against the other
+    parameters (a lone per-channel weight has none to agree with)."""
+    return getattr(cls, "parameter_dims", {})
+
+
+@functools.cache
+def _size_type(dim: str) -> Any:
+    return jaxtyping.Shaped[np.ndarray, dim]
+
+
 @jaxtyping.jaxtyped(typechecker=None)
-def _check_fields(module: Any, fields: tuple[tuple[str, Any], ...]) -> None:
-    checked = []
+def _check_fields(module: Any, fields: tuple[tuple[str, Any], ...], bound: dict[str, int]) -> None:
+    for dim, size in bound.items():  # bind the configured sizes first
+        if not isinstance(np.empty((size,), np.int8), _size_type(dim)):
+            raise AssertionError(f"{type(module).__name__}.parameter_dims binds {dim} twice")
+    checked = [f"{_bound_dims(type(module))[dim]}={size}" for dim, size in bound.items()]
     for name, annotation in fields:
         value = getattr(module, name)
         if not _fits(value, annotation):
             before = (
-                f", its sizes agreeing with the fields before it ({', '.join(checked)})"
-                if checked
-                else ""
+                f", its sizes agreeing with the layer's ({', '.join(checked)})" if checked else ""
             )
             raise ValueError(
                 f"`{type(module).__name__}.{name}` does not fit the layer: got "

@@ -351,6 +351,19 @@ def test_a_parameter_that_broadcasts_is_refused_and_one_of_the_same_shape_is_not
     s4d = S4D(4, 8, key=key)
     with pytest.raises(ValueError, match=r"`S4D.D` .* got float32\[1\]; expected .*'H'"):
         eqx.tree_at(lambda m: m.D, s4d, jnp.ones((1,)))(jnp.ones((6, 4)))
+    # checked against the configuration too: a lone weight has no other parameter to agree
+    # with, and parameters swapped together agree with each other
+    features = FourierFeatures(2, 4, sigma=1.0, trainable=True, key=key)
+    with pytest.raises(
+        ValueError, match=r"`FourierFeatures.B` .* got float32\[1, 2\].*\(num_features=4, in_"
+    ):
+        eqx.tree_at(lambda m: m.B, features, features.B[:1])(jnp.ones(2))
+    fields = lambda m: (m.log_Lambda_re, m.Lambda_im, m.B, m.C, m.D, m.log_dt)  # noqa: E731
+    narrower = eqx.tree_at(fields, s4d, tuple(p[:2] for p in fields(s4d)))
+    with pytest.raises(
+        ValueError, match=r"`S4D.log_Lambda_re` .* got float32\[2, 4\].*\(channels=4\)"
+    ):
+        narrower(jnp.ones((6, 4)))
     half = eqx.tree_at(lambda m: m.weight, layer, layer.weight.astype(jnp.bfloat16))
     assert half(x).shape == (4, 5)
     np.testing.assert_allclose(

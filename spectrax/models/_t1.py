@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -429,6 +430,7 @@ class TransformOnce(eqx.Module):
     in_scale: tuple[tuple[float, ...], ...] | None = eqx.field(static=True)
     out_scale: tuple[tuple[float, ...], ...] | None = eqx.field(static=True)
     transform: str = eqx.field(static=True)
+    parameter_dims: ClassVar[dict[str, str]] = {"Ci": "in_channels", "Co": "out_channels"}
 
     def __init__(
         self,

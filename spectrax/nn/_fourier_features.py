@@ -9,6 +9,7 @@ Neural Radiance Fields for View Synthesis".
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -149,6 +150,7 @@ class FourierFeatures(eqx.Module):
     num_features: int = eqx.field(static=True)
     sigma: float = eqx.field(static=True)
     trainable: bool = eqx.field(static=True)
+    parameter_dims: ClassVar[dict[str, str]] = {"F": "num_features", "D": "in_features"}
 
     def __init__(
         self,

@@ -334,6 +334,7 @@ class HyenaFilter(eqx.Module):
     decay_max: float = eqx.field(static=True)
     shift: float = eqx.field(static=True)
     ssm_params: ClassVar[frozenset[str]] = frozenset({"weights", "biases", "out_weight", "omega"})
+    parameter_dims: ClassVar[dict[str, str]] = {"H": "channels"}
 
     def __init__(
         self,
@@ -483,6 +484,7 @@ class HyenaOperator(eqx.Module):
     order: int = eqx.field(static=True)
     layout: str = eqx.field(static=True)
     impl: str = eqx.field(static=True)
+    parameter_dims: ClassVar[dict[str, str]] = {"H": "d_model"}
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -140,6 +141,7 @@ class PointwiseLinear(eqx.Module):
     bias: Float[Array, " C_out"] | None
     in_channels: int = eqx.field(static=True)
     out_channels: int = eqx.field(static=True)
+    parameter_dims: ClassVar[dict[str, str]] = {"C_out": "out_channels", "C_in": "in_channels"}
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -193,6 +194,7 @@ class SineLayer(eqx.Module):
     out_features: int = eqx.field(static=True)
     omega_0: float = eqx.field(static=True)
     is_first: bool = eqx.field(static=True)
+    parameter_dims: ClassVar[dict[str, str]] = {"D_out": "out_features", "D_in": "in_features"}
 
     def __init__(
         self,
@@ -256,6 +258,7 @@ class Siren(eqx.Module):
     final_bias: Float[Array, " O"]
     in_features: int = eqx.field(static=True)
     out_features: int = eqx.field(static=True)
+    parameter_dims: ClassVar[dict[str, str]] = {"O": "out_features"}
 
     def __init__(
         self,

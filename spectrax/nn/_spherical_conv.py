@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -144,6 +145,7 @@ class SphericalConv(eqx.Module):
     in_channels: int = eqx.field(static=True)
     out_channels: int = eqx.field(static=True)
     l_max: int = eqx.field(static=True)
+    parameter_dims: ClassVar[dict[str, str]] = {"C_out": "out_channels", "C_in": "in_channels"}
 
     def __init__(
         self,

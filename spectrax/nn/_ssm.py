@@ -378,6 +378,7 @@ class S4D(eqx.Module):
     mode: str = eqx.field(static=True)
     bidirectional: bool = eqx.field(static=True)
     ssm_params: ClassVar[frozenset[str]] = frozenset({"log_Lambda_re", "Lambda_im", "B", "log_dt"})
+    parameter_dims: ClassVar[dict[str, str]] = {"H": "channels"}
 
     def __init__(
         self,
@@ -564,6 +565,7 @@ class S4(eqx.Module):
     ssm_params: ClassVar[frozenset[str]] = frozenset(
         {"log_Lambda_re", "Lambda_im", "P", "B", "log_dt"}
     )
+    parameter_dims: ClassVar[dict[str, str]] = {"H": "channels"}
 
     def __init__(
         self,
@@ -795,6 +797,7 @@ class S5(eqx.Module):
     mode: str = eqx.field(static=True)
     bidirectional: bool = eqx.field(static=True)
     ssm_params: ClassVar[frozenset[str]] = frozenset({"log_Lambda_re", "Lambda_im", "B", "log_dt"})
+    parameter_dims: ClassVar[dict[str, str]] = {"H": "channels"}
 
     def __init__(
         self,
