@@ -436,8 +436,16 @@ def _size_type(dim: str) -> Any:
     return jaxtyping.Shaped[np.ndarray, dim]
 
 
-@jaxtyping.jaxtyped(typechecker=None)
 def _check_fields(module: Any, fields: tuple[tuple[str, Any], ...], bound: dict[str, int]) -> None:
+    # a memo of dimension sizes of its own (the context form: the decorator's is switched
+    # off with the rest of jaxtyping by JAXTYPING_DISABLE in jaxtyping 0.3.2)
+    with jaxtyping.jaxtyped("context"):
+        _check_fields_in_memo(module, fields, bound)
+
+
+def _check_fields_in_memo(
+    module: Any, fields: tuple[tuple[str, Any], ...], bound: dict[str, int]
+) -> None:
     for dim, size in bound.items():  # bind the configured sizes first
         if not isinstance(np.empty((size,), np.int8), _size_type(dim)):
             raise AssertionError(f"{type(module).__name__}.parameter_dims binds {dim} twice")
@@ -486,8 +494,8 @@ def _annotation_words(annotation: Any) -> str:
     return repr(annotation)
 
 
-# not wrapped by the test suite's jaxtyping import hook: its own memo would unbind the sizes
-# between fields
+# not given a memo of its own by the test suite's jaxtyping import hook: that would unbind
+# the sizes between fields
 @typing.no_type_check
 def _fits(value: Any, annotation: Any) -> bool:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -506,10 +514,10 @@ def _fits(value: Any, annotation: Any) -> bool:
     return True  # not a parameter annotation (never reached: see _parameter_annotations)
 
 
-@jaxtyping.jaxtyped(typechecker=None)
 def _fits_alone(value: Any, annotation: Any) -> bool:
     """``_fits`` with dimension names of its own (a tuple element)."""
-    return _fits(value, annotation)
+    with jaxtyping.jaxtyped("context"):
+        return _fits(value, annotation)
 
 
 def _is_array_type(annotation: Any) -> bool:
