@@ -510,8 +510,16 @@ def _fits(value: Any, annotation: Any) -> bool:
             args = (args[0],) * len(value)
         return len(args) == len(value) and all(map(_fits_alone, value, args))
     if _is_array_type(annotation):
+        if isinstance(value, (np.ndarray, np.generic)):  # jax.device_get of a layer
+            return isinstance(value, _numpy_type(annotation))
         return isinstance(value, annotation)
     return True  # not a parameter annotation (never reached: see _parameter_annotations)
+
+
+@functools.cache
+def _numpy_type(annotation: Any) -> Any:
+    """The NumPy twin of a ``Float[jax.Array, "..."]`` annotation: the same dtypes and dims."""
+    return annotation.dtype[np.ndarray, annotation.dim_str]
 
 
 def _fits_alone(value: Any, annotation: Any) -> bool:

@@ -31,6 +31,7 @@ from flax import nnx
 
 import spectrax.models as models
 import spectrax.nn as nn
+from spectrax._checks import check_parameters
 from spectrax.models import (
     AFNO,
     FNO,
@@ -160,13 +161,18 @@ for _name in (
     CASES[_name] = Case(CASES[_name].build, None, lambda m, _: m.complex())
 
 
-def _module_types(tree) -> set[type]:
-    found = {type(tree)} if isinstance(tree, eqx.Module) else set()
+def _submodules(tree) -> list:
+    """``tree`` and every Equinox module inside it."""
+    found = [tree] if isinstance(tree, eqx.Module) else []
     children = jax.tree.leaves(tree, is_leaf=lambda x: x is not tree and isinstance(x, eqx.Module))
     for child in children:
         if isinstance(child, eqx.Module):
-            found |= _module_types(child)
+            found += _submodules(child)
     return found
+
+
+def _module_types(tree) -> set[type]:
+    return {type(m) for m in _submodules(tree)}
 
 
 def test_every_public_module_class_is_covered():
@@ -318,10 +324,15 @@ def test_every_parameter_swapped_in_at_another_shape_is_named(name):
     """Each parameter replaced (``eqx.tree_at``) by a scalar of its dtype, a shape that
     broadcasts against most (a scalar skip weight ran as one weight for every channel, others
     failed in an IndexError or inside JAX), is refused on the call, naming the field and what
-    it got. Checked abstractly: the error comes at trace time."""
+    it got. Checked abstractly: the error comes at trace time. The same parameters as NumPy
+    arrays pass."""
     case = CASES[name]
     module = case.build(jax.random.key(0))
     x = jnp.zeros((2, 1) if case.shape is None else case.shape, jnp.float32)
+    # NumPy parameters (jax.device_get of a layer, to save or pickle it) fit as they are: an
+    # eager call checks them as NumPy arrays (an abstract one would see tracers)
+    for layer in _submodules(jax.device_get(module)):
+        check_parameters(layer)
     leaves = jax.tree_util.tree_leaves_with_path(_params(module))
     for path, leaf in leaves:
         where = lambda m, path=path: functools.reduce(_step_into, path, m)  # noqa: E731
