@@ -345,20 +345,40 @@ def check_parameters(*modules: Any) -> None:
     bias of shape ``(1,)``, a scalar skip weight) gave a silently different layer, others a
     bare IndexError or a shape error inside JAX. Called by every layer's forward pass: at trace
     time under ``jax.jit``, on each eager call otherwise (about 100 us for a new set of field
-    shapes and dtypes, a few us for one that passed before). Elements of a tuple field
-    (per-factor weights, per-layer biases: their sizes differ) are each checked on their own.
+    shapes and dtypes, a few us for one that passed before).
+
     The sizes are checked against each other and, for a layer whose class lists them in
-    ``parameter_dims`` (``{"H": "channels"}``), against its static fields first. A layer
-    whose parameters another reads directly (``ChannelMLP``'s two ``PointwiseLinear``) is
-    checked by that one."""
+    ``parameter_dims`` (``{"H": "channels", "M": lambda layer: layer.state_size // 2}``),
+    against its configuration first; not inside ``jax.shard_map``, where a layer may run on
+    its shard of the parameters. Elements of a tuple field are checked in turn, each named;
+    dimension names starting with ``_`` (a factor's size, which differs per element) are not
+    bound. A layer whose parameters another reads directly (``ChannelMLP``'s two
+    ``PointwiseLinear``) is checked by that one, with :func:`check_sublayers`."""
     for module in modules:
-        if isinstance(module, (eqx.nn.Linear, eqx.nn.LayerNorm)):
-            _check_equinox_layer(module)
-        else:
-            _check_parameters(module)
+        _check_any(module, type(module).__name__)
 
 
-def _check_equinox_layer(layer: Any) -> None:
+def check_sublayers(owner: Any, *names: str) -> None:
+    """:func:`check_parameters` of ``owner``'s sublayers ``names``, which ``owner`` reads
+    directly; an error names the sublayer as ``Owner.name.field``."""
+    for name in names:
+        _check_any(getattr(owner, name), f"{type(owner).__name__}.{name}")
+
+
+def _check_any(module: Any, label: str) -> None:
+    if isinstance(module, (eqx.nn.Linear, eqx.nn.LayerNorm)):
+        _check_equinox_layer(module, label)
+    else:
+        _check_parameters(module, label)
+
+
+_REPLACED = (
+    "A parameter replaced with `eqx.tree_at` must keep the shape the constructor gave it; "
+    "build a new layer for other sizes."
+)
+
+
+def _check_equinox_layer(layer: Any, label: str) -> None:
     if isinstance(layer, eqx.nn.Linear):
         out, inp = (() if n == "scalar" else (n,) for n in (layer.out_features, layer.in_features))
         sizes = f"out_features={layer.out_features}, in_features={layer.in_features}"
@@ -380,21 +400,20 @@ def _check_equinox_layer(layer: Any) -> None:
         )
         if not fits:
             want = "None" if shape is None else f"a floating-point array of shape {shape}"
+            kind = "" if label == type(layer).__name__ else f" (an eqx.nn.{type(layer).__name__})"
             raise ValueError(
-                f"`{type(layer).__name__}.{name}` does not fit the layer: got "
-                f"{_value_words(value)}; expected {want} ({sizes}). A parameter replaced with "
-                "`eqx.tree_at` must keep the shape the constructor gave it; build a new layer "
-                "for other sizes."
+                f"`{label}.{name}`{kind} does not fit the layer: got {_value_words(value)}; "
+                f"expected {want} ({sizes}). {_REPLACED}"
             )
 
 
-def _check_parameters(module: Any) -> None:
+def _check_parameters(module: Any, label: str) -> None:
     fields = _parameter_annotations(type(module))
     if not fields:
         return
+    bound = _bound_sizes(module)
     # the shapes and dtypes passed before: jaxtyping's check takes about 100 us, an eager
     # recurrent step a few hundred
-    bound = {dim: getattr(module, attr) for dim, attr in _bound_dims(type(module)).items()}
     signature = (
         type(module),
         tuple(bound.items()),
@@ -407,9 +426,11 @@ def _check_parameters(module: Any) -> None:
         # an abstract module (eqx.filter_eval_shape of a constructor): jaxtyping checks
         # arrays, so its fields are checked as the tracers of an abstract evaluation
         dynamic, static = eqx.partition(module, abstract)
-        jax.eval_shape(lambda d: _check_fields(eqx.combine(d, static), fields, bound), dynamic)
+        jax.eval_shape(
+            lambda d: _check_fields(eqx.combine(d, static), label, fields, bound), dynamic
+        )
     else:
-        _check_fields(module, fields, bound)
+        _check_fields(module, label, fields, bound)
     if len(_FITTING) >= 4096:
         _FITTING.clear()
     _FITTING.add(signature)
@@ -424,11 +445,18 @@ def _signature(value: Any) -> Any:
     return type(value), getattr(value, "shape", None), getattr(value, "dtype", None)
 
 
-def _bound_dims(cls: type) -> dict[str, str]:
-    """``{dimension name: static field}`` of a layer whose sizes its configuration gives (its
-    ``parameter_dims``), so a parameter is checked against it and not only against the other
-    parameters (a lone per-channel weight has none to agree with)."""
-    return getattr(cls, "parameter_dims", {})
+def _bound_sizes(module: Any) -> dict[str, tuple[str, int]]:
+    """``{dimension name: (what gives it, size)}`` from the layer's ``parameter_dims`` (a
+    static field's name, or a function of the layer), so a parameter is checked against the
+    configuration and not only against the other parameters (a lone per-channel weight has
+    none to agree with). Empty inside ``jax.shard_map``: the layer may hold a shard."""
+    dims = getattr(type(module), "parameter_dims", {})
+    if not dims or getattr(jax.sharding.get_abstract_mesh(), "manual_axes", ()):
+        return {}
+    return {
+        dim: (dim, int(source(module))) if callable(source) else (source, getattr(module, source))
+        for dim, source in dims.items()
+    }
 
 
 @functools.cache
@@ -436,33 +464,49 @@ def _size_type(dim: str) -> Any:
     return jaxtyping.Shaped[np.ndarray, dim]
 
 
-def _check_fields(module: Any, fields: tuple[tuple[str, Any], ...], bound: dict[str, int]) -> None:
+def _check_fields(
+    module: Any, label: str, fields: tuple[tuple[str, Any], ...], bound: dict
+) -> None:
     # a memo of dimension sizes of its own (the context form: the decorator's is switched
     # off with the rest of jaxtyping by JAXTYPING_DISABLE in jaxtyping 0.3.2)
     with jaxtyping.jaxtyped("context"):
-        _check_fields_in_memo(module, fields, bound)
+        _check_fields_in_memo(module, label, fields, bound)
 
 
 def _check_fields_in_memo(
-    module: Any, fields: tuple[tuple[str, Any], ...], bound: dict[str, int]
+    module: Any, label: str, fields: tuple[tuple[str, Any], ...], bound: dict
 ) -> None:
-    for dim, size in bound.items():  # bind the configured sizes first
+    for dim, (_, size) in bound.items():  # bind the configured sizes first
         if not isinstance(np.empty((size,), np.int8), _size_type(dim)):
             raise AssertionError(f"{type(module).__name__}.parameter_dims binds {dim} twice")
-    checked = [f"{_bound_dims(type(module))[dim]}={size}" for dim, size in bound.items()]
+    checked = [f"{source}={size}" for source, size in bound.values()]
     for name, annotation in fields:
-        value = getattr(module, name)
-        if not _fits(value, annotation):
-            before = (
-                f", its sizes agreeing with the layer's ({', '.join(checked)})" if checked else ""
-            )
-            raise ValueError(
-                f"`{type(module).__name__}.{name}` does not fit the layer: got "
-                f"{_value_words(value)}; expected {_annotation_words(annotation)}{before}. A "
-                "parameter replaced with `eqx.tree_at` must keep the shape the constructor gave "
-                "it; build a new layer for other sizes."
-            )
-        checked.append(f"{name} {_value_words(value)}")
+        for where, value, expected in _items(name, getattr(module, name), annotation):
+            if not _fits(value, expected):
+                before = (
+                    f", sized as the layer's configuration and the fields before it give "
+                    f"({', '.join(checked)}): this field or one named there was replaced"
+                    if checked
+                    else ""
+                )
+                raise ValueError(
+                    f"`{label}.{where}` does not fit the layer: got {_value_words(value)}; "
+                    f"expected {_annotation_words(expected)}{before}. {_REPLACED}"
+                )
+            checked.append(f"{where} {_value_words(value)}")
+
+
+def _items(name: str, value: Any, annotation: Any) -> list[tuple[str, Any, Any]]:
+    """``(where, value, annotation)`` to check: a tuple field's elements one by one
+    (``weights[1]``), else the field itself."""
+    if typing.get_origin(annotation) is tuple and isinstance(value, tuple):
+        args = typing.get_args(annotation)
+        if len(args) == 2 and args[1] is Ellipsis:
+            args = (args[0],) * len(value)
+        if len(args) == len(value):
+            pairs = enumerate(zip(value, args, strict=True))
+            return [(f"{name}[{i}]", v, a) for i, (v, a) in pairs]
+    return [(name, value, annotation)]
 
 
 def _value_words(value: Any) -> str:
@@ -508,7 +552,7 @@ def _fits(value: Any, annotation: Any) -> bool:
             return False
         if len(args) == 2 and args[1] is Ellipsis:
             args = (args[0],) * len(value)
-        return len(args) == len(value) and all(map(_fits_alone, value, args))
+        return len(args) == len(value) and all(map(_fits, value, args))
     if _is_array_type(annotation):
         if isinstance(value, (np.ndarray, np.generic)):  # jax.device_get of a layer
             return isinstance(value, _numpy_type(annotation))
@@ -520,12 +564,6 @@ def _fits(value: Any, annotation: Any) -> bool:
 def _numpy_type(annotation: Any) -> Any:
     """The NumPy twin of a ``Float[jax.Array, "..."]`` annotation: the same dtypes and dims."""
     return annotation.dtype[np.ndarray, annotation.dim_str]
-
-
-def _fits_alone(value: Any, annotation: Any) -> bool:
-    """``_fits`` with dimension names of its own (a tuple element)."""
-    with jaxtyping.jaxtyped("context"):
-        return _fits(value, annotation)
 
 
 def _is_array_type(annotation: Any) -> bool:
@@ -542,7 +580,17 @@ def _mentions_array_type(annotation: Any) -> bool:
 def _parameter_annotations(cls: type) -> tuple[tuple[str, Any], ...]:
     """``(name, annotation)`` of ``cls``'s non-static dataclass fields annotated with jaxtyping
     array types (alone, in a union, or in a tuple), in declaration order."""
-    hints = typing.get_type_hints(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:
+        # a subclass whose own annotations do not resolve at run time (a name imported under
+        # TYPE_CHECKING): the fields of the classes that do
+        hints = {}
+        for base in reversed(cls.__mro__):
+            try:
+                hints.update(typing.get_type_hints(base))
+            except Exception:
+                continue
     return tuple(
         (f.name, hints[f.name])
         for f in dataclasses.fields(cls)

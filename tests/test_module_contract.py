@@ -339,7 +339,8 @@ def test_every_parameter_swapped_in_at_another_shape_is_named(name):
         broken = eqx.tree_at(where, module, jnp.zeros((), leaf.dtype))
         with pytest.raises(
             ValueError,
-            match=rf"`\w+\.{_field_of(path)}` does not fit the layer: got \(?[^;]*{leaf.dtype}\[\]",
+            match=rf"`[\w.]+\.{_field_of(path)}(\[\d+\])?`( \(an eqx\.nn\.\w+\))? does not fit "
+            rf"the layer: got {leaf.dtype}\[\]",
         ):
             eqx.filter_eval_shape(case.call, broken, x)
 
@@ -372,7 +373,7 @@ def test_a_parameter_that_broadcasts_is_refused_and_one_of_the_same_shape_is_not
     fields = lambda m: (m.log_Lambda_re, m.Lambda_im, m.B, m.C, m.D, m.log_dt)  # noqa: E731
     narrower = eqx.tree_at(fields, s4d, tuple(p[:2] for p in fields(s4d)))
     with pytest.raises(
-        ValueError, match=r"`S4D.log_Lambda_re` .* got float32\[2, 4\].*\(channels=4\)"
+        ValueError, match=r"`S4D.log_Lambda_re` .* got float32\[2, 4\].*\(channels=4, M=4\)"
     ):
         narrower(jnp.ones((6, 4)))
     half = eqx.tree_at(lambda m: m.weight, layer, layer.weight.astype(jnp.bfloat16))
@@ -386,3 +387,53 @@ def test_a_parameter_that_broadcasts_is_refused_and_one_of_the_same_shape_is_not
     ensemble = eqx.filter_vmap(lambda k: S4D(4, 8, key=k))(jax.random.split(key, 3))
     out = eqx.filter_vmap(lambda m: m(jnp.ones((6, 4))))(ensemble)
     assert out.shape == (3, 6, 4)
+
+
+def test_sizes_a_layer_derives_from_its_configuration_and_tuple_elements_are_checked():
+    """Sizes that no other parameter pins are checked against the configuration: the degree
+    axis of a spherical convolution (l_max + 1), the gates' count of a Hyena operator (from
+    its order and layout); each element of a tuple field is bound to the other fields' sizes
+    (a per-layer bias of shape (1,) broadcast silently) and named by its index."""
+    key = jax.random.key(0)
+    conv = nn.SphericalConv(2, 3, 3, key=key)
+    with pytest.raises(ValueError, match=r"`SphericalConv.weight` .* got float32\[3, 2, 1\].*"):
+        eqx.tree_at(lambda m: m.weight, conv, conv.weight[..., :1])(jnp.ones((2, 4, 8)))
+    op = nn.HyenaOperator(4, 16, key=key)
+    with pytest.raises(ValueError, match=r"`HyenaOperator.D` .* got float32\[1, 4\]"):
+        eqx.tree_at(lambda m: m.D, op, jnp.ones((1, 4)))(jnp.ones((16, 4)))
+    hyena_filter = op.filter
+    biases = (*hyena_filter.biases[:1], jnp.ones((1,)), *hyena_filter.biases[2:])
+    with pytest.raises(ValueError, match=r"`HyenaFilter.biases\[1\]` .* got float32\[1\]"):
+        eqx.tree_at(lambda m: m.biases, hyena_filter, biases)(16)
+
+
+def test_a_layer_may_run_on_its_shard_of_the_parameters_under_shard_map():
+    """Inside ``jax.shard_map`` a layer may hold a shard (a column-parallel pointwise map):
+    the parameters are checked against each other there, not against the configuration."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.make_mesh((2,), ("x",), devices=jax.devices()[:2])
+    layer = nn.PointwiseLinear(3, 4, key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (3, 5))
+    specs = nn.PointwiseLinear(3, 4, key=jax.random.key(0))
+    specs = eqx.tree_at(lambda m: (m.weight, m.bias), specs, (P("x", None), P("x")))
+    sharded = jax.tree.map(lambda a, s: jax.device_put(a, NamedSharding(mesh, s)), layer, specs)
+    column_parallel = jax.jit(
+        jax.shard_map(lambda m, v: m(v), mesh=mesh, in_specs=(specs, P()), out_specs=P("x"))
+    )
+    assert_close(column_parallel(sharded, x), layer(x), jnp.float32, what="sharded map")
+
+
+def test_a_subclass_whose_own_annotations_do_not_resolve_is_checked_on_its_parents_fields():
+    """``typing.get_type_hints`` fails on a subclass naming a type it imports only for type
+    checkers (here a local name); its calls ran before the checks and still do."""
+    local = int
+
+    class Hooked(nn.PointwiseLinear):
+        tag: local | None = eqx.field(static=True, default=None)
+
+    layer = Hooked(3, 4, key=jax.random.key(0))
+    assert layer(jnp.ones((3, 5))).shape == (4, 5)
+    with pytest.raises(ValueError, match=r"`Hooked.bias` .* got float32\[1\]"):
+        eqx.tree_at(lambda m: m.bias, layer, jnp.ones((1,)))(jnp.ones((3, 5)))

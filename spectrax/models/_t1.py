@@ -430,7 +430,7 @@ class TransformOnce(eqx.Module):
     in_scale: tuple[tuple[float, ...], ...] | None = eqx.field(static=True)
     out_scale: tuple[tuple[float, ...], ...] | None = eqx.field(static=True)
     transform: str = eqx.field(static=True)
-    parameter_dims: ClassVar[dict[str, str]] = {"Ci": "in_channels", "Co": "out_channels"}
+    parameter_dims: ClassVar[dict] = {"Ci": "in_channels", "Co": "out_channels"}
 
     def __init__(
         self,

@@ -150,7 +150,7 @@ class FourierFeatures(eqx.Module):
     num_features: int = eqx.field(static=True)
     sigma: float = eqx.field(static=True)
     trainable: bool = eqx.field(static=True)
-    parameter_dims: ClassVar[dict[str, str]] = {"F": "num_features", "D": "in_features"}
+    parameter_dims: ClassVar[dict] = {"F": "num_features", "D": "in_features"}
 
     def __init__(
         self,

@@ -322,7 +322,7 @@ class HyenaFilter(eqx.Module):
     weight decay.
     """
 
-    weights: tuple[Float[Array, "W D"], ...]
+    weights: tuple[Float[Array, "W _D"], ...]  # _D: the first layer's input is the features
     biases: tuple[Float[Array, " W"], ...]
     out_weight: Float[Array, "H W"]
     omega: Float[Array, " W"]
@@ -334,7 +334,7 @@ class HyenaFilter(eqx.Module):
     decay_max: float = eqx.field(static=True)
     shift: float = eqx.field(static=True)
     ssm_params: ClassVar[frozenset[str]] = frozenset({"weights", "biases", "out_weight", "omega"})
-    parameter_dims: ClassVar[dict[str, str]] = {"H": "channels"}
+    parameter_dims: ClassVar[dict] = {"H": "channels"}
 
     def __init__(
         self,
@@ -484,7 +484,11 @@ class HyenaOperator(eqx.Module):
     order: int = eqx.field(static=True)
     layout: str = eqx.field(static=True)
     impl: str = eqx.field(static=True)
-    parameter_dims: ClassVar[dict[str, str]] = {"H": "d_model"}
+    parameter_dims: ClassVar[dict] = {
+        "H": "d_model",
+        "P": lambda op: (op.order + 1) * op.d_model,
+        "M": lambda op: op.order - (op.layout == "reference"),
+    }
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ from spectrax._checks import (
     check_positive_float,
     check_positive_int,
     check_real_float,
+    check_sublayers,
     module_compute_dtype,
 )
 from spectrax._random import from_params, uniforms
@@ -141,7 +142,7 @@ class PointwiseLinear(eqx.Module):
     bias: Float[Array, " C_out"] | None
     in_channels: int = eqx.field(static=True)
     out_channels: int = eqx.field(static=True)
-    parameter_dims: ClassVar[dict[str, str]] = {"C_out": "out_channels", "C_in": "in_channels"}
+    parameter_dims: ClassVar[dict] = {"C_out": "out_channels", "C_in": "in_channels"}
 
     def __init__(
         self,
@@ -232,7 +233,7 @@ class ChannelMLP(eqx.Module):
         self.activation = get_activation(activation)
 
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
-        check_parameters(self.fc1, self.fc2)  # read here, not through their calls
+        check_sublayers(self, "fc1", "fc2")  # read here, not through their calls
         check_channel_field(x, self.fc1.in_channels)
         # Channels minor throughout, so the wide hidden layer is never transposed.
         h = jnp.moveaxis(x.astype(module_compute_dtype(x.dtype, self.fc1.weight.dtype)), 0, -1)

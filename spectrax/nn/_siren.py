@@ -194,7 +194,7 @@ class SineLayer(eqx.Module):
     out_features: int = eqx.field(static=True)
     omega_0: float = eqx.field(static=True)
     is_first: bool = eqx.field(static=True)
-    parameter_dims: ClassVar[dict[str, str]] = {"D_out": "out_features", "D_in": "in_features"}
+    parameter_dims: ClassVar[dict] = {"D_out": "out_features", "D_in": "in_features"}
 
     def __init__(
         self,
@@ -258,7 +258,7 @@ class Siren(eqx.Module):
     final_bias: Float[Array, " O"]
     in_features: int = eqx.field(static=True)
     out_features: int = eqx.field(static=True)
-    parameter_dims: ClassVar[dict[str, str]] = {"O": "out_features"}
+    parameter_dims: ClassVar[dict] = {"O": "out_features"}
 
     def __init__(
         self,

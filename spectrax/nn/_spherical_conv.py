@@ -145,7 +145,11 @@ class SphericalConv(eqx.Module):
     in_channels: int = eqx.field(static=True)
     out_channels: int = eqx.field(static=True)
     l_max: int = eqx.field(static=True)
-    parameter_dims: ClassVar[dict[str, str]] = {"C_out": "out_channels", "C_in": "in_channels"}
+    parameter_dims: ClassVar[dict] = {
+        "C_out": "out_channels",
+        "C_in": "in_channels",
+        "degree": lambda layer: layer.l_max + 1,
+    }
 
     def __init__(
         self,

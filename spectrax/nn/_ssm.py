@@ -378,7 +378,7 @@ class S4D(eqx.Module):
     mode: str = eqx.field(static=True)
     bidirectional: bool = eqx.field(static=True)
     ssm_params: ClassVar[frozenset[str]] = frozenset({"log_Lambda_re", "Lambda_im", "B", "log_dt"})
-    parameter_dims: ClassVar[dict[str, str]] = {"H": "channels"}
+    parameter_dims: ClassVar[dict] = {"H": "channels", "M": lambda layer: layer.state_size // 2}
 
     def __init__(
         self,
@@ -565,7 +565,7 @@ class S4(eqx.Module):
     ssm_params: ClassVar[frozenset[str]] = frozenset(
         {"log_Lambda_re", "Lambda_im", "P", "B", "log_dt"}
     )
-    parameter_dims: ClassVar[dict[str, str]] = {"H": "channels"}
+    parameter_dims: ClassVar[dict] = {"H": "channels", "N": "state_size"}
 
     def __init__(
         self,
@@ -797,7 +797,7 @@ class S5(eqx.Module):
     mode: str = eqx.field(static=True)
     bidirectional: bool = eqx.field(static=True)
     ssm_params: ClassVar[frozenset[str]] = frozenset({"log_Lambda_re", "Lambda_im", "B", "log_dt"})
-    parameter_dims: ClassVar[dict[str, str]] = {"H": "channels"}
+    parameter_dims: ClassVar[dict] = {"H": "channels", "M": lambda layer: layer.state_size // 2}
 
     def __init__(
         self,

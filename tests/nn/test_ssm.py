@@ -900,7 +900,7 @@ def test_a_complex_parameter_swapped_in_at_another_shape_is_refused(cut):
     with pytest.raises(
         ValueError,
         match=r"`S4D.B` does not fit the layer: got float32\[3, 4, [13]\]; expected "
-        r"Float\[Array, 'H M 2'\], its sizes agreeing with the layer's "
-        r"\(channels=3, log_Lambda_re float32\[3, 4\], Lambda_im float32\[3, 4\]\)",
+        r"Float\[Array, 'H M 2'\], sized as the layer's configuration and the fields before "
+        r"it give \(channels=3, M=4, log_Lambda_re float32\[3, 4\], Lambda_im float32\[3, 4\]\)",
     ):
         eqx.tree_at(lambda m: m.B, layer, pair)(jnp.ones((8, 3)))
