@@ -368,7 +368,7 @@ class TuckerWeight(eqx.Module):
     """
 
     core: Float[Array, "2 *ranks"]
-    factors: tuple[Float[Array, "2 _n _r"], ...]  # per factor
+    factors: tuple[Float[Array, "2 _n _r"], ...]  # _-prefixed sizes differ per factor
 
     def __init__(
         self,
@@ -423,7 +423,7 @@ class CPWeight(eqx.Module):
         factors: ``k`` arrays, ``(2, n_j, R)``.
     """
 
-    factors: tuple[Float[Array, "2 _n R"], ...]  # _n: per factor
+    factors: tuple[Float[Array, "2 _n R"], ...]  # _-prefixed sizes differ per factor
 
     def __init__(
         self,
@@ -494,7 +494,7 @@ class TTWeight(eqx.Module):
         cores: ``k`` arrays, ``(2, r_{j-1}, n_j, r_j)``.
     """
 
-    cores: tuple[Float[Array, "2 _r_prev _n _r_next"], ...]  # per core
+    cores: tuple[Float[Array, "2 _r_prev _n _r_next"], ...]  # _-prefixed sizes differ per core
 
     def __init__(
         self,

@@ -322,7 +322,7 @@ class HyenaFilter(eqx.Module):
     weight decay.
     """
 
-    weights: tuple[Float[Array, "W _D"], ...]  # _D: the first layer's input is the features
+    weights: tuple[Float[Array, "W _D"], ...]  # _D differs: the first layer's input is the features
     biases: tuple[Float[Array, " W"], ...]
     out_weight: Float[Array, "H W"]
     omega: Float[Array, " W"]
