@@ -9,6 +9,7 @@ import functools
 import math
 import types
 import typing
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -334,35 +335,89 @@ def check_key(name: str, key: Any) -> None:
 
 
 def check_parameters(*modules: Any) -> None:
-    """Raise ValueError unless every array field of each module still fits its jaxtyping
-    annotation, with the dimension names bound consistently across the fields in declaration
-    order (``H`` is one size in ``D: " H"`` and ``B: "H M 2"``); for Equinox's own
-    ``eqx.nn.Linear`` and ``eqx.nn.LayerNorm`` (no shape annotations), the shapes their static
-    fields give.
+    """Raise ValueError unless every array field of each module, and of every Equinox module
+    inside it, still fits its jaxtyping annotation, with the dimension names bound
+    consistently across the fields of one module in declaration order (``H`` is one size in
+    ``D: " H"`` and ``B: "H M 2"``); for Equinox's own ``eqx.nn.Linear`` and
+    ``eqx.nn.LayerNorm`` (no shape annotations), the shapes their static fields give. The
+    error names the field by its path from the module checked
+    (``SSMSequenceModel.blocks[1].mix.D``).
 
     A layer's constructor sets its parameters' shapes; a parameter swapped in later with
     ``eqx.tree_at`` (or taken from another layer) skips it. A wrong shape that broadcasts (a
     bias of shape ``(1,)``, a scalar skip weight) gave a silently different layer, others a
     bare IndexError or a shape error inside JAX. Called by every layer's forward pass: at trace
-    time under ``jax.jit``, on each eager call otherwise (about 100 us for a new set of field
-    shapes and dtypes, a few us for one that passed before).
+    time under ``jax.jit``, on each eager call otherwise (about 100 us for a module with a new
+    set of field shapes and dtypes, a few us for one that passed before).
 
     The sizes are checked against each other and, for a layer whose class lists them in
     ``parameter_dims`` (``{"H": "channels", "M": lambda layer: layer.state_size // 2}``),
     against its configuration first; not inside ``jax.shard_map``, where a layer may run on
     its shard of the parameters. Elements of a tuple field are checked in turn, each named;
     dimension names starting with ``_`` (a factor's size, which differs per element) are not
-    bound. A layer whose parameters another reads directly (``ChannelMLP``'s two
-    ``PointwiseLinear``) is checked by that one, with :func:`check_sublayers`."""
+    bound."""
+    manual = bool(getattr(jax.sharding.get_abstract_mesh(), "manual_axes", ()))
     for module in modules:
-        _check_any(module, type(module).__name__)
+        ref = _PASSED.get(id(module))
+        if not manual and ref is not None and ref() is module:
+            continue  # this very module passed before (modules are immutable)
+        for sub, path in _modules_in(module, type(module).__name__):
+            _check_any(sub, path)
+        if not manual:
+            _remember_passed(module)
 
 
-def check_sublayers(owner: Any, *names: str) -> None:
-    """:func:`check_parameters` of ``owner``'s sublayers ``names``, which ``owner`` reads
-    directly; an error names the sublayer as ``Owner.name.field``."""
-    for name in names:
-        _check_any(getattr(owner, name), f"{type(owner).__name__}.{name}")
+# id -> weak reference of a module that passed (with its sizes bound to its configuration,
+# so not one checked inside shard_map): an eager call of the same model checks nothing again
+# (the walk over an FNO's 33 modules took about 250 us, its eager call about 450 us more)
+_PASSED: dict[int, weakref.ref] = {}
+
+
+def _remember_passed(module: Any) -> None:
+    key = id(module)
+
+    def forget(ref: weakref.ref, key: int = key) -> None:
+        if _PASSED.get(key) is ref:
+            _PASSED.pop(key, None)
+
+    try:
+        ref = weakref.ref(module, forget)
+    except TypeError:  # not weakly referenceable: checked on every call
+        return
+    if len(_PASSED) >= 4096:
+        _PASSED.clear()
+    _PASSED[key] = ref
+
+
+def _modules_in(value: Any, path: str) -> list[tuple[Any, str]]:
+    """``(module, path)`` of ``value`` and every Equinox module inside it, through non-static
+    fields, tuples, lists and dicts, in field order (the path as ``jax.tree_util.keystr``
+    writes it after the root's class name)."""
+    if isinstance(value, eqx.Module):
+        found = [(value, path)]
+        for name in _child_fields(type(value)):
+            child = getattr(value, name, None)
+            if isinstance(child, _CONTAINERS):
+                found += _modules_in(child, f"{path}.{name}")
+        return found
+    if isinstance(value, (tuple, list)):
+        return [
+            m
+            for i, v in enumerate(value)
+            if isinstance(v, _CONTAINERS)
+            for m in _modules_in(v, f"{path}[{i}]")
+        ]
+    if isinstance(value, dict):
+        return [m for k, v in value.items() for m in _modules_in(v, f"{path}[{k!r}]")]
+    return []
+
+
+_CONTAINERS = (eqx.Module, tuple, list, dict)
+
+
+@functools.cache
+def _child_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if not f.metadata.get("static", False))
 
 
 def _check_any(module: Any, label: str) -> None:

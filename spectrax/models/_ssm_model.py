@@ -15,9 +15,9 @@ from spectrax._checks import (
     check_choice,
     check_float_dtype,
     check_key,
+    check_parameters,
     check_positive_int,
     check_real_float,
-    check_sublayers,
     compute_dtype,
     widen_to_input,
 )
@@ -185,7 +185,7 @@ class SSMBlock(eqx.Module):
         inference: bool,
         dt: Float[Array, " L"] | None = None,
     ) -> Float[Array, "L H"]:
-        check_sublayers(self, "norm", "mix")
+        check_parameters(self)
         check_real_float("x", x)
         h_in = self.mix.in_features
         if x.ndim != 2 or x.shape[1] != h_in or x.shape[0] < 1:
@@ -222,7 +222,7 @@ class SSMBlock(eqx.Module):
         zero = self.init_state()  # also the error for a layer without a recurrent mode
         # as __call__ and SSMSequenceModel.step: an integer x_t was stepped and the output
         # truncated to integers, a wrong shape failed inside LayerNorm naming nothing
-        check_sublayers(self, "norm", "mix")
+        check_parameters(self)
         check_real_float("x_t", x_t)
         if x_t.shape != (self.mix.in_features,):
             raise ValueError(
@@ -395,7 +395,7 @@ class SSMSequenceModel(eqx.Module):
         Returns:
             ``(d_output,)``, or ``(L, d_output)`` with ``pooling="none"``.
         """
-        check_sublayers(self, "encoder", "norm", "decoder")
+        check_parameters(self)
         mask = self._check_call(x, mask, key, inference, dt)
         if mask is not None:
             x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))
@@ -459,7 +459,7 @@ class SSMSequenceModel(eqx.Module):
             ``(y_t, state)``: ``y_t`` of shape ``(d_output,)`` and the next state.
         """
         self._check_step_model()
-        check_sublayers(self, "encoder", "norm", "decoder")
+        check_parameters(self)
         check_real_float("x_t", x_t)
         if x_t.shape != (self.encoder.in_features,):
             raise ValueError(

@@ -21,7 +21,6 @@ from spectrax._checks import (
     check_positive_float,
     check_positive_int,
     check_real_float,
-    check_sublayers,
     module_compute_dtype,
 )
 from spectrax._random import from_params, uniforms
@@ -233,7 +232,7 @@ class ChannelMLP(eqx.Module):
         self.activation = get_activation(activation)
 
     def __call__(self, x: Float[Array, " C_in *spatial"]) -> Float[Array, " C_out *spatial"]:
-        check_sublayers(self, "fc1", "fc2")  # read here, not through their calls
+        check_parameters(self)  # fc1 and fc2 too: read here, not through their calls
         check_channel_field(x, self.fc1.in_channels)
         # Channels minor throughout, so the wide hidden layer is never transposed.
         h = jnp.moveaxis(x.astype(module_compute_dtype(x.dtype, self.fc1.weight.dtype)), 0, -1)

@@ -14,7 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from spectrax._checks import as_jax, check_key, check_positive_int, check_real_float, compute_dtype
+from spectrax._checks import (
+    as_jax,
+    check_key,
+    check_parameters,
+    check_positive_int,
+    check_real_float,
+    compute_dtype,
+)
 from spectrax.nn._siren import Siren
 from spectrax.transforms import real_sph_harm
 
@@ -137,6 +144,7 @@ class SphericalLocationEncoder(eqx.Module):
         )
 
     def __call__(self, lonlat: Float[Array, " 2"]) -> Float[Array, " O"]:
+        check_parameters(self)  # the Siren's, named by their path from here
         check_real_float("lonlat", lonlat)
         if lonlat.shape != (2,):
             raise ValueError(
