@@ -426,7 +426,8 @@ def test_sizes_a_layer_derives_from_its_configuration_and_tuple_elements_are_che
     """Sizes that no other parameter pins are checked against the configuration: the degree
     axis of a spherical convolution (l_max + 1), the gates' count of a Hyena operator (from
     its order and layout); each element of a tuple field is bound to the other fields' sizes
-    (a per-layer bias of shape (1,) broadcast silently) and named by its index."""
+    (a per-layer bias of shape (1,) broadcast silently) and named by its index; a
+    per-channel scale against the channel count the layer was built with."""
     key = jax.random.key(0)
     conv = nn.SphericalConv(2, 3, 3, key=key)
     with pytest.raises(ValueError, match=r"`SphericalConv.weight` .* got float32\[3, 2, 1\].*"):
@@ -438,6 +439,17 @@ def test_sizes_a_layer_derives_from_its_configuration_and_tuple_elements_are_che
     biases = (*hyena_filter.biases[:1], jnp.ones((1,)), *hyena_filter.biases[2:])
     with pytest.raises(ValueError, match=r"`HyenaFilter.biases\[1\]` .* got float32\[1\]"):
         eqx.tree_at(lambda m: m.biases, hyena_filter, biases)(16)
+    # the per-channel layers keep their channel count: a (1,) weight in place of all of them
+    # was reported as the input's mismatch ("`x` must have 1 channels")
+    for layer, field in (
+        (nn.SoftGating(4), "weight"),
+        (nn.ChannelLayerNorm(4), "scale"),
+        (nn.GroupNorm(2, 4), "shift"),
+    ):
+        one = eqx.tree_at(lambda m, f=field: getattr(m, f), layer, jnp.ones((1,)))
+        named = rf"`{type(layer).__name__}.{field}` .* got float32\[1\].*\(channels=4"
+        with pytest.raises(ValueError, match=named):
+            one(jnp.ones((4, 8)))
 
 
 def test_a_layer_may_run_on_its_shard_of_the_parameters_under_shard_map():

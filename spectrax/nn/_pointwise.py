@@ -182,14 +182,19 @@ class SoftGating(eqx.Module):
     """
 
     weight: Float[Array, " C"]
+    channels: int = eqx.field(static=True)
+
+    # a weight swapped in at another size is refused against `channels` (not read as the
+    # input's channel count)
+    parameter_dims: ClassVar[dict[str, str]] = {"C": "channels"}
 
     def __init__(self, channels: int, *, dtype=jnp.float32):
-        channels = check_positive_int("channels", channels)
+        self.channels = check_positive_int("channels", channels)
         self.weight = jnp.ones((channels,), check_float_dtype("dtype", dtype))
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
         check_parameters(self)
-        check_channel_field(x, self.weight.shape[0])
+        check_channel_field(x, self.channels)
         dtype = module_compute_dtype(x.dtype, self.weight.dtype)
         return x.astype(dtype) * self.weight.astype(dtype).reshape((-1,) + (1,) * (x.ndim - 1))
 
@@ -256,9 +261,12 @@ class ChannelLayerNorm(eqx.Module):
     scale: Float[Array, " C"]
     shift: Float[Array, " C"]
     eps: float = eqx.field(static=True)
+    channels: int = eqx.field(static=True)
+
+    parameter_dims: ClassVar[dict[str, str]] = {"C": "channels"}
 
     def __init__(self, channels: int, *, eps: float = 1e-5, dtype=jnp.float32):
-        channels = check_positive_int("channels", channels)
+        channels = self.channels = check_positive_int("channels", channels)
         if channels == 1:  # as GroupNorm refuses one value per group
             raise ValueError(
                 "`channels`=1: a layer norm over one channel sees variance 0 at every grid "
@@ -272,7 +280,7 @@ class ChannelLayerNorm(eqx.Module):
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
         check_parameters(self)
-        check_channel_field(x, self.scale.shape[0])
+        check_channel_field(x, self.channels)
         x = as_jax(x)  # NumPy float64 without x64: JAX's float32, no truncation warning
         # in bfloat16, the statistics and x - mean cost digits on a field with a mean offset
         # (C = 64, mean 10, std 0.5: 0.078 off the float64 norm; one final rounding: 0.0078)
@@ -310,10 +318,13 @@ class GroupNorm(eqx.Module):
     shift: Float[Array, " C"]
     groups: int = eqx.field(static=True)
     eps: float = eqx.field(static=True)
+    channels: int = eqx.field(static=True)
+
+    parameter_dims: ClassVar[dict[str, str]] = {"C": "channels"}
 
     def __init__(self, groups: int, channels: int, *, eps: float = 1e-5, dtype=jnp.float32):
         groups = check_positive_int("groups", groups)
-        channels = check_positive_int("channels", channels)
+        channels = self.channels = check_positive_int("channels", channels)
         if channels % groups:
             raise ValueError(
                 f"`groups`={groups} must divide `channels`={channels} (1 for one group over all "
@@ -327,7 +338,7 @@ class GroupNorm(eqx.Module):
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
         check_parameters(self)
-        check_channel_field(x, self.scale.shape[0])
+        check_channel_field(x, self.channels)
         x = as_jax(x)  # NumPy float64 without x64: JAX's float32, no truncation warning
         if x.size == self.groups:
             raise ValueError(
