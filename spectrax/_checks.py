@@ -335,13 +335,14 @@ def check_key(name: str, key: Any) -> None:
 
 
 def check_parameters(*modules: Any) -> None:
-    """Raise ValueError unless every array field of each module, and of every Equinox module
+    """Raise ValueError unless every array field of each module, and of every spectrax layer
     inside it, still fits its jaxtyping annotation, with the dimension names bound
     consistently across the fields of one module in declaration order (``H`` is one size in
     ``D: " H"`` and ``B: "H M 2"``); for Equinox's own ``eqx.nn.Linear`` and
     ``eqx.nn.LayerNorm`` (no shape annotations), the shapes their static fields give. The
     error names the field by its path from the module checked
-    (``SSMSequenceModel.blocks[1].mix.D``).
+    (``SSMSequenceModel.blocks[1].ssm.D``). A module of the user's own inside it is left to
+    its own call.
 
     A layer's constructor sets its parameters' shapes; a parameter swapped in later with
     ``eqx.tree_at`` (or taken from another layer) skips it. A wrong shape that broadcasts (a
@@ -362,7 +363,8 @@ def check_parameters(*modules: Any) -> None:
         if not manual and ref is not None and ref() is module:
             continue  # this very module passed before (modules are immutable)
         for sub, path in _modules_in(module, type(module).__name__):
-            _check_any(sub, path)
+            if sub is module or _is_checked_inside(type(sub)):
+                _check_any(sub, path)
         if not manual:
             _remember_passed(module)
 
@@ -413,6 +415,17 @@ def _modules_in(value: Any, path: str) -> list[tuple[Any, str]]:
 
 
 _CONTAINERS = (eqx.Module, tuple, list, dict)
+
+
+@functools.cache
+def _is_checked_inside(cls: type) -> bool:
+    """Whether a module of class ``cls`` inside the one checked is checked too: spectrax's
+    layers (and subclasses of them) and the Equinox layers they hold. A user's own module
+    inside (an activation with parameters) keeps its annotations to itself: only its own call
+    checks them."""
+    if issubclass(cls, (eqx.nn.Linear, eqx.nn.LayerNorm)):
+        return True
+    return any(getattr(c, "__module__", "").startswith("spectrax.") for c in cls.__mro__)
 
 
 @functools.cache

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jaxtyping import Array, Float
 
 import spectrax.models as models
 import spectrax.nn as nn
@@ -482,3 +483,30 @@ def test_a_subclass_whose_own_annotations_do_not_resolve_is_checked_on_its_paren
     assert layer(jnp.ones((3, 5))).shape == (4, 5)
     with pytest.raises(ValueError, match=r"`Hooked.bias` .* got float32\[1\]"):
         eqx.tree_at(lambda m: m.bias, layer, jnp.ones((1,)))(jnp.ones((3, 5)))
+
+
+class _Loose(eqx.Module):
+    """A user's module whose annotations its values do not meet (two sizes named ``n``)."""
+
+    a: Float[Array, " n"]
+    b: Float[Array, " n"]
+
+
+def test_a_users_module_inside_a_layer_is_left_to_its_own_call():
+    """The walk checks spectrax's layers and the Equinox layers they hold; a user's module
+    inside one (here in a subclass's field) keeps its annotations to itself, as before the
+    walk, while a spectrax layer inside it is named by its path."""
+
+    class Tagged(nn.PointwiseLinear):
+        extra: eqx.Module
+
+        def __init__(self, extra, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.extra = extra
+
+    loose = _Loose(jnp.ones(2), jnp.ones(3))
+    layer = Tagged(loose, 3, 4, key=jax.random.key(0))
+    assert layer(jnp.ones((3, 5))).shape == (4, 5)
+    inner = Tagged(nn.SoftGating(4), 3, 4, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"`Tagged\.extra\.weight` .* got float32\[1\]"):
+        eqx.tree_at(lambda m: m.extra.weight, inner, jnp.ones((1,)))(jnp.ones((3, 5)))
