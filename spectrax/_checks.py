@@ -348,8 +348,11 @@ def check_parameters(*modules: Any) -> None:
     ``eqx.tree_at`` (or taken from another layer) skips it. A wrong shape that broadcasts (a
     bias of shape ``(1,)``, a scalar skip weight) gave a silently different layer, others a
     bare IndexError or a shape error inside JAX. Called by every layer's forward pass: at trace
-    time under ``jax.jit``, on each eager call otherwise (about 100 us for a module with a new
-    set of field shapes and dtypes, a few us for one that passed before).
+    time under ``jax.jit`` and in the models' compiled calls, on each eager call of the other
+    layers (about 100 us for a module with a new set of field shapes and dtypes, a few us for
+    one of known shapes, under 1 us for the same object again: a module that passed is
+    remembered, so one changed in place with ``object.__setattr__`` after its first call, or
+    a NumPy parameter reshaped in place, is not checked again outside a trace).
 
     The sizes are checked against each other and, for a layer whose class lists them in
     ``parameter_dims`` (``{"H": "channels", "M": lambda layer: layer.state_size // 2}``),
@@ -362,16 +365,15 @@ def check_parameters(*modules: Any) -> None:
         ref = _PASSED.get(id(module))
         if not manual and ref is not None and ref() is module:
             continue  # this very module passed before (modules are immutable)
-        for sub, path in _modules_in(module, type(module).__name__):
-            if sub is module or _is_checked_inside(type(sub)):
-                _check_any(sub, path)
+        for sub, path in _modules_in(module, type(module).__name__, root=True):
+            _check_any(sub, path)
         if not manual:
             _remember_passed(module)
 
 
 # id -> weak reference of a module that passed (with its sizes bound to its configuration,
-# so not one checked inside shard_map): an eager call of the same model checks nothing again
-# (the walk over an FNO's 33 modules took about 250 us, its eager call about 450 us more)
+# so not one checked inside shard_map): an eager call of the same layer checks nothing again
+# (the walk over an FNO's 33 modules took about 250 us)
 _PASSED: dict[int, weakref.ref] = {}
 
 
@@ -391,11 +393,15 @@ def _remember_passed(module: Any) -> None:
     _PASSED[key] = ref
 
 
-def _modules_in(value: Any, path: str) -> list[tuple[Any, str]]:
-    """``(module, path)`` of ``value`` and every Equinox module inside it, through non-static
-    fields, tuples, lists and dicts, in field order (the path as ``jax.tree_util.keystr``
-    writes it after the root's class name)."""
+def _modules_in(value: Any, path: str, root: bool = False) -> list[tuple[Any, str]]:
+    """``(module, path)`` of ``value`` and every spectrax or ``eqx.nn`` layer inside it,
+    through non-static fields, tuples, lists and dicts, in field order (the path as
+    ``jax.tree_util.keystr`` writes it after the root's class name). A module of the user's
+    own is not entered: it may hold layers at other shapes (stacked by ``eqx.filter_vmap``
+    for a ``lax.scan`` over them), and its own call is the judge of them."""
     if isinstance(value, eqx.Module):
+        if not (root or _is_checked_inside(type(value))):
+            return []
         found = [(value, path)]
         for name in _child_fields(type(value)):
             child = getattr(value, name, None)
@@ -403,11 +409,12 @@ def _modules_in(value: Any, path: str) -> list[tuple[Any, str]]:
                 found += _modules_in(child, f"{path}.{name}")
         return found
     if isinstance(value, (tuple, list)):
+        names = getattr(type(value), "_fields", None)  # a NamedTuple's, as keystr names them
         return [
             m
             for i, v in enumerate(value)
             if isinstance(v, _CONTAINERS)
-            for m in _modules_in(v, f"{path}[{i}]")
+            for m in _modules_in(v, f"{path}.{names[i]}" if names else f"{path}[{i}]")
         ]
     if isinstance(value, dict):
         return [m for k, v in value.items() for m in _modules_in(v, f"{path}[{k!r}]")]
@@ -419,10 +426,8 @@ _CONTAINERS = (eqx.Module, tuple, list, dict)
 
 @functools.cache
 def _is_checked_inside(cls: type) -> bool:
-    """Whether a module of class ``cls`` inside the one checked is checked too: spectrax's
-    layers (and subclasses of them) and the Equinox layers they hold. A user's own module
-    inside (an activation with parameters) keeps its annotations to itself: only its own call
-    checks them."""
+    """Whether a module of class ``cls`` inside the one checked is checked (and entered):
+    spectrax's layers (and subclasses of them) and the Equinox layers they hold."""
     if issubclass(cls, (eqx.nn.Linear, eqx.nn.LayerNorm)):
         return True
     return any(getattr(c, "__module__", "").startswith("spectrax.") for c in cls.__mro__)

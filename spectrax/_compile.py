@@ -8,8 +8,8 @@ module method in :func:`equinox.filter_jit` (arrays traced, everything else stat
 ``diffeqsolve`` is: under an outer ``jax.jit`` it is inlined, so a jitted training step compiles
 the same program as before; ``jax.disable_jit()`` turns it off for debugging.
 
-The module's own array fields are checked against their annotations first
-(:func:`~spectrax._checks.check_parameters`: a parameter swapped in at another shape). Checks
+The module's array fields, and its sub-layers', are checked against their annotations when it is
+traced (:func:`~spectrax._checks.check_parameters`: a parameter swapped in at another shape). Checks
 that need concrete values (an all-False mask, a non-positive step) are made by the
 ``precheck`` given, on the raw arguments before tracing; the method's own checks of shapes and
 dtypes run at trace time, with the same messages.
@@ -35,11 +35,19 @@ def compiled_call(method: F | None = None, *, precheck: Callable[..., None] | No
     (same arguments) runs first, eagerly."""
     if method is None:
         return functools.partial(compiled_call, precheck=precheck)  # type: ignore[return-value]
-    jitted = eqx.filter_jit(method)
+
+    @functools.wraps(method)
+    def checked(self, *args, **kwargs):
+        # at trace time: a parameter at another shape or dtype is a new trace, and an eager
+        # call of a known one (a new model object after each update, an NNX bridge's rebuilt
+        # module) pays nothing for it
+        check_parameters(self)
+        return method(self, *args, **kwargs)
+
+    jitted = eqx.filter_jit(checked)
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):
-        check_parameters(self)
         if precheck is not None:
             precheck(self, *args, **kwargs)
         # NumPy integer scalars are sizes (an out_shape built with NumPy arithmetic):

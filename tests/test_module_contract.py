@@ -22,6 +22,7 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -388,14 +389,15 @@ def test_a_parameter_that_broadcasts_is_refused_and_one_of_the_same_shape_is_not
     assert out.shape == (3, 6, 4)
 
 
-def test_a_parameter_deep_in_a_model_is_named_by_its_path_and_checked_once_per_model(
+def test_a_parameter_deep_in_a_model_is_named_by_its_path_and_checked_once_per_trace(
     monkeypatch,
 ):
     """The error names the parameter by its path in the model called, eagerly and under
-    ``jax.jit`` (it named the class alone, ``S4D.D``: one of four in this model). A model that
-    passed is not walked again on its next eager call (the walk over an FNO's 33 modules took
-    about 250 us of a 700 us eager call); a model changed with ``eqx.tree_at`` is a new one,
-    checked again."""
+    ``jax.jit`` (it named the class alone, ``S4D.D``: one of four in this model), and by its
+    path from a block or layer called on its own. A model is walked when it is traced: its
+    next eager call, or a new model object of the same shapes (after an update), walks
+    nothing (the walk over an FNO's 33 modules took about 250 us, its eager call 300 us); a
+    layer called eagerly outside a model remembers the object that passed."""
     import spectrax._checks as checks
 
     key = jax.random.key(0)
@@ -408,19 +410,27 @@ def test_a_parameter_deep_in_a_model_is_named_by_its_path_and_checked_once_per_m
         broken(x, key=None, inference=True)
     with pytest.raises(ValueError, match=named):
         jax.jit(lambda m: m(x, key=None, inference=True))(broken)
-    fno = FNO(1, 1, 1, 8, 4, 2, channel_mlp_expansion=0.5, key=key)
+    fno = FNO(1, 1, 1, 8, 4, 2, channel_mlp_expansion=0.5, factorization="tucker", key=key)
     bias = lambda m: m.blocks[1].mlp.fc1.bias  # noqa: E731
     with pytest.raises(ValueError, match=r"`FNO\.blocks\[1\]\.mlp\.fc1\.bias` .* got f"):
         eqx.tree_at(bias, fno, bias(fno)[:1])(jnp.ones((1, 16)))
+    core = lambda m: m.conv.weight.core  # noqa: E731
+    block = fno.blocks[0]
+    with pytest.raises(ValueError, match=r"`FNOBlock\.conv\.weight\.core` .* got f"):
+        eqx.tree_at(core, block, core(block)[:1])(jnp.ones((8, 16)))
 
     walked = []
     monkeypatch.setattr(checks, "_check_any", lambda module, path: walked.append(path))
     model(x, key=None, inference=True)
-    assert walked == []
     eqx.tree_at(lambda m: m.blocks[2].ssm.D, model, 2 * model.blocks[2].ssm.D)(
         x, key=None, inference=True
     )
-    assert "SSMSequenceModel.blocks[2].ssm" in walked
+    assert walked == []
+    gate = nn.SoftGating(4)
+    gate(jnp.ones((4, 3)))
+    assert walked == ["SoftGating"]
+    gate(jnp.ones((4, 3)))
+    assert walked == ["SoftGating"]
 
 
 def test_sizes_a_layer_derives_from_its_configuration_and_tuple_elements_are_checked():
@@ -469,6 +479,16 @@ def test_a_layer_may_run_on_its_shard_of_the_parameters_under_shard_map():
         jax.shard_map(lambda m, v: m(v), mesh=mesh, in_specs=(specs, P()), out_specs=P("x"))
     )
     assert_close(column_parallel(sharded, x), layer(x), jnp.float32, what="sharded map")
+    # a per-channel scale on its shard of the channels (it built with all 4)
+    gate = eqx.tree_at(lambda m: m.weight, nn.SoftGating(4), jnp.arange(1.0, 5.0))
+    field = jax.random.normal(jax.random.key(2), (4, 5))
+    per_shard = jax.jit(
+        jax.shard_map(lambda m, v: m(v), mesh=mesh, in_specs=P("x"), out_specs=P("x"))
+    )
+    on_mesh = lambda a: jax.device_put(a, NamedSharding(mesh, P("x")))  # noqa: E731
+    assert_close(
+        per_shard(on_mesh(gate), on_mesh(field)), gate(field), jnp.float32, what="sharded gate"
+    )
 
 
 def test_a_subclass_whose_own_annotations_do_not_resolve_is_checked_on_its_parents_fields():
@@ -492,21 +512,49 @@ class _Loose(eqx.Module):
     b: Float[Array, " n"]
 
 
+class _DeepS4D(eqx.Module):
+    """A user's sequence mixer scanning over S4D layers stacked by ``eqx.filter_vmap``
+    (Equinox's scan-over-layers pattern): each stacked array has a leading depth axis."""
+
+    layers: S4D
+
+    def __init__(self, channels, depth, key):
+        self.layers = eqx.filter_vmap(lambda k: S4D(channels, 8, key=k))(
+            jax.random.split(key, depth)
+        )
+
+    def __call__(self, x):
+        params, static = eqx.partition(self.layers, eqx.is_array)
+        return jax.lax.scan(lambda h, p: (eqx.combine(p, static)(h), None), x, params)[0]
+
+
+class _Pair(NamedTuple):
+    first: eqx.Module
+    second: eqx.Module
+
+
 def test_a_users_module_inside_a_layer_is_left_to_its_own_call():
-    """The walk checks spectrax's layers and the Equinox layers they hold; a user's module
-    inside one (here in a subclass's field) keeps its annotations to itself, as before the
-    walk, while a spectrax layer inside it is named by its path."""
+    """The walk checks spectrax's layers and the Equinox layers they hold, and does not enter
+    a user's module inside one: its annotations are its own, and the layers it holds may be
+    stacked for a scan (refused at rest as layers at another shape, where they ran before the
+    walk). A spectrax layer in a subclass's field, or in a NamedTuple there, is named by its
+    path as ``jax.tree_util.keystr`` writes it."""
 
     class Tagged(nn.PointwiseLinear):
-        extra: eqx.Module
+        extra: Any
 
         def __init__(self, extra, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.extra = extra
 
+    key = jax.random.key(0)
     loose = _Loose(jnp.ones(2), jnp.ones(3))
-    layer = Tagged(loose, 3, 4, key=jax.random.key(0))
+    layer = Tagged(loose, 3, 4, key=key)
     assert layer(jnp.ones((3, 5))).shape == (4, 5)
-    inner = Tagged(nn.SoftGating(4), 3, 4, key=jax.random.key(0))
-    with pytest.raises(ValueError, match=r"`Tagged\.extra\.weight` .* got float32\[1\]"):
-        eqx.tree_at(lambda m: m.extra.weight, inner, jnp.ones((1,)))(jnp.ones((3, 5)))
+    model = models.SSMSequenceModel(3, 2, 8, 2, state_size=8, key=key)
+    deep = eqx.tree_at(lambda m: m.blocks[0].ssm, model, _DeepS4D(8, 3, key))
+    assert deep(jnp.ones((6, 3)), key=None, inference=True).shape == (2,)
+    inner = Tagged(_Pair(nn.SoftGating(4), nn.SoftGating(4)), 3, 4, key=key)
+    one = jnp.ones((1,))
+    with pytest.raises(ValueError, match=r"`Tagged\.extra\.second\.weight` .* got float32\[1\]"):
+        eqx.tree_at(lambda m: m.extra.second.weight, inner, one)(jnp.ones((3, 5)))

@@ -17,6 +17,7 @@ from spectrax._checks import (
     check_bool,
     check_float_dtype,
     check_key,
+    check_parameters,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -88,6 +89,7 @@ class AFNOBlock(eqx.Module):
     mlp: ChannelMLP
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
+        check_parameters(self)  # named by their path from the block
         y = self.mixer(self.norm1(x)).astype(x.dtype) + x
         return y + self.mlp(self.norm2(y)).astype(x.dtype)
 

@@ -20,6 +20,7 @@ from spectrax._checks import (
     check_bool,
     check_float_dtype,
     check_key,
+    check_parameters,
     check_positive_float,
     check_positive_int,
     check_real_float,
@@ -175,6 +176,7 @@ class FNOBlock(eqx.Module):
         self.norms = block_norms(width, norm, dtype)
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
+        check_parameters(self)  # named by their path from the block
         return block_tail(self.conv(x), x, self.skip, self.mlp, self.activation, self.norms)
 
 

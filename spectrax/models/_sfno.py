@@ -16,6 +16,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from spectrax._checks import (
     check_float_dtype,
     check_key,
+    check_parameters,
     check_positive_int,
     check_real_float,
 )
@@ -55,6 +56,7 @@ class SFNOBlock(eqx.Module):
         self.mlp = block_channel_mlp(width, channel_mlp_expansion, activation, dtype, km)
 
     def __call__(self, x: Float[Array, "C nlat nlon"]) -> Float[Array, "C nlat nlon"]:
+        check_parameters(self)  # named by their path from the block
         return block_tail(self.conv(x), x, self.skip, self.mlp, self.activation)
 
 

@@ -194,7 +194,9 @@ class SoftGating(eqx.Module):
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
         check_parameters(self)
-        check_channel_field(x, self.channels)
+        # the weight's length, which `check_parameters` pinned to `channels` (inside shard_map
+        # the layer may hold its shard of the channels)
+        check_channel_field(x, self.weight.shape[0])
         dtype = module_compute_dtype(x.dtype, self.weight.dtype)
         return x.astype(dtype) * self.weight.astype(dtype).reshape((-1,) + (1,) * (x.ndim - 1))
 
@@ -280,7 +282,7 @@ class ChannelLayerNorm(eqx.Module):
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
         check_parameters(self)
-        check_channel_field(x, self.channels)
+        check_channel_field(x, self.scale.shape[0])
         x = as_jax(x)  # NumPy float64 without x64: JAX's float32, no truncation warning
         # in bfloat16, the statistics and x - mean cost digits on a field with a mean offset
         # (C = 64, mean 10, std 0.5: 0.078 off the float64 norm; one final rounding: 0.0078)
@@ -338,7 +340,7 @@ class GroupNorm(eqx.Module):
 
     def __call__(self, x: Float[Array, " C *spatial"]) -> Float[Array, " C *spatial"]:
         check_parameters(self)
-        check_channel_field(x, self.channels)
+        check_channel_field(x, self.scale.shape[0])
         x = as_jax(x)  # NumPy float64 without x64: JAX's float32, no truncation warning
         if x.size == self.groups:
             raise ValueError(

@@ -23,6 +23,7 @@ from spectrax._checks import (
     check_float_dtype,
     check_grid_shape,
     check_inexact,
+    check_parameters,
     check_positive_int,
     check_real_float,
     complex_dtype,
@@ -457,6 +458,7 @@ class SpectralConv(eqx.Module):
         output grid. Batch with ``jax.vmap``. Computes in float32 (float64 for a float64 input
         or float64 parameters) and returns the parameters' dtype, or float64 for a float64
         input."""
+        check_parameters(self)  # the weight's factors too, named as `SpectralConv.weight.core`
         check_field("x", x, self.in_channels, self.num_spatial_dims)
         # a float64 input widens the stored factors before the (Tucker/CP/TT) reconstruction, so
         # the dense weight is complex128, not a complex64 product widened afterwards
