@@ -62,9 +62,9 @@ def test_readme_python_example_runs(index):
     namespace = {"__name__": "readme"}
     exec(compile(src, f"README.md[python block {index}]", "exec"), namespace)
     if "make_train_step" in src:  # the training loop: the held-out error its comment states
-        # 0.017 to 0.037 over four model keys, two JAX versions and two XLA settings (this
-        # suite's gave 0.0166 under JAX 0.10, 0.0257 under 0.12); predicting 0 gives 1, the
-        # untrained model 13
+        # 0.017 to 0.037 over model keys 1-4 (JAX 0.10), keys 1-2 also under JAX 0.12, with
+        # XLA's default and this suite's settings (which gave 0.0166 under JAX 0.10, 0.0257
+        # under 0.12); predicting 0 gives 1, the untrained model 13
         assert 0.0 < float(namespace["test_error"]) < 0.05, float(namespace["test_error"])
 
 
